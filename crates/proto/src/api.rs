@@ -1,0 +1,244 @@
+//! JSON bodies of the `/v1` HTTP API. MLS objects travel as their RFC 9420
+//! bytes, base64 in JSON ([`Bytes`]).
+//!
+//! | call | request | response |
+//! |---|---|---|
+//! | `POST /v1/enroll` | [`EnrollRequest`] | [`EnrollResponse`] |
+//! | `POST /v1/auth/challenge` | [`ChallengeRequest`] | [`ChallengeResponse`] |
+//! | `POST /v1/auth/token` | [`TokenRequest`] | [`TokenResponse`] |
+//! | `PUT /v1/devices/self/key-packages` | [`KeyPackageUpload`] | [`KeyPackageStock`] |
+//! | `POST /v1/users/{user}/key-packages/claim` | [`ClaimRequest`] | [`ClaimResponse`] |
+//! | `GET /v1/users/{user}/devices` | – | [`DeviceList`] |
+//! | `POST /v1/conversations` | [`CreateConversation`] | [`ConversationState`] |
+//! | `POST /v1/conversations/{id}/commits` | [`SubmitCommit`] | [`ConversationState`] (409 `stale_epoch`) |
+//! | `POST /v1/conversations/{id}/messages` | [`SendMessage`] | [`MessageAccepted`] (409 `stale_epoch`) |
+//! | `GET /v1/inbox?after=n&limit=m&wait_ms=w` | – | [`InboxPage`] |
+//! | `POST /v1/inbox/ack` | [`Ack`] | [`Acked`] |
+//!
+//! Authenticated calls carry `Authorization: Bearer <token>`.
+
+use crate::bytes::Bytes;
+use crate::id::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Enrol a new device with a one-time invite code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub user: UserId,
+    /// The invite code as printed by `valised admin invite`.
+    pub code: String,
+    /// Chosen at random by the device.
+    pub device: DeviceId,
+    /// The device's MLS signature public key (Ed25519 for the default suite).
+    pub signature_key: Bytes,
+    /// One-time key packages (`KeyPackage` TLS bytes).
+    pub key_packages: Vec<Bytes>,
+    /// The last-resort key package, used when the one-time ones run out.
+    pub last_resort: Bytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub user: UserId,
+    pub device: DeviceId,
+    /// The server's domain.
+    pub domain: String,
+}
+
+/// Ask for a challenge to sign with the device key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    pub user: UserId,
+    pub device: DeviceId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// Random bytes; single use, short-lived.
+    pub challenge: Bytes,
+    pub expires_in_s: u64,
+}
+
+/// What a device signs to prove possession of its key: domain-separated so
+/// that the signature is useful for nothing else.
+pub fn auth_signed_content(domain: &str, device: &DeviceAddress, challenge: &[u8]) -> Vec<u8> {
+    let mut out = b"valise-auth-v1\0".to_vec();
+    out.extend_from_slice(domain.as_bytes());
+    out.push(0);
+    out.extend_from_slice(device.to_string().as_bytes());
+    out.push(0);
+    out.extend_from_slice(challenge);
+    out
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub challenge: Bytes,
+    /// Signature over [`auth_signed_content`].
+    pub signature: Bytes,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// Bearer token bound to the device.
+    pub token: String,
+    pub expires_in_s: u64,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token", &"***")
+            .field("expires_in_s", &self.expires_in_s)
+            .finish()
+    }
+}
+
+/// Restock this device's key packages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPackageUpload {
+    pub one_time: Vec<Bytes>,
+    #[serde(default)]
+    pub last_resort: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyPackageStock {
+    /// One-time key packages still unclaimed.
+    pub one_time: u64,
+}
+
+/// Claim one key package for each active device of a user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Devices not to claim for (those already in the conversation).
+    #[serde(default)]
+    pub exclude: Vec<DeviceId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    pub device: DeviceId,
+    pub key_package: Bytes,
+    /// True when the one-time packages ran out and this is the last-resort one.
+    pub last_resort: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub user: UserId,
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device: DeviceId,
+    pub signature_key: Bytes,
+    /// Milliseconds since the Unix epoch.
+    pub enrolled_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub user: UserId,
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// Register a new conversation on its hub (this server) at epoch 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    pub id: ConversationId,
+    /// `MlsMessage` carrying the signed GroupInfo of epoch 0.
+    pub group_info: Bytes,
+    /// The ratchet tree of epoch 0 (TLS bytes).
+    pub ratchet_tree: Bytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub id: ConversationId,
+    pub epoch: u64,
+    /// The members' devices as the MLS roster has them.
+    pub members: Vec<DeviceAddress>,
+}
+
+/// A commit for the conversation's current epoch, and the Welcome for the
+/// devices it adds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitCommit {
+    /// The epoch the commit was made in (the server's current one).
+    pub epoch: u64,
+    /// `MlsMessage` (PublicMessage) bytes.
+    pub commit: Bytes,
+    #[serde(default)]
+    pub welcome: Option<Bytes>,
+}
+
+/// An application message, idempotent on `client_msg_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub client_msg_id: MessageId,
+    /// `MlsMessage` (PrivateMessage) bytes.
+    pub message: Bytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageAccepted {
+    /// True when this id was already accepted (a retry): nothing new stored.
+    pub duplicate: bool,
+    /// Devices the message was queued for.
+    pub recipients: u64,
+}
+
+/// What an inbox entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Commit,
+    Welcome,
+    Application,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// Increases strictly within a device's inbox.
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub conversation: ConversationId,
+    /// The sending device, as the server saw it (the client trusts only MLS).
+    pub sender: DeviceAddress,
+    /// `MlsMessage` bytes.
+    pub message: Bytes,
+    /// For a Welcome: the ratchet tree of the epoch it joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratchet_tree: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxPage {
+    pub entries: Vec<InboxEntry>,
+    /// True when more entries follow the last one.
+    pub more: bool,
+}
+
+/// Acknowledge (and let the server delete) every entry up to `up_to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    pub up_to: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Acked {
+    pub removed: u64,
+}

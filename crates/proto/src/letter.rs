@@ -1,0 +1,254 @@
+//! The plaintext inside every MLS application message: a versioned CBOR
+//! record, padded so that its length falls into a bucket.
+//!
+//! ```text
+//! bytes  = cbor(Envelope) || 0x80 || 0x00*   (length = bucket(len + 1))
+//! bucket = 256 · 2^k up to 1 MiB, then whole MiB
+//! ```
+//! The server sees only the bucket, never the exact length.
+
+use crate::id::{MessageId, ThreadId, UserId};
+use crate::limits;
+use serde::{Deserialize, Serialize};
+
+/// Version of the record format; a reader refuses versions it does not know.
+pub const LETTER_VERSION: u8 = 1;
+
+/// Why bytes are not a letter record.
+#[derive(Debug, thiserror::Error)]
+pub enum LetterError {
+    #[error("letter record is not padded correctly")]
+    Padding,
+    #[error("letter record is not valid CBOR: {0}")]
+    Cbor(String),
+    #[error("letter record version {0} is not supported (expected {LETTER_VERSION})")]
+    Version(u8),
+    #[error("letter record has trailing bytes after the record")]
+    Trailing,
+    #[error("letter is too large: {field} has {got} bytes, at most {max}")]
+    TooLarge {
+        field: &'static str,
+        got: usize,
+        max: usize,
+    },
+}
+
+/// A letter: what a user writes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Letter {
+    /// Chosen by the sender's client; retries and replays carry the same id.
+    #[serde(rename = "id")]
+    pub message_id: MessageId,
+    #[serde(rename = "s")]
+    pub subject: String,
+    #[serde(rename = "b")]
+    pub body: String,
+    /// The people the letter is addressed to (its conversation may have more).
+    #[serde(rename = "to")]
+    pub to: Vec<UserId>,
+    #[serde(rename = "th")]
+    pub thread: ThreadId,
+    #[serde(rename = "re", default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<MessageId>,
+    /// Sender's clock, milliseconds since the Unix epoch.
+    #[serde(rename = "at")]
+    pub sent_at_ms: i64,
+    /// Handling marking such as `TLP:AMBER`.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub marking: Option<String>,
+    /// Reserved for attachment references (blob id, key, digest, size, name, type).
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+impl std::fmt::Debug for Letter {
+    // Content never reaches a log: only ids and sizes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Letter")
+            .field("message_id", &self.message_id)
+            .field("subject_len", &self.subject.len())
+            .field("body_len", &self.body.len())
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reference to an encrypted attachment blob. Empty until attachments land.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {}
+
+/// Conversation settings shared among members inside the encryption, so the
+/// server never learns a conversation's name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationMeta {
+    #[serde(rename = "n")]
+    pub name: String,
+}
+
+/// What an application message carries.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Payload {
+    #[serde(rename = "letter")]
+    Letter(Letter),
+    #[serde(rename = "meta")]
+    Meta(ConversationMeta),
+}
+
+impl std::fmt::Debug for ConversationMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversationMeta").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AttachmentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachmentRef").finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u8,
+    p: Payload,
+}
+
+/// Length of the padded plaintext for a record of `len` bytes (plus marker).
+pub fn bucket(len: usize) -> usize {
+    const MIB: usize = 1024 * 1024;
+    let need = len + 1;
+    if need <= 256 {
+        256
+    } else if need <= MIB {
+        need.next_power_of_two()
+    } else {
+        need.div_ceil(MIB) * MIB
+    }
+}
+
+impl Letter {
+    /// Checks the sizes a client must refuse before sealing.
+    pub fn check_limits(&self) -> Result<(), LetterError> {
+        let check = |field, got, max| {
+            if got > max {
+                Err(LetterError::TooLarge { field, got, max })
+            } else {
+                Ok(())
+            }
+        };
+        check("subject", self.subject.len(), limits::MAX_SUBJECT_BYTES)?;
+        check("body", self.body.len(), limits::MAX_BODY_BYTES)?;
+        check("to", self.to.len(), limits::MAX_RECIPIENTS)
+    }
+}
+
+impl Payload {
+    /// Encodes and pads the record.
+    pub fn encode(&self) -> Result<Vec<u8>, LetterError> {
+        if let Payload::Letter(l) = self {
+            l.check_limits()?;
+        }
+        let mut out = Vec::new();
+        ciborium::into_writer(
+            &Envelope {
+                v: LETTER_VERSION,
+                p: self.clone(),
+            },
+            &mut out,
+        )
+        .map_err(|e| LetterError::Cbor(e.to_string()))?;
+        let padded = bucket(out.len());
+        out.push(0x80);
+        out.resize(padded, 0);
+        Ok(out)
+    }
+
+    /// Strips the padding and decodes the record; refuses anything else.
+    pub fn decode(bytes: &[u8]) -> Result<Self, LetterError> {
+        let end = bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .ok_or(LetterError::Padding)?;
+        if bytes[end] != 0x80 || bucket(end) != bytes.len() {
+            return Err(LetterError::Padding);
+        }
+        let mut record = &bytes[..end];
+        let env: Envelope =
+            ciborium::from_reader(&mut record).map_err(|e| LetterError::Cbor(e.to_string()))?;
+        if !record.is_empty() {
+            return Err(LetterError::Trailing);
+        }
+        if env.v != LETTER_VERSION {
+            return Err(LetterError::Version(env.v));
+        }
+        Ok(env.p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn letter(body: &str) -> Letter {
+        Letter {
+            message_id: MessageId::from_bytes([1; 16]),
+            subject: "Démarche".into(),
+            body: body.into(),
+            to: vec![UserId::parse("bob@mfa.example").unwrap()],
+            thread: ThreadId::from_bytes([2; 16]),
+            in_reply_to: None,
+            sent_at_ms: 1_700_000_000_000,
+            marking: Some("TLP:AMBER".into()),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_buckets() {
+        let p = Payload::Letter(letter("hello"));
+        let bytes = p.encode().unwrap();
+        assert_eq!(bytes.len(), 256);
+        assert_eq!(Payload::decode(&bytes).unwrap(), p);
+        let long = Payload::Letter(letter(&"x".repeat(300)));
+        assert_eq!(long.encode().unwrap().len(), 512);
+        // Two bodies of different length in one bucket encode to one length.
+        let a = Payload::Letter(letter("a")).encode().unwrap();
+        let b = Payload::Letter(letter("abcdefghijklmnop")).encode().unwrap();
+        assert_eq!(a.len(), b.len());
+    }
+
+    #[test]
+    fn refuses_bad_padding_and_oversize() {
+        let mut bytes = Payload::Letter(letter("hi")).encode().unwrap();
+        bytes.push(0);
+        assert!(matches!(Payload::decode(&bytes), Err(LetterError::Padding)));
+        assert!(Payload::decode(&[]).is_err());
+        assert!(Payload::decode(&[0x80]).is_err());
+        let big = letter(&"x".repeat(limits::MAX_BODY_BYTES + 1));
+        assert!(matches!(
+            Payload::Letter(big).encode(),
+            Err(LetterError::TooLarge { field: "body", .. })
+        ));
+    }
+
+    #[test]
+    fn debug_hides_content() {
+        let s = format!("{:?}", Payload::Letter(letter("secret canary")));
+        assert!(!s.contains("canary") && !s.contains("Démarche"));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Payload::decode(&b);
+        }
+
+        #[test]
+        fn any_letter_round_trips(subject in ".{0,100}", body in ".{0,2000}") {
+            let mut l = letter(&body);
+            l.subject = subject;
+            let p = Payload::Letter(l);
+            prop_assert_eq!(Payload::decode(&p.encode().unwrap()).unwrap(), p);
+        }
+    }
+}
