@@ -83,6 +83,10 @@ pub struct AttachmentRef {}
 pub struct ConversationMeta {
     #[serde(rename = "n")]
     pub name: String,
+    /// True for the conversation that `send --to` reuses when writing again
+    /// to exactly its members.
+    #[serde(rename = "d", default)]
+    pub direct: bool,
 }
 
 /// What an application message carries.

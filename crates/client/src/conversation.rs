@@ -1,0 +1,352 @@
+//! Conversations: one MLS group each, every device of every member a leaf.
+//!
+//! Membership changes are commits submitted to the hub for the current
+//! epoch. The hub accepts one commit per epoch; a loser syncs (which applies
+//! the winner's commit) and tries again. Only after the hub accepted a commit
+//! does the device merge it, so a refused commit leaves no trace.
+
+use crate::client::{Client, now_ms};
+use crate::error::{ClientError, Result};
+use crate::mls;
+use crate::provider::Provider;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use reqwest::Method;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use valise_proto::api::{
+    ClaimRequest, ClaimResponse, ConversationState, CreateConversation, DeviceList, SubmitCommit,
+};
+use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, ErrorCode, Payload, UserId};
+
+/// How often a commit is retried after losing a race for the epoch.
+const COMMIT_ATTEMPTS: usize = 5;
+
+/// A conversation as this device sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationView {
+    pub id: ConversationId,
+    pub name: String,
+    pub epoch: u64,
+    /// IANA name of the MLS ciphersuite.
+    pub ciphersuite: String,
+    pub active: bool,
+    /// Members and their devices, from the MLS roster.
+    pub members: BTreeMap<UserId, Vec<String>>,
+}
+
+/// A commit and the Welcome for the devices it adds.
+type Commit = (MlsMessageOut, Option<MlsMessageOut>);
+
+impl Client {
+    /// Creates a conversation with these people (all their devices) and
+    /// returns its id.
+    pub async fn create_conversation(
+        &mut self,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<ConversationId> {
+        self.create(name, members, false).await
+    }
+
+    pub(crate) async fn create(
+        &mut self,
+        name: &str,
+        members: &[UserId],
+        direct: bool,
+    ) -> Result<ConversationId> {
+        let id = ConversationId::from_bytes(rand::random());
+        let request = {
+            let p = self.provider();
+            let tx = self.home.conn.unchecked_transaction()?;
+            let group = MlsGroup::new_with_group_id(
+                &p,
+                &self.signer,
+                &mls::create_config(),
+                mls::group_id(&id),
+                mls::credential(&self.me, &self.signer),
+            )
+            .map_err(ClientError::mls)?;
+            let info = group
+                .export_group_info(p.crypto(), &self.signer, false)
+                .map_err(ClientError::mls)?;
+            let request = CreateConversation {
+                id,
+                group_info: mls::serialize(&info)?.into(),
+                ratchet_tree: mls::serialize(&group.export_ratchet_tree())?.into(),
+            };
+            tx.execute(
+                "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![id.to_string(), name, now_ms()],
+            )?;
+            tx.commit()?;
+            request
+        };
+        let _: ConversationState = self
+            .call(Method::POST, "/v1/conversations", Some(&request))
+            .await?;
+        self.add_users(&id, members).await?;
+        if direct {
+            self.set_direct_key(&id)?;
+        }
+        let meta = ConversationMeta {
+            name: name.to_owned(),
+            direct,
+        };
+        self.send_payload(&id, &Payload::Meta(meta)).await?;
+        Ok(id)
+    }
+
+    /// Adds a person (all their devices) to a conversation.
+    pub async fn add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
+        self.add_users(conv, std::slice::from_ref(user)).await?;
+        let meta = self.meta(conv)?;
+        self.send_payload(conv, &Payload::Meta(meta)).await
+    }
+
+    /// Removes a person (all their devices) from a conversation.
+    pub async fn remove_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
+        if user == &self.me.user {
+            return Err(ClientError::Invalid(
+                "removing yourself is not supported yet".into(),
+            ));
+        }
+        let user = user.clone();
+        self.commit(conv, move |group, p, signer| {
+            let leaves: Vec<LeafNodeIndex> = mls::roster(group)?
+                .into_iter()
+                .filter(|(_, d)| d.user == user)
+                .map(|(i, _)| i)
+                .collect();
+            if leaves.is_empty() {
+                return Err(ClientError::NotFound {
+                    kind: "member",
+                    id: user.to_string(),
+                });
+            }
+            let (commit, welcome, _) = group
+                .remove_members(p, signer, &leaves)
+                .map_err(ClientError::mls)?;
+            Ok((commit, welcome))
+        })
+        .await
+    }
+
+    /// Adds every device of these users that the group lacks. Users whose
+    /// devices are all present already are skipped.
+    pub(crate) async fn add_users(&mut self, conv: &ConversationId, users: &[UserId]) -> Result<()> {
+        let present: BTreeSet<DeviceAddress> = {
+            let p = self.provider();
+            let group = self.group(&p, conv)?;
+            mls::roster(&group)?.into_iter().map(|(_, d)| d).collect()
+        };
+        let mut packages = Vec::new();
+        for user in users {
+            let exclude = present
+                .iter()
+                .filter(|d| &d.user == user)
+                .map(|d| d.device)
+                .collect::<Vec<_>>();
+            let path = format!("/v1/users/{user}/key-packages/claim");
+            let claim: ClaimResponse = match self
+                .call(Method::POST, &path, Some(&ClaimRequest { exclude: exclude.clone() }))
+                .await
+            {
+                Err(e) if e.is_server(ErrorCode::NoKeyPackage) && !exclude.is_empty() => continue,
+                Err(e) if e.is_server(ErrorCode::NoKeyPackage) => {
+                    return Err(ClientError::NoDevices(user.to_string()));
+                }
+                other => other?,
+            };
+            let p = self.provider();
+            for kp in claim.key_packages {
+                let device = DeviceAddress::new(user.clone(), kp.device);
+                packages.push(mls::verify_key_package(&p, kp.key_package.as_slice(), &device)?);
+            }
+        }
+        if packages.is_empty() {
+            return Ok(());
+        }
+        self.commit(conv, move |group, p, signer| {
+            let (commit, welcome, _) = group
+                .add_members(p, signer, &packages)
+                .map_err(ClientError::mls)?;
+            Ok((commit, Some(welcome)))
+        })
+        .await
+    }
+
+    /// Builds a commit at the current epoch, submits it to the hub, and
+    /// merges it once accepted; on a lost race, catches up and rebuilds.
+    async fn commit<F>(&mut self, conv: &ConversationId, mut build: F) -> Result<()>
+    where
+        F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<Commit>,
+    {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let submit = {
+                let p = self.provider();
+                let mut group = self.group(&p, conv)?;
+                let epoch = group.epoch().as_u64();
+                let (commit, welcome) = build(&mut group, &p, &self.signer)?;
+                SubmitCommit {
+                    epoch,
+                    commit: mls::serialize(&commit)?.into(),
+                    welcome: welcome.map(|w| mls::serialize(&w)).transpose()?.map(Into::into),
+                }
+            };
+            let path = format!("/v1/conversations/{conv}/commits");
+            let outcome: Result<ConversationState> =
+                self.call(Method::POST, &path, Some(&submit)).await;
+            let p = self.provider();
+            let mut group = self.group(&p, conv)?;
+            match outcome {
+                Ok(_) => {
+                    group.merge_pending_commit(&p).map_err(ClientError::mls)?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    group
+                        .clear_pending_commit(p.storage())
+                        .map_err(ClientError::mls)?;
+                    if !e.is_server(ErrorCode::StaleEpoch) {
+                        return Err(e);
+                    }
+                }
+            }
+            self.pull(0).await?;
+        }
+        Err(ClientError::Contention)
+    }
+
+    /// Adds this user's devices that joined after the conversation was made:
+    /// another device of the same user does it on its next sync.
+    pub(crate) async fn add_own_new_devices(&mut self) -> Result<usize> {
+        let path = format!("/v1/users/{}/devices", self.me.user);
+        let mine: DeviceList = self.call::<(), _>(Method::GET, &path, None).await?;
+        let mine: BTreeSet<DeviceAddress> = mine
+            .devices
+            .into_iter()
+            .map(|d| DeviceAddress::new(self.me.user.clone(), d.device))
+            .collect();
+        let mut added = 0;
+        for conv in self.active_conversations()? {
+            let missing = {
+                let p = self.provider();
+                let group = self.group(&p, &conv)?;
+                let present: BTreeSet<DeviceAddress> =
+                    mls::roster(&group)?.into_iter().map(|(_, d)| d).collect();
+                mine.difference(&present).count()
+            };
+            if missing > 0 {
+                let me = self.me.user.clone();
+                self.add_users(&conv, std::slice::from_ref(&me)).await?;
+                let meta = self.meta(&conv)?;
+                self.send_payload(&conv, &Payload::Meta(meta)).await?;
+                added += missing;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Conversations this device is a member of.
+    pub fn conversations(&self) -> Result<Vec<ConversationView>> {
+        let rows = {
+            let mut stmt = self
+                .home
+                .conn
+                .prepare("SELECT id, name, active FROM conversations ORDER BY created_at_ms")?;
+            stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let p = self.provider();
+        let mut out = Vec::new();
+        for (id, name, active) in rows {
+            let id = ConversationId::parse(&id)?;
+            let Some(group) = mls::load_group(&p, &id)? else {
+                continue;
+            };
+            let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+            for (_, d) in mls::roster(&group)? {
+                members.entry(d.user).or_default().push(d.device.to_string());
+            }
+            out.push(ConversationView {
+                id,
+                name,
+                epoch: group.epoch().as_u64(),
+                ciphersuite: format!("{:?}", group.ciphersuite()),
+                active: active && group.is_active(),
+                members,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn group(&self, p: &Provider<'_>, conv: &ConversationId) -> Result<MlsGroup> {
+        mls::load_group(p, conv)?.ok_or_else(|| ClientError::NotFound {
+            kind: "conversation",
+            id: conv.to_string(),
+        })
+    }
+
+    pub(crate) fn active_conversations(&self) -> Result<Vec<ConversationId>> {
+        let mut stmt = self
+            .home
+            .conn
+            .prepare("SELECT id FROM conversations WHERE active = 1")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter()
+            .map(|s| Ok(ConversationId::parse(s)?))
+            .collect()
+    }
+
+    /// The conversation `send --to` reuses for exactly these people.
+    pub(crate) fn direct_conversation(&self, people: &[UserId]) -> Result<Option<ConversationId>> {
+        let key = direct_key(people.iter().chain([&self.me.user]));
+        let id: Option<String> = self
+            .home
+            .conn
+            .query_row(
+                "SELECT id FROM conversations WHERE direct_key = ?1 AND active = 1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|s| Ok(ConversationId::parse(&s)?)).transpose()
+    }
+
+    /// Marks a conversation as the direct one for its current members.
+    pub(crate) fn set_direct_key(&self, conv: &ConversationId) -> Result<()> {
+        let users: Vec<UserId> = {
+            let p = self.provider();
+            let group = self.group(&p, conv)?;
+            mls::roster(&group)?.into_iter().map(|(_, d)| d.user).collect()
+        };
+        let key = direct_key(users.iter());
+        // Another conversation may hold the key already; the older one stays.
+        self.home.conn.execute(
+            "UPDATE conversations SET direct_key = ?1 WHERE id = ?2
+             AND NOT EXISTS (SELECT 1 FROM conversations WHERE direct_key = ?1)",
+            params![key, conv.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn meta(&self, conv: &ConversationId) -> Result<ConversationMeta> {
+        let (name, direct): (String, bool) = self.home.conn.query_row(
+            "SELECT name, direct_key IS NOT NULL FROM conversations WHERE id = ?1",
+            [conv.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(ConversationMeta { name, direct })
+    }
+}
+
+fn direct_key<'a>(users: impl Iterator<Item = &'a UserId>) -> String {
+    let set: BTreeSet<&str> = users.map(|u| u.as_str()).collect();
+    set.into_iter().collect::<Vec<_>>().join(",")
+}

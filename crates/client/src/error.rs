@@ -1,0 +1,83 @@
+//! Errors of the client engine, each with a stable code for scripts.
+
+use valise_proto::{ErrorCode, Problem};
+
+/// What went wrong in a client operation. Messages never carry letter
+/// content, keys or the passphrase.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("this home is not enrolled yet: run `valise enroll` first")]
+    NotEnrolled,
+    #[error("this home is already enrolled as {0}")]
+    AlreadyEnrolled(String),
+    #[error("wrong passphrase, or the home database is damaged")]
+    WrongPassphrase,
+    #[error("home directory error: {0}")]
+    Home(String),
+    #[error("local database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    #[error("the server refused: {0}")]
+    Server(Problem),
+    #[error("the server answered something unexpected: {0}")]
+    Protocol(String),
+    #[error("MLS error: {0}")]
+    Mls(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such {kind}: {id}")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0} has no device that can be added (no key package)")]
+    NoDevices(String),
+    #[error("the conversation changed too often while committing; try again")]
+    Contention,
+    #[error("letter stored but not yet accepted by the server ({0}); it is sent on the next sync")]
+    Queued(String),
+}
+
+impl ClientError {
+    /// Stable, snake_case code for `--json` output and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotEnrolled => "not_enrolled",
+            Self::AlreadyEnrolled(_) => "already_enrolled",
+            Self::WrongPassphrase => "wrong_passphrase",
+            Self::Home(_) => "home",
+            Self::Database(_) => "database",
+            Self::Network(_) => "network",
+            Self::Server(p) => p.code.as_str(),
+            Self::Protocol(_) => "protocol",
+            Self::Mls(_) => "mls",
+            Self::Invalid(_) => "invalid",
+            Self::NotFound { .. } => "not_found",
+            Self::NoDevices(_) => "no_devices",
+            Self::Contention => "contention",
+            Self::Queued(_) => "queued",
+        }
+    }
+
+    /// True for a server answer with this code.
+    pub fn is_server(&self, code: ErrorCode) -> bool {
+        matches!(self, Self::Server(p) if p.code == code)
+    }
+
+    pub(crate) fn mls(e: impl std::fmt::Debug) -> Self {
+        // openmls errors are enums without secrets; Debug names the variant.
+        Self::Mls(format!("{e:?}"))
+    }
+}
+
+impl From<valise_proto::IdError> for ClientError {
+    fn from(e: valise_proto::IdError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl From<valise_proto::LetterError> for ClientError {
+    fn from(e: valise_proto::LetterError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,299 @@
+//! Sync: pull this device's inbox in order, apply each entry, remember how
+//! far it got, acknowledge.
+//!
+//! ```text
+//! inbox page ──▶ for each entry (one transaction per page):
+//!     Welcome      → join the group with the tree the hub kept
+//!     Commit       → verify (MLS) and merge; removed → conversation inactive
+//!     Application  → decrypt (MLS) → letter record → store once
+//!   inbox_seq := last seq        (same transaction: a crash re-reads, never re-applies)
+//! ──▶ ack(last seq) ──▶ next page
+//! ```
+//! An entry that fails verification is skipped and counted, never fatal:
+//! a hostile server must not be able to wedge a device.
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::mailbox::store_letter;
+use crate::mls;
+use openmls::prelude::*;
+use reqwest::Method;
+use rusqlite::params;
+use serde::Serialize;
+use valise_proto::api::{
+    Ack, Acked, DeviceList, EntryKind, InboxEntry, InboxPage, KeyPackageStock, KeyPackageUpload,
+};
+use valise_proto::{ConversationId, DeviceAddress, Payload};
+
+/// Entries asked for per page.
+const PAGE: usize = 500;
+
+/// What a sync did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SyncReport {
+    /// Letters stored for the first time.
+    pub new_letters: usize,
+    /// Conversations joined.
+    pub joined: usize,
+    /// Commits applied (membership changes).
+    pub commits: usize,
+    /// Entries refused (failed verification, unknown conversation, replays).
+    pub rejected: usize,
+    /// Own devices added to conversations.
+    pub devices_added: usize,
+    /// Letters from an earlier run delivered now.
+    pub delivered: usize,
+}
+
+/// A device of this user as `devices` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub device: String,
+    pub enrolled_at_ms: i64,
+    pub this_device: bool,
+}
+
+enum Applied {
+    Letter,
+    Meta,
+    Joined,
+    Commit,
+}
+
+impl Client {
+    /// Fetches, decrypts and stores everything queued for this device, then
+    /// delivers the outbox and adds this user's new devices to conversations.
+    pub async fn sync(&mut self) -> Result<SyncReport> {
+        self.sync_wait(0).await
+    }
+
+    /// As [`Client::sync`], first waiting up to `wait_ms` for something to arrive.
+    pub async fn sync_wait(&mut self, wait_ms: u64) -> Result<SyncReport> {
+        let mut report = self.pull(wait_ms).await?;
+        report.delivered = self.flush_outbox().await?;
+        report.devices_added = self.add_own_new_devices().await?;
+        self.restock_key_packages().await?;
+        Ok(report)
+    }
+
+    /// Pulls and applies the inbox, page by page.
+    pub(crate) async fn pull(&mut self, mut wait_ms: u64) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        loop {
+            let after = self.inbox_seq()?;
+            let path = format!("/v1/inbox?after={after}&limit={PAGE}&wait_ms={wait_ms}");
+            let page: InboxPage = self.call::<(), _>(Method::GET, &path, None).await?;
+            wait_ms = 0;
+            let Some(last) = page.entries.last().map(|e| e.seq) else {
+                return Ok(report);
+            };
+            {
+                let tx = self.home.conn.unchecked_transaction()?;
+                for entry in page.entries.iter().filter(|e| e.seq > after) {
+                    match self.apply(entry) {
+                        Ok(Applied::Letter) => report.new_letters += 1,
+                        Ok(Applied::Joined) => report.joined += 1,
+                        Ok(Applied::Commit) => report.commits += 1,
+                        Ok(Applied::Meta) => {}
+                        Err(e) => {
+                            report.rejected += 1;
+                            tracing::warn!(seq = entry.seq, conversation = %entry.conversation,
+                                kind = ?entry.kind, error = %e, "inbox entry refused");
+                        }
+                    }
+                }
+                tx.execute("UPDATE account SET inbox_seq = ?1", [last as i64])?;
+                tx.commit()?;
+            }
+            let _: Acked = self
+                .call(Method::POST, "/v1/inbox/ack", Some(&Ack { up_to: last }))
+                .await?;
+            if !page.more {
+                return Ok(report);
+            }
+        }
+    }
+
+    fn inbox_seq(&self) -> Result<u64> {
+        let seq: i64 = self
+            .home
+            .conn
+            .query_row("SELECT inbox_seq FROM account", [], |r| r.get(0))?;
+        Ok(seq as u64)
+    }
+
+    fn apply(&self, entry: &InboxEntry) -> Result<Applied> {
+        let message = mls::parse_message(entry.message.as_slice())?;
+        match entry.kind {
+            EntryKind::Welcome => {
+                let tree = entry
+                    .ratchet_tree
+                    .as_ref()
+                    .ok_or_else(|| ClientError::Protocol("welcome without ratchet tree".into()))?;
+                self.join(&entry.conversation, message, tree.as_slice())
+            }
+            EntryKind::Commit | EntryKind::Application => {
+                self.process(&entry.conversation, message)
+            }
+        }
+    }
+
+    fn join(&self, conv: &ConversationId, message: MlsMessageIn, tree: &[u8]) -> Result<Applied> {
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(ClientError::Protocol("welcome entry is not a Welcome".into()));
+        };
+        let p = self.provider();
+        if let Some(mut old) = mls::load_group(&p, conv)? {
+            if old.is_active() {
+                return Err(ClientError::Protocol(format!("already a member of {conv}")));
+            }
+            // Re-added after a removal: the old state has no further use.
+            old.delete(p.storage()).map_err(ClientError::mls)?;
+        }
+        let group = StagedWelcome::new_from_welcome(
+            &p,
+            &mls::join_config(),
+            welcome,
+            Some(mls::parse_tree(tree)?),
+        )
+        .map_err(ClientError::mls)?
+        .into_group(&p)
+        .map_err(ClientError::mls)?;
+        if group.group_id().as_slice() != conv.as_bytes() {
+            return Err(ClientError::Protocol("welcome for another conversation".into()));
+        }
+        if group.ciphersuite() != mls::CIPHERSUITE {
+            return Err(ClientError::Mls(format!(
+                "refusing conversation with ciphersuite {:?}",
+                group.ciphersuite()
+            )));
+        }
+        mls::roster(&group)?;
+        self.home.conn.execute(
+            "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, '', ?2)
+             ON CONFLICT (id) DO UPDATE SET active = 1",
+            params![conv.to_string(), crate::client::now_ms()],
+        )?;
+        Ok(Applied::Joined)
+    }
+
+    fn process(&self, conv: &ConversationId, message: MlsMessageIn) -> Result<Applied> {
+        let message = message
+            .try_into_protocol_message()
+            .map_err(ClientError::mls)?;
+        if message.group_id().as_slice() != conv.as_bytes() {
+            return Err(ClientError::Protocol("message for another conversation".into()));
+        }
+        let p = self.provider();
+        let mut group = self.group(&p, conv)?;
+        if message.epoch() < group.epoch() {
+            return Err(ClientError::Protocol(format!(
+                "message for past epoch {} (now {})",
+                message.epoch().as_u64(),
+                group.epoch().as_u64()
+            )));
+        }
+        let processed = group
+            .process_message(&p, message)
+            .map_err(ClientError::mls)?;
+        let sender = mls::device_of(processed.credential())?;
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                self.receive(conv, &sender, &app.into_bytes())
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                group
+                    .merge_staged_commit(&p, *staged)
+                    .map_err(ClientError::mls)?;
+                mls::roster(&group)?;
+                if !group.is_active() {
+                    self.home.conn.execute(
+                        "UPDATE conversations SET active = 0 WHERE id = ?1",
+                        [conv.to_string()],
+                    )?;
+                }
+                Ok(Applied::Commit)
+            }
+            // Our own commit, fanned back after a crash between the hub's
+            // acceptance and our merge: the pending commit is the one to merge.
+            ProcessedMessageContent::OwnPendingCommit => {
+                group.merge_pending_commit(&p).map_err(ClientError::mls)?;
+                Ok(Applied::Commit)
+            }
+            ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
+                "own message reflected back by the server".into(),
+            )),
+            // Valise commits proposals inline; a standalone one is not queued.
+            ProcessedMessageContent::ProposalMessage(_)
+            | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(
+                ClientError::Protocol("standalone proposals are not accepted".into()),
+            ),
+        }
+    }
+
+    fn receive(&self, conv: &ConversationId, sender: &DeviceAddress, plaintext: &[u8]) -> Result<Applied> {
+        match Payload::decode(plaintext)? {
+            Payload::Letter(letter) => {
+                store_letter(&self.home.conn, conv, sender, &letter, false)?
+                    .ok_or_else(|| ClientError::Protocol("letter already received".into()))?;
+                Ok(Applied::Letter)
+            }
+            Payload::Meta(meta) => {
+                self.home.conn.execute(
+                    "UPDATE conversations SET name = ?1 WHERE id = ?2",
+                    params![meta.name, conv.to_string()],
+                )?;
+                if meta.direct {
+                    self.set_direct_key(conv)?;
+                }
+                Ok(Applied::Meta)
+            }
+        }
+    }
+
+    /// Keeps enough one-time key packages on the server for others to add
+    /// this device.
+    async fn restock_key_packages(&mut self) -> Result<()> {
+        let empty = KeyPackageUpload {
+            one_time: Vec::new(),
+            last_resort: None,
+        };
+        let stock: KeyPackageStock = self
+            .call(Method::PUT, "/v1/devices/self/key-packages", Some(&empty))
+            .await?;
+        if stock.one_time >= mls::KEY_PACKAGE_LOW_WATER {
+            return Ok(());
+        }
+        let upload = {
+            let p = self.provider();
+            let tx = self.home.conn.unchecked_transaction()?;
+            let one_time = (0..mls::KEY_PACKAGE_BATCH)
+                .map(|_| mls::key_package(&p, &self.signer, &self.me, false).map(Into::into))
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit()?;
+            KeyPackageUpload {
+                one_time,
+                last_resort: None,
+            }
+        };
+        let _: KeyPackageStock = self
+            .call(Method::PUT, "/v1/devices/self/key-packages", Some(&upload))
+            .await?;
+        Ok(())
+    }
+
+    /// This user's enrolled devices, as the server lists them.
+    pub async fn devices(&mut self) -> Result<Vec<DeviceView>> {
+        let path = format!("/v1/users/{}/devices", self.me.user);
+        let list: DeviceList = self.call::<(), _>(Method::GET, &path, None).await?;
+        Ok(list
+            .devices
+            .into_iter()
+            .map(|d| DeviceView {
+                device: d.device.to_string(),
+                enrolled_at_ms: d.enrolled_at_ms,
+                this_device: d.device == self.me.device,
+            })
+            .collect())
+    }
+}
