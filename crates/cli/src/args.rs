@@ -1,0 +1,130 @@
+//! Command-line arguments. The words are a contract: scripts rely on them.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use valise_proto::{ConversationId, UserId};
+
+/// Valise: end-to-end encrypted correspondence.
+///
+/// Letters are encrypted on this device with MLS (post-quantum hybrid) and
+/// only ciphertext reaches the server. The device's home holds its keys and
+/// letters, sealed under a passphrase (VALISE_PASSPHRASE, or a prompt).
+#[derive(Debug, Parser)]
+#[command(name = "valise", version, propagate_version = true)]
+pub struct Cli {
+    /// This device's home directory [default: $VALISE_HOME or ~/.valise].
+    #[arg(long, global = true, env = "VALISE_HOME")]
+    pub home: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn home(&self) -> Result<PathBuf> {
+        match &self.home {
+            Some(h) => Ok(h.clone()),
+            None => {
+                let base = std::env::var_os("HOME")
+                    .ok_or_else(|| anyhow::anyhow!("no --home given and $HOME is not set"))?;
+                Ok(PathBuf::from(base).join(".valise"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enrol this device with an invite code from the server's administrator.
+    ///
+    /// Creates the device's keys in --home (asking for a new passphrase),
+    /// registers the device with the server and uploads its key packages.
+    Enroll {
+        /// The server, e.g. https://127.0.0.1:8443
+        server: String,
+        /// Your address, e.g. alice@mfa.example
+        user: UserId,
+        /// The one-time enrolment code.
+        code: String,
+        /// The server's CA certificate (PEM); the only certificate trusted.
+        #[arg(long)]
+        ca: PathBuf,
+    },
+    /// Write a letter to people, or in a conversation.
+    ///
+    /// With --to, the letter goes to the conversation that holds exactly
+    /// these people and you (created on first use). With --conversation, it
+    /// starts a new thread there, addressed to every member.
+    Send {
+        /// A recipient (repeat for several).
+        #[arg(long, required_unless_present = "conversation", conflicts_with = "conversation")]
+        to: Vec<UserId>,
+        /// Write in this conversation instead.
+        #[arg(long)]
+        conversation: Option<ConversationId>,
+        #[arg(long)]
+        subject: String,
+        /// The body text.
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        /// Read the body from a file.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Handling marking, e.g. TLP:AMBER.
+        #[arg(long)]
+        marking: Option<String>,
+    },
+    /// Fetch, decrypt and store new letters; prints how many arrived.
+    Sync {
+        /// Wait up to this many seconds for something to arrive.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// List received letters.
+    Inbox,
+    /// Show one letter.
+    Read {
+        /// The letter's id as `inbox` shows it.
+        id: i64,
+    },
+    /// Answer a letter in its conversation and thread.
+    Reply {
+        id: i64,
+        #[arg(long, required_unless_present = "body_file", conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+    },
+    /// Create and manage conversations.
+    #[command(subcommand)]
+    Conversation(ConversationCmd),
+    /// List this user's enrolled devices.
+    Devices,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationCmd {
+    /// Create a conversation; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A member (repeat for several); all their devices join.
+        #[arg(long = "member", required = true)]
+        members: Vec<UserId>,
+    },
+    /// Add a person (all their devices).
+    Add { id: ConversationId, user: UserId },
+    /// Remove a person (all their devices); they cannot read what follows.
+    Remove { id: ConversationId, user: UserId },
+    /// List conversations with their members and devices.
+    List,
+}

@@ -1,0 +1,193 @@
+//! What the CLI prints: text for people, `--json` for scripts.
+
+use serde::Serialize;
+use serde_json::json;
+use valise_client::{
+    ClientError, ConversationView, DeviceView, LetterSummary, LetterView, SentLetter, SyncReport,
+};
+use valise_proto::{ConversationId, DeviceAddress, UserId};
+
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    fn emit(&self, value: impl Serialize, text: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(&value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot encode JSON: {e}"),
+            }
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    pub fn enrolled(&self, me: &DeviceAddress) {
+        self.emit(
+            json!({"user": me.user, "device": me.device}),
+            || format!("enrolled {} as device {}", me.user, me.device),
+        );
+    }
+
+    pub fn sent(&self, s: &SentLetter) {
+        self.emit(s, || {
+            format!("sent letter {} in conversation {}", s.id, s.conversation)
+        });
+    }
+
+    pub fn synced(&self, r: &SyncReport) {
+        self.emit(r, || {
+            let mut line = format!("{} new letters", r.new_letters);
+            for (n, what) in [
+                (r.joined, "conversations joined"),
+                (r.commits, "membership changes"),
+                (r.devices_added, "of your devices added to conversations"),
+                (r.delivered, "queued letters delivered"),
+                (r.rejected, "messages REFUSED (failed verification; see --log-level warn)"),
+            ] {
+                if n > 0 {
+                    line.push_str(&format!(", {n} {what}"));
+                }
+            }
+            line
+        });
+    }
+
+    pub fn inbox(&self, letters: &[LetterSummary]) {
+        let rows: Vec<_> = letters
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": l.id,
+                    "conversation": l.conversation,
+                    "from": l.from,
+                    "subject": l.subject,
+                    "sent_at": rfc3339(l.sent_at_ms),
+                    "marking": l.marking,
+                })
+            })
+            .collect();
+        self.emit(rows, || {
+            if letters.is_empty() {
+                return "no letters".into();
+            }
+            letters
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{:>5}  {}  {:<28} {}{}",
+                        l.id,
+                        rfc3339(l.sent_at_ms),
+                        l.from.as_str(),
+                        marking_prefix(&l.marking),
+                        l.subject
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+
+    pub fn letter(&self, l: &LetterView) {
+        let value = json!({
+            "id": l.id,
+            "conversation": l.conversation,
+            "from": l.from,
+            "subject": l.subject,
+            "sent_at": rfc3339(l.sent_at_ms),
+            "marking": l.marking,
+            "body": l.body,
+            "to": l.to,
+            "thread": l.thread,
+            "in_reply_to": l.in_reply_to,
+            "message_id": l.message_id,
+            "from_device": l.from_device,
+        });
+        self.emit(value, || {
+            let to: Vec<&str> = l.to.iter().map(UserId::as_str).collect();
+            format!(
+                "From:    {} (device {})\nTo:      {}\nDate:    {}\nSubject: {}{}\n\n{}",
+                l.from,
+                l.from_device,
+                to.join(", "),
+                rfc3339(l.sent_at_ms),
+                marking_prefix(&l.marking),
+                l.subject,
+                l.body
+            )
+        });
+    }
+
+    pub fn created(&self, id: &ConversationId) {
+        self.emit(json!({"conversation": id}), || id.to_string());
+    }
+
+    pub fn changed(&self, what: &str, id: &ConversationId, user: &UserId) {
+        self.emit(json!({"conversation": id, what: user}), || {
+            format!("{what} {user} in conversation {id}")
+        });
+    }
+
+    pub fn conversations(&self, list: &[ConversationView]) {
+        self.emit(list, || {
+            if list.is_empty() {
+                return "no conversations".into();
+            }
+            list.iter()
+                .map(|c| {
+                    let members = c
+                        .members
+                        .iter()
+                        .map(|(u, d)| format!("  {u} ({} device{})", d.len(), plural(d.len())))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let name = if c.name.is_empty() { "(no name)" } else { &c.name };
+                    let state = if c.active { "" } else { " [left]" };
+                    format!("{}  {name}  epoch {}{state}\n{members}", c.id, c.epoch)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+
+    pub fn devices(&self, list: &[DeviceView]) {
+        self.emit(list, || {
+            list.iter()
+                .map(|d| {
+                    let this = if d.this_device { "  (this device)" } else { "" };
+                    format!("{}  enrolled {}{this}", d.device, rfc3339(d.enrolled_at_ms))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+}
+
+/// Prints one line for the user and picks the exit code.
+pub fn fail(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
+    let code = e
+        .downcast_ref::<ClientError>()
+        .map_or("error", ClientError::code);
+    if json {
+        eprintln!("{}", json!({"error": code, "message": format!("{e:#}")}));
+    } else {
+        eprintln!("valise: {e:#}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn marking_prefix(m: &Option<String>) -> String {
+    m.as_ref().map(|m| format!("[{m}] ")).unwrap_or_default()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
