@@ -1,1 +1,28 @@
+//! `valised`: the Valise server. It stores and forwards ciphertext only, and
+//! is the hub of the conversations created on it: it orders their commits
+//! and follows their public MLS state to hand the tree to joiners.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod datadir;
+pub mod delivery;
+pub mod error;
+pub mod hub;
+pub mod invite;
+pub mod json;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tls;
+
+pub use server::serve;
+pub use state::AppState;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

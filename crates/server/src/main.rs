@@ -1,2 +1,283 @@
+//! `valised`: initialise a data directory, run the server, administer it.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use valise_proto::UserId;
+use valise_server::datadir::{DataDir, DataDirError};
+use valise_server::store::{SqliteStore, Store, StoreError};
+use valise_server::{AppState, invite, now_ms, serve, tls};
+
+#[derive(Parser, Debug)]
+#[command(name = "valised", version, about = "The Valise server")]
+struct Cli {
+    /// Log level or filter (overridden by RUST_LOG).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a data directory: database, server key, TLS certificates.
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        domain: String,
+    },
+    /// Run the server in the foreground (initialising the directory if needed).
+    Run {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Domain, needed only when the directory is not initialised yet.
+        #[arg(long)]
+        domain: Option<String>,
+        /// User to print a first enrolment code for, on first initialisation
+        /// (default admin@<domain>).
+        #[arg(long)]
+        first_invite: Option<String>,
+        /// Write logs to this file instead of stderr.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+    },
+    /// Administration; works while the server runs.
+    Admin {
+        #[arg(long)]
+        data: PathBuf,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Print a one-time enrolment code for a user.
+    Invite {
+        user: String,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u32,
+    },
+    /// List users and their devices.
+    Users {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Random(#[from] invite::RandomError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn init_logging(level: &str, file: Option<&Path>) -> Result<(), CliError> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .map_err(|e| CliError::Usage(format!("invalid log level {level:?}: {e}")))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+            builder.with_ansi(false).with_writer(Arc::new(f)).init();
+        }
+        None => {
+            use std::io::IsTerminal as _;
+            let ansi = std::io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
+    }
+    Ok(())
+}
+
+fn create_invite(store: &dyn Store, user: &UserId, ttl_hours: u32) -> Result<String, CliError> {
+    let code = invite::generate()?;
+    let now = now_ms();
+    let expires = now.saturating_add(i64::from(ttl_hours).saturating_mul(3_600_000));
+    store.create_invite(invite::hash(&code), user, now, expires)?;
+    Ok(code)
+}
+
+fn parse_user(s: &str) -> Result<UserId, CliError> {
+    UserId::parse(s).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn init(data: &Path, domain: &str) -> Result<(), CliError> {
+    let dir = DataDir::new(data);
+    let public = dir.init(domain, now_ms())?;
+    println!("initialised {} for {domain}", data.display());
+    println!("server signing key (Ed25519, public): {public}");
+    println!("TLS CA certificate: {}", dir.ca_path().display());
+    Ok(())
+}
+
+fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
+    let dir = DataDir::new(data);
+    dir.config()?;
+    let store = dir.open_store()?;
+    match command {
+        AdminCommand::Invite { user, ttl_hours } => {
+            let user = parse_user(&user)?;
+            println!("{}", create_invite(&store, &user, ttl_hours)?);
+        }
+        AdminCommand::Users { json } => {
+            let users = store.list_users()?;
+            if json {
+                let v: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "user": u.user.as_str(),
+                            "devices": u.devices.iter().map(|d| serde_json::json!({
+                                "device": d.device.to_string(),
+                                "signature_key": hex::encode(&d.signature_key),
+                                "enrolled_at_ms": d.enrolled_at_ms,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for u in users {
+                    println!("{} ({} devices)", u.user, u.devices.len());
+                    for d in u.devices {
+                        println!(
+                            "  {}  key {}  enrolled_at_ms {}",
+                            d.device,
+                            hex::encode(&d.signature_key),
+                            d.enrolled_at_ms
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop signal received");
+}
+
+fn run(
+    data: &Path,
+    listen: SocketAddr,
+    domain: Option<String>,
+    first_invite: Option<String>,
+) -> Result<(), CliError> {
+    let dir = DataDir::new(data);
+    if !dir.is_initialised() {
+        let domain = domain.clone().ok_or_else(|| {
+            CliError::Usage(format!(
+                "{} is not initialised: pass --domain to initialise it",
+                data.display()
+            ))
+        })?;
+        let user = parse_user(&first_invite.unwrap_or_else(|| format!("admin@{domain}")))?;
+        let public = dir.init(&domain, now_ms())?;
+        tracing::info!(key = %public, "initialised data directory");
+        let store = dir.open_store()?;
+        let code = create_invite(&store, &user, 24)?;
+        println!("enrolment code for {user}: {code}");
+    }
+    let config = dir.config()?;
+    if let Some(d) = domain.filter(|d| *d != config.domain) {
+        tracing::warn!(given = %d, stored = %config.domain, "--domain ignored: the directory has its own");
+    }
+    let tls = tls::server_config(&dir.cert_path(), &dir.key_path())?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.db_path())?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
+    rt.block_on(async move {
+        let state = AppState::new(store, &config.domain)
+            .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| CliError::Io(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Io(format!("listener: {e}")))?;
+        tracing::info!(%addr, domain = %config.domain, "serving");
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on https://{addr}");
+            let _ = out.flush();
+        }
+        serve(listener, tls, state, stop_signal()).await;
+        Ok::<(), CliError>(())
+    })?;
+    // Dropping the runtime ends the delivery writer; the store (and its
+    // connections) close when the last handle goes.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let log_file = match &cli.command {
+        Command::Run { log_file, .. } => log_file.clone(),
+        _ => None,
+    };
+    if let Err(e) = init_logging(&cli.log_level, log_file.as_deref()) {
+        eprintln!("valised: {e}");
+        std::process::exit(1);
+    }
+    let result = match cli.command {
+        Command::Init { data, domain } => init(&data, &domain),
+        Command::Run {
+            data,
+            listen,
+            domain,
+            first_invite,
+            log_file: _,
+        } => run(&data, listen, domain, first_invite),
+        Command::Admin { data, command } => admin(&data, command),
+    };
+    if let Err(e) = result {
+        eprintln!("valised: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,94 @@
+//! The one place where failures become RFC 9457 problems on the wire.
+
+use crate::hub::MlsRefusal;
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use valise_proto::{ErrorCode, Problem};
+
+/// An error a handler answers with.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub current_epoch: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            current_epoch: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, detail)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "missing, invalid or expired credentials")
+    }
+
+    pub fn stale_epoch(current: u64) -> Self {
+        Self {
+            code: ErrorCode::StaleEpoch,
+            detail: format!("the conversation is at epoch {current}"),
+            current_epoch: Some(current),
+        }
+    }
+
+    /// A server-side failure: the cause goes to the log, not to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(ErrorCode::Internal, "the server failed; nothing was stored")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::StaleEpoch { current } => Self::stale_epoch(current),
+            StoreError::AlreadyExists => Self::new(ErrorCode::AlreadyExists, "already exists"),
+            StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
+            StoreError::NotMember => Self::new(
+                ErrorCode::NotMember,
+                "this device is not a member of the conversation",
+            ),
+            StoreError::InvalidInvite => Self::new(
+                ErrorCode::InvalidInvite,
+                "the invite code is unknown, used, expired or for another user",
+            ),
+            StoreError::Corrupt(_) | StoreError::Sqlite(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<MlsRefusal> for ApiError {
+    fn from(e: MlsRefusal) -> Self {
+        Self::new(ErrorCode::InvalidMls, e.0)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut problem = Problem::new(self.code, self.detail);
+        problem.current_epoch = self.current_epoch;
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}

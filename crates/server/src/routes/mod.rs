@@ -1,0 +1,52 @@
+//! The `/v1` API: one module per concept, one router.
+
+mod auth;
+mod conversations;
+mod enroll;
+mod inbox;
+mod key_packages;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use valise_proto::ErrorCode;
+
+/// Runs blocking store or MLS work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// The whole API with its state.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/auth/challenge", post(auth::challenge))
+        .route("/v1/auth/token", post(auth::token))
+        .route("/v1/devices/self/key-packages", put(key_packages::upload))
+        .route("/v1/users/{user}/key-packages/claim", post(key_packages::claim))
+        .route("/v1/users/{user}/devices", get(key_packages::devices))
+        .route("/v1/conversations", post(conversations::create))
+        .route("/v1/conversations/{id}/commits", post(conversations::commit))
+        .route("/v1/conversations/{id}/messages", post(conversations::send))
+        .route("/v1/inbox", get(inbox::read))
+        .route("/v1/inbox/ack", post(inbox::ack))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Enforced while reading the body, before any parsing.
+        .layer(DefaultBodyLimit::max(valise_proto::limits::MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// Any unknown route.
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+/// A known route with the wrong method.
+async fn method_not_allowed() -> ApiError {
+    ApiError::bad_request("method not allowed on this endpoint")
+}

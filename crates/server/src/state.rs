@@ -1,0 +1,49 @@
+//! What every handler shares.
+
+use crate::auth::Challenges;
+use crate::delivery::{Delivery, Wakeups};
+use crate::hub::Policy;
+use crate::store::Store;
+use openmls_libcrux_crypto::CryptoProvider;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Shared, cheaply cloned state of the API.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub crypto: Arc<CryptoProvider>,
+    pub policy: Arc<Policy>,
+    /// This server's domain: users it enrols live there.
+    pub domain: Arc<str>,
+    pub challenges: Arc<Challenges>,
+    pub delivery: Delivery,
+    pub wakeups: Arc<Wakeups>,
+    /// Becomes true when the server stops, to end long polls early.
+    pub shutdown: watch::Receiver<bool>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Builds the state and starts the delivery writer (needs a runtime).
+    pub fn new(store: Arc<dyn Store>, domain: &str) -> Result<Self, openmls_traits::types::CryptoError> {
+        let wakeups = Arc::new(Wakeups::default());
+        let (tx, rx) = watch::channel(false);
+        Ok(Self {
+            delivery: Delivery::start(store.clone(), wakeups.clone()),
+            store,
+            crypto: Arc::new(CryptoProvider::new()?),
+            policy: Arc::new(Policy::default()),
+            domain: domain.into(),
+            challenges: Arc::new(Challenges::default()),
+            wakeups,
+            shutdown: rx,
+            shutdown_tx: Arc::new(tx),
+        })
+    }
+
+    /// Tells long polls to answer now.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+    }
+}

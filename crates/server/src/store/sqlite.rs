@@ -1,0 +1,745 @@
+//! The embedded SQLite backend: one file, WAL, one writer connection behind a
+//! mutex (SQLite serialises writers anyway) and a few reader connections so
+//! that inbox reads do not wait for writes.
+
+use super::*;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Numbered migrations, applied in order by `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+const READERS: usize = 4;
+
+const KIND_COMMIT: i64 = 1;
+const KIND_WELCOME: i64 = 2;
+const KIND_APPLICATION: i64 = 3;
+
+/// SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_millis(5000))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the connection usable: SQLite
+    // rolls back an unfinished transaction when it is dropped.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} out of range")))
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} out of range")))
+}
+
+fn parse_user(s: &str) -> Result<UserId, StoreError> {
+    UserId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_device(s: &str) -> Result<DeviceId, StoreError> {
+    DeviceId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_addr(user: &str, device: &str) -> Result<DeviceAddress, StoreError> {
+    Ok(DeviceAddress::new(parse_user(user)?, parse_device(device)?))
+}
+
+fn roster_of(tx: &Connection, id: &ConversationId) -> Result<Vec<DeviceAddress>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT user, device FROM members WHERE conversation = ?1 ORDER BY user, device",
+    )?;
+    let rows = stmt.query_map(params![id.as_bytes()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (u, d) = row?;
+        out.push(parse_addr(&u, &d)?);
+    }
+    Ok(out)
+}
+
+fn current_epoch(tx: &Connection, id: &ConversationId) -> Result<Option<u64>, StoreError> {
+    let epoch: Option<i64> = tx
+        .prepare_cached("SELECT epoch FROM conversations WHERE id = ?1")?
+        .query_row(params![id.as_bytes()], |r| r.get(0))
+        .optional()?;
+    epoch.map(to_u64).transpose()
+}
+
+fn insert_roster(
+    tx: &Transaction<'_>,
+    id: &ConversationId,
+    roster: &[DeviceAddress],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO members (conversation, user, device) VALUES (?1, ?2, ?3)",
+    )?;
+    for m in roster {
+        stmt.execute(params![
+            id.as_bytes(),
+            m.user.as_str(),
+            m.device.to_string()
+        ])?;
+    }
+    Ok(())
+}
+
+// One column per argument reads clearer here than a struct built once.
+#[allow(clippy::too_many_arguments)]
+fn insert_payload(
+    tx: &Connection,
+    conversation: &ConversationId,
+    sender: &DeviceAddress,
+    kind: i64,
+    bytes: &[u8],
+    ratchet_tree: Option<&[u8]>,
+    client_msg_id: Option<&MessageId>,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO payloads (conversation, sender_user, sender_device, kind, bytes, \
+         ratchet_tree, client_msg_id, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        conversation.as_bytes(),
+        sender.user.as_str(),
+        sender.device.to_string(),
+        kind,
+        bytes,
+        ratchet_tree,
+        client_msg_id.map(|m| m.as_bytes().to_vec()),
+        now_ms
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn queue(tx: &Connection, payload: i64, devices: &[DeviceAddress]) -> Result<(), StoreError> {
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO inbox (user, device, payload_id) VALUES (?1, ?2, ?3)")?;
+    for d in devices {
+        stmt.execute(params![d.user.as_str(), d.device.to_string(), payload])?;
+    }
+    Ok(())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        Self::migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_millis(5000))?;
+            r.set_prepared_statement_cache_capacity(32);
+            readers.push(Mutex::new(r));
+        }
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {version} is newer than this server ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
+        match self.readers.get(i) {
+            Some(r) => lock(r),
+            None => lock(&self.writer),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_invite(
+        &self,
+        code_hash: [u8; 32],
+        user: &UserId,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO invites (code_hash, user, created_at_ms, expires_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![&code_hash[..], user.as_str(), now_ms, expires_at_ms],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn enroll(&self, e: &Enrollment) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let user = e.device.user.as_str();
+            let device = e.device.device.to_string();
+            let consumed = tx.execute(
+                "UPDATE invites SET used_at_ms = ?1 WHERE code_hash = ?2 AND user = ?3 \
+                 AND used_at_ms IS NULL AND expires_at_ms > ?1",
+                params![e.now_ms, &e.code_hash[..], user],
+            )?;
+            if consumed != 1 {
+                return Err(StoreError::InvalidInvite);
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO users (user, created_at_ms) VALUES (?1, ?2)",
+                params![user, e.now_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO devices (user, device, signature_key, enrolled_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![user, device, e.signature_key, e.now_ms],
+            )
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::AlreadyExists
+                } else {
+                    err.into()
+                }
+            })?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO key_packages (user, device, bytes, last_resort) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for kp in &e.key_packages {
+                stmt.execute(params![user, device, kp, 0])?;
+            }
+            stmt.execute(params![user, device, e.last_resort, 1])?;
+            Ok(())
+        })
+    }
+
+    fn device_key(&self, device: &DeviceAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.reader();
+        Ok(conn
+            .prepare_cached("SELECT signature_key FROM devices WHERE user = ?1 AND device = ?2")?
+            .query_row(
+                params![device.user.as_str(), device.device.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn create_token(
+        &self,
+        token_hash: [u8; 32],
+        device: &DeviceAddress,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (token_hash, user, device, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    &token_hash[..],
+                    device.user.as_str(),
+                    device.device.to_string(),
+                    expires_at_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn token_device(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<Option<DeviceAddress>, StoreError> {
+        let conn = self.reader();
+        let row: Option<(String, String)> = conn
+            .prepare_cached(
+                "SELECT user, device FROM tokens WHERE token_hash = ?1 AND expires_at_ms > ?2",
+            )?
+            .query_row(params![&token_hash[..], now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(u, d)| parse_addr(&u, &d)).transpose()
+    }
+
+    fn add_key_packages(
+        &self,
+        device: &DeviceAddress,
+        one_time: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let user = device.user.as_str();
+            let dev = device.device.to_string();
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO key_packages (user, device, bytes, last_resort) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for kp in one_time {
+                stmt.execute(params![user, dev, kp, 0])?;
+            }
+            if let Some(lr) = last_resort {
+                tx.execute(
+                    "DELETE FROM key_packages WHERE user = ?1 AND device = ?2 AND last_resort = 1",
+                    params![user, dev],
+                )?;
+                stmt.execute(params![user, dev, lr, 1])?;
+            }
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM key_packages WHERE user = ?1 AND device = ?2 AND last_resort = 0",
+                params![user, dev],
+                |r| r.get(0),
+            )?;
+            to_u64(n)
+        })
+    }
+
+    fn claim_key_packages(
+        &self,
+        user: &UserId,
+        exclude: &[DeviceId],
+        caller: &DeviceAddress,
+    ) -> Result<Vec<ClaimedPackage>, StoreError> {
+        self.write(|tx| {
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM users WHERE user = ?1",
+                    params![user.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let mut devices = Vec::new();
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT device FROM devices WHERE user = ?1 ORDER BY device")?;
+                let rows = stmt.query_map(params![user.as_str()], |r| r.get::<_, String>(0))?;
+                for row in rows {
+                    devices.push(parse_device(&row?)?);
+                }
+            }
+            let mut out = Vec::new();
+            for device in devices {
+                if exclude.contains(&device) || (caller.user == *user && caller.device == device) {
+                    continue;
+                }
+                let dev = device.to_string();
+                // One-time packages first (oldest first), the last-resort one after.
+                let row: Option<(i64, Vec<u8>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT id, bytes, last_resort FROM key_packages WHERE user = ?1 AND device = ?2 \
+                         ORDER BY last_resort ASC, id ASC LIMIT 1",
+                    )?
+                    .query_row(params![user.as_str(), dev], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                let Some((id, bytes, last_resort)) = row else {
+                    continue;
+                };
+                let last_resort = last_resort != 0;
+                if !last_resort {
+                    tx.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
+                        .execute(params![id])?;
+                }
+                out.push(ClaimedPackage {
+                    device,
+                    bytes,
+                    last_resort,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn list_devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let conn = self.reader();
+        let known: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
+            .query_row(params![user.as_str()], |r| r.get(0))
+            .optional()?;
+        if known.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT device, signature_key, enrolled_at_ms FROM devices WHERE user = ?1 ORDER BY device",
+        )?;
+        let rows = stmt.query_map(params![user.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, signature_key, enrolled_at_ms) = row?;
+            out.push(DeviceRecord {
+                device: parse_device(&d)?,
+                signature_key,
+                enrolled_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let users: Vec<String> = {
+            let conn = self.reader();
+            let mut stmt = conn.prepare_cached("SELECT user FROM users ORDER BY user")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for u in users {
+            let user = parse_user(&u)?;
+            let devices = self.list_devices(&user)?;
+            out.push(UserRecord { user, devices });
+        }
+        Ok(out)
+    }
+
+    fn create_conversation(&self, c: &NewConversation) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let r = &c.record;
+            tx.execute(
+                "INSERT INTO conversations (id, epoch, ciphersuite, state, created_by_user, \
+                 created_by_device, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    r.id.as_bytes(),
+                    to_i64(r.epoch)?,
+                    r.ciphersuite,
+                    r.state,
+                    c.created_by.user.as_str(),
+                    c.created_by.device.to_string(),
+                    c.now_ms
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists
+                } else {
+                    e.into()
+                }
+            })?;
+            insert_roster(tx, &r.id, &r.roster)?;
+            Ok(())
+        })
+    }
+
+    fn load_conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        let conn = self.reader();
+        let row: Option<(i64, u16, Vec<u8>)> = conn
+            .prepare_cached("SELECT epoch, ciphersuite, state FROM conversations WHERE id = ?1")?
+            .query_row(params![id.as_bytes()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((epoch, ciphersuite, state)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(ConversationRecord {
+            id: *id,
+            epoch: to_u64(epoch)?,
+            ciphersuite,
+            state,
+            roster: roster_of(&conn, id)?,
+        }))
+    }
+
+    fn apply_commit(&self, c: &AppliedCommit) -> Result<Vec<DeviceAddress>, StoreError> {
+        self.write(|tx| {
+            let current = current_epoch(tx, &c.conversation)?.ok_or(StoreError::NotFound)?;
+            if current != c.expected_epoch {
+                return Err(StoreError::StaleEpoch { current });
+            }
+            let old_roster = roster_of(tx, &c.conversation)?;
+            if !old_roster.contains(&c.sender) {
+                return Err(StoreError::NotMember);
+            }
+            tx.prepare_cached("UPDATE conversations SET epoch = ?1, state = ?2 WHERE id = ?3")?
+                .execute(params![
+                    to_i64(c.new_epoch)?,
+                    c.new_state,
+                    c.conversation.as_bytes()
+                ])?;
+            tx.prepare_cached("DELETE FROM members WHERE conversation = ?1")?
+                .execute(params![c.conversation.as_bytes()])?;
+            insert_roster(tx, &c.conversation, &c.new_roster)?;
+
+            let mut touched: Vec<DeviceAddress> =
+                old_roster.into_iter().filter(|d| *d != c.sender).collect();
+            let commit_id = insert_payload(
+                tx,
+                &c.conversation,
+                &c.sender,
+                KIND_COMMIT,
+                &c.commit,
+                None,
+                None,
+                c.now_ms,
+            )?;
+            queue(tx, commit_id, &touched)?;
+            if let Some(w) = &c.welcome {
+                let welcome_id = insert_payload(
+                    tx,
+                    &c.conversation,
+                    &c.sender,
+                    KIND_WELCOME,
+                    &w.message,
+                    Some(&w.ratchet_tree),
+                    None,
+                    c.now_ms,
+                )?;
+                queue(tx, welcome_id, &w.joiners)?;
+                touched.extend(w.joiners.iter().cloned());
+            }
+            Ok(touched)
+        })
+    }
+
+    fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<MessageOutcome, StoreError>>, StoreError> {
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for m in batch {
+                out.push(append_one(tx, m)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn inbox_page(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, bool), StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT i.seq, p.kind, p.conversation, p.sender_user, p.sender_device, p.bytes, \
+             p.ratchet_tree FROM inbox i JOIN payloads p ON p.id = i.payload_id \
+             WHERE i.user = ?1 AND i.device = ?2 AND i.seq > ?3 ORDER BY i.seq ASC LIMIT ?4",
+        )?;
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            params![
+                device.user.as_str(),
+                device.device.to_string(),
+                i64::try_from(after).unwrap_or(i64::MAX),
+                fetch
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, Option<Vec<u8>>>(6)?,
+                ))
+            },
+        )?;
+        let mut entries = Vec::new();
+        let mut more = false;
+        for row in rows {
+            let (seq, kind, conv, su, sd, message, ratchet_tree) = row?;
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            let kind = match kind {
+                KIND_COMMIT => EntryKind::Commit,
+                KIND_WELCOME => EntryKind::Welcome,
+                KIND_APPLICATION => EntryKind::Application,
+                other => return Err(StoreError::Corrupt(format!("payload kind {other}"))),
+            };
+            entries.push(StoredEntry {
+                seq: to_u64(seq)?,
+                kind,
+                conversation: ConversationId::from_slice(&conv)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                sender: parse_addr(&su, &sd)?,
+                message,
+                ratchet_tree,
+            });
+        }
+        Ok((entries, more))
+    }
+
+    fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+            let user = device.user.as_str();
+            let dev = device.device.to_string();
+            // Payloads these entries referred to, to drop once unreferenced.
+            let mut payloads: Vec<i64> = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT DISTINCT payload_id FROM inbox WHERE user = ?1 AND device = ?2 AND seq <= ?3",
+                )?;
+                let rows = stmt.query_map(params![user, dev, up_to], |r| r.get::<_, i64>(0))?;
+                for row in rows {
+                    payloads.push(row?);
+                }
+            }
+            let removed = tx
+                .prepare_cached("DELETE FROM inbox WHERE user = ?1 AND device = ?2 AND seq <= ?3")?
+                .execute(params![user, dev, up_to])?;
+            for p in payloads {
+                let referenced: Option<i64> = tx
+                    .prepare_cached("SELECT 1 FROM inbox WHERE payload_id = ?1 LIMIT 1")?
+                    .query_row(params![p], |r| r.get(0))
+                    .optional()?;
+                if referenced.is_some() {
+                    continue;
+                }
+                // Application payloads keep their row (without the bytes) so
+                // that a late retry of the same client_msg_id stays a duplicate.
+                tx.prepare_cached(
+                    "UPDATE payloads SET bytes = X'' WHERE id = ?1 AND kind = ?2",
+                )?
+                .execute(params![p, KIND_APPLICATION])?;
+                tx.prepare_cached("DELETE FROM payloads WHERE id = ?1 AND kind != ?2")?
+                    .execute(params![p, KIND_APPLICATION])?;
+            }
+            u64::try_from(removed).map_err(|_| StoreError::Corrupt("count".into()))
+        })
+    }
+}
+
+/// One message of a batch: its own refusals are outcomes, database errors
+/// abort the batch.
+fn append_one(
+    tx: &Transaction<'_>,
+    m: &NewMessage,
+) -> Result<Result<MessageOutcome, StoreError>, StoreError> {
+    let Some(current) = current_epoch(tx, &m.conversation)? else {
+        return Ok(Err(StoreError::NotFound));
+    };
+    let member: Option<i64> = tx
+        .prepare_cached(
+            "SELECT 1 FROM members WHERE conversation = ?1 AND user = ?2 AND device = ?3",
+        )?
+        .query_row(
+            params![
+                m.conversation.as_bytes(),
+                m.sender.user.as_str(),
+                m.sender.device.to_string()
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if member.is_none() {
+        return Ok(Err(StoreError::NotMember));
+    }
+    let dup: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM payloads WHERE sender_user = ?1 AND sender_device = ?2 AND client_msg_id = ?3",
+        )?
+        .query_row(
+            params![
+                m.sender.user.as_str(),
+                m.sender.device.to_string(),
+                &m.client_msg_id.as_bytes()[..]
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if dup.is_some() {
+        return Ok(Ok(MessageOutcome {
+            duplicate: true,
+            recipients: Vec::new(),
+        }));
+    }
+    if current != m.epoch {
+        return Ok(Err(StoreError::StaleEpoch { current }));
+    }
+    let recipients: Vec<DeviceAddress> = roster_of(tx, &m.conversation)?
+        .into_iter()
+        .filter(|d| *d != m.sender)
+        .collect();
+    let id = insert_payload(
+        tx,
+        &m.conversation,
+        &m.sender,
+        KIND_APPLICATION,
+        &m.bytes,
+        None,
+        Some(&m.client_msg_id),
+        m.now_ms,
+    )?;
+    queue(tx, id, &recipients)?;
+    Ok(Ok(MessageOutcome {
+        duplicate: false,
+        recipients,
+    }))
+}
+
+#[cfg(test)]
+mod tests;
