@@ -1,2 +1,314 @@
+//! `valise-bench`: end-to-end load against a running `valised`.
+//!
+//! It starts no server. It enrols K users (invite codes minted with
+//! `valised admin` on the server's data directory), puts them all in one
+//! conversation, and has S of them send N letters concurrently while the
+//! others receive. It reports letters/s accepted by the server and the
+//! send → decrypted-at-receiver latency (p50/p99), from real clients over
+//! real TLS with real MLS.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use valise_client::{Client, Draft, Enrollment, Passphrase};
+use valise_proto::{ConversationId, UserId};
+
+/// End-to-end load generator for Valise.
+#[derive(Debug, Parser)]
+#[command(name = "valise-bench", version)]
+struct Args {
+    /// The running server, e.g. https://127.0.0.1:8443
+    #[arg(long)]
+    server: String,
+    /// The server's data directory (for its CA and to mint invite codes).
+    #[arg(long)]
+    data: PathBuf,
+    /// The `valised` binary used for `admin invite` [default: beside this one].
+    #[arg(long)]
+    valised: Option<PathBuf>,
+    /// Users, one device each, all in one conversation.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    users: usize,
+    /// Letters to send in all.
+    #[arg(long, short = 'n', default_value_t = 5000)]
+    letters: usize,
+    /// Concurrent senders (the first S users).
+    #[arg(long, short = 's', default_value_t = 10)]
+    senders: usize,
+    /// Size of each letter's body in bytes.
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
+    /// Where the devices' homes go [default: a temporary directory].
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    users: usize,
+    devices_per_letter: usize,
+    letters: usize,
+    senders: usize,
+    body_bytes: usize,
+    send_seconds: f64,
+    accepted_letters_per_s: f64,
+    fanned_out_deliveries_per_s: f64,
+    deliveries_decrypted: u64,
+    latency_ms_p50: u64,
+    latency_ms_p99: u64,
+    latency_ms_max: u64,
+    drain_seconds: f64,
+}
+
+const PASSPHRASE: &str = "valise-bench passphrase";
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.users < 2 || args.senders == 0 || args.senders > args.users {
+        bail!("need at least 2 users and 1..=users senders");
+    }
+    let tmp = tempfile_dir(&args)?;
+    let report = run(&args, &tmp)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} letters from {} senders to {} devices each ({} B bodies)\n\
+             accepted: {:.0} letters/s ({:.0} deliveries/s) over {:.2} s\n\
+             latency send→decrypted: p50 {} ms, p99 {} ms, max {} ms ({} deliveries, drained {:.2} s after the last send)",
+            report.letters,
+            report.senders,
+            report.devices_per_letter,
+            report.body_bytes,
+            report.accepted_letters_per_s,
+            report.fanned_out_deliveries_per_s,
+            report.send_seconds,
+            report.latency_ms_p50,
+            report.latency_ms_p99,
+            report.latency_ms_max,
+            report.deliveries_decrypted,
+            report.drain_seconds,
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_dir(args: &Args) -> Result<PathBuf> {
+    let dir = match &args.work {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir().join(format!("valise-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(args: &Args, work: &Path) -> Result<Report> {
+    let rt = runtime()?;
+    let ca_pem = std::fs::read_to_string(args.data.join("tls").join("ca.pem"))
+        .context("reading the server's tls/ca.pem")?;
+    let domain: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(args.data.join("config.json")).context("reading config.json")?,
+    )?;
+    let domain = domain["domain"]
+        .as_str()
+        .context("config.json has no domain")?
+        .to_owned();
+    let passphrase = Passphrase::new(PASSPHRASE.into());
+    let run_id = std::process::id();
+
+    eprintln!("enrolling {} users…", args.users);
+    let mut clients = Vec::new();
+    for i in 0..args.users {
+        let user = UserId::parse(&format!("bench{run_id}u{i}@{domain}"))?;
+        let code = invite(args, &user)?;
+        let home = work.join(format!("u{i}"));
+        let e = Enrollment {
+            server: &args.server,
+            ca_pem: &ca_pem,
+            user: &user,
+            code: &code,
+        };
+        clients.push(rt.block_on(Client::enroll(&home, &passphrase, e))?);
+    }
+    let members: Vec<UserId> = clients[1..].iter().map(|c| c.me().user.clone()).collect();
+    let conv = rt.block_on(clients[0].create_conversation("bench", &members))?;
+    for c in clients.iter_mut().skip(1) {
+        rt.block_on(c.sync())?;
+    }
+    drop(rt);
+
+    let body = "x".repeat(args.body_bytes);
+    let total_deliveries = (args.letters * (args.users - 1)) as u64;
+    let decrypted = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let start = Arc::new(Barrier::new(args.users + 1));
+    let bar = ProgressBar::new(args.letters as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} letters accepted {per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let mut threads = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let sends = if i < args.senders {
+            args.letters / args.senders + usize::from(i < args.letters % args.senders)
+        } else {
+            0
+        };
+        // Each device receives every letter except its own.
+        let expect = args.letters - sends;
+        let ctx = DeviceRun {
+            conv,
+            sends,
+            expect,
+            body: body.clone(),
+            decrypted: decrypted.clone(),
+            accepted: accepted.clone(),
+            start: start.clone(),
+            bar: bar.clone(),
+        };
+        threads.push(std::thread::spawn(move || ctx.run(client)));
+    }
+    start.wait();
+    let t0 = Instant::now();
+    let mut send_end = t0;
+    while accepted.load(Ordering::Relaxed) < args.letters as u64 {
+        if threads.iter().all(|t| t.is_finished()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        send_end = Instant::now();
+    }
+    let send_seconds = (send_end - t0).as_secs_f64();
+    bar.finish_and_clear();
+    let mut hist = Histogram::<u64>::new(3)?;
+    for t in threads {
+        let h = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a device thread panicked"))??;
+        hist.add(h)?;
+    }
+    let drain_seconds = (Instant::now() - send_end).as_secs_f64();
+    let got = decrypted.load(Ordering::Relaxed);
+    if got != total_deliveries {
+        bail!("only {got} of {total_deliveries} deliveries decrypted");
+    }
+    Ok(Report {
+        users: args.users,
+        devices_per_letter: args.users - 1,
+        letters: args.letters,
+        senders: args.senders,
+        body_bytes: args.body_bytes,
+        send_seconds,
+        accepted_letters_per_s: args.letters as f64 / send_seconds,
+        fanned_out_deliveries_per_s: total_deliveries as f64 / send_seconds,
+        deliveries_decrypted: got,
+        latency_ms_p50: hist.value_at_quantile(0.5),
+        latency_ms_p99: hist.value_at_quantile(0.99),
+        latency_ms_max: hist.max(),
+        drain_seconds,
+    })
+}
+
+/// One device's part: send its share, and receive everything else.
+struct DeviceRun {
+    conv: ConversationId,
+    sends: usize,
+    expect: usize,
+    body: String,
+    decrypted: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    start: Arc<Barrier>,
+    bar: ProgressBar,
+}
+
+impl DeviceRun {
+    fn run(self, mut client: Client) -> Result<Histogram<u64>> {
+        let rt = runtime()?;
+        let mut hist = Histogram::<u64>::new(3)?;
+        self.start.wait();
+        for i in 0..self.sends {
+            let draft = Draft {
+                subject: format!("bench {i}"),
+                body: self.body.clone(),
+                marking: None,
+            };
+            rt.block_on(client.send_in(&self.conv, draft))?;
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            self.bar.inc(1);
+        }
+        let mut seen = 0;
+        let mut last_id = 0;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while seen < self.expect {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} timed out with {seen}/{} letters",
+                    client.me(),
+                    self.expect
+                );
+            }
+            rt.block_on(client.sync_wait(1000))?;
+            let now = now_ms();
+            for l in client.inbox_after(last_id)? {
+                hist.record(u64::try_from(now - l.sent_at_ms).unwrap_or(0))?;
+                last_id = l.id;
+                seen += 1;
+            }
+        }
+        self.decrypted.fetch_add(seen as u64, Ordering::Relaxed);
+        Ok(hist)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Mints an invite code with the server's own admin command.
+fn invite(args: &Args, user: &UserId) -> Result<String> {
+    let valised = match &args.valised {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("valised"),
+    };
+    let out = std::process::Command::new(&valised)
+        .arg("admin")
+        .arg("--data")
+        .arg(&args.data)
+        .arg("invite")
+        .arg(user.as_str())
+        .output()
+        .with_context(|| format!("running {}", valised.display()))?;
+    if !out.status.success() {
+        bail!(
+            "valised admin invite: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}

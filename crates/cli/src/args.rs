@@ -66,7 +66,11 @@ pub enum Command {
     /// starts a new thread there, addressed to every member.
     Send {
         /// A recipient (repeat for several).
-        #[arg(long, required_unless_present = "conversation", conflicts_with = "conversation")]
+        #[arg(
+            long,
+            required_unless_present = "conversation",
+            conflicts_with = "conversation"
+        )]
         to: Vec<UserId>,
         /// Write in this conversation instead.
         #[arg(long)]
@@ -99,7 +103,11 @@ pub enum Command {
     /// Answer a letter in its conversation and thread.
     Reply {
         id: i64,
-        #[arg(long, required_unless_present = "body_file", conflicts_with = "body_file")]
+        #[arg(
+            long,
+            required_unless_present = "body_file",
+            conflicts_with = "body_file"
+        )]
         body: Option<String>,
         #[arg(long)]
         body_file: Option<PathBuf>,

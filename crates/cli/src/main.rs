@@ -138,7 +138,10 @@ fn passphrase(new: bool) -> Result<Passphrase> {
     if new {
         let again = rpassword::prompt_password("Repeat the passphrase: ")?;
         anyhow::ensure!(first == again, "the two passphrases differ");
-        anyhow::ensure!(first.len() >= 8, "choose a passphrase of at least 8 characters");
+        anyhow::ensure!(
+            first.len() >= 8,
+            "choose a passphrase of at least 8 characters"
+        );
     }
     Ok(Passphrase::new(first))
 }

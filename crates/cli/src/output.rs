@@ -24,10 +24,9 @@ impl Output {
     }
 
     pub fn enrolled(&self, me: &DeviceAddress) {
-        self.emit(
-            json!({"user": me.user, "device": me.device}),
-            || format!("enrolled {} as device {}", me.user, me.device),
-        );
+        self.emit(json!({"user": me.user, "device": me.device}), || {
+            format!("enrolled {} as device {}", me.user, me.device)
+        });
     }
 
     pub fn sent(&self, s: &SentLetter) {
@@ -44,7 +43,10 @@ impl Output {
                 (r.commits, "membership changes"),
                 (r.devices_added, "of your devices added to conversations"),
                 (r.delivered, "queued letters delivered"),
-                (r.rejected, "messages REFUSED (failed verification; see --log-level warn)"),
+                (
+                    r.rejected,
+                    "messages REFUSED (failed verification; see --log-level warn)",
+                ),
             ] {
                 if n > 0 {
                     line.push_str(&format!(", {n} {what}"));
@@ -142,7 +144,11 @@ impl Output {
                         .map(|(u, d)| format!("  {u} ({} device{})", d.len(), plural(d.len())))
                         .collect::<Vec<_>>()
                         .join("\n");
-                    let name = if c.name.is_empty() { "(no name)" } else { &c.name };
+                    let name = if c.name.is_empty() {
+                        "(no name)"
+                    } else {
+                        &c.name
+                    };
                     let state = if c.active { "" } else { " [left]" };
                     format!("{}  {name}  epoch {}{state}\n{members}", c.id, c.epoch)
                 })
@@ -180,7 +186,10 @@ pub fn fail(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 

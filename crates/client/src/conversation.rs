@@ -56,6 +56,9 @@ impl Client {
         members: &[UserId],
         direct: bool,
     ) -> Result<ConversationId> {
+        // Claim first: a person who cannot be added leaves no empty conversation.
+        let present = BTreeSet::from([self.me.clone()]);
+        let packages = self.claim(members, &present).await?;
         let id = ConversationId::from_bytes(rand::random());
         let request = {
             let p = self.provider();
@@ -86,7 +89,7 @@ impl Client {
         let _: ConversationState = self
             .call(Method::POST, "/v1/conversations", Some(&request))
             .await?;
-        self.add_users(&id, members).await?;
+        self.add_packages(&id, packages).await?;
         if direct {
             self.set_direct_key(&id)?;
         }
@@ -135,12 +138,27 @@ impl Client {
 
     /// Adds every device of these users that the group lacks. Users whose
     /// devices are all present already are skipped.
-    pub(crate) async fn add_users(&mut self, conv: &ConversationId, users: &[UserId]) -> Result<()> {
+    pub(crate) async fn add_users(
+        &mut self,
+        conv: &ConversationId,
+        users: &[UserId],
+    ) -> Result<()> {
         let present: BTreeSet<DeviceAddress> = {
             let p = self.provider();
             let group = self.group(&p, conv)?;
             mls::roster(&group)?.into_iter().map(|(_, d)| d).collect()
         };
+        let packages = self.claim(users, &present).await?;
+        self.add_packages(conv, packages).await
+    }
+
+    /// Claims and verifies one key package per device of these users that
+    /// is not `present`.
+    async fn claim(
+        &mut self,
+        users: &[UserId],
+        present: &BTreeSet<DeviceAddress>,
+    ) -> Result<Vec<KeyPackage>> {
         let mut packages = Vec::new();
         for user in users {
             let exclude = present
@@ -149,10 +167,10 @@ impl Client {
                 .map(|d| d.device)
                 .collect::<Vec<_>>();
             let path = format!("/v1/users/{user}/key-packages/claim");
-            let claim: ClaimResponse = match self
-                .call(Method::POST, &path, Some(&ClaimRequest { exclude: exclude.clone() }))
-                .await
-            {
+            let request = ClaimRequest {
+                exclude: exclude.clone(),
+            };
+            let claim: ClaimResponse = match self.call(Method::POST, &path, Some(&request)).await {
                 Err(e) if e.is_server(ErrorCode::NoKeyPackage) && !exclude.is_empty() => continue,
                 Err(e) if e.is_server(ErrorCode::NoKeyPackage) => {
                     return Err(ClientError::NoDevices(user.to_string()));
@@ -162,9 +180,21 @@ impl Client {
             let p = self.provider();
             for kp in claim.key_packages {
                 let device = DeviceAddress::new(user.clone(), kp.device);
-                packages.push(mls::verify_key_package(&p, kp.key_package.as_slice(), &device)?);
+                packages.push(mls::verify_key_package(
+                    &p,
+                    kp.key_package.as_slice(),
+                    &device,
+                )?);
             }
         }
+        Ok(packages)
+    }
+
+    async fn add_packages(
+        &mut self,
+        conv: &ConversationId,
+        packages: Vec<KeyPackage>,
+    ) -> Result<()> {
         if packages.is_empty() {
             return Ok(());
         }
@@ -192,7 +222,10 @@ impl Client {
                 SubmitCommit {
                     epoch,
                     commit: mls::serialize(&commit)?.into(),
-                    welcome: welcome.map(|w| mls::serialize(&w)).transpose()?.map(Into::into),
+                    welcome: welcome
+                        .map(|w| mls::serialize(&w))
+                        .transpose()?
+                        .map(Into::into),
                 }
             };
             let path = format!("/v1/conversations/{conv}/commits");
@@ -257,7 +290,11 @@ impl Client {
                 .conn
                 .prepare("SELECT id, name, active FROM conversations ORDER BY created_at_ms")?;
             stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
@@ -270,7 +307,10 @@ impl Client {
             };
             let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
             for (_, d) in mls::roster(&group)? {
-                members.entry(d.user).or_default().push(d.device.to_string());
+                members
+                    .entry(d.user)
+                    .or_default()
+                    .push(d.device.to_string());
             }
             out.push(ConversationView {
                 id,
@@ -299,9 +339,7 @@ impl Client {
         let ids = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        ids.iter()
-            .map(|s| Ok(ConversationId::parse(s)?))
-            .collect()
+        ids.iter().map(|s| Ok(ConversationId::parse(s)?)).collect()
     }
 
     /// The conversation `send --to` reuses for exactly these people.
@@ -324,7 +362,10 @@ impl Client {
         let users: Vec<UserId> = {
             let p = self.provider();
             let group = self.group(&p, conv)?;
-            mls::roster(&group)?.into_iter().map(|(_, d)| d.user).collect()
+            mls::roster(&group)?
+                .into_iter()
+                .map(|(_, d)| d.user)
+                .collect()
         };
         let key = direct_key(users.iter());
         // Another conversation may hold the key already; the older one stays.

@@ -103,8 +103,10 @@ impl Home {
         pragma.zeroize();
         keyed?;
         // The first read fails under a wrong key ("file is not a database").
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-            .map_err(|_| ClientError::WrongPassphrase)?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|_| ClientError::WrongPassphrase)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;

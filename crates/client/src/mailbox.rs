@@ -110,10 +110,16 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
 impl Client {
     /// Letters received, oldest first.
     pub fn inbox(&self) -> Result<Vec<LetterSummary>> {
-        let mut stmt = self.home.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM letters WHERE outgoing = 0 ORDER BY id"
+        self.inbox_after(0)
+    }
+
+    /// Letters received with a local id above `after`, oldest first: what
+    /// arrived since a front end last looked.
+    pub fn inbox_after(&self, after: i64) -> Result<Vec<LetterSummary>> {
+        let mut stmt = self.home.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id"
         ))?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([after], |r| {
             view(r).map(|v| LetterSummary {
                 id: v.id,
                 conversation: v.conversation,

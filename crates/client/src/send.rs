@@ -38,13 +38,20 @@ impl Client {
     /// (and this user), or in a new one.
     pub async fn send_to(&mut self, to: &[UserId], draft: Draft) -> Result<SentLetter> {
         if to.is_empty() {
-            return Err(ClientError::Invalid("a letter needs at least one recipient".into()));
+            return Err(ClientError::Invalid(
+                "a letter needs at least one recipient".into(),
+            ));
         }
         let conv = match self.direct_conversation(to)? {
             Some(c) => c,
             None => self.create("", to, true).await?,
         };
-        let letter = self.new_letter(to.to_vec(), draft, ThreadId::from_bytes(rand::random()), None);
+        let letter = self.new_letter(
+            to.to_vec(),
+            draft,
+            ThreadId::from_bytes(rand::random()),
+            None,
+        );
         self.post_letter(&conv, letter).await
     }
 
@@ -118,7 +125,11 @@ impl Client {
     }
 
     /// Seals and delivers a non-letter payload (conversation settings).
-    pub(crate) async fn send_payload(&mut self, conv: &ConversationId, payload: &Payload) -> Result<()> {
+    pub(crate) async fn send_payload(
+        &mut self,
+        conv: &ConversationId,
+        payload: &Payload,
+    ) -> Result<()> {
         let message_id = MessageId::from_bytes(rand::random());
         let plaintext = payload.encode()?;
         {
@@ -179,7 +190,10 @@ impl Client {
                 client_msg_id: message_id,
                 message: ciphertext.into(),
             };
-            match self.call::<_, MessageAccepted>(Method::POST, &path, Some(&body)).await {
+            match self
+                .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
+                .await
+            {
                 Ok(_) => {
                     self.drop_outbox(message_id)?;
                     return Ok(());

@@ -140,7 +140,9 @@ impl Client {
 
     fn join(&self, conv: &ConversationId, message: MlsMessageIn, tree: &[u8]) -> Result<Applied> {
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
-            return Err(ClientError::Protocol("welcome entry is not a Welcome".into()));
+            return Err(ClientError::Protocol(
+                "welcome entry is not a Welcome".into(),
+            ));
         };
         let p = self.provider();
         if let Some(mut old) = mls::load_group(&p, conv)? {
@@ -160,7 +162,9 @@ impl Client {
         .into_group(&p)
         .map_err(ClientError::mls)?;
         if group.group_id().as_slice() != conv.as_bytes() {
-            return Err(ClientError::Protocol("welcome for another conversation".into()));
+            return Err(ClientError::Protocol(
+                "welcome for another conversation".into(),
+            ));
         }
         if group.ciphersuite() != mls::CIPHERSUITE {
             return Err(ClientError::Mls(format!(
@@ -182,7 +186,9 @@ impl Client {
             .try_into_protocol_message()
             .map_err(ClientError::mls)?;
         if message.group_id().as_slice() != conv.as_bytes() {
-            return Err(ClientError::Protocol("message for another conversation".into()));
+            return Err(ClientError::Protocol(
+                "message for another conversation".into(),
+            ));
         }
         let p = self.provider();
         let mut group = self.group(&p, conv)?;
@@ -231,7 +237,12 @@ impl Client {
         }
     }
 
-    fn receive(&self, conv: &ConversationId, sender: &DeviceAddress, plaintext: &[u8]) -> Result<Applied> {
+    fn receive(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        plaintext: &[u8],
+    ) -> Result<Applied> {
         match Payload::decode(plaintext)? {
             Payload::Letter(letter) => {
                 store_letter(&self.home.conn, conv, sender, &letter, false)?

@@ -9,7 +9,9 @@ use std::str::FromStr;
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("invalid user id {0:?}: expected local@domain (lowercase letters, digits, '.', '-', '_')")]
+    #[error(
+        "invalid user id {0:?}: expected local@domain (lowercase letters, digits, '.', '-', '_')"
+    )]
     User(String),
     #[error("invalid {kind} {value:?}: expected {len} hex digits")]
     Hex {
@@ -48,7 +50,9 @@ impl UserId {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if local_ok && domain_ok {
             Ok(Self { value, at })
@@ -277,7 +281,16 @@ mod tests {
         assert_eq!(u.as_str(), "alice@mfa.example");
         assert_eq!(u.local(), "alice");
         assert_eq!(u.domain(), "mfa.example");
-        for bad in ["", "alice", "@mfa.example", "alice@", "a b@x.y", "a@-x.y", "a@x..y", "a@b@c"] {
+        for bad in [
+            "",
+            "alice",
+            "@mfa.example",
+            "alice@",
+            "a b@x.y",
+            "a@-x.y",
+            "a@x..y",
+            "a@b@c",
+        ] {
             assert!(UserId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -217,7 +217,9 @@ mod tests {
         assert_eq!(long.encode().unwrap().len(), 512);
         // Two bodies of different length in one bucket encode to one length.
         let a = Payload::Letter(letter("a")).encode().unwrap();
-        let b = Payload::Letter(letter("abcdefghijklmnop")).encode().unwrap();
+        let b = Payload::Letter(letter("abcdefghijklmnop"))
+            .encode()
+            .unwrap();
         assert_eq!(a.len(), b.len());
     }
 

@@ -129,12 +129,15 @@ mod tests {
         assert_eq!(j["code"], "stale_epoch");
         assert_eq!(j["type"], "urn:valise:problem:stale_epoch");
         assert_eq!(j["status"], 409);
-        let unknown: Problem = serde_json::from_str(
-            r#"{"type":"x","title":"t","status":418,"code":"teapot"}"#,
-        )
-        .unwrap();
+        let unknown: Problem =
+            serde_json::from_str(r#"{"type":"x","title":"t","status":418,"code":"teapot"}"#)
+                .unwrap();
         assert_eq!(unknown.code, ErrorCode::Unknown);
-        for c in [ErrorCode::BadRequest, ErrorCode::InvalidMls, ErrorCode::RateLimited] {
+        for c in [
+            ErrorCode::BadRequest,
+            ErrorCode::InvalidMls,
+            ErrorCode::RateLimited,
+        ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }

@@ -1,0 +1,116 @@
+//! Story: a three-person conversation; carol is added, then removed, and
+//! cannot read what follows, even with her old state and a server that
+//! hands her the ciphertext.
+
+mod common;
+use common::{Server, addr};
+
+#[test]
+fn three_people_add_and_remove() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+
+    let conv = alice.json(&[
+        "conversation",
+        "create",
+        "--name",
+        "Consular crisis cell",
+        "--member",
+        &addr("bob"),
+    ])["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.send_in(&conv, "Before carol", "Only alice and bob read this.");
+
+    alice.ok(&["conversation", "add", &conv, &addr("carol")]);
+    alice.send_in(&conv, "With carol", "All three read this.");
+
+    assert_eq!(bob.sync()["new_letters"], 2);
+    let c = carol.sync();
+    assert_eq!(c["joined"], 1);
+    assert_eq!(
+        carol.subjects(),
+        vec!["With carol"],
+        "no letters from before joining"
+    );
+
+    // Everyone sees the same roster and the conversation's name.
+    for dev in [&alice, &bob, &carol] {
+        let list = dev.json(&["conversation", "list"]);
+        let me = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == conv.as_str())
+            .unwrap();
+        assert_eq!(me["name"], "Consular crisis cell");
+        let members: Vec<&String> = me["members"].as_object().unwrap().keys().collect();
+        assert_eq!(members, vec![&addr("alice"), &addr("bob"), &addr("carol")]);
+    }
+
+    // Carol writes; both others read it.
+    carol.send_in(&conv, "From carol", "Hello both.");
+    assert_eq!(alice.sync()["new_letters"], 1);
+    assert_eq!(bob.sync()["new_letters"], 1);
+
+    // Keep carol's state from before her removal.
+    let old_home = server.dir.path().join("carol-old");
+    copy_dir(&carol.home, &old_home);
+
+    bob.ok(&["conversation", "remove", &conv, &addr("carol")]);
+    alice.sync();
+    let after = alice.send_in(&conv, "After carol", "Carol must not read this.");
+    assert_eq!(carol.sync()["commits"], 1);
+    let list = carol.json(&["conversation", "list"]);
+    assert_eq!(list[0]["active"], false);
+    assert!(!carol.subjects().contains(&"After carol".to_owned()));
+    let refused = carol.run(&[
+        "send",
+        "--conversation",
+        &conv,
+        "--subject",
+        "x",
+        "--body",
+        "y",
+    ]);
+    assert!(!refused.status.success());
+
+    // The attacker who holds the server queues the new ciphertext for
+    // carol's device, and carol runs her state from before the removal.
+    let devices = carol.json(&["devices"]);
+    let carol_device = devices[0]["device"].as_str().unwrap().to_owned();
+    let db = server.db();
+    let queued = db
+        .execute(
+            "INSERT INTO inbox (user, device, payload_id)
+             SELECT ?1, ?2, id FROM payloads WHERE kind = 3 AND conversation = ?3
+             AND id > (SELECT max(id) FROM payloads WHERE kind = 1 AND conversation = ?3)",
+            rusqlite::params![addr("carol"), carol_device, hex::decode(&conv).unwrap()],
+        )
+        .unwrap();
+    assert!(queued >= 1, "the letter after removal is on the server");
+    let old_carol = common::Device {
+        home: old_home,
+        user: addr("carol"),
+    };
+    let report = old_carol.sync();
+    assert_eq!(report["new_letters"], 0);
+    assert!(report["rejected"].as_u64().unwrap() >= 1);
+    assert!(!old_carol.subjects().contains(&"After carol".to_owned()));
+
+    // Bob still reads it.
+    assert_eq!(bob.sync()["new_letters"], 1);
+    let _ = after;
+    assert_eq!(bob.subjects().last().unwrap(), "After carol");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}

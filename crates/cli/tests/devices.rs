@@ -1,0 +1,80 @@
+//! Story: bob enrols a second device; it receives letters sent to bob, and
+//! joins bob's existing conversations when his first device next syncs.
+
+mod common;
+use common::{Server, addr};
+
+#[test]
+fn second_device_receives_letters() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob_laptop = server.device("bob");
+
+    let first = alice.send_to(&["bob"], "Before the phone", "Sent to one device.");
+    let conv = first["conversation"].as_str().unwrap().to_owned();
+    bob_laptop.sync();
+
+    // A second device for bob, enrolled with a new invite code.
+    let bob_phone = server.device("bob");
+    let devices = bob_phone.json(&["devices"]);
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    assert_eq!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["this_device"] == true)
+            .count(),
+        1
+    );
+
+    // The laptop adds the phone to bob's conversations on its next sync.
+    let report = bob_laptop.sync();
+    assert_eq!(report["devices_added"], 1);
+    assert_eq!(bob_phone.sync()["joined"], 1);
+
+    let list = alice.json(&["conversation", "list"]);
+    alice.sync();
+    let list_after = alice.json(&["conversation", "list"]);
+    assert_eq!(list[0]["members"][addr("bob")].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list_after[0]["members"][addr("bob")]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Letters to bob now reach both devices, and each device's own letters
+    // reach the other.
+    let second = alice.send_to(&["bob"], "After the phone", "Sent to both devices.");
+    assert_eq!(second["conversation"], conv.as_str());
+    assert_eq!(bob_phone.sync()["new_letters"], 1);
+    assert_eq!(bob_laptop.sync()["new_letters"], 1);
+    assert_eq!(bob_phone.subjects(), vec!["After the phone"]);
+
+    bob_phone.ok(&[
+        "reply",
+        &bob_phone.inbox()[0]["id"].to_string(),
+        "--body",
+        "From my phone.",
+    ]);
+    assert_eq!(alice.sync()["new_letters"], 1);
+    assert_eq!(bob_laptop.sync()["new_letters"], 1);
+    let from_phone = bob_laptop.inbox().last().unwrap().clone();
+    assert_eq!(from_phone["from"], addr("bob"));
+
+    // A new conversation with bob includes both devices from the start.
+    let c2 = alice.json(&[
+        "conversation",
+        "create",
+        "--name",
+        "Both",
+        "--member",
+        &addr("bob"),
+    ]);
+    let c2 = c2["conversation"].as_str().unwrap();
+    alice.send_in(c2, "To both at once", "Hi.");
+    assert_eq!(bob_phone.sync()["new_letters"], 1);
+    assert_eq!(bob_laptop.sync()["new_letters"], 1);
+}
