@@ -9,8 +9,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::rngs::OsRng;
 use rand::TryRngCore as _;
+use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,7 +39,10 @@ impl Challenges {
         if live.len() >= MAX_CHALLENGES {
             live.retain(|_, (_, exp)| *exp > now);
             if live.len() >= MAX_CHALLENGES {
-                return Err(ApiError::new(ErrorCode::RateLimited, "too many pending challenges"));
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many pending challenges",
+                ));
             }
         }
         live.insert(challenge, (device, now + CHALLENGE_TTL));

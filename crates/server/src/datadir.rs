@@ -103,7 +103,9 @@ impl DataDir {
     pub fn config(&self) -> Result<Config, DataDirError> {
         let path = self.config_path();
         if !path.exists() {
-            return Err(DataDirError::NotInitialised(self.root.display().to_string()));
+            return Err(DataDirError::NotInitialised(
+                self.root.display().to_string(),
+            ));
         }
         let text = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
         serde_json::from_slice(&text).map_err(|e| io_err(&path, e))
@@ -128,7 +130,11 @@ impl DataDir {
             Ok(u) if u.domain() == domain => {}
             _ => return Err(DataDirError::InvalidDomain(domain.to_owned())),
         }
-        for dir in [self.root.clone(), self.root.join("keys"), self.root.join("tls")] {
+        for dir in [
+            self.root.clone(),
+            self.root.join("keys"),
+            self.root.join("tls"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         }
         let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
@@ -151,7 +157,8 @@ impl DataDir {
             domain: domain.to_owned(),
             created_at_ms: now_ms,
         };
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| io_err(&self.config_path(), e))?;
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| io_err(&self.config_path(), e))?;
         write_file(&self.config_path(), &json, 0o644)?;
         Ok(hex::encode(signing.public_key_raw()))
     }

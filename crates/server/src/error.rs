@@ -28,7 +28,10 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(ErrorCode::Unauthorized, "missing, invalid or expired credentials")
+        Self::new(
+            ErrorCode::Unauthorized,
+            "missing, invalid or expired credentials",
+        )
     }
 
     pub fn stale_epoch(current: u64) -> Self {

@@ -67,7 +67,9 @@ pub fn check_key_package(
         return Err(refuse("key package signature key is not the device's"));
     }
     if want_last_resort && !kp.last_resort() {
-        return Err(refuse("last-resort key package lacks the last_resort extension"));
+        return Err(refuse(
+            "last-resort key package lacks the last_resort extension",
+        ));
     }
     Ok(())
 }

@@ -26,7 +26,10 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state and starts the delivery writer (needs a runtime).
-    pub fn new(store: Arc<dyn Store>, domain: &str) -> Result<Self, openmls_traits::types::CryptoError> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        domain: &str,
+    ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
         let (tx, rx) = watch::channel(false);
         Ok(Self {

@@ -46,7 +46,10 @@ pub async fn token(
     }
     let st = state.clone();
     let token = blocking(move || {
-        let key = st.store.device_key(&device)?.ok_or_else(ApiError::unauthorized)?;
+        let key = st
+            .store
+            .device_key(&device)?
+            .ok_or_else(ApiError::unauthorized)?;
         let payload = auth_signed_content(&st.domain, &device, req.challenge.as_slice());
         st.crypto
             .verify_signature(
@@ -57,7 +60,8 @@ pub async fn token(
             )
             .map_err(|_| ApiError::unauthorized())?;
         let (token, hash) = new_token()?;
-        let expires = crate::now_ms().saturating_add(i64::try_from(TOKEN_TTL.as_millis()).unwrap_or(i64::MAX));
+        let expires = crate::now_ms()
+            .saturating_add(i64::try_from(TOKEN_TTL.as_millis()).unwrap_or(i64::MAX));
         st.store.create_token(hash, &device, expires)?;
         tracing::info!(device = %device, "device logged in");
         Ok(token)

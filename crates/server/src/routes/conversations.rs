@@ -8,7 +8,9 @@ use crate::store::{
     AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
 };
 use axum::extract::State;
-use valise_proto::api::{ConversationState, CreateConversation, MessageAccepted, SendMessage, SubmitCommit};
+use valise_proto::api::{
+    ConversationState, CreateConversation, MessageAccepted, SendMessage, SubmitCommit,
+};
 use valise_proto::limits::MAX_MLS_MESSAGE_BYTES;
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode};
 
@@ -122,7 +124,9 @@ pub async fn commit(
         if req.epoch != conv.epoch {
             return Err(ApiError::stale_epoch(conv.epoch));
         }
-        let caller_key = store.device_key(&caller)?.ok_or_else(ApiError::unauthorized)?;
+        let caller_key = store
+            .device_key(&caller)?
+            .ok_or_else(ApiError::unauthorized)?;
         let mut group = HubGroup::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
         group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
@@ -138,7 +142,9 @@ pub async fn commit(
                 return Err(MlsRefusal("a welcome without joiners".into()).into());
             }
             (false, None) => {
-                return Err(MlsRefusal("the commit adds devices but carries no welcome".into()).into());
+                return Err(
+                    MlsRefusal("the commit adds devices but carries no welcome".into()).into(),
+                );
             }
             (false, Some(w)) => {
                 check_welcome(w.as_slice())?;

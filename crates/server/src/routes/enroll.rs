@@ -31,7 +31,14 @@ pub async fn enroll(
         for kp in &req.key_packages {
             check_key_package(&st.crypto, &st.policy, kp.as_slice(), &device, key, false)?;
         }
-        check_key_package(&st.crypto, &st.policy, req.last_resort.as_slice(), &device, key, true)?;
+        check_key_package(
+            &st.crypto,
+            &st.policy,
+            req.last_resort.as_slice(),
+            &device,
+            key,
+            true,
+        )?;
         st.store.enroll(&Enrollment {
             code_hash: crate::invite::hash(&req.code),
             device: device.clone(),

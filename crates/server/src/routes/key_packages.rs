@@ -28,16 +28,35 @@ pub async fn upload(
         ));
     }
     let one_time = blocking(move || {
-        let key = state.store.device_key(&device)?.ok_or_else(ApiError::unauthorized)?;
+        let key = state
+            .store
+            .device_key(&device)?
+            .ok_or_else(ApiError::unauthorized)?;
         for kp in &req.one_time {
-            check_key_package(&state.crypto, &state.policy, kp.as_slice(), &device, &key, false)?;
+            check_key_package(
+                &state.crypto,
+                &state.policy,
+                kp.as_slice(),
+                &device,
+                &key,
+                false,
+            )?;
         }
         if let Some(lr) = &req.last_resort {
-            check_key_package(&state.crypto, &state.policy, lr.as_slice(), &device, &key, true)?;
+            check_key_package(
+                &state.crypto,
+                &state.policy,
+                lr.as_slice(),
+                &device,
+                &key,
+                true,
+            )?;
         }
         let one_time: Vec<Vec<u8>> = req.one_time.into_iter().map(|b| b.into_vec()).collect();
         let lr = req.last_resort.map(|b| b.into_vec());
-        Ok(state.store.add_key_packages(&device, &one_time, lr.as_deref())?)
+        Ok(state
+            .store
+            .add_key_packages(&device, &one_time, lr.as_deref())?)
     })
     .await?;
     Ok(Json(KeyPackageStock { one_time }))
@@ -54,7 +73,8 @@ pub async fn claim(
     Json(req): Json<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let u = user.clone();
-    let claimed = blocking(move || Ok(state.store.claim_key_packages(&u, &req.exclude, &caller)?)).await?;
+    let claimed =
+        blocking(move || Ok(state.store.claim_key_packages(&u, &req.exclude, &caller)?)).await?;
     if claimed.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NoKeyPackage,

@@ -27,17 +27,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/challenge", post(auth::challenge))
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/devices/self/key-packages", put(key_packages::upload))
-        .route("/v1/users/{user}/key-packages/claim", post(key_packages::claim))
+        .route(
+            "/v1/users/{user}/key-packages/claim",
+            post(key_packages::claim),
+        )
         .route("/v1/users/{user}/devices", get(key_packages::devices))
         .route("/v1/conversations", post(conversations::create))
-        .route("/v1/conversations/{id}/commits", post(conversations::commit))
+        .route(
+            "/v1/conversations/{id}/commits",
+            post(conversations::commit),
+        )
         .route("/v1/conversations/{id}/messages", post(conversations::send))
         .route("/v1/inbox", get(inbox::read))
         .route("/v1/inbox/ack", post(inbox::ack))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Enforced while reading the body, before any parsing.
-        .layer(DefaultBodyLimit::max(valise_proto::limits::MAX_REQUEST_BYTES))
+        .layer(DefaultBodyLimit::max(
+            valise_proto::limits::MAX_REQUEST_BYTES,
+        ))
         .with_state(state)
 }
 

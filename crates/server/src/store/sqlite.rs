@@ -87,9 +87,8 @@ fn insert_roster(
     id: &ConversationId,
     roster: &[DeviceAddress],
 ) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO members (conversation, user, device) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO members (conversation, user, device) VALUES (?1, ?2, ?3)")?;
     for m in roster {
         stmt.execute(params![
             id.as_bytes(),

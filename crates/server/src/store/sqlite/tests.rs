@@ -1,1 +1,286 @@
+//! The store against a real SQLite file.
 
+use super::*;
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn addr(u: &str, d: u8) -> DeviceAddress {
+    DeviceAddress::new(user(u), DeviceId::from_bytes([d; 8]))
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    (dir, store)
+}
+
+/// Enrols a device with its own invite; `n` one-time packages.
+fn enrol(store: &SqliteStore, device: &DeviceAddress, n: usize) {
+    let hash = [device.device.as_bytes()[0]; 32];
+    store.create_invite(hash, &device.user, 0, 1_000).unwrap();
+    store
+        .enroll(&Enrollment {
+            code_hash: hash,
+            device: device.clone(),
+            signature_key: vec![device.device.as_bytes()[0]; 32],
+            key_packages: (0..n).map(|i| vec![1, i as u8]).collect(),
+            last_resort: vec![9],
+            now_ms: 10,
+        })
+        .unwrap();
+}
+
+fn conversation(store: &SqliteStore, id: u8, roster: Vec<DeviceAddress>) -> ConversationId {
+    let cid = ConversationId::from_bytes([id; 16]);
+    store
+        .create_conversation(&NewConversation {
+            record: ConversationRecord {
+                id: cid,
+                epoch: 0,
+                ciphersuite: 0x4d,
+                state: vec![0],
+                roster: roster.clone(),
+            },
+            created_by: roster[0].clone(),
+            now_ms: 1,
+        })
+        .unwrap();
+    cid
+}
+
+fn msg(c: ConversationId, sender: &DeviceAddress, id: u8, epoch: u64) -> NewMessage {
+    NewMessage {
+        conversation: c,
+        sender: sender.clone(),
+        client_msg_id: MessageId::from_bytes([id; 16]),
+        epoch,
+        bytes: vec![id; 10],
+        now_ms: 5,
+    }
+}
+
+#[test]
+fn invites_are_single_use_and_expire() {
+    let (_d, store) = open();
+    let alice = addr("alice@x.y", 1);
+    store.create_invite([7; 32], &alice.user, 0, 100).unwrap();
+    let mut e = Enrollment {
+        code_hash: [7; 32],
+        device: alice.clone(),
+        signature_key: vec![1; 32],
+        key_packages: vec![vec![1]],
+        last_resort: vec![2],
+        now_ms: 200,
+    };
+    // Expired.
+    assert!(matches!(store.enroll(&e), Err(StoreError::InvalidInvite)));
+    e.now_ms = 50;
+    // Another user cannot use it.
+    let mut other = e.clone();
+    other.device = addr("bob@x.y", 2);
+    assert!(matches!(
+        store.enroll(&other),
+        Err(StoreError::InvalidInvite)
+    ));
+    store.enroll(&e).unwrap();
+    // Used.
+    let mut again = e.clone();
+    again.device = addr("alice@x.y", 3);
+    assert!(matches!(
+        store.enroll(&again),
+        Err(StoreError::InvalidInvite)
+    ));
+    // A taken device id rolls the invite back: it can be used once more.
+    store.create_invite([8; 32], &alice.user, 0, 100).unwrap();
+    let mut dup = e.clone();
+    dup.code_hash = [8; 32];
+    assert!(matches!(store.enroll(&dup), Err(StoreError::AlreadyExists)));
+    dup.device = addr("alice@x.y", 4);
+    store.enroll(&dup).unwrap();
+    assert_eq!(store.list_devices(&alice.user).unwrap().len(), 2);
+    assert_eq!(store.device_key(&alice).unwrap(), Some(vec![1; 32]));
+}
+
+#[test]
+fn claim_takes_one_time_then_last_resort() {
+    let (_d, store) = open();
+    let alice = addr("alice@x.y", 1);
+    let (b1, b2) = (addr("bob@x.y", 2), addr("bob@x.y", 3));
+    enrol(&store, &alice, 1);
+    enrol(&store, &b1, 2);
+    enrol(&store, &b2, 1);
+    let c = store.claim_key_packages(&b1.user, &[], &alice).unwrap();
+    assert_eq!(c.len(), 2);
+    assert!(c.iter().all(|p| !p.last_resort));
+    let c = store.claim_key_packages(&b1.user, &[], &alice).unwrap();
+    let by_dev = |d: &DeviceAddress| c.iter().find(|p| p.device == d.device).unwrap().clone();
+    assert!(!by_dev(&b1).last_resort);
+    assert!(by_dev(&b2).last_resort);
+    assert_eq!(by_dev(&b2).bytes, vec![9]);
+    // The last-resort package stays.
+    let c = store
+        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    assert!(c[0].last_resort && c[0].device == b2.device);
+    // Own device skipped; unknown user.
+    assert!(
+        store
+            .claim_key_packages(&alice.user, &[], &alice)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.claim_key_packages(&user("nobody@x.y"), &[], &alice),
+        Err(StoreError::NotFound)
+    ));
+    // Restock: replaces the last-resort one.
+    assert_eq!(
+        store.add_key_packages(&b2, &[vec![5]], Some(&[6])).unwrap(),
+        1
+    );
+    let c = store
+        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .unwrap();
+    assert_eq!(c[0].bytes, vec![5]);
+    let c = store
+        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .unwrap();
+    assert_eq!((c[0].bytes.clone(), c[0].last_resort), (vec![6], true));
+}
+
+#[test]
+fn commits_compare_and_set_the_epoch() {
+    let (_d, store) = open();
+    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
+    enrol(&store, &a, 1);
+    enrol(&store, &b, 1);
+    let c = conversation(&store, 1, vec![a.clone()]);
+    assert!(matches!(
+        store.create_conversation(&NewConversation {
+            record: store.load_conversation(&c).unwrap().unwrap(),
+            created_by: a.clone(),
+            now_ms: 1
+        }),
+        Err(StoreError::AlreadyExists)
+    ));
+    let commit = |expected, sender: &DeviceAddress| AppliedCommit {
+        conversation: c,
+        expected_epoch: expected,
+        new_epoch: expected + 1,
+        new_state: vec![expected as u8 + 1],
+        new_roster: vec![a.clone(), b.clone()],
+        sender: sender.clone(),
+        commit: vec![0xc0],
+        welcome: Some(WelcomeDelivery {
+            message: vec![0x3e],
+            ratchet_tree: vec![0x7e],
+            joiners: vec![b.clone()],
+        }),
+        now_ms: 2,
+    };
+    assert!(matches!(
+        store.apply_commit(&commit(0, &b)),
+        Err(StoreError::NotMember)
+    ));
+    let touched = store.apply_commit(&commit(0, &a)).unwrap();
+    assert_eq!(touched, vec![b.clone()]);
+    assert!(matches!(
+        store.apply_commit(&commit(0, &a)),
+        Err(StoreError::StaleEpoch { current: 1 })
+    ));
+    let rec = store.load_conversation(&c).unwrap().unwrap();
+    assert_eq!((rec.epoch, rec.state, rec.roster.len()), (1, vec![1], 2));
+    let (entries, more) = store.inbox_page(&b, 0, 10).unwrap();
+    assert!(!more);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, EntryKind::Welcome);
+    assert_eq!(entries[0].ratchet_tree, Some(vec![0x7e]));
+    assert!(store.inbox_page(&a, 0, 10).unwrap().0.is_empty());
+}
+
+#[test]
+fn sends_are_idempotent_and_checked() {
+    let (_d, store) = open();
+    let (a, b, c3) = (
+        addr("alice@x.y", 1),
+        addr("bob@x.y", 2),
+        addr("carol@x.y", 3),
+    );
+    for d in [&a, &b, &c3] {
+        enrol(&store, d, 1);
+    }
+    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    let out = store
+        .append_messages(&[
+            msg(c, &a, 1, 0),
+            msg(c, &a, 1, 0),
+            msg(c, &c3, 2, 0),
+            msg(c, &a, 3, 7),
+            msg(ConversationId::from_bytes([9; 16]), &a, 4, 0),
+        ])
+        .unwrap();
+    assert_eq!(
+        out[0].as_ref().unwrap(),
+        &MessageOutcome {
+            duplicate: false,
+            recipients: vec![b.clone()]
+        }
+    );
+    assert!(out[1].as_ref().unwrap().duplicate);
+    assert!(matches!(out[2], Err(StoreError::NotMember)));
+    assert!(matches!(out[3], Err(StoreError::StaleEpoch { current: 0 })));
+    assert!(matches!(out[4], Err(StoreError::NotFound)));
+    let again = store.append_messages(&[msg(c, &a, 1, 0)]).unwrap();
+    assert!(again[0].as_ref().unwrap().duplicate);
+    assert_eq!(store.inbox_page(&b, 0, 10).unwrap().0.len(), 1);
+}
+
+#[test]
+fn inbox_pages_and_acks() {
+    let (_d, store) = open();
+    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
+    enrol(&store, &a, 1);
+    enrol(&store, &b, 1);
+    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    let batch: Vec<_> = (0..5).map(|i| msg(c, &a, i, 0)).collect();
+    store.append_messages(&batch).unwrap();
+    let (p1, more) = store.inbox_page(&b, 0, 2).unwrap();
+    assert!(more);
+    assert_eq!(p1.len(), 2);
+    assert_eq!(p1[0].message, vec![0; 10]);
+    assert_eq!(p1[0].sender, a);
+    assert!(p1[0].seq < p1[1].seq);
+    let (p2, more) = store.inbox_page(&b, p1[1].seq, 10).unwrap();
+    assert!(!more);
+    assert_eq!(p2.len(), 3);
+    assert_eq!(store.ack(&b, p1[1].seq).unwrap(), 2);
+    assert_eq!(store.ack(&b, p1[1].seq).unwrap(), 0);
+    let (rest, _) = store.inbox_page(&b, 0, 10).unwrap();
+    assert_eq!(rest.len(), 3);
+    // Another device's ack removes nothing of bob's.
+    assert_eq!(store.ack(&a, u64::MAX).unwrap(), 0);
+    assert_eq!(store.ack(&b, u64::MAX).unwrap(), 3);
+    // Acked bodies are gone but a retry stays a duplicate.
+    let again = store.append_messages(&[msg(c, &a, 0, 0)]).unwrap();
+    assert!(again[0].as_ref().unwrap().duplicate);
+    let conn = store.reader();
+    let bytes: i64 = conn
+        .query_row("SELECT SUM(LENGTH(bytes)) FROM payloads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(bytes, 0);
+}
+
+#[test]
+fn reopening_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        enrol(&store, &addr("alice@x.y", 1), 1);
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.list_users().unwrap().len(), 1);
+}

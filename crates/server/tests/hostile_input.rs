@@ -1,0 +1,420 @@
+//! The real `valised` binary against hostile input (I8): every endpoint gets
+//! garbage, and must answer with a problem document and keep serving.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use valise_proto::limits::MAX_REQUEST_BYTES;
+use valise_proto::{DeviceAddress, DeviceId, ErrorCode, Problem, UserId};
+use valise_server::store::{Enrollment, SqliteStore, Store};
+
+/// Kills the server when the test ends, however it ends.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn valised() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_valised"))
+}
+
+fn start(data: &Path) -> Server {
+    let status = valised()
+        .args(["init", "--domain", "mfa.example", "--data"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = valised()
+        .args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut server = Server { child, port: 0 };
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("listening on https://") {
+            server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+            break;
+        }
+    }
+    assert_ne!(server.port, 0, "server never said it was listening");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    server
+}
+
+/// A device and a token for it, put straight into the server's database
+/// (WAL lets this happen while it runs), so that bodies reach their parsers.
+fn token_for(data: &Path) -> String {
+    let store = SqliteStore::open(&data.join("valised.db")).unwrap();
+    let device = DeviceAddress::new(
+        UserId::parse("alice@mfa.example").unwrap(),
+        DeviceId::from_bytes([1; 8]),
+    );
+    store
+        .create_invite([3; 32], &device.user, 0, i64::MAX)
+        .unwrap();
+    store
+        .enroll(&Enrollment {
+            code_hash: [3; 32],
+            device: device.clone(),
+            signature_key: vec![0; 32],
+            key_packages: vec![vec![1]],
+            last_resort: vec![2],
+            now_ms: 1,
+        })
+        .unwrap();
+    let token = "hostile-test-token".to_owned();
+    store
+        .create_token(valise_server::auth::token_hash(&token), &device, i64::MAX)
+        .unwrap();
+    token
+}
+
+fn client(data: &Path) -> reqwest::Client {
+    let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn expect_problem(resp: reqwest::Response, code: ErrorCode, what: &str) {
+    let status = resp.status();
+    assert!(status.is_client_error(), "{what}: status {status}");
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{what}");
+    let body = resp.bytes().await.unwrap();
+    let p: Problem = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{what}: not a problem ({e}): {body:?}"));
+    assert_eq!(p.code, code, "{what}: {p}");
+    assert_eq!(p.status, status.as_u16(), "{what}");
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    auth: bool,
+    /// A JSON body of the right shape but wrong types.
+    wrong_types: &'static str,
+}
+
+const CONV: &str = "00112233445566778899aabbccddeeff";
+
+fn endpoints() -> Vec<Endpoint> {
+    use Method::*;
+    vec![
+        Endpoint {
+            method: Post,
+            path: "/v1/enroll",
+            auth: false,
+            wrong_types: r#"{"user":1,"code":[],"device":true,"signature_key":"***","key_packages":"x","last_resort":null}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/auth/challenge",
+            auth: false,
+            wrong_types: r#"{"user":"alice@mfa.example","device":12}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/auth/token",
+            auth: false,
+            wrong_types: r#"{"user":"alice@mfa.example","device":"0101010101010101","challenge":5,"signature":"!!"}"#,
+        },
+        Endpoint {
+            method: Put,
+            path: "/v1/devices/self/key-packages",
+            auth: true,
+            wrong_types: r#"{"one_time":"nope"}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/users/bob@mfa.example/key-packages/claim",
+            auth: true,
+            wrong_types: r#"{"exclude":[1,2]}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/conversations",
+            auth: true,
+            wrong_types: r#"{"id":"zz","group_info":1,"ratchet_tree":{}}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/conversations/00112233445566778899aabbccddeeff/commits",
+            auth: true,
+            wrong_types: r#"{"epoch":-1,"commit":"AA=="}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/conversations/00112233445566778899aabbccddeeff/messages",
+            auth: true,
+            wrong_types: r#"{"client_msg_id":"short","message":7}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/inbox/ack",
+            auth: true,
+            wrong_types: r#"{"up_to":"ten"}"#,
+        },
+    ]
+}
+
+fn request(
+    c: &reqwest::Client,
+    port: u16,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let rb = match method {
+        Method::Get => c.get(url),
+        Method::Post => c.post(url),
+        Method::Put => c.put(url),
+    };
+    match token {
+        Some(t) => rb.bearer_auth(t),
+        None => rb,
+    }
+}
+
+async fn still_alive(c: &reqwest::Client, port: u16) {
+    let resp = request(c, port, Method::Get, "/v1/inbox", None)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(resp, ErrorCode::Unauthorized, "liveness").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_hostile_input_and_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(&data);
+    let token = token_for(&data);
+    let c = client(&data);
+    let port = server.port;
+    let json = "application/json";
+
+    for ep in endpoints() {
+        let tok = ep.auth.then_some(token.as_str());
+        let send = |body: Vec<u8>, ct: Option<&str>, tok: Option<&str>| {
+            let mut rb = request(&c, port, ep.method, ep.path, tok).body(body);
+            if let Some(ct) = ct {
+                rb = rb.header(reqwest::header::CONTENT_TYPE, ct);
+            }
+            rb.send()
+        };
+        let what = |case: &str| format!("{} {case}", ep.path);
+
+        let r = send(vec![0xff, 0x00, 0x13, 0x37], Some(json), tok)
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, &what("garbage")).await;
+
+        let r = send(br#"{"user":"alice@mfa.exa"#.to_vec(), Some(json), tok)
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, &what("truncated")).await;
+
+        let r = send(ep.wrong_types.as_bytes().to_vec(), Some(json), tok)
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, &what("wrong types")).await;
+
+        let r = send(b"[]".to_vec(), Some("text/plain"), tok).await.unwrap();
+        expect_problem(r, ErrorCode::UnsupportedMediaType, &what("content type")).await;
+
+        let r = send(b"{}".to_vec(), None, tok).await.unwrap();
+        expect_problem(r, ErrorCode::UnsupportedMediaType, &what("no content type")).await;
+
+        let mut big = b"{\"x\":\"".to_vec();
+        big.resize(MAX_REQUEST_BYTES + 1024, b'a');
+        match send(big, Some(json), tok).await {
+            Ok(r) => expect_problem(r, ErrorCode::PayloadTooLarge, &what("oversized")).await,
+            // The server may close the stream before the upload ends; what
+            // matters is that nothing was accepted and it keeps serving.
+            Err(e) => eprintln!("{}: oversized upload cut off: {e}", ep.path),
+        }
+
+        if ep.auth {
+            let r = send(b"{}".to_vec(), Some(json), None).await.unwrap();
+            expect_problem(r, ErrorCode::Unauthorized, &what("no auth")).await;
+            let r = send(b"{}".to_vec(), Some(json), Some("not-a-token"))
+                .await
+                .unwrap();
+            expect_problem(r, ErrorCode::Unauthorized, &what("bad token")).await;
+            let r = request(&c, port, ep.method, ep.path, None)
+                .header(reqwest::header::AUTHORIZATION, "Basic YTpi")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            expect_problem(r, ErrorCode::Unauthorized, &what("basic auth")).await;
+        }
+        still_alive(&c, port).await;
+    }
+
+    // Inbox: query parameters and auth.
+    let t = Some(token.as_str());
+    for q in ["?after=-1", "?limit=many", "?wait_ms=1e9", "?unknown=1"] {
+        let r = request(&c, port, Method::Get, &format!("/v1/inbox{q}"), t)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, q).await;
+    }
+    let r = request(&c, port, Method::Get, "/v1/inbox", Some("x"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::Unauthorized, "inbox bad token").await;
+    let r = request(&c, port, Method::Get, "/v1/inbox?after=0&limit=5", t)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // Bad path parameters.
+    for path in [
+        "/v1/users/not-a-user/devices",
+        "/v1/users/a%20b@x/devices",
+        "/v1/conversations/xyz/commits",
+        "/v1/conversations/0011/messages",
+    ] {
+        let method = if path.ends_with("devices") {
+            Method::Get
+        } else {
+            Method::Post
+        };
+        let r = request(&c, port, method, path, t)
+            .header(reqwest::header::CONTENT_TYPE, json)
+            .body(r#"{"epoch":0,"commit":"AA=="}"#)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, path).await;
+    }
+
+    // Well-formed JSON with invalid MLS inside.
+    let r = request(
+        &c,
+        port,
+        Method::Post,
+        &format!("/v1/conversations/{CONV}/messages"),
+        t,
+    )
+    .json(&serde_json::json!({"client_msg_id": CONV, "message": "AAECAw=="}))
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, ErrorCode::InvalidMls, "garbage MLS message").await;
+    let r = request(&c, port, Method::Post, "/v1/conversations", t)
+        .json(&serde_json::json!({"id": CONV, "group_info": "AAECAw==", "ratchet_tree": ""}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::InvalidMls, "garbage group info").await;
+    let r = request(
+        &c,
+        port,
+        Method::Post,
+        &format!("/v1/conversations/{CONV}/commits"),
+        t,
+    )
+    .json(&serde_json::json!({"epoch": 0, "commit": "AAECAw=="}))
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, ErrorCode::NotFound, "commit to unknown conversation").await;
+    let r = request(&c, port, Method::Post, "/v1/enroll", None)
+        .json(&serde_json::json!({
+            "user": "alice@mfa.example", "code": "AAAAA-BBBBB", "device": "0202020202020202",
+            "signature_key": "AA==", "key_packages": ["AA=="], "last_resort": "AA=="}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::InvalidMls, "garbage key packages").await;
+    let r = request(&c, port, Method::Post, "/v1/auth/challenge", None)
+        .json(&serde_json::json!({"user": "bob@mfa.example", "device": "0202020202020202"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::Unauthorized, "challenge for unknown device").await;
+    let r = request(
+        &c,
+        port,
+        Method::Post,
+        "/v1/users/nobody@mfa.example/key-packages/claim",
+        t,
+    )
+    .json(&serde_json::json!({}))
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, ErrorCode::NotFound, "claim for unknown user").await;
+
+    // Unknown routes and methods.
+    let r = request(&c, port, Method::Get, "/v2/nothing", None)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::NotFound, "unknown route").await;
+    let r = request(&c, port, Method::Get, "/v1/enroll", None)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::BadRequest, "wrong method").await;
+
+    // TLS 1.2 is refused.
+    let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
+    let old = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert!(
+        old.get(format!("https://127.0.0.1:{port}/v1/inbox"))
+            .send()
+            .await
+            .is_err(),
+        "a TLS 1.2 client must be refused"
+    );
+    // Plain garbage on the TLS port does not disturb anyone.
+    {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01\x02");
+    }
+    still_alive(&c, port).await;
+    drop(server);
+}
