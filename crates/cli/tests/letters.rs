@@ -100,21 +100,25 @@ fn body_from_file_and_clear_errors() {
             "--body",
             "y",
         ],
-        vec![
-            "send",
-            "--to",
-            "not an address",
-            "--subject",
-            "x",
-            "--body",
-            "y",
-        ],
     ] {
         let out = alice.run(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
+
+    // Malformed arguments: clap's usage error, exit code 2.
+    let out = alice.run(&[
+        "send",
+        "--to",
+        "not an address",
+        "--subject",
+        "x",
+        "--body",
+        "y",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: invalid value"));
 
     // A wrong passphrase opens nothing.
     let out = std::process::Command::new(common::valise_bin())

@@ -56,6 +56,17 @@ fn canaries_stay_on_devices() {
             .any(|p| p.ends_with("valised.db-wal") || p.ends_with("valised.db"))
     );
     assert!(places.iter().any(|p| p.ends_with("valised.log")));
+    // Controls: the scan reads what the server stores (its metadata is
+    // there), and the homes are sealed (no SQLite header in clear).
+    let server_bytes: Vec<u8> = files(&server.data())
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(contains(&server_bytes, addr("alice").as_bytes()));
+    for dev in [&alice, &bob, &carol] {
+        let db = std::fs::read(dev.home.join("valise.db")).unwrap();
+        assert!(!db.starts_with(b"SQLite format 3"), "{} is not sealed", dev.user);
+    }
     for path in &places {
         let bytes = std::fs::read(path).unwrap();
         for c in &canaries {

@@ -23,6 +23,18 @@ fn wire_format() -> WireFormatPolicy {
     MIXED_PLAINTEXT_WIRE_FORMAT_POLICY
 }
 
+/// What every Valise leaf supports: our one suite, and the last-resort
+/// key-package extension (which must be listed to be used).
+fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[ExtensionType::LastResort]),
+        None,
+        None,
+    )
+}
+
 /// The tree travels beside the Welcome (the hub keeps it), not inside it:
 /// the ratchet-tree extension makes adding N members O(N²).
 pub fn create_config() -> MlsGroupCreateConfig {
@@ -30,6 +42,7 @@ pub fn create_config() -> MlsGroupCreateConfig {
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(false)
         .wire_format_policy(wire_format())
+        .capabilities(capabilities())
         .build()
 }
 
@@ -77,7 +90,7 @@ pub fn key_package(
     me: &DeviceAddress,
     last_resort: bool,
 ) -> Result<Vec<u8>> {
-    let mut builder = KeyPackage::builder();
+    let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
     if last_resort {
         builder = builder.mark_as_last_resort();
     }
