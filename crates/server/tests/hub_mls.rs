@@ -1,0 +1,185 @@
+//! The hub's MLS checks against real openmls clients (X-Wing suite): key
+//! packages, a new group, an add commit, application framing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_libcrux_crypto::{CryptoProvider, Provider};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
+use valise_server::hub::{HubGroup, Policy, application_epoch, check_key_package, check_welcome};
+
+const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
+
+struct Device {
+    addr: DeviceAddress,
+    signer: SignatureKeyPair,
+    provider: Provider,
+}
+
+impl Device {
+    fn new(user: &str, id: u8) -> Self {
+        let provider = Provider::default();
+        let signer = SignatureKeyPair::new(CS.signature_algorithm()).unwrap();
+        signer.store(provider.storage()).unwrap();
+        Self {
+            addr: DeviceAddress::new(UserId::parse(user).unwrap(), DeviceId::from_bytes([id; 8])),
+            signer,
+            provider,
+        }
+    }
+
+    fn cred(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(self.addr.credential_identity()).into(),
+            signature_key: self.signer.public().into(),
+        }
+    }
+
+    fn key_package(&self, last_resort: bool) -> KeyPackage {
+        // Like the client: the leaf must declare the last_resort extension.
+        let mut b = KeyPackage::builder().leaf_node_capabilities(
+            Capabilities::builder()
+                .extensions(vec![ExtensionType::LastResort])
+                .build(),
+        );
+        if last_resort {
+            b = b.mark_as_last_resort();
+        }
+        b.build(CS, &self.provider, &self.signer, self.cred())
+            .unwrap()
+            .key_package()
+            .clone()
+    }
+}
+
+fn bytes(kp: &KeyPackage) -> Vec<u8> {
+    kp.tls_serialize_detached().unwrap()
+}
+
+#[test]
+fn hub_follows_a_real_group() {
+    let crypto = CryptoProvider::new().unwrap();
+    let policy = Policy::default();
+    let alice = Device::new("alice@mfa.example", 1);
+    let bob = Device::new("bob@mfa.example", 2);
+    let akey = alice.signer.public().to_vec();
+
+    // Key packages: accepted for their device only.
+    let kp = bob.key_package(false);
+    let bkey = bob.signer.public().to_vec();
+    check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &bkey, false).unwrap();
+    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &alice.addr, &bkey, false).is_err());
+    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &akey, false).is_err());
+    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &bkey, true).is_err());
+    let lr = bob.key_package(true);
+    check_key_package(&crypto, &policy, &bytes(&lr), &bob.addr, &bkey, true).unwrap();
+    let mut tampered = bytes(&kp);
+    let n = tampered.len();
+    tampered[n - 5] ^= 1;
+    assert!(check_key_package(&crypto, &policy, &tampered, &bob.addr, &bkey, false).is_err());
+
+    // A new group at epoch 0.
+    let id = ConversationId::from_bytes([7; 16]);
+    let mut group = MlsGroup::builder()
+        .with_group_id(GroupId::from_slice(id.as_bytes()))
+        .ciphersuite(CS)
+        .use_ratchet_tree_extension(false)
+        // Like the client: handshakes in the clear so the hub can follow them.
+        .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .with_capabilities(
+            Capabilities::builder()
+                .extensions(vec![ExtensionType::LastResort])
+                .build(),
+        )
+        .build(&alice.provider, &alice.signer, alice.cred())
+        .unwrap();
+    let gi = group
+        .export_group_info(alice.provider.crypto(), &alice.signer, false)
+        .unwrap()
+        .tls_serialize_detached()
+        .unwrap();
+    let tree = group
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .unwrap();
+    let other = ConversationId::from_bytes([8; 16]);
+    assert!(HubGroup::create(&crypto, &policy, &other, &gi, &tree).is_err());
+    let hub = HubGroup::create(&crypto, &policy, &id, &gi, &tree).unwrap();
+    assert_eq!(hub.epoch(), 0);
+    let leaves = hub.leaves().unwrap();
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0].device, alice.addr);
+    assert_eq!(leaves[0].signature_key, akey);
+    let state = hub.state().unwrap();
+
+    // Alice adds Bob; the hub follows from its stored state.
+    let (commit, welcome, _) = group
+        .add_members(&alice.provider, &alice.signer, &[kp])
+        .unwrap();
+    group.merge_pending_commit(&alice.provider).unwrap();
+    let commit = commit.tls_serialize_detached().unwrap();
+    let welcome = welcome.tls_serialize_detached().unwrap();
+    check_welcome(&welcome).unwrap();
+    assert!(check_welcome(&commit).is_err());
+
+    let mut hub = HubGroup::load(&id, &state).unwrap();
+    // Only the committer itself may submit its commit.
+    assert!(
+        hub.apply_commit(&crypto, &commit, &bob.addr, &bkey)
+            .is_err()
+    );
+    let mut hub2 = HubGroup::load(&id, &state).unwrap();
+    assert!(
+        hub2.apply_commit(&crypto, &commit, &alice.addr, &bkey)
+            .is_err()
+    );
+    let mut hub = HubGroup::load(&id, &state).unwrap();
+    hub.apply_commit(&crypto, &commit, &alice.addr, &akey)
+        .unwrap();
+    assert_eq!(hub.epoch(), 1);
+    let devices: Vec<_> = hub
+        .leaves()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.device)
+        .collect();
+    assert_eq!(devices, vec![alice.addr.clone(), bob.addr.clone()]);
+    // The hub's tree lets Bob join without the ratchet-tree extension.
+    let tree = RatchetTreeIn::tls_deserialize_exact(hub.ratchet_tree().unwrap()).unwrap();
+    let MlsMessageBodyIn::Welcome(w) = MlsMessageIn::tls_deserialize_exact(&welcome)
+        .unwrap()
+        .extract()
+    else {
+        panic!("not a welcome")
+    };
+    let mut bob_group = StagedWelcome::new_from_welcome(
+        &bob.provider,
+        &MlsGroupJoinConfig::builder()
+            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build(),
+        w,
+        Some(tree),
+    )
+    .unwrap()
+    .into_group(&bob.provider)
+    .unwrap();
+    assert_eq!(bob_group.epoch().as_u64(), 1);
+    // Replaying the same commit on the new state is refused.
+    let reloaded = hub.state().unwrap();
+    let mut hub = HubGroup::load(&id, &reloaded).unwrap();
+    assert!(
+        hub.apply_commit(&crypto, &commit, &alice.addr, &akey)
+            .is_err()
+    );
+
+    // Application framing.
+    let msg = bob_group
+        .create_message(&bob.provider, &bob.signer, b"secret")
+        .unwrap()
+        .tls_serialize_detached()
+        .unwrap();
+    assert_eq!(application_epoch(&id, &msg).unwrap(), 1);
+    assert!(application_epoch(&other, &msg).is_err());
+    assert!(application_epoch(&id, &commit).is_err());
+}
