@@ -58,7 +58,7 @@ fn three_people_add_and_remove() {
 
     // Keep carol's state from before her removal.
     let old_home = server.dir.path().join("carol-old");
-    copy_dir(&carol.home, &old_home);
+    common::copy_dir(&carol.home, &old_home);
 
     bob.ok(&["conversation", "remove", &conv, &addr("carol")]);
     alice.sync();
@@ -105,12 +105,4 @@ fn three_people_add_and_remove() {
     assert_eq!(bob.sync()["new_letters"], 1);
     let _ = after;
     assert_eq!(bob.subjects().last().unwrap(), "After carol");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
 }

@@ -65,7 +65,11 @@ fn canaries_stay_on_devices() {
     assert!(contains(&server_bytes, addr("alice").as_bytes()));
     for dev in [&alice, &bob, &carol] {
         let db = std::fs::read(dev.home.join("valise.db")).unwrap();
-        assert!(!db.starts_with(b"SQLite format 3"), "{} is not sealed", dev.user);
+        assert!(
+            !db.starts_with(b"SQLite format 3"),
+            "{} is not sealed",
+            dev.user
+        );
     }
     for path in &places {
         let bytes = std::fs::read(path).unwrap();

@@ -30,6 +30,14 @@ pub struct SentLetter {
     pub message_id: MessageId,
 }
 
+/// A sealed message waiting in the outbox.
+struct Outbound {
+    conversation: ConversationId,
+    plaintext: Vec<u8>,
+    epoch: u64,
+    ciphertext: Vec<u8>,
+}
+
 /// Attempts to deliver one sealed message across epoch changes.
 const DELIVERY_ATTEMPTS: usize = 5;
 
@@ -172,7 +180,13 @@ impl Client {
     /// Sends one outbox entry until the server accepts it.
     async fn deliver(&mut self, message_id: MessageId) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
-            let Some((conv, plaintext, epoch, ciphertext)) = self.outbox_entry(message_id)? else {
+            let Some(Outbound {
+                conversation: conv,
+                plaintext,
+                epoch,
+                ciphertext,
+            }) = self.outbox_entry(message_id)?
+            else {
                 return Ok(());
             };
             let current = {
@@ -231,10 +245,7 @@ impl Client {
         Ok(ids.len())
     }
 
-    fn outbox_entry(
-        &self,
-        message_id: MessageId,
-    ) -> Result<Option<(ConversationId, Vec<u8>, u64, Vec<u8>)>> {
+    fn outbox_entry(&self, message_id: MessageId) -> Result<Option<Outbound>> {
         let row = self
             .home
             .conn
@@ -251,8 +262,15 @@ impl Client {
                 },
             )
             .optional()?;
-        row.map(|(c, p, e, ct)| Ok((ConversationId::parse(&c)?, p, e as u64, ct)))
-            .transpose()
+        row.map(|(c, plaintext, epoch, ciphertext)| {
+            Ok(Outbound {
+                conversation: ConversationId::parse(&c)?,
+                plaintext,
+                epoch: epoch as u64,
+                ciphertext,
+            })
+        })
+        .transpose()
     }
 
     fn drop_outbox(&self, message_id: MessageId) -> Result<()> {

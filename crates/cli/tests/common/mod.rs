@@ -1,6 +1,8 @@
 //! A real `valised` on a loopback port with real TLS and a real SQLite file,
 //! and real devices driven through the real `valise` binary.
 #![allow(dead_code)]
+// Test support: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -232,4 +234,13 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Copies a flat directory (a device home).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
 }
