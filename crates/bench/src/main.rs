@@ -45,6 +45,11 @@ struct Args {
     /// Size of each letter's body in bytes.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
+    /// Seal every letter first, then send them all as fast as the server
+    /// takes them: measures the server without the senders' MLS work
+    /// (latency is then not measured).
+    #[arg(long)]
+    preseal: bool,
     /// Where the devices' homes go [default: a temporary directory].
     #[arg(long)]
     work: Option<PathBuf>,
@@ -64,9 +69,12 @@ struct Report {
     accepted_letters_per_s: f64,
     fanned_out_deliveries_per_s: f64,
     deliveries_decrypted: u64,
-    latency_ms_p50: u64,
-    latency_ms_p99: u64,
-    latency_ms_max: u64,
+    preseal: bool,
+    /// Devices that only receive, where latency is measured.
+    latency_devices: usize,
+    latency_ms_p50: Option<u64>,
+    latency_ms_p99: Option<u64>,
+    latency_ms_max: Option<u64>,
     drain_seconds: f64,
 }
 
@@ -81,8 +89,8 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if args.users < 2 || args.senders == 0 || args.senders > args.users {
-        bail!("need at least 2 users and 1..=users senders");
+    if args.senders == 0 || args.senders >= args.users {
+        bail!("need 1 to users-1 senders: latency is measured at receive-only devices");
     }
     let tmp = tempfile_dir(&args)?;
     let report = run(&args, &tmp)?;
@@ -92,7 +100,8 @@ fn main() -> Result<()> {
         println!(
             "{} letters from {} senders to {} devices each ({} B bodies)\n\
              accepted: {:.0} letters/s ({:.0} deliveries/s) over {:.2} s\n\
-             latency send→decrypted: p50 {} ms, p99 {} ms, max {} ms ({} deliveries, drained {:.2} s after the last send)",
+             latency send→decrypted at {} receive-only devices: p50 {} ms, p99 {} ms, max {} ms\n\
+             {} deliveries decrypted, the last {:.2} s after the last send{}",
             report.letters,
             report.senders,
             report.devices_per_letter,
@@ -100,14 +109,24 @@ fn main() -> Result<()> {
             report.accepted_letters_per_s,
             report.fanned_out_deliveries_per_s,
             report.send_seconds,
-            report.latency_ms_p50,
-            report.latency_ms_p99,
-            report.latency_ms_max,
+            report.latency_devices,
+            ms(report.latency_ms_p50),
+            ms(report.latency_ms_p99),
+            ms(report.latency_ms_max),
             report.deliveries_decrypted,
             report.drain_seconds,
+            if report.preseal {
+                " (letters sealed before the clock started)"
+            } else {
+                ""
+            },
         );
     }
     Ok(())
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 fn tempfile_dir(args: &Args) -> Result<PathBuf> {
@@ -159,6 +178,9 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         rt.block_on(c.sync())?;
     }
     drop(rt);
+    if args.preseal {
+        eprintln!("sealing {} letters…", args.letters);
+    }
 
     let body = "x".repeat(args.body_bytes);
     let total_deliveries = (args.letters * (args.users - 1)) as u64;
@@ -182,6 +204,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         let ctx = DeviceRun {
             conv,
             sends,
+            preseal: args.preseal,
             expect,
             body: body.clone(),
             decrypted: decrypted.clone(),
@@ -192,6 +215,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         threads.push(std::thread::spawn(move || ctx.run(client)));
     }
     start.wait();
+    eprintln!("sending {} letters…", args.letters);
     let t0 = Instant::now();
     let mut send_end = t0;
     while accepted.load(Ordering::Relaxed) < args.letters as u64 {
@@ -225,9 +249,11 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         accepted_letters_per_s: args.letters as f64 / send_seconds,
         fanned_out_deliveries_per_s: total_deliveries as f64 / send_seconds,
         deliveries_decrypted: got,
-        latency_ms_p50: hist.value_at_quantile(0.5),
-        latency_ms_p99: hist.value_at_quantile(0.99),
-        latency_ms_max: hist.max(),
+        preseal: args.preseal,
+        latency_devices: args.users - args.senders,
+        latency_ms_p50: (!hist.is_empty()).then(|| hist.value_at_quantile(0.5)),
+        latency_ms_p99: (!hist.is_empty()).then(|| hist.value_at_quantile(0.99)),
+        latency_ms_max: (!hist.is_empty()).then(|| hist.max()),
         drain_seconds,
     })
 }
@@ -236,6 +262,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
 struct DeviceRun {
     conv: ConversationId,
     sends: usize,
+    preseal: bool,
     expect: usize,
     body: String,
     decrypted: Arc<AtomicU64>,
@@ -248,17 +275,32 @@ impl DeviceRun {
     fn run(self, mut client: Client) -> Result<Histogram<u64>> {
         let rt = runtime()?;
         let mut hist = Histogram::<u64>::new(3)?;
-        self.start.wait();
-        for i in 0..self.sends {
-            let draft = Draft {
-                subject: format!("bench {i}"),
-                body: self.body.clone(),
-                marking: None,
-            };
-            rt.block_on(client.send_in(&self.conv, draft))?;
-            self.accepted.fetch_add(1, Ordering::Relaxed);
-            self.bar.inc(1);
+        let draft = |i| Draft {
+            subject: format!("bench {i}"),
+            body: self.body.clone(),
+            marking: None,
+        };
+        if self.preseal {
+            for i in 0..self.sends {
+                client.seal_in(&self.conv, draft(i))?;
+            }
         }
+        self.start.wait();
+        if self.preseal {
+            let n = rt.block_on(client.deliver_outbox())?;
+            self.accepted.fetch_add(n as u64, Ordering::Relaxed);
+            self.bar.inc(n as u64);
+        } else {
+            for i in 0..self.sends {
+                rt.block_on(client.send_in(&self.conv, draft(i)))?;
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+                self.bar.inc(1);
+            }
+        }
+        // Latency counts at devices that only receive (a sender reads its
+        // inbox only after its last send), and only when the clock started
+        // before the letters were sealed.
+        let measure = self.sends == 0 && !self.preseal;
         let mut seen = 0;
         let mut last_id = 0;
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -273,7 +315,9 @@ impl DeviceRun {
             rt.block_on(client.sync_wait(1000))?;
             let now = now_ms();
             for l in client.inbox_after(last_id)? {
-                hist.record(u64::try_from(now - l.sent_at_ms).unwrap_or(0))?;
+                if measure {
+                    hist.record(u64::try_from(now - l.sent_at_ms).unwrap_or(0))?;
+                }
                 last_id = l.id;
                 seen += 1;
             }

@@ -37,7 +37,8 @@ impl Output {
 
     pub fn synced(&self, r: &SyncReport) {
         self.emit(r, || {
-            let mut line = format!("{} new letters", r.new_letters);
+            let n = r.new_letters;
+            let mut line = format!("{n} new letter{}", plural(n));
             for (n, what) in [
                 (r.joined, "conversations joined"),
                 (r.commits, "membership changes"),

@@ -5,6 +5,7 @@ use crate::error::{ClientError, Result};
 use crate::home::{Home, Passphrase};
 use crate::mls;
 use crate::provider::Provider;
+use openmls::prelude::MlsGroup;
 use openmls::prelude::{OpenMlsProvider, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_libcrux_crypto::CryptoProvider;
@@ -13,12 +14,15 @@ use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 use valise_proto::api::{
     ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, TokenRequest,
     TokenResponse, auth_signed_content,
 };
-use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, ErrorCode, UserId};
 
 /// One enrolled device. Every front end drives Valise through this type.
 pub struct Client {
@@ -29,6 +33,14 @@ pub struct Client {
     pub(crate) domain: String,
     /// The device's MLS signature key, also its login key.
     pub(crate) signer: SignatureKeyPair,
+    /// Groups loaded from the home, kept between operations (loading an
+    /// X-Wing group costs more than using it). The database stays the
+    /// truth: a copy is dropped whenever an operation on it fails.
+    groups: RefCell<HashMap<ConversationId, MlsGroup>>,
+    /// When devices and key packages were last checked (see `sync`).
+    pub(crate) last_housekeeping: Option<Instant>,
+    /// The last inbox position acknowledged, and when (see `sync`).
+    pub(crate) last_ack: Option<(u64, Instant)>,
 }
 
 /// What `enroll` needs besides the home.
@@ -76,6 +88,9 @@ impl Client {
             me,
             domain,
             signer,
+            groups: RefCell::default(),
+            last_housekeeping: None,
+            last_ack: None,
         })
     }
 
@@ -141,6 +156,9 @@ impl Client {
             me,
             domain: resp.domain,
             signer,
+            groups: RefCell::default(),
+            last_housekeeping: None,
+            last_ack: None,
         })
     }
 
@@ -156,6 +174,47 @@ impl Client {
 
     pub(crate) fn provider(&self) -> Provider<'_> {
         Provider::new(&self.crypto, &self.home.conn)
+    }
+
+    /// Runs `f` on a conversation's group. The group stays in memory for
+    /// the next operation if `f` succeeds, and is dropped if it fails.
+    pub(crate) fn with_group<T>(
+        &self,
+        conv: &ConversationId,
+        f: impl FnOnce(&mut MlsGroup, &Provider<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let p = self.provider();
+        let cached = self.groups.borrow_mut().remove(conv);
+        let mut group = match cached {
+            Some(g) => g,
+            None => mls::load_group(&p, conv)?.ok_or_else(|| ClientError::NotFound {
+                kind: "conversation",
+                id: conv.to_string(),
+            })?,
+        };
+        let out = f(&mut group, &p)?;
+        self.groups.borrow_mut().insert(*conv, group);
+        Ok(out)
+    }
+
+    /// Drops the in-memory copy of a group (the next use reloads it).
+    pub(crate) fn forget_group(&self, conv: &ConversationId) {
+        self.groups.borrow_mut().remove(conv);
+    }
+
+    /// Runs `f` in one database transaction. If anything fails, nothing of
+    /// it remains: the transaction rolls back and in-memory groups, which
+    /// may be ahead of the database, are dropped.
+    pub(crate) fn transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let tx = self.home.conn.unchecked_transaction()?;
+        let out = f().and_then(|v| {
+            tx.commit()?;
+            Ok(v)
+        });
+        if out.is_err() {
+            self.groups.borrow_mut().clear();
+        }
+        out
     }
 
     /// Proves possession of the device key and takes a fresh token.

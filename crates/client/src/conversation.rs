@@ -60,9 +60,8 @@ impl Client {
         let present = BTreeSet::from([self.me.clone()]);
         let packages = self.claim(members, &present).await?;
         let id = ConversationId::from_bytes(rand::random());
-        let request = {
+        let request = self.transaction(|| {
             let p = self.provider();
-            let tx = self.home.conn.unchecked_transaction()?;
             let group = MlsGroup::new_with_group_id(
                 &p,
                 &self.signer,
@@ -74,18 +73,16 @@ impl Client {
             let info = group
                 .export_group_info(p.crypto(), &self.signer, false)
                 .map_err(ClientError::mls)?;
-            let request = CreateConversation {
-                id,
-                group_info: mls::serialize(&info)?.into(),
-                ratchet_tree: mls::serialize(&group.export_ratchet_tree())?.into(),
-            };
-            tx.execute(
+            self.home.conn.execute(
                 "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, ?2, ?3)",
                 params![id.to_string(), name, now_ms()],
             )?;
-            tx.commit()?;
-            request
-        };
+            Ok(CreateConversation {
+                id,
+                group_info: mls::serialize(&info)?.into(),
+                ratchet_tree: mls::serialize(&group.export_ratchet_tree())?.into(),
+            })
+        })?;
         let _: ConversationState = self
             .call(Method::POST, "/v1/conversations", Some(&request))
             .await?;
@@ -143,11 +140,7 @@ impl Client {
         conv: &ConversationId,
         users: &[UserId],
     ) -> Result<()> {
-        let present: BTreeSet<DeviceAddress> = {
-            let p = self.provider();
-            let group = self.group(&p, conv)?;
-            mls::roster(&group)?.into_iter().map(|(_, d)| d).collect()
-        };
+        let present = self.roster(conv)?;
         let packages = self.claim(users, &present).await?;
         self.add_packages(conv, packages).await
     }
@@ -214,34 +207,39 @@ impl Client {
         F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<Commit>,
     {
         for _ in 0..COMMIT_ATTEMPTS {
-            let submit = {
-                let p = self.provider();
-                let mut group = self.group(&p, conv)?;
-                let epoch = group.epoch().as_u64();
-                let (commit, welcome) = build(&mut group, &p, &self.signer)?;
-                SubmitCommit {
-                    epoch,
-                    commit: mls::serialize(&commit)?.into(),
-                    welcome: welcome
-                        .map(|w| mls::serialize(&w))
-                        .transpose()?
-                        .map(Into::into),
-                }
-            };
+            let submit = self.transaction(|| {
+                self.with_group(conv, |group, p| {
+                    let epoch = group.epoch().as_u64();
+                    let (commit, welcome) = build(group, p, &self.signer)?;
+                    Ok(SubmitCommit {
+                        epoch,
+                        commit: mls::serialize(&commit)?.into(),
+                        welcome: welcome
+                            .map(|w| mls::serialize(&w))
+                            .transpose()?
+                            .map(Into::into),
+                    })
+                })
+            })?;
             let path = format!("/v1/conversations/{conv}/commits");
             let outcome: Result<ConversationState> =
                 self.call(Method::POST, &path, Some(&submit)).await;
-            let p = self.provider();
-            let mut group = self.group(&p, conv)?;
             match outcome {
                 Ok(_) => {
-                    group.merge_pending_commit(&p).map_err(ClientError::mls)?;
-                    return Ok(());
+                    return self.transaction(|| {
+                        self.with_group(conv, |group, p| {
+                            group.merge_pending_commit(p).map_err(ClientError::mls)
+                        })
+                    });
                 }
                 Err(e) => {
-                    group
-                        .clear_pending_commit(p.storage())
-                        .map_err(ClientError::mls)?;
+                    self.transaction(|| {
+                        self.with_group(conv, |group, p| {
+                            group
+                                .clear_pending_commit(p.storage())
+                                .map_err(ClientError::mls)
+                        })
+                    })?;
                     if !e.is_server(ErrorCode::StaleEpoch) {
                         return Err(e);
                     }
@@ -264,13 +262,7 @@ impl Client {
             .collect();
         let mut added = 0;
         for conv in self.active_conversations()? {
-            let missing = {
-                let p = self.provider();
-                let group = self.group(&p, &conv)?;
-                let present: BTreeSet<DeviceAddress> =
-                    mls::roster(&group)?.into_iter().map(|(_, d)| d).collect();
-                mine.difference(&present).count()
-            };
+            let missing = mine.difference(&self.roster(&conv)?).count();
             if missing > 0 {
                 let me = self.me.user.clone();
                 self.add_users(&conv, std::slice::from_ref(&me)).await?;
@@ -298,36 +290,34 @@ impl Client {
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
-        let p = self.provider();
         let mut out = Vec::new();
         for (id, name, active) in rows {
             let id = ConversationId::parse(&id)?;
-            let Some(group) = mls::load_group(&p, &id)? else {
-                continue;
-            };
-            let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
-            for (_, d) in mls::roster(&group)? {
-                members
-                    .entry(d.user)
-                    .or_default()
-                    .push(d.device.to_string());
-            }
-            out.push(ConversationView {
-                id,
-                name,
-                epoch: group.epoch().as_u64(),
-                ciphersuite: format!("{:?}", group.ciphersuite()),
-                active: active && group.is_active(),
-                members,
-            });
+            out.push(self.with_group(&id, |group, _| {
+                let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+                for (_, d) in mls::roster(group)? {
+                    members
+                        .entry(d.user)
+                        .or_default()
+                        .push(d.device.to_string());
+                }
+                Ok(ConversationView {
+                    id,
+                    name,
+                    epoch: group.epoch().as_u64(),
+                    ciphersuite: format!("{:?}", group.ciphersuite()),
+                    active: active && group.is_active(),
+                    members,
+                })
+            })?);
         }
         Ok(out)
     }
 
-    pub(crate) fn group(&self, p: &Provider<'_>, conv: &ConversationId) -> Result<MlsGroup> {
-        mls::load_group(p, conv)?.ok_or_else(|| ClientError::NotFound {
-            kind: "conversation",
-            id: conv.to_string(),
+    /// The devices in a conversation, from its MLS roster.
+    pub(crate) fn roster(&self, conv: &ConversationId) -> Result<BTreeSet<DeviceAddress>> {
+        self.with_group(conv, |group, _| {
+            Ok(mls::roster(group)?.into_iter().map(|(_, d)| d).collect())
         })
     }
 
@@ -359,15 +349,8 @@ impl Client {
 
     /// Marks a conversation as the direct one for its current members.
     pub(crate) fn set_direct_key(&self, conv: &ConversationId) -> Result<()> {
-        let users: Vec<UserId> = {
-            let p = self.provider();
-            let group = self.group(&p, conv)?;
-            mls::roster(&group)?
-                .into_iter()
-                .map(|(_, d)| d.user)
-                .collect()
-        };
-        let key = direct_key(users.iter());
+        let roster = self.roster(conv)?;
+        let key = direct_key(roster.iter().map(|d| &d.user));
         // Another conversation may hold the key already; the older one stays.
         self.home.conn.execute(
             "UPDATE conversations SET direct_key = ?1 WHERE id = ?2

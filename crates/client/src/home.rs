@@ -16,6 +16,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 const DB_FILE: &str = "valise.db";
 const KDF_FILE: &str = "kdf.json";
+const LOCK_FILE: &str = "lock";
 
 /// A passphrase, wiped from memory when dropped; never printed.
 pub struct Passphrase(Zeroizing<String>);
@@ -75,6 +76,9 @@ impl KdfParams {
 /// An open home: its unlocked database connection.
 pub struct Home {
     pub(crate) conn: Connection,
+    /// Held for the life of the home: two processes on one home could each
+    /// encrypt with the same ratchet generation. A second one waits.
+    _lock: std::fs::File,
 }
 
 impl Home {
@@ -96,6 +100,13 @@ impl Home {
             std::fs::write(&kdf_path, text).map_err(io)?;
             params
         };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
         let key = params.derive(passphrase)?;
         let conn = Connection::open(path.join(DB_FILE))?;
         let mut pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(*key)));
@@ -113,7 +124,7 @@ impl Home {
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;",
         )?;
-        let mut home = Self { conn };
+        let mut home = Self { conn, _lock: lock };
         home.migrate()?;
         Ok(home)
     }

@@ -38,6 +38,23 @@ struct Outbound {
     ciphertext: Vec<u8>,
 }
 
+/// Reads an outbox row from column `at` on: conversation, plaintext,
+/// epoch, ciphertext.
+fn outbound(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Outbound> {
+    let conv: String = r.get(at)?;
+    Ok(Outbound {
+        conversation: ConversationId::parse(&conv).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        plaintext: r.get(at + 1)?,
+        epoch: r.get::<_, i64>(at + 2)? as u64,
+        ciphertext: r.get(at + 3)?,
+    })
+}
+
+/// Delivered outbox entries forgotten per write.
+const OUTBOX_DROP_BATCH: usize = 256;
+
 /// Attempts to deliver one sealed message across epoch changes.
 const DELIVERY_ATTEMPTS: usize = 5;
 
@@ -113,18 +130,28 @@ impl Client {
     }
 
     async fn post_letter(&mut self, conv: &ConversationId, letter: Letter) -> Result<SentLetter> {
+        let sent = self.seal_letter(conv, letter)?;
+        self.deliver(sent.message_id).await?;
+        Ok(sent)
+    }
+
+    /// Seals a new thread's letter into the outbox without sending it; the
+    /// next [`Client::sync`] delivers it. Load generators use this to
+    /// measure the server apart from the sealing.
+    pub fn seal_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
+        let to = self.other_members(conv)?;
+        let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
+        self.seal_letter(conv, letter)
+    }
+
+    fn seal_letter(&self, conv: &ConversationId, letter: Letter) -> Result<SentLetter> {
         let message_id = letter.message_id;
         let plaintext = Payload::Letter(letter.clone()).encode()?;
-        let id = {
-            let tx = self.home.conn.unchecked_transaction()?;
+        let id = self.transaction(|| {
             self.seal(conv, message_id, &plaintext)?;
-            let sender = self.me.clone();
-            let id = crate::mailbox::store_letter(&tx, conv, &sender, &letter, true)?
-                .ok_or_else(|| ClientError::Invalid("duplicate message id".into()))?;
-            tx.commit()?;
-            id
-        };
-        self.deliver(message_id).await?;
+            crate::mailbox::store_letter(&self.home.conn, conv, &self.me, &letter, true)?
+                .ok_or_else(|| ClientError::Invalid("duplicate message id".into()))
+        })?;
         Ok(SentLetter {
             id,
             conversation: *conv,
@@ -140,78 +167,98 @@ impl Client {
     ) -> Result<()> {
         let message_id = MessageId::from_bytes(rand::random());
         let plaintext = payload.encode()?;
-        {
-            let tx = self.home.conn.unchecked_transaction()?;
-            self.seal(conv, message_id, &plaintext)?;
-            tx.commit()?;
-        }
+        self.transaction(|| self.seal(conv, message_id, &plaintext))?;
         self.deliver(message_id).await
     }
 
     /// Encrypts at the group's current epoch into the outbox (inside the
     /// caller's transaction, with the ratchet step).
     fn seal(&self, conv: &ConversationId, message_id: MessageId, plaintext: &[u8]) -> Result<()> {
-        let p = self.provider();
-        let mut group = self.group(&p, conv)?;
-        if !group.is_active() {
-            return Err(ClientError::Invalid(format!(
-                "you are no longer a member of conversation {conv}"
-            )));
-        }
-        let sealed = group
-            .create_message(&p, &self.signer, plaintext)
-            .map_err(ClientError::mls)?;
-        self.home.conn.execute(
+        let (epoch, sealed) = self.with_group(conv, |group, p| {
+            if !group.is_active() {
+                return Err(ClientError::Invalid(format!(
+                    "you are no longer a member of conversation {conv}"
+                )));
+            }
+            let sealed = group
+                .create_message(p, &self.signer, plaintext)
+                .map_err(ClientError::mls)?;
+            Ok((group.epoch().as_u64(), mls::serialize(&sealed)?))
+        })?;
+        self.home.conn.prepare_cached(
             "INSERT INTO outbox (message_id, conversation, plaintext, epoch, ciphertext, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (message_id) DO UPDATE SET epoch = excluded.epoch, ciphertext = excluded.ciphertext",
-            params![
-                message_id.to_string(),
-                conv.to_string(),
-                plaintext,
-                group.epoch().as_u64() as i64,
-                mls::serialize(&sealed)?,
-                now_ms()
-            ],
-        )?;
+        )?
+        .execute(params![
+            message_id.to_string(),
+            conv.to_string(),
+            plaintext,
+            epoch as i64,
+            sealed,
+            now_ms()
+        ])?;
         Ok(())
     }
 
     /// Sends one outbox entry until the server accepts it.
     async fn deliver(&mut self, message_id: MessageId) -> Result<()> {
+        if let Some(entry) = self.outbox_entry(message_id)? {
+            self.deliver_entry(message_id, entry).await?;
+            self.drop_outbox(&[message_id])?;
+        }
+        Ok(())
+    }
+
+    /// Delivers what was sealed but not yet accepted (earlier failures, or
+    /// [`Client::seal_in`]), in sealing order; returns how many.
+    pub async fn deliver_outbox(&mut self) -> Result<usize> {
+        let queued: Vec<(String, Outbound)> = {
+            let mut stmt = self.home.conn.prepare(
+                "SELECT message_id, conversation, plaintext, epoch, ciphertext
+                 FROM outbox ORDER BY rowid",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, outbound(r, 1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let total = queued.len();
+        let mut delivered = Vec::new();
+        for (id, entry) in queued {
+            let id = MessageId::parse(&id)?;
+            self.deliver_entry(id, entry).await?;
+            delivered.push(id);
+            if delivered.len() >= OUTBOX_DROP_BATCH {
+                self.drop_outbox(&delivered)?;
+                delivered.clear();
+            }
+        }
+        self.drop_outbox(&delivered)?;
+        Ok(total)
+    }
+
+    /// Sends one sealed message until the server accepts it, re-sealing it
+    /// if the epoch moved on. It stays in the outbox for the caller to drop.
+    async fn deliver_entry(&mut self, message_id: MessageId, mut entry: Outbound) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
-            let Some(Outbound {
-                conversation: conv,
-                plaintext,
-                epoch,
-                ciphertext,
-            }) = self.outbox_entry(message_id)?
-            else {
-                return Ok(());
-            };
-            let current = {
-                let p = self.provider();
-                self.group(&p, &conv)?.epoch().as_u64()
-            };
-            if current != epoch {
-                let tx = self.home.conn.unchecked_transaction()?;
-                self.seal(&conv, message_id, &plaintext)?;
-                tx.commit()?;
+            let conv = entry.conversation;
+            let current = self.with_group(&conv, |group, _| Ok(group.epoch().as_u64()))?;
+            if current != entry.epoch {
+                self.transaction(|| self.seal(&conv, message_id, &entry.plaintext))?;
+                entry = self
+                    .outbox_entry(message_id)?
+                    .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
                 continue;
             }
             let path = format!("/v1/conversations/{conv}/messages");
             let body = SendMessage {
                 client_msg_id: message_id,
-                message: ciphertext.into(),
+                message: entry.ciphertext.clone().into(),
             };
             match self
                 .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
                 .await
             {
-                Ok(_) => {
-                    self.drop_outbox(message_id)?;
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
                     self.pull(0).await?;
                 }
@@ -220,7 +267,7 @@ impl Client {
                 }
                 Err(e @ ClientError::Server(_)) => {
                     // Refused for good (removed, malformed): retrying cannot help.
-                    self.drop_outbox(message_id)?;
+                    self.drop_outbox(&[message_id])?;
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -229,67 +276,44 @@ impl Client {
         Err(ClientError::Contention)
     }
 
-    /// Delivers what earlier runs sealed but could not send.
-    pub(crate) async fn flush_outbox(&mut self) -> Result<usize> {
-        let ids: Vec<String> = {
-            let mut stmt = self
-                .home
-                .conn
-                .prepare("SELECT message_id FROM outbox ORDER BY created_at_ms")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        for id in &ids {
-            self.deliver(MessageId::parse(id)?).await?;
-        }
-        Ok(ids.len())
-    }
-
     fn outbox_entry(&self, message_id: MessageId) -> Result<Option<Outbound>> {
-        let row = self
+        Ok(self
             .home
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT conversation, plaintext, epoch, ciphertext FROM outbox WHERE message_id = ?1",
-                [message_id.to_string()],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(c, plaintext, epoch, ciphertext)| {
-            Ok(Outbound {
-                conversation: ConversationId::parse(&c)?,
-                plaintext,
-                epoch: epoch as u64,
-                ciphertext,
-            })
-        })
-        .transpose()
+            )?
+            .query_row([message_id.to_string()], |r| outbound(r, 0))
+            .optional()?)
     }
 
-    fn drop_outbox(&self, message_id: MessageId) -> Result<()> {
-        self.home.conn.execute(
-            "DELETE FROM outbox WHERE message_id = ?1",
-            [message_id.to_string()],
-        )?;
-        Ok(())
+    /// Forgets delivered messages. This write alone skips the fsync: if
+    /// a power cut undoes it, the messages are sent again and the server,
+    /// which knows their ids, ignores the duplicates.
+    fn drop_outbox(&self, ids: &[MessageId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let conn = &self.home.conn;
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let deleted = self.transaction(|| {
+            let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?;
+            for id in ids {
+                stmt.execute([id.to_string()])?;
+            }
+            Ok(())
+        });
+        conn.execute_batch("PRAGMA synchronous = FULL")?;
+        deleted
     }
 
     fn other_members(&self, conv: &ConversationId) -> Result<Vec<UserId>> {
-        let p = self.provider();
-        let group = self.group(&p, conv)?;
-        let mut users: Vec<UserId> = mls::roster(&group)?
+        let mut users: Vec<UserId> = self
+            .roster(conv)?
             .into_iter()
-            .map(|(_, d)| d.user)
+            .map(|d| d.user)
             .filter(|u| u != &self.me.user)
             .collect();
-        users.sort();
         users.dedup();
         Ok(users)
     }

@@ -20,6 +20,7 @@ use openmls::prelude::*;
 use reqwest::Method;
 use rusqlite::params;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 use valise_proto::api::{
     Ack, Acked, DeviceList, EntryKind, InboxEntry, InboxPage, KeyPackageStock, KeyPackageUpload,
 };
@@ -27,6 +28,15 @@ use valise_proto::{ConversationId, DeviceAddress, Payload};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;
+
+/// A running client acks at least this often...
+const ACK_EVERY: Duration = Duration::from_secs(5);
+/// ...or when this many entries are unacknowledged.
+const ACK_ENTRIES: u64 = 500;
+
+/// How often a long-running client looks for its user's new devices and
+/// restocks its key packages.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 /// What a sync did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -68,11 +78,20 @@ impl Client {
     }
 
     /// As [`Client::sync`], first waiting up to `wait_ms` for something to arrive.
+    ///
+    /// A long-running client checks devices and key packages at most once
+    /// per [`HOUSEKEEPING_EVERY`]; a one-shot command always does.
     pub async fn sync_wait(&mut self, wait_ms: u64) -> Result<SyncReport> {
         let mut report = self.pull(wait_ms).await?;
-        report.delivered = self.flush_outbox().await?;
-        report.devices_added = self.add_own_new_devices().await?;
-        self.restock_key_packages().await?;
+        report.delivered = self.deliver_outbox().await?;
+        if self
+            .last_housekeeping
+            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
+        {
+            report.devices_added = self.add_own_new_devices().await?;
+            self.restock_key_packages().await?;
+            self.last_housekeeping = Some(Instant::now());
+        }
         Ok(report)
     }
 
@@ -87,10 +106,9 @@ impl Client {
             let Some(last) = page.entries.last().map(|e| e.seq) else {
                 return Ok(report);
             };
-            {
-                let tx = self.home.conn.unchecked_transaction()?;
+            self.transaction(|| {
                 for entry in page.entries.iter().filter(|e| e.seq > after) {
-                    match self.apply(entry) {
+                    match self.apply_atomically(entry) {
                         Ok(Applied::Letter) => report.new_letters += 1,
                         Ok(Applied::Joined) => report.joined += 1,
                         Ok(Applied::Commit) => report.commits += 1,
@@ -102,16 +120,34 @@ impl Client {
                         }
                     }
                 }
-                tx.execute("UPDATE account SET inbox_seq = ?1", [last as i64])?;
-                tx.commit()?;
-            }
-            let _: Acked = self
-                .call(Method::POST, "/v1/inbox/ack", Some(&Ack { up_to: last }))
-                .await?;
+                self.home
+                    .conn
+                    .execute("UPDATE account SET inbox_seq = ?1", [last as i64])?;
+                Ok(())
+            })?;
+            self.ack(last).await?;
             if !page.more {
                 return Ok(report);
             }
         }
+    }
+
+    /// Lets the server delete what this device has stored. Only cleanup:
+    /// entries at or below `inbox_seq` are skipped anyway, so a running
+    /// client acks at most every [`ACK_EVERY`] or [`ACK_ENTRIES`] entries,
+    /// sparing the server a write per wake-up.
+    async fn ack(&mut self, up_to: u64) -> Result<()> {
+        let due = match self.last_ack {
+            None => true,
+            Some((seq, at)) => up_to >= seq + ACK_ENTRIES || at.elapsed() >= ACK_EVERY,
+        };
+        if due {
+            let _: Acked = self
+                .call(Method::POST, "/v1/inbox/ack", Some(&Ack { up_to }))
+                .await?;
+            self.last_ack = Some((up_to, Instant::now()));
+        }
+        Ok(())
     }
 
     fn inbox_seq(&self) -> Result<u64> {
@@ -120,6 +156,19 @@ impl Client {
             .conn
             .query_row("SELECT inbox_seq FROM account", [], |r| r.get(0))?;
         Ok(seq as u64)
+    }
+
+    /// Applies one entry inside the page's transaction; a refused entry
+    /// leaves nothing behind (savepoint), so the next one starts clean.
+    fn apply_atomically(&self, entry: &InboxEntry) -> Result<Applied> {
+        self.home.conn.execute_batch("SAVEPOINT entry")?;
+        let out = self.apply(entry);
+        if out.is_err() {
+            self.home.conn.execute_batch("ROLLBACK TO entry")?;
+            self.forget_group(&entry.conversation);
+        }
+        self.home.conn.execute_batch("RELEASE entry")?;
+        out
     }
 
     fn apply(&self, entry: &InboxEntry) -> Result<Applied> {
@@ -145,6 +194,7 @@ impl Client {
             ));
         };
         let p = self.provider();
+        self.forget_group(conv);
         if let Some(mut old) = mls::load_group(&p, conv)? {
             if old.is_active() {
                 return Err(ClientError::Protocol(format!("already a member of {conv}")));
@@ -190,50 +240,54 @@ impl Client {
                 "message for another conversation".into(),
             ));
         }
-        let p = self.provider();
-        let mut group = self.group(&p, conv)?;
-        if message.epoch() < group.epoch() {
-            return Err(ClientError::Protocol(format!(
-                "message for past epoch {} (now {})",
-                message.epoch().as_u64(),
-                group.epoch().as_u64()
-            )));
-        }
-        let processed = group
-            .process_message(&p, message)
-            .map_err(ClientError::mls)?;
-        let sender = mls::device_of(processed.credential())?;
-        match processed.into_content() {
-            ProcessedMessageContent::ApplicationMessage(app) => {
-                self.receive(conv, &sender, &app.into_bytes())
+        let (sender, plaintext) = self.with_group(conv, |group, p| {
+            if message.epoch() < group.epoch() {
+                return Err(ClientError::Protocol(format!(
+                    "message for past epoch {} (now {})",
+                    message.epoch().as_u64(),
+                    group.epoch().as_u64()
+                )));
             }
-            ProcessedMessageContent::StagedCommitMessage(staged) => {
-                group
-                    .merge_staged_commit(&p, *staged)
-                    .map_err(ClientError::mls)?;
-                mls::roster(&group)?;
-                if !group.is_active() {
-                    self.home.conn.execute(
-                        "UPDATE conversations SET active = 0 WHERE id = ?1",
-                        [conv.to_string()],
-                    )?;
+            let processed = group
+                .process_message(p, message)
+                .map_err(ClientError::mls)?;
+            let sender = mls::device_of(processed.credential())?;
+            match processed.into_content() {
+                ProcessedMessageContent::ApplicationMessage(app) => {
+                    Ok((sender, Some(app.into_bytes())))
                 }
-                Ok(Applied::Commit)
+                ProcessedMessageContent::StagedCommitMessage(staged) => {
+                    group
+                        .merge_staged_commit(p, *staged)
+                        .map_err(ClientError::mls)?;
+                    mls::roster(group)?;
+                    if !group.is_active() {
+                        self.home.conn.execute(
+                            "UPDATE conversations SET active = 0 WHERE id = ?1",
+                            [conv.to_string()],
+                        )?;
+                    }
+                    Ok((sender, None))
+                }
+                // Our own commit, fanned back after a crash between the hub's
+                // acceptance and our merge: the pending commit is the one to merge.
+                ProcessedMessageContent::OwnPendingCommit => {
+                    group.merge_pending_commit(p).map_err(ClientError::mls)?;
+                    Ok((sender, None))
+                }
+                ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
+                    "own message reflected back by the server".into(),
+                )),
+                // Valise commits proposals inline; a standalone one is not queued.
+                ProcessedMessageContent::ProposalMessage(_)
+                | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(
+                    ClientError::Protocol("standalone proposals are not accepted".into()),
+                ),
             }
-            // Our own commit, fanned back after a crash between the hub's
-            // acceptance and our merge: the pending commit is the one to merge.
-            ProcessedMessageContent::OwnPendingCommit => {
-                group.merge_pending_commit(&p).map_err(ClientError::mls)?;
-                Ok(Applied::Commit)
-            }
-            ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
-                "own message reflected back by the server".into(),
-            )),
-            // Valise commits proposals inline; a standalone one is not queued.
-            ProcessedMessageContent::ProposalMessage(_)
-            | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(
-                ClientError::Protocol("standalone proposals are not accepted".into()),
-            ),
+        })?;
+        match plaintext {
+            Some(bytes) => self.receive(conv, &sender, &bytes),
+            None => Ok(Applied::Commit),
         }
     }
 
@@ -275,18 +329,16 @@ impl Client {
         if stock.one_time >= mls::KEY_PACKAGE_LOW_WATER {
             return Ok(());
         }
-        let upload = {
+        let upload = self.transaction(|| {
             let p = self.provider();
-            let tx = self.home.conn.unchecked_transaction()?;
             let one_time = (0..mls::KEY_PACKAGE_BATCH)
                 .map(|_| mls::key_package(&p, &self.signer, &self.me, false).map(Into::into))
                 .collect::<Result<Vec<_>>>()?;
-            tx.commit()?;
-            KeyPackageUpload {
+            Ok(KeyPackageUpload {
                 one_time,
                 last_resort: None,
-            }
-        };
+            })
+        })?;
         let _: KeyPackageStock = self
             .call(Method::PUT, "/v1/devices/self/key-packages", Some(&upload))
             .await?;

@@ -19,6 +19,33 @@ use valise_proto::{DeviceAddress, ErrorCode};
 
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(60);
+/// Most sessions cached in memory; past it the cache starts over.
+const MAX_SESSIONS: usize = 100_000;
+
+/// Live tokens by hash, so that an authenticated request does not touch
+/// the database. Filled at login and on a database hit (after a restart).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<[u8; 32], (DeviceAddress, i64)>>,
+}
+
+impl Sessions {
+    pub fn insert(&self, hash: [u8; 32], device: DeviceAddress, expires_at_ms: i64) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= MAX_SESSIONS {
+            live.clear();
+        }
+        live.insert(hash, (device, expires_at_ms));
+    }
+
+    fn get(&self, hash: &[u8; 32], now_ms: i64) -> Option<DeviceAddress> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(hash)
+            .filter(|(_, exp)| *exp > now_ms)
+            .map(|(d, _)| d.clone())
+    }
+}
+
 /// How long a token is valid.
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Most challenges held at once: bounds memory under a flood.
@@ -101,9 +128,14 @@ impl FromRequestParts<AppState> for AuthDevice {
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or_else(ApiError::unauthorized)?;
         let hash = token_hash(token);
-        let store = state.store.clone();
         let now = crate::now_ms();
-        let device = tokio::task::spawn_blocking(move || store.token_device(&hash, now)).await??;
-        device.map(AuthDevice).ok_or_else(ApiError::unauthorized)
+        if let Some(device) = state.sessions.get(&hash, now) {
+            return Ok(AuthDevice(device));
+        }
+        let store = state.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.token_device(&hash, now)).await??;
+        let (device, expires) = found.ok_or_else(ApiError::unauthorized)?;
+        state.sessions.insert(hash, device.clone(), expires);
+        Ok(AuthDevice(device))
     }
 }

@@ -1,6 +1,6 @@
 //! What every handler shares.
 
-use crate::auth::Challenges;
+use crate::auth::{Challenges, Sessions};
 use crate::delivery::{Delivery, Wakeups};
 use crate::hub::Policy;
 use crate::store::Store;
@@ -17,6 +17,7 @@ pub struct AppState {
     /// This server's domain: users it enrols live there.
     pub domain: Arc<str>,
     pub challenges: Arc<Challenges>,
+    pub sessions: Arc<Sessions>,
     pub delivery: Delivery,
     pub wakeups: Arc<Wakeups>,
     /// Becomes true when the server stops, to end long polls early.
@@ -39,6 +40,7 @@ impl AppState {
             policy: Arc::new(Policy::default()),
             domain: domain.into(),
             challenges: Arc::new(Challenges::default()),
+            sessions: Arc::new(Sessions::default()),
             wakeups,
             shutdown: rx,
             shutdown_tx: Arc::new(tx),

@@ -63,6 +63,7 @@ pub async fn token(
         let expires = crate::now_ms()
             .saturating_add(i64::try_from(TOKEN_TTL.as_millis()).unwrap_or(i64::MAX));
         st.store.create_token(hash, &device, expires)?;
+        st.sessions.insert(hash, device.clone(), expires);
         tracing::info!(device = %device, "device logged in");
         Ok(token)
     })

@@ -174,12 +174,12 @@ pub trait Store: Send + Sync + 'static {
         expires_at_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// The device a live token belongs to.
+    /// The device a live token belongs to, and when the token expires.
     fn token_device(
         &self,
         token_hash: &[u8; 32],
         now_ms: i64,
-    ) -> Result<Option<DeviceAddress>, StoreError>;
+    ) -> Result<Option<(DeviceAddress, i64)>, StoreError>;
 
     /// Adds one-time key packages, replaces the last-resort one if given;
     /// returns the one-time stock.

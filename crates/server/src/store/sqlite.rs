@@ -205,6 +205,24 @@ impl SqliteStore {
         tx.commit()?;
         Ok(out)
     }
+
+    /// A write that may be lost in a power cut without harm (the next
+    /// synced commit makes it durable anyway), so it skips the fsync.
+    fn write_unsynced<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = lock(&self.writer);
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        out
+    }
 }
 
 impl Store for SqliteStore {
@@ -306,17 +324,19 @@ impl Store for SqliteStore {
         &self,
         token_hash: &[u8; 32],
         now_ms: i64,
-    ) -> Result<Option<DeviceAddress>, StoreError> {
+    ) -> Result<Option<(DeviceAddress, i64)>, StoreError> {
         let conn = self.reader();
-        let row: Option<(String, String)> = conn
+        let row: Option<(String, String, i64)> = conn
             .prepare_cached(
-                "SELECT user, device FROM tokens WHERE token_hash = ?1 AND expires_at_ms > ?2",
+                "SELECT user, device, expires_at_ms FROM tokens
+                 WHERE token_hash = ?1 AND expires_at_ms > ?2",
             )?
             .query_row(params![&token_hash[..], now_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        row.map(|(u, d)| parse_addr(&u, &d)).transpose()
+        row.map(|(u, d, exp)| Ok((parse_addr(&u, &d)?, exp)))
+            .transpose()
     }
 
     fn add_key_packages(
@@ -632,7 +652,8 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError> {
-        self.write(|tx| {
+        // A lost ack only makes the device re-read entries it skips by seq.
+        self.write_unsynced(|tx| {
             let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
             let user = device.user.as_str();
             let dev = device.device.to_string();
