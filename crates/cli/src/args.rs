@@ -117,6 +117,8 @@ pub enum Command {
     Conversation(ConversationCmd),
     /// List this user's enrolled devices.
     Devices,
+    /// List alerts: what this device refused or noticed (kind, time, evidence).
+    Alerts,
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,7 +82,7 @@ async fn run(cli: &Cli) -> Result<()> {
         Command::Sync { wait } => {
             let mut client = open(&home)?;
             let report = client.sync_wait(wait.saturating_mul(1000)).await?;
-            out.synced(&report);
+            out.synced(&report, &client.take_new_alerts()?);
         }
         Command::Inbox => out.inbox(&open(&home)?.inbox()?),
         Command::Read { id } => out.letter(&open(&home)?.letter(*id)?),
@@ -96,6 +96,7 @@ async fn run(cli: &Cli) -> Result<()> {
             out.sent(&sent);
         }
         Command::Conversation(cmd) => conversation(&home, cmd, &out).await?,
+        Command::Alerts => out.alerts(&open(&home)?.alerts()?),
         Command::Devices => {
             let mut client = open(&home)?;
             out.devices(&client.devices().await?);

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    ClientError, ConversationView, DeviceView, LetterSummary, LetterView, SentLetter, SyncReport,
+    Alert, ClientError, ConversationView, DeviceView, LetterSummary, LetterView, SentLetter,
+    SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, UserId};
 
@@ -35,8 +36,10 @@ impl Output {
         });
     }
 
-    pub fn synced(&self, r: &SyncReport) {
-        self.emit(r, || {
+    pub fn synced(&self, r: &SyncReport, alerts: &[Alert]) {
+        let mut value = serde_json::to_value(r).unwrap_or_default();
+        value["alerts"] = serde_json::to_value(alerts).unwrap_or_default();
+        self.emit(value, || {
             let n = r.new_letters;
             let mut line = format!("{n} new letter{}", plural(n));
             for (n, what) in [
@@ -53,7 +56,38 @@ impl Output {
                     line.push_str(&format!(", {n} {what}"));
                 }
             }
+            for a in alerts {
+                line.push_str(&format!("\n!!! ALERT {}: {}", a.kind, a.detail));
+            }
+            if !alerts.is_empty() {
+                line.push_str("\n!!! see `valise alerts` for the evidence");
+            }
             line
+        });
+    }
+
+    pub fn alerts(&self, list: &[Alert]) {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id,
+                    "time": rfc3339(a.at_ms),
+                    "kind": a.kind,
+                    "conversation": a.conversation,
+                    "detail": a.detail,
+                    "evidence": a.evidence,
+                })
+            })
+            .collect();
+        self.emit(rows, || {
+            if list.is_empty() {
+                return "no alerts".into();
+            }
+            list.iter()
+                .map(|a| format!("{}  {}  {}", rfc3339(a.at_ms), a.kind, a.detail))
+                .collect::<Vec<_>>()
+                .join("\n")
         });
     }
 

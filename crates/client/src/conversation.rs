@@ -7,6 +7,7 @@
 
 use crate::client::{Client, now_ms};
 use crate::error::{ClientError, Result};
+use crate::failpoint::failpoint;
 use crate::mls;
 use crate::provider::Provider;
 use openmls::prelude::*;
@@ -32,6 +33,9 @@ pub struct ConversationView {
     /// IANA name of the MLS ciphersuite.
     pub ciphersuite: String,
     pub active: bool,
+    /// The MLS epoch authenticator (hex): equal on every member's device
+    /// exactly when they share the same group state (no fork).
+    pub authenticator: String,
     /// Members and their devices, from the MLS roster.
     pub members: BTreeMap<UserId, Vec<String>>,
 }
@@ -206,9 +210,11 @@ impl Client {
     where
         F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<Commit>,
     {
+        // Settle any commit left unconfirmed by an earlier crash first.
+        self.pull(0).await?;
         for _ in 0..COMMIT_ATTEMPTS {
             let submit = self.transaction(|| {
-                self.with_group(conv, |group, p| {
+                let submit = self.with_group(conv, |group, p| {
                     let epoch = group.epoch().as_u64();
                     let (commit, welcome) = build(group, p, &self.signer)?;
                     Ok(SubmitCommit {
@@ -219,27 +225,26 @@ impl Client {
                             .transpose()?
                             .map(Into::into),
                     })
-                })
+                })?;
+                self.mark_pending(conv, true)?;
+                Ok(submit)
             })?;
+            failpoint("commit-before-send");
             let path = format!("/v1/conversations/{conv}/commits");
             let outcome: Result<ConversationState> =
                 self.call(Method::POST, &path, Some(&submit)).await;
             match outcome {
                 Ok(_) => {
-                    return self.transaction(|| {
-                        self.with_group(conv, |group, p| {
-                            group.merge_pending_commit(p).map_err(ClientError::mls)
-                        })
-                    });
+                    failpoint("commit-after-accept");
+                    self.settle_pending(conv, true)?;
+                    failpoint("commit-after-merge");
+                    return Ok(());
                 }
+                // Unknown whether the hub took it: the next sync tells
+                // (the hub echoes accepted commits to their committer).
+                Err(e @ ClientError::Network(_)) => return Err(e),
                 Err(e) => {
-                    self.transaction(|| {
-                        self.with_group(conv, |group, p| {
-                            group
-                                .clear_pending_commit(p.storage())
-                                .map_err(ClientError::mls)
-                        })
-                    })?;
+                    self.settle_pending(conv, false)?;
                     if !e.is_server(ErrorCode::StaleEpoch) {
                         return Err(e);
                     }
@@ -248,6 +253,50 @@ impl Client {
             self.pull(0).await?;
         }
         Err(ClientError::Contention)
+    }
+
+    /// Merges (`accepted`) or discards this device's pending commit.
+    pub(crate) fn settle_pending(&self, conv: &ConversationId, accepted: bool) -> Result<()> {
+        self.transaction(|| {
+            self.with_group(conv, |group, p| {
+                if accepted {
+                    group.merge_pending_commit(p).map_err(ClientError::mls)
+                } else {
+                    group
+                        .clear_pending_commit(p.storage())
+                        .map_err(ClientError::mls)
+                }
+            })?;
+            self.mark_pending(conv, false)
+        })
+    }
+
+    /// Remembers which conversations hold a commit the hub has not confirmed.
+    pub(crate) fn mark_pending(&self, conv: &ConversationId, pending: bool) -> Result<()> {
+        let sql = if pending {
+            "INSERT OR IGNORE INTO pending_commits (conversation) VALUES (?1)"
+        } else {
+            "DELETE FROM pending_commits WHERE conversation = ?1"
+        };
+        self.home.conn.execute(sql, [conv.to_string()])?;
+        Ok(())
+    }
+
+    /// After the whole inbox was read, a commit still pending was never
+    /// accepted (the hub queues the echo with the acceptance): discard it.
+    pub(crate) fn discard_unconfirmed_commits(&self) -> Result<()> {
+        let pending: Vec<String> = {
+            let mut stmt = self
+                .home
+                .conn
+                .prepare("SELECT conversation FROM pending_commits")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for conv in pending {
+            self.settle_pending(&ConversationId::parse(&conv)?, false)?;
+        }
+        Ok(())
     }
 
     /// Adds this user's devices that joined after the conversation was made:
@@ -307,6 +356,7 @@ impl Client {
                     epoch: group.epoch().as_u64(),
                     ciphersuite: format!("{:?}", group.ciphersuite()),
                     active: active && group.is_active(),
+                    authenticator: hex::encode(group.epoch_authenticator().as_slice()),
                     members,
                 })
             })?);

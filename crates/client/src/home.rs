@@ -146,7 +146,10 @@ impl Home {
 }
 
 /// Our schema, one entry per version; never edit a released entry.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_alerts_pending_commits.sql"),
+];
 
 #[cfg(unix)]
 fn restrict_dir(path: &Path) -> Result<()> {

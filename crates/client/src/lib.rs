@@ -11,10 +11,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod alert;
 mod api;
 mod client;
 mod conversation;
 mod error;
+mod failpoint;
 mod home;
 mod mailbox;
 pub mod mls;
@@ -22,6 +24,7 @@ mod provider;
 mod send;
 mod sync;
 
+pub use alert::{Alert, AlertKind};
 pub use client::{Client, Enrollment};
 pub use conversation::ConversationView;
 pub use error::{ClientError, Result};

@@ -180,6 +180,11 @@ impl Client {
                     "you are no longer a member of conversation {conv}"
                 )));
             }
+            if group.pending_commit().is_some() {
+                return Err(ClientError::Invalid(format!(
+                    "a membership change in {conv} is not confirmed yet: run `valise sync` first"
+                )));
+            }
             let sealed = group
                 .create_message(p, &self.signer, plaintext)
                 .map_err(ClientError::mls)?;

@@ -12,6 +12,7 @@
 //! An entry that fails verification is skipped and counted, never fatal:
 //! a hostile server must not be able to wedge a device.
 
+use crate::alert::AlertKind;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::mailbox::store_letter;
@@ -63,11 +64,20 @@ pub struct DeviceView {
     pub this_device: bool,
 }
 
+/// What MLS made of a message.
+enum Opened {
+    OwnEcho,
+    Commit,
+    Application(DeviceAddress, Vec<u8>),
+}
+
 enum Applied {
     Letter,
     Meta,
     Joined,
     Commit,
+    /// This device's own commit, echoed back after it merged it.
+    OwnEcho,
 }
 
 impl Client {
@@ -104,6 +114,7 @@ impl Client {
             let page: InboxPage = self.call::<(), _>(Method::GET, &path, None).await?;
             wait_ms = 0;
             let Some(last) = page.entries.last().map(|e| e.seq) else {
+                self.discard_unconfirmed_commits()?;
                 return Ok(report);
             };
             self.transaction(|| {
@@ -113,10 +124,19 @@ impl Client {
                         Ok(Applied::Joined) => report.joined += 1,
                         Ok(Applied::Commit) => report.commits += 1,
                         Ok(Applied::Meta) => {}
+                        Ok(Applied::OwnEcho) => {}
                         Err(e) => {
                             report.rejected += 1;
-                            tracing::warn!(seq = entry.seq, conversation = %entry.conversation,
-                                kind = ?entry.kind, error = %e, "inbox entry refused");
+                            let detail = format!(
+                                "{:?} from {} (inbox seq {}) refused: {e}",
+                                entry.kind, entry.sender, entry.seq
+                            );
+                            self.raise(
+                                AlertKind::RefusedMessage,
+                                Some(&entry.conversation),
+                                &detail,
+                                Some(entry.message.as_slice()),
+                            )?;
                         }
                     }
                 }
@@ -127,6 +147,7 @@ impl Client {
             })?;
             self.ack(last).await?;
             if !page.more {
+                self.discard_unconfirmed_commits()?;
                 return Ok(report);
             }
         }
@@ -181,9 +202,11 @@ impl Client {
                     .ok_or_else(|| ClientError::Protocol("welcome without ratchet tree".into()))?;
                 self.join(&entry.conversation, message, tree.as_slice())
             }
-            EntryKind::Commit | EntryKind::Application => {
-                self.process(&entry.conversation, message)
+            EntryKind::Commit => {
+                let own = entry.sender == self.me;
+                self.process(&entry.conversation, message, own)
             }
+            EntryKind::Application => self.process(&entry.conversation, message, false),
         }
     }
 
@@ -231,7 +254,14 @@ impl Client {
         Ok(Applied::Joined)
     }
 
-    fn process(&self, conv: &ConversationId, message: MlsMessageIn) -> Result<Applied> {
+    /// Verifies and applies a commit or application message. `own_echo`:
+    /// the server says this device sent it (a commit echoed back).
+    fn process(
+        &self,
+        conv: &ConversationId,
+        message: MlsMessageIn,
+        own_echo: bool,
+    ) -> Result<Applied> {
         let message = message
             .try_into_protocol_message()
             .map_err(ClientError::mls)?;
@@ -240,7 +270,11 @@ impl Client {
                 "message for another conversation".into(),
             ));
         }
-        let (sender, plaintext) = self.with_group(conv, |group, p| {
+        let opened = self.with_group(conv, |group, p| {
+            if own_echo && message.epoch() < group.epoch() {
+                // Merged when the hub accepted it; nothing to do.
+                return Ok(Opened::OwnEcho);
+            }
             if message.epoch() < group.epoch() {
                 return Err(ClientError::Protocol(format!(
                     "message for past epoch {} (now {})",
@@ -254,7 +288,7 @@ impl Client {
             let sender = mls::device_of(processed.credential())?;
             match processed.into_content() {
                 ProcessedMessageContent::ApplicationMessage(app) => {
-                    Ok((sender, Some(app.into_bytes())))
+                    Ok(Opened::Application(sender, app.into_bytes()))
                 }
                 ProcessedMessageContent::StagedCommitMessage(staged) => {
                     group
@@ -267,13 +301,14 @@ impl Client {
                             [conv.to_string()],
                         )?;
                     }
-                    Ok((sender, None))
+                    Ok(Opened::Commit)
                 }
-                // Our own commit, fanned back after a crash between the hub's
+                // Our own commit, echoed after a crash between the hub's
                 // acceptance and our merge: the pending commit is the one to merge.
                 ProcessedMessageContent::OwnPendingCommit => {
                     group.merge_pending_commit(p).map_err(ClientError::mls)?;
-                    Ok((sender, None))
+                    self.mark_pending(conv, false)?;
+                    Ok(Opened::Commit)
                 }
                 ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
                     "own message reflected back by the server".into(),
@@ -285,9 +320,10 @@ impl Client {
                 ),
             }
         })?;
-        match plaintext {
-            Some(bytes) => self.receive(conv, &sender, &bytes),
-            None => Ok(Applied::Commit),
+        match opened {
+            Opened::OwnEcho => Ok(Applied::OwnEcho),
+            Opened::Commit => Ok(Applied::Commit),
+            Opened::Application(sender, bytes) => self.receive(conv, &sender, &bytes),
         }
     }
 
@@ -328,6 +364,15 @@ impl Client {
             .await?;
         if stock.one_time >= mls::KEY_PACKAGE_LOW_WATER {
             return Ok(());
+        }
+        if stock.one_time == 0 {
+            self.raise(
+                AlertKind::KeyPackagesExhausted,
+                None,
+                "no one-time key packages were left on the server: anyone adding this \
+                 device meanwhile used its last-resort package (restocking now)",
+                None,
+            )?;
         }
         let upload = self.transaction(|| {
             let p = self.provider();

@@ -54,8 +54,14 @@ impl Server {
     }
 
     fn spawn(data: &Path) -> (Child, String) {
+        Self::try_spawn_on(data, "127.0.0.1:0").expect("valised exited before listening")
+    }
+
+    /// Starts `valised run` on `listen` and waits for its "listening on"
+    /// line; `None` (child reaped) if it exits first, e.g. the port is taken.
+    fn try_spawn_on(data: &Path, listen: &str) -> Option<(Child, String)> {
         let mut child = Command::new(valised_bin())
-            .args(["run", "--listen", "127.0.0.1:0", "--data"])
+            .args(["run", "--listen", listen, "--data"])
             .arg(data)
             .arg("--log-file")
             .arg(data.join("valised.log"))
@@ -65,16 +71,61 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("valised exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                break rest.trim().to_owned();
+        loop {
+            match lines.next() {
+                Some(line) => {
+                    if let Some(rest) = line.unwrap().strip_prefix("listening on ") {
+                        return Some((child, rest.trim().to_owned()));
+                    }
+                }
+                None => {
+                    let _ = child.wait();
+                    return None;
+                }
             }
+        }
+    }
+
+    /// The loopback address the server listens on (`127.0.0.1:PORT`).
+    pub fn listen_addr(&self) -> String {
+        self.url
+            .strip_prefix("https://")
+            .expect("server url is https://host:port")
+            .to_owned()
+    }
+
+    /// `kill -9` of the server process: no shutdown, no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        // `Child::kill` is SIGKILL on Unix.
+        use std::os::unix::process::ExitStatusExt as _;
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        // Anything but death by SIGKILL means it had stopped on its own.
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "valised died before the kill: {status}"
+        );
+    }
+
+    /// Starts the server again on the same data directory and port (after
+    /// [`Server::kill9`]) and returns once it listens. Retries briefly if the
+    /// port is not free yet.
+    pub fn restart(&mut self) {
+        let listen = self.listen_addr();
+        let mut tries = 0;
+        let (child, url) = loop {
+            if let Some(started) = Self::try_spawn_on(&self.data(), &listen) {
+                break started;
+            }
+            tries += 1;
+            assert!(tries < 50, "valised does not start again on {listen}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        (child, url)
+        assert_eq!(url, self.url, "valised came back on another address");
+        self.child = child;
+        // The line is printed after bind; make sure a connection is accepted.
+        std::net::TcpStream::connect(&listen).unwrap();
     }
 
     pub fn data(&self) -> PathBuf {
@@ -144,13 +195,36 @@ pub struct Device {
 
 impl Device {
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Runs with extra environment variables (e.g. `VALISE_FAILPOINT`).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(valise_bin())
             .arg("--home")
             .arg(&self.home)
             .args(args)
             .env("VALISE_PASSPHRASE", PASSPHRASE)
             .env_remove("VALISE_HOME")
+            .envs(env.iter().copied())
             .output()
+            .unwrap()
+    }
+
+    /// Starts `valise --json <args>` as a child process (stdout and stderr
+    /// piped) without waiting for it.
+    pub fn spawn_json(&self, args: &[&str]) -> Child {
+        Command::new(valise_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .arg("--json")
+            .env("VALISE_PASSPHRASE", PASSPHRASE)
+            .env_remove("VALISE_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap()
     }
 

@@ -548,8 +548,9 @@ impl Store for SqliteStore {
                 .execute(params![c.conversation.as_bytes()])?;
             insert_roster(tx, &c.conversation, &c.new_roster)?;
 
-            let mut touched: Vec<DeviceAddress> =
-                old_roster.into_iter().filter(|d| *d != c.sender).collect();
+            // The committer gets its own commit too: a device that crashed
+            // between the hub's acceptance and its merge learns it happened.
+            let mut touched: Vec<DeviceAddress> = old_roster;
             let commit_id = insert_payload(
                 tx,
                 &c.conversation,
