@@ -81,7 +81,11 @@ async fn run(cli: &Cli) -> Result<()> {
         }
         Command::Sync { wait } => {
             let mut client = open(&home)?;
-            let report = client.sync_wait(wait.saturating_mul(1000)).await?;
+            let bar = output::SyncBar::new(out.json);
+            let report = client
+                .sync_with(wait.saturating_mul(1000), &mut |p| bar.update(p))
+                .await?;
+            bar.finish();
             out.synced(&report, &client.take_new_alerts()?);
         }
         Command::Inbox => out.inbox(&open(&home)?.inbox()?),

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::json;
 use valise_client::{
     Alert, ClientError, ConversationView, DeviceView, LetterSummary, LetterView, SentLetter,
-    SyncReport,
+    SyncProgress, SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, UserId};
 
@@ -202,6 +202,46 @@ impl Output {
                 .collect::<Vec<_>>()
                 .join("\n")
         });
+    }
+}
+
+/// Progress of a long sync on stderr; shown only for a real backlog on a
+/// terminal, never with `--json`.
+pub struct SyncBar(Option<indicatif::ProgressBar>);
+
+/// Below this many waiting entries a sync is quick and shows no bar.
+const BAR_FROM: u64 = 2_000;
+
+impl SyncBar {
+    pub fn new(json: bool) -> Self {
+        if json {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "syncing {bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(Some(bar))
+    }
+
+    pub fn update(&self, p: SyncProgress) {
+        let Some(bar) = &self.0 else { return };
+        if let Some(total) = p.total.filter(|t| *t >= BAR_FROM) {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            bar.set_length(total.max(p.entries));
+        }
+        bar.set_position(p.entries);
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 

@@ -31,4 +31,4 @@ pub use error::{ClientError, Result};
 pub use home::Passphrase;
 pub use mailbox::{LetterSummary, LetterView};
 pub use send::{Draft, SentLetter};
-pub use sync::{DeviceView, SyncReport};
+pub use sync::{DeviceView, SyncProgress, SyncReport};

@@ -56,6 +56,15 @@ pub struct SyncReport {
     pub delivered: usize,
 }
 
+/// How far a sync has read the inbox.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncProgress {
+    /// Entries read so far.
+    pub entries: u64,
+    /// Entries waiting when the sync began (if the server said).
+    pub total: Option<u64>,
+}
+
 /// A device of this user as `devices` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceView {
@@ -92,7 +101,17 @@ impl Client {
     /// A long-running client checks devices and key packages at most once
     /// per [`HOUSEKEEPING_EVERY`]; a one-shot command always does.
     pub async fn sync_wait(&mut self, wait_ms: u64) -> Result<SyncReport> {
-        let mut report = self.pull(wait_ms).await?;
+        self.sync_with(wait_ms, &mut |_| {}).await
+    }
+
+    /// As [`Client::sync_wait`], calling `progress` after each inbox page
+    /// (a device back from a long absence may have 100,000 entries waiting).
+    pub async fn sync_with(
+        &mut self,
+        wait_ms: u64,
+        progress: &mut dyn FnMut(SyncProgress),
+    ) -> Result<SyncReport> {
+        let mut report = self.pull_with(wait_ms, progress).await?;
         report.delivered = self.deliver_outbox().await?;
         if self
             .last_housekeeping
@@ -106,13 +125,29 @@ impl Client {
     }
 
     /// Pulls and applies the inbox, page by page.
-    pub(crate) async fn pull(&mut self, mut wait_ms: u64) -> Result<SyncReport> {
+    pub(crate) async fn pull(&mut self, wait_ms: u64) -> Result<SyncReport> {
+        self.pull_with(wait_ms, &mut |_| {}).await
+    }
+
+    /// As [`Client::pull`], reporting progress after each page.
+    async fn pull_with(
+        &mut self,
+        mut wait_ms: u64,
+        progress: &mut dyn FnMut(SyncProgress),
+    ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
+        let mut done = SyncProgress::default();
         loop {
             let after = self.inbox_seq()?;
-            let path = format!("/v1/inbox?after={after}&limit={PAGE}&wait_ms={wait_ms}");
+            let count = done.total.is_none();
+            let path =
+                format!("/v1/inbox?after={after}&limit={PAGE}&wait_ms={wait_ms}&count={count}");
             let page: InboxPage = self.call::<(), _>(Method::GET, &path, None).await?;
             wait_ms = 0;
+            if count {
+                done.total = page.pending;
+            }
+            done.entries += page.entries.len() as u64;
             let Some(last) = page.entries.last().map(|e| e.seq) else {
                 self.discard_unconfirmed_commits()?;
                 return Ok(report);
@@ -146,6 +181,7 @@ impl Client {
                 Ok(())
             })?;
             self.ack(last).await?;
+            progress(done);
             if !page.more {
                 self.discard_unconfirmed_commits()?;
                 return Ok(report);

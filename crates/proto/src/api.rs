@@ -12,7 +12,7 @@
 //! | `POST /v1/conversations` | [`CreateConversation`] | [`ConversationState`] |
 //! | `POST /v1/conversations/{id}/commits` | [`SubmitCommit`] | [`ConversationState`] (409 `stale_epoch`) |
 //! | `POST /v1/conversations/{id}/messages` | [`SendMessage`] | [`MessageAccepted`] (409 `stale_epoch`) |
-//! | `GET /v1/inbox?after=n&limit=m&wait_ms=w` | – | [`InboxPage`] |
+//! | `GET /v1/inbox?after=n&limit=m&wait_ms=w&count=b` | – | [`InboxPage`] |
 //! | `POST /v1/inbox/ack` | [`Ack`] | [`Acked`] |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
@@ -229,6 +229,10 @@ pub struct InboxPage {
     pub entries: Vec<InboxEntry>,
     /// True when more entries follow the last one.
     pub more: bool,
+    /// Asked for with `count=true`: entries waiting after `after` when the
+    /// page was read, this page included (for a progress bar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
 }
 
 /// Acknowledge (and let the server delete) every entry up to `up_to`.

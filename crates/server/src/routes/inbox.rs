@@ -21,9 +21,12 @@ pub struct InboxQuery {
     limit: Option<usize>,
     #[serde(default)]
     wait_ms: u64,
+    /// Also say how many entries wait in all (first page of a catch-up).
+    #[serde(default)]
+    count: bool,
 }
 
-/// # GET /v1/inbox?after=N&limit=M&wait_ms=W
+/// # GET /v1/inbox?after=N&limit=M&wait_ms=W&count=B
 ///
 /// Reads the caller's inbox after a sequence number. With `wait_ms`, an
 /// empty read waits (long poll) until the writer pokes this device, so
@@ -43,7 +46,16 @@ pub async fn read(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (store, d) = (state.store.clone(), device.clone());
-        let (entries, more) = blocking(move || Ok(store.inbox_page(&d, q.after, limit)?)).await?;
+        let (entries, more, pending) = blocking(move || {
+            let (entries, more) = store.inbox_page(&d, q.after, limit)?;
+            let pending = if q.count && more {
+                Some(store.inbox_count(&d, q.after)?)
+            } else {
+                q.count.then_some(entries.len() as u64)
+            };
+            Ok((entries, more, pending))
+        })
+        .await?;
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(Json(InboxPage {
                 entries: entries
@@ -58,6 +70,7 @@ pub async fn read(
                     })
                     .collect(),
                 more,
+                pending,
             }));
         }
         tokio::select! {

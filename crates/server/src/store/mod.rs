@@ -236,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<StoredEntry>, bool), StoreError>;
 
+    /// How many entries the device has after `after`.
+    fn inbox_count(&self, device: &DeviceAddress, after: u64) -> Result<u64, StoreError>;
+
     /// Deletes the device's entries with `seq <= up_to`; returns how many.
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError>;
 }

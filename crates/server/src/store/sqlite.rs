@@ -652,6 +652,23 @@ impl Store for SqliteStore {
         Ok((entries, more))
     }
 
+    fn inbox_count(&self, device: &DeviceAddress, after: u64) -> Result<u64, StoreError> {
+        let conn = self.reader();
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM inbox WHERE user = ?1 AND device = ?2 AND seq > ?3",
+            )?
+            .query_row(
+                params![
+                    device.user.as_str(),
+                    device.device.to_string(),
+                    i64::try_from(after).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )?;
+        to_u64(n)
+    }
+
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError> {
         // A lost ack only makes the device re-read entries it skips by seq.
         self.write_unsynced(|tx| {
