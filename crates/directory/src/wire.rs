@@ -1,0 +1,108 @@
+//! How proofs cross the wire.
+//!
+//! Lookup and history proofs are akd's own protobuf messages
+//! (`akd_core::proto::specs::types::{LookupProof, HistoryProof}`), the
+//! encoding akd publishes for interoperable clients and auditors.
+//!
+//! An audit proof also needs the root hash of every epoch it spans (akd's
+//! verifier checks each consecutive step); it travels as
+//!
+//! ```text
+//! "VAP1" || n (u32 BE) || n root hashes (32 each, epochs from..=to)
+//!        || protobuf AppendOnlyProof
+//! ```
+//! The intermediate hashes need no signature: the first and last must equal
+//! the two signed roots, and each step is proven append-only.
+
+use crate::error::DirectoryError;
+use akd::proto::specs::types as pb;
+use protobuf::Message;
+
+/// Largest lookup or history proof a client parses.
+pub const MAX_PROOF_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest audit proof a client or auditor parses.
+pub const MAX_AUDIT_PROOF_BYTES: usize = 64 * 1024 * 1024;
+
+const AUDIT_MAGIC: &[u8; 4] = b"VAP1";
+
+fn bad(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::BadProof(e.to_string())
+}
+
+fn check_len(bytes: &[u8], max: usize) -> Result<(), DirectoryError> {
+    if bytes.len() > max {
+        return Err(bad(format!("{} bytes, at most {max}", bytes.len())));
+    }
+    Ok(())
+}
+
+pub(crate) fn encode_lookup(p: &akd::LookupProof) -> Result<Vec<u8>, DirectoryError> {
+    pb::LookupProof::from(p)
+        .write_to_bytes()
+        .map_err(|e| DirectoryError::Internal(e.to_string()))
+}
+
+pub(crate) fn decode_lookup(bytes: &[u8]) -> Result<akd::LookupProof, DirectoryError> {
+    check_len(bytes, MAX_PROOF_BYTES)?;
+    let msg = pb::LookupProof::parse_from_bytes(bytes).map_err(bad)?;
+    akd::LookupProof::try_from(&msg).map_err(bad)
+}
+
+pub(crate) fn encode_history(p: &akd::HistoryProof) -> Result<Vec<u8>, DirectoryError> {
+    pb::HistoryProof::from(p)
+        .write_to_bytes()
+        .map_err(|e| DirectoryError::Internal(e.to_string()))
+}
+
+pub(crate) fn decode_history(bytes: &[u8]) -> Result<akd::HistoryProof, DirectoryError> {
+    check_len(bytes, MAX_PROOF_BYTES)?;
+    let msg = pb::HistoryProof::parse_from_bytes(bytes).map_err(bad)?;
+    akd::HistoryProof::try_from(&msg).map_err(bad)
+}
+
+pub(crate) fn encode_audit(
+    hashes: &[[u8; 32]],
+    proof: &akd::AppendOnlyProof,
+) -> Result<Vec<u8>, DirectoryError> {
+    let body = pb::AppendOnlyProof::from(proof)
+        .write_to_bytes()
+        .map_err(|e| DirectoryError::Internal(e.to_string()))?;
+    let n = u32::try_from(hashes.len())
+        .map_err(|_| DirectoryError::InvalidRequest("too many epochs in one audit".into()))?;
+    let mut out = Vec::with_capacity(8 + 32 * hashes.len() + body.len());
+    out.extend_from_slice(AUDIT_MAGIC);
+    out.extend_from_slice(&n.to_be_bytes());
+    hashes.iter().for_each(|h| out.extend_from_slice(h));
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub(crate) fn decode_audit(
+    bytes: &[u8],
+) -> Result<(Vec<[u8; 32]>, akd::AppendOnlyProof), DirectoryError> {
+    check_len(bytes, MAX_AUDIT_PROOF_BYTES)?;
+    let rest = bytes
+        .strip_prefix(AUDIT_MAGIC)
+        .ok_or_else(|| bad("not an audit proof"))?;
+    let (n, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| bad("audit proof truncated"))?;
+    let n = usize::try_from(u32::from_be_bytes(*n)).map_err(bad)?;
+    let hash_bytes = n
+        .checked_mul(32)
+        .filter(|&len| len <= rest.len())
+        .ok_or_else(|| bad("audit proof truncated"))?;
+    let (hashes_raw, body) = rest.split_at(hash_bytes);
+    let hashes = hashes_raw
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    let msg = pb::AppendOnlyProof::parse_from_bytes(body).map_err(bad)?;
+    let proof = akd::AppendOnlyProof::try_from(&msg).map_err(bad)?;
+    Ok((hashes, proof))
+}
