@@ -242,7 +242,7 @@ impl Client {
                 }
                 // Unknown whether the hub took it: the next sync tells
                 // (the hub echoes accepted commits to their committer).
-                Err(e @ ClientError::Network(_)) => return Err(e),
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
                     self.settle_pending(conv, false)?;
                     if !e.is_server(ErrorCode::StaleEpoch) {

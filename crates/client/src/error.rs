@@ -57,6 +57,19 @@ impl ClientError {
         }
     }
 
+    /// True when trying again later may succeed (network, overload, a
+    /// server failure) — as opposed to a refusal that will not change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Server(p) => matches!(
+                p.code,
+                ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unknown
+            ),
+            _ => false,
+        }
+    }
+
     /// True for a server answer with this code.
     pub fn is_server(&self, code: ErrorCode) -> bool {
         matches!(self, Self::Server(p) if p.code == code)

@@ -52,6 +52,9 @@ fn outbound(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Outbound> {
     })
 }
 
+/// Wait before retrying a letter the server refused for its rate limit.
+const RATE_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Delivered outbox entries forgotten per write.
 const OUTBOX_DROP_BATCH: usize = 256;
 
@@ -267,7 +270,13 @@ impl Client {
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
                     self.pull(0).await?;
                 }
-                Err(e @ ClientError::Network(_)) => {
+                Err(e) if e.is_server(ErrorCode::RateLimited) => {
+                    tokio::time::sleep(RATE_LIMIT_PAUSE).await;
+                }
+                // Transient: the letter stays sealed in the outbox.
+                Err(e @ (ClientError::Network(_) | ClientError::Server(_)))
+                    if e.is_transient() =>
+                {
                     return Err(ClientError::Queued(e.to_string()));
                 }
                 Err(e @ ClientError::Server(_)) => {

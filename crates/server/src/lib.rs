@@ -10,6 +10,7 @@ pub mod error;
 pub mod hub;
 pub mod invite;
 pub mod json;
+pub mod limits;
 pub mod routes;
 pub mod server;
 pub mod state;

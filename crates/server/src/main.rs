@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use valise_proto::UserId;
 use valise_server::datadir::{DataDir, DataDirError};
+use valise_server::limits::Limits;
 use valise_server::store::{SqliteStore, Store, StoreError};
 use valise_server::{AppState, invite, now_ms, serve, tls};
 
@@ -45,6 +46,12 @@ enum Command {
         /// Write logs to this file instead of stderr.
         #[arg(long)]
         log_file: Option<PathBuf>,
+        /// Letters per second one device may send (a burst of twice as many).
+        #[arg(long, default_value_t = Limits::default().sends_per_second)]
+        max_sends_per_second: u32,
+        /// Key-package claims per minute one device may make.
+        #[arg(long, default_value_t = Limits::default().claims_per_minute)]
+        max_claims_per_minute: u32,
     },
     /// Administration; works while the server runs.
     Admin {
@@ -203,6 +210,7 @@ fn run(
     listen: SocketAddr,
     domain: Option<String>,
     first_invite: Option<String>,
+    limits: Limits,
 ) -> Result<(), CliError> {
     let dir = DataDir::new(data);
     if !dir.is_initialised() {
@@ -231,7 +239,8 @@ fn run(
         .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
     rt.block_on(async move {
         let state = AppState::new(store, &config.domain)
-            .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?;
+            .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
+            .with_limits(limits);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| CliError::Io(format!("cannot listen on {listen}: {e}")))?;
@@ -273,7 +282,18 @@ fn main() {
             domain,
             first_invite,
             log_file: _,
-        } => run(&data, listen, domain, first_invite),
+            max_sends_per_second,
+            max_claims_per_minute,
+        } => run(
+            &data,
+            listen,
+            domain,
+            first_invite,
+            Limits {
+                sends_per_second: max_sends_per_second,
+                claims_per_minute: max_claims_per_minute,
+            },
+        ),
         Command::Admin { data, command } => admin(&data, command),
     };
     if let Err(e) = result {

@@ -3,6 +3,7 @@
 use crate::auth::{Challenges, Sessions};
 use crate::delivery::{Delivery, Wakeups};
 use crate::hub::Policy;
+use crate::limits::{Limits, RateLimits};
 use crate::store::Store;
 use openmls_libcrux_crypto::CryptoProvider;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub domain: Arc<str>,
     pub challenges: Arc<Challenges>,
     pub sessions: Arc<Sessions>,
+    pub limits: Arc<RateLimits>,
     pub delivery: Delivery,
     pub wakeups: Arc<Wakeups>,
     /// Becomes true when the server stops, to end long polls early.
@@ -41,10 +43,17 @@ impl AppState {
             domain: domain.into(),
             challenges: Arc::new(Challenges::default()),
             sessions: Arc::new(Sessions::default()),
+            limits: Arc::new(Limits::default().into()),
             wakeups,
             shutdown: rx,
             shutdown_tx: Arc::new(tx),
         })
+    }
+
+    /// Replaces the default rate limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits.into());
+        self
     }
 
     /// Tells long polls to answer now.

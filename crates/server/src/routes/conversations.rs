@@ -3,6 +3,7 @@ use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::hub::{HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
 use crate::json::{Json, Path};
+use crate::limits::SendPermit;
 use crate::state::AppState;
 use crate::store::{
     AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
@@ -192,7 +193,7 @@ pub async fn commit(
 /// answer never duplicates. Goes through the batch writer (hot path).
 pub async fn send(
     State(state): State<AppState>,
-    AuthDevice(caller): AuthDevice,
+    SendPermit(caller): SendPermit,
     Path(id): Path<ConversationId>,
     Json(req): Json<SendMessage>,
 ) -> Result<Json<MessageAccepted>, ApiError> {

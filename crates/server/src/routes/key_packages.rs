@@ -3,6 +3,7 @@ use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::hub::check_key_package;
 use crate::json::{Json, Path};
+use crate::limits::ClaimPermit;
 use crate::state::AppState;
 use axum::extract::State;
 use valise_proto::api::{
@@ -68,7 +69,7 @@ pub async fn upload(
 /// never get the same one-time package.
 pub async fn claim(
     State(state): State<AppState>,
-    AuthDevice(caller): AuthDevice,
+    ClaimPermit(caller): ClaimPermit,
     Path(user): Path<UserId>,
     Json(req): Json<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
