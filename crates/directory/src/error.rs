@@ -31,6 +31,13 @@ pub enum DirectoryError {
         seen: Box<SignedRoot>,
         offered: Box<SignedRoot>,
     },
+    /// A root under another VRF key than the roots accepted before: every
+    /// label would move, so entries could be re-published from scratch.
+    #[error("directory VRF key changed at epoch {}", offered.epoch())]
+    VrfKeyChanged {
+        seen: Box<SignedRoot>,
+        offered: Box<SignedRoot>,
+    },
     /// The user has never been published.
     #[error("no directory entry for {0}")]
     NotFound(String),
@@ -55,6 +62,7 @@ impl DirectoryError {
             Self::BadEntry(_) => "bad_entry",
             Self::Rollback { .. } => "rollback",
             Self::SplitView { .. } => "split_view",
+            Self::VrfKeyChanged { .. } => "vrf_key_changed",
             Self::NotFound(_) => "not_found",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Storage(_) => "storage",
@@ -72,6 +80,7 @@ impl DirectoryError {
                 | Self::BadEntry(_)
                 | Self::Rollback { .. }
                 | Self::SplitView { .. }
+                | Self::VrfKeyChanged { .. }
         )
     }
 }

@@ -4,9 +4,10 @@
 //! through it. A root older than the newest accepted one (rollback), or a
 //! second root for the same epoch (split view), is refused with both signed
 //! roots as evidence — signed by the server, so the evidence convinces a
-//! third party. Moving to a newer epoch needs an append-only proof
-//! ([`RootLedger::advance`]), so a server cannot fork the history between
-//! two roots either.
+//! third party. So is a root under another VRF key, which would move every
+//! label and let the server start entries afresh. Moving to a newer epoch
+//! needs an append-only proof ([`RootLedger::advance`]), so a server cannot
+//! fork the history between two roots either.
 
 use crate::error::DirectoryError;
 use crate::root::{SignedRoot, VerifiedRoot};

@@ -135,7 +135,7 @@ pub(crate) fn hex(b: &[u8]) -> String {
 /// [`crate::verify::verify_root`] turns it into a [`VerifiedRoot`].
 ///
 /// In JSON the binary fields are base64; [`SignedRoot::to_bytes`] is a
-/// fixed 176-byte encoding (the signed message followed by the signature).
+/// fixed 168-byte encoding (the signed message followed by the signature).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RootWire", into = "RootWire")]
 pub struct SignedRoot {

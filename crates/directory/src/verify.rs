@@ -129,10 +129,14 @@ pub async fn verify_audit(
         .map_err(bad)
 }
 
-/// Rollback or split view between an accepted root and an offered one.
+/// Rollback, split view or VRF key change between an accepted root and an
+/// offered one.
 pub(crate) fn order(seen: &SignedRoot, offered: &SignedRoot) -> Option<DirectoryError> {
     let boxed = || (Box::new(seen.clone()), Box::new(offered.clone()));
-    if offered.epoch() < seen.epoch() {
+    if offered.vrf_public_key() != seen.vrf_public_key() {
+        let (seen, offered) = boxed();
+        Some(DirectoryError::VrfKeyChanged { seen, offered })
+    } else if offered.epoch() < seen.epoch() {
         let (seen, offered) = boxed();
         Some(DirectoryError::Rollback { seen, offered })
     } else if offered.epoch() == seen.epoch() && offered.root_hash() != seen.root_hash() {

@@ -106,3 +106,32 @@ pub(crate) fn decode_audit(
     let proof = akd::AppendOnlyProof::try_from(&msg).map_err(bad)?;
     Ok((hashes, proof))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode_lookup(&b);
+            let _ = decode_history(&b);
+            let _ = decode_audit(&b);
+            let mut prefixed = AUDIT_MAGIC.to_vec();
+            prefixed.extend_from_slice(&b);
+            let _ = decode_audit(&prefixed);
+            let _ = crate::DeviceList::decode(&b);
+            let _ = crate::SignedRoot::from_bytes(&b);
+        }
+    }
+
+    #[test]
+    fn audit_container_refuses_lies_about_its_length() {
+        let mut b = AUDIT_MAGIC.to_vec();
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+        b.extend_from_slice(&[0; 64]);
+        assert!(decode_audit(&b).is_err());
+        assert!(decode_audit(b"VAP").is_err());
+    }
+}

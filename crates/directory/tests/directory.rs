@@ -26,6 +26,19 @@ async fn memory_directory() -> Directory<SqliteDirectoryStorage> {
         .unwrap()
 }
 
+/// A second directory with the same VRF and signing keys as `dir`.
+async fn fork_of(dir: &Directory<SqliteDirectoryStorage>) -> Directory<SqliteDirectoryStorage> {
+    let name = valise_directory::vrf::VRF_SECRET_NAME;
+    let secret = dir.storage().get_secret(name).unwrap().unwrap();
+    let storage = Arc::new(SqliteDirectoryStorage::in_memory().unwrap());
+    storage.insert_secret_if_absent(name, &secret).unwrap();
+    let fork = Directory::open(storage, RootSigner::from_seed(&[7; 32]))
+        .await
+        .unwrap();
+    assert_eq!(fork.vrf_public_key(), dir.vrf_public_key());
+    fork
+}
+
 #[tokio::test]
 async fn publish_lookup_history_audit_round_trip() {
     let dir = memory_directory().await;
@@ -226,9 +239,9 @@ async fn rollback_and_split_view_are_refused_with_evidence() {
     let again = verify_root(&dir.root().await.unwrap(), &key).unwrap();
     assert_eq!(ledger.accept(&again).unwrap(), Step::Same);
 
-    // A second directory with the same signing key: a server showing one
+    // A server that copied its keys into a second database: it shows one
     // view to Alice and another to Bob. Same epoch, different hash.
-    let fork = memory_directory().await;
+    let fork = fork_of(&dir).await;
     fork.publish(vec![(alice.clone(), list(&[dev(9)]))])
         .await
         .unwrap();
@@ -266,6 +279,19 @@ async fn rollback_and_split_view_are_refused_with_evidence() {
         "bad_proof"
     );
     assert_eq!(ledger.last().unwrap(), &again.signed().clone());
+
+    // A directory under another VRF key (every label moves) is refused
+    // even at a newer epoch.
+    let other_vrf = memory_directory().await;
+    for n in 0..3 {
+        other_vrf
+            .publish(vec![(alice.clone(), list(&[dev(20 + n)]))])
+            .await
+            .unwrap();
+    }
+    let o3 = verify_root(&other_vrf.root().await.unwrap(), &key).unwrap();
+    assert_eq!(o3.epoch(), 3);
+    assert_eq!(ledger.accept(&o3).unwrap_err().code(), "vrf_key_changed");
 
     // The ledger persists.
     let json = serde_json::to_string(&ledger).unwrap();
