@@ -48,6 +48,8 @@ pub use entry::{DeviceEntry, DeviceList, DeviceStatus, SignatureKey};
 pub use error::DirectoryError;
 pub use ledger::{RootLedger, Step};
 pub use publisher::{Directory, Proven};
+pub use root::ROOT_SECRET_NAME;
 pub use root::{DirectoryKey, RootSigner, SignedRoot, VerifiedRoot};
 pub use storage::{DirectoryStorage, SqliteDirectoryStorage};
 pub use verify::{ProvenList, verify_audit, verify_history, verify_lookup, verify_root};
+pub use vrf::VRF_SECRET_NAME;

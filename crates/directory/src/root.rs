@@ -21,6 +21,10 @@ use zeroize::Zeroizing;
 /// Domain separator of the signed root message.
 const ROOT_CONTEXT: &[u8] = b"valise/directory/root/v1";
 
+/// Name of the root signing key in [`crate::DirectoryStorage`], when the
+/// server keeps it there ([`RootSigner::load_or_create`]).
+pub const ROOT_SECRET_NAME: &str = "root-signing-ed25519";
+
 /// Length of a root hash (akd's digest).
 pub const HASH_LEN: usize = 32;
 
@@ -41,6 +45,25 @@ impl RootSigner {
     pub fn generate() -> Result<Self, DirectoryError> {
         let seed = random_seed()?;
         Ok(Self::from_seed(&seed))
+    }
+
+    /// Loads the key stored under [`ROOT_SECRET_NAME`], or generates and
+    /// stores one: for a server that keeps the directory key with the
+    /// directory (backups then restore both together).
+    pub fn load_or_create<S: crate::DirectoryStorage + ?Sized>(
+        storage: &S,
+    ) -> Result<Self, DirectoryError> {
+        let stored = match storage.get_secret(ROOT_SECRET_NAME)? {
+            Some(s) => s,
+            None => storage.insert_secret_if_absent(ROOT_SECRET_NAME, random_seed()?.as_ref())?,
+        };
+        let seed: &[u8; 32] = stored.as_slice().try_into().map_err(|_| {
+            DirectoryError::Storage(format!(
+                "stored directory key has {} bytes, expected 32",
+                stored.len()
+            ))
+        })?;
+        Ok(Self::from_seed(seed))
     }
 
     /// The 32-byte secret seed, for the caller that stores it itself.

@@ -348,19 +348,21 @@ async fn state_survives_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("server.db");
     let alice = user("alice@mfa.example");
-    let signer = || RootSigner::from_seed(&[5; 32]);
-    let (root1, vrf1) = {
+    let (root1, vrf1, key1) = {
         let storage = Arc::new(SqliteDirectoryStorage::open(&path).unwrap());
-        let dir = Directory::open(storage, signer()).await.unwrap();
+        let signer = RootSigner::load_or_create(&*storage).unwrap();
+        let dir = Directory::open(storage, signer).await.unwrap();
         let r = dir
             .publish(vec![(alice.clone(), list(&[dev(1)]))])
             .await
             .unwrap();
-        (r, dir.vrf_public_key())
+        (r, dir.vrf_public_key(), dir.directory_key())
     };
     let storage = Arc::new(SqliteDirectoryStorage::open(&path).unwrap());
-    let dir = Directory::open(storage, signer()).await.unwrap();
+    let signer = RootSigner::load_or_create(&*storage).unwrap();
+    let dir = Directory::open(storage, signer).await.unwrap();
     let key = dir.directory_key();
+    assert_eq!(key, key1, "the signing key is persistent");
     assert_eq!(dir.vrf_public_key(), vrf1, "the VRF key is persistent");
     let root = dir.root().await.unwrap();
     assert_eq!((root.epoch(), root.root_hash()), (1, root1.root_hash()));
