@@ -42,8 +42,10 @@ pub struct Directory<S: DirectoryStorage> {
     storage: Arc<S>,
     signer: RootSigner,
     vrf_public_key: [u8; 32],
-    /// Publishes are serialised; proofs share the lock so that a proof and
-    /// the root it is shown with come from the same epoch.
+    /// Publishes are serialised, and proofs wait for a publish to finish:
+    /// akd's storage manager (and its cache) is shared, and a proof made
+    /// while a publish's transaction is open does not verify (measured:
+    /// `proofs_made_during_a_publish_verify` fails without this lock).
     epoch_lock: tokio::sync::RwLock<()>,
 }
 

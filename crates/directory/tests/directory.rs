@@ -414,3 +414,43 @@ async fn sqlite_storage_shares_a_file_and_keeps_secrets() {
         .unwrap();
     assert_eq!(v, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_made_during_a_publish_verify() {
+    let dir = Arc::new(memory_directory().await);
+    let key = dir.directory_key();
+    let users: Vec<UserId> = (0..300)
+        .map(|i| user(&format!("u{i}@mfa.example")))
+        .collect();
+    dir.publish(users.iter().map(|u| (u.clone(), list(&[dev(1)]))).collect())
+        .await
+        .unwrap();
+    let publisher = {
+        let (dir, users) = (dir.clone(), users.clone());
+        tokio::spawn(async move {
+            for round in 2..5u8 {
+                dir.publish(
+                    users
+                        .iter()
+                        .map(|u| (u.clone(), list(&[dev(1), dev(round)])))
+                        .collect(),
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut checked = 0;
+    let mut epochs = std::collections::BTreeSet::new();
+    while !publisher.is_finished() || checked < 20 {
+        let u = &users[checked % users.len()];
+        let p = dir.lookup(u).await.unwrap();
+        let root = verify_root(&p.root, &key).unwrap();
+        verify_lookup(&root, u, &p.proof).unwrap();
+        epochs.insert(root.epoch());
+        checked += 1;
+    }
+    publisher.await.unwrap();
+    assert!(checked >= 20);
+    assert_eq!(dir.root().await.unwrap().epoch(), 4);
+}
