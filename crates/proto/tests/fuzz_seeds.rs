@@ -1,0 +1,139 @@
+//! The fuzz seeds (`fuzz/seeds/<target>/`) replayed on every `cargo test`,
+//! through the fuzz targets' own checks (`fuzz/src/lib.rs`, included here):
+//! every decoder of outside bytes, no panic, the round-trip properties. A
+//! valid seed must still be accepted (a seed named `bad-*` is there for an
+//! error path and need not be). Generated corpora (`fuzz/corpus/<target>/`,
+//! not committed) are replayed too when present, for no panic only; crash
+//! inputs (`fuzz/artifacts/`) are not: each finding gets its own test.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../fuzz/src/lib.rs"]
+mod checks;
+
+use std::path::{Path, PathBuf};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+/// Files of a directory, sorted; none if it does not exist.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_target_has_seeds_and_a_fuzz_target() {
+    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    for target in checks::TARGETS {
+        let seeds = files(&fuzz_dir().join("seeds").join(target));
+        assert!(
+            seeds.iter().any(|p| !is_bad(p)),
+            "{target}: no valid seed in fuzz/seeds/{target}/"
+        );
+        let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
+        let source = std::fs::read_to_string(&source)
+            .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        assert!(
+            source.contains(&format!("valise_fuzz::{target}(data)")),
+            "fuzz_targets/{target}.rs does not run its check"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "fuzz/Cargo.toml has no [[bin]] for {target}"
+        );
+    }
+    // And no seed directory for a target that does not exist.
+    for dir in std::fs::read_dir(fuzz_dir().join("seeds")).unwrap() {
+        let name = dir.unwrap().file_name().into_string().unwrap();
+        assert!(
+            checks::TARGETS.contains(&name.as_str()),
+            "fuzz/seeds/{name}/ names no target"
+        );
+    }
+}
+
+fn is_bad(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("bad-"))
+}
+
+#[test]
+fn seeds_decode_and_round_trip() {
+    let mut replayed = 0;
+    for target in checks::TARGETS {
+        for seed in files(&fuzz_dir().join("seeds").join(target)) {
+            let data = std::fs::read(&seed).unwrap();
+            let accepted = checks::run(target, &data).unwrap();
+            if is_bad(&seed) {
+                assert_eq!(accepted, 0, "{} is accepted", seed.display());
+            } else {
+                assert!(accepted > 0, "{} is refused", seed.display());
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 2 * checks::TARGETS.len());
+}
+
+#[test]
+fn generated_corpora_do_not_panic() {
+    for target in checks::TARGETS {
+        for input in files(&fuzz_dir().join("corpus").join(target)) {
+            let data = std::fs::read(&input).unwrap();
+            // A panic names the input through the test's output.
+            eprintln!("replaying {}", input.display());
+            checks::run(target, &data).unwrap();
+        }
+    }
+}
+
+#[test]
+fn checks_catch_what_they_promise() {
+    // The properties are not vacuous: a good record is accepted through both
+    // paths, a broken one through neither.
+    let letter = std::fs::read(fuzz_dir().join("seeds/letter_record/letter.bin")).unwrap();
+    assert_eq!(checks::letter_record(&letter), 1);
+    let mut broken = letter.clone();
+    broken[3] ^= 0xff;
+    assert_eq!(checks::letter_record(&broken[..broken.len() - 1]), 0);
+    assert_eq!(checks::run("no_such_target", b""), None);
+    // Each decoder that should recognise an id does, and no other.
+    assert_eq!(checks::ids(b"alice@mfa.example"), 1);
+    // As text and as a credential identity.
+    assert_eq!(checks::ids(b"alice@mfa.example/0011223344556677"), 2);
+    // A device id as text; 16 raw bytes are also a conversation id.
+    assert_eq!(checks::ids(b"0011223344556677"), 2);
+    assert_eq!(checks::ids(&[7; 8]), 1);
+    // 32 hex digits: a conversation, message and thread id alike.
+    assert_eq!(checks::ids(b"00112233445566778899aabbccddeeff"), 3);
+}
+
+/// Found by `cargo fuzz run ids` (input `+000561110485501`): the hex id
+/// parsers take each byte through `u8::from_str_radix`, which accepts a
+/// leading `+`, so `+000561110485501` parses as device `0000561110485501`.
+/// One id then has two spellings (paths, JSON, MLS credential identities);
+/// `DeviceAddress::from_credential_identity` accepts the odd one too.
+/// Remove the `ignore` once `hex_id!`'s `parse` checks `is_ascii_hexdigit`,
+/// and move the input to `fuzz/seeds/ids/bad-plus-sign`.
+#[test]
+#[ignore = "bug in valise-proto id.rs: hex ids accept a '+' before a byte (\"+000561110485501\" parses as device 0000561110485501)"]
+fn hex_ids_have_one_spelling() {
+    for s in ["+000561110485501", "+0+1+2+3+4+5+6+7"] {
+        assert!(DeviceId::parse(s).is_err(), "{s} parses as a device id");
+    }
+    assert!(DeviceAddress::from_credential_identity(b"bob@mfa.example/+000561110485501").is_err());
+    assert!(ConversationId::parse(&format!("+{}", "0".repeat(31))).is_err());
+    // The fuzz check itself (printed form == input) passes on the input.
+    checks::ids(b"+000561110485501");
+}
