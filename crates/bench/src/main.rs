@@ -50,6 +50,10 @@ struct Args {
     /// (latency is then not measured).
     #[arg(long)]
     preseal: bool,
+    /// The last N receive-only devices stay offline until every letter was
+    /// accepted, then catch up: measures catch-up of a queued inbox.
+    #[arg(long, default_value_t = 0)]
+    offline: usize,
     /// Where the devices' homes go [default: a temporary directory].
     #[arg(long)]
     work: Option<PathBuf>,
@@ -76,6 +80,9 @@ struct Report {
     latency_ms_p99: Option<u64>,
     latency_ms_max: Option<u64>,
     drain_seconds: f64,
+    /// Devices that caught up after the sends, and their slowest catch-up.
+    offline_devices: usize,
+    catchup_seconds: Option<f64>,
 }
 
 const PASSPHRASE: &str = "valise-bench passphrase";
@@ -89,8 +96,10 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if args.senders == 0 || args.senders >= args.users {
-        bail!("need 1 to users-1 senders: latency is measured at receive-only devices");
+    if args.senders == 0 || args.senders + args.offline >= args.users {
+        bail!(
+            "need 1 to users-1 senders and, beside them and the offline devices, a receive-only device"
+        );
     }
     let tmp = tempfile_dir(&args)?;
     let report = run(&args, &tmp)?;
@@ -121,6 +130,14 @@ fn main() -> Result<()> {
                 ""
             },
         );
+        if let Some(c) = report.catchup_seconds {
+            println!(
+                "catch-up: {} offline device(s) read {} letters each in {c:.2} s ({:.0} letters/s)",
+                report.offline_devices,
+                report.letters,
+                report.letters as f64 / c
+            );
+        }
     }
     Ok(())
 }
@@ -201,7 +218,10 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         };
         // Each device receives every letter except its own.
         let expect = args.letters - sends;
+        let offline = i >= args.users - args.offline;
         let ctx = DeviceRun {
+            offline,
+            total: args.letters as u64,
             conv,
             sends,
             preseal: args.preseal,
@@ -228,11 +248,15 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
     let send_seconds = (send_end - t0).as_secs_f64();
     bar.finish_and_clear();
     let mut hist = Histogram::<u64>::new(3)?;
+    let mut catchup: Option<f64> = None;
     for t in threads {
-        let h = t
+        let (h, c) = t
             .join()
             .map_err(|_| anyhow::anyhow!("a device thread panicked"))??;
         hist.add(h)?;
+        if let Some(c) = c {
+            catchup = Some(catchup.map_or(c, |m| m.max(c)));
+        }
     }
     let drain_seconds = (Instant::now() - send_end).as_secs_f64();
     let got = decrypted.load(Ordering::Relaxed);
@@ -250,16 +274,21 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         fanned_out_deliveries_per_s: total_deliveries as f64 / send_seconds,
         deliveries_decrypted: got,
         preseal: args.preseal,
-        latency_devices: args.users - args.senders,
+        latency_devices: args.users - args.senders - args.offline,
         latency_ms_p50: (!hist.is_empty()).then(|| hist.value_at_quantile(0.5)),
         latency_ms_p99: (!hist.is_empty()).then(|| hist.value_at_quantile(0.99)),
         latency_ms_max: (!hist.is_empty()).then(|| hist.max()),
         drain_seconds,
+        offline_devices: args.offline,
+        catchup_seconds: catchup,
     })
 }
 
 /// One device's part: send its share, and receive everything else.
 struct DeviceRun {
+    /// Stays offline until all `total` letters were accepted.
+    offline: bool,
+    total: u64,
     conv: ConversationId,
     sends: usize,
     preseal: bool,
@@ -272,7 +301,7 @@ struct DeviceRun {
 }
 
 impl DeviceRun {
-    fn run(self, mut client: Client) -> Result<Histogram<u64>> {
+    fn run(self, mut client: Client) -> Result<(Histogram<u64>, Option<f64>)> {
         let rt = runtime()?;
         let mut hist = Histogram::<u64>::new(3)?;
         let draft = |i| Draft {
@@ -300,7 +329,13 @@ impl DeviceRun {
         // Latency counts at devices that only receive (a sender reads its
         // inbox only after its last send), and only when the clock started
         // before the letters were sealed.
-        let measure = self.sends == 0 && !self.preseal;
+        let measure = self.sends == 0 && !self.preseal && !self.offline;
+        if self.offline {
+            while self.accepted.load(Ordering::Relaxed) < self.total {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let catchup_start = Instant::now();
         let mut seen = 0;
         let mut last_id = 0;
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -323,7 +358,8 @@ impl DeviceRun {
             }
         }
         self.decrypted.fetch_add(seen as u64, Ordering::Relaxed);
-        Ok(hist)
+        let catchup = self.offline.then(|| catchup_start.elapsed().as_secs_f64());
+        Ok((hist, catchup))
     }
 }
 

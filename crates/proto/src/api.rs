@@ -14,6 +14,10 @@
 //! | `POST /v1/conversations/{id}/messages` | [`SendMessage`] | [`MessageAccepted`] (409 `stale_epoch`) |
 //! | `GET /v1/inbox?after=n&limit=m&wait_ms=w&count=b` | – | [`InboxPage`] |
 //! | `POST /v1/inbox/ack` | [`Ack`] | [`Acked`] |
+//! | `GET /v1/directory/root` | – | [`DirectoryRoot`] |
+//! | `GET /v1/directory/lookup/{user}` | – | [`DirectoryProof`] |
+//! | `GET /v1/directory/history/{user}` | – | [`DirectoryProof`] |
+//! | `GET /v1/directory/audit?from=e&to=f` | – | [`DirectoryAudit`] (no authentication: for auditors) |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
@@ -44,6 +48,32 @@ pub struct EnrollResponse {
     pub device: DeviceId,
     /// The server's domain.
     pub domain: String,
+    /// The Ed25519 key that signs the key directory's roots. The device pins
+    /// it at enrolment (or checks it against one given out of band).
+    pub directory_key: Bytes,
+    /// The signed root of the epoch that published this device.
+    pub root: Bytes,
+}
+
+/// The newest signed root of the key directory (`SignedRoot::to_bytes`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryRoot {
+    pub root: Bytes,
+}
+
+/// A lookup or history proof and the signed root it was made against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryProof {
+    pub root: Bytes,
+    pub proof: Bytes,
+}
+
+/// An append-only proof between two epochs, with both signed roots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryAudit {
+    pub from: Bytes,
+    pub to: Bytes,
+    pub proof: Bytes,
 }
 
 /// Ask for a challenge to sign with the device key.
