@@ -14,9 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use valise_proto::api::{
     Ack, Acked, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
-    ConversationState, CreateConversation, DeviceList, EnrollRequest, EnrollResponse, InboxPage,
-    KeyPackageStock, KeyPackageUpload, MessageAccepted, SendMessage, SubmitCommit, TokenRequest,
-    TokenResponse,
+    ConversationState, CreateConversation, DeviceList, DirectoryAudit, DirectoryProof,
+    DirectoryRoot, EnrollRequest, EnrollResponse, InboxPage, KeyPackageStock, KeyPackageUpload,
+    MessageAccepted, SendMessage, SubmitCommit, TokenRequest, TokenResponse,
 };
 use valise_proto::letter::bucket;
 use valise_proto::{
@@ -99,6 +99,11 @@ pub fn api_responses(data: &[u8]) -> usize {
         json::<ConversationState>(data),
         json::<MessageAccepted>(data),
         json::<Acked>(data),
+        // The envelopes only: the root and proof bytes inside are
+        // valise-directory's to decode.
+        json::<DirectoryRoot>(data),
+        json::<DirectoryProof>(data),
+        json::<DirectoryAudit>(data),
         json::<Problem>(data),
     ]
     .into_iter()
