@@ -135,7 +135,8 @@ macro_rules! hex_id {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 let bad = || IdError::Hex { kind: $kind, value: s.to_owned(), len: 2 * $len };
                 let s = s.trim();
-                if s.len() != 2 * $len || !s.is_ascii() {
+                // from_str_radix alone would take a leading '+'.
+                if s.len() != 2 * $len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(bad());
                 }
                 let mut out = [0u8; $len];

@@ -119,15 +119,9 @@ fn checks_catch_what_they_promise() {
     assert_eq!(checks::ids(b"00112233445566778899aabbccddeeff"), 3);
 }
 
-/// Found by `cargo fuzz run ids` (input `+000561110485501`): the hex id
-/// parsers take each byte through `u8::from_str_radix`, which accepts a
-/// leading `+`, so `+000561110485501` parses as device `0000561110485501`.
-/// One id then has two spellings (paths, JSON, MLS credential identities);
-/// `DeviceAddress::from_credential_identity` accepts the odd one too.
-/// Remove the `ignore` once `hex_id!`'s `parse` checks `is_ascii_hexdigit`,
-/// and move the input to `fuzz/seeds/ids/bad-plus-sign`.
+/// Hex ids have one spelling: `from_str_radix` alone would take a leading
+/// `+` (found by fuzzing `ids`).
 #[test]
-#[ignore = "bug in valise-proto id.rs: hex ids accept a '+' before a byte (\"+000561110485501\" parses as device 0000561110485501)"]
 fn hex_ids_have_one_spelling() {
     for s in ["+000561110485501", "+0+1+2+3+4+5+6+7"] {
         assert!(DeviceId::parse(s).is_err(), "{s} parses as a device id");
