@@ -186,6 +186,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
             ca_pem: &ca_pem,
             user: &user,
             code: &code,
+            directory_key: None,
         };
         clients.push(rt.block_on(Client::enroll(&home, &passphrase, e))?);
     }

@@ -58,6 +58,10 @@ pub enum Command {
         /// The server's CA certificate (PEM); the only certificate trusted.
         #[arg(long)]
         ca: PathBuf,
+        /// The key directory's signing key (hex), as given out of band by
+        /// the administrator; without it the key the server names is pinned.
+        #[arg(long)]
+        directory_key: Option<String>,
     },
     /// Write a letter to people, or in a conversation.
     ///
@@ -119,6 +123,29 @@ pub enum Command {
     Devices,
     /// List alerts: what this device refused or noticed (kind, time, evidence).
     Alerts,
+    /// Print the safety code you share with a person, to compare over a
+    /// trusted channel (in person, by phone); with --code, record that you did.
+    Verify {
+        user: UserId,
+        /// The code the other person read to you.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Audit a server's key directory (no enrolment needed): check that its
+    /// epochs only ever appended since the last run; non-zero exit otherwise.
+    Audit {
+        /// The server, e.g. https://127.0.0.1:8443
+        server: String,
+        /// Where the auditor keeps the last verified root between runs.
+        #[arg(long)]
+        state: PathBuf,
+        /// The server's CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The directory key (hex), needed on the first run.
+        #[arg(long)]
+        directory_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use args::{Cli, Command, ConversationCmd};
 use clap::Parser;
 use output::Output;
 use std::path::Path;
-use valise_client::{Client, Draft, Enrollment, Passphrase};
+use valise_client::{AuditState, Client, Draft, Enrollment, Passphrase, audit_directory};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -42,9 +42,14 @@ async fn run(cli: &Cli) -> Result<()> {
             user,
             code,
             ca,
+            directory_key,
         } => {
             let ca_pem = std::fs::read_to_string(ca)
                 .with_context(|| format!("cannot read CA file {}", ca.display()))?;
+            let directory_key = directory_key
+                .as_deref()
+                .map(|k| hex::decode(k.trim()).context("--directory-key is not hex"))
+                .transpose()?;
             let passphrase = passphrase(true)?;
             let client = Client::enroll(
                 &home,
@@ -54,6 +59,7 @@ async fn run(cli: &Cli) -> Result<()> {
                     ca_pem: &ca_pem,
                     user,
                     code,
+                    directory_key: directory_key.as_deref(),
                 },
             )
             .await?;
@@ -101,6 +107,25 @@ async fn run(cli: &Cli) -> Result<()> {
         }
         Command::Conversation(cmd) => conversation(&home, cmd, &out).await?,
         Command::Alerts => out.alerts(&open(&home)?.alerts()?),
+        Command::Verify { user, code } => {
+            let mut client = open(&home)?;
+            match code {
+                None => out.safety_code(user, &client.safety_code(user).await?),
+                Some(code) => {
+                    anyhow::ensure!(
+                        client.confirm_safety_code(user, code).await?,
+                        "the code does not match the safety code for {user}: do not trust this contact's keys"
+                    );
+                    out.verified(user);
+                }
+            }
+        }
+        Command::Audit {
+            server,
+            state,
+            ca,
+            directory_key,
+        } => audit(server, state, ca, directory_key.as_deref(), &out).await?,
         Command::Devices => {
             let mut client = open(&home)?;
             out.devices(&client.devices().await?);
@@ -126,6 +151,33 @@ async fn conversation(home: &Path, cmd: &ConversationCmd, out: &Output) -> Resul
         }
         ConversationCmd::List => out.conversations(&client.conversations()?),
     }
+    Ok(())
+}
+
+async fn audit(
+    server: &str,
+    state_file: &Path,
+    ca: &Path,
+    directory_key: Option<&str>,
+    out: &Output,
+) -> Result<()> {
+    let ca_pem = std::fs::read_to_string(ca)
+        .with_context(|| format!("cannot read CA file {}", ca.display()))?;
+    let mut state = match std::fs::read_to_string(state_file) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an audit state", state_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditState {
+            directory_key: directory_key
+                .context("first audit: give the directory key with --directory-key")?
+                .to_owned(),
+            ledger: Default::default(),
+        },
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", state_file.display())),
+    };
+    let report = audit_directory(server, &ca_pem, &mut state).await?;
+    std::fs::write(state_file, serde_json::to_string_pretty(&state)?)
+        .with_context(|| format!("cannot write {}", state_file.display()))?;
+    out.audited(&report);
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    Alert, ClientError, ConversationView, DeviceView, LetterSummary, LetterView, SentLetter,
-    SyncProgress, SyncReport,
+    Alert, AuditReport, ClientError, ConversationView, DeviceView, LetterSummary, LetterView,
+    SentLetter, SyncProgress, SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, UserId};
 
@@ -44,6 +44,7 @@ impl Output {
             let mut line = format!("{n} new letter{}", plural(n));
             for (n, what) in [
                 (r.joined, "conversations joined"),
+                (r.new_devices, "NEW DEVICES on your account"),
                 (r.commits, "membership changes"),
                 (r.devices_added, "of your devices added to conversations"),
                 (r.delivered, "queued letters delivered"),
@@ -63,6 +64,31 @@ impl Output {
                 line.push_str("\n!!! see `valise alerts` for the evidence");
             }
             line
+        });
+    }
+
+    pub fn safety_code(&self, user: &UserId, code: &str) {
+        self.emit(json!({"user": user, "safety_code": code}), || {
+            format!(
+                "safety code with {user}:\n  {code}\ncompare it with {user} over a trusted channel, \
+                 then run `valise verify {user} --code '<code>'`"
+            )
+        });
+    }
+
+    pub fn verified(&self, user: &UserId) {
+        self.emit(json!({"user": user, "verified": true}), || {
+            format!("{user} verified: the safety codes match")
+        });
+    }
+
+    pub fn audited(&self, r: &AuditReport) {
+        self.emit(r, || match r.from_epoch {
+            Some(from) => format!(
+                "directory consistent: epochs {from} → {} only appended ({} proofs checked)",
+                r.to_epoch, r.proofs_checked
+            ),
+            None => format!("first audit: root of epoch {} recorded", r.to_epoch),
         });
     }
 

@@ -20,6 +20,13 @@ pub enum AlertKind {
     /// This device's one-time key packages ran out: others may have added it
     /// with its last-resort package until it restocked.
     KeyPackagesExhausted,
+    /// A key the server offered is not in the key directory (key substitution).
+    KeyNotInDirectory,
+    /// A device or key appeared in this user's directory entry.
+    NewDevice,
+    /// The server showed a directory root this device refuses (rollback,
+    /// split view, bad signature).
+    DirectoryConflict,
 }
 
 impl AlertKind {
@@ -27,6 +34,9 @@ impl AlertKind {
         match self {
             Self::RefusedMessage => "refused_message",
             Self::KeyPackagesExhausted => "key_packages_exhausted",
+            Self::KeyNotInDirectory => "key_not_in_directory",
+            Self::NewDevice => "new_device",
+            Self::DirectoryConflict => "directory_conflict",
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct Enrollment<'a> {
     pub ca_pem: &'a str,
     pub user: &'a UserId,
     pub code: &'a str,
+    /// The directory key as given out of band; without it, the device
+    /// trusts the key the server names at enrolment.
+    pub directory_key: Option<&'a [u8]>,
 }
 
 impl Client {
@@ -149,7 +152,14 @@ impl Client {
                 resp.domain
             ],
         )?;
-        Ok(Self {
+        if let Some(pinned) = e.directory_key
+            && pinned != resp.directory_key.as_slice()
+        {
+            return Err(ClientError::Directory(
+                "the server's directory key is not the one given with --directory-key".into(),
+            ));
+        }
+        let mut client = Self {
             home,
             crypto,
             api,
@@ -159,7 +169,13 @@ impl Client {
             groups: RefCell::default(),
             last_housekeeping: None,
             last_ack: None,
-        })
+        };
+        client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
+        // What the directory holds for this user now is known, not news.
+        client.check_own_history(true).await?;
+        let me = client.me.user.clone();
+        client.prove_user(&me).await?;
+        Ok(client)
     }
 
     /// This device.
@@ -200,6 +216,11 @@ impl Client {
     /// Drops the in-memory copy of a group (the next use reloads it).
     pub(crate) fn forget_group(&self, conv: &ConversationId) {
         self.groups.borrow_mut().remove(conv);
+    }
+
+    /// Drops every in-memory group (after a rollback).
+    pub(crate) fn forget_groups(&self) {
+        self.groups.borrow_mut().clear();
     }
 
     /// Runs `f` in one database transaction. If anything fails, nothing of

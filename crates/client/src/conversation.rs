@@ -5,6 +5,7 @@
 //! the winner's commit) and tries again. Only after the hub accepted a commit
 //! does the device merge it, so a refused commit leaves no trace.
 
+use crate::alert::AlertKind;
 use crate::client::{Client, now_ms};
 use crate::error::{ClientError, Result};
 use crate::failpoint::failpoint;
@@ -174,14 +175,33 @@ impl Client {
                 }
                 other => other?,
             };
-            let p = self.provider();
+            // Only keys the directory proves are used (A3: key substitution).
+            let proven = self.prove_user(user).await?;
             for kp in claim.key_packages {
                 let device = DeviceAddress::new(user.clone(), kp.device);
-                packages.push(mls::verify_key_package(
-                    &p,
-                    kp.key_package.as_slice(),
-                    &device,
-                )?);
+                let checked =
+                    mls::verify_key_package(&self.provider(), kp.key_package.as_slice(), &device);
+                let refusal = match &checked {
+                    Err(e) => Some(format!(
+                        "the server offered an invalid key package for {device}: {e}"
+                    )),
+                    Ok(package) => {
+                        let key = package.leaf_node().signature_key().as_slice();
+                        (proven.active_key(&kp.device) != Some(key)).then(|| {
+                            format!("the server offered a key for {device} that the key directory does not hold")
+                        })
+                    }
+                };
+                if let Some(detail) = refusal {
+                    self.raise(
+                        AlertKind::KeyNotInDirectory,
+                        None,
+                        &detail,
+                        Some(kp.key_package.as_slice()),
+                    )?;
+                    return Err(ClientError::NotInDirectory(detail));
+                }
+                packages.extend(checked.ok());
             }
         }
         Ok(packages)

@@ -24,6 +24,10 @@ pub enum ClientError {
     Protocol(String),
     #[error("MLS error: {0}")]
     Mls(String),
+    #[error("key directory: {0}")]
+    Directory(String),
+    #[error("{0}")]
+    NotInDirectory(String),
     #[error("{0}")]
     Invalid(String),
     #[error("no such {kind}: {id}")]
@@ -49,6 +53,8 @@ impl ClientError {
             Self::Server(p) => p.code.as_str(),
             Self::Protocol(_) => "protocol",
             Self::Mls(_) => "mls",
+            Self::Directory(_) => "directory",
+            Self::NotInDirectory(_) => "not_in_directory",
             Self::Invalid(_) => "invalid",
             Self::NotFound { .. } => "not_found",
             Self::NoDevices(_) => "no_devices",

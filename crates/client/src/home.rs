@@ -149,6 +149,7 @@ impl Home {
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_alerts_pending_commits.sql"),
+    include_str!("migrations/0003_directory.sql"),
 ];
 
 #[cfg(unix)]

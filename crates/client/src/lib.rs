@@ -13,6 +13,7 @@
 
 mod alert;
 mod api;
+mod audit;
 mod client;
 mod conversation;
 mod error;
@@ -23,8 +24,10 @@ pub mod mls;
 mod provider;
 mod send;
 mod sync;
+mod transparency;
 
 pub use alert::{Alert, AlertKind};
+pub use audit::{AuditReport, AuditState, audit_directory};
 pub use client::{Client, Enrollment};
 pub use conversation::ConversationView;
 pub use error::{ClientError, Result};

@@ -79,6 +79,14 @@ pub fn roster(group: &MlsGroup) -> Result<Vec<(LeafNodeIndex, DeviceAddress)>> {
         .collect()
 }
 
+/// The devices of a group's roster with their signature keys.
+pub fn roster_keys(group: &MlsGroup) -> Result<Vec<(DeviceAddress, Vec<u8>)>> {
+    group
+        .members()
+        .map(|m| Ok((device_of(&m.credential)?, m.signature_key)))
+        .collect()
+}
+
 pub fn load_group(p: &Provider<'_>, conv: &ConversationId) -> Result<Option<MlsGroup>> {
     MlsGroup::load(p.storage(), &group_id(conv)).map_err(ClientError::mls)
 }

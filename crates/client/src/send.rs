@@ -274,9 +274,7 @@ impl Client {
                     tokio::time::sleep(RATE_LIMIT_PAUSE).await;
                 }
                 // Transient: the letter stays sealed in the outbox.
-                Err(e @ (ClientError::Network(_) | ClientError::Server(_)))
-                    if e.is_transient() =>
-                {
+                Err(e @ (ClientError::Network(_) | ClientError::Server(_))) if e.is_transient() => {
                     return Err(ClientError::Queued(e.to_string()));
                 }
                 Err(e @ ClientError::Server(_)) => {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use valise_proto::api::{
     Ack, Acked, DeviceList, EntryKind, InboxEntry, InboxPage, KeyPackageStock, KeyPackageUpload,
 };
-use valise_proto::{ConversationId, DeviceAddress, Payload};
+use valise_proto::{ConversationId, DeviceAddress, Payload, UserId};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;
@@ -50,6 +50,8 @@ pub struct SyncReport {
     pub commits: usize,
     /// Entries refused (failed verification, unknown conversation, replays).
     pub rejected: usize,
+    /// Devices newly seen in this user's directory entry (each an alert).
+    pub new_devices: usize,
     /// Own devices added to conversations.
     pub devices_added: usize,
     /// Letters from an earlier run delivered now.
@@ -76,6 +78,7 @@ pub struct DeviceView {
 /// What MLS made of a message.
 enum Opened {
     OwnEcho,
+    NeedsProof(Vec<UserId>),
     Commit,
     Application(DeviceAddress, Vec<u8>),
 }
@@ -87,6 +90,8 @@ enum Applied {
     Commit,
     /// This device's own commit, echoed back after it merged it.
     OwnEcho,
+    /// Undone: these users' keys must be proven by the directory first.
+    NeedsProof(Vec<UserId>),
 }
 
 impl Client {
@@ -117,6 +122,7 @@ impl Client {
             .last_housekeeping
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
+            report.new_devices = self.check_own_history(false).await?;
             report.devices_added = self.add_own_new_devices().await?;
             self.restock_key_packages().await?;
             self.last_housekeeping = Some(Instant::now());
@@ -152,34 +158,17 @@ impl Client {
                 self.discard_unconfirmed_commits()?;
                 return Ok(report);
             };
-            self.transaction(|| {
-                for entry in page.entries.iter().filter(|e| e.seq > after) {
-                    match self.apply_atomically(entry) {
-                        Ok(Applied::Letter) => report.new_letters += 1,
-                        Ok(Applied::Joined) => report.joined += 1,
-                        Ok(Applied::Commit) => report.commits += 1,
-                        Ok(Applied::Meta) => {}
-                        Ok(Applied::OwnEcho) => {}
-                        Err(e) => {
-                            report.rejected += 1;
-                            let detail = format!(
-                                "{:?} from {} (inbox seq {}) refused: {e}",
-                                entry.kind, entry.sender, entry.seq
-                            );
-                            self.raise(
-                                AlertKind::RefusedMessage,
-                                Some(&entry.conversation),
-                                &detail,
-                                Some(entry.message.as_slice()),
-                            )?;
-                        }
-                    }
+            // One transaction per page (one fsync); awaits for directory
+            // lookups happen inside it, on this device's only connection.
+            self.home.conn.execute_batch("BEGIN IMMEDIATE")?;
+            match self.apply_page(&page, after, &mut report).await {
+                Ok(()) => self.home.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    self.home.conn.execute_batch("ROLLBACK")?;
+                    self.forget_groups();
+                    return Err(e);
                 }
-                self.home
-                    .conn
-                    .execute("UPDATE account SET inbox_seq = ?1", [last as i64])?;
-                Ok(())
-            })?;
+            }
             self.ack(last).await?;
             progress(done);
             if !page.more {
@@ -215,12 +204,86 @@ impl Client {
         Ok(seq as u64)
     }
 
+    /// Applies a page's new entries and moves `inbox_seq` past them. An
+    /// entry whose keys the directory has not proven yet is undone, the
+    /// keys are looked up, and it is applied again; refused if still unproven.
+    async fn apply_page(
+        &mut self,
+        page: &InboxPage,
+        after: u64,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        for entry in page.entries.iter().filter(|e| e.seq > after) {
+            let mut outcome = self.apply_atomically(entry);
+            if let Ok(Applied::NeedsProof(users)) = &outcome {
+                for user in users.clone() {
+                    if let Err(e) = self.prove_user(&user).await {
+                        tracing::warn!(%user, error = %e, "directory lookup failed");
+                    }
+                }
+                outcome = self.apply_atomically(entry);
+            }
+            match outcome {
+                Ok(Applied::Letter) => report.new_letters += 1,
+                Ok(Applied::Joined) => report.joined += 1,
+                Ok(Applied::Commit) => report.commits += 1,
+                Ok(Applied::Meta | Applied::OwnEcho) => {}
+                Ok(Applied::NeedsProof(users)) => {
+                    report.rejected += 1;
+                    let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+                    let detail = format!(
+                        "{:?} (inbox seq {}) refused: a key of {} is not in the key directory",
+                        entry.kind,
+                        entry.seq,
+                        names.join(", ")
+                    );
+                    self.raise(
+                        AlertKind::KeyNotInDirectory,
+                        Some(&entry.conversation),
+                        &detail,
+                        Some(entry.message.as_slice()),
+                    )?;
+                }
+                Err(e) => {
+                    report.rejected += 1;
+                    let detail = format!(
+                        "{:?} from {} (inbox seq {}) refused: {e}",
+                        entry.kind, entry.sender, entry.seq
+                    );
+                    self.raise(
+                        AlertKind::RefusedMessage,
+                        Some(&entry.conversation),
+                        &detail,
+                        Some(entry.message.as_slice()),
+                    )?;
+                }
+            }
+        }
+        if let Some(last) = page.entries.last() {
+            self.home
+                .conn
+                .execute("UPDATE account SET inbox_seq = ?1", [last.seq as i64])?;
+        }
+        Ok(())
+    }
+
+    /// The users among these devices whose keys no lookup has proven.
+    fn unproven(&self, members: &[(DeviceAddress, Vec<u8>)]) -> Result<Vec<UserId>> {
+        let mut users = Vec::new();
+        for (device, key) in members {
+            if !self.is_proven(device, key)? && !users.contains(&device.user) {
+                users.push(device.user.clone());
+            }
+        }
+        Ok(users)
+    }
+
     /// Applies one entry inside the page's transaction; a refused entry
     /// leaves nothing behind (savepoint), so the next one starts clean.
     fn apply_atomically(&self, entry: &InboxEntry) -> Result<Applied> {
         self.home.conn.execute_batch("SAVEPOINT entry")?;
         let out = self.apply(entry);
-        if out.is_err() {
+        if matches!(out, Err(_) | Ok(Applied::NeedsProof(_))) {
             self.home.conn.execute_batch("ROLLBACK TO entry")?;
             self.forget_group(&entry.conversation);
         }
@@ -281,7 +344,10 @@ impl Client {
                 group.ciphersuite()
             )));
         }
-        mls::roster(&group)?;
+        let unproven = self.unproven(&mls::roster_keys(&group)?)?;
+        if !unproven.is_empty() {
+            return Ok(Applied::NeedsProof(unproven));
+        }
         self.home.conn.execute(
             "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, '', ?2)
              ON CONFLICT (id) DO UPDATE SET active = 1",
@@ -322,6 +388,16 @@ impl Client {
                 .process_message(p, message)
                 .map_err(ClientError::mls)?;
             let sender = mls::device_of(processed.credential())?;
+            let sender_key = match processed.sender() {
+                Sender::Member(leaf) => group.member_at(*leaf).map(|m| m.signature_key),
+                _ => None,
+            }
+            .ok_or_else(|| ClientError::Protocol("sender is not a member".into()))?;
+            // I2: nothing is shown, or merged, from a key the directory does not hold.
+            let unproven = self.unproven(&[(sender.clone(), sender_key)])?;
+            if !unproven.is_empty() {
+                return Ok(Opened::NeedsProof(unproven));
+            }
             match processed.into_content() {
                 ProcessedMessageContent::ApplicationMessage(app) => {
                     Ok(Opened::Application(sender, app.into_bytes()))
@@ -330,7 +406,11 @@ impl Client {
                     group
                         .merge_staged_commit(p, *staged)
                         .map_err(ClientError::mls)?;
-                    mls::roster(group)?;
+                    // I5: no member whose key the directory does not hold.
+                    let unproven = self.unproven(&mls::roster_keys(group)?)?;
+                    if !unproven.is_empty() {
+                        return Ok(Opened::NeedsProof(unproven));
+                    }
                     if !group.is_active() {
                         self.home.conn.execute(
                             "UPDATE conversations SET active = 0 WHERE id = ?1",
@@ -358,6 +438,7 @@ impl Client {
         })?;
         match opened {
             Opened::OwnEcho => Ok(Applied::OwnEcho),
+            Opened::NeedsProof(users) => Ok(Applied::NeedsProof(users)),
             Opened::Commit => Ok(Applied::Commit),
             Opened::Application(sender, bytes) => self.receive(conv, &sender, &bytes),
         }
