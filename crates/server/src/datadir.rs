@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! D/config.json       {domain, created_at_ms}, written last: it marks D as initialised
-//! D/valised.db        SQLite (WAL)
+//! D/valised.db        SQLite (WAL); also the key directory (tables `directory_*`,
+//!                     with its VRF key and root signing key)
 //! D/keys/server.key   Ed25519 PKCS#8 PEM, reserved for signing directory roots
 //! D/tls/ca.pem ca.key cert.pem key.pem
 //! ```
@@ -29,6 +30,18 @@ pub enum DataDirError {
     Key(#[from] rcgen::Error),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("key directory: {0}")]
+    Directory(#[from] valise_directory::DirectoryError),
+}
+
+/// The public keys of a freshly initialised data directory.
+#[derive(Debug, Clone)]
+pub struct InitKeys {
+    /// The server signing key (Ed25519, hex).
+    pub server_key: String,
+    /// The key that signs the key directory's roots (Ed25519, hex): clients
+    /// pin it.
+    pub directory_key: String,
 }
 
 /// What `config.json` holds.
@@ -116,9 +129,9 @@ impl DataDir {
         Ok(SqliteStore::open(&self.db_path())?)
     }
 
-    /// Creates everything; refuses an initialised directory. Returns the
-    /// server signing key's public half (hex).
-    pub fn init(&self, domain: &str, now_ms: i64) -> Result<String, DataDirError> {
+    /// Creates everything, the key directory at epoch 0 included; refuses an
+    /// initialised directory. Returns the public keys.
+    pub fn init(&self, domain: &str, now_ms: i64) -> Result<InitKeys, DataDirError> {
         if self.is_initialised() || self.db_path().exists() {
             return Err(DataDirError::AlreadyInitialised(
                 self.root.display().to_string(),
@@ -153,6 +166,7 @@ impl DataDir {
         write_file(&self.cert_path(), tls.cert_pem.as_bytes(), 0o644)?;
         write_file(&self.key_path(), tls.key_pem.as_bytes(), 0o600)?;
         drop(self.open_store()?);
+        let directory_key = crate::directory::initialise(&self.db_path())?;
         let config = Config {
             domain: domain.to_owned(),
             created_at_ms: now_ms,
@@ -160,6 +174,9 @@ impl DataDir {
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| io_err(&self.config_path(), e))?;
         write_file(&self.config_path(), &json, 0o644)?;
-        Ok(hex::encode(signing.public_key_raw()))
+        Ok(InitKeys {
+            server_key: hex::encode(signing.public_key_raw()),
+            directory_key: directory_key.to_string(),
+        })
     }
 }

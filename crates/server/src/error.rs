@@ -1,5 +1,6 @@
 //! The one place where failures become RFC 9457 problems on the wire.
 
+use crate::directory::DirectoryServiceError;
 use crate::hub::MlsRefusal;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -64,6 +65,35 @@ impl From<StoreError> for ApiError {
                 "the invite code is unknown, used, expired or for another user",
             ),
             StoreError::Corrupt(_) | StoreError::Sqlite(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<valise_directory::DirectoryError> for ApiError {
+    fn from(e: valise_directory::DirectoryError) -> Self {
+        use valise_directory::DirectoryError;
+        match e {
+            DirectoryError::NotFound(user) => Self::new(
+                ErrorCode::NotFound,
+                format!("no directory entry for {user}"),
+            ),
+            DirectoryError::InvalidRequest(detail) => Self::bad_request(detail),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<DirectoryServiceError> for ApiError {
+    fn from(e: DirectoryServiceError) -> Self {
+        match e {
+            DirectoryServiceError::Directory(e) => e.into(),
+            DirectoryServiceError::Store(e) => e.into(),
+            DirectoryServiceError::NoSuchEpoch(epoch) => Self::new(
+                ErrorCode::NotFound,
+                format!("epoch {epoch} is not published"),
+            ),
+            DirectoryServiceError::BadRange(detail) => Self::bad_request(detail),
+            DirectoryServiceError::Timeout | DirectoryServiceError::Stopped(_) => Self::internal(e),
         }
     }
 }

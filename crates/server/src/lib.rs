@@ -3,9 +3,12 @@
 //! and follows their public MLS state to hand the tree to joiners.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "adversary")]
+pub mod adversary;
 pub mod auth;
 pub mod datadir;
 pub mod delivery;
+pub mod directory;
 pub mod error;
 pub mod hub;
 pub mod invite;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use valise_proto::UserId;
 use valise_server::datadir::{DataDir, DataDirError};
+use valise_server::directory::DirectoryService;
 use valise_server::limits::Limits;
 use valise_server::store::{SqliteStore, Store, StoreError};
 use valise_server::{AppState, invite, now_ms, serve, tls};
@@ -52,6 +53,10 @@ enum Command {
         /// Key-package claims per minute one device may make.
         #[arg(long, default_value_t = Limits::default().claims_per_minute)]
         max_claims_per_minute: u32,
+        /// Least time between two key directory epochs (changes arriving
+        /// meanwhile are batched into the next one).
+        #[arg(long, default_value_t = valise_server::directory::DEFAULT_INTERVAL_MS)]
+        directory_interval_ms: u64,
     },
     /// Administration; works while the server runs.
     Admin {
@@ -83,6 +88,10 @@ enum CliError {
     DataDir(#[from] DataDirError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("key directory: {0}")]
+    Directory(#[from] valise_directory::DirectoryError),
+    #[error("key directory: {0}")]
+    DirectoryService(#[from] valise_server::directory::DirectoryServiceError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -131,9 +140,10 @@ fn parse_user(s: &str) -> Result<UserId, CliError> {
 
 fn init(data: &Path, domain: &str) -> Result<(), CliError> {
     let dir = DataDir::new(data);
-    let public = dir.init(domain, now_ms())?;
+    let keys = dir.init(domain, now_ms())?;
     println!("initialised {} for {domain}", data.display());
-    println!("server signing key (Ed25519, public): {public}");
+    println!("server signing key (Ed25519, public): {}", keys.server_key);
+    println!("directory key (Ed25519, public): {}", keys.directory_key);
     println!("TLS CA certificate: {}", dir.ca_path().display());
     Ok(())
 }
@@ -211,6 +221,7 @@ fn run(
     domain: Option<String>,
     first_invite: Option<String>,
     limits: Limits,
+    directory_interval: std::time::Duration,
 ) -> Result<(), CliError> {
     let dir = DataDir::new(data);
     if !dir.is_initialised() {
@@ -221,8 +232,9 @@ fn run(
             ))
         })?;
         let user = parse_user(&first_invite.unwrap_or_else(|| format!("admin@{domain}")))?;
-        let public = dir.init(&domain, now_ms())?;
-        tracing::info!(key = %public, "initialised data directory");
+        let keys = dir.init(&domain, now_ms())?;
+        tracing::info!(key = %keys.server_key, directory_key = %keys.directory_key, "initialised data directory");
+        println!("directory key (Ed25519, public): {}", keys.directory_key);
         let store = dir.open_store()?;
         let code = create_invite(&store, &user, 24)?;
         println!("enrolment code for {user}: {code}");
@@ -237,8 +249,13 @@ fn run(
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
+    let db_path = dir.db_path();
     rt.block_on(async move {
-        let state = AppState::new(store, &config.domain)
+        let directory = valise_server::directory::open(&db_path).await?;
+        let directory =
+            DirectoryService::start(directory, store.clone(), directory_interval).await?;
+        tracing::info!(key = %directory.directory_key(), "key directory open");
+        let state = AppState::new(store, &config.domain, Arc::new(directory))
             .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
             .with_limits(limits);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -284,6 +301,7 @@ fn main() {
             log_file: _,
             max_sends_per_second,
             max_claims_per_minute,
+            directory_interval_ms,
         } => run(
             &data,
             listen,
@@ -293,6 +311,7 @@ fn main() {
                 sends_per_second: max_sends_per_second,
                 claims_per_minute: max_claims_per_minute,
             },
+            std::time::Duration::from_millis(directory_interval_ms),
         ),
         Command::Admin { data, command } => admin(&data, command),
     };

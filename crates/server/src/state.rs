@@ -2,6 +2,7 @@
 
 use crate::auth::{Challenges, Sessions};
 use crate::delivery::{Delivery, Wakeups};
+use crate::directory::DirectoryService;
 use crate::hub::Policy;
 use crate::limits::{Limits, RateLimits};
 use crate::store::Store;
@@ -22,6 +23,11 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub delivery: Delivery,
     pub wakeups: Arc<Wakeups>,
+    /// The key directory and its publisher.
+    pub directory: Arc<DirectoryService>,
+    /// The malicious server's switches (test builds only).
+    #[cfg(feature = "adversary")]
+    pub adversary: Arc<crate::adversary::Adversary>,
     /// Becomes true when the server stops, to end long polls early.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -32,6 +38,7 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         domain: &str,
+        directory: Arc<DirectoryService>,
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
         let (tx, rx) = watch::channel(false);
@@ -45,6 +52,9 @@ impl AppState {
             sessions: Arc::new(Sessions::default()),
             limits: Arc::new(Limits::default().into()),
             wakeups,
+            directory,
+            #[cfg(feature = "adversary")]
+            adversary: Arc::default(),
             shutdown: rx,
             shutdown_tx: Arc::new(tx),
         })

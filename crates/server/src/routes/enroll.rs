@@ -13,7 +13,10 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 ///
 /// Enrols a device with a one-time invite. Key packages are checked before
 /// the invite is spent, so a client bug does not burn the code; the invite
-/// is consumed in the same transaction that creates the device.
+/// is consumed in the same transaction that creates the device and queues
+/// the user for the key directory. The answer waits for the directory epoch
+/// that publishes the user's new device list, and carries its signed root
+/// and the directory key for the device to pin.
 pub async fn enroll(
     State(state): State<AppState>,
     Json(req): Json<EnrollRequest>,
@@ -26,7 +29,7 @@ pub async fn enroll(
     }
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
-    blocking(move || {
+    let seq = blocking(move || {
         let key = req.signature_key.as_slice();
         for kp in &req.key_packages {
             check_key_package(&st.crypto, &st.policy, kp.as_slice(), &device, key, false)?;
@@ -39,7 +42,7 @@ pub async fn enroll(
             key,
             true,
         )?;
-        st.store.enroll(&Enrollment {
+        let seq = st.store.enroll(&Enrollment {
             code_hash: crate::invite::hash(&req.code),
             device: device.clone(),
             signature_key: req.signature_key.into_vec(),
@@ -48,12 +51,15 @@ pub async fn enroll(
             now_ms: crate::now_ms(),
         })?;
         tracing::info!(device = %device, "device enrolled");
-        Ok(())
+        Ok(seq)
     })
     .await?;
+    let root = state.directory.wait_published(seq).await?;
     Ok(Json(EnrollResponse {
         user: req.user,
         device: req.device,
         domain: state.domain.to_string(),
+        directory_key: state.directory.directory_key().0.to_vec().into(),
+        root: root.to_bytes().into(),
     }))
 }

@@ -73,6 +73,13 @@ pub async fn claim(
     Path(user): Path<UserId>,
     Json(req): Json<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
+    #[cfg(feature = "adversary")]
+    if let Some(fake) = state.adversary.served_key(&user) {
+        return Ok(Json(ClaimResponse {
+            user,
+            key_packages: vec![fake],
+        }));
+    }
     let u = user.clone();
     let claimed =
         blocking(move || Ok(state.store.claim_key_packages(&u, &req.exclude, &caller)?)).await?;

@@ -1,7 +1,10 @@
 //! The `/v1` API: one module per concept, one router.
 
+#[cfg(feature = "adversary")]
+mod adversary;
 mod auth;
 mod conversations;
+mod directory;
 mod enroll;
 mod inbox;
 mod key_packages;
@@ -22,7 +25,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// The whole API with its state.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/auth/challenge", post(auth::challenge))
         .route("/v1/auth/token", post(auth::token))
@@ -40,6 +43,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/messages", post(conversations::send))
         .route("/v1/inbox", get(inbox::read))
         .route("/v1/inbox/ack", post(inbox::ack))
+        .route("/v1/directory/root", get(directory::root))
+        .route("/v1/directory/lookup/{user}", get(directory::lookup))
+        .route("/v1/directory/history/{user}", get(directory::history))
+        .route("/v1/directory/audit", get(directory::audit));
+    #[cfg(feature = "adversary")]
+    let router = adversary::routes(router);
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Enforced while reading the body, before any parsing.

@@ -160,8 +160,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Consumes the invite and creates the device (and user) in one
     /// transaction. `InvalidInvite` if the invite does not fit;
-    /// `AlreadyExists` if the device id is taken.
-    fn enroll(&self, e: &Enrollment) -> Result<(), StoreError>;
+    /// `AlreadyExists` if the device id is taken. The user is queued for the
+    /// key directory's next epoch in the same transaction; returns the queue
+    /// position ([`Store::directory_pending`]).
+    fn enroll(&self, e: &Enrollment) -> Result<u64, StoreError>;
+
+    /// Queues `user` for the key directory's next epoch (their device list
+    /// changed); returns the queue position, which increases strictly.
+    fn mark_directory_pending(&self, user: &UserId, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// The users queued for the directory, and the highest queue position
+    /// among them (0 if none).
+    fn directory_pending(&self) -> Result<(Vec<UserId>, u64), StoreError>;
+
+    /// Removes the queue entries up to `up_to`, once they are published.
+    fn clear_directory_pending(&self, up_to: u64) -> Result<(), StoreError>;
 
     /// The stored signature key of a device, if enrolled.
     fn device_key(&self, device: &DeviceAddress) -> Result<Option<Vec<u8>>, StoreError>;

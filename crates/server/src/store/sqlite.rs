@@ -9,7 +9,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Numbered migrations, applied in order by `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_directory_pending.sql"),
+];
 
 const READERS: usize = 4;
 
@@ -137,6 +140,13 @@ fn queue(tx: &Connection, payload: i64, devices: &[DeviceAddress]) -> Result<(),
     Ok(())
 }
 
+/// Queues `user` for the directory's next epoch; returns the queue position.
+fn mark_pending(tx: &Transaction<'_>, user: &UserId, now_ms: i64) -> Result<u64, StoreError> {
+    tx.prepare_cached("INSERT INTO directory_pending (user, created_at_ms) VALUES (?1, ?2)")?
+        .execute(params![user.as_str(), now_ms])?;
+    to_u64(tx.last_insert_rowid())
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -250,7 +260,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn enroll(&self, e: &Enrollment) -> Result<(), StoreError> {
+    fn enroll(&self, e: &Enrollment) -> Result<u64, StoreError> {
         self.write(|tx| {
             let user = e.device.user.as_str();
             let device = e.device.device.to_string();
@@ -285,6 +295,36 @@ impl Store for SqliteStore {
                 stmt.execute(params![user, device, kp, 0])?;
             }
             stmt.execute(params![user, device, e.last_resort, 1])?;
+            mark_pending(tx, &e.device.user, e.now_ms)
+        })
+    }
+
+    fn mark_directory_pending(&self, user: &UserId, now_ms: i64) -> Result<u64, StoreError> {
+        self.write(|tx| mark_pending(tx, user, now_ms))
+    }
+
+    fn directory_pending(&self) -> Result<(Vec<UserId>, u64), StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT user, MAX(seq) FROM directory_pending GROUP BY user ORDER BY user",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut users = Vec::new();
+        let mut up_to = 0;
+        for row in rows {
+            let (u, seq) = row?;
+            users.push(parse_user(&u)?);
+            up_to = up_to.max(to_u64(seq)?);
+        }
+        Ok((users, up_to))
+    }
+
+    fn clear_directory_pending(&self, up_to: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM directory_pending WHERE seq <= ?1",
+                params![to_i64(up_to)?],
+            )?;
             Ok(())
         })
     }

@@ -1,0 +1,260 @@
+//! TEST ONLY (Cargo feature `adversary`): routes that make this server lie.
+//! No authentication; never compiled into a release build. See
+//! [`crate::adversary`].
+
+use super::blocking;
+use crate::adversary::View;
+use crate::directory::{ServerDirectory, device_list};
+use crate::error::ApiError;
+use crate::json::Json;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use valise_directory::{
+    DeviceEntry, DeviceList, Directory, DirectoryError, DirectoryStorage, ROOT_SECRET_NAME,
+    RootSigner, SqliteDirectoryStorage, VRF_SECRET_NAME,
+};
+use valise_proto::api::ClaimedKeyPackage;
+use valise_proto::bytes::Bytes;
+use valise_proto::{DeviceAddress, DeviceId, UserId};
+
+/// Adds the `/adversary/...` routes.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/adversary/serve-key", post(serve_key))
+        .route("/adversary/rogue-device", post(rogue_device))
+        .route("/adversary/fork-root", post(fork_root))
+        .route("/adversary/reset", post(reset))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeKey {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub key_package: Bytes,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Done {
+    pub ok: bool,
+}
+
+/// # POST /adversary/serve-key
+///
+/// A3: from now on, every claim of `user`'s key packages returns only this
+/// one (as `device`'s, not last-resort); nothing is published.
+pub async fn serve_key(
+    State(state): State<AppState>,
+    Json(req): Json<ServeKey>,
+) -> Result<Json<Done>, ApiError> {
+    state.adversary.serve_key(
+        req.user,
+        ClaimedKeyPackage {
+            device: req.device,
+            key_package: req.key_package,
+            last_resort: false,
+        },
+    );
+    Ok(Json(Done { ok: true }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RogueDevice {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub signature_key: Bytes,
+    /// Publish the user's honest list again in the very next epoch.
+    #[serde(default)]
+    pub remove_next_epoch: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RogueDeviceResult {
+    /// Signed root of the epoch with the rogue device (`SignedRoot::to_bytes`).
+    pub added: Bytes,
+    /// Signed root of the epoch that removed it again, if asked.
+    pub removed: Option<Bytes>,
+}
+
+/// # POST /adversary/rogue-device
+///
+/// A4/A6: really publishes `user`'s device list plus an active rogue
+/// device; with `remove_next_epoch`, the list without it in the next epoch.
+pub async fn rogue_device(
+    State(state): State<AppState>,
+    Json(req): Json<RogueDevice>,
+) -> Result<Json<RogueDeviceResult>, ApiError> {
+    let store = state.store.clone();
+    let u = req.user.clone();
+    let honest = blocking(move || Ok(device_list(&*store, &u)?)).await?;
+    let mut with_rogue = honest.clone();
+    with_rogue.retain(|d| d.device != req.device);
+    with_rogue.push(DeviceEntry::active(
+        req.device,
+        req.signature_key.into_vec(),
+    ));
+    let with_rogue = DeviceList::new(with_rogue)?;
+    let user = req.user.clone();
+    let added = state
+        .directory
+        .call(move |d| async move { d.publish(vec![(user, with_rogue)]).await })
+        .await?;
+    let removed = if req.remove_next_epoch {
+        let honest = DeviceList::new(honest)?;
+        let user = req.user.clone();
+        Some(
+            state
+                .directory
+                .call(move |d| async move { d.publish(vec![(user, honest)]).await })
+                .await?
+                .to_bytes()
+                .into(),
+        )
+    } else {
+        None
+    };
+    Ok(Json(RogueDeviceResult {
+        added: added.to_bytes().into(),
+        removed,
+    }))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForkMode {
+    Fork,
+    Rollback,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstituteDevice {
+    pub device: DeviceId,
+    pub signature_key: Bytes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRoot {
+    /// The device to deceive (`user/device`).
+    pub device: DeviceAddress,
+    pub mode: ForkMode,
+    /// Rollback: the older epoch to show.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// Fork: the user whose entry differs in the fork...
+    #[serde(default)]
+    pub user: Option<UserId>,
+    /// ...and their device list there (empty: the honest one).
+    #[serde(default)]
+    pub devices: Vec<SubstituteDevice>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForkRootResult {
+    /// The root the device is shown from now on (`SignedRoot::to_bytes`).
+    pub root: Bytes,
+}
+
+/// # POST /adversary/fork-root
+///
+/// A5: from now on, `device`'s `directory/root`, `lookup` and `history`
+/// answers come from a fork (`mode: "fork"`: every user's current list,
+/// `user`'s replaced by `devices`, in a second directory with the same VRF
+/// and root keys, padded to the honest epoch number) or show the root of an
+/// older `epoch` (`mode: "rollback"`, with honest proofs). Audits stay
+/// honest.
+pub async fn fork_root(
+    State(state): State<AppState>,
+    Json(req): Json<ForkRoot>,
+) -> Result<Json<ForkRootResult>, ApiError> {
+    let view = match req.mode {
+        ForkMode::Rollback => {
+            let epoch = req
+                .epoch
+                .ok_or_else(|| ApiError::bad_request("rollback needs an epoch"))?;
+            View::Rollback(epoch)
+        }
+        ForkMode::Fork => View::Fork(Arc::new(fork(&state, req.user, req.devices).await?)),
+    };
+    let root = match &view {
+        View::Rollback(epoch) => state.directory.root_of(*epoch)?,
+        View::Fork(d) => {
+            crate::directory::on_blocking(d.clone(), |d| async move { d.root().await }).await?
+        }
+    };
+    state.adversary.show(req.device, view);
+    Ok(Json(ForkRootResult {
+        root: root.to_bytes().into(),
+    }))
+}
+
+/// A second directory with the honest one's keys and different content.
+async fn fork(
+    state: &AppState,
+    user: Option<UserId>,
+    devices: Vec<SubstituteDevice>,
+) -> Result<ServerDirectory, ApiError> {
+    let honest_epoch = state.directory.root().await?.epoch();
+    let store = state.store.clone();
+    let users = blocking(move || Ok(store.list_users()?)).await?;
+    let mut changes = Vec::new();
+    for u in users {
+        if Some(&u.user) == user.as_ref() && !devices.is_empty() {
+            continue;
+        }
+        let list = u
+            .devices
+            .into_iter()
+            .map(|d| DeviceEntry::active(d.device, d.signature_key))
+            .collect();
+        changes.push((u.user, DeviceList::new(list)?));
+    }
+    if let Some(user) = user.filter(|_| !devices.is_empty()) {
+        let list = devices
+            .into_iter()
+            .map(|d| DeviceEntry::active(d.device, d.signature_key.into_vec()))
+            .collect();
+        changes.push((user, DeviceList::new(list)?));
+    }
+    Ok(state
+        .directory
+        .call(move |d| async move {
+            let storage = Arc::new(SqliteDirectoryStorage::in_memory()?);
+            for name in [VRF_SECRET_NAME, ROOT_SECRET_NAME] {
+                let secret = d
+                    .storage()
+                    .get_secret(name)?
+                    .ok_or_else(|| DirectoryError::Internal(format!("no {name}")))?;
+                storage.insert_secret_if_absent(name, &secret)?;
+            }
+            let signer = RootSigner::load_or_create(&*storage)?;
+            let fork = Directory::open(storage, signer).await?;
+            let mut root = fork.publish(changes).await?;
+            let mut i = 0u64;
+            while root.epoch() < honest_epoch {
+                let filler = UserId::parse(&format!("filler{i}@fork.invalid"))
+                    .map_err(|e| DirectoryError::Internal(e.to_string()))?;
+                let entry = DeviceEntry::active(DeviceId::from_bytes([0; 8]), vec![1; 32]);
+                root = fork
+                    .publish(vec![(filler, DeviceList::new(vec![entry])?)])
+                    .await?;
+                i += 1;
+            }
+            Ok(fork)
+        })
+        .await?)
+}
+
+/// # POST /adversary/reset
+///
+/// Turns every switch off (published rogue devices stay published).
+pub async fn reset(State(state): State<AppState>) -> Json<Done> {
+    state.adversary.reset();
+    Json(Done { ok: true })
+}
