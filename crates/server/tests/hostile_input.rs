@@ -305,6 +305,92 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
         .unwrap();
     assert!(r.status().is_success());
 
+    // The key directory: bad query parameters, no token, public audit.
+    for q in [
+        "",
+        "?from=1",
+        "?to=2",
+        "?from=-1&to=2",
+        "?from=a&to=b",
+        "?from=0&to=1&x=3",
+        "?from=18446744073709551616&to=1",
+        "?from=0&to=1e3",
+        "?from=3&to=1",
+        "?from=0&to=1000000",
+    ] {
+        let path = format!("/v1/directory/audit{q}");
+        let r = request(&c, port, Method::Get, &path, None)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, &path).await;
+    }
+    // Public: an epoch not published yet is 404, not 401.
+    let r = request(
+        &c,
+        port,
+        Method::Get,
+        "/v1/directory/audit?from=0&to=1",
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, ErrorCode::NotFound, "audit of an unpublished epoch").await;
+    for path in [
+        "/v1/directory/root",
+        "/v1/directory/lookup/alice@mfa.example",
+        "/v1/directory/history/alice@mfa.example",
+    ] {
+        let r = request(&c, port, Method::Get, path, Some("not-a-token"))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::Unauthorized, path).await;
+        let r = request(&c, port, Method::Post, path, t)
+            .header(reqwest::header::CONTENT_TYPE, json)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, &format!("POST {path}")).await;
+    }
+    let r = request(&c, port, Method::Get, "/v1/directory/root", t)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = request(
+        &c,
+        port,
+        Method::Get,
+        "/v1/directory/lookup/nobody@mfa.example",
+        t,
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, ErrorCode::NotFound, "lookup of an unknown user").await;
+    for path in [
+        "/v1/directory/lookup/not-a-user",
+        "/v1/directory/history/a%20b@x",
+        "/v1/directory/lookup/%ff%fe@x",
+        "/v1/directory/history/alice@mfa.example%00",
+    ] {
+        let r = request(&c, port, Method::Get, path, t)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, ErrorCode::BadRequest, path).await;
+    }
+    let long = format!("/v1/directory/lookup/{}@mfa.example", "a".repeat(5000));
+    let r = request(&c, port, Method::Get, &long, t)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "long user: {}", r.status());
+    still_alive(&c, port).await;
+
     // Bad path parameters.
     for path in [
         "/v1/users/not-a-user/devices",

@@ -287,3 +287,46 @@ fn reopening_keeps_data_and_schema() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.list_users().unwrap().len(), 1);
 }
+
+#[test]
+fn directory_queue_is_written_with_the_enrolment_and_cleared_up_to_a_position() {
+    let (_d, store) = open();
+    assert_eq!(store.directory_pending().unwrap(), (vec![], 0));
+    enrol(&store, &addr("alice@mfa.example", 1), 1);
+    enrol(&store, &addr("bob@mfa.example", 2), 1);
+    enrol(&store, &addr("alice@mfa.example", 3), 1);
+    let (users, up_to) = store.directory_pending().unwrap();
+    assert_eq!(
+        users,
+        vec![user("alice@mfa.example"), user("bob@mfa.example")]
+    );
+    assert_eq!(up_to, 3);
+    // A failed enrolment queues nothing.
+    let bad = Enrollment {
+        code_hash: [0xee; 32],
+        device: addr("carol@mfa.example", 4),
+        signature_key: vec![4; 32],
+        key_packages: vec![vec![1]],
+        last_resort: vec![9],
+        now_ms: 10,
+    };
+    assert!(store.enroll(&bad).is_err());
+    let seq = store
+        .mark_directory_pending(&user("bob@mfa.example"), 11)
+        .unwrap();
+    assert_eq!(seq, 4);
+    store.clear_directory_pending(3).unwrap();
+    assert_eq!(
+        store.directory_pending().unwrap(),
+        (vec![user("bob@mfa.example")], 4)
+    );
+    store.clear_directory_pending(4).unwrap();
+    assert_eq!(store.directory_pending().unwrap(), (vec![], 0));
+    // Positions never come back after a clear.
+    assert_eq!(
+        store
+            .mark_directory_pending(&user("bob@mfa.example"), 12)
+            .unwrap(),
+        5
+    );
+}
