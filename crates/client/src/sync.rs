@@ -123,7 +123,12 @@ impl Client {
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             report.new_devices = self.check_own_history(false).await?;
-            report.devices_added = self.add_own_new_devices().await?;
+            report.devices_added = match self.add_own_new_devices().await {
+                // Refused (and alerted): a device the directory does not
+                // hold must not stop this device from syncing.
+                Err(ClientError::NotInDirectory(_)) => 0,
+                other => other?,
+            };
             self.restock_key_packages().await?;
             self.last_housekeeping = Some(Instant::now());
         }

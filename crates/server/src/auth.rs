@@ -113,6 +113,24 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 #[derive(Debug, Clone)]
 pub struct AuthDevice(pub DeviceAddress);
 
+/// Optional authentication: no `Authorization` header is `None` (public
+/// calls such as the directory root for auditors); a bad one is refused.
+impl axum::extract::OptionalFromRequestParts<AppState> for AuthDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        if parts.headers.get(AUTHORIZATION).is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 impl FromRequestParts<AppState> for AuthDevice {
     type Rejection = ApiError;
 

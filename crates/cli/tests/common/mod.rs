@@ -32,6 +32,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub url: String,
     child: Child,
+    /// What `valised init` printed (server and directory keys).
+    pub init_output: String,
 }
 
 impl Server {
@@ -49,8 +51,14 @@ impl Server {
             "init: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let init_output = String::from_utf8(out.stdout).unwrap();
         let (child, url) = Self::spawn(&data);
-        Self { dir, url, child }
+        Self {
+            dir,
+            url,
+            child,
+            init_output,
+        }
     }
 
     fn spawn(data: &Path) -> (Child, String) {
@@ -316,5 +324,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let p = entry.unwrap().path();
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+impl Server {
+    /// The directory key `valised init` printed (the 64-hex-digit word on
+    /// its line that mentions the directory).
+    pub fn directory_key(&self) -> String {
+        self.init_output
+            .lines()
+            .filter(|l| l.to_lowercase().contains("directory"))
+            .flat_map(|l| l.split(|c: char| !c.is_ascii_hexdigit()))
+            .find(|w| w.len() == 64)
+            .unwrap_or_else(|| panic!("no directory key in: {}", self.init_output))
+            .to_owned()
     }
 }

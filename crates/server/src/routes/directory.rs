@@ -12,11 +12,15 @@ use valise_proto::{DeviceAddress, UserId};
 /// # GET /v1/directory/root
 ///
 /// The key directory's newest root, freshly signed with the directory key.
+/// Public, like roots themselves: auditors ask without an account.
 pub async fn root(
     State(state): State<AppState>,
-    AuthDevice(caller): AuthDevice,
+    caller: Option<AuthDevice>,
 ) -> Result<Json<DirectoryRoot>, ApiError> {
-    let root = current_root(&state, &caller).await?;
+    let root = match caller {
+        Some(AuthDevice(caller)) => current_root(&state, &caller).await?,
+        None => state.directory.root().await?,
+    };
     Ok(Json(DirectoryRoot {
         root: root.to_bytes().into(),
     }))

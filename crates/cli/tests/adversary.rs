@@ -1,0 +1,222 @@
+//! The malicious server of issue 3, played through the test-only
+//! `adversary` hooks of `valised` (built by `cargo test --workspace
+//! --features valise-server/adversary`; release builds never have them):
+//! A3 key substitution, A4/A6 a rogue device published and removed again,
+//! A5 split view and rollback of the directory. Each ends in REFUSE + ALERT.
+// Helpers of this test may fail loudly: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{Device, Server, addr};
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::OpenMlsProvider as _;
+use serde_json::{Value, json};
+
+const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
+const ROGUE: &str = "0badc0de0badc0de";
+
+/// A valid key package for `user/device` under a fresh key the directory
+/// has never seen: what an intruder holding the server can make.
+fn rogue_key_package(user: &str, device: &str) -> (Vec<u8>, Vec<u8>) {
+    let provider = openmls_libcrux_crypto::Provider::default();
+    let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+    signer.store(provider.storage()).unwrap();
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(format!("{user}/{device}").into_bytes()).into(),
+        signature_key: signer.public().into(),
+    };
+    let caps = Capabilities::new(
+        None,
+        Some(&[CS]),
+        Some(&[ExtensionType::LastResort]),
+        None,
+        None,
+    );
+    let kp = KeyPackage::builder()
+        .leaf_node_capabilities(caps)
+        .build(CS, &provider, &signer, credential)
+        .unwrap();
+    (
+        kp.key_package().tls_serialize_detached().unwrap(),
+        signer.public().to_vec(),
+    )
+}
+
+/// Calls an adversary hook with curl (the hooks take no token).
+fn hook(server: &Server, name: &str, body: Value) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http1.1", "--fail-with-body", "--cacert"])
+        .arg(server.ca())
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("{}/adversary/{name}", server.url))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "hook {name}: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn alert_kinds(dev: &Device) -> Vec<String> {
+    dev.json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn device_id(dev: &Device) -> String {
+    let list = dev.json(&["devices"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["this_device"] == true)
+        .unwrap()["device"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a3_a_key_not_in_the_directory_is_refused() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let _bob = server.device("bob");
+    let (kp, _) = rogue_key_package(&addr("bob"), ROGUE);
+    hook(
+        &server,
+        "serve-key",
+        json!({"user": addr("bob"), "device": ROGUE, "key_package": B64.encode(kp)}),
+    );
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("bob"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
+    assert!(
+        !out.status.success(),
+        "alice must refuse bob's substituted key"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key directory"));
+    assert!(alert_kinds(&alice).contains(&"key_not_in_directory".to_owned()));
+    assert!(
+        alice
+            .json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a4_a6_a_rogue_device_published_and_removed_is_seen() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    alice.sync();
+    let (_, key) = rogue_key_package(&addr("alice"), ROGUE);
+    hook(
+        &server,
+        "rogue-device",
+        json!({"user": addr("alice"), "device": ROGUE, "signature_key": B64.encode(key),
+               "remove_next_epoch": true}),
+    );
+    // Between alice's two checks it came and went: her history check sees it.
+    let report = alice.sync();
+    assert_eq!(report["new_devices"], 1, "{report}");
+    let alerts = alice.json(&["alerts"]);
+    assert_eq!(alerts[0]["kind"], "new_device");
+    assert!(alerts[0]["detail"].as_str().unwrap().contains(ROGUE));
+    // Nobody adds it: bob's conversation with alice holds only her real device.
+    bob.send_to(&["alice"], "hi", "hi");
+    let list = bob.json(&["conversation", "list"]);
+    let devices = list[0]["members"][addr("alice")]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(devices, vec![json!(device_id(&alice))]);
+    assert_eq!(alice.sync()["new_letters"], 1);
+}
+
+#[test]
+fn a5_split_view_and_rollback_are_refused() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    alice.sync();
+    bob.sync();
+    let alice_device = format!("{}/{}", addr("alice"), device_id(&alice));
+
+    // Split view: alice alone is shown a forked directory where bob has
+    // another key, at the same epoch as everyone else's.
+    let (_, key) = rogue_key_package(&addr("bob"), ROGUE);
+    hook(
+        &server,
+        "fork-root",
+        json!({"device": alice_device, "mode": "fork", "user": addr("bob"),
+               "devices": [{"device": ROGUE, "signature_key": B64.encode(&key)}]}),
+    );
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("bob"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
+    assert!(
+        !out.status.success(),
+        "alice must refuse the forked directory"
+    );
+    assert!(alert_kinds(&alice).contains(&"directory_conflict".to_owned()));
+
+    // Rollback: alice is shown the root of epoch 1.
+    hook(&server, "reset", json!({}));
+    hook(
+        &server,
+        "fork-root",
+        json!({"device": alice_device, "mode": "rollback", "epoch": 1}),
+    );
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("carol"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
+    assert!(
+        !out.status.success(),
+        "alice must refuse the rolled-back root"
+    );
+    let conflicts = alert_kinds(&alice)
+        .iter()
+        .filter(|k| *k == "directory_conflict")
+        .count();
+    assert_eq!(conflicts, 2);
+
+    // Honest again: everything works and the evidence stays.
+    hook(&server, "reset", json!({}));
+    alice.send_to(&["carol"], "after", "the server behaves");
+    assert_eq!(carol.sync()["new_letters"], 1);
+}
