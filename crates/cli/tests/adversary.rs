@@ -13,7 +13,6 @@ use common::{Device, Server, addr};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_traits::OpenMlsProvider as _;
 use serde_json::{Value, json};
 
 const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;

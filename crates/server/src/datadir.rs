@@ -4,7 +4,9 @@
 //! D/config.json       {domain, created_at_ms}, written last: it marks D as initialised
 //! D/valised.db        SQLite (WAL); also the key directory (tables `directory_*`,
 //!                     with its VRF key and root signing key)
-//! D/keys/server.key   Ed25519 PKCS#8 PEM, reserved for signing directory roots
+//! D/keys/server.key   Ed25519 PKCS#8 PEM: the server's identity for audit checkpoints and
+//!                      federation (issues to come); directory roots are signed
+//!                      by the directory key kept in valised.db
 //! D/tls/ca.pem ca.key cert.pem key.pem
 //! ```
 

@@ -69,7 +69,14 @@ impl Server {
     /// line; `None` (child reaped) if it exits first, e.g. the port is taken.
     fn try_spawn_on(data: &Path, listen: &str) -> Option<(Child, String)> {
         let mut child = Command::new(valised_bin())
-            .args(["run", "--listen", listen, "--data"])
+            .args([
+                "run",
+                "--directory-interval-ms",
+                "50",
+                "--listen",
+                listen,
+                "--data",
+            ])
             .arg(data)
             .arg("--log-file")
             .arg(data.join("valised.log"))
