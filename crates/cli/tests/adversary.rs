@@ -9,7 +9,7 @@
 mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Device, Server, addr};
+use common::{Server, addr};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -68,27 +68,6 @@ fn hook(server: &Server, name: &str, body: Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn alert_kinds(dev: &Device) -> Vec<String> {
-    dev.json(&["alerts"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn device_id(dev: &Device) -> String {
-    let list = dev.json(&["devices"]);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["this_device"] == true)
-        .unwrap()["device"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn a3_a_key_not_in_the_directory_is_refused() {
     let server = Server::start();
@@ -114,7 +93,11 @@ fn a3_a_key_not_in_the_directory_is_refused() {
         "alice must refuse bob's substituted key"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("key directory"));
-    assert!(alert_kinds(&alice).contains(&"key_not_in_directory".to_owned()));
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"key_not_in_directory".to_owned())
+    );
     assert!(
         alice
             .json(&["conversation", "list"])
@@ -150,7 +133,7 @@ fn a4_a6_a_rogue_device_published_and_removed_is_seen() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(devices, vec![json!(device_id(&alice))]);
+    assert_eq!(devices, vec![json!(alice.device_id())]);
     assert_eq!(alice.sync()["new_letters"], 1);
 }
 
@@ -162,7 +145,7 @@ fn a5_split_view_and_rollback_are_refused() {
     let carol = server.device("carol");
     alice.sync();
     bob.sync();
-    let alice_device = format!("{}/{}", addr("alice"), device_id(&alice));
+    let alice_device = format!("{}/{}", addr("alice"), alice.device_id());
 
     // Split view: alice alone is shown a forked directory where bob has
     // another key, at the same epoch as everyone else's.
@@ -186,7 +169,11 @@ fn a5_split_view_and_rollback_are_refused() {
         !out.status.success(),
         "alice must refuse the forked directory"
     );
-    assert!(alert_kinds(&alice).contains(&"directory_conflict".to_owned()));
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"directory_conflict".to_owned())
+    );
 
     // Rollback: alice is shown the root of epoch 1.
     hook(&server, "reset", json!({}));
@@ -208,7 +195,8 @@ fn a5_split_view_and_rollback_are_refused() {
         !out.status.success(),
         "alice must refuse the rolled-back root"
     );
-    let conflicts = alert_kinds(&alice)
+    let conflicts = alice
+        .alert_kinds()
         .iter()
         .filter(|k| *k == "directory_conflict")
         .count();

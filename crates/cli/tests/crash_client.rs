@@ -6,17 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Device, Server, addr};
-
-fn conversation(dev: &Device, id: &str) -> serde_json::Value {
-    let list = dev.json(&["conversation", "list"]);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("{} has no conversation {id}", dev.user))
-        .clone()
-}
+use common::{Server, addr};
 
 fn crash_while_adding(point: &str) {
     let server = Server::start();
@@ -60,7 +50,7 @@ fn crash_while_adding(point: &str) {
     // NO-FORK: all three on the same epoch with the same authenticator.
     let views: Vec<_> = [&alice, &bob, &carol]
         .iter()
-        .map(|d| conversation(d, &conv))
+        .map(|d| d.conversation(&conv))
         .collect();
     for v in &views[1..] {
         assert_eq!(v["epoch"], views[0]["epoch"], "{point}");

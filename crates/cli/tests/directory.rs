@@ -6,16 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Device, Server, addr};
-
-fn alert_kinds(dev: &Device) -> Vec<String> {
-    dev.json(&["alerts"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
+use common::{Server, addr};
 
 #[test]
 fn a_new_device_is_seen_by_the_users_other_devices() {
@@ -29,13 +20,13 @@ fn a_new_device_is_seen_by_the_users_other_devices() {
     let report = bob_laptop.sync();
     assert_eq!(report["new_devices"], 1);
     assert_eq!(report["alerts"][0]["kind"], "new_device");
-    assert_eq!(alert_kinds(&bob_laptop), vec!["new_device"]);
+    assert_eq!(bob_laptop.alert_kinds(), vec!["new_device"]);
     // Seen once: the next sync is quiet.
     assert_eq!(bob_laptop.sync()["new_devices"], 0);
     // The phone knew the laptop from its enrolment: no alert there.
     bob_phone.sync();
-    assert!(alert_kinds(&bob_phone).is_empty());
-    assert!(alert_kinds(&alice).is_empty());
+    assert!(bob_phone.alert_kinds().is_empty());
+    assert!(alice.alert_kinds().is_empty());
 }
 
 #[test]
@@ -70,12 +61,19 @@ fn a_device_row_slipped_into_the_database_is_refused_and_alerted() {
         &addr("alice"),
     ]);
     assert!(!out.status.success());
-    assert!(alert_kinds(&bob).contains(&"key_not_in_directory".to_owned()));
+    assert!(
+        bob.alert_kinds()
+            .contains(&"key_not_in_directory".to_owned())
+    );
 
     // Alice's device will not add it to her conversations, and alerts.
     alice.send_to(&["bob"], "before", "x");
     alice.sync();
-    assert!(alert_kinds(&alice).contains(&"key_not_in_directory".to_owned()));
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"key_not_in_directory".to_owned())
+    );
     let list = alice.json(&["conversation", "list"]);
     let mine = list[0]["members"][addr("alice")].as_array().unwrap().len();
     assert_eq!(mine, 1, "the slipped-in device is in no conversation");

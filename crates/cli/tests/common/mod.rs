@@ -297,6 +297,40 @@ impl Device {
         self.json(&["read", &id.to_string()])
     }
 
+    /// Kinds of this device's alerts, oldest first.
+    pub fn alert_kinds(&self) -> Vec<String> {
+        self.json(&["alerts"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> String {
+        let list = self.json(&["devices"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["this_device"] == true)
+            .unwrap()["device"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// One conversation as `conversation list --json` shows it.
+    pub fn conversation(&self, id: &str) -> Value {
+        let list = self.json(&["conversation", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{} has no conversation {id}", self.user))
+            .clone()
+    }
+
     /// Subjects of the inbox, in order.
     pub fn subjects(&self) -> Vec<String> {
         self.inbox()
