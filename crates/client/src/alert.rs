@@ -27,6 +27,8 @@ pub enum AlertKind {
     /// The server showed a directory root this device refuses (rollback,
     /// split view, bad signature).
     DirectoryConflict,
+    /// A sender's letters arrived with numbers missing: the server withheld some.
+    LettersWithheld,
 }
 
 impl AlertKind {
@@ -37,6 +39,7 @@ impl AlertKind {
             Self::KeyNotInDirectory => "key_not_in_directory",
             Self::NewDevice => "new_device",
             Self::DirectoryConflict => "directory_conflict",
+            Self::LettersWithheld => "letters_withheld",
         }
     }
 }

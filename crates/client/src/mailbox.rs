@@ -108,6 +108,38 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
 }
 
 impl Client {
+    /// Letter numbers per conversation, epoch and sending device. To send
+    /// (`seen` = None): the next number for this device. On receipt of
+    /// number `seen`: the number that was expected next; the highest seen
+    /// is kept, so a late letter filling a gap raises nothing again.
+    pub(crate) fn count_letter(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        device: &str,
+        seen: Option<u64>,
+    ) -> Result<u64> {
+        let last: i64 = self
+            .home
+            .conn
+            .prepare_cached(
+                "SELECT last FROM letter_counters WHERE conversation = ?1 AND epoch = ?2 AND device = ?3",
+            )?
+            .query_row(params![conv.to_string(), epoch as i64, device], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let next = last as u64 + 1;
+        let stored = seen.map_or(next, |n| n.max(last as u64));
+        self.home
+            .conn
+            .prepare_cached(
+                "INSERT INTO letter_counters (conversation, epoch, device, last) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET last = excluded.last",
+            )?
+            .execute(params![conv.to_string(), epoch as i64, device, stored as i64])?;
+        Ok(next)
+    }
+
     /// Letters received, oldest first.
     pub fn inbox(&self) -> Result<Vec<LetterSummary>> {
         self.inbox_after(0)

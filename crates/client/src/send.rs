@@ -128,6 +128,7 @@ impl Client {
             in_reply_to,
             sent_at_ms: now_ms(),
             marking: draft.marking,
+            seq: 0,
             attachments: Vec::new(),
         }
     }
@@ -178,6 +179,7 @@ impl Client {
     /// caller's transaction, with the ratchet step).
     fn seal(&self, conv: &ConversationId, message_id: MessageId, plaintext: &[u8]) -> Result<()> {
         let (epoch, sealed) = self.with_group(conv, |group, p| {
+            let plaintext = &self.number(conv, group.epoch().as_u64(), plaintext)?;
             if !group.is_active() {
                 return Err(ClientError::Invalid(format!(
                     "you are no longer a member of conversation {conv}"
@@ -216,6 +218,17 @@ impl Client {
             self.drop_outbox(&[message_id])?;
         }
         Ok(())
+    }
+
+    /// Gives a letter its number among this device's letters in the
+    /// conversation's current epoch (see `Letter::seq`); other payloads
+    /// pass unchanged. A letter re-sealed in a new epoch is renumbered.
+    fn number(&self, conv: &ConversationId, epoch: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let Payload::Letter(mut letter) = Payload::decode(plaintext)? else {
+            return Ok(plaintext.to_vec());
+        };
+        letter.seq = self.count_letter(conv, epoch, &self.me.device.to_string(), None)?;
+        Ok(Payload::Letter(letter).encode()?)
     }
 
     /// Delivers what was sealed but not yet accepted (earlier failures, or

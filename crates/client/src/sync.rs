@@ -377,6 +377,7 @@ impl Client {
                 "message for another conversation".into(),
             ));
         }
+        let epoch = message.epoch().as_u64();
         let opened = self.with_group(conv, |group, p| {
             if own_echo && message.epoch() < group.epoch() {
                 // Merged when the hub accepted it; nothing to do.
@@ -445,18 +446,30 @@ impl Client {
             Opened::OwnEcho => Ok(Applied::OwnEcho),
             Opened::NeedsProof(users) => Ok(Applied::NeedsProof(users)),
             Opened::Commit => Ok(Applied::Commit),
-            Opened::Application(sender, bytes) => self.receive(conv, &sender, &bytes),
+            Opened::Application(sender, bytes) => self.receive(conv, epoch, &sender, &bytes),
         }
     }
 
     fn receive(
         &self,
         conv: &ConversationId,
+        epoch: u64,
         sender: &DeviceAddress,
         plaintext: &[u8],
     ) -> Result<Applied> {
         match Payload::decode(plaintext)? {
             Payload::Letter(letter) => {
+                let expected =
+                    self.count_letter(conv, epoch, &sender.device.to_string(), Some(letter.seq))?;
+                if letter.seq > expected {
+                    let detail = format!(
+                        "{} of {sender}'s letters (numbers {expected} to {} of epoch {epoch}) \
+                         were never delivered to this device",
+                        letter.seq - expected,
+                        letter.seq - 1
+                    );
+                    self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
+                }
                 store_letter(&self.home.conn, conv, sender, &letter, false)?
                     .ok_or_else(|| ClientError::Protocol("letter already received".into()))?;
                 Ok(Applied::Letter)

@@ -56,6 +56,11 @@ pub struct Letter {
     /// Handling marking such as `TLP:AMBER`.
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub marking: Option<String>,
+    /// The sender device's count of letters in this conversation and MLS
+    /// epoch, from 1: a receiver that sees 1, 2, 4 knows 3 was withheld.
+    /// Inside the encryption, so the server can neither read nor fix it.
+    #[serde(rename = "n", default)]
+    pub seq: u64,
     /// Reserved for attachment references (blob id, key, digest, size, name, type).
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
@@ -203,6 +208,7 @@ mod tests {
             in_reply_to: None,
             sent_at_ms: 1_700_000_000_000,
             marking: Some("TLP:AMBER".into()),
+            seq: 1,
             attachments: vec![],
         }
     }
