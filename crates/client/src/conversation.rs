@@ -256,7 +256,10 @@ impl Client {
             match outcome {
                 Ok(_) => {
                     failpoint("commit-after-accept");
-                    self.settle_pending(conv, true)?;
+                    // Merge in inbox order: letters others sent in this epoch
+                    // before the hub took the commit come first, then its
+                    // echo merges it. Merging at once would leave them behind.
+                    self.pull(0).await?;
                     failpoint("commit-after-merge");
                     return Ok(());
                 }
