@@ -34,10 +34,18 @@ pub struct Server {
     child: Child,
     /// What `valised init` printed (server and directory keys).
     pub init_output: String,
+    /// Extra `valised run` flags, kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `valised run` flags (e.g. rate limits).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = Command::new(valised_bin())
@@ -52,22 +60,20 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         let init_output = String::from_utf8(out.stdout).unwrap();
-        let (child, url) = Self::spawn(&data);
+        let (child, url) = Self::try_spawn_on(&data, "127.0.0.1:0", &extra)
+            .expect("valised exited before listening");
         Self {
             dir,
             url,
             child,
             init_output,
+            extra,
         }
-    }
-
-    fn spawn(data: &Path) -> (Child, String) {
-        Self::try_spawn_on(data, "127.0.0.1:0").expect("valised exited before listening")
     }
 
     /// Starts `valised run` on `listen` and waits for its "listening on"
     /// line; `None` (child reaped) if it exits first, e.g. the port is taken.
-    fn try_spawn_on(data: &Path, listen: &str) -> Option<(Child, String)> {
+    fn try_spawn_on(data: &Path, listen: &str, extra: &[String]) -> Option<(Child, String)> {
         let mut child = Command::new(valised_bin())
             .args([
                 "run",
@@ -78,6 +84,7 @@ impl Server {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .arg("--log-file")
             .arg(data.join("valised.log"))
             .stdout(Stdio::piped())
@@ -130,7 +137,7 @@ impl Server {
         let listen = self.listen_addr();
         let mut tries = 0;
         let (child, url) = loop {
-            if let Some(started) = Self::try_spawn_on(&self.data(), &listen) {
+            if let Some(started) = Self::try_spawn_on(&self.data(), &listen, &self.extra) {
                 break started;
             }
             tries += 1;

@@ -1,0 +1,79 @@
+//! G4: an account flooding the server is held to its rate before its
+//! letters are parsed; its letters still all arrive (the client waits and
+//! retries), and another account's letter goes through at once meanwhile.
+
+mod common;
+use common::{PASSPHRASE, Server, addr};
+use std::time::{Duration, Instant};
+use valise_client::{Client, Draft, Passphrase};
+
+#[test]
+fn a_flooding_account_does_not_slow_others() {
+    // 5 letters/s per device, a burst of 10.
+    let server = Server::start_with(&["--max-sends-per-second", "5"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.json(&[
+        "conversation",
+        "create",
+        "--name",
+        "flood",
+        "--member",
+        &addr("bob"),
+        "--member",
+        &addr("carol"),
+    ])["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.sync();
+    carol.sync();
+
+    // Alice's device seals 40 letters and pushes them as fast as it can.
+    let home = alice.home.clone();
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut client = Client::open(&home, &Passphrase::new(PASSPHRASE.into())).unwrap();
+        let conv = conv.parse().unwrap();
+        for i in 0..40 {
+            let draft = Draft {
+                subject: format!("flood {i}"),
+                body: "x".into(),
+                marking: None,
+            };
+            client.seal_in(&conv, draft).unwrap();
+        }
+        let started = Instant::now();
+        let sent = rt.block_on(client.deliver_outbox()).unwrap();
+        (sent, started.elapsed())
+    });
+
+    // Meanwhile bob writes once: answered at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    bob.send_to(&["carol"], "not slowed", "hello");
+    let bob_took = t.elapsed();
+
+    let (sent, flood_took) = flood.join().unwrap();
+    assert_eq!(sent, 40);
+    // 30 letters past the burst at 5/s: the limit held alice back...
+    assert!(
+        flood_took >= Duration::from_secs(4),
+        "flood took {flood_took:?}"
+    );
+    // ...and not bob.
+    assert!(bob_took < Duration::from_secs(3), "bob took {bob_took:?}");
+
+    // Every flooded letter arrives exactly once.
+    carol.sync();
+    let subjects = carol.subjects();
+    assert_eq!(
+        subjects.iter().filter(|s| s.starts_with("flood ")).count(),
+        40
+    );
+    assert!(subjects.contains(&"not slowed".to_owned()));
+}
