@@ -12,15 +12,7 @@ fn two_members_commit_at_once_and_nobody_forks() {
     let bob = server.device("bob");
     let carol = server.device("carol");
     let dave = server.device("dave");
-    let created = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "race",
-        "--member",
-        &addr("bob"),
-    ]);
-    let conv = created["conversation"].as_str().unwrap().to_owned();
+    let conv = alice.create("race", &["bob"]);
     bob.sync();
 
     for _round in 0..3 {

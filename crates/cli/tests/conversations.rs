@@ -12,17 +12,7 @@ fn three_people_add_and_remove() {
     let bob = server.device("bob");
     let carol = server.device("carol");
 
-    let conv = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "Consular crisis cell",
-        "--member",
-        &addr("bob"),
-    ])["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.create("Consular crisis cell", &["bob"]);
     alice.send_in(&conv, "Before carol", "Only alice and bob read this.");
 
     alice.ok(&["conversation", "add", &conv, &addr("carol")]);

@@ -13,15 +13,7 @@ fn crash_while_adding(point: &str) {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
-    let conv = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "F1",
-        "--member",
-        &addr("bob"),
-    ]);
-    let conv = conv["conversation"].as_str().unwrap().to_owned();
+    let conv = alice.create("F1", &["bob"]);
     bob.sync();
 
     let crashed = alice.run_env(

@@ -90,17 +90,7 @@ fn kill_9_loses_and_duplicates_no_letter() {
     let mut server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
-    let conv = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "Crash cell",
-        "--member",
-        &addr("bob"),
-    ])["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.create("Crash cell", &["bob"]);
     assert_eq!(bob.sync()["joined"], 1);
 
     // subject -> (body, fate), for every letter alice tried to send.

@@ -65,15 +65,7 @@ fn second_device_receives_letters() {
     assert_eq!(from_phone["from"], addr("bob"));
 
     // A new conversation with bob includes both devices from the start.
-    let c2 = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "Both",
-        "--member",
-        &addr("bob"),
-    ]);
-    let c2 = c2["conversation"].as_str().unwrap();
+    let c2 = &alice.create("Both", &["bob"]);
     alice.send_in(c2, "To both at once", "Hi.");
     assert_eq!(bob_phone.sync()["new_letters"], 1);
     assert_eq!(bob_laptop.sync()["new_letters"], 1);

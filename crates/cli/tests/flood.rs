@@ -3,7 +3,7 @@
 //! retries), and another account's letter goes through at once meanwhile.
 
 mod common;
-use common::{PASSPHRASE, Server, addr};
+use common::{PASSPHRASE, Server};
 use std::time::{Duration, Instant};
 use valise_client::{Client, Draft, Passphrase};
 
@@ -14,19 +14,7 @@ fn a_flooding_account_does_not_slow_others() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
-    let conv = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "flood",
-        "--member",
-        &addr("bob"),
-        "--member",
-        &addr("carol"),
-    ])["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.create("flood", &["bob", "carol"]);
     bob.sync();
     carol.sync();
 

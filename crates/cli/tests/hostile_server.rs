@@ -90,17 +90,7 @@ fn replays_moves_garbage_and_lies_are_refused_and_the_device_keeps_working() {
         .as_str()
         .unwrap()
         .to_owned();
-    let cell = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        "Cell",
-        "--member",
-        &addr("bob"),
-    ])["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cell = alice.create("Cell", &["bob"]);
     let db = server.db();
     let bob_device = device_of(&db, "bob");
     // The intruder keeps a copy of letter One's ciphertext before bob reads

@@ -24,16 +24,8 @@ fn canaries_stay_on_devices() {
         canaries.extend([s, b]);
     }
     let name = canary("NAME");
-    let conv = alice.json(&[
-        "conversation",
-        "create",
-        "--name",
-        &name,
-        "--member",
-        &addr("carol"),
-    ]);
+    let conv = alice.create(&name, &["carol"]);
     canaries.push(name);
-    let conv = conv["conversation"].as_str().unwrap().to_owned();
     let (s, b) = (canary("S9"), canary("B9"));
     alice.send_in(&conv, &s, &b);
     canaries.extend([s, b]);

@@ -304,6 +304,19 @@ impl Device {
         self.json(&["read", &id.to_string()])
     }
 
+    /// `conversation create` with these people (short names); its id.
+    pub fn create(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<String> = members.iter().map(|m| addr(m)).collect();
+        let mut args = vec!["conversation", "create", "--name", name];
+        for m in &members {
+            args.extend(["--member", m.as_str()]);
+        }
+        self.json(&args)["conversation"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Kinds of this device's alerts, oldest first.
     pub fn alert_kinds(&self) -> Vec<String> {
         self.json(&["alerts"])
