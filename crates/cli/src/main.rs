@@ -10,6 +10,7 @@ use clap::Parser;
 use output::Output;
 use std::path::Path;
 use valise_client::{AuditState, Client, Draft, Enrollment, Passphrase, audit_directory};
+use zeroize::Zeroizing;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -190,17 +191,20 @@ fn passphrase(new: bool) -> Result<Passphrase> {
     if let Ok(p) = std::env::var("VALISE_PASSPHRASE") {
         return Ok(Passphrase::new(p));
     }
-    let first = rpassword::prompt_password("Passphrase for this device: ")
-        .context("no passphrase: set VALISE_PASSPHRASE or run in a terminal")?;
+    // Wiped on every path out, refusals included.
+    let mut first = Zeroizing::new(
+        rpassword::prompt_password("Passphrase for this device: ")
+            .context("no passphrase: set VALISE_PASSPHRASE or run in a terminal")?,
+    );
     if new {
-        let again = rpassword::prompt_password("Repeat the passphrase: ")?;
+        let again = Zeroizing::new(rpassword::prompt_password("Repeat the passphrase: ")?);
         anyhow::ensure!(first == again, "the two passphrases differ");
         anyhow::ensure!(
             first.len() >= 8,
             "choose a passphrase of at least 8 characters"
         );
     }
-    Ok(Passphrase::new(first))
+    Ok(Passphrase::new(std::mem::take(&mut *first)))
 }
 
 fn read_body(body: &Option<String>, file: &Option<std::path::PathBuf>) -> Result<String> {

@@ -25,8 +25,8 @@ use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, ErrorCode, P
 /// How often a commit is retried after losing a race for the epoch.
 const COMMIT_ATTEMPTS: usize = 5;
 
-/// A conversation as this device sees it.
-#[derive(Debug, Clone, Serialize)]
+/// A conversation as this device sees it. Its name is content: Debug omits it.
+#[derive(Clone, Serialize)]
 pub struct ConversationView {
     pub id: ConversationId,
     pub name: String,
@@ -39,6 +39,16 @@ pub struct ConversationView {
     pub authenticator: String,
     /// Members and their devices, from the MLS roster.
     pub members: BTreeMap<UserId, Vec<String>>,
+}
+
+impl std::fmt::Debug for ConversationView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversationView")
+            .field("id", &self.id)
+            .field("epoch", &self.epoch)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A commit and the Welcome for the devices it adds.

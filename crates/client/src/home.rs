@@ -12,7 +12,7 @@ use rand::RngCore;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 const DB_FILE: &str = "valise.db";
 const KDF_FILE: &str = "kdf.json";
@@ -109,10 +109,9 @@ impl Home {
         lock.lock().map_err(io)?;
         let key = params.derive(passphrase)?;
         let conn = Connection::open(path.join(DB_FILE))?;
-        let mut pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(*key)));
-        let keyed = conn.execute_batch(&pragma);
-        pragma.zeroize();
-        keyed?;
+        let key_hex = Zeroizing::new(hex::encode(key.as_ref()));
+        let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", key_hex.as_str()));
+        conn.execute_batch(&pragma)?;
         // The first read fails under a wrong key ("file is not a database").
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)

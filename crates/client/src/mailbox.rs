@@ -8,7 +8,7 @@ use serde::Serialize;
 use valise_proto::{ConversationId, DeviceAddress, Letter, MessageId, ThreadId, UserId};
 
 /// A letter as `inbox` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct LetterSummary {
     pub id: i64,
     pub conversation: ConversationId,
@@ -19,7 +19,7 @@ pub struct LetterSummary {
 }
 
 /// A whole letter as `read` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct LetterView {
     pub id: i64,
     pub conversation: ConversationId,
@@ -35,6 +35,26 @@ pub struct LetterView {
     pub received_at_ms: i64,
     pub marking: Option<String>,
     pub outgoing: bool,
+}
+
+// Letter content never reaches a log: Debug shows ids only.
+impl std::fmt::Debug for LetterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LetterSummary")
+            .field("id", &self.id)
+            .field("conversation", &self.conversation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LetterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LetterView")
+            .field("id", &self.id)
+            .field("conversation", &self.conversation)
+            .field("message_id", &self.message_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Stores a letter once; `None` if this sender already sent this id here

@@ -115,8 +115,15 @@ impl std::fmt::Debug for AttachmentRef {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
+/// The versioned record on the wire (borrowed to encode, owned to decode).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    v: u8,
+    p: &'a Payload,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn {
     v: u8,
     p: Payload,
 }
@@ -160,7 +167,7 @@ impl Payload {
         ciborium::into_writer(
             &Envelope {
                 v: LETTER_VERSION,
-                p: self.clone(),
+                p: self,
             },
             &mut out,
         )
@@ -181,7 +188,7 @@ impl Payload {
             return Err(LetterError::Padding);
         }
         let mut record = &bytes[..end];
-        let env: Envelope =
+        let env: EnvelopeIn =
             ciborium::from_reader(&mut record).map_err(|e| LetterError::Cbor(e.to_string()))?;
         if !record.is_empty() {
             return Err(LetterError::Trailing);
