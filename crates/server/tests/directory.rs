@@ -5,42 +5,20 @@
 //! feature (`cargo test -p valise-server --features adversary`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{Device, bytes, client, expect_problem, run, valised};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::*;
-use openmls_basic_credential::SignatureKeyPair;
-use openmls_libcrux_crypto::Provider;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use valise_directory::{
     DirectoryKey, SignedRoot, VerifiedRoot, verify_audit, verify_history, verify_lookup,
     verify_root,
 };
 use valise_proto::api::{DirectoryAudit, DirectoryProof, DirectoryRoot, EnrollResponse};
-use valise_proto::{DeviceAddress, DeviceId, ErrorCode, Problem, UserId};
+use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
 use valise_server::store::{Enrollment, SqliteStore, Store};
-
-const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
-
-struct Server {
-    child: Child,
-    port: u16,
-    key: DirectoryKey,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn valised() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_valised"))
-}
 
 /// `valised init`; returns the directory key it printed.
 fn init(data: &Path) -> DirectoryKey {
@@ -56,40 +34,6 @@ fn init(data: &Path) -> DirectoryKey {
         .find_map(|l| l.strip_prefix("directory key (Ed25519, public): "))
         .unwrap_or_else(|| panic!("no directory key in {stdout:?}"));
     DirectoryKey::try_from(hex.to_owned()).unwrap()
-}
-
-fn run(data: &Path, key: DirectoryKey) -> Server {
-    let mut child = valised()
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--directory-interval-ms",
-            "50",
-            "--data",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut server = Server {
-        child,
-        port: 0,
-        key,
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening on https://") {
-            server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
-            break;
-        }
-    }
-    assert_ne!(server.port, 0, "server never said it was listening");
-    std::thread::spawn(move || for _ in lines {});
-    server
 }
 
 fn user(s: &str) -> UserId {
@@ -119,16 +63,6 @@ fn device_in_db(data: &Path, who: &str, id: u8, key: Vec<u8>) -> (DeviceAddress,
         .create_token(valise_server::auth::token_hash(&token), &device, i64::MAX)
         .unwrap();
     (device, token)
-}
-
-fn client(data: &Path) -> reqwest::Client {
-    let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 struct Api {
@@ -185,54 +119,9 @@ impl Api {
     }
 }
 
-async fn expect_problem(resp: reqwest::Response, code: ErrorCode, what: &str) {
-    let status = resp.status();
-    let body = resp.bytes().await.unwrap();
-    let p: Problem = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("{what}: not a problem ({e}): {status} {body:?}"));
-    assert_eq!(p.code, code, "{what}: {p}");
-    assert_eq!(p.status, status.as_u16(), "{what}");
-}
-
-/// An MLS device as the client makes one, to enrol over HTTP.
-struct Device {
-    addr: DeviceAddress,
-    signer: SignatureKeyPair,
-    provider: Provider,
-}
-
-impl Device {
-    fn new(who: &str, id: u8) -> Self {
-        let provider = Provider::default();
-        let signer = SignatureKeyPair::new(CS.signature_algorithm()).unwrap();
-        signer.store(provider.storage()).unwrap();
-        Self {
-            addr: DeviceAddress::new(user(who), DeviceId::from_bytes([id; 8])),
-            signer,
-            provider,
-        }
-    }
-
-    fn key_package(&self, last_resort: bool) -> String {
-        let cred = CredentialWithKey {
-            credential: BasicCredential::new(self.addr.credential_identity()).into(),
-            signature_key: self.signer.public().into(),
-        };
-        let mut b = KeyPackage::builder().leaf_node_capabilities(
-            Capabilities::builder()
-                .extensions(vec![ExtensionType::LastResort])
-                .build(),
-        );
-        if last_resort {
-            b = b.mark_as_last_resort();
-        }
-        let kp = b
-            .build(CS, &self.provider, &self.signer, cred)
-            .unwrap()
-            .key_package()
-            .clone();
-        B64.encode(kp.tls_serialize_detached().unwrap())
-    }
+/// A key package as base64 for a JSON body.
+fn kp64(d: &Device, last_resort: bool) -> String {
+    B64.encode(bytes(&d.key_package(last_resort)))
 }
 
 /// Enrols `d` over HTTP with a fresh invite.
@@ -254,8 +143,8 @@ async fn enroll(api: &Api, data: &Path, d: &Device) -> EnrollResponse {
             "code": code,
             "device": d.addr.device.to_string(),
             "signature_key": B64.encode(d.signer.public()),
-            "key_packages": [d.key_package(false)],
-            "last_resort": d.key_package(true),
+            "key_packages": [kp64(d, false)],
+            "last_resort": kp64(d, true),
         }),
     )
     .await
@@ -268,25 +157,25 @@ async fn directory_endpoints_publish_prove_and_audit() {
     let key = init(&data);
     // Enrolled while the server is down: queued, published at start.
     let (alice, token) = device_in_db(&data, "alice@mfa.example", 1, vec![1; 32]);
-    let server = run(&data, key);
+    let server = run(&data);
     let api = Api {
         c: client(&data),
         port: server.port,
     };
     let tok = Some(token.as_str());
 
-    let mut r1 = api.root(&server.key, &token).await;
+    let mut r1 = api.root(&key, &token).await;
     for _ in 0..100 {
         if r1.epoch() >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        r1 = api.root(&server.key, &token).await;
+        r1 = api.root(&key, &token).await;
     }
     assert_eq!(r1.epoch(), 1, "leftover enrolment published at start");
 
     let (root, proof) = api.proof("lookup", "alice@mfa.example", &token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &alice.user, &proof).unwrap();
     assert_eq!(list.devices.active_key(&alice.device), Some(&[1u8; 32][..]));
 
@@ -309,53 +198,33 @@ async fn directory_endpoints_publish_prove_and_audit() {
     // An enrolment is answered with the epoch that publishes the device.
     let bob = Device::new("bob@mfa.example", 2);
     let resp = enroll(&api, &data, &bob).await;
-    assert_eq!(resp.directory_key.as_slice(), &server.key.0[..]);
-    let r2 = verify_root(
-        &SignedRoot::from_bytes(resp.root.as_slice()).unwrap(),
-        &server.key,
-    )
-    .unwrap();
+    assert_eq!(resp.directory_key.as_slice(), &key.0[..]);
+    let r2 = verify_root(&SignedRoot::from_bytes(resp.root.as_slice()).unwrap(), &key).unwrap();
     assert_eq!(r2.epoch(), 2);
     let (root, proof) = api.proof("lookup", "bob@mfa.example", &token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &bob.addr.user, &proof).unwrap();
     assert_eq!(
         list.devices.active_key(&bob.addr.device),
         Some(bob.signer.public())
     );
     let (root, proof) = api.proof("history", "bob@mfa.example", &token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     let versions = verify_history(&root, &bob.addr.user, &proof).unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].epoch, 2);
 
     // Audit: public, both signed roots, an append-only proof that verifies.
     let a: DirectoryAudit = api.get_json("/v1/directory/audit?from=0&to=2", None).await;
-    let from = verify_root(
-        &SignedRoot::from_bytes(a.from.as_slice()).unwrap(),
-        &server.key,
-    )
-    .unwrap();
-    let to = verify_root(
-        &SignedRoot::from_bytes(a.to.as_slice()).unwrap(),
-        &server.key,
-    )
-    .unwrap();
+    let from = verify_root(&SignedRoot::from_bytes(a.from.as_slice()).unwrap(), &key).unwrap();
+    let to = verify_root(&SignedRoot::from_bytes(a.to.as_slice()).unwrap(), &key).unwrap();
     assert_eq!((from.epoch(), to.epoch()), (0, 2));
     assert_eq!(to.root_hash(), r2.root_hash());
     verify_audit(&from, &to, a.proof.as_slice()).await.unwrap();
     let a: DirectoryAudit = api.get_json("/v1/directory/audit?from=1&to=2", tok).await;
-    let from = verify_root(
-        &SignedRoot::from_bytes(a.from.as_slice()).unwrap(),
-        &server.key,
-    )
-    .unwrap();
+    let from = verify_root(&SignedRoot::from_bytes(a.from.as_slice()).unwrap(), &key).unwrap();
     assert_eq!(from.root_hash(), r1.root_hash());
-    let to = verify_root(
-        &SignedRoot::from_bytes(a.to.as_slice()).unwrap(),
-        &server.key,
-    )
-    .unwrap();
+    let to = verify_root(&SignedRoot::from_bytes(a.to.as_slice()).unwrap(), &key).unwrap();
     verify_audit(&from, &to, a.proof.as_slice()).await.unwrap();
 
     for (q, code) in [
@@ -371,13 +240,13 @@ async fn directory_endpoints_publish_prove_and_audit() {
 
     // A restart keeps everything: same key, same epochs, nothing re-queued.
     drop(server);
-    let server = run(&data, key);
+    let server = run(&data);
     let api = Api {
         c: client(&data),
         port: server.port,
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = api.root(&server.key, &token).await;
+    let r = api.root(&key, &token).await;
     assert_eq!((r.epoch(), r.root_hash()), (2, r2.root_hash()));
 }
 
@@ -387,8 +256,8 @@ async fn directory_endpoints_publish_prove_and_audit() {
 async fn adversary_routes_are_absent_without_the_feature() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let key = init(&data);
-    let server = run(&data, key);
+    init(&data);
+    let server = run(&data);
     let api = Api {
         c: client(&data),
         port: server.port,
@@ -419,12 +288,12 @@ async fn adversary_hooks_lie_as_asked() {
     // Published at start, in epoch 1.
     let (_, token) = device_in_db(&data, "carol@mfa.example", 3, vec![3; 32]);
     let (_, dave_token) = device_in_db(&data, "dave@mfa.example", 4, vec![4; 32]);
-    let server = run(&data, key);
+    let server = run(&data);
     let api = Api {
         c: client(&data),
         port: server.port,
     };
-    while api.root(&server.key, &token).await.epoch() < 1 {
+    while api.root(&key, &token).await.epoch() < 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let alice = Device::new("alice@mfa.example", 1);
@@ -440,7 +309,7 @@ async fn adversary_hooks_lie_as_asked() {
 
     // A3: a key package for Bob that is not in the directory.
     let mallory = Device::new("bob@mfa.example", 9);
-    let fake = mallory.key_package(false);
+    let fake = kp64(&mallory, false);
     let _: serde_json::Value = api
         .post(
             "/adversary/serve-key",
@@ -476,14 +345,14 @@ async fn adversary_hooks_lie_as_asked() {
         .await;
     assert!(res["removed"].is_string());
     let (root, proof) = api.proof("history", "alice@mfa.example", &token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     let versions = verify_history(&root, &alice.addr.user, &proof).unwrap();
     assert_eq!(versions.len(), 3);
     let rogue = DeviceId::from_bytes([9; 8]);
     assert!(versions[1].devices.active_key(&rogue).is_some());
     assert!(versions[2].devices.get(&rogue).is_none());
     let (root, proof) = api.proof("lookup", "alice@mfa.example", &token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     assert!(
         verify_lookup(&root, &alice.addr.user, &proof)
             .unwrap()
@@ -491,7 +360,7 @@ async fn adversary_hooks_lie_as_asked() {
             .get(&rogue)
             .is_none()
     );
-    let now = api.root(&server.key, &token).await;
+    let now = api.root(&key, &token).await;
     assert_eq!(now.epoch(), 5);
 
     // A5 rollback: carol is shown epoch 1 from now on; dave is not.
@@ -502,10 +371,10 @@ async fn adversary_hooks_lie_as_asked() {
         )
         .await;
     assert!(res["root"].is_string());
-    assert_eq!(api.root(&server.key, &token).await.epoch(), 1);
+    assert_eq!(api.root(&key, &token).await.epoch(), 1);
     let (root, _) = api.proof("lookup", "bob@mfa.example", &token).await;
     assert_eq!(root.epoch(), 1);
-    assert_eq!(api.root(&server.key, &dave_token).await.epoch(), 5);
+    assert_eq!(api.root(&key, &dave_token).await.epoch(), 5);
 
     // A5 split view: dave sees a fork at the honest epoch where Bob has
     // Mallory's key; it verifies on its own, but not against the honest root.
@@ -520,11 +389,11 @@ async fn adversary_hooks_lie_as_asked() {
             }),
         )
         .await;
-    let forked = api.root(&server.key, &dave_token).await;
+    let forked = api.root(&key, &dave_token).await;
     assert_eq!(forked.epoch(), now.epoch());
     assert_ne!(forked.root_hash(), now.root_hash());
     let (root, proof) = api.proof("lookup", "bob@mfa.example", &dave_token).await;
-    let root = verify_root(&root, &server.key).unwrap();
+    let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &bob.addr.user, &proof).unwrap();
     assert_eq!(
         list.devices.active_key(&mallory.addr.device),
@@ -535,8 +404,8 @@ async fn adversary_hooks_lie_as_asked() {
     // Reset: honest again.
     let _: serde_json::Value = api.post("/adversary/reset", serde_json::json!(null)).await;
     assert_eq!(
-        api.root(&server.key, &dave_token).await.root_hash(),
+        api.root(&key, &dave_token).await.root_hash(),
         now.root_hash()
     );
-    assert_eq!(api.root(&server.key, &token).await.epoch(), 5);
+    assert_eq!(api.root(&key, &token).await.epoch(), 5);
 }

@@ -3,30 +3,14 @@
 // A test's helpers may fail loudly: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::{Server, client, expect_problem, run, valised};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 use valise_proto::limits::MAX_REQUEST_BYTES;
-use valise_proto::{DeviceAddress, DeviceId, ErrorCode, Problem, UserId};
+use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
 use valise_server::store::{Enrollment, SqliteStore, Store};
-
-/// Kills the server when the test ends, however it ends.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn valised() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_valised"))
-}
 
 fn start(data: &Path) -> Server {
     let status = valised()
@@ -36,27 +20,7 @@ fn start(data: &Path) -> Server {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut child = valised()
-        .args(["run", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut server = Server { child, port: 0 };
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening on https://") {
-            server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
-            break;
-        }
-    }
-    assert_ne!(server.port, 0, "server never said it was listening");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    server
+    run(data)
 }
 
 /// A device and a token for it, put straight into the server's database
@@ -85,31 +49,6 @@ fn token_for(data: &Path) -> String {
         .create_token(valise_server::auth::token_hash(&token), &device, i64::MAX)
         .unwrap();
     token
-}
-
-fn client(data: &Path) -> reqwest::Client {
-    let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-async fn expect_problem(resp: reqwest::Response, code: ErrorCode, what: &str) {
-    let status = resp.status();
-    assert!(status.is_client_error(), "{what}: status {status}");
-    let ct = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{what}");
-    let body = resp.bytes().await.unwrap();
-    let p: Problem = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("{what}: not a problem ({e}): {body:?}"));
-    assert_eq!(p.code, code, "{what}: {p}");
-    assert_eq!(p.status, status.as_u16(), "{what}");
 }
 
 #[derive(Clone, Copy)]

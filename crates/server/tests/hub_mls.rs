@@ -4,58 +4,12 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
-use openmls_basic_credential::SignatureKeyPair;
-use openmls_libcrux_crypto::{CryptoProvider, Provider};
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
+use openmls_libcrux_crypto::CryptoProvider;
+use valise_proto::ConversationId;
 use valise_server::hub::{HubGroup, Policy, application_epoch, check_key_package, check_welcome};
 
-const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
-
-struct Device {
-    addr: DeviceAddress,
-    signer: SignatureKeyPair,
-    provider: Provider,
-}
-
-impl Device {
-    fn new(user: &str, id: u8) -> Self {
-        let provider = Provider::default();
-        let signer = SignatureKeyPair::new(CS.signature_algorithm()).unwrap();
-        signer.store(provider.storage()).unwrap();
-        Self {
-            addr: DeviceAddress::new(UserId::parse(user).unwrap(), DeviceId::from_bytes([id; 8])),
-            signer,
-            provider,
-        }
-    }
-
-    fn cred(&self) -> CredentialWithKey {
-        CredentialWithKey {
-            credential: BasicCredential::new(self.addr.credential_identity()).into(),
-            signature_key: self.signer.public().into(),
-        }
-    }
-
-    fn key_package(&self, last_resort: bool) -> KeyPackage {
-        // Like the client: the leaf must declare the last_resort extension.
-        let mut b = KeyPackage::builder().leaf_node_capabilities(
-            Capabilities::builder()
-                .extensions(vec![ExtensionType::LastResort])
-                .build(),
-        );
-        if last_resort {
-            b = b.mark_as_last_resort();
-        }
-        b.build(CS, &self.provider, &self.signer, self.cred())
-            .unwrap()
-            .key_package()
-            .clone()
-    }
-}
-
-fn bytes(kp: &KeyPackage) -> Vec<u8> {
-    kp.tls_serialize_detached().unwrap()
-}
+mod common;
+use common::{CS, Device, bytes};
 
 #[test]
 fn hub_follows_a_real_group() {
