@@ -45,38 +45,13 @@ fn rogue_key_package(user: &str, device: &str) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-/// Calls an adversary hook with curl (the hooks take no token).
-fn hook(server: &Server, name: &str, body: Value) -> Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--http1.1", "--fail-with-body", "--cacert"])
-        .arg(server.ca())
-        .args([
-            "-H",
-            "content-type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
-        .arg(format!("{}/adversary/{name}", server.url))
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "hook {name}: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn a3_a_key_not_in_the_directory_is_refused() {
     let server = Server::start();
     let alice = server.device("alice");
     let _bob = server.device("bob");
     let (kp, _) = rogue_key_package(&addr("bob"), ROGUE);
-    hook(
-        &server,
-        "serve-key",
+    server.hook("serve-key",
         json!({"user": addr("bob"), "device": ROGUE, "key_package": B64.encode(kp)}),
     );
     let out = alice.run(&[
@@ -114,9 +89,7 @@ fn a4_a6_a_rogue_device_published_and_removed_is_seen() {
     let bob = server.device("bob");
     alice.sync();
     let (_, key) = rogue_key_package(&addr("alice"), ROGUE);
-    hook(
-        &server,
-        "rogue-device",
+    server.hook("rogue-device",
         json!({"user": addr("alice"), "device": ROGUE, "signature_key": B64.encode(key),
                "remove_next_epoch": true}),
     );
@@ -150,9 +123,7 @@ fn a5_split_view_and_rollback_are_refused() {
     // Split view: alice alone is shown a forked directory where bob has
     // another key, at the same epoch as everyone else's.
     let (_, key) = rogue_key_package(&addr("bob"), ROGUE);
-    hook(
-        &server,
-        "fork-root",
+    server.hook("fork-root",
         json!({"device": alice_device, "mode": "fork", "user": addr("bob"),
                "devices": [{"device": ROGUE, "signature_key": B64.encode(&key)}]}),
     );
@@ -176,10 +147,8 @@ fn a5_split_view_and_rollback_are_refused() {
     );
 
     // Rollback: alice is shown the root of epoch 1.
-    hook(&server, "reset", json!({}));
-    hook(
-        &server,
-        "fork-root",
+    server.hook("reset", json!({}));
+    server.hook("fork-root",
         json!({"device": alice_device, "mode": "rollback", "epoch": 1}),
     );
     let out = alice.run(&[
@@ -203,7 +172,7 @@ fn a5_split_view_and_rollback_are_refused() {
     assert_eq!(conflicts, 2);
 
     // Honest again: everything works and the evidence stays.
-    hook(&server, "reset", json!({}));
+    server.hook("reset", json!({}));
     alice.send_to(&["carol"], "after", "the server behaves");
     assert_eq!(carol.sync()["new_letters"], 1);
 }

@@ -29,6 +29,9 @@ pub enum AlertKind {
     DirectoryConflict,
     /// A sender's letters arrived with numbers missing: the server withheld some.
     LettersWithheld,
+    /// Two different commits arrived for one epoch of a conversation: the
+    /// server accepted both, so members may follow different histories.
+    Fork,
 }
 
 impl AlertKind {
@@ -40,6 +43,7 @@ impl AlertKind {
             Self::NewDevice => "new_device",
             Self::DirectoryConflict => "directory_conflict",
             Self::LettersWithheld => "letters_withheld",
+            Self::Fork => "fork",
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct ConversationView {
     pub authenticator: String,
     /// Members and their devices, from the MLS roster.
     pub members: BTreeMap<UserId, Vec<String>>,
+    /// Two commits arrived for one epoch: some members may follow another
+    /// history until a member re-adds them.
+    pub forked: bool,
 }
 
 impl std::fmt::Debug for ConversationView {
@@ -362,18 +365,19 @@ impl Client {
             let mut stmt = self
                 .home
                 .conn
-                .prepare("SELECT id, name, active FROM conversations ORDER BY created_at_ms")?;
+                .prepare("SELECT id, name, active, forked FROM conversations ORDER BY created_at_ms")?;
             stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, bool>(2)?,
+                    r.get::<_, bool>(3)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
         let mut out = Vec::new();
-        for (id, name, active) in rows {
+        for (id, name, active, forked) in rows {
             let id = ConversationId::parse(&id)?;
             out.push(self.with_group(&id, |group, _| {
                 let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
@@ -391,6 +395,7 @@ impl Client {
                     active: active && group.is_active(),
                     authenticator: hex::encode(group.epoch_authenticator().as_slice()),
                     members,
+                    forked,
                 })
             })?);
         }

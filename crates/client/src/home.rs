@@ -150,6 +150,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_alerts_pending_commits.sql"),
     include_str!("migrations/0003_directory.sql"),
     include_str!("migrations/0004_letter_counters.sql"),
+    include_str!("migrations/0005_epoch_commits.sql"),
 ];
 
 #[cfg(unix)]

@@ -128,6 +128,20 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
 }
 
 impl Client {
+    /// The highest letter number counted for this device in that epoch (0: none).
+    pub(crate) fn last_letter(&self, conv: &ConversationId, epoch: u64, device: &str) -> Result<u64> {
+        let last: i64 = self
+            .home
+            .conn
+            .prepare_cached(
+                "SELECT last FROM letter_counters WHERE conversation = ?1 AND epoch = ?2 AND device = ?3",
+            )?
+            .query_row(params![conv.to_string(), epoch as i64, device], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        Ok(last as u64)
+    }
+
     /// Letter numbers per conversation, epoch and sending device. To send
     /// (`seen` = None): the next number for this device. On receipt of
     /// number `seen`: the number that was expected next; the highest seen
@@ -139,17 +153,9 @@ impl Client {
         device: &str,
         seen: Option<u64>,
     ) -> Result<u64> {
-        let last: i64 = self
-            .home
-            .conn
-            .prepare_cached(
-                "SELECT last FROM letter_counters WHERE conversation = ?1 AND epoch = ?2 AND device = ?3",
-            )?
-            .query_row(params![conv.to_string(), epoch as i64, device], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        let next = last as u64 + 1;
-        let stored = seen.map_or(next, |n| n.max(last as u64));
+        let last = self.last_letter(conv, epoch, device)?;
+        let next = last + 1;
+        let stored = seen.map_or(next, |n| n.max(last));
         self.home
             .conn
             .prepare_cached(

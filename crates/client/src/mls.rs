@@ -35,11 +35,17 @@ fn capabilities() -> Capabilities {
     )
 }
 
+/// Past epochs whose message secrets a device keeps, so that letters a
+/// server delivers after the next commit (reordered, or sent just before
+/// it) still open. Bounded: older epochs' keys are gone (forward secrecy).
+pub const MAX_PAST_EPOCHS: usize = 3;
+
 /// The tree travels beside the Welcome (the hub keeps it), not inside it:
 /// the ratchet-tree extension makes adding N members O(N²).
 pub fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .max_past_epochs(MAX_PAST_EPOCHS)
         .use_ratchet_tree_extension(false)
         .wire_format_policy(wire_format())
         .capabilities(capabilities())
@@ -48,6 +54,7 @@ pub fn create_config() -> MlsGroupCreateConfig {
 
 pub fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
+        .max_past_epochs(MAX_PAST_EPOCHS)
         .use_ratchet_tree_extension(false)
         .wire_format_policy(wire_format())
         .build()

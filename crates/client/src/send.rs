@@ -11,7 +11,9 @@ use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use valise_proto::api::{MessageAccepted, SendMessage};
-use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, Payload, ThreadId, UserId};
+use valise_proto::{
+    ConversationId, EpochCount, ErrorCode, Letter, MessageId, Payload, ThreadId, UserId,
+};
 
 /// What a user writes; the engine adds ids, thread and time.
 #[derive(Clone)]
@@ -129,6 +131,7 @@ impl Client {
             sent_at_ms: now_ms(),
             marking: draft.marking,
             seq: 0,
+            prev: None,
             attachments: Vec::new(),
         }
     }
@@ -228,7 +231,44 @@ impl Client {
             return Ok(plaintext.to_vec());
         };
         letter.seq = self.count_letter(conv, epoch, &self.me.device.to_string(), None)?;
+        letter.prev = self
+            .home
+            .conn
+            .prepare_cached(
+                "SELECT epoch, accepted FROM letter_counters
+                 WHERE conversation = ?1 AND device = ?2 AND epoch < ?3 AND accepted > 0
+                 ORDER BY epoch DESC LIMIT 1",
+            )?
+            .query_row(
+                params![conv.to_string(), self.me.device.to_string(), epoch as i64],
+                |r| {
+                    Ok(EpochCount {
+                        epoch: r.get::<_, i64>(0)? as u64,
+                        last: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()?;
         Ok(Payload::Letter(letter).encode()?)
+    }
+
+    /// Counts a letter the server accepted (see `Letter::prev`).
+    fn note_accepted(&self, entry: &Outbound) -> Result<()> {
+        if let Payload::Letter(letter) = Payload::decode(&entry.plaintext)? {
+            self.home
+                .conn
+                .prepare_cached(
+                    "UPDATE letter_counters SET accepted = max(accepted, ?1)
+                     WHERE conversation = ?2 AND epoch = ?3 AND device = ?4",
+                )?
+                .execute(params![
+                    letter.seq as i64,
+                    entry.conversation.to_string(),
+                    entry.epoch as i64,
+                    self.me.device.to_string()
+                ])?;
+        }
+        Ok(())
     }
 
     /// Delivers what was sealed but not yet accepted (earlier failures, or
@@ -279,7 +319,7 @@ impl Client {
                 .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return self.note_accepted(&entry),
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
                     self.pull(0).await?;
                 }

@@ -19,13 +19,13 @@ use crate::mailbox::store_letter;
 use crate::mls;
 use openmls::prelude::*;
 use reqwest::Method;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use valise_proto::api::{
     Ack, Acked, DeviceList, EntryKind, InboxEntry, InboxPage, KeyPackageStock, KeyPackageUpload,
 };
-use valise_proto::{ConversationId, DeviceAddress, Payload, UserId};
+use valise_proto::{ConversationId, DeviceAddress, EpochCount, Payload, UserId};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;
@@ -81,6 +81,14 @@ enum Opened {
     NeedsProof(Vec<UserId>),
     Commit,
     Application(DeviceAddress, Vec<u8>),
+    Fork(Fork),
+}
+
+/// Two commits for one epoch: the one this device followed and another.
+struct Fork {
+    epoch: u64,
+    followed: [u8; 32],
+    other: [u8; 32],
 }
 
 enum Applied {
@@ -92,6 +100,8 @@ enum Applied {
     OwnEcho,
     /// Undone: these users' keys must be proven by the directory first.
     NeedsProof(Vec<UserId>),
+    /// Another commit for an epoch this device already left (refused).
+    Fork(Fork),
 }
 
 impl Client {
@@ -233,6 +243,31 @@ impl Client {
                 Ok(Applied::Joined) => report.joined += 1,
                 Ok(Applied::Commit) => report.commits += 1,
                 Ok(Applied::Meta | Applied::OwnEcho) => {}
+                Ok(Applied::Fork(fork)) => {
+                    report.rejected += 1;
+                    let detail = format!(
+                        "two different commits for epoch {} of this conversation reached \
+                         this device: it follows {}, the other (from {}, as the server says) \
+                         is {}. The server accepted both, so members who followed the other \
+                         no longer share this conversation's keys (a fork): letters between \
+                         the two sides will not arrive. To recover, a member on the side the \
+                         server follows removes and re-adds the others",
+                        fork.epoch,
+                        short_hash(&fork.followed),
+                        entry.sender,
+                        short_hash(&fork.other),
+                    );
+                    self.home.conn.execute(
+                        "UPDATE conversations SET forked = 1 WHERE id = ?1",
+                        [entry.conversation.to_string()],
+                    )?;
+                    self.raise(
+                        AlertKind::Fork,
+                        Some(&entry.conversation),
+                        &detail,
+                        Some(entry.message.as_slice()),
+                    )?;
+                }
                 Ok(Applied::NeedsProof(users)) => {
                     report.rejected += 1;
                     let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
@@ -308,9 +343,11 @@ impl Client {
             }
             EntryKind::Commit => {
                 let own = entry.sender == self.me;
-                self.process(&entry.conversation, message, own)
+                self.process(&entry.conversation, message, entry.message.as_slice(), own)
             }
-            EntryKind::Application => self.process(&entry.conversation, message, false),
+            EntryKind::Application => {
+                self.process(&entry.conversation, message, entry.message.as_slice(), false)
+            }
         }
     }
 
@@ -323,10 +360,10 @@ impl Client {
         let p = self.provider();
         self.forget_group(conv);
         if let Some(mut old) = mls::load_group(&p, conv)? {
-            if old.is_active() {
+            if old.is_active() && !self.is_forked(conv)? {
                 return Err(ClientError::Protocol(format!("already a member of {conv}")));
             }
-            // Re-added after a removal: the old state has no further use.
+            // Re-added after a removal or a fork: the old state has no further use.
             old.delete(p.storage()).map_err(ClientError::mls)?;
         }
         let group = StagedWelcome::new_from_welcome(
@@ -354,19 +391,25 @@ impl Client {
             return Ok(Applied::NeedsProof(unproven));
         }
         self.home.conn.execute(
-            "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, '', ?2)
-             ON CONFLICT (id) DO UPDATE SET active = 1",
-            params![conv.to_string(), crate::client::now_ms()],
+            "INSERT INTO conversations (id, name, created_at_ms, joined_epoch) VALUES (?1, '', ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET active = 1, forked = 0, joined_epoch = excluded.joined_epoch",
+            params![
+                conv.to_string(),
+                crate::client::now_ms(),
+                group.epoch().as_u64() as i64
+            ],
         )?;
         Ok(Applied::Joined)
     }
 
-    /// Verifies and applies a commit or application message. `own_echo`:
-    /// the server says this device sent it (a commit echoed back).
+    /// Verifies and applies a commit or application message (`raw`: its
+    /// bytes). `own_echo`: the server says this device sent it (a commit
+    /// echoed back).
     fn process(
         &self,
         conv: &ConversationId,
         message: MlsMessageIn,
+        raw: &[u8],
         own_echo: bool,
     ) -> Result<Applied> {
         let message = message
@@ -378,24 +421,23 @@ impl Client {
             ));
         }
         let epoch = message.epoch().as_u64();
+        let is_commit = message.content_type() == ContentType::Commit;
         let opened = self.with_group(conv, |group, p| {
-            if own_echo && message.epoch() < group.epoch() {
-                // Merged when the hub accepted it; nothing to do.
-                return Ok(Opened::OwnEcho);
+            if is_commit && message.epoch() < group.epoch() {
+                return self.past_commit(conv, epoch, raw, own_echo);
             }
-            if message.epoch() < group.epoch() {
-                return Err(ClientError::Protocol(format!(
-                    "message for past epoch {} (now {})",
-                    message.epoch().as_u64(),
-                    group.epoch().as_u64()
-                )));
-            }
+            // Letters of a past epoch still open (MLS keeps a few epochs'
+            // secrets): the server may deliver them after the next commit.
             let processed = group
                 .process_message(p, message)
                 .map_err(ClientError::mls)?;
             let sender = mls::device_of(processed.credential())?;
+            // The leaf's current key; a past epoch's sender must still hold that leaf.
             let sender_key = match processed.sender() {
-                Sender::Member(leaf) => group.member_at(*leaf).map(|m| m.signature_key),
+                Sender::Member(leaf) => group
+                    .member_at(*leaf)
+                    .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender))
+                    .map(|m| m.signature_key),
                 _ => None,
             }
             .ok_or_else(|| ClientError::Protocol("sender is not a member".into()))?;
@@ -412,6 +454,7 @@ impl Client {
                     group
                         .merge_staged_commit(p, *staged)
                         .map_err(ClientError::mls)?;
+                    self.log_commit(conv, epoch, raw)?;
                     // I5: no member whose key the directory does not hold.
                     let unproven = self.unproven(&mls::roster_keys(group)?)?;
                     if !unproven.is_empty() {
@@ -430,6 +473,7 @@ impl Client {
                 ProcessedMessageContent::OwnPendingCommit => {
                     group.merge_pending_commit(p).map_err(ClientError::mls)?;
                     self.mark_pending(conv, false)?;
+                    self.log_commit(conv, epoch, raw)?;
                     Ok(Opened::Commit)
                 }
                 ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
@@ -446,7 +490,69 @@ impl Client {
             Opened::OwnEcho => Ok(Applied::OwnEcho),
             Opened::NeedsProof(users) => Ok(Applied::NeedsProof(users)),
             Opened::Commit => Ok(Applied::Commit),
+            Opened::Fork(fork) => Ok(Applied::Fork(fork)),
             Opened::Application(sender, bytes) => self.receive(conv, epoch, &sender, &bytes),
+        }
+    }
+
+    fn is_forked(&self, conv: &ConversationId) -> Result<bool> {
+        Ok(self
+            .home
+            .conn
+            .prepare_cached("SELECT forked FROM conversations WHERE id = ?1")?
+            .query_row([conv.to_string()], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Remembers the commit with which this device left `epoch`.
+    fn log_commit(&self, conv: &ConversationId, epoch: u64, raw: &[u8]) -> Result<()> {
+        self.home
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO epoch_commits (conversation, epoch, commit_hash)
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                conv.to_string(),
+                epoch as i64,
+                commit_hash(raw).as_slice()
+            ])?;
+        Ok(())
+    }
+
+    /// A commit for an epoch this device already left: its own echo, a
+    /// replay (the same commit: refused), or a fork (another commit).
+    fn past_commit(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        raw: &[u8],
+        own_echo: bool,
+    ) -> Result<Opened> {
+        let other = commit_hash(raw);
+        let followed: Option<Vec<u8>> = self
+            .home
+            .conn
+            .prepare_cached(
+                "SELECT commit_hash FROM epoch_commits WHERE conversation = ?1 AND epoch = ?2",
+            )?
+            .query_row(params![conv.to_string(), epoch as i64], |r| r.get(0))
+            .optional()?;
+        match followed.map(<[u8; 32]>::try_from) {
+            Some(Ok(followed)) if followed != other => Ok(Opened::Fork(Fork {
+                epoch,
+                followed,
+                other,
+            })),
+            // Its own commit, merged already (a crash after the merge).
+            Some(_) | None if own_echo => Ok(Opened::OwnEcho),
+            Some(_) => Err(ClientError::Protocol(format!(
+                "commit for epoch {epoch} replayed"
+            ))),
+            None => Err(ClientError::Protocol(format!(
+                "commit for past epoch {epoch}"
+            ))),
         }
     }
 
@@ -459,8 +565,11 @@ impl Client {
     ) -> Result<Applied> {
         match Payload::decode(plaintext)? {
             Payload::Letter(letter) => {
-                let expected =
-                    self.count_letter(conv, epoch, &sender.device.to_string(), Some(letter.seq))?;
+                let device = sender.device.to_string();
+                let expected = self.count_letter(conv, epoch, &device, Some(letter.seq))?;
+                if expected == 1 {
+                    self.check_previous_epoch(conv, sender, letter.prev)?;
+                }
                 if letter.seq > expected {
                     let detail = format!(
                         "{} of {sender}'s letters (numbers {expected} to {} of epoch {epoch}) \
@@ -485,6 +594,38 @@ impl Client {
                 Ok(Applied::Meta)
             }
         }
+    }
+
+    /// On a sender's first letter of an epoch: did this device get every
+    /// letter the sender says the server accepted in its previous epoch?
+    fn check_previous_epoch(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        prev: Option<EpochCount>,
+    ) -> Result<()> {
+        let Some(prev) = prev else { return Ok(()) };
+        let joined: i64 = self
+            .home
+            .conn
+            .prepare_cached("SELECT joined_epoch FROM conversations WHERE id = ?1")?
+            .query_row([conv.to_string()], |r| r.get(0))?;
+        if prev.epoch < joined as u64 {
+            return Ok(());
+        }
+        let last = self.last_letter(conv, prev.epoch, &sender.device.to_string())?;
+        if last < prev.last {
+            let detail = format!(
+                "{} of {sender}'s letters (numbers {} to {} of epoch {}, its last there) \
+                 were never delivered to this device",
+                prev.last - last,
+                last + 1,
+                prev.last,
+                prev.epoch
+            );
+            self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
+        }
+        Ok(())
     }
 
     /// Keeps enough one-time key packages on the server for others to add
@@ -539,4 +680,15 @@ impl Client {
             })
             .collect())
     }
+}
+
+/// SHA-256 of a commit as delivered: what `epoch_commits` remembers.
+fn commit_hash(raw: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(raw).into()
+}
+
+/// The first bytes of a hash, in hex, for people to compare.
+fn short_hash(hash: &[u8; 32]) -> String {
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -61,6 +61,11 @@ pub struct Letter {
     /// Inside the encryption, so the server can neither read nor fix it.
     #[serde(rename = "n", default)]
     pub seq: u64,
+    /// The sender's last earlier epoch with letters the server accepted,
+    /// and the highest number among them: letters withheld at the very end
+    /// of an epoch leave no gap in the next epoch's numbers, but this shows.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<EpochCount>,
     /// Reserved for attachment references (blob id, key, digest, size, name, type).
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
@@ -76,6 +81,15 @@ impl std::fmt::Debug for Letter {
             .field("to", &self.to.len())
             .finish_non_exhaustive()
     }
+}
+
+/// How many letters a sender had numbered in one MLS epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochCount {
+    #[serde(rename = "e")]
+    pub epoch: u64,
+    #[serde(rename = "n")]
+    pub last: u64,
 }
 
 /// Reference to an encrypted attachment blob. Empty until attachments land.
@@ -216,6 +230,7 @@ mod tests {
             sent_at_ms: 1_700_000_000_000,
             marking: Some("TLP:AMBER".into()),
             seq: 1,
+            prev: Some(EpochCount { epoch: 3, last: 7 }),
             attachments: vec![],
         }
     }

@@ -7,18 +7,23 @@
 //!   the directory (A3);
 //! - a view of the directory shown to one device only: a fork (same VRF and
 //!   root keys, different content: split view) or the root of an older
-//!   epoch (rollback) (A5).
+//!   epoch (rollback) (A5);
+//! - a fork of a conversation: two commits accepted for one epoch, each
+//!   shown first to a different part of the members (A10);
+//! - inbox entries dropped, reordered or replayed (A7, A8): plain store
+//!   edits, in the routes.
 //!
 //! Rogue devices (A4, A6) need no switch: they are really published.
 
 use crate::directory::{ProofKind as Kind, ServerDirectory, on_blocking};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::{ConversationRecord, Tamper};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use valise_directory::{Proven, SignedRoot};
-use valise_proto::api::ClaimedKeyPackage;
-use valise_proto::{DeviceAddress, UserId};
+use valise_proto::api::{ClaimedKeyPackage, ConversationState};
+use valise_proto::{ConversationId, DeviceAddress, UserId};
 
 /// What one device is shown instead of the honest directory.
 #[derive(Clone)]
@@ -30,11 +35,22 @@ pub enum View {
     Rollback(u64),
 }
 
+/// A conversation fork being staged (A10): the next commit the hub accepts
+/// is held back from the victims; a victim's commit for the same epoch is
+/// then accepted too, and the victims get it before the held one.
+#[derive(Debug, Clone)]
+struct ForkPlan {
+    victims: Vec<DeviceAddress>,
+    /// The first commit's payload, once held back.
+    held: Option<i64>,
+}
+
 /// The adversary's switches.
 #[derive(Default)]
 pub struct Adversary {
     served_keys: Mutex<HashMap<UserId, ClaimedKeyPackage>>,
     views: Mutex<HashMap<DeviceAddress, View>>,
+    forks: Mutex<HashMap<ConversationId, ForkPlan>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,11 +77,84 @@ impl Adversary {
         lock(&self.views).get(device).cloned()
     }
 
+    /// Stages a fork of `conversation` against `victims`.
+    pub fn plan_fork(&self, conversation: ConversationId, victims: Vec<DeviceAddress>) {
+        let plan = ForkPlan {
+            victims,
+            held: None,
+        };
+        lock(&self.forks).insert(conversation, plan);
+    }
+
     /// Back to an honest server.
     pub fn reset(&self) {
         lock(&self.served_keys).clear();
         lock(&self.views).clear();
+        lock(&self.forks).clear();
     }
+}
+
+/// After the hub accepted a commit in `conversation`: with a fork staged
+/// and nothing held yet, withholds that commit from the victims.
+pub fn after_commit(state: &AppState, conversation: &ConversationId) -> Result<(), ApiError> {
+    let mut forks = lock(&state.adversary.forks);
+    let Some(plan) = forks.get_mut(conversation).filter(|p| p.held.is_none()) else {
+        return Ok(());
+    };
+    let latest = state.store.tamper(&Tamper::LatestCommit {
+        conversation: *conversation,
+    })?;
+    let Some(&payload) = latest.first() else {
+        return Ok(());
+    };
+    state.store.tamper(&Tamper::Withhold {
+        payload,
+        devices: plan.victims.clone(),
+    })?;
+    plan.held = Some(payload);
+    Ok(())
+}
+
+/// A commit for the epoch the hub has just left: with a fork staged and its
+/// first commit held, accepts this one too. Everyone gets it (so the
+/// others see it after the first), then the victims get the held first
+/// one after it. Returns the answer and the devices to wake.
+pub fn accept_stale(
+    state: &AppState,
+    conv: &ConversationRecord,
+    caller: &DeviceAddress,
+    epoch: u64,
+    commit: &[u8],
+) -> Result<Option<(ConversationState, Vec<DeviceAddress>)>, ApiError> {
+    let Some(plan) = lock(&state.adversary.forks).remove(&conv.id) else {
+        return Ok(None);
+    };
+    let Some(held) = plan.held.filter(|_| epoch + 1 == conv.epoch) else {
+        return Ok(None);
+    };
+    let second = state.store.tamper(&Tamper::StoreCommit {
+        conversation: conv.id,
+        sender: caller.clone(),
+        commit: commit.to_vec(),
+        now_ms: crate::now_ms(),
+    })?;
+    for payload in second {
+        state.store.tamper(&Tamper::Deliver {
+            payload,
+            devices: conv.roster.clone(),
+        })?;
+    }
+    state.store.tamper(&Tamper::Deliver {
+        payload: held,
+        devices: plan.victims,
+    })?;
+    tracing::warn!(conversation = %conv.id, epoch, "ADVERSARY: second commit accepted for one epoch");
+    let answer = ConversationState {
+        id: conv.id,
+        epoch: epoch + 1,
+        members: conv.roster.clone(),
+    };
+    Ok(Some((answer, conv.roster.clone())))
 }
 
 /// The root the adversary shows `caller`, if any.

@@ -389,6 +389,37 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Server {
+    /// Calls a hook of the test-only `adversary` build with curl (the
+    /// hooks take no token); returns its JSON answer.
+    pub fn hook(&self, name: &str, body: Value) -> Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--http1.1", "--fail-with-body", "--cacert"])
+            .arg(self.ca())
+            .args([
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body.to_string(),
+            ])
+            .arg(format!("{}/adversary/{name}", self.url))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "hook {name}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The entries waiting in `user`'s (only) device inbox, oldest first.
+    pub fn pending(&self, device: &Device) -> Vec<Value> {
+        let addr = format!("{}/{}", addr(&device.user), device.device_id());
+        let listing = self.hook("inbox", serde_json::json!({ "device": addr }));
+        listing["entries"].as_array().unwrap().clone()
+    }
+
     /// The directory key `valised init` printed (the 64-hex-digit word on
     /// its line that mentions the directory).
     pub fn directory_key(&self) -> String {

@@ -17,9 +17,10 @@ use valise_directory::{
     DeviceEntry, DeviceList, Directory, DirectoryError, DirectoryStorage, ROOT_SECRET_NAME,
     RootSigner, SqliteDirectoryStorage, VRF_SECRET_NAME,
 };
-use valise_proto::api::ClaimedKeyPackage;
+use crate::store::Tamper;
+use valise_proto::api::{ClaimedKeyPackage, EntryKind};
 use valise_proto::bytes::Bytes;
-use valise_proto::{DeviceAddress, DeviceId, UserId};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
 /// Adds the `/adversary/...` routes.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -27,6 +28,11 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/adversary/serve-key", post(serve_key))
         .route("/adversary/rogue-device", post(rogue_device))
         .route("/adversary/fork-root", post(fork_root))
+        .route("/adversary/fork", post(fork_conversation))
+        .route("/adversary/inbox", post(inbox))
+        .route("/adversary/drop", post(drop_entries))
+        .route("/adversary/reorder", post(reorder))
+        .route("/adversary/replay", post(replay))
         .route("/adversary/reset", post(reset))
 }
 
@@ -249,6 +255,171 @@ async fn fork(
             Ok(fork)
         })
         .await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkConversation {
+    pub conversation: ConversationId,
+    /// The devices that will follow the second commit.
+    pub victims: Vec<DeviceAddress>,
+}
+
+/// # POST /adversary/fork
+///
+/// A10: the next commit accepted in `conversation` is held back from the
+/// victims; the next commit for that same epoch (a victim's, made without
+/// knowing of the first) is accepted too. The victims get the second
+/// before the first, everyone else the first before the second.
+pub async fn fork_conversation(
+    State(state): State<AppState>,
+    Json(req): Json<ForkConversation>,
+) -> Json<Done> {
+    state.adversary.plan_fork(req.conversation, req.victims);
+    Json(Done { ok: true })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbox {
+    pub device: DeviceAddress,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InboxListing {
+    pub entries: Vec<ListedEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListedEntry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub conversation: ConversationId,
+    pub sender: DeviceAddress,
+}
+
+/// # POST /adversary/inbox
+///
+/// What waits in `device`'s inbox (no content), to pick entries to tamper with.
+pub async fn inbox(
+    State(state): State<AppState>,
+    Json(req): Json<Inbox>,
+) -> Result<Json<InboxListing>, ApiError> {
+    let store = state.store.clone();
+    let (entries, _) = blocking(move || Ok(store.inbox_page(&req.device, 0, 100_000)?)).await?;
+    let entries = entries
+        .into_iter()
+        .map(|e| ListedEntry {
+            seq: e.seq,
+            kind: e.kind,
+            conversation: e.conversation,
+            sender: e.sender,
+        })
+        .collect();
+    Ok(Json(InboxListing { entries }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entries {
+    pub device: DeviceAddress,
+    pub seqs: Vec<u64>,
+}
+
+/// The payloads behind `device`'s entries `seqs`, in that order.
+fn payloads(state: &AppState, device: &DeviceAddress, seqs: &[u64]) -> Result<Vec<i64>, ApiError> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let found = state.store.tamper(&Tamper::PayloadOf {
+            device: device.clone(),
+            seq,
+        })?;
+        out.push(
+            *found
+                .first()
+                .ok_or_else(|| ApiError::bad_request(format!("no entry {seq} for {device}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// # POST /adversary/drop
+///
+/// A7: deletes these entries of `device`'s inbox for good.
+pub async fn drop_entries(
+    State(state): State<AppState>,
+    Json(req): Json<Entries>,
+) -> Result<Json<Done>, ApiError> {
+    blocking(move || {
+        for payload in payloads(&state, &req.device, &req.seqs)? {
+            state.store.tamper(&Tamper::Withhold {
+                payload,
+                devices: vec![req.device.clone()],
+            })?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(Done { ok: true }))
+}
+
+/// # POST /adversary/reorder
+///
+/// A7: moves these entries of `device`'s inbox to its end, in the order given.
+pub async fn reorder(
+    State(state): State<AppState>,
+    Json(req): Json<Entries>,
+) -> Result<Json<Done>, ApiError> {
+    let wakeups = state.wakeups.clone();
+    let device = req.device.clone();
+    blocking(move || {
+        let devices = vec![req.device.clone()];
+        for payload in payloads(&state, &req.device, &req.seqs)? {
+            let devices = devices.clone();
+            state.store.tamper(&Tamper::Withhold {
+                payload,
+                devices: devices.clone(),
+            })?;
+            state.store.tamper(&Tamper::Deliver { payload, devices })?;
+        }
+        Ok(())
+    })
+    .await?;
+    wakeups.poke([&device]);
+    Ok(Json(Done { ok: true }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// Whose inbox entry to copy...
+    pub from: DeviceAddress,
+    pub seq: u64,
+    /// ...to the end of which inboxes (the sender's own: reflection).
+    pub to: Vec<DeviceAddress>,
+}
+
+/// # POST /adversary/replay
+///
+/// A8: delivers a stored message again.
+pub async fn replay(
+    State(state): State<AppState>,
+    Json(req): Json<Replay>,
+) -> Result<Json<Done>, ApiError> {
+    let wakeups = state.wakeups.clone();
+    let to = req.to.clone();
+    blocking(move || {
+        for payload in payloads(&state, &req.from, &[req.seq])? {
+            state.store.tamper(&Tamper::Deliver {
+                payload,
+                devices: req.to.clone(),
+            })?;
+        }
+        Ok(())
+    })
+    .await?;
+    wakeups.poke(to.iter());
+    Ok(Json(Done { ok: true }))
 }
 
 /// # POST /adversary/reset

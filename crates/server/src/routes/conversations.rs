@@ -123,6 +123,16 @@ pub async fn commit(
             return Err(crate::store::StoreError::NotMember.into());
         }
         if req.epoch != conv.epoch {
+            #[cfg(feature = "adversary")]
+            if let Some(forked) = crate::adversary::accept_stale(
+                &state,
+                &conv,
+                &caller,
+                req.epoch,
+                req.commit.as_slice(),
+            )? {
+                return Ok(forked);
+            }
             return Err(ApiError::stale_epoch(conv.epoch));
         }
         let caller_key = store
@@ -172,6 +182,8 @@ pub async fn commit(
             conversation = %id, committer = %caller, epoch = new_epoch,
             members = roster.len(), joiners = joiners.len(), "commit accepted"
         );
+        #[cfg(feature = "adversary")]
+        crate::adversary::after_commit(&state, &id)?;
         Ok((
             ConversationState {
                 id,

@@ -254,4 +254,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the device's entries with `seq <= up_to`; returns how many.
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError>;
+
+    /// TEST ONLY: what the adversary build does to stored messages.
+    #[cfg(feature = "adversary")]
+    fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError>;
+}
+
+/// TEST ONLY (feature `adversary`): a lie told through the store. Payloads
+/// are the stored messages; inbox entries point at them.
+#[cfg(feature = "adversary")]
+#[derive(Debug, Clone)]
+pub enum Tamper {
+    /// The payload behind a device's inbox entry (none or one).
+    PayloadOf { device: DeviceAddress, seq: u64 },
+    /// The conversation's most recent commit payload (none or one).
+    LatestCommit { conversation: ConversationId },
+    /// Removes the payload's entries from these inboxes.
+    Withhold {
+        payload: i64,
+        devices: Vec<DeviceAddress>,
+    },
+    /// Appends the payload to the end of these inboxes (again).
+    Deliver {
+        payload: i64,
+        devices: Vec<DeviceAddress>,
+    },
+    /// Stores a commit without touching the conversation (queued nowhere);
+    /// returns its payload.
+    StoreCommit {
+        conversation: ConversationId,
+        sender: DeviceAddress,
+        commit: Vec<u8>,
+        now_ms: i64,
+    },
 }

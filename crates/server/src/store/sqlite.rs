@@ -14,6 +14,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_directory_pending.sql"),
 ];
 
+#[cfg(feature = "adversary")]
+mod tamper;
+
 const READERS: usize = 4;
 
 const KIND_COMMIT: i64 = 1;
@@ -236,6 +239,11 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    #[cfg(feature = "adversary")]
+    fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError> {
+        self.write(|tx| tamper::apply(tx, op))
+    }
+
     fn create_invite(
         &self,
         code_hash: [u8; 32],

@@ -1,0 +1,22 @@
+-- The commit (its SHA-256) with which this device left each epoch of a
+-- conversation: the same commit again is a replay; another one for that
+-- epoch means the server accepted two commits for one epoch (a fork).
+CREATE TABLE epoch_commits (
+    conversation TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    commit_hash BLOB NOT NULL,
+    PRIMARY KEY (conversation, epoch)
+) STRICT;
+
+-- This device's own rows: the highest letter number the server accepted
+-- in that epoch, announced in its first letter of a later epoch so that
+-- letters withheld at the end of an epoch are noticed too.
+ALTER TABLE letter_counters ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;
+
+-- The epoch at which this device joined: letters of earlier epochs were
+-- never meant for it.
+ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;
+
+-- Set when two commits arrived for one epoch: the conversation then accepts
+-- a Welcome that re-adds this device (the way back from a fork).
+ALTER TABLE conversations ADD COLUMN forked INTEGER NOT NULL DEFAULT 0;
