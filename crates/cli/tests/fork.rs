@@ -21,8 +21,10 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_re_adding() {
 
     // Bob will not see alice's commit before his own for the same epoch,
     // and the server takes both.
-    let bob_device = format!("{}/{}", addr("bob"), bob.device_id());
-    server.hook("fork", json!({ "conversation": conv, "victims": [bob_device] }));
+    server.hook(
+        "fork",
+        json!({ "conversation": conv, "victims": [bob.address()] }),
+    );
     alice.ok(&["conversation", "add", &conv, &addr("dave")]);
     bob.ok(&["conversation", "add", &conv, &addr("erin")]);
     for d in [&alice, &carol, &dave, &erin] {
@@ -40,7 +42,12 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_re_adding() {
     assert_ne!(followed(&alice), followed(&bob));
     // Erin's Welcome came with the second commit, which the server never
     // really applied: she is in neither side.
-    assert!(erin.json(&["conversation", "list"]).as_array().unwrap().is_empty());
+    assert!(
+        erin.json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // The two sides cannot read each other.
     alice.send_in(&conv, "to one side", "only the side alice is on");

@@ -362,10 +362,9 @@ impl Client {
     /// Conversations this device is a member of.
     pub fn conversations(&self) -> Result<Vec<ConversationView>> {
         let rows = {
-            let mut stmt = self
-                .home
-                .conn
-                .prepare("SELECT id, name, active, forked FROM conversations ORDER BY created_at_ms")?;
+            let mut stmt = self.home.conn.prepare(
+                "SELECT id, name, active, forked FROM conversations ORDER BY created_at_ms",
+            )?;
             stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,

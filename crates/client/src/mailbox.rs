@@ -129,7 +129,12 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
 
 impl Client {
     /// The highest letter number counted for this device in that epoch (0: none).
-    pub(crate) fn last_letter(&self, conv: &ConversationId, epoch: u64, device: &str) -> Result<u64> {
+    pub(crate) fn last_letter(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        device: &str,
+    ) -> Result<u64> {
         let last: i64 = self
             .home
             .conn

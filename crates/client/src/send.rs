@@ -35,13 +35,16 @@ pub struct SentLetter {
 /// A sealed message waiting in the outbox.
 struct Outbound {
     conversation: ConversationId,
+    /// As written: a letter is numbered anew each time it is sealed.
     plaintext: Vec<u8>,
     epoch: u64,
     ciphertext: Vec<u8>,
+    /// The letter's number in `epoch` (0: not a letter).
+    seq: u64,
 }
 
 /// Reads an outbox row from column `at` on: conversation, plaintext,
-/// epoch, ciphertext.
+/// epoch, ciphertext, seq.
 fn outbound(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Outbound> {
     let conv: String = r.get(at)?;
     Ok(Outbound {
@@ -51,6 +54,7 @@ fn outbound(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Outbound> {
         plaintext: r.get(at + 1)?,
         epoch: r.get::<_, i64>(at + 2)? as u64,
         ciphertext: r.get(at + 3)?,
+        seq: r.get::<_, i64>(at + 4)? as u64,
     })
 }
 
@@ -181,8 +185,8 @@ impl Client {
     /// Encrypts at the group's current epoch into the outbox (inside the
     /// caller's transaction, with the ratchet step).
     fn seal(&self, conv: &ConversationId, message_id: MessageId, plaintext: &[u8]) -> Result<()> {
-        let (epoch, sealed) = self.with_group(conv, |group, p| {
-            let plaintext = &self.number(conv, group.epoch().as_u64(), plaintext)?;
+        let (epoch, seq, sealed) = self.with_group(conv, |group, p| {
+            let (numbered, seq) = self.number(conv, group.epoch().as_u64(), plaintext)?;
             if !group.is_active() {
                 return Err(ClientError::Invalid(format!(
                     "you are no longer a member of conversation {conv}"
@@ -194,14 +198,15 @@ impl Client {
                 )));
             }
             let sealed = group
-                .create_message(p, &self.signer, plaintext)
+                .create_message(p, &self.signer, &numbered)
                 .map_err(ClientError::mls)?;
-            Ok((group.epoch().as_u64(), mls::serialize(&sealed)?))
+            Ok((group.epoch().as_u64(), seq, mls::serialize(&sealed)?))
         })?;
         self.home.conn.prepare_cached(
-            "INSERT INTO outbox (message_id, conversation, plaintext, epoch, ciphertext, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (message_id) DO UPDATE SET epoch = excluded.epoch, ciphertext = excluded.ciphertext",
+            "INSERT INTO outbox (message_id, conversation, plaintext, epoch, ciphertext, created_at_ms, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (message_id) DO UPDATE
+             SET epoch = excluded.epoch, ciphertext = excluded.ciphertext, seq = excluded.seq",
         )?
         .execute(params![
             message_id.to_string(),
@@ -209,7 +214,8 @@ impl Client {
             plaintext,
             epoch as i64,
             sealed,
-            now_ms()
+            now_ms(),
+            seq as i64
         ])?;
         Ok(())
     }
@@ -225,10 +231,15 @@ impl Client {
 
     /// Gives a letter its number among this device's letters in the
     /// conversation's current epoch (see `Letter::seq`); other payloads
-    /// pass unchanged. A letter re-sealed in a new epoch is renumbered.
-    fn number(&self, conv: &ConversationId, epoch: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// pass unchanged (number 0). A letter re-sealed in a new epoch is renumbered.
+    fn number(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u64)> {
         let Payload::Letter(mut letter) = Payload::decode(plaintext)? else {
-            return Ok(plaintext.to_vec());
+            return Ok((plaintext.to_vec(), 0));
         };
         letter.seq = self.count_letter(conv, epoch, &self.me.device.to_string(), None)?;
         letter.prev = self
@@ -249,12 +260,13 @@ impl Client {
                 },
             )
             .optional()?;
-        Ok(Payload::Letter(letter).encode()?)
+        let seq = letter.seq;
+        Ok((Payload::Letter(letter).encode()?, seq))
     }
 
     /// Counts a letter the server accepted (see `Letter::prev`).
     fn note_accepted(&self, entry: &Outbound) -> Result<()> {
-        if let Payload::Letter(letter) = Payload::decode(&entry.plaintext)? {
+        if entry.seq > 0 {
             self.home
                 .conn
                 .prepare_cached(
@@ -262,7 +274,7 @@ impl Client {
                      WHERE conversation = ?2 AND epoch = ?3 AND device = ?4",
                 )?
                 .execute(params![
-                    letter.seq as i64,
+                    entry.seq as i64,
                     entry.conversation.to_string(),
                     entry.epoch as i64,
                     self.me.device.to_string()
@@ -276,7 +288,7 @@ impl Client {
     pub async fn deliver_outbox(&mut self) -> Result<usize> {
         let queued: Vec<(String, Outbound)> = {
             let mut stmt = self.home.conn.prepare(
-                "SELECT message_id, conversation, plaintext, epoch, ciphertext
+                "SELECT message_id, conversation, plaintext, epoch, ciphertext, seq
                  FROM outbox ORDER BY rowid",
             )?;
             stmt.query_map([], |r| Ok((r.get(0)?, outbound(r, 1)?)))?
@@ -346,7 +358,7 @@ impl Client {
             .home
             .conn
             .prepare_cached(
-                "SELECT conversation, plaintext, epoch, ciphertext FROM outbox WHERE message_id = ?1",
+                "SELECT conversation, plaintext, epoch, ciphertext, seq FROM outbox WHERE message_id = ?1",
             )?
             .query_row([message_id.to_string()], |r| outbound(r, 0))
             .optional()?)

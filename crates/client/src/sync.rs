@@ -345,9 +345,12 @@ impl Client {
                 let own = entry.sender == self.me;
                 self.process(&entry.conversation, message, entry.message.as_slice(), own)
             }
-            EntryKind::Application => {
-                self.process(&entry.conversation, message, entry.message.as_slice(), false)
-            }
+            EntryKind::Application => self.process(
+                &entry.conversation,
+                message,
+                entry.message.as_slice(),
+                false,
+            ),
         }
     }
 

@@ -340,6 +340,11 @@ impl Device {
             .to_owned()
     }
 
+    /// `user/device`, as MLS credentials and the hooks name a device.
+    pub fn address(&self) -> String {
+        format!("{}/{}", self.user, self.device_id())
+    }
+
     /// One conversation as `conversation list --json` shows it.
     pub fn conversation(&self, id: &str) -> Value {
         let list = self.json(&["conversation", "list"]);
@@ -413,10 +418,9 @@ impl Server {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// The entries waiting in `user`'s (only) device inbox, oldest first.
+    /// The entries waiting in a device's inbox, oldest first.
     pub fn pending(&self, device: &Device) -> Vec<Value> {
-        let addr = format!("{}/{}", addr(&device.user), device.device_id());
-        let listing = self.hook("inbox", serde_json::json!({ "device": addr }));
+        let listing = self.hook("inbox", serde_json::json!({ "device": device.address() }));
         listing["entries"].as_array().unwrap().clone()
     }
 

@@ -20,3 +20,7 @@ ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;
 -- Set when two commits arrived for one epoch: the conversation then accepts
 -- a Welcome that re-adds this device (the way back from a fork).
 ALTER TABLE conversations ADD COLUMN forked INTEGER NOT NULL DEFAULT 0;
+
+-- The number a sealed letter got in its epoch (0: not a letter), counted
+-- once the server accepts it.
+ALTER TABLE outbox ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
