@@ -210,7 +210,11 @@ impl Output {
                     } else {
                         &c.name
                     };
-                    let state = if c.active { "" } else { " [left]" };
+                    let state = match (c.active, c.forked) {
+                        (false, _) => " [left]",
+                        (true, true) => " [FORKED: see `valise alerts`]",
+                        (true, false) => "",
+                    };
                     format!("{}  {name}  epoch {}{state}\n{members}", c.id, c.epoch)
                 })
                 .collect::<Vec<_>>()
