@@ -13,7 +13,7 @@ use common::{Server, addr};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
 const ROGUE: &str = "0badc0de0badc0de";
@@ -51,7 +51,8 @@ fn a3_a_key_not_in_the_directory_is_refused() {
     let alice = server.device("alice");
     let _bob = server.device("bob");
     let (kp, _) = rogue_key_package(&addr("bob"), ROGUE);
-    server.hook("serve-key",
+    server.hook(
+        "serve-key",
         json!({"user": addr("bob"), "device": ROGUE, "key_package": B64.encode(kp)}),
     );
     let out = alice.run(&[
@@ -89,7 +90,8 @@ fn a4_a6_a_rogue_device_published_and_removed_is_seen() {
     let bob = server.device("bob");
     alice.sync();
     let (_, key) = rogue_key_package(&addr("alice"), ROGUE);
-    server.hook("rogue-device",
+    server.hook(
+        "rogue-device",
         json!({"user": addr("alice"), "device": ROGUE, "signature_key": B64.encode(key),
                "remove_next_epoch": true}),
     );
@@ -123,7 +125,8 @@ fn a5_split_view_and_rollback_are_refused() {
     // Split view: alice alone is shown a forked directory where bob has
     // another key, at the same epoch as everyone else's.
     let (_, key) = rogue_key_package(&addr("bob"), ROGUE);
-    server.hook("fork-root",
+    server.hook(
+        "fork-root",
         json!({"device": alice_device, "mode": "fork", "user": addr("bob"),
                "devices": [{"device": ROGUE, "signature_key": B64.encode(&key)}]}),
     );
@@ -148,7 +151,8 @@ fn a5_split_view_and_rollback_are_refused() {
 
     // Rollback: alice is shown the root of epoch 1.
     server.hook("reset", json!({}));
-    server.hook("fork-root",
+    server.hook(
+        "fork-root",
         json!({"device": alice_device, "mode": "rollback", "epoch": 1}),
     );
     let out = alice.run(&[

@@ -6,6 +6,9 @@
 //! Gaps are surfaced, nothing is lost once delivered late, nothing is shown
 //! twice, and nobody forks.
 
+// Test helpers below: a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::{Device, Server, addr};
 use serde_json::{Value, json};
