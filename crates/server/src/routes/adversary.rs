@@ -8,6 +8,7 @@ use crate::directory::{ServerDirectory, device_list};
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
+use crate::store::Tamper;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
@@ -17,7 +18,6 @@ use valise_directory::{
     DeviceEntry, DeviceList, Directory, DirectoryError, DirectoryStorage, ROOT_SECRET_NAME,
     RootSigner, SqliteDirectoryStorage, VRF_SECRET_NAME,
 };
-use crate::store::Tamper;
 use valise_proto::api::{ClaimedKeyPackage, EntryKind};
 use valise_proto::bytes::Bytes;
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};

@@ -8,7 +8,11 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &Tamper) -> Result<Vec<i64>, Store
             let payload: Option<i64> = tx
                 .query_row(
                     "SELECT payload_id FROM inbox WHERE user = ?1 AND device = ?2 AND seq = ?3",
-                    params![device.user.as_str(), device.device.to_string(), to_i64(*seq)?],
+                    params![
+                        device.user.as_str(),
+                        device.device.to_string(),
+                        to_i64(*seq)?
+                    ],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -26,9 +30,8 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &Tamper) -> Result<Vec<i64>, Store
             Ok(payload.into_iter().collect())
         }
         Tamper::Withhold { payload, devices } => {
-            let mut stmt = tx.prepare(
-                "DELETE FROM inbox WHERE payload_id = ?1 AND user = ?2 AND device = ?3",
-            )?;
+            let mut stmt = tx
+                .prepare("DELETE FROM inbox WHERE payload_id = ?1 AND user = ?2 AND device = ?3")?;
             for d in devices {
                 stmt.execute(params![payload, d.user.as_str(), d.device.to_string()])?;
             }
