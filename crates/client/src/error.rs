@@ -70,7 +70,10 @@ impl ClientError {
             Self::Network(_) => true,
             Self::Server(p) => matches!(
                 p.code,
-                ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unknown
+                ErrorCode::RateLimited
+                    | ErrorCode::Internal
+                    | ErrorCode::StorageFull
+                    | ErrorCode::Unknown
             ),
             _ => false,
         }

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; nothing was stored.
     Internal,
+    /// The server's storage is full; nothing was stored. Retry later.
+    StorageFull,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
             Self::Internal | Self::Unknown => 500,
+            Self::StorageFull => 507,
         }
     }
 
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::NoKeyPackage => "no_key_package",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
+            Self::StorageFull => "storage_full",
             Self::Unknown => "unknown",
         }
     }

@@ -94,7 +94,10 @@ async fn writer(
                 tracing::error!(error = %e, "message batch failed; nothing stored");
                 let text = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Sqlite(text.clone())));
+                    let _ = reply.send(Err(match e {
+                        StoreError::Full => StoreError::Full,
+                        _ => StoreError::Sqlite(text.clone()),
+                    }));
                 }
             }
             Err(e) => {

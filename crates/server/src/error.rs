@@ -64,6 +64,13 @@ impl From<StoreError> for ApiError {
                 ErrorCode::InvalidInvite,
                 "the invite code is unknown, used, expired or for another user",
             ),
+            StoreError::Full => {
+                tracing::error!("storage is full: refusing writes");
+                Self::new(
+                    ErrorCode::StorageFull,
+                    "the server's storage is full; nothing was stored, retry later",
+                )
+            }
             StoreError::Corrupt(_) | StoreError::Sqlite(_) => Self::internal(e),
         }
     }

@@ -33,6 +33,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/adversary/drop", post(drop_entries))
         .route("/adversary/reorder", post(reorder))
         .route("/adversary/replay", post(replay))
+        .route("/adversary/disk-full", post(disk_full))
         .route("/adversary/reset", post(reset))
 }
 
@@ -419,6 +420,24 @@ pub async fn replay(
     })
     .await?;
     wakeups.poke(to.iter());
+    Ok(Json(Done { ok: true }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFull {
+    pub full: bool,
+}
+
+/// # POST /adversary/disk-full
+///
+/// F3: the database cannot grow any more (`full: true`), as on a full
+/// disk, or can again.
+pub async fn disk_full(
+    State(state): State<AppState>,
+    Json(req): Json<DiskFull>,
+) -> Result<Json<Done>, ApiError> {
+    blocking(move || Ok(state.store.tamper(&Tamper::DiskFull(req.full))?)).await?;
     Ok(Json(Done { ok: true }))
 }
 

@@ -28,13 +28,19 @@ pub enum StoreError {
     InvalidInvite,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The disk (or the database's size limit) is full.
+    #[error("storage is full")]
+    Full,
     #[error("database error: {0}")]
     Sqlite(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
+            _ => StoreError::Sqlite(e.to_string()),
+        }
     }
 }
 
@@ -279,6 +285,8 @@ pub enum Tamper {
         payload: i64,
         devices: Vec<DeviceAddress>,
     },
+    /// Caps the database at its present size (`true`: a full disk) or lifts the cap.
+    DiskFull(bool),
     /// Stores a commit without touching the conversation (queued nowhere);
     /// returns its payload.
     StoreCommit {

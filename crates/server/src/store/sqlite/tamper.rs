@@ -37,6 +37,17 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &Tamper) -> Result<Vec<i64>, Store
             }
             Ok(Vec::new())
         }
+        Tamper::DiskFull(full) => {
+            // SQLite's own ceiling: writes past it fail with SQLITE_FULL,
+            // as on a full disk (pages already free are still used first).
+            let pages: i64 = if *full {
+                tx.query_row("PRAGMA page_count", [], |r| r.get(0))?
+            } else {
+                i64::from(u32::MAX - 1)
+            };
+            tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(Vec::new())
+        }
         Tamper::Deliver { payload, devices } => {
             queue(tx, *payload, devices)?;
             Ok(Vec::new())
