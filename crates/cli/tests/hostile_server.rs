@@ -182,3 +182,55 @@ fn replays_moves_garbage_and_lies_are_refused_and_the_device_keeps_working() {
     assert_eq!(count(&report, "rejected"), 0, "{report}");
     assert_eq!(alice.subjects(), ["Re: Six"]);
 }
+
+/// C8: the intruder keeps a copy of bob's one-time key packages and, once
+/// one was used, hands it out again. Bob's device deleted that package's
+/// private key when it joined, so the second Welcome cannot be opened: it is
+/// refused with an alert, and the first conversation is unaffected.
+#[test]
+fn a_consumed_key_package_served_again_is_refused() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let db = server.db();
+    let packages = |db: &Connection| -> Vec<Vec<u8>> {
+        let mut stmt = db
+            .prepare("SELECT bytes FROM key_packages WHERE user = ?1 AND last_resort = 0")
+            .unwrap();
+        stmt.query_map([addr("bob")], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let before = packages(&db);
+    let first = alice.create("first", &["bob"]);
+    assert_eq!(count(&bob.sync(), "joined"), 1);
+    let after = packages(&db);
+    let used: Vec<&Vec<u8>> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert_eq!(used.len(), 1);
+    db.execute(
+        "UPDATE key_packages SET bytes = ?1 WHERE user = ?2 AND last_resort = 0",
+        params![used[0], addr("bob")],
+    )
+    .unwrap();
+
+    let second = alice.create("second", &["bob"]);
+    let report = bob.sync();
+    assert_eq!(count(&report, "joined"), 0, "{report}");
+    // The Welcome, then the conversation's settings sealed for it.
+    assert_eq!(count(&report, "rejected"), 2, "{report}");
+    assert_eq!(refused_alerts(&report), 2, "{report}");
+    let detail = report["alerts"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("NoMatchingKeyPackage"), "{detail}");
+    let list = bob.json(&["conversation", "list"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str()], "not in {second}");
+
+    alice.send_in(&first, "Still here", "The first conversation goes on.");
+    assert_eq!(count(&bob.sync(), "new_letters"), 1);
+}

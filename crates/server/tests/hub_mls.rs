@@ -88,6 +88,21 @@ fn hub_follows_a_real_group() {
         hub2.apply_commit(&crypto, &commit, &alice.addr, &bkey)
             .is_err()
     );
+    // C5: a malformed commit (any bit changed) is refused, and the
+    // conversation goes on with the real one. Except in the last 66 bytes:
+    // the confirmation and membership tags are MACs under epoch secrets the
+    // hub does not hold, so only members can check them (docs/PROTOCOL.md).
+    let signed = commit.len() - 2 * (1 + 32);
+    for i in (0..signed).step_by(3) {
+        let mut bad = commit.clone();
+        bad[i] ^= 0x10;
+        let mut hub = HubGroup::load(&id, &state).unwrap();
+        assert!(
+            hub.apply_commit(&crypto, &bad, &alice.addr, &akey).is_err(),
+            "commit with byte {i} of {} changed was accepted",
+            commit.len()
+        );
+    }
     let mut hub = HubGroup::load(&id, &state).unwrap();
     hub.apply_commit(&crypto, &commit, &alice.addr, &akey)
         .unwrap();
