@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod delivery;
 pub mod directory;
 pub mod error;
+pub mod housekeeping;
 pub mod hub;
 pub mod invite;
 pub mod json;

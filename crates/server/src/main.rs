@@ -255,6 +255,7 @@ fn run(
         let directory =
             DirectoryService::start(directory, store.clone(), directory_interval).await?;
         tracing::info!(key = %directory.directory_key(), "key directory open");
+        valise_server::housekeeping::start(store.clone());
         let state = AppState::new(store, &config.domain, Arc::new(directory))
             .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
             .with_limits(limits);

@@ -261,9 +261,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the device's entries with `seq <= up_to`; returns how many.
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError>;
 
+    /// Forgets what no longer serves: tokens expired before `now_ms`, and
+    /// application messages created before `keep_since_ms` that no inbox
+    /// holds any more (kept until then so that a late retry of the same
+    /// client message id is still recognised as a duplicate).
+    fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError>;
+
     /// TEST ONLY: what the adversary build does to stored messages.
     #[cfg(feature = "adversary")]
     fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError>;
+}
+
+/// What [`Store::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub tokens: u64,
+    pub messages: u64,
 }
 
 /// TEST ONLY (feature `adversary`): a lie told through the store. Payloads

@@ -717,6 +717,37 @@ impl Store for SqliteStore {
         to_u64(n)
     }
 
+    fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError> {
+        /// Rows per write, so that senders never wait long behind a purge.
+        const BATCH: i64 = 5_000;
+        let tokens = self.write_unsynced(|tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM tokens WHERE expires_at_ms < ?1")?
+                .execute([now_ms])?)
+        })?;
+        let mut messages = 0;
+        loop {
+            let n = self.write_unsynced(|tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "DELETE FROM payloads WHERE id IN (
+                            SELECT id FROM payloads p WHERE kind = ?1 AND created_at_ms < ?2
+                            AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.payload_id = p.id)
+                            LIMIT ?3)",
+                    )?
+                    .execute(params![KIND_APPLICATION, keep_since_ms, BATCH])?)
+            })?;
+            messages += n;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        Ok(Purged {
+            tokens: tokens as u64,
+            messages: messages as u64,
+        })
+    }
+
     fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError> {
         // A lost ack only makes the device re-read entries it skips by seq.
         self.write_unsynced(|tx| {

@@ -277,6 +277,42 @@ fn inbox_pages_and_acks() {
 }
 
 #[test]
+fn purge_forgets_expired_tokens_and_old_delivered_messages() {
+    let (_d, store) = open();
+    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
+    enrol(&store, &a, 1);
+    enrol(&store, &b, 1);
+    store.create_token([1; 32], &a, 100).unwrap();
+    store.create_token([2; 32], &a, 10_000).unwrap();
+    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    store
+        .append_messages(&[msg(c, &a, 1, 0), msg(c, &a, 2, 0)])
+        .unwrap();
+    let (page, _) = store.inbox_page(&b, 0, 10).unwrap();
+    store.ack(&b, page[0].seq).unwrap();
+
+    // Message 1 was delivered (acked) and is old; message 2 waits for bob.
+    let purged = store.purge(1_000, 6).unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            tokens: 1,
+            messages: 1
+        }
+    );
+    assert!(store.token_device(&[1; 32], 50).unwrap().is_none());
+    assert!(store.token_device(&[2; 32], 50).unwrap().is_some());
+    assert_eq!(store.inbox_page(&b, 0, 10).unwrap().0.len(), 1);
+    // Nothing is younger than the cut-off: a second purge finds nothing.
+    assert_eq!(store.purge(1_000, 6).unwrap(), Purged::default());
+    // Within the window, message 2 stays a duplicate once delivered.
+    store.ack(&b, u64::MAX).unwrap();
+    assert_eq!(store.purge(1_000, 5).unwrap(), Purged::default());
+    let again = store.append_messages(&[msg(c, &a, 2, 0)]).unwrap();
+    assert!(again[0].as_ref().unwrap().duplicate);
+}
+
+#[test]
 fn reopening_keeps_data_and_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
