@@ -234,3 +234,35 @@ fn a_consumed_key_package_served_again_is_refused() {
     alice.send_in(&first, "Still here", "The first conversation goes on.");
     assert_eq!(count(&bob.sync(), "new_letters"), 1);
 }
+
+/// A1: the intruder adds mallory's device to the server's member list of a
+/// conversation without any commit. Clients encrypt to the MLS roster only,
+/// so mallory gets ciphertext she cannot open; alice's device notices that
+/// the server fanned her letter out to one device too many.
+#[test]
+fn a_ghost_member_in_the_servers_roster_reads_nothing_and_is_noticed() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let mallory = server.device("mallory");
+    let conv = alice.create("ghost", &["bob"]);
+    bob.sync();
+    let db = server.db();
+    db.execute(
+        "INSERT INTO members (conversation, user, device) VALUES (?1, ?2, ?3)",
+        params![
+            hex::decode(&conv).unwrap(),
+            addr("mallory"),
+            device_of(&db, "mallory")
+        ],
+    )
+    .unwrap();
+
+    alice.send_in(&conv, "Not for mallory", "Encrypted to alice and bob only.");
+    assert_eq!(alice.alert_kinds(), ["roster_mismatch"]);
+    assert_eq!(count(&bob.sync(), "new_letters"), 1);
+    let report = mallory.sync();
+    assert_eq!(count(&report, "new_letters"), 0, "{report}");
+    assert_eq!(count(&report, "rejected"), 1, "{report}");
+    assert!(mallory.inbox().is_empty());
+}

@@ -32,6 +32,9 @@ pub enum AlertKind {
     /// Two different commits arrived for one epoch of a conversation: the
     /// server accepted both, so members may follow different histories.
     Fork,
+    /// The server fanned a letter out to more or fewer devices than the
+    /// conversation's MLS roster holds (a ghost member, or members cut off).
+    RosterMismatch,
 }
 
 impl AlertKind {
@@ -44,6 +47,7 @@ impl AlertKind {
             Self::DirectoryConflict => "directory_conflict",
             Self::LettersWithheld => "letters_withheld",
             Self::Fork => "fork",
+            Self::RosterMismatch => "roster_mismatch",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! only if the conversation's epoch changed (the server refuses the old one),
 //! and every retry carries the same message id, so nothing arrives twice.
 
+use crate::alert::AlertKind;
 use crate::client::{Client, now_ms};
 use crate::error::{ClientError, Result};
 use crate::mls;
@@ -264,6 +265,17 @@ impl Client {
         Ok((Payload::Letter(letter).encode()?, seq))
     }
 
+    /// A1: the hub fans out to its own roster, which must be the MLS one
+    /// at the same epoch; any other count means it keeps another list.
+    fn roster_mismatch(&self, conv: &ConversationId, queued: u64, others: usize) -> Result<()> {
+        let detail = format!(
+            "the server queued a letter for {queued} devices, but the conversation has \
+             {others} other member devices (MLS roster): its member list differs from the \
+             conversation's. Letters are encrypted to the MLS members only"
+        );
+        self.raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
+    }
+
     /// Counts a letter the server accepted (see `Letter::prev`).
     fn note_accepted(&self, entry: &Outbound) -> Result<()> {
         if entry.seq > 0 {
@@ -314,7 +326,9 @@ impl Client {
     async fn deliver_entry(&mut self, message_id: MessageId, mut entry: Outbound) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
             let conv = entry.conversation;
-            let current = self.with_group(&conv, |group, _| Ok(group.epoch().as_u64()))?;
+            let (current, others) = self.with_group(&conv, |group, _| {
+                Ok((group.epoch().as_u64(), group.members().count() - 1))
+            })?;
             if current != entry.epoch {
                 self.transaction(|| self.seal(&conv, message_id, &entry.plaintext))?;
                 entry = self
@@ -331,7 +345,12 @@ impl Client {
                 .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
                 .await
             {
-                Ok(_) => return self.note_accepted(&entry),
+                Ok(accepted) => {
+                    if !accepted.duplicate && accepted.recipients != others as u64 {
+                        self.roster_mismatch(&conv, accepted.recipients, others)?;
+                    }
+                    return self.note_accepted(&entry);
+                }
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
                     self.pull(0).await?;
                 }
