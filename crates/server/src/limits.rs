@@ -19,6 +19,9 @@ pub struct Limits {
     pub sends_per_second: u32,
     /// Key-package claims per minute per device.
     pub claims_per_minute: u32,
+    /// Commits and new conversations per minute per device (C6: each costs
+    /// the hub a group load and a full MLS check).
+    pub commits_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
         Self {
             sends_per_second: 500,
             claims_per_minute: 120,
+            commits_per_minute: 120,
         }
     }
 }
@@ -92,6 +96,7 @@ impl Buckets {
 pub struct RateLimits {
     pub sends: Buckets,
     pub claims: Buckets,
+    pub commits: Buckets,
 }
 
 impl From<Limits> for RateLimits {
@@ -99,6 +104,7 @@ impl From<Limits> for RateLimits {
         Self {
             sends: Buckets::per_second(l.sends_per_second),
             claims: Buckets::per_minute(l.claims_per_minute),
+            commits: Buckets::per_minute(l.commits_per_minute),
         }
     }
 }
@@ -136,6 +142,20 @@ impl FromRequestParts<AppState> for ClaimPermit {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
         admit(&state.limits.claims, &device, "key-package claims")?;
+        Ok(Self(device))
+    }
+}
+
+/// An authenticated device within its commits-per-minute allowance.
+#[derive(Debug)]
+pub struct CommitPermit(pub DeviceAddress);
+
+impl FromRequestParts<AppState> for CommitPermit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
+        admit(&state.limits.commits, &device, "commits")?;
         Ok(Self(device))
     }
 }

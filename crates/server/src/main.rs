@@ -53,6 +53,10 @@ enum Command {
         /// Key-package claims per minute one device may make.
         #[arg(long, default_value_t = Limits::default().claims_per_minute)]
         max_claims_per_minute: u32,
+        /// Commits (membership changes) and new conversations per minute
+        /// one device may submit.
+        #[arg(long, default_value_t = Limits::default().commits_per_minute)]
+        max_commits_per_minute: u32,
         /// Least time between two key directory epochs (changes arriving
         /// meanwhile are batched into the next one).
         #[arg(long, default_value_t = valise_server::directory::DEFAULT_INTERVAL_MS)]
@@ -302,6 +306,7 @@ fn main() {
             log_file: _,
             max_sends_per_second,
             max_claims_per_minute,
+            max_commits_per_minute,
             directory_interval_ms,
         } => run(
             &data,
@@ -311,6 +316,7 @@ fn main() {
             Limits {
                 sends_per_second: max_sends_per_second,
                 claims_per_minute: max_claims_per_minute,
+                commits_per_minute: max_commits_per_minute,
             },
             std::time::Duration::from_millis(directory_interval_ms),
         ),

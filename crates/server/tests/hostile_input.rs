@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{Server, client, expect_problem, run, valised};
+use common::{Server, client, expect_problem, run_with, valised};
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,6 +13,10 @@ use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
 use valise_server::store::{Enrollment, SqliteStore, Store};
 
 fn start(data: &Path) -> Server {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, extra: &[&str]) -> Server {
     let status = valised()
         .args(["init", "--domain", "mfa.example", "--data"])
         .arg(data)
@@ -20,7 +24,7 @@ fn start(data: &Path) -> Server {
         .status()
         .unwrap();
     assert!(status.success());
-    run(data)
+    run_with(data, extra)
 }
 
 /// A device and a token for it, put straight into the server's database
@@ -444,4 +448,31 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
     }
     still_alive(&c, port).await;
     drop(server);
+}
+
+/// C6/G4: commits are counted per device before their body is parsed or
+/// any MLS check runs; past the allowance the answer is `rate_limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_rate_limited_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let _server = start_with(&data, &["--max-commits-per-minute", "3"]);
+    let token = token_for(&data);
+    let c = client(&data);
+    let port = _server.port;
+    let path = format!("/v1/conversations/{CONV}/commits");
+    for n in 0..5 {
+        let r = request(&c, port, Method::Post, &path, Some(&token))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(vec![0xff; 64])
+            .send()
+            .await
+            .unwrap();
+        let want = if n < 3 {
+            ErrorCode::BadRequest
+        } else {
+            ErrorCode::RateLimited
+        };
+        expect_problem(r, want, &format!("commit {n}")).await;
+    }
 }

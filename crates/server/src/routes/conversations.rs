@@ -1,9 +1,8 @@
 use super::blocking;
-use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::hub::{HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
 use crate::json::{Json, Path};
-use crate::limits::SendPermit;
+use crate::limits::{CommitPermit, SendPermit};
 use crate::state::AppState;
 use crate::store::{
     AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
@@ -55,7 +54,7 @@ fn check_leaves(store: &dyn Store, leaves: &[Leaf]) -> Result<Vec<DeviceAddress>
 /// only member, so nobody is put in a conversation without a commit.
 pub async fn create(
     State(state): State<AppState>,
-    AuthDevice(caller): AuthDevice,
+    CommitPermit(caller): CommitPermit,
     Json(req): Json<CreateConversation>,
 ) -> Result<Json<ConversationState>, ApiError> {
     check_size("group_info", req.group_info.as_slice().len())?;
@@ -105,7 +104,7 @@ pub async fn create(
 /// both win.
 pub async fn commit(
     State(state): State<AppState>,
-    AuthDevice(caller): AuthDevice,
+    CommitPermit(caller): CommitPermit,
     Path(id): Path<ConversationId>,
     Json(req): Json<SubmitCommit>,
 ) -> Result<Json<ConversationState>, ApiError> {

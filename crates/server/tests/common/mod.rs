@@ -37,6 +37,11 @@ impl Drop for Server {
 /// `valised run` on an initialised `data`, on a free loopback port; returns
 /// once it says it listens.
 pub fn run(data: &Path) -> Server {
+    run_with(data, &[])
+}
+
+/// As [`run`], with extra `valised run` flags.
+pub fn run_with(data: &Path, extra: &[&str]) -> Server {
     let mut child = valised()
         .args([
             "run",
@@ -47,6 +52,7 @@ pub fn run(data: &Path) -> Server {
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
