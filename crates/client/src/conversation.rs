@@ -18,7 +18,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use valise_proto::api::{
-    ClaimRequest, ClaimResponse, ConversationState, CreateConversation, DeviceList, SubmitCommit,
+    ClaimRequest, ClaimResponse, ConversationState, CreateConversation, DeviceList,
 };
 use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, ErrorCode, Payload, UserId};
 
@@ -55,7 +55,6 @@ impl std::fmt::Debug for ConversationView {
 }
 
 /// A commit and the Welcome for the devices it adds.
-type Commit = (MlsMessageOut, Option<MlsMessageOut>);
 
 impl Client {
     /// Creates a conversation with these people (all their devices) and
@@ -143,10 +142,7 @@ impl Client {
                     id: user.to_string(),
                 });
             }
-            let (commit, welcome, _) = group
-                .remove_members(p, signer, &leaves)
-                .map_err(ClientError::mls)?;
-            Ok((commit, welcome))
+            mls::stage_commit(group, p, signer, Vec::new(), leaves)
         })
         .await
     }
@@ -229,10 +225,7 @@ impl Client {
             return Ok(());
         }
         self.commit(conv, move |group, p, signer| {
-            let (commit, welcome, _) = group
-                .add_members(p, signer, &packages)
-                .map_err(ClientError::mls)?;
-            Ok((commit, Some(welcome)))
+            mls::stage_commit(group, p, signer, packages.clone(), Vec::new())
         })
         .await
     }
@@ -241,7 +234,7 @@ impl Client {
     /// merges it once accepted; on a lost race, catches up and rebuilds.
     async fn commit<F>(&mut self, conv: &ConversationId, mut build: F) -> Result<()>
     where
-        F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<Commit>,
+        F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<mls::StagedCommit>,
     {
         // Settle any commit left unconfirmed by an earlier crash first.
         self.pull(0).await?;
@@ -249,15 +242,7 @@ impl Client {
             let submit = self.transaction(|| {
                 let submit = self.with_group(conv, |group, p| {
                     let epoch = group.epoch().as_u64();
-                    let (commit, welcome) = build(group, p, &self.signer)?;
-                    Ok(SubmitCommit {
-                        epoch,
-                        commit: mls::serialize(&commit)?.into(),
-                        welcome: welcome
-                            .map(|w| mls::serialize(&w))
-                            .transpose()?
-                            .map(Into::into),
-                    })
+                    Ok(build(group, p, &self.signer)?.submit(epoch))
                 })?;
                 self.mark_pending(conv, true)?;
                 Ok(submit)

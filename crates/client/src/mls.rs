@@ -6,6 +6,7 @@ use crate::provider::Provider;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
+use valise_proto::api::SubmitCommit;
 use valise_proto::{ConversationId, DeviceAddress};
 
 /// Post-quantum hybrid (X-Wing: X25519 + ML-KEM-768) by default, because
@@ -92,6 +93,97 @@ pub fn roster_keys(group: &MlsGroup) -> Result<Vec<(DeviceAddress, Vec<u8>)>> {
         .members()
         .map(|m| Ok((device_of(&m.credential)?, m.signature_key)))
         .collect()
+}
+
+/// A staged commit's messages, serialised for the hub.
+pub struct StagedCommit {
+    pub commit: Vec<u8>,
+    /// For the devices the commit adds.
+    pub welcome: Option<Vec<u8>>,
+    /// The new epoch's signed GroupInfo with its external public key.
+    pub group_info: Vec<u8>,
+}
+
+impl StagedCommit {
+    /// The hub's request for a commit made at `epoch`.
+    pub fn submit(self, epoch: u64) -> SubmitCommit {
+        SubmitCommit {
+            epoch,
+            commit: self.commit.into(),
+            welcome: self.welcome.map(Into::into),
+            group_info: Some(self.group_info.into()),
+        }
+    }
+
+    fn from_bundle(bundle: CommitMessageBundle) -> Result<Self> {
+        let (commit, welcome, group_info) = bundle.into_messages();
+        Ok(Self {
+            commit: serialize(&commit)?,
+            welcome: welcome.map(|w| serialize(&w)).transpose()?,
+            group_info: serialize(
+                &group_info.ok_or_else(|| ClientError::Mls("commit without group info".into()))?,
+            )?,
+        })
+    }
+}
+
+/// Stages a commit that adds and removes these devices (pending until the
+/// hub accepts it).
+pub fn stage_commit(
+    group: &mut MlsGroup,
+    p: &Provider<'_>,
+    signer: &SignatureKeyPair,
+    adds: Vec<KeyPackage>,
+    removes: Vec<LeafNodeIndex>,
+) -> Result<StagedCommit> {
+    let bundle = group
+        .commit_builder()
+        .propose_adds(adds)
+        .propose_removals(removes)
+        .load_psks(p.storage())
+        .map_err(ClientError::mls)?
+        .create_group_info(true)
+        .build(p.rand(), p.crypto(), signer, |_| true)
+        .map_err(ClientError::mls)?
+        .stage_commit(p)
+        .map_err(ClientError::mls)?;
+    StagedCommit::from_bundle(bundle)
+}
+
+/// Rejoins a group from the hub's GroupInfo and tree by external commit,
+/// replacing this device's old leaf (resync). The new group is merged at
+/// once (openmls); the hub may still refuse the commit.
+pub fn rejoin(
+    p: &Provider<'_>,
+    signer: &SignatureKeyPair,
+    me: &DeviceAddress,
+    group_info: &[u8],
+    tree: &[u8],
+) -> Result<(MlsGroup, StagedCommit)> {
+    let MlsMessageBodyIn::GroupInfo(info) = parse_message(group_info)?.extract() else {
+        return Err(ClientError::Protocol(
+            "group info is not a GroupInfo".into(),
+        ));
+    };
+    if info.ciphersuite() != CIPHERSUITE {
+        return Err(ClientError::Mls(format!(
+            "refusing to rejoin with ciphersuite {:?}",
+            info.ciphersuite()
+        )));
+    }
+    let (group, bundle) = MlsGroup::external_commit_builder()
+        .with_ratchet_tree(parse_tree(tree)?)
+        .with_config(join_config())
+        .build_group(p, info, credential(me, signer))
+        .map_err(ClientError::mls)?
+        .load_psks(p.storage())
+        .map_err(ClientError::mls)?
+        .create_group_info(true)
+        .build(p.rand(), p.crypto(), signer, |_| true)
+        .map_err(ClientError::mls)?
+        .finalize(p)
+        .map_err(ClientError::mls)?;
+    Ok((group, StagedCommit::from_bundle(bundle)?))
 }
 
 pub fn load_group(p: &Provider<'_>, conv: &ConversationId) -> Result<Option<MlsGroup>> {

@@ -211,6 +211,23 @@ pub struct SubmitCommit {
     pub commit: Bytes,
     #[serde(default)]
     pub welcome: Option<Bytes>,
+    /// `MlsMessage` carrying the committer's signed GroupInfo of the epoch
+    /// the commit starts, with its external public key: what a member that
+    /// lost track of the group rejoins from (required by the hub).
+    #[serde(default)]
+    pub group_info: Option<Bytes>,
+}
+
+/// The hub's latest GroupInfo of a conversation and its ratchet tree: what
+/// a member rejoins from by external commit (resync).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupInfoState {
+    pub epoch: u64,
+    /// `MlsMessage` (GroupInfo) bytes, signed by the member who made the epoch.
+    pub group_info: Bytes,
+    /// The epoch's ratchet tree (TLS bytes).
+    pub ratchet_tree: Bytes,
 }
 
 /// An application message, idempotent on `client_msg_id`.

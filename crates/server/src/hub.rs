@@ -104,6 +104,16 @@ impl std::fmt::Debug for HubGroup {
     }
 }
 
+/// Who made an accepted commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committer {
+    /// A member, from its leaf.
+    Member,
+    /// A device by external commit, replacing its own leaf (resync after it
+    /// lost track of the group): the roster must stay the same.
+    Rejoined,
+}
+
 /// One member leaf: who and with which signature key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leaf {
@@ -194,14 +204,15 @@ impl HubGroup {
             .map_err(|e| refuse(format!("tree does not serialise: {e}")))
     }
 
-    /// Processes and merges a commit that `caller` made as a member.
+    /// Processes and merges a commit that `caller` made as a member, or by
+    /// external commit to rejoin.
     pub fn apply_commit(
         &mut self,
         crypto: &CryptoProvider,
         commit: &[u8],
         caller: &DeviceAddress,
         caller_key: &[u8],
-    ) -> Result<(), MlsRefusal> {
+    ) -> Result<Committer, MlsRefusal> {
         let msg = MlsMessageIn::tls_deserialize_exact(commit)
             .map_err(|e| refuse(format!("commit does not parse: {e}")))?;
         let MlsMessageBodyIn::PublicMessage(pm) = msg.extract() else {
@@ -211,23 +222,64 @@ impl HubGroup {
             .group
             .process_message(crypto, pm)
             .map_err(|e| refuse(format!("commit is invalid: {e}")))?;
-        let Sender::Member(index) = *processed.sender() else {
-            return Err(refuse("only members' commits are accepted"));
+        let committer = match *processed.sender() {
+            Sender::Member(index) => {
+                let leaf = self
+                    .group
+                    .leaf(index)
+                    .ok_or_else(|| refuse("sender leaf is empty"))?;
+                check_credential(leaf.credential(), caller)?;
+                if leaf.signature_key().as_slice() != caller_key {
+                    return Err(refuse("sender leaf key is not the caller's"));
+                }
+                Committer::Member
+            }
+            // Its new leaf's key is checked with every leaf after the merge.
+            Sender::NewMemberCommit => {
+                check_credential(processed.credential(), caller)?;
+                Committer::Rejoined
+            }
+            _ => return Err(refuse("only members' commits are accepted")),
         };
-        let leaf = self
-            .group
-            .leaf(index)
-            .ok_or_else(|| refuse("sender leaf is empty"))?;
-        check_credential(leaf.credential(), caller)?;
-        if leaf.signature_key().as_slice() != caller_key {
-            return Err(refuse("sender leaf key is not the caller's"));
-        }
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(refuse("message is not a commit"));
         };
         self.group
             .merge_commit(&self.storage, *staged)
-            .map_err(|e| refuse(format!("commit does not merge: {e}")))
+            .map_err(|e| refuse(format!("commit does not merge: {e}")))?;
+        Ok(committer)
+    }
+
+    /// Checks a GroupInfo of the current epoch: signed by a member leaf, of
+    /// exactly this group state, with the external public key that lets a
+    /// member rejoin from it.
+    pub fn check_group_info(
+        &self,
+        crypto: &CryptoProvider,
+        group_info: &[u8],
+    ) -> Result<(), MlsRefusal> {
+        let msg = MlsMessageIn::tls_deserialize_exact(group_info)
+            .map_err(|e| refuse(format!("group_info does not parse: {e}")))?;
+        let MlsMessageBodyIn::GroupInfo(vgi) = msg.extract() else {
+            return Err(refuse("group_info is not a GroupInfo message"));
+        };
+        if vgi.group_context() != self.group.group_context() {
+            return Err(refuse("group info is not of the epoch the commit starts"));
+        }
+        if vgi.extensions().external_pub().is_none() {
+            return Err(refuse("group info lacks the external public key"));
+        }
+        let tree = RatchetTreeIn::tls_deserialize_exact(self.ratchet_tree()?)
+            .map_err(|e| refuse(format!("tree does not parse: {e}")))?;
+        PublicGroup::from_external(
+            crypto,
+            &MemoryStorage::default(),
+            tree,
+            vgi,
+            ProposalStore::new(),
+        )
+        .map_err(|e| refuse(format!("group info is not signed by a member: {e}")))?;
+        Ok(())
     }
 }
 

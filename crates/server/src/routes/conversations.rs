@@ -1,6 +1,7 @@
 use super::blocking;
+use crate::auth::AuthDevice;
 use crate::error::ApiError;
-use crate::hub::{HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
+use crate::hub::{Committer, HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
 use crate::json::{Json, Path};
 use crate::limits::{CommitPermit, SendPermit};
 use crate::state::AppState;
@@ -8,8 +9,10 @@ use crate::store::{
     AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
 };
 use axum::extract::State;
+use std::collections::BTreeSet;
 use valise_proto::api::{
-    ConversationState, CreateConversation, MessageAccepted, SendMessage, SubmitCommit,
+    ConversationState, CreateConversation, GroupInfoState, MessageAccepted, SendMessage,
+    SubmitCommit,
 };
 use valise_proto::limits::MAX_MLS_MESSAGE_BYTES;
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode};
@@ -80,6 +83,7 @@ pub async fn create(
                 ciphersuite: group.ciphersuite(),
                 state: group.state()?,
                 roster: roster.clone(),
+                group_info: req.group_info.into_vec(),
             },
             created_by: caller.clone(),
             now_ms: crate::now_ms(),
@@ -112,6 +116,10 @@ pub async fn commit(
     if let Some(w) = &req.welcome {
         check_size("welcome", w.as_slice().len())?;
     }
+    let group_info = req
+        .group_info
+        .ok_or_else(|| MlsRefusal("a commit must carry the new epoch's group info".into()))?;
+    check_size("group_info", group_info.as_slice().len())?;
     let wakeups = state.wakeups.clone();
     let (answer, touched) = blocking(move || {
         let store = state.store.as_ref();
@@ -139,8 +147,19 @@ pub async fn commit(
             .ok_or_else(ApiError::unauthorized)?;
         let mut group = HubGroup::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
-        group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
+        let committer =
+            group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
+        group.check_group_info(&state.crypto, group_info.as_slice())?;
         let roster = check_leaves(store, &group.leaves()?)?;
+        let same = |a: &[DeviceAddress], b: &[DeviceAddress]| {
+            a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+        };
+        if committer == Committer::Rejoined && !same(&roster, &conv.roster) {
+            return Err(MlsRefusal(
+                "an external commit may only bring back a device of the conversation".into(),
+            )
+            .into());
+        }
         let joiners: Vec<DeviceAddress> = roster
             .iter()
             .filter(|d| !conv.roster.contains(d))
@@ -172,6 +191,7 @@ pub async fn commit(
             new_epoch,
             new_state: group.state()?,
             new_roster: roster.clone(),
+            new_group_info: group_info.into_vec(),
             sender: caller.clone(),
             commit: req.commit.into_vec(),
             welcome,
@@ -194,6 +214,36 @@ pub async fn commit(
     })
     .await?;
     wakeups.poke(touched.iter());
+    Ok(Json(answer))
+}
+
+/// # GET /v1/conversations/{id}/group-info
+///
+/// The latest GroupInfo and tree, for a member device to rejoin from by
+/// external commit after it lost track of the group (a fork, or a commit
+/// it could not process). Members only.
+pub async fn group_info(
+    State(state): State<AppState>,
+    AuthDevice(caller): AuthDevice,
+    Path(id): Path<ConversationId>,
+) -> Result<Json<GroupInfoState>, ApiError> {
+    let answer = blocking(move || {
+        let conv = state
+            .store
+            .load_conversation(&id)?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such conversation"))?;
+        if !conv.roster.contains(&caller) {
+            return Err(crate::store::StoreError::NotMember.into());
+        }
+        let group = HubGroup::load(&id, &conv.state)
+            .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
+        Ok(GroupInfoState {
+            epoch: conv.epoch,
+            group_info: conv.group_info.into(),
+            ratchet_tree: group.ratchet_tree()?.into(),
+        })
+    })
+    .await?;
     Ok(Json(answer))
 }
 

@@ -41,6 +41,10 @@ pub fn router(state: AppState) -> Router {
             post(conversations::commit),
         )
         .route("/v1/conversations/{id}/messages", post(conversations::send))
+        .route(
+            "/v1/conversations/{id}/group-info",
+            get(conversations::group_info),
+        )
         .route("/v1/inbox", get(inbox::read))
         .route("/v1/inbox/ack", post(inbox::ack))
         .route("/v1/directory/root", get(directory::root))

@@ -88,6 +88,8 @@ pub struct ConversationRecord {
     /// The serialised public group state ([`crate::hub`]).
     pub state: Vec<u8>,
     pub roster: Vec<DeviceAddress>,
+    /// The latest signed GroupInfo (`MlsMessage` bytes; empty: none yet).
+    pub group_info: Vec<u8>,
 }
 
 /// A new conversation at epoch 0.
@@ -116,6 +118,8 @@ pub struct AppliedCommit {
     pub new_epoch: u64,
     pub new_state: Vec<u8>,
     pub new_roster: Vec<DeviceAddress>,
+    /// The committer's signed GroupInfo of the new epoch.
+    pub new_group_info: Vec<u8>,
     pub sender: DeviceAddress,
     pub commit: Vec<u8>,
     pub welcome: Option<WelcomeDelivery>,

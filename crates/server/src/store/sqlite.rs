@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_directory_pending.sql"),
+    include_str!("migrations/0003_group_info.sql"),
 ];
 
 #[cfg(feature = "adversary")]
@@ -530,7 +531,7 @@ impl Store for SqliteStore {
             let r = &c.record;
             tx.execute(
                 "INSERT INTO conversations (id, epoch, ciphersuite, state, created_by_user, \
-                 created_by_device, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 created_by_device, created_at_ms, group_info) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     r.id.as_bytes(),
                     to_i64(r.epoch)?,
@@ -538,7 +539,8 @@ impl Store for SqliteStore {
                     r.state,
                     c.created_by.user.as_str(),
                     c.created_by.device.to_string(),
-                    c.now_ms
+                    c.now_ms,
+                    r.group_info
                 ],
             )
             .map_err(|e| {
@@ -558,13 +560,15 @@ impl Store for SqliteStore {
         id: &ConversationId,
     ) -> Result<Option<ConversationRecord>, StoreError> {
         let conn = self.reader();
-        let row: Option<(i64, u16, Vec<u8>)> = conn
-            .prepare_cached("SELECT epoch, ciphersuite, state FROM conversations WHERE id = ?1")?
+        let row: Option<(i64, u16, Vec<u8>, Vec<u8>)> = conn
+            .prepare_cached(
+                "SELECT epoch, ciphersuite, state, group_info FROM conversations WHERE id = ?1",
+            )?
             .query_row(params![id.as_bytes()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let Some((epoch, ciphersuite, state)) = row else {
+        let Some((epoch, ciphersuite, state, group_info)) = row else {
             return Ok(None);
         };
         Ok(Some(ConversationRecord {
@@ -573,6 +577,7 @@ impl Store for SqliteStore {
             ciphersuite,
             state,
             roster: roster_of(&conn, id)?,
+            group_info,
         }))
     }
 
@@ -586,12 +591,15 @@ impl Store for SqliteStore {
             if !old_roster.contains(&c.sender) {
                 return Err(StoreError::NotMember);
             }
-            tx.prepare_cached("UPDATE conversations SET epoch = ?1, state = ?2 WHERE id = ?3")?
-                .execute(params![
-                    to_i64(c.new_epoch)?,
-                    c.new_state,
-                    c.conversation.as_bytes()
-                ])?;
+            tx.prepare_cached(
+                "UPDATE conversations SET epoch = ?1, state = ?2, group_info = ?3 WHERE id = ?4",
+            )?
+            .execute(params![
+                to_i64(c.new_epoch)?,
+                c.new_state,
+                c.new_group_info,
+                c.conversation.as_bytes()
+            ])?;
             tx.prepare_cached("DELETE FROM members WHERE conversation = ?1")?
                 .execute(params![c.conversation.as_bytes()])?;
             insert_roster(tx, &c.conversation, &c.new_roster)?;

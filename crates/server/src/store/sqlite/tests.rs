@@ -42,6 +42,7 @@ fn conversation(store: &SqliteStore, id: u8, roster: Vec<DeviceAddress>) -> Conv
                 ciphersuite: 0x4d,
                 state: vec![0],
                 roster: roster.clone(),
+                group_info: vec![9],
             },
             created_by: roster[0].clone(),
             now_ms: 1,
@@ -172,6 +173,7 @@ fn commits_compare_and_set_the_epoch() {
         new_epoch: expected + 1,
         new_state: vec![expected as u8 + 1],
         new_roster: vec![a.clone(), b.clone()],
+        new_group_info: vec![expected as u8 + 1],
         sender: sender.clone(),
         commit: vec![0xc0],
         welcome: Some(WelcomeDelivery {
