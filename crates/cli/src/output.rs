@@ -210,9 +210,9 @@ impl Output {
                     } else {
                         &c.name
                     };
-                    let state = match (c.active, c.forked) {
+                    let state = match (c.active, c.diverged) {
                         (false, _) => " [left]",
-                        (true, true) => " [FORKED: see `valise alerts`]",
+                        (true, true) => " [out of step: see `valise alerts`]",
                         (true, false) => "",
                     };
                     format!("{}  {name}  epoch {}{state}\n{members}", c.id, c.epoch)

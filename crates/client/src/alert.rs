@@ -35,6 +35,8 @@ pub enum AlertKind {
     /// The server fanned a letter out to more or fewer devices than the
     /// conversation's MLS roster holds (a ghost member, or members cut off).
     RosterMismatch,
+    /// This device had lost track of a conversation and rejoined it.
+    Rejoined,
 }
 
 impl AlertKind {
@@ -48,6 +50,7 @@ impl AlertKind {
             Self::LettersWithheld => "letters_withheld",
             Self::Fork => "fork",
             Self::RosterMismatch => "roster_mismatch",
+            Self::Rejoined => "rejoined",
         }
     }
 }

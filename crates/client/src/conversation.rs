@@ -39,9 +39,9 @@ pub struct ConversationView {
     pub authenticator: String,
     /// Members and their devices, from the MLS roster.
     pub members: BTreeMap<UserId, Vec<String>>,
-    /// Two commits arrived for one epoch: some members may follow another
-    /// history until a member re-adds them.
-    pub forked: bool,
+    /// This device may not follow the hub's group state (a fork, or a
+    /// commit it could not process) until its next sync rejoins.
+    pub diverged: bool,
 }
 
 impl std::fmt::Debug for ConversationView {
@@ -348,7 +348,7 @@ impl Client {
     pub fn conversations(&self) -> Result<Vec<ConversationView>> {
         let rows = {
             let mut stmt = self.home.conn.prepare(
-                "SELECT id, name, active, forked FROM conversations ORDER BY created_at_ms",
+                "SELECT id, name, active, diverged FROM conversations ORDER BY created_at_ms",
             )?;
             stmt.query_map([], |r| {
                 Ok((
@@ -361,7 +361,7 @@ impl Client {
             .collect::<Result<Vec<_>, _>>()?
         };
         let mut out = Vec::new();
-        for (id, name, active, forked) in rows {
+        for (id, name, active, diverged) in rows {
             let id = ConversationId::parse(&id)?;
             out.push(self.with_group(&id, |group, _| {
                 let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
@@ -379,7 +379,7 @@ impl Client {
                     active: active && group.is_active(),
                     authenticator: hex::encode(group.epoch_authenticator().as_slice()),
                     members,
-                    forked,
+                    diverged,
                 })
             })?);
         }

@@ -22,6 +22,7 @@ mod home;
 mod mailbox;
 pub mod mls;
 mod provider;
+mod resync;
 mod send;
 mod sync;
 mod transparency;

@@ -21,6 +21,7 @@ use openmls::prelude::*;
 use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use valise_proto::api::{
     Ack, Acked, DeviceList, EntryKind, InboxEntry, InboxPage, KeyPackageStock, KeyPackageUpload,
@@ -56,6 +57,8 @@ pub struct SyncReport {
     pub devices_added: usize,
     /// Letters from an earlier run delivered now.
     pub delivered: usize,
+    /// Conversations this device had lost track of and rejoined.
+    pub rejoined: usize,
 }
 
 /// How far a sync has read the inbox.
@@ -127,6 +130,7 @@ impl Client {
         progress: &mut dyn FnMut(SyncProgress),
     ) -> Result<SyncReport> {
         let mut report = self.pull_with(wait_ms, progress).await?;
+        report.rejoined = self.resync_diverged().await?;
         report.delivered = self.deliver_outbox().await?;
         if self
             .last_housekeeping
@@ -250,17 +254,14 @@ impl Client {
                          this device: it follows {}, the other (from {}, as the server says) \
                          is {}. The server accepted both, so members who followed the other \
                          no longer share this conversation's keys (a fork): letters between \
-                         the two sides will not arrive. To recover, a member on the side the \
-                         server follows removes and re-adds the others",
+                         the two sides will not arrive. A device on the side the server does \
+                         not follow rejoins on its next sync",
                         fork.epoch,
                         short_hash(&fork.followed),
                         entry.sender,
                         short_hash(&fork.other),
                     );
-                    self.home.conn.execute(
-                        "UPDATE conversations SET forked = 1 WHERE id = ?1",
-                        [entry.conversation.to_string()],
-                    )?;
+                    self.set_diverged(&entry.conversation, true)?;
                     self.raise(
                         AlertKind::Fork,
                         Some(&entry.conversation),
@@ -286,6 +287,11 @@ impl Client {
                 }
                 Err(e) => {
                     report.rejected += 1;
+                    // The hub took a commit this device cannot follow: it is
+                    // out of step until it rejoins.
+                    if entry.kind == EntryKind::Commit && matches!(e, ClientError::Mls(_)) {
+                        self.set_diverged(&entry.conversation, true)?;
+                    }
                     let detail = format!(
                         "{:?} from {} (inbox seq {}) refused: {e}",
                         entry.kind, entry.sender, entry.seq
@@ -308,7 +314,7 @@ impl Client {
     }
 
     /// The users among these devices whose keys no lookup has proven.
-    fn unproven(&self, members: &[(DeviceAddress, Vec<u8>)]) -> Result<Vec<UserId>> {
+    pub(crate) fn unproven(&self, members: &[(DeviceAddress, Vec<u8>)]) -> Result<Vec<UserId>> {
         let mut users = Vec::new();
         for (device, key) in members {
             if !self.is_proven(device, key)? && !users.contains(&device.user) {
@@ -363,10 +369,10 @@ impl Client {
         let p = self.provider();
         self.forget_group(conv);
         if let Some(mut old) = mls::load_group(&p, conv)? {
-            if old.is_active() && !self.is_forked(conv)? {
+            if old.is_active() {
                 return Err(ClientError::Protocol(format!("already a member of {conv}")));
             }
-            // Re-added after a removal or a fork: the old state has no further use.
+            // Re-added after a removal: the old state has no further use.
             old.delete(p.storage()).map_err(ClientError::mls)?;
         }
         let group = StagedWelcome::new_from_welcome(
@@ -395,7 +401,7 @@ impl Client {
         }
         self.home.conn.execute(
             "INSERT INTO conversations (id, name, created_at_ms, joined_epoch) VALUES (?1, '', ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET active = 1, forked = 0, joined_epoch = excluded.joined_epoch",
+             ON CONFLICT (id) DO UPDATE SET active = 1, diverged = 0, joined_epoch = excluded.joined_epoch",
             params![
                 conv.to_string(),
                 crate::client::now_ms(),
@@ -435,19 +441,36 @@ impl Client {
                 .process_message(p, message)
                 .map_err(ClientError::mls)?;
             let sender = mls::device_of(processed.credential())?;
-            // The leaf's current key; a past epoch's sender must still hold that leaf.
-            let sender_key = match processed.sender() {
-                Sender::Member(leaf) => group
-                    .member_at(*leaf)
-                    .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender))
-                    .map(|m| m.signature_key),
-                _ => None,
-            }
-            .ok_or_else(|| ClientError::Protocol("sender is not a member".into()))?;
-            // I2: nothing is shown, or merged, from a key the directory does not hold.
-            let unproven = self.unproven(&[(sender.clone(), sender_key)])?;
-            if !unproven.is_empty() {
-                return Ok(Opened::NeedsProof(unproven));
+            // An external commit may only bring back a device of the
+            // conversation (resync), leaving the members as they were.
+            let rejoin_of: Option<BTreeSet<DeviceAddress>> =
+                matches!(processed.sender(), Sender::NewMemberCommit)
+                    .then(|| mls::roster(group))
+                    .transpose()?
+                    .map(|r| r.into_iter().map(|(_, d)| d).collect());
+            match processed.sender() {
+                // The leaf's current key; a past epoch's sender must still hold that leaf.
+                Sender::Member(leaf) => {
+                    let key = group
+                        .member_at(*leaf)
+                        .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender))
+                        .map(|m| m.signature_key)
+                        .ok_or_else(|| ClientError::Protocol("sender is not a member".into()))?;
+                    // I2: nothing is shown, or merged, from a key the directory does not hold.
+                    let unproven = self.unproven(&[(sender.clone(), key)])?;
+                    if !unproven.is_empty() {
+                        return Ok(Opened::NeedsProof(unproven));
+                    }
+                }
+                // A device of the conversation rejoining by external commit
+                // (resync); its new key is proven with the roster after the merge.
+                Sender::NewMemberCommit
+                    if rejoin_of.as_ref().is_some_and(|r| r.contains(&sender)) => {}
+                _ => {
+                    return Err(ClientError::Protocol(format!(
+                        "{sender} is not a member of the conversation"
+                    )));
+                }
             }
             match processed.into_content() {
                 ProcessedMessageContent::ApplicationMessage(app) => {
@@ -458,6 +481,13 @@ impl Client {
                         .merge_staged_commit(p, *staged)
                         .map_err(ClientError::mls)?;
                     self.log_commit(conv, epoch, raw)?;
+                    let after: BTreeSet<DeviceAddress> =
+                        mls::roster(group)?.into_iter().map(|(_, d)| d).collect();
+                    if rejoin_of.is_some_and(|before| before != after) {
+                        return Err(ClientError::Protocol(format!(
+                            "external commit by {sender} changed the members (A15)"
+                        )));
+                    }
                     // I5: no member whose key the directory does not hold.
                     let unproven = self.unproven(&mls::roster_keys(group)?)?;
                     if !unproven.is_empty() {
@@ -498,18 +528,8 @@ impl Client {
         }
     }
 
-    fn is_forked(&self, conv: &ConversationId) -> Result<bool> {
-        Ok(self
-            .home
-            .conn
-            .prepare_cached("SELECT forked FROM conversations WHERE id = ?1")?
-            .query_row([conv.to_string()], |r| r.get(0))
-            .optional()?
-            .unwrap_or(false))
-    }
-
     /// Remembers the commit with which this device left `epoch`.
-    fn log_commit(&self, conv: &ConversationId, epoch: u64, raw: &[u8]) -> Result<()> {
+    pub(crate) fn log_commit(&self, conv: &ConversationId, epoch: u64, raw: &[u8]) -> Result<()> {
         self.home
             .conn
             .prepare_cached(

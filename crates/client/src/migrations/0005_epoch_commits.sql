@@ -17,9 +17,11 @@ ALTER TABLE letter_counters ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;
 -- never meant for it.
 ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;
 
--- Set when two commits arrived for one epoch: the conversation then accepts
--- a Welcome that re-adds this device (the way back from a fork).
-ALTER TABLE conversations ADD COLUMN forked INTEGER NOT NULL DEFAULT 0;
+-- Set when this device may no longer follow the hub's group state (two
+-- commits for one epoch, or a commit it could not process): the next sync
+-- compares with the hub's GroupInfo and rejoins by external commit if they
+-- differ.
+ALTER TABLE conversations ADD COLUMN diverged INTEGER NOT NULL DEFAULT 0;
 
 -- The number a sealed letter got in its epoch (0: not a letter), counted
 -- once the server accepts it.
