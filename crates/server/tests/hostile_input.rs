@@ -412,6 +412,19 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
     .await
     .unwrap();
     expect_problem(r, ErrorCode::NotFound, "claim for unknown user").await;
+    for (path, code) in [
+        ("/v1/conversations/zz/group-info", ErrorCode::BadRequest),
+        (
+            "/v1/conversations/00112233445566778899aabbccddeeff/group-info",
+            ErrorCode::NotFound,
+        ),
+    ] {
+        let r = request(&c, port, Method::Get, path, t)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, code, path).await;
+    }
 
     // Unknown routes and methods.
     let r = request(&c, port, Method::Get, "/v2/nothing", None)

@@ -116,10 +116,9 @@ pub async fn commit(
     if let Some(w) = &req.welcome {
         check_size("welcome", w.as_slice().len())?;
     }
-    let group_info = req
-        .group_info
-        .ok_or_else(|| MlsRefusal("a commit must carry the new epoch's group info".into()))?;
-    check_size("group_info", group_info.as_slice().len())?;
+    if let Some(g) = &req.group_info {
+        check_size("group_info", g.as_slice().len())?;
+    }
     let wakeups = state.wakeups.clone();
     let (answer, touched) = blocking(move || {
         let store = state.store.as_ref();
@@ -145,6 +144,9 @@ pub async fn commit(
         let caller_key = store
             .device_key(&caller)?
             .ok_or_else(ApiError::unauthorized)?;
+        let group_info = req
+            .group_info
+            .ok_or_else(|| MlsRefusal("a commit must carry the new epoch's group info".into()))?;
         let mut group = HubGroup::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
         let committer =
