@@ -1,8 +1,8 @@
-//! What each fuzz target checks, shared by the targets (`fuzz_targets/`) and
-//! by valise-proto's seed replay test (`crates/proto/tests/fuzz_seeds.rs`,
-//! which includes this file), so that the seeds under `fuzz/seeds/<target>/`
-//! run through exactly the same decoders and properties on every
-//! `cargo test`.
+//! What each fuzz target of valise-proto's decoders checks, shared by the
+//! targets (`fuzz_targets/`, through `lib.rs`) and by valise-proto's seed
+//! replay test (`crates/proto/tests/fuzz_seeds.rs`, which includes this
+//! file), so that the seeds under `fuzz/seeds/<target>/` run through
+//! exactly the same decoders and properties on every `cargo test`.
 //!
 //! Each check feeds outside bytes to every decoder of its kind, asserts
 //! the round-trip properties of what decodes, and returns how many decoders
@@ -31,6 +31,11 @@ pub const TARGETS: &[&str] = &[
     "inbox_page",
     "ids",
 ];
+
+/// Targets whose checks need valise-directory (`directory.rs`): valise-proto
+/// cannot depend on it, so `crates/directory/tests/fuzz_seeds.rs` replays
+/// their seeds instead.
+pub const REPLAYED_BY_DIRECTORY: &[&str] = &["directory_proofs"];
 
 /// Runs the check of target `name`; `None` for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> Option<usize> {

@@ -51,7 +51,8 @@ pub async fn audit_directory(
         state.ledger.accept(&newest)?;
     }
     while at < newest.epoch() {
-        let to = (at + SPAN).min(newest.epoch());
+        // Saturating: both epochs are the server's, and may be near u64::MAX.
+        let to = at.saturating_add(SPAN).min(newest.epoch());
         let path = format!("/v1/directory/audit?from={at}&to={to}");
         let audit: DirectoryAudit = api.call::<(), _>(Method::GET, &path, None, false).await?;
         let root = verify_root(&SignedRoot::from_bytes(audit.to.as_slice())?, &key)?;

@@ -46,7 +46,37 @@ pub(crate) fn encode_lookup(p: &akd::LookupProof) -> Result<Vec<u8>, DirectoryEr
 pub(crate) fn decode_lookup(bytes: &[u8]) -> Result<akd::LookupProof, DirectoryError> {
     check_len(bytes, MAX_PROOF_BYTES)?;
     let msg = pb::LookupProof::parse_from_bytes(bytes).map_err(bad)?;
-    akd::LookupProof::try_from(&msg).map_err(bad)
+    let proof = akd::LookupProof::try_from(&msg).map_err(bad)?;
+    canonical(bytes, encode_lookup(&proof))?;
+    rooted(&proof.existence_proof)?;
+    rooted(&proof.marker_proof)?;
+    rooted(&proof.freshness_proof.longest_prefix_membership_proof)?;
+    Ok(proof)
+}
+
+/// One proof has one encoding: what decodes must encode to the same bytes.
+/// akd's decoding forgives some (a direction's high bits, siblings after the
+/// first, unknown fields), so a changed proof could still verify as the
+/// same proof (found by the property tests of `tests/fuzz_seeds.rs`).
+fn canonical(bytes: &[u8], again: Result<Vec<u8>, DirectoryError>) -> Result<(), DirectoryError> {
+    match again {
+        Ok(again) if again == bytes => Ok(()),
+        _ => Err(bad("not the canonical encoding")),
+    }
+}
+
+/// A membership path starts at the root. akd's verifier never reads the
+/// label of that first step (it hashes up to it, then stops), so any label
+/// there verified: a changed proof was accepted as the same proof (found by
+/// the property tests of `tests/fuzz_seeds.rs`). Refusing anything but the
+/// root label leaves no unchecked bytes in the paths.
+fn rooted(p: &akd::MembershipProof) -> Result<(), DirectoryError> {
+    match p.sibling_proofs.first() {
+        Some(step) if step.label != akd::NodeLabel::root() => {
+            Err(bad("a membership path does not start at the root"))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn encode_history(p: &akd::HistoryProof) -> Result<Vec<u8>, DirectoryError> {
@@ -58,7 +88,21 @@ pub(crate) fn encode_history(p: &akd::HistoryProof) -> Result<Vec<u8>, Directory
 pub(crate) fn decode_history(bytes: &[u8]) -> Result<akd::HistoryProof, DirectoryError> {
     check_len(bytes, MAX_PROOF_BYTES)?;
     let msg = pb::HistoryProof::parse_from_bytes(bytes).map_err(bad)?;
-    akd::HistoryProof::try_from(&msg).map_err(bad)
+    let proof = akd::HistoryProof::try_from(&msg).map_err(bad)?;
+    canonical(bytes, encode_history(&proof))?;
+    for update in &proof.update_proofs {
+        rooted(&update.existence_proof)?;
+        update.previous_version_proof.iter().try_for_each(rooted)?;
+    }
+    proof
+        .existence_of_past_marker_proofs
+        .iter()
+        .try_for_each(rooted)?;
+    proof
+        .non_existence_of_future_marker_proofs
+        .iter()
+        .try_for_each(|p| rooted(&p.longest_prefix_membership_proof))?;
+    Ok(proof)
 }
 
 pub(crate) fn encode_audit(
@@ -104,6 +148,8 @@ pub(crate) fn decode_audit(
         .collect();
     let msg = pb::AppendOnlyProof::parse_from_bytes(body).map_err(bad)?;
     let proof = akd::AppendOnlyProof::try_from(&msg).map_err(bad)?;
+    let again = pb::AppendOnlyProof::from(&proof).write_to_bytes();
+    canonical(body, again.map_err(bad))?;
     Ok((hashes, proof))
 }
 

@@ -1,14 +1,16 @@
 //! The fuzz seeds (`fuzz/seeds/<target>/`) replayed on every `cargo test`,
-//! through the fuzz targets' own checks (`fuzz/src/lib.rs`, included here):
+//! through the fuzz targets' own checks (`fuzz/src/proto.rs`, included here):
 //! every decoder of outside bytes, no panic, the round-trip properties. A
 //! valid seed must still be accepted (a seed named `bad-*` is there for an
 //! error path and need not be). Generated corpora (`fuzz/corpus/<target>/`,
 //! not committed) are replayed too when present, for no panic only; crash
-//! inputs (`fuzz/artifacts/`) are not: each finding gets its own test.
+//! inputs (`fuzz/artifacts/`) are not: each finding gets its own test. The
+//! targets that need valise-directory are replayed by its own tests
+//! (`crates/directory/tests/fuzz_seeds.rs`).
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/proto.rs"]
 mod checks;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +58,8 @@ fn every_target_has_seeds_and_a_fuzz_target() {
     for dir in std::fs::read_dir(fuzz_dir().join("seeds")).unwrap() {
         let name = dir.unwrap().file_name().into_string().unwrap();
         assert!(
-            checks::TARGETS.contains(&name.as_str()),
+            checks::TARGETS.contains(&name.as_str())
+                || checks::REPLAYED_BY_DIRECTORY.contains(&name.as_str()),
             "fuzz/seeds/{name}/ names no target"
         );
     }

@@ -1,0 +1,207 @@
+//! What the `directory_proofs` target checks: the key directory's roots and
+//! proofs as a client reads them (`crates/client/src/transparency.rs`,
+//! `audit.rs`). Kept apart from `proto.rs` because it needs
+//! valise-directory, which valise-proto's tests cannot depend on; its seeds
+//! are replayed (and generated) by `crates/directory/tests/fuzz_seeds.rs`,
+//! which includes this file.
+//!
+//! An input is
+//!
+//! ```text
+//! root₁ (SignedRoot::to_bytes, 168) || root₂ (168) || proof bytes
+//! ```
+//! the root a client accepted before (its ledger), the root the server now
+//! shows, and the proof that came with it. The proof bytes go through every
+//! check a client makes on what the server sends: the ledger moving from
+//! root₁ to root₂ (with the bytes as the append-only proof), and a lookup
+//! and a history proof of [`USER`] against root₂.
+//!
+//! Each input runs twice: with the roots as sent, verified under the fixed
+//! directory key, and re-signed with that key — the server holds its key,
+//! so whatever epoch, hash and VRF key it signs, the proofs behind them must
+//! still be checked safely (and the fuzzer can change a root without
+//! forging a signature). A panic, an allocation beyond libFuzzer's limit or
+//! a refusal that is not evidence ([`DirectoryError::is_evidence`]) is a
+//! finding.
+#![forbid(unsafe_code)]
+
+use valise_directory::root::SIGNED_ROOT_LEN;
+use valise_directory::{
+    DeviceList, DirectoryError, RootLedger, RootSigner, SignedRoot, Step, VerifiedRoot,
+    verify_history, verify_lookup, verify_root,
+};
+use valise_proto::UserId;
+
+/// The directory targets, by name: `fuzz_targets/<name>.rs`,
+/// `fuzz/seeds/<name>/`.
+pub const TARGETS: &[&str] = &["directory_proofs"];
+
+/// Runs the check of target `name`; `None` for an unknown name.
+pub fn run(name: &str, data: &[u8]) -> Option<usize> {
+    Some(match name {
+        "directory_proofs" => directory_proofs(data),
+        _ => return None,
+    })
+}
+
+/// Seed of the directory signing key the target (and its seeds) use. A
+/// test key: the harness re-signs roots with it, as a hostile server would.
+pub const DIRECTORY_SEED: [u8; 32] = [7; 32];
+
+/// Seed of the VRF key of the directory the seeds were made from.
+pub const VRF_SEED: [u8; 32] = [9; 32];
+
+/// The user whose lookup and history proofs are checked.
+pub const USER: &str = "alice@mfa.example";
+
+/// A user never published: a proof accepted for [`USER`] must not be
+/// accepted for them.
+pub const STRANGER: &str = "mallory@mfa.example";
+
+/// Roots and proofs a client reads from its server: returns how many proofs
+/// (append-only, lookup, history) are accepted behind roots that verify as
+/// sent, which is what the client would accept. Re-signed roots are checked
+/// for safety only and not counted.
+pub fn directory_proofs(data: &[u8]) -> usize {
+    // The root parser sees every length, not only 168.
+    if let Err(e) = SignedRoot::from_bytes(data) {
+        evidence(&e);
+    }
+    let Some((r1, rest)) = data.split_first_chunk::<SIGNED_ROOT_LEN>() else {
+        return 0;
+    };
+    let Some((r2, proof)) = rest.split_first_chunk::<SIGNED_ROOT_LEN>() else {
+        return 0;
+    };
+    RUNTIME.with(|rt| rt.block_on(check(r1, r2, proof)))
+}
+
+thread_local! {
+    /// akd's tree code is async (and may spawn); the client runs it on
+    /// tokio, so does the target. One runtime per thread: building one per
+    /// input would cost more than most inputs.
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+}
+
+async fn check(r1: &[u8], r2: &[u8], proof: &[u8]) -> usize {
+    let signer = RootSigner::from_seed(&DIRECTORY_SEED);
+    let key = signer.public_key();
+    let (p1, p2) = match (SignedRoot::from_bytes(r1), SignedRoot::from_bytes(r2)) {
+        (Ok(p1), Ok(p2)) => (p1, p2),
+        (a, b) => {
+            // Both are 168 bytes: only the domain prefix can be wrong.
+            [a.err(), b.err()].iter().flatten().for_each(evidence);
+            return 0;
+        }
+    };
+    let as_sent = (verify_root(&p1, &key), verify_root(&p2, &key));
+    let accepted = match &as_sent {
+        (Ok(old), Ok(new)) => proofs(old, new, proof).await,
+        (a, b) => {
+            for e in [a.as_ref().err(), b.as_ref().err()].into_iter().flatten() {
+                assert!(matches!(e, DirectoryError::BadSignature), "{e:?}");
+            }
+            0
+        }
+    };
+    // Ed25519 signatures are deterministic: a root that verified as sent
+    // re-signs to itself, and need not be checked again.
+    let resign = |r: &SignedRoot| {
+        let again = signer.sign(
+            r.epoch(),
+            *r.root_hash(),
+            r.timestamp_ms(),
+            *r.vrf_public_key(),
+        );
+        verify_root(&again, &key).expect("a root signed with the key verifies under it")
+    };
+    if as_sent.0.is_err() || as_sent.1.is_err() {
+        proofs(&resign(&p1), &resign(&p2), proof).await;
+    }
+    accepted
+}
+
+/// What a client does with a root it is shown after `old` (the ledger's
+/// root) and the proof bytes that came with it; how many proofs it accepts.
+async fn proofs(old: &VerifiedRoot, new: &VerifiedRoot, proof: &[u8]) -> usize {
+    let mut accepted = 0;
+    let user = UserId::parse(USER).expect("USER is a user id");
+    let stranger = UserId::parse(STRANGER).expect("STRANGER is a user id");
+
+    // `Client::accept_root`: the ledger moves forward with an append-only
+    // proof, or refuses with evidence.
+    let mut ledger = RootLedger::new();
+    assert_eq!(ledger.accept(old).expect("a first root"), Step::First);
+    match ledger.check(new) {
+        Ok(Step::Forward { from_epoch }) => {
+            assert!(from_epoch == old.epoch() && new.epoch() > from_epoch);
+            match ledger.advance(new, Some(proof)).await {
+                Ok(step) => {
+                    assert_eq!(step, Step::Forward { from_epoch });
+                    assert_eq!(ledger.last(), Some(new.signed()));
+                    assert_eq!(old.signed().vrf_public_key(), new.signed().vrf_public_key());
+                    accepted += 1;
+                }
+                Err(e) => {
+                    evidence(&e);
+                    assert_eq!(ledger.last(), Some(old.signed()), "refused, yet moved");
+                }
+            }
+        }
+        Ok(step) => {
+            assert_eq!(step, Step::Same);
+            assert_eq!(ledger.accept(new).expect("the same root again"), Step::Same);
+        }
+        Err(e) => evidence(&e),
+    }
+
+    // `Client::prove_user`.
+    match verify_lookup(new, &user, proof) {
+        Ok(found) => {
+            assert!(
+                found.epoch <= new.epoch() && found.version >= 1,
+                "{found:?}"
+            );
+            round_trips(&found.devices);
+            assert!(
+                verify_lookup(new, &stranger, proof).is_err(),
+                "one lookup proof proves two users"
+            );
+            accepted += 1;
+        }
+        Err(e) => evidence(&e),
+    }
+
+    // `Client::check_own_history`.
+    match verify_history(new, &user, proof) {
+        Ok(versions) => {
+            assert!(!versions.is_empty(), "a complete history of nothing");
+            assert!(
+                versions.windows(2).all(|w| w[0].version < w[1].version),
+                "versions out of order or repeated"
+            );
+            for v in &versions {
+                assert!(v.epoch <= new.epoch() && v.version >= 1, "{v:?}");
+                round_trips(&v.devices);
+            }
+            accepted += 1;
+        }
+        Err(e) => evidence(&e),
+    }
+    accepted
+}
+
+/// A proven device list is the canonical encoding of itself (the client
+/// hashes the encoding into safety codes).
+fn round_trips(list: &DeviceList) {
+    let bytes = list.encode().expect("a proven list encodes");
+    assert_eq!(&DeviceList::decode(&bytes).expect("and decodes"), list);
+}
+
+/// Refusals of outside bytes are evidence against the server, never an
+/// internal or storage error (the client alerts on evidence).
+fn evidence(e: &DirectoryError) {
+    assert!(e.is_evidence(), "not evidence: {e:?}");
+}
