@@ -326,9 +326,24 @@ impl Client {
     async fn deliver_entry(&mut self, message_id: MessageId, mut entry: Outbound) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
             let conv = entry.conversation;
-            let (current, others) = self.with_group(&conv, |group, _| {
-                Ok((group.epoch().as_u64(), group.members().count() - 1))
+            let (current, members, active) = self.with_group(&conv, |group, _| {
+                Ok((
+                    group.epoch().as_u64(),
+                    group.members().count(),
+                    group.is_active(),
+                ))
             })?;
+            // Removed while the letter waited (e.g. written while the
+            // server was down): it cannot be re-sealed, and kept it would
+            // fail every later sync. Refused for good, like a server refusal.
+            if !active {
+                self.drop_outbox(&[message_id])?;
+                return Err(ClientError::Invalid(format!(
+                    "you are no longer a member of conversation {conv}: a letter waiting \
+                     to be sent there was not delivered"
+                )));
+            }
+            let others = members - 1;
             if current != entry.epoch {
                 self.transaction(|| self.seal(&conv, message_id, &entry.plaintext))?;
                 entry = self

