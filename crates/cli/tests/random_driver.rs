@@ -35,9 +35,10 @@
 //!   Reordered letters must arrive too: the driver only delays a letter by
 //!   at most `MAX_PAST_EPOCHS` epochs (receivers keep that many past
 //!   epochs' secrets, PROTOCOL.md "Ordering"), and syncs the device at once,
-//!   so it is still a member of the same stint when it reads it. (Nor, for
-//!   now, past its sender's removal: a known bug, see
-//!   `World::sender_still_there`.)
+//!   so it is still a member of the same stint when it reads it. A letter
+//!   delayed past its sender's removal must arrive too (this driver found
+//!   that it did not: the receiver looked the sender up in the current
+//!   tree; fixed in `Client::process`).
 //! - **Drops are seen**: a letter L of sender device S, epoch e, dropped for
 //!   device D and missing there, must have raised on D a `letters_withheld`
 //!   alert naming S and epoch e, if D later showed a letter L' of S in the
@@ -109,18 +110,6 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// One run: set up, `steps` random operations, then the checks.
 async fn drive(seed: u64) {
-    drive_with(seed, true).await;
-}
-
-/// Reproduces the bug `World::sender_still_there` describes (fails until
-/// it is fixed): `cargo test ... --test random_driver -- --ignored`.
-#[tokio::test]
-#[ignore = "known bug: a letter delivered after its sender's removal is refused"]
-async fn known_bug_late_letter_from_removed_sender() {
-    drive_with(0x5eed_0003, false).await;
-}
-
-async fn drive_with(seed: u64, avoid_known_bugs: bool) {
     let steps = env_u64("VALISE_STEPS").map_or(STEPS, |n| n as usize);
     println!(
         "random driver: seed {seed} ({steps} steps); replay with \
@@ -128,7 +117,7 @@ async fn drive_with(seed: u64, avoid_known_bugs: bool) {
          --test random_driver random_driver_seed_a -- --nocapture"
     );
     let started = Instant::now();
-    let mut w = World::new(seed, avoid_known_bugs).await;
+    let mut w = World::new(seed).await;
     for step in 1..=steps {
         w.step = step;
         w.random_op().await;
@@ -306,15 +295,13 @@ struct World {
     reordered: HashSet<(usize, usize)>,
     step: usize,
     counts: Counts,
-    /// Steer clear of the bug `sender_still_there` describes.
-    avoid_known_bugs: bool,
     /// Dropped letters: shown anyway (replayed), missing with the alert
     /// required, missing undetectably (the sender's last).
     drop_outcomes: [usize; 3],
 }
 
 impl World {
-    async fn new(seed: u64, avoid_known_bugs: bool) -> Self {
+    async fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let server = Server::start_with(&[
             "--max-sends-per-second",
@@ -367,7 +354,6 @@ impl World {
             step: 0,
             counts: Counts::default(),
             drop_outcomes: [0; 3],
-            avoid_known_bugs,
         };
         let convs = w.rng.random_range(1..=2);
         for c in 0..convs {
@@ -716,19 +702,11 @@ impl World {
                 conv.members.contains(&a)
                     && self.stints[&(s.conv, a)] == s.to[&a]
                     && conv.epoch - s.epoch <= MAX_PAST_EPOCHS as u64
-                    && (!self.avoid_known_bugs || self.sender_still_there(l))
             })
             .collect()
     }
 
-    /// KNOWN BUG (found by this driver, seed 0x5eed0003 without the
-    /// filter): a letter delivered after a commit that removed its sender
-    /// is refused ("sender is not a member"): `Client::process` looks the
-    /// sender's key up in the *current* tree, where its leaf is gone, so
-    /// the letter is lost although its epoch's secrets are still kept.
-    /// Until that is fixed the driver does not delay a letter past its
-    /// sender's removal; `known_bug_late_letter_from_removed_sender` runs
-    /// without this filter.
+    /// Whether a letter's sender is still in the conversation (the same stint).
     fn sender_still_there(&self, l: usize) -> bool {
         let s = &self.sent[l];
         self.convs[s.conv].members.contains(&s.sender)

@@ -56,7 +56,12 @@ fn members_that_cannot_follow_a_commit_rejoin_and_the_conversation_goes_on() {
     }
     let reference = alice.conversation(&conv)["authenticator"].clone();
     for d in [&bob, &carol, &dave] {
-        assert_eq!(d.conversation(&conv)["authenticator"], reference, "{}", d.user);
+        assert_eq!(
+            d.conversation(&conv)["authenticator"],
+            reference,
+            "{}",
+            d.user
+        );
     }
     alice.send_in(&conv, "goes on", "to all four");
     for d in [&bob, &carol, &dave] {

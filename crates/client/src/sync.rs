@@ -451,15 +451,22 @@ impl Client {
             match processed.sender() {
                 // The leaf's current key; a past epoch's sender must still hold that leaf.
                 Sender::Member(leaf) => {
-                    let key = group
+                    let current = group
                         .member_at(*leaf)
-                        .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender))
-                        .map(|m| m.signature_key)
-                        .ok_or_else(|| ClientError::Protocol("sender is not a member".into()))?;
-                    // I2: nothing is shown, or merged, from a key the directory does not hold.
-                    let unproven = self.unproven(&[(sender.clone(), key)])?;
-                    if !unproven.is_empty() {
-                        return Ok(Opened::NeedsProof(unproven));
+                        .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender));
+                    match current {
+                        // I2: nothing is shown, or merged, from a key the directory does not hold.
+                        Some(m) => {
+                            let unproven = self.unproven(&[(sender.clone(), m.signature_key)])?;
+                            if !unproven.is_empty() {
+                                return Ok(Opened::NeedsProof(unproven));
+                            }
+                        }
+                        // A letter of a past epoch whose sender has left since:
+                        // MLS checked it against that epoch's leaf, and every
+                        // roster this device merged was proven then (I5).
+                        None if epoch < group.epoch().as_u64() => {}
+                        None => return Err(ClientError::Protocol("sender is not a member".into())),
                     }
                 }
                 // A device of the conversation rejoining by external commit
