@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use valise_proto::api::{
     Ack, Acked, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
     ConversationState, CreateConversation, DeviceList, DirectoryAudit, DirectoryProof,
-    DirectoryRoot, EnrollRequest, EnrollResponse, InboxPage, KeyPackageStock, KeyPackageUpload,
-    MessageAccepted, SendMessage, SubmitCommit, TokenRequest, TokenResponse,
+    DirectoryRoot, EnrollRequest, EnrollResponse, GroupInfoState, InboxPage, KeyPackageStock,
+    KeyPackageUpload, MessageAccepted, SendMessage, SubmitCommit, TokenRequest, TokenResponse,
 };
 use valise_proto::letter::bucket;
 use valise_proto::{
@@ -102,6 +102,7 @@ pub fn api_responses(data: &[u8]) -> usize {
         json::<ClaimResponse>(data),
         json::<DeviceList>(data),
         json::<ConversationState>(data),
+        json::<GroupInfoState>(data),
         json::<MessageAccepted>(data),
         json::<Acked>(data),
         // The envelopes only: the root and proof bytes inside are
