@@ -9,7 +9,7 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_libcrux_crypto::CryptoProvider;
 use openmls_memory_storage::MemoryStorage;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use valise_proto::{ConversationId, DeviceAddress};
 
 /// Why MLS input was refused; mapped to `invalid_mls` on the wire.
@@ -205,7 +205,9 @@ impl HubGroup {
     }
 
     /// Processes and merges a commit that `caller` made as a member, or by
-    /// external commit to rejoin.
+    /// external commit to rejoin (then the devices must stay the same: a
+    /// device of the group replacing its own leaf). On error the group may
+    /// be half changed: drop it, reload from the stored state.
     pub fn apply_commit(
         &mut self,
         crypto: &CryptoProvider,
@@ -244,10 +246,20 @@ impl HubGroup {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(refuse("message is not a commit"));
         };
+        let before = self.devices()?;
         self.group
             .merge_commit(&self.storage, *staged)
             .map_err(|e| refuse(format!("commit does not merge: {e}")))?;
+        if committer == Committer::Rejoined && self.devices()? != before {
+            return Err(refuse(
+                "an external commit may only bring back a device of the conversation",
+            ));
+        }
         Ok(committer)
+    }
+
+    fn devices(&self) -> Result<BTreeSet<DeviceAddress>, MlsRefusal> {
+        Ok(self.leaves()?.into_iter().map(|l| l.device).collect())
     }
 
     /// Checks a GroupInfo of the current epoch: signed by a member leaf, of

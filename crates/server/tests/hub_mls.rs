@@ -1,12 +1,15 @@
 //! The hub's MLS checks against real openmls clients (X-Wing suite): key
-//! packages, a new group, an add commit, application framing.
+//! packages, a new group, an add commit, application framing, group
+//! infos, and external commits (only a member's own resync).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_libcrux_crypto::CryptoProvider;
 use valise_proto::ConversationId;
-use valise_server::hub::{HubGroup, Policy, application_epoch, check_key_package, check_welcome};
+use valise_server::hub::{
+    Committer, HubGroup, Policy, application_epoch, check_key_package, check_welcome,
+};
 
 mod common;
 use common::{CS, Device, bytes};
@@ -151,4 +154,64 @@ fn hub_follows_a_real_group() {
     assert_eq!(application_epoch(&id, &msg).unwrap(), 1);
     assert!(application_epoch(&other, &msg).is_err());
     assert!(application_epoch(&id, &commit).is_err());
+
+    // The GroupInfo a commit carries must describe the hub's new state.
+    let gi1 = group
+        .export_group_info(alice.provider.crypto(), &alice.signer, false)
+        .unwrap()
+        .tls_serialize_detached()
+        .unwrap();
+    hub.check_group_info(&crypto, &gi1).unwrap();
+    assert!(hub.check_group_info(&crypto, &gi).is_err(), "epoch 0's");
+
+    // A15: an external commit only brings back a device of the group.
+    let external = |d: &Device| {
+        let MlsMessageBodyIn::GroupInfo(info) =
+            MlsMessageIn::tls_deserialize_exact(&gi1).unwrap().extract()
+        else {
+            panic!("not a group info")
+        };
+        let tree = RatchetTreeIn::tls_deserialize_exact(hub.ratchet_tree().unwrap()).unwrap();
+        let config = MlsGroupJoinConfig::builder()
+            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build();
+        let (_, bundle) = MlsGroup::external_commit_builder()
+            .with_ratchet_tree(tree)
+            .with_config(config)
+            .build_group(&d.provider, info, d.cred())
+            .unwrap()
+            .load_psks(d.provider.storage())
+            .unwrap()
+            .build(d.provider.rand(), d.provider.crypto(), &d.signer, |_| true)
+            .unwrap()
+            .finalize(&d.provider)
+            .unwrap();
+        bundle.into_commit().tls_serialize_detached().unwrap()
+    };
+    let state1 = hub.state().unwrap();
+    let carol = Device::new("carol@mfa.example", 3);
+    let ckey = carol.signer.public().to_vec();
+    let mut outsider = HubGroup::load(&id, &state1).unwrap();
+    assert!(
+        outsider
+            .apply_commit(&crypto, &external(&carol), &carol.addr, &ckey)
+            .is_err(),
+        "an outsider joined by external commit"
+    );
+    // Bob, out of step, rejoins: his old leaf is replaced, nobody else changes.
+    bob_group.delete(bob.provider.storage()).unwrap();
+    let mut resync = HubGroup::load(&id, &state1).unwrap();
+    let how = resync
+        .apply_commit(&crypto, &external(&bob), &bob.addr, &bkey)
+        .unwrap();
+    assert_eq!(how, Committer::Rejoined);
+    assert_eq!(resync.epoch(), 2);
+    let devices: Vec<_> = resync
+        .leaves()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.device)
+        .collect();
+    assert_eq!(devices.len(), 2);
+    assert!(devices.contains(&alice.addr) && devices.contains(&bob.addr));
 }

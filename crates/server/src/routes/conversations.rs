@@ -1,7 +1,7 @@
 use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
-use crate::hub::{Committer, HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
+use crate::hub::{HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
 use crate::json::{Json, Path};
 use crate::limits::{CommitPermit, SendPermit};
 use crate::state::AppState;
@@ -9,7 +9,6 @@ use crate::store::{
     AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
 };
 use axum::extract::State;
-use std::collections::BTreeSet;
 use valise_proto::api::{
     ConversationState, CreateConversation, GroupInfoState, MessageAccepted, SendMessage,
     SubmitCommit,
@@ -149,19 +148,9 @@ pub async fn commit(
             .ok_or_else(|| MlsRefusal("a commit must carry the new epoch's group info".into()))?;
         let mut group = HubGroup::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
-        let committer =
-            group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
+        group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
         group.check_group_info(&state.crypto, group_info.as_slice())?;
         let roster = check_leaves(store, &group.leaves()?)?;
-        let same = |a: &[DeviceAddress], b: &[DeviceAddress]| {
-            a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
-        };
-        if committer == Committer::Rejoined && !same(&roster, &conv.roster) {
-            return Err(MlsRefusal(
-                "an external commit may only bring back a device of the conversation".into(),
-            )
-            .into());
-        }
         let joiners: Vec<DeviceAddress> = roster
             .iter()
             .filter(|d| !conv.roster.contains(d))
