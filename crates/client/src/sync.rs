@@ -249,25 +249,7 @@ impl Client {
                 Ok(Applied::Meta | Applied::OwnEcho) => {}
                 Ok(Applied::Fork(fork)) => {
                     report.rejected += 1;
-                    let detail = format!(
-                        "two different commits for epoch {} of this conversation reached \
-                         this device: it follows {}, the other (from {}, as the server says) \
-                         is {}. The server accepted both, so members who followed the other \
-                         no longer share this conversation's keys (a fork): letters between \
-                         the two sides will not arrive. A device on the side the server does \
-                         not follow rejoins on its next sync",
-                        fork.epoch,
-                        short_hash(&fork.followed),
-                        entry.sender,
-                        short_hash(&fork.other),
-                    );
-                    self.set_diverged(&entry.conversation, true)?;
-                    self.raise(
-                        AlertKind::Fork,
-                        Some(&entry.conversation),
-                        &detail,
-                        Some(entry.message.as_slice()),
-                    )?;
+                    self.report_fork(entry, &fork)?;
                 }
                 Ok(Applied::NeedsProof(users)) => {
                     report.rejected += 1;
@@ -311,6 +293,29 @@ impl Client {
                 .execute("UPDATE account SET inbox_seq = ?1", [last.seq as i64])?;
         }
         Ok(())
+    }
+
+    /// A10: alerts with both commits' hashes (the other as evidence) and
+    /// marks the conversation out of step until the next sync checks it.
+    fn report_fork(&self, entry: &InboxEntry, fork: &Fork) -> Result<()> {
+        let detail = format!(
+            "two different commits for epoch {} of this conversation reached this device: \
+             it follows {}, the other (from {}, as the server says) is {}. The server \
+             accepted both, so members who followed the other no longer share this \
+             conversation's keys (a fork): letters between the two sides will not arrive. \
+             A device on the side the server does not follow rejoins on its next sync",
+            fork.epoch,
+            short_hash(&fork.followed),
+            entry.sender,
+            short_hash(&fork.other),
+        );
+        self.set_diverged(&entry.conversation, true)?;
+        self.raise(
+            AlertKind::Fork,
+            Some(&entry.conversation),
+            &detail,
+            Some(entry.message.as_slice()),
+        )
     }
 
     /// The users among these devices whose keys no lookup has proven.
