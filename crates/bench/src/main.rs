@@ -5,13 +5,18 @@
 //! conversation, and has S of them send N letters concurrently while the
 //! others receive. It reports letters/s accepted by the server and the
 //! send → decrypted-at-receiver latency (p50/p99), from real clients over
-//! real TLS with real MLS.
+//! real TLS with real MLS. `--light` receivers (see [`light`]) make
+//! fan-outs to a hundred devices measurable in one process; `--rate` paces
+//! the senders to measure latency below saturation.
 #![forbid(unsafe_code)]
+
+mod light;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use light::LightDevice;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +53,22 @@ struct Args {
     /// Seal every letter first, then send them all as fast as the server
     /// takes them: measures the server without the senders' MLS work
     /// (latency is then not measured).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rate")]
     preseal: bool,
-    /// The last N receive-only devices stay offline until every letter was
-    /// accepted, then catch up: measures catch-up of a queued inbox.
+    /// Send at this many letters/s in all (spread evenly over the senders,
+    /// on a fixed schedule) instead of as fast as possible: latency below
+    /// saturation. A sender that falls behind sends at once to catch up;
+    /// compare the accepted rate with this one.
+    #[arg(long, value_name = "LETTERS_PER_SEC")]
+    rate: Option<f64>,
+    /// The last L users are light receivers: real devices to the server
+    /// (enrolled, in the conversation, long-polling and acknowledging their
+    /// inbox) that never decrypt, so that a fan-out to 100 devices measures
+    /// the server rather than 100 clients' MLS work on the same cores.
+    #[arg(long, default_value_t = 0)]
+    light: usize,
+    /// The last N full receive-only devices stay offline until every letter
+    /// was accepted, then catch up: measures catch-up of a queued inbox.
     #[arg(long, default_value_t = 0)]
     offline: usize,
     /// Where the devices' homes go [default: a temporary directory].
@@ -73,7 +90,12 @@ struct Report {
     accepted_letters_per_s: f64,
     fanned_out_deliveries_per_s: f64,
     deliveries_decrypted: u64,
+    /// Light receivers, and the letters they drained (not decrypted).
+    light_devices: usize,
+    deliveries_drained: u64,
     preseal: bool,
+    /// The paced aggregate rate asked for with `--rate`.
+    target_letters_per_s: Option<f64>,
     /// Devices that only receive, where latency is measured.
     latency_devices: usize,
     latency_ms_p50: Option<u64>,
@@ -96,10 +118,14 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if args.senders == 0 || args.senders + args.offline >= args.users {
+    if args.senders == 0 || args.senders + args.offline + args.light >= args.users {
         bail!(
-            "need 1 to users-1 senders and, beside them and the offline devices, a receive-only device"
+            "need 1 to users-1 senders and, beside them and the offline and light devices, \
+             a full receive-only device"
         );
+    }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        bail!("--rate must be positive");
     }
     let tmp = tempfile_dir(&args)?;
     let report = run(&args, &tmp)?;
@@ -110,7 +136,7 @@ fn main() -> Result<()> {
             "{} letters from {} senders to {} devices each ({} B bodies)\n\
              accepted: {:.0} letters/s ({:.0} deliveries/s) over {:.2} s\n\
              latency send→decrypted at {} receive-only devices: p50 {} ms, p99 {} ms, max {} ms\n\
-             {} deliveries decrypted, the last {:.2} s after the last send{}",
+             {} deliveries decrypted, {} drained by {} light receivers, the last {:.2} s after the last send{}{}",
             report.letters,
             report.senders,
             report.devices_per_letter,
@@ -123,12 +149,17 @@ fn main() -> Result<()> {
             ms(report.latency_ms_p99),
             ms(report.latency_ms_max),
             report.deliveries_decrypted,
+            report.deliveries_drained,
+            report.light_devices,
             report.drain_seconds,
             if report.preseal {
                 " (letters sealed before the clock started)"
             } else {
                 ""
             },
+            report
+                .target_letters_per_s
+                .map_or_else(String::new, |r| format!(" (paced at {r:.0} letters/s)")),
         );
         if let Some(c) = report.catchup_seconds {
             println!(
@@ -176,8 +207,23 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
     let run_id = std::process::id();
 
     eprintln!("enrolling {} users…", args.users);
+    let full = args.users - args.light;
+    let mut lights = tokio::task::JoinSet::new();
+    for i in full..args.users {
+        let user = UserId::parse(&format!("bench{run_id}u{i}@{domain}"))?;
+        let code = invite(args, &user)?;
+        let (server, ca) = (args.server.clone(), ca_pem.clone());
+        lights.spawn_on(
+            async move { LightDevice::enroll(&server, &ca, user, &code).await },
+            rt.handle(),
+        );
+    }
+    let mut lights: Vec<LightDevice> = rt
+        .block_on(lights.join_all())
+        .into_iter()
+        .collect::<Result<_>>()?;
     let mut clients = Vec::new();
-    for i in 0..args.users {
+    for i in 0..full {
         let user = UserId::parse(&format!("bench{run_id}u{i}@{domain}"))?;
         let code = invite(args, &user)?;
         let home = work.join(format!("u{i}"));
@@ -190,10 +236,17 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         };
         clients.push(rt.block_on(Client::enroll(&home, &passphrase, e))?);
     }
-    let members: Vec<UserId> = clients[1..].iter().map(|c| c.me().user.clone()).collect();
+    let members: Vec<UserId> = clients[1..]
+        .iter()
+        .map(|c| c.me().user.clone())
+        .chain(lights.iter().map(|l| l.user.clone()))
+        .collect();
     let conv = rt.block_on(clients[0].create_conversation("bench", &members))?;
     for c in clients.iter_mut().skip(1) {
         rt.block_on(c.sync())?;
+    }
+    for l in &mut lights {
+        rt.block_on(l.skip_queued())?;
     }
     drop(rt);
     if args.preseal {
@@ -201,10 +254,13 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
     }
 
     let body = "x".repeat(args.body_bytes);
-    let total_deliveries = (args.letters * (args.users - 1)) as u64;
+    // Each full device decrypts every letter but its own; each light one
+    // drains them all.
+    let total_decrypted = (args.letters * (full - 1)) as u64;
+    let total_drained = (args.letters * args.light) as u64;
     let decrypted = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
-    let start = Arc::new(Barrier::new(args.users + 1));
+    let start = Arc::new(Barrier::new(full + 1 + usize::from(!lights.is_empty())));
     let bar = ProgressBar::new(args.letters as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} letters accepted {per_sec} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -219,12 +275,17 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         };
         // Each device receives every letter except its own.
         let expect = args.letters - sends;
-        let offline = i >= args.users - args.offline;
+        let offline = i >= full - args.offline;
         let ctx = DeviceRun {
             offline,
             total: args.letters as u64,
             conv,
             sends,
+            // Sender i sends letters i, i+S, i+2S… of one global schedule.
+            pace: args.rate.map(|rate| Pace {
+                first: i as f64 / rate,
+                every: args.senders as f64 / rate,
+            }),
             preseal: args.preseal,
             expect,
             body: body.clone(),
@@ -235,6 +296,10 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         };
         threads.push(std::thread::spawn(move || ctx.run(client)));
     }
+    let drainer = (!lights.is_empty()).then(|| {
+        let (start, letters) = (start.clone(), args.letters as u64);
+        std::thread::spawn(move || drain_all(lights, letters, &start))
+    });
     start.wait();
     eprintln!("sending {} letters…", args.letters);
     let t0 = Instant::now();
@@ -259,11 +324,21 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
             catchup = Some(catchup.map_or(c, |m| m.max(c)));
         }
     }
+    let drained = match drainer {
+        Some(t) => t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the light receivers' thread panicked"))??,
+        None => 0,
+    };
     let drain_seconds = (Instant::now() - send_end).as_secs_f64();
     let got = decrypted.load(Ordering::Relaxed);
-    if got != total_deliveries {
-        bail!("only {got} of {total_deliveries} deliveries decrypted");
+    if got != total_decrypted {
+        bail!("only {got} of {total_decrypted} deliveries decrypted");
     }
+    if drained != total_drained {
+        bail!("light receivers drained {drained} of {total_drained} deliveries");
+    }
+    let total_deliveries = total_decrypted + total_drained;
     Ok(Report {
         users: args.users,
         devices_per_letter: args.users - 1,
@@ -274,8 +349,11 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         accepted_letters_per_s: args.letters as f64 / send_seconds,
         fanned_out_deliveries_per_s: total_deliveries as f64 / send_seconds,
         deliveries_decrypted: got,
+        light_devices: args.light,
+        deliveries_drained: drained,
         preseal: args.preseal,
-        latency_devices: args.users - args.senders - args.offline,
+        target_letters_per_s: args.rate,
+        latency_devices: full - args.senders - args.offline,
         latency_ms_p50: (!hist.is_empty()).then(|| hist.value_at_quantile(0.5)),
         latency_ms_p99: (!hist.is_empty()).then(|| hist.value_at_quantile(0.99)),
         latency_ms_max: (!hist.is_empty()).then(|| hist.max()),
@@ -285,6 +363,29 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
     })
 }
 
+/// All light receivers on one thread: each drains `letters` letters.
+fn drain_all(lights: Vec<LightDevice>, letters: u64, start: &Barrier) -> Result<u64> {
+    let rt = runtime()?;
+    start.wait();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut set = tokio::task::JoinSet::new();
+    for l in lights {
+        set.spawn_on(async move { l.drain(letters, deadline).await }, rt.handle());
+    }
+    let mut total = 0;
+    for n in rt.block_on(set.join_all()) {
+        total += n?;
+    }
+    Ok(total)
+}
+
+/// A sender's place in the paced schedule, in seconds after the start.
+#[derive(Clone, Copy)]
+struct Pace {
+    first: f64,
+    every: f64,
+}
+
 /// One device's part: send its share, and receive everything else.
 struct DeviceRun {
     /// Stays offline until all `total` letters were accepted.
@@ -292,6 +393,7 @@ struct DeviceRun {
     total: u64,
     conv: ConversationId,
     sends: usize,
+    pace: Option<Pace>,
     preseal: bool,
     expect: usize,
     body: String,
@@ -321,7 +423,12 @@ impl DeviceRun {
             self.accepted.fetch_add(n as u64, Ordering::Relaxed);
             self.bar.inc(n as u64);
         } else {
+            let t0 = Instant::now();
             for i in 0..self.sends {
+                if let Some(p) = self.pace {
+                    let at = t0 + Duration::from_secs_f64(p.first + i as f64 * p.every);
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                }
                 rt.block_on(client.send_in(&self.conv, draft(i)))?;
                 self.accepted.fetch_add(1, Ordering::Relaxed);
                 self.bar.inc(1);

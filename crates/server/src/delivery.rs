@@ -78,7 +78,15 @@ async fn writer(
     while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
         let (msgs, replies): (Vec<NewMessage>, Vec<Reply>) = pending.drain(..).unzip();
         let s = store.clone();
+        let (letters, started) = (msgs.len(), std::time::Instant::now());
         let result = tokio::task::spawn_blocking(move || s.append_messages(&msgs)).await;
+        // Batch size and write time (fsync included) tell whether senders
+        // wait for the disk or the disk for senders (BENCHMARKS.md).
+        tracing::debug!(
+            letters,
+            micros = started.elapsed().as_micros() as u64,
+            "batch written"
+        );
         match result {
             Ok(Ok(outcomes)) => {
                 let touched = outcomes
