@@ -48,6 +48,7 @@ impl Output {
                 (r.commits, "membership changes"),
                 (r.devices_added, "of your devices added to conversations"),
                 (r.delivered, "queued letters delivered"),
+                (r.rejoined, "conversations rejoined after losing track"),
                 (
                     r.rejected,
                     "messages REFUSED (failed verification; see --log-level warn)",
