@@ -41,6 +41,9 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     assert_eq!(bob.conversation(&conv)["diverged"], true);
     assert_ne!(authenticator(&alice, &conv), authenticator(&bob, &conv));
     server.hook("reset", json!({}));
+    // A letter bob writes now goes to his side only (the others cannot
+    // open it); he sends it again once he has rejoined.
+    bob.send_in(&conv, "from the other side", "written before the rejoin");
 
     // The others see bob's commit after alice's; they follow the server.
     // (Each side also refuses what the other side sealed: alice's
@@ -75,6 +78,14 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     }
     let members = alice.conversation(&conv)["members"].clone();
     assert_eq!(members.as_object().unwrap().len(), 4, "{members}");
+
+    for d in [&alice, &carol, &dave] {
+        assert!(
+            d.subjects().contains(&"from the other side".to_owned()),
+            "{}",
+            d.user
+        );
+    }
 
     // And letters reach everyone again, both ways.
     alice.send_in(&conv, "healed", "everyone again");

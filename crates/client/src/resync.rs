@@ -15,7 +15,6 @@ use crate::error::{ClientError, Result};
 use crate::mls;
 use openmls::prelude::*;
 use reqwest::Method;
-use rusqlite::params;
 use valise_proto::api::{ConversationState, GroupInfoState, SubmitCommit};
 use valise_proto::{ConversationId, ErrorCode, UserId};
 
@@ -24,12 +23,15 @@ use valise_proto::{ConversationId, ErrorCode, UserId};
 const REJOIN_ATTEMPTS: usize = 5;
 
 impl Client {
-    /// Marks (or clears) a conversation as possibly out of step with the hub.
+    /// Marks a conversation as possibly out of step with the hub, or clears
+    /// that (and any fork it saw: nothing is left to send again).
     pub(crate) fn set_diverged(&self, conv: &ConversationId, diverged: bool) -> Result<()> {
-        self.home.conn.execute(
-            "UPDATE conversations SET diverged = ?1 WHERE id = ?2",
-            params![diverged, conv.to_string()],
-        )?;
+        let sql = if diverged {
+            "UPDATE conversations SET diverged = 1 WHERE id = ?1"
+        } else {
+            "UPDATE conversations SET diverged = 0, fork_epoch = NULL WHERE id = ?1"
+        };
+        self.home.conn.execute(sql, [conv.to_string()])?;
         Ok(())
     }
 
@@ -82,11 +84,13 @@ impl Client {
                 .await
             {
                 Ok(state) => {
+                    let resent = self.resend_after_fork(conv)?;
                     self.set_diverged(conv, false)?;
                     let detail = format!(
                         "this device had lost track of the conversation (see the alert before) \
-                         and rejoined it at epoch {} by external commit; letters sent while it \
-                         was out of step may be missing here",
+                         and rejoined it at epoch {} by external commit; it sends its {resent} \
+                         letters of that time again; letters others sent while it was out of \
+                         step may be missing here",
                         state.epoch
                     );
                     self.raise(AlertKind::Rejoined, Some(conv), &detail, None)?;

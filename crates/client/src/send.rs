@@ -183,6 +183,52 @@ impl Client {
         self.deliver(message_id).await
     }
 
+    /// After rejoining from a fork: this device's letters accepted after
+    /// the forked epoch went to its side only; seals them again (under new
+    /// outbox ids, same letter ids) for the next delivery.
+    pub(crate) fn resend_after_fork(&self, conv: &ConversationId) -> Result<usize> {
+        let fork: Option<i64> = self
+            .home
+            .conn
+            .query_row(
+                "SELECT fork_epoch FROM conversations WHERE id = ?1",
+                [conv.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(fork) = fork else { return Ok(0) };
+        let ids: Vec<i64> = {
+            let mut stmt = self.home.conn.prepare(
+                "SELECT id FROM letters WHERE conversation = ?1 AND outgoing = 1
+                 AND sent_epoch > ?2 ORDER BY id",
+            )?;
+            stmt.query_map(params![conv.to_string(), fork], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        self.transaction(|| {
+            for id in &ids {
+                let v = self.letter(*id)?;
+                let letter = Letter {
+                    message_id: v.message_id,
+                    subject: v.subject,
+                    body: v.body,
+                    to: v.to,
+                    thread: v.thread,
+                    in_reply_to: v.in_reply_to,
+                    sent_at_ms: v.sent_at_ms,
+                    marking: v.marking,
+                    seq: 0,
+                    prev: None,
+                    attachments: Vec::new(),
+                };
+                let outbox_id = MessageId::from_bytes(rand::random());
+                self.seal(conv, outbox_id, &Payload::Letter(letter).encode()?)?;
+            }
+            Ok(ids.len())
+        })
+    }
+
     /// Encrypts at the group's current epoch into the outbox (inside the
     /// caller's transaction, with the ratchet step).
     fn seal(&self, conv: &ConversationId, message_id: MessageId, plaintext: &[u8]) -> Result<()> {
@@ -276,9 +322,23 @@ impl Client {
         self.raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
     }
 
-    /// Counts a letter the server accepted (see `Letter::prev`).
+    /// Counts a letter the server accepted (see `Letter::prev`) and
+    /// remembers its epoch (see `Client::resend_after_fork`).
     fn note_accepted(&self, entry: &Outbound) -> Result<()> {
         if entry.seq > 0 {
+            if let Payload::Letter(letter) = Payload::decode(&entry.plaintext)? {
+                self.home
+                    .conn
+                    .prepare_cached(
+                        "UPDATE letters SET sent_epoch = ?1
+                         WHERE conversation = ?2 AND message_id = ?3 AND outgoing = 1",
+                    )?
+                    .execute(params![
+                        entry.epoch as i64,
+                        entry.conversation.to_string(),
+                        letter.message_id.to_string()
+                    ])?;
+            }
             self.home
                 .conn
                 .prepare_cached(

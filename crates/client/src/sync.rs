@@ -105,6 +105,8 @@ enum Applied {
     NeedsProof(Vec<UserId>),
     /// Another commit for an epoch this device already left (refused).
     Fork(Fork),
+    /// A letter shown already, sent again by its sender.
+    Duplicate,
 }
 
 impl Client {
@@ -246,7 +248,7 @@ impl Client {
                 Ok(Applied::Letter) => report.new_letters += 1,
                 Ok(Applied::Joined) => report.joined += 1,
                 Ok(Applied::Commit) => report.commits += 1,
-                Ok(Applied::Meta | Applied::OwnEcho) => {}
+                Ok(Applied::Meta | Applied::OwnEcho | Applied::Duplicate) => {}
                 Ok(Applied::Fork(fork)) => {
                     report.rejected += 1;
                     self.report_fork(entry, &fork)?;
@@ -310,6 +312,11 @@ impl Client {
             short_hash(&fork.other),
         );
         self.set_diverged(&entry.conversation, true)?;
+        self.home.conn.execute(
+            "UPDATE conversations SET fork_epoch = min(coalesce(fork_epoch, ?1), ?1)
+             WHERE id = ?2",
+            params![fork.epoch as i64, entry.conversation.to_string()],
+        )?;
         self.raise(
             AlertKind::Fork,
             Some(&entry.conversation),
@@ -614,9 +621,14 @@ impl Client {
                     );
                     self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
                 }
-                store_letter(&self.home.conn, conv, sender, &letter, false)?
-                    .ok_or_else(|| ClientError::Protocol("letter already received".into()))?;
-                Ok(Applied::Letter)
+                // A letter id seen before in a new MLS message: sent again
+                // by its sender (after a fork): one copy is shown.
+                Ok(
+                    match store_letter(&self.home.conn, conv, sender, &letter, false)? {
+                        Some(_) => Applied::Letter,
+                        None => Applied::Duplicate,
+                    },
+                )
             }
             Payload::Meta(meta) => {
                 self.home.conn.execute(

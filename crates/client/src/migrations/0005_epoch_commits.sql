@@ -23,6 +23,12 @@ ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;
 -- differ.
 ALTER TABLE conversations ADD COLUMN diverged INTEGER NOT NULL DEFAULT 0;
 
+-- The epoch that had two commits, if this device saw a fork: its own
+-- letters accepted after it may not have reached the other side, so they
+-- are sent again once it rejoins (receivers keep one copy per message id).
+ALTER TABLE conversations ADD COLUMN fork_epoch INTEGER;
+ALTER TABLE letters ADD COLUMN sent_epoch INTEGER;
+
 -- The number a sealed letter got in its epoch (0: not a letter), counted
 -- once the server accepts it.
 ALTER TABLE outbox ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
