@@ -15,6 +15,7 @@ use crate::error::{ClientError, Result};
 use crate::mls;
 use openmls::prelude::*;
 use reqwest::Method;
+use rusqlite::params;
 use valise_proto::api::{ConversationState, GroupInfoState, SubmitCommit};
 use valise_proto::{ConversationId, ErrorCode, UserId};
 
@@ -23,15 +24,24 @@ use valise_proto::{ConversationId, ErrorCode, UserId};
 const REJOIN_ATTEMPTS: usize = 5;
 
 impl Client {
-    /// Marks a conversation as possibly out of step with the hub, or clears
-    /// that (and any fork it saw: nothing is left to send again).
-    pub(crate) fn set_diverged(&self, conv: &ConversationId, diverged: bool) -> Result<()> {
-        let sql = if diverged {
-            "UPDATE conversations SET diverged = 1 WHERE id = ?1"
-        } else {
-            "UPDATE conversations SET diverged = 0, fork_epoch = NULL WHERE id = ?1"
-        };
-        self.home.conn.execute(sql, [conv.to_string()])?;
+    /// Marks a conversation as possibly out of step with the hub; `fork`:
+    /// the epoch that had two commits (the earliest one is kept).
+    pub(crate) fn mark_diverged(&self, conv: &ConversationId, fork: Option<u64>) -> Result<()> {
+        self.home.conn.execute(
+            "UPDATE conversations SET diverged = 1,
+                 fork_epoch = min(coalesce(fork_epoch, ?1), coalesce(?1, fork_epoch))
+             WHERE id = ?2",
+            params![fork.map(|e| e as i64), conv.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// In step again: nothing is left to check or to send again.
+    fn clear_diverged(&self, conv: &ConversationId) -> Result<()> {
+        self.home.conn.execute(
+            "UPDATE conversations SET diverged = 0, fork_epoch = NULL WHERE id = ?1",
+            [conv.to_string()],
+        )?;
         Ok(())
     }
 
@@ -74,7 +84,7 @@ impl Client {
             };
             let ours = self.with_group(conv, |g, _| Ok(g.public_group().group_context().clone()));
             if ours.is_ok_and(|ours| &ours == info.group_context()) {
-                self.set_diverged(conv, false)?;
+                self.clear_diverged(conv)?;
                 return Ok(false);
             }
             let submit = self.rebuild(conv, &hub).await?;
@@ -85,7 +95,7 @@ impl Client {
             {
                 Ok(state) => {
                     let resent = self.resend_after_fork(conv)?;
-                    self.set_diverged(conv, false)?;
+                    self.clear_diverged(conv)?;
                     let detail = format!(
                         "this device had lost track of the conversation (see the alert before) \
                          and rejoined it at epoch {} by external commit; it sends its {resent} \

@@ -312,8 +312,17 @@ impl Client {
     }
 
     /// A1: the hub fans out to its own roster, which must be the MLS one
-    /// at the same epoch; any other count means it keeps another list.
-    fn roster_mismatch(&self, conv: &ConversationId, queued: u64, others: usize) -> Result<()> {
+    /// at the epoch the letter was sealed in (this device's current one:
+    /// the hub took it); any other count means it keeps another list.
+    fn check_fan_out(&self, conv: &ConversationId, accepted: &MessageAccepted) -> Result<()> {
+        if accepted.duplicate {
+            return Ok(());
+        }
+        let others = self.with_group(conv, |group, _| Ok(group.members().count() - 1))?;
+        let queued = accepted.recipients;
+        if queued == others as u64 {
+            return Ok(());
+        }
         let detail = format!(
             "the server queued a letter for {queued} devices, but the conversation has \
              {others} other member devices (MLS roster): its member list differs from the \
@@ -386,12 +395,8 @@ impl Client {
     async fn deliver_entry(&mut self, message_id: MessageId, mut entry: Outbound) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
             let conv = entry.conversation;
-            let (current, members, active) = self.with_group(&conv, |group, _| {
-                Ok((
-                    group.epoch().as_u64(),
-                    group.members().count(),
-                    group.is_active(),
-                ))
+            let (current, active) = self.with_group(&conv, |group, _| {
+                Ok((group.epoch().as_u64(), group.is_active()))
             })?;
             // Removed while the letter waited (e.g. written while the
             // server was down): it cannot be re-sealed, and kept it would
@@ -403,7 +408,6 @@ impl Client {
                      to be sent there was not delivered"
                 )));
             }
-            let others = members - 1;
             if current != entry.epoch {
                 self.transaction(|| self.seal(&conv, message_id, &entry.plaintext))?;
                 entry = self
@@ -421,9 +425,7 @@ impl Client {
                 .await
             {
                 Ok(accepted) => {
-                    if !accepted.duplicate && accepted.recipients != others as u64 {
-                        self.roster_mismatch(&conv, accepted.recipients, others)?;
-                    }
+                    self.check_fan_out(&conv, &accepted)?;
                     return self.note_accepted(&entry);
                 }
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {

@@ -274,7 +274,7 @@ impl Client {
                     // The hub took a commit this device cannot follow: it is
                     // out of step until it rejoins.
                     if entry.kind == EntryKind::Commit && matches!(e, ClientError::Mls(_)) {
-                        self.set_diverged(&entry.conversation, true)?;
+                        self.mark_diverged(&entry.conversation, None)?;
                     }
                     let detail = format!(
                         "{:?} from {} (inbox seq {}) refused: {e}",
@@ -311,12 +311,7 @@ impl Client {
             entry.sender,
             short_hash(&fork.other),
         );
-        self.set_diverged(&entry.conversation, true)?;
-        self.home.conn.execute(
-            "UPDATE conversations SET fork_epoch = min(coalesce(fork_epoch, ?1), ?1)
-             WHERE id = ?2",
-            params![fork.epoch as i64, entry.conversation.to_string()],
-        )?;
+        self.mark_diverged(&entry.conversation, Some(fork.epoch))?;
         self.raise(
             AlertKind::Fork,
             Some(&entry.conversation),

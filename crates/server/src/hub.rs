@@ -262,13 +262,15 @@ impl HubGroup {
         Ok(self.leaves()?.into_iter().map(|l| l.device).collect())
     }
 
-    /// Checks a GroupInfo of the current epoch: signed by a member leaf, of
-    /// exactly this group state, with the external public key that lets a
-    /// member rejoin from it.
+    /// Checks a GroupInfo of the current epoch: of exactly this group state
+    /// (the tree hash included), with the external public key that lets a
+    /// member rejoin from it, signed by the committer (`signer_key`, the
+    /// key its leaf has in the new state).
     pub fn check_group_info(
         &self,
         crypto: &CryptoProvider,
         group_info: &[u8],
+        signer_key: &[u8],
     ) -> Result<(), MlsRefusal> {
         let msg = MlsMessageIn::tls_deserialize_exact(group_info)
             .map_err(|e| refuse(format!("group_info does not parse: {e}")))?;
@@ -281,16 +283,12 @@ impl HubGroup {
         if vgi.extensions().external_pub().is_none() {
             return Err(refuse("group info lacks the external public key"));
         }
-        let tree = RatchetTreeIn::tls_deserialize_exact(self.ratchet_tree()?)
-            .map_err(|e| refuse(format!("tree does not parse: {e}")))?;
-        PublicGroup::from_external(
-            crypto,
-            &MemoryStorage::default(),
-            tree,
-            vgi,
-            ProposalStore::new(),
-        )
-        .map_err(|e| refuse(format!("group info is not signed by a member: {e}")))?;
+        let key = OpenMlsSignaturePublicKey::from_signature_key(
+            signer_key.to_vec().into(),
+            self.group.ciphersuite().signature_algorithm(),
+        );
+        vgi.verify(crypto, &key)
+            .map_err(|e| refuse(format!("group info is not signed by the committer: {e}")))?;
         Ok(())
     }
 }

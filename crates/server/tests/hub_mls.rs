@@ -161,8 +161,15 @@ fn hub_follows_a_real_group() {
         .unwrap()
         .tls_serialize_detached()
         .unwrap();
-    hub.check_group_info(&crypto, &gi1).unwrap();
-    assert!(hub.check_group_info(&crypto, &gi).is_err(), "epoch 0's");
+    hub.check_group_info(&crypto, &gi1, &akey).unwrap();
+    assert!(
+        hub.check_group_info(&crypto, &gi, &akey).is_err(),
+        "epoch 0's"
+    );
+    assert!(
+        hub.check_group_info(&crypto, &gi1, &bkey).is_err(),
+        "signed by another member"
+    );
 
     // A15: an external commit only brings back a device of the group.
     let external = |d: &Device| {

@@ -149,7 +149,7 @@ pub async fn commit(
         let mut group = HubGroup::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
         group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
-        group.check_group_info(&state.crypto, group_info.as_slice())?;
+        group.check_group_info(&state.crypto, group_info.as_slice(), &caller_key)?;
         let roster = check_leaves(store, &group.leaves()?)?;
         let joiners: Vec<DeviceAddress> = roster
             .iter()
