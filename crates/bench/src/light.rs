@@ -7,15 +7,14 @@
 //! Their private keys live in memory only; they never join the group.
 
 use anyhow::{Context, Result};
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{Capabilities, ExtensionType, KeyPackage, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use valise_client::mls::{CIPHERSUITE, KEY_PACKAGE_BATCH, credential};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use valise_client::mls::KEY_PACKAGE_BATCH;
+use valise_mls::{CIPHERSUITE, serialize};
 use valise_proto::api::{
     Ack, Acked, ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, EntryKind,
     TokenRequest, TokenResponse, auth_signed_content,
@@ -75,23 +74,13 @@ impl LightDevice {
     /// Enrols a new device of `user` with an invite code, then logs in.
     pub async fn enroll(base: &str, ca_pem: &str, user: UserId, code: &str) -> Result<Self> {
         let provider = openmls_libcrux_crypto::Provider::new()?;
-        let signer = SignatureKeyPair::new(SignatureScheme::ED25519)?;
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())?;
         let me = DeviceAddress::new(user.clone(), DeviceId::from_bytes(rand::random()));
-        // What every Valise leaf supports (see the client's `mls` module).
-        let capabilities = Capabilities::new(
-            None,
-            Some(&[CIPHERSUITE]),
-            Some(&[ExtensionType::LastResort]),
-            None,
-            None,
-        );
+        let now_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let key_package = |last_resort: bool| -> Result<Vec<u8>> {
-            let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities.clone());
-            if last_resort {
-                b = b.mark_as_last_resort();
-            }
-            let bundle = b.build(CIPHERSUITE, &provider, &signer, credential(&me, &signer))?;
-            Ok(bundle.key_package().tls_serialize_detached()?)
+            let bundle =
+                valise_mls::key_package::build(&provider, &signer, &me, last_resort, now_s)?;
+            Ok(serialize(bundle.key_package())?)
         };
         let key_packages = (0..KEY_PACKAGE_BATCH)
             .map(|_| key_package(false).map(Into::into))

@@ -419,7 +419,7 @@ impl DeviceRun {
         }
         self.start.wait();
         if self.preseal {
-            let n = rt.block_on(client.deliver_outbox())?;
+            let (n, _) = rt.block_on(client.deliver_outbox())?;
             self.accepted.fetch_add(n as u64, Ordering::Relaxed);
             self.bar.inc(n as u64);
         } else {

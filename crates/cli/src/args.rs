@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use valise_proto::{ConversationId, UserId};
+use valise_proto::{ConversationId, DeviceId, UserId};
 
 /// Valise: end-to-end encrypted correspondence.
 ///
@@ -24,6 +24,11 @@ pub struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,
+
+    /// Renew this device's keys in each conversation at least this often
+    /// (hours): a copy of the device taken earlier reads nothing after.
+    #[arg(long, global = true, env = "VALISE_UPDATE_EVERY_HOURS", default_value_t = 24)]
+    pub update_every_hours: u32,
 
     #[command(subcommand)]
     pub command: Command,
@@ -48,6 +53,10 @@ pub enum Command {
     ///
     /// Creates the device's keys in --home (asking for a new passphrase),
     /// registers the device with the server and uploads its key packages.
+    /// The first device of an account founds its identity. On an account
+    /// that already has devices, this one is PENDING: it prints a link code
+    /// to approve it from one of your other devices (`valise devices approve
+    /// CODE`), names the devices already there, and exits with status 3.
     Enroll {
         /// The server, e.g. https://127.0.0.1:8443
         server: String,
@@ -119,8 +128,13 @@ pub enum Command {
     /// Create and manage conversations.
     #[command(subcommand)]
     Conversation(ConversationCmd),
-    /// List this user's enrolled devices.
-    Devices,
+    /// List, approve and revoke your devices.
+    Devices {
+        #[command(subcommand)]
+        command: Option<DevicesCmd>,
+    },
+    /// List letters that wait in the outbox unsent, and why.
+    Outbox,
     /// List alerts: what this device refused or noticed (kind, time, evidence).
     Alerts,
     /// Print the safety code you share with a person, to compare over a
@@ -164,4 +178,30 @@ pub enum ConversationCmd {
     Remove { id: ConversationId, user: UserId },
     /// List conversations with their members and devices.
     List,
+    /// Show a conversation's members as this device trusts them, beside
+    /// what the server holds (compare them when it is out of step).
+    Show { id: ConversationId },
+    /// Rejoin a conversation that is out of step from the server's state,
+    /// after comparing its members out of band (`conversation show`).
+    Rejoin {
+        id: ConversationId,
+        /// Take the server's state although this device could not verify
+        /// it (recorded as an alert).
+        #[arg(long, required = true)]
+        accept: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCmd {
+    /// List your devices with their status (approved, pending, revoked).
+    List,
+    /// Approve your new device: give the link code it showed when enrolled.
+    Approve {
+        /// The link code (15 digits; spaces ignored).
+        code: String,
+    },
+    /// Revoke one of your devices (a lost or stolen one): it can no longer
+    /// log in and is removed from every conversation.
+    Revoke { device: DeviceId },
 }

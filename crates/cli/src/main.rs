@@ -5,7 +5,7 @@ mod args;
 mod output;
 
 use anyhow::{Context, Result};
-use args::{Cli, Command, ConversationCmd};
+use args::{Cli, Command, ConversationCmd, DevicesCmd};
 use clap::Parser;
 use output::Output;
 use std::path::Path;
@@ -29,12 +29,16 @@ fn main() -> std::process::ExitCode {
         Err(e) => return output::fail(&e.into(), cli.json),
     };
     match runtime.block_on(run(&cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => output::fail(&e, cli.json),
     }
 }
 
-async fn run(cli: &Cli) -> Result<()> {
+/// Exit status of an enrolment into an account that already has devices:
+/// the device is pending, which scripts must notice.
+const EXIT_PENDING: u8 = 3;
+
+async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     let out = Output { json: cli.json };
     let home = cli.home()?;
     match &cli.command {
@@ -64,8 +68,16 @@ async fn run(cli: &Cli) -> Result<()> {
                 },
             )
             .await?;
-            out.enrolled(client.me());
+            let mut client = client;
+            let others = client.enrolled_into().await?;
+            if others.is_empty() {
+                out.enrolled(client.me());
+            } else {
+                out.enrolled_pending(client.me(), &client.link_code(), &others);
+                return Ok(std::process::ExitCode::from(EXIT_PENDING));
+            }
         }
+        Command::Outbox => out.held(&open(cli)?.held()?),
         Command::Send {
             to,
             conversation,
@@ -74,7 +86,7 @@ async fn run(cli: &Cli) -> Result<()> {
             body_file,
             marking,
         } => {
-            let mut client = open(&home)?;
+            let mut client = open(cli)?;
             let draft = Draft {
                 subject: subject.clone(),
                 body: read_body(body, body_file)?,
@@ -87,7 +99,7 @@ async fn run(cli: &Cli) -> Result<()> {
             out.sent(&sent);
         }
         Command::Sync { wait } => {
-            let mut client = open(&home)?;
+            let mut client = open(cli)?;
             let bar = output::SyncBar::new(out.json);
             let report = client
                 .sync_with(wait.saturating_mul(1000), &mut |p| bar.update(p))
@@ -95,21 +107,21 @@ async fn run(cli: &Cli) -> Result<()> {
             bar.finish();
             out.synced(&report, &client.take_new_alerts()?);
         }
-        Command::Inbox => out.inbox(&open(&home)?.inbox()?),
-        Command::Read { id } => out.letter(&open(&home)?.letter(*id)?),
+        Command::Inbox => out.inbox(&open(cli)?.inbox()?),
+        Command::Read { id } => out.letter(&open(cli)?.letter(*id)?),
         Command::Reply {
             id,
             body,
             body_file,
         } => {
-            let mut client = open(&home)?;
+            let mut client = open(cli)?;
             let sent = client.reply(*id, read_body(body, body_file)?).await?;
             out.sent(&sent);
         }
-        Command::Conversation(cmd) => conversation(&home, cmd, &out).await?,
-        Command::Alerts => out.alerts(&open(&home)?.alerts()?),
+        Command::Conversation(cmd) => conversation(cli, cmd, &out).await?,
+        Command::Alerts => out.alerts(&open(cli)?.alerts()?),
         Command::Verify { user, code } => {
-            let mut client = open(&home)?;
+            let mut client = open(cli)?;
             match code {
                 None => out.safety_code(user, &client.safety_code(user).await?),
                 Some(code) => {
@@ -127,16 +139,26 @@ async fn run(cli: &Cli) -> Result<()> {
             ca,
             directory_key,
         } => audit(server, state, ca, directory_key.as_deref(), &out).await?,
-        Command::Devices => {
-            let mut client = open(&home)?;
-            out.devices(&client.devices().await?);
+        Command::Devices { command } => {
+            let mut client = open(cli)?;
+            match command.as_ref().unwrap_or(&DevicesCmd::List) {
+                DevicesCmd::List => out.devices(&client.own_devices().await?),
+                DevicesCmd::Approve { code } => {
+                    let device = client.approve_device(code).await?;
+                    out.device_changed("approved", &device);
+                }
+                DevicesCmd::Revoke { device } => {
+                    client.revoke_device(device).await?;
+                    out.device_changed("revoked", device);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn conversation(home: &Path, cmd: &ConversationCmd, out: &Output) -> Result<()> {
-    let mut client = open(home)?;
+async fn conversation(cli: &Cli, cmd: &ConversationCmd, out: &Output) -> Result<()> {
+    let mut client = open(cli)?;
     match cmd {
         ConversationCmd::Create { name, members } => {
             let id = client.create_conversation(name, members).await?;
@@ -151,6 +173,11 @@ async fn conversation(home: &Path, cmd: &ConversationCmd, out: &Output) -> Resul
             out.changed("removed", id, user);
         }
         ConversationCmd::List => out.conversations(&client.conversations()?),
+        ConversationCmd::Show { id } => out.conversation(&client.conversation_detail(id).await?),
+        ConversationCmd::Rejoin { id, accept: _ } => {
+            client.accept_hub_state(id).await?;
+            out.rejoined(id);
+        }
     }
     Ok(())
 }
@@ -182,8 +209,10 @@ async fn audit(
     Ok(())
 }
 
-fn open(home: &Path) -> Result<Client> {
-    Ok(Client::open(home, &passphrase(false)?)?)
+fn open(cli: &Cli) -> Result<Client> {
+    let mut client = Client::open(&cli.home()?, &passphrase(false)?)?;
+    client.set_update_interval_ms(i64::from(cli.update_every_hours) * 3_600_000);
+    Ok(client)
 }
 
 /// `VALISE_PASSPHRASE`, or a prompt on the terminal (twice when choosing one).

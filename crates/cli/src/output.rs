@@ -3,10 +3,10 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    Alert, AuditReport, ClientError, ConversationView, DeviceView, LetterSummary, LetterView,
-    SentLetter, SyncProgress, SyncReport,
+    Alert, AuditReport, ClientError, ConversationDetail, ConversationView, DeviceView,
+    HeldLetter, LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
 };
-use valise_proto::{ConversationId, DeviceAddress, UserId};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
 pub struct Output {
     pub json: bool,
@@ -25,14 +25,89 @@ impl Output {
     }
 
     pub fn enrolled(&self, me: &DeviceAddress) {
-        self.emit(json!({"user": me.user, "device": me.device}), || {
-            format!("enrolled {} as device {}", me.user, me.device)
+        self.emit(
+            json!({"user": me.user, "device": me.device, "status": "approved"}),
+            || format!("enrolled {} as device {}", me.user, me.device),
+        );
+    }
+
+    /// The account already had devices: this one waits for one of them.
+    pub fn enrolled_pending(&self, me: &DeviceAddress, link_code: &str, others: &[DeviceView]) {
+        let value = json!({
+            "user": me.user,
+            "device": me.device,
+            "status": "pending",
+            "link_code": link_code,
+            "existing_devices": others,
+        });
+        self.emit(value, || {
+            let list = others
+                .iter()
+                .map(|d| format!("  {}  {}", d.device, d.status))
+                .collect::<Vec<_>>()
+                .join("\n");
+            format!(
+                "enrolled {} as device {}, PENDING APPROVAL.\n\
+                 This account already has devices:\n{list}\n\
+                 To approve this device, run on one of them:\n  valise devices approve {link_code}\n\
+                 If none of these devices is yours, someone else holds your account: do not use \
+                 it, and report it to your security officer now (your administrator can reset \
+                 the account with `valised admin invite --reset`).",
+                me.user, me.device
+            )
         });
     }
 
     pub fn sent(&self, s: &SentLetter) {
-        self.emit(s, || {
-            format!("sent letter {} in conversation {}", s.id, s.conversation)
+        self.emit(s, || match &s.conversation {
+            Some(c) => format!("sent letter {} in conversation {c}", s.id),
+            None => format!("letter {} kept in the outbox", s.id),
+        });
+    }
+
+    pub fn held(&self, list: &[HeldLetter]) {
+        self.emit(list, || {
+            if list.is_empty() {
+                return "nothing waits in the outbox".into();
+            }
+            list.iter()
+                .map(|h| format!("{}  {}", h.message_id, h.reason))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+
+    pub fn device_changed(&self, what: &str, device: &DeviceId) {
+        self.emit(json!({"device": device, "status": what}), || {
+            format!("device {device} {what}")
+        });
+    }
+
+    pub fn rejoined(&self, id: &ConversationId) {
+        self.emit(json!({"conversation": id, "rejoined": true}), || {
+            format!("rejoined conversation {id} from the server's state")
+        });
+    }
+
+    pub fn conversation(&self, c: &ConversationDetail) {
+        self.emit(c, || {
+            let roster = |m: &std::collections::BTreeMap<UserId, Vec<String>>| {
+                m.iter()
+                    .map(|(u, d)| format!("  {u}: {}", d.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let state = if c.diverged { " [out of step]" } else { "" };
+            let hub = match (&c.hub, c.hub_epoch) {
+                (Some(h), Some(e)) => format!("the server's state (epoch {e}):\n{}", roster(h)),
+                _ => "the server gave no state".into(),
+            };
+            format!(
+                "{}{state}\nthis device trusts (epoch {}):\n{}\n{hub}",
+                c.id,
+                c.epoch,
+                roster(&c.trusted)
+            )
         });
     }
 
@@ -46,8 +121,11 @@ impl Output {
                 (r.joined, "conversations joined"),
                 (r.new_devices, "NEW DEVICES on your account"),
                 (r.commits, "membership changes"),
-                (r.devices_added, "of your devices added to conversations"),
+                (r.devices_added, "devices added to conversations"),
+                (r.devices_removed, "revoked devices removed from conversations"),
+                (r.updated, "conversations where this device renewed its keys"),
                 (r.delivered, "queued letters delivered"),
+                (r.held, "letters WAITING in the outbox (see `valise outbox`)"),
                 (r.rejoined, "conversations rejoined after losing track"),
                 (
                     r.rejected,
@@ -228,7 +306,13 @@ impl Output {
             list.iter()
                 .map(|d| {
                     let this = if d.this_device { "  (this device)" } else { "" };
-                    format!("{}  enrolled {}{this}", d.device, rfc3339(d.enrolled_at_ms))
+                    let by = d.by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+                    let code = if d.status == "pending" {
+                        format!("  link code {}", d.link_code)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}  {}{by}{code}{this}", d.device, d.status)
                 })
                 .collect::<Vec<_>>()
                 .join("\n")

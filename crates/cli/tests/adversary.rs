@@ -10,37 +10,27 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Server, addr};
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use serde_json::json;
+use std::time::{SystemTime, UNIX_EPOCH};
+use valise_mls::{CIPHERSUITE, key_package, serialize};
+use valise_proto::DeviceAddress;
 
-const CS: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
 const ROGUE: &str = "0badc0de0badc0de";
 
 /// A valid key package for `user/device` under a fresh key the directory
 /// has never seen: what an intruder holding the server can make.
 fn rogue_key_package(user: &str, device: &str) -> (Vec<u8>, Vec<u8>) {
     let provider = openmls_libcrux_crypto::Provider::default();
-    let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
-    signer.store(provider.storage()).unwrap();
-    let credential = CredentialWithKey {
-        credential: BasicCredential::new(format!("{user}/{device}").into_bytes()).into(),
-        signature_key: signer.public().into(),
-    };
-    let caps = Capabilities::new(
-        None,
-        Some(&[CS]),
-        Some(&[ExtensionType::LastResort]),
-        None,
-        None,
-    );
-    let kp = KeyPackage::builder()
-        .leaf_node_capabilities(caps)
-        .build(CS, &provider, &signer, credential)
-        .unwrap();
+    let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+    let rogue = DeviceAddress::parse(&format!("{user}/{device}")).unwrap();
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bundle = key_package::build(&provider, &signer, &rogue, false, now_s).unwrap();
     (
-        kp.key_package().tls_serialize_detached().unwrap(),
+        serialize(bundle.key_package()).unwrap(),
         signer.public().to_vec(),
     )
 }

@@ -41,9 +41,21 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     assert_eq!(bob.conversation(&conv)["diverged"], true);
     assert_ne!(authenticator(&alice, &conv), authenticator(&bob, &conv));
     server.hook("reset", json!({}));
-    // A letter bob writes now goes to his side only (the others cannot
-    // open it); he sends it again once he has rejoined.
-    bob.send_in(&conv, "from the other side", "written before the rejoin");
+    // Nothing is sealed into a conversation out of step: a letter bob
+    // writes now waits in his outbox, and goes once he has rejoined.
+    let held = bob.run(&[
+        "send",
+        "--conversation",
+        &conv,
+        "--subject",
+        "from the other side",
+        "--body",
+        "written before the rejoin",
+        "--json",
+    ]);
+    assert!(!held.status.success());
+    assert!(String::from_utf8_lossy(&held.stderr).contains("\"held\""));
+    assert_eq!(bob.json(&["outbox"]).as_array().unwrap().len(), 2, "settings and letter");
 
     // The others see bob's commit after alice's; they follow the server.
     // (Each side also refuses what the other side sealed: alice's
@@ -67,7 +79,12 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
 
     // Bob's next sync finds his state is not the hub's and rejoins.
     assert_eq!(bob.sync()["rejoined"], 1);
-    assert_eq!(bob.alert_kinds(), ["refused_message", "fork", "rejoined"]);
+    let kinds = bob.alert_kinds();
+    assert_eq!(kinds[..2], ["refused_message", "fork"], "{kinds:?}");
+    assert_eq!(kinds.last().unwrap(), "rejoined", "{kinds:?}");
+    // In between, the other side's commits (alice's and carol's keys
+    // renewed after the fork): refused by his group, followed publicly.
+    assert!(kinds[2..kinds.len() - 1].iter().all(|k| k == "refused_message"));
     for d in [&alice, &carol, &dave] {
         d.sync();
     }

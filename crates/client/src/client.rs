@@ -1,46 +1,40 @@
-//! The device: its home, its keys, its session with the server.
+//! The device on the network: its [`Engine`] and its session with its
+//! server.
 
 use crate::api::Api;
+use crate::clock::Clock;
+use crate::engine::{Engine, new_crypto};
 use crate::error::{ClientError, Result};
+use crate::home::account::Account;
+use crate::home::alerts::Alert;
 use crate::home::{Home, Passphrase};
 use crate::mls;
-use crate::provider::Provider;
-use openmls::prelude::MlsGroup;
 use openmls::prelude::{OpenMlsProvider, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_libcrux_crypto::CryptoProvider;
 use openmls_traits::signatures::Signer;
 use reqwest::Method;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 use valise_proto::api::{
     ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, TokenRequest,
     TokenResponse, auth_signed_content,
 };
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, ErrorCode, UserId};
+use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
 
 /// One enrolled device. Every front end drives Valise through this type.
 pub struct Client {
-    pub(crate) home: Home,
-    pub(crate) crypto: CryptoProvider,
+    pub(crate) engine: Engine,
     pub(crate) api: Api,
-    pub(crate) me: DeviceAddress,
     pub(crate) domain: String,
-    /// The device's MLS signature key, also its login key.
-    pub(crate) signer: SignatureKeyPair,
-    /// Groups loaded from the home, kept between operations (loading an
-    /// X-Wing group costs more than using it). The database stays the
-    /// truth: a copy is dropped whenever an operation on it fails.
-    groups: RefCell<HashMap<ConversationId, MlsGroup>>,
-    /// When devices and key packages were last checked (see `sync`).
+    /// When devices, members and key packages were last checked (see `sync`).
     pub(crate) last_housekeeping: Option<Instant>,
     /// The last inbox position acknowledged, and when (see `sync`).
     pub(crate) last_ack: Option<(u64, Instant)>,
+    /// How long this device keeps its own leaf's keys in a conversation
+    /// before it renews them (I3: 24 hours unless configured).
+    pub(crate) update_interval_ms: i64,
 }
 
 /// What `enroll` needs besides the home.
@@ -54,77 +48,46 @@ pub struct Enrollment<'a> {
     pub directory_key: Option<&'a [u8]>,
 }
 
+/// Leaf keys are renewed at least this often by default (I3).
+pub const DEFAULT_UPDATE_INTERVAL_MS: i64 = 24 * 60 * 60 * 1000;
+
 impl Client {
     /// Opens an enrolled home.
     pub fn open(path: &Path, passphrase: &Passphrase) -> Result<Self> {
         let home = Home::open_or_create(path, passphrase)?;
-        let row = home
-            .conn
-            .query_row(
-                "SELECT server, ca_pem, user, device, signature_key, domain FROM account WHERE id = 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or(ClientError::NotEnrolled)?;
-        let (server, ca_pem, user, device, signature_key, domain) = row;
-        let me = DeviceAddress::new(UserId::parse(&user)?, DeviceId::parse(&device)?);
-        let crypto = new_crypto()?;
-        let signer = {
-            let p = Provider::new(&crypto, &home.conn);
-            SignatureKeyPair::read(p.storage(), &signature_key, SignatureScheme::ED25519)
-                .ok_or_else(|| ClientError::Home("the device's signature key is missing".into()))?
-        };
-        Ok(Self {
-            api: Api::new(&server, &ca_pem)?,
-            home,
-            crypto,
-            me,
+        let account = home.account()?.ok_or(ClientError::NotEnrolled)?;
+        let engine = Engine::load(home, Clock::system())?;
+        Ok(Self::new(engine, Api::new(&account.server, &account.ca_pem)?, account.domain))
+    }
+
+    fn new(engine: Engine, api: Api, domain: String) -> Self {
+        Self {
+            engine,
+            api,
             domain,
-            signer,
-            groups: RefCell::default(),
             last_housekeeping: None,
             last_ack: None,
-        })
+            update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
+        }
     }
 
     /// Creates this device's keys, enrols it with an invite code, and
-    /// returns the enrolled client.
+    /// returns the enrolled client. Whether the device founded its user's
+    /// identity or waits for approval is in [`Client::own_devices`].
     pub async fn enroll(path: &Path, passphrase: &Passphrase, e: Enrollment<'_>) -> Result<Self> {
         let home = Home::open_or_create(path, passphrase)?;
-        if let Some(who) = home
-            .conn
-            .query_row("SELECT user || '/' || device FROM account", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-        {
-            return Err(ClientError::AlreadyEnrolled(who));
+        if let Some(a) = home.account()? {
+            return Err(ClientError::AlreadyEnrolled(a.me.to_string()));
         }
         let api = Api::new(e.server, e.ca_pem)?;
         let crypto = new_crypto()?;
         let me = DeviceAddress::new(e.user.clone(), DeviceId::from_bytes(rand::random()));
         let signer = SignatureKeyPair::new(SignatureScheme::ED25519).map_err(ClientError::mls)?;
-        let (key_packages, last_resort) = {
-            let p = Provider::new(&crypto, &home.conn);
-            let tx = home.conn.unchecked_transaction()?;
-            signer.store(p.storage()).map_err(ClientError::mls)?;
-            let kps = (0..mls::KEY_PACKAGE_BATCH)
-                .map(|_| mls::key_package(&p, &signer, &me, false).map(Into::into))
-                .collect::<Result<Vec<_>>>()?;
-            let lr = mls::key_package(&p, &signer, &me, true)?;
-            tx.commit()?;
-            (kps, lr)
-        };
+        signer
+            .store(crate::provider::Provider::new(&crypto, home.connection()).storage())
+            .map_err(ClientError::mls)?;
+        let engine = Engine::new(home, crypto, me.clone(), signer, Clock::system());
+        let (key_packages, last_resort) = engine.key_packages(true)?;
         let resp: EnrollResponse = api
             .call(
                 Method::POST,
@@ -133,25 +96,15 @@ impl Client {
                     user: me.user.clone(),
                     code: e.code.trim().to_owned(),
                     device: me.device,
-                    signature_key: signer.public().to_vec().into(),
-                    key_packages,
-                    last_resort: last_resort.into(),
+                    signature_key: engine.signer.public().to_vec().into(),
+                    key_packages: key_packages.packages,
+                    last_resort: last_resort.ok_or_else(|| {
+                        ClientError::Mls("no last-resort key package was made".into())
+                    })?,
                 }),
                 false,
             )
             .await?;
-        home.conn.execute(
-            "INSERT INTO account (id, server, ca_pem, user, device, signature_key, domain)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                api.base(),
-                e.ca_pem,
-                me.user.as_str(),
-                me.device.to_string(),
-                signer.public(),
-                resp.domain
-            ],
-        )?;
         if let Some(pinned) = e.directory_key
             && pinned != resp.directory_key.as_slice()
         {
@@ -159,28 +112,28 @@ impl Client {
                 "the server's directory key is not the one given with --directory-key".into(),
             ));
         }
-        let mut client = Self {
-            home,
-            crypto,
-            api,
+        engine.home.insert_account(&Account {
+            server: api.base().to_owned(),
+            ca_pem: e.ca_pem.to_owned(),
             me,
-            domain: resp.domain,
-            signer,
-            groups: RefCell::default(),
-            last_housekeeping: None,
-            last_ack: None,
-        };
+            signature_key: engine.signer.public().to_vec(),
+            domain: resp.domain.clone(),
+        })?;
+        engine
+            .home
+            .set_key_packages_until(key_packages.until, Some(key_packages.until))?;
+        let mut client = Self::new(engine, api, resp.domain);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.
         client.check_own_history(true).await?;
-        let me = client.me.user.clone();
+        let me = client.engine.me.user.clone();
         client.prove_user(&me).await?;
         Ok(client)
     }
 
     /// This device.
     pub fn me(&self) -> &DeviceAddress {
-        &self.me
+        &self.engine.me
     }
 
     /// The server this device is enrolled with.
@@ -188,68 +141,42 @@ impl Client {
         self.api.base()
     }
 
-    pub(crate) fn provider(&self) -> Provider<'_> {
-        Provider::new(&self.crypto, &self.home.conn)
+    /// The engine, for front ends that read the home (and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// Runs `f` on a conversation's group. The group stays in memory for
-    /// the next operation if `f` succeeds, and is dropped if it fails.
-    pub(crate) fn with_group<T>(
-        &self,
-        conv: &ConversationId,
-        f: impl FnOnce(&mut MlsGroup, &Provider<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let p = self.provider();
-        let cached = self.groups.borrow_mut().remove(conv);
-        let mut group = match cached {
-            Some(g) => g,
-            None => mls::load_group(&p, conv)?.ok_or_else(|| ClientError::NotFound {
-                kind: "conversation",
-                id: conv.to_string(),
-            })?,
-        };
-        let out = f(&mut group, &p)?;
-        self.groups.borrow_mut().insert(*conv, group);
-        Ok(out)
+    /// Sets how long this device keeps its leaf's keys before renewing them.
+    pub fn set_update_interval_ms(&mut self, ms: i64) {
+        self.update_interval_ms = ms;
     }
 
-    /// Drops the in-memory copy of a group (the next use reloads it).
-    pub(crate) fn forget_group(&self, conv: &ConversationId) {
-        self.groups.borrow_mut().remove(conv);
+    /// Every alert, oldest first.
+    pub fn alerts(&self) -> Result<Vec<Alert>> {
+        self.engine.home.alerts(false)
     }
 
-    /// Drops every in-memory group (after a rollback).
-    pub(crate) fn forget_groups(&self) {
-        self.groups.borrow_mut().clear();
-    }
-
-    /// Runs `f` in one database transaction. If anything fails, nothing of
-    /// it remains: the transaction rolls back and in-memory groups, which
-    /// may be ahead of the database, are dropped.
-    pub(crate) fn transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let tx = self.home.conn.unchecked_transaction()?;
-        let out = f().and_then(|v| {
-            tx.commit()?;
-            Ok(v)
-        });
-        if out.is_err() {
-            self.groups.borrow_mut().clear();
+    /// Alerts not yet shown by this call, which marks them seen.
+    pub fn take_new_alerts(&self) -> Result<Vec<Alert>> {
+        let new = self.engine.home.alerts(true)?;
+        if let Some(last) = new.last() {
+            self.engine.home.mark_alerts_seen(last.id)?;
         }
-        out
+        Ok(new)
     }
 
     /// Proves possession of the device key and takes a fresh token.
     async fn login(&mut self) -> Result<()> {
         let who = ChallengeRequest {
-            user: self.me.user.clone(),
-            device: self.me.device,
+            user: self.engine.me.user.clone(),
+            device: self.engine.me.device,
         };
         let ch: ChallengeResponse = self
             .api
             .call(Method::POST, "/v1/auth/challenge", Some(&who), false)
             .await?;
-        let content = auth_signed_content(&self.domain, &self.me, ch.challenge.as_slice());
-        let signature = self.signer.sign(&content).map_err(ClientError::mls)?;
+        let content = auth_signed_content(&self.domain, &self.engine.me, ch.challenge.as_slice());
+        let signature = self.engine.signer.sign(&content).map_err(ClientError::mls)?;
         let tok: TokenResponse = self
             .api
             .call(
@@ -290,13 +217,30 @@ impl Client {
     }
 }
 
-fn new_crypto() -> Result<CryptoProvider> {
-    CryptoProvider::new().map_err(ClientError::mls)
+/// Key packages made for an upload, with when the earliest expires.
+pub(crate) struct Batch {
+    pub packages: Vec<valise_proto::bytes::Bytes>,
+    pub until: u64,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl Engine {
+    /// A batch of one-time key packages (and a last-resort one, if asked),
+    /// their private keys stored in the home.
+    pub(crate) fn key_packages(
+        &self,
+        last_resort: bool,
+    ) -> Result<(Batch, Option<valise_proto::bytes::Bytes>)> {
+        self.transaction(|| {
+            let p = self.provider();
+            let now = self.clock.now_s();
+            let packages = (0..mls::KEY_PACKAGE_BATCH)
+                .map(|_| mls::key_package(&p, &self.signer, &self.me, false, now).map(Into::into))
+                .collect::<Result<Vec<_>>>()?;
+            let lr = last_resort
+                .then(|| mls::key_package(&p, &self.signer, &self.me, true, now).map(Into::into))
+                .transpose()?;
+            let until = now + valise_mls::key_package::KEY_PACKAGE_LIFETIME_S;
+            Ok((Batch { packages, until }, lr))
+        })
+    }
 }

@@ -1,62 +1,35 @@
-//! Conversations: one MLS group each, every device of every member a leaf.
+//! Conversations over the network: creating them, and every commit that
+//! changes who reads them.
 //!
 //! Membership changes are commits submitted to the hub for the current
 //! epoch. The hub accepts one commit per epoch; a loser syncs (which applies
 //! the winner's commit) and tries again. Only after the hub accepted a commit
 //! does the device merge it, so a refused commit leaves no trace.
+//!
+//! Who is added is decided here, never by the server: a user's devices are
+//! added only if a verified lookup shows them approved by that user, and
+//! not while that user's identity changed unverified; devices revoked since
+//! are removed (by every member that notices: removing is always safe).
 
 use crate::alert::AlertKind;
-use crate::client::{Client, now_ms};
+use crate::client::Client;
+use crate::engine::identity::Proven;
+use crate::engine::membership::Change;
 use crate::error::{ClientError, Result};
 use crate::failpoint::failpoint;
 use crate::mls;
-use crate::provider::Provider;
-use openmls::prelude::*;
-use openmls_basic_credential::SignatureKeyPair;
+use openmls::prelude::KeyPackage;
 use reqwest::Method;
-use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use valise_proto::api::{
-    ClaimRequest, ClaimResponse, ConversationState, CreateConversation, DeviceList,
-};
-use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, ErrorCode, Payload, UserId};
+use valise_proto::api::{ClaimRequest, ClaimResponse, ConversationState};
+use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Payload, UserId};
 
 /// How often a commit is retried after losing a race for the epoch.
 const COMMIT_ATTEMPTS: usize = 5;
 
-/// A conversation as this device sees it. Its name is content: Debug omits it.
-#[derive(Clone, Serialize)]
-pub struct ConversationView {
-    pub id: ConversationId,
-    pub name: String,
-    pub epoch: u64,
-    /// IANA name of the MLS ciphersuite.
-    pub ciphersuite: String,
-    pub active: bool,
-    /// The MLS epoch authenticator (hex): equal on every member's device
-    /// exactly when they share the same group state (no fork).
-    pub authenticator: String,
-    /// Members and their devices, from the MLS roster.
-    pub members: BTreeMap<UserId, Vec<String>>,
-    /// This device may not follow the hub's group state (a fork, or a
-    /// commit it could not process) until its next sync rejoins.
-    pub diverged: bool,
-}
-
-impl std::fmt::Debug for ConversationView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConversationView")
-            .field("id", &self.id)
-            .field("epoch", &self.epoch)
-            .field("active", &self.active)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Client {
-    /// Creates a conversation with these people (all their devices) and
-    /// returns its id.
+    /// Creates a conversation with these people (all their approved
+    /// devices) and returns its id.
     pub async fn create_conversation(
         &mut self,
         name: &str,
@@ -71,98 +44,224 @@ impl Client {
         members: &[UserId],
         direct: bool,
     ) -> Result<ConversationId> {
-        // Claim first: a person who cannot be added leaves no empty conversation.
-        let present = BTreeSet::from([self.me.clone()]);
-        let packages = self.claim(members, &present).await?;
+        self.check_may_write(members)?;
+        // Claim first: a person who cannot be added leaves no empty
+        // conversation. This user's other approved devices join too.
+        let present = BTreeSet::from([self.engine.me.clone()]);
+        let mut packages = self.claim_each(members, &present).await?;
+        packages.extend(
+            self.claim(std::slice::from_ref(&self.engine.me.user.clone()), &present)
+                .await?,
+        );
         let id = ConversationId::from_bytes(rand::random());
-        let request = self.transaction(|| {
-            let p = self.provider();
-            let group = MlsGroup::new_with_group_id(
-                &p,
-                &self.signer,
-                &mls::create_config(),
-                mls::group_id(&id),
-                mls::credential(&self.me, &self.signer),
-            )
-            .map_err(ClientError::mls)?;
-            let info = group
-                .export_group_info(p.crypto(), &self.signer, false)
-                .map_err(ClientError::mls)?;
-            self.home.conn.execute(
-                "INSERT INTO conversations (id, name, created_at_ms) VALUES (?1, ?2, ?3)",
-                params![id.to_string(), name, now_ms()],
-            )?;
-            Ok(CreateConversation {
-                id,
-                group_info: mls::serialize(&info)?.into(),
-                ratchet_tree: mls::serialize(&group.export_ratchet_tree())?.into(),
-            })
-        })?;
+        let request = self.engine.create_group(&id, name, direct)?;
         let _: ConversationState = self
             .call(Method::POST, "/v1/conversations", Some(&request))
             .await?;
-        self.add_packages(&id, packages).await?;
-        if direct {
-            self.set_direct_key(&id)?;
-        }
-        let meta = ConversationMeta {
-            name: name.to_owned(),
-            direct,
-        };
-        self.send_payload(&id, &Payload::Meta(meta)).await?;
+        self.commit(&id, |_| {
+            Ok(Change {
+                adds: packages.clone(),
+                ..Change::default()
+            })
+        })
+        .await?;
+        self.send_meta(&id).await?;
         Ok(id)
     }
 
-    /// Adds a person (all their devices) to a conversation.
+    /// Adds a person (all their approved devices) to a conversation.
     pub async fn add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
-        self.add_users(conv, std::slice::from_ref(user)).await?;
-        let meta = self.meta(conv)?;
-        self.send_payload(conv, &Payload::Meta(meta)).await
+        self.check_may_write(std::slice::from_ref(user))?;
+        self.pull(0).await?;
+        let present = self.engine.roster(conv)?;
+        if present.iter().any(|d| &d.user == user) {
+            return Err(ClientError::Invalid(format!(
+                "{user} is already a member of {conv}"
+            )));
+        }
+        let packages = self
+            .claim_each(std::slice::from_ref(user), &present)
+            .await?;
+        self.commit(conv, |_| {
+            Ok(Change {
+                adds: packages.clone(),
+                ..Change::default()
+            })
+        })
+        .await?;
+        self.send_meta(conv).await
     }
 
     /// Removes a person (all their devices) from a conversation.
     pub async fn remove_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
-        if user == &self.me.user {
+        if user == &self.engine.me.user {
             return Err(ClientError::Invalid(
                 "removing yourself is not supported yet".into(),
             ));
         }
         let user = user.clone();
-        self.commit(conv, move |group, p, signer| {
-            let leaves: Vec<LeafNodeIndex> = mls::roster(group)?
-                .into_iter()
-                .filter(|(_, d)| d.user == user)
-                .map(|(i, _)| i)
-                .collect();
-            if leaves.is_empty() {
+        self.commit(conv, |roster| {
+            let removes: BTreeSet<DeviceAddress> =
+                roster.iter().filter(|d| d.user == user).cloned().collect();
+            if removes.is_empty() {
                 return Err(ClientError::NotFound {
                     kind: "member",
                     id: user.to_string(),
                 });
             }
-            mls::stage_commit(group, p, signer, Vec::new(), leaves)
+            Ok(Change {
+                removes,
+                ..Change::default()
+            })
         })
         .await
     }
 
-    /// Adds every device of these users that the group lacks. Users whose
-    /// devices are all present already are skipped.
-    pub(crate) async fn add_users(
-        &mut self,
-        conv: &ConversationId,
-        users: &[UserId],
-    ) -> Result<()> {
-        // The roster decides whose devices to claim: read the inbox first,
-        // or a person removed meanwhile still counts as present and
-        // nothing would be added (found by the random driver, E2).
-        self.pull(0).await?;
-        let present = self.roster(conv)?;
-        let packages = self.claim(users, &present).await?;
-        self.add_packages(conv, packages).await
+    /// Refuses to write to people whose identity changed unverified.
+    fn check_may_write(&self, users: &[UserId]) -> Result<()> {
+        for user in users {
+            if !self.engine.may_write_to(user)? {
+                return Err(ClientError::IdentityChanged(user.to_string()));
+            }
+        }
+        Ok(())
     }
 
-    /// Claims and verifies one key package per device of these users that
-    /// is not `present`.
+    /// Brings a conversation's devices in line with the directory before
+    /// this device writes there: members' devices approved since are added
+    /// (their users' identities permitting), revoked ones removed. Returns
+    /// (added, removed).
+    pub(crate) async fn refresh_members(
+        &mut self,
+        conv: &ConversationId,
+        proven: &mut BTreeMap<UserId, Proven>,
+    ) -> Result<(usize, usize)> {
+        let roster = self.engine.roster(conv)?;
+        let users: BTreeSet<UserId> = roster.iter().map(|d| d.user.clone()).collect();
+        let mut missing = Vec::new();
+        let mut revoked = BTreeSet::new();
+        for user in &users {
+            if !proven.contains_key(user) {
+                let p = self.prove_user(user).await?;
+                proven.insert(user.clone(), p);
+            }
+            let Some(p) = proven.get(user) else { continue };
+            let writable = self.engine.may_write_to(user)?;
+            for (device, (entry, status)) in &p.devices.devices {
+                let address = DeviceAddress::new(user.clone(), *device);
+                if !roster.contains(&address) && status.is_approved() && writable {
+                    missing.push((address, entry.signature_key.0.clone()));
+                }
+            }
+            // Members no longer approved (revoked, or never): removed.
+            for d in roster.iter().filter(|d| &d.user == user && **d != self.engine.me) {
+                if p.devices.approved_key(&d.device).is_none() {
+                    revoked.insert(d.clone());
+                }
+            }
+        }
+        if missing.is_empty() && revoked.is_empty() {
+            return Ok((0, 0));
+        }
+        let needing: Vec<UserId> = missing
+            .iter()
+            .map(|(d, _)| d.user.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let packages = self.claim(&needing, &roster).await?;
+        let added = packages.len();
+        let removed = revoked.len();
+        self.commit(conv, |roster| {
+            Ok(Change {
+                adds: packages.clone(),
+                removes: revoked.intersection(roster).cloned().collect(),
+                ..Change::default()
+            })
+        })
+        .await?;
+        if added > 0 {
+            self.send_meta(conv).await?;
+        }
+        Ok((added, removed))
+    }
+
+    /// The user's own conversations, brought in line with the directory on
+    /// each housekeeping: this user's devices approved since are added, and
+    /// revoked devices of anyone removed. Returns (added, removed).
+    pub(crate) async fn refresh_own_conversations(&mut self) -> Result<(usize, usize)> {
+        let me = self.engine.me.user.clone();
+        let mut proven = BTreeMap::from([(me.clone(), self.prove_user(&me).await?)]);
+        if !self.own_device_approved()? {
+            return Ok((0, 0));
+        }
+        let (mut added, mut removed) = (0, 0);
+        for conv in self.engine.home.active_conversations()? {
+            if self.engine.home.conversation(&conv)?.is_some_and(|c| c.diverged) {
+                continue;
+            }
+            match self.refresh_members(&conv, &mut proven).await {
+                Ok((a, r)) => {
+                    added += a;
+                    removed += r;
+                }
+                // One conversation must not stop the others (a key the
+                // directory does not hold is alerted inside).
+                Err(e @ (ClientError::NotInDirectory(_) | ClientError::Server(_))) => {
+                    tracing::warn!(conversation = %conv, error = %e, "members not refreshed");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((added, removed))
+    }
+
+    /// Renews this device's own leaf where it is due (every
+    /// `update_interval` at least, and at once after a fork, a rollback, a
+    /// revocation or another member's rejoin): healing, I3.
+    pub(crate) async fn renew_leaves(&mut self) -> Result<usize> {
+        let older_than = self.engine.now_ms() - self.update_interval_ms;
+        let mut renewed = 0;
+        for conv in self.engine.home.updates_due(older_than)? {
+            match self
+                .commit(&conv, |_| {
+                    Ok(Change {
+                        update: true,
+                        ..Change::default()
+                    })
+                })
+                .await
+            {
+                Ok(()) => renewed += 1,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::warn!(conversation = %conv, error = %e, "keys not renewed"),
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// As [`Client::claim`], but each of these users must bring at least
+    /// one device: nobody named is silently left out.
+    async fn claim_each(
+        &mut self,
+        users: &[UserId],
+        present: &BTreeSet<DeviceAddress>,
+    ) -> Result<Vec<KeyPackage>> {
+        let mut all = Vec::new();
+        for user in users {
+            let packages = self.claim(std::slice::from_ref(user), present).await?;
+            if packages.is_empty() {
+                return Err(ClientError::NoDevices(user.to_string()));
+            }
+            all.extend(packages);
+        }
+        Ok(all)
+    }
+
+    /// Claims and verifies one key package per approved device of these
+    /// users that is not `present`. Packages of pending or revoked devices
+    /// are skipped; a key the directory does not hold is refused with an
+    /// alert (A3).
     async fn claim(
         &mut self,
         users: &[UserId],
@@ -180,31 +279,44 @@ impl Client {
                 exclude: exclude.clone(),
             };
             let claim: ClaimResponse = match self.call(Method::POST, &path, Some(&request)).await {
-                Err(e) if e.is_server(ErrorCode::NoKeyPackage) && !exclude.is_empty() => continue,
-                Err(e) if e.is_server(ErrorCode::NoKeyPackage) => {
-                    return Err(ClientError::NoDevices(user.to_string()));
-                }
+                Err(e) if e.is_server(ErrorCode::NoKeyPackage) => continue,
                 other => other?,
             };
-            // Only keys the directory proves are used (A3: key substitution).
             let proven = self.prove_user(user).await?;
             for kp in claim.key_packages {
                 let device = DeviceAddress::new(user.clone(), kp.device);
-                let checked =
-                    mls::verify_key_package(&self.provider(), kp.key_package.as_slice(), &device);
-                let refusal = match &checked {
-                    Err(e) => Some(format!(
+                if device == self.engine.me {
+                    continue;
+                }
+                let checked = mls::verify_key_package(
+                    &self.engine.provider(),
+                    kp.key_package.as_slice(),
+                    &device,
+                    self.engine.clock.now_s(),
+                );
+                let listed = proven.devices.devices.get(&kp.device);
+                let refusal = match (&checked, listed) {
+                    (Err(e), _) => Some(format!(
                         "the server offered an invalid key package for {device}: {e}"
                     )),
-                    Ok(package) => {
-                        let key = package.leaf_node().signature_key().as_slice();
-                        (proven.active_key(&kp.device) != Some(key)).then(|| {
-                            format!("the server offered a key for {device} that the key directory does not hold")
-                        })
+                    (Ok(package), Some((entry, status)))
+                        if entry.signature_key.as_bytes()
+                            == package.leaf_node().signature_key().as_slice() =>
+                    {
+                        // Published with this key, but not approved by its
+                        // user: skipped, as nobody adds such a device.
+                        if !status.is_approved() {
+                            tracing::info!(%device, status = status.as_str(), "device skipped");
+                            continue;
+                        }
+                        None
                     }
+                    (Ok(_), _) => Some(format!(
+                        "the server offered a key for {device} that the key directory does not hold"
+                    )),
                 };
                 if let Some(detail) = refusal {
-                    self.raise(
+                    self.engine.raise(
                         AlertKind::KeyNotInDirectory,
                         None,
                         &detail,
@@ -218,37 +330,26 @@ impl Client {
         Ok(packages)
     }
 
-    async fn add_packages(
+    /// Builds a commit at the current epoch from the current roster,
+    /// submits it to the hub, and merges it once accepted; on a lost race,
+    /// catches up and rebuilds.
+    pub(crate) async fn commit(
         &mut self,
         conv: &ConversationId,
-        packages: Vec<KeyPackage>,
+        mut build: impl FnMut(&BTreeSet<DeviceAddress>) -> Result<Change>,
     ) -> Result<()> {
-        if packages.is_empty() {
-            return Ok(());
-        }
-        self.commit(conv, move |group, p, signer| {
-            mls::stage_commit(group, p, signer, packages.clone(), Vec::new())
-        })
-        .await
-    }
-
-    /// Builds a commit at the current epoch, submits it to the hub, and
-    /// merges it once accepted; on a lost race, catches up and rebuilds.
-    async fn commit<F>(&mut self, conv: &ConversationId, mut build: F) -> Result<()>
-    where
-        F: FnMut(&mut MlsGroup, &Provider<'_>, &SignatureKeyPair) -> Result<mls::StagedCommit>,
-    {
         // Settle any commit left unconfirmed by an earlier crash first.
         self.pull(0).await?;
         for _ in 0..COMMIT_ATTEMPTS {
-            let submit = self.transaction(|| {
-                let submit = self.with_group(conv, |group, p| {
-                    let epoch = group.epoch().as_u64();
-                    Ok(build(group, p, &self.signer)?.submit(epoch))
-                })?;
-                self.mark_pending(conv, true)?;
-                Ok(submit)
-            })?;
+            if self.engine.home.conversation(conv)?.is_some_and(|c| c.diverged) {
+                return Err(ClientError::Diverged(conv.to_string()));
+            }
+            let roster = self.engine.roster(conv)?;
+            let change = build(&roster)?.against(&roster);
+            if change.is_empty() {
+                return Ok(());
+            }
+            let submit = self.engine.stage(conv, change)?;
             failpoint("commit-before-send");
             let path = format!("/v1/conversations/{conv}/commits");
             let outcome: Result<ConversationState> =
@@ -267,7 +368,7 @@ impl Client {
                 // (the hub echoes accepted commits to their committer).
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
-                    self.settle_pending(conv, false)?;
+                    self.engine.settle_pending(conv, false)?;
                     if !e.is_server(ErrorCode::StaleEpoch) {
                         return Err(e);
                     }
@@ -278,173 +379,29 @@ impl Client {
         Err(ClientError::Contention)
     }
 
-    /// Merges (`accepted`) or discards this device's pending commit.
-    pub(crate) fn settle_pending(&self, conv: &ConversationId, accepted: bool) -> Result<()> {
-        self.transaction(|| {
-            self.with_group(conv, |group, p| {
-                if accepted {
-                    group.merge_pending_commit(p).map_err(ClientError::mls)
-                } else {
-                    group
-                        .clear_pending_commit(p.storage())
-                        .map_err(ClientError::mls)
-                }
-            })?;
-            self.mark_pending(conv, false)
-        })
-    }
-
-    /// Remembers which conversations hold a commit the hub has not confirmed.
-    pub(crate) fn mark_pending(&self, conv: &ConversationId, pending: bool) -> Result<()> {
-        let sql = if pending {
-            "INSERT OR IGNORE INTO pending_commits (conversation) VALUES (?1)"
-        } else {
-            "DELETE FROM pending_commits WHERE conversation = ?1"
-        };
-        self.home.conn.execute(sql, [conv.to_string()])?;
-        Ok(())
-    }
-
-    /// After the whole inbox was read, a commit still pending was never
-    /// accepted (the hub queues the echo with the acceptance): discard it.
-    pub(crate) fn discard_unconfirmed_commits(&self) -> Result<()> {
-        let pending: Vec<String> = {
-            let mut stmt = self
-                .home
-                .conn
-                .prepare("SELECT conversation FROM pending_commits")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        for conv in pending {
-            self.settle_pending(&ConversationId::parse(&conv)?, false)?;
-        }
-        Ok(())
-    }
-
-    /// Adds this user's devices that joined after the conversation was made:
-    /// another device of the same user does it on its next sync.
-    pub(crate) async fn add_own_new_devices(&mut self) -> Result<usize> {
-        let path = format!("/v1/users/{}/devices", self.me.user);
-        let mine: DeviceList = self.call::<(), _>(Method::GET, &path, None).await?;
-        let mine: BTreeSet<DeviceAddress> = mine
-            .devices
-            .into_iter()
-            .map(|d| DeviceAddress::new(self.me.user.clone(), d.device))
-            .collect();
-        let mut added = 0;
-        for conv in self.active_conversations()? {
-            let missing = mine.difference(&self.roster(&conv)?).count();
-            if missing > 0 {
-                let me = self.me.user.clone();
-                self.add_users(&conv, std::slice::from_ref(&me)).await?;
-                let meta = self.meta(&conv)?;
-                self.send_payload(&conv, &Payload::Meta(meta)).await?;
-                added += missing;
+    /// Tells the members the conversation's settings (after it changed),
+    /// inside the encryption.
+    async fn send_meta(&mut self, conv: &ConversationId) -> Result<()> {
+        let meta = self.engine.meta(conv)?;
+        let id = self.engine.write_payload(conv, &Payload::Meta(meta))?;
+        match self.deliver(id).await {
+            // The change itself went through; its settings follow once the
+            // conversation is whole again.
+            Err(ClientError::Held(why)) => {
+                tracing::info!(conversation = %conv, why, "settings wait in the outbox");
+                Ok(())
             }
+            other => other,
         }
-        Ok(added)
     }
 
-    /// Conversations this device is a member of.
-    pub fn conversations(&self) -> Result<Vec<ConversationView>> {
-        let rows = {
-            let mut stmt = self.home.conn.prepare(
-                "SELECT id, name, active, diverged FROM conversations ORDER BY created_at_ms",
-            )?;
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, bool>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
-        let mut out = Vec::new();
-        for (id, name, active, diverged) in rows {
-            let id = ConversationId::parse(&id)?;
-            out.push(self.with_group(&id, |group, _| {
-                let mut members: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
-                for (_, d) in mls::roster(group)? {
-                    members
-                        .entry(d.user)
-                        .or_default()
-                        .push(d.device.to_string());
-                }
-                Ok(ConversationView {
-                    id,
-                    name,
-                    epoch: group.epoch().as_u64(),
-                    ciphersuite: format!("{:?}", group.ciphersuite()),
-                    active: active && group.is_active(),
-                    authenticator: hex::encode(group.epoch_authenticator().as_slice()),
-                    members,
-                    diverged,
-                })
-            })?);
-        }
-        Ok(out)
+    /// Whether this device counts for its user (founded the identity or was
+    /// approved), as the directory last showed it.
+    pub(crate) fn own_device_approved(&self) -> Result<bool> {
+        let me = &self.engine.me;
+        Ok(self
+            .engine
+            .doubt(me, self.engine.signer.public())?
+            .is_none())
     }
-
-    /// The devices in a conversation, from its MLS roster.
-    pub(crate) fn roster(&self, conv: &ConversationId) -> Result<BTreeSet<DeviceAddress>> {
-        self.with_group(conv, |group, _| {
-            Ok(mls::roster(group)?.into_iter().map(|(_, d)| d).collect())
-        })
-    }
-
-    pub(crate) fn active_conversations(&self) -> Result<Vec<ConversationId>> {
-        let mut stmt = self
-            .home
-            .conn
-            .prepare("SELECT id FROM conversations WHERE active = 1")?;
-        let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.iter().map(|s| Ok(ConversationId::parse(s)?)).collect()
-    }
-
-    /// The conversation `send --to` reuses for exactly these people.
-    pub(crate) fn direct_conversation(&self, people: &[UserId]) -> Result<Option<ConversationId>> {
-        let key = direct_key(people.iter().chain([&self.me.user]));
-        let id: Option<String> = self
-            .home
-            .conn
-            .query_row(
-                "SELECT id FROM conversations WHERE direct_key = ?1 AND active = 1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        id.map(|s| Ok(ConversationId::parse(&s)?)).transpose()
-    }
-
-    /// Marks a conversation as the direct one for its current members.
-    pub(crate) fn set_direct_key(&self, conv: &ConversationId) -> Result<()> {
-        let roster = self.roster(conv)?;
-        let key = direct_key(roster.iter().map(|d| &d.user));
-        // Another conversation may hold the key already; the older one stays.
-        self.home.conn.execute(
-            "UPDATE conversations SET direct_key = ?1 WHERE id = ?2
-             AND NOT EXISTS (SELECT 1 FROM conversations WHERE direct_key = ?1)",
-            params![key, conv.to_string()],
-        )?;
-        Ok(())
-    }
-
-    fn meta(&self, conv: &ConversationId) -> Result<ConversationMeta> {
-        let (name, direct): (String, bool) = self.home.conn.query_row(
-            "SELECT name, direct_key IS NOT NULL FROM conversations WHERE id = ?1",
-            [conv.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(ConversationMeta { name, direct })
-    }
-}
-
-fn direct_key<'a>(users: impl Iterator<Item = &'a UserId>) -> String {
-    let set: BTreeSet<&str> = users.map(|u| u.as_str()).collect();
-    set.into_iter().collect::<Vec<_>>().join(",")
 }

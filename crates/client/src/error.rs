@@ -38,6 +38,24 @@ pub enum ClientError {
     Contention,
     #[error("letter stored but not yet accepted by the server ({0}); it is sent on the next sync")]
     Queued(String),
+    /// Written, but waiting unsealed in the outbox: why, and until when.
+    #[error("the letter is kept in the outbox and not sent: {0}")]
+    Held(String),
+    #[error(
+        "conversation {0} is out of step with the server: nothing changes there until it is \
+         whole again (see `valise conversation show {0}`)"
+    )]
+    Diverged(String),
+    #[error(
+        "{0}'s identity changed and nobody verified the new one: compare safety codes first \
+         (`valise verify {0}`, then `valise verify {0} --code CODE`)"
+    )]
+    IdentityChanged(String),
+    #[error(
+        "this device is pending: another device of yours must approve it first (`valise devices \
+         approve CODE` there, with the code `valise devices` shows here)"
+    )]
+    DevicePending,
 }
 
 impl ClientError {
@@ -60,6 +78,10 @@ impl ClientError {
             Self::NoDevices(_) => "no_devices",
             Self::Contention => "contention",
             Self::Queued(_) => "queued",
+            Self::Held(_) => "held",
+            Self::Diverged(_) => "diverged",
+            Self::IdentityChanged(_) => "identity_changed",
+            Self::DevicePending => "device_pending",
         }
     }
 

@@ -1,15 +1,31 @@
-//! A device's home: one directory with one SQLite database, sealed at rest.
+//! A device's home: one directory with one SQLite database, sealed at rest,
+//! and the only place where the client engine speaks SQL.
 //!
 //! The whole database (openmls state, keys, letters, and its WAL) is
 //! encrypted by SQLCipher under a key derived by Argon2id from the user's
 //! passphrase. Beside it, `kdf.json` holds only the salt and cost
 //! parameters, so a copy of the home without the passphrase yields neither
 //! plaintext nor a usable key.
+//!
+//! [`Home`]'s methods are split by what they keep, one file each:
+//! [`account`], [`conversations`], [`commits`], [`letters`], [`outbox`],
+//! [`alerts`] and [`directory`]. openmls keeps its group state in its own
+//! tables of the same database (through [`crate::provider`]), so an MLS
+//! operation and its effect on ours commit in one transaction.
+
+pub mod account;
+pub mod alerts;
+pub mod commits;
+pub mod conversations;
+pub mod directory;
+pub mod letters;
+pub mod outbox;
 
 use crate::error::{ClientError, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
-use rusqlite::Connection;
+use rusqlite::types::Type;
+use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -75,10 +91,11 @@ impl KdfParams {
 
 /// An open home: its unlocked database connection.
 pub struct Home {
-    pub(crate) conn: Connection,
+    conn: Connection,
     /// Held for the life of the home: two processes on one home could each
     /// encrypt with the same ratchet generation. A second one waits.
-    _lock: std::fs::File,
+    /// `None` for a home in memory (tests).
+    _lock: Option<std::fs::File>,
 }
 
 impl Home {
@@ -123,9 +140,67 @@ impl Home {
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;",
         )?;
-        let mut home = Self { conn, _lock: lock };
+        let mut home = Self {
+            conn,
+            _lock: Some(lock),
+        };
         home.migrate()?;
         Ok(home)
+    }
+
+    /// A home in memory, unsealed: for tests of the engine without disk.
+    pub fn in_memory() -> Result<Self> {
+        let mut home = Self {
+            conn: Connection::open_in_memory()?,
+            _lock: None,
+        };
+        home.migrate()?;
+        Ok(home)
+    }
+
+    /// The connection, for openmls' storage provider only: our own SQL
+    /// stays in this module.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` atomically: everything it wrote stays, or nothing. Nests
+    /// (a savepoint), so a caller's transaction can hold several.
+    pub fn transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.transaction_keeping(f, |_| true)
+    }
+
+    /// As [`Home::transaction`], but what `f` wrote stays only if `keep`
+    /// says so of its result (an entry that must wait for a proof is
+    /// undone, yet is no error).
+    pub fn transaction_keeping<T>(
+        &self,
+        f: impl FnOnce() -> Result<T>,
+        keep: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
+        self.conn.execute_batch("SAVEPOINT home")?;
+        let out = f();
+        if out.as_ref().is_ok_and(keep) {
+            self.conn.execute_batch("RELEASE home")?;
+        } else {
+            self.conn.execute_batch("ROLLBACK TO home; RELEASE home")?;
+        }
+        out
+    }
+
+    /// Starts a transaction that stays open across network calls (an inbox
+    /// page and the directory lookups it needs; a rejoin and the hub's
+    /// answer): this device's only connection, so nothing interleaves.
+    pub fn begin(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits (`keep`) or rolls back what [`Home::begin`] started.
+    pub fn end(&self, keep: bool) -> Result<()> {
+        self.conn
+            .execute_batch(if keep { "COMMIT" } else { "ROLLBACK" })?;
+        Ok(())
     }
 
     /// Applies openmls' migrations, then ours (numbered by `user_version`).
@@ -151,7 +226,21 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_directory.sql"),
     include_str!("migrations/0004_letter_counters.sql"),
     include_str!("migrations/0005_epoch_commits.sql"),
+    include_str!("migrations/0006_identities.sql"),
 ];
+
+/// Reads a text column and parses it into one of our types.
+pub(crate) fn parse_col<T, E>(
+    r: &Row<'_>,
+    i: usize,
+    parse: impl FnOnce(&str) -> std::result::Result<T, E>,
+) -> rusqlite::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let s: String = r.get(i)?;
+    parse(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
 
 #[cfg(unix)]
 fn restrict_dir(path: &Path) -> Result<()> {

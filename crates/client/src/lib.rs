@@ -1,13 +1,14 @@
 //! The Valise client engine.
 //!
-//! A [`Client`] is one enrolled device: its sealed home (SQLite under
-//! SQLCipher, openmls state included), its MLS signature key, and its
-//! session with its server. The CLI, the benchmark and every future front
-//! end are thin layers over it; it knows nothing of them.
+//! A [`Client`] is one enrolled device on the network: its [`Engine`] (the
+//! sealed home, its MLS groups and keys, and every decision about what it
+//! believes, with no I/O) and its session with its server. The CLI, the
+//! benchmark and every future front end are thin layers over it; it knows
+//! nothing of them.
 //!
 //! ```text
-//! send ─▶ seal (MLS) + outbox ─▶ POST message ─▶ hub fans out to devices
-//! sync ◀─ inbox page ◀─ Welcome / Commit / Application ─▶ letters table
+//! send ─▶ engine: seal (MLS) or hold + outbox ─▶ POST message ─▶ hub fans out
+//! sync ◀─ inbox page ─▶ engine: Welcome / Commit / Application ─▶ letters, alerts
 //! ```
 #![forbid(unsafe_code)]
 
@@ -15,12 +16,16 @@ mod alert;
 mod api;
 mod audit;
 mod client;
+mod clock;
 mod conversation;
+mod devices;
+pub mod engine;
 mod error;
 mod failpoint;
-mod home;
-mod mailbox;
+pub mod home;
+mod key_packages;
 pub mod mls;
+mod mailbox;
 mod provider;
 mod resync;
 mod send;
@@ -30,9 +35,14 @@ mod transparency;
 pub use alert::{Alert, AlertKind};
 pub use audit::{AuditReport, AuditState, audit_directory};
 pub use client::{Client, Enrollment};
-pub use conversation::ConversationView;
+pub use clock::Clock;
+pub use devices::DeviceView;
+pub use engine::Engine;
+pub use engine::membership::ConversationView;
 pub use error::{ClientError, Result};
 pub use home::Passphrase;
-pub use mailbox::{LetterSummary, LetterView};
+pub use home::letters::{LetterSummary, LetterView};
+pub use mailbox::HeldLetter;
+pub use resync::ConversationDetail;
 pub use send::{Draft, SentLetter};
-pub use sync::{DeviceView, SyncProgress, SyncReport};
+pub use sync::{SyncProgress, SyncReport};

@@ -1,67 +1,49 @@
-//! Rejoining a conversation this device lost track of: after two commits
-//! for one epoch (a fork) or a commit it could not process (a malformed
-//! commit from a member, a dropped commit), its group state may no longer
-//! be the hub's. It then compares its group context with the hub's latest
-//! GroupInfo and, if they differ, rejoins by external commit, replacing its
-//! own leaf (resync): one epoch later everyone shares the state again.
-//!
-//! A hostile server can only make a device rejoin needlessly (a visible
-//! commit, the same members); every key in the tree it serves must still be
-//! proven by the key directory before the rejoin is submitted.
+//! Rejoining over the network: for each conversation out of step, the
+//! hub's latest GroupInfo is fetched and judged by the engine
+//! ([`crate::engine::rejoin`]); a state the device verified is rejoined by
+//! external commit once every member's key is proven, anything else is
+//! refused with a `rollback` alert and the device stays put.
 
 use crate::alert::AlertKind;
 use crate::client::Client;
+use crate::engine::rejoin::Judgement;
 use crate::error::{ClientError, Result};
-use crate::mls;
-use openmls::prelude::*;
 use reqwest::Method;
-use rusqlite::params;
-use valise_proto::api::{ConversationState, GroupInfoState, SubmitCommit};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use valise_mls::Leaf;
+use valise_proto::api::{ConversationState, GroupInfoState};
 use valise_proto::{ConversationId, ErrorCode, UserId};
 
 /// Rejoin attempts per sync (each re-reads the hub's GroupInfo after losing
-/// a race for the epoch).
+/// a race for the epoch, or reading the inbox once more).
 const REJOIN_ATTEMPTS: usize = 5;
 
+/// A conversation's members as this device trusts them, beside what the hub
+/// says (`valise conversation show`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationDetail {
+    pub id: ConversationId,
+    pub epoch: u64,
+    pub diverged: bool,
+    /// The MLS roster this device holds: user → devices.
+    pub trusted: BTreeMap<UserId, Vec<String>>,
+    /// The hub's epoch and roster (from its GroupInfo and tree), if it
+    /// answered.
+    pub hub_epoch: Option<u64>,
+    pub hub: Option<BTreeMap<UserId, Vec<String>>>,
+}
+
 impl Client {
-    /// Marks a conversation as possibly out of step with the hub; `fork`:
-    /// the epoch that had two commits (the earliest one is kept).
-    pub(crate) fn mark_diverged(&self, conv: &ConversationId, fork: Option<u64>) -> Result<()> {
-        self.home.conn.execute(
-            "UPDATE conversations SET diverged = 1,
-                 fork_epoch = min(coalesce(fork_epoch, ?1), coalesce(?1, fork_epoch))
-             WHERE id = ?2",
-            params![fork.map(|e| e as i64), conv.to_string()],
-        )?;
-        Ok(())
-    }
-
-    /// In step again: nothing is left to check or to send again.
-    fn clear_diverged(&self, conv: &ConversationId) -> Result<()> {
-        self.home.conn.execute(
-            "UPDATE conversations SET diverged = 0, fork_epoch = NULL WHERE id = ?1",
-            [conv.to_string()],
-        )?;
-        Ok(())
-    }
-
     /// Checks every conversation marked out of step; returns how many this
     /// device rejoined. A failure is logged and retried on the next sync.
     pub(crate) async fn resync_diverged(&mut self) -> Result<usize> {
-        let marked: Vec<String> = {
-            let mut stmt = self
-                .home
-                .conn
-                .prepare("SELECT id FROM conversations WHERE diverged = 1 AND active = 1")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
         let mut rejoined = 0;
-        for conv in marked {
-            let conv = ConversationId::parse(&conv)?;
+        for conv in self.engine.home.diverged_conversations()? {
             match self.resync(&conv).await {
                 Ok(true) => rejoined += 1,
                 Ok(false) => {}
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
                     tracing::warn!(conversation = %conv, error = %e, "rejoin failed; retried on the next sync");
                 }
@@ -70,105 +52,154 @@ impl Client {
         Ok(rejoined)
     }
 
-    /// Rejoins `conv` if this device's state is not the hub's; true if it did.
+    async fn group_info(&mut self, conv: &ConversationId) -> Result<GroupInfoState> {
+        let path = format!("/v1/conversations/{conv}/group-info");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Rejoins `conv` if the hub's state is one this device verified; true
+    /// if it did.
     async fn resync(&mut self, conv: &ConversationId) -> Result<bool> {
-        for _ in 0..REJOIN_ATTEMPTS {
-            let path = format!("/v1/conversations/{conv}/group-info");
-            let hub: GroupInfoState = self.call::<(), _>(Method::GET, &path, None).await?;
-            let MlsMessageBodyIn::GroupInfo(info) =
-                mls::parse_message(hub.group_info.as_slice())?.extract()
-            else {
-                return Err(ClientError::Protocol(
-                    "the hub's group info is not a GroupInfo".into(),
-                ));
-            };
-            let ours = self.with_group(conv, |g, _| Ok(g.public_group().group_context().clone()));
-            if ours.is_ok_and(|ours| &ours == info.group_context()) {
-                self.clear_diverged(conv)?;
-                return Ok(false);
-            }
-            let submit = self.rebuild(conv, &hub).await?;
-            let path = format!("/v1/conversations/{conv}/commits");
-            match self
-                .call::<_, ConversationState>(Method::POST, &path, Some(&submit))
-                .await
-            {
-                Ok(state) => {
-                    let resent = self.resend_after_fork(conv)?;
-                    self.clear_diverged(conv)?;
-                    let detail = format!(
-                        "this device had lost track of the conversation (see the alert before) \
-                         and rejoined it at epoch {} by external commit; it sends its {resent} \
-                         letters of that time again; letters others sent while it was out of \
-                         step may be missing here",
-                        state.epoch
-                    );
-                    self.raise(AlertKind::Rejoined, Some(conv), &detail, None)?;
-                    return Ok(true);
+        for attempt in 0..REJOIN_ATTEMPTS {
+            let hub = self.group_info(conv).await?;
+            match self.engine.judge(conv, &hub)? {
+                Judgement::InStep => {
+                    self.engine.home.clear_diverged(conv)?;
+                    return Ok(false);
                 }
-                Err(e) if e.is_server(ErrorCode::StaleEpoch) => continue,
-                Err(e) => return Err(e),
+                Judgement::Behind if attempt + 1 < REJOIN_ATTEMPTS => {
+                    self.pull(0).await?;
+                }
+                Judgement::Behind => {
+                    return self.refuse(
+                        conv,
+                        &hub,
+                        "the server's state is ahead of every commit it delivered to this device",
+                    );
+                }
+                Judgement::Refuse(why) => return self.refuse(conv, &hub, &why),
+                Judgement::Rejoin(leaves) => match self.rejoin(conv, &hub, &leaves, false).await {
+                    Err(e) if e.is_server(ErrorCode::StaleEpoch) => self.pull(0).await.map(|_| ())?,
+                    other => return other.map(|_| true),
+                },
             }
         }
         Err(ClientError::Contention)
     }
 
-    /// Replaces the local group by one rejoined from the hub's GroupInfo
-    /// (merged at once, not yet submitted); every member key must be proven.
-    async fn rebuild(
+    /// A state this device may not take: alerted with the GroupInfo as
+    /// evidence; the old state stays, and so does the divergence.
+    fn refuse(&self, conv: &ConversationId, hub: &GroupInfoState, why: &str) -> Result<bool> {
+        let detail = format!(
+            "refused to rejoin from the server's group state: {why}. This device keeps its \
+             own state and seals nothing there; compare the rosters (`valise conversation show \
+             {conv}`) and, if they are right, `valise conversation rejoin {conv} --accept`"
+        );
+        self.engine.raise(
+            AlertKind::Rollback,
+            Some(conv),
+            &detail,
+            Some(hub.group_info.as_slice()),
+        )?;
+        self.engine.home.set_update_due(conv)?;
+        Ok(false)
+    }
+
+    /// Proves every member's key, then rejoins by external commit inside
+    /// one transaction that is kept only if the hub accepts: a refused
+    /// rejoin leaves the old state exactly as it was.
+    async fn rejoin(
         &mut self,
         conv: &ConversationId,
         hub: &GroupInfoState,
-    ) -> Result<SubmitCommit> {
-        let (mut submit, unproven) = self.rejoin_locally(conv, hub)?;
-        if !unproven.is_empty() {
-            for user in &unproven {
-                self.prove_user(user).await?;
-            }
-            let (again, still) = self.rejoin_locally(conv, hub)?;
-            if !still.is_empty() {
-                let names: Vec<&str> = still.iter().map(|u| u.as_str()).collect();
-                let detail = format!(
-                    "refused to rejoin: the hub's tree holds keys of {} that the key directory \
-                     does not",
-                    names.join(", ")
-                );
-                self.raise(AlertKind::KeyNotInDirectory, Some(conv), &detail, None)?;
-                return Err(ClientError::NotInDirectory(detail));
-            }
-            submit = again;
+        leaves: &[Leaf],
+        by_hand: bool,
+    ) -> Result<usize> {
+        let users: BTreeSet<UserId> = leaves.iter().map(|l| l.device.user.clone()).collect();
+        for user in &users {
+            self.prove_user(user).await?;
         }
-        Ok(submit)
+        let members: Vec<_> = leaves
+            .iter()
+            .filter(|l| l.device != self.engine.me)
+            .map(|l| (l.device.clone(), l.signature_key.clone()))
+            .collect();
+        let doubted = self.engine.doubted(&members)?;
+        if !doubted.is_empty() {
+            let why: Vec<String> = doubted
+                .iter()
+                .map(|(u, d)| format!("a device of {u} {}", d.describe()))
+                .collect();
+            let detail = format!("refused to rejoin: in the hub's tree, {}", why.join("; "));
+            self.engine.raise(
+                AlertKind::KeyNotInDirectory,
+                Some(conv),
+                &detail,
+                Some(hub.group_info.as_slice()),
+            )?;
+            return Err(ClientError::NotInDirectory(detail));
+        }
+        self.engine.home.begin()?;
+        let outcome = async {
+            let submit = self.engine.rejoin_from(conv, hub)?;
+            let path = format!("/v1/conversations/{conv}/commits");
+            let state: ConversationState = self.call(Method::POST, &path, Some(&submit)).await?;
+            self.engine.rejoined(conv, state.epoch, by_hand)
+        }
+        .await;
+        self.engine.home.end(outcome.is_ok())?;
+        if outcome.is_err() {
+            self.engine.forget_groups();
+        }
+        outcome
     }
 
-    /// One rebuild in one transaction; also says whose keys are unproven.
-    fn rejoin_locally(
-        &self,
-        conv: &ConversationId,
-        hub: &GroupInfoState,
-    ) -> Result<(SubmitCommit, Vec<UserId>)> {
-        self.transaction(|| {
-            let p = self.provider();
-            self.forget_group(conv);
-            if let Some(mut old) = mls::load_group(&p, conv)? {
-                old.delete(p.storage()).map_err(ClientError::mls)?;
+    /// Rejoins `conv` from the hub's state whatever this device verified:
+    /// for a person who compared the rosters out of band. Every key is
+    /// still proven, and the rejoin is recorded as an alert.
+    pub async fn accept_hub_state(&mut self, conv: &ConversationId) -> Result<()> {
+        let hub = self.group_info(conv).await?;
+        let leaves = self.engine.hub_members(conv, &hub)?;
+        self.rejoin(conv, &hub, &leaves, true).await.map(|_| ())
+    }
+
+    /// The roster this device trusts beside the hub's.
+    pub async fn conversation_detail(&mut self, conv: &ConversationId) -> Result<ConversationDetail> {
+        let view = self
+            .engine
+            .conversations()?
+            .into_iter()
+            .find(|c| &c.id == conv)
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "conversation",
+                id: conv.to_string(),
+            })?;
+        let hub = match self.group_info(conv).await {
+            Ok(hub) => Some(hub),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::info!(conversation = %conv, error = %e, "no hub state");
+                None
             }
-            let (group, staged) = mls::rejoin(
-                &p,
-                &self.signer,
-                &self.me,
-                hub.group_info.as_slice(),
-                hub.ratchet_tree.as_slice(),
-            )?;
-            if group.group_id().as_slice() != conv.as_bytes() {
-                return Err(ClientError::Protocol(
-                    "the hub's group info is for another conversation".into(),
-                ));
-            }
-            let unproven = self.unproven(&mls::roster_keys(&group)?)?;
-            let submit = staged.submit(hub.epoch);
-            self.log_commit(conv, hub.epoch, submit.commit.as_slice())?;
-            Ok((submit, unproven))
+        };
+        let hub_roster = hub
+            .as_ref()
+            .map(|h| self.engine.hub_members(conv, h))
+            .transpose()?
+            .map(|leaves| {
+                let mut m: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+                for l in leaves {
+                    m.entry(l.device.user).or_default().push(l.device.device.to_string());
+                }
+                m
+            });
+        Ok(ConversationDetail {
+            id: *conv,
+            epoch: view.epoch,
+            diverged: view.diverged,
+            trusted: view.members,
+            hub_epoch: hub.map(|h| h.epoch),
+            hub: hub_roster,
         })
     }
 }

@@ -1,20 +1,20 @@
 //! Sending: a letter is sealed with MLS and written to the outbox in one
-//! transaction, then delivered. The sealed bytes are kept until the server
-//! accepts them, because the ratchet has moved on: a letter is re-sealed
-//! only if the conversation's epoch changed (the server refuses the old one),
-//! and every retry carries the same message id, so nothing arrives twice.
+//! transaction (or held there, see [`crate::engine::outbound`]), then
+//! delivered. Sealed bytes are kept until the server accepts them, because
+//! the ratchet has moved on: a letter is sealed again only if the
+//! conversation's epoch changed (the server refuses the old one), and every
+//! retry carries the same message id, so nothing arrives twice.
 
 use crate::alert::AlertKind;
-use crate::client::{Client, now_ms};
+use crate::client::Client;
+use crate::engine::outbound::{Target, Written};
 use crate::error::{ClientError, Result};
-use crate::mls;
+use crate::home::outbox::Outbound;
 use reqwest::Method;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use valise_proto::api::{MessageAccepted, SendMessage};
-use valise_proto::{
-    ConversationId, EpochCount, ErrorCode, Letter, MessageId, Payload, ThreadId, UserId,
-};
+use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, ThreadId, UserId};
 
 /// What a user writes; the engine adds ids, thread and time.
 #[derive(Clone)]
@@ -29,34 +29,9 @@ pub struct Draft {
 pub struct SentLetter {
     /// Local id, as `inbox` and `read` show it.
     pub id: i64,
-    pub conversation: ConversationId,
+    /// `None` while a `send --to` letter waits for its conversation.
+    pub conversation: Option<ConversationId>,
     pub message_id: MessageId,
-}
-
-/// A sealed message waiting in the outbox.
-struct Outbound {
-    conversation: ConversationId,
-    /// As written: a letter is numbered anew each time it is sealed.
-    plaintext: Vec<u8>,
-    epoch: u64,
-    ciphertext: Vec<u8>,
-    /// The letter's number in `epoch` (0: not a letter).
-    seq: u64,
-}
-
-/// Reads an outbox row from column `at` on: conversation, plaintext,
-/// epoch, ciphertext, seq.
-fn outbound(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Outbound> {
-    let conv: String = r.get(at)?;
-    Ok(Outbound {
-        conversation: ConversationId::parse(&conv).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        plaintext: r.get(at + 1)?,
-        epoch: r.get::<_, i64>(at + 2)? as u64,
-        ciphertext: r.get(at + 3)?,
-        seq: r.get::<_, i64>(at + 4)? as u64,
-    })
 }
 
 /// Wait before retrying a letter the server refused for its rate limit.
@@ -69,43 +44,45 @@ const OUTBOX_DROP_BATCH: usize = 256;
 const DELIVERY_ATTEMPTS: usize = 5;
 
 impl Client {
-    /// Writes to these people: in the conversation that holds exactly them
-    /// (and this user), or in a new one.
+    /// Writes to exactly these people: in the conversation `send --to` made
+    /// for exactly them and this user (if its roster still holds exactly
+    /// them), or in a new one. A letter that cannot go now (an identity
+    /// changed, the conversation out of step) waits in the outbox.
     pub async fn send_to(&mut self, to: &[UserId], draft: Draft) -> Result<SentLetter> {
         if to.is_empty() {
             return Err(ClientError::Invalid(
                 "a letter needs at least one recipient".into(),
             ));
         }
-        let conv = match self.direct_conversation(to)? {
-            Some(c) => c,
-            None => self.create("", to, true).await?,
-        };
         let letter = self.new_letter(
             to.to_vec(),
             draft,
             ThreadId::from_bytes(rand::random()),
             None,
         );
-        self.post_letter(&conv, letter).await
+        let target = Target::Exactly {
+            users: to.to_vec(),
+            conversation: None,
+        };
+        self.post_letter(target, letter).await
     }
 
     /// Starts a new thread in a conversation, addressed to all its members.
     pub async fn send_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
-        let to = self.other_members(conv)?;
+        let to = self.engine.other_members(conv)?;
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
-        self.post_letter(conv, letter).await
+        self.post_letter(Target::Conversation(*conv), letter).await
     }
 
     /// Answers a letter in its conversation and thread.
     pub async fn reply(&mut self, letter_id: i64, body: String) -> Result<SentLetter> {
-        let original = self.letter(letter_id)?;
+        let original = self.engine.home.letter(letter_id)?;
         let subject = if original.subject.to_lowercase().starts_with("re:") {
             original.subject.clone()
         } else {
             format!("Re: {}", original.subject)
         };
-        let to = if original.from == self.me.user {
+        let to = if original.from == self.engine.me.user {
             original.to.clone()
         } else {
             vec![original.from.clone()]
@@ -116,7 +93,82 @@ impl Client {
             marking: original.marking.clone(),
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
-        self.post_letter(&original.conversation, letter).await
+        self.post_letter(Target::Conversation(original.conversation), letter)
+            .await
+    }
+
+    /// Stores the letter (nothing written is lost from here on), brings
+    /// the conversation up to date, seals and delivers. A letter that must
+    /// wait is an error that says why, the letter staying in the outbox; a
+    /// network failure leaves it queued for the next sync.
+    async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
+        let message_id = letter.message_id;
+        let id = self.engine.write_letter(&target, &letter)?;
+        let conversation = match self.prepare(&target).await {
+            Ok(c) => c,
+            Err(e) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
+            Err(e) => {
+                // Nobody it could ever go to (no such person, no device):
+                // taken back, as if never written.
+                self.engine.withdraw_letter(&message_id, id)?;
+                return Err(e);
+            }
+        };
+        let mut entry = self
+            .engine
+            .home
+            .outbound(&message_id)?
+            .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
+        entry.conversation = conversation;
+        if let Written::Held(why) = self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
+            return Err(ClientError::Held(why));
+        }
+        self.deliver(message_id).await?;
+        Ok(SentLetter {
+            id,
+            conversation,
+            message_id,
+        })
+    }
+
+    /// The conversation a letter goes in, its members brought in line with
+    /// the directory first (new approved devices in, revoked ones out).
+    async fn prepare(&mut self, target: &Target) -> Result<Option<ConversationId>> {
+        match target {
+            Target::Conversation(conv) => {
+                let row = self.engine.home.conversation(conv)?.ok_or_else(|| {
+                    ClientError::NotFound {
+                        kind: "conversation",
+                        id: conv.to_string(),
+                    }
+                })?;
+                if row.active && !row.diverged {
+                    self.refresh_members(conv, &mut BTreeMap::new()).await?;
+                }
+                Ok(Some(*conv))
+            }
+            Target::Exactly { users, .. } => self.conversation_for(users).await,
+        }
+    }
+
+    /// The conversation a `send --to` letter to `to` goes in: the direct one
+    /// for exactly them, its members brought up to date, or a new one.
+    /// `None` while nothing may be written to them (an identity changed).
+    async fn conversation_for(&mut self, to: &[UserId]) -> Result<Option<ConversationId>> {
+        for user in to {
+            self.prove_user(user).await?;
+            if !self.engine.may_write_to(user)? {
+                return Ok(None);
+            }
+        }
+        if let Some(c) = self.engine.direct_conversation(to)? {
+            self.refresh_members(&c, &mut BTreeMap::new()).await?;
+            // Refreshing may have changed who is in it.
+            if self.engine.direct_conversation(to)? == Some(c) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(Some(self.create("", to, true).await?))
     }
 
     fn new_letter(
@@ -133,292 +185,145 @@ impl Client {
             to,
             thread,
             in_reply_to,
-            sent_at_ms: now_ms(),
+            sent_at_ms: self.engine.now_ms(),
             marking: draft.marking,
             seq: 0,
             prev: None,
+            root: None,
             attachments: Vec::new(),
         }
-    }
-
-    async fn post_letter(&mut self, conv: &ConversationId, letter: Letter) -> Result<SentLetter> {
-        let sent = self.seal_letter(conv, letter)?;
-        self.deliver(sent.message_id).await?;
-        Ok(sent)
     }
 
     /// Seals a new thread's letter into the outbox without sending it; the
     /// next [`Client::sync`] delivers it. Load generators use this to
     /// measure the server apart from the sealing.
     pub fn seal_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
-        let to = self.other_members(conv)?;
+        let to = self.engine.other_members(conv)?;
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
-        self.seal_letter(conv, letter)
-    }
-
-    fn seal_letter(&self, conv: &ConversationId, letter: Letter) -> Result<SentLetter> {
-        let message_id = letter.message_id;
-        let plaintext = Payload::Letter(letter.clone()).encode()?;
-        let id = self.transaction(|| {
-            self.seal(conv, message_id, &plaintext)?;
-            crate::mailbox::store_letter(&self.home.conn, conv, &self.me, &letter, true)?
-                .ok_or_else(|| ClientError::Invalid("duplicate message id".into()))
-        })?;
+        let id = self
+            .engine
+            .write_letter(&Target::Conversation(*conv), &letter)?;
+        let entry = self
+            .engine
+            .home
+            .outbound(&letter.message_id)?
+            .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
+        if let Written::Held(why) = self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
+            return Err(ClientError::Held(why));
+        }
         Ok(SentLetter {
             id,
-            conversation: *conv,
-            message_id,
+            conversation: Some(*conv),
+            message_id: letter.message_id,
         })
-    }
-
-    /// Seals and delivers a non-letter payload (conversation settings).
-    pub(crate) async fn send_payload(
-        &mut self,
-        conv: &ConversationId,
-        payload: &Payload,
-    ) -> Result<()> {
-        let message_id = MessageId::from_bytes(rand::random());
-        let plaintext = payload.encode()?;
-        self.transaction(|| self.seal(conv, message_id, &plaintext))?;
-        self.deliver(message_id).await
-    }
-
-    /// After rejoining from a fork: this device's letters accepted after
-    /// the forked epoch went to its side only; seals them again (under new
-    /// outbox ids, same letter ids) for the next delivery.
-    pub(crate) fn resend_after_fork(&self, conv: &ConversationId) -> Result<usize> {
-        let fork: Option<i64> = self
-            .home
-            .conn
-            .query_row(
-                "SELECT fork_epoch FROM conversations WHERE id = ?1",
-                [conv.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        let Some(fork) = fork else { return Ok(0) };
-        let ids: Vec<i64> = {
-            let mut stmt = self.home.conn.prepare(
-                "SELECT id FROM letters WHERE conversation = ?1 AND outgoing = 1
-                 AND sent_epoch > ?2 ORDER BY id",
-            )?;
-            stmt.query_map(params![conv.to_string(), fork], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        self.transaction(|| {
-            for id in &ids {
-                let v = self.letter(*id)?;
-                let letter = Letter {
-                    message_id: v.message_id,
-                    subject: v.subject,
-                    body: v.body,
-                    to: v.to,
-                    thread: v.thread,
-                    in_reply_to: v.in_reply_to,
-                    sent_at_ms: v.sent_at_ms,
-                    marking: v.marking,
-                    seq: 0,
-                    prev: None,
-                    attachments: Vec::new(),
-                };
-                let outbox_id = MessageId::from_bytes(rand::random());
-                self.seal(conv, outbox_id, &Payload::Letter(letter).encode()?)?;
-            }
-            Ok(ids.len())
-        })
-    }
-
-    /// Encrypts at the group's current epoch into the outbox (inside the
-    /// caller's transaction, with the ratchet step).
-    fn seal(&self, conv: &ConversationId, message_id: MessageId, plaintext: &[u8]) -> Result<()> {
-        let (epoch, seq, sealed) = self.with_group(conv, |group, p| {
-            let (numbered, seq) = self.number(conv, group.epoch().as_u64(), plaintext)?;
-            if !group.is_active() {
-                return Err(ClientError::Invalid(format!(
-                    "you are no longer a member of conversation {conv}"
-                )));
-            }
-            if group.pending_commit().is_some() {
-                return Err(ClientError::Invalid(format!(
-                    "a membership change in {conv} is not confirmed yet: run `valise sync` first"
-                )));
-            }
-            let sealed = group
-                .create_message(p, &self.signer, &numbered)
-                .map_err(ClientError::mls)?;
-            Ok((group.epoch().as_u64(), seq, mls::serialize(&sealed)?))
-        })?;
-        self.home.conn.prepare_cached(
-            "INSERT INTO outbox (message_id, conversation, plaintext, epoch, ciphertext, created_at_ms, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (message_id) DO UPDATE
-             SET epoch = excluded.epoch, ciphertext = excluded.ciphertext, seq = excluded.seq",
-        )?
-        .execute(params![
-            message_id.to_string(),
-            conv.to_string(),
-            plaintext,
-            epoch as i64,
-            sealed,
-            now_ms(),
-            seq as i64
-        ])?;
-        Ok(())
     }
 
     /// Sends one outbox entry until the server accepts it.
-    async fn deliver(&mut self, message_id: MessageId) -> Result<()> {
-        if let Some(entry) = self.outbox_entry(message_id)? {
-            self.deliver_entry(message_id, entry).await?;
-            self.drop_outbox(&[message_id])?;
-        }
-        Ok(())
-    }
-
-    /// Gives a letter its number among this device's letters in the
-    /// conversation's current epoch (see `Letter::seq`); other payloads
-    /// pass unchanged (number 0). A letter re-sealed in a new epoch is renumbered.
-    fn number(
-        &self,
-        conv: &ConversationId,
-        epoch: u64,
-        plaintext: &[u8],
-    ) -> Result<(Vec<u8>, u64)> {
-        let Payload::Letter(mut letter) = Payload::decode(plaintext)? else {
-            return Ok((plaintext.to_vec(), 0));
-        };
-        letter.seq = self.count_letter(conv, epoch, &self.me.device.to_string(), None)?;
-        letter.prev = self
-            .home
-            .conn
-            .prepare_cached(
-                "SELECT epoch, accepted FROM letter_counters
-                 WHERE conversation = ?1 AND device = ?2 AND epoch < ?3 AND accepted > 0
-                 ORDER BY epoch DESC LIMIT 1",
-            )?
-            .query_row(
-                params![conv.to_string(), self.me.device.to_string(), epoch as i64],
-                |r| {
-                    Ok(EpochCount {
-                        epoch: r.get::<_, i64>(0)? as u64,
-                        last: r.get::<_, i64>(1)? as u64,
-                    })
-                },
-            )
-            .optional()?;
-        let seq = letter.seq;
-        Ok((Payload::Letter(letter).encode()?, seq))
-    }
-
-    /// A1: the hub fans out to its own roster, which must be the MLS one
-    /// at the epoch the letter was sealed in (this device's current one:
-    /// the hub took it); any other count means it keeps another list.
-    fn check_fan_out(&self, conv: &ConversationId, accepted: &MessageAccepted) -> Result<()> {
-        if accepted.duplicate {
-            return Ok(());
-        }
-        let others = self.with_group(conv, |group, _| Ok(group.members().count() - 1))?;
-        let queued = accepted.recipients;
-        if queued == others as u64 {
-            return Ok(());
-        }
-        let detail = format!(
-            "the server queued a letter for {queued} devices, but the conversation has \
-             {others} other member devices (MLS roster): its member list differs from the \
-             conversation's. Letters are encrypted to the MLS members only"
-        );
-        self.raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
-    }
-
-    /// Counts a letter the server accepted (see `Letter::prev`) and
-    /// remembers its epoch (see `Client::resend_after_fork`).
-    fn note_accepted(&self, entry: &Outbound) -> Result<()> {
-        if entry.seq > 0 {
-            if let Payload::Letter(letter) = Payload::decode(&entry.plaintext)? {
-                self.home
-                    .conn
-                    .prepare_cached(
-                        "UPDATE letters SET sent_epoch = ?1
-                         WHERE conversation = ?2 AND message_id = ?3 AND outgoing = 1",
-                    )?
-                    .execute(params![
-                        entry.epoch as i64,
-                        entry.conversation.to_string(),
-                        letter.message_id.to_string()
-                    ])?;
-            }
-            self.home
-                .conn
-                .prepare_cached(
-                    "UPDATE letter_counters SET accepted = max(accepted, ?1)
-                     WHERE conversation = ?2 AND epoch = ?3 AND device = ?4",
-                )?
-                .execute(params![
-                    entry.seq as i64,
-                    entry.conversation.to_string(),
-                    entry.epoch as i64,
-                    self.me.device.to_string()
-                ])?;
+    pub(crate) async fn deliver(&mut self, message_id: MessageId) -> Result<()> {
+        if let Some(entry) = self.engine.home.outbound(&message_id)? {
+            self.deliver_entry(entry).await?;
+            self.engine.home.drop_outbound(&[message_id])?;
         }
         Ok(())
     }
 
     /// Delivers what was sealed but not yet accepted (earlier failures, or
-    /// [`Client::seal_in`]), in sealing order; returns how many.
-    pub async fn deliver_outbox(&mut self) -> Result<usize> {
-        let queued: Vec<(String, Outbound)> = {
-            let mut stmt = self.home.conn.prepare(
-                "SELECT message_id, conversation, plaintext, epoch, ciphertext, seq
-                 FROM outbox ORDER BY rowid",
-            )?;
-            stmt.query_map([], |r| Ok((r.get(0)?, outbound(r, 1)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        let total = queued.len();
+    /// [`Client::seal_in`]) in the order written, and tries again what
+    /// waits unsealed; returns (delivered, still waiting).
+    pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
         let mut delivered = Vec::new();
-        for (id, entry) in queued {
-            let id = MessageId::parse(&id)?;
-            self.deliver_entry(id, entry).await?;
+        let mut held = 0;
+        let mut total = 0;
+        for entry in self.engine.home.outbox()? {
+            let id = entry.message_id;
+            let Some(entry) = self.release(entry).await? else {
+                held += 1;
+                continue;
+            };
+            self.deliver_entry(entry).await?;
             delivered.push(id);
+            total += 1;
             if delivered.len() >= OUTBOX_DROP_BATCH {
-                self.drop_outbox(&delivered)?;
+                self.engine.home.drop_outbound(&delivered)?;
                 delivered.clear();
             }
         }
-        self.drop_outbox(&delivered)?;
-        Ok(total)
+        self.engine.home.drop_outbound(&delivered)?;
+        Ok((total, held))
     }
 
-    /// Sends one sealed message until the server accepts it, re-sealing it
+    /// A held entry sealed now if it may be (its conversation found or made
+    /// for a `send --to` letter); `None` while it still waits.
+    async fn release(&mut self, entry: Outbound) -> Result<Option<Outbound>> {
+        if entry.held.is_none() {
+            return Ok(Some(entry));
+        }
+        let mut entry = entry;
+        if entry.conversation.is_none()
+            && let Some(users) = entry.exact_to.as_deref().map(recipients)
+        {
+            let others: Vec<UserId> = users?
+                .into_iter()
+                .filter(|u| u != &self.engine.me.user)
+                .collect();
+            entry.conversation = match self.conversation_for(&others).await {
+                Ok(c) => c,
+                Err(e) if e.is_transient() => return Err(e),
+                // Not now (nobody to add yet): it waits, and is tried again.
+                Err(e) => {
+                    tracing::warn!(error = %e, "a letter waits for its conversation");
+                    return Ok(None);
+                }
+            };
+        }
+        let id = entry.message_id;
+        Ok(match self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
+            Written::Sealed => self.engine.home.outbound(&id)?,
+            Written::Held(_) => None,
+        })
+    }
+
+    /// Sends one sealed entry until the server accepts it, sealing it again
     /// if the epoch moved on. It stays in the outbox for the caller to drop.
-    async fn deliver_entry(&mut self, message_id: MessageId, mut entry: Outbound) -> Result<()> {
+    async fn deliver_entry(&mut self, mut entry: Outbound) -> Result<()> {
         for _ in 0..DELIVERY_ATTEMPTS {
-            let conv = entry.conversation;
-            let (current, active) = self.with_group(&conv, |group, _| {
-                Ok((group.epoch().as_u64(), group.is_active()))
-            })?;
+            let (Some(conv), Some(sealed)) = (entry.conversation, entry.sealed.clone()) else {
+                return Err(ClientError::Held(
+                    entry.held.unwrap_or_else(|| "not sealed".into()),
+                ));
+            };
+            let current = self
+                .engine
+                .with_group(&conv, |group, _| Ok(group.epoch().as_u64()));
+            let row = self.engine.home.conversation(&conv)?;
             // Removed while the letter waited (e.g. written while the
-            // server was down): it cannot be re-sealed, and kept it would
+            // server was down): it cannot be sealed again, and kept it would
             // fail every later sync. Refused for good, like a server refusal.
-            if !active {
-                self.drop_outbox(&[message_id])?;
+            if row.as_ref().is_none_or(|r| !r.active) {
+                self.engine.home.drop_outbound(&[entry.message_id])?;
                 return Err(ClientError::Invalid(format!(
                     "you are no longer a member of conversation {conv}: a letter waiting \
                      to be sent there was not delivered"
                 )));
             }
-            if current != entry.epoch {
-                self.transaction(|| self.seal(&conv, message_id, &entry.plaintext))?;
+            if current? != sealed.epoch {
+                let id = entry.message_id;
+                if let Written::Held(why) =
+                    self.engine.transaction(|| self.engine.seal_or_hold(entry.clone()))?
+                {
+                    return Err(ClientError::Held(why));
+                }
                 entry = self
-                    .outbox_entry(message_id)?
+                    .engine
+                    .home
+                    .outbound(&id)?
                     .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
                 continue;
             }
             let path = format!("/v1/conversations/{conv}/messages");
             let body = SendMessage {
-                client_msg_id: message_id,
-                message: entry.ciphertext.clone().into(),
+                client_msg_id: entry.message_id,
+                message: sealed.ciphertext.clone().into(),
             };
             match self
                 .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
@@ -426,9 +331,10 @@ impl Client {
             {
                 Ok(accepted) => {
                     self.check_fan_out(&conv, &accepted)?;
-                    return self.note_accepted(&entry);
+                    return self.engine.note_accepted(&entry);
                 }
                 Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
+                    self.stale_epoch(&conv, sealed.epoch, &e)?;
                     self.pull(0).await?;
                 }
                 Err(e) if e.is_server(ErrorCode::RateLimited) => {
@@ -440,7 +346,7 @@ impl Client {
                 }
                 Err(e @ ClientError::Server(_)) => {
                     // Refused for good (removed, malformed): retrying cannot help.
-                    self.drop_outbox(&[message_id])?;
+                    self.engine.home.drop_outbound(&[entry.message_id])?;
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -449,45 +355,55 @@ impl Client {
         Err(ClientError::Contention)
     }
 
-    fn outbox_entry(&self, message_id: MessageId) -> Result<Option<Outbound>> {
-        Ok(self
-            .home
-            .conn
-            .prepare_cached(
-                "SELECT conversation, plaintext, epoch, ciphertext, seq FROM outbox WHERE message_id = ?1",
-            )?
-            .query_row([message_id.to_string()], |r| outbound(r, 0))
-            .optional()?)
+    /// A `stale_epoch` answer naming an epoch older than the one this
+    /// device sealed in: an honest hub never goes back, so the server was
+    /// restored or rolled back. The conversation is out of step (nothing
+    /// more is sealed there) and the person is told.
+    fn stale_epoch(&self, conv: &ConversationId, ours: u64, e: &ClientError) -> Result<()> {
+        let ClientError::Server(p) = e else {
+            return Ok(());
+        };
+        let Some(theirs) = p.current_epoch.filter(|t| *t < ours) else {
+            return Ok(());
+        };
+        self.engine.home.mark_diverged(conv, None, ours)?;
+        self.engine.home.set_update_due(conv)?;
+        let detail = format!(
+            "the server says this conversation is at epoch {theirs}, but this device already \
+             shared epoch {ours} with the others: the server's state was rolled back. Nothing \
+             more is sealed there until it is whole again"
+        );
+        self.engine.raise(AlertKind::Rollback, Some(conv), &detail, None)
     }
 
-    /// Forgets delivered messages. This write alone skips the fsync: if
-    /// a power cut undoes it, the messages are sent again and the server,
-    /// which knows their ids, ignores the duplicates.
-    fn drop_outbox(&self, ids: &[MessageId]) -> Result<()> {
-        if ids.is_empty() {
+    /// A1: the hub fans out to its own roster, which must be the MLS one
+    /// at the epoch the letter was sealed in (this device's current one:
+    /// the hub took it); any other count means it keeps another list.
+    fn check_fan_out(&self, conv: &ConversationId, accepted: &MessageAccepted) -> Result<()> {
+        if accepted.duplicate {
             return Ok(());
         }
-        let conn = &self.home.conn;
-        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let deleted = self.transaction(|| {
-            let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?;
-            for id in ids {
-                stmt.execute([id.to_string()])?;
-            }
-            Ok(())
-        });
-        conn.execute_batch("PRAGMA synchronous = FULL")?;
-        deleted
+        let others = self
+            .engine
+            .with_group(conv, |group, _| Ok(group.members().count() - 1))?;
+        let queued = accepted.recipients;
+        if queued == others as u64 {
+            return Ok(());
+        }
+        let detail = format!(
+            "the server queued a letter for {queued} devices, but the conversation has \
+             {others} other member devices (MLS roster): its member list differs from the \
+             conversation's. Letters are encrypted to the MLS members only"
+        );
+        self.engine
+            .raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
     }
+}
 
-    fn other_members(&self, conv: &ConversationId) -> Result<Vec<UserId>> {
-        let mut users: Vec<UserId> = self
-            .roster(conv)?
-            .into_iter()
-            .map(|d| d.user)
-            .filter(|u| u != &self.me.user)
-            .collect();
-        users.dedup();
-        Ok(users)
-    }
+/// The users of an `exact_to` key.
+fn recipients(key: &str) -> Result<Vec<UserId>> {
+    key.split(',')
+        .filter(|u| !u.is_empty())
+        .map(|u| Ok(UserId::parse(u)?))
+        .collect()
 }

@@ -1,26 +1,29 @@
-//! Key transparency on the device: every peer key it uses is proven by the
-//! server's key directory, and every change to its own user's entry is seen.
+//! Key transparency over the network: every root the device is shown goes
+//! through its ledger (append-only proofs), every user it deals with is
+//! looked up with a proof, and its own user's history is checked on sync.
+//! What the device then believes is the engine's ([`crate::engine::identity`]).
 //!
 //! ```text
 //! signed root ──verify(pinned key)──▶ ledger: same epoch+hash │ newer + append-only proof
 //!                                       rollback / split view ─▶ REFUSE + ALERT (evidence)
-//! lookup proof ──verify(root)──▶ proven_keys(user, device, key)
-//!     used before adding anyone (claim) and before showing anything (sync)
+//! lookup proof ──verify(root)──▶ identity + devices with their status (engine)
+//!     before adding anyone (claim), before showing anything (sync), before writing
 //! history proof (own user, every sync) ──▶ a device or key not seen before ─▶ ALERT
 //! ```
 
 use crate::alert::AlertKind;
 use crate::client::Client;
+use crate::engine::identity::Proven;
+use crate::engine::roots::directory_key;
 use crate::error::{ClientError, Result};
 use reqwest::Method;
-use rusqlite::{OptionalExtension, params};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use valise_directory::{
-    DeviceList, DirectoryError, DirectoryKey, RootLedger, SignedRoot, VerifiedRoot, verify_history,
-    verify_lookup, verify_root,
+    DeviceStatus, DirectoryError, RootLedger, SignedRoot, Step, VerifiedRoot, audit_span,
+    verify_history, verify_lookup, verify_root,
 };
 use valise_proto::api::{DirectoryAudit, DirectoryProof};
-use valise_proto::{DeviceAddress, UserId};
+use valise_proto::{DeviceId, UserId};
 
 impl From<DirectoryError> for ClientError {
     fn from(e: DirectoryError) -> Self {
@@ -35,47 +38,36 @@ impl Client {
         let verified = verify_root(&SignedRoot::from_bytes(root)?, &key)?;
         let mut ledger = RootLedger::new();
         ledger.accept(&verified)?;
-        self.home.conn.execute(
-            "INSERT INTO directory (id, key, ledger) VALUES (1, ?1, ?2)",
-            params![&key.0[..], ledger_json(&ledger)?],
-        )?;
-        Ok(())
-    }
-
-    fn directory_state(&self) -> Result<(DirectoryKey, RootLedger)> {
-        let (key, ledger): (Vec<u8>, String) = self
-            .home
-            .conn
-            .query_row("SELECT key, ledger FROM directory WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?
-            .ok_or_else(|| ClientError::Home("no pinned directory key".into()))?;
-        let ledger = serde_json::from_str(&ledger)
+        let json = serde_json::to_string(&ledger)
             .map_err(|e| ClientError::Home(format!("directory ledger: {e}")))?;
-        Ok((directory_key(&key)?, ledger))
+        self.engine.home.pin_directory(&key.0, &json)?;
+        self.engine.keep_ledger(&ledger, &verified, &[])
     }
 
     /// Verifies a root and moves the ledger to it (with an append-only proof
     /// from the last accepted root). A rollback, split view or bad signature
     /// is refused and raises an alert carrying the signed roots.
     pub(crate) async fn accept_root(&mut self, root: &[u8]) -> Result<VerifiedRoot> {
-        let (key, mut ledger) = self.directory_state()?;
+        let (key, mut ledger) = self.engine.directory_state()?;
         let signed = SignedRoot::from_bytes(root)?;
+        let mut spanned = Vec::new();
         let outcome = match verify_root(&signed, &key) {
             Err(e) => Err(e),
             Ok(verified) => match ledger.check(&verified) {
-                Ok(valise_directory::Step::Forward { from_epoch }) => {
+                Ok(Step::Forward { from_epoch }) => {
                     let path = format!(
                         "/v1/directory/audit?from={from_epoch}&to={}",
                         verified.epoch()
                     );
                     let audit: DirectoryAudit =
                         self.call::<(), _>(Method::GET, &path, None).await?;
-                    ledger
+                    let advanced = ledger
                         .advance(&verified, Some(audit.proof.as_slice()))
-                        .await
-                        .map(|_| verified)
+                        .await;
+                    if advanced.is_ok() {
+                        spanned = audit_span(from_epoch, audit.proof.as_slice())?;
+                    }
+                    advanced.map(|_| verified)
                 }
                 Ok(_) => ledger.accept(&verified).map(|_| verified),
                 Err(e) => Err(e),
@@ -83,16 +75,13 @@ impl Client {
         };
         match outcome {
             Ok(verified) => {
-                self.home.conn.execute(
-                    "UPDATE directory SET ledger = ?1 WHERE id = 1",
-                    [ledger_json(&ledger)?],
-                )?;
+                self.engine.keep_ledger(&ledger, &verified, &spanned)?;
                 Ok(verified)
             }
             Err(e) => {
                 let mut evidence = ledger.last().map(SignedRoot::to_bytes).unwrap_or_default();
                 evidence.extend_from_slice(root);
-                self.raise(
+                self.engine.raise(
                     AlertKind::DirectoryConflict,
                     None,
                     &format!("the server showed a directory root this device refuses: {e}"),
@@ -104,43 +93,14 @@ impl Client {
     }
 
     /// Looks `user` up in the directory, verifies the proof against an
-    /// accepted root, and records the proven active device keys.
-    pub(crate) async fn prove_user(&mut self, user: &UserId) -> Result<DeviceList> {
+    /// accepted root, and hands what it proves to the engine.
+    pub(crate) async fn prove_user(&mut self, user: &UserId) -> Result<Proven> {
         let path = format!("/v1/directory/lookup/{user}");
         let found: DirectoryProof = self.call::<(), _>(Method::GET, &path, None).await?;
         let root = self.accept_root(found.root.as_slice()).await?;
         let proven = verify_lookup(&root, user, found.proof.as_slice())?;
-        let mut stmt = self.home.conn.prepare_cached(
-            "INSERT INTO proven_keys (user, device, signature_key, epoch) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET epoch = excluded.epoch",
-        )?;
-        for d in proven.devices.devices() {
-            if let Some(key) = proven.devices.active_key(&d.device) {
-                stmt.execute(params![
-                    user.as_str(),
-                    d.device.to_string(),
-                    key,
-                    proven.epoch as i64
-                ])?;
-            }
-        }
-        Ok(proven.devices)
-    }
-
-    /// True if a verified lookup proved this device key.
-    pub(crate) fn is_proven(&self, device: &DeviceAddress, key: &[u8]) -> Result<bool> {
-        Ok(self
-            .home
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM proven_keys WHERE user = ?1 AND device = ?2 AND signature_key = ?3",
-            )?
-            .query_row(
-                params![device.user.as_str(), device.device.to_string(), key],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.engine
+            .record_proven(user, &proven.devices, root.epoch())
     }
 
     /// Checks the whole history of this user's directory entry: a device or
@@ -148,34 +108,30 @@ impl Client {
     /// that was added and removed again between two checks. With `quiet`
     /// (at enrolment) it only learns what exists.
     pub(crate) async fn check_own_history(&mut self, quiet: bool) -> Result<usize> {
-        let me = self.me.user.clone();
+        let me = self.engine.me.user.clone();
         let path = format!("/v1/directory/history/{me}");
         let found: DirectoryProof = self.call::<(), _>(Method::GET, &path, None).await?;
         let root = self.accept_root(found.root.as_slice()).await?;
         let versions = verify_history(&root, &me, found.proof.as_slice())?;
-        let mut seen = BTreeSet::new();
+        // Each device with its key, where it first appeared, and its
+        // status in the newest version that lists it.
+        let mut seen: BTreeMap<(DeviceId, Vec<u8>), (u64, Option<DeviceStatus>)> = BTreeMap::new();
         for v in &versions {
+            let statuses = valise_directory::identity::devices(&me, &v.devices);
             for d in v.devices.devices() {
-                seen.insert((d.device, d.signature_key.as_bytes().to_vec(), v.epoch));
+                let slot = seen
+                    .entry((d.device, d.signature_key.0.clone()))
+                    .or_insert((v.epoch, None));
+                slot.1 = statuses.status(&d.device);
             }
         }
         let mut new = 0;
-        for (device, key, epoch) in seen {
-            let inserted = self.home.conn.execute(
-                "INSERT OR IGNORE INTO known_devices (device, signature_key) VALUES (?1, ?2)",
-                params![device.to_string(), key],
-            )?;
-            if inserted == 1 && !quiet && device != self.me.device {
+        for ((device, key), (epoch, status)) in seen {
+            if self
+                .engine
+                .learn_own_device(&device, &key, status, epoch, quiet)?
+            {
                 new += 1;
-                self.raise(
-                    AlertKind::NewDevice,
-                    None,
-                    &format!(
-                        "a device {device} was published for your account {me} at directory \
-                         epoch {epoch}: if you did not enrol it, report it now"
-                    ),
-                    Some(&key),
-                )?;
             }
         }
         Ok(new)
@@ -187,23 +143,24 @@ const CODE_GROUPS: usize = 12;
 
 impl Client {
     /// The safety code for this user and `peer`: derived from both users'
-    /// proven directory entries, the same on both sides, so two people who
-    /// read it to each other over a trusted channel know no key was swapped.
+    /// proven identities (not their device lists: approving a device does
+    /// not change it), the same on both sides, so two people who read it
+    /// to each other over a trusted channel know no identity was swapped.
     pub async fn safety_code(&mut self, peer: &UserId) -> Result<String> {
         use sha2::{Digest, Sha512};
-        let me = self.me.user.clone();
-        let mut entries = [
-            (me.clone(), self.prove_user(&me).await?.encode()?),
-            (peer.clone(), self.prove_user(peer).await?.encode()?),
+        let me = self.engine.me.user.clone();
+        let mut ids = [
+            (me.clone(), self.prove_user(&me).await?.devices.identity.key.0),
+            (peer.clone(), self.prove_user(peer).await?.devices.identity.key.0),
         ];
-        entries.sort();
+        ids.sort();
         let mut h = Sha512::new();
-        h.update(b"valise-safety-code-v1");
-        for (user, list) in &entries {
+        h.update(b"valise-safety-code-v2");
+        for (user, key) in &ids {
             h.update((user.as_str().len() as u64).to_be_bytes());
             h.update(user.as_str());
-            h.update((list.len() as u64).to_be_bytes());
-            h.update(list);
+            h.update((key.len() as u64).to_be_bytes());
+            h.update(key);
         }
         let digest = h.finalize();
         Ok(digest
@@ -218,29 +175,15 @@ impl Client {
     }
 
     /// Records that the user compared `code` with `peer` out of band; false
-    /// (and nothing recorded) if it is not the current safety code.
+    /// (and nothing recorded) if it is not the current safety code. A
+    /// verified contact whose identity had changed can be written to again.
     pub async fn confirm_safety_code(&mut self, peer: &UserId, code: &str) -> Result<bool> {
         let expected = self.safety_code(peer).await?;
-        let normalise = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        if normalise(code) != normalise(&expected) {
+        let digits = valise_directory::identity::code_digits;
+        if digits(code) != digits(&expected) {
             return Ok(false);
         }
-        self.home.conn.execute(
-            "INSERT INTO verified_contacts (user, code, verified_at_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user) DO UPDATE SET code = excluded.code, verified_at_ms = excluded.verified_at_ms",
-            params![peer.as_str(), expected, crate::client::now_ms()],
-        )?;
+        self.engine.mark_verified(peer)?;
         Ok(true)
     }
-}
-
-fn directory_key(bytes: &[u8]) -> Result<DirectoryKey> {
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| ClientError::Protocol("directory key is not 32 bytes".into()))?;
-    Ok(DirectoryKey(key))
-}
-
-fn ledger_json(ledger: &RootLedger) -> Result<String> {
-    serde_json::to_string(ledger).map_err(|e| ClientError::Home(format!("directory ledger: {e}")))
 }

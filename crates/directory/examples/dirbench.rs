@@ -29,10 +29,14 @@ fn list(i: u64, version: u64) -> Result<DeviceList, Box<dyn Error>> {
             key[..8].copy_from_slice(&i.to_be_bytes());
             key[8] = d as u8;
             key[9] = version as u8;
-            DeviceEntry::active(DeviceId::from_bytes(id), key.to_vec())
+            DeviceEntry::new(DeviceId::from_bytes(id), key.to_vec(), d, 1)
         })
-        .collect();
-    Ok(DeviceList::new(devices)?)
+        .collect::<Vec<_>>();
+    let identity = Identity {
+        key: devices[0].signature_key.clone(),
+        generation: 1,
+    };
+    Ok(DeviceList::new(identity, devices)?)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

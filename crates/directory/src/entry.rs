@@ -1,17 +1,26 @@
-//! What the directory publishes for a user: the whole list of their devices.
+//! What the directory publishes for a user: their identity and the whole
+//! list of their devices, with the approvals and revocations that say which
+//! devices the user (not the server) accepted.
 //!
 //! ```text
-//! value = cbor({ "v": 1, "d": [ { "id": hex, "k": bytes, "s": "active"|"revoked", "a": {text: text} }, ... ] })
+//! value  = cbor({ "v": 2, "i": identity key, "g": generation, "d": [device, ...] })
+//! device = { "id": hex, "k": key, "n": number, "g": generation,
+//!            "ap"?: { "by": hex, "sig": bytes },
+//!            "rv"?: { "at": number, "by"?: hex, "sig"?: bytes },
+//!            "a": {text: text} }
 //! ```
-//! Devices are sorted by id, each id appears once, maps are sorted by key and
-//! fields come in declaration order, so one list has exactly one encoding.
-//! Decoding re-encodes and refuses anything that is not byte-identical: the
-//! value is hashed into the directory and shown as a safety code, so two
-//! encodings of one list would be two different entries.
+//! Devices are sorted by id, each id and each number appears once, optional
+//! fields are left out when absent, maps are sorted by key and fields come
+//! in declaration order, so one list has exactly one encoding. Decoding
+//! re-encodes and refuses anything that is not byte-identical: the value is
+//! hashed into the directory, so two encodings of one list would be two
+//! different entries.
 //!
-//! Every change to a user's devices (enrolment, revocation, key change)
-//! publishes the new whole list as the user's next version. A revoked device
-//! stays in the list as `revoked`, so its key can never silently come back.
+//! What the fields mean, and which devices count as approved, is in
+//! [`crate::identity`]. Every change to a user's devices (enrolment,
+//! approval, revocation, identity reset) publishes the new whole list as the
+//! user's next version. A revoked device stays in the list, so its key can
+//! never silently come back.
 
 use crate::error::DirectoryError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,9 +28,9 @@ use std::collections::BTreeMap;
 use valise_proto::DeviceId;
 
 /// Version of the encoding; a reader refuses versions it does not know.
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
 
-/// Most devices (active or revoked) one user may have in the directory.
+/// Most devices (of any status) one user may have in the directory.
 pub const MAX_DEVICES: usize = 1024;
 
 /// Largest encoded list accepted (bytes).
@@ -31,14 +40,42 @@ pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
 /// the margin leaves room for a post-quantum signature scheme later.
 pub const MAX_KEY_BYTES: usize = 4096;
 
-/// Whether a device may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceStatus {
-    /// Enrolled and usable.
-    Active,
-    /// Revoked: peers must not add it nor accept anything it signs.
-    Revoked,
+/// Largest signature accepted (bytes), with the same margin.
+pub const MAX_SIGNATURE_BYTES: usize = 8192;
+
+/// A user's identity: the key at the root of their devices' approvals and
+/// how many times it was reset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The signature key of the device that founded this identity.
+    pub key: SignatureKey,
+    /// 1 for the user's first identity, +1 for each reset by the administrator.
+    pub generation: u32,
+}
+
+/// An existing device's signature over a new device (see
+/// [`crate::identity::approval_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approving device.
+    pub by: DeviceId,
+    #[serde(rename = "sig")]
+    pub signature: SignatureKey,
+}
+
+/// Why and when a device stopped counting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The device numbers below this one existed when it was revoked: only
+    /// they can hold an approval made by this device.
+    pub at: u64,
+    /// The device of the user that revoked it; absent for the server
+    /// (`valised admin revoke`, or an identity reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<DeviceId>,
+    /// That device's signature (see [`crate::identity::revocation_message`]).
+    #[serde(rename = "sig", default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureKey>,
 }
 
 /// One device of a user as published.
@@ -49,27 +86,38 @@ pub struct DeviceEntry {
     /// The device's MLS signature public key (Ed25519, raw bytes).
     #[serde(rename = "k")]
     pub signature_key: SignatureKey,
-    #[serde(rename = "s")]
-    pub status: DeviceStatus,
+    /// Order of enrolment among the user's devices, from 0; unique.
+    #[serde(rename = "n")]
+    pub number: u64,
+    /// The identity generation the device was enrolled under.
+    #[serde(rename = "g")]
+    pub generation: u32,
+    #[serde(rename = "ap", default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    #[serde(rename = "rv", default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
     /// Reserved for attributes such as accreditation; empty for now.
     #[serde(rename = "a", default)]
     pub attributes: BTreeMap<String, String>,
 }
 
 impl DeviceEntry {
-    /// An active device with no attributes.
-    pub fn active(device: DeviceId, signature_key: Vec<u8>) -> Self {
+    /// A device as enrolled: not approved, not revoked.
+    pub fn new(device: DeviceId, signature_key: Vec<u8>, number: u64, generation: u32) -> Self {
         Self {
             device,
             signature_key: SignatureKey(signature_key),
-            status: DeviceStatus::Active,
+            number,
+            generation,
+            approval: None,
+            revocation: None,
             attributes: BTreeMap::new(),
         }
     }
 }
 
-/// A signature public key, carried as a CBOR byte string.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// A public key or signature, carried as a CBOR byte string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SignatureKey(pub Vec<u8>);
 
 impl SignatureKey {
@@ -114,43 +162,79 @@ impl<'de> Deserialize<'de> for SignatureKey {
     }
 }
 
-/// A user's devices as published: sorted by device id, each id once.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A user's identity and devices as published: devices sorted by id, each
+/// id and number once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceList {
+    identity: Identity,
     devices: Vec<DeviceEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     v: u8,
+    i: SignatureKey,
+    g: u32,
     d: Vec<DeviceEntry>,
 }
 
 impl DeviceList {
-    /// Builds a list from devices in any order; refuses duplicate ids, empty
-    /// or oversized keys and too many devices.
-    pub fn new(mut devices: Vec<DeviceEntry>) -> Result<Self, DirectoryError> {
+    /// Builds a list from devices in any order; refuses duplicate ids or
+    /// numbers, empty or oversized keys and signatures, a generation 0 and
+    /// too many devices.
+    pub fn new(identity: Identity, mut devices: Vec<DeviceEntry>) -> Result<Self, DirectoryError> {
+        let bad = |m: String| Err(DirectoryError::BadEntry(m));
         devices.sort_by_key(|d| d.device);
         if devices.windows(2).any(|w| w[0].device == w[1].device) {
-            return Err(DirectoryError::BadEntry("a device id appears twice".into()));
+            return bad("a device id appears twice".into());
+        }
+        let mut numbers: Vec<u64> = devices.iter().map(|d| d.number).collect();
+        numbers.sort_unstable();
+        if numbers.windows(2).any(|w| w[0] == w[1]) {
+            return bad("a device number appears twice".into());
         }
         if devices.len() > MAX_DEVICES {
-            return Err(DirectoryError::BadEntry(format!(
-                "{} devices, at most {MAX_DEVICES}",
-                devices.len()
-            )));
+            return bad(format!("{} devices, at most {MAX_DEVICES}", devices.len()));
         }
-        if let Some(d) = devices
-            .iter()
-            .find(|d| d.signature_key.0.is_empty() || d.signature_key.0.len() > MAX_KEY_BYTES)
-        {
-            return Err(DirectoryError::BadEntry(format!(
-                "device {} has a signature key of {} bytes",
-                d.device,
-                d.signature_key.0.len()
-            )));
+        if identity.generation == 0 || devices.iter().any(|d| d.generation == 0) {
+            return bad("identity generations start at 1".into());
         }
-        Ok(Self { devices })
+        let key_ok = |k: &SignatureKey| !k.0.is_empty() && k.0.len() <= MAX_KEY_BYTES;
+        let sig_ok = |s: &SignatureKey| !s.0.is_empty() && s.0.len() <= MAX_SIGNATURE_BYTES;
+        if !key_ok(&identity.key) {
+            return bad(format!(
+                "the identity key has {} bytes",
+                identity.key.0.len()
+            ));
+        }
+        for d in &devices {
+            let sigs_ok = d.approval.as_ref().is_none_or(|a| sig_ok(&a.signature))
+                && d.revocation
+                    .as_ref()
+                    .and_then(|r| r.signature.as_ref())
+                    .is_none_or(sig_ok);
+            if !key_ok(&d.signature_key) || !sigs_ok {
+                return bad(format!(
+                    "device {} has an empty or oversized key or signature",
+                    d.device
+                ));
+            }
+        }
+        Ok(Self { identity, devices })
+    }
+
+    /// A new user's list: one device, founding the identity (generation 1).
+    pub fn founded_by(device: DeviceId, signature_key: Vec<u8>) -> Result<Self, DirectoryError> {
+        let identity = Identity {
+            key: SignatureKey(signature_key.clone()),
+            generation: 1,
+        };
+        Self::new(identity, vec![DeviceEntry::new(device, signature_key, 0, 1)])
+    }
+
+    /// The user's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The devices, sorted by id.
@@ -158,7 +242,7 @@ impl DeviceList {
         &self.devices
     }
 
-    /// The entry for one device, if listed (active or revoked).
+    /// The entry for one device, if listed (whatever its status).
     pub fn get(&self, device: &DeviceId) -> Option<&DeviceEntry> {
         self.devices
             .binary_search_by(|d| d.device.cmp(device))
@@ -166,12 +250,13 @@ impl DeviceList {
             .and_then(|i| self.devices.get(i))
     }
 
-    /// The key of an active device: what a client checks before using a
-    /// peer's key, or accepting something signed by it.
-    pub fn active_key(&self, device: &DeviceId) -> Option<&[u8]> {
-        self.get(device)
-            .filter(|d| d.status == DeviceStatus::Active)
-            .map(|d| d.signature_key.as_bytes())
+    /// The number the next enrolled device gets.
+    pub fn next_number(&self) -> u64 {
+        self.devices
+            .iter()
+            .map(|d| d.number.saturating_add(1))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The canonical encoding.
@@ -180,6 +265,8 @@ impl DeviceList {
         ciborium::into_writer(
             &Envelope {
                 v: ENTRY_VERSION,
+                i: self.identity.key.clone(),
+                g: self.identity.generation,
                 d: self.devices.clone(),
             },
             &mut out,
@@ -205,7 +292,11 @@ impl DeviceList {
                 env.v
             )));
         }
-        let list = Self::new(env.d)?;
+        let identity = Identity {
+            key: env.i,
+            generation: env.g,
+        };
+        let list = Self::new(identity, env.d)?;
         if list.encode()? != bytes {
             return Err(DirectoryError::BadEntry(
                 "not the canonical encoding".into(),
@@ -220,56 +311,73 @@ mod tests {
     use super::*;
 
     fn dev(n: u8) -> DeviceEntry {
-        DeviceEntry::active(DeviceId::from_bytes([n; 8]), vec![n; 32])
+        DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1)
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            key: SignatureKey(vec![1; 32]),
+            generation: 1,
+        }
     }
 
     #[test]
     fn canonical_round_trip() {
-        let a = DeviceList::new(vec![dev(2), dev(1)]).unwrap();
-        let b = DeviceList::new(vec![dev(1), dev(2)]).unwrap();
+        let mut approved = dev(2);
+        approved.approval = Some(Approval {
+            by: DeviceId::from_bytes([1; 8]),
+            signature: SignatureKey(vec![9; 64]),
+        });
+        let mut revoked = dev(3);
+        revoked.revocation = Some(Revocation {
+            at: 4,
+            by: None,
+            signature: None,
+        });
+        let a = DeviceList::new(identity(), vec![revoked.clone(), approved.clone(), dev(1)])
+            .unwrap();
+        let b = DeviceList::new(identity(), vec![dev(1), approved, revoked]).unwrap();
         assert_eq!(a.encode().unwrap(), b.encode().unwrap());
         let bytes = a.encode().unwrap();
         assert_eq!(DeviceList::decode(&bytes).unwrap(), a);
         assert_eq!(a.devices()[0].device, DeviceId::from_bytes([1; 8]));
-        assert_eq!(
-            a.active_key(&DeviceId::from_bytes([2; 8])),
-            Some(&[2u8; 32][..])
-        );
+        assert_eq!(a.next_number(), 4);
     }
 
     #[test]
     fn refuses_duplicates_bad_keys_and_non_canonical() {
-        assert!(DeviceList::new(vec![dev(1), dev(1)]).is_err());
+        assert!(DeviceList::new(identity(), vec![dev(1), dev(1)]).is_err());
+        let mut same_number = dev(2);
+        same_number.number = 1;
+        assert!(DeviceList::new(identity(), vec![dev(1), same_number]).is_err());
         let mut empty_key = dev(3);
         empty_key.signature_key = SignatureKey(vec![]);
-        assert!(DeviceList::new(vec![empty_key]).is_err());
+        assert!(DeviceList::new(identity(), vec![empty_key]).is_err());
+        let mut zero = identity();
+        zero.generation = 0;
+        assert!(DeviceList::new(zero, vec![dev(1)]).is_err());
         // Unsorted devices on the wire are not the canonical encoding.
         let mut out = Vec::new();
         ciborium::into_writer(
             &Envelope {
                 v: ENTRY_VERSION,
+                i: identity().key,
+                g: 1,
                 d: vec![dev(2), dev(1)],
             },
             &mut out,
         )
         .unwrap();
         assert_eq!(DeviceList::decode(&out).unwrap_err().code(), "bad_entry");
-        let mut v2 = DeviceList::new(vec![dev(1)]).unwrap().encode().unwrap();
-        // The version is the first map value: { "v": 1, ... }
-        let pos = v2.iter().position(|&b| b == 0x01).unwrap();
-        v2[pos] = 0x02;
-        assert!(DeviceList::decode(&v2).is_err());
+        let mut v3 = DeviceList::new(identity(), vec![dev(1)])
+            .unwrap()
+            .encode()
+            .unwrap();
+        // The version is the first map value: { "v": 2, ... }
+        let pos = v3.iter().position(|&b| b == 0x02).unwrap();
+        v3[pos] = 0x03;
+        assert!(DeviceList::decode(&v3).is_err());
         assert!(DeviceList::decode(b"").is_err());
         assert!(DeviceList::decode(&[0xff; 10]).is_err());
-    }
-
-    #[test]
-    fn revoked_devices_have_no_active_key() {
-        let mut d = dev(4);
-        d.status = DeviceStatus::Revoked;
-        let list = DeviceList::new(vec![d]).unwrap();
-        let id = DeviceId::from_bytes([4; 8]);
-        assert!(list.get(&id).is_some());
-        assert_eq!(list.active_key(&id), None);
     }
 }

@@ -3,11 +3,14 @@
 //! # What is published
 //! For each user, the label is the `UserId` string (akd hides it behind a
 //! VRF: the tree shows neither who is in it nor how many devices they have)
-//! and the value is the user's whole device list ([`DeviceList`]): each
-//! device's id, MLS signature public key (Ed25519), status (active or
-//! revoked) and reserved attributes, in a canonical versioned CBOR encoding
-//! ([`entry`]). Every enrolment, revocation or key change publishes the new
-//! whole list as the user's next version, so the history of an entry is the
+//! and the value is the user's identity and whole device list
+//! ([`DeviceList`]): the identity key, and each device's id, MLS signature
+//! public key (Ed25519), enrolment number, the approval another device of
+//! the user signed for it, its revocation, and reserved attributes, in a
+//! canonical versioned CBOR encoding ([`entry`]). Which devices count is
+//! decided by the user's signatures, not by the server ([`identity`]).
+//! Every enrolment, approval, revocation or reset publishes the new whole
+//! list as the user's next version, so the history of an entry is the
 //! history of the user's devices.
 //!
 //! # Server ([`publisher`])
@@ -36,6 +39,7 @@
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod identity;
 pub mod ledger;
 pub mod publisher;
 pub mod root;
@@ -44,12 +48,15 @@ pub mod verify;
 pub mod vrf;
 pub mod wire;
 
-pub use entry::{DeviceEntry, DeviceList, DeviceStatus, SignatureKey};
+pub use entry::{Approval, DeviceEntry, DeviceList, Identity, Revocation, SignatureKey};
+pub use identity::{DeviceStatus, Devices, approval_message, link_code, revocation_message};
 pub use error::DirectoryError;
 pub use ledger::{RootLedger, Step};
 pub use publisher::{Directory, Proven};
 pub use root::ROOT_SECRET_NAME;
 pub use root::{DirectoryKey, RootSigner, SignedRoot, VerifiedRoot};
 pub use storage::{DirectoryStorage, SqliteDirectoryStorage};
-pub use verify::{ProvenList, verify_audit, verify_history, verify_lookup, verify_root};
+pub use verify::{
+    ProvenList, audit_span, verify_audit, verify_history, verify_lookup, verify_root,
+};
 pub use vrf::VRF_SECRET_NAME;

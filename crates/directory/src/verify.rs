@@ -149,3 +149,12 @@ pub(crate) fn order(seen: &SignedRoot, offered: &SignedRoot) -> Option<Directory
         None
     }
 }
+
+/// The root hash of every epoch an append-only proof from `from_epoch`
+/// spans, as `(epoch, hash)`: once [`verify_audit`] accepted the proof,
+/// they are the roots of those epochs, which a client keeps to compare
+/// with the roots members show it.
+pub fn audit_span(from_epoch: u64, proof: &[u8]) -> Result<Vec<(u64, [u8; 32])>, DirectoryError> {
+    let (hashes, _) = wire::decode_audit(proof)?;
+    Ok((from_epoch..).zip(hashes).collect())
+}

@@ -12,11 +12,16 @@ fn user(s: &str) -> UserId {
 }
 
 fn dev(n: u8) -> DeviceEntry {
-    DeviceEntry::active(DeviceId::from_bytes([n; 8]), vec![n; 32])
+    DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1)
 }
 
+/// A list whose first device founded the identity.
 fn list(devs: &[DeviceEntry]) -> DeviceList {
-    DeviceList::new(devs.to_vec()).unwrap()
+    let identity = Identity {
+        key: devs[0].signature_key.clone(),
+        generation: 1,
+    };
+    DeviceList::new(identity, devs.to_vec()).unwrap()
 }
 
 async fn memory_directory() -> Directory<SqliteDirectoryStorage> {

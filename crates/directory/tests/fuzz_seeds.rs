@@ -55,10 +55,16 @@ fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
+/// A list whose first device founded the identity.
 fn list(ids: &[u8]) -> DeviceList {
+    let identity = Identity {
+        key: SignatureKey(vec![ids[0]; 32]),
+        generation: 1,
+    };
     DeviceList::new(
+        identity,
         ids.iter()
-            .map(|&n| DeviceEntry::active(DeviceId::from_bytes([n; 8]), vec![n; 32]))
+            .map(|&n| DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1))
             .collect(),
     )
     .unwrap()

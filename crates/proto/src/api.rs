@@ -9,6 +9,8 @@
 //! | `PUT /v1/devices/self/key-packages` | [`KeyPackageUpload`] | [`KeyPackageStock`] |
 //! | `POST /v1/users/{user}/key-packages/claim` | [`ClaimRequest`] | [`ClaimResponse`] |
 //! | `GET /v1/users/{user}/devices` | – | [`DeviceList`] |
+//! | `POST /v1/devices/{device}/approval` | [`ApproveDevice`] | [`DirectoryRoot`] |
+//! | `POST /v1/devices/{device}/revocation` | [`RevokeDevice`] | [`DirectoryRoot`] |
 //! | `POST /v1/conversations` | [`CreateConversation`] | [`ConversationState`] |
 //! | `POST /v1/conversations/{id}/commits` | [`SubmitCommit`] | [`ConversationState`] (409 `stale_epoch`) |
 //! | `POST /v1/conversations/{id}/messages` | [`SendMessage`] | [`MessageAccepted`] (409 `stale_epoch`) |
@@ -136,6 +138,10 @@ pub struct KeyPackageUpload {
     pub one_time: Vec<Bytes>,
     #[serde(default)]
     pub last_resort: Option<Bytes>,
+    /// Drop this device's unclaimed one-time packages first: they are
+    /// replaced before they expire.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +179,29 @@ pub struct DeviceInfo {
     pub signature_key: Bytes,
     /// Milliseconds since the Unix epoch.
     pub enrolled_at_ms: i64,
+    /// `approved`, `pending` or `revoked`, as the server has it (clients
+    /// trust only the key directory's signatures).
+    pub status: String,
+}
+
+/// An approved device of the same user approves a pending device: its
+/// signature over `valise_directory::approval_message` for that device
+/// enrolled as `number`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveDevice {
+    pub number: u64,
+    pub signature: Bytes,
+}
+
+/// An approved device of the same user revokes a device (itself included):
+/// its signature over `valise_directory::revocation_message` with `at`, the
+/// number the next enrolled device would get.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeDevice {
+    pub at: u64,
+    pub signature: Bytes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -122,7 +122,7 @@ macro_rules! hex_id {
             pub const LEN: usize = $len;
 
             /// Wraps raw bytes (the caller draws them at random).
-            pub fn from_bytes(bytes: [u8; $len]) -> Self {
+            pub const fn from_bytes(bytes: [u8; $len]) -> Self {
                 Self(bytes)
             }
 

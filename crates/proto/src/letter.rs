@@ -66,9 +66,49 @@ pub struct Letter {
     /// of an epoch leave no gap in the next epoch's numbers, but this shows.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<EpochCount>,
+    /// The sender's newest verified key-directory root (a signed root as
+    /// the directory crate encodes it): a receiver shown another root for
+    /// the same epoch knows the server splits the directory's view.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootBytes>,
     /// Reserved for attachment references (blob id, key, digest, size, name, type).
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
+}
+
+/// Bytes carried as a CBOR byte string (not an array of numbers).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for RootBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RootBytes({} B)", self.0.len())
+    }
+}
+
+impl Serialize for RootBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RootBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RootBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RootBytes, E> {
+                Ok(RootBytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RootBytes, E> {
+                Ok(RootBytes(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 impl std::fmt::Debug for Letter {
@@ -231,6 +271,7 @@ mod tests {
             marking: Some("TLP:AMBER".into()),
             seq: 1,
             prev: Some(EpochCount { epoch: 3, last: 7 }),
+            root: None,
             attachments: vec![],
         }
     }
@@ -243,6 +284,11 @@ mod tests {
         assert_eq!(Payload::decode(&bytes).unwrap(), p);
         let long = Payload::Letter(letter(&"x".repeat(300)));
         assert_eq!(long.encode().unwrap().len(), 512);
+        // The sender's directory root travels as a byte string.
+        let mut rooted = letter("hello");
+        rooted.root = Some(RootBytes(vec![7; 160]));
+        let p = Payload::Letter(rooted);
+        assert_eq!(Payload::decode(&p.encode().unwrap()).unwrap(), p);
         // Two bodies of different length in one bucket encode to one length.
         let a = Payload::Letter(letter("a")).encode().unwrap();
         let b = Payload::Letter(letter("abcdefghijklmnop"))

@@ -13,7 +13,7 @@ pub mod letter;
 pub mod problem;
 
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
-pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload};
+pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use problem::{ErrorCode, Problem};
 
 /// Version of the client–server protocol, carried in every path (`/v1/...`).

@@ -38,6 +38,12 @@ pub enum ErrorCode {
     Internal,
     /// The server's storage is full; nothing was stored. Retry later.
     StorageFull,
+    /// The device was revoked (by its user or the administrator): it may
+    /// not log in any more.
+    DeviceRevoked,
+    /// The device waits for another device of its user to approve it, and
+    /// may not write to anyone until then.
+    DevicePending,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -48,8 +54,8 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::BadRequest | Self::InvalidMls => 400,
-            Self::Unauthorized | Self::InvalidInvite => 401,
-            Self::Forbidden | Self::NotMember => 403,
+            Self::Unauthorized | Self::InvalidInvite | Self::DeviceRevoked => 401,
+            Self::Forbidden | Self::NotMember | Self::DevicePending => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
             Self::AlreadyExists | Self::StaleEpoch => 409,
             Self::PayloadTooLarge => 413,
@@ -78,6 +84,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::StorageFull => "storage_full",
+            Self::DeviceRevoked => "device_revoked",
+            Self::DevicePending => "device_pending",
             Self::Unknown => "unknown",
         }
     }

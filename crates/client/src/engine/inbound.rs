@@ -1,0 +1,432 @@
+//! Applying what the server delivers, one inbox entry at a time, with no
+//! I/O: the entry is trusted for nothing but its bytes.
+//!
+//! ```text
+//! InboxEntry ─▶ MLS message ─┬─ Welcome     → join (every member approved)
+//!                            ├─ Commit      → verify, merge (new members approved)
+//!                            │    past epoch: own echo │ replay (refused) │ fork (alert)
+//!                            │    refused: out of step → follow the hub's side publicly
+//!                            └─ Application → decrypt, sender approved → letter:
+//!                                 numbers (withheld?), directory root (split view?),
+//!                                 stored once per (sender, id)
+//! ```
+//! An entry whose keys no verified lookup has approved yet is undone and
+//! answered [`Applied::NeedsProof`]: the caller looks the users up and
+//! applies it again. Anything refused leaves nothing behind but an alert:
+//! a hostile server must not be able to wedge a device.
+
+use super::Engine;
+use super::identity::Doubt;
+use super::rejoin::Snapshot;
+use crate::alert::AlertKind;
+use crate::error::{ClientError, Result};
+use crate::mls;
+use openmls::prelude::*;
+use std::collections::BTreeMap;
+use valise_proto::api::{EntryKind, InboxEntry};
+use valise_proto::{ConversationId, DeviceAddress, EpochCount, Letter, Payload, UserId};
+
+/// What applying an entry did.
+#[derive(Debug)]
+pub enum Applied {
+    Letter,
+    Meta,
+    Joined,
+    Commit,
+    /// This device's own commit, echoed back after it merged it.
+    OwnEcho,
+    /// Undone: these users' keys must be proven by the directory first.
+    NeedsProof(Vec<(UserId, Doubt)>),
+    /// Another commit for an epoch this device already left (refused).
+    Fork(Fork),
+    /// A letter shown already, sent again by its sender.
+    Duplicate,
+}
+
+/// Two commits for one epoch: the one this device followed and another.
+#[derive(Debug)]
+pub struct Fork {
+    pub epoch: u64,
+    pub followed: [u8; 32],
+    pub other: [u8; 32],
+}
+
+/// What MLS made of a message, before its content is applied.
+enum Opened {
+    OwnEcho,
+    NeedsProof(Vec<(UserId, Doubt)>),
+    Commit,
+    Application(DeviceAddress, Vec<u8>),
+    Fork(Fork),
+}
+
+impl Engine {
+    /// Applies one entry inside the caller's transaction; a refused entry
+    /// (or one that needs proof first) leaves nothing behind.
+    pub fn apply_entry(&self, entry: &InboxEntry) -> Result<Applied> {
+        let out = self.home.transaction_keeping(
+            || self.apply(entry),
+            |a| !matches!(a, Applied::NeedsProof(_)),
+        );
+        if matches!(out, Err(_) | Ok(Applied::NeedsProof(_))) {
+            // Undone: the copy in memory may be ahead of the home.
+            self.forget_group(&entry.conversation);
+        }
+        out
+    }
+
+    fn apply(&self, entry: &InboxEntry) -> Result<Applied> {
+        let message = mls::parse_message(entry.message.as_slice())?;
+        match entry.kind {
+            EntryKind::Welcome => {
+                let tree = entry
+                    .ratchet_tree
+                    .as_ref()
+                    .ok_or_else(|| ClientError::Protocol("welcome without ratchet tree".into()))?;
+                self.join(&entry.conversation, message, tree.as_slice())
+            }
+            EntryKind::Commit => {
+                let own = entry.sender == self.me;
+                self.process(&entry.conversation, message, entry.message.as_slice(), own)
+            }
+            EntryKind::Application => self.process(
+                &entry.conversation,
+                message,
+                entry.message.as_slice(),
+                false,
+            ),
+        }
+    }
+
+    fn join(&self, conv: &ConversationId, message: MlsMessageIn, tree: &[u8]) -> Result<Applied> {
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(ClientError::Protocol(
+                "welcome entry is not a Welcome".into(),
+            ));
+        };
+        let p = self.provider();
+        self.forget_group(conv);
+        if let Some(mut old) = mls::load_group(&p, conv)? {
+            if old.is_active() {
+                return Err(ClientError::Protocol(format!("already a member of {conv}")));
+            }
+            // Re-added after a removal: the old state has no further use.
+            old.delete(p.storage()).map_err(ClientError::mls)?;
+        }
+        let group = StagedWelcome::new_from_welcome(
+            &p,
+            &mls::join_config(),
+            welcome,
+            Some(mls::parse_tree(tree)?),
+        )
+        .map_err(ClientError::mls)?
+        .into_group(&p)
+        .map_err(ClientError::mls)?;
+        if group.group_id().as_slice() != conv.as_bytes() {
+            return Err(ClientError::Protocol(
+                "welcome for another conversation".into(),
+            ));
+        }
+        if group.ciphersuite() != mls::CIPHERSUITE {
+            return Err(ClientError::Mls(format!(
+                "refusing conversation with ciphersuite {:?}",
+                group.ciphersuite()
+            )));
+        }
+        // I5: every member approved by its user, as the directory proves.
+        let doubted = self.doubted(&mls::roster_keys(&group)?)?;
+        if !doubted.is_empty() {
+            return Ok(Applied::NeedsProof(doubted));
+        }
+        let epoch = group.epoch().as_u64();
+        self.home
+            .put_conversation(conv, "", false, epoch, self.now_ms())?;
+        self.home
+            .set_members_key(conv, &mls::members_key(&group)?)?;
+        Ok(Applied::Joined)
+    }
+
+    /// Verifies and applies a commit or application message (`raw`: its
+    /// bytes). `own_echo`: the server says this device sent it (a commit
+    /// echoed back).
+    fn process(
+        &self,
+        conv: &ConversationId,
+        message: MlsMessageIn,
+        raw: &[u8],
+        own_echo: bool,
+    ) -> Result<Applied> {
+        let message = message
+            .try_into_protocol_message()
+            .map_err(ClientError::mls)?;
+        if message.group_id().as_slice() != conv.as_bytes() {
+            return Err(ClientError::Protocol(
+                "message for another conversation".into(),
+            ));
+        }
+        let epoch = message.epoch().as_u64();
+        let is_commit = message.content_type() == ContentType::Commit;
+        let opened = self.with_group(conv, |group, p| {
+            if is_commit && message.epoch() < group.epoch() {
+                return self.past_commit(conv, epoch, raw, own_echo);
+            }
+            let snapshot = is_commit
+                .then(|| Snapshot::of(group, p, &self.signer))
+                .transpose()?;
+            // Letters of a past epoch still open (MLS keeps a few epochs'
+            // secrets): the server may deliver them after the next commit.
+            let processed = group
+                .process_message(p, message)
+                .map_err(ClientError::mls)?;
+            let sender = mls::device_of(processed.credential())?;
+            let external = matches!(processed.sender(), Sender::NewMemberCommit);
+            match processed.sender() {
+                // The leaf's current key; a past epoch's sender must still hold that leaf.
+                Sender::Member(leaf) => {
+                    let current = group
+                        .member_at(*leaf)
+                        .filter(|m| mls::device_of(&m.credential).ok().as_ref() == Some(&sender));
+                    match current {
+                        // I2: nothing is shown, or merged, from a key the
+                        // directory does not hold approved.
+                        Some(m) => {
+                            let doubted = self.doubted(&[(sender.clone(), m.signature_key)])?;
+                            if !doubted.is_empty() {
+                                return Ok(Opened::NeedsProof(doubted));
+                            }
+                        }
+                        // A letter of a past epoch whose sender has left since:
+                        // MLS checked it against that epoch's leaf, and every
+                        // roster this device merged was proven then (I5).
+                        None if epoch < group.epoch().as_u64() => {}
+                        None => return Err(ClientError::Protocol("sender is not a member".into())),
+                    }
+                }
+                // A device of the conversation rejoining by external commit
+                // (resync); its new key is checked with the roster after the merge.
+                Sender::NewMemberCommit
+                    if mls::roster(group)?.iter().any(|(_, d)| d == &sender) => {}
+                _ => {
+                    return Err(ClientError::Protocol(format!(
+                        "{sender} is not a member of the conversation"
+                    )));
+                }
+            }
+            let root = processed.aad().to_vec();
+            match processed.into_content() {
+                ProcessedMessageContent::ApplicationMessage(app) => {
+                    Ok(Opened::Application(sender, app.into_bytes()))
+                }
+                ProcessedMessageContent::StagedCommitMessage(staged) => {
+                    let before = keys_of(group)?;
+                    group
+                        .merge_staged_commit(p, *staged)
+                        .map_err(ClientError::mls)?;
+                    let after = keys_of(group)?;
+                    if external && before.keys().ne(after.keys()) {
+                        return Err(ClientError::Protocol(format!(
+                            "external commit by {sender} changed the members (A15)"
+                        )));
+                    }
+                    // I5: every member that is new, or has a new key, approved.
+                    let new: Vec<(DeviceAddress, Vec<u8>)> = after
+                        .iter()
+                        .filter(|(d, k)| before.get(*d) != Some(*k))
+                        .map(|(d, k)| (d.clone(), k.clone()))
+                        .collect();
+                    let doubted = self.doubted(&new)?;
+                    if !doubted.is_empty() {
+                        return Ok(Opened::NeedsProof(doubted));
+                    }
+                    self.after_merge(conv, group, epoch, raw, snapshot)?;
+                    // Revoked devices left: what they knew is renewed at
+                    // once by this device too (the remover's path renewed its own).
+                    let revoked_left = before.iter().any(|(d, k)| {
+                        !after.contains_key(d)
+                            && matches!(self.doubt(d, k), Ok(Some(Doubt::Revoked)))
+                    });
+                    if revoked_left {
+                        self.home.set_update_due(conv)?;
+                    }
+                    self.check_root(Some(conv), &root)?;
+                    Ok(Opened::Commit)
+                }
+                // Our own commit, echoed after a crash between the hub's
+                // acceptance and our merge: the pending commit is the one to merge.
+                ProcessedMessageContent::OwnPendingCommit => {
+                    group.merge_pending_commit(p).map_err(ClientError::mls)?;
+                    self.home.mark_pending_commit(conv, false)?;
+                    self.after_merge(conv, group, epoch, raw, snapshot)?;
+                    self.home.leaf_renewed(conv, self.now_ms())?;
+                    Ok(Opened::Commit)
+                }
+                ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
+                    "own message reflected back by the server".into(),
+                )),
+                // Valise commits proposals inline; a standalone one is not queued.
+                ProcessedMessageContent::ProposalMessage(_)
+                | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(
+                    ClientError::Protocol("standalone proposals are not accepted".into()),
+                ),
+            }
+        })?;
+        match opened {
+            Opened::OwnEcho => Ok(Applied::OwnEcho),
+            Opened::NeedsProof(users) => Ok(Applied::NeedsProof(users)),
+            Opened::Commit => Ok(Applied::Commit),
+            Opened::Fork(fork) => Ok(Applied::Fork(fork)),
+            Opened::Application(sender, bytes) => self.receive(conv, epoch, &sender, &bytes),
+        }
+    }
+
+    /// What follows every merged commit: the commit that left `epoch` is
+    /// remembered (forks), so is the public state left behind (to follow
+    /// the other side of a fork), and the roster's users (`send --to`).
+    pub(crate) fn after_merge(
+        &self,
+        conv: &ConversationId,
+        group: &MlsGroup,
+        epoch: u64,
+        raw: &[u8],
+        left: Option<Snapshot>,
+    ) -> Result<()> {
+        self.home.log_commit(conv, epoch, &commit_hash(raw))?;
+        if let Some(left) = left {
+            self.home
+                .put_snapshot(conv, epoch, &left.encode(), mls::MAX_PAST_EPOCHS as u64)?;
+        }
+        self.home.set_members_key(conv, &mls::members_key(group)?)?;
+        if !group.is_active() {
+            self.home.set_inactive(conv)?;
+        }
+        Ok(())
+    }
+
+    /// A commit for an epoch this device already left: its own echo, a
+    /// replay (the same commit: refused), or a fork (another commit).
+    fn past_commit(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        raw: &[u8],
+        own_echo: bool,
+    ) -> Result<Opened> {
+        let other = commit_hash(raw);
+        let followed = self.home.followed_commit(conv, epoch)?;
+        match followed.map(<[u8; 32]>::try_from) {
+            Some(Ok(followed)) if followed != other => Ok(Opened::Fork(Fork {
+                epoch,
+                followed,
+                other,
+            })),
+            // Its own commit, merged already (a crash after the merge).
+            Some(_) | None if own_echo => Ok(Opened::OwnEcho),
+            Some(_) => Err(ClientError::Protocol(format!(
+                "commit for epoch {epoch} replayed"
+            ))),
+            None => Err(ClientError::Protocol(format!(
+                "commit for past epoch {epoch}"
+            ))),
+        }
+    }
+
+    fn receive(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        sender: &DeviceAddress,
+        plaintext: &[u8],
+    ) -> Result<Applied> {
+        match Payload::decode(plaintext)? {
+            Payload::Letter(letter) => {
+                self.count_received(conv, epoch, sender, &letter)?;
+                self.check_root(Some(conv), letter.root.as_ref().map_or(&[], |r| &r.0))?;
+                // A letter id seen before in a new MLS message: sent again
+                // by its sender (after a fork): one copy is shown.
+                Ok(
+                    match self
+                        .home
+                        .store_letter(conv, sender, &letter, false, self.now_ms())?
+                    {
+                        Some(_) => Applied::Letter,
+                        None => Applied::Duplicate,
+                    },
+                )
+            }
+            Payload::Meta(meta) => {
+                self.home.set_meta(conv, &meta.name, meta.direct)?;
+                Ok(Applied::Meta)
+            }
+        }
+    }
+
+    /// A7: the sender numbers its letters per epoch; a gap, or fewer
+    /// letters of its previous epoch than it says the server accepted,
+    /// means the server withheld some from this device.
+    fn count_received(
+        &self,
+        conv: &ConversationId,
+        epoch: u64,
+        sender: &DeviceAddress,
+        letter: &Letter,
+    ) -> Result<()> {
+        let expected = self
+            .home
+            .count_letter(conv, epoch, &sender.device, Some(letter.seq))?;
+        if expected == 1 {
+            self.check_previous_epoch(conv, sender, letter.prev)?;
+        }
+        if letter.seq > expected {
+            let detail = format!(
+                "{} of {sender}'s letters (numbers {expected} to {} of epoch {epoch}) \
+                 were never delivered to this device",
+                letter.seq - expected,
+                letter.seq - 1
+            );
+            self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
+        }
+        Ok(())
+    }
+
+    /// On a sender's first letter of an epoch: did this device get every
+    /// letter the sender says the server accepted in its previous epoch?
+    fn check_previous_epoch(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        prev: Option<EpochCount>,
+    ) -> Result<()> {
+        let Some(prev) = prev else { return Ok(()) };
+        let joined = self
+            .home
+            .conversation(conv)?
+            .map_or(0, |c| c.joined_epoch);
+        if prev.epoch < joined {
+            return Ok(());
+        }
+        let last = self.home.last_letter(conv, prev.epoch, &sender.device)?;
+        if last < prev.last {
+            let detail = format!(
+                "{} of {sender}'s letters (numbers {} to {} of epoch {}, its last there) \
+                 were never delivered to this device",
+                prev.last - last,
+                last + 1,
+                prev.last,
+                prev.epoch
+            );
+            self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Each member device's signature key.
+fn keys_of(group: &MlsGroup) -> Result<BTreeMap<DeviceAddress, Vec<u8>>> {
+    Ok(mls::roster_keys(group)?.into_iter().collect())
+}
+
+/// SHA-256 of a commit as delivered: what `epoch_commits` remembers.
+pub(crate) fn commit_hash(raw: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(raw).into()
+}

@@ -1,0 +1,99 @@
+//! The device's own account: who it is, where its server is, how far it
+//! read its inbox, and when its key packages expire.
+
+use super::{Home, parse_col};
+use crate::error::Result;
+use rusqlite::{OptionalExtension, params};
+use valise_proto::{DeviceAddress, DeviceId, UserId};
+
+/// The one account row.
+pub struct Account {
+    pub server: String,
+    pub ca_pem: String,
+    pub me: DeviceAddress,
+    /// The device's MLS signature public key (its private half is in
+    /// openmls' storage).
+    pub signature_key: Vec<u8>,
+    pub domain: String,
+}
+
+impl Home {
+    /// The account, once enrolled.
+    pub fn account(&self) -> Result<Option<Account>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT server, ca_pem, user, device, signature_key, domain FROM account WHERE id = 1",
+                [],
+                |r| {
+                    Ok(Account {
+                        server: r.get(0)?,
+                        ca_pem: r.get(1)?,
+                        me: DeviceAddress::new(
+                            parse_col(r, 2, UserId::parse)?,
+                            parse_col(r, 3, DeviceId::parse)?,
+                        ),
+                        signature_key: r.get(4)?,
+                        domain: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn insert_account(&self, a: &Account) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO account (id, server, ca_pem, user, device, signature_key, domain)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                a.server,
+                a.ca_pem,
+                a.me.user.as_str(),
+                a.me.device.to_string(),
+                a.signature_key,
+                a.domain
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The highest inbox sequence number applied.
+    pub fn inbox_seq(&self) -> Result<u64> {
+        let seq: i64 = self
+            .conn
+            .prepare_cached("SELECT inbox_seq FROM account")?
+            .query_row([], |r| r.get(0))?;
+        Ok(seq as u64)
+    }
+
+    /// Moves the inbox position (in the transaction that applied the entries).
+    pub fn set_inbox_seq(&self, seq: u64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE account SET inbox_seq = ?1")?
+            .execute([seq as i64])?;
+        Ok(())
+    }
+
+    /// When the uploaded one-time and last-resort key packages expire
+    /// (seconds; 0: unknown).
+    pub fn key_packages_until(&self) -> Result<(u64, u64)> {
+        let (one_time, last_resort): (i64, i64) = self.conn.query_row(
+            "SELECT one_time_until, last_resort_until FROM account",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((one_time as u64, last_resort as u64))
+    }
+
+    /// Records when the one-time packages now on the server start to
+    /// expire (after a rotation, or at enrolment), and the last-resort one
+    /// if it was replaced.
+    pub fn set_key_packages_until(&self, one_time: u64, last_resort: Option<u64>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET one_time_until = ?1,
+                 last_resort_until = coalesce(?2, last_resort_until)",
+            params![one_time as i64, last_resort.map(|t| t as i64)],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! The ciphersuite Valise speaks, and what every leaf declares.
+
+use crate::Refusal;
+use openmls::prelude::{Capabilities, Ciphersuite, ExtensionType};
+
+/// Post-quantum hybrid (X-Wing: X25519 + ML-KEM-768) by default, because
+/// diplomatic traffic recorded today must stay secret later (invariant I4).
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
+
+/// What every Valise leaf supports: our one suite, and the last-resort
+/// key-package extension (which must be listed to be used).
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[ExtensionType::LastResort]),
+        None,
+        None,
+    )
+}
+
+/// The ciphersuites a party lets groups and key packages use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub ciphersuites: Vec<Ciphersuite>,
+}
+
+impl Default for Policy {
+    /// [`CIPHERSUITE`] only: post-quantum by default (I4); classic suites
+    /// only when configured.
+    fn default() -> Self {
+        Self {
+            ciphersuites: vec![CIPHERSUITE],
+        }
+    }
+}
+
+impl Policy {
+    pub fn check_suite(&self, cs: Ciphersuite) -> Result<(), Refusal> {
+        if self.ciphersuites.contains(&cs) {
+            Ok(())
+        } else {
+            Err(Refusal(format!("ciphersuite {cs:?} is not allowed here")))
+        }
+    }
+}
