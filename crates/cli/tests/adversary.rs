@@ -170,3 +170,48 @@ fn a5_split_view_and_rollback_are_refused() {
     alice.send_to(&["carol"], "after", "the server behaves");
     assert_eq!(carol.sync()["new_letters"], 1);
 }
+
+#[test]
+fn a5_a_split_view_between_two_members_is_seen_within_one_letter() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let _bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.send_to(&["carol"], "hello", "hello")["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    carol.sync();
+
+    // From now on carol alone sees a copy of the directory where bob has
+    // another device: consistent for her (audits from the copy too), so her
+    // own ledger notices nothing.
+    let (_, key) = rogue_key_package(&addr("bob"), ROGUE);
+    server.hook(
+        "fork-root",
+        json!({"device": carol.address(), "mode": "split", "user": addr("bob"),
+               "devices": [{"device": ROGUE, "signature_key": B64.encode(&key)}]}),
+    );
+    carol.sync();
+    assert!(
+        !carol
+            .alert_kinds()
+            .contains(&"directory_conflict".to_owned()),
+        "{:?}",
+        carol.alert_kinds()
+    );
+    // The honest directory moves on without her.
+    let _dave = server.device("dave");
+
+    // One letter from carol carries her root: alice sees the split.
+    carol.send_in(&conv, "one letter", "is enough");
+    alice.sync();
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"directory_conflict".to_owned()),
+        "{:?}",
+        alice.alert_kinds()
+    );
+    assert_eq!(alice.subjects().last().unwrap(), "one letter");
+}

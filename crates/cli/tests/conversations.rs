@@ -87,6 +87,7 @@ fn three_people_add_and_remove() {
     let old_carol = common::Device {
         home: old_home,
         user: addr("carol"),
+        link_code: None,
     };
     let report = old_carol.sync();
     assert_eq!(report["new_letters"], 0);

@@ -14,8 +14,9 @@ fn second_device_receives_letters() {
     let conv = first["conversation"].as_str().unwrap().to_owned();
     bob_laptop.sync();
 
-    // A second device for bob, enrolled with a new invite code.
-    let bob_phone = server.device("bob");
+    // A second device for bob, enrolled with a new invite code and
+    // approved from the laptop by the link code it shows.
+    let bob_phone = server.second_device("bob", &bob_laptop);
     let devices = bob_phone.json(&["devices"]);
     assert_eq!(devices.as_array().unwrap().len(), 2);
     assert_eq!(

@@ -50,3 +50,86 @@ fn exhausted_key_packages_fall_back_to_last_resort_and_alert() {
     assert_eq!(bob.sync()["new_letters"], 2);
     assert_eq!(bob.alert_kinds(), ["key_packages_exhausted"]);
 }
+
+/// 80 days back, in ms: key packages made then expire in 4 days.
+const EIGHTY_DAYS_AGO: &str = "-6912000000";
+
+/// Enrols `user` on a device whose clock is `offset_ms` off (its key
+/// packages are made at that time), then syncs it with the real clock.
+fn enrolled_in_the_past(server: &Server, user: &str, offset_ms: &str) -> common::Device {
+    let code = server.invite(user);
+    let dev = common::Device {
+        home: server.dir.path().join(format!("home-{user}-past")),
+        user: addr(user),
+        link_code: None,
+    };
+    let out = dev.run_env(
+        &["enroll", &server.url, &dev.user, &code, "--ca", server.ca().to_str().unwrap()],
+        &[("VALISE_TEST_CLOCK_OFFSET_MS", offset_ms)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dev
+}
+
+#[test]
+fn key_packages_are_replaced_before_they_expire() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    // Bob's packages were made 80 days ago: 4 days of their 84 are left.
+    let bob = enrolled_in_the_past(&server, "bob", EIGHTY_DAYS_AGO);
+    let old: Vec<Vec<u8>> = {
+        let db = server.db();
+        let mut stmt = db
+            .prepare("SELECT bytes FROM key_packages WHERE user = ?1")
+            .unwrap();
+        stmt.query_map([addr("bob")], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // His next sync replaces them all, the last-resort one included.
+    bob.sync();
+    let db = server.db();
+    let mut stmt = db
+        .prepare("SELECT bytes FROM key_packages WHERE user = ?1")
+        .unwrap();
+    let now: Vec<Vec<u8>> = stmt
+        .query_map([addr("bob")], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!now.is_empty());
+    assert!(now.iter().all(|p| !old.contains(p)), "every package replaced");
+    drop(stmt);
+    drop(db);
+    // Adding him raises no false alarm.
+    alice.send_to(&["bob"], "hello", "after the rotation");
+    assert_eq!(bob.sync()["new_letters"], 1);
+    assert!(alice.alert_kinds().is_empty(), "{:?}", alice.alert_kinds());
+}
+
+#[test]
+fn an_expired_key_package_is_never_handed_out() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    // Carol's packages were made 80 days ago; five days pass without her
+    // syncing (the server's record of their expiry moved into the past).
+    let carol = enrolled_in_the_past(&server, "carol", EIGHTY_DAYS_AGO);
+    server
+        .db()
+        .execute(
+            "UPDATE key_packages SET not_after = not_after - 5 * 86400 WHERE user = ?1",
+            [addr("carol")],
+        )
+        .unwrap();
+    // The server hands out none of them: adding carol fails plainly, with
+    // no `key_not_in_directory` alarm on alice's side.
+    let out = alice.run(&["send", "--to", &addr("carol"), "--subject", "s", "--body", "b"]);
+    assert!(!out.status.success());
+    assert!(alice.alert_kinds().is_empty(), "{:?}", alice.alert_kinds());
+    // Once carol syncs (and restocks), she can be written to.
+    carol.sync();
+    alice.send_to(&["carol"], "hello", "now");
+    assert_eq!(carol.sync()["new_letters"], 1);
+    assert!(alice.alert_kinds().is_empty(), "{:?}", alice.alert_kinds());
+}

@@ -149,3 +149,36 @@ fn body_from_file_and_clear_errors() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_invite"));
 }
+
+#[test]
+fn send_to_reaches_exactly_its_recipients() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let first = alice.send_to(&["bob"], "one", "for bob")["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.sync();
+    // Any member may add people: bob adds carol to that conversation.
+    bob.ok(&["conversation", "add", &first, &addr("carol")]);
+    alice.sync();
+    carol.sync();
+
+    // A letter to bob alone no longer goes there: a new conversation.
+    let second = alice.send_to(&["bob"], "two", "for bob alone")["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first);
+    assert_eq!(bob.sync()["new_letters"], 1);
+    assert_eq!(carol.sync()["new_letters"], 0);
+    assert!(!carol.subjects().contains(&"two".to_owned()));
+    // And the new one is reused for the next letter to bob.
+    let third = alice.send_to(&["bob"], "three", "again")["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(third, second);
+}

@@ -43,6 +43,9 @@ pub enum AlertKind {
     IdentityChanged,
     /// This device was revoked (by its user or the administrator).
     DeviceRevoked,
+    /// Another copy of this device is in use: it committed, or rejoined, as
+    /// this device (D3). Revoke the device and enrol anew.
+    DeviceCloned,
 }
 
 impl AlertKind {
@@ -60,6 +63,7 @@ impl AlertKind {
             Self::Rollback => "rollback",
             Self::IdentityChanged => "identity_changed",
             Self::DeviceRevoked => "device_revoked",
+            Self::DeviceCloned => "device_cloned",
         }
     }
 }

@@ -15,13 +15,14 @@ use openmls_traits::signatures::Signer;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 use valise_proto::api::{
     ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, TokenRequest,
     TokenResponse, auth_signed_content,
 };
-use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, ErrorCode, UserId};
 
 /// One enrolled device. Every front end drives Valise through this type.
 pub struct Client {
@@ -32,6 +33,10 @@ pub struct Client {
     pub(crate) last_housekeeping: Option<Instant>,
     /// The last inbox position acknowledged, and when (see `sync`).
     pub(crate) last_ack: Option<(u64, Instant)>,
+    /// When each conversation's members were last checked against the
+    /// directory: a long-running client checks before writing at most once
+    /// per [`crate::sync::HOUSEKEEPING_EVERY`] (a one-shot command always).
+    pub(crate) members_checked: HashMap<ConversationId, Instant>,
     /// How long this device keeps its own leaf's keys in a conversation
     /// before it renews them (I3: 24 hours unless configured).
     pub(crate) update_interval_ms: i64,
@@ -67,6 +72,7 @@ impl Client {
             domain,
             last_housekeeping: None,
             last_ack: None,
+            members_checked: HashMap::new(),
             update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
         }
     }

@@ -21,6 +21,7 @@ use crate::mls;
 use openmls::prelude::KeyPackage;
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 use valise_proto::api::{ClaimRequest, ClaimResponse, ConversationState};
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Payload, UserId};
 
@@ -49,10 +50,8 @@ impl Client {
         // conversation. This user's other approved devices join too.
         let present = BTreeSet::from([self.engine.me.clone()]);
         let mut packages = self.claim_each(members, &present).await?;
-        packages.extend(
-            self.claim(std::slice::from_ref(&self.engine.me.user.clone()), &present)
-                .await?,
-        );
+        let me = self.engine.me.user.clone();
+        packages.extend(self.claim(std::slice::from_ref(&me), &present, true).await?);
         let id = ConversationId::from_bytes(rand::random());
         let request = self.engine.create_group(&id, name, direct)?;
         let _: ConversationState = self
@@ -161,6 +160,7 @@ impl Client {
             }
         }
         if missing.is_empty() && revoked.is_empty() {
+            self.members_checked.insert(*conv, Instant::now());
             return Ok((0, 0));
         }
         let needing: Vec<UserId> = missing
@@ -169,7 +169,7 @@ impl Client {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let packages = self.claim(&needing, &roster).await?;
+        let packages = self.claim(&needing, &roster, true).await?;
         let added = packages.len();
         let removed = revoked.len();
         self.commit(conv, |roster| {
@@ -180,10 +180,30 @@ impl Client {
             })
         })
         .await?;
+        self.members_checked.insert(*conv, Instant::now());
         if added > 0 {
             self.send_meta(conv).await?;
         }
         Ok((added, removed))
+    }
+
+    /// Checks a conversation's members against the directory before this
+    /// device seals into it, unless it did so lately (see
+    /// `Client::members_checked`) or the conversation is out of step.
+    pub(crate) async fn check_members(&mut self, conv: &ConversationId) -> Result<()> {
+        let fresh = self
+            .members_checked
+            .get(conv)
+            .is_some_and(|t| t.elapsed() < crate::sync::HOUSEKEEPING_EVERY);
+        let ready = self
+            .engine
+            .home
+            .conversation(conv)?
+            .is_some_and(|c| c.active && !c.diverged);
+        if ready && !fresh {
+            self.refresh_members(conv, &mut BTreeMap::new()).await?;
+        }
+        Ok(())
     }
 
     /// The user's own conversations, brought in line with the directory on
@@ -249,7 +269,7 @@ impl Client {
     ) -> Result<Vec<KeyPackage>> {
         let mut all = Vec::new();
         for user in users {
-            let packages = self.claim(std::slice::from_ref(user), present).await?;
+            let packages = self.claim(std::slice::from_ref(user), present, false).await?;
             if packages.is_empty() {
                 return Err(ClientError::NoDevices(user.to_string()));
             }
@@ -260,12 +280,14 @@ impl Client {
 
     /// Claims and verifies one key package per approved device of these
     /// users that is not `present`. Packages of pending or revoked devices
-    /// are skipped; a key the directory does not hold is refused with an
-    /// alert (A3).
+    /// are skipped; a key the directory does not hold raises an alert (A3)
+    /// and fails the claim, unless `lenient` (adding devices to existing
+    /// conversations: the others still go).
     async fn claim(
         &mut self,
         users: &[UserId],
         present: &BTreeSet<DeviceAddress>,
+        lenient: bool,
     ) -> Result<Vec<KeyPackage>> {
         let mut packages = Vec::new();
         for user in users {
@@ -322,6 +344,9 @@ impl Client {
                         &detail,
                         Some(kp.key_package.as_slice()),
                     )?;
+                    if lenient {
+                        continue;
+                    }
                     return Err(ClientError::NotInDirectory(detail));
                 }
                 packages.extend(checked.ok());

@@ -56,6 +56,9 @@ pub enum ClientError {
          approve CODE` there, with the code `valise devices` shows here)"
     )]
     DevicePending,
+    /// Evidence that another copy of this device is in use.
+    #[error("{0}: another copy of this device is in use (a stolen copy of its home?)")]
+    Cloned(String),
 }
 
 impl ClientError {
@@ -82,6 +85,7 @@ impl ClientError {
             Self::Diverged(_) => "diverged",
             Self::IdentityChanged(_) => "identity_changed",
             Self::DevicePending => "device_pending",
+            Self::Cloned(_) => "device_cloned",
         }
     }
 

@@ -12,7 +12,6 @@ use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use valise_proto::api::{MessageAccepted, SendMessage};
 use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, ThreadId, UserId};
 
@@ -104,12 +103,20 @@ impl Client {
     async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
         let message_id = letter.message_id;
         let id = self.engine.write_letter(&target, &letter)?;
-        let conversation = match self.prepare(&target).await {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
-            Err(e) => {
-                // Nobody it could ever go to (no such person, no device):
-                // taken back, as if never written.
+        let conversation = match (self.prepare(&target).await, &target) {
+            (Ok(c), _) => c,
+            (Err(e), _) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
+            // Members not checked against the directory (a revoked device
+            // could still be in): it waits, and is tried on the next sync.
+            (Err(e), Target::Conversation(_)) => {
+                return Err(ClientError::Held(format!(
+                    "the conversation's members could not be checked against the key \
+                     directory ({e})"
+                )));
+            }
+            // Nobody it could ever go to (no such person, no device, a key
+            // the directory does not hold): taken back, as if never written.
+            (Err(e), Target::Exactly { .. }) => {
                 self.engine.withdraw_letter(&message_id, id)?;
                 return Err(e);
             }
@@ -136,15 +143,7 @@ impl Client {
     async fn prepare(&mut self, target: &Target) -> Result<Option<ConversationId>> {
         match target {
             Target::Conversation(conv) => {
-                let row = self.engine.home.conversation(conv)?.ok_or_else(|| {
-                    ClientError::NotFound {
-                        kind: "conversation",
-                        id: conv.to_string(),
-                    }
-                })?;
-                if row.active && !row.diverged {
-                    self.refresh_members(conv, &mut BTreeMap::new()).await?;
-                }
+                self.check_members(conv).await?;
                 Ok(Some(*conv))
             }
             Target::Exactly { users, .. } => self.conversation_for(users).await,
@@ -162,7 +161,7 @@ impl Client {
             }
         }
         if let Some(c) = self.engine.direct_conversation(to)? {
-            self.refresh_members(&c, &mut BTreeMap::new()).await?;
+            self.check_members(&c).await?;
             // Refreshing may have changed who is in it.
             if self.engine.direct_conversation(to)? == Some(c) {
                 return Ok(Some(c));
@@ -275,6 +274,16 @@ impl Client {
                     return Ok(None);
                 }
             };
+        }
+        if let Some(conv) = entry.conversation {
+            match self.check_members(&conv).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(conversation = %conv, error = %e, "members not checked; the letter waits");
+                    return Ok(None);
+                }
+            }
         }
         let id = entry.message_id;
         Ok(match self.engine.transaction(|| self.engine.seal_or_hold(entry))? {

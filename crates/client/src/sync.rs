@@ -260,6 +260,24 @@ impl Client {
                     Some(entry.message.as_slice()),
                 )?;
             }
+            Err(ClientError::Cloned(why)) => {
+                report.rejected += 1;
+                let conv = &entry.conversation;
+                engine.raise(
+                    AlertKind::DeviceCloned,
+                    Some(conv),
+                    &format!(
+                        "{why}: another copy of this device is in use, as a stolen copy of its \
+                         home would be. Revoke this device (`valise devices revoke`, or ask your \
+                         administrator) and enrol it anew"
+                    ),
+                    Some(entry.message.as_slice()),
+                )?;
+                if engine.home.conversation(conv)?.is_some() {
+                    engine.diverge_on_refused_commit(entry)?;
+                    engine.home.set_cloned(conv)?;
+                }
+            }
             Err(e) => {
                 report.rejected += 1;
                 let detail = format!(

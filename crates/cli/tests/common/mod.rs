@@ -160,39 +160,85 @@ impl Server {
 
     /// `valised admin invite`: a one-time enrolment code.
     pub fn invite(&self, user: &str) -> String {
+        self.admin(&["invite", &addr(user)])
+    }
+
+    /// `valised admin --data D <args>` (the administrator's command, which
+    /// works while the server runs); returns its stdout, trimmed.
+    pub fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(valised_bin())
             .args(["admin", "--data"])
             .arg(self.data())
-            .args(["invite", &format!("{user}@{DOMAIN}")])
+            .args(args)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "invite: {}",
+            "valised admin {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    /// Enrols a new device for `user` (a new home each call).
+    /// A backup of the server's database as it is now (`VACUUM INTO`, as
+    /// an operator's backup job would take it), at the returned path.
+    pub fn backup(&self) -> PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("backup-{}.db", rand::random::<u32>()));
+        self.db()
+            .execute("VACUUM INTO ?1", [path.to_str().unwrap()])
+            .unwrap();
+        path
+    }
+
+    /// Enrols a new device for `user` (a new home each call) with a
+    /// fresh invite code. The first device of a user founds their
+    /// identity; a later one is pending (exit status 3) until approved,
+    /// see [`Server::second_device`].
     pub fn device(&self, user: &str) -> Device {
+        let code = self.invite(user);
+        self.enroll(user, &code)
+    }
+
+    /// Enrols a device for `user` with this invite code.
+    pub fn enroll(&self, user: &str, code: &str) -> Device {
         let home = self
             .dir
             .path()
             .join(format!("home-{user}-{}", rand::random::<u32>()));
-        let dev = Device {
+        let mut dev = Device {
             home,
             user: format!("{user}@{DOMAIN}"),
+            link_code: None,
         };
-        let code = self.invite(user);
-        dev.ok(&[
+        let out = dev.run(&[
             "enroll",
             &self.url,
             &dev.user,
-            &code,
+            code,
             "--ca",
             self.ca().to_str().unwrap(),
+            "--json",
         ]);
+        let pending = out.status.code() == Some(3);
+        assert!(
+            out.status.success() || pending,
+            "enroll {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], if pending { "pending" } else { "approved" });
+        dev.link_code = pending.then(|| v["link_code"].as_str().unwrap().to_owned());
+        dev
+    }
+
+    /// Enrols another device for `user` and has `approver`, an approved
+    /// device of the same user, approve it by its link code.
+    pub fn second_device(&self, user: &str, approver: &Device) -> Device {
+        let dev = self.device(user);
+        approver.ok(&["devices", "approve", dev.link_code.as_deref().unwrap()]);
         dev
     }
 
@@ -213,6 +259,8 @@ impl Drop for Server {
 pub struct Device {
     pub home: PathBuf,
     pub user: String,
+    /// The link code it showed if it enrolled pending.
+    pub link_code: Option<String>,
 }
 
 impl Device {
@@ -354,6 +402,20 @@ impl Device {
             .find(|c| c["id"] == id)
             .unwrap_or_else(|| panic!("{} has no conversation {id}", self.user))
             .clone()
+    }
+
+    /// A copy of this device's home as it is now (what a thief who copied
+    /// the disk would hold), driven like any device.
+    pub fn copy(&self) -> Device {
+        let home = self
+            .home
+            .with_file_name(format!("copy-{}", rand::random::<u32>()));
+        copy_dir(&self.home, &home);
+        Device {
+            home,
+            user: self.user.clone(),
+            link_code: None,
+        }
     }
 
     /// Subjects of the inbox, in order.

@@ -166,9 +166,29 @@ impl Engine {
         }
         let epoch = message.epoch().as_u64();
         let is_commit = message.content_type() == ContentType::Commit;
+        // The leaf a handshake message says signed it (checked by MLS below).
+        let signed_by = match &message {
+            ProtocolMessage::PublicMessage(m) => match m.sender() {
+                Sender::Member(leaf) => Some(*leaf),
+                _ => None,
+            },
+            ProtocolMessage::PrivateMessage(_) => None,
+        };
         let opened = self.with_group(conv, |group, p| {
             if is_commit && message.epoch() < group.epoch() {
                 return self.past_commit(conv, epoch, raw, own_echo);
+            }
+            // D3: a commit signed by this very leaf that this device did
+            // not make: another copy of this device is in use.
+            if is_commit
+                && message.epoch() == group.epoch()
+                && signed_by == Some(group.own_leaf_index())
+                && group.pending_commit().is_none()
+            {
+                return Err(ClientError::Cloned(format!(
+                    "a commit in {conv} is signed by this device's own key, and this device did \
+                     not make it"
+                )));
             }
             let snapshot = is_commit
                 .then(|| Snapshot::of(group, p, &self.signer))
@@ -201,6 +221,12 @@ impl Engine {
                         None if epoch < group.epoch().as_u64() => {}
                         None => return Err(ClientError::Protocol("sender is not a member".into())),
                     }
+                }
+                // Someone rejoined as this very device (D3).
+                Sender::NewMemberCommit if sender == self.me => {
+                    return Err(ClientError::Cloned(format!(
+                        "another device rejoined {conv} as this device by external commit"
+                    )));
                 }
                 // A device of the conversation rejoining by external commit
                 // (resync); its new key is checked with the roster after the merge.

@@ -211,6 +211,14 @@ impl Engine {
         }
         let (own_epoch, own_roster) = ours.map_or((0, BTreeSet::new()), |(_, e, r)| (e, r));
         let divergence = self.home.divergence(conv)?;
+        if divergence.cloned {
+            return Ok(Judgement::Refuse(
+                "another copy of this device committed in this conversation: this copy does \
+                 not rejoin by itself (revoke the device and enrol it anew if the copy is not \
+                 yours)"
+                    .into(),
+            ));
+        }
         let shared = divergence.shared_epoch.unwrap_or(own_epoch);
         if hub_epoch <= shared {
             return Ok(Judgement::Refuse(format!(

@@ -50,6 +50,8 @@ pub struct Divergence {
     /// The devices the commits followed there added (`user/device`,
     /// comma-joined).
     pub shadow_added: String,
+    /// Another copy of this device committed here.
+    pub cloned: bool,
 }
 
 impl Home {
@@ -168,11 +170,20 @@ impl Home {
         Ok(())
     }
 
+    /// Another copy of this device committed in `id`.
+    pub fn set_cloned(&self, id: &ConversationId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET cloned = 1 WHERE id = ?1",
+            [id.to_string()],
+        )?;
+        Ok(())
+    }
+
     /// In step again: nothing left to check, follow or send again.
     pub fn clear_diverged(&self, id: &ConversationId) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET diverged = 0, fork_epoch = NULL, shared_epoch = NULL,
-                 shadow = NULL, shadow_added = ''
+                 shadow = NULL, shadow_added = '', cloned = 0
              WHERE id = ?1",
             [id.to_string()],
         )?;
@@ -183,7 +194,8 @@ impl Home {
         Ok(self
             .conn
             .query_row(
-                "SELECT fork_epoch, shared_epoch, shadow, shadow_added FROM conversations WHERE id = ?1",
+                "SELECT fork_epoch, shared_epoch, shadow, shadow_added, cloned
+                 FROM conversations WHERE id = ?1",
                 [id.to_string()],
                 |r| {
                     Ok(Divergence {
@@ -191,6 +203,7 @@ impl Home {
                         shared_epoch: r.get::<_, Option<i64>>(1)?.map(|e| e as u64),
                         shadow: r.get(2)?,
                         shadow_added: r.get(3)?,
+                        cloned: r.get(4)?,
                     })
                 },
             )

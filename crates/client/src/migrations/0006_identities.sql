@@ -46,6 +46,9 @@ ALTER TABLE conversations ADD COLUMN update_due INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN shared_epoch INTEGER;
 ALTER TABLE conversations ADD COLUMN shadow BLOB;
 ALTER TABLE conversations ADD COLUMN shadow_added TEXT NOT NULL DEFAULT '';
+-- Another copy of this device committed here (D3): this device does not
+-- rejoin by itself, lest a stale copy keep reading.
+ALTER TABLE conversations ADD COLUMN cloned INTEGER NOT NULL DEFAULT 0;
 -- The users of the MLS roster (sorted, comma-joined), kept with the group:
 -- `send --to` reuses a conversation only if they are exactly the sender
 -- and the recipients. `direct`: made by `send --to`.
