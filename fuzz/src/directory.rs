@@ -1,10 +1,11 @@
-//! What the `directory_proofs` target checks: the key directory's roots and
-//! proofs as a client reads them (`crates/client/src/transparency.rs`,
-//! `audit.rs`). Kept apart from `proto.rs` because it needs
-//! valise-directory, which valise-proto's tests cannot depend on; its seeds
-//! are replayed (and generated) by `crates/directory/tests/fuzz_seeds.rs`,
-//! which includes this file.
+//! What the key directory's targets check, on what a client reads from its
+//! server. Kept apart from `proto.rs` because it needs valise-directory,
+//! which valise-proto's tests cannot depend on; the seeds are replayed (and
+//! generated) by `crates/directory/tests/fuzz_seeds.rs`, which includes
+//! this file.
 //!
+//! # `directory_proofs`
+//! The roots and proofs (`crates/client/src/transparency.rs`, `audit.rs`).
 //! An input is
 //!
 //! ```text
@@ -23,23 +24,36 @@
 //! forging a signature). A panic, an allocation beyond libFuzzer's limit or
 //! a refusal that is not evidence ([`DirectoryError::is_evidence`]) is a
 //! finding.
+//!
+//! # `directory_entry`
+//! A user's published device list ([`DeviceList`], the value a proof
+//! proves), as [`USER`]'s. The server writes every byte of it, signatures
+//! included, but cannot make its own device count: see
+//! [`valise_directory::identity`] for the rule. What decodes must be its own
+//! canonical encoding, and [`identity::devices`] must give each listed
+//! device one status that the rule allows. The list then runs again with
+//! every signature in it replaced by one that no key verifies: only the
+//! founder may come out approved, and nobody revoked by a device. A panic
+//! or a refusal that is not evidence is a finding.
 #![forbid(unsafe_code)]
 
+use valise_directory::identity::{self, DeviceStatus, Devices};
 use valise_directory::root::SIGNED_ROOT_LEN;
 use valise_directory::{
-    DeviceList, DirectoryError, RootLedger, RootSigner, SignedRoot, Step, VerifiedRoot,
-    verify_history, verify_lookup, verify_root,
+    DeviceEntry, DeviceList, DirectoryError, RootLedger, RootSigner, SignatureKey, SignedRoot,
+    Step, VerifiedRoot, verify_history, verify_lookup, verify_root,
 };
-use valise_proto::UserId;
+use valise_proto::{DeviceId, UserId};
 
 /// The directory targets, by name: `fuzz_targets/<name>.rs`,
 /// `fuzz/seeds/<name>/`.
-pub const TARGETS: &[&str] = &["directory_proofs"];
+pub const TARGETS: &[&str] = &["directory_proofs", "directory_entry"];
 
 /// Runs the check of target `name`; `None` for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> Option<usize> {
     Some(match name {
         "directory_proofs" => directory_proofs(data),
+        "directory_entry" => directory_entry(data),
         _ => return None,
     })
 }
@@ -51,7 +65,8 @@ pub const DIRECTORY_SEED: [u8; 32] = [7; 32];
 /// Seed of the VRF key of the directory the seeds were made from.
 pub const VRF_SEED: [u8; 32] = [9; 32];
 
-/// The user whose lookup and history proofs are checked.
+/// The user whose lookup and history proofs are checked, and whose devices
+/// a device list lists (approvals are signed for one user).
 pub const USER: &str = "alice@mfa.example";
 
 /// A user never published: a proof accepted for [`USER`] must not be
@@ -198,6 +213,133 @@ async fn proofs(old: &VerifiedRoot, new: &VerifiedRoot, proof: &[u8]) -> usize {
 fn round_trips(list: &DeviceList) {
     let bytes = list.encode().expect("a proven list encodes");
     assert_eq!(&DeviceList::decode(&bytes).expect("and decodes"), list);
+}
+
+/// A user's device list as the server publishes it: returns 1 if it decodes
+/// (0 otherwise), after checking what a client derives from it.
+pub fn directory_entry(data: &[u8]) -> usize {
+    let list = match DeviceList::decode(data) {
+        Ok(list) => list,
+        Err(e) => {
+            evidence(&e);
+            return 0;
+        }
+    };
+    // Safety codes and the directory hash these bytes: one list, one encoding.
+    assert_eq!(list.encode().expect("a decoded list encodes"), data);
+    let user = UserId::parse(USER).expect("USER is a user id");
+    follows_the_rule(&list, &identity::devices(&user, &list));
+
+    let forged = with_forged_signatures(&list);
+    let statuses = identity::devices(&user, &forged);
+    follows_the_rule(&forged, &statuses);
+    for (id, (entry, status)) in &statuses.devices {
+        match status {
+            DeviceStatus::Approved { .. } => {
+                assert!(
+                    founds(&forged, entry),
+                    "{id} approved by a forged signature"
+                );
+            }
+            DeviceStatus::Revoked { by } => {
+                assert_eq!(*by, None, "{id} revoked by a forged signature");
+            }
+            DeviceStatus::Pending => {}
+        }
+    }
+    1
+}
+
+/// An Ed25519 signature that no key verifies: its scalar half is not below
+/// the group order, which verification refuses before it uses the key.
+const FORGED_SIGNATURE: [u8; 64] = [0xff; 64];
+
+/// `list` with every approval and revocation signature forged.
+fn with_forged_signatures(list: &DeviceList) -> DeviceList {
+    let forged = || SignatureKey(FORGED_SIGNATURE.to_vec());
+    let devices = list.devices().iter().cloned().map(|mut d| {
+        if let Some(ap) = &mut d.approval {
+            ap.signature = forged();
+        }
+        if let Some(sig) = d.revocation.as_mut().and_then(|rv| rv.signature.as_mut()) {
+            *sig = forged();
+        }
+        d
+    });
+    DeviceList::new(list.identity().clone(), devices.collect())
+        .expect("the same ids and numbers, with signatures of a valid size")
+}
+
+/// Whether `d` founded the list's identity: the lowest-numbered device of
+/// the current generation with the identity key.
+fn founds(list: &DeviceList, d: &DeviceEntry) -> bool {
+    let identity = list.identity();
+    list.devices()
+        .iter()
+        .filter(|e| e.generation == identity.generation && e.signature_key == identity.key)
+        .min_by_key(|e| e.number)
+        .is_some_and(|founder| founder.device == d.device)
+}
+
+/// Every listed device has exactly one status, and each status is one the
+/// rule of `valise_directory::identity` can give: revoked exactly when
+/// revoked or of an older generation; approved as the founder, or with an
+/// approval by a device of the current generation whose own chain holds
+/// (approved, or revoked by now), enrolled before it and not revoked before
+/// it was enrolled; revoked by a device only if that device's chain holds.
+fn follows_the_rule(list: &DeviceList, statuses: &Devices) {
+    assert_eq!(&statuses.identity, list.identity());
+    assert_eq!(statuses.devices.len(), list.devices().len());
+    let current = list.identity().generation;
+    // A device whose chain holds: of the current generation, not pending.
+    let chained = |id: &DeviceId| {
+        list.get(id).is_some_and(|e| e.generation == current)
+            && statuses
+                .status(id)
+                .is_some_and(|s| s != DeviceStatus::Pending)
+    };
+    for d in list.devices() {
+        let Some((entry, status)) = statuses.devices.get(&d.device) else {
+            panic!("{} listed without a status", d.device);
+        };
+        assert_eq!(entry, d);
+        let revoked = d.generation != current || d.revocation.is_some();
+        assert_eq!(
+            matches!(status, DeviceStatus::Revoked { .. }),
+            revoked,
+            "{status:?}"
+        );
+        match *status {
+            // A founder counts by founding alone, approved by nobody.
+            DeviceStatus::Approved { by } if founds(list, d) => {
+                assert_eq!(by, None, "a founder is approved by nobody");
+            }
+            DeviceStatus::Approved { by: None } => panic!("{} approved by nobody", d.device),
+            DeviceStatus::Approved { by: Some(by) } => {
+                let ap = d
+                    .approval
+                    .as_ref()
+                    .expect("approved by a device: has an approval");
+                assert_eq!(ap.by, by);
+                let approver = list.get(&by).expect("approved by a listed device");
+                assert!(chained(&by) && approver.number < d.number, "{status:?}");
+                assert!(
+                    approver
+                        .revocation
+                        .as_ref()
+                        .is_none_or(|rv| d.number < rv.at)
+                );
+            }
+            DeviceStatus::Revoked { by: Some(by) } => {
+                let rv = d
+                    .revocation
+                    .as_ref()
+                    .expect("revoked by a device: has a revocation");
+                assert!(rv.by == Some(by) && rv.signature.is_some() && chained(&by));
+            }
+            DeviceStatus::Revoked { by: None } | DeviceStatus::Pending => {}
+        }
+    }
 }
 
 /// Refusals of outside bytes are evidence against the server, never an

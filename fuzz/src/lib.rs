@@ -1,7 +1,7 @@
 //! What each fuzz target checks. The checks live in one file per crate
 //! whose tests replay the seeds, since each test includes its file:
 //! `proto.rs` (valise-proto's decoders, `crates/proto/tests/fuzz_seeds.rs`)
-//! and `directory.rs` (the key directory's roots and proofs,
+//! and `directory.rs` (the key directory's roots, proofs and device lists,
 //! `crates/directory/tests/fuzz_seeds.rs`). valise-proto cannot depend on
 //! valise-directory, so one shared file would not build in its tests.
 #![forbid(unsafe_code)]
@@ -9,5 +9,5 @@
 pub mod directory;
 pub mod proto;
 
-pub use directory::directory_proofs;
+pub use directory::{directory_entry, directory_proofs};
 pub use proto::{api_requests, api_responses, ids, inbox_page, letter_record};

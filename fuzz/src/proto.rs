@@ -13,10 +13,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use valise_proto::api::{
-    Ack, Acked, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
+    Ack, Acked, ApproveDevice, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
     ConversationState, CreateConversation, DeviceList, DirectoryAudit, DirectoryProof,
     DirectoryRoot, EnrollRequest, EnrollResponse, GroupInfoState, InboxPage, KeyPackageStock,
-    KeyPackageUpload, MessageAccepted, SendMessage, SubmitCommit, TokenRequest, TokenResponse,
+    KeyPackageUpload, MessageAccepted, RevokeDevice, SendMessage, SubmitCommit, TokenRequest,
+    TokenResponse,
 };
 use valise_proto::letter::bucket;
 use valise_proto::{
@@ -35,7 +36,7 @@ pub const TARGETS: &[&str] = &[
 /// Targets whose checks need valise-directory (`directory.rs`): valise-proto
 /// cannot depend on it, so `crates/directory/tests/fuzz_seeds.rs` replays
 /// their seeds instead.
-pub const REPLAYED_BY_DIRECTORY: &[&str] = &["directory_proofs"];
+pub const REPLAYED_BY_DIRECTORY: &[&str] = &["directory_proofs", "directory_entry"];
 
 /// Runs the check of target `name`; `None` for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> Option<usize> {
@@ -85,6 +86,8 @@ pub fn api_requests(data: &[u8]) -> usize {
         json::<SubmitCommit>(data),
         json::<SendMessage>(data),
         json::<Ack>(data),
+        json::<ApproveDevice>(data),
+        json::<RevokeDevice>(data),
     ]
     .into_iter()
     .filter(|ok| *ok)

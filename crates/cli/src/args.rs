@@ -27,7 +27,12 @@ pub struct Cli {
 
     /// Renew this device's keys in each conversation at least this often
     /// (hours): a copy of the device taken earlier reads nothing after.
-    #[arg(long, global = true, env = "VALISE_UPDATE_EVERY_HOURS", default_value_t = 24)]
+    #[arg(
+        long,
+        global = true,
+        env = "VALISE_UPDATE_EVERY_HOURS",
+        default_value_t = 24
+    )]
     pub update_every_hours: u32,
 
     #[command(subcommand)]

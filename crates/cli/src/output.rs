@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    Alert, AuditReport, ClientError, ConversationDetail, ConversationView, DeviceView,
-    HeldLetter, LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
+    Alert, AuditReport, ClientError, ConversationDetail, ConversationView, DeviceView, HeldLetter,
+    LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
@@ -122,10 +122,19 @@ impl Output {
                 (r.new_devices, "NEW DEVICES on your account"),
                 (r.commits, "membership changes"),
                 (r.devices_added, "devices added to conversations"),
-                (r.devices_removed, "revoked devices removed from conversations"),
-                (r.updated, "conversations where this device renewed its keys"),
+                (
+                    r.devices_removed,
+                    "revoked devices removed from conversations",
+                ),
+                (
+                    r.updated,
+                    "conversations where this device renewed its keys",
+                ),
                 (r.delivered, "queued letters delivered"),
-                (r.held, "letters WAITING in the outbox (see `valise outbox`)"),
+                (
+                    r.held,
+                    "letters WAITING in the outbox (see `valise outbox`)",
+                ),
                 (r.rejoined, "conversations rejoined after losing track"),
                 (
                     r.rejected,
@@ -306,7 +315,10 @@ impl Output {
             list.iter()
                 .map(|d| {
                     let this = if d.this_device { "  (this device)" } else { "" };
-                    let by = d.by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+                    let by =
+                        d.by.as_ref()
+                            .map(|b| format!(" by {b}"))
+                            .unwrap_or_default();
                     let code = if d.status == "pending" {
                         format!("  link code {}", d.link_code)
                     } else {

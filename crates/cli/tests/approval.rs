@@ -116,6 +116,7 @@ fn a_device_the_administrator_revokes_is_removed_by_the_members() {
         .unwrap()
         .to_owned();
     phone.sync();
+    laptop.sync();
     let stolen = phone.copy();
 
     // A stolen laptop, the user unreachable: the administrator revokes.

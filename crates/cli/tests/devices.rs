@@ -1,5 +1,6 @@
-//! Story: bob enrols a second device; it receives letters sent to bob, and
-//! joins bob's existing conversations when his first device next syncs.
+//! Story: bob enrols a second device and approves it from his first; it
+//! receives letters sent to bob, and joins bob's existing conversations
+//! as the approval is made.
 
 mod common;
 use common::{Server, addr};
@@ -29,9 +30,8 @@ fn second_device_receives_letters() {
         1
     );
 
-    // The laptop adds the phone to bob's conversations on its next sync.
-    let report = bob_laptop.sync();
-    assert_eq!(report["devices_added"], 1);
+    // Approving it, the laptop added the phone to bob's conversations.
+    assert_eq!(bob_laptop.sync()["devices_added"], 0);
     assert_eq!(bob_phone.sync()["joined"], 1);
 
     let list = alice.json(&["conversation", "list"]);

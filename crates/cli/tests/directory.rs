@@ -42,6 +42,12 @@ fn a_device_row_slipped_into_the_database_is_refused_and_alerted() {
     // packages) becomes one of alice's, without passing the directory.
     let db = server.db();
     db.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    // Numbered after alice's own, and "approved" as far as the server knows.
+    db.execute(
+        "UPDATE devices SET number = 99 WHERE user = ?1 AND device = ?2",
+        rusqlite::params![addr("mallory"), rogue],
+    )
+    .unwrap();
     for table in ["devices", "key_packages"] {
         db.execute(
             &format!("UPDATE {table} SET user = ?1 WHERE user = ?2 AND device = ?3"),

@@ -55,7 +55,11 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     ]);
     assert!(!held.status.success());
     assert!(String::from_utf8_lossy(&held.stderr).contains("\"held\""));
-    assert_eq!(bob.json(&["outbox"]).as_array().unwrap().len(), 2, "settings and letter");
+    assert_eq!(
+        bob.json(&["outbox"]).as_array().unwrap().len(),
+        2,
+        "settings and letter"
+    );
 
     // The others see bob's commit after alice's; they follow the server.
     // (Each side also refuses what the other side sealed: alice's
@@ -84,7 +88,11 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     assert_eq!(kinds.last().unwrap(), "rejoined", "{kinds:?}");
     // In between, the other side's commits (alice's and carol's keys
     // renewed after the fork): refused by his group, followed publicly.
-    assert!(kinds[2..kinds.len() - 1].iter().all(|k| k == "refused_message"));
+    assert!(
+        kinds[2..kinds.len() - 1]
+            .iter()
+            .all(|k| k == "refused_message")
+    );
     for d in [&alice, &carol, &dave] {
         d.sync();
     }

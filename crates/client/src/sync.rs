@@ -19,8 +19,8 @@ use crate::error::{ClientError, Result};
 use reqwest::Method;
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use valise_proto::api::{Ack, Acked, EntryKind, InboxEntry, InboxPage};
 use valise_proto::ErrorCode;
+use valise_proto::api::{Ack, Acked, EntryKind, InboxEntry, InboxPage};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;

@@ -150,8 +150,14 @@ impl Client {
         use sha2::{Digest, Sha512};
         let me = self.engine.me.user.clone();
         let mut ids = [
-            (me.clone(), self.prove_user(&me).await?.devices.identity.key.0),
-            (peer.clone(), self.prove_user(peer).await?.devices.identity.key.0),
+            (
+                me.clone(),
+                self.prove_user(&me).await?.devices.identity.key.0,
+            ),
+            (
+                peer.clone(),
+                self.prove_user(peer).await?.devices.identity.key.0,
+            ),
         ];
         ids.sort();
         let mut h = Sha512::new();

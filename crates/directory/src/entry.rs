@@ -229,7 +229,10 @@ impl DeviceList {
             key: SignatureKey(signature_key.clone()),
             generation: 1,
         };
-        Self::new(identity, vec![DeviceEntry::new(device, signature_key, 0, 1)])
+        Self::new(
+            identity,
+            vec![DeviceEntry::new(device, signature_key, 0, 1)],
+        )
     }
 
     /// The user's identity.
@@ -334,8 +337,8 @@ mod tests {
             by: None,
             signature: None,
         });
-        let a = DeviceList::new(identity(), vec![revoked.clone(), approved.clone(), dev(1)])
-            .unwrap();
+        let a =
+            DeviceList::new(identity(), vec![revoked.clone(), approved.clone(), dev(1)]).unwrap();
         let b = DeviceList::new(identity(), vec![dev(1), approved, revoked]).unwrap();
         assert_eq!(a.encode().unwrap(), b.encode().unwrap());
         let bytes = a.encode().unwrap();

@@ -103,11 +103,13 @@ pub fn devices(user: &UserId, list: &DeviceList) -> Devices {
     // Whether each device's own approval chain holds, whatever happened to
     // it later; computed in number order, so approvers come first.
     let mut chained: BTreeMap<DeviceId, bool> = BTreeMap::new();
-    let mut founder_seen = false;
+    let mut founder = None;
     for d in &by_number {
         let current = d.generation == identity.generation;
-        let founds = current && !founder_seen && d.signature_key == identity.key;
-        founder_seen |= founds;
+        let founds = current && founder.is_none() && d.signature_key == identity.key;
+        if founds {
+            founder = Some(d.device);
+        }
         let ok = current && (founds || approval_holds(user, &identity, list, &chained, d));
         chained.insert(d.device, ok);
     }
@@ -121,8 +123,11 @@ pub fn devices(user: &UserId, list: &DeviceList) -> Devices {
                     by: revoker(user, &identity, list, &chained, d, rv),
                 }
             } else if chained.get(&d.device) == Some(&true) {
+                // The founder is approved by nobody, whatever it carries.
                 DeviceStatus::Approved {
-                    by: d.approval.as_ref().map(|a| a.by),
+                    by: (founder != Some(d.device))
+                        .then(|| d.approval.as_ref().map(|a| a.by))
+                        .flatten(),
                 }
             } else {
                 DeviceStatus::Pending
@@ -279,7 +284,11 @@ pub fn link_code(user: &UserId, device: &DeviceId, key: &[u8]) -> String {
     let digest = h.finalize();
     let mut n = [0u8; 16];
     n.copy_from_slice(&digest[..16]);
-    let digits = format!("{:0width$}", u128::from_be_bytes(n) % 10u128.pow(LINK_CODE_DIGITS as u32), width = LINK_CODE_DIGITS);
+    let digits = format!(
+        "{:0width$}",
+        u128::from_be_bytes(n) % 10u128.pow(LINK_CODE_DIGITS as u32),
+        width = LINK_CODE_DIGITS
+    );
     digits
         .as_bytes()
         .chunks(5)
@@ -362,8 +371,14 @@ mod tests {
         let ex = entry(&x, 3, 1);
         let s = statuses(id, vec![entry(&a, 0, 1), eb, ec, ex]);
         assert_eq!(s.status(&a.id), Some(DeviceStatus::Approved { by: None }));
-        assert_eq!(s.status(&b.id), Some(DeviceStatus::Approved { by: Some(a.id) }));
-        assert_eq!(s.status(&c.id), Some(DeviceStatus::Approved { by: Some(b.id) }));
+        assert_eq!(
+            s.status(&b.id),
+            Some(DeviceStatus::Approved { by: Some(a.id) })
+        );
+        assert_eq!(
+            s.status(&c.id),
+            Some(DeviceStatus::Approved { by: Some(b.id) })
+        );
         // Enrolled by the server, signed by nobody.
         assert_eq!(s.status(&x.id), Some(DeviceStatus::Pending));
         assert!(s.approved_key(&x.id).is_none());
@@ -413,7 +428,10 @@ mod tests {
         let mut ex = entry(&x, 3, 1);
         approve(&id, &a, &mut ex);
         let s = statuses(id, vec![ea, eb, ec, ex]);
-        assert_eq!(s.status(&a.id), Some(DeviceStatus::Revoked { by: Some(b.id) }));
+        assert_eq!(
+            s.status(&a.id),
+            Some(DeviceStatus::Revoked { by: Some(b.id) })
+        );
         assert!(s.status(&b.id).unwrap().is_approved());
         assert!(s.status(&c.id).unwrap().is_approved());
         assert_eq!(s.status(&x.id), Some(DeviceStatus::Pending));

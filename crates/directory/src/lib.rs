@@ -49,8 +49,8 @@ pub mod vrf;
 pub mod wire;
 
 pub use entry::{Approval, DeviceEntry, DeviceList, Identity, Revocation, SignatureKey};
-pub use identity::{DeviceStatus, Devices, approval_message, link_code, revocation_message};
 pub use error::DirectoryError;
+pub use identity::{DeviceStatus, Devices, approval_message, link_code, revocation_message};
 pub use ledger::{RootLedger, Step};
 pub use publisher::{Directory, Proven};
 pub use root::ROOT_SECRET_NAME;

@@ -65,6 +65,16 @@ impl<S: DirectoryStorage> Directory<S> {
     /// its VRF key on first use. `signer` is the server's directory key.
     pub async fn open(storage: Arc<S>, signer: RootSigner) -> Result<Self, DirectoryError> {
         let vrf = PersistentVrf::load_or_create(&*storage)?;
+        Self::open_with_vrf(storage, signer, vrf).await
+    }
+
+    /// As [`Directory::open`], with a VRF key the caller keeps outside
+    /// `storage` (nothing secret is then stored there).
+    pub async fn open_with_vrf(
+        storage: Arc<S>,
+        signer: RootSigner,
+        vrf: PersistentVrf,
+    ) -> Result<Self, DirectoryError> {
         let vrf_public_key = vrf.public_key()?;
         let manager = StorageManager::new(
             AkdDatabase::new(storage.clone()),

@@ -45,6 +45,14 @@ impl PersistentVrf {
         })
     }
 
+    /// The key from its 32-byte secret, for a caller that keeps it itself
+    /// (the server keeps it in a key file, out of the database).
+    pub fn from_secret(secret: Zeroizing<[u8; 32]>) -> Self {
+        Self {
+            secret: Arc::new(secret),
+        }
+    }
+
     /// The public half, which clients need to verify proofs.
     pub fn public_key(&self) -> Result<[u8; 32], DirectoryError> {
         let private = akd::ecvrf::VRFPrivateKey::try_from(&self.secret[..])

@@ -1,21 +1,23 @@
-//! The `directory_proofs` fuzz target's seeds (`fuzz/seeds/directory_proofs/`)
-//! replayed on every `cargo test` through the target's own check
-//! (`fuzz/src/directory.rs`, included here). It lives here, not with
-//! valise-proto's replay of the other targets, because the check needs this
-//! crate. A valid seed must be accepted, a `bad-*` seed must not; generated
-//! corpora (`fuzz/corpus/directory_proofs/`, not committed) are replayed for
-//! no panic only.
+//! The key directory's fuzz seeds (`fuzz/seeds/directory_proofs/`,
+//! `fuzz/seeds/directory_entry/`) replayed on every `cargo test` through the
+//! targets' own checks (`fuzz/src/directory.rs`, included here). It lives
+//! here, not with valise-proto's replay of the other targets, because the
+//! checks need this crate. A valid seed must be accepted, a `bad-*` seed
+//! must not; generated corpora (`fuzz/corpus/<target>/`, not committed) are
+//! replayed for no panic only.
 //!
-//! The seeds come from a real directory with fixed keys:
-//! `cargo test -p valise-directory --test fuzz_seeds -- --ignored write_seeds`
-//! writes them again. The property tests below check what the seeds show
-//! on many mutations: a changed proof or root is refused with evidence,
-//! never accepted.
+//! The seeds come from a real directory and real device lists with fixed
+//! keys: `cargo test -p valise-directory --test fuzz_seeds -- --ignored
+//! write_seeds` writes them again. The property tests below check what the
+//! proof seeds show on many mutations: a changed proof or root is refused
+//! with evidence, never accepted (`identity_props.rs` does the same for
+//! device lists).
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../../fuzz/src/directory.rs"]
 mod checks;
+mod common;
 
 /// Only for its list of the targets it leaves to this test.
 #[allow(dead_code)]
@@ -150,15 +152,81 @@ fn seeds(f: &Fixture) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Writes the seeds (run by hand; the committed ones are replayed).
+/// Real device lists of [`checks::USER`] (`common::signed_lists`), and
+/// lists that each break one rule of the encoding, by file name.
+fn entry_seeds() -> Vec<(String, Vec<u8>)> {
+    let lists = common::signed_lists(&user(checks::USER));
+    let mut out: Vec<(String, Vec<u8>)> = lists
+        .iter()
+        .map(|l| (format!("{}.cbor", l.name), l.list.encode().unwrap()))
+        .collect();
+    let devices = &lists.iter().find(|l| l.name == "devices").unwrap().list;
+    let encoded = devices.encode().unwrap();
+    assert_eq!(Wire::of(devices).cbor(), encoded, "Wire is the encoding");
+    let mut unsorted = Wire::of(devices);
+    unsorted.d.reverse();
+    let mut same_number = Wire::of(devices);
+    same_number.d[1].number = same_number.d[0].number;
+    let mut v1 = Wire::of(devices);
+    v1.v = 1;
+    out.extend([
+        ("bad-unsorted.cbor".into(), unsorted.cbor()),
+        ("bad-duplicate-number.cbor".into(), same_number.cbor()),
+        ("bad-version-1.cbor".into(), v1.cbor()),
+        (
+            "bad-truncated.cbor".into(),
+            encoded[..encoded.len() / 2].to_vec(),
+        ),
+    ]);
+    out
+}
+
+/// A device list's encoding field by field, so that a seed can break one
+/// rule at a time (the crate's own envelope refuses to).
+#[derive(serde::Serialize)]
+struct Wire {
+    v: u8,
+    i: SignatureKey,
+    g: u32,
+    d: Vec<DeviceEntry>,
+}
+
+impl Wire {
+    fn of(list: &DeviceList) -> Self {
+        Self {
+            v: entry::ENTRY_VERSION,
+            i: list.identity().key.clone(),
+            g: list.identity().generation,
+            d: list.devices().to_vec(),
+        }
+    }
+
+    fn cbor(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).unwrap();
+        out
+    }
+}
+
+/// Writes a target's seeds (run by hand; the committed ones are replayed).
+fn write_seeds_of<N: AsRef<str>>(target: &str, seeds: Vec<(N, Vec<u8>)>) {
+    let dir = fuzz_dir().join("seeds").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name.as_ref()), bytes).unwrap();
+    }
+}
+
 #[test]
 #[ignore = "writes fuzz/seeds/directory_proofs/"]
 fn write_seeds() {
-    let dir = fuzz_dir().join("seeds/directory_proofs");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, bytes) in seeds(fixture()) {
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
+    write_seeds_of("directory_proofs", seeds(fixture()));
+}
+
+#[test]
+#[ignore = "writes fuzz/seeds/directory_entry/"]
+fn write_seeds_directory_entry() {
+    write_seeds_of("directory_entry", entry_seeds());
 }
 
 #[test]
@@ -205,6 +273,36 @@ fn seeds_are_accepted_or_refused_as_named() {
     let lookup = std::fs::read(fuzz_dir().join("seeds/directory_proofs/lookup.bin")).unwrap();
     let root = SignedRoot::from_bytes(&lookup[..root::SIGNED_ROOT_LEN]).unwrap();
     verify_root(&root, &key).unwrap();
+}
+
+/// The committed device-list seeds are what `write_seeds` writes (Ed25519
+/// signatures are deterministic), and their devices get the statuses their
+/// signatures say: the approvals in them are real.
+#[test]
+fn entry_seeds_are_real_lists() {
+    let dir = fuzz_dir().join("seeds/directory_entry");
+    for (name, bytes) in entry_seeds() {
+        let committed = std::fs::read(dir.join(&name)).unwrap();
+        assert!(committed == bytes, "{name}: run write_seeds again");
+        assert_eq!(
+            checks::directory_entry(&bytes),
+            usize::from(!name.starts_with("bad-")),
+            "{name}"
+        );
+    }
+    let alice = user(checks::USER);
+    for l in common::signed_lists(&alice) {
+        let statuses = identity::devices(&alice, &l.list);
+        assert_eq!(statuses.devices.len(), l.statuses.len(), "{}", l.name);
+        for (device, status) in l.statuses {
+            assert_eq!(
+                statuses.status(&device),
+                Some(status),
+                "{}: {device}",
+                l.name
+            );
+        }
+    }
 }
 
 #[test]

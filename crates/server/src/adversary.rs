@@ -6,7 +6,8 @@
 //! - a key package served for a user instead of theirs, not published in
 //!   the directory (A3);
 //! - a view of the directory shown to one device only: a fork (same VRF and
-//!   root keys, different content: split view) or the root of an older
+//!   root keys, different content), a split (a copy of the honest directory
+//!   that goes on differently, audits included) or the root of an older
 //!   epoch (rollback) (A5);
 //! - a fork of a conversation: two commits accepted for one epoch, each
 //!   shown first to a different part of the members (A10);
@@ -30,6 +31,9 @@ use valise_proto::{ConversationId, DeviceAddress, UserId};
 pub enum View {
     /// Roots and proofs from another directory with the same keys.
     Fork(Arc<ServerDirectory>),
+    /// Roots, proofs and audits from a copy of the honest directory that
+    /// went on differently.
+    Split(Arc<ServerDirectory>),
     /// The root of this (older) epoch, with honest proofs that therefore do
     /// not match it.
     Rollback(u64),
@@ -163,9 +167,11 @@ pub async fn root_for(
     caller: &DeviceAddress,
 ) -> Option<Result<SignedRoot, ApiError>> {
     Some(match state.adversary.view(caller)? {
-        View::Fork(fork) => on_blocking(fork, |d| async move { d.root().await })
-            .await
-            .map_err(Into::into),
+        View::Fork(fork) | View::Split(fork) => {
+            on_blocking(fork, |d| async move { d.root().await })
+                .await
+                .map_err(Into::into)
+        }
         View::Rollback(epoch) => state.directory.root_of(epoch).map_err(Into::into),
     })
 }
@@ -182,13 +188,15 @@ pub async fn proof_for(
     Some(
         async move {
             match view {
-                View::Fork(fork) => Ok(on_blocking(fork, move |d| async move {
-                    match kind {
-                        Kind::Lookup => d.lookup(&user).await,
-                        Kind::History => d.history(&user).await,
-                    }
-                })
-                .await?),
+                View::Fork(fork) | View::Split(fork) => {
+                    Ok(on_blocking(fork, move |d| async move {
+                        match kind {
+                            Kind::Lookup => d.lookup(&user).await,
+                            Kind::History => d.history(&user).await,
+                        }
+                    })
+                    .await?)
+                }
                 View::Rollback(epoch) => {
                     let mut p = match kind {
                         Kind::Lookup => state.directory.lookup(user).await?,
@@ -200,5 +208,23 @@ pub async fn proof_for(
             }
         }
         .await,
+    )
+}
+
+/// The audit the adversary shows `caller`, if any: a split view's own.
+pub async fn audit_for(
+    state: &AppState,
+    caller: &DeviceAddress,
+    from: u64,
+    to: u64,
+) -> Option<Result<(SignedRoot, SignedRoot, Vec<u8>), ApiError>> {
+    let View::Split(split) = state.adversary.view(caller)? else {
+        return None;
+    };
+    let signer = state.directory.keys().signer();
+    Some(
+        crate::directory::audit(&split, &signer, from, to)
+            .await
+            .map_err(Into::into),
     )
 }

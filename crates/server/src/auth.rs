@@ -1,6 +1,8 @@
 //! Device authentication: a challenge signed with the device's MLS signature
 //! key buys a short-lived bearer token. Only hashes of tokens are stored, so
-//! a copy of the database logs nobody in.
+//! a copy of the database logs nobody in. A revoked device is refused
+//! (`device_revoked`) whatever token it holds; only an approved device may
+//! write ([`ApprovedDevice`]).
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,6 +26,9 @@ const MAX_SESSIONS: usize = 100_000;
 
 /// Live tokens by hash, so that an authenticated request does not touch
 /// the database. Filled at login and on a database hit (after a restart).
+/// A revoked device's sessions stay until they expire: its tokens are gone
+/// from the database, and the cached ones are what lets the server answer
+/// `device_revoked` (from [`crate::standing`]) rather than a bare 401.
 #[derive(Debug, Default)]
 pub struct Sessions {
     live: Mutex<HashMap<[u8; 32], (DeviceAddress, i64)>>,
@@ -148,12 +153,33 @@ impl FromRequestParts<AppState> for AuthDevice {
         let hash = token_hash(token);
         let now = crate::now_ms();
         if let Some(device) = state.sessions.get(&hash, now) {
+            state.standing.check_not_revoked(&device)?;
             return Ok(AuthDevice(device));
         }
         let store = state.store.clone();
         let found = tokio::task::spawn_blocking(move || store.token_device(&hash, now)).await??;
         let (device, expires) = found.ok_or_else(ApiError::unauthorized)?;
+        state.standing.check_not_revoked(&device)?;
         state.sessions.insert(hash, device.clone(), expires);
         Ok(AuthDevice(device))
+    }
+}
+
+/// An authenticated device that may write to others (create a
+/// conversation, commit, send): approved. A device waiting for its
+/// approval gets `device_pending`.
+#[derive(Debug, Clone)]
+pub struct ApprovedDevice(pub DeviceAddress);
+
+impl FromRequestParts<AppState> for ApprovedDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
+        state
+            .standing
+            .require_approved(&state.store, &device)
+            .await?;
+        Ok(Self(device))
     }
 }

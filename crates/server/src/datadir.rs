@@ -1,20 +1,32 @@
 //! The data directory: database, keys, TLS material, configuration.
 //!
 //! ```text
-//! D/config.json       {domain, created_at_ms}, written last: it marks D as initialised
-//! D/valised.db        SQLite (WAL); also the key directory (tables `directory_*`,
-//!                     with its VRF key and root signing key)
-//! D/keys/server.key   Ed25519 PKCS#8 PEM: the server's identity for audit checkpoints and
-//!                      federation (issues to come); directory roots are signed
-//!                      by the directory key kept in valised.db
+//! D/config.json               {domain, created_at_ms}, written last: it marks D as initialised
+//! D/valised.db                SQLite (WAL); also the key directory's tables (`directory_*`),
+//!                             which hold no secret
+//! D/keys/server.key           Ed25519 PKCS#8 PEM: the server's identity for audit checkpoints
+//!                             and federation (issues to come)
+//! D/keys/directory-root.key   the seed of the Ed25519 key that signs the key directory's
+//!                             roots: 64 hex digits and a newline, mode 0600
+//! D/keys/directory-vrf.key    the key directory's VRF secret, the same way
 //! D/tls/ca.pem ca.key cert.pem key.pem
 //! ```
+//!
+//! The directory keys are files, not rows, so that a copy of the database
+//! (or a backup of it) cannot sign roots. A data directory initialised
+//! before they left the database has them in its `directory_secrets` table:
+//! the first `valised run` or `admin` moves them to the files, then deletes
+//! them from the database with their pages overwritten.
 
+use crate::directory_keys::{DirectoryKeys, SECRET_LEN};
 use crate::store::{SqliteStore, StoreError};
+use rusqlite::OptionalExtension as _;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use valise_directory::{ROOT_SECRET_NAME, VRF_SECRET_NAME};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -34,6 +46,12 @@ pub enum DataDirError {
     Store(#[from] StoreError),
     #[error("key directory: {0}")]
     Directory(#[from] valise_directory::DirectoryError),
+    #[error(transparent)]
+    Random(#[from] crate::invite::RandomError),
+    #[error("{0}: not a key file (expected {SECRET_LEN} bytes in hex)")]
+    BadKeyFile(String),
+    #[error("the key directory's keys are missing: neither {0} nor the database holds them")]
+    NoDirectoryKeys(String),
 }
 
 /// The public keys of a freshly initialised data directory.
@@ -66,6 +84,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> DataDirError {
     }
 }
 
+/// Writes a new file (never over an existing one) and syncs it.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DataDirError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -96,6 +115,14 @@ impl DataDir {
 
     pub fn server_key_path(&self) -> PathBuf {
         self.root.join("keys").join("server.key")
+    }
+
+    pub fn directory_root_key_path(&self) -> PathBuf {
+        self.root.join("keys").join("directory-root.key")
+    }
+
+    pub fn directory_vrf_key_path(&self) -> PathBuf {
+        self.root.join("keys").join("directory-vrf.key")
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -167,8 +194,10 @@ impl DataDir {
         )?;
         write_file(&self.cert_path(), tls.cert_pem.as_bytes(), 0o644)?;
         write_file(&self.key_path(), tls.key_pem.as_bytes(), 0o600)?;
+        let keys = DirectoryKeys::generate()?;
+        self.write_directory_keys(&keys)?;
         drop(self.open_store()?);
-        let directory_key = crate::directory::initialise(&self.db_path())?;
+        let directory_key = crate::directory::initialise(&self.db_path(), &keys)?;
         let config = Config {
             domain: domain.to_owned(),
             created_at_ms: now_ms,
@@ -181,4 +210,111 @@ impl DataDir {
             directory_key: directory_key.to_string(),
         })
     }
+
+    /// The key directory's keys, from their files. Keys an older version
+    /// kept in the database are moved to the files first, and erased from
+    /// the database (also after a crash between the two).
+    pub fn directory_keys(&self) -> Result<DirectoryKeys, DataDirError> {
+        let (root_path, vrf_path) = (
+            self.directory_root_key_path(),
+            self.directory_vrf_key_path(),
+        );
+        let stored = stored_secrets(&self.db_path())?;
+        if !root_path.exists() || !vrf_path.exists() {
+            let (root, vrf) = stored.clone().ok_or_else(|| {
+                DataDirError::NoDirectoryKeys(self.root.join("keys").display().to_string())
+            })?;
+            for (path, secret) in [(&root_path, &root), (&vrf_path, &vrf)] {
+                if !path.exists() {
+                    write_key(path, secret)?;
+                }
+            }
+            tracing::info!("directory keys moved out of the database");
+        }
+        let keys = DirectoryKeys::from_secrets(read_key(&root_path)?, read_key(&vrf_path)?);
+        if stored.is_some() {
+            erase_stored_secrets(&self.db_path())?;
+        }
+        Ok(keys)
+    }
+
+    fn write_directory_keys(&self, keys: &DirectoryKeys) -> Result<(), DataDirError> {
+        write_key(&self.directory_root_key_path(), keys.root_secret())?;
+        write_key(&self.directory_vrf_key_path(), keys.vrf_secret())
+    }
+}
+
+type Secret = Zeroizing<[u8; SECRET_LEN]>;
+
+fn write_key(path: &Path, secret: &[u8; SECRET_LEN]) -> Result<(), DataDirError> {
+    let mut text = Zeroizing::new(hex::encode(secret));
+    text.push('\n');
+    write_file(path, text.as_bytes(), 0o600)
+}
+
+fn read_key(path: &Path) -> Result<Secret, DataDirError> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_err(path, e))?);
+    let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
+    hex::decode_to_slice(text.trim(), secret.as_mut())
+        .map_err(|_| DataDirError::BadKeyFile(path.display().to_string()))?;
+    Ok(secret)
+}
+
+/// The secrets a data directory initialised before the key files kept in
+/// the key directory's `directory_secrets` table, if it still has both.
+fn stored_secrets(db: &Path) -> Result<Option<(Secret, Secret)>, DataDirError> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| io_err(db, e))?;
+    let has_table = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'directory_secrets'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(|e| io_err(db, e))?
+        .is_some();
+    if !has_table {
+        return Ok(None);
+    }
+    let secret = |name: &str| -> Result<Option<Secret>, DataDirError> {
+        let value: Option<Zeroizing<Vec<u8>>> = conn
+            .query_row(
+                "SELECT value FROM directory_secrets WHERE name = ?1",
+                [name],
+                |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new),
+            )
+            .optional()
+            .map_err(|e| io_err(db, e))?;
+        value
+            .map(|v| {
+                let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+                if v.len() != SECRET_LEN {
+                    return Err(DataDirError::BadKeyFile(format!(
+                        "{} ({name})",
+                        db.display()
+                    )));
+                }
+                out.copy_from_slice(&v);
+                Ok(out)
+            })
+            .transpose()
+    };
+    Ok(secret(ROOT_SECRET_NAME)?.zip(secret(VRF_SECRET_NAME)?))
+}
+
+/// Deletes the directory secrets from the database with `secure_delete`
+/// (their pages are overwritten with zeros) and checkpoints the WAL into
+/// the main file, truncating it, so that no copy of them is left on disk.
+fn erase_stored_secrets(db: &Path) -> Result<(), DataDirError> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| io_err(db, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .and_then(|()| conn.pragma_update(None, "secure_delete", "ON"))
+        .and_then(|()| {
+            conn.execute(
+                "DELETE FROM directory_secrets WHERE name IN (?1, ?2)",
+                [ROOT_SECRET_NAME, VRF_SECRET_NAME],
+            )
+        })
+        .and_then(|_| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+        .map_err(|e| io_err(db, e))
 }

@@ -1,19 +1,25 @@
 //! The key directory inside the server: one [`Directory`] per process on the
-//! server's own database file (tables `directory_*`), and the publisher task
+//! server's own database file (tables `directory_*`, with no secret: the
+//! keys come from key files, [`DirectoryKeys`]), and the publisher task
 //! that turns queued users into epochs.
 //!
-//! A change to a user's devices queues the user in the store, in the same
-//! transaction as the change (`directory_pending`). The publisher wakes up,
-//! publishes every queued user's whole device list as one epoch, removes
-//! the queue entries it covered and announces the signed root; it then
-//! waits at least the publish interval before the next epoch, so changes
-//! arriving meanwhile are batched. Entries left by a crash are published at
-//! start. An enrolment is answered once its entry is covered.
+//! A change to a user's devices (enrolment, approval, revocation, reset)
+//! queues the user in the store, in the same transaction as the change
+//! (`directory_pending`). The publisher wakes up, publishes every queued
+//! user's whole device list ([`device_list`]) as one epoch, removes the
+//! queue entries it covered and announces the signed root; it then waits
+//! at least the publish interval before the next epoch, so changes arriving
+//! meanwhile are batched. It also looks at the queue every second (or
+//! every interval, if longer) on its own: `valised admin revoke` queues a
+//! user from another process, which cannot wake it. Entries left by a
+//! crash are published at start. A change is answered once its entry is
+//! covered.
 //!
 //! akd's calls are CPU-bound despite being `async`: they run on a blocking
 //! thread ([`DirectoryService::call`]), never on the request threads.
 
-use crate::store::{Store, StoreError};
+use crate::directory_keys::DirectoryKeys;
+use crate::store::{DeviceRecord, Store, StoreError, UserRecord};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +39,9 @@ pub const DEFAULT_INTERVAL_MS: u64 = 2000;
 
 /// How long an enrolment waits for the epoch that publishes it.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often, at least, the publisher looks at its queue unasked.
+const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Most epochs one audit answer may span.
 pub const MAX_AUDIT_SPAN: u64 = 1000;
@@ -58,22 +67,20 @@ pub enum DirectoryServiceError {
     BadRange(String),
 }
 
-/// Opens the directory in the server database at `db_path`, creating its
-/// tables, VRF key and root signing key (stored in the same database, so a
-/// backup restores them together) on first use.
-pub async fn open(db_path: &Path) -> Result<ServerDirectory, DirectoryError> {
+/// Opens the directory in the server database at `db_path` with its keys,
+/// creating its tables (epoch 0) on first use.
+pub async fn open(db_path: &Path, keys: &DirectoryKeys) -> Result<ServerDirectory, DirectoryError> {
     let storage = Arc::new(SqliteDirectoryStorage::open(db_path)?);
-    let signer = RootSigner::load_or_create(&*storage)?;
-    Directory::open(storage, signer).await
+    Directory::open_with_vrf(storage, keys.signer(), keys.vrf()).await
 }
 
 /// Creates the directory (epoch 0) for `valised init`; returns its public key.
-pub fn initialise(db_path: &Path) -> Result<DirectoryKey, DirectoryError> {
+pub fn initialise(db_path: &Path, keys: &DirectoryKeys) -> Result<DirectoryKey, DirectoryError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| DirectoryError::Internal(format!("runtime: {e}")))?;
-    rt.block_on(async { Ok(open(db_path).await?.directory_key()) })
+    rt.block_on(async { Ok(open(db_path, keys).await?.directory_key()) })
 }
 
 /// Which proof a device asks for.
@@ -96,8 +103,10 @@ struct Published {
 /// The directory, its publisher and what handlers ask of them.
 pub struct DirectoryService {
     dir: Arc<ServerDirectory>,
+    /// The directory's keys (the adversary build opens copies with them).
+    keys: Arc<DirectoryKeys>,
     /// The same key as the directory's, to sign roots of past epochs (audit).
-    signer: Arc<RootSigner>,
+    signer: RootSigner,
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     published: watch::Receiver<Published>,
@@ -133,10 +142,11 @@ impl DirectoryService {
     /// the queue still holds.
     pub async fn start(
         dir: ServerDirectory,
+        keys: Arc<DirectoryKeys>,
         store: Arc<dyn Store>,
         interval: Duration,
     ) -> Result<Self, DirectoryServiceError> {
-        let signer = Arc::new(RootSigner::load_or_create(&**dir.storage())?);
+        let signer = keys.signer();
         let dir = Arc::new(dir);
         let root = on_blocking(dir.clone(), |d| async move { d.root().await }).await?;
         let (tx, rx) = watch::channel(Published { covered: 0, root });
@@ -150,6 +160,7 @@ impl DirectoryService {
         ));
         Ok(Self {
             dir,
+            keys,
             signer,
             store,
             wake,
@@ -170,6 +181,11 @@ impl DirectoryService {
     /// The public key clients pin.
     pub fn directory_key(&self) -> DirectoryKey {
         self.dir.directory_key()
+    }
+
+    /// The directory's secret keys.
+    pub fn keys(&self) -> &Arc<DirectoryKeys> {
+        &self.keys
     }
 
     /// The store the publisher reads device lists from.
@@ -204,17 +220,7 @@ impl DirectoryService {
 
     /// The root of a published epoch, signed now.
     pub fn root_of(&self, epoch: u64) -> Result<SignedRoot, DirectoryServiceError> {
-        let (_, hash) = self
-            .dir
-            .storage()
-            .epoch_roots(epoch, epoch)
-            .map_err(DirectoryError::from)?
-            .into_iter()
-            .next()
-            .ok_or(DirectoryServiceError::NoSuchEpoch(epoch))?;
-        Ok(self
-            .signer
-            .sign(epoch, hash, crate::now_ms(), self.dir.vrf_public_key()))
+        root_of(&self.dir, &self.signer, epoch)
     }
 
     /// The signed roots of `from` and `to` and the append-only proof
@@ -224,25 +230,56 @@ impl DirectoryService {
         from: u64,
         to: u64,
     ) -> Result<(SignedRoot, SignedRoot, Vec<u8>), DirectoryServiceError> {
-        if from >= to {
-            return Err(DirectoryServiceError::BadRange(format!(
-                "from ({from}) must be before to ({to})"
-            )));
-        }
-        if to - from > MAX_AUDIT_SPAN {
-            return Err(DirectoryServiceError::BadRange(format!(
-                "at most {MAX_AUDIT_SPAN} epochs per audit"
-            )));
-        }
-        let current = self.root().await?.epoch();
-        if to > current {
-            return Err(DirectoryServiceError::NoSuchEpoch(to));
-        }
-        let proof = self
-            .call(move |d| async move { d.audit(from, to).await })
-            .await?;
-        Ok((self.root_of(from)?, self.root_of(to)?, proof))
+        audit(&self.dir, &self.signer, from, to).await
     }
+}
+
+/// The root of a published epoch of `dir`, signed now by `signer`.
+pub fn root_of(
+    dir: &ServerDirectory,
+    signer: &RootSigner,
+    epoch: u64,
+) -> Result<SignedRoot, DirectoryServiceError> {
+    let (_, hash) = dir
+        .storage()
+        .epoch_roots(epoch, epoch)
+        .map_err(DirectoryError::from)?
+        .into_iter()
+        .next()
+        .ok_or(DirectoryServiceError::NoSuchEpoch(epoch))?;
+    Ok(signer.sign(epoch, hash, crate::now_ms(), dir.vrf_public_key()))
+}
+
+/// The signed roots of epochs `from` and `to` of `dir` and the append-only
+/// proof between them.
+pub async fn audit(
+    dir: &Arc<ServerDirectory>,
+    signer: &RootSigner,
+    from: u64,
+    to: u64,
+) -> Result<(SignedRoot, SignedRoot, Vec<u8>), DirectoryServiceError> {
+    if from >= to {
+        return Err(DirectoryServiceError::BadRange(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    if to - from > MAX_AUDIT_SPAN {
+        return Err(DirectoryServiceError::BadRange(format!(
+            "at most {MAX_AUDIT_SPAN} epochs per audit"
+        )));
+    }
+    let current = on_blocking(dir.clone(), |d| async move { d.root().await })
+        .await?
+        .epoch();
+    if to > current {
+        return Err(DirectoryServiceError::NoSuchEpoch(to));
+    }
+    let proof = on_blocking(dir.clone(), move |d| async move { d.audit(from, to).await }).await?;
+    Ok((
+        root_of(dir, signer, from)?,
+        root_of(dir, signer, to)?,
+        proof,
+    ))
 }
 
 /// The publisher task: publishes queued users, at most once per `interval`.
@@ -260,7 +297,12 @@ async fn publisher(
                 tx.send_replace(p);
                 tokio::time::sleep(interval).await;
             }
-            Ok(None) => wake.notified().await,
+            Ok(None) => {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(interval.max(POLL_EVERY)) => {}
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "directory publish failed; retrying");
                 tokio::time::sleep(interval.max(Duration::from_millis(500))).await;
@@ -272,15 +314,21 @@ async fn publisher(
     }
 }
 
-/// A user's whole device list as the store has it.
-pub fn device_list(store: &dyn Store, user: &UserId) -> Result<Vec<DeviceEntry>, StoreError> {
-    match store.list_devices(user) {
-        Ok(devices) => Ok(devices
-            .into_iter()
-            .map(|d| DeviceEntry::active(d.device, d.signature_key))
-            .collect()),
-        Err(StoreError::NotFound) => Ok(Vec::new()),
-        Err(e) => Err(e),
+/// What the directory publishes for a user: their identity and every
+/// device they ever enrolled, with the approvals and revocations exactly as
+/// stored. The server invents none: only the user's devices sign them.
+pub fn device_list(user: &UserRecord) -> Result<DeviceList, DirectoryError> {
+    DeviceList::new(
+        user.identity.clone(),
+        user.devices.iter().map(entry).collect(),
+    )
+}
+
+fn entry(d: &DeviceRecord) -> DeviceEntry {
+    DeviceEntry {
+        approval: d.approval.clone(),
+        revocation: d.revocation.clone(),
+        ..DeviceEntry::new(d.device, d.signature_key.clone(), d.number, d.generation)
     }
 }
 
@@ -294,7 +342,15 @@ async fn publish_pending(
         let (users, covered) = st.directory_pending()?;
         let mut changes = Vec::with_capacity(users.len());
         for user in users {
-            match DeviceList::new(device_list(&*st, &user)?) {
+            let record = match st.user(&user) {
+                Ok(r) => r,
+                Err(StoreError::NotFound) => {
+                    tracing::warn!(%user, "queued for the directory but unknown");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match device_list(&record) {
                 Ok(list) => changes.push((user, list)),
                 // One bad entry must not hold back everyone else's.
                 Err(e) => tracing::error!(%user, error = %e, "device list not publishable"),

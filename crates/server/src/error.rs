@@ -1,10 +1,11 @@
 //! The one place where failures become RFC 9457 problems on the wire.
 
+use crate::device_change::DeviceChangeError;
 use crate::directory::DirectoryServiceError;
-use crate::hub::MlsRefusal;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use valise_mls::Refusal;
 use valise_proto::{ErrorCode, Problem};
 
 /// An error a handler answers with.
@@ -32,6 +33,19 @@ impl ApiError {
         Self::new(
             ErrorCode::Unauthorized,
             "missing, invalid or expired credentials",
+        )
+    }
+
+    /// The device was revoked: it may not log in any more.
+    pub fn device_revoked() -> Self {
+        Self::new(ErrorCode::DeviceRevoked, "this device was revoked")
+    }
+
+    /// The device waits for another device of its user to approve it.
+    pub fn device_pending() -> Self {
+        Self::new(
+            ErrorCode::DevicePending,
+            "this device waits for another device of its user to approve it",
         )
     }
 
@@ -64,6 +78,9 @@ impl From<StoreError> for ApiError {
                 ErrorCode::InvalidInvite,
                 "the invite code is unknown, used, expired or for another user",
             ),
+            // A concurrent change to the user's devices came first: read
+            // them again.
+            StoreError::Changed(detail) => Self::new(ErrorCode::AlreadyExists, detail),
             StoreError::Full => {
                 tracing::error!("storage is full: refusing writes");
                 Self::new(
@@ -105,8 +122,24 @@ impl From<DirectoryServiceError> for ApiError {
     }
 }
 
-impl From<MlsRefusal> for ApiError {
-    fn from(e: MlsRefusal) -> Self {
+impl From<DeviceChangeError> for ApiError {
+    fn from(e: DeviceChangeError) -> Self {
+        let code = match e {
+            DeviceChangeError::UnknownDevice(_) => ErrorCode::NotFound,
+            DeviceChangeError::CallerNotApproved(_) => ErrorCode::Forbidden,
+            DeviceChangeError::Already { .. } => ErrorCode::AlreadyExists,
+            DeviceChangeError::Revoked(_)
+            | DeviceChangeError::WrongNumber { .. }
+            | DeviceChangeError::WrongAt { .. }
+            | DeviceChangeError::BadSignature(_) => ErrorCode::BadRequest,
+            DeviceChangeError::Unpublishable(_) => return Self::internal(e),
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
         Self::new(ErrorCode::InvalidMls, e.0)
     }
 }

@@ -14,12 +14,17 @@ const GROUP_LEN: usize = 5;
 #[error("the operating system's random source failed: {0}")]
 pub struct RandomError(String);
 
+/// Fills `buf` from the operating system's random source.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
+    OsRng
+        .try_fill_bytes(buf)
+        .map_err(|e| RandomError(e.to_string()))
+}
+
 /// A fresh code, `ABCDE-FGHJK-LMNPQ-RSTUV` (20 × 5 bits).
 pub fn generate() -> Result<String, RandomError> {
     let mut raw = [0u8; GROUPS * GROUP_LEN];
-    OsRng
-        .try_fill_bytes(&mut raw)
-        .map_err(|e| RandomError(e.to_string()))?;
+    fill_random(&mut raw)?;
     let mut out = String::with_capacity(GROUPS * (GROUP_LEN + 1));
     for (i, b) in raw.iter().enumerate() {
         if i > 0 && i % GROUP_LEN == 0 {

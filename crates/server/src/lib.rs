@@ -8,15 +8,17 @@ pub mod adversary;
 pub mod auth;
 pub mod datadir;
 pub mod delivery;
+pub mod device_change;
 pub mod directory;
+pub mod directory_keys;
 pub mod error;
 pub mod housekeeping;
-pub mod hub;
 pub mod invite;
 pub mod json;
 pub mod limits;
 pub mod routes;
 pub mod server;
+pub mod standing;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -30,4 +32,9 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch, the clock the MLS checks take.
+pub fn now_s() -> u64 {
+    u64::try_from(now_ms() / 1000).unwrap_or(0)
 }

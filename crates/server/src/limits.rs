@@ -2,7 +2,7 @@
 //! request's body is parsed or any cryptography runs, so that one flooding
 //! account costs the server a hash lookup per request and slows nobody else.
 
-use crate::auth::AuthDevice;
+use crate::auth::{ApprovedDevice, AuthDevice};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -118,7 +118,7 @@ fn admit(bucket: &Buckets, device: &DeviceAddress, what: &str) -> Result<(), Api
     })
 }
 
-/// An authenticated device within its letters-per-second allowance.
+/// An approved device within its letters-per-second allowance.
 #[derive(Debug)]
 pub struct SendPermit(pub DeviceAddress);
 
@@ -126,7 +126,7 @@ impl FromRequestParts<AppState> for SendPermit {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
+        let ApprovedDevice(device) = ApprovedDevice::from_request_parts(parts, state).await?;
         admit(&state.limits.sends, &device, "letters")?;
         Ok(Self(device))
     }
@@ -146,7 +146,7 @@ impl FromRequestParts<AppState> for ClaimPermit {
     }
 }
 
-/// An authenticated device within its commits-per-minute allowance.
+/// An approved device within its commits-per-minute allowance.
 #[derive(Debug)]
 pub struct CommitPermit(pub DeviceAddress);
 
@@ -154,8 +154,25 @@ impl FromRequestParts<AppState> for CommitPermit {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
+        let ApprovedDevice(device) = ApprovedDevice::from_request_parts(parts, state).await?;
         admit(&state.limits.commits, &device, "commits")?;
+        Ok(Self(device))
+    }
+}
+
+/// An authenticated device within the same allowance, for changes to its
+/// user's devices (approval, revocation): each checks every signature of
+/// the user's list. Whether the device may make the change is the
+/// handler's to say.
+#[derive(Debug)]
+pub struct DeviceChangePermit(pub DeviceAddress);
+
+impl FromRequestParts<AppState> for DeviceChangePermit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AuthDevice(device) = AuthDevice::from_request_parts(parts, state).await?;
+        admit(&state.limits.commits, &device, "device changes")?;
         Ok(Self(device))
     }
 }

@@ -5,11 +5,11 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use valise_proto::UserId;
+use valise_proto::{DeviceAddress, DeviceId, UserId};
 use valise_server::datadir::{DataDir, DataDirError};
 use valise_server::directory::DirectoryService;
 use valise_server::limits::Limits;
-use valise_server::store::{SqliteStore, Store, StoreError};
+use valise_server::store::{NewRevocation, SqliteStore, Store, StoreError, UserRecord};
 use valise_server::{AppState, invite, now_ms, serve, tls};
 
 #[derive(Parser, Debug)]
@@ -78,8 +78,16 @@ enum AdminCommand {
         user: String,
         #[arg(long, default_value_t = 24)]
         ttl_hours: u32,
+        /// For a person who lost every device: the device enrolled with this
+        /// code founds a new identity, and all the user's other devices are
+        /// revoked. Everyone who writes to the user must verify them again.
+        #[arg(long)]
+        reset: bool,
     },
-    /// List users and their devices.
+    /// Revoke a device (a stolen laptop, its user unreachable): its tokens
+    /// are refused at once, and the revocation is published (unsigned).
+    Revoke { user: String, device: String },
+    /// List users and their devices (number, status, identity generation).
     Users {
         #[arg(long)]
         json: bool,
@@ -130,11 +138,16 @@ fn init_logging(level: &str, file: Option<&Path>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn create_invite(store: &dyn Store, user: &UserId, ttl_hours: u32) -> Result<String, CliError> {
+fn create_invite(
+    store: &dyn Store,
+    user: &UserId,
+    ttl_hours: u32,
+    reset: bool,
+) -> Result<String, CliError> {
     let code = invite::generate()?;
     let now = now_ms();
     let expires = now.saturating_add(i64::from(ttl_hours).saturating_mul(3_600_000));
-    store.create_invite(invite::hash(&code), user, now, expires)?;
+    store.create_invite(invite::hash(&code), user, now, expires, reset)?;
     Ok(code)
 }
 
@@ -155,45 +168,86 @@ fn init(data: &Path, domain: &str) -> Result<(), CliError> {
 fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
     let dir = DataDir::new(data);
     dir.config()?;
+    // Moves the directory keys of an older data directory out of the database.
+    dir.directory_keys()?;
     let store = dir.open_store()?;
     match command {
-        AdminCommand::Invite { user, ttl_hours } => {
+        AdminCommand::Invite {
+            user,
+            ttl_hours,
+            reset,
+        } => {
             let user = parse_user(&user)?;
-            println!("{}", create_invite(&store, &user, ttl_hours)?);
+            println!("{}", create_invite(&store, &user, ttl_hours, reset)?);
         }
-        AdminCommand::Users { json } => {
-            let users = store.list_users()?;
-            if json {
-                let v: Vec<serde_json::Value> = users
-                    .iter()
-                    .map(|u| {
-                        serde_json::json!({
-                            "user": u.user.as_str(),
-                            "devices": u.devices.iter().map(|d| serde_json::json!({
-                                "device": d.device.to_string(),
-                                "signature_key": hex::encode(&d.signature_key),
-                                "enrolled_at_ms": d.enrolled_at_ms,
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                for u in users {
-                    println!("{} ({} devices)", u.user, u.devices.len());
-                    for d in u.devices {
-                        println!(
-                            "  {}  key {}  enrolled_at_ms {}",
-                            d.device,
-                            hex::encode(&d.signature_key),
-                            d.enrolled_at_ms
-                        );
-                    }
-                }
-            }
+        AdminCommand::Revoke { user, device } => {
+            let device = DeviceAddress::new(
+                parse_user(&user)?,
+                DeviceId::parse(&device).map_err(|e| CliError::Usage(e.to_string()))?,
+            );
+            store
+                .revoke_device(&NewRevocation {
+                    device: device.clone(),
+                    at: None,
+                    by: None,
+                    now_ms: now_ms(),
+                })
+                .map_err(|e| match e {
+                    StoreError::NotFound => CliError::Usage(format!("no device {device}")),
+                    StoreError::Changed(why) => CliError::Usage(why),
+                    e => e.into(),
+                })?;
+            tracing::info!(%device, "device revoked by the administrator");
+            println!(
+                "revoked {device}; the running server refuses it and publishes the revocation"
+            );
         }
+        AdminCommand::Users { json } => print_users(&store.list_users()?, json),
     }
     Ok(())
+}
+
+fn print_users(users: &[UserRecord], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "user": u.user.as_str(),
+                    "generation": u.identity.generation,
+                    "devices": u.devices.iter().map(|d| serde_json::json!({
+                        "device": d.device.to_string(),
+                        "number": d.number,
+                        "status": d.status.as_str(),
+                        "generation": d.generation,
+                        "signature_key": hex::encode(&d.signature_key),
+                        "enrolled_at_ms": d.enrolled_at_ms,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return;
+    }
+    for u in users {
+        println!(
+            "{} ({} devices, identity generation {})",
+            u.user,
+            u.devices.len(),
+            u.identity.generation
+        );
+        for d in &u.devices {
+            println!(
+                "  #{} {}  {}  generation {}  key {}  enrolled_at_ms {}",
+                d.number,
+                d.device,
+                d.status.as_str(),
+                d.generation,
+                hex::encode(&d.signature_key),
+                d.enrolled_at_ms
+            );
+        }
+    }
 }
 
 async fn stop_signal() {
@@ -240,7 +294,7 @@ fn run(
         tracing::info!(key = %keys.server_key, directory_key = %keys.directory_key, "initialised data directory");
         println!("directory key (Ed25519, public): {}", keys.directory_key);
         let store = dir.open_store()?;
-        let code = create_invite(&store, &user, 24)?;
+        let code = create_invite(&store, &user, 24, false)?;
         println!("enrolment code for {user}: {code}");
     }
     let config = dir.config()?;
@@ -248,6 +302,7 @@ fn run(
         tracing::warn!(given = %d, stored = %config.domain, "--domain ignored: the directory has its own");
     }
     let tls = tls::server_config(&dir.cert_path(), &dir.key_path())?;
+    let keys = Arc::new(dir.directory_keys()?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.db_path())?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -255,9 +310,9 @@ fn run(
         .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
     let db_path = dir.db_path();
     rt.block_on(async move {
-        let directory = valise_server::directory::open(&db_path).await?;
+        let directory = valise_server::directory::open(&db_path, &keys).await?;
         let directory =
-            DirectoryService::start(directory, store.clone(), directory_interval).await?;
+            DirectoryService::start(directory, keys, store.clone(), directory_interval).await?;
         tracing::info!(key = %directory.directory_key(), "key directory open");
         valise_server::housekeeping::start(store.clone());
         let state = AppState::new(store, &config.domain, Arc::new(directory))

@@ -3,12 +3,13 @@
 use crate::auth::{Challenges, Sessions};
 use crate::delivery::{Delivery, Wakeups};
 use crate::directory::DirectoryService;
-use crate::hub::Policy;
 use crate::limits::{Limits, RateLimits};
+use crate::standing::Standing;
 use crate::store::Store;
 use openmls_libcrux_crypto::CryptoProvider;
 use std::sync::Arc;
 use tokio::sync::watch;
+use valise_mls::Policy;
 
 /// Shared, cheaply cloned state of the API.
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub domain: Arc<str>,
     pub challenges: Arc<Challenges>,
     pub sessions: Arc<Sessions>,
+    /// Revoked and approved devices, for the per-request checks.
+    pub standing: Arc<Standing>,
     pub limits: Arc<RateLimits>,
     pub delivery: Delivery,
     pub wakeups: Arc<Wakeups>,
@@ -34,7 +37,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state and starts the delivery writer (needs a runtime).
+    /// Builds the state and starts the delivery writer and the watch on
+    /// revoked devices (needs a runtime).
     pub fn new(
         store: Arc<dyn Store>,
         domain: &str,
@@ -42,6 +46,8 @@ impl AppState {
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
         let (tx, rx) = watch::channel(false);
+        let standing = Arc::new(Standing::default());
+        crate::standing::start(store.clone(), standing.clone());
         Ok(Self {
             delivery: Delivery::start(store.clone(), wakeups.clone()),
             store,
@@ -50,6 +56,7 @@ impl AppState {
             domain: domain.into(),
             challenges: Arc::new(Challenges::default()),
             sessions: Arc::new(Sessions::default()),
+            standing,
             limits: Arc::new(Limits::default().into()),
             wakeups,
             directory,

@@ -6,35 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{Device, bytes, client, expect_problem, run, valised};
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use common::{Api, Device, expect_problem, init, run};
 use std::path::Path;
 use std::time::Duration;
-use valise_directory::{
-    DirectoryKey, SignedRoot, VerifiedRoot, verify_audit, verify_history, verify_lookup,
-    verify_root,
-};
-use valise_proto::api::{DirectoryAudit, DirectoryProof, DirectoryRoot, EnrollResponse};
+use valise_directory::{SignedRoot, verify_audit, verify_history, verify_lookup, verify_root};
+use valise_proto::api::DirectoryAudit;
 use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
-use valise_server::store::{Enrollment, SqliteStore, Store};
-
-/// `valised init`; returns the directory key it printed.
-fn init(data: &Path) -> DirectoryKey {
-    let out = valised()
-        .args(["init", "--domain", "mfa.example", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let hex = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("directory key (Ed25519, public): "))
-        .unwrap_or_else(|| panic!("no directory key in {stdout:?}"));
-    DirectoryKey::try_from(hex.to_owned()).unwrap()
-}
+use valise_server::store::{Enrollment, NewKeyPackage, SqliteStore, Store};
+#[cfg(feature = "adversary")]
+use {base64::Engine as _, base64::engine::general_purpose::STANDARD as B64, common::bytes};
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
@@ -46,15 +26,19 @@ fn device_in_db(data: &Path, who: &str, id: u8, key: Vec<u8>) -> (DeviceAddress,
     let device = DeviceAddress::new(user(who), DeviceId::from_bytes([id; 8]));
     let code = [id; 32];
     store
-        .create_invite(code, &device.user, 0, i64::MAX)
+        .create_invite(code, &device.user, 0, i64::MAX, false)
         .unwrap();
+    let kp = |b: u8| NewKeyPackage {
+        bytes: vec![b],
+        not_after: u64::from(u32::MAX),
+    };
     store
         .enroll(&Enrollment {
             code_hash: code,
             device: device.clone(),
             signature_key: key,
-            key_packages: vec![vec![1]],
-            last_resort: vec![2],
+            key_packages: vec![kp(1)],
+            last_resort: kp(2),
             now_ms: 1,
         })
         .unwrap();
@@ -65,91 +49,6 @@ fn device_in_db(data: &Path, who: &str, id: u8, key: Vec<u8>) -> (DeviceAddress,
     (device, token)
 }
 
-struct Api {
-    c: reqwest::Client,
-    port: u16,
-}
-
-impl Api {
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut rb = self.c.get(self.url(path));
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
-        rb.send().await.unwrap()
-    }
-
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, token: Option<&str>) -> T {
-        let r = self.get(path, token).await;
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
-    async fn post<T: serde::de::DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> T {
-        let r = self
-            .c
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let bytes = r.bytes().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {bytes:?}");
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    async fn root(&self, key: &DirectoryKey, token: &str) -> VerifiedRoot {
-        let r: DirectoryRoot = self.get_json("/v1/directory/root", Some(token)).await;
-        verify_root(&SignedRoot::from_bytes(r.root.as_slice()).unwrap(), key).unwrap()
-    }
-
-    async fn proof(&self, what: &str, u: &str, token: &str) -> (SignedRoot, Vec<u8>) {
-        let p: DirectoryProof = self
-            .get_json(&format!("/v1/directory/{what}/{u}"), Some(token))
-            .await;
-        (
-            SignedRoot::from_bytes(p.root.as_slice()).unwrap(),
-            p.proof.into_vec(),
-        )
-    }
-}
-
-/// A key package as base64 for a JSON body.
-fn kp64(d: &Device, last_resort: bool) -> String {
-    B64.encode(bytes(&d.key_package(last_resort)))
-}
-
-/// Enrols `d` over HTTP with a fresh invite.
-async fn enroll(api: &Api, data: &Path, d: &Device) -> EnrollResponse {
-    let code = format!("invite-{}", d.addr);
-    let store = SqliteStore::open(&data.join("valised.db")).unwrap();
-    store
-        .create_invite(
-            valise_server::invite::hash(&code),
-            &d.addr.user,
-            0,
-            i64::MAX,
-        )
-        .unwrap();
-    api.post(
-        "/v1/enroll",
-        serde_json::json!({
-            "user": d.addr.user.as_str(),
-            "code": code,
-            "device": d.addr.device.to_string(),
-            "signature_key": B64.encode(d.signer.public()),
-            "key_packages": [kp64(d, false)],
-            "last_resort": kp64(d, true),
-        }),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_endpoints_publish_prove_and_audit() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,10 +57,7 @@ async fn directory_endpoints_publish_prove_and_audit() {
     // Enrolled while the server is down: queued, published at start.
     let (alice, token) = device_in_db(&data, "alice@mfa.example", 1, vec![1; 32]);
     let server = run(&data);
-    let api = Api {
-        c: client(&data),
-        port: server.port,
-    };
+    let api = Api::new(&data, &server);
     let tok = Some(token.as_str());
 
     let mut r1 = api.root(&key, &token).await;
@@ -177,7 +73,12 @@ async fn directory_endpoints_publish_prove_and_audit() {
     let (root, proof) = api.proof("lookup", "alice@mfa.example", &token).await;
     let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &alice.user, &proof).unwrap();
-    assert_eq!(list.devices.active_key(&alice.device), Some(&[1u8; 32][..]));
+    assert_eq!(
+        list.devices
+            .get(&alice.device)
+            .map(|e| e.signature_key.as_bytes()),
+        Some(&[1u8; 32][..])
+    );
 
     // Unknown users are 404; the token is required.
     let r = api.get("/v1/directory/lookup/bob@mfa.example", tok).await;
@@ -197,7 +98,7 @@ async fn directory_endpoints_publish_prove_and_audit() {
 
     // An enrolment is answered with the epoch that publishes the device.
     let bob = Device::new("bob@mfa.example", 2);
-    let resp = enroll(&api, &data, &bob).await;
+    let resp = api.enroll(&data, &bob, false).await;
     assert_eq!(resp.directory_key.as_slice(), &key.0[..]);
     let r2 = verify_root(&SignedRoot::from_bytes(resp.root.as_slice()).unwrap(), &key).unwrap();
     assert_eq!(r2.epoch(), 2);
@@ -205,7 +106,9 @@ async fn directory_endpoints_publish_prove_and_audit() {
     let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &bob.addr.user, &proof).unwrap();
     assert_eq!(
-        list.devices.active_key(&bob.addr.device),
+        list.devices
+            .get(&bob.addr.device)
+            .map(|e| e.signature_key.as_bytes()),
         Some(bob.signer.public())
     );
     let (root, proof) = api.proof("history", "bob@mfa.example", &token).await;
@@ -241,10 +144,7 @@ async fn directory_endpoints_publish_prove_and_audit() {
     // A restart keeps everything: same key, same epochs, nothing re-queued.
     drop(server);
     let server = run(&data);
-    let api = Api {
-        c: client(&data),
-        port: server.port,
-    };
+    let api = Api::new(&data, &server);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = api.root(&key, &token).await;
     assert_eq!((r.epoch(), r.root_hash()), (2, r2.root_hash()));
@@ -258,10 +158,7 @@ async fn adversary_routes_are_absent_without_the_feature() {
     let data = dir.path().join("d");
     init(&data);
     let server = run(&data);
-    let api = Api {
-        c: client(&data),
-        port: server.port,
-    };
+    let api = Api::new(&data, &server);
     for path in [
         "/adversary/serve-key",
         "/adversary/rogue-device",
@@ -289,17 +186,14 @@ async fn adversary_hooks_lie_as_asked() {
     let (_, token) = device_in_db(&data, "carol@mfa.example", 3, vec![3; 32]);
     let (_, dave_token) = device_in_db(&data, "dave@mfa.example", 4, vec![4; 32]);
     let server = run(&data);
-    let api = Api {
-        c: client(&data),
-        port: server.port,
-    };
+    let api = Api::new(&data, &server);
     while api.root(&key, &token).await.epoch() < 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let alice = Device::new("alice@mfa.example", 1);
     let bob = Device::new("bob@mfa.example", 2);
-    enroll(&api, &data, &alice).await;
-    let resp = enroll(&api, &data, &bob).await;
+    api.enroll(&data, &alice, false).await;
+    let resp = api.enroll(&data, &bob, false).await;
     assert_eq!(
         SignedRoot::from_bytes(resp.root.as_slice())
             .unwrap()
@@ -309,7 +203,7 @@ async fn adversary_hooks_lie_as_asked() {
 
     // A3: a key package for Bob that is not in the directory.
     let mallory = Device::new("bob@mfa.example", 9);
-    let fake = kp64(&mallory, false);
+    let fake = B64.encode(bytes(&mallory.key_package(false)));
     let _: serde_json::Value = api
         .post(
             "/adversary/serve-key",
@@ -349,7 +243,13 @@ async fn adversary_hooks_lie_as_asked() {
     let versions = verify_history(&root, &alice.addr.user, &proof).unwrap();
     assert_eq!(versions.len(), 3);
     let rogue = DeviceId::from_bytes([9; 8]);
-    assert!(versions[1].devices.active_key(&rogue).is_some());
+    assert!(
+        versions[1]
+            .devices
+            .get(&rogue)
+            .map(|e| e.signature_key.as_bytes())
+            .is_some()
+    );
     assert!(versions[2].devices.get(&rogue).is_none());
     let (root, proof) = api.proof("lookup", "alice@mfa.example", &token).await;
     let root = verify_root(&root, &key).unwrap();
@@ -396,7 +296,9 @@ async fn adversary_hooks_lie_as_asked() {
     let root = verify_root(&root, &key).unwrap();
     let list = verify_lookup(&root, &bob.addr.user, &proof).unwrap();
     assert_eq!(
-        list.devices.active_key(&mallory.addr.device),
+        list.devices
+            .get(&mallory.addr.device)
+            .map(|e| e.signature_key.as_bytes()),
         Some(mallory.signer.public())
     );
     assert!(verify_lookup(&now, &bob.addr.user, &proof).is_err());
@@ -408,4 +310,79 @@ async fn adversary_hooks_lie_as_asked() {
         now.root_hash()
     );
     assert_eq!(api.root(&key, &token).await.epoch(), 5);
+}
+
+/// A5 split view, as the conversation tests need it: the victim is shown a
+/// copy of the honest directory that went on differently; its roots,
+/// lookups and audits all come from the copy, so its own checks advance
+/// consistently, while the honest directory's next epoch has another hash.
+#[cfg(feature = "adversary")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_view_goes_on_from_the_honest_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let key = init(&data);
+    let server = run(&data);
+    let api = Api::new(&data, &server);
+    let (alice, bob, carol) = (
+        Device::new("alice@mfa.example", 1),
+        Device::new("bob@mfa.example", 2),
+        Device::new("carol@mfa.example", 3),
+    );
+    for d in [&alice, &bob, &carol] {
+        api.enroll(&data, d, false).await;
+    }
+    let (ta, tc) = (api.login(&alice).await, api.login(&carol).await);
+    let honest = api.root(&key, &ta).await;
+
+    let mallory = Device::new("bob@mfa.example", 9);
+    let res: serde_json::Value = api
+        .post(
+            "/adversary/fork-root",
+            serde_json::json!({
+                "device": carol.addr.to_string(),
+                "mode": "split",
+                "user": "bob@mfa.example",
+                "devices": [{"device": mallory.addr.device.to_string(), "signature_key": B64.encode(mallory.signer.public())}],
+            }),
+        )
+        .await;
+    let shown = api.root(&key, &tc).await;
+    let answered =
+        SignedRoot::from_bytes(&B64.decode(res["root"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        (answered.epoch(), answered.root_hash()),
+        (shown.epoch(), shown.root_hash())
+    );
+    assert_eq!(shown.epoch(), honest.epoch() + 1);
+    // Only carol is shown the copy; the honest directory goes on on its own.
+    assert_eq!(api.root(&key, &ta).await.epoch(), honest.epoch());
+    api.enroll(&data, &Device::new("dave@mfa.example", 4), false)
+        .await;
+    let next = api.root(&key, &ta).await;
+    assert_eq!(next.epoch(), shown.epoch());
+    assert_ne!(next.root_hash(), shown.root_hash());
+
+    // Carol's own checks hold: bob has Mallory's key there, and the copy's
+    // epoch only appended to the last honest root she saw.
+    let (root, proof) = api.proof("lookup", "bob@mfa.example", &tc).await;
+    let root = verify_root(&root, &key).unwrap();
+    let list = verify_lookup(&root, &bob.addr.user, &proof).unwrap();
+    assert!(list.devices.get(&mallory.addr.device).is_some());
+    let path = format!(
+        "/v1/directory/audit?from={}&to={}",
+        honest.epoch(),
+        shown.epoch()
+    );
+    let a: DirectoryAudit = api.get_json(&path, Some(&tc)).await;
+    let from = verify_root(&SignedRoot::from_bytes(a.from.as_slice()).unwrap(), &key).unwrap();
+    let to = verify_root(&SignedRoot::from_bytes(a.to.as_slice()).unwrap(), &key).unwrap();
+    assert_eq!(from.root_hash(), honest.root_hash());
+    assert_eq!(to.root_hash(), shown.root_hash());
+    verify_audit(&from, &to, a.proof.as_slice()).await.unwrap();
+    // Everyone else audits the honest epoch.
+    let a: DirectoryAudit = api.get_json(&path, None).await;
+    let to = verify_root(&SignedRoot::from_bytes(a.to.as_slice()).unwrap(), &key).unwrap();
+    assert_eq!(to.root_hash(), next.root_hash());
+    verify_audit(&from, &to, a.proof.as_slice()).await.unwrap();
 }

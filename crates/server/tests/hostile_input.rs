@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
-use valise_server::store::{Enrollment, SqliteStore, Store};
+use valise_server::store::{Enrollment, NewKeyPackage, SqliteStore, Store};
 
 fn start(data: &Path) -> Server {
     start_with(data, &[])
@@ -36,15 +36,19 @@ fn token_for(data: &Path) -> String {
         DeviceId::from_bytes([1; 8]),
     );
     store
-        .create_invite([3; 32], &device.user, 0, i64::MAX)
+        .create_invite([3; 32], &device.user, 0, i64::MAX, false)
         .unwrap();
+    let kp = |b: u8| NewKeyPackage {
+        bytes: vec![b],
+        not_after: u64::from(u32::MAX),
+    };
     store
         .enroll(&Enrollment {
             code_hash: [3; 32],
             device: device.clone(),
             signature_key: vec![0; 32],
-            key_packages: vec![vec![1]],
-            last_resort: vec![2],
+            key_packages: vec![kp(1)],
+            last_resort: kp(2),
             now_ms: 1,
         })
         .unwrap();
@@ -104,6 +108,18 @@ fn endpoints() -> Vec<Endpoint> {
             path: "/v1/users/bob@mfa.example/key-packages/claim",
             auth: true,
             wrong_types: r#"{"exclude":[1,2]}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/devices/0202020202020202/approval",
+            auth: true,
+            wrong_types: r#"{"number":"one","signature":5}"#,
+        },
+        Endpoint {
+            method: Post,
+            path: "/v1/devices/0202020202020202/revocation",
+            auth: true,
+            wrong_types: r#"{"at":-1,"signature":[]}"#,
         },
         Endpoint {
             method: Post,
@@ -273,7 +289,7 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
         &c,
         port,
         Method::Get,
-        "/v1/directory/audit?from=0&to=1",
+        "/v1/directory/audit?from=0&to=900",
         None,
     )
     .send()
@@ -386,10 +402,32 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
     .await
     .unwrap();
     expect_problem(r, ErrorCode::NotFound, "commit to unknown conversation").await;
+    // The invite is checked before any key package is.
+    let garbage = |code: &str| {
+        serde_json::json!({
+            "user": "alice@mfa.example", "code": code, "device": "0202020202020202",
+            "signature_key": "AA==", "key_packages": ["AA=="], "last_resort": "AA=="})
+    };
     let r = request(&c, port, Method::Post, "/v1/enroll", None)
-        .json(&serde_json::json!({
-            "user": "alice@mfa.example", "code": "AAAAA-BBBBB", "device": "0202020202020202",
-            "signature_key": "AA==", "key_packages": ["AA=="], "last_resort": "AA=="}))
+        .json(&garbage("AAAAA-BBBBB"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(
+        r,
+        ErrorCode::InvalidInvite,
+        "garbage key packages, no invite",
+    )
+    .await;
+    let out = valised()
+        .args(["admin", "--data"])
+        .arg(&data)
+        .args(["invite", "alice@mfa.example"])
+        .output()
+        .unwrap();
+    let code = String::from_utf8(out.stdout).unwrap();
+    let r = request(&c, port, Method::Post, "/v1/enroll", None)
+        .json(&garbage(code.trim()))
         .send()
         .await
         .unwrap();

@@ -1,18 +1,20 @@
-//! The hub's MLS checks against real openmls clients (X-Wing suite): key
-//! packages, a new group, an add commit, application framing, group
-//! infos, and external commits (only a member's own resync).
+//! The hub's MLS checks (valise-mls' `PublicState` and message checks)
+//! against real openmls clients configured like Valise's: a new group, an
+//! add commit, application framing, group infos, and external commits
+//! (only a member's own resync). Key packages: valise-mls' own tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_libcrux_crypto::CryptoProvider;
-use valise_proto::ConversationId;
-use valise_server::hub::{
-    Committer, HubGroup, Policy, application_epoch, check_key_package, check_welcome,
+use valise_mls::{
+    Committer, Policy, PublicState, application_epoch, check_welcome, create_config, group_id,
+    join_config,
 };
+use valise_proto::ConversationId;
 
 mod common;
-use common::{CS, Device, bytes};
+use common::Device;
 
 #[test]
 fn hub_follows_a_real_group() {
@@ -22,35 +24,20 @@ fn hub_follows_a_real_group() {
     let bob = Device::new("bob@mfa.example", 2);
     let akey = alice.signer.public().to_vec();
 
-    // Key packages: accepted for their device only.
     let kp = bob.key_package(false);
     let bkey = bob.signer.public().to_vec();
-    check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &bkey, false).unwrap();
-    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &alice.addr, &bkey, false).is_err());
-    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &akey, false).is_err());
-    assert!(check_key_package(&crypto, &policy, &bytes(&kp), &bob.addr, &bkey, true).is_err());
-    let lr = bob.key_package(true);
-    check_key_package(&crypto, &policy, &bytes(&lr), &bob.addr, &bkey, true).unwrap();
-    let mut tampered = bytes(&kp);
-    let n = tampered.len();
-    tampered[n - 5] ^= 1;
-    assert!(check_key_package(&crypto, &policy, &tampered, &bob.addr, &bkey, false).is_err());
 
-    // A new group at epoch 0.
+    // A new group at epoch 0, configured like the client's (handshakes in
+    // the clear so the hub can follow them).
     let id = ConversationId::from_bytes([7; 16]);
-    let mut group = MlsGroup::builder()
-        .with_group_id(GroupId::from_slice(id.as_bytes()))
-        .ciphersuite(CS)
-        .use_ratchet_tree_extension(false)
-        // Like the client: handshakes in the clear so the hub can follow them.
-        .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .with_capabilities(
-            Capabilities::builder()
-                .extensions(vec![ExtensionType::LastResort])
-                .build(),
-        )
-        .build(&alice.provider, &alice.signer, alice.cred())
-        .unwrap();
+    let mut group = MlsGroup::new_with_group_id(
+        &alice.provider,
+        &alice.signer,
+        &create_config(),
+        group_id(&id),
+        alice.cred(),
+    )
+    .unwrap();
     let gi = group
         .export_group_info(alice.provider.crypto(), &alice.signer, false)
         .unwrap()
@@ -61,8 +48,8 @@ fn hub_follows_a_real_group() {
         .tls_serialize_detached()
         .unwrap();
     let other = ConversationId::from_bytes([8; 16]);
-    assert!(HubGroup::create(&crypto, &policy, &other, &gi, &tree).is_err());
-    let hub = HubGroup::create(&crypto, &policy, &id, &gi, &tree).unwrap();
+    assert!(PublicState::create(&crypto, &policy, &other, &gi, &tree).is_err());
+    let hub = PublicState::create(&crypto, &policy, &id, &gi, &tree).unwrap();
     assert_eq!(hub.epoch(), 0);
     let leaves = hub.leaves().unwrap();
     assert_eq!(leaves.len(), 1);
@@ -80,15 +67,15 @@ fn hub_follows_a_real_group() {
     check_welcome(&welcome).unwrap();
     assert!(check_welcome(&commit).is_err());
 
-    let mut hub = HubGroup::load(&id, &state).unwrap();
+    let mut hub = PublicState::load(&id, &state).unwrap();
     // Only the committer itself may submit its commit.
     assert!(
-        hub.apply_commit(&crypto, &commit, &bob.addr, &bkey)
+        hub.apply_commit(&crypto, &commit, Some((&bob.addr, &bkey)))
             .is_err()
     );
-    let mut hub2 = HubGroup::load(&id, &state).unwrap();
+    let mut hub2 = PublicState::load(&id, &state).unwrap();
     assert!(
-        hub2.apply_commit(&crypto, &commit, &alice.addr, &bkey)
+        hub2.apply_commit(&crypto, &commit, Some((&alice.addr, &bkey)))
             .is_err()
     );
     // C5: a malformed commit (any bit changed) is refused, and the
@@ -99,15 +86,16 @@ fn hub_follows_a_real_group() {
     for i in (0..signed).step_by(3) {
         let mut bad = commit.clone();
         bad[i] ^= 0x10;
-        let mut hub = HubGroup::load(&id, &state).unwrap();
+        let mut hub = PublicState::load(&id, &state).unwrap();
         assert!(
-            hub.apply_commit(&crypto, &bad, &alice.addr, &akey).is_err(),
+            hub.apply_commit(&crypto, &bad, Some((&alice.addr, &akey)))
+                .is_err(),
             "commit with byte {i} of {} changed was accepted",
             commit.len()
         );
     }
-    let mut hub = HubGroup::load(&id, &state).unwrap();
-    hub.apply_commit(&crypto, &commit, &alice.addr, &akey)
+    let mut hub = PublicState::load(&id, &state).unwrap();
+    hub.apply_commit(&crypto, &commit, Some((&alice.addr, &akey)))
         .unwrap();
     assert_eq!(hub.epoch(), 1);
     let devices: Vec<_> = hub
@@ -125,23 +113,17 @@ fn hub_follows_a_real_group() {
     else {
         panic!("not a welcome")
     };
-    let mut bob_group = StagedWelcome::new_from_welcome(
-        &bob.provider,
-        &MlsGroupJoinConfig::builder()
-            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .build(),
-        w,
-        Some(tree),
-    )
-    .unwrap()
-    .into_group(&bob.provider)
-    .unwrap();
+    let mut bob_group =
+        StagedWelcome::new_from_welcome(&bob.provider, &join_config(), w, Some(tree))
+            .unwrap()
+            .into_group(&bob.provider)
+            .unwrap();
     assert_eq!(bob_group.epoch().as_u64(), 1);
     // Replaying the same commit on the new state is refused.
     let reloaded = hub.state().unwrap();
-    let mut hub = HubGroup::load(&id, &reloaded).unwrap();
+    let mut hub = PublicState::load(&id, &reloaded).unwrap();
     assert!(
-        hub.apply_commit(&crypto, &commit, &alice.addr, &akey)
+        hub.apply_commit(&crypto, &commit, Some((&alice.addr, &akey)))
             .is_err()
     );
 
@@ -179,12 +161,9 @@ fn hub_follows_a_real_group() {
             panic!("not a group info")
         };
         let tree = RatchetTreeIn::tls_deserialize_exact(hub.ratchet_tree().unwrap()).unwrap();
-        let config = MlsGroupJoinConfig::builder()
-            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .build();
         let (_, bundle) = MlsGroup::external_commit_builder()
             .with_ratchet_tree(tree)
-            .with_config(config)
+            .with_config(join_config())
             .build_group(&d.provider, info, d.cred())
             .unwrap()
             .load_psks(d.provider.storage())
@@ -198,20 +177,20 @@ fn hub_follows_a_real_group() {
     let state1 = hub.state().unwrap();
     let carol = Device::new("carol@mfa.example", 3);
     let ckey = carol.signer.public().to_vec();
-    let mut outsider = HubGroup::load(&id, &state1).unwrap();
+    let mut outsider = PublicState::load(&id, &state1).unwrap();
     assert!(
         outsider
-            .apply_commit(&crypto, &external(&carol), &carol.addr, &ckey)
+            .apply_commit(&crypto, &external(&carol), Some((&carol.addr, &ckey)))
             .is_err(),
         "an outsider joined by external commit"
     );
     // Bob, out of step, rejoins: his old leaf is replaced, nobody else changes.
     bob_group.delete(bob.provider.storage()).unwrap();
-    let mut resync = HubGroup::load(&id, &state1).unwrap();
+    let mut resync = PublicState::load(&id, &state1).unwrap();
     let how = resync
-        .apply_commit(&crypto, &external(&bob), &bob.addr, &bkey)
+        .apply_commit(&crypto, &external(&bob), Some((&bob.addr, &bkey)))
         .unwrap();
-    assert_eq!(how, Committer::Rejoined);
+    assert_eq!(how, (Committer::Rejoined, bob.addr.clone()));
     assert_eq!(resync.epoch(), 2);
     let devices: Vec<_> = resync
         .leaves()

@@ -48,7 +48,12 @@ impl Doubt {
 impl Engine {
     /// Keeps what a verified lookup proved of `user` at `epoch`, and pins
     /// or checks their identity. Returns the devices with their status.
-    pub(crate) fn record_proven(&self, user: &UserId, list: &DeviceList, epoch: u64) -> Result<Proven> {
+    pub(crate) fn record_proven(
+        &self,
+        user: &UserId,
+        list: &DeviceList,
+        epoch: u64,
+    ) -> Result<Proven> {
         let devices = valise_directory::identity::devices(user, list);
         let rows: Vec<_> = devices
             .devices
@@ -112,9 +117,28 @@ impl Engine {
         &self,
         members: &[(DeviceAddress, Vec<u8>)],
     ) -> Result<Vec<(UserId, Doubt)>> {
+        self.doubted_where(members, |_| true)
+    }
+
+    /// As [`Engine::doubted`], for members of a group: a device revoked
+    /// since it was added (the Welcome or commit was made before) is no
+    /// reason to refuse the group, as every member removes it on its next
+    /// sync; a device its user never approved is.
+    pub(crate) fn doubted_members(
+        &self,
+        members: &[(DeviceAddress, Vec<u8>)],
+    ) -> Result<Vec<(UserId, Doubt)>> {
+        self.doubted_where(members, |d| d != Doubt::Revoked)
+    }
+
+    fn doubted_where(
+        &self,
+        members: &[(DeviceAddress, Vec<u8>)],
+        counts: impl Fn(Doubt) -> bool,
+    ) -> Result<Vec<(UserId, Doubt)>> {
         let mut users: Vec<(UserId, Doubt)> = Vec::new();
         for (device, key) in members {
-            if let Some(d) = self.doubt(device, key)?
+            if let Some(d) = self.doubt(device, key)?.filter(|d| counts(*d))
                 && !users.iter().any(|(u, _)| u == &device.user)
             {
                 users.push((device.user.clone(), d));

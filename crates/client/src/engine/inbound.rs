@@ -134,7 +134,7 @@ impl Engine {
             )));
         }
         // I5: every member approved by its user, as the directory proves.
-        let doubted = self.doubted(&mls::roster_keys(&group)?)?;
+        let doubted = self.doubted_members(&mls::roster_keys(&group)?)?;
         if !doubted.is_empty() {
             return Ok(Applied::NeedsProof(doubted));
         }
@@ -260,7 +260,7 @@ impl Engine {
                         .filter(|(d, k)| before.get(*d) != Some(*k))
                         .map(|(d, k)| (d.clone(), k.clone()))
                         .collect();
-                    let doubted = self.doubted(&new)?;
+                    let doubted = self.doubted_members(&new)?;
                     if !doubted.is_empty() {
                         return Ok(Opened::NeedsProof(doubted));
                     }
@@ -423,10 +423,7 @@ impl Engine {
         prev: Option<EpochCount>,
     ) -> Result<()> {
         let Some(prev) = prev else { return Ok(()) };
-        let joined = self
-            .home
-            .conversation(conv)?
-            .map_or(0, |c| c.joined_epoch);
+        let joined = self.home.conversation(conv)?.map_or(0, |c| c.joined_epoch);
         if prev.epoch < joined {
             return Ok(());
         }

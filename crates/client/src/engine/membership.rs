@@ -97,7 +97,8 @@ impl Engine {
             let info = group
                 .export_group_info(p.crypto(), &self.signer, false)
                 .map_err(ClientError::mls)?;
-            self.home.put_conversation(id, name, direct, 0, self.now_ms())?;
+            self.home
+                .put_conversation(id, name, direct, 0, self.now_ms())?;
             self.home.set_members_key(id, &mls::members_key(&group)?)?;
             Ok(CreateConversation {
                 id: *id,
@@ -187,8 +188,7 @@ impl Engine {
         let key = mls::users_key(people.iter().chain([&self.me.user]));
         for conv in self.home.direct_conversations(&key)? {
             // The kept key follows the group; the group itself decides.
-            let users: BTreeSet<UserId> =
-                self.roster(&conv)?.into_iter().map(|d| d.user).collect();
+            let users: BTreeSet<UserId> = self.roster(&conv)?.into_iter().map(|d| d.user).collect();
             if mls::users_key(users.iter()) == key {
                 return Ok(Some(conv));
             }

@@ -78,7 +78,11 @@ impl Engine {
     }
 
     /// Seals a non-letter payload (conversation settings) into the outbox.
-    pub(crate) fn write_payload(&self, conv: &ConversationId, payload: &Payload) -> Result<MessageId> {
+    pub(crate) fn write_payload(
+        &self,
+        conv: &ConversationId,
+        payload: &Payload,
+    ) -> Result<MessageId> {
         let message_id = MessageId::from_bytes(rand::random());
         let entry = Outbound {
             message_id,
@@ -117,10 +121,13 @@ impl Engine {
             };
             return hold(entry, why);
         };
-        let row = self.home.conversation(&conv)?.ok_or_else(|| ClientError::NotFound {
-            kind: "conversation",
-            id: conv.to_string(),
-        })?;
+        let row = self
+            .home
+            .conversation(&conv)?
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "conversation",
+                id: conv.to_string(),
+            })?;
         if !row.active {
             return Err(ClientError::Invalid(format!(
                 "you are no longer a member of conversation {conv}"
@@ -236,8 +243,13 @@ impl Engine {
         if sealed.seq > 0
             && let Payload::Letter(letter) = Payload::decode(&entry.plaintext)?
         {
-            self.home
-                .note_accepted(conv, &self.me, &letter.message_id, sealed.epoch, sealed.seq)?;
+            self.home.note_accepted(
+                conv,
+                &self.me,
+                &letter.message_id,
+                sealed.epoch,
+                sealed.seq,
+            )?;
         }
         Ok(())
     }

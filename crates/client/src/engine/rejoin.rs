@@ -27,10 +27,10 @@ use crate::mls;
 use crate::provider::Provider;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use valise_mls::{Leaf, PublicState};
 use std::collections::BTreeSet;
-use valise_proto::{ConversationId, DeviceAddress};
+use valise_mls::{Leaf, PublicState};
 use valise_proto::api::{GroupInfoState, InboxEntry, SubmitCommit};
+use valise_proto::{ConversationId, DeviceAddress};
 
 /// The public state of an epoch this device left: a GroupInfo it signed
 /// and the ratchet tree, from which it can follow the other side of a fork.
@@ -117,7 +117,8 @@ impl Engine {
     /// `fork` alert with both commits' hashes, the other as evidence.
     pub fn diverge_on_fork(&self, entry: &InboxEntry, fork: &Fork) -> Result<()> {
         let conv = &entry.conversation;
-        self.home.mark_diverged(conv, Some(fork.epoch), fork.epoch)?;
+        self.home
+            .mark_diverged(conv, Some(fork.epoch), fork.epoch)?;
         self.home.set_update_due(conv)?;
         self.follow_hub_side(conv, entry.message.as_slice())?;
         let detail = format!(
@@ -202,7 +203,11 @@ impl Engine {
         let ours = self.with_group(conv, |g, _| {
             let roster: BTreeSet<DeviceAddress> =
                 mls::roster(g)?.into_iter().map(|(_, d)| d).collect();
-            Ok((g.public_group().group_context().clone(), g.epoch().as_u64(), roster))
+            Ok((
+                g.public_group().group_context().clone(),
+                g.epoch().as_u64(),
+                roster,
+            ))
         });
         if let Ok((context, _, _)) = &ours
             && context == info.group_context()
@@ -304,7 +309,8 @@ impl Engine {
         let submit = staged.submit(hub.epoch);
         self.home
             .log_commit(conv, hub.epoch, &commit_hash(submit.commit.as_slice()))?;
-        self.home.set_members_key(conv, &mls::members_key(&group)?)?;
+        self.home
+            .set_members_key(conv, &mls::members_key(&group)?)?;
         Ok(submit)
     }
 

@@ -22,6 +22,10 @@ use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, T
 
 const DIRECTORY_SEED: [u8; 32] = [9; 32];
 
+fn passphrase() -> crate::home::Passphrase {
+    crate::home::Passphrase::new("engine tests".into())
+}
+
 /// One device on an in-memory home.
 struct Dev {
     engine: Engine,
@@ -34,7 +38,37 @@ fn user(name: &str) -> UserId {
 
 impl Dev {
     fn new(name: &str) -> Self {
-        let home = Home::in_memory().unwrap();
+        Self::on(Home::in_memory().unwrap(), name)
+    }
+
+    /// A device whose home is sealed on disk at `path` (it can be copied).
+    fn on_disk(path: &std::path::Path, name: &str) -> Self {
+        Self::on(Home::open_or_create(path, &passphrase()).unwrap(), name)
+    }
+
+    /// What a thief holding a copy of this device's home (and its
+    /// passphrase) runs: the same device, keys and groups.
+    fn copy(&self, from: &std::path::Path, to: &std::path::Path) -> Self {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+        let home = Home::open_or_create(to, &passphrase()).unwrap();
+        let crypto = super::new_crypto().unwrap();
+        let signer = SignatureKeyPair::read(
+            crate::provider::Provider::new(&crypto, home.connection()).storage(),
+            &self.key(),
+            SignatureScheme::ED25519,
+        )
+        .unwrap();
+        Self {
+            engine: Engine::new(home, crypto, self.me().clone(), signer, Clock::system()),
+            seq: Cell::new(self.seq.get()),
+        }
+    }
+
+    fn on(home: Home, name: &str) -> Self {
         let crypto = super::new_crypto().unwrap();
         let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
         signer
@@ -88,7 +122,13 @@ impl Dev {
     }
 
     /// The hub hands this device an entry.
-    fn take(&self, kind: EntryKind, conv: &ConversationId, from: &Dev, message: &[u8]) -> crate::Result<Applied> {
+    fn take(
+        &self,
+        kind: EntryKind,
+        conv: &ConversationId,
+        from: &Dev,
+        message: &[u8],
+    ) -> crate::Result<Applied> {
         self.take_with_tree(kind, conv, from, message, None)
     }
 
@@ -139,9 +179,19 @@ impl Dev {
         self.engine
             .write_letter(&Target::Conversation(*conv), &letter)
             .unwrap();
-        let entry = self.engine.home.outbound(&letter.message_id).unwrap().unwrap();
+        let entry = self
+            .engine
+            .home
+            .outbound(&letter.message_id)
+            .unwrap()
+            .unwrap();
         assert_eq!(self.engine.seal_or_hold(entry).unwrap(), Written::Sealed);
-        let sealed = self.engine.home.outbound(&letter.message_id).unwrap().unwrap();
+        let sealed = self
+            .engine
+            .home
+            .outbound(&letter.message_id)
+            .unwrap()
+            .unwrap();
         sealed.sealed.unwrap().ciphertext
     }
 
@@ -174,7 +224,10 @@ fn pin(engine: &Engine, epoch: u64, hash: [u8; 32]) {
     ledger.accept(&root).unwrap();
     engine
         .home
-        .pin_directory(&signer.public_key().0, &serde_json::to_string(&ledger).unwrap())
+        .pin_directory(
+            &signer.public_key().0,
+            &serde_json::to_string(&ledger).unwrap(),
+        )
         .unwrap();
     engine.keep_ledger(&ledger, &root, &[]).unwrap();
 }
@@ -231,7 +284,10 @@ fn a_removed_member_reads_nothing_written_after_its_removal() {
     let conv = conversation(&alice, &[&bob, &carol]);
     let first = alice.write(&conv, "to both");
     for d in [&bob, &carol] {
-        assert!(matches!(d.take(EntryKind::Application, &conv, &alice, &first), Ok(Applied::Letter)));
+        assert!(matches!(
+            d.take(EntryKind::Application, &conv, &alice, &first),
+            Ok(Applied::Letter)
+        ));
     }
     let removal = alice.commit(
         &conv,
@@ -244,10 +300,25 @@ fn a_removed_member_reads_nothing_written_after_its_removal() {
         d.take(EntryKind::Commit, &conv, &alice, removal.commit.as_slice())
             .unwrap();
     }
-    assert!(!carol.engine.home.conversation(&conv).unwrap().unwrap().active);
+    assert!(
+        !carol
+            .engine
+            .home
+            .conversation(&conv)
+            .unwrap()
+            .unwrap()
+            .active
+    );
     let after = alice.write(&conv, "bob only");
-    assert!(matches!(bob.take(EntryKind::Application, &conv, &alice, &after), Ok(Applied::Letter)));
-    assert!(carol.take(EntryKind::Application, &conv, &alice, &after).is_err());
+    assert!(matches!(
+        bob.take(EntryKind::Application, &conv, &alice, &after),
+        Ok(Applied::Letter)
+    ));
+    assert!(
+        carol
+            .take(EntryKind::Application, &conv, &alice, &after)
+            .is_err()
+    );
     assert_eq!(bob.subjects(), ["to both", "bob only"]);
     assert_eq!(carol.subjects(), ["to both"]);
 }
@@ -276,7 +347,10 @@ fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
     let out = alice
         .take(EntryKind::Application, &conv, &bob, &letter)
         .unwrap();
-    assert!(matches!(out, Applied::NeedsProof(ref u) if u[0].0 == bob.me().user), "{out:?}");
+    assert!(
+        matches!(out, Applied::NeedsProof(ref u) if u[0].0 == bob.me().user),
+        "{out:?}"
+    );
     assert!(alice.subjects().is_empty(), "undone");
     // Once approved (signed by the identity's founder), it is shown.
     let mut entry = DeviceEntry::new(bob.me().device, bob.key(), 1, 1);
@@ -292,11 +366,17 @@ fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
     });
     let approved = DeviceList::new(
         identity,
-        vec![DeviceEntry::new(other.me().device, other.key(), 0, 1), entry],
+        vec![
+            DeviceEntry::new(other.me().device, other.key(), 0, 1),
+            entry,
+        ],
     )
     .unwrap();
     alice.learn(&bob.me().user, &approved);
-    assert!(matches!(alice.take(EntryKind::Application, &conv, &bob, &letter), Ok(Applied::Letter)));
+    assert!(matches!(
+        alice.take(EntryKind::Application, &conv, &bob, &letter),
+        Ok(Applied::Letter)
+    ));
 }
 
 #[test]
@@ -322,7 +402,10 @@ fn a_commit_that_brings_in_a_pending_device_is_refused() {
     let out = alice
         .take(EntryKind::Commit, &conv, &bob, add.commit.as_slice())
         .unwrap();
-    assert!(matches!(out, Applied::NeedsProof(ref u) if u[0].1 == super::identity::Doubt::Pending), "{out:?}");
+    assert!(
+        matches!(out, Applied::NeedsProof(ref u) if u[0].1 == super::identity::Doubt::Pending),
+        "{out:?}"
+    );
     assert_eq!(alice.epoch(&conv), 1, "nothing merged");
 }
 
@@ -334,8 +417,10 @@ fn withheld_letters_leave_a_gap_that_is_alerted() {
     let one = alice.write(&conv, "1");
     let _two = alice.write(&conv, "2");
     let three = alice.write(&conv, "3");
-    bob.take(EntryKind::Application, &conv, &alice, &one).unwrap();
-    bob.take(EntryKind::Application, &conv, &alice, &three).unwrap();
+    bob.take(EntryKind::Application, &conv, &alice, &one)
+        .unwrap();
+    bob.take(EntryKind::Application, &conv, &alice, &three)
+        .unwrap();
     assert_eq!(bob.alerts(), ["letters_withheld"]);
 }
 
@@ -350,15 +435,26 @@ fn a_fork_is_seen_and_the_hub_side_is_rejoined_only_as_verified() {
     Dev::introduce(&[&alice, &bob, &carol, &dave]);
     let conv = conversation(&alice, &[&bob, &carol]);
     // Two commits for epoch 1: alice's (the hub's side) and bob's.
-    let ours = alice.engine.stage(&conv, adds(vec![dave.key_package()])).unwrap();
-    bob.commit(&conv, Change { update: true, ..Change::default() });
+    let ours = alice
+        .engine
+        .stage(&conv, adds(vec![dave.key_package()]))
+        .unwrap();
+    bob.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
     alice
         .take(EntryKind::Commit, &conv, &alice, ours.commit.as_slice())
         .unwrap();
     let out = bob
         .take(EntryKind::Commit, &conv, &alice, ours.commit.as_slice())
         .unwrap();
-    let Applied::Fork(fork) = out else { panic!("{out:?}") };
+    let Applied::Fork(fork) = out else {
+        panic!("{out:?}")
+    };
     let entry = InboxEntry {
         seq: 99,
         kind: EntryKind::Commit,
@@ -378,7 +474,11 @@ fn a_fork_is_seen_and_the_hub_side_is_rejoined_only_as_verified() {
     let Judgement::Rejoin(leaves) = bob.engine.judge(&conv, &hub).unwrap() else {
         panic!("bob may rejoin the hub's side")
     };
-    assert_eq!(leaves.len(), 4, "dave, added by the commit bob verified, is in");
+    assert_eq!(
+        leaves.len(),
+        4,
+        "dave, added by the commit bob verified, is in"
+    );
 }
 
 #[test]
@@ -396,11 +496,19 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
     );
     // The intruder restores the hub's state of epoch 1 and lets carol,
     // still a member there, commit on it: a valid commit for epoch 1.
-    let carols = carol.commit(&conv, Change { update: true, ..Change::default() });
+    let carols = carol.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
     let out = alice
         .take(EntryKind::Commit, &conv, &carol, carols.commit.as_slice())
         .unwrap();
-    let Applied::Fork(fork) = out else { panic!("{out:?}") };
+    let Applied::Fork(fork) = out else {
+        panic!("{out:?}")
+    };
     let entry = InboxEntry {
         seq: 99,
         kind: EntryKind::Commit,
@@ -426,8 +534,16 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
         .engine
         .write_letter(&Target::Conversation(conv), &letter)
         .unwrap();
-    let entry = alice.engine.home.outbound(&letter.message_id).unwrap().unwrap();
-    assert!(matches!(alice.engine.seal_or_hold(entry).unwrap(), Written::Held(_)));
+    let entry = alice
+        .engine
+        .home
+        .outbound(&letter.message_id)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        alice.engine.seal_or_hold(entry).unwrap(),
+        Written::Held(_)
+    ));
 }
 
 #[test]
@@ -435,9 +551,21 @@ fn a_state_older_than_the_shared_epoch_is_a_rollback() {
     let (alice, bob) = (Dev::new("alice"), Dev::new("bob"));
     Dev::introduce(&[&alice, &bob]);
     let conv = conversation(&alice, &[&bob]);
-    let old = alice.commit(&conv, Change { update: true, ..Change::default() });
+    let old = alice.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
     let old_tree = alice.tree(&conv);
-    alice.commit(&conv, Change { update: true, ..Change::default() });
+    alice.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
     // A garbage commit makes alice fall out of step; the hub then offers
     // the state of an earlier epoch.
     let garbage = InboxEntry {
@@ -454,7 +582,10 @@ fn a_state_older_than_the_shared_epoch_is_a_rollback() {
         group_info: old.group_info.unwrap(),
         ratchet_tree: old_tree.into(),
     };
-    assert!(matches!(alice.engine.judge(&conv, &hub).unwrap(), Judgement::Refuse(_)));
+    assert!(matches!(
+        alice.engine.judge(&conv, &hub).unwrap(),
+        Judgement::Refuse(_)
+    ));
 }
 
 #[test]
@@ -469,11 +600,16 @@ fn a_member_shown_another_root_for_an_epoch_raises_directory_conflict() {
     ledger.accept(&other).unwrap();
     bob.engine.keep_ledger(&ledger, &other, &[]).unwrap();
     let letter = bob.write(&conv, "hello");
-    alice.take(EntryKind::Application, &conv, &bob, &letter).unwrap();
+    alice
+        .take(EntryKind::Application, &conv, &bob, &letter)
+        .unwrap();
     assert_eq!(alice.alerts(), ["directory_conflict"]);
     // A root of a newer epoch is left for the client to prove.
     let newer = signer.sign(6, [8; 32], 3, [2; 32]);
-    alice.engine.check_root(Some(&conv), &newer.to_bytes()).unwrap();
+    alice
+        .engine
+        .check_root(Some(&conv), &newer.to_bytes())
+        .unwrap();
     assert_eq!(alice.engine.take_newer_roots(), vec![newer.to_bytes()]);
 }
 
@@ -491,8 +627,15 @@ fn letters_to_a_person_whose_identity_changed_wait_until_verified() {
         .engine
         .write_letter(&Target::Conversation(conv), &letter)
         .unwrap();
-    let entry = alice.engine.home.outbound(&letter.message_id).unwrap().unwrap();
-    assert!(matches!(alice.engine.seal_or_hold(entry.clone()).unwrap(), Written::Held(why) if why.contains("identity changed")));
+    let entry = alice
+        .engine
+        .home
+        .outbound(&letter.message_id)
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(alice.engine.seal_or_hold(entry.clone()).unwrap(), Written::Held(why) if why.contains("identity changed"))
+    );
     alice.engine.mark_verified(&bob.me().user).unwrap();
     assert_eq!(alice.engine.seal_or_hold(entry).unwrap(), Written::Sealed);
 }
@@ -521,6 +664,41 @@ fn send_to_reuses_only_a_conversation_of_exactly_its_recipients() {
             &letter,
         )
         .unwrap();
-    let entry = alice.engine.home.outbound(&letter.message_id).unwrap().unwrap();
-    assert!(matches!(alice.engine.seal_or_hold(entry).unwrap(), Written::Held(_)));
+    let entry = alice
+        .engine
+        .home
+        .outbound(&letter.message_id)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        alice.engine.seal_or_hold(entry).unwrap(),
+        Written::Held(_)
+    ));
+}
+
+#[test]
+fn a_copy_of_a_device_committing_beside_it_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Dev::new("alice");
+    let bob = Dev::on_disk(&dir.path().join("bob"), "bob");
+    Dev::introduce(&[&alice, &bob]);
+    let conv = conversation(&alice, &[&bob]);
+    let copy = bob.copy(&dir.path().join("bob"), &dir.path().join("copy"));
+    // The copy renews bob's leaf; the hub takes it.
+    let update = copy.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
+    // Bob's device: a commit signed by its own key that it did not make.
+    let out = bob.take(EntryKind::Commit, &conv, &copy, update.commit.as_slice());
+    assert!(matches!(out, Err(crate::ClientError::Cloned(_))), "{out:?}");
+    assert_eq!(bob.epoch(&conv), 1, "not followed");
+    // Alice, for whom it is bob renewing his keys, follows it.
+    assert!(matches!(
+        alice.take(EntryKind::Commit, &conv, &copy, update.commit.as_slice()),
+        Ok(Applied::Commit)
+    ));
 }

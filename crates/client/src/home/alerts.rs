@@ -57,8 +57,10 @@ impl Home {
 
     /// Marks every alert up to `id` as shown.
     pub fn mark_alerts_seen(&self, up_to: i64) -> Result<()> {
-        self.conn
-            .execute("UPDATE alerts SET seen = 1 WHERE seen = 0 AND id <= ?1", [up_to])?;
+        self.conn.execute(
+            "UPDATE alerts SET seen = 1 WHERE seen = 0 AND id <= ?1",
+            [up_to],
+        )?;
         Ok(())
     }
 }

@@ -82,7 +82,9 @@ impl Home {
     pub fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM conversations WHERE id = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM conversations WHERE id = ?1"
+            ))?
             .query_row([id.to_string()], row)
             .optional()?)
     }
@@ -97,7 +99,10 @@ impl Home {
 
     /// Conversations this device is still a member of.
     pub fn active_conversations(&self) -> Result<Vec<ConversationId>> {
-        self.ids("SELECT id FROM conversations WHERE active = 1 ORDER BY created_at_ms, id", [])
+        self.ids(
+            "SELECT id FROM conversations WHERE active = 1 ORDER BY created_at_ms, id",
+            [],
+        )
     }
 
     /// Active conversations marked out of step.

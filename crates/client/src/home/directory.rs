@@ -76,9 +76,9 @@ impl Home {
     /// Remembers the root hash of each of these epochs (a verified root, or
     /// the hashes an append-only proof spans).
     pub fn put_roots(&self, roots: &[(u64, [u8; 32])]) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO directory_roots (epoch, hash) VALUES (?1, ?2)")?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO directory_roots (epoch, hash) VALUES (?1, ?2)",
+        )?;
         for (epoch, hash) in roots {
             stmt.execute(params![*epoch as i64, hash.as_slice()])?;
         }
@@ -152,9 +152,7 @@ impl Home {
     pub fn contact(&self, user: &UserId) -> Result<Option<Contact>> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT identity_key, generation, state FROM contacts WHERE user = ?1",
-            )?
+            .prepare_cached("SELECT identity_key, generation, state FROM contacts WHERE user = ?1")?
             .query_row([user.as_str()], |r| {
                 Ok(Contact {
                     identity_key: r.get(0)?,

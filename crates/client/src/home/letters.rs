@@ -182,7 +182,8 @@ impl Home {
 
     /// Forgets a letter (one of this device's that was never sent).
     pub fn delete_letter(&self, id: i64) -> Result<()> {
-        self.conn.execute("DELETE FROM letters WHERE id = ?1", [id])?;
+        self.conn
+            .execute("DELETE FROM letters WHERE id = ?1", [id])?;
         Ok(())
     }
 

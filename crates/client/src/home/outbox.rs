@@ -81,7 +81,11 @@ impl Home {
     /// its place in the queue.
     pub fn put_outbound(&self, o: &Outbound, now_ms: i64) -> Result<()> {
         let (epoch, ciphertext, seq) = match &o.sealed {
-            Some(s) => (Some(s.epoch as i64), Some(s.ciphertext.as_slice()), s.seq as i64),
+            Some(s) => (
+                Some(s.epoch as i64),
+                Some(s.ciphertext.as_slice()),
+                s.seq as i64,
+            ),
             None => (None, None, 0),
         };
         self.conn

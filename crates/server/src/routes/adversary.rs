@@ -8,15 +8,14 @@ use crate::directory::{ServerDirectory, device_list};
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
-use crate::store::Tamper;
+use crate::store::{StoreError, Tamper};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use valise_directory::{
-    DeviceEntry, DeviceList, Directory, DirectoryError, DirectoryStorage, ROOT_SECRET_NAME,
-    RootSigner, SqliteDirectoryStorage, VRF_SECRET_NAME,
+    DeviceEntry, DeviceList, Directory, DirectoryError, Identity, SqliteDirectoryStorage,
 };
 use valise_proto::api::{ClaimedKeyPackage, EntryKind};
 use valise_proto::bytes::Bytes;
@@ -90,40 +89,37 @@ pub struct RogueDeviceResult {
 
 /// # POST /adversary/rogue-device
 ///
-/// A4/A6: really publishes `user`'s device list plus an active rogue
-/// device; with `remove_next_epoch`, the list without it in the next epoch.
+/// A4/A6: really publishes `user`'s device list plus a rogue device (as
+/// the server can: pending, signed by nobody); with `remove_next_epoch`,
+/// the list without it in the next epoch.
 pub async fn rogue_device(
     State(state): State<AppState>,
     Json(req): Json<RogueDevice>,
 ) -> Result<Json<RogueDeviceResult>, ApiError> {
-    let store = state.store.clone();
-    let u = req.user.clone();
-    let honest = blocking(move || Ok(device_list(&*store, &u)?)).await?;
-    let mut with_rogue = honest.clone();
-    with_rogue.retain(|d| d.device != req.device);
-    with_rogue.push(DeviceEntry::active(
-        req.device,
-        req.signature_key.into_vec(),
-    ));
-    let with_rogue = DeviceList::new(with_rogue)?;
+    let honest = honest_list(&state, &req.user).await?;
+    let with_rogue = with_devices(
+        honest.as_ref(),
+        true,
+        vec![(req.device, req.signature_key.into_vec())],
+    )?;
     let user = req.user.clone();
     let added = state
         .directory
         .call(move |d| async move { d.publish(vec![(user, with_rogue)]).await })
         .await?;
-    let removed = if req.remove_next_epoch {
-        let honest = DeviceList::new(honest)?;
-        let user = req.user.clone();
-        Some(
-            state
-                .directory
-                .call(move |d| async move { d.publish(vec![(user, honest)]).await })
-                .await?
-                .to_bytes()
-                .into(),
-        )
-    } else {
-        None
+    let removed = match honest.filter(|_| req.remove_next_epoch) {
+        Some(honest) => {
+            let user = req.user.clone();
+            Some(
+                state
+                    .directory
+                    .call(move |d| async move { d.publish(vec![(user, honest)]).await })
+                    .await?
+                    .to_bytes()
+                    .into(),
+            )
+        }
+        None => None,
     };
     Ok(Json(RogueDeviceResult {
         added: added.to_bytes().into(),
@@ -131,10 +127,59 @@ pub async fn rogue_device(
     }))
 }
 
+/// `user`'s list as the directory publishes it; `None` for an unknown user.
+async fn honest_list(state: &AppState, user: &UserId) -> Result<Option<DeviceList>, ApiError> {
+    let (store, user) = (state.store.clone(), user.clone());
+    blocking(move || match store.user(&user) {
+        Ok(record) => Ok(Some(device_list(&record)?)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    })
+    .await
+}
+
+/// `devices` published under `honest`'s identity as the server alone can
+/// (numbered next, approved by nobody: pending), after `honest`'s other
+/// devices if `keep`; for a user with no list, the first one founds it.
+fn with_devices(
+    honest: Option<&DeviceList>,
+    keep: bool,
+    devices: Vec<(DeviceId, Vec<u8>)>,
+) -> Result<DeviceList, DirectoryError> {
+    let identity = match (honest, devices.first()) {
+        (Some(list), _) => list.identity().clone(),
+        (None, Some((_, key))) => Identity {
+            key: valise_directory::SignatureKey(key.clone()),
+            generation: 1,
+        },
+        (None, None) => {
+            return Err(DirectoryError::InvalidRequest(
+                "no device to publish".into(),
+            ));
+        }
+    };
+    let mut entries: Vec<DeviceEntry> = honest
+        .filter(|_| keep)
+        .map(|list| {
+            list.devices()
+                .iter()
+                .filter(|e| devices.iter().all(|(id, _)| *id != e.device))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let first = honest.map_or(0, DeviceList::next_number);
+    for (number, (id, key)) in (first..).zip(devices) {
+        entries.push(DeviceEntry::new(id, key, number, identity.generation));
+    }
+    DeviceList::new(identity, entries)
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForkMode {
     Fork,
+    Split,
     Rollback,
 }
 
@@ -154,10 +199,10 @@ pub struct ForkRoot {
     /// Rollback: the older epoch to show.
     #[serde(default)]
     pub epoch: Option<u64>,
-    /// Fork: the user whose entry differs in the fork...
+    /// Fork, split: the user whose entry differs...
     #[serde(default)]
     pub user: Option<UserId>,
-    /// ...and their device list there (empty: the honest one).
+    /// ...and their devices there (fork: empty is the honest list).
     #[serde(default)]
     pub devices: Vec<SubstituteDevice>,
 }
@@ -171,11 +216,16 @@ pub struct ForkRootResult {
 /// # POST /adversary/fork-root
 ///
 /// A5: from now on, `device`'s `directory/root`, `lookup` and `history`
-/// answers come from a fork (`mode: "fork"`: every user's current list,
-/// `user`'s replaced by `devices`, in a second directory with the same VRF
-/// and root keys, padded to the honest epoch number) or show the root of an
-/// older `epoch` (`mode: "rollback"`, with honest proofs). Audits stay
-/// honest.
+/// answers come from
+/// - `mode: "fork"`: a second directory with the same VRF and root keys
+///   holding every user's current list, `user`'s replaced by `devices`,
+///   padded to the honest epoch number (audits stay honest);
+/// - `mode: "split"`: a copy of the honest directory as it is now, where
+///   `user`'s list is replaced by `devices` in one new epoch of the copy
+///   only; its `audit` answers come from the copy too, so the device's
+///   own checks advance consistently while everyone else stays on the
+///   honest directory, whose next epoch has another hash;
+/// - `mode: "rollback"`: the root of an older `epoch`, with honest proofs.
 pub async fn fork_root(
     State(state): State<AppState>,
     Json(req): Json<ForkRoot>,
@@ -188,10 +238,11 @@ pub async fn fork_root(
             View::Rollback(epoch)
         }
         ForkMode::Fork => View::Fork(Arc::new(fork(&state, req.user, req.devices).await?)),
+        ForkMode::Split => View::Split(Arc::new(split(&state, req.user, req.devices).await?)),
     };
     let root = match &view {
         View::Rollback(epoch) => state.directory.root_of(*epoch)?,
-        View::Fork(d) => {
+        View::Fork(d) | View::Split(d) => {
             crate::directory::on_blocking(d.clone(), |d| async move { d.root().await }).await?
         }
     };
@@ -199,6 +250,13 @@ pub async fn fork_root(
     Ok(Json(ForkRootResult {
         root: root.to_bytes().into(),
     }))
+}
+
+fn substitutes(devices: Vec<SubstituteDevice>) -> Vec<(DeviceId, Vec<u8>)> {
+    devices
+        .into_iter()
+        .map(|d| (d.device, d.signature_key.into_vec()))
+        .collect()
 }
 
 /// A second directory with the honest one's keys and different content.
@@ -210,50 +268,63 @@ async fn fork(
     let honest_epoch = state.directory.root().await?.epoch();
     let store = state.store.clone();
     let users = blocking(move || Ok(store.list_users()?)).await?;
-    let mut changes = Vec::new();
-    for u in users {
-        if Some(&u.user) == user.as_ref() && !devices.is_empty() {
-            continue;
-        }
-        let list = u
-            .devices
-            .into_iter()
-            .map(|d| DeviceEntry::active(d.device, d.signature_key))
-            .collect();
-        changes.push((u.user, DeviceList::new(list)?));
-    }
+    let mut changes = users
+        .iter()
+        .map(|u| Ok((u.user.clone(), device_list(u)?)))
+        .collect::<Result<Vec<_>, DirectoryError>>()?;
     if let Some(user) = user.filter(|_| !devices.is_empty()) {
-        let list = devices
-            .into_iter()
-            .map(|d| DeviceEntry::active(d.device, d.signature_key.into_vec()))
-            .collect();
-        changes.push((user, DeviceList::new(list)?));
+        let honest = changes
+            .iter()
+            .position(|(u, _)| *u == user)
+            .map(|i| changes.remove(i).1);
+        changes.push((
+            user,
+            with_devices(honest.as_ref(), false, substitutes(devices))?,
+        ));
     }
+    let keys = state.directory.keys().clone();
     Ok(state
         .directory
-        .call(move |d| async move {
+        .call(move |_| async move {
             let storage = Arc::new(SqliteDirectoryStorage::in_memory()?);
-            for name in [VRF_SECRET_NAME, ROOT_SECRET_NAME] {
-                let secret = d
-                    .storage()
-                    .get_secret(name)?
-                    .ok_or_else(|| DirectoryError::Internal(format!("no {name}")))?;
-                storage.insert_secret_if_absent(name, &secret)?;
-            }
-            let signer = RootSigner::load_or_create(&*storage)?;
-            let fork = Directory::open(storage, signer).await?;
+            let fork = Directory::open_with_vrf(storage, keys.signer(), keys.vrf()).await?;
             let mut root = fork.publish(changes).await?;
             let mut i = 0u64;
             while root.epoch() < honest_epoch {
                 let filler = UserId::parse(&format!("filler{i}@fork.invalid"))
                     .map_err(|e| DirectoryError::Internal(e.to_string()))?;
-                let entry = DeviceEntry::active(DeviceId::from_bytes([0; 8]), vec![1; 32]);
-                root = fork
-                    .publish(vec![(filler, DeviceList::new(vec![entry])?)])
-                    .await?;
+                let list = DeviceList::founded_by(DeviceId::from_bytes([0; 8]), vec![1; 32])?;
+                root = fork.publish(vec![(filler, list)]).await?;
                 i += 1;
             }
             Ok(fork)
+        })
+        .await?)
+}
+
+/// A copy of the honest directory (a snapshot of its tables) where
+/// `user`'s list is `devices` from one new epoch on.
+async fn split(
+    state: &AppState,
+    user: Option<UserId>,
+    devices: Vec<SubstituteDevice>,
+) -> Result<ServerDirectory, ApiError> {
+    let user = user.ok_or_else(|| ApiError::bad_request("split needs a user"))?;
+    if devices.is_empty() {
+        return Err(ApiError::bad_request("split needs devices"));
+    }
+    let honest = honest_list(state, &user).await?;
+    let changed = with_devices(honest.as_ref(), false, substitutes(devices))?;
+    let store = state.store.clone();
+    let copy = blocking(move || Ok(store.snapshot()?)).await?;
+    let keys = state.directory.keys().clone();
+    Ok(state
+        .directory
+        .call(move |_| async move {
+            let storage = Arc::new(SqliteDirectoryStorage::open(&copy)?);
+            let split = Directory::open_with_vrf(storage, keys.signer(), keys.vrf()).await?;
+            split.publish(vec![(user, changed)]).await?;
+            Ok(split)
         })
         .await?)
 }

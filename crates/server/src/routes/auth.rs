@@ -3,6 +3,7 @@ use crate::auth::{CHALLENGE_TTL, TOKEN_TTL, new_token};
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
+use crate::store::{DeviceRecord, Status};
 use axum::extract::State;
 use openmls_traits::crypto::OpenMlsCrypto as _;
 use openmls_traits::types::SignatureScheme;
@@ -11,10 +12,21 @@ use valise_proto::api::{
     ChallengeRequest, ChallengeResponse, TokenRequest, TokenResponse, auth_signed_content,
 };
 
+/// The device that may log in: enrolled and not revoked. An unknown device
+/// gets the same 401 as a bad signature, so that the endpoints do not list
+/// devices; a revoked one learns it was revoked (`device_revoked`).
+fn may_log_in(device: Option<DeviceRecord>) -> Result<DeviceRecord, ApiError> {
+    match device {
+        Some(d) if d.status == Status::Revoked => Err(ApiError::device_revoked()),
+        Some(d) => Ok(d),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
 /// # POST /v1/auth/challenge
 ///
-/// Hands out a single-use challenge for an enrolled device. An unknown device
-/// gets the same 401 as a bad signature, so the endpoint does not list devices.
+/// Hands out a single-use challenge for an enrolled device that is not
+/// revoked (pending devices log in too: they sync and wait).
 pub async fn challenge(
     State(state): State<AppState>,
     Json(req): Json<ChallengeRequest>,
@@ -22,9 +34,7 @@ pub async fn challenge(
     let device = DeviceAddress::new(req.user, req.device);
     let store = state.store.clone();
     let d = device.clone();
-    if blocking(move || Ok(store.device_key(&d)?)).await?.is_none() {
-        return Err(ApiError::unauthorized());
-    }
+    blocking(move || may_log_in(store.device(&d)?)).await?;
     let challenge = state.challenges.issue(device)?;
     Ok(Json(ChallengeResponse {
         challenge: challenge.to_vec().into(),
@@ -46,10 +56,7 @@ pub async fn token(
     }
     let st = state.clone();
     let token = blocking(move || {
-        let key = st
-            .store
-            .device_key(&device)?
-            .ok_or_else(ApiError::unauthorized)?;
+        let key = may_log_in(st.store.device(&device)?)?.signature_key;
         let payload = auth_signed_content(&st.domain, &device, req.challenge.as_slice());
         st.crypto
             .verify_signature(

@@ -1,14 +1,14 @@
 use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
-use crate::hub::{HubGroup, Leaf, MlsRefusal, application_epoch, check_welcome};
 use crate::json::{Json, Path};
 use crate::limits::{CommitPermit, SendPermit};
 use crate::state::AppState;
 use crate::store::{
-    AppliedCommit, ConversationRecord, NewConversation, NewMessage, Store, WelcomeDelivery,
+    AppliedCommit, ConversationRecord, NewConversation, NewMessage, Status, Store, WelcomeDelivery,
 };
 use axum::extract::State;
+use valise_mls::{Leaf, PublicState, Refusal, application_epoch, check_welcome};
 use valise_proto::api::{
     ConversationState, CreateConversation, GroupInfoState, MessageAccepted, SendMessage,
     SubmitCommit,
@@ -27,25 +27,44 @@ fn check_size(what: &str, len: usize) -> Result<(), ApiError> {
 }
 
 /// Every leaf must be a device this server enrolled, with the key it
-/// enrolled (I5: no silent members).
-fn check_leaves(store: &dyn Store, leaves: &[Leaf]) -> Result<Vec<DeviceAddress>, ApiError> {
+/// enrolled (I5: no silent members), and every new leaf (a joiner, or a
+/// leaf whose key changed: not in `before`) an approved device: nobody
+/// enters a conversation unless their own user approved them. Leaves the
+/// group had before stay even if their device was revoked since, so that
+/// the commit that removes them goes through.
+fn check_leaves(
+    store: &dyn Store,
+    leaves: &[Leaf],
+    before: &[Leaf],
+) -> Result<Vec<DeviceAddress>, ApiError> {
     let mut roster = Vec::with_capacity(leaves.len());
     for leaf in leaves {
-        match store.device_key(&leaf.device)? {
-            Some(key) if key == leaf.signature_key => roster.push(leaf.device.clone()),
-            _ => {
-                return Err(MlsRefusal(format!(
-                    "leaf {} is not an enrolled device with that key",
-                    leaf.device
-                ))
-                .into());
-            }
+        let Some(device) = store
+            .device(&leaf.device)?
+            .filter(|d| d.signature_key == leaf.signature_key)
+        else {
+            return Err(Refusal(format!(
+                "leaf {} is not an enrolled device with that key",
+                leaf.device
+            ))
+            .into());
+        };
+        if device.status != Status::Approved && !before.contains(leaf) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "leaf {} is a device its user has not approved ({})",
+                    leaf.device,
+                    device.status.as_str()
+                ),
+            ));
         }
+        roster.push(leaf.device.clone());
     }
     roster.sort();
     roster.dedup();
     if roster.len() != leaves.len() {
-        return Err(MlsRefusal("a device appears in two leaves".into()).into());
+        return Err(Refusal::new("a device appears in two leaves").into());
     }
     Ok(roster)
 }
@@ -53,7 +72,8 @@ fn check_leaves(store: &dyn Store, leaves: &[Leaf]) -> Result<Vec<DeviceAddress>
 /// # POST /v1/conversations
 ///
 /// Registers a conversation at epoch 0 on this hub. The creator must be its
-/// only member, so nobody is put in a conversation without a commit.
+/// only member, so nobody is put in a conversation without a commit, and
+/// approved (`device_pending` otherwise), like every committer and sender.
 pub async fn create(
     State(state): State<AppState>,
     CommitPermit(caller): CommitPermit,
@@ -63,8 +83,8 @@ pub async fn create(
     check_size("ratchet_tree", req.ratchet_tree.as_slice().len())?;
     let id = req.id;
     let members = blocking(move || {
-        let group = HubGroup::create(
-            &state.crypto,
+        let group = PublicState::create(
+            state.crypto.as_ref(),
             &state.policy,
             &id,
             req.group_info.as_slice(),
@@ -72,14 +92,14 @@ pub async fn create(
         )?;
         let leaves = group.leaves()?;
         if leaves.len() != 1 || leaves.first().map(|l| &l.device) != Some(&caller) {
-            return Err(MlsRefusal("the creator must be the only member at epoch 0".into()).into());
+            return Err(Refusal::new("the creator must be the only member at epoch 0").into());
         }
-        let roster = check_leaves(state.store.as_ref(), &leaves)?;
+        let roster = check_leaves(state.store.as_ref(), &leaves, &[])?;
         state.store.create_conversation(&NewConversation {
             record: ConversationRecord {
                 id,
                 epoch: group.epoch(),
-                ciphersuite: group.ciphersuite(),
+                ciphersuite: u16::from(group.ciphersuite()),
                 state: group.state()?,
                 roster: roster.clone(),
                 group_info: req.group_info.into_vec(),
@@ -141,16 +161,22 @@ pub async fn commit(
             return Err(ApiError::stale_epoch(conv.epoch));
         }
         let caller_key = store
-            .device_key(&caller)?
-            .ok_or_else(ApiError::unauthorized)?;
+            .device(&caller)?
+            .ok_or_else(ApiError::unauthorized)?
+            .signature_key;
         let group_info = req
             .group_info
-            .ok_or_else(|| MlsRefusal("a commit must carry the new epoch's group info".into()))?;
-        let mut group = HubGroup::load(&id, &conv.state)
+            .ok_or_else(|| Refusal::new("a commit must carry the new epoch's group info"))?;
+        let mut group = PublicState::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
-        group.apply_commit(&state.crypto, req.commit.as_slice(), &caller, &caller_key)?;
-        group.check_group_info(&state.crypto, group_info.as_slice(), &caller_key)?;
-        let roster = check_leaves(store, &group.leaves()?)?;
+        let before = group.leaves()?;
+        group.apply_commit(
+            state.crypto.as_ref(),
+            req.commit.as_slice(),
+            Some((&caller, &caller_key)),
+        )?;
+        group.check_group_info(state.crypto.as_ref(), group_info.as_slice(), &caller_key)?;
+        let roster = check_leaves(store, &group.leaves()?, &before)?;
         let joiners: Vec<DeviceAddress> = roster
             .iter()
             .filter(|d| !conv.roster.contains(d))
@@ -159,12 +185,10 @@ pub async fn commit(
         let welcome = match (joiners.is_empty(), req.welcome) {
             (true, None) => None,
             (true, Some(_)) => {
-                return Err(MlsRefusal("a welcome without joiners".into()).into());
+                return Err(Refusal::new("a welcome without joiners").into());
             }
             (false, None) => {
-                return Err(
-                    MlsRefusal("the commit adds devices but carries no welcome".into()).into(),
-                );
+                return Err(Refusal::new("the commit adds devices but carries no welcome").into());
             }
             (false, Some(w)) => {
                 check_welcome(w.as_slice())?;
@@ -226,7 +250,7 @@ pub async fn group_info(
         if !conv.roster.contains(&caller) {
             return Err(crate::store::StoreError::NotMember.into());
         }
-        let group = HubGroup::load(&id, &conv.state)
+        let group = PublicState::load(&id, &conv.state)
             .map_err(|e| ApiError::internal(format!("conversation {id}: {e}")))?;
         Ok(GroupInfoState {
             epoch: conv.epoch,

@@ -64,15 +64,16 @@ pub struct AuditQuery {
 
 /// # GET /v1/directory/audit?from=E&to=F
 ///
-/// Public, for auditors (no token): the signed roots of epochs `E` and `F`
-/// and the proof that `F` only appended to `E`. `E < F`, at most
-/// [`crate::directory::MAX_AUDIT_SPAN`] epochs apart (400 `bad_request`
-/// otherwise); 404 `not_found` for an epoch not published yet.
+/// Public, for auditors (no token; devices send theirs): the signed roots
+/// of epochs `E` and `F` and the proof that `F` only appended to `E`.
+/// `E < F`, at most [`crate::directory::MAX_AUDIT_SPAN`] epochs apart (400
+/// `bad_request` otherwise); 404 `not_found` for an epoch not published yet.
 pub async fn audit(
     State(state): State<AppState>,
+    caller: Option<AuthDevice>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<DirectoryAudit>, ApiError> {
-    let (from, to, proof) = state.directory.audit(q.from, q.to).await?;
+    let (from, to, proof) = prove_audit(&state, caller, q).await?;
     Ok(Json(DirectoryAudit {
         from: from.to_bytes().into(),
         to: to.to_bytes().into(),
@@ -85,6 +86,23 @@ fn proof(p: Proven) -> DirectoryProof {
         root: p.root.to_bytes().into(),
         proof: p.proof.into(),
     }
+}
+
+/// The audit `caller` is shown (a test build's adversary may show another).
+async fn prove_audit(
+    state: &AppState,
+    caller: Option<AuthDevice>,
+    q: AuditQuery,
+) -> Result<(SignedRoot, SignedRoot, Vec<u8>), ApiError> {
+    #[cfg(feature = "adversary")]
+    if let Some(AuthDevice(caller)) = &caller
+        && let Some(a) = crate::adversary::audit_for(state, caller, q.from, q.to).await
+    {
+        return a;
+    }
+    #[cfg(not(feature = "adversary"))]
+    let _ = caller;
+    Ok(state.directory.audit(q.from, q.to).await?)
 }
 
 /// The root `caller` is shown (a test build's adversary may show another).

@@ -1,9 +1,9 @@
 use super::blocking;
+use super::key_packages::check_upload;
 use crate::error::ApiError;
-use crate::hub::check_key_package;
 use crate::json::Json;
 use crate::state::AppState;
-use crate::store::Enrollment;
+use crate::store::{Enrollment, NewKeyPackage, Status};
 use axum::extract::State;
 use valise_proto::DeviceAddress;
 use valise_proto::api::{EnrollRequest, EnrollResponse};
@@ -11,10 +11,14 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 
 /// # POST /v1/enroll
 ///
-/// Enrols a device with a one-time invite. Key packages are checked before
-/// the invite is spent, so a client bug does not burn the code; the invite
-/// is consumed in the same transaction that creates the device and queues
-/// the user for the key directory. The answer waits for the directory epoch
+/// Enrols a device with a one-time invite. The invite is checked first, so
+/// that nobody without one makes the server verify key packages (X-Wing
+/// keys are costly), then the key packages, before the invite is spent, so
+/// a client bug does not burn the code. The invite is consumed in the same
+/// transaction that creates the device and queues the user for the key
+/// directory: the device founds the user's identity if there is none yet
+/// (or the invite is a reset one), and is pending otherwise, until another
+/// device of the user approves it. The answer waits for the directory epoch
 /// that publishes the user's new device list, and carries its signed root
 /// and the directory key for the device to pin.
 pub async fn enroll(
@@ -30,28 +34,37 @@ pub async fn enroll(
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
     let seq = blocking(move || {
+        let code_hash = crate::invite::hash(&req.code);
+        st.store
+            .check_invite(&code_hash, &device.user, crate::now_ms())?;
         let key = req.signature_key.as_slice();
-        for kp in &req.key_packages {
-            check_key_package(&st.crypto, &st.policy, kp.as_slice(), &device, key, false)?;
-        }
-        check_key_package(
-            &st.crypto,
-            &st.policy,
-            req.last_resort.as_slice(),
-            &device,
-            key,
-            true,
-        )?;
-        let seq = st.store.enroll(&Enrollment {
-            code_hash: crate::invite::hash(&req.code),
+        let checked = |bytes: Vec<u8>, last_resort| {
+            let not_after = check_upload(&st, &bytes, &device, key, last_resort)?;
+            Ok::<_, ApiError>(NewKeyPackage { bytes, not_after })
+        };
+        let key_packages = req
+            .key_packages
+            .into_iter()
+            .map(|kp| checked(kp.into_vec(), false))
+            .collect::<Result<_, _>>()?;
+        let last_resort = checked(req.last_resort.into_vec(), true)?;
+        let enrolled = st.store.enroll(&Enrollment {
+            code_hash,
             device: device.clone(),
             signature_key: req.signature_key.into_vec(),
-            key_packages: req.key_packages.into_iter().map(|b| b.into_vec()).collect(),
-            last_resort: req.last_resort.into_vec(),
+            key_packages,
+            last_resort,
             now_ms: crate::now_ms(),
         })?;
-        tracing::info!(device = %device, "device enrolled");
-        Ok(seq)
+        tracing::info!(
+            device = %device, number = enrolled.number, generation = enrolled.generation,
+            status = enrolled.status.as_str(), "device enrolled"
+        );
+        if enrolled.generation > 1 && enrolled.status == Status::Approved {
+            // A reset: the user's older devices are refused from now on.
+            st.standing.refresh(st.store.as_ref())?;
+        }
+        Ok(enrolled.seq)
     })
     .await?;
     let root = state.directory.wait_published(seq).await?;

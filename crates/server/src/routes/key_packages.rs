@@ -1,22 +1,30 @@
 use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
-use crate::hub::check_key_package;
 use crate::json::{Json, Path};
 use crate::limits::ClaimPermit;
 use crate::state::AppState;
+use crate::store::NewKeyPackage;
 use axum::extract::State;
+use valise_mls::{Refusal, key_package};
 use valise_proto::api::{
     ClaimRequest, ClaimResponse, ClaimedKeyPackage, DeviceInfo, DeviceList, KeyPackageStock,
     KeyPackageUpload,
 };
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
-use valise_proto::{ErrorCode, UserId};
+use valise_proto::{DeviceAddress, ErrorCode, UserId};
+
+/// How long a claimed key package must stay valid at least: the claimer
+/// checks it with its own clock and uses it within moments.
+const CLAIM_MARGIN_S: u64 = 300;
 
 /// # PUT /v1/devices/self/key-packages
 ///
-/// Restocks the caller's key packages, checked like at enrolment so that
-/// nobody can be handed a package that does not name its device.
+/// Restocks the caller's key packages (pending devices too: they are
+/// claimed once approved), checked like at enrolment so that nobody can be
+/// handed a package that does not name its device. With `replace`, the
+/// caller's unclaimed one-time packages are dropped first (a device
+/// rotating them before they expire).
 pub async fn upload(
     State(state): State<AppState>,
     AuthDevice(device): AuthDevice,
@@ -31,42 +39,58 @@ pub async fn upload(
     let one_time = blocking(move || {
         let key = state
             .store
-            .device_key(&device)?
-            .ok_or_else(ApiError::unauthorized)?;
-        for kp in &req.one_time {
-            check_key_package(
-                &state.crypto,
-                &state.policy,
-                kp.as_slice(),
-                &device,
-                &key,
-                false,
-            )?;
-        }
-        if let Some(lr) = &req.last_resort {
-            check_key_package(
-                &state.crypto,
-                &state.policy,
-                lr.as_slice(),
-                &device,
-                &key,
-                true,
-            )?;
-        }
-        let one_time: Vec<Vec<u8>> = req.one_time.into_iter().map(|b| b.into_vec()).collect();
-        let lr = req.last_resort.map(|b| b.into_vec());
+            .device(&device)?
+            .ok_or_else(ApiError::unauthorized)?
+            .signature_key;
+        let checked = |bytes: Vec<u8>, last_resort| {
+            let not_after = check_upload(&state, &bytes, &device, &key, last_resort)?;
+            Ok::<_, ApiError>(NewKeyPackage { bytes, not_after })
+        };
+        let one_time: Vec<NewKeyPackage> = req
+            .one_time
+            .into_iter()
+            .map(|kp| checked(kp.into_vec(), false))
+            .collect::<Result<_, _>>()?;
+        let last_resort = req
+            .last_resort
+            .map(|lr| checked(lr.into_vec(), true))
+            .transpose()?;
         Ok(state
             .store
-            .add_key_packages(&device, &one_time, lr.as_deref())?)
+            .add_key_packages(&device, &one_time, last_resort.as_ref(), req.replace)?)
     })
     .await?;
     Ok(Json(KeyPackageStock { one_time }))
 }
 
+/// Checks a key package `device` uploads (signed by `key`), with this
+/// server's policy and clock, so that nobody is ever handed one that does
+/// not name its device; returns when it expires (claims skip it then).
+pub(super) fn check_upload(
+    state: &AppState,
+    bytes: &[u8],
+    device: &DeviceAddress,
+    key: &[u8],
+    last_resort: bool,
+) -> Result<u64, Refusal> {
+    Ok(key_package::check(
+        state.crypto.as_ref(),
+        &state.policy,
+        bytes,
+        device,
+        Some(key),
+        last_resort,
+        crate::now_s(),
+    )?
+    .not_after)
+}
+
 /// # POST /v1/users/{user}/key-packages/claim
 ///
-/// Takes one key package per device of a user, atomically, so two adders
-/// never get the same one-time package.
+/// Takes one key package per approved device of a user, atomically, so two
+/// adders never get the same one-time package. Pending and revoked devices
+/// are skipped (nobody may add them), and so is any package that expires
+/// within [`CLAIM_MARGIN_S`].
 pub async fn claim(
     State(state): State<AppState>,
     ClaimPermit(caller): ClaimPermit,
@@ -81,8 +105,13 @@ pub async fn claim(
         }));
     }
     let u = user.clone();
-    let claimed =
-        blocking(move || Ok(state.store.claim_key_packages(&u, &req.exclude, &caller)?)).await?;
+    let valid_at = crate::now_s().saturating_add(CLAIM_MARGIN_S);
+    let claimed = blocking(move || {
+        Ok(state
+            .store
+            .claim_key_packages(&u, &req.exclude, &caller, valid_at)?)
+    })
+    .await?;
     if claimed.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NoKeyPackage,
@@ -104,23 +133,26 @@ pub async fn claim(
 
 /// # GET /v1/users/{user}/devices
 ///
-/// Lists a user's devices and keys, so that clients can check a roster's
-/// leaves against what the server enrolled.
+/// Lists a user's devices, keys and statuses as the server has them, so
+/// that clients can check a roster's leaves against what the server
+/// enrolled (they trust only the directory's signatures for the status).
 pub async fn devices(
     State(state): State<AppState>,
     AuthDevice(_caller): AuthDevice,
     Path(user): Path<UserId>,
 ) -> Result<Json<DeviceList>, ApiError> {
     let u = user.clone();
-    let devices = blocking(move || Ok(state.store.list_devices(&u)?)).await?;
+    let record = blocking(move || Ok(state.store.user(&u)?)).await?;
     Ok(Json(DeviceList {
         user,
-        devices: devices
+        devices: record
+            .devices
             .into_iter()
             .map(|d| DeviceInfo {
                 device: d.device,
                 signature_key: d.signature_key.into(),
                 enrolled_at_ms: d.enrolled_at_ms,
+                status: d.status.as_str().into(),
             })
             .collect(),
     }))

@@ -4,6 +4,7 @@
 mod adversary;
 mod auth;
 mod conversations;
+mod devices;
 mod directory;
 mod enroll;
 mod inbox;
@@ -35,6 +36,8 @@ pub fn router(state: AppState) -> Router {
             post(key_packages::claim),
         )
         .route("/v1/users/{user}/devices", get(key_packages::devices))
+        .route("/v1/devices/{device}/approval", post(devices::approve))
+        .route("/v1/devices/{device}/revocation", post(devices::revoke))
         .route("/v1/conversations", post(conversations::create))
         .route(
             "/v1/conversations/{id}/commits",

@@ -8,6 +8,7 @@
 
 pub mod sqlite;
 
+use valise_directory::{Approval, Identity, Revocation};
 use valise_proto::api::EntryKind;
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
 
@@ -26,6 +27,10 @@ pub enum StoreError {
     NotMember,
     #[error("the invite code is unknown, used or expired")]
     InvalidInvite,
+    /// A change to a user's devices no longer fits what they are now (a
+    /// concurrent change came first).
+    #[error("{0}")]
+    Changed(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The disk (or the database's size limit) is full.
@@ -44,31 +49,129 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A checked key package to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeyPackage {
+    /// `KeyPackage` TLS bytes.
+    pub bytes: Vec<u8>,
+    /// Seconds since the Unix epoch from which nobody may use it.
+    pub not_after: u64,
+}
+
 /// A device enrolling with an invite.
 #[derive(Debug, Clone)]
 pub struct Enrollment {
     pub code_hash: [u8; 32],
     pub device: DeviceAddress,
     pub signature_key: Vec<u8>,
-    /// Validated one-time key packages (TLS bytes).
-    pub key_packages: Vec<Vec<u8>>,
-    pub last_resort: Vec<u8>,
+    /// Validated one-time key packages.
+    pub key_packages: Vec<NewKeyPackage>,
+    pub last_resort: NewKeyPackage,
     pub now_ms: i64,
 }
 
-/// An enrolled device as stored.
+/// What an enrolment made of the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enrolled {
+    /// Its position in the key directory's queue ([`Store::directory_pending`]).
+    pub seq: u64,
+    pub number: u64,
+    /// The identity generation it enrolled under.
+    pub generation: u32,
+    /// `Approved` if it founded the identity, `Pending` otherwise.
+    pub status: Status,
+}
+
+/// A device's standing as the server has it: what the signatures in the
+/// user's directory entry say, kept in step with every change (clients
+/// check the signatures themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Founded the identity or approved by an approved device.
+    Approved,
+    /// Enrolled, waiting for an approval.
+    Pending,
+    /// Revoked by its user, the administrator, or an identity reset.
+    Revoked,
+}
+
+impl Status {
+    /// The stored and shown name: `approved`, `pending` or `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Pending => "pending",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approved" => Some(Self::Approved),
+            "pending" => Some(Self::Pending),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// An enrolled device as stored: what its directory entry publishes, and
+/// the server's view of its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
     pub device: DeviceId,
     pub signature_key: Vec<u8>,
     pub enrolled_at_ms: i64,
+    /// Order of enrolment among the user's devices, from 0.
+    pub number: u64,
+    /// The identity generation it enrolled under.
+    pub generation: u32,
+    pub status: Status,
+    pub approval: Option<Approval>,
+    pub revocation: Option<Revocation>,
+    /// When it was revoked (milliseconds since the Unix epoch).
+    pub revoked_at_ms: Option<i64>,
 }
 
-/// A user and their devices, for `valised admin users`.
+/// A user, their identity and every device they ever enrolled.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub user: UserId,
+    pub identity: Identity,
+    /// By enrolment number.
     pub devices: Vec<DeviceRecord>,
+}
+
+impl UserRecord {
+    pub fn device(&self, device: &DeviceId) -> Option<&DeviceRecord> {
+        self.devices.iter().find(|d| d.device == *device)
+    }
+}
+
+/// An approval checked against the user's identity, to store.
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    /// The pending device approved...
+    pub device: DeviceAddress,
+    /// ...under the number its approval signs.
+    pub number: u64,
+    /// The approving (approved) device of the same user.
+    pub by: DeviceId,
+    pub signature: Vec<u8>,
+    pub now_ms: i64,
+}
+
+/// A revocation to store.
+#[derive(Debug, Clone)]
+pub struct NewRevocation {
+    pub device: DeviceAddress,
+    /// The number the next device would get, as signed; `None` for an
+    /// unsigned revocation, which takes the current one.
+    pub at: Option<u64>,
+    /// The revoking (approved) device of the same user and its signature;
+    /// `None` for the administrator.
+    pub by: Option<(DeviceId, Vec<u8>)>,
+    pub now_ms: i64,
 }
 
 /// One key package handed out by a claim.
@@ -85,7 +188,7 @@ pub struct ConversationRecord {
     pub id: ConversationId,
     pub epoch: u64,
     pub ciphersuite: u16,
-    /// The serialised public group state ([`crate::hub`]).
+    /// The serialised public group state ([`valise_mls::PublicState::state`]).
     pub state: Vec<u8>,
     pub roster: Vec<DeviceAddress>,
     /// The latest signed GroupInfo (`MlsMessage` bytes; empty: none yet).
@@ -159,21 +262,53 @@ pub struct StoredEntry {
 
 /// The storage contract of the server.
 pub trait Store: Send + Sync + 'static {
-    /// Records an invite (only the hash of its code).
+    /// Records an invite (only the hash of its code). A `reset` invite
+    /// founds a new identity generation for the user.
     fn create_invite(
         &self,
         code_hash: [u8; 32],
         user: &UserId,
         now_ms: i64,
         expires_at_ms: i64,
+        reset: bool,
     ) -> Result<(), StoreError>;
+
+    /// Whether an invite is usable by `user` now (`InvalidInvite` if not),
+    /// without spending it; true for a reset invite.
+    fn check_invite(
+        &self,
+        code_hash: &[u8; 32],
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Consumes the invite and creates the device (and user) in one
     /// transaction. `InvalidInvite` if the invite does not fit;
-    /// `AlreadyExists` if the device id is taken. The user is queued for the
-    /// key directory's next epoch in the same transaction; returns the queue
-    /// position ([`Store::directory_pending`]).
-    fn enroll(&self, e: &Enrollment) -> Result<u64, StoreError>;
+    /// `AlreadyExists` if the device id is taken. The device founds the
+    /// user's identity if there is none yet, or if the invite is a reset
+    /// one (then every older device is revoked, its tokens and key packages
+    /// deleted); otherwise it is pending. The user is queued for the key
+    /// directory's next epoch in the same transaction.
+    fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError>;
+
+    /// Stores an approval of a pending device (approved from then on) and
+    /// queues the user for the directory; returns the queue position.
+    /// `Changed` unless the device is still pending under that number and
+    /// the approver still approved.
+    fn approve_device(&self, a: &NewApproval) -> Result<u64, StoreError>;
+
+    /// Revokes a device, deletes its tokens and key packages, and queues the
+    /// user for the directory; returns the queue position. `NotFound` for
+    /// an unknown device; `Changed` if it is revoked already, if `at` is not
+    /// the next number any more, or if the revoker is not approved.
+    fn revoke_device(&self, r: &NewRevocation) -> Result<u64, StoreError>;
+
+    /// How many devices are revoked: it only grows, so the running server
+    /// re-reads [`Store::revoked_devices`] only when it changed.
+    fn revoked_count(&self) -> Result<u64, StoreError>;
+
+    /// Every revoked device.
+    fn revoked_devices(&self) -> Result<Vec<DeviceAddress>, StoreError>;
 
     /// Queues `user` for the key directory's next epoch (their device list
     /// changed); returns the queue position, which increases strictly.
@@ -186,8 +321,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the queue entries up to `up_to`, once they are published.
     fn clear_directory_pending(&self, up_to: u64) -> Result<(), StoreError>;
 
-    /// The stored signature key of a device, if enrolled.
-    fn device_key(&self, device: &DeviceAddress) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A device as stored, if enrolled (whatever its status).
+    fn device(&self, device: &DeviceAddress) -> Result<Option<DeviceRecord>, StoreError>;
 
     /// Stores a token hash bound to a device.
     fn create_token(
@@ -204,27 +339,32 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<(DeviceAddress, i64)>, StoreError>;
 
-    /// Adds one-time key packages, replaces the last-resort one if given;
-    /// returns the one-time stock.
+    /// Adds one-time key packages (after dropping the unclaimed ones when
+    /// `replace`), replaces the last-resort one if given; returns the
+    /// one-time stock.
     fn add_key_packages(
         &self,
         device: &DeviceAddress,
-        one_time: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        one_time: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
+        replace: bool,
     ) -> Result<u64, StoreError>;
 
-    /// Takes one key package per device of `user` (except `exclude` and the
-    /// caller): a one-time one (deleted) or else the last-resort one (kept).
-    /// `NotFound` for an unknown user.
+    /// Takes one key package per approved device of `user` (except
+    /// `exclude` and the caller): a one-time one (deleted) or else the
+    /// last-resort one (kept), never one that expires before `valid_at`
+    /// (expired one-time packages are deleted). `NotFound` for an unknown
+    /// user.
     fn claim_key_packages(
         &self,
         user: &UserId,
         exclude: &[DeviceId],
         caller: &DeviceAddress,
+        valid_at: u64,
     ) -> Result<Vec<ClaimedPackage>, StoreError>;
 
-    /// The devices of a user; `NotFound` for an unknown user.
-    fn list_devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// A user, their identity and devices; `NotFound` for an unknown user.
+    fn user(&self, user: &UserId) -> Result<UserRecord, StoreError>;
 
     /// Every user and their devices.
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
@@ -274,6 +414,13 @@ pub trait Store: Send + Sync + 'static {
     /// TEST ONLY: what the adversary build does to stored messages.
     #[cfg(feature = "adversary")]
     fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError>;
+
+    /// TEST ONLY: a consistent copy of the whole database (the key
+    /// directory's tables included) in a new file beside it, left there
+    /// (test data directories are temporary); returns its path. The
+    /// adversary build splits the directory from it.
+    #[cfg(feature = "adversary")]
+    fn snapshot(&self) -> Result<std::path::PathBuf, StoreError>;
 }
 
 /// What [`Store::purge`] removed.

@@ -13,8 +13,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_directory_pending.sql"),
     include_str!("migrations/0003_group_info.sql"),
+    include_str!("migrations/0004_identity.sql"),
 ];
 
+mod devices;
+mod key_packages;
 #[cfg(feature = "adversary")]
 mod tamper;
 
@@ -245,18 +248,24 @@ impl Store for SqliteStore {
         self.write(|tx| tamper::apply(tx, op))
     }
 
+    #[cfg(feature = "adversary")]
+    fn snapshot(&self) -> Result<std::path::PathBuf, StoreError> {
+        tamper::snapshot(&self.reader())
+    }
+
     fn create_invite(
         &self,
         code_hash: [u8; 32],
         user: &UserId,
         now_ms: i64,
         expires_at_ms: i64,
+        reset: bool,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO invites (code_hash, user, created_at_ms, expires_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![&code_hash[..], user.as_str(), now_ms, expires_at_ms],
+                "INSERT INTO invites (code_hash, user, created_at_ms, expires_at_ms, reset) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&code_hash[..], user.as_str(), now_ms, expires_at_ms, reset],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -269,43 +278,33 @@ impl Store for SqliteStore {
         })
     }
 
-    fn enroll(&self, e: &Enrollment) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let user = e.device.user.as_str();
-            let device = e.device.device.to_string();
-            let consumed = tx.execute(
-                "UPDATE invites SET used_at_ms = ?1 WHERE code_hash = ?2 AND user = ?3 \
-                 AND used_at_ms IS NULL AND expires_at_ms > ?1",
-                params![e.now_ms, &e.code_hash[..], user],
-            )?;
-            if consumed != 1 {
-                return Err(StoreError::InvalidInvite);
-            }
-            tx.execute(
-                "INSERT OR IGNORE INTO users (user, created_at_ms) VALUES (?1, ?2)",
-                params![user, e.now_ms],
-            )?;
-            tx.execute(
-                "INSERT INTO devices (user, device, signature_key, enrolled_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![user, device, e.signature_key, e.now_ms],
-            )
-            .map_err(|err| {
-                if is_unique_violation(&err) {
-                    StoreError::AlreadyExists
-                } else {
-                    err.into()
-                }
-            })?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO key_packages (user, device, bytes, last_resort) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for kp in &e.key_packages {
-                stmt.execute(params![user, device, kp, 0])?;
-            }
-            stmt.execute(params![user, device, e.last_resort, 1])?;
-            mark_pending(tx, &e.device.user, e.now_ms)
-        })
+    fn check_invite(
+        &self,
+        code_hash: &[u8; 32],
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        devices::check_invite(&self.reader(), code_hash, user, now_ms)
+    }
+
+    fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
+        self.write(|tx| devices::enroll(tx, e))
+    }
+
+    fn approve_device(&self, a: &NewApproval) -> Result<u64, StoreError> {
+        self.write(|tx| devices::approve(tx, a))
+    }
+
+    fn revoke_device(&self, r: &NewRevocation) -> Result<u64, StoreError> {
+        self.write(|tx| devices::revoke(tx, r))
+    }
+
+    fn revoked_count(&self) -> Result<u64, StoreError> {
+        devices::revoked_count(&self.reader())
+    }
+
+    fn revoked_devices(&self) -> Result<Vec<DeviceAddress>, StoreError> {
+        devices::revoked_devices(&self.reader())
     }
 
     fn mark_directory_pending(&self, user: &UserId, now_ms: i64) -> Result<u64, StoreError> {
@@ -338,15 +337,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn device_key(&self, device: &DeviceAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.reader();
-        Ok(conn
-            .prepare_cached("SELECT signature_key FROM devices WHERE user = ?1 AND device = ?2")?
-            .query_row(
-                params![device.user.as_str(), device.device.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+    fn device(&self, device: &DeviceAddress) -> Result<Option<DeviceRecord>, StoreError> {
+        devices::device(&self.reader(), device)
     }
 
     fn create_token(
@@ -391,32 +383,11 @@ impl Store for SqliteStore {
     fn add_key_packages(
         &self,
         device: &DeviceAddress,
-        one_time: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        one_time: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
+        replace: bool,
     ) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let user = device.user.as_str();
-            let dev = device.device.to_string();
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO key_packages (user, device, bytes, last_resort) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for kp in one_time {
-                stmt.execute(params![user, dev, kp, 0])?;
-            }
-            if let Some(lr) = last_resort {
-                tx.execute(
-                    "DELETE FROM key_packages WHERE user = ?1 AND device = ?2 AND last_resort = 1",
-                    params![user, dev],
-                )?;
-                stmt.execute(params![user, dev, lr, 1])?;
-            }
-            let n: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM key_packages WHERE user = ?1 AND device = ?2 AND last_resort = 0",
-                params![user, dev],
-                |r| r.get(0),
-            )?;
-            to_u64(n)
-        })
+        self.write(|tx| key_packages::add(tx, device, one_time, last_resort, replace))
     }
 
     fn claim_key_packages(
@@ -424,90 +395,13 @@ impl Store for SqliteStore {
         user: &UserId,
         exclude: &[DeviceId],
         caller: &DeviceAddress,
+        valid_at: u64,
     ) -> Result<Vec<ClaimedPackage>, StoreError> {
-        self.write(|tx| {
-            let known: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM users WHERE user = ?1",
-                    params![user.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if known.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            let mut devices = Vec::new();
-            {
-                let mut stmt =
-                    tx.prepare_cached("SELECT device FROM devices WHERE user = ?1 ORDER BY device")?;
-                let rows = stmt.query_map(params![user.as_str()], |r| r.get::<_, String>(0))?;
-                for row in rows {
-                    devices.push(parse_device(&row?)?);
-                }
-            }
-            let mut out = Vec::new();
-            for device in devices {
-                if exclude.contains(&device) || (caller.user == *user && caller.device == device) {
-                    continue;
-                }
-                let dev = device.to_string();
-                // One-time packages first (oldest first), the last-resort one after.
-                let row: Option<(i64, Vec<u8>, i64)> = tx
-                    .prepare_cached(
-                        "SELECT id, bytes, last_resort FROM key_packages WHERE user = ?1 AND device = ?2 \
-                         ORDER BY last_resort ASC, id ASC LIMIT 1",
-                    )?
-                    .query_row(params![user.as_str(), dev], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()?;
-                let Some((id, bytes, last_resort)) = row else {
-                    continue;
-                };
-                let last_resort = last_resort != 0;
-                if !last_resort {
-                    tx.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
-                        .execute(params![id])?;
-                }
-                out.push(ClaimedPackage {
-                    device,
-                    bytes,
-                    last_resort,
-                });
-            }
-            Ok(out)
-        })
+        self.write(|tx| key_packages::claim(tx, user, exclude, caller, valid_at))
     }
 
-    fn list_devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
-        let conn = self.reader();
-        let known: Option<i64> = conn
-            .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
-            .query_row(params![user.as_str()], |r| r.get(0))
-            .optional()?;
-        if known.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT device, signature_key, enrolled_at_ms FROM devices WHERE user = ?1 ORDER BY device",
-        )?;
-        let rows = stmt.query_map(params![user.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (d, signature_key, enrolled_at_ms) = row?;
-            out.push(DeviceRecord {
-                device: parse_device(&d)?,
-                signature_key,
-                enrolled_at_ms,
-            });
-        }
-        Ok(out)
+    fn user(&self, user: &UserId) -> Result<UserRecord, StoreError> {
+        devices::user(&self.reader(), user)
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
@@ -517,13 +411,7 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        let mut out = Vec::new();
-        for u in users {
-            let user = parse_user(&u)?;
-            let devices = self.list_devices(&user)?;
-            out.push(UserRecord { user, devices });
-        }
-        Ok(out)
+        users.iter().map(|u| self.user(&parse_user(u)?)).collect()
     }
 
     fn create_conversation(&self, c: &NewConversation) -> Result<(), StoreError> {

@@ -1,4 +1,5 @@
-//! TEST ONLY (feature `adversary`): [`Tamper`] on SQLite, inside one write.
+//! TEST ONLY (feature `adversary`): [`Tamper`] on SQLite, inside one write,
+//! and snapshots of the whole database.
 
 use super::*;
 
@@ -71,4 +72,19 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &Tamper) -> Result<Vec<i64>, Store
             Ok(vec![id])
         }
     }
+}
+
+/// `VACUUM INTO` a new file beside the database: one consistent snapshot,
+/// taken on a reader so that writers go on meanwhile.
+pub(super) fn snapshot(conn: &Connection) -> Result<std::path::PathBuf, StoreError> {
+    let db = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| StoreError::Corrupt("the database has no file".into()))?;
+    let copy = std::path::PathBuf::from(format!("{db}.snapshot-{:016x}", rand::random::<u64>()));
+    let target = copy
+        .to_str()
+        .ok_or_else(|| StoreError::Corrupt("snapshot path is not UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", params![target])?;
+    Ok(copy)
 }

@@ -10,6 +10,17 @@ fn addr(u: &str, d: u8) -> DeviceAddress {
     DeviceAddress::new(user(u), DeviceId::from_bytes([d; 8]))
 }
 
+/// Key packages in these tests expire long after [`NOW_S`].
+const NOW_S: u64 = 1_000;
+const LATER_S: u64 = 2_000_000_000;
+
+fn kp(bytes: Vec<u8>) -> NewKeyPackage {
+    NewKeyPackage {
+        bytes,
+        not_after: LATER_S,
+    }
+}
+
 fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
@@ -19,15 +30,31 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
 /// Enrols a device with its own invite; `n` one-time packages.
 fn enrol(store: &SqliteStore, device: &DeviceAddress, n: usize) {
     let hash = [device.device.as_bytes()[0]; 32];
-    store.create_invite(hash, &device.user, 0, 1_000).unwrap();
+    store
+        .create_invite(hash, &device.user, 0, 1_000, false)
+        .unwrap();
     store
         .enroll(&Enrollment {
             code_hash: hash,
             device: device.clone(),
             signature_key: vec![device.device.as_bytes()[0]; 32],
-            key_packages: (0..n).map(|i| vec![1, i as u8]).collect(),
-            last_resort: vec![9],
+            key_packages: (0..n).map(|i| kp(vec![1, i as u8])).collect(),
+            last_resort: kp(vec![9]),
             now_ms: 10,
+        })
+        .unwrap();
+}
+
+/// Stores `by`'s approval of `device` (the store does not check signatures).
+fn approve(store: &SqliteStore, device: &DeviceAddress, by: &DeviceAddress) {
+    let number = store.device(device).unwrap().unwrap().number;
+    store
+        .approve_device(&NewApproval {
+            device: device.clone(),
+            number,
+            by: by.device,
+            signature: vec![7; 64],
+            now_ms: 20,
         })
         .unwrap();
 }
@@ -66,13 +93,15 @@ fn msg(c: ConversationId, sender: &DeviceAddress, id: u8, epoch: u64) -> NewMess
 fn invites_are_single_use_and_expire() {
     let (_d, store) = open();
     let alice = addr("alice@x.y", 1);
-    store.create_invite([7; 32], &alice.user, 0, 100).unwrap();
+    store
+        .create_invite([7; 32], &alice.user, 0, 100, false)
+        .unwrap();
     let mut e = Enrollment {
         code_hash: [7; 32],
         device: alice.clone(),
         signature_key: vec![1; 32],
-        key_packages: vec![vec![1]],
-        last_resort: vec![2],
+        key_packages: vec![kp(vec![1])],
+        last_resort: kp(vec![2]),
         now_ms: 200,
     };
     // Expired.
@@ -94,14 +123,19 @@ fn invites_are_single_use_and_expire() {
         Err(StoreError::InvalidInvite)
     ));
     // A taken device id rolls the invite back: it can be used once more.
-    store.create_invite([8; 32], &alice.user, 0, 100).unwrap();
+    store
+        .create_invite([8; 32], &alice.user, 0, 100, false)
+        .unwrap();
     let mut dup = e.clone();
     dup.code_hash = [8; 32];
     assert!(matches!(store.enroll(&dup), Err(StoreError::AlreadyExists)));
     dup.device = addr("alice@x.y", 4);
     store.enroll(&dup).unwrap();
-    assert_eq!(store.list_devices(&alice.user).unwrap().len(), 2);
-    assert_eq!(store.device_key(&alice).unwrap(), Some(vec![1; 32]));
+    assert_eq!(store.user(&alice.user).unwrap().devices.len(), 2);
+    assert_eq!(
+        store.device(&alice).unwrap().map(|d| d.signature_key),
+        Some(vec![1; 32])
+    );
 }
 
 #[test]
@@ -112,42 +146,49 @@ fn claim_takes_one_time_then_last_resort() {
     enrol(&store, &alice, 1);
     enrol(&store, &b1, 2);
     enrol(&store, &b2, 1);
-    let c = store.claim_key_packages(&b1.user, &[], &alice).unwrap();
+    approve(&store, &b2, &b1);
+    let c = store
+        .claim_key_packages(&b1.user, &[], &alice, NOW_S)
+        .unwrap();
     assert_eq!(c.len(), 2);
     assert!(c.iter().all(|p| !p.last_resort));
-    let c = store.claim_key_packages(&b1.user, &[], &alice).unwrap();
+    let c = store
+        .claim_key_packages(&b1.user, &[], &alice, NOW_S)
+        .unwrap();
     let by_dev = |d: &DeviceAddress| c.iter().find(|p| p.device == d.device).unwrap().clone();
     assert!(!by_dev(&b1).last_resort);
     assert!(by_dev(&b2).last_resort);
     assert_eq!(by_dev(&b2).bytes, vec![9]);
     // The last-resort package stays.
     let c = store
-        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .claim_key_packages(&b1.user, &[b1.device], &alice, NOW_S)
         .unwrap();
     assert_eq!(c.len(), 1);
     assert!(c[0].last_resort && c[0].device == b2.device);
     // Own device skipped; unknown user.
     assert!(
         store
-            .claim_key_packages(&alice.user, &[], &alice)
+            .claim_key_packages(&alice.user, &[], &alice, NOW_S)
             .unwrap()
             .is_empty()
     );
     assert!(matches!(
-        store.claim_key_packages(&user("nobody@x.y"), &[], &alice),
+        store.claim_key_packages(&user("nobody@x.y"), &[], &alice, NOW_S),
         Err(StoreError::NotFound)
     ));
     // Restock: replaces the last-resort one.
     assert_eq!(
-        store.add_key_packages(&b2, &[vec![5]], Some(&[6])).unwrap(),
+        store
+            .add_key_packages(&b2, &[kp(vec![5])], Some(&kp(vec![6])), false)
+            .unwrap(),
         1
     );
     let c = store
-        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .claim_key_packages(&b1.user, &[b1.device], &alice, NOW_S)
         .unwrap();
     assert_eq!(c[0].bytes, vec![5]);
     let c = store
-        .claim_key_packages(&b1.user, &[b1.device], &alice)
+        .claim_key_packages(&b1.user, &[b1.device], &alice, NOW_S)
         .unwrap();
     assert_eq!((c[0].bytes.clone(), c[0].last_resort), (vec![6], true));
 }
@@ -344,8 +385,8 @@ fn directory_queue_is_written_with_the_enrolment_and_cleared_up_to_a_position() 
         code_hash: [0xee; 32],
         device: addr("carol@mfa.example", 4),
         signature_key: vec![4; 32],
-        key_packages: vec![vec![1]],
-        last_resort: vec![9],
+        key_packages: vec![kp(vec![1])],
+        last_resort: kp(vec![9]),
         now_ms: 10,
     };
     assert!(store.enroll(&bad).is_err());
@@ -366,5 +407,286 @@ fn directory_queue_is_written_with_the_enrolment_and_cleared_up_to_a_position() 
             .mark_directory_pending(&user("bob@mfa.example"), 12)
             .unwrap(),
         5
+    );
+}
+
+fn statuses(store: &SqliteStore, user: &str) -> Vec<(u8, u64, Status, u32)> {
+    store
+        .user(&self::user(user))
+        .unwrap()
+        .devices
+        .iter()
+        .map(|d| (d.device.as_bytes()[0], d.number, d.status, d.generation))
+        .collect()
+}
+
+fn revocation(
+    device: &DeviceAddress,
+    at: Option<u64>,
+    by: Option<&DeviceAddress>,
+) -> NewRevocation {
+    NewRevocation {
+        device: device.clone(),
+        at,
+        by: by.map(|b| (b.device, vec![8; 64])),
+        now_ms: 30,
+    }
+}
+
+#[test]
+fn the_first_device_founds_the_identity_and_the_others_wait_for_approval() {
+    use Status::*;
+    let (_d, store) = open();
+    let (a, b, c) = (
+        addr("alice@x.y", 1),
+        addr("alice@x.y", 2),
+        addr("alice@x.y", 3),
+    );
+    for d in [&a, &b, &c] {
+        enrol(&store, d, 1);
+    }
+    let u = store.user(&a.user).unwrap();
+    assert_eq!(u.identity.key.as_bytes(), &[1; 32]);
+    assert_eq!(u.identity.generation, 1);
+    assert_eq!(
+        statuses(&store, "alice@x.y"),
+        vec![(1, 0, Approved, 1), (2, 1, Pending, 1), (3, 2, Pending, 1)]
+    );
+
+    // An approval counts only for a pending device under its number, by an
+    // approved device.
+    let mut ap = NewApproval {
+        device: b.clone(),
+        number: 2,
+        by: a.device,
+        signature: vec![7; 64],
+        now_ms: 20,
+    };
+    assert!(matches!(
+        store.approve_device(&ap),
+        Err(StoreError::Changed(_))
+    ));
+    ap.number = 1;
+    ap.by = c.device;
+    assert!(matches!(
+        store.approve_device(&ap),
+        Err(StoreError::Changed(_))
+    ));
+    ap.by = a.device;
+    let queued = store.approve_device(&ap).unwrap();
+    assert_eq!(store.directory_pending().unwrap().1, queued);
+    assert!(matches!(
+        store.approve_device(&ap),
+        Err(StoreError::Changed(_))
+    ));
+    let approved = store.device(&b).unwrap().unwrap();
+    assert_eq!(approved.status, Approved);
+    assert_eq!(
+        approved.approval,
+        Some(valise_directory::Approval {
+            by: a.device,
+            signature: valise_directory::SignatureKey(vec![7; 64]),
+        })
+    );
+
+    // A revocation is at the next number, by an approved device; it ends
+    // the device's tokens.
+    store.create_token([5; 32], &c, i64::MAX).unwrap();
+    for bad in [
+        revocation(&c, Some(2), Some(&b)),
+        revocation(&c, Some(3), Some(&c)),
+    ] {
+        assert!(matches!(
+            store.revoke_device(&bad),
+            Err(StoreError::Changed(_))
+        ));
+    }
+    assert_eq!(store.revoked_count().unwrap(), 0);
+    store
+        .revoke_device(&revocation(&c, Some(3), Some(&b)))
+        .unwrap();
+    assert!(store.token_device(&[5; 32], 0).unwrap().is_none());
+    let revoked = store.device(&c).unwrap().unwrap();
+    assert_eq!(revoked.status, Revoked);
+    let rv = revoked.revocation.unwrap();
+    assert_eq!((rv.at, rv.by), (3, Some(b.device)));
+    assert_eq!(revoked.revoked_at_ms, Some(30));
+    assert_eq!(store.revoked_count().unwrap(), 1);
+    assert_eq!(store.revoked_devices().unwrap(), vec![c.clone()]);
+    assert!(matches!(
+        store.revoke_device(&revocation(&c, None, None)),
+        Err(StoreError::Changed(_))
+    ));
+    assert!(matches!(
+        store.revoke_device(&revocation(&addr("alice@x.y", 9), None, None)),
+        Err(StoreError::NotFound)
+    ));
+    // The administrator's: unsigned, at the current next number.
+    store.revoke_device(&revocation(&a, None, None)).unwrap();
+    let rv = store.device(&a).unwrap().unwrap().revocation.unwrap();
+    assert_eq!((rv.at, rv.by, rv.signature), (3, None, None));
+    assert_eq!(store.revoked_count().unwrap(), 2);
+}
+
+#[test]
+fn a_reset_founds_a_new_generation_and_revokes_every_older_device() {
+    use Status::*;
+    let (_d, store) = open();
+    let (a, b, c) = (
+        addr("alice@x.y", 1),
+        addr("alice@x.y", 2),
+        addr("alice@x.y", 3),
+    );
+    for d in [&a, &b, &c] {
+        enrol(&store, d, 2);
+    }
+    store
+        .revoke_device(&revocation(&c, Some(3), Some(&a)))
+        .unwrap();
+    store.create_token([5; 32], &a, i64::MAX).unwrap();
+    store
+        .create_invite([0x40; 32], &a.user, 0, 1_000, true)
+        .unwrap();
+    assert!(store.check_invite(&[0x40; 32], &a.user, 10).unwrap());
+    assert!(matches!(
+        store.check_invite(&[0x40; 32], &user("bob@x.y"), 10),
+        Err(StoreError::InvalidInvite)
+    ));
+    let n = addr("alice@x.y", 4);
+    let enrolled = store
+        .enroll(&Enrollment {
+            code_hash: [0x40; 32],
+            device: n.clone(),
+            signature_key: vec![4; 32],
+            key_packages: vec![kp(vec![4])],
+            last_resort: kp(vec![5]),
+            now_ms: 40,
+        })
+        .unwrap();
+    assert_eq!(
+        (enrolled.number, enrolled.generation, enrolled.status),
+        (3, 2, Approved)
+    );
+    let u = store.user(&a.user).unwrap();
+    assert_eq!(
+        (u.identity.key.as_bytes(), u.identity.generation),
+        (&[4u8; 32][..], 2)
+    );
+    assert_eq!(
+        statuses(&store, "alice@x.y"),
+        vec![
+            (1, 0, Revoked, 1),
+            (2, 1, Revoked, 1),
+            (3, 2, Revoked, 1),
+            (4, 3, Approved, 2)
+        ]
+    );
+    // Unsigned, at the new device's number; an earlier revocation stays.
+    let rv = |d: &DeviceAddress| store.device(d).unwrap().unwrap().revocation.unwrap();
+    assert_eq!((rv(&a).at, rv(&a).by), (3, None));
+    assert_eq!((rv(&c).at, rv(&c).by), (3, Some(a.device)));
+    assert!(store.token_device(&[5; 32], 0).unwrap().is_none());
+    // Only the new device's key packages are left.
+    let claimed = store
+        .claim_key_packages(&a.user, &[], &addr("bob@x.y", 9), NOW_S)
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].device, &claimed[0].bytes), (n.device, &vec![4]));
+    // A later ordinary invite enrols a pending device of generation 2.
+    enrol(&store, &addr("alice@x.y", 5), 1);
+    assert_eq!(statuses(&store, "alice@x.y")[4], (5, 4, Pending, 2));
+}
+
+#[test]
+fn claims_skip_devices_not_approved_and_packages_that_expired() {
+    let (_d, store) = open();
+    let alice = addr("alice@x.y", 1);
+    let (b1, b2, b3) = (addr("bob@x.y", 2), addr("bob@x.y", 3), addr("bob@x.y", 4));
+    enrol(&store, &alice, 1);
+    enrol(&store, &b1, 0);
+    enrol(&store, &b2, 1);
+    enrol(&store, &b3, 1);
+    approve(&store, &b3, &b1);
+    store.revoke_device(&revocation(&b3, None, None)).unwrap();
+    let claim = || {
+        store
+            .claim_key_packages(&b1.user, &[], &alice, NOW_S)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.device.as_bytes()[0], c.bytes, c.last_resort))
+            .collect::<Vec<_>>()
+    };
+    // b2 is pending, b3 revoked: only b1 (its last-resort package).
+    assert_eq!(claim(), vec![(2, vec![9], true)]);
+
+    let expired = |bytes: Vec<u8>| NewKeyPackage {
+        bytes,
+        not_after: NOW_S,
+    };
+    assert_eq!(
+        store
+            .add_key_packages(&b1, &[expired(vec![3]), kp(vec![4])], None, false)
+            .unwrap(),
+        2
+    );
+    assert_eq!(claim(), vec![(2, vec![4], false)]);
+    // The expired one-time package was deleted, never handed out.
+    assert_eq!(store.add_key_packages(&b1, &[], None, false).unwrap(), 0);
+    assert_eq!(claim(), vec![(2, vec![9], true)]);
+    // Nor is an expired last-resort package.
+    store
+        .add_key_packages(&b1, &[], Some(&expired(vec![8])), false)
+        .unwrap();
+    assert_eq!(claim(), vec![]);
+
+    // Replacing drops the unclaimed one-time packages first.
+    assert_eq!(
+        store
+            .add_key_packages(&b1, &[kp(vec![5]), kp(vec![6])], None, false)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .add_key_packages(&b1, &[kp(vec![7])], None, true)
+            .unwrap(),
+        1
+    );
+    assert_eq!(claim(), vec![(2, vec![7], false)]);
+}
+
+#[test]
+fn a_database_from_before_identities_numbers_devices_in_enrolment_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO users (user, created_at_ms) VALUES ('alice@x.y', 1), ('bob@x.y', 1);
+             INSERT INTO devices (user, device, signature_key, enrolled_at_ms) VALUES
+               ('alice@x.y', '0101010101010101', x'01', 20),
+               ('alice@x.y', '0202020202020202', x'02', 10),
+               ('bob@x.y', '0303030303030303', x'03', 30),
+               ('alice@x.y', '0404040404040404', x'04', 20);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    use Status::*;
+    assert_eq!(
+        statuses(&store, "alice@x.y"),
+        vec![(2, 0, Approved, 1), (1, 1, Pending, 1), (4, 2, Pending, 1)]
+    );
+    assert_eq!(statuses(&store, "bob@x.y"), vec![(3, 0, Approved, 1)]);
+    let alice = store.user(&user("alice@x.y")).unwrap();
+    assert_eq!(
+        (alice.identity.key.as_bytes(), alice.identity.generation),
+        (&[2u8][..], 1)
     );
 }
