@@ -45,15 +45,7 @@ fn a3_a_key_not_in_the_directory_is_refused() {
         "serve-key",
         json!({"user": addr("bob"), "device": ROGUE, "key_package": B64.encode(kp)}),
     );
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = alice.try_send_to("bob", "s");
     assert!(
         !out.status.success(),
         "alice must refuse bob's substituted key"
@@ -120,15 +112,7 @@ fn a5_split_view_and_rollback_are_refused() {
         json!({"device": alice_device, "mode": "fork", "user": addr("bob"),
                "devices": [{"device": ROGUE, "signature_key": B64.encode(&key)}]}),
     );
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = alice.try_send_to("bob", "s");
     assert!(
         !out.status.success(),
         "alice must refuse the forked directory"
@@ -145,15 +129,7 @@ fn a5_split_view_and_rollback_are_refused() {
         "fork-root",
         json!({"device": alice_device, "mode": "rollback", "epoch": 1}),
     );
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("carol"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = alice.try_send_to("carol", "s");
     assert!(
         !out.status.success(),
         "alice must refuse the rolled-back root"

@@ -43,16 +43,7 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     server.hook("reset", json!({}));
     // Nothing is sealed into a conversation out of step: a letter bob
     // writes now waits in his outbox, and goes once he has rejoined.
-    let held = bob.run(&[
-        "send",
-        "--conversation",
-        &conv,
-        "--subject",
-        "from the other side",
-        "--body",
-        "written before the rejoin",
-        "--json",
-    ]);
+    let held = bob.try_send_in(&conv, "from the other side");
     assert!(!held.status.success());
     assert!(String::from_utf8_lossy(&held.stderr).contains("\"held\""));
     assert_eq!(

@@ -73,15 +73,7 @@ fn an_identity_reset_is_loud_and_nothing_goes_to_it_unverified() {
     // The old device left the conversation; the new one was not added.
     let members = alice.conversation(&conv)["members"].clone();
     assert!(members.get(addr("bob")).is_none(), "{members}");
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = alice.try_send_to("bob", "s");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verify"));
     assert_eq!(new_bob.sync()["joined"], 0);

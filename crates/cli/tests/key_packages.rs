@@ -138,15 +138,7 @@ fn an_expired_key_package_is_never_handed_out() {
         .unwrap();
     // The server hands out none of them: adding carol fails plainly, with
     // no `key_not_in_directory` alarm on alice's side.
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("carol"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = alice.try_send_to("carol", "s");
     assert!(!out.status.success());
     assert!(alice.alert_kinds().is_empty(), "{:?}", alice.alert_kinds());
     // Once carol syncs (and restocks), she can be written to.

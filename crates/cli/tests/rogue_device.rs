@@ -42,15 +42,7 @@ fn a_device_the_admin_enrols_on_an_account_reads_nothing() {
             .is_empty()
     );
     // A pending device may not write to anyone either.
-    let out = intruder.run(&[
-        "send",
-        "--to",
-        &addr("alice"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-    ]);
+    let out = intruder.try_send_to("alice", "s");
     assert!(!out.status.success());
 
     // Bob's device alerts, names the device and says how to revoke it.
@@ -112,16 +104,7 @@ fn an_account_claimed_before_its_owner_enrols_is_visible_and_reset() {
 
     // Alice is told bob's identity changed, and writes nothing to him
     // until she compared codes: the letter waits in her outbox.
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "s",
-        "--body",
-        "b",
-        "--json",
-    ]);
+    let out = alice.try_send_to("bob", "s");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verify"));
     assert!(alice.alert_kinds().contains(&"identity_changed".to_owned()));

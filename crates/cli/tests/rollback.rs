@@ -89,16 +89,7 @@ fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
     assert!(members.get(addr("carol")).is_none(), "{members}");
 
     // Nothing is sealed there: the letter stays in the outbox.
-    let out = alice.run(&[
-        "send",
-        "--conversation",
-        &conv,
-        "--subject",
-        "after carol",
-        "--body",
-        "carol must not read this",
-        "--json",
-    ]);
+    let out = alice.try_send_in(&conv, "after carol");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of step"));
     assert_eq!(alice.json(&["outbox"]).as_array().unwrap().len(), 1);

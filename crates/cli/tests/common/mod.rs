@@ -336,6 +336,36 @@ impl Device {
         self.json(&args)
     }
 
+    /// `send --to USER --json` that may fail (the caller checks how):
+    /// what a refused or held letter gives.
+    pub fn try_send_to(&self, to: &str, subject: &str) -> Output {
+        let to = addr(to);
+        self.run(&[
+            "send",
+            "--to",
+            &to,
+            "--subject",
+            subject,
+            "--body",
+            "b",
+            "--json",
+        ])
+    }
+
+    /// As [`Device::try_send_to`], in a conversation.
+    pub fn try_send_in(&self, conv: &str, subject: &str) -> Output {
+        self.run(&[
+            "send",
+            "--conversation",
+            conv,
+            "--subject",
+            subject,
+            "--body",
+            "b",
+            "--json",
+        ])
+    }
+
     pub fn send_in(&self, conv: &str, subject: &str, body: &str) -> Value {
         self.json(&[
             "send",
