@@ -319,10 +319,9 @@ impl Output {
                         d.by.as_ref()
                             .map(|b| format!(" by {b}"))
                             .unwrap_or_default();
-                    let code = if d.status == "pending" {
-                        format!("  link code {}", d.link_code)
-                    } else {
-                        String::new()
+                    let code = match (&d.link_code, d.status.as_str()) {
+                        (Some(c), "pending") => format!("  link code {c}"),
+                        _ => String::new(),
                     };
                     format!("{}  {}{by}{code}{this}", d.device, d.status)
                 })

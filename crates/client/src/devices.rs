@@ -22,8 +22,11 @@ pub struct DeviceView {
     /// The device that approved (or revoked) it; none for the device that
     /// founded the identity, or a revocation by the administrator.
     pub by: Option<String>,
-    /// The code a pending device shows, for `devices approve`.
-    pub link_code: String,
+    /// This device's link code, for `devices approve` on another device.
+    /// Only shown on the device itself: the person must read it from the
+    /// new device's screen, not copy it from the list of the device that
+    /// approves (which the server fills).
+    pub link_code: Option<String>,
     pub this_device: bool,
 }
 
@@ -45,7 +48,8 @@ impl Client {
                     device: id.to_string(),
                     status: status.as_str().to_owned(),
                     by: by.map(|d| d.to_string()),
-                    link_code: link_code(&me.user, id, entry.signature_key.as_bytes()),
+                    link_code: (*id == me.device)
+                        .then(|| link_code(&me.user, id, entry.signature_key.as_bytes())),
                     this_device: *id == me.device,
                 }
             })
