@@ -203,7 +203,7 @@ pub enum DevicesCmd {
     List,
     /// Approve your new device: give the link code it showed when enrolled.
     Approve {
-        /// The link code (15 digits; spaces ignored).
+        /// The link code the new device showed (25 digits; spaces ignored).
         code: String,
     },
     /// Revoke one of your devices (a lost or stolen one): it can no longer

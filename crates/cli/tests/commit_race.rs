@@ -17,6 +17,7 @@ fn two_members_commit_at_once_and_nobody_forks() {
 
     for _round in 0..3 {
         // Both start from the same epoch; their commits race at the hub.
+        common::settle(&[&alice, &bob]);
         let epoch = alice.conversation(&conv)["epoch"].clone();
         assert_eq!(bob.conversation(&conv)["epoch"], epoch);
         let a = alice.spawn_json(&["conversation", "add", &conv, &addr("carol")]);
@@ -29,10 +30,7 @@ fn two_members_commit_at_once_and_nobody_forks() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        alice.sync();
-        bob.sync();
-        carol.sync();
-        dave.sync();
+        common::settle(&[&alice, &bob, &carol, &dave]);
         let views: Vec<_> = [&alice, &bob, &carol, &dave]
             .iter()
             .map(|d| d.conversation(&conv))

@@ -39,7 +39,9 @@ fn crash_while_adding(point: &str) {
     assert_eq!(c["joined"], 1, "{point}");
     assert_eq!(c["new_letters"], 1, "{point}");
 
-    // NO-FORK: all three on the same epoch with the same authenticator.
+    // NO-FORK: all three on the same epoch with the same authenticator,
+    // once carol's renewal of the leaf she joined with went round.
+    common::settle(&[&alice, &bob, &carol]);
     let views: Vec<_> = [&alice, &bob, &carol]
         .iter()
         .map(|d| d.conversation(&conv))

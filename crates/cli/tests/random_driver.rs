@@ -441,6 +441,16 @@ impl World {
             }
         };
         self.queued_delivered(a);
+        // A sync may renew the device's leaf (after a join, or daily): a
+        // commit the driver did not make, which moves the hub on.
+        for conv in &mut self.convs {
+            if let Some(v) = self.actors[a]
+                .view(&conv.id)
+                .filter(|v| v.active && !v.diverged)
+            {
+                conv.epoch = conv.epoch.max(v.epoch);
+            }
+        }
         report
     }
 
@@ -830,6 +840,8 @@ impl World {
                     + r.delivered
                     + r.rejoined
                     + r.devices_added
+                    + r.devices_removed
+                    + r.updated
                     > 0;
             }
             if !busy {

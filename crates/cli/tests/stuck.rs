@@ -51,9 +51,7 @@ fn members_that_cannot_follow_a_commit_rejoin_and_the_conversation_goes_on() {
         assert!(kinds.contains(&"refused_message".to_owned()), "{kinds:?}");
         assert_eq!(kinds.last().unwrap(), "rejoined");
     }
-    for d in [&alice, &bob, &carol, &dave] {
-        d.sync();
-    }
+    common::settle(&[&alice, &bob, &carol, &dave]);
     let reference = alice.conversation(&conv)["authenticator"].clone();
     for d in [&bob, &carol, &dave] {
         assert_eq!(

@@ -14,11 +14,14 @@ use common::{Device, Server, addr};
 use serde_json::{Value, json};
 
 /// Seqs of `device`'s waiting entries of this kind, oldest first.
-fn seqs(server: &Server, device: &Device, kind: &str) -> Vec<u64> {
+/// The entries of this kind from `sender` waiting in `device`'s inbox (a
+/// device's own commits, renewing its keys, are there too).
+fn seqs(server: &Server, device: &Device, kind: &str, sender: &Device) -> Vec<u64> {
+    let sender = sender.address();
     server
         .pending(device)
         .iter()
-        .filter(|e| e["kind"] == kind)
+        .filter(|e| e["kind"] == kind && e["sender"] == sender.as_str())
         .map(|e| e["seq"].as_u64().unwrap())
         .collect()
 }
@@ -39,7 +42,7 @@ fn a_letter_dropped_at_the_end_of_an_epoch_is_noticed() {
         alice.send_in(&conv, &format!("Letter {n}"), "text");
     }
     // The last letter of the epoch never reaches bob; then the epoch ends.
-    let letters = seqs(&server, &bob, "application");
+    let letters = seqs(&server, &bob, "application", &alice);
     let bob_device = bob.address();
     server.hook(
         "drop",
@@ -73,7 +76,7 @@ fn late_reordered_and_replayed_deliveries_lose_nothing_and_show_nothing_twice() 
     // the second before the first.
     let bob_device = bob.address();
     // (After the commit, the conversation's settings for carol, in epoch 2.)
-    let letters = seqs(&server, &bob, "application");
+    let letters = seqs(&server, &bob, "application", &alice);
     assert_eq!(letters.len(), 3);
     server.hook(
         "reorder",
@@ -83,11 +86,13 @@ fn late_reordered_and_replayed_deliveries_lose_nothing_and_show_nothing_twice() 
     let replay = |from: &str, seq: &Value, to: &str| {
         server.hook("replay", json!({ "from": from, "seq": seq, "to": [to] }));
     };
-    let commit = json!(seqs(&server, &bob, "commit")[0]);
+    let commit = json!(seqs(&server, &bob, "commit", &alice)[0]);
     replay(&bob_device, &commit, &bob_device);
+    let alice_device = alice.address();
     let kinds: Vec<Value> = server
         .pending(&bob)
         .iter()
+        .filter(|e| e["sender"] == alice_device.as_str())
         .map(|e| e["kind"].clone())
         .collect();
     assert_eq!(
@@ -116,7 +121,6 @@ fn late_reordered_and_replayed_deliveries_lose_nothing_and_show_nothing_twice() 
     // and alice's own letter reflected back to her.
     alice.send_in(&conv, "Third", "3");
     let carol_device = carol.address();
-    let alice_device = alice.address();
     let bob_entries = server.pending(&bob);
     let carol_entries = server.pending(&carol);
     let third = bob_entries

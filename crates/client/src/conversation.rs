@@ -217,8 +217,17 @@ impl Client {
     /// revoked devices of anyone removed. Returns (added, removed).
     pub(crate) async fn refresh_own_conversations(&mut self) -> Result<(usize, usize)> {
         let me = self.engine.me.user.clone();
-        let mut proven = BTreeMap::from([(me.clone(), self.prove_user(&me).await?)]);
-        if !self.own_device_approved()? {
+        let mut proven = match self.prove_user(&me).await {
+            Ok(p) => BTreeMap::from([(me.clone(), p)]),
+            // This user's entry was refused (and alerted): nothing is
+            // added or removed on the server's word until it is whole.
+            Err(e @ ClientError::NotInDirectory(_)) => {
+                tracing::warn!(error = %e, "own entry refused; conversations left as they are");
+                return Ok((0, 0));
+            }
+            Err(e) => return Err(e),
+        };
+        if !self.own_device_approved()? || !self.engine.may_write_to(&me)? {
             return Ok((0, 0));
         }
         let (mut added, mut removed) = (0, 0);
@@ -304,6 +313,13 @@ impl Client {
     ) -> Result<Vec<KeyPackage>> {
         let mut packages = Vec::new();
         for user in users {
+            // This user's own devices, only while this device counts for an
+            // identity that did not change under it.
+            if user == &self.engine.me.user
+                && (!self.own_device_approved()? || !self.engine.may_write_to(user)?)
+            {
+                continue;
+            }
             let exclude = present
                 .iter()
                 .filter(|d| &d.user == user)

@@ -49,9 +49,6 @@ pub struct Engine {
     /// X-Wing group costs more than using it). The database stays the
     /// truth: a copy is dropped whenever an operation on it fails.
     groups: RefCell<HashMap<ConversationId, MlsGroup>>,
-    /// Directory roots members sent that are newer than the ledger, for the
-    /// client to prove ([`Engine::take_newer_roots`]).
-    newer_roots: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Engine {
@@ -83,7 +80,6 @@ impl Engine {
             signer,
             clock,
             groups: RefCell::default(),
-            newer_roots: RefCell::default(),
         }
     }
 

@@ -121,12 +121,16 @@ impl Client {
         for user in &users {
             self.prove_user(user).await?;
         }
-        let members: Vec<_> = leaves
+        // Members this device holds may have been revoked since (they are
+        // removed right after); anyone else must be approved now.
+        let ours = self.engine.roster(conv).unwrap_or_default();
+        let (held, others): (Vec<_>, Vec<_>) = leaves
             .iter()
             .filter(|l| l.device != self.engine.me)
             .map(|l| (l.device.clone(), l.signature_key.clone()))
-            .collect();
-        let doubted = self.engine.doubted_members(&members)?;
+            .partition(|(d, _)| ours.contains(d));
+        let mut doubted = self.engine.doubted_members(&held)?;
+        doubted.extend(self.engine.doubted(&others)?);
         if !doubted.is_empty() {
             let why: Vec<String> = doubted
                 .iter()

@@ -156,7 +156,7 @@ impl Client {
                     return Err(e);
                 }
             }
-            self.prove_newer_roots().await;
+            self.prove_newer_roots().await?;
             self.ack(last).await?;
             progress(done);
             if !page.more {
@@ -259,6 +259,12 @@ impl Client {
                     &detail,
                     Some(entry.message.as_slice()),
                 )?;
+                // The hub took a commit this device refuses: out of step.
+                if entry.kind == EntryKind::Commit
+                    && engine.home.conversation(&entry.conversation)?.is_some()
+                {
+                    engine.diverge_on_refused_commit(entry)?;
+                }
             }
             Err(ClientError::Cloned(why)) => {
                 report.rejected += 1;
@@ -303,14 +309,30 @@ impl Client {
         Ok(())
     }
 
-    /// Moves the ledger to the newer roots members sent (a failure raises
-    /// `directory_conflict` inside; a network failure is retried with the
-    /// next letter that carries one).
-    async fn prove_newer_roots(&mut self) {
-        for root in self.engine.take_newer_roots() {
-            if let Err(e) = self.accept_root(&root).await {
-                tracing::warn!(error = %e, "a member's directory root could not be proven");
+    /// Moves the ledger to the newer roots members sent. A root the server
+    /// cannot prove from this device's view is a split view: alerted (the
+    /// failed check alerts itself), the root dropped. A network failure
+    /// leaves it for the next sync.
+    async fn prove_newer_roots(&mut self) -> Result<()> {
+        for root in self.engine.home.member_roots()? {
+            match self.accept_root(&root).await {
+                Ok(_) | Err(ClientError::Directory(_)) => {}
+                Err(e) if e.is_transient() => continue,
+                Err(e) => {
+                    let epoch = valise_directory::SignedRoot::from_bytes(&root)
+                        .map(|r| r.epoch())
+                        .unwrap_or_default();
+                    let detail = format!(
+                        "a member's letter or commit stands on the directory's root of epoch \
+                         {epoch}, which the server cannot prove follows from this device's \
+                         view ({e}): the server shows members different directories"
+                    );
+                    self.engine
+                        .raise(AlertKind::DirectoryConflict, None, &detail, Some(&root))?;
+                }
             }
+            self.engine.home.drop_member_root(&root)?;
         }
+        Ok(())
     }
 }

@@ -103,10 +103,13 @@ impl Client {
             .record_proven(user, &proven.devices, root.epoch())
     }
 
-    /// Checks the whole history of this user's directory entry: a device or
-    /// key this device has not seen before raises an alert on it — also one
-    /// that was added and removed again between two checks. With `quiet`
-    /// (at enrolment) it only learns what exists.
+    /// Checks the whole history of this user's directory entry: each
+    /// version must only have grown from the one before (a revocation
+    /// undone, a device renumbered or re-keyed is a `directory_conflict`),
+    /// a device or key this device has not seen before raises `new_device`
+    /// — also one that was added and removed again between two checks — and
+    /// a device revoked since the last check raises `device_revoked`. With
+    /// `quiet` (at enrolment) it only learns what exists.
     pub(crate) async fn check_own_history(&mut self, quiet: bool) -> Result<usize> {
         let me = self.engine.me.user.clone();
         let path = format!("/v1/directory/history/{me}");
@@ -132,6 +135,29 @@ impl Client {
                 .learn_own_device(&device, &key, status, epoch, quiet)?
             {
                 new += 1;
+            }
+            if let Some(DeviceStatus::Revoked { by }) = status {
+                self.engine.tell_revocation(&device, &key, by, quiet)?;
+            }
+        }
+        // Each version only grew from the one before, and from what this
+        // device kept: a violation is alerted (the entry is the server's
+        // word against this device's memory), and the sync goes on.
+        let encoded = versions
+            .iter()
+            .map(|v| v.devices.encode())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let kept = self.engine.home.directory_list(&me)?;
+        let steps = kept
+            .iter()
+            .zip(encoded.last())
+            .map(|(k, n)| (k.as_slice(), n.as_slice()));
+        let pairs = encoded
+            .windows(2)
+            .map(|p| (p[0].as_slice(), p[1].as_slice()));
+        for (old, new) in steps.chain(pairs) {
+            if self.engine.check_growth(&me, old, new).is_err() {
+                break;
             }
         }
         Ok(new)

@@ -179,9 +179,11 @@ struct Envelope {
 }
 
 impl DeviceList {
-    /// Builds a list from devices in any order; refuses duplicate ids or
-    /// numbers, empty or oversized keys and signatures, a generation 0 and
-    /// too many devices.
+    /// Builds a list from devices in any order; refuses duplicate ids,
+    /// numbers that are not exactly 0, 1, 2, … (no gap a server could fill
+    /// later), a revocation outside the device's own number and the next
+    /// one, empty or oversized keys and signatures, a generation 0 and too
+    /// many devices.
     pub fn new(identity: Identity, mut devices: Vec<DeviceEntry>) -> Result<Self, DirectoryError> {
         let bad = |m: String| Err(DirectoryError::BadEntry(m));
         devices.sort_by_key(|d| d.device);
@@ -190,8 +192,20 @@ impl DeviceList {
         }
         let mut numbers: Vec<u64> = devices.iter().map(|d| d.number).collect();
         numbers.sort_unstable();
-        if numbers.windows(2).any(|w| w[0] == w[1]) {
-            return bad("a device number appears twice".into());
+        if !numbers.iter().copied().eq(0..numbers.len() as u64) {
+            return bad("device numbers are not 0, 1, 2, … each once".into());
+        }
+        let next = numbers.len() as u64;
+        if let Some(d) = devices.iter().find(|d| {
+            d.revocation
+                .as_ref()
+                .is_some_and(|r| r.at <= d.number || r.at > next)
+        }) {
+            return bad(format!(
+                "device {} is revoked at a number outside {}..={next}",
+                d.device,
+                d.number + 1
+            ));
         }
         if devices.len() > MAX_DEVICES {
             return bad(format!("{} devices, at most {MAX_DEVICES}", devices.len()));
@@ -253,13 +267,9 @@ impl DeviceList {
             .and_then(|i| self.devices.get(i))
     }
 
-    /// The number the next enrolled device gets.
+    /// The number the next enrolled device gets (numbers are 0, 1, 2, …).
     pub fn next_number(&self) -> u64 {
-        self.devices
-            .iter()
-            .map(|d| d.number.saturating_add(1))
-            .max()
-            .unwrap_or(0)
+        self.devices.len() as u64
     }
 
     /// The canonical encoding.
@@ -313,8 +323,14 @@ impl DeviceList {
 mod tests {
     use super::*;
 
+    /// Device `n`, numbered `n - 1` (devices 1, 2, … of a list).
     fn dev(n: u8) -> DeviceEntry {
-        DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1)
+        DeviceEntry::new(
+            DeviceId::from_bytes([n; 8]),
+            vec![n; 32],
+            u64::from(n) - 1,
+            1,
+        )
     }
 
     fn identity() -> Identity {
@@ -333,7 +349,7 @@ mod tests {
         });
         let mut revoked = dev(3);
         revoked.revocation = Some(Revocation {
-            at: 4,
+            at: 3,
             by: None,
             signature: None,
         });
@@ -344,15 +360,24 @@ mod tests {
         let bytes = a.encode().unwrap();
         assert_eq!(DeviceList::decode(&bytes).unwrap(), a);
         assert_eq!(a.devices()[0].device, DeviceId::from_bytes([1; 8]));
-        assert_eq!(a.next_number(), 4);
+        assert_eq!(a.next_number(), 3);
     }
 
     #[test]
     fn refuses_duplicates_bad_keys_and_non_canonical() {
         assert!(DeviceList::new(identity(), vec![dev(1), dev(1)]).is_err());
         let mut same_number = dev(2);
-        same_number.number = 1;
+        same_number.number = 0;
         assert!(DeviceList::new(identity(), vec![dev(1), same_number]).is_err());
+        // A gap in the numbers, a revocation outside its device's time.
+        assert!(DeviceList::new(identity(), vec![dev(1), dev(3)]).is_err());
+        let mut late = dev(2);
+        late.revocation = Some(Revocation {
+            at: 5,
+            by: None,
+            signature: None,
+        });
+        assert!(DeviceList::new(identity(), vec![dev(1), late]).is_err());
         let mut empty_key = dev(3);
         empty_key.signature_key = SignatureKey(vec![]);
         assert!(DeviceList::new(identity(), vec![empty_key]).is_err());

@@ -18,10 +18,22 @@
 //! any       rv present, or enrolled under an older generation   revoked
 //! otherwise                                                     pending
 //! ```
-//! Numbers order enrolments and are signed inside approvals: a device
-//! revoked at `at` cannot approve a device enrolled after its revocation,
-//! yet the devices it approved before stay approved. Revoking is always
-//! accepted, signed or not: it only removes.
+//! Numbers order enrolments (0, 1, 2, … with no gap) and are signed inside
+//! approvals: a device revoked at `at` cannot approve a device enrolled
+//! after its revocation, yet the devices it approved before stay approved.
+//! Revoking is always accepted, signed or not: it only removes. A
+//! revocation that names a revoking device but whose signature does not
+//! verify was tampered with: the revoked device's approvals then count for
+//! nothing at all.
+//!
+//! # What may change
+//! A user's entry only grows: devices are never removed, renumbered or
+//! re-keyed, an approval or revocation once published never changes or
+//! disappears, and the identity key changes only with a new generation
+//! ([`check_succession`]). A device checks this across every version of its
+//! own user's entry and across the lookups it makes of anyone else; a
+//! server that undoes a revocation, or numbers a device into the past, is
+//! caught there.
 //!
 //! # Resets
 //! `valised admin invite --reset` is for a person who lost every device:
@@ -30,7 +42,8 @@
 //! change and refuse to write to it until someone compares safety codes
 //! again: an administrator can deny service this way, but cannot read.
 
-use crate::entry::{DeviceEntry, DeviceList, Identity};
+use crate::entry::{DeviceEntry, DeviceList, Identity, Revocation};
+use crate::error::DirectoryError;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -155,7 +168,7 @@ fn approval_holds(
         && approver
             .revocation
             .as_ref()
-            .is_none_or(|rv| d.number < rv.at);
+            .is_none_or(|rv| d.number < effective_at(user, identity, list, approver, rv));
     in_time
         && chained.get(&approver.device) == Some(&true)
         && verifies(
@@ -179,7 +192,7 @@ fn revoker(
     list: &DeviceList,
     chained: &BTreeMap<DeviceId, bool>,
     d: &DeviceEntry,
-    rv: &crate::entry::Revocation,
+    rv: &Revocation,
 ) -> Option<DeviceId> {
     let by = rv.by?;
     let signer = list.get(&by)?;
@@ -189,6 +202,70 @@ fn revoker(
         .as_ref()
         .is_some_and(|s| verifies(signer.signature_key.as_bytes(), &message, s.as_bytes()));
     (signed && chained.get(&by) == Some(&true)).then_some(by)
+}
+
+/// The number from which a revoked device approves nothing: its `at`, but
+/// right after its own number if the revocation claims a revoking device
+/// whose signature does not verify (tampered with: nothing it says counts).
+fn effective_at(
+    user: &UserId,
+    identity: &Identity,
+    list: &DeviceList,
+    revoked: &DeviceEntry,
+    rv: &Revocation,
+) -> u64 {
+    let Some(by) = rv.by else { return rv.at };
+    let message = revocation_message(
+        user,
+        identity,
+        &revoked.device,
+        revoked.signature_key.as_bytes(),
+        rv.at,
+    );
+    let signed = list
+        .get(&by)
+        .zip(rv.signature.as_ref())
+        .is_some_and(|(signer, sig)| {
+            verifies(signer.signature_key.as_bytes(), &message, sig.as_bytes())
+        });
+    if signed { rv.at } else { revoked.number + 1 }
+}
+
+/// Checks that `new` can follow `old` as versions of one user's entry:
+/// nothing published is removed or changed (see the module doc). Refused
+/// with what changed, as evidence the server rewrote the entry.
+pub fn check_succession(old: &DeviceList, new: &DeviceList) -> Result<(), DirectoryError> {
+    let bad = |m: String| Err(DirectoryError::BadEntry(m));
+    let (o, n) = (old.identity(), new.identity());
+    if n.generation < o.generation {
+        return bad(format!(
+            "the identity's generation went back from {} to {}",
+            o.generation, n.generation
+        ));
+    }
+    if n.generation == o.generation && n.key != o.key {
+        return bad("the identity key changed without a new generation".into());
+    }
+    for before in old.devices() {
+        let Some(after) = new.get(&before.device) else {
+            return bad(format!("device {} disappeared", before.device));
+        };
+        let what = if after.signature_key != before.signature_key {
+            Some("key")
+        } else if after.number != before.number || after.generation != before.generation {
+            Some("number or generation")
+        } else if before.approval.is_some() && after.approval != before.approval {
+            Some("approval")
+        } else if before.revocation.is_some() && after.revocation != before.revocation {
+            Some("revocation")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return bad(format!("device {}'s {what} changed", before.device));
+        }
+    }
+    Ok(())
 }
 
 fn verifies(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
@@ -266,9 +343,11 @@ pub fn revocation_message(
     )
 }
 
-/// Digits of a link code: three groups of five (about 50 bits), so that a
-/// server cannot grind a key of its own that shows the same code.
-const LINK_CODE_DIGITS: usize = 15;
+/// Digits of a link code: five groups of five (about 83 bits), so that a
+/// server, which sees every new device's key and code at once, cannot
+/// grind a key of its own that shows the same code before the person types
+/// it (at 15 digits it could, with enough hardware).
+const LINK_CODE_DIGITS: usize = 25;
 
 /// The short code a new device shows and a person reads to an existing
 /// device of theirs (`valise devices approve CODE`): a fingerprint of the
@@ -390,19 +469,19 @@ mod tests {
         let (a, b, x) = (dev(1), dev(2), dev(4));
         let id = identity(&a, 1);
         // Signed by a pending device.
-        let mut ex = entry(&x, 2, 1);
+        let mut ex = entry(&x, 1, 1);
         approve(&id, &b, &mut ex);
         // Signed for another number than the one published.
         let mut eb = entry(&b, 1, 1);
         approve(&id, &a, &mut eb);
-        eb.number = 5;
+        eb.number = 2;
         let s = statuses(id.clone(), vec![entry(&a, 0, 1), eb, ex.clone()]);
         assert_eq!(s.status(&b.id), Some(DeviceStatus::Pending));
         assert_eq!(s.status(&x.id), Some(DeviceStatus::Pending));
         // Signed by a device enrolled after it (numbers are signed).
-        let mut late = entry(&b, 3, 1);
+        let mut late = entry(&b, 2, 1);
         approve(&id, &a, &mut late);
-        let mut early = entry(&x, 2, 1);
+        let mut early = entry(&x, 1, 1);
         approve(&id, &b, &mut early);
         let s = statuses(id.clone(), vec![entry(&a, 0, 1), late, early]);
         assert_eq!(s.status(&x.id), Some(DeviceStatus::Pending));
@@ -456,11 +535,61 @@ mod tests {
     }
 
     #[test]
-    fn link_codes_are_fifteen_digits_and_bound_to_the_key() {
+    fn a_tampered_revocation_voids_everything_its_device_approved() {
+        let (a, b, x) = (dev(1), dev(2), dev(4));
+        let id = identity(&a, 1);
+        let mut eb = entry(&b, 1, 1);
+        approve(&id, &a, &mut eb);
+        let mut ea = entry(&a, 0, 1);
+        revoke(&id, Some(&b), &mut ea, 2);
+        let mut ex = entry(&x, 2, 1);
+        approve(&id, &a, &mut ex);
+        let honest = statuses(id.clone(), vec![ea.clone(), eb.clone(), ex.clone()]);
+        assert_eq!(honest.status(&x.id), Some(DeviceStatus::Pending));
+        // The server raises `at` (breaking b's signature) to let a's
+        // approval of x count: a then approves nothing.
+        ea.revocation.as_mut().unwrap().at = 3;
+        let s = statuses(id, vec![ea, eb, ex]);
+        assert_eq!(s.status(&x.id), Some(DeviceStatus::Pending));
+        assert_eq!(s.status(&a.id), Some(DeviceStatus::Revoked { by: None }));
+    }
+
+    #[test]
+    fn an_entry_only_grows() {
+        let (a, b, c, d) = (dev(1), dev(2), dev(3), dev(5));
+        let id = identity(&a, 1);
+        let mut eb = entry(&b, 1, 1);
+        approve(&id, &a, &mut eb);
+        let old = DeviceList::new(id.clone(), vec![entry(&a, 0, 1), eb.clone()]).unwrap();
+        let mut revoked = eb.clone();
+        revoke(&id, Some(&a), &mut revoked, 2);
+        let grown = DeviceList::new(
+            id.clone(),
+            vec![entry(&a, 0, 1), revoked.clone(), entry(&c, 2, 1)],
+        )
+        .unwrap();
+        assert!(check_succession(&old, &grown).is_ok());
+        // A revocation undone, a device gone, a key or identity swapped.
+        assert!(check_succession(&grown, &old).is_err());
+        let gone = DeviceList::new(id.clone(), vec![entry(&a, 0, 1)]).unwrap();
+        assert!(check_succession(&old, &gone).is_err());
+        let swapped = DeviceList::new(identity(&c, 1), vec![entry(&a, 0, 1), eb]).unwrap();
+        assert!(check_succession(&old, &swapped).is_err());
+        // A reset: a new generation may bring a new identity key.
+        let reset = DeviceList::new(
+            identity(&d, 2),
+            vec![entry(&a, 0, 1), revoked, entry(&c, 2, 1), entry(&d, 3, 2)],
+        )
+        .unwrap();
+        assert!(check_succession(&grown, &reset).is_ok());
+    }
+
+    #[test]
+    fn link_codes_are_twenty_five_digits_and_bound_to_the_key() {
         let (b, x) = (dev(2), dev(4));
         let code = link_code(&user(), &b.id, &public(&b));
-        assert_eq!(code.len(), 17);
-        assert_eq!(code_digits(&code).len(), 15);
+        assert_eq!(code.len(), 29);
+        assert_eq!(code_digits(&code).len(), 25);
         assert_ne!(code, link_code(&user(), &b.id, &public(&x)));
         assert_ne!(code, link_code(&user(), &x.id, &public(&b)));
         assert_eq!(code_digits(" 1-2 3 "), "123");

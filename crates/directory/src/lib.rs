@@ -50,7 +50,9 @@ pub mod wire;
 
 pub use entry::{Approval, DeviceEntry, DeviceList, Identity, Revocation, SignatureKey};
 pub use error::DirectoryError;
-pub use identity::{DeviceStatus, Devices, approval_message, link_code, revocation_message};
+pub use identity::{
+    DeviceStatus, Devices, approval_message, check_succession, link_code, revocation_message,
+};
 pub use ledger::{RootLedger, Step};
 pub use publisher::{Directory, Proven};
 pub use root::ROOT_SECRET_NAME;

@@ -15,13 +15,21 @@ fn dev(n: u8) -> DeviceEntry {
     DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1)
 }
 
-/// A list whose first device founded the identity.
+/// A list whose first device founded the identity, numbered in order.
 fn list(devs: &[DeviceEntry]) -> DeviceList {
     let identity = Identity {
         key: devs[0].signature_key.clone(),
         generation: 1,
     };
-    DeviceList::new(identity, devs.to_vec()).unwrap()
+    let numbered = devs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DeviceEntry {
+            number: i as u64,
+            ..d.clone()
+        })
+        .collect();
+    DeviceList::new(identity, numbered).unwrap()
 }
 
 async fn memory_directory() -> Directory<SqliteDirectoryStorage> {

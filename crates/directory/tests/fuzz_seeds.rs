@@ -66,7 +66,8 @@ fn list(ids: &[u8]) -> DeviceList {
     DeviceList::new(
         identity,
         ids.iter()
-            .map(|&n| DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], u64::from(n), 1))
+            .enumerate()
+            .map(|(i, &n)| DeviceEntry::new(DeviceId::from_bytes([n; 8]), vec![n; 32], i as u64, 1))
             .collect(),
     )
     .unwrap()

@@ -27,9 +27,21 @@ fn dev(i: usize) -> Dev {
     Dev::new(u8::try_from(i + 1).unwrap())
 }
 
-/// Distinct enrolment numbers for up to 8 devices, in no particular order.
+/// An order of enrolment for up to 8 devices: `numbers[..n]` ranked gives
+/// each of `n` devices its number, 0 to n - 1 in no particular order.
 fn numbers() -> impl Strategy<Value = Vec<u64>> {
-    Just((0..20).collect::<Vec<u64>>()).prop_shuffle()
+    Just((0..8).collect::<Vec<u64>>()).prop_shuffle()
+}
+
+/// Device `i`'s number among the first `n` (see [`numbers`]).
+fn rank(numbers: &[u64], n: usize, i: usize) -> u64 {
+    numbers[..n].iter().filter(|m| **m < numbers[i]).count() as u64
+}
+
+/// A revocation point a list accepts for a device numbered `number` among
+/// `n`: after the device, at most the next number.
+fn revoked_at(raw: u64, number: u64, n: usize) -> u64 {
+    number + 1 + raw % (n as u64 - number)
 }
 
 /// The device the rule makes the founder: the lowest-numbered device of the
@@ -117,12 +129,18 @@ impl Model {
             return false;
         };
         let approver = &self.entries[a];
+        // A revocation naming a device whose signature is not real voids
+        // everything the revoked device approved.
+        let until = |rv: &valise_directory::Revocation| match rv.by {
+            Some(_) if !self.real_revocation[a] => approver.number + 1,
+            _ => rv.at,
+        };
         self.real_approval[i]
             && approver.number < e.number
             && approver
                 .revocation
                 .as_ref()
-                .is_none_or(|rv| e.number < rv.at)
+                .is_none_or(|rv| e.number < until(rv))
             && self.chained(a)
     }
 
@@ -304,14 +322,16 @@ proptest! {
         let key = |k: usize| Dev::new(100 + u8::try_from(k).unwrap()).public();
         let identity = Identity { key: SignatureKey(key(identity_key)), generation };
         let id = |i: &Index| dev(i.index(devices.len() + 1)).id;
+        let n = devices.len();
         let entries: Vec<DeviceEntry> = devices.iter().enumerate().map(|(i, d)| {
-            let mut e = DeviceEntry::new(dev(i).id, key(d.key), numbers[i], d.generation);
+            let number = rank(&numbers, n, i);
+            let mut e = DeviceEntry::new(dev(i).id, key(d.key), number, d.generation);
             e.approval = d.approval.as_ref().map(|(by, sig)| valise_directory::Approval {
                 by: id(by),
                 signature: SignatureKey(sig.clone()),
             });
             e.revocation = d.revocation.as_ref().map(|(at, by)| valise_directory::Revocation {
-                at: *at,
+                at: revoked_at(*at, number, n),
                 by: by.as_ref().map(|(by, _)| id(by)),
                 signature: by.as_ref().map(|(_, sig)| SignatureKey(sig.clone())),
             });
@@ -333,12 +353,11 @@ proptest! {
     #[test]
     fn a_chain_of_real_approvals_approves_every_device(
         approvers in prop::collection::vec(any::<Index>(), 0..8),
-        gaps in prop::collection::vec(1..4u64, 9),
         generation in 1..=3u32,
     ) {
         let user = user();
         let s = Signer { user: &user, identity: dev(0).founds(generation) };
-        let number = |i: usize| gaps[..=i].iter().sum::<u64>();
+        let number = |i: usize| i as u64;
         let mut entries = vec![dev(0).entry(number(0), generation)];
         for (i, by) in approvers.iter().enumerate().map(|(i, by)| (i + 1, by)) {
             let by = dev(by.index(i));
@@ -373,7 +392,8 @@ proptest! {
             real_revocation: Vec::new(),
         };
         for (i, d) in devices.iter().enumerate() {
-            let mut e = dev(i).entry(numbers[i], d.generation.min(generation));
+            let number = rank(&numbers, n, i);
+            let mut e = dev(i).entry(number, d.generation.min(generation));
             // A founder may carry an approval too: it counts for nothing.
             if let Some((by, real)) = d.approval {
                 let by = by.index(n);
@@ -382,6 +402,7 @@ proptest! {
             if let Some((at, by)) = d.revocation {
                 let by = by.map(|(by, real)| (by.index(n), real));
                 let key = by.map(|(by, real)| (dev(by).id, signing_key(by, real).key));
+                let at = revoked_at(at, number, n);
                 s.revoke(&mut e, at, key.as_ref().map(|(id, key)| (*id, key)));
             }
             model.real_approval.push(d.approval.is_some_and(|(_, real)| real));

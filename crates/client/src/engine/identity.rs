@@ -11,7 +11,7 @@
 
 use super::Engine;
 use crate::alert::AlertKind;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::home::directory::{Contact, ContactState};
 use valise_directory::{DeviceList, DeviceStatus, Devices};
 use valise_proto::{DeviceAddress, UserId};
@@ -47,13 +47,22 @@ impl Doubt {
 
 impl Engine {
     /// Keeps what a verified lookup proved of `user` at `epoch`, and pins
-    /// or checks their identity. Returns the devices with their status.
+    /// or checks their identity. The list must have only grown since the
+    /// last one this device kept (see `valise_directory::check_succession`):
+    /// a revocation undone or a device renumbered is refused, with a
+    /// `directory_conflict` alert, and the earlier list stays. Returns the
+    /// devices with their status.
     pub(crate) fn record_proven(
         &self,
         user: &UserId,
         list: &DeviceList,
         epoch: u64,
     ) -> Result<Proven> {
+        let encoded = list.encode()?;
+        if let Some(old) = self.home.directory_list(user)? {
+            self.check_growth(user, &old, &encoded)?;
+        }
+        self.home.put_directory_list(user, &encoded, epoch)?;
         let devices = valise_directory::identity::devices(user, list);
         let rows: Vec<_> = devices
             .devices
@@ -61,13 +70,40 @@ impl Engine {
             .map(|(id, (entry, status))| (*id, entry.signature_key.0.clone(), status.as_str()))
             .collect();
         self.home.put_directory_devices(user, &rows, epoch)?;
-        if user != &self.me.user {
-            self.pin_identity(user, &devices)?;
-        }
+        self.pin_identity(user, &devices)?;
         Ok(Proven { devices, epoch })
     }
 
-    /// Trust on first use; a later change of identity key is loud.
+    /// Refuses (and alerts on) a list of `user` that does not follow from
+    /// `old` (both encoded), as no honest server publishes one.
+    pub(crate) fn check_growth(&self, user: &UserId, old: &[u8], new: &[u8]) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let old_list = DeviceList::decode(old)?;
+        let new_list = DeviceList::decode(new)?;
+        let Err(e) = valise_directory::check_succession(&old_list, &new_list) else {
+            return Ok(());
+        };
+        let detail = format!(
+            "the key directory's entry for {user} changed in a way an honest server never does \
+             ({e}): this device keeps what it knew"
+        );
+        let mut evidence = old.to_vec();
+        evidence.extend_from_slice(new);
+        // Said once: the server keeps showing it on every lookup.
+        if !self
+            .home
+            .has_alert(AlertKind::DirectoryConflict.as_str(), &evidence)?
+        {
+            self.raise(AlertKind::DirectoryConflict, None, &detail, Some(&evidence))?;
+        }
+        Err(ClientError::NotInDirectory(detail))
+    }
+
+    /// Trust on first use; a later change of identity (key or generation)
+    /// is loud. This user's own identity is pinned too: a change there
+    /// means its account was reset (or the server lies).
     fn pin_identity(&self, user: &UserId, devices: &Devices) -> Result<()> {
         let seen = Contact {
             identity_key: devices.identity.key.0.clone(),
@@ -76,20 +112,31 @@ impl Engine {
         };
         match self.home.contact(user)? {
             None => self.home.put_contact(user, &seen, self.now_ms()),
-            Some(c) if c.identity_key == seen.identity_key => Ok(()),
+            Some(c) if c.identity_key == seen.identity_key && c.generation == seen.generation => {
+                Ok(())
+            }
             Some(_) => {
                 let changed = Contact {
                     state: ContactState::Changed,
                     ..seen
                 };
                 self.home.put_contact(user, &changed, self.now_ms())?;
-                let detail = format!(
-                    "{user}'s identity changed (generation {}): every device they had was \
-                     replaced, which an administrator's reset does. Nothing is sent to {user} \
-                     until you compare safety codes with them again: `valise verify {user}`, then \
-                     `valise verify {user} --code CODE`",
-                    changed.generation
-                );
+                let detail = if user == &self.me.user {
+                    format!(
+                        "your account's identity changed (generation {}): it was reset, which \
+                         only an administrator does, and this device no longer counts for it. \
+                         If you did not ask for it, report it now",
+                        changed.generation
+                    )
+                } else {
+                    format!(
+                        "{user}'s identity changed (generation {}): every device they had was \
+                         replaced, which an administrator's reset does. Nothing is sent to {user} \
+                         until you compare safety codes with them again: `valise verify {user}`, \
+                         then `valise verify {user} --code CODE`",
+                        changed.generation
+                    )
+                };
                 self.raise(
                     AlertKind::IdentityChanged,
                     None,
@@ -100,15 +147,18 @@ impl Engine {
         }
     }
 
+    /// As [`Engine::doubt`], for a device whose key is not at hand (the
+    /// sender of a letter of a past epoch, who left the group since).
+    pub(crate) fn device_doubt(&self, device: &DeviceAddress) -> Result<Option<Doubt>> {
+        Ok(doubt_of(
+            self.home.device_status_any_key(device)?.as_deref(),
+        ))
+    }
+
     /// Why this device (with this key) is not to be believed, or `None`
     /// if a verified lookup showed it approved.
     pub(crate) fn doubt(&self, device: &DeviceAddress, key: &[u8]) -> Result<Option<Doubt>> {
-        Ok(match self.home.device_status(device, key)?.as_deref() {
-            Some("approved") => None,
-            Some("pending") => Some(Doubt::Pending),
-            Some("revoked") => Some(Doubt::Revoked),
-            _ => Some(Doubt::Unknown),
-        })
+        Ok(doubt_of(self.home.device_status(device, key)?.as_deref()))
     }
 
     /// The users among these devices that are not all believed, each with
@@ -149,7 +199,8 @@ impl Engine {
 
     /// Whether this device may write to `user` (add their devices, seal a
     /// letter that reaches them): not while their identity changed and
-    /// nobody verified the new one.
+    /// nobody verified the new one. For this device's own user: not while
+    /// its own identity changed (its account was reset).
     pub(crate) fn may_write_to(&self, user: &UserId) -> Result<bool> {
         Ok(self
             .home
@@ -165,6 +216,40 @@ impl Engine {
             self.home.put_contact(user, &c, self.now_ms())?;
         }
         Ok(())
+    }
+
+    /// A device of this user revoked (seen in its entry's history): said
+    /// once, unless `quiet` (at enrolment), naming who revoked it.
+    pub(crate) fn tell_revocation(
+        &self,
+        device: &valise_proto::DeviceId,
+        key: &[u8],
+        by: Option<valise_proto::DeviceId>,
+        quiet: bool,
+    ) -> Result<()> {
+        // This device's own act needs no telling.
+        let own_act = by == Some(self.me.device);
+        if !self.home.tell_revocation_once(device, key)? || quiet || own_act {
+            return Ok(());
+        }
+        let who = match by {
+            Some(by) => format!("by your device {by}"),
+            None => "by the administrator (or an account reset)".to_owned(),
+        };
+        let what = if device == &self.me.device {
+            "this device".to_owned()
+        } else {
+            format!("your device {device}")
+        };
+        self.raise(
+            AlertKind::DeviceRevoked,
+            None,
+            &format!(
+                "{what} was revoked {who}: it can no longer log in, and your conversations \
+                 drop it"
+            ),
+            Some(key),
+        )
     }
 
     /// A device of this user's entry seen in its history: raises
@@ -204,5 +289,14 @@ impl Engine {
             Some(key),
         )?;
         Ok(true)
+    }
+}
+
+fn doubt_of(status: Option<&str>) -> Option<Doubt> {
+    match status {
+        Some("approved") => None,
+        Some("pending") => Some(Doubt::Pending),
+        Some("revoked") => Some(Doubt::Revoked),
+        _ => Some(Doubt::Unknown),
     }
 }

@@ -143,6 +143,9 @@ impl Engine {
             .put_conversation(conv, "", false, epoch, self.now_ms())?;
         self.home
             .set_members_key(conv, &mls::members_key(&group)?)?;
+        // The leaf came from a key package whose private keys waited in the
+        // home since it was made: renewed at once (I3).
+        self.home.set_update_due(conv)?;
         Ok(Applied::Joined)
     }
 
@@ -216,9 +219,13 @@ impl Engine {
                             }
                         }
                         // A letter of a past epoch whose sender has left since:
-                        // MLS checked it against that epoch's leaf, and every
-                        // roster this device merged was proven then (I5).
-                        None if epoch < group.epoch().as_u64() => {}
+                        // MLS checked it against that epoch's leaf; the device
+                        // must still be one its user approved (not revoked since).
+                        None if epoch < group.epoch().as_u64() => {
+                            if let Some(d) = self.device_doubt(&sender)? {
+                                return Ok(Opened::NeedsProof(vec![(sender.user.clone(), d)]));
+                            }
+                        }
                         None => return Err(ClientError::Protocol("sender is not a member".into())),
                     }
                 }
@@ -260,7 +267,7 @@ impl Engine {
                         .filter(|(d, k)| before.get(*d) != Some(*k))
                         .map(|(d, k)| (d.clone(), k.clone()))
                         .collect();
-                    let doubted = self.doubted_members(&new)?;
+                    let doubted = self.doubted(&new)?;
                     if !doubted.is_empty() {
                         return Ok(Opened::NeedsProof(doubted));
                     }

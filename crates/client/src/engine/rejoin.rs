@@ -30,7 +30,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use std::collections::BTreeSet;
 use valise_mls::{Leaf, PublicState};
 use valise_proto::api::{GroupInfoState, InboxEntry, SubmitCommit};
-use valise_proto::{ConversationId, DeviceAddress};
+use valise_proto::{ConversationId, DeviceAddress, UserId};
 
 /// The public state of an epoch this device left: a GroupInfo it signed
 /// and the ratchet tree, from which it can follow the other side of a fork.
@@ -179,7 +179,17 @@ impl Engine {
             return Ok(());
         };
         let before: BTreeSet<DeviceAddress> = devices(&shadow)?;
+        let removed = self.removed_since_shared(conv)?;
         match shadow.apply_commit(&self.crypto, commit, None) {
+            // Signed by a device this side removed: not a commit of the
+            // members any more; the hub's side stops here.
+            Ok((_, by)) if removed.contains(&by) => self.home.taint_hub_side(
+                conv,
+                &format!(
+                    "the server's side of the conversation holds a commit by {by}, a device \
+                     this side removed"
+                ),
+            ),
             Ok(_) => {
                 for d in devices(&shadow)?.difference(&before) {
                     if !added.is_empty() {
@@ -216,6 +226,9 @@ impl Engine {
         }
         let (own_epoch, own_roster) = ours.map_or((0, BTreeSet::new()), |(_, e, r)| (e, r));
         let divergence = self.home.divergence(conv)?;
+        if let Some(why) = divergence.hub_tainted {
+            return Ok(Judgement::Refuse(why));
+        }
         if divergence.cloned {
             return Ok(Judgement::Refuse(
                 "another copy of this device committed in this conversation: this copy does \
@@ -240,14 +253,24 @@ impl Engine {
         Ok(match shadow {
             Some(s) if s.group_context() == info.group_context() => {
                 // Everyone there is a member this device holds, or one a
-                // commit it verified on the hub's side added. A device its
-                // own side removed must not come back (a rollback of a removal).
+                // commit it verified on the hub's side added; and nobody its
+                // own side removed comes back, under any device (a rollback
+                // of a removal).
                 let added: BTreeSet<&str> = divergence.shadow_added.split(',').collect();
+                let removed_users: BTreeSet<UserId> = self
+                    .removed_since_shared(conv)?
+                    .into_iter()
+                    .map(|d| d.user)
+                    .filter(|u| !own_roster.iter().any(|d| &d.user == u))
+                    .collect();
                 let leaves = s.leaves()?;
                 let back: Vec<String> = leaves
                     .iter()
                     .map(|l| &l.device)
-                    .filter(|d| !own_roster.contains(*d) && !added.contains(d.to_string().as_str()))
+                    .filter(|d| {
+                        removed_users.contains(&d.user)
+                            || (!own_roster.contains(*d) && !added.contains(d.to_string().as_str()))
+                    })
                     .map(ToString::to_string)
                     .collect();
                 if back.is_empty() {
@@ -268,6 +291,23 @@ impl Engine {
                  devices that were removed): refused"
             )),
         })
+    }
+
+    /// The devices this side of a diverged conversation removed since the
+    /// epoch it last shared with the hub (those of that epoch's kept state
+    /// that its own group no longer holds).
+    fn removed_since_shared(&self, conv: &ConversationId) -> Result<BTreeSet<DeviceAddress>> {
+        let Some(shared) = self.home.divergence(conv)?.shared_epoch else {
+            return Ok(BTreeSet::new());
+        };
+        let Some(snapshot) = self.home.snapshot(conv, shared)? else {
+            return Ok(BTreeSet::new());
+        };
+        let then = devices(&Snapshot::decode(&snapshot)?.follow(self, conv)?)?;
+        let now: BTreeSet<DeviceAddress> = self.with_group(conv, |g, _| {
+            Ok(mls::roster(g)?.into_iter().map(|(_, d)| d).collect())
+        })?;
+        Ok(then.difference(&now).cloned().collect())
     }
 
     /// The members of the hub's state as its tree shows them, for a person

@@ -52,8 +52,8 @@ impl Engine {
 
     /// Compares a root a member sent (`bytes`, empty: none) with the roots
     /// this device holds; a different hash for one epoch raises
-    /// `directory_conflict` with both as evidence. A newer root is kept for
-    /// [`Engine::take_newer_roots`]: proving it needs the network.
+    /// `directory_conflict` with both as evidence. A newer root is kept in
+    /// the home until the client proves it (that needs the network).
     pub(crate) fn check_root(&self, conv: Option<&ConversationId>, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
@@ -85,20 +85,10 @@ impl Engine {
                 self.raise(AlertKind::DirectoryConflict, conv, &detail, Some(&evidence))
             }
             None if ledger.last().is_some_and(|l| theirs.epoch() > l.epoch()) => {
-                self.newer_roots.borrow_mut().push(bytes.to_vec());
-                Ok(())
+                self.home.put_member_root(bytes)
             }
             None => Ok(()),
         }
-    }
-
-    /// Roots members sent that are newer than this device's ledger: the
-    /// client moves the ledger to them with an append-only proof.
-    pub(crate) fn take_newer_roots(&self) -> Vec<Vec<u8>> {
-        let mut roots = std::mem::take(&mut *self.newer_roots.borrow_mut());
-        roots.sort();
-        roots.dedup();
-        roots
     }
 }
 

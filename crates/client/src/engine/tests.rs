@@ -13,9 +13,10 @@ use crate::mls;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use std::cell::Cell;
+use valise_directory::identity::revocation_message;
 use valise_directory::{
-    Approval, DeviceEntry, DeviceList, Identity, RootLedger, RootSigner, SignatureKey,
-    approval_message, verify_root,
+    Approval, DeviceEntry, DeviceList, DeviceStatus, Identity, Revocation, RootLedger, RootSigner,
+    SignatureKey, approval_message, verify_root,
 };
 use valise_proto::api::{EntryKind, GroupInfoState, InboxEntry, SubmitCommit};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, ThreadId, UserId};
@@ -149,6 +150,40 @@ impl Dev {
             message: message.to_vec().into(),
             ratchet_tree: tree.map(Into::into),
         })
+    }
+
+    fn sign(&self, message: &[u8]) -> SignatureKey {
+        use openmls_traits::signatures::Signer as _;
+        SignatureKey(self.engine.signer.sign(message).unwrap())
+    }
+
+    /// Joins by this Welcome, as the hub hands it over with the tree.
+    fn join(&self, conv: &ConversationId, from: &Dev, welcome: &[u8], tree: Vec<u8>) {
+        let joined = self
+            .take_with_tree(EntryKind::Welcome, conv, from, welcome, Some(tree))
+            .unwrap();
+        assert!(matches!(joined, Applied::Joined), "{joined:?}");
+    }
+
+    /// The inbox entry the hub would hand over, and what applying it did.
+    fn take_entry(
+        &self,
+        conv: &ConversationId,
+        kind: EntryKind,
+        from: &Dev,
+        message: &[u8],
+    ) -> (InboxEntry, crate::Result<Applied>) {
+        self.seq.set(self.seq.get() + 1);
+        let entry = InboxEntry {
+            seq: self.seq.get(),
+            kind,
+            conversation: *conv,
+            sender: from.me().clone(),
+            message: message.to_vec().into(),
+            ratchet_tree: None,
+        };
+        let out = self.engine.apply_entry(&entry);
+        (entry, out)
     }
 
     /// Stages a commit, and the hub takes it: its echo merges it here.
@@ -323,58 +358,83 @@ fn a_removed_member_reads_nothing_written_after_its_removal() {
     assert_eq!(carol.subjects(), ["to both"]);
 }
 
-#[test]
-fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
-    let (alice, bob) = (Dev::new("alice"), Dev::new("bob"));
-    Dev::introduce(&[&alice, &bob]);
-    let conv = conversation(&alice, &[&bob]);
-    // Alice's view of bob changes: his key is now only pending (not signed
-    // by his identity), as for a device the server slipped in.
-    let other = Dev::new("bob");
-    let pending = DeviceList::new(
-        Identity {
-            key: SignatureKey(other.key()),
-            generation: 1,
-        },
-        vec![
-            DeviceEntry::new(other.me().device, other.key(), 0, 1),
-            DeviceEntry::new(bob.me().device, bob.key(), 1, 1),
-        ],
-    )
-    .unwrap();
-    alice.learn(&bob.me().user, &pending);
-    let letter = bob.write(&conv, "from bob");
-    let out = alice
-        .take(EntryKind::Application, &conv, &bob, &letter)
-        .unwrap();
-    assert!(
-        matches!(out, Applied::NeedsProof(ref u) if u[0].0 == bob.me().user),
-        "{out:?}"
-    );
-    assert!(alice.subjects().is_empty(), "undone");
-    // Once approved (signed by the identity's founder), it is shown.
-    let mut entry = DeviceEntry::new(bob.me().device, bob.key(), 1, 1);
-    let identity = Identity {
-        key: SignatureKey(other.key()),
-        generation: 1,
-    };
-    let message = approval_message(&bob.me().user, &identity, &bob.me().device, &bob.key(), 1);
-    use openmls_traits::signatures::Signer as _;
-    entry.approval = Some(Approval {
-        by: other.me().device,
-        signature: SignatureKey(other.engine.signer.sign(&message).unwrap()),
-    });
-    let approved = DeviceList::new(
+/// Bob's list as founded by `founder`, with bob's `device` second:
+/// approved by the founder's signature, or pending.
+fn second_device(founder: &Dev, device: &Dev, approved: bool) -> DeviceList {
+    let identity = founder.entry().identity().clone();
+    let mut entry = DeviceEntry::new(device.me().device, device.key(), 1, 1);
+    if approved {
+        use openmls_traits::signatures::Signer as _;
+        let message = approval_message(
+            &device.me().user,
+            &identity,
+            &device.me().device,
+            &device.key(),
+            1,
+        );
+        entry.approval = Some(Approval {
+            by: founder.me().device,
+            signature: SignatureKey(founder.engine.signer.sign(&message).unwrap()),
+        });
+    }
+    DeviceList::new(
         identity,
         vec![
-            DeviceEntry::new(other.me().device, other.key(), 0, 1),
+            DeviceEntry::new(founder.me().device, founder.key(), 0, 1),
             entry,
         ],
     )
-    .unwrap();
-    alice.learn(&bob.me().user, &approved);
+    .unwrap()
+}
+
+#[test]
+fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
+    let (alice, laptop, phone) = (Dev::new("alice"), Dev::new("bob"), Dev::new("bob"));
+    Dev::introduce(&[&alice, &laptop]);
+    let bob = laptop.me().user.clone();
+    // The phone's own view: approved by the laptop. Alice's: pending (the
+    // server shows her no approval yet).
+    phone.learn(&alice.me().user, &alice.entry());
+    phone.learn(&bob, &second_device(&laptop, &phone, true));
+    alice.learn(&bob, &second_device(&laptop, &phone, false));
+    // The phone brings alice into a conversation of its own: she refuses
+    // to join a group with a key bob did not approve.
+    let conv = ConversationId::from_bytes(rand::random());
+    phone.engine.create_group(&conv, "", false).unwrap();
+    let submit = phone.commit(&conv, adds(vec![alice.key_package()]));
+    let welcome = submit.welcome.unwrap();
+    let out = alice
+        .take_with_tree(
+            EntryKind::Welcome,
+            &conv,
+            &phone,
+            welcome.as_slice(),
+            Some(phone.tree(&conv)),
+        )
+        .unwrap();
+    assert!(
+        matches!(out, Applied::NeedsProof(ref u) if u[0].0 == bob),
+        "{out:?}"
+    );
+    assert!(
+        alice.engine.home.conversation(&conv).unwrap().is_none(),
+        "undone"
+    );
+    // Once approved (signed by bob's founding device), she joins and reads.
+    alice.learn(&bob, &second_device(&laptop, &phone, true));
+    let joined = alice
+        .take_with_tree(
+            EntryKind::Welcome,
+            &conv,
+            &phone,
+            welcome.as_slice(),
+            Some(phone.tree(&conv)),
+        )
+        .unwrap();
+    assert!(matches!(joined, Applied::Joined), "{joined:?}");
+    let letter = phone.write(&conv, "from bob's phone");
     assert!(matches!(
-        alice.take(EntryKind::Application, &conv, &bob, &letter),
+        alice.take(EntryKind::Application, &conv, &phone, &letter),
         Ok(Applied::Letter)
     ));
 }
@@ -397,7 +457,7 @@ fn a_commit_that_brings_in_a_pending_device_is_refused() {
         )
         .unwrap(),
     );
-    bob.learn(&dave.me().user, &stranger.entry());
+    bob.learn(&dave.me().user, &second_device(&dave, &stranger, true));
     let add = bob.commit(&conv, adds(vec![stranger.key_package()]));
     let out = alice
         .take(EntryKind::Commit, &conv, &bob, add.commit.as_slice())
@@ -523,6 +583,7 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
         group_info: carols.group_info.clone().unwrap(),
         ratchet_tree: carol.tree(&conv).into(),
     };
+    // Carol signed it, and alice's side removed her: never taken.
     let judged = alice.engine.judge(&conv, &hub).unwrap();
     assert!(
         matches!(&judged, Judgement::Refuse(why) if why.contains(&carol.me().to_string())),
@@ -604,13 +665,16 @@ fn a_member_shown_another_root_for_an_epoch_raises_directory_conflict() {
         .take(EntryKind::Application, &conv, &bob, &letter)
         .unwrap();
     assert_eq!(alice.alerts(), ["directory_conflict"]);
-    // A root of a newer epoch is left for the client to prove.
+    // A root of a newer epoch is kept for the client to prove.
     let newer = signer.sign(6, [8; 32], 3, [2; 32]);
     alice
         .engine
         .check_root(Some(&conv), &newer.to_bytes())
         .unwrap();
-    assert_eq!(alice.engine.take_newer_roots(), vec![newer.to_bytes()]);
+    assert_eq!(
+        alice.engine.home.member_roots().unwrap(),
+        vec![newer.to_bytes()]
+    );
 }
 
 #[test]
@@ -618,9 +682,23 @@ fn letters_to_a_person_whose_identity_changed_wait_until_verified() {
     let (alice, bob) = (Dev::new("alice"), Dev::new("bob"));
     Dev::introduce(&[&alice, &bob]);
     let conv = conversation(&alice, &[&bob]);
-    // An administrator's reset: bob's identity is another key now.
+    // An administrator's reset: bob's device is revoked by a new
+    // generation, founded by another key.
     let reset = Dev::new("bob");
-    alice.learn(&bob.me().user, &reset.entry());
+    alice.learn(
+        &bob.me().user,
+        &DeviceList::new(
+            Identity {
+                key: SignatureKey(reset.key()),
+                generation: 2,
+            },
+            vec![
+                DeviceEntry::new(bob.me().device, bob.key(), 0, 1),
+                DeviceEntry::new(reset.me().device, reset.key(), 1, 2),
+            ],
+        )
+        .unwrap(),
+    );
     assert_eq!(alice.alerts(), ["identity_changed"]);
     let letter = letter("held");
     alice
@@ -701,4 +779,229 @@ fn a_copy_of_a_device_committing_beside_it_is_detected() {
         alice.take(EntryKind::Commit, &conv, &copy, update.commit.as_slice()),
         Ok(Applied::Commit)
     ));
+}
+
+// The intruder's moves found reading the code as the intruder would
+// (issue 8 review), each now a regression test.
+
+/// A user of two devices: `first` founds the identity (number 0), `second`
+/// (number 1) is approved by it.
+fn two_devices(first: &Dev, second: &Dev) -> (Identity, Vec<DeviceEntry>) {
+    let list = second_device(first, second, true);
+    (list.identity().clone(), list.devices().to_vec())
+}
+
+#[test]
+fn a_revocation_the_server_undoes_is_refused_and_alerted() {
+    let (alice, laptop, phone) = (Dev::new("alice"), Dev::new("bob"), Dev::new("bob"));
+    let bob = user("bob");
+    let (id, entries) = two_devices(&laptop, &phone);
+    let honest = DeviceList::new(id.clone(), entries.clone()).unwrap();
+    let mut revoked = entries;
+    let i = revoked
+        .iter()
+        .position(|e| e.device == phone.me().device)
+        .unwrap();
+    revoked[i].revocation = Some(Revocation {
+        at: 2,
+        by: Some(laptop.me().device),
+        signature: Some(laptop.sign(&revocation_message(
+            &bob,
+            &id,
+            &phone.me().device,
+            &phone.key(),
+            2,
+        ))),
+    });
+    alice.learn(&bob, &DeviceList::new(id, revoked).unwrap());
+    // The server publishes bob's list again without the revocation.
+    assert!(alice.engine.record_proven(&bob, &honest, 6).is_err());
+    assert_eq!(
+        alice.engine.doubt(phone.me(), &phone.key()).unwrap(),
+        Some(super::identity::Doubt::Revoked),
+        "what it knew stays"
+    );
+    assert_eq!(alice.alerts(), ["directory_conflict"]);
+}
+
+#[test]
+fn a_revoked_device_approves_nothing_the_server_numbers_for_it() {
+    let (a, b, x) = (Dev::new("bob"), Dev::new("bob"), Dev::new("bob"));
+    let bob = user("bob");
+    let (id, mut entries) = two_devices(&a, &b);
+    let ia = entries
+        .iter()
+        .position(|e| e.device == a.me().device)
+        .unwrap();
+    entries[ia].revocation = Some(Revocation {
+        at: 2,
+        by: Some(b.me().device),
+        signature: Some(b.sign(&revocation_message(&bob, &id, &a.me().device, &a.key(), 2))),
+    });
+    // The thief, holding a's key, approves x, which the server numbers 2.
+    let mut ex = DeviceEntry::new(x.me().device, x.key(), 2, 1);
+    ex.approval = Some(Approval {
+        by: a.me().device,
+        signature: a.sign(&approval_message(&bob, &id, &x.me().device, &x.key(), 2)),
+    });
+    entries.push(ex.clone());
+    let status = |entries: Vec<DeviceEntry>| {
+        valise_directory::identity::devices(&bob, &DeviceList::new(id.clone(), entries).unwrap())
+            .status(&x.me().device)
+    };
+    assert_eq!(status(entries.clone()), Some(DeviceStatus::Pending));
+    // Raising `at` breaks b's signature: then a approves nothing at all.
+    let mut raised = entries.clone();
+    raised[ia].revocation.as_mut().unwrap().at = 3;
+    assert_eq!(status(raised), Some(DeviceStatus::Pending));
+    // Numbering x into the past: lists with a gap or a reused number are
+    // refused outright.
+    let mut gap = entries.clone();
+    gap.last_mut().unwrap().number = 5;
+    assert!(DeviceList::new(id.clone(), gap).is_err());
+    let mut reused = entries;
+    reused.last_mut().unwrap().number = 1;
+    assert!(DeviceList::new(id, reused).is_err());
+}
+
+#[test]
+fn a_letter_from_a_revoked_device_is_refused_even_from_a_past_epoch() {
+    let (alice, laptop, phone) = (Dev::new("alice"), Dev::new("bob"), Dev::new("bob"));
+    let bob = user("bob");
+    let (id, entries) = two_devices(&laptop, &phone);
+    let list = DeviceList::new(id.clone(), entries.clone()).unwrap();
+    for d in [&alice, &laptop, &phone] {
+        d.learn(&alice.me().user, &alice.entry());
+        d.learn(&bob, &list);
+    }
+    let conv = conversation(&alice, &[&laptop, &phone]);
+    // A thief's copy of the phone writes; the server holds the letter back.
+    let forged = phone.write(&conv, "wire the money to account X");
+    let mut revoked = entries;
+    let i = revoked
+        .iter()
+        .position(|e| e.device == phone.me().device)
+        .unwrap();
+    revoked[i].revocation = Some(Revocation {
+        at: 2,
+        by: Some(laptop.me().device),
+        signature: Some(laptop.sign(&revocation_message(
+            &bob,
+            &id,
+            &phone.me().device,
+            &phone.key(),
+            2,
+        ))),
+    });
+    let revoked = DeviceList::new(id, revoked).unwrap();
+    alice.learn(&bob, &revoked);
+    laptop.learn(&bob, &revoked);
+    let removal = laptop.commit(
+        &conv,
+        Change {
+            removes: [phone.me().clone()].into(),
+            ..Change::default()
+        },
+    );
+    alice
+        .take(EntryKind::Commit, &conv, &laptop, removal.commit.as_slice())
+        .unwrap();
+    let out = alice
+        .take(EntryKind::Application, &conv, &phone, &forged)
+        .unwrap();
+    assert!(matches!(out, Applied::NeedsProof(_)), "{out:?}");
+    assert!(alice.subjects().is_empty());
+}
+
+#[test]
+fn a_removed_person_does_not_come_back_under_another_device() {
+    let (alice, bob, m1, m2) = (
+        Dev::new("alice"),
+        Dev::new("bob"),
+        Dev::new("mallory"),
+        Dev::new("mallory"),
+    );
+    let mallory = user("mallory");
+    let (id, entries) = two_devices(&m1, &m2);
+    let mlist = DeviceList::new(id, entries).unwrap();
+    for d in [&alice, &bob, &m1, &m2] {
+        d.learn(&alice.me().user, &alice.entry());
+        d.learn(&bob.me().user, &bob.entry());
+        d.learn(&mallory, &mlist);
+    }
+    let conv = conversation(&alice, &[&bob, &m1]);
+    alice.commit(
+        &conv,
+        Change {
+            removes: [m1.me().clone()].into(),
+            ..Change::default()
+        },
+    );
+    // The hub restored to epoch 1: m1 adds m2, then m2 removes m1.
+    let add = m1.commit(&conv, adds(vec![m2.key_package()]));
+    m2.join(&conv, &m1, add.welcome.unwrap().as_slice(), m1.tree(&conv));
+    let swap = m2.commit(
+        &conv,
+        Change {
+            removes: [m1.me().clone()].into(),
+            ..Change::default()
+        },
+    );
+    let (entry, out) = alice.take_entry(&conv, EntryKind::Commit, &m1, add.commit.as_slice());
+    let Ok(Applied::Fork(fork)) = out else {
+        panic!("a fork: {out:?}")
+    };
+    alice.engine.diverge_on_fork(&entry, &fork).unwrap();
+    let (entry, out) = alice.take_entry(&conv, EntryKind::Commit, &m2, swap.commit.as_slice());
+    assert!(out.is_err());
+    alice.engine.diverge_on_refused_commit(&entry).unwrap();
+    let hub = GroupInfoState {
+        epoch: 3,
+        group_info: swap.group_info.clone().unwrap(),
+        ratchet_tree: m2.tree(&conv).into(),
+    };
+    let judged = alice.engine.judge(&conv, &hub).unwrap();
+    assert!(matches!(&judged, Judgement::Refuse(_)), "{judged:?}");
+}
+
+#[test]
+fn a_device_renews_the_leaf_it_joined_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Dev::new("alice");
+    let bob = Dev::on_disk(&dir.path().join("bob"), "bob");
+    Dev::introduce(&[&alice, &bob]);
+    // A thief copies bob's home after it made a key package, before alice
+    // adds bob with it: the copy opens the Welcome.
+    let kp = bob.key_package();
+    let thief = bob.copy(&dir.path().join("bob"), &dir.path().join("thief"));
+    let conv = ConversationId::from_bytes(rand::random());
+    alice.engine.create_group(&conv, "new", false).unwrap();
+    let welcome = alice.commit(&conv, adds(vec![kp])).welcome.unwrap();
+    bob.join(&conv, &alice, welcome.as_slice(), alice.tree(&conv));
+    thief.join(&conv, &alice, welcome.as_slice(), alice.tree(&conv));
+    // Bob renews that leaf at his very next sync, not a day later.
+    let due = bob.engine.home.updates_due(0).unwrap();
+    assert_eq!(due, vec![conv]);
+    let update = bob.commit(
+        &conv,
+        Change {
+            update: true,
+            ..Change::default()
+        },
+    );
+    alice
+        .take(EntryKind::Commit, &conv, &bob, update.commit.as_slice())
+        .unwrap();
+    assert!(
+        thief
+            .take(EntryKind::Commit, &conv, &bob, update.commit.as_slice())
+            .is_err()
+    );
+    let letter = alice.write(&conv, "after the renewal");
+    assert!(
+        thief
+            .take(EntryKind::Application, &conv, &alice, &letter)
+            .is_err()
+    );
+    assert!(thief.subjects().is_empty());
 }

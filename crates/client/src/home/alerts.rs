@@ -2,7 +2,7 @@
 
 use super::Home;
 use crate::error::Result;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 /// One alert as `valise alerts` lists it.
@@ -53,6 +53,16 @@ impl Home {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether an alert of this kind with exactly this evidence was raised.
+    pub fn has_alert(&self, kind: &str, evidence: &[u8]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM alerts WHERE kind = ?1 AND evidence = ?2 LIMIT 1")?
+            .query_row(params![kind, evidence], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Marks every alert up to `id` as shown.

@@ -52,6 +52,8 @@ pub struct Divergence {
     pub shadow_added: String,
     /// Another copy of this device committed here.
     pub cloned: bool,
+    /// Why the hub's side cannot be taken, whatever follows.
+    pub hub_tainted: Option<String>,
 }
 
 impl Home {
@@ -71,8 +73,8 @@ impl Home {
                 "INSERT INTO conversations (id, name, direct, created_at_ms, joined_epoch, updated_leaf_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?4)
                  ON CONFLICT (id) DO UPDATE SET active = 1, diverged = 0, fork_epoch = NULL,
-                     shared_epoch = NULL, shadow = NULL, shadow_added = '',
-                     joined_epoch = excluded.joined_epoch,
+                     shared_epoch = NULL, shadow = NULL, shadow_added = '', cloned = 0,
+                     hub_tainted = NULL, joined_epoch = excluded.joined_epoch,
                      updated_leaf_at_ms = excluded.updated_leaf_at_ms",
             )?
             .execute(params![id.to_string(), name, direct, now_ms, joined_epoch as i64])?;
@@ -184,11 +186,20 @@ impl Home {
         Ok(())
     }
 
+    /// The hub's side of `id` can no longer be taken, and why.
+    pub fn taint_hub_side(&self, id: &ConversationId, why: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET hub_tainted = ?1 WHERE id = ?2",
+            params![why, id.to_string()],
+        )?;
+        Ok(())
+    }
+
     /// In step again: nothing left to check, follow or send again.
     pub fn clear_diverged(&self, id: &ConversationId) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET diverged = 0, fork_epoch = NULL, shared_epoch = NULL,
-                 shadow = NULL, shadow_added = '', cloned = 0
+                 shadow = NULL, shadow_added = '', cloned = 0, hub_tainted = NULL
              WHERE id = ?1",
             [id.to_string()],
         )?;
@@ -199,7 +210,7 @@ impl Home {
         Ok(self
             .conn
             .query_row(
-                "SELECT fork_epoch, shared_epoch, shadow, shadow_added, cloned
+                "SELECT fork_epoch, shared_epoch, shadow, shadow_added, cloned, hub_tainted
                  FROM conversations WHERE id = ?1",
                 [id.to_string()],
                 |r| {
@@ -209,6 +220,7 @@ impl Home {
                         shadow: r.get(2)?,
                         shadow_added: r.get(3)?,
                         cloned: r.get(4)?,
+                        hub_tainted: r.get(5)?,
                     })
                 },
             )

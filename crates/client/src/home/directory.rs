@@ -137,6 +137,18 @@ impl Home {
             .optional()?)
     }
 
+    /// The status a verified lookup gave this device, whatever its key.
+    pub fn device_status_any_key(&self, device: &DeviceAddress) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT status FROM directory_devices WHERE user = ?1 AND device = ?2")?
+            .query_row(
+                params![device.user.as_str(), device.device.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The devices of `user` a verified lookup showed, with key and status.
     pub fn directory_devices(&self, user: &UserId) -> Result<Vec<(DeviceId, Vec<u8>, String)>> {
         let mut stmt = self.conn.prepare_cached(
@@ -180,6 +192,60 @@ impl Home {
                 now_ms
             ])?;
         Ok(())
+    }
+
+    /// The last list a verified lookup showed for `user` (encoded).
+    pub fn directory_list(&self, user: &UserId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT list FROM directory_lists WHERE user = ?1")?
+            .query_row([user.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn put_directory_list(&self, user: &UserId, list: &[u8], epoch: u64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO directory_lists (user, list, epoch) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user) DO UPDATE SET list = excluded.list, epoch = excluded.epoch",
+            )?
+            .execute(params![user.as_str(), list, epoch as i64])?;
+        Ok(())
+    }
+
+    /// Keeps a root a member sent until it is proven (or refused).
+    pub fn put_member_root(&self, root: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO member_roots (root) VALUES (?1)")?
+            .execute([root])?;
+        Ok(())
+    }
+
+    pub fn member_roots(&self) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self.conn.prepare_cached("SELECT root FROM member_roots")?;
+        Ok(stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub fn drop_member_root(&self, root: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM member_roots WHERE root = ?1")?
+            .execute([root])?;
+        Ok(())
+    }
+
+    /// Whether this device already told its user that `device` (with
+    /// `key`) was revoked; marks it told.
+    pub fn tell_revocation_once(&self, device: &DeviceId, key: &[u8]) -> Result<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE known_devices SET revocation_told = 1
+                 WHERE device = ?1 AND signature_key = ?2 AND revocation_told = 0",
+            )?
+            .execute(params![device.to_string(), key])?;
+        Ok(changed == 1)
     }
 
     /// Records a device (and key) of this user seen in their entry's

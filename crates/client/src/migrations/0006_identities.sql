@@ -27,6 +27,25 @@ CREATE TABLE directory_devices (
     PRIMARY KEY (user, device)
 ) STRICT;
 
+-- The last list a verified lookup showed for each user (canonical
+-- encoding): the next one must only have grown from it (a revocation is
+-- never undone, a device never renumbered).
+CREATE TABLE directory_lists (
+    user TEXT PRIMARY KEY,
+    list BLOB NOT NULL,
+    epoch INTEGER NOT NULL
+) STRICT;
+
+-- Directory roots members sent that are newer than this device's ledger,
+-- until an append-only proof from the server shows them (or fails to: a
+-- split view).
+CREATE TABLE member_roots (
+    root BLOB PRIMARY KEY
+) STRICT;
+
+-- This user's devices whose revocation this device has already told about.
+ALTER TABLE known_devices ADD COLUMN revocation_told INTEGER NOT NULL DEFAULT 0;
+
 -- Root hashes of directory epochs this device holds (the ledger's, and
 -- every epoch an append-only proof showed it): a root that a letter
 -- carries is compared with them (split views are seen in band).
@@ -46,6 +65,9 @@ ALTER TABLE conversations ADD COLUMN update_due INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN shared_epoch INTEGER;
 ALTER TABLE conversations ADD COLUMN shadow BLOB;
 ALTER TABLE conversations ADD COLUMN shadow_added TEXT NOT NULL DEFAULT '';
+-- Why the hub's side cannot be taken whatever comes next (a commit there
+-- signed by a device this side removed), if so.
+ALTER TABLE conversations ADD COLUMN hub_tainted TEXT;
 -- Another copy of this device committed here (D3): this device does not
 -- rejoin by itself, lest a stale copy keep reading.
 ALTER TABLE conversations ADD COLUMN cloned INTEGER NOT NULL DEFAULT 0;

@@ -168,7 +168,12 @@ fn with_devices(
                 .collect()
         })
         .unwrap_or_default();
-    let first = honest.map_or(0, DeviceList::next_number);
+    // Numbers stay 0, 1, 2, … (lists with a gap are refused by everyone).
+    let first = if keep {
+        honest.map_or(0, DeviceList::next_number)
+    } else {
+        0
+    };
     for (number, (id, key)) in (first..).zip(devices) {
         entries.push(DeviceEntry::new(id, key, number, identity.generation));
     }
