@@ -49,7 +49,24 @@ pub struct Engine {
     /// X-Wing group costs more than using it). The database stays the
     /// truth: a copy is dropped whenever an operation on it fails.
     groups: RefCell<HashMap<ConversationId, MlsGroup>>,
+    /// What stays true once computed, kept off the database on the hot
+    /// path (each letter sealed or opened).
+    cache: RefCell<Cache>,
 }
+
+/// See [`Engine::cache`].
+#[derive(Default)]
+struct Cache {
+    /// The root stamped into what this device sends (the ledger's newest);
+    /// dropped whenever the ledger moves or a transaction rolls back.
+    stamp: Option<Vec<u8>>,
+    /// Roots members sent that were found consistent with this device's
+    /// view (a fact that stays true).
+    consistent: std::collections::HashSet<Vec<u8>>,
+}
+
+/// Most consistent roots remembered; past it the set starts over.
+const MAX_CACHED_ROOTS: usize = 64;
 
 impl Engine {
     /// The engine of an enrolled home.
@@ -80,6 +97,7 @@ impl Engine {
             signer,
             clock,
             groups: RefCell::default(),
+            cache: RefCell::default(),
         }
     }
 
@@ -122,9 +140,10 @@ impl Engine {
         self.groups.borrow_mut().remove(conv);
     }
 
-    /// Drops every in-memory group (after a rollback).
+    /// Drops every in-memory group and the root stamp (after a rollback).
     pub(crate) fn forget_groups(&self) {
         self.groups.borrow_mut().clear();
+        self.cache.borrow_mut().stamp = None;
     }
 
     /// Runs `f` atomically. If anything fails, nothing of it remains: the

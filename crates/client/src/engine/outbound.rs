@@ -199,6 +199,9 @@ impl Engine {
     /// Why nothing may be written to these users now: one's identity
     /// changed and nobody verified the new one.
     fn identity_hold(&self, users: &[UserId]) -> Result<Option<String>> {
+        if !self.home.any_contact_changed()? {
+            return Ok(None);
+        }
         for user in users {
             if !self.may_write_to(user)? {
                 return Ok(Some(format!(

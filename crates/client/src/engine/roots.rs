@@ -10,7 +10,7 @@
 //!                                            └─ older than anything held: nothing to compare
 //! ```
 
-use super::Engine;
+use super::{Engine, MAX_CACHED_ROOTS};
 use crate::alert::AlertKind;
 use crate::error::{ClientError, Result};
 use valise_directory::{DirectoryKey, RootLedger, SignedRoot, VerifiedRoot, verify_root};
@@ -38,6 +38,7 @@ impl Engine {
     ) -> Result<()> {
         let json = serde_json::to_string(ledger)
             .map_err(|e| ClientError::Home(format!("directory ledger: {e}")))?;
+        self.cache.borrow_mut().stamp = None;
         self.home.set_ledger(&json)?;
         self.home.put_roots(spanned)?;
         self.home.put_roots(&[(root.epoch(), *root.root_hash())])
@@ -46,8 +47,13 @@ impl Engine {
     /// The root this device stamps into what it sends (`Letter::root`,
     /// a commit's authenticated data).
     pub(crate) fn root_stamp(&self) -> Result<Vec<u8>> {
+        if let Some(stamp) = &self.cache.borrow().stamp {
+            return Ok(stamp.clone());
+        }
         let (_, ledger) = self.directory_state()?;
-        Ok(ledger.last().map(SignedRoot::to_bytes).unwrap_or_default())
+        let stamp = ledger.last().map(SignedRoot::to_bytes).unwrap_or_default();
+        self.cache.borrow_mut().stamp = Some(stamp.clone());
+        Ok(stamp)
     }
 
     /// Compares a root a member sent (`bytes`, empty: none) with the roots
@@ -55,7 +61,7 @@ impl Engine {
     /// `directory_conflict` with both as evidence. A newer root is kept in
     /// the home until the client proves it (that needs the network).
     pub(crate) fn check_root(&self, conv: Option<&ConversationId>, bytes: &[u8]) -> Result<()> {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.cache.borrow().consistent.contains(bytes) {
             return Ok(());
         }
         let (key, ledger) = self.directory_state()?;
@@ -69,7 +75,14 @@ impl Engine {
             return Ok(());
         };
         match self.home.root_hash(theirs.epoch())? {
-            Some(ours) if ours.as_slice() == theirs.root_hash().as_slice() => Ok(()),
+            Some(ours) if ours.as_slice() == theirs.root_hash().as_slice() => {
+                let mut cache = self.cache.borrow_mut();
+                if cache.consistent.len() >= MAX_CACHED_ROOTS {
+                    cache.consistent.clear();
+                }
+                cache.consistent.insert(bytes.to_vec());
+                Ok(())
+            }
             Some(ours) => {
                 let mut evidence = match ledger.last() {
                     Some(last) if last.epoch() == theirs.epoch() => last.to_bytes(),

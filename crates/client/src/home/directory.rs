@@ -175,6 +175,15 @@ impl Home {
             .optional()?)
     }
 
+    /// Whether any correspondent's identity changed unverified (almost
+    /// never: the common case skips the per-member checks).
+    pub fn any_contact_changed(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'changed')")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     pub fn put_contact(&self, user: &UserId, c: &Contact, now_ms: i64) -> Result<()> {
         self.conn
             .prepare_cached(
