@@ -242,9 +242,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         .chain(lights.iter().map(|l| l.user.clone()))
         .collect();
     let conv = rt.block_on(clients[0].create_conversation("bench", &members))?;
-    for c in clients.iter_mut().skip(1) {
-        rt.block_on(c.sync())?;
-    }
+    settle(&rt, &mut clients)?;
     for l in &mut lights {
         rt.block_on(l.skip_queued())?;
     }
@@ -361,6 +359,23 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         offline_devices: args.offline,
         catchup_seconds: catchup,
     })
+}
+
+/// Syncs every device until a round changes nothing: joiners renew their
+/// leaf keys at once (each a commit), and letters sealed before everyone
+/// is at the last epoch would be sealed again inside the measurement.
+fn settle(rt: &tokio::runtime::Runtime, clients: &mut [Client]) -> Result<()> {
+    for _ in 0..clients.len() + 2 {
+        let mut changed = false;
+        for c in clients.iter_mut() {
+            let r = rt.block_on(c.sync())?;
+            changed |= r.joined + r.commits + r.updated > 0;
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+    bail!("the bench conversation did not settle")
 }
 
 /// All light receivers on one thread: each drains `letters` letters.

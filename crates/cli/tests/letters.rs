@@ -105,7 +105,13 @@ fn body_from_file_and_clear_errors() {
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("999") || err.contains("nobody@mfa.example"),
+            "{args:?}: the error names what is wrong: {err}"
+        );
     }
+    // The letter to nobody was taken back, not left waiting.
+    assert_eq!(alice.json(&["outbox"]).as_array().unwrap().len(), 0);
 
     // Malformed arguments: clap's usage error, exit code 2.
     let out = alice.run(&[

@@ -205,10 +205,17 @@ impl Home {
 
     /// Applies openmls' migrations, then ours (numbered by `user_version`).
     fn migrate(&mut self) -> Result<()> {
-        crate::provider::run_openmls_migrations(&mut self.conn)?;
         let version: usize = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if (1..FIRST_CARRIED).contains(&version) {
+            return Err(ClientError::Home(
+                "this home was made by a Valise from before devices were approved by their \
+                 user, and cannot be carried over: enrol this device again in a new home"
+                    .into(),
+            ));
+        }
+        crate::provider::run_openmls_migrations(&mut self.conn)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
@@ -218,6 +225,12 @@ impl Home {
         Ok(())
     }
 }
+
+/// The oldest home this version opens. Before 0006 (identities, device
+/// approval) openmls state was stored in another encoding and directory
+/// entries had no identity; Valise had no deployment then, so such homes
+/// are refused rather than converted.
+const FIRST_CARRIED: usize = 6;
 
 /// Our schema, one entry per version; never edit a released entry.
 const MIGRATIONS: &[&str] = &[
@@ -252,4 +265,24 @@ fn restrict_dir(path: &Path) -> Result<()> {
 #[cfg(not(unix))]
 fn restrict_dir(_: &Path) -> Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_home_from_before_device_approval_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let passphrase = Passphrase::new("home tests".into());
+        let home = Home::open_or_create(dir.path(), &passphrase).unwrap();
+        home.conn
+            .pragma_update(None, "user_version", FIRST_CARRIED - 1)
+            .unwrap();
+        drop(home);
+        let err = Home::open_or_create(dir.path(), &passphrase).err().unwrap();
+        assert!(err.to_string().contains("enrol this device again"), "{err}");
+        let err = Home::open_or_create(dir.path(), &passphrase).err().unwrap();
+        assert!(err.to_string().contains("enrol this device again"), "{err}");
+    }
 }

@@ -88,7 +88,9 @@ impl From<StoreError> for ApiError {
                     "the server's storage is full; nothing was stored, retry later",
                 )
             }
-            StoreError::Corrupt(_) | StoreError::Sqlite(_) => Self::internal(e),
+            StoreError::Corrupt(_) | StoreError::Incompatible(_) | StoreError::Sqlite(_) => {
+                Self::internal(e)
+            }
         }
     }
 }

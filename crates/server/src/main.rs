@@ -168,9 +168,11 @@ fn init(data: &Path, domain: &str) -> Result<(), CliError> {
 fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
     let dir = DataDir::new(data);
     dir.config()?;
-    // Moves the directory keys of an older data directory out of the database.
-    dir.directory_keys()?;
+    // The store first: a data directory that cannot be carried over is
+    // refused before anything in it changes. Then the directory keys of an
+    // older data directory move out of the database.
     let store = dir.open_store()?;
+    dir.directory_keys()?;
     match command {
         AdminCommand::Invite {
             user,
@@ -302,8 +304,9 @@ fn run(
         tracing::warn!(given = %d, stored = %config.domain, "--domain ignored: the directory has its own");
     }
     let tls = tls::server_config(&dir.cert_path(), &dir.key_path())?;
-    let keys = Arc::new(dir.directory_keys()?);
+    // The store first (see `admin`).
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.db_path())?);
+    let keys = Arc::new(dir.directory_keys()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -755,6 +755,31 @@ fn send_to_reuses_only_a_conversation_of_exactly_its_recipients() {
 }
 
 #[test]
+fn a_letter_that_can_go_nowhere_is_taken_back_whole() {
+    let alice = Dev::new("alice");
+    let letter = letter("to nobody");
+    let target = Target::Exactly {
+        users: vec![user("nobody")],
+        conversation: None,
+    };
+    let id = alice.engine.write_letter(&target, &letter).unwrap();
+    assert!(
+        alice
+            .engine
+            .home
+            .outbound(&letter.message_id)
+            .unwrap()
+            .is_some()
+    );
+    alice
+        .engine
+        .withdraw_letter(&letter.message_id, id)
+        .unwrap();
+    assert!(alice.engine.home.outbox().unwrap().is_empty());
+    assert!(alice.engine.home.letter(id).is_err());
+}
+
+#[test]
 fn a_copy_of_a_device_committing_beside_it_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Dev::new("alice");

@@ -131,21 +131,29 @@ impl Home {
 
     /// Forgets delivered entries. This write alone skips the fsync: if a
     /// power cut undoes it, the entries are sent again and the server,
-    /// which knows their ids, ignores the duplicates.
+    /// which knows their ids, ignores the duplicates. Inside a caller's
+    /// transaction it is part of that write (SQLite cannot change the
+    /// setting there), and as durable.
     pub fn drop_outbound(&self, ids: &[MessageId]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
+        let delete = || {
+            self.transaction(|| {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?;
+                for id in ids {
+                    stmt.execute([id.to_string()])?;
+                }
+                Ok(())
+            })
+        };
+        if !self.conn.is_autocommit() {
+            return delete();
+        }
         self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let deleted = self.transaction(|| {
-            let mut stmt = self
-                .conn
-                .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?;
-            for id in ids {
-                stmt.execute([id.to_string()])?;
-            }
-            Ok(())
-        });
+        let deleted = delete();
         self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         deleted
     }

@@ -33,6 +33,9 @@ pub enum StoreError {
     Changed(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Written by a version of Valise this one cannot carry over.
+    #[error("{0}")]
+    Incompatible(String),
     /// The disk (or the database's size limit) is full.
     #[error("storage is full")]
     Full,

@@ -8,6 +8,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The oldest schema whose users can be carried over: before it
+/// (0004_identity), directory entries had no identity and no approvals,
+/// and clients refuse that format anywhere in a user's history (accepting
+/// it would let a server publish devices nobody approved: a downgrade).
+/// Valise had no deployment then, so such a database is refused rather
+/// than converted; one without users is upgraded.
+const FIRST_CARRIED: usize = 4;
+
 /// Numbered migrations, applied in order by `PRAGMA user_version`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
@@ -194,6 +202,17 @@ impl SqliteStore {
                 "database schema version {version} is newer than this server ({})",
                 MIGRATIONS.len()
             )));
+        }
+        if (1..FIRST_CARRIED).contains(&version)
+            && conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?
+        {
+            return Err(StoreError::Incompatible(
+                "this data directory has users enrolled before devices were approved by their \
+                 user: their key directory entries are in a format clients no longer accept, \
+                 so it cannot be carried over; initialise a new data directory and invite \
+                 everyone again"
+                    .into(),
+            ));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.transaction()?;

@@ -655,38 +655,32 @@ fn claims_skip_devices_not_approved_and_packages_that_expired() {
     assert_eq!(claim(), vec![(2, vec![7], false)]);
 }
 
-#[test]
-fn a_database_from_before_identities_numbers_devices_in_enrolment_order() {
+/// A database at schema `version`, with one user if `with_user`.
+fn database_at(version: usize, with_user: bool) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    {
-        let mut conn = Connection::open(&path).unwrap();
-        let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..3] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.execute_batch(
-            "PRAGMA user_version = 3;
-             INSERT INTO users (user, created_at_ms) VALUES ('alice@x.y', 1), ('bob@x.y', 1);
-             INSERT INTO devices (user, device, signature_key, enrolled_at_ms) VALUES
-               ('alice@x.y', '0101010101010101', x'01', 20),
-               ('alice@x.y', '0202020202020202', x'02', 10),
-               ('bob@x.y', '0303030303030303', x'03', 30),
-               ('alice@x.y', '0404040404040404', x'04', 20);",
+    let conn = Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..version] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+    if with_user {
+        conn.execute(
+            "INSERT INTO users (user, created_at_ms) VALUES ('alice@mfa.example', 0)",
+            [],
         )
         .unwrap();
-        tx.commit().unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
-    use Status::*;
-    assert_eq!(
-        statuses(&store, "alice@x.y"),
-        vec![(2, 0, Approved, 1), (1, 1, Pending, 1), (4, 2, Pending, 1)]
-    );
-    assert_eq!(statuses(&store, "bob@x.y"), vec![(3, 0, Approved, 1)]);
-    let alice = store.user(&user("alice@x.y")).unwrap();
-    assert_eq!(
-        (alice.identity.key.as_bytes(), alice.identity.generation),
-        (&[2u8][..], 1)
-    );
+    (dir, path)
+}
+
+#[test]
+fn users_from_before_device_approval_are_not_carried_over() {
+    let (_dir, path) = database_at(FIRST_CARRIED - 1, true);
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(matches!(err, StoreError::Incompatible(_)), "{err}");
+    assert!(err.to_string().contains("initialise a new data directory"));
+    // An older database without users is upgraded.
+    let (_dir, path) = database_at(FIRST_CARRIED - 1, false);
+    SqliteStore::open(&path).unwrap();
 }
