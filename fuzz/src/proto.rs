@@ -13,13 +13,13 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use valise_proto::api::{
-    Ack, Acked, ApproveDevice, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
+    ApproveDevice, ChallengeRequest, ChallengeResponse, ClaimRequest, ClaimResponse,
     ConversationState, CreateConversation, DeviceList, DirectoryAudit, DirectoryProof,
-    DirectoryRoot, EnrollRequest, EnrollResponse, GroupInfoState, InboxPage, KeyPackageStock,
-    KeyPackageUpload, MessageAccepted, RevokeDevice, SendMessage, SubmitCommit, TokenRequest,
-    TokenResponse,
+    DirectoryRoot, EnrollRequest, EnrollResponse, GroupInfoState, KeyPackageStock,
+    KeyPackageUpload, RevokeDevice, SubmitCommit, TokenRequest, TokenResponse,
 };
 use valise_proto::letter::bucket;
+use valise_proto::wire;
 use valise_proto::{
     ConversationId, DeviceAddress, DeviceId, MessageId, Payload, Problem, ThreadId, UserId,
 };
@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "api_requests",
     "api_responses",
     "inbox_page",
+    "letters",
     "ids",
 ];
 
@@ -45,6 +46,7 @@ pub fn run(name: &str, data: &[u8]) -> Option<usize> {
         "api_requests" => api_requests(data),
         "api_responses" => api_responses(data),
         "inbox_page" => inbox_page(data),
+        "letters" => letters(data),
         "ids" => ids(data),
         _ => return None,
     })
@@ -84,8 +86,6 @@ pub fn api_requests(data: &[u8]) -> usize {
         json::<ClaimRequest>(data),
         json::<CreateConversation>(data),
         json::<SubmitCommit>(data),
-        json::<SendMessage>(data),
-        json::<Ack>(data),
         json::<ApproveDevice>(data),
         json::<RevokeDevice>(data),
     ]
@@ -106,8 +106,6 @@ pub fn api_responses(data: &[u8]) -> usize {
         json::<DeviceList>(data),
         json::<ConversationState>(data),
         json::<GroupInfoState>(data),
-        json::<MessageAccepted>(data),
-        json::<Acked>(data),
         // The envelopes only: the root and proof bytes inside are
         // valise-directory's to decode.
         json::<DirectoryRoot>(data),
@@ -120,10 +118,42 @@ pub fn api_responses(data: &[u8]) -> usize {
     .count()
 }
 
-/// The inbox page: the largest body a client reads, every entry chosen by
-/// the server.
+/// The inbox page (binary, [`wire`]): the largest body a client reads,
+/// every entry chosen by the server. What decodes encodes to bytes that
+/// decode to the same page.
 pub fn inbox_page(data: &[u8]) -> usize {
-    usize::from(json::<InboxPage>(data))
+    let Ok(page) = wire::decode_page(data) else {
+        return 0;
+    };
+    let again = wire::decode_page(&wire::encode_page(&page)).expect("an encoded page decodes");
+    assert_eq!(again, page, "inbox page round trip");
+    1
+}
+
+/// The binary bodies of `POST /v1/letters`: the batch the server reads
+/// from any approved device, and the outcomes a client reads from its
+/// server. The first byte is the count the request's header announces.
+pub fn letters(data: &[u8]) -> usize {
+    let Some((&announced, body)) = data.split_first() else {
+        return 0;
+    };
+    let announced = usize::from(announced);
+    let mut accepted = 0;
+    if let Ok(batch) = wire::decode_letters(body, announced) {
+        assert_eq!(batch.len(), announced);
+        let again = wire::decode_letters(&wire::encode_letters(&batch), announced)
+            .expect("an encoded batch decodes");
+        assert_eq!(again, batch, "letter batch round trip");
+        accepted += 1;
+    }
+    if let Ok(outcomes) = wire::decode_outcomes(body, announced) {
+        assert_eq!(outcomes.len(), announced);
+        let again = wire::decode_outcomes(&wire::encode_outcomes(&outcomes), announced)
+            .expect("encoded outcomes decode");
+        assert_eq!(again, outcomes, "outcomes round trip");
+        accepted += 1;
+    }
+    accepted
 }
 
 /// Identifiers as they arrive in paths, arguments, JSON strings and MLS

@@ -1,6 +1,7 @@
 //! Light receivers: devices that are real to the server (enrolled with real
 //! MLS key packages, logged in, added to the conversation by a real client,
-//! long-polling and acknowledging their inbox over TLS like any client) but
+//! long-polling their inbox over TLS like any client, the cursor of each
+//! read acknowledging the page before) but
 //! that never decrypt. A hundred full clients decrypting every letter would
 //! measure the clients' CPU on this shared machine, not the server's fan-out.
 //!
@@ -9,23 +10,20 @@
 use anyhow::{Context, Result};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use valise_client::mls::KEY_PACKAGE_BATCH;
 use valise_mls::{CIPHERSUITE, serialize};
 use valise_proto::api::{
-    Ack, Acked, ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, EntryKind,
-    TokenRequest, TokenResponse, auth_signed_content,
+    ChallengeRequest, ChallengeResponse, EnrollRequest, EnrollResponse, TokenRequest,
+    TokenResponse, auth_signed_content,
 };
+use valise_proto::wire::{self, EntryKind, InboxPage};
 use valise_proto::{DeviceAddress, DeviceId, UserId};
 
 /// Entries asked for per inbox read (the server's maximum page).
 const PAGE: usize = valise_proto::limits::MAX_INBOX_PAGE;
-/// Acknowledge like the client engine does: every 500 entries or 5 s.
-const ACK_ENTRIES: u64 = 500;
-const ACK_EVERY: Duration = Duration::from_secs(5);
 
 /// An enrolled, logged-in device that only drains its inbox.
 pub struct LightDevice {
@@ -33,21 +31,8 @@ pub struct LightDevice {
     base: String,
     token: String,
     pub user: UserId,
-    /// The last inbox entry read.
-    after: u64,
-}
-
-/// One inbox page, reading only what a drain needs (the ciphertexts are
-/// skipped by the JSON parser, never base64-decoded).
-#[derive(Deserialize)]
-struct Page {
-    entries: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    seq: u64,
-    kind: EntryKind,
+    /// The cursor after the last page read (`None`: from the start).
+    cursor: Option<Vec<u8>>,
 }
 
 /// A TLS 1.3 client pinned to the server's CA, as the client engine builds it.
@@ -90,7 +75,7 @@ impl LightDevice {
             base: base.trim_end_matches('/').to_owned(),
             token: String::new(),
             user,
-            after: 0,
+            cursor: None,
         };
         let enrolled: EnrollResponse = dev
             .post(
@@ -132,23 +117,15 @@ impl LightDevice {
     /// Reads past what is queued now (the Welcome and the conversation's
     /// settings), so that [`LightDevice::drain`] counts letters only.
     pub async fn skip_queued(&mut self) -> Result<()> {
-        loop {
-            let page = self.page(0).await?;
-            match page.entries.last() {
-                Some(e) => self.after = e.seq,
-                None => break,
-            }
-        }
-        let _: Acked = self
-            .post("/v1/inbox/ack", &Ack { up_to: self.after })
-            .await?;
+        while !self.page(0).await?.entries.is_empty() {}
         Ok(())
     }
 
-    /// Reads (long-polling) and acknowledges the inbox until `letters`
-    /// application entries arrived or `deadline` passed; returns how many.
+    /// Reads (long-polling) the inbox until `letters` application entries
+    /// arrived or `deadline` passed; returns how many. The last cursor is
+    /// sent once more at the end, acknowledging everything.
     pub async fn drain(mut self, letters: u64, deadline: Instant) -> Result<u64> {
-        let (mut seen, mut acked) = (0, (self.after, Instant::now()));
+        let mut seen = 0;
         while seen < letters && Instant::now() < deadline {
             let page = self.page(1000).await?;
             seen += page
@@ -156,24 +133,20 @@ impl LightDevice {
                 .iter()
                 .filter(|e| e.kind == EntryKind::Application)
                 .count() as u64;
-            self.after = page.entries.last().map_or(self.after, |e| e.seq);
-            let due = self.after >= acked.0 + ACK_ENTRIES || acked.1.elapsed() >= ACK_EVERY;
-            if (due || seen >= letters) && self.after > acked.0 {
-                let _: Acked = self
-                    .post("/v1/inbox/ack", &Ack { up_to: self.after })
-                    .await?;
-                acked = (self.after, Instant::now());
-            }
         }
+        self.page(0).await?;
         Ok(seen)
     }
 
-    async fn page(&self, wait_ms: u64) -> Result<Page> {
-        let path = format!(
-            "/v1/inbox?after={}&limit={PAGE}&wait_ms={wait_ms}",
-            self.after
-        );
-        self.send(self.http.get(self.url(&path))).await
+    async fn page(&mut self, wait_ms: u64) -> Result<InboxPage> {
+        let mut path = format!("/v1/inbox?limit={PAGE}&wait_ms={wait_ms}");
+        if let Some(c) = &self.cursor {
+            path.push_str(&format!("&after={}", hex::encode(c)));
+        }
+        let body = self.fetch(self.http.get(self.url(&path))).await?;
+        let page = wire::decode_page(&body).context("inbox page")?;
+        self.cursor = Some(page.cursor.clone());
+        Ok(page)
     }
 
     fn url(&self, path: &str) -> String {
@@ -185,6 +158,10 @@ impl LightDevice {
     }
 
     async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<R> {
+        serde_json::from_slice(&self.fetch(req).await?).context("response body")
+    }
+
+    async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>> {
         let req = if self.token.is_empty() {
             req
         } else {
@@ -196,6 +173,6 @@ impl LightDevice {
         if !status.is_success() {
             anyhow::bail!("HTTP {status}: {}", String::from_utf8_lossy(&body));
         }
-        serde_json::from_slice(&body).context("response body")
+        Ok(body.to_vec())
     }
 }

@@ -6,11 +6,15 @@
 //! others receive. It reports letters/s accepted by the server and the
 //! send → decrypted-at-receiver latency (p50/p99), from real clients over
 //! real TLS with real MLS. `--light` receivers (see [`light`]) make
-//! fan-outs to a hundred devices measurable in one process; `--rate` paces
-//! the senders to measure latency below saturation.
+//! fan-outs to a hundred devices measurable in one process;
+//! `--light-senders` seal every letter first and send them in batches;
+//! `--rate` paces the senders to measure latency below saturation;
+//! `--server-pid` measures the server's own CPU time and memory (see
+//! [`probe`]), so that figures are the server's, not the pair's.
 #![forbid(unsafe_code)]
 
 mod light;
+mod probe;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -50,11 +54,12 @@ struct Args {
     /// Size of each letter's body in bytes.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
-    /// Seal every letter first, then send them all as fast as the server
-    /// takes them: measures the server without the senders' MLS work
-    /// (latency is then not measured).
+    /// Light senders: every letter is sealed first (real MLS ciphertexts in
+    /// the senders' outboxes), then each sender delivers its outbox in
+    /// batches of up to 256 letters, one request in flight: measures the
+    /// server without the senders' MLS work (latency is then not measured).
     #[arg(long, conflicts_with = "rate")]
-    preseal: bool,
+    light_senders: bool,
     /// Send at this many letters/s in all (spread evenly over the senders,
     /// on a fixed schedule) instead of as fast as possible: latency below
     /// saturation. A sender that falls behind sends at once to catch up;
@@ -71,9 +76,15 @@ struct Args {
     /// was accepted, then catch up: measures catch-up of a queued inbox.
     #[arg(long, default_value_t = 0)]
     offline: usize,
-    /// Where the devices' homes go [default: a temporary directory].
+    /// Where the devices' homes go [default: a temporary directory]; a
+    /// tmpfs (e.g. /dev/shm/bench) spares the measurement the devices' fsyncs.
     #[arg(long)]
     work: Option<PathBuf>,
+    /// The server's process id: reports its CPU time per accepted letter
+    /// and per delivery over the send window and the drain, and its peak
+    /// resident memory (from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -87,24 +98,31 @@ struct Report {
     senders: usize,
     body_bytes: usize,
     send_seconds: f64,
-    accepted_letters_per_s: f64,
-    fanned_out_deliveries_per_s: f64,
+    accepted_per_s: f64,
+    /// Deliveries (letters times receiving devices) per second of sending.
+    deliveries_per_s: f64,
     deliveries_decrypted: u64,
     /// Light receivers, and the letters they drained (not decrypted).
     light_devices: usize,
     deliveries_drained: u64,
-    preseal: bool,
+    light_senders: bool,
     /// The paced aggregate rate asked for with `--rate`.
     target_letters_per_s: Option<f64>,
     /// Devices that only receive, where latency is measured.
     latency_devices: usize,
-    latency_ms_p50: Option<u64>,
-    latency_ms_p99: Option<u64>,
-    latency_ms_max: Option<u64>,
+    p50_ms: Option<u64>,
+    p99_ms: Option<u64>,
+    max_ms: Option<u64>,
     drain_seconds: f64,
     /// Devices that caught up after the sends, and their slowest catch-up.
     offline_devices: usize,
     catchup_seconds: Option<f64>,
+    /// With `--server-pid`: the server's CPU time (all threads) from the
+    /// start of sending to the end of the drain, per accepted letter and
+    /// per delivery, and its peak resident memory.
+    server_cpu_us_per_letter: Option<f64>,
+    server_cpu_us_per_delivery: Option<f64>,
+    server_rss_peak_mib: Option<f64>,
 }
 
 const PASSPHRASE: &str = "valise-bench passphrase";
@@ -141,18 +159,18 @@ fn main() -> Result<()> {
             report.senders,
             report.devices_per_letter,
             report.body_bytes,
-            report.accepted_letters_per_s,
-            report.fanned_out_deliveries_per_s,
+            report.accepted_per_s,
+            report.deliveries_per_s,
             report.send_seconds,
             report.latency_devices,
-            ms(report.latency_ms_p50),
-            ms(report.latency_ms_p99),
-            ms(report.latency_ms_max),
+            ms(report.p50_ms),
+            ms(report.p99_ms),
+            ms(report.max_ms),
             report.deliveries_decrypted,
             report.deliveries_drained,
             report.light_devices,
             report.drain_seconds,
-            if report.preseal {
+            if report.light_senders {
                 " (letters sealed before the clock started)"
             } else {
                 ""
@@ -161,6 +179,16 @@ fn main() -> Result<()> {
                 .target_letters_per_s
                 .map_or_else(String::new, |r| format!(" (paced at {r:.0} letters/s)")),
         );
+        if let (Some(l), Some(d), Some(m)) = (
+            report.server_cpu_us_per_letter,
+            report.server_cpu_us_per_delivery,
+            report.server_rss_peak_mib,
+        ) {
+            println!(
+                "server: {l:.0} µs of CPU per accepted letter, {d:.1} µs per delivery; \
+                 peak RSS {m:.1} MiB"
+            );
+        }
         if let Some(c) = report.catchup_seconds {
             println!(
                 "catch-up: {} offline device(s) read {} letters each in {c:.2} s ({:.0} letters/s)",
@@ -247,9 +275,10 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         rt.block_on(l.skip_queued())?;
     }
     drop(rt);
-    if args.preseal {
+    if args.light_senders {
         eprintln!("sealing {} letters…", args.letters);
     }
+    let probe = args.server_pid.map(probe::Server::new);
 
     let body = "x".repeat(args.body_bytes);
     // Each full device decrypts every letter but its own; each light one
@@ -284,7 +313,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
                 first: i as f64 / rate,
                 every: args.senders as f64 / rate,
             }),
-            preseal: args.preseal,
+            preseal: args.light_senders,
             expect,
             body: body.clone(),
             decrypted: decrypted.clone(),
@@ -300,6 +329,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
     });
     start.wait();
     eprintln!("sending {} letters…", args.letters);
+    let cpu0 = probe.as_ref().map(probe::Server::cpu).transpose()?;
     let t0 = Instant::now();
     let mut send_end = t0;
     while accepted.load(Ordering::Relaxed) < args.letters as u64 {
@@ -329,6 +359,10 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         None => 0,
     };
     let drain_seconds = (Instant::now() - send_end).as_secs_f64();
+    let server_cpu = match (&probe, cpu0) {
+        (Some(p), Some(c0)) => Some(p.cpu()?.saturating_sub(c0)),
+        _ => None,
+    };
     let got = decrypted.load(Ordering::Relaxed);
     if got != total_decrypted {
         bail!("only {got} of {total_decrypted} deliveries decrypted");
@@ -344,20 +378,27 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         senders: args.senders,
         body_bytes: args.body_bytes,
         send_seconds,
-        accepted_letters_per_s: args.letters as f64 / send_seconds,
-        fanned_out_deliveries_per_s: total_deliveries as f64 / send_seconds,
+        accepted_per_s: args.letters as f64 / send_seconds,
+        deliveries_per_s: total_deliveries as f64 / send_seconds,
         deliveries_decrypted: got,
         light_devices: args.light,
         deliveries_drained: drained,
-        preseal: args.preseal,
+        light_senders: args.light_senders,
         target_letters_per_s: args.rate,
         latency_devices: full - args.senders - args.offline,
-        latency_ms_p50: (!hist.is_empty()).then(|| hist.value_at_quantile(0.5)),
-        latency_ms_p99: (!hist.is_empty()).then(|| hist.value_at_quantile(0.99)),
-        latency_ms_max: (!hist.is_empty()).then(|| hist.max()),
+        p50_ms: (!hist.is_empty()).then(|| hist.value_at_quantile(0.5)),
+        p99_ms: (!hist.is_empty()).then(|| hist.value_at_quantile(0.99)),
+        max_ms: (!hist.is_empty()).then(|| hist.max()),
         drain_seconds,
         offline_devices: args.offline,
         catchup_seconds: catchup,
+        server_cpu_us_per_letter: server_cpu.map(|c| c.as_secs_f64() * 1e6 / args.letters as f64),
+        server_cpu_us_per_delivery: server_cpu
+            .map(|c| c.as_secs_f64() * 1e6 / total_deliveries.max(1) as f64),
+        server_rss_peak_mib: probe
+            .as_ref()
+            .map(probe::Server::rss_peak_mib)
+            .transpose()?,
     })
 }
 

@@ -3,11 +3,11 @@
 //! hands her the ciphertext.
 
 mod common;
-use common::{Server, addr};
+use common::{Server, addr, log};
 
 #[test]
 fn three_people_add_and_remove() {
-    let server = Server::start();
+    let mut server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
@@ -70,20 +70,25 @@ fn three_people_add_and_remove() {
 
     // The attacker who holds the server queues the new ciphertext for
     // carol's device, and carol runs her state from before the removal.
-    let devices = carol.json(&["devices"]);
-    let carol_device = devices[0]["device"].as_str().unwrap().to_owned();
+    // The newest letter there is "After carol", not yet read by bob, so
+    // its ciphertext is still on the server; queuing a row needs the
+    // server stopped.
     let db = server.db();
-    let queued = db
-        .execute(
-            // The newest application message there: "After carol", not yet
-            // read by bob, so its ciphertext is still on the server.
-            "INSERT INTO inbox (user, device, payload_id)
-             SELECT ?1, ?2, id FROM payloads WHERE kind = 3 AND conversation = ?3
-             ORDER BY id DESC LIMIT 1",
-            rusqlite::params![addr("carol"), carol_device, hex::decode(&conv).unwrap()],
-        )
-        .unwrap();
-    assert_eq!(queued, 1, "the letter after removal is on the server");
+    let letter = log::newest(&db, log::APPLICATION, &conv, Some(&addr("alice")))
+        .expect("the letter after removal is on the server");
+    drop(db);
+    server.kill9();
+    let db = server.db();
+    log::deliver(
+        &db,
+        log::device_num(&db, &addr("carol")),
+        letter.conv,
+        log::device_num(&db, &addr("alice")),
+        log::APPLICATION,
+        &letter.bytes,
+    );
+    drop(db);
+    server.restart();
     let old_carol = common::Device {
         home: old_home,
         user: addr("carol"),

@@ -70,14 +70,7 @@ fn seed() -> u64 {
 
 /// Application messages from alice that the server stored.
 fn stored_from_alice(server: &Server) -> i64 {
-    server
-        .db()
-        .query_row(
-            "SELECT count(*) FROM payloads WHERE kind = 3 AND sender_user = ?1",
-            [addr("alice")],
-            |r| r.get(0),
-        )
-        .unwrap()
+    common::log::accepted_from(&server.db(), &addr("alice"))
 }
 
 #[test]

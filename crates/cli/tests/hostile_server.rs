@@ -9,33 +9,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr};
+use common::{Server, addr, log};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
-/// An application payload as the server stores it.
-struct Stored {
-    id: i64,
-    conversation: Vec<u8>,
-    bytes: Vec<u8>,
-}
-
-/// The newest application payload alice sent in `conv` (hex id).
-fn newest_from_alice(db: &Connection, conv: &str) -> Stored {
-    db.query_row(
-        "SELECT id, conversation, bytes FROM payloads
-         WHERE kind = 3 AND sender_user = ?1 AND conversation = ?2
-         ORDER BY id DESC LIMIT 1",
-        params![addr("alice"), hex::decode(conv).unwrap()],
-        |r| {
-            Ok(Stored {
-                id: r.get(0)?,
-                conversation: r.get(1)?,
-                bytes: r.get(2)?,
-            })
-        },
-    )
-    .unwrap()
+/// The newest letter alice sent in `conv` (hex id), as the server stores it.
+fn newest_from_alice(db: &Connection, conv: &str) -> log::Row {
+    log::newest(db, log::APPLICATION, conv, Some(&addr("alice"))).unwrap()
 }
 
 fn device_of(db: &Connection, user: &str) -> String {
@@ -45,24 +25,6 @@ fn device_of(db: &Connection, user: &str) -> String {
         |r| r.get(0),
     )
     .unwrap()
-}
-
-/// Queues `bytes` for bob as an application message from alice in
-/// `conversation`: a new payload row (no client message id) and an inbox row.
-fn inject(db: &Connection, bob_device: &str, conversation: &[u8], bytes: &[u8]) {
-    let alice_device = device_of(db, "alice");
-    db.execute(
-        "INSERT INTO payloads (conversation, sender_user, sender_device, kind, bytes, created_at_ms)
-         VALUES (?1, ?2, ?3, 3, ?4, 0)",
-        params![conversation, addr("alice"), alice_device, bytes],
-    )
-    .unwrap();
-    let payload = db.last_insert_rowid();
-    db.execute(
-        "INSERT INTO inbox (user, device, payload_id) VALUES (?1, ?2, ?3)",
-        params![addr("bob"), bob_device, payload],
-    )
-    .unwrap();
 }
 
 fn count(report: &Value, field: &str) -> u64 {
@@ -81,7 +43,7 @@ fn refused_alerts(report: &Value) -> usize {
 
 #[test]
 fn replays_moves_garbage_and_lies_are_refused_and_the_device_keeps_working() {
-    let server = Server::start();
+    let mut server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
 
@@ -92,54 +54,65 @@ fn replays_moves_garbage_and_lies_are_refused_and_the_device_keeps_working() {
         .to_owned();
     let cell = alice.create("Cell", &["bob"]);
     let db = server.db();
-    let bob_device = device_of(&db, "bob");
     // The intruder keeps a copy of letter One's ciphertext before bob reads
-    // it (the server forgets delivered bytes once acknowledged).
+    // it (the server forgets delivered bytes once everyone has read them).
     let one = newest_from_alice(&db, &direct);
     let report = bob.sync();
     assert_eq!(count(&report, "new_letters"), 1, "{report}");
     assert_eq!(count(&report, "rejected"), 0, "{report}");
     assert_eq!(bob.subjects(), ["One"]);
 
-    // Letter Two: the server queues its inbox row twice (a duplicate).
     alice.send_in(&direct, "Two", "Second letter.");
     let two = newest_from_alice(&db, &direct);
-    db.execute(
-        "INSERT INTO inbox (user, device, payload_id) VALUES (?1, ?2, ?3)",
-        params![addr("bob"), bob_device, two.id],
-    )
-    .unwrap();
-    // Letter Three: one byte of its ciphertext is flipped (AEAD tag fails).
     alice.send_in(&direct, "Three", "Third letter.");
     let three = newest_from_alice(&db, &direct);
+    alice.send_in(&direct, "Four", "Fourth letter.");
+    let four = newest_from_alice(&db, &direct);
+    // Edits of stored rows, on the running server. Letter Three: one byte
+    // of its ciphertext is flipped (AEAD tag fails).
     let mut flipped = three.bytes.clone();
     *flipped.last_mut().unwrap() ^= 0x01;
     db.execute(
-        "UPDATE payloads SET bytes = ?1 WHERE id = ?2",
-        params![flipped, three.id],
+        "UPDATE log SET bytes = ?1 WHERE seq = ?2",
+        params![flipped, three.seq],
     )
     .unwrap();
     // Letter Four: the server claims mallory sent it.
-    alice.send_in(&direct, "Four", "Fourth letter.");
-    let four = newest_from_alice(&db, &direct);
+    let mallory = log::num_of(&db, &addr("mallory"), "0123456789abcdef");
     db.execute(
-        "UPDATE payloads SET sender_user = ?1, sender_device = ?2 WHERE id = ?3",
-        params![addr("mallory"), "0123456789abcdef", four.id],
+        "UPDATE log SET sender = ?1 WHERE seq = ?2",
+        params![mallory, four.seq],
     )
     .unwrap();
-    // Letter One replayed in its own conversation, then moved into the cell
-    // (A9), and garbage of a plausible size in the cell.
-    inject(&db, &bob_device, &one.conversation, &one.bytes);
-    inject(&db, &bob_device, &hex::decode(&cell).unwrap(), &one.bytes);
+    // Rows added behind the server's back need it stopped.
+    drop(db);
+    server.kill9();
+    let db = server.db();
+    let (bob_n, alice_n) = (
+        log::device_num(&db, &addr("bob")),
+        log::device_num(&db, &addr("alice")),
+    );
+    let cell_n = log::conv_num(&db, &cell);
+    let inject = |conv: i64, bytes: &[u8]| {
+        log::deliver(&db, bob_n, conv, alice_n, log::APPLICATION, bytes);
+    };
+    // Letter Two queued twice (a duplicate); letter One replayed in its
+    // own conversation, then moved into the cell (A9); garbage of a
+    // plausible size in the cell.
+    inject(two.conv, &two.bytes);
+    inject(one.conv, &one.bytes);
+    inject(cell_n, &one.bytes);
     let garbage: Vec<u8> = (0..one.bytes.len()).map(|_| rand::random()).collect();
-    inject(&db, &bob_device, &hex::decode(&cell).unwrap(), &garbage);
+    inject(cell_n, &garbage);
     // And MLS framing with garbage inside: letter Two's header, random rest.
     let mut framed = two.bytes.clone();
     let half = framed.len() / 2;
     for b in &mut framed[half..] {
         *b = rand::random();
     }
-    inject(&db, &bob_device, &two.conversation, &framed);
+    inject(two.conv, &framed);
+    drop(db);
+    server.restart();
 
     let report = bob.sync();
     // Two and Four are new; the duplicate of Two, Three (flipped), the
@@ -177,9 +150,13 @@ fn replays_moves_garbage_and_lies_are_refused_and_the_device_keeps_working() {
     assert_eq!(bob.subjects(), ["One", "Two", "Four", "Five", "Six"]);
     let six = bob.inbox()[4]["id"].as_i64().unwrap();
     bob.ok(&["reply", &six.to_string(), "--body", "Received."]);
+    // Alice reads bob's answer; letter Four, which the server now says
+    // mallory sent, reaches her too (the log skips only a device's own
+    // rows): her device refuses its own letter reflected back.
     let report = alice.sync();
     assert_eq!(count(&report, "new_letters"), 1, "{report}");
-    assert_eq!(count(&report, "rejected"), 0, "{report}");
+    assert_eq!(count(&report, "rejected"), 1, "{report}");
+    assert_eq!(refused_alerts(&report), 1, "{report}");
     assert_eq!(alice.subjects(), ["Re: Six"]);
 }
 
@@ -241,12 +218,13 @@ fn a_consumed_key_package_served_again_is_refused() {
 /// the server fanned her letter out to one device too many.
 #[test]
 fn a_ghost_member_in_the_servers_roster_reads_nothing_and_is_noticed() {
-    let server = Server::start();
+    let mut server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
     let mallory = server.device("mallory");
     let conv = alice.create("ghost", &["bob"]);
     bob.sync();
+    server.kill9();
     let db = server.db();
     db.execute(
         "INSERT INTO members (conversation, user, device) VALUES (?1, ?2, ?3)",
@@ -257,6 +235,17 @@ fn a_ghost_member_in_the_servers_roster_reads_nothing_and_is_noticed() {
         ],
     )
     .unwrap();
+    db.execute(
+        "INSERT INTO memberships (device, conv, from_seq, to_seq)
+         VALUES (?1, ?2, coalesce((SELECT seq FROM log_head), 0), NULL)",
+        params![
+            log::device_num(&db, &addr("mallory")),
+            log::conv_num(&db, &conv)
+        ],
+    )
+    .unwrap();
+    drop(db);
+    server.restart();
 
     alice.send_in(&conv, "Not for mallory", "Encrypted to alice and bob only.");
     assert_eq!(alice.alert_kinds(), ["roster_mismatch"]);

@@ -1,7 +1,8 @@
 //! Issue 8, attack 2 (C1, A10, F7): the intruder holds the server's
 //! database and an old backup of it. After alice removed carol, it puts the
-//! conversation's hub state (its `conversations` and `members` rows) back
-//! as it was before, deletes carol's pending entries so her device never
+//! conversation's hub state (its `conversations`, `members` and
+//! `memberships` rows) back as it was before, hides her removal's commit
+//! from her so her device never
 //! learns of her removal, and hands alice a garbage commit so that she
 //! falls out of step and looks at the hub's state. Alice refuses to rejoin
 //! a state older than the one she shares (`rollback`), keeps her own, and
@@ -13,12 +14,11 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr};
-use rusqlite::params;
+use common::{Server, addr, log};
 
 #[test]
 fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
-    let server = Server::start();
+    let mut server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
@@ -32,9 +32,12 @@ fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
     alice.ok(&["conversation", "remove", &conv, &addr("carol")]);
     bob.sync();
 
-    // The intruder's edits, straight into the live database.
+    // The intruder's edits, on the stopped server (its writer keeps each
+    // conversation's roster in memory).
+    server.kill9();
     let id = hex::decode(&conv).unwrap();
     let db = server.db();
+    let num = log::conv_num(&db, &conv);
     db.execute("ATTACH DATABASE ?1 AS bak", [backup.to_str().unwrap()])
         .unwrap();
     db.execute(
@@ -51,20 +54,37 @@ fn a_rolled_back_hub_and_a_forced_rejoin_let_no_removed_member_read() {
         [&id],
     )
     .unwrap();
-    db.execute("DELETE FROM inbox WHERE user = ?1", [addr("carol")])
+    db.execute("DELETE FROM memberships WHERE conv = ?1", [num])
         .unwrap();
     db.execute(
-        "INSERT INTO payloads (conversation, sender_user, sender_device, kind, bytes, created_at_ms)
-         VALUES (?1, ?2, ?3, 1, X'0001deadbeef', 0)",
-        params![&id, addr("bob"), bob.device_id()],
+        "INSERT INTO memberships SELECT * FROM bak.memberships WHERE conv = ?1",
+        [num],
+    )
+    .unwrap();
+    // Carol is a member again, but reads nothing up to her removal's
+    // commit: her membership ends just before it and starts again after.
+    let removal = log::newest(&db, log::COMMIT, &conv, None).unwrap().seq;
+    let carol_n = log::device_num(&db, &addr("carol"));
+    db.execute(
+        "UPDATE memberships SET to_seq = ?1 - 1 WHERE device = ?2 AND conv = ?3",
+        rusqlite::params![removal, carol_n, num],
     )
     .unwrap();
     db.execute(
-        "INSERT INTO inbox (user, device, payload_id) VALUES (?1, ?2, last_insert_rowid())",
-        params![addr("alice"), alice.device_id()],
+        "INSERT INTO memberships (device, conv, from_seq, to_seq) VALUES (?1, ?2, ?3, NULL)",
+        rusqlite::params![carol_n, num, removal],
     )
     .unwrap();
+    log::deliver(
+        &db,
+        log::device_num(&db, &addr("alice")),
+        num,
+        log::device_num(&db, &addr("bob")),
+        log::COMMIT,
+        &[0x00, 0x01, 0xde, 0xad, 0xbe, 0xef],
+    );
     drop(db);
+    server.restart();
 
     // Alice refuses the garbage, then refuses the rolled-back state.
     let report = alice.sync();

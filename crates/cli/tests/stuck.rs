@@ -30,14 +30,14 @@ fn members_that_cannot_follow_a_commit_rejoin_and_the_conversation_goes_on() {
     let db = server.db();
     let (id, mut commit): (i64, Vec<u8>) = db
         .query_row(
-            "SELECT id, bytes FROM payloads WHERE kind = 1 ORDER BY id DESC LIMIT 1",
+            "SELECT seq, bytes FROM log WHERE kind = 1 ORDER BY seq DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     *commit.last_mut().unwrap() ^= 0x01;
     db.execute(
-        "UPDATE payloads SET bytes = ?1 WHERE id = ?2",
+        "UPDATE log SET bytes = ?1 WHERE seq = ?2",
         params![commit, id],
     )
     .unwrap();

@@ -46,6 +46,10 @@ pub enum AlertKind {
     /// Another copy of this device is in use: it committed, or rejoined, as
     /// this device (D3). Revoke the device and enrol anew.
     DeviceCloned,
+    /// The server did not know this device's inbox position: it was
+    /// restored from an older copy of its data (a backup). The device read
+    /// its inbox again; letters sent since that copy may be lost to others.
+    ServerRestored,
 }
 
 impl AlertKind {
@@ -64,6 +68,7 @@ impl AlertKind {
             Self::IdentityChanged => "identity_changed",
             Self::DeviceRevoked => "device_revoked",
             Self::DeviceCloned => "device_cloned",
+            Self::ServerRestored => "server_restored",
         }
     }
 }

@@ -1,13 +1,16 @@
 //! The HTTPS connection to the device's server: TLS 1.3 only, pinned to the
-//! server's CA, JSON bodies, problem details turned into typed errors.
+//! server's CA, JSON bodies (binary ones for delivery), problem details
+//! turned into typed errors, answers read up to a size limit.
 
 use crate::error::{ClientError, Result};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use valise_proto::Problem;
+use valise_proto::limits::MAX_RESPONSE_BYTES;
 use zeroize::Zeroizing;
 
 /// One server, one device's session on it.
@@ -82,7 +85,7 @@ impl Api {
         self.token = None;
     }
 
-    /// Sends one request; with `auth`, the bearer token must be set.
+    /// Sends one JSON request; with `auth`, the bearer token must be set.
     pub(crate) async fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -90,6 +93,24 @@ impl Api {
         body: Option<&B>,
         auth: bool,
     ) -> Result<R> {
+        let body = body
+            .map(|b| serde_json::to_vec(b).map(|b| Body::new("application/json", b)))
+            .transpose()
+            .map_err(|e| ClientError::Protocol(format!("{path}: {e}")))?;
+        let bytes = self.request(method, path, body, auth).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{path}: {e}")))
+    }
+
+    /// Sends one request and returns the answer's bytes (at most
+    /// [`MAX_RESPONSE_BYTES`]: a hostile server cannot make the device
+    /// hold more).
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        auth: bool,
+    ) -> Result<Vec<u8>> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if auth {
             let (token, _) = self.token.as_ref().ok_or_else(|| {
@@ -98,17 +119,50 @@ impl Api {
             req = req.bearer_auth(token.as_str());
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.header(CONTENT_TYPE, b.content_type).body(b.bytes);
+            for (name, value) in b.headers {
+                req = req.header(name, value);
+            }
         }
-        let resp = req.send().await.map_err(network)?;
+        let mut resp = req.send().await.map_err(network)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(network)?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(network)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientError::Protocol(format!(
+                    "{path}: the server's answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Protocol(format!("{path}: {e}")))
+            Ok(bytes)
         } else {
             Err(ClientError::Server(problem(status, &bytes)))
         }
+    }
+}
+
+/// A request body and the headers that describe it.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Body {
+    pub(crate) fn new(content_type: &'static str, bytes: Vec<u8>) -> Self {
+        Self {
+            content_type,
+            bytes,
+            headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 }
 

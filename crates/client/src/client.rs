@@ -1,7 +1,7 @@
 //! The device on the network: its [`Engine`] and its session with its
 //! server.
 
-use crate::api::Api;
+use crate::api::{Api, Body};
 use crate::clock::Clock;
 use crate::engine::{Engine, new_crypto};
 use crate::error::{ClientError, Result};
@@ -30,9 +30,11 @@ pub struct Client {
     pub(crate) api: Api,
     pub(crate) domain: String,
     /// When devices, members and key packages were last checked (see `sync`).
+    /// Reading the inbox again after the server was restored: entries
+    /// refused then are what this device already applied (replays of its
+    /// own past), counted without an alert until the inbox is read through.
+    pub(crate) rereading: bool,
     pub(crate) last_housekeeping: Option<Instant>,
-    /// The last inbox position acknowledged, and when (see `sync`).
-    pub(crate) last_ack: Option<(u64, Instant)>,
     /// When each conversation's members were last checked against the
     /// directory: a long-running client checks before writing at most once
     /// per [`crate::sync::HOUSEKEEPING_EVERY`] (a one-shot command always).
@@ -75,7 +77,7 @@ impl Client {
             api,
             domain,
             last_housekeeping: None,
-            last_ack: None,
+            rereading: false,
             members_checked: HashMap::new(),
             update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
         }
@@ -225,6 +227,31 @@ impl Client {
                 self.api.forget_token();
                 self.login().await?;
                 self.api.call(method, path, body, true).await
+            }
+            other => other,
+        }
+    }
+
+    /// An authenticated call with a binary body and answer, logging in as
+    /// [`Client::call`] does.
+    pub(crate) async fn call_binary(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Vec<u8>> {
+        if !self.api.fresh_token() {
+            self.login().await?;
+        }
+        match self
+            .api
+            .request(method.clone(), path, body.clone(), true)
+            .await
+        {
+            Err(e) if e.is_server(ErrorCode::Unauthorized) => {
+                self.api.forget_token();
+                self.login().await?;
+                self.api.request(method, path, body, true).await
             }
             other => other,
         }

@@ -240,6 +240,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_letter_counters.sql"),
     include_str!("migrations/0005_epoch_commits.sql"),
     include_str!("migrations/0006_identities.sql"),
+    include_str!("migrations/0009_inbox_cursor.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

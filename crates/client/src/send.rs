@@ -6,14 +6,18 @@
 //! retry carries the same message id, so nothing arrives twice.
 
 use crate::alert::AlertKind;
+use crate::api::Body;
 use crate::client::Client;
 use crate::engine::outbound::{Target, Written};
 use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
-use valise_proto::api::{MessageAccepted, SendMessage};
-use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, ThreadId, UserId};
+use valise_proto::limits::MAX_REQUEST_BYTES;
+use valise_proto::wire::{
+    self, CONTENT_TYPE, LETTERS_HEADER, MAX_BATCH_LETTERS, Outcome, OutgoingLetter,
+};
+use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, Problem, ThreadId, UserId};
 
 /// What a user writes; the engine adds ids, thread and time.
 #[derive(Clone)]
@@ -41,6 +45,34 @@ const OUTBOX_DROP_BATCH: usize = 256;
 
 /// Attempts to deliver one sealed message across epoch changes.
 const DELIVERY_ATTEMPTS: usize = 5;
+
+/// Sealed outbox entries sent in one request: at most
+/// [`MAX_BATCH_LETTERS`], and well under the server's request limit.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Outbound>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Bytes of ciphertext per request, leaving room for framing.
+    const MAX_BYTES: usize = MAX_REQUEST_BYTES / 2;
+
+    fn size(entry: &Outbound) -> usize {
+        entry.sealed.as_ref().map_or(0, |s| s.ciphertext.len()) + 64
+    }
+
+    fn fits(&self, entry: &Outbound) -> bool {
+        self.entries.is_empty()
+            || (self.entries.len() < MAX_BATCH_LETTERS
+                && self.bytes + Self::size(entry) <= Self::MAX_BYTES)
+    }
+
+    fn push(&mut self, entry: Outbound) {
+        self.bytes += Self::size(&entry);
+        self.entries.push(entry);
+    }
+}
 
 impl Client {
     /// Writes to exactly these people: in the conversation `send --to` made
@@ -238,23 +270,81 @@ impl Client {
     pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
         let mut delivered = Vec::new();
         let mut held = 0;
-        let mut total = 0;
+        let mut batch = Batch::default();
         for entry in self.engine.home.outbox()? {
-            let id = entry.message_id;
             let Some(entry) = self.release(entry).await? else {
                 held += 1;
                 continue;
             };
-            self.deliver_entry(entry).await?;
-            delivered.push(id);
-            total += 1;
+            if !batch.fits(&entry) {
+                self.deliver_batch(std::mem::take(&mut batch), &mut delivered)
+                    .await?;
+            }
+            batch.push(entry);
             if delivered.len() >= OUTBOX_DROP_BATCH {
                 self.engine.home.drop_outbound(&delivered)?;
                 delivered.clear();
             }
         }
+        self.deliver_batch(batch, &mut delivered).await?;
+        let total = delivered.len();
         self.engine.home.drop_outbound(&delivered)?;
         Ok((total, held))
+    }
+
+    /// Sends a batch of sealed entries in one request. The accepted ones
+    /// are noted in one transaction; any other goes through
+    /// [`Client::deliver_entry`], which seals again or says why it waits.
+    /// Adds the delivered ids to `delivered`; the first error stops.
+    async fn deliver_batch(&mut self, batch: Batch, delivered: &mut Vec<MessageId>) -> Result<()> {
+        if batch.entries.is_empty() {
+            return Ok(());
+        }
+        let letters: Vec<OutgoingLetter> = batch
+            .entries
+            .iter()
+            .filter_map(|e| {
+                Some(OutgoingLetter {
+                    conversation: e.conversation?,
+                    client_msg_id: e.message_id,
+                    message: e.sealed.as_ref()?.ciphertext.clone(),
+                })
+            })
+            .collect();
+        let outcomes = if letters.len() == batch.entries.len() && letters.len() > 1 {
+            match self.post_letters(&letters).await {
+                Ok(o) => o,
+                Err(e) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        } else {
+            Vec::new()
+        };
+        let mut accepted = Vec::new();
+        let mut retry = Vec::new();
+        for (i, entry) in batch.entries.into_iter().enumerate() {
+            match outcomes.get(i) {
+                Some(Ok(recipients)) => accepted.push((entry, *recipients)),
+                _ => retry.push(entry),
+            }
+        }
+        for (entry, recipients) in &accepted {
+            if let Some(conv) = &entry.conversation {
+                self.check_fan_out(conv, *recipients)?;
+            }
+        }
+        self.engine.transaction(|| {
+            accepted
+                .iter()
+                .try_for_each(|(entry, _)| self.engine.note_accepted(entry))
+        })?;
+        delivered.extend(accepted.iter().map(|(e, _)| e.message_id));
+        for entry in retry {
+            let id = entry.message_id;
+            self.deliver_entry(entry).await?;
+            delivered.push(id);
+        }
+        Ok(())
     }
 
     /// A held entry sealed now if it may be (its conversation found or made
@@ -341,20 +431,17 @@ impl Client {
                     .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
                 continue;
             }
-            let path = format!("/v1/conversations/{conv}/messages");
-            let body = SendMessage {
+            let letter = OutgoingLetter {
+                conversation: conv,
                 client_msg_id: entry.message_id,
-                message: sealed.ciphertext.clone().into(),
+                message: sealed.ciphertext.clone(),
             };
-            match self
-                .call::<_, MessageAccepted>(Method::POST, &path, Some(&body))
-                .await
-            {
-                Ok(accepted) => {
-                    self.check_fan_out(&conv, &accepted)?;
+            match self.post_letters(&[letter]).await.map(|mut o| o.pop()) {
+                Ok(Some(Ok(recipients))) => {
+                    self.check_fan_out(&conv, recipients)?;
                     return self.engine.note_accepted(&entry);
                 }
-                Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
+                Ok(Some(Err(e))) | Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
                     self.stale_epoch(&conv, sealed.epoch, &e)?;
                     self.pull(0).await?;
                 }
@@ -362,18 +449,63 @@ impl Client {
                     tokio::time::sleep(RATE_LIMIT_PAUSE).await;
                 }
                 // Transient: the letter stays sealed in the outbox.
-                Err(e @ (ClientError::Network(_) | ClientError::Server(_))) if e.is_transient() => {
+                Ok(Some(Err(e))) | Err(e @ (ClientError::Network(_) | ClientError::Server(_)))
+                    if e.is_transient() =>
+                {
                     return Err(ClientError::Queued(e.to_string()));
                 }
-                Err(e @ ClientError::Server(_)) => {
+                Ok(Some(Err(e @ ClientError::Server(_)))) | Err(e @ ClientError::Server(_)) => {
                     // Refused for good (removed, malformed): retrying cannot help.
                     self.engine.home.drop_outbound(&[entry.message_id])?;
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                Ok(Some(Err(e))) | Err(e) => return Err(e),
+                Ok(None) => {
+                    return Err(ClientError::Protocol(
+                        "the server answered no letter".into(),
+                    ));
+                }
             }
         }
         Err(ClientError::Contention)
+    }
+
+    /// Sends a batch of letters; each gets its own answer: the number of
+    /// devices it was queued for (`None`: a duplicate, queued before), or
+    /// the server's refusal as an error.
+    async fn post_letters(
+        &mut self,
+        letters: &[OutgoingLetter],
+    ) -> Result<Vec<std::result::Result<Option<u32>, ClientError>>> {
+        let body = Body::new(CONTENT_TYPE, wire::encode_letters(letters))
+            .header(LETTERS_HEADER, letters.len().to_string());
+        let answer = self
+            .call_binary(Method::POST, "/v1/letters", Some(body))
+            .await?;
+        let outcomes = wire::decode_outcomes(&answer, letters.len())
+            .map_err(|e| ClientError::Protocol(format!("letters: {e}")))?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Accepted { recipients, .. } => Ok(Some(recipients)),
+                Outcome::Duplicate => Ok(None),
+                Outcome::StaleEpoch { current } => {
+                    let mut p = Problem::new(
+                        ErrorCode::StaleEpoch,
+                        format!("the conversation is at epoch {current}"),
+                    );
+                    p.current_epoch = Some(current);
+                    Err(ClientError::Server(p))
+                }
+                Outcome::Refused { code, message } => {
+                    Err(ClientError::Server(Problem::new(code, message)))
+                }
+                Outcome::Skipped => Err(ClientError::Server(Problem::new(
+                    ErrorCode::Unknown,
+                    "skipped: an earlier letter of its conversation was not accepted",
+                ))),
+            })
+            .collect())
     }
 
     /// A `stale_epoch` answer naming an epoch older than the one this
@@ -401,15 +533,14 @@ impl Client {
     /// A1: the hub fans out to its own roster, which must be the MLS one
     /// at the epoch the letter was sealed in (this device's current one:
     /// the hub took it); any other count means it keeps another list.
-    fn check_fan_out(&self, conv: &ConversationId, accepted: &MessageAccepted) -> Result<()> {
-        if accepted.duplicate {
+    fn check_fan_out(&self, conv: &ConversationId, recipients: Option<u32>) -> Result<()> {
+        let Some(queued) = recipients else {
             return Ok(());
-        }
+        };
         let others = self
             .engine
             .with_group(conv, |group, _| Ok(group.members().count() - 1))?;
-        let queued = accepted.recipients;
-        if queued == others as u64 {
+        if queued as usize == others {
             return Ok(());
         }
         let detail = format!(

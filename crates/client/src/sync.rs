@@ -6,11 +6,14 @@
 //! ```text
 //! inbox page ──▶ engine.apply_entry, one transaction per page
 //!     (an entry whose keys need proving: lookups, then applied again)
-//!   inbox_seq := last seq        (same transaction: a crash re-reads, never re-applies)
-//! ──▶ ack(last seq) ──▶ next page
+//!   inbox position := (last seq, page cursor)   (same transaction: a crash
+//!                                                re-reads, never re-applies)
+//! ──▶ next page, after that cursor (which acknowledges this one)
 //! ```
 //! An entry that fails verification is skipped and counted, never fatal:
-//! a hostile server must not be able to wedge a device.
+//! a hostile server must not be able to wedge a device. A cursor the
+//! server does not know means it was restored from an older copy of its
+//! data: the device says so (`server_restored`) and reads from the start.
 
 use crate::alert::AlertKind;
 use crate::client::Client;
@@ -20,15 +23,10 @@ use reqwest::Method;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use valise_proto::ErrorCode;
-use valise_proto::api::{Ack, Acked, EntryKind, InboxEntry, InboxPage};
+use valise_proto::wire::{self, Entry as InboxEntry, EntryKind, InboxPage};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;
-
-/// A running client acks at least this often...
-const ACK_EVERY: Duration = Duration::from_secs(5);
-/// ...or when this many entries are unacknowledged.
-const ACK_ENTRIES: u64 = 500;
 
 /// How often a long-running client looks after its devices, members, keys
 /// and key packages.
@@ -59,6 +57,9 @@ pub struct SyncReport {
     pub rejoined: usize,
     /// Conversations where this device renewed its own keys.
     pub updated: usize,
+    /// Entries read again after a server restore that this device had
+    /// applied already (no alert: `server_restored` said why).
+    pub reread: usize,
 }
 
 /// How far a sync has read the inbox.
@@ -126,25 +127,37 @@ impl Client {
         let mut report = SyncReport::default();
         let mut done = SyncProgress::default();
         loop {
-            let after = self.engine.home.inbox_seq()?;
+            let (after, cursor) = self.engine.home.inbox_position()?;
             let count = done.total.is_none();
-            let path =
-                format!("/v1/inbox?after={after}&limit={PAGE}&wait_ms={wait_ms}&count={count}");
-            let page: InboxPage = match self.call::<(), _>(Method::GET, &path, None).await {
+            let mut path = format!("/v1/inbox?limit={PAGE}&wait_ms={wait_ms}&count={count}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&after={}", hex::encode(c)));
+            }
+            let page = match self.call_binary(Method::GET, &path, None).await {
                 Err(e) if e.is_server(ErrorCode::DeviceRevoked) => {
                     return Err(self.revoked(e)?);
                 }
+                Err(e) if e.is_server(ErrorCode::UnknownCursor) => {
+                    self.server_restored()?;
+                    continue;
+                }
                 other => other?,
             };
+            let page = wire::decode_page(&page)
+                .map_err(|e| ClientError::Protocol(format!("inbox page: {e}")))?;
             wait_ms = 0;
             if count {
                 done.total = page.pending;
             }
             done.entries += page.entries.len() as u64;
-            let Some(last) = page.entries.last().map(|e| e.seq) else {
+            if page.entries.is_empty() {
+                if cursor.as_deref() != Some(page.cursor.as_slice()) {
+                    self.engine.home.set_inbox_position(after, &page.cursor)?;
+                }
                 self.engine.discard_unconfirmed_commits()?;
+                self.rereading = false;
                 return Ok(report);
-            };
+            }
             // One transaction per page (one fsync); awaits for directory
             // lookups happen inside it, on this device's only connection.
             self.engine.home.begin()?;
@@ -157,13 +170,29 @@ impl Client {
                 }
             }
             self.prove_newer_roots().await?;
-            self.ack(last).await?;
             progress(done);
             if !page.more {
                 self.engine.discard_unconfirmed_commits()?;
+                self.rereading = false;
                 return Ok(report);
             }
         }
+    }
+
+    /// The server did not know this device's cursor: restored from an
+    /// older copy of its data. Said once per restore, then read again
+    /// from the start (what was applied already is recognised as such).
+    fn server_restored(&mut self) -> Result<()> {
+        self.rereading = true;
+        self.engine.raise(
+            AlertKind::ServerRestored,
+            None,
+            "the server did not recognise how far this device had read: it was restored \
+             from an older copy of its data. This device reads its inbox again; letters \
+             sent after that copy was made may not have reached everyone",
+            None,
+        )?;
+        self.engine.home.restart_inbox()
     }
 
     /// This device was revoked: said once, as an alert, and as the error.
@@ -178,25 +207,7 @@ impl Client {
         Ok(e)
     }
 
-    /// Lets the server delete what this device has stored. Only cleanup:
-    /// entries at or below `inbox_seq` are skipped anyway, so a running
-    /// client acks at most every [`ACK_EVERY`] or [`ACK_ENTRIES`] entries,
-    /// sparing the server a write per wake-up.
-    async fn ack(&mut self, up_to: u64) -> Result<()> {
-        let due = match self.last_ack {
-            None => true,
-            Some((seq, at)) => up_to >= seq + ACK_ENTRIES || at.elapsed() >= ACK_EVERY,
-        };
-        if due {
-            let _: Acked = self
-                .call(Method::POST, "/v1/inbox/ack", Some(&Ack { up_to }))
-                .await?;
-            self.last_ack = Some((up_to, Instant::now()));
-        }
-        Ok(())
-    }
-
-    /// Applies a page's new entries and moves `inbox_seq` past them. An
+    /// Applies a page's new entries and moves the inbox position past them. An
     /// entry whose keys the directory has not proven yet is undone, the
     /// users are looked up, and it is applied again; refused if still not.
     async fn apply_page(
@@ -217,16 +228,15 @@ impl Client {
             }
             self.account(entry, outcome, report)?;
         }
-        if let Some(last) = page.entries.last() {
-            self.engine.home.set_inbox_seq(last.seq)?;
-        }
+        let last = page.entries.last().map_or(after, |e| e.seq);
+        self.engine.home.set_inbox_position(last, &page.cursor)?;
         Ok(())
     }
 
     /// Counts what an entry did; a refusal becomes an alert (and, for a
     /// commit the hub took, the conversation falls out of step).
     fn account(
-        &self,
+        &mut self,
         entry: &InboxEntry,
         outcome: Result<Applied>,
         report: &mut SyncReport,
@@ -284,6 +294,7 @@ impl Client {
                     engine.home.set_cloned(conv)?;
                 }
             }
+            Err(_) if self.rereading => report.reread += 1,
             Err(e) => {
                 report.rejected += 1;
                 let detail = format!(

@@ -13,9 +13,8 @@
 //! | `POST /v1/devices/{device}/revocation` | [`RevokeDevice`] | [`DirectoryRoot`] |
 //! | `POST /v1/conversations` | [`CreateConversation`] | [`ConversationState`] |
 //! | `POST /v1/conversations/{id}/commits` | [`SubmitCommit`] | [`ConversationState`] (409 `stale_epoch`) |
-//! | `POST /v1/conversations/{id}/messages` | [`SendMessage`] | [`MessageAccepted`] (409 `stale_epoch`) |
-//! | `GET /v1/inbox?after=n&limit=m&wait_ms=w&count=b` | – | [`InboxPage`] |
-//! | `POST /v1/inbox/ack` | [`Ack`] | [`Acked`] |
+//! | `POST /v1/letters` | binary [`crate::wire`] letters | binary outcomes |
+//! | `GET /v1/inbox?after=hex&limit=m&wait_ms=w&count=b` | – | binary [`crate::wire::InboxPage`] (409 `unknown_cursor`) |
 //! | `GET /v1/directory/root` | – | [`DirectoryRoot`] |
 //! | `GET /v1/directory/lookup/{user}` | – | [`DirectoryProof`] |
 //! | `GET /v1/directory/history/{user}` | – | [`DirectoryProof`] |
@@ -24,7 +23,7 @@
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
 use crate::bytes::Bytes;
-use crate::id::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
+use crate::id::{ConversationId, DeviceAddress, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Enrol a new device with a one-time invite code.
@@ -257,68 +256,4 @@ pub struct GroupInfoState {
     pub group_info: Bytes,
     /// The epoch's ratchet tree (TLS bytes).
     pub ratchet_tree: Bytes,
-}
-
-/// An application message, idempotent on `client_msg_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendMessage {
-    pub client_msg_id: MessageId,
-    /// `MlsMessage` (PrivateMessage) bytes.
-    pub message: Bytes,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MessageAccepted {
-    /// True when this id was already accepted (a retry): nothing new stored.
-    pub duplicate: bool,
-    /// Devices the message was queued for.
-    pub recipients: u64,
-}
-
-/// What an inbox entry carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    Commit,
-    Welcome,
-    Application,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InboxEntry {
-    /// Increases strictly within a device's inbox.
-    pub seq: u64,
-    pub kind: EntryKind,
-    pub conversation: ConversationId,
-    /// The sending device, as the server saw it (the client trusts only MLS).
-    pub sender: DeviceAddress,
-    /// `MlsMessage` bytes.
-    pub message: Bytes,
-    /// For a Welcome: the ratchet tree of the epoch it joins.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ratchet_tree: Option<Bytes>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InboxPage {
-    pub entries: Vec<InboxEntry>,
-    /// True when more entries follow the last one.
-    pub more: bool,
-    /// Asked for with `count=true`: entries waiting after `after` when the
-    /// page was read, this page included (for a progress bar).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<u64>,
-}
-
-/// Acknowledge (and let the server delete) every entry up to `up_to`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ack {
-    pub up_to: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Acked {
-    pub removed: u64,
 }

@@ -3,7 +3,7 @@
 //! Everything that crosses a trust boundary is parsed here into its own type
 //! ("parse, don't validate"): identities ([`id`]), the letter record carried
 //! inside MLS application messages ([`letter`]), the JSON bodies of the HTTP
-//! API ([`api`]) and the problem details with stable error codes ([`problem`]).
+//! API ([`api`]), the binary bodies of delivery ([`wire`]) and the problem details with stable error codes ([`problem`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod bytes;
 pub mod id;
 pub mod letter;
 pub mod problem;
+pub mod wire;
 
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
@@ -36,4 +37,10 @@ pub mod limits {
     pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
     /// Most inbox entries returned in one page.
     pub const MAX_INBOX_PAGE: usize = 1000;
+    /// An inbox page ends with the entry that takes its messages past
+    /// this many bytes (a page holds at least one entry).
+    pub const MAX_INBOX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+    /// Largest answer body a client reads: a full page plus one largest
+    /// entry (message and ratchet tree) and framing.
+    pub const MAX_RESPONSE_BYTES: usize = MAX_INBOX_PAGE_BYTES + 3 * MAX_MLS_MESSAGE_BYTES;
 }

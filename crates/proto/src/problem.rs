@@ -44,6 +44,10 @@ pub enum ErrorCode {
     /// The device waits for another device of its user to approve it, and
     /// may not write to anyone until then.
     DevicePending,
+    /// The inbox cursor names a log position this server never handed out:
+    /// it was restored from an older copy of its data. Read again from the
+    /// start and re-send what the server no longer has.
+    UnknownCursor,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -57,7 +61,7 @@ impl ErrorCode {
             Self::Unauthorized | Self::InvalidInvite | Self::DeviceRevoked => 401,
             Self::Forbidden | Self::NotMember | Self::DevicePending => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
-            Self::AlreadyExists | Self::StaleEpoch => 409,
+            Self::AlreadyExists | Self::StaleEpoch | Self::UnknownCursor => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
@@ -86,6 +90,7 @@ impl ErrorCode {
             Self::StorageFull => "storage_full",
             Self::DeviceRevoked => "device_revoked",
             Self::DevicePending => "device_pending",
+            Self::UnknownCursor => "unknown_cursor",
             Self::Unknown => "unknown",
         }
     }

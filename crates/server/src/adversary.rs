@@ -19,7 +19,7 @@
 use crate::directory::{ProofKind as Kind, ServerDirectory, on_blocking};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{ConversationRecord, Tamper};
+use crate::store::{AppliedCommit, ConversationRecord, LogWrite, LogWritten, Tamper, Tampering};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use valise_directory::{Proven, SignedRoot};
@@ -45,8 +45,8 @@ pub enum View {
 #[derive(Debug, Clone)]
 struct ForkPlan {
     victims: Vec<DeviceAddress>,
-    /// The first commit's payload, once held back.
-    held: Option<i64>,
+    /// The first commit's log row, once held back.
+    held: Option<u64>,
 }
 
 /// The adversary's switches.
@@ -98,67 +98,88 @@ impl Adversary {
     }
 }
 
-/// After the hub accepted a commit in `conversation`: with a fork staged
-/// and nothing held yet, withholds that commit from the victims.
-pub fn after_commit(state: &AppState, conversation: &ConversationId) -> Result<(), ApiError> {
+/// The store's tampering side (set by `valised` for the adversary build).
+pub fn tampering(state: &AppState) -> Result<&dyn Tampering, ApiError> {
+    state
+        .tamper
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("this store cannot be tampered with"))
+}
+
+/// A commit the hub accepted in a conversation with a fork staged and
+/// nothing held yet: written past the writer and withheld from the victims
+/// before anyone is woken. Gives the commit back when no fork is staged.
+pub fn fork_commit(
+    state: &AppState,
+    applied: AppliedCommit,
+) -> Result<Option<AppliedCommit>, ApiError> {
     let mut forks = lock(&state.adversary.forks);
-    let Some(plan) = forks.get_mut(conversation).filter(|p| p.held.is_none()) else {
-        return Ok(());
+    let Some(plan) = forks
+        .get_mut(&applied.conversation)
+        .filter(|p| p.held.is_none())
+    else {
+        return Ok(Some(applied));
     };
-    let latest = state.store.tamper(&Tamper::LatestCommit {
-        conversation: *conversation,
-    })?;
-    let Some(&payload) = latest.first() else {
-        return Ok(());
-    };
-    state.store.tamper(&Tamper::Withhold {
-        payload,
-        devices: plan.victims.clone(),
-    })?;
-    plan.held = Some(payload);
-    Ok(())
+    let tamper = tampering(state)?;
+    let conversation = applied.conversation;
+    let batch = state.store.write_log(vec![LogWrite::Commit(applied)])?;
+    if let Some(LogWritten::Committed(r)) = batch.written.into_iter().next() {
+        r?;
+    }
+    let latest = tamper.tamper(&Tamper::LatestCommit { conversation })?;
+    if let Some(&row) = latest.first() {
+        tamper.tamper(&Tamper::Withhold {
+            row,
+            devices: plan.victims.clone(),
+        })?;
+        plan.held = Some(row);
+    }
+    state.wakeups.poke(&batch.wake);
+    Ok(None)
 }
 
 /// A commit for the epoch the hub has just left: with a fork staged and its
 /// first commit held, accepts this one too. Everyone gets it (so the
 /// others see it after the first), then the victims get the held first
-/// one after it. Returns the answer and the devices to wake.
+/// one after it. Returns the answer.
 pub fn accept_stale(
     state: &AppState,
     conv: &ConversationRecord,
     caller: &DeviceAddress,
     epoch: u64,
     commit: &[u8],
-) -> Result<Option<(ConversationState, Vec<DeviceAddress>)>, ApiError> {
+) -> Result<Option<ConversationState>, ApiError> {
     let Some(plan) = lock(&state.adversary.forks).remove(&conv.id) else {
         return Ok(None);
     };
     let Some(held) = plan.held.filter(|_| epoch + 1 == conv.epoch) else {
         return Ok(None);
     };
-    let second = state.store.tamper(&Tamper::StoreCommit {
+    let tamper = tampering(state)?;
+    let second = tamper.tamper(&Tamper::StoreCommit {
         conversation: conv.id,
         sender: caller.clone(),
         commit: commit.to_vec(),
         now_ms: crate::now_ms(),
     })?;
-    for payload in second {
-        state.store.tamper(&Tamper::Deliver {
-            payload,
+    for row in second {
+        tamper.tamper(&Tamper::Deliver {
+            row,
             devices: conv.roster.clone(),
         })?;
     }
-    state.store.tamper(&Tamper::Deliver {
-        payload: held,
+    tamper.tamper(&Tamper::Deliver {
+        row: held,
         devices: plan.victims,
     })?;
+    state.wakeups.poke(&conv.roster);
     tracing::warn!(conversation = %conv.id, epoch, "ADVERSARY: second commit accepted for one epoch");
     let answer = ConversationState {
         id: conv.id,
         epoch: epoch + 1,
         members: conv.roster.clone(),
     };
-    Ok(Some((answer, conv.roster.clone())))
+    Ok(Some(answer))
 }
 
 /// The root the adversary shows `caller`, if any.

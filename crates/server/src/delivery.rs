@@ -1,21 +1,23 @@
-//! The hot path: application messages are written in batches ("group
-//! commit"). Handlers queue a message and wait; one writer task takes
-//! everything queued, writes it in one transaction (one fsync for the
-//! batch), then answers each handler and wakes the recipients' long polls.
+//! The writer: one thread owns every write to the delivery log. Handlers
+//! queue a [`LogWrite`] and wait; the writer takes everything queued,
+//! writes it in one transaction (one fsync for the batch, "group commit"),
+//! and only once it is durable wakes the devices whose inbox grew and
+//! answers. Acknowledgements are queued without an answer.
+//!
+//! The queue is bounded by bytes, not by count: a flood of large letters
+//! waits for room before it costs memory.
 
 use crate::error::ApiError;
-use crate::store::{MessageOutcome, NewMessage, Store, StoreError};
+use crate::store::{LogWrite, LogWritten, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use valise_proto::DeviceAddress;
 
-/// Most messages written in one transaction.
-const MAX_BATCH: usize = 1000;
-/// Messages waiting for the writer before senders wait for room.
-const QUEUE: usize = 8192;
-
-type Reply = oneshot::Sender<Result<MessageOutcome, StoreError>>;
+/// Most writes in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Bytes of letters and commits waiting for the writer, in KiB.
+const QUEUE_KIB: u32 = 64 * 1024;
 
 /// Per-device wake-ups for long-polling inbox reads.
 #[derive(Debug, Default)]
@@ -41,77 +43,116 @@ impl Wakeups {
     }
 }
 
-/// Handle to the batch writer.
+struct Job {
+    write: LogWrite,
+    reply: Option<oneshot::Sender<Result<LogWritten, StoreError>>>,
+    /// Room in the queue, given back once written.
+    room: Option<OwnedSemaphorePermit>,
+}
+
+/// Handle to the writer.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    tx: mpsc::Sender<(NewMessage, Reply)>,
+    tx: mpsc::UnboundedSender<Job>,
+    room: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
 }
 
 impl Delivery {
-    /// Starts the writer task; it ends when every handle is dropped.
+    /// Starts the writer on a thread of its own (from the runtime's
+    /// blocking pool); it ends when every handle is dropped.
     pub fn start(store: Arc<dyn Store>, wakeups: Arc<Wakeups>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, wakeups, rx));
-        Self { tx }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::task::spawn_blocking(move || writer(store.as_ref(), &wakeups, rx));
+        Self {
+            tx,
+            room: Arc::new(Semaphore::new(QUEUE_KIB as usize)),
+        }
     }
 
-    /// Queues a message and waits until its batch is committed.
-    pub async fn send(&self, msg: NewMessage) -> Result<MessageOutcome, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((msg, reply))
+    /// Queues a write of about `bytes` and waits until it is durable.
+    pub async fn write(&self, write: LogWrite, bytes: usize) -> Result<LogWritten, ApiError> {
+        let kib = u32::try_from(bytes / 1024 + 1)
+            .unwrap_or(QUEUE_KIB)
+            .min(QUEUE_KIB);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(kib)
             .await
             .map_err(|_| ApiError::internal("delivery writer stopped"))?;
-        let outcome = answer
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                write,
+                reply: Some(reply),
+                room: Some(room),
+            })
+            .map_err(|_| ApiError::internal("delivery writer stopped"))?;
+        let written = answer
             .await
-            .map_err(|_| ApiError::internal("delivery writer dropped a message"))?;
-        Ok(outcome?)
+            .map_err(|_| ApiError::internal("delivery writer dropped a write"))?;
+        Ok(written?)
+    }
+
+    /// Queues an acknowledgement without waiting: a lost one only makes
+    /// the device read again what it skips by position.
+    pub fn ack(&self, write: LogWrite) {
+        let _ = self.tx.send(Job {
+            write,
+            reply: None,
+            room: None,
+        });
     }
 }
 
-async fn writer(
-    store: Arc<dyn Store>,
-    wakeups: Arc<Wakeups>,
-    mut rx: mpsc::Receiver<(NewMessage, Reply)>,
-) {
-    let mut pending = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        let (msgs, replies): (Vec<NewMessage>, Vec<Reply>) = pending.drain(..).unzip();
-        let s = store.clone();
-        let (letters, started) = (msgs.len(), std::time::Instant::now());
-        let result = tokio::task::spawn_blocking(move || s.append_messages(&msgs)).await;
+fn writer(store: &dyn Store, wakeups: &Wakeups, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.write, (j.reply, j.room))).unzip();
+        let (count, started) = (writes.len(), std::time::Instant::now());
+        let result = store.write_log(writes);
         // Batch size and write time (fsync included) tell whether senders
         // wait for the disk or the disk for senders (BENCHMARKS.md).
         tracing::debug!(
-            letters,
+            writes = count,
             micros = started.elapsed().as_micros() as u64,
             "batch written"
         );
         match result {
-            Ok(Ok(outcomes)) => {
-                let touched = outcomes
-                    .iter()
-                    .filter_map(|o| o.as_ref().ok())
-                    .flat_map(|o| o.recipients.iter());
-                wakeups.poke(touched);
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "message batch failed; nothing stored");
-                let text = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(match e {
-                        StoreError::Full => StoreError::Full,
-                        _ => StoreError::Sqlite(text.clone()),
-                    }));
+            Ok(batch) => {
+                wakeups.poke(&batch.wake);
+                for ((reply, _room), written) in replies.into_iter().zip(batch.written) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(written));
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "message batch task failed; nothing stored");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Sqlite("writer task failed".into())));
+                tracing::error!(error = %e, "log batch failed; nothing stored");
+                let full = matches!(e, StoreError::Full);
+                let text = e.to_string();
+                for (reply, _room) in replies {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(if full {
+                            StoreError::Full
+                        } else {
+                            StoreError::Sqlite(text.clone())
+                        }));
+                    }
                 }
             }
         }

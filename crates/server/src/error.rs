@@ -88,6 +88,16 @@ impl From<StoreError> for ApiError {
                     "the server's storage is full; nothing was stored, retry later",
                 )
             }
+            StoreError::QuotaExceeded => Self::new(
+                ErrorCode::StorageFull,
+                "your account keeps as much as its storage quota allows; nothing was stored \
+                 (your devices free room as they read their inboxes)",
+            ),
+            StoreError::UnknownPosition => Self::new(
+                ErrorCode::UnknownCursor,
+                "this server never handed out that inbox cursor (it was restored from an \
+                 older copy of its data): read again from the start",
+            ),
             StoreError::Corrupt(_) | StoreError::Incompatible(_) | StoreError::Sqlite(_) => {
                 Self::internal(e)
             }

@@ -1,5 +1,6 @@
-//! Periodic cleanup of what the store no longer needs: expired tokens, and
-//! delivered messages once their id no longer has to catch a late retry.
+//! Periodic cleanup of what the store no longer needs: log rows every
+//! device that reads them acknowledged, expired tokens, and the ids of
+//! accepted letters once they no longer have to catch a late retry.
 //! Never touches anything a device has not acknowledged.
 
 use crate::store::Store;
@@ -25,9 +26,36 @@ pub fn start(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
             let window = i64::try_from(DUPLICATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
             let keep_since = now.saturating_sub(window);
             match tokio::task::spawn_blocking(move || s.purge(now, keep_since)).await {
-                Ok(Ok(p)) => tracing::info!(tokens = p.tokens, messages = p.messages, "purged"),
+                Ok(Ok(p)) => {
+                    tracing::info!(tokens = p.tokens, message_ids = p.message_ids, "purged")
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "purge failed"),
                 Err(e) => tracing::warn!(error = %e, "purge task failed"),
+            }
+        }
+    })
+}
+
+/// How often the log is collected.
+pub const COLLECT_EVERY: Duration = Duration::from_secs(5);
+/// Rows deleted per write, so that senders never wait long behind it.
+const COLLECT_ROWS: usize = 20_000;
+
+/// Starts the log's garbage collector on the current runtime.
+pub fn start_collector(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(COLLECT_EVERY);
+        loop {
+            tick.tick().await;
+            loop {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.collect_garbage(COLLECT_ROWS)).await {
+                    Ok(Ok(n)) if n as usize >= COLLECT_ROWS => continue,
+                    Ok(Ok(n)) => tracing::debug!(rows = n, "log collected"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "log collection failed"),
+                    Err(e) => tracing::warn!(error = %e, "log collection task failed"),
+                }
+                break;
             }
         }
     })

@@ -1,15 +1,17 @@
 //! Extractors whose rejections are problems too, so that a client always
-//! gets a parsable `application/problem+json` (I8).
+//! gets a parsable `application/problem+json` (I8): JSON bodies, the
+//! binary bodies of delivery, paths and queries.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use valise_proto::ErrorCode;
+use valise_proto::wire::CONTENT_TYPE;
 
 /// A JSON body in, a JSON body out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,6 +44,38 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A binary delivery body ([`valise_proto::wire`]) in or out: the request
+/// must say it is one.
+#[derive(Debug, Clone, Default)]
+pub struct Binary(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for Binary {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let media = req.headers().get(header::CONTENT_TYPE);
+        if media.map(HeaderValue::as_bytes) != Some(CONTENT_TYPE.as_bytes()) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("the body must be {CONTENT_TYPE}"),
+            ));
+        }
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(|b| Binary(b.to_vec()))
+            .map_err(|r: BytesRejection| from_rejection(r.status(), r.body_text()))
+    }
+}
+
+impl IntoResponse for Binary {
+    fn into_response(self) -> Response {
+        let mut resp = self.0.into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        resp
     }
 }
 

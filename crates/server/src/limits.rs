@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use valise_proto::wire::{LETTERS_HEADER, MAX_BATCH_LETTERS};
 use valise_proto::{DeviceAddress, ErrorCode};
 
 /// The configured limits (`valised run --max-…`).
@@ -67,6 +68,13 @@ impl Buckets {
 
     /// Takes one token, or says how long to wait for it.
     pub fn take(&self, device: &DeviceAddress, now: Instant) -> Result<(), Duration> {
+        self.take_many(device, 1, now)
+    }
+
+    /// Takes `n` tokens at once (at most a full bucket), or says how long
+    /// to wait for them.
+    pub fn take_many(&self, device: &DeviceAddress, n: u32, now: Instant) -> Result<(), Duration> {
+        let n = f64::from(n).min(self.capacity);
         let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         if devices.len() >= MAX_TRACKED && !devices.contains_key(device) {
             // Idle devices are full buckets anyway: forgetting them is exact.
@@ -80,12 +88,12 @@ impl Buckets {
             .or_insert((self.capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.capacity);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= n {
+            *tokens -= n;
             Ok(())
         } else {
             Err(Duration::from_secs_f64(
-                (1.0 - *tokens) / self.rate.max(f64::MIN_POSITIVE),
+                (n - *tokens) / self.rate.max(f64::MIN_POSITIVE),
             ))
         }
     }
@@ -110,7 +118,16 @@ impl From<Limits> for RateLimits {
 }
 
 fn admit(bucket: &Buckets, device: &DeviceAddress, what: &str) -> Result<(), ApiError> {
-    bucket.take(device, Instant::now()).map_err(|wait| {
+    admit_many(bucket, device, 1, what)
+}
+
+fn admit_many(
+    bucket: &Buckets,
+    device: &DeviceAddress,
+    n: u32,
+    what: &str,
+) -> Result<(), ApiError> {
+    bucket.take_many(device, n, Instant::now()).map_err(|wait| {
         ApiError::new(
             ErrorCode::RateLimited,
             format!("too many {what}; retry in {} ms", wait.as_millis().max(1)),
@@ -118,17 +135,37 @@ fn admit(bucket: &Buckets, device: &DeviceAddress, what: &str) -> Result<(), Api
     })
 }
 
-/// An approved device within its letters-per-second allowance.
+/// An approved device within its letters-per-second allowance for the
+/// batch it sends, counted from the request's letter count header before
+/// the body is read.
 #[derive(Debug)]
-pub struct SendPermit(pub DeviceAddress);
+pub struct SendPermit {
+    pub device: DeviceAddress,
+    /// Letters the body must hold.
+    pub letters: usize,
+}
 
 impl FromRequestParts<AppState> for SendPermit {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ApprovedDevice(device) = ApprovedDevice::from_request_parts(parts, state).await?;
-        admit(&state.limits.sends, &device, "letters")?;
-        Ok(Self(device))
+        let letters = parts
+            .headers
+            .get(LETTERS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| (1..=MAX_BATCH_LETTERS as u32).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "header {LETTERS_HEADER} must give the batch's letter count, 1 to {MAX_BATCH_LETTERS}"
+                ))
+            })?;
+        admit_many(&state.limits.sends, &device, letters, "letters")?;
+        Ok(Self {
+            device,
+            letters: letters as usize,
+        })
     }
 }
 

@@ -61,6 +61,11 @@ enum Command {
         /// meanwhile are batched into the next one).
         #[arg(long, default_value_t = valise_server::directory::DEFAULT_INTERVAL_MS)]
         directory_interval_ms: u64,
+        /// Bytes (MiB) of letters one account's devices may keep waiting
+        /// unread on this server; past it that account's letters are
+        /// refused with `storage_full`, and nobody else's.
+        #[arg(long, default_value_t = valise_server::store::DEFAULT_ACCOUNT_QUOTA_MIB)]
+        account_quota_mib: u64,
     },
     /// Administration; works while the server runs.
     Admin {
@@ -282,6 +287,7 @@ fn run(
     first_invite: Option<String>,
     limits: Limits,
     directory_interval: std::time::Duration,
+    account_quota_mib: u64,
 ) -> Result<(), CliError> {
     let dir = DataDir::new(data);
     if !dir.is_initialised() {
@@ -305,7 +311,9 @@ fn run(
     }
     let tls = tls::server_config(&dir.cert_path(), &dir.key_path())?;
     // The store first (see `admin`).
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.db_path())?);
+    let sqlite = Arc::new(SqliteStore::open(&dir.db_path())?);
+    let store: Arc<dyn Store> = sqlite.clone();
+    store.set_account_quota(account_quota_mib.saturating_mul(1 << 20));
     let keys = Arc::new(dir.directory_keys()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -318,9 +326,14 @@ fn run(
             DirectoryService::start(directory, keys, store.clone(), directory_interval).await?;
         tracing::info!(key = %directory.directory_key(), "key directory open");
         valise_server::housekeeping::start(store.clone());
+        valise_server::housekeeping::start_collector(store.clone());
         let state = AppState::new(store, &config.domain, Arc::new(directory))
             .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
             .with_limits(limits);
+        #[cfg(feature = "adversary")]
+        let state = state.with_tampering(sqlite);
+        #[cfg(not(feature = "adversary"))]
+        drop(sqlite);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| CliError::Io(format!("cannot listen on {listen}: {e}")))?;
@@ -366,6 +379,7 @@ fn main() {
             max_claims_per_minute,
             max_commits_per_minute,
             directory_interval_ms,
+            account_quota_mib,
         } => run(
             &data,
             listen,
@@ -377,6 +391,7 @@ fn main() {
                 commits_per_minute: max_commits_per_minute,
             },
             std::time::Duration::from_millis(directory_interval_ms),
+            account_quota_mib,
         ),
         Command::Admin { data, command } => admin(&data, command),
     };

@@ -31,6 +31,9 @@ pub struct AppState {
     /// The malicious server's switches (test builds only).
     #[cfg(feature = "adversary")]
     pub adversary: Arc<crate::adversary::Adversary>,
+    /// The store's tampering side (test builds only).
+    #[cfg(feature = "adversary")]
+    pub tamper: Option<Arc<dyn crate::store::Tampering>>,
     /// Becomes true when the server stops, to end long polls early.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -62,6 +65,8 @@ impl AppState {
             directory,
             #[cfg(feature = "adversary")]
             adversary: Arc::default(),
+            #[cfg(feature = "adversary")]
+            tamper: None,
             shutdown: rx,
             shutdown_tx: Arc::new(tx),
         })
@@ -70,6 +75,13 @@ impl AppState {
     /// Replaces the default rate limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = Arc::new(limits.into());
+        self
+    }
+
+    /// Lets the adversary's routes tamper with the store (test builds only).
+    #[cfg(feature = "adversary")]
+    pub fn with_tampering(mut self, tamper: Arc<dyn crate::store::Tampering>) -> Self {
+        self.tamper = Some(tamper);
         self
     }
 

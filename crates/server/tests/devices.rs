@@ -210,7 +210,7 @@ async fn a_second_device_waits_for_an_approval_signed_by_the_first() {
     for path in [
         "/v1/conversations".to_owned(),
         format!("/v1/conversations/{}/commits", "00".repeat(16)),
-        format!("/v1/conversations/{}/messages", "00".repeat(16)),
+        "/v1/letters".to_owned(),
     ] {
         let r = w.api.send(&path, Some(&t2), &serde_json::json!({})).await;
         expect_problem(r, ErrorCode::DevicePending, &path).await;

@@ -133,18 +133,6 @@ fn endpoints() -> Vec<Endpoint> {
             auth: true,
             wrong_types: r#"{"epoch":-1,"commit":"AA=="}"#,
         },
-        Endpoint {
-            method: Post,
-            path: "/v1/conversations/00112233445566778899aabbccddeeff/messages",
-            auth: true,
-            wrong_types: r#"{"client_msg_id":"short","message":7}"#,
-        },
-        Endpoint {
-            method: Post,
-            path: "/v1/inbox/ack",
-            auth: true,
-            wrong_types: r#"{"up_to":"ten"}"#,
-        },
     ]
 }
 
@@ -173,6 +161,90 @@ async fn still_alive(c: &reqwest::Client, port: u16) {
         .await
         .unwrap();
     expect_problem(resp, ErrorCode::Unauthorized, "liveness").await;
+}
+
+/// `POST /v1/letters` with a letter count header and a binary body: each
+/// is checked before the next step, and one letter's garbage is that
+/// letter's refusal, not the batch's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_letters_endpoint_refuses_hostile_batches_and_survives() {
+    use valise_proto::wire::{self, CONTENT_TYPE, LETTERS_HEADER, Outcome, OutgoingLetter};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(&data);
+    let token = token_for(&data);
+    let c = client(&data);
+    let port = server.port;
+    let letter = |n: u8, message: Vec<u8>| OutgoingLetter {
+        conversation: valise_proto::ConversationId::from_bytes([n; 16]),
+        client_msg_id: valise_proto::MessageId::from_bytes([n; 16]),
+        message,
+    };
+    let post = |count: Option<&str>, media: &str, body: Vec<u8>| {
+        let mut rb = request(&c, port, Method::Post, "/v1/letters", Some(&token))
+            .header(reqwest::header::CONTENT_TYPE, media)
+            .body(body);
+        if let Some(n) = count {
+            rb = rb.header(LETTERS_HEADER, n);
+        }
+        rb.send()
+    };
+    let one = wire::encode_letters(&[letter(1, vec![0, 1, 0, 2])]);
+    for (count, what) in [
+        (None, "no count"),
+        (Some("0"), "zero letters"),
+        (Some("257"), "too many letters"),
+        (Some("two"), "a count that is no number"),
+    ] {
+        let r = post(count, CONTENT_TYPE, one.clone()).await.unwrap();
+        expect_problem(r, ErrorCode::BadRequest, what).await;
+    }
+    let r = post(Some("1"), "application/json", one.clone())
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::UnsupportedMediaType, "JSON").await;
+    for (count, body, what) in [
+        ("1", vec![0xff, 0x00, 0x13, 0x37], "garbage"),
+        ("2", one.clone(), "fewer letters than announced"),
+        ("1", [one.clone(), vec![0]].concat(), "trailing bytes"),
+        ("1", one[..one.len() - 1].to_vec(), "truncated"),
+    ] {
+        let r = post(Some(count), CONTENT_TYPE, body).await.unwrap();
+        expect_problem(r, ErrorCode::BadRequest, what).await;
+    }
+    let mut big = one.clone();
+    big.resize(MAX_REQUEST_BYTES + 1024, 0);
+    if let Ok(r) = post(Some("1"), CONTENT_TYPE, big).await {
+        expect_problem(r, ErrorCode::PayloadTooLarge, "oversized").await;
+    }
+    // A well-formed batch: garbage MLS, then a letter of the same
+    // conversation (skipped), and one of an unknown conversation.
+    let batch = [
+        letter(1, vec![0, 1, 0, 2]),
+        letter(1, vec![0, 1, 0, 3]),
+        letter(2, vec![0xff; 40]),
+    ];
+    let r = post(Some("3"), CONTENT_TYPE, wire::encode_letters(&batch))
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let outcomes = wire::decode_outcomes(&r.bytes().await.unwrap(), 3).unwrap();
+    assert!(
+        matches!(
+            &outcomes[0],
+            Outcome::Refused {
+                code: ErrorCode::InvalidMls,
+                ..
+            }
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], Outcome::Skipped);
+    assert!(
+        matches!(&outcomes[2], Outcome::Refused { .. }),
+        "{outcomes:?}"
+    );
+    still_alive(&c, port).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +318,14 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
 
     // Inbox: query parameters and auth.
     let t = Some(token.as_str());
-    for q in ["?after=-1", "?limit=many", "?wait_ms=1e9", "?unknown=1"] {
+    for q in [
+        "?after=-1",
+        "?after=0",
+        "?after=00",
+        "?limit=many",
+        "?wait_ms=1e9",
+        "?unknown=1",
+    ] {
         let r = request(&c, port, Method::Get, &format!("/v1/inbox{q}"), t)
             .send()
             .await
@@ -258,11 +337,18 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
         .await
         .unwrap();
     expect_problem(r, ErrorCode::Unauthorized, "inbox bad token").await;
-    let r = request(&c, port, Method::Get, "/v1/inbox?after=0&limit=5", t)
+    let r = request(&c, port, Method::Get, "/v1/inbox?limit=5", t)
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
+    // A well-formed cursor this server never handed out.
+    let forged = format!("/v1/inbox?after={}", "07".repeat(24));
+    let r = request(&c, port, Method::Get, &forged, t)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, ErrorCode::UnknownCursor, "forged cursor").await;
 
     // The key directory: bad query parameters, no token, public audit.
     for q in [
@@ -355,7 +441,7 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
         "/v1/users/not-a-user/devices",
         "/v1/users/a%20b@x/devices",
         "/v1/conversations/xyz/commits",
-        "/v1/conversations/0011/messages",
+        "/v1/conversations/0011/commits",
     ] {
         let method = if path.ends_with("devices") {
             Method::Get
@@ -372,18 +458,6 @@ async fn every_endpoint_refuses_hostile_input_and_survives() {
     }
 
     // Well-formed JSON with invalid MLS inside.
-    let r = request(
-        &c,
-        port,
-        Method::Post,
-        &format!("/v1/conversations/{CONV}/messages"),
-        t,
-    )
-    .json(&serde_json::json!({"client_msg_id": CONV, "message": "AAECAw=="}))
-    .send()
-    .await
-    .unwrap();
-    expect_problem(r, ErrorCode::InvalidMls, "garbage MLS message").await;
     let r = request(&c, port, Method::Post, "/v1/conversations", t)
         .json(&serde_json::json!({"id": CONV, "group_info": "AAECAw==", "ratchet_tree": ""}))
         .send()

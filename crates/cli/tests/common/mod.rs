@@ -554,3 +554,128 @@ pub fn settle(devices: &[&Device]) {
     }
     panic!("still busy after 10 rounds of syncs");
 }
+
+/// The intruder's hands on the server's delivery log
+/// (`crates/server/src/store/migrations/0005_log.sql`): one row per
+/// accepted message, read by devices through their memberships, or only
+/// by the devices in `targets` for a targeted row. Rewriting a row's bytes
+/// or sender, or deleting one, works on a live server; adding rows or
+/// changing who is a member needs it stopped ([`Server::kill9`], then
+/// [`Server::restart`]): its writer keeps the log's head and each
+/// conversation's roster in memory.
+pub mod log {
+    use rusqlite::{Connection, OptionalExtension, params};
+
+    /// Log row kinds.
+    pub const COMMIT: i64 = 1;
+    pub const APPLICATION: i64 = 3;
+
+    /// The log's number for a user's (first) device, given one if it has none.
+    pub fn device_num(db: &Connection, user: &str) -> i64 {
+        let device: String = db
+            .query_row(
+                "SELECT device FROM devices WHERE user = ?1 ORDER BY number LIMIT 1",
+                [user],
+                |r| r.get(0),
+            )
+            .unwrap();
+        num_of(db, user, &device)
+    }
+
+    /// The log's number for any device address (enrolled or not), given
+    /// one if it has none.
+    pub fn num_of(db: &Connection, user: &str, device: &str) -> i64 {
+        db.execute(
+            "INSERT INTO device_nums (user, device) SELECT ?1, ?2
+             WHERE NOT EXISTS (SELECT 1 FROM device_nums WHERE user = ?1 AND device = ?2)",
+            params![user, device],
+        )
+        .unwrap();
+        db.query_row(
+            "SELECT num FROM device_nums WHERE user = ?1 AND device = ?2",
+            params![user, device],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// The log's number for a conversation (hex id).
+    pub fn conv_num(db: &Connection, conv: &str) -> i64 {
+        db.query_row(
+            "SELECT num FROM conversations WHERE id = ?1",
+            [hex::decode(conv).unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// A row of the log.
+    pub struct Row {
+        pub seq: i64,
+        pub conv: i64,
+        pub bytes: Vec<u8>,
+    }
+
+    /// The newest row of `kind` in a conversation (hex id), from `sender`
+    /// (a user) if given.
+    pub fn newest(db: &Connection, kind: i64, conv: &str, sender: Option<&str>) -> Option<Row> {
+        db.query_row(
+            "SELECT l.seq, l.conv, l.bytes FROM log l JOIN device_nums d ON d.num = l.sender
+             WHERE l.kind = ?1 AND l.conv = ?2 AND (?3 IS NULL OR d.user = ?3)
+             ORDER BY l.seq DESC LIMIT 1",
+            params![kind, conv_num(db, conv), sender],
+            |r| {
+                Ok(Row {
+                    seq: r.get(0)?,
+                    conv: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .unwrap()
+    }
+
+    /// Appends a row read by `to` only (a targeted row, as a Welcome is),
+    /// at the head of the log. The server must be stopped.
+    pub fn deliver(db: &Connection, to: i64, conv: i64, sender: i64, kind: i64, bytes: &[u8]) {
+        let seq: i64 = db
+            .query_row(
+                "SELECT max(coalesce((SELECT seq FROM log_head), 0),
+                            coalesce((SELECT max(seq) FROM log), 0)) + 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let chain: [u8; 16] = rand::random();
+        db.execute(
+            "INSERT INTO log (seq, conv, kind, sender, targeted, bytes, ratchet_tree, at_ms, chain)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, NULL, 0, ?6)",
+            params![seq, conv, kind, sender, bytes, &chain[..]],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO targets (device, seq) VALUES (?1, ?2)",
+            params![to, seq],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO log_head (only, seq, chain) VALUES (1, ?1, ?2)
+             ON CONFLICT (only) DO UPDATE SET seq = excluded.seq, chain = excluded.chain",
+            params![seq, &chain[..]],
+        )
+        .unwrap();
+    }
+
+    /// Letters `user` sent that the server accepted (rows may since have
+    /// been collected; the ids of accepted letters stay).
+    pub fn accepted_from(db: &Connection, user: &str) -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM sent_ids s JOIN device_nums d ON d.num = s.sender
+             WHERE d.user = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+}

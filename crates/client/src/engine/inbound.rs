@@ -23,7 +23,7 @@ use crate::error::{ClientError, Result};
 use crate::mls;
 use openmls::prelude::*;
 use std::collections::BTreeMap;
-use valise_proto::api::{EntryKind, InboxEntry};
+use valise_proto::wire::{Entry as InboxEntry, EntryKind};
 use valise_proto::{ConversationId, DeviceAddress, EpochCount, Letter, Payload, UserId};
 
 /// What applying an entry did.

@@ -29,7 +29,8 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use std::collections::BTreeSet;
 use valise_mls::{Leaf, PublicState};
-use valise_proto::api::{GroupInfoState, InboxEntry, SubmitCommit};
+use valise_proto::api::{GroupInfoState, SubmitCommit};
+use valise_proto::wire::Entry as InboxEntry;
 use valise_proto::{ConversationId, DeviceAddress, UserId};
 
 /// The public state of an epoch this device left: a GroupInfo it signed

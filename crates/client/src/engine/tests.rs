@@ -18,7 +18,8 @@ use valise_directory::{
     Approval, DeviceEntry, DeviceList, DeviceStatus, Identity, Revocation, RootLedger, RootSigner,
     SignatureKey, approval_message, verify_root,
 };
-use valise_proto::api::{EntryKind, GroupInfoState, InboxEntry, SubmitCommit};
+use valise_proto::api::{GroupInfoState, SubmitCommit};
+use valise_proto::wire::{Entry as InboxEntry, EntryKind};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, ThreadId, UserId};
 
 const DIRECTORY_SEED: [u8; 32] = [9; 32];
@@ -147,8 +148,8 @@ impl Dev {
             kind,
             conversation: *conv,
             sender: from.me().clone(),
-            message: message.to_vec().into(),
-            ratchet_tree: tree.map(Into::into),
+            message: message.to_vec(),
+            ratchet_tree: tree,
         })
     }
 
@@ -179,7 +180,7 @@ impl Dev {
             kind,
             conversation: *conv,
             sender: from.me().clone(),
-            message: message.to_vec().into(),
+            message: message.to_vec(),
             ratchet_tree: None,
         };
         let out = self.engine.apply_entry(&entry);
@@ -520,7 +521,7 @@ fn a_fork_is_seen_and_the_hub_side_is_rejoined_only_as_verified() {
         kind: EntryKind::Commit,
         conversation: conv,
         sender: alice.me().clone(),
-        message: ours.commit.clone(),
+        message: ours.commit.clone().into_vec(),
         ratchet_tree: None,
     };
     bob.engine.diverge_on_fork(&entry, &fork).unwrap();
@@ -574,7 +575,7 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
         kind: EntryKind::Commit,
         conversation: conv,
         sender: carol.me().clone(),
-        message: carols.commit.clone(),
+        message: carols.commit.clone().into_vec(),
         ratchet_tree: None,
     };
     alice.engine.diverge_on_fork(&entry, &fork).unwrap();
@@ -634,7 +635,7 @@ fn a_state_older_than_the_shared_epoch_is_a_rollback() {
         kind: EntryKind::Commit,
         conversation: conv,
         sender: bob.me().clone(),
-        message: vec![0, 1, 2].into(),
+        message: vec![0, 1, 2],
         ratchet_tree: None,
     };
     alice.engine.diverge_on_refused_commit(&garbage).unwrap();

@@ -57,20 +57,32 @@ impl Home {
         Ok(())
     }
 
-    /// The highest inbox sequence number applied.
-    pub fn inbox_seq(&self) -> Result<u64> {
-        let seq: i64 = self
+    /// Where this device's inbox stands: the highest log position applied
+    /// (entries at or below it are replays) and the server's opaque cursor
+    /// to read on from (`None`: from what the server has acknowledged).
+    pub fn inbox_position(&self) -> Result<(u64, Option<Vec<u8>>)> {
+        let (seq, cursor): (i64, Option<Vec<u8>>) = self
             .conn
-            .prepare_cached("SELECT inbox_seq FROM account")?
-            .query_row([], |r| r.get(0))?;
-        Ok(seq as u64)
+            .prepare_cached("SELECT inbox_seq, inbox_cursor FROM account")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((seq as u64, cursor))
     }
 
-    /// Moves the inbox position (in the transaction that applied the entries).
-    pub fn set_inbox_seq(&self, seq: u64) -> Result<()> {
+    /// Moves the inbox position (in the transaction that applied the
+    /// entries); `seq` only grows.
+    pub fn set_inbox_position(&self, seq: u64, cursor: &[u8]) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_seq = ?1")?
-            .execute([seq as i64])?;
+            .prepare_cached("UPDATE account SET inbox_seq = max(inbox_seq, ?1), inbox_cursor = ?2")?
+            .execute(rusqlite::params![seq as i64, cursor])?;
+        Ok(())
+    }
+
+    /// Reads the inbox again from the start: the server was restored from
+    /// an older copy and its positions mean something else now.
+    pub fn restart_inbox(&self) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE account SET inbox_seq = 0, inbox_cursor = NULL")?
+            .execute([])?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! [`crate::adversary`].
 
 use super::blocking;
-use crate::adversary::View;
+use crate::adversary::{View, tampering};
 use crate::directory::{ServerDirectory, device_list};
 use crate::error::ApiError;
 use crate::json::Json;
@@ -17,8 +17,9 @@ use std::sync::Arc;
 use valise_directory::{
     DeviceEntry, DeviceList, Directory, DirectoryError, Identity, SqliteDirectoryStorage,
 };
-use valise_proto::api::{ClaimedKeyPackage, EntryKind};
+use valise_proto::api::ClaimedKeyPackage;
 use valise_proto::bytes::Bytes;
+use valise_proto::wire::EntryKind;
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
 /// Adds the `/adversary/...` routes.
@@ -320,8 +321,8 @@ async fn split(
     }
     let honest = honest_list(state, &user).await?;
     let changed = with_devices(honest.as_ref(), false, substitutes(devices))?;
-    let store = state.store.clone();
-    let copy = blocking(move || Ok(store.snapshot()?)).await?;
+    let st = state.clone();
+    let copy = blocking(move || Ok(tampering(&st)?.snapshot()?)).await?;
     let keys = state.directory.keys().clone();
     Ok(state
         .directory
@@ -370,7 +371,8 @@ pub struct InboxListing {
 #[derive(Debug, Serialize)]
 pub struct ListedEntry {
     pub seq: u64,
-    pub kind: EntryKind,
+    /// `commit`, `welcome` or `application`.
+    pub kind: &'static str,
     pub conversation: ConversationId,
     pub sender: DeviceAddress,
 }
@@ -382,13 +384,16 @@ pub async fn inbox(
     State(state): State<AppState>,
     Json(req): Json<Inbox>,
 ) -> Result<Json<InboxListing>, ApiError> {
-    let store = state.store.clone();
-    let (entries, _) = blocking(move || Ok(store.inbox_page(&req.device, 0, 100_000)?)).await?;
+    let entries = blocking(move || Ok(tampering(&state)?.waiting(&req.device)?)).await?;
     let entries = entries
         .into_iter()
         .map(|e| ListedEntry {
             seq: e.seq,
-            kind: e.kind,
+            kind: match e.kind {
+                EntryKind::Commit => "commit",
+                EntryKind::Welcome => "welcome",
+                EntryKind::Application => "application",
+            },
             conversation: e.conversation,
             sender: e.sender,
         })
@@ -403,11 +408,11 @@ pub struct Entries {
     pub seqs: Vec<u64>,
 }
 
-/// The payloads behind `device`'s entries `seqs`, in that order.
-fn payloads(state: &AppState, device: &DeviceAddress, seqs: &[u64]) -> Result<Vec<i64>, ApiError> {
+/// The log rows behind `device`'s entries `seqs`, in that order.
+fn rows(state: &AppState, device: &DeviceAddress, seqs: &[u64]) -> Result<Vec<u64>, ApiError> {
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
-        let found = state.store.tamper(&Tamper::PayloadOf {
+        let found = tampering(state)?.tamper(&Tamper::EntryOf {
             device: device.clone(),
             seq,
         })?;
@@ -428,9 +433,9 @@ pub async fn drop_entries(
     Json(req): Json<Entries>,
 ) -> Result<Json<Done>, ApiError> {
     blocking(move || {
-        for payload in payloads(&state, &req.device, &req.seqs)? {
-            state.store.tamper(&Tamper::Withhold {
-                payload,
+        for row in rows(&state, &req.device, &req.seqs)? {
+            tampering(&state)?.tamper(&Tamper::Withhold {
+                row,
                 devices: vec![req.device.clone()],
             })?;
         }
@@ -451,13 +456,14 @@ pub async fn reorder(
     let device = req.device.clone();
     blocking(move || {
         let devices = vec![req.device.clone()];
-        for payload in payloads(&state, &req.device, &req.seqs)? {
+        let tamper = tampering(&state)?;
+        for row in rows(&state, &req.device, &req.seqs)? {
             let devices = devices.clone();
-            state.store.tamper(&Tamper::Withhold {
-                payload,
+            tamper.tamper(&Tamper::Withhold {
+                row,
                 devices: devices.clone(),
             })?;
-            state.store.tamper(&Tamper::Deliver { payload, devices })?;
+            tamper.tamper(&Tamper::Deliver { row, devices })?;
         }
         Ok(())
     })
@@ -486,9 +492,9 @@ pub async fn replay(
     let wakeups = state.wakeups.clone();
     let to = req.to.clone();
     blocking(move || {
-        for payload in payloads(&state, &req.from, &[req.seq])? {
-            state.store.tamper(&Tamper::Deliver {
-                payload,
+        for row in rows(&state, &req.from, &[req.seq])? {
+            tampering(&state)?.tamper(&Tamper::Deliver {
+                row,
                 devices: req.to.clone(),
             })?;
         }
@@ -513,7 +519,7 @@ pub async fn disk_full(
     State(state): State<AppState>,
     Json(req): Json<DiskFull>,
 ) -> Result<Json<Done>, ApiError> {
-    blocking(move || Ok(state.store.tamper(&Tamper::DiskFull(req.full))?)).await?;
+    blocking(move || Ok(tampering(&state)?.tamper(&Tamper::DiskFull(req.full))?)).await?;
     Ok(Json(Done { ok: true }))
 }
 

@@ -2,17 +2,15 @@ use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::json::{Json, Path};
-use crate::limits::{CommitPermit, SendPermit};
+use crate::limits::CommitPermit;
 use crate::state::AppState;
 use crate::store::{
-    AppliedCommit, ConversationRecord, NewConversation, NewMessage, Status, Store, WelcomeDelivery,
+    AppliedCommit, ConversationRecord, LogWrite, LogWritten, NewConversation, Status, Store,
+    WelcomeDelivery,
 };
 use axum::extract::State;
-use valise_mls::{Leaf, PublicState, Refusal, application_epoch, check_welcome};
-use valise_proto::api::{
-    ConversationState, CreateConversation, GroupInfoState, MessageAccepted, SendMessage,
-    SubmitCommit,
-};
+use valise_mls::{Leaf, PublicState, Refusal, check_welcome};
+use valise_proto::api::{ConversationState, CreateConversation, GroupInfoState, SubmitCommit};
 use valise_proto::limits::MAX_MLS_MESSAGE_BYTES;
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode};
 
@@ -82,7 +80,9 @@ pub async fn create(
     check_size("group_info", req.group_info.as_slice().len())?;
     check_size("ratchet_tree", req.ratchet_tree.as_slice().len())?;
     let id = req.id;
-    let members = blocking(move || {
+    let st = state.clone();
+    let (members, new) = blocking(move || {
+        let state = st;
         let group = PublicState::create(
             state.crypto.as_ref(),
             &state.policy,
@@ -95,7 +95,7 @@ pub async fn create(
             return Err(Refusal::new("the creator must be the only member at epoch 0").into());
         }
         let roster = check_leaves(state.store.as_ref(), &leaves, &[])?;
-        state.store.create_conversation(&NewConversation {
+        let new = NewConversation {
             record: ConversationRecord {
                 id,
                 epoch: group.epoch(),
@@ -106,11 +106,16 @@ pub async fn create(
             },
             created_by: caller.clone(),
             now_ms: crate::now_ms(),
-        })?;
-        tracing::info!(conversation = %id, creator = %caller, "conversation created");
-        Ok(roster)
+        };
+        Ok((roster, new))
     })
     .await?;
+    let bytes = new.record.state.len() + new.record.group_info.len();
+    match state.delivery.write(LogWrite::Create(new), bytes).await? {
+        LogWritten::Created(r) => r?,
+        _ => return Err(ApiError::internal("the writer answered another write")),
+    }
+    tracing::info!(conversation = %id, creator = ?members.first(), "conversation created");
     Ok(Json(ConversationState {
         id,
         epoch: 0,
@@ -138,8 +143,9 @@ pub async fn commit(
     if let Some(g) = &req.group_info {
         check_size("group_info", g.as_slice().len())?;
     }
-    let wakeups = state.wakeups.clone();
-    let (answer, touched) = blocking(move || {
+    let st = state.clone();
+    let (answer, applied) = blocking(move || {
+        let state = st;
         let store = state.store.as_ref();
         let conv = store
             .load_conversation(&id)?
@@ -156,7 +162,7 @@ pub async fn commit(
                 req.epoch,
                 req.commit.as_slice(),
             )? {
-                return Ok(forked);
+                return Ok((forked, None));
             }
             return Err(ApiError::stale_epoch(conv.epoch));
         }
@@ -200,7 +206,12 @@ pub async fn commit(
             }
         };
         let new_epoch = group.epoch();
-        let touched = store.apply_commit(&AppliedCommit {
+        let answer = |members| ConversationState {
+            id,
+            epoch: new_epoch,
+            members,
+        };
+        let applied = AppliedCommit {
             conversation: id,
             expected_epoch: conv.epoch,
             new_epoch,
@@ -211,24 +222,35 @@ pub async fn commit(
             commit: req.commit.into_vec(),
             welcome,
             now_ms: crate::now_ms(),
-        })?;
+        };
         tracing::info!(
             conversation = %id, committer = %caller, epoch = new_epoch,
-            members = roster.len(), joiners = joiners.len(), "commit accepted"
+            members = roster.len(), joiners = joiners.len(), "commit checked"
         );
         #[cfg(feature = "adversary")]
-        crate::adversary::after_commit(&state, &id)?;
-        Ok((
-            ConversationState {
-                id,
-                epoch: new_epoch,
-                members: roster,
-            },
-            touched,
-        ))
+        let Some(applied) = crate::adversary::fork_commit(&state, applied)? else {
+            return Ok((answer(roster), None));
+        };
+        Ok((answer(roster), Some(applied)))
     })
     .await?;
-    wakeups.poke(touched.iter());
+    let Some(applied) = applied else {
+        return Ok(Json(answer));
+    };
+    let bytes = applied.commit.len()
+        + applied.new_state.len()
+        + applied
+            .welcome
+            .as_ref()
+            .map_or(0, |w| w.message.len() + w.ratchet_tree.len());
+    match state
+        .delivery
+        .write(LogWrite::Commit(applied), bytes)
+        .await?
+    {
+        LogWritten::Committed(r) => r?,
+        _ => return Err(ApiError::internal("the writer answered another write")),
+    }
     Ok(Json(answer))
 }
 
@@ -260,34 +282,4 @@ pub async fn group_info(
     })
     .await?;
     Ok(Json(answer))
-}
-
-/// # POST /v1/conversations/{id}/messages
-///
-/// Stores an application message once and queues it for every other member
-/// device. Idempotent on the client's message id, so a retry after a lost
-/// answer never duplicates. Goes through the batch writer (hot path).
-pub async fn send(
-    State(state): State<AppState>,
-    SendPermit(caller): SendPermit,
-    Path(id): Path<ConversationId>,
-    Json(req): Json<SendMessage>,
-) -> Result<Json<MessageAccepted>, ApiError> {
-    check_size("message", req.message.as_slice().len())?;
-    let epoch = application_epoch(&id, req.message.as_slice())?;
-    let outcome = state
-        .delivery
-        .send(NewMessage {
-            conversation: id,
-            sender: caller,
-            client_msg_id: req.client_msg_id,
-            epoch,
-            bytes: req.message.into_vec(),
-            now_ms: crate::now_ms(),
-        })
-        .await?;
-    Ok(Json(MessageAccepted {
-        duplicate: outcome.duplicate,
-        recipients: outcome.recipients.len() as u64,
-    }))
 }

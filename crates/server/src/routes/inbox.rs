@@ -1,22 +1,37 @@
+//! # GET /v1/inbox?after=HEX&limit=M&wait_ms=W&count=B
+//!
+//! Reads the caller's inbox after an opaque cursor (hex; absent: from what
+//! the device acknowledged last), as a binary page of
+//! [`valise_proto::wire`] with the cursor to send next. Sending a cursor
+//! acknowledges everything before it: there is no separate ack call.
+//!
+//! With `wait_ms`, an empty read waits (long poll) until the writer wakes
+//! this device, then lingers a moment so that a burst lands in one page.
+//! A cursor this server never handed out (it was restored from an older
+//! copy of its data) is `409 unknown_cursor`.
+
 use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
-use crate::json::{Json, Query};
+use crate::json::{Binary, Query};
 use crate::state::AppState;
+use crate::store::{LogWrite, Position};
 use axum::extract::State;
 use serde::Deserialize;
 use std::time::Duration;
-use valise_proto::api::{Ack, Acked, InboxEntry, InboxPage};
-use valise_proto::limits::MAX_INBOX_PAGE;
+use valise_proto::limits::{MAX_INBOX_PAGE, MAX_INBOX_PAGE_BYTES};
+use valise_proto::wire::{self, InboxPage, MAX_CURSOR_BYTES};
 
 const DEFAULT_LIMIT: usize = 500;
 const MAX_WAIT_MS: u64 = 30_000;
+/// How long a woken poll waits for more of a burst (bounded: latency).
+const LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     #[serde(default)]
-    after: u64,
+    after: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
@@ -26,70 +41,78 @@ pub struct InboxQuery {
     count: bool,
 }
 
-/// # GET /v1/inbox?after=N&limit=M&wait_ms=W&count=B
-///
-/// Reads the caller's inbox after a sequence number. With `wait_ms`, an
-/// empty read waits (long poll) until the writer pokes this device, so
-/// online devices get messages without polling hard.
+fn cursor(after: Option<&str>) -> Result<Option<Position>, ApiError> {
+    let Some(hex) = after else { return Ok(None) };
+    hex::decode(hex)
+        .ok()
+        .filter(|b| b.len() <= MAX_CURSOR_BYTES)
+        .and_then(|b| Position::from_bytes(&b))
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request("malformed inbox cursor"))
+}
+
 pub async fn read(
     State(state): State<AppState>,
     AuthDevice(device): AuthDevice,
     Query(q): Query<InboxQuery>,
-) -> Result<Json<InboxPage>, ApiError> {
+) -> Result<Binary, ApiError> {
+    let after = cursor(q.after.as_deref())?;
+    // Where the next read starts: moves past rows this device skips (its
+    // own letters) even when a read returned nothing.
+    let mut at = after;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_INBOX_PAGE);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(MAX_WAIT_MS));
     let notify = state.wakeups.of(&device);
     let mut shutdown = state.shutdown.clone();
+    let mut acked = false;
     loop {
-        // Registered before reading, so a poke between read and wait is not lost.
+        // Registered before reading, so a wake-up between read and wait is not lost.
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (store, d) = (state.store.clone(), device.clone());
-        let (entries, more, pending) = blocking(move || {
-            let (entries, more) = store.inbox_page(&d, q.after, limit)?;
-            let pending = if q.count && more {
-                Some(store.inbox_count(&d, q.after)?)
-            } else {
-                q.count.then_some(entries.len() as u64)
+        let (read, pending) = blocking(move || {
+            let read = store.inbox(&d, at, limit, MAX_INBOX_PAGE_BYTES)?;
+            let pending = match (q.count, read.more) {
+                (false, _) => None,
+                (true, true) => Some(store.inbox_count(&d, at)?),
+                (true, false) => Some(read.entries.len() as u64),
             };
-            Ok((entries, more, pending))
+            Ok((read, pending))
         })
         .await?;
-        if !entries.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
-            return Ok(Json(InboxPage {
-                entries: entries
-                    .into_iter()
-                    .map(|e| InboxEntry {
-                        seq: e.seq,
-                        kind: e.kind,
-                        conversation: e.conversation,
-                        sender: e.sender,
-                        message: e.message.into(),
-                        ratchet_tree: e.ratchet_tree.map(Into::into),
-                    })
-                    .collect(),
-                more,
+        // The cursor is one this log handed out (the read checked it): what
+        // lies before it is processed.
+        if let (Some(at), false) = (after, acked) {
+            state.delivery.ack(LogWrite::Ack {
+                device: device.clone(),
+                at,
+            });
+            acked = true;
+        }
+        if !read.entries.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow()
+        {
+            let page = InboxPage {
+                entries: read.entries,
+                more: read.more,
                 pending,
-            }));
+                cursor: read.next.to_bytes(),
+            };
+            return Ok(Binary(wire::encode_page(&page)));
+        }
+        if read.more || Some(read.next) != at {
+            at = Some(read.next);
+            if read.more {
+                continue;
+            }
         }
         tokio::select! {
-            _ = notified => {}
+            _ = notified => {
+                let linger = LINGER.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                tokio::time::sleep(linger).await;
+            }
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
         }
     }
-}
-
-/// # POST /v1/inbox/ack
-///
-/// Deletes the caller's entries up to a sequence number; bodies nobody else
-/// waits for are dropped with them.
-pub async fn ack(
-    State(state): State<AppState>,
-    AuthDevice(device): AuthDevice,
-    Json(req): Json<Ack>,
-) -> Result<Json<Acked>, ApiError> {
-    let removed = blocking(move || Ok(state.store.ack(&device, req.up_to)?)).await?;
-    Ok(Json(Acked { removed }))
 }

@@ -9,6 +9,7 @@ mod directory;
 mod enroll;
 mod inbox;
 mod key_packages;
+mod letters;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -43,13 +44,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/commits",
             post(conversations::commit),
         )
-        .route("/v1/conversations/{id}/messages", post(conversations::send))
         .route(
             "/v1/conversations/{id}/group-info",
             get(conversations::group_info),
         )
+        .route("/v1/letters", post(letters::send))
         .route("/v1/inbox", get(inbox::read))
-        .route("/v1/inbox/ack", post(inbox::ack))
         .route("/v1/directory/root", get(directory::root))
         .route("/v1/directory/lookup/{user}", get(directory::lookup))
         .route("/v1/directory/history/{user}", get(directory::history))

@@ -5,14 +5,24 @@
 //! `tokio::task::spawn_blocking`. Every method that writes does so in one
 //! transaction and returns only after it committed, so an answer to a client
 //! always means "durable".
+//!
+//! Delivery is a log ([`Store::write_log`], [`Store::inbox`]): one row per
+//! accepted message, read by each device through its memberships and one
+//! cursor; see `migrations/0005_log.sql` and docs/PROTOCOL.md.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod sqlite;
 
 use valise_directory::{Approval, Identity, Revocation};
-use valise_proto::api::EntryKind;
+use valise_proto::wire::EntryKind;
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
 
 pub use sqlite::SqliteStore;
+
+/// Bytes of letters one account's devices may keep waiting in the log
+/// before their letters are refused, in MiB (`valised run --account-quota-mib`).
+pub const DEFAULT_ACCOUNT_QUOTA_MIB: u64 = 1024;
 
 /// Why a store operation did not happen. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,13 @@ pub enum StoreError {
     /// The disk (or the database's size limit) is full.
     #[error("storage is full")]
     Full,
+    /// The sender's account keeps as many bytes as its quota allows.
+    #[error("the account's storage quota is used up")]
+    QuotaExceeded,
+    /// A log position this store never handed out (a server restored
+    /// from an older copy of its data, or a forged cursor).
+    #[error("unknown log position")]
+    UnknownPosition,
     #[error("database error: {0}")]
     Sqlite(String),
 }
@@ -244,23 +261,95 @@ pub struct NewMessage {
     pub now_ms: i64,
 }
 
-/// What happened to one message of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageOutcome {
-    pub duplicate: bool,
-    /// Devices whose inbox got an entry (empty for a duplicate).
-    pub recipients: Vec<DeviceAddress>,
+/// A position in the log: everything up to row `seq`, whose chain value
+/// is `chain`. What a device's cursor holds, opaque to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub seq: u64,
+    pub chain: [u8; 16],
 }
 
-/// One inbox entry, joined with its payload.
+impl Position {
+    /// Before the first row.
+    pub const ORIGIN: Self = Self {
+        seq: 0,
+        chain: [0; 16],
+    };
+
+    /// The cursor's bytes: `seq` (big-endian) then `chain`.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = self.seq.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.chain);
+        out
+    }
+
+    /// `None` unless exactly what [`Position::to_bytes`] makes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (seq, chain) = bytes.split_at_checked(8)?;
+        Some(Self {
+            seq: u64::from_be_bytes(seq.try_into().ok()?),
+            chain: chain.try_into().ok()?,
+        })
+    }
+}
+
+/// One write to the delivery log. The writer applies a batch of them in
+/// one transaction, in order.
 #[derive(Debug, Clone)]
-pub struct StoredEntry {
-    pub seq: u64,
-    pub kind: EntryKind,
-    pub conversation: ConversationId,
-    pub sender: DeviceAddress,
-    pub message: Vec<u8>,
-    pub ratchet_tree: Option<Vec<u8>>,
+pub enum LogWrite {
+    Create(NewConversation),
+    Commit(AppliedCommit),
+    /// One request's letters, in its order: a letter not accepted skips
+    /// the later ones of its conversation ([`LetterOutcome::Skipped`]).
+    Letters(Vec<NewMessage>),
+    /// The device has processed everything up to `at`.
+    Ack {
+        device: DeviceAddress,
+        at: Position,
+    },
+}
+
+/// What became of one [`LogWrite`], in the batch's order.
+#[derive(Debug)]
+pub enum LogWritten {
+    Created(Result<(), StoreError>),
+    Committed(Result<(), StoreError>),
+    Letters(Vec<LetterOutcome>),
+    Acked(Result<(), StoreError>),
+}
+
+/// What became of one letter.
+#[derive(Debug)]
+pub enum LetterOutcome {
+    /// Stored at log position `seq` for `recipients` devices.
+    Accepted { seq: u64, recipients: u32 },
+    /// This sender's client message id was accepted before.
+    Duplicate,
+    /// Refused for its own reasons (stale epoch, not a member, quota).
+    Refused(StoreError),
+    /// An earlier letter of its conversation in the same request was not
+    /// accepted.
+    Skipped,
+}
+
+/// A batch written, and the devices whose inbox grew (to wake up).
+#[derive(Debug)]
+pub struct LogBatch {
+    pub written: Vec<LogWritten>,
+    pub wake: Vec<DeviceAddress>,
+}
+
+/// One inbox entry, as it goes on the wire.
+pub type StoredEntry = valise_proto::wire::Entry;
+
+/// A page of a device's inbox.
+#[derive(Debug, Clone)]
+pub struct InboxRead {
+    pub entries: Vec<StoredEntry>,
+    /// More entries follow.
+    pub more: bool,
+    /// Where the next read starts once these are processed.
+    pub next: Position,
 }
 
 /// The storage contract of the server.
@@ -372,90 +461,98 @@ pub trait Store: Send + Sync + 'static {
     /// Every user and their devices.
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
-    /// `AlreadyExists` if the id is taken.
-    fn create_conversation(&self, c: &NewConversation) -> Result<(), StoreError>;
-
     fn load_conversation(
         &self,
         id: &ConversationId,
     ) -> Result<Option<ConversationRecord>, StoreError>;
 
-    /// Applies a commit with compare-and-set on the epoch; returns every
-    /// device whose inbox got an entry.
-    fn apply_commit(&self, c: &AppliedCommit) -> Result<Vec<DeviceAddress>, StoreError>;
+    /// Applies a batch of log writes in one transaction, in order, and
+    /// returns only once it is durable. Each write's own refusals are in
+    /// its outcome; an `Err` means nothing of the batch was stored.
+    fn write_log(&self, batch: Vec<LogWrite>) -> Result<LogBatch, StoreError>;
 
-    /// Stores a batch of application messages in one transaction; one
-    /// outcome per message, in order. A message refused for its own reasons
-    /// (stale epoch, not a member) does not affect the others; an `Err` of
-    /// the whole call means nothing was stored.
-    fn append_messages(
-        &self,
-        batch: &[NewMessage],
-    ) -> Result<Vec<Result<MessageOutcome, StoreError>>, StoreError>;
-
-    /// Entries with `seq > after`, ascending, at most `limit`; and whether
-    /// more follow.
-    fn inbox_page(
+    /// Up to `limit` entries of `device`'s inbox after `after` (`None`: from
+    /// its acknowledged position), in log order, stopping past `max_bytes`
+    /// of messages (at least one entry). `UnknownPosition` for a position
+    /// this log never handed out.
+    fn inbox(
         &self,
         device: &DeviceAddress,
-        after: u64,
+        after: Option<Position>,
         limit: usize,
-    ) -> Result<(Vec<StoredEntry>, bool), StoreError>;
+        max_bytes: usize,
+    ) -> Result<InboxRead, StoreError>;
 
-    /// How many entries the device has after `after`.
-    fn inbox_count(&self, device: &DeviceAddress, after: u64) -> Result<u64, StoreError>;
+    /// How many entries `device` has after `after` (`None`: its
+    /// acknowledged position).
+    fn inbox_count(
+        &self,
+        device: &DeviceAddress,
+        after: Option<Position>,
+    ) -> Result<u64, StoreError>;
 
-    /// Deletes the device's entries with `seq <= up_to`; returns how many.
-    fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError>;
+    /// Most bytes one account's devices may keep in the log; past it their
+    /// letters are refused (`QuotaExceeded`) and nobody else's.
+    fn set_account_quota(&self, bytes: u64);
+
+    /// Deletes log rows that every device that reads them has
+    /// acknowledged (a removed device counts until it read its removal),
+    /// at most `max_rows`; returns how many.
+    fn collect_garbage(&self, max_rows: usize) -> Result<u64, StoreError>;
 
     /// Forgets what no longer serves: tokens expired before `now_ms`, and
-    /// application messages created before `keep_since_ms` that no inbox
-    /// holds any more (kept until then so that a late retry of the same
-    /// client message id is still recognised as a duplicate).
+    /// client message ids accepted before `keep_since_ms` (a retry of one
+    /// after that is taken as new).
     fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError>;
+}
 
-    /// TEST ONLY: what the adversary build does to stored messages.
-    #[cfg(feature = "adversary")]
-    fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError>;
+/// TEST ONLY (feature `adversary`): what an intruder holding the database
+/// does to it, outside the production contract.
+#[cfg(feature = "adversary")]
+pub trait Tampering: Send + Sync + 'static {
+    /// Applies one lie; returns the log rows it names or made.
+    fn tamper(&self, op: &Tamper) -> Result<Vec<u64>, StoreError>;
 
-    /// TEST ONLY: a consistent copy of the whole database (the key
-    /// directory's tables included) in a new file beside it, left there
-    /// (test data directories are temporary); returns its path. The
-    /// adversary build splits the directory from it.
-    #[cfg(feature = "adversary")]
+    /// A consistent copy of the whole database (the key directory's tables
+    /// included) in a new file beside it, left there (test data
+    /// directories are temporary); returns its path. The adversary build
+    /// splits the directory from it.
     fn snapshot(&self) -> Result<std::path::PathBuf, StoreError>;
+
+    /// Every entry waiting for `device`, without content.
+    fn waiting(&self, device: &DeviceAddress) -> Result<Vec<StoredEntry>, StoreError>;
 }
 
 /// What [`Store::purge`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub tokens: u64,
-    pub messages: u64,
+    pub message_ids: u64,
 }
 
-/// TEST ONLY (feature `adversary`): a lie told through the store. Payloads
-/// are the stored messages; inbox entries point at them.
+/// TEST ONLY (feature `adversary`): a lie told through the store. Rows
+/// are log positions.
 #[cfg(feature = "adversary")]
 #[derive(Debug, Clone)]
 pub enum Tamper {
-    /// The payload behind a device's inbox entry (none or one).
-    PayloadOf { device: DeviceAddress, seq: u64 },
-    /// The conversation's most recent commit payload (none or one).
+    /// The row behind a device's inbox entry at `seq` (none or one).
+    EntryOf { device: DeviceAddress, seq: u64 },
+    /// The conversation's most recent commit row (none or one).
     LatestCommit { conversation: ConversationId },
-    /// Removes the payload's entries from these inboxes.
+    /// Hides the row from these devices.
     Withhold {
-        payload: i64,
+        row: u64,
         devices: Vec<DeviceAddress>,
     },
-    /// Appends the payload to the end of these inboxes (again).
+    /// Delivers a copy of the row at the end of these inboxes.
     Deliver {
-        payload: i64,
+        row: u64,
         devices: Vec<DeviceAddress>,
     },
     /// Caps the database at its present size (`true`: a full disk) or lifts the cap.
     DiskFull(bool),
-    /// Stores a commit without touching the conversation (queued nowhere);
-    /// returns its payload.
+    /// Stores a commit row without touching the conversation, delivered
+    /// to nobody; returns its row.
     StoreCommit {
         conversation: ConversationId,
         sender: DeviceAddress,

@@ -1,6 +1,8 @@
 //! The embedded SQLite backend: one file, WAL, one writer connection behind a
-//! mutex (SQLite serialises writers anyway) and a few reader connections so
-//! that inbox reads do not wait for writes.
+//! mutex (SQLite serialises writers anyway) with the delivery log's hot
+//! state ([`log`]), a few reader connections so that inbox reads do not
+//! wait for writes, and a checkpointer thread so that commits never do a
+//! checkpoint's work.
 
 use super::*;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -22,30 +24,39 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_directory_pending.sql"),
     include_str!("migrations/0003_group_info.sql"),
     include_str!("migrations/0004_identity.sql"),
+    include_str!("migrations/0005_log.sql"),
 ];
 
+mod checkpoint;
 mod devices;
 mod key_packages;
+pub mod log;
 #[cfg(feature = "adversary")]
 mod tamper;
 
 const READERS: usize = 4;
 
-const KIND_COMMIT: i64 = 1;
-const KIND_WELCOME: i64 = 2;
-const KIND_APPLICATION: i64 = 3;
-
 /// SQLite implementation of [`Store`].
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    shared: log::Shared,
+    _checkpointer: checkpoint::Checkpointer,
+}
+
+/// The one write connection and what the log's writer keeps in memory.
+struct Writer {
+    conn: Connection,
+    log: log::LogState,
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_millis(5000))?;
+    // Checkpoints are the checkpointer thread's, never a commit's.
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+         PRAGMA wal_autocheckpoint=0;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -92,14 +103,6 @@ fn roster_of(tx: &Connection, id: &ConversationId) -> Result<Vec<DeviceAddress>,
     Ok(out)
 }
 
-fn current_epoch(tx: &Connection, id: &ConversationId) -> Result<Option<u64>, StoreError> {
-    let epoch: Option<i64> = tx
-        .prepare_cached("SELECT epoch FROM conversations WHERE id = ?1")?
-        .query_row(params![id.as_bytes()], |r| r.get(0))
-        .optional()?;
-    epoch.map(to_u64).transpose()
-}
-
 fn insert_roster(
     tx: &Transaction<'_>,
     id: &ConversationId,
@@ -113,44 +116,6 @@ fn insert_roster(
             m.user.as_str(),
             m.device.to_string()
         ])?;
-    }
-    Ok(())
-}
-
-// One column per argument reads clearer here than a struct built once.
-#[allow(clippy::too_many_arguments)]
-fn insert_payload(
-    tx: &Connection,
-    conversation: &ConversationId,
-    sender: &DeviceAddress,
-    kind: i64,
-    bytes: &[u8],
-    ratchet_tree: Option<&[u8]>,
-    client_msg_id: Option<&MessageId>,
-    now_ms: i64,
-) -> Result<i64, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO payloads (conversation, sender_user, sender_device, kind, bytes, \
-         ratchet_tree, client_msg_id, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        conversation.as_bytes(),
-        sender.user.as_str(),
-        sender.device.to_string(),
-        kind,
-        bytes,
-        ratchet_tree,
-        client_msg_id.map(|m| m.as_bytes().to_vec()),
-        now_ms
-    ])?;
-    Ok(tx.last_insert_rowid())
-}
-
-fn queue(tx: &Connection, payload: i64, devices: &[DeviceAddress]) -> Result<(), StoreError> {
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO inbox (user, device, payload_id) VALUES (?1, ?2, ?3)")?;
-    for d in devices {
-        stmt.execute(params![d.user.as_str(), d.device.to_string(), payload])?;
     }
     Ok(())
 }
@@ -177,6 +142,8 @@ impl SqliteStore {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         Self::migrate(&mut writer)?;
+        #[cfg(feature = "adversary")]
+        tamper::prepare(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -187,10 +154,17 @@ impl SqliteStore {
             r.set_prepared_statement_cache_capacity(32);
             readers.push(Mutex::new(r));
         }
+        let shared = log::Shared::new();
+        shared.load_heads(&writer)?;
         Ok(Self {
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                conn: writer,
+                log: log::LogState::default(),
+            }),
             readers,
             next_reader: AtomicUsize::new(0),
+            shared,
+            _checkpointer: checkpoint::Checkpointer::start(path)?,
         })
     }
 
@@ -225,53 +199,59 @@ impl SqliteStore {
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
-        match self.readers.get(i) {
-            Some(r) => lock(r),
-            None => lock(&self.writer),
-        }
+        lock(&self.readers[i])
     }
 
     fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.write_with(|tx, _| f(tx))
+    }
+
+    /// A write that also uses the log writer's state (dropped if it fails).
+    fn write_with<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &mut log::LogState) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut w = lock(&self.writer);
+        let Writer { conn, log } = &mut *w;
+        let out = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = f(&tx, log)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if out.is_err() {
+            log.reset();
+        }
+        out
     }
 
     /// A write that may be lost in a power cut without harm (the next
     /// synced commit makes it durable anyway), so it skips the fsync.
     fn write_unsynced<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Transaction<'_>, &mut log::LogState) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut w = lock(&self.writer);
+        let Writer { conn, log } = &mut *w;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let out = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
+            let out = f(&tx, log)?;
             tx.commit()?;
             Ok(out)
         })();
+        if out.is_err() {
+            log.reset();
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         out
     }
 }
 
 impl Store for SqliteStore {
-    #[cfg(feature = "adversary")]
-    fn tamper(&self, op: &Tamper) -> Result<Vec<i64>, StoreError> {
-        self.write(|tx| tamper::apply(tx, op))
-    }
-
-    #[cfg(feature = "adversary")]
-    fn snapshot(&self) -> Result<std::path::PathBuf, StoreError> {
-        tamper::snapshot(&self.reader())
-    }
-
     fn create_invite(
         &self,
         code_hash: [u8; 32],
@@ -433,35 +413,6 @@ impl Store for SqliteStore {
         users.iter().map(|u| self.user(&parse_user(u)?)).collect()
     }
 
-    fn create_conversation(&self, c: &NewConversation) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let r = &c.record;
-            tx.execute(
-                "INSERT INTO conversations (id, epoch, ciphersuite, state, created_by_user, \
-                 created_by_device, created_at_ms, group_info) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    r.id.as_bytes(),
-                    to_i64(r.epoch)?,
-                    r.ciphersuite,
-                    r.state,
-                    c.created_by.user.as_str(),
-                    c.created_by.device.to_string(),
-                    c.now_ms,
-                    r.group_info
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::AlreadyExists
-                } else {
-                    e.into()
-                }
-            })?;
-            insert_roster(tx, &r.id, &r.roster)?;
-            Ok(())
-        })
-    }
-
     fn load_conversation(
         &self,
         id: &ConversationId,
@@ -488,289 +439,88 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn apply_commit(&self, c: &AppliedCommit) -> Result<Vec<DeviceAddress>, StoreError> {
-        self.write(|tx| {
-            let current = current_epoch(tx, &c.conversation)?.ok_or(StoreError::NotFound)?;
-            if current != c.expected_epoch {
-                return Err(StoreError::StaleEpoch { current });
-            }
-            let old_roster = roster_of(tx, &c.conversation)?;
-            if !old_roster.contains(&c.sender) {
-                return Err(StoreError::NotMember);
-            }
-            tx.prepare_cached(
-                "UPDATE conversations SET epoch = ?1, state = ?2, group_info = ?3 WHERE id = ?4",
-            )?
-            .execute(params![
-                to_i64(c.new_epoch)?,
-                c.new_state,
-                c.new_group_info,
-                c.conversation.as_bytes()
-            ])?;
-            tx.prepare_cached("DELETE FROM members WHERE conversation = ?1")?
-                .execute(params![c.conversation.as_bytes()])?;
-            insert_roster(tx, &c.conversation, &c.new_roster)?;
-
-            // The committer gets its own commit too: a device that crashed
-            // between the hub's acceptance and its merge learns it happened.
-            let mut touched: Vec<DeviceAddress> = old_roster;
-            let commit_id = insert_payload(
-                tx,
-                &c.conversation,
-                &c.sender,
-                KIND_COMMIT,
-                &c.commit,
-                None,
-                None,
-                c.now_ms,
-            )?;
-            queue(tx, commit_id, &touched)?;
-            if let Some(w) = &c.welcome {
-                let welcome_id = insert_payload(
-                    tx,
-                    &c.conversation,
-                    &c.sender,
-                    KIND_WELCOME,
-                    &w.message,
-                    Some(&w.ratchet_tree),
-                    None,
-                    c.now_ms,
-                )?;
-                queue(tx, welcome_id, &w.joiners)?;
-                touched.extend(w.joiners.iter().cloned());
-            }
-            Ok(touched)
-        })
+    fn write_log(&self, batch: Vec<LogWrite>) -> Result<LogBatch, StoreError> {
+        // Acknowledgements alone need no fsync: a lost one only makes a
+        // device read again what it skips by position.
+        let acks_only = batch.iter().all(|w| matches!(w, LogWrite::Ack { .. }));
+        let shared = &self.shared;
+        let write = |tx: &Transaction<'_>, state: &mut log::LogState| {
+            log::write_batch(tx, state, shared, batch)
+        };
+        let (written, published) = if acks_only {
+            self.write_unsynced(write)?
+        } else {
+            self.write_with(write)?
+        };
+        log::publish(shared, published);
+        Ok(written)
     }
 
-    fn append_messages(
-        &self,
-        batch: &[NewMessage],
-    ) -> Result<Vec<Result<MessageOutcome, StoreError>>, StoreError> {
-        self.write(|tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for m in batch {
-                out.push(append_one(tx, m)?);
-            }
-            Ok(out)
-        })
-    }
-
-    fn inbox_page(
+    fn inbox(
         &self,
         device: &DeviceAddress,
-        after: u64,
+        after: Option<Position>,
         limit: usize,
-    ) -> Result<(Vec<StoredEntry>, bool), StoreError> {
+        max_bytes: usize,
+    ) -> Result<InboxRead, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT i.seq, p.kind, p.conversation, p.sender_user, p.sender_device, p.bytes, \
-             p.ratchet_tree FROM inbox i JOIN payloads p ON p.id = i.payload_id \
-             WHERE i.user = ?1 AND i.device = ?2 AND i.seq > ?3 ORDER BY i.seq ASC LIMIT ?4",
-        )?;
-        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(
-            params![
-                device.user.as_str(),
-                device.device.to_string(),
-                i64::try_from(after).unwrap_or(i64::MAX),
-                fetch
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                    r.get::<_, Option<Vec<u8>>>(6)?,
-                ))
-            },
-        )?;
-        let mut entries = Vec::new();
-        let mut more = false;
-        for row in rows {
-            let (seq, kind, conv, su, sd, message, ratchet_tree) = row?;
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            let kind = match kind {
-                KIND_COMMIT => EntryKind::Commit,
-                KIND_WELCOME => EntryKind::Welcome,
-                KIND_APPLICATION => EntryKind::Application,
-                other => return Err(StoreError::Corrupt(format!("payload kind {other}"))),
-            };
-            entries.push(StoredEntry {
-                seq: to_u64(seq)?,
-                kind,
-                conversation: ConversationId::from_slice(&conv)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                sender: parse_addr(&su, &sd)?,
-                message,
-                ratchet_tree,
-            });
-        }
-        Ok((entries, more))
+        log::inbox(
+            &conn,
+            &self.shared,
+            device,
+            after,
+            limit,
+            max_bytes,
+            #[cfg(feature = "adversary")]
+            &tamper::hidden(&conn, &self.shared, device)?,
+        )
     }
 
-    fn inbox_count(&self, device: &DeviceAddress, after: u64) -> Result<u64, StoreError> {
-        let conn = self.reader();
-        let n: i64 = conn
-            .prepare_cached(
-                "SELECT count(*) FROM inbox WHERE user = ?1 AND device = ?2 AND seq > ?3",
-            )?
-            .query_row(
-                params![
-                    device.user.as_str(),
-                    device.device.to_string(),
-                    i64::try_from(after).unwrap_or(i64::MAX)
-                ],
-                |r| r.get(0),
-            )?;
-        to_u64(n)
+    fn inbox_count(
+        &self,
+        device: &DeviceAddress,
+        after: Option<Position>,
+    ) -> Result<u64, StoreError> {
+        log::inbox_count(&self.reader(), &self.shared, device, after)
+    }
+
+    fn set_account_quota(&self, bytes: u64) {
+        self.shared.set_quota(bytes);
+    }
+
+    fn collect_garbage(&self, max_rows: usize) -> Result<u64, StoreError> {
+        // Lost in a power cut, it is only done again.
+        self.write_unsynced(|tx, state| log::collect(tx, state, max_rows))
     }
 
     fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError> {
         /// Rows per write, so that senders never wait long behind a purge.
         const BATCH: i64 = 5_000;
-        let tokens = self.write_unsynced(|tx| {
+        let tokens = self.write_unsynced(|tx, _| {
             Ok(tx
                 .prepare_cached("DELETE FROM tokens WHERE expires_at_ms < ?1")?
                 .execute([now_ms])?)
         })?;
-        let mut messages = 0;
+        let mut message_ids = 0;
         loop {
-            let n = self.write_unsynced(|tx| {
+            let n = self.write_unsynced(|tx, _| {
                 Ok(tx
                     .prepare_cached(
-                        "DELETE FROM payloads WHERE id IN (
-                            SELECT id FROM payloads p WHERE kind = ?1 AND created_at_ms < ?2
-                            AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.payload_id = p.id)
-                            LIMIT ?3)",
+                        "DELETE FROM sent_ids WHERE (sender, msg_id) IN (
+                            SELECT sender, msg_id FROM sent_ids WHERE at_ms < ?1 LIMIT ?2)",
                     )?
-                    .execute(params![KIND_APPLICATION, keep_since_ms, BATCH])?)
+                    .execute(params![keep_since_ms, BATCH])?)
             })?;
-            messages += n;
+            message_ids += n;
             if (n as i64) < BATCH {
                 break;
             }
         }
         Ok(Purged {
             tokens: tokens as u64,
-            messages: messages as u64,
+            message_ids: message_ids as u64,
         })
     }
-
-    fn ack(&self, device: &DeviceAddress, up_to: u64) -> Result<u64, StoreError> {
-        // A lost ack only makes the device re-read entries it skips by seq.
-        self.write_unsynced(|tx| {
-            let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-            let user = device.user.as_str();
-            let dev = device.device.to_string();
-            // Payloads these entries referred to, to drop once unreferenced.
-            let mut payloads: Vec<i64> = Vec::new();
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT DISTINCT payload_id FROM inbox WHERE user = ?1 AND device = ?2 AND seq <= ?3",
-                )?;
-                let rows = stmt.query_map(params![user, dev, up_to], |r| r.get::<_, i64>(0))?;
-                for row in rows {
-                    payloads.push(row?);
-                }
-            }
-            let removed = tx
-                .prepare_cached("DELETE FROM inbox WHERE user = ?1 AND device = ?2 AND seq <= ?3")?
-                .execute(params![user, dev, up_to])?;
-            for p in payloads {
-                let referenced: Option<i64> = tx
-                    .prepare_cached("SELECT 1 FROM inbox WHERE payload_id = ?1 LIMIT 1")?
-                    .query_row(params![p], |r| r.get(0))
-                    .optional()?;
-                if referenced.is_some() {
-                    continue;
-                }
-                // Application payloads keep their row (without the bytes) so
-                // that a late retry of the same client_msg_id stays a duplicate.
-                tx.prepare_cached(
-                    "UPDATE payloads SET bytes = X'' WHERE id = ?1 AND kind = ?2",
-                )?
-                .execute(params![p, KIND_APPLICATION])?;
-                tx.prepare_cached("DELETE FROM payloads WHERE id = ?1 AND kind != ?2")?
-                    .execute(params![p, KIND_APPLICATION])?;
-            }
-            u64::try_from(removed).map_err(|_| StoreError::Corrupt("count".into()))
-        })
-    }
-}
-
-/// One message of a batch: its own refusals are outcomes, database errors
-/// abort the batch.
-fn append_one(
-    tx: &Transaction<'_>,
-    m: &NewMessage,
-) -> Result<Result<MessageOutcome, StoreError>, StoreError> {
-    let Some(current) = current_epoch(tx, &m.conversation)? else {
-        return Ok(Err(StoreError::NotFound));
-    };
-    let member: Option<i64> = tx
-        .prepare_cached(
-            "SELECT 1 FROM members WHERE conversation = ?1 AND user = ?2 AND device = ?3",
-        )?
-        .query_row(
-            params![
-                m.conversation.as_bytes(),
-                m.sender.user.as_str(),
-                m.sender.device.to_string()
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if member.is_none() {
-        return Ok(Err(StoreError::NotMember));
-    }
-    let dup: Option<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM payloads WHERE sender_user = ?1 AND sender_device = ?2 AND client_msg_id = ?3",
-        )?
-        .query_row(
-            params![
-                m.sender.user.as_str(),
-                m.sender.device.to_string(),
-                &m.client_msg_id.as_bytes()[..]
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if dup.is_some() {
-        return Ok(Ok(MessageOutcome {
-            duplicate: true,
-            recipients: Vec::new(),
-        }));
-    }
-    if current != m.epoch {
-        return Ok(Err(StoreError::StaleEpoch { current }));
-    }
-    let recipients: Vec<DeviceAddress> = roster_of(tx, &m.conversation)?
-        .into_iter()
-        .filter(|d| *d != m.sender)
-        .collect();
-    let id = insert_payload(
-        tx,
-        &m.conversation,
-        &m.sender,
-        KIND_APPLICATION,
-        &m.bytes,
-        None,
-        Some(&m.client_msg_id),
-        m.now_ms,
-    )?;
-    queue(tx, id, &recipients)?;
-    Ok(Ok(MessageOutcome {
-        duplicate: false,
-        recipients,
-    }))
 }
 
 #[cfg(test)]

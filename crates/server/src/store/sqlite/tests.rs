@@ -62,7 +62,7 @@ fn approve(store: &SqliteStore, device: &DeviceAddress, by: &DeviceAddress) {
 fn conversation(store: &SqliteStore, id: u8, roster: Vec<DeviceAddress>) -> ConversationId {
     let cid = ConversationId::from_bytes([id; 16]);
     store
-        .create_conversation(&NewConversation {
+        .write_log(vec![LogWrite::Create(NewConversation {
             record: ConversationRecord {
                 id: cid,
                 epoch: 0,
@@ -73,7 +73,7 @@ fn conversation(store: &SqliteStore, id: u8, roster: Vec<DeviceAddress>) -> Conv
             },
             created_by: roster[0].clone(),
             now_ms: 1,
-        })
+        })])
         .unwrap();
     cid
 }
@@ -194,133 +194,14 @@ fn claim_takes_one_time_then_last_resort() {
 }
 
 #[test]
-fn commits_compare_and_set_the_epoch() {
-    let (_d, store) = open();
-    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
-    enrol(&store, &a, 1);
-    enrol(&store, &b, 1);
-    let c = conversation(&store, 1, vec![a.clone()]);
-    assert!(matches!(
-        store.create_conversation(&NewConversation {
-            record: store.load_conversation(&c).unwrap().unwrap(),
-            created_by: a.clone(),
-            now_ms: 1
-        }),
-        Err(StoreError::AlreadyExists)
-    ));
-    let commit = |expected, sender: &DeviceAddress| AppliedCommit {
-        conversation: c,
-        expected_epoch: expected,
-        new_epoch: expected + 1,
-        new_state: vec![expected as u8 + 1],
-        new_roster: vec![a.clone(), b.clone()],
-        new_group_info: vec![expected as u8 + 1],
-        sender: sender.clone(),
-        commit: vec![0xc0],
-        welcome: Some(WelcomeDelivery {
-            message: vec![0x3e],
-            ratchet_tree: vec![0x7e],
-            joiners: vec![b.clone()],
-        }),
-        now_ms: 2,
-    };
-    assert!(matches!(
-        store.apply_commit(&commit(0, &b)),
-        Err(StoreError::NotMember)
-    ));
-    let touched = store.apply_commit(&commit(0, &a)).unwrap();
-    // The committer gets its commit echoed (crash recovery); the joiner its Welcome.
-    assert_eq!(touched, vec![a.clone(), b.clone()]);
-    let (echo, _) = store.inbox_page(&a, 0, 10).unwrap();
-    assert_eq!(echo.len(), 1);
-    assert_eq!(echo[0].kind, EntryKind::Commit);
-    assert!(matches!(
-        store.apply_commit(&commit(0, &a)),
-        Err(StoreError::StaleEpoch { current: 1 })
-    ));
-    let rec = store.load_conversation(&c).unwrap().unwrap();
-    assert_eq!((rec.epoch, rec.state, rec.roster.len()), (1, vec![1], 2));
-    let (entries, more) = store.inbox_page(&b, 0, 10).unwrap();
-    assert!(!more);
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].kind, EntryKind::Welcome);
-    assert_eq!(entries[0].ratchet_tree, Some(vec![0x7e]));
+fn sqlite_passes_the_store_conformance_suite() {
+    crate::store::conformance::run_store_conformance(&|dir| {
+        Box::new(SqliteStore::open(&dir.join("t.db")).unwrap())
+    });
 }
 
 #[test]
-fn sends_are_idempotent_and_checked() {
-    let (_d, store) = open();
-    let (a, b, c3) = (
-        addr("alice@x.y", 1),
-        addr("bob@x.y", 2),
-        addr("carol@x.y", 3),
-    );
-    for d in [&a, &b, &c3] {
-        enrol(&store, d, 1);
-    }
-    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
-    let out = store
-        .append_messages(&[
-            msg(c, &a, 1, 0),
-            msg(c, &a, 1, 0),
-            msg(c, &c3, 2, 0),
-            msg(c, &a, 3, 7),
-            msg(ConversationId::from_bytes([9; 16]), &a, 4, 0),
-        ])
-        .unwrap();
-    assert_eq!(
-        out[0].as_ref().unwrap(),
-        &MessageOutcome {
-            duplicate: false,
-            recipients: vec![b.clone()]
-        }
-    );
-    assert!(out[1].as_ref().unwrap().duplicate);
-    assert!(matches!(out[2], Err(StoreError::NotMember)));
-    assert!(matches!(out[3], Err(StoreError::StaleEpoch { current: 0 })));
-    assert!(matches!(out[4], Err(StoreError::NotFound)));
-    let again = store.append_messages(&[msg(c, &a, 1, 0)]).unwrap();
-    assert!(again[0].as_ref().unwrap().duplicate);
-    assert_eq!(store.inbox_page(&b, 0, 10).unwrap().0.len(), 1);
-}
-
-#[test]
-fn inbox_pages_and_acks() {
-    let (_d, store) = open();
-    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
-    enrol(&store, &a, 1);
-    enrol(&store, &b, 1);
-    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
-    let batch: Vec<_> = (0..5).map(|i| msg(c, &a, i, 0)).collect();
-    store.append_messages(&batch).unwrap();
-    let (p1, more) = store.inbox_page(&b, 0, 2).unwrap();
-    assert!(more);
-    assert_eq!(p1.len(), 2);
-    assert_eq!(p1[0].message, vec![0; 10]);
-    assert_eq!(p1[0].sender, a);
-    assert!(p1[0].seq < p1[1].seq);
-    let (p2, more) = store.inbox_page(&b, p1[1].seq, 10).unwrap();
-    assert!(!more);
-    assert_eq!(p2.len(), 3);
-    assert_eq!(store.ack(&b, p1[1].seq).unwrap(), 2);
-    assert_eq!(store.ack(&b, p1[1].seq).unwrap(), 0);
-    let (rest, _) = store.inbox_page(&b, 0, 10).unwrap();
-    assert_eq!(rest.len(), 3);
-    // Another device's ack removes nothing of bob's.
-    assert_eq!(store.ack(&a, u64::MAX).unwrap(), 0);
-    assert_eq!(store.ack(&b, u64::MAX).unwrap(), 3);
-    // Acked bodies are gone but a retry stays a duplicate.
-    let again = store.append_messages(&[msg(c, &a, 0, 0)]).unwrap();
-    assert!(again[0].as_ref().unwrap().duplicate);
-    let conn = store.reader();
-    let bytes: i64 = conn
-        .query_row("SELECT SUM(LENGTH(bytes)) FROM payloads", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(bytes, 0);
-}
-
-#[test]
-fn purge_forgets_expired_tokens_and_old_delivered_messages() {
+fn purge_forgets_expired_tokens_and_old_message_ids() {
     let (_d, store) = open();
     let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
     enrol(&store, &a, 1);
@@ -328,31 +209,34 @@ fn purge_forgets_expired_tokens_and_old_delivered_messages() {
     store.create_token([1; 32], &a, 100).unwrap();
     store.create_token([2; 32], &a, 10_000).unwrap();
     let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    let mut old = msg(c, &a, 1, 0);
+    old.now_ms = 3;
     store
-        .append_messages(&[msg(c, &a, 1, 0), msg(c, &a, 2, 0)])
+        .write_log(vec![LogWrite::Letters(vec![old, msg(c, &a, 2, 0)])])
         .unwrap();
-    let (page, _) = store.inbox_page(&b, 0, 10).unwrap();
-    store.ack(&b, page[0].seq).unwrap();
-
-    // Message 1 was delivered (acked) and is old; message 2 waits for bob.
-    let purged = store.purge(1_000, 6).unwrap();
+    let purged = store.purge(1_000, 4).unwrap();
     assert_eq!(
         purged,
         Purged {
             tokens: 1,
-            messages: 1
+            message_ids: 1
         }
     );
     assert!(store.token_device(&[1; 32], 50).unwrap().is_none());
     assert!(store.token_device(&[2; 32], 50).unwrap().is_some());
-    assert_eq!(store.inbox_page(&b, 0, 10).unwrap().0.len(), 1);
-    // Nothing is younger than the cut-off: a second purge finds nothing.
-    assert_eq!(store.purge(1_000, 6).unwrap(), Purged::default());
-    // Within the window, message 2 stays a duplicate once delivered.
-    store.ack(&b, u64::MAX).unwrap();
-    assert_eq!(store.purge(1_000, 5).unwrap(), Purged::default());
-    let again = store.append_messages(&[msg(c, &a, 2, 0)]).unwrap();
-    assert!(again[0].as_ref().unwrap().duplicate);
+    // Within the window, letter 2 stays a duplicate; letter 1 is new again.
+    let again = store
+        .write_log(vec![LogWrite::Letters(vec![
+            msg(c, &a, 2, 0),
+            msg(c, &a, 1, 0),
+        ])])
+        .unwrap();
+    let LogWritten::Letters(out) = &again.written[0] else {
+        panic!("not letters")
+    };
+    assert!(matches!(out[0], LetterOutcome::Duplicate));
+    assert!(matches!(out[1], LetterOutcome::Accepted { .. }));
+    assert_eq!(store.purge(1_000, 4).unwrap(), Purged::default());
 }
 
 #[test]
@@ -683,4 +567,64 @@ fn users_from_before_device_approval_are_not_carried_over() {
     // An older database without users is upgraded.
     let (_dir, path) = database_at(FIRST_CARRIED - 1, false);
     SqliteStore::open(&path).unwrap();
+}
+
+/// Rows in every table of the database.
+fn all_rows(store: &SqliteStore) -> i64 {
+    let conn = store.reader();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables
+        .iter()
+        .map(|t| {
+            conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        })
+        .sum()
+}
+
+/// G2: a letter costs the server the same rows whether its conversation
+/// has 2 devices or 1,000 (one log row, its id; no row per recipient).
+#[test]
+fn a_letter_costs_the_same_rows_at_any_fan_out() {
+    let (_d, store) = open();
+    let rows_for = |id: u8, devices: usize| {
+        let roster: Vec<DeviceAddress> = (0..devices)
+            .map(|i| {
+                DeviceAddress::new(
+                    user(&format!("u{i}@x.y")),
+                    DeviceId::from_bytes((i as u64 + 1000 * u64::from(id)).to_be_bytes()),
+                )
+            })
+            .collect();
+        let c = conversation(&store, id, roster.clone());
+        // A first letter, so that the sender's usage row exists in both.
+        store
+            .write_log(vec![LogWrite::Letters(vec![msg(c, &roster[0], id, 0)])])
+            .unwrap();
+        let before = all_rows(&store);
+        let mut next = msg(c, &roster[0], id, 0);
+        next.client_msg_id = MessageId::from_bytes([id + 100; 16]);
+        let batch = store
+            .write_log(vec![LogWrite::Letters(vec![next])])
+            .unwrap();
+        let LogWritten::Letters(out) = &batch.written[0] else {
+            panic!("not letters")
+        };
+        assert!(
+            matches!(out[0], LetterOutcome::Accepted { recipients, .. } if recipients as usize == devices - 1)
+        );
+        all_rows(&store) - before
+    };
+    let small = rows_for(1, 2);
+    let large = rows_for(2, 1000);
+    assert_eq!(small, large, "rows written per letter");
+    assert!(small <= 3, "{small} rows per letter");
 }

@@ -1,0 +1,1045 @@
+//! The delivery log on SQLite (schema: `migrations/0005_log.sql`).
+//!
+//! One writer (the connection behind [`SqliteStore`]'s mutex) appends rows
+//! and keeps each conversation's hot state in memory (number, epoch,
+//! roster), so that a letter costs a duplicate check and two inserts
+//! whatever the conversation's size. Readers find a device's rows through
+//! its memberships, in two steps: positions first (index only, one range
+//! per conversation with anything new), then the rows of the page.
+
+use super::*;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const KIND_COMMIT: i64 = 1;
+const KIND_WELCOME: i64 = 2;
+const KIND_APPLICATION: i64 = 3;
+
+/// What the writer keeps between batches. Dropped (reloaded from the
+/// database) whenever a batch fails, so it never outlives a rollback.
+#[derive(Default)]
+pub(super) struct LogState {
+    loaded: bool,
+    head: Position,
+    next_conv: i64,
+    convs: HashMap<ConversationId, Hot>,
+    usage: HashMap<UserId, u64>,
+}
+
+/// A conversation as the writer needs it for every letter.
+#[derive(Clone)]
+struct Hot {
+    num: i64,
+    epoch: u64,
+    roster: Vec<(DeviceAddress, i64)>,
+}
+
+/// Ids both ways and each conversation's newest row, shared by the writer
+/// (which publishes after each commit) and the readers.
+#[derive(Default)]
+pub(super) struct Shared {
+    nums: RwLock<HashMap<DeviceAddress, i64>>,
+    devices: RwLock<HashMap<i64, DeviceAddress>>,
+    convs: RwLock<HashMap<i64, ConversationId>>,
+    /// Conversation number → its newest untargeted row (absent: unknown,
+    /// so read it).
+    heads: RwLock<HashMap<i64, u64>>,
+    quota: AtomicU64,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(super) fn new() -> Self {
+        let s = Self::default();
+        s.quota.store(
+            crate::store::DEFAULT_ACCOUNT_QUOTA_MIB << 20,
+            Ordering::Relaxed,
+        );
+        s
+    }
+
+    pub(super) fn set_quota(&self, bytes: u64) {
+        self.quota.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Loads every conversation's newest row (at open).
+    pub(super) fn load_heads(&self, conn: &Connection) -> Result<(), StoreError> {
+        let mut stmt = conn.prepare("SELECT conv, max(seq) FROM log GROUP BY conv")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut heads = write(&self.heads);
+        for row in rows {
+            let (conv, seq) = row?;
+            heads.insert(conv, to_u64(seq)?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn device_num(
+        &self,
+        conn: &Connection,
+        d: &DeviceAddress,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(n) = read(&self.nums).get(d) {
+            return Ok(Some(*n));
+        }
+        let n: Option<i64> = conn
+            .prepare_cached("SELECT num FROM device_nums WHERE user = ?1 AND device = ?2")?
+            .query_row(params![d.user.as_str(), d.device.to_string()], |r| r.get(0))
+            .optional()?;
+        if let Some(n) = n {
+            self.remember_device(d.clone(), n);
+        }
+        Ok(n)
+    }
+
+    fn remember_device(&self, d: DeviceAddress, n: i64) {
+        write(&self.devices).insert(n, d.clone());
+        write(&self.nums).insert(d, n);
+    }
+
+    fn device(&self, conn: &Connection, n: i64) -> Result<DeviceAddress, StoreError> {
+        if let Some(d) = read(&self.devices).get(&n) {
+            return Ok(d.clone());
+        }
+        let (u, d): (String, String) = conn
+            .prepare_cached("SELECT user, device FROM device_nums WHERE num = ?1")?
+            .query_row([n], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("no device number {n}")))?;
+        let d = parse_addr(&u, &d)?;
+        self.remember_device(d.clone(), n);
+        Ok(d)
+    }
+
+    fn conversation(&self, conn: &Connection, n: i64) -> Result<ConversationId, StoreError> {
+        if let Some(c) = read(&self.convs).get(&n) {
+            return Ok(*c);
+        }
+        let id: Vec<u8> = conn
+            .prepare_cached("SELECT id FROM conversations WHERE num = ?1")?
+            .query_row([n], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("no conversation number {n}")))?;
+        let id = ConversationId::from_slice(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        write(&self.convs).insert(n, id);
+        Ok(id)
+    }
+}
+
+/// One batch in the making: what becomes visible to readers only once it
+/// is committed.
+struct Batch<'a> {
+    tx: &'a Transaction<'a>,
+    shared: &'a Shared,
+    nums: HashMap<DeviceAddress, i64>,
+    convs: Vec<(i64, ConversationId)>,
+    heads: HashMap<i64, u64>,
+    usage: HashSet<UserId>,
+    wake: HashSet<DeviceAddress>,
+}
+
+impl Batch<'_> {
+    /// The device's number, given one on first use.
+    fn num(&mut self, d: &DeviceAddress) -> Result<i64, StoreError> {
+        if let Some(n) = self.nums.get(d) {
+            return Ok(*n);
+        }
+        let n = match self.shared.device_num(self.tx, d)? {
+            Some(n) => n,
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO device_nums (user, device) VALUES (?1, ?2)")?
+                    .execute(params![d.user.as_str(), d.device.to_string()])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.nums.insert(d.clone(), n);
+        Ok(n)
+    }
+}
+
+/// The chain value of a row: it commits to every row before it.
+fn chain(prev: &[u8; 16], row: &Row<'_>) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(row.seq.to_be_bytes());
+    h.update(row.conv.to_be_bytes());
+    h.update(row.kind.to_be_bytes());
+    h.update(row.sender.to_be_bytes());
+    h.update([u8::from(row.targeted)]);
+    h.update((row.bytes.len() as u64).to_be_bytes());
+    h.update(row.bytes);
+    let digest = h.finalize();
+    let mut out = [0; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+struct Row<'a> {
+    seq: u64,
+    conv: i64,
+    kind: i64,
+    sender: i64,
+    targeted: bool,
+    bytes: &'a [u8],
+}
+
+fn chain_of(blob: &[u8]) -> [u8; 16] {
+    // Rows carried over from the per-recipient inbox have no chain.
+    blob.try_into().unwrap_or([0; 16])
+}
+
+impl LogState {
+    fn load(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let (seq, chain): (i64, Vec<u8>) = tx
+            .query_row("SELECT seq, chain FROM log_head", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or((0, Vec::new()));
+        self.head = Position {
+            seq: to_u64(seq)?,
+            chain: chain_of(&chain),
+        };
+        self.next_conv = tx.query_row(
+            "SELECT coalesce(max(num), 0) + 1 FROM conversations",
+            [],
+            |r| r.get(0),
+        )?;
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Forgets everything (after a failed batch, or a write outside the
+    /// writer's knowledge).
+    pub(super) fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    fn hot(&mut self, b: &mut Batch<'_>, id: &ConversationId) -> Result<Option<Hot>, StoreError> {
+        if let Some(h) = self.convs.get(id) {
+            return Ok(Some(h.clone()));
+        }
+        let row: Option<(i64, i64)> =
+            b.tx.prepare_cached("SELECT num, epoch FROM conversations WHERE id = ?1")?
+                .query_row(params![id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+        let Some((num, epoch)) = row else {
+            return Ok(None);
+        };
+        let mut roster = Vec::new();
+        for d in roster_of(b.tx, id)? {
+            let n = b.num(&d)?;
+            roster.push((d, n));
+        }
+        let hot = Hot {
+            num,
+            epoch: to_u64(epoch)?,
+            roster,
+        };
+        self.convs.insert(*id, hot.clone());
+        Ok(Some(hot))
+    }
+
+    fn used(&mut self, b: &Batch<'_>, user: &UserId) -> Result<u64, StoreError> {
+        if let Some(u) = self.usage.get(user) {
+            return Ok(*u);
+        }
+        let used: i64 =
+            b.tx.prepare_cached("SELECT bytes FROM usage WHERE user = ?1")?
+                .query_row([user.as_str()], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+        let used = to_u64(used)?;
+        self.usage.insert(user.clone(), used);
+        Ok(used)
+    }
+
+    /// Appends a row; returns its position.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        b: &mut Batch<'_>,
+        conv: i64,
+        kind: i64,
+        sender: i64,
+        targeted: bool,
+        bytes: &[u8],
+        ratchet_tree: Option<&[u8]>,
+        at_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let seq = self.head.seq + 1;
+        let row = Row {
+            seq,
+            conv,
+            kind,
+            sender,
+            targeted,
+            bytes,
+        };
+        let chain = chain(&self.head.chain, &row);
+        b.tx.prepare_cached(
+            "INSERT INTO log (seq, conv, kind, sender, targeted, bytes, ratchet_tree, at_ms, chain) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            to_i64(seq)?,
+            conv,
+            kind,
+            sender,
+            targeted,
+            bytes,
+            ratchet_tree,
+            at_ms,
+            &chain[..]
+        ])?;
+        self.head = Position { seq, chain };
+        if !targeted {
+            b.heads.insert(conv, seq);
+        }
+        Ok(seq)
+    }
+
+    fn create(&mut self, b: &mut Batch<'_>, c: &NewConversation) -> Result<(), StoreError> {
+        let r = &c.record;
+        if self.hot(b, &r.id)?.is_some() {
+            return Err(StoreError::AlreadyExists);
+        }
+        let num = self.next_conv;
+        b.tx.prepare_cached(
+            "INSERT INTO conversations (id, epoch, ciphersuite, state, created_by_user, \
+             created_by_device, created_at_ms, group_info, num) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            r.id.as_bytes(),
+            to_i64(r.epoch)?,
+            r.ciphersuite,
+            r.state,
+            c.created_by.user.as_str(),
+            c.created_by.device.to_string(),
+            c.now_ms,
+            r.group_info,
+            num
+        ])?;
+        self.next_conv += 1;
+        insert_roster(b.tx, &r.id, &r.roster)?;
+        let mut roster = Vec::new();
+        for d in &r.roster {
+            let n = b.num(d)?;
+            open_membership(b.tx, n, num, self.head.seq)?;
+            roster.push((d.clone(), n));
+        }
+        b.convs.push((num, r.id));
+        self.convs.insert(
+            r.id,
+            Hot {
+                num,
+                epoch: r.epoch,
+                roster,
+            },
+        );
+        Ok(())
+    }
+
+    fn commit(&mut self, b: &mut Batch<'_>, c: &AppliedCommit) -> Result<(), StoreError> {
+        let mut hot = self.hot(b, &c.conversation)?.ok_or(StoreError::NotFound)?;
+        if hot.epoch != c.expected_epoch {
+            return Err(StoreError::StaleEpoch { current: hot.epoch });
+        }
+        let Some(&(_, sender)) = hot.roster.iter().find(|(d, _)| *d == c.sender) else {
+            return Err(StoreError::NotMember);
+        };
+        b.tx.prepare_cached(
+            "UPDATE conversations SET epoch = ?1, state = ?2, group_info = ?3 WHERE id = ?4",
+        )?
+        .execute(params![
+            to_i64(c.new_epoch)?,
+            c.new_state,
+            c.new_group_info,
+            c.conversation.as_bytes()
+        ])?;
+        // The committer gets its own commit too: a device that crashed
+        // between the hub's acceptance and its merge learns it happened.
+        let seq = self.append(
+            b,
+            hot.num,
+            KIND_COMMIT,
+            sender,
+            false,
+            &c.commit,
+            None,
+            c.now_ms,
+        )?;
+        let new: HashSet<&DeviceAddress> = c.new_roster.iter().collect();
+        let old: HashSet<&DeviceAddress> = hot.roster.iter().map(|(d, _)| d).collect();
+        for (d, n) in &hot.roster {
+            b.wake.insert(d.clone());
+            if !new.contains(d) {
+                b.tx.prepare_cached(
+                    "DELETE FROM members WHERE conversation = ?1 AND user = ?2 AND device = ?3",
+                )?
+                .execute(params![
+                    c.conversation.as_bytes(),
+                    d.user.as_str(),
+                    d.device.to_string()
+                ])?;
+                b.tx.prepare_cached(
+                    "UPDATE memberships SET to_seq = ?1 \
+                     WHERE device = ?2 AND conv = ?3 AND to_seq IS NULL",
+                )?
+                .execute(params![to_i64(seq)?, n, hot.num])?;
+            }
+        }
+        let added: Vec<DeviceAddress> = c
+            .new_roster
+            .iter()
+            .filter(|d| !old.contains(d))
+            .cloned()
+            .collect();
+        insert_roster(b.tx, &c.conversation, &added)?;
+        let mut roster = Vec::with_capacity(c.new_roster.len());
+        for d in &c.new_roster {
+            let n = b.num(d)?;
+            if !old.contains(d) {
+                open_membership(b.tx, n, hot.num, seq)?;
+            }
+            roster.push((d.clone(), n));
+        }
+        if let Some(w) = &c.welcome {
+            let at = self.append(
+                b,
+                hot.num,
+                KIND_WELCOME,
+                sender,
+                true,
+                &w.message,
+                Some(&w.ratchet_tree),
+                c.now_ms,
+            )?;
+            for j in &w.joiners {
+                let n = b.num(j)?;
+                target(b.tx, n, at)?;
+                b.wake.insert(j.clone());
+            }
+        }
+        hot.epoch = c.new_epoch;
+        hot.roster = roster;
+        self.convs.insert(c.conversation, hot);
+        Ok(())
+    }
+
+    fn letters(
+        &mut self,
+        b: &mut Batch<'_>,
+        letters: &[NewMessage],
+    ) -> Result<Vec<LetterOutcome>, StoreError> {
+        let mut blocked: HashSet<ConversationId> = HashSet::new();
+        let mut out = Vec::with_capacity(letters.len());
+        for m in letters {
+            if blocked.contains(&m.conversation) {
+                out.push(LetterOutcome::Skipped);
+                continue;
+            }
+            let outcome = self.letter(b, m)?;
+            if matches!(outcome, LetterOutcome::Refused(_)) {
+                blocked.insert(m.conversation);
+            }
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    fn letter(&mut self, b: &mut Batch<'_>, m: &NewMessage) -> Result<LetterOutcome, StoreError> {
+        let Some(hot) = self.hot(b, &m.conversation)? else {
+            return Ok(LetterOutcome::Refused(StoreError::NotFound));
+        };
+        let Some(&(_, sender)) = hot.roster.iter().find(|(d, _)| *d == m.sender) else {
+            return Ok(LetterOutcome::Refused(StoreError::NotMember));
+        };
+        let seen: Option<i64> =
+            b.tx.prepare_cached("SELECT 1 FROM sent_ids WHERE sender = ?1 AND msg_id = ?2")?
+                .query_row(params![sender, &m.client_msg_id.as_bytes()[..]], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+        if seen.is_some() {
+            return Ok(LetterOutcome::Duplicate);
+        }
+        if hot.epoch != m.epoch {
+            return Ok(LetterOutcome::Refused(StoreError::StaleEpoch {
+                current: hot.epoch,
+            }));
+        }
+        let used = self.used(b, &m.sender.user)?;
+        let size = m.bytes.len() as u64;
+        if used + size > b.shared.quota.load(Ordering::Relaxed) {
+            return Ok(LetterOutcome::Refused(StoreError::QuotaExceeded));
+        }
+        let seq = self.append(
+            b,
+            hot.num,
+            KIND_APPLICATION,
+            sender,
+            false,
+            &m.bytes,
+            None,
+            m.now_ms,
+        )?;
+        b.tx.prepare_cached(
+            "INSERT INTO sent_ids (sender, msg_id, seq, at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            sender,
+            &m.client_msg_id.as_bytes()[..],
+            to_i64(seq)?,
+            m.now_ms
+        ])?;
+        self.usage.insert(m.sender.user.clone(), used + size);
+        b.usage.insert(m.sender.user.clone());
+        let mut recipients = 0;
+        for (d, _) in &hot.roster {
+            if *d != m.sender {
+                recipients += 1;
+                b.wake.insert(d.clone());
+            }
+        }
+        Ok(LetterOutcome::Accepted { seq, recipients })
+    }
+
+    fn ack(
+        &mut self,
+        b: &mut Batch<'_>,
+        device: &DeviceAddress,
+        at: Position,
+    ) -> Result<(), StoreError> {
+        let n = b.num(device)?;
+        b.tx.prepare_cached(
+            "INSERT INTO cursors (device, seq, chain) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (device) DO UPDATE SET seq = excluded.seq, chain = excluded.chain \
+             WHERE excluded.seq > cursors.seq",
+        )?
+        .execute(params![n, to_i64(at.seq)?, &at.chain[..]])?;
+        Ok(())
+    }
+}
+
+fn open_membership(
+    tx: &Transaction<'_>,
+    device: i64,
+    conv: i64,
+    from: u64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO memberships (device, conv, from_seq, to_seq) VALUES (?1, ?2, ?3, NULL)",
+    )?
+    .execute(params![device, conv, to_i64(from)?])?;
+    Ok(())
+}
+
+fn target(tx: &Transaction<'_>, device: i64, seq: u64) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO targets (device, seq) VALUES (?1, ?2)")?
+        .execute(params![device, to_i64(seq)?])?;
+    Ok(())
+}
+
+/// Applies a batch inside `tx` (the caller commits, then calls
+/// [`publish`]). Each write's own refusals are outcomes; an `Err` aborts
+/// the batch (the caller rolls back and resets `state`).
+pub(super) fn write_batch(
+    tx: &Transaction<'_>,
+    state: &mut LogState,
+    shared: &Shared,
+    batch: Vec<LogWrite>,
+) -> Result<(LogBatch, Published), StoreError> {
+    state.load(tx)?;
+    let mut b = Batch {
+        tx,
+        shared,
+        nums: HashMap::new(),
+        convs: Vec::new(),
+        heads: HashMap::new(),
+        usage: HashSet::new(),
+        wake: HashSet::new(),
+    };
+    let start = state.head.seq;
+    let mut written = Vec::with_capacity(batch.len());
+    for w in batch {
+        written.push(match w {
+            LogWrite::Create(c) => LogWritten::Created(refusal(state.create(&mut b, &c))?),
+            LogWrite::Commit(c) => LogWritten::Committed(refusal(state.commit(&mut b, &c))?),
+            LogWrite::Letters(l) => LogWritten::Letters(state.letters(&mut b, &l)?),
+            LogWrite::Ack { device, at } => {
+                LogWritten::Acked(refusal(state.ack(&mut b, &device, at))?)
+            }
+        });
+    }
+    if state.head.seq != start {
+        tx.prepare_cached(
+            "INSERT INTO log_head (only, seq, chain) VALUES (1, ?1, ?2) \
+             ON CONFLICT (only) DO UPDATE SET seq = excluded.seq, chain = excluded.chain",
+        )?
+        .execute(params![to_i64(state.head.seq)?, &state.head.chain[..]])?;
+    }
+    for user in &b.usage {
+        let used = state.usage.get(user).copied().unwrap_or(0);
+        tx.prepare_cached(
+            "INSERT INTO usage (user, bytes) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET bytes = excluded.bytes",
+        )?
+        .execute(params![user.as_str(), to_i64(used)?])?;
+    }
+    let published = Published {
+        nums: b.nums,
+        convs: b.convs,
+        heads: b.heads,
+    };
+    Ok((
+        LogBatch {
+            written,
+            wake: b.wake.into_iter().collect(),
+        },
+        published,
+    ))
+}
+
+/// A write's own refusal is its outcome; a database error is the batch's.
+fn refusal(r: Result<(), StoreError>) -> Result<Result<(), StoreError>, StoreError> {
+    match r {
+        Err(e @ (StoreError::Sqlite(_) | StoreError::Full | StoreError::Corrupt(_))) => Err(e),
+        other => Ok(other),
+    }
+}
+
+/// What a committed batch makes visible to readers.
+pub(super) struct Published {
+    nums: HashMap<DeviceAddress, i64>,
+    convs: Vec<(i64, ConversationId)>,
+    heads: HashMap<i64, u64>,
+}
+
+pub(super) fn publish(shared: &Shared, p: Published) {
+    for (d, n) in p.nums {
+        shared.remember_device(d, n);
+    }
+    write(&shared.convs).extend(p.convs);
+    write(&shared.heads).extend(p.heads);
+}
+
+/// Where a read starts: `after` if this log handed it out, else refused.
+fn start(
+    conn: &Connection,
+    me: Option<i64>,
+    after: Option<Position>,
+) -> Result<Position, StoreError> {
+    let acked = match me {
+        Some(n) => conn
+            .prepare_cached("SELECT seq, chain FROM cursors WHERE device = ?1")?
+            .query_row([n], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .optional()?
+            .map(|(seq, chain)| {
+                Ok::<_, StoreError>(Position {
+                    seq: to_u64(seq)?,
+                    chain: chain_of(&chain),
+                })
+            })
+            .transpose()?,
+        None => None,
+    };
+    let Some(after) = after else {
+        return Ok(acked.unwrap_or(Position::ORIGIN));
+    };
+    if after == Position::ORIGIN || Some(after) == acked {
+        return Ok(after);
+    }
+    let chain: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT chain FROM log WHERE seq = ?1")?
+        .query_row([to_i64(after.seq)?], |r| r.get(0))
+        .optional()?;
+    match (chain, acked) {
+        (Some(c), _) if chain_of(&c) == after.chain => Ok(after),
+        // Behind what it acknowledged (its own home went back): the rows
+        // between are gone; it goes on from its acknowledged position.
+        (None, Some(acked)) if after.seq < acked.seq => Ok(acked),
+        _ => Err(StoreError::UnknownPosition),
+    }
+}
+
+/// A device's memberships that may hold rows after `from`.
+fn memberships(conn: &Connection, me: i64, from: u64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT conv, from_seq, to_seq FROM memberships \
+         WHERE device = ?1 AND (to_seq IS NULL OR to_seq > ?2)",
+    )?;
+    let rows = stmt.query_map(params![me, to_i64(from)?], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (conv, lo, hi) = row?;
+        out.push((
+            conv,
+            to_u64(lo)?,
+            hi.map(to_u64).transpose()?.unwrap_or(u64::MAX),
+        ));
+    }
+    Ok(out)
+}
+
+pub(super) fn inbox(
+    conn: &Connection,
+    shared: &Shared,
+    device: &DeviceAddress,
+    after: Option<Position>,
+    limit: usize,
+    max_bytes: usize,
+    #[cfg(feature = "adversary")] hidden: &HashSet<u64>,
+) -> Result<InboxRead, StoreError> {
+    let me = shared.device_num(conn, device)?;
+    let from = start(conn, me, after)?;
+    let empty = InboxRead {
+        entries: Vec::new(),
+        more: false,
+        next: from,
+    };
+    let (Some(me), true) = (me, limit > 0) else {
+        return Ok(empty);
+    };
+    // Positions first: a range per conversation with anything new, and
+    // the device's targeted rows; the `limit` lowest of them.
+    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let mut seqs: Vec<u64> = Vec::new();
+    for (conv, lo, hi) in memberships(conn, me, from.seq)? {
+        let lo = lo.max(from.seq);
+        if read(&shared.heads).get(&conv).is_some_and(|h| *h <= lo) {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq FROM log WHERE conv = ?1 AND targeted = 0 AND seq > ?2 AND seq <= ?3 \
+             ORDER BY seq LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                conv,
+                to_i64(lo)?,
+                i64::try_from(hi).unwrap_or(i64::MAX),
+                fetch
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+        for row in rows {
+            seqs.push(to_u64(row?)?);
+        }
+    }
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq FROM targets WHERE device = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![me, to_i64(from.seq)?, fetch], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        for row in rows {
+            seqs.push(to_u64(row?)?);
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut more = seqs.len() > limit;
+    seqs.truncate(limit);
+
+    // Then the rows of the page.
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    let mut next = from;
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, conv, sender, bytes, ratchet_tree, chain, targeted FROM log WHERE seq = ?1",
+    )?;
+    for seq in seqs {
+        let row = stmt
+            .query_row([to_i64(seq)?], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, bool>(6)?,
+                ))
+            })
+            .optional()?;
+        // Collected between the two steps: nothing to deliver.
+        let Some((kind, conv, sender, message, ratchet_tree, chain, targeted)) = row else {
+            continue;
+        };
+        let size = message.len() + ratchet_tree.as_ref().map_or(0, Vec::len);
+        if !entries.is_empty() && bytes + size > max_bytes {
+            more = true;
+            break;
+        }
+        next = Position {
+            seq,
+            chain: chain_of(&chain),
+        };
+        // A device does not read its own letters back (unless one is
+        // addressed to it alone: the device must see that, and refuse it).
+        if kind == KIND_APPLICATION && sender == me && !targeted {
+            continue;
+        }
+        #[cfg(feature = "adversary")]
+        if hidden.contains(&seq) {
+            continue;
+        }
+        bytes += size;
+        entries.push(StoredEntry {
+            seq,
+            kind: match kind {
+                KIND_COMMIT => EntryKind::Commit,
+                KIND_WELCOME => EntryKind::Welcome,
+                KIND_APPLICATION => EntryKind::Application,
+                other => return Err(StoreError::Corrupt(format!("log row kind {other}"))),
+            },
+            conversation: shared.conversation(conn, conv)?,
+            sender: shared.device(conn, sender)?,
+            message,
+            ratchet_tree,
+        });
+    }
+    Ok(InboxRead {
+        entries,
+        more,
+        next,
+    })
+}
+
+pub(super) fn inbox_count(
+    conn: &Connection,
+    shared: &Shared,
+    device: &DeviceAddress,
+    after: Option<Position>,
+) -> Result<u64, StoreError> {
+    let me = shared.device_num(conn, device)?;
+    let from = start(conn, me, after)?;
+    let Some(me) = me else {
+        return Ok(0);
+    };
+    let mut n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM targets WHERE device = ?1 AND seq > ?2")?
+        .query_row(params![me, to_i64(from.seq)?], |r| r.get(0))?;
+    for (conv, lo, hi) in memberships(conn, me, from.seq)? {
+        let lo = lo.max(from.seq);
+        n += conn
+            .prepare_cached(
+                "SELECT count(*) FROM log WHERE conv = ?1 AND targeted = 0 \
+                 AND seq > ?2 AND seq <= ?3 AND NOT (kind = ?4 AND sender = ?5)",
+            )?
+            .query_row(
+                params![
+                    conv,
+                    to_i64(lo)?,
+                    i64::try_from(hi).unwrap_or(i64::MAX),
+                    KIND_APPLICATION,
+                    me
+                ],
+                |r| r.get::<_, i64>(0),
+            )?;
+    }
+    to_u64(n)
+}
+
+/// Deletes what every reader acknowledged, at most `max_rows` rows; the
+/// bytes freed leave their senders' usage.
+pub(super) fn collect(
+    tx: &Transaction<'_>,
+    state: &mut LogState,
+    max_rows: usize,
+) -> Result<u64, StoreError> {
+    state.load(tx)?;
+    let mut freed: HashMap<i64, u64> = HashMap::new();
+    let mut deleted = 0usize;
+    let mut free = |rows: &mut rusqlite::Rows<'_>, deleted: &mut usize| -> Result<(), StoreError> {
+        while let Some(r) = rows.next()? {
+            *freed.entry(r.get::<_, i64>(0)?).or_default() += to_u64(r.get::<_, i64>(1)?)?;
+            *deleted += 1;
+        }
+        Ok(())
+    };
+    // Targets read, then targeted rows nobody is left to read.
+    tx.prepare_cached(
+        "DELETE FROM targets WHERE seq <= \
+         coalesce((SELECT seq FROM cursors c WHERE c.device = targets.device), 0)",
+    )?
+    .execute([])?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM log WHERE targeted = 1 AND seq <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.seq = log.seq) \
+             RETURNING sender, length(bytes)",
+        )?;
+        free(&mut stmt.query([to_i64(state.head.seq)?])?, &mut deleted)?;
+    }
+    // Per conversation, below the lowest acknowledged position of the
+    // devices that still read it (a removed one until it read its removal).
+    let convs: Vec<(i64, Option<i64>)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT c.num, (SELECT min(coalesce(k.seq, 0)) FROM memberships m \
+                            LEFT JOIN cursors k ON k.device = m.device \
+                            WHERE m.conv = c.num \
+                              AND (m.to_seq IS NULL OR coalesce(k.seq, 0) < m.to_seq)) \
+             FROM conversations c",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (conv, needed) in convs {
+        if deleted >= max_rows {
+            break;
+        }
+        let below = match needed {
+            Some(seq) => seq,
+            None => to_i64(state.head.seq)?,
+        };
+        let budget = i64::try_from(max_rows - deleted).unwrap_or(i64::MAX);
+        let last: Option<i64> = tx
+            .prepare_cached(
+                "SELECT max(seq) FROM (SELECT seq FROM log WHERE conv = ?1 AND targeted = 0 \
+                 AND seq <= ?2 ORDER BY seq LIMIT ?3)",
+            )?
+            .query_row(params![conv, below, budget], |r| r.get(0))?;
+        let Some(last) = last else {
+            continue;
+        };
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM log WHERE conv = ?1 AND targeted = 0 AND seq <= ?2 \
+             RETURNING sender, length(bytes)",
+        )?;
+        free(&mut stmt.query(params![conv, last])?, &mut deleted)?;
+    }
+    // Memberships of removed devices that read their removal.
+    tx.prepare_cached(
+        "DELETE FROM memberships WHERE to_seq IS NOT NULL AND to_seq <= \
+         coalesce((SELECT seq FROM cursors c WHERE c.device = memberships.device), 0)",
+    )?
+    .execute([])?;
+    let mut users: HashMap<String, u64> = HashMap::new();
+    for (sender, bytes) in freed {
+        let user: String = tx
+            .prepare_cached("SELECT user FROM device_nums WHERE num = ?1")?
+            .query_row([sender], |r| r.get(0))?;
+        *users.entry(user).or_default() += bytes;
+    }
+    for (user, bytes) in users {
+        tx.prepare_cached("UPDATE usage SET bytes = max(bytes - ?1, 0) WHERE user = ?2")?
+            .execute(params![to_i64(bytes)?, user])?;
+        state.usage.remove(&parse_user(&user)?);
+    }
+    Ok(deleted as u64)
+}
+
+#[cfg(feature = "adversary")]
+pub(super) mod tamper {
+    //! The log side of [`Tamper`]: copies and hidden rows.
+    use super::*;
+
+    /// Appends a copy of `row` delivered to `devices` only; returns its seq.
+    pub(in super::super) fn copy_row(
+        tx: &Transaction<'_>,
+        state: &mut LogState,
+        shared: &Shared,
+        row: u64,
+        devices: &[DeviceAddress],
+    ) -> Result<u64, StoreError> {
+        state.load(tx)?;
+        let (conv, kind, sender, bytes, tree, at): (i64, i64, i64, Vec<u8>, Option<Vec<u8>>, i64) =
+            tx.query_row(
+                "SELECT conv, kind, sender, bytes, ratchet_tree, at_ms FROM log WHERE seq = ?1",
+                [to_i64(row)?],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )?;
+        stored_row(
+            tx,
+            state,
+            shared,
+            conv,
+            kind,
+            sender,
+            &bytes,
+            tree.as_deref(),
+            at,
+            devices,
+        )
+    }
+
+    /// Appends a targeted row for `devices` (none: nobody reads it).
+    #[allow(clippy::too_many_arguments)]
+    pub(in super::super) fn stored_row(
+        tx: &Transaction<'_>,
+        state: &mut LogState,
+        shared: &Shared,
+        conv: i64,
+        kind: i64,
+        sender: i64,
+        bytes: &[u8],
+        tree: Option<&[u8]>,
+        at_ms: i64,
+        devices: &[DeviceAddress],
+    ) -> Result<u64, StoreError> {
+        state.load(tx)?;
+        let mut b = Batch {
+            tx,
+            shared,
+            nums: HashMap::new(),
+            convs: Vec::new(),
+            heads: HashMap::new(),
+            usage: HashSet::new(),
+            wake: HashSet::new(),
+        };
+        let seq = state.append(&mut b, conv, kind, sender, true, bytes, tree, at_ms)?;
+        for d in devices {
+            let n = b.num(d)?;
+            target(tx, n, seq)?;
+        }
+        tx.execute(
+            "UPDATE log_head SET seq = ?1, chain = ?2",
+            params![to_i64(state.head.seq)?, &state.head.chain[..]],
+        )?;
+        publish(
+            shared,
+            Published {
+                nums: b.nums,
+                convs: b.convs,
+                heads: b.heads,
+            },
+        );
+        Ok(seq)
+    }
+
+    pub(in super::super) fn commit_kind() -> i64 {
+        KIND_COMMIT
+    }
+}
