@@ -36,4 +36,8 @@ pub mod limits {
     pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
     /// Most inbox entries returned in one page.
     pub const MAX_INBOX_PAGE: usize = 1000;
+    /// Most directory epochs one append-only (audit) proof may span: the
+    /// server refuses a wider one, whose proof work anyone could ask for,
+    /// and a client asks for longer stretches in chunks.
+    pub const MAX_AUDIT_SPAN: u64 = 1000;
 }

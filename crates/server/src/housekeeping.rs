@@ -2,6 +2,7 @@
 //! delivered messages once their id no longer has to catch a late retry.
 //! Never touches anything a device has not acknowledged.
 
+use crate::background::Background;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +15,16 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 /// duplicates by message id anyway; this spares them the traffic.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Starts the purge loop on the current runtime.
-pub fn start(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the purge loop among the server's background tasks.
+pub fn start(store: Arc<dyn Store>, background: &Background) {
+    let mut stop = background.signal();
+    background.spawn("housekeeping", async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.stopped() => return,
+            }
             let s = store.clone();
             let now = crate::now_ms();
             let window = i64::try_from(DUPLICATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
@@ -30,5 +35,5 @@ pub fn start(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
                 Err(e) => tracing::warn!(error = %e, "purge task failed"),
             }
         }
-    })
+    });
 }
