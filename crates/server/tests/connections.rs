@@ -154,6 +154,36 @@ async fn silent_and_slow_connections_are_closed() {
     served(&data, &server, Ipv4Addr::LOCALHOST.into()).await;
 }
 
+/// The idle timeout counts time without a request in flight: a request
+/// that takes longer (an enrolment waiting for its directory epoch, like a
+/// long poll) is answered on its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_outlives_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(
+        &data,
+        &[
+            "--idle-timeout-secs",
+            "1",
+            "--directory-interval-ms",
+            "3000",
+        ],
+    );
+    let api = Api::new(&data, &server);
+    // Alice's enrolment publishes an epoch; Bob's waits up to 3 s for the next.
+    api.enroll(&data, &Device::new("alice@mfa.example", 1), false)
+        .await;
+    let started = Instant::now();
+    api.enroll(&data, &Device::new("bob@mfa.example", 1), false)
+        .await;
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// G4: one address holding as many connections as it may open gets its
 /// next one closed at once, while another address is served; when it
 /// closes one, it may open one again.
