@@ -14,7 +14,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 use valise_directory::SignedRoot;
 use valise_proto::ErrorCode;
 use valise_proto::api::{ChallengeResponse, DirectoryRoot, KeyPackageStock, auth_signed_content};
@@ -32,9 +33,9 @@ fn who(d: &Device) -> serde_json::Value {
     })
 }
 
-/// Concurrent flooders, and challenges each asks for.
+/// Concurrent flooders, and the challenges they ask for at least.
 const FLOODERS: usize = 8;
-const EACH: usize = 100;
+const FLOOD: usize = 800;
 
 /// Anyone may ask for challenges for any enrolled device: a flood of them
 /// for Alice's device is answered (asking is never refused), holds at most
@@ -54,22 +55,37 @@ async fn a_challenge_flood_for_one_device_blocks_nobody() {
     api.enroll(&data, &bob, false).await;
     let first: ChallengeResponse = api.post("/v1/auth/challenge", who(&alice)).await;
 
-    let asked = Arc::new(AtomicUsize::new(0));
+    let (asked, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let mut flood = tokio::task::JoinSet::new();
     for _ in 0..FLOODERS {
-        let (api, body, asked) = (api.clone(), who(&alice), asked.clone());
+        let (api, body) = (api.clone(), who(&alice));
+        let (asked, stop) = (asked.clone(), stop.clone());
         flood.spawn(async move {
-            for _ in 0..EACH {
+            while !stop.load(Ordering::Relaxed) {
                 let _: ChallengeResponse = api.post("/v1/auth/challenge", body.clone()).await;
                 asked.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
+    let flooded = |n: usize| {
+        let asked = asked.clone();
+        async move {
+            while asked.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    flooded(FLOOD / 4).await;
+    let before = asked.load(Ordering::Relaxed);
     for _ in 0..3 {
         api.login(&bob).await;
     }
-    let during = asked.load(Ordering::Relaxed);
-    assert!(during < FLOODERS * EACH, "Bob logged in after the flood");
+    assert!(asked.load(Ordering::Relaxed) > before, "the flood stopped");
+    flooded(FLOOD).await;
+    stop.store(true, Ordering::Relaxed);
     flood.join_all().await;
 
     // The challenge Alice's device asked for before the flood was displaced.
