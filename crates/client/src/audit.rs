@@ -7,9 +7,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use valise_directory::{DirectoryKey, RootLedger, SignedRoot, verify_root};
 use valise_proto::api::{DirectoryAudit, DirectoryRoot};
-
-/// Most epochs asked for in one append-only proof (the server's bound).
-const SPAN: u64 = 1000;
+use valise_proto::limits::MAX_AUDIT_SPAN;
 
 /// What an auditor keeps between runs (`valise audit --state FILE`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +50,7 @@ pub async fn audit_directory(
     }
     while at < newest.epoch() {
         // Saturating: both epochs are the server's, and may be near u64::MAX.
-        let to = at.saturating_add(SPAN).min(newest.epoch());
+        let to = at.saturating_add(MAX_AUDIT_SPAN).min(newest.epoch());
         let path = format!("/v1/directory/audit?from={at}&to={to}");
         let audit: DirectoryAudit = api.call::<(), _>(Method::GET, &path, None, false).await?;
         let root = verify_root(&SignedRoot::from_bytes(audit.to.as_slice())?, &key)?;

@@ -40,7 +40,12 @@ pub mod limits {
     /// An inbox page ends with the entry that takes its messages past
     /// this many bytes (a page holds at least one entry).
     pub const MAX_INBOX_PAGE_BYTES: usize = 4 * 1024 * 1024;
-    /// Largest answer body a client reads: a full page plus one largest
-    /// entry (message and ratchet tree) and framing.
-    pub const MAX_RESPONSE_BYTES: usize = MAX_INBOX_PAGE_BYTES + 3 * MAX_MLS_MESSAGE_BYTES;
+    /// Largest answer body a client reads (a hostile server cannot make
+    /// it hold more): well above a full inbox page plus one largest entry,
+    /// and an audit proof of [`MAX_AUDIT_SPAN`] epochs.
+    pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+    /// Most directory epochs one append-only (audit) proof may span: the
+    /// server refuses a wider one, whose proof work anyone could ask for,
+    /// and a client asks for longer stretches in chunks.
+    pub const MAX_AUDIT_SPAN: u64 = 1000;
 }

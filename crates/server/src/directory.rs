@@ -18,6 +18,7 @@
 //! akd's calls are CPU-bound despite being `async`: they run on a blocking
 //! thread ([`DirectoryService::call`]), never on the request threads.
 
+use crate::background::{Background, StopSignal};
 use crate::directory_keys::DirectoryKeys;
 use crate::store::{DeviceRecord, Store, StoreError, UserRecord};
 use std::future::Future;
@@ -30,6 +31,7 @@ use valise_directory::{
     RootSigner, SignedRoot, SqliteDirectoryStorage,
 };
 use valise_proto::UserId;
+use valise_proto::limits::MAX_AUDIT_SPAN;
 
 /// The directory as the server runs it.
 pub type ServerDirectory = Directory<SqliteDirectoryStorage>;
@@ -42,9 +44,6 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often, at least, the publisher looks at its queue unasked.
 const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// Most epochs one audit answer may span.
-pub const MAX_AUDIT_SPAN: u64 = 1000;
 
 /// Why a directory operation failed in the server.
 #[derive(Debug, thiserror::Error)]
@@ -138,26 +137,31 @@ where
 }
 
 impl DirectoryService {
-    /// Starts the publisher (needs a runtime); it first publishes whatever
-    /// the queue still holds.
+    /// Starts the publisher among the server's background tasks; it first
+    /// publishes whatever the queue still holds.
     pub async fn start(
         dir: ServerDirectory,
         keys: Arc<DirectoryKeys>,
         store: Arc<dyn Store>,
         interval: Duration,
+        background: &Background,
     ) -> Result<Self, DirectoryServiceError> {
         let signer = keys.signer();
         let dir = Arc::new(dir);
         let root = on_blocking(dir.clone(), |d| async move { d.root().await }).await?;
         let (tx, rx) = watch::channel(Published { covered: 0, root });
         let wake = Arc::new(Notify::new());
-        tokio::spawn(publisher(
-            dir.clone(),
-            store.clone(),
-            wake.clone(),
-            tx,
-            interval,
-        ));
+        background.spawn(
+            "directory publisher",
+            publisher(
+                dir.clone(),
+                store.clone(),
+                wake.clone(),
+                tx,
+                interval,
+                background.signal(),
+            ),
+        );
         Ok(Self {
             dir,
             keys,
@@ -282,31 +286,41 @@ pub async fn audit(
     ))
 }
 
-/// The publisher task: publishes queued users, at most once per `interval`.
+/// The publisher task: publishes queued users, at most once per `interval`,
+/// until the server stops. It stops between epochs, never inside one.
 async fn publisher(
     dir: Arc<ServerDirectory>,
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     tx: watch::Sender<Published>,
     interval: Duration,
+    mut stop: StopSignal,
 ) {
     loop {
-        match publish_pending(&dir, &store).await {
+        // How long to rest, and whether a new change may cut the rest short.
+        let (rest, wakeable) = match publish_pending(&dir, &store).await {
             Ok(Some(p)) => {
                 tracing::info!(epoch = p.root.epoch(), "directory epoch published");
                 tx.send_replace(p);
-                tokio::time::sleep(interval).await;
+                (interval, false)
             }
-            Ok(None) => {
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(interval.max(POLL_EVERY)) => {}
-                }
-            }
+            Ok(None) => (interval.max(POLL_EVERY), true),
             Err(e) => {
                 tracing::error!(error = %e, "directory publish failed; retrying");
-                tokio::time::sleep(interval.max(Duration::from_millis(500))).await;
+                (interval.max(Duration::from_millis(500)), false)
             }
+        };
+        let woken = async {
+            if wakeable {
+                wake.notified().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(rest) => {}
+            () = woken => {}
+            () = stop.stopped() => return,
         }
         if tx.is_closed() {
             return;

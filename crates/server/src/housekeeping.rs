@@ -3,6 +3,7 @@
 //! accepted letters once they no longer have to catch a late retry.
 //! Never touches anything a device has not acknowledged.
 
+use crate::background::Background;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +16,16 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 /// duplicates by message id anyway; this spares them the traffic.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Starts the purge loop on the current runtime.
-pub fn start(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the purge loop among the server's background tasks.
+pub fn start(store: Arc<dyn Store>, background: &Background) {
+    let mut stop = background.signal();
+    background.spawn("housekeeping", async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.stopped() => return,
+            }
             let s = store.clone();
             let now = crate::now_ms();
             let window = i64::try_from(DUPLICATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
@@ -33,7 +38,7 @@ pub fn start(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
                 Err(e) => tracing::warn!(error = %e, "purge task failed"),
             }
         }
-    })
+    });
 }
 
 /// How often the log is collected.
@@ -41,12 +46,16 @@ pub const COLLECT_EVERY: Duration = Duration::from_secs(5);
 /// Rows deleted per write, so that senders never wait long behind it.
 const COLLECT_ROWS: usize = 20_000;
 
-/// Starts the log's garbage collector on the current runtime.
-pub fn start_collector(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the log's garbage collector among the server's background tasks.
+pub fn start_collector(store: Arc<dyn Store>, background: &Background) {
+    let mut stop = background.signal();
+    background.spawn("log collector", async move {
         let mut tick = tokio::time::interval(COLLECT_EVERY);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.stopped() => return,
+            }
             loop {
                 let s = store.clone();
                 match tokio::task::spawn_blocking(move || s.collect_garbage(COLLECT_ROWS)).await {
@@ -58,5 +67,5 @@ pub fn start_collector(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
                 break;
             }
         }
-    })
+    });
 }

@@ -6,6 +6,8 @@
 #[cfg(feature = "adversary")]
 pub mod adversary;
 pub mod auth;
+pub mod background;
+pub mod client_addr;
 pub mod datadir;
 pub mod delivery;
 pub mod device_change;

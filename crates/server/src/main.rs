@@ -5,10 +5,13 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
+use valise_server::background::Background;
 use valise_server::datadir::{DataDir, DataDirError};
 use valise_server::directory::DirectoryService;
 use valise_server::limits::Limits;
+use valise_server::server::ConnectionLimits;
 use valise_server::store::{NewRevocation, SqliteStore, Store, StoreError, UserRecord};
 use valise_server::{AppState, invite, now_ms, serve, tls};
 
@@ -47,16 +50,10 @@ enum Command {
         /// Write logs to this file instead of stderr.
         #[arg(long)]
         log_file: Option<PathBuf>,
-        /// Letters per second one device may send (a burst of twice as many).
-        #[arg(long, default_value_t = Limits::default().sends_per_second)]
-        max_sends_per_second: u32,
-        /// Key-package claims per minute one device may make.
-        #[arg(long, default_value_t = Limits::default().claims_per_minute)]
-        max_claims_per_minute: u32,
-        /// Commits (membership changes) and new conversations per minute
-        /// one device may submit.
-        #[arg(long, default_value_t = Limits::default().commits_per_minute)]
-        max_commits_per_minute: u32,
+        #[command(flatten)]
+        rates: RateFlags,
+        #[command(flatten)]
+        connections: ConnectionFlags,
         /// Least time between two key directory epochs (changes arriving
         /// meanwhile are batched into the next one).
         #[arg(long, default_value_t = valise_server::directory::DEFAULT_INTERVAL_MS)]
@@ -74,6 +71,79 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// Per-device allowances, checked before a request's body is parsed.
+#[derive(clap::Args, Debug)]
+struct RateFlags {
+    /// Letters per second one device may send (a burst of twice as many).
+    #[arg(long, default_value_t = Limits::default().sends_per_second)]
+    max_sends_per_second: u32,
+    /// Key-package claims per minute one device may make.
+    #[arg(long, default_value_t = Limits::default().claims_per_minute)]
+    max_claims_per_minute: u32,
+    /// Commits (membership changes) and new conversations per minute one
+    /// device may submit.
+    #[arg(long, default_value_t = Limits::default().commits_per_minute)]
+    max_commits_per_minute: u32,
+    /// Directory audit proofs per minute one device may ask for (one client
+    /// address, for callers without a token: auditors).
+    #[arg(long, default_value_t = Limits::default().audits_per_minute)]
+    max_audits_per_minute: u32,
+    /// Key packages per minute one device may upload (each is verified).
+    /// One full upload is always allowed at once.
+    #[arg(long, default_value_t = Limits::default().key_packages_per_minute)]
+    max_key_packages_per_minute: u32,
+}
+
+impl From<RateFlags> for Limits {
+    fn from(f: RateFlags) -> Self {
+        Self {
+            sends_per_second: f.max_sends_per_second,
+            claims_per_minute: f.max_claims_per_minute,
+            commits_per_minute: f.max_commits_per_minute,
+            audits_per_minute: f.max_audits_per_minute,
+            key_packages_per_minute: f.max_key_packages_per_minute,
+        }
+    }
+}
+
+/// How many connections the server holds, and how long a silent one.
+#[derive(clap::Args, Debug)]
+struct ConnectionFlags {
+    /// Most connections served at once; further ones wait in the kernel's
+    /// backlog.
+    #[arg(long, default_value_t = ConnectionLimits::default().max)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Most connections open at once from one client address (an IPv4
+    /// address, or an IPv6 /64); further ones are closed at once. Raise it
+    /// for a site whose devices all come through one NAT address.
+    #[arg(long, default_value_t = ConnectionLimits::default().per_address)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
+    /// Seconds a client has to finish its TLS handshake, and then to send
+    /// each request's headers (HTTP/1.1); also how long an idle HTTP/1.1
+    /// connection stays open.
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Seconds without a request in flight after which a connection is
+    /// closed (long polls are requests in flight).
+    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+}
+
+impl From<ConnectionFlags> for ConnectionLimits {
+    fn from(f: ConnectionFlags) -> Self {
+        Self {
+            max: f.max_connections,
+            per_address: f.max_connections_per_address,
+            header_timeout: Duration::from_secs(f.header_timeout_secs),
+            idle_timeout: Duration::from_secs(f.idle_timeout_secs),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,7 +356,8 @@ fn run(
     domain: Option<String>,
     first_invite: Option<String>,
     limits: Limits,
-    directory_interval: std::time::Duration,
+    connections: ConnectionLimits,
+    directory_interval: Duration,
     account_quota_mib: u64,
 ) -> Result<(), CliError> {
     let dir = DataDir::new(data);
@@ -321,13 +392,20 @@ fn run(
         .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
     let db_path = dir.db_path();
     rt.block_on(async move {
+        let background = Background::default();
         let directory = valise_server::directory::open(&db_path, &keys).await?;
-        let directory =
-            DirectoryService::start(directory, keys, store.clone(), directory_interval).await?;
+        let directory = DirectoryService::start(
+            directory,
+            keys,
+            store.clone(),
+            directory_interval,
+            &background,
+        )
+        .await?;
         tracing::info!(key = %directory.directory_key(), "key directory open");
-        valise_server::housekeeping::start(store.clone());
-        valise_server::housekeeping::start_collector(store.clone());
-        let state = AppState::new(store, &config.domain, Arc::new(directory))
+        valise_server::housekeeping::start(store.clone(), &background);
+        valise_server::housekeeping::start_collector(store.clone(), &background);
+        let state = AppState::new(store, &config.domain, Arc::new(directory), &background)
             .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
             .with_limits(limits);
         #[cfg(feature = "adversary")]
@@ -347,12 +425,21 @@ fn run(
             let _ = writeln!(out, "listening on https://{addr}");
             let _ = out.flush();
         }
-        serve(listener, tls, state, stop_signal()).await;
+        serve(
+            listener,
+            tls,
+            state,
+            connections,
+            &background,
+            stop_signal(),
+        )
+        .await;
         Ok::<(), CliError>(())
     })?;
-    // Dropping the runtime ends the delivery writer; the store (and its
-    // connections) close when the last handle goes.
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    // Dropping the runtime ends the delivery writer (the background tasks
+    // have stopped); the store (and its connections) close when the last
+    // handle goes.
+    rt.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("stopped");
     Ok(())
 }
@@ -375,9 +462,8 @@ fn main() {
             domain,
             first_invite,
             log_file: _,
-            max_sends_per_second,
-            max_claims_per_minute,
-            max_commits_per_minute,
+            rates,
+            connections,
             directory_interval_ms,
             account_quota_mib,
         } => run(
@@ -385,12 +471,9 @@ fn main() {
             listen,
             domain,
             first_invite,
-            Limits {
-                sends_per_second: max_sends_per_second,
-                claims_per_minute: max_claims_per_minute,
-                commits_per_minute: max_commits_per_minute,
-            },
-            std::time::Duration::from_millis(directory_interval_ms),
+            rates.into(),
+            connections.into(),
+            Duration::from_millis(directory_interval_ms),
             account_quota_mib,
         ),
         Command::Admin { data, command } => admin(&data, command),

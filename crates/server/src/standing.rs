@@ -12,6 +12,7 @@
 //! this process, so the approved set is a cache filled on first use that
 //! never goes stale (a revocation is checked before it).
 
+use crate::background::Background;
 use crate::error::ApiError;
 use crate::store::{Status, Store, StoreError};
 use std::collections::HashSet;
@@ -119,14 +120,18 @@ impl Standing {
     }
 }
 
-/// Starts the refresh loop on the current runtime (the first refresh runs
-/// at once).
-pub fn start(store: Arc<dyn Store>, standing: Arc<Standing>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the refresh loop (the first refresh runs at once) among the
+/// server's background tasks.
+pub fn start(store: Arc<dyn Store>, standing: Arc<Standing>, background: &Background) {
+    let mut stop = background.signal();
+    background.spawn("revoked devices refresh", async move {
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.stopped() => return,
+            }
             let (store, standing) = (store.clone(), standing.clone());
             match tokio::task::spawn_blocking(move || standing.refresh(&*store)).await {
                 Ok(Ok(())) => {}
@@ -134,5 +139,5 @@ pub fn start(store: Arc<dyn Store>, standing: Arc<Standing>) -> tokio::task::Joi
                 Err(e) => tracing::warn!(error = %e, "revoked devices task failed"),
             }
         }
-    })
+    });
 }

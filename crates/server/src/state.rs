@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::auth::{Challenges, Sessions};
+use crate::background::Background;
 use crate::delivery::{Delivery, Wakeups};
 use crate::directory::DirectoryService;
 use crate::limits::{Limits, RateLimits};
@@ -41,16 +42,17 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state and starts the delivery writer and the watch on
-    /// revoked devices (needs a runtime).
+    /// revoked devices (among `background`; needs a runtime).
     pub fn new(
         store: Arc<dyn Store>,
         domain: &str,
         directory: Arc<DirectoryService>,
+        background: &Background,
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
         let (tx, rx) = watch::channel(false);
         let standing = Arc::new(Standing::default());
-        crate::standing::start(store.clone(), standing.clone());
+        crate::standing::start(store.clone(), standing.clone(), background);
         Ok(Self {
             delivery: Delivery::start(store.clone(), wakeups.clone()),
             store,

@@ -2,6 +2,7 @@ use crate::auth::AuthDevice;
 use crate::directory::ProofKind as Kind;
 use crate::error::ApiError;
 use crate::json::{Json, Path, Query};
+use crate::limits::AuditPermit;
 use crate::state::AppState;
 use axum::extract::State;
 use serde::Deserialize;
@@ -66,11 +67,13 @@ pub struct AuditQuery {
 ///
 /// Public, for auditors (no token; devices send theirs): the signed roots
 /// of epochs `E` and `F` and the proof that `F` only appended to `E`.
-/// `E < F`, at most [`crate::directory::MAX_AUDIT_SPAN`] epochs apart (400
+/// `E < F`, at most [`valise_proto::limits::MAX_AUDIT_SPAN`] epochs apart (400
 /// `bad_request` otherwise); 404 `not_found` for an epoch not published yet.
+/// Rate-limited per device, or per client address without a token (429
+/// `rate_limited`), before the query is read.
 pub async fn audit(
     State(state): State<AppState>,
-    caller: Option<AuthDevice>,
+    AuditPermit(caller): AuditPermit,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<DirectoryAudit>, ApiError> {
     let (from, to, proof) = prove_audit(&state, caller, q).await?;

@@ -2,7 +2,7 @@ use super::blocking;
 use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::json::{Json, Path};
-use crate::limits::ClaimPermit;
+use crate::limits::{ClaimPermit, admit_key_packages};
 use crate::state::AppState;
 use crate::store::NewKeyPackage;
 use axum::extract::State;
@@ -24,7 +24,9 @@ const CLAIM_MARGIN_S: u64 = 300;
 /// claimed once approved), checked like at enrolment so that nobody can be
 /// handed a package that does not name its device. With `replace`, the
 /// caller's unclaimed one-time packages are dropped first (a device
-/// rotating them before they expire).
+/// rotating them before they expire). The packages count against the
+/// device's allowance before any is verified (429 `rate_limited`); an
+/// upload of none just reads the stock.
 pub async fn upload(
     State(state): State<AppState>,
     AuthDevice(device): AuthDevice,
@@ -36,6 +38,8 @@ pub async fn upload(
             format!("at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload"),
         ));
     }
+    let uploaded = req.one_time.len() + usize::from(req.last_resort.is_some());
+    admit_key_packages(&state, &device, uploaded)?;
     let one_time = blocking(move || {
         let key = state
             .store

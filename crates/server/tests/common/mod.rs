@@ -15,9 +15,10 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_libcrux_crypto::Provider;
 use openmls_traits::signatures::Signer as _;
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 use valise_directory::identity::{Devices, devices};
 use valise_directory::{DirectoryKey, SignedRoot, VerifiedRoot, verify_lookup, verify_root};
 use valise_mls::{CIPHERSUITE, key_package};
@@ -79,6 +80,26 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM, as a service manager stops the server, and waits at
+    /// most `within` for it to exit: its exit status, `None` if it still runs.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 /// `valised run` on an initialised `data`, on a free loopback port; returns
 /// once it says it listens.
 pub fn run(data: &Path) -> Server {
@@ -87,16 +108,13 @@ pub fn run(data: &Path) -> Server {
 
 /// As [`run`], with extra `valised run` flags.
 pub fn run_with(data: &Path, extra: &[&str]) -> Server {
-    let mut child = valised()
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--directory-interval-ms",
-            "50",
-            "--data",
-        ])
-        .arg(data)
+    let mut cmd = valised();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data);
+    if !extra.contains(&"--directory-interval-ms") {
+        cmd.args(["--directory-interval-ms", "50"]);
+    }
+    let mut child = cmd
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -120,13 +138,21 @@ pub fn run_with(data: &Path, extra: &[&str]) -> Server {
 
 /// An HTTPS client trusting only the server's CA.
 pub fn client(data: &Path) -> reqwest::Client {
+    client_builder(data).build().unwrap()
+}
+
+/// As [`client`], connecting from `local` (any 127.0.0.0/8 address is
+/// this host's, and another client address to the server).
+pub fn client_from(data: &Path, local: IpAddr) -> reqwest::Client {
+    client_builder(data).local_address(local).build().unwrap()
+}
+
+fn client_builder(data: &Path) -> reqwest::ClientBuilder {
     let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
     reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 /// The API of one running server, as a client calls it.
@@ -139,6 +165,14 @@ impl Api {
     pub fn new(data: &Path, server: &Server) -> Self {
         Self {
             c: client(data),
+            port: server.port,
+        }
+    }
+
+    /// As [`Api::new`], calling from another client address (`local`).
+    pub fn from_address(data: &Path, server: &Server, local: IpAddr) -> Self {
+        Self {
+            c: client_from(data, local),
             port: server.port,
         }
     }
