@@ -30,9 +30,9 @@ pub struct Client {
     pub(crate) api: Api,
     pub(crate) domain: String,
     /// When devices, members and key packages were last checked (see `sync`).
-    /// Reading the inbox again after the server was restored: entries
-    /// refused then are what this device already applied (replays of its
-    /// own past), counted without an alert until the inbox is read through.
+    /// Reading the inbox again after the server was restored: replays of
+    /// what this device applied already are counted without an alert until
+    /// the inbox is read through (anything else still alerts).
     pub(crate) rereading: bool,
     pub(crate) last_housekeeping: Option<Instant>,
     /// When each conversation's members were last checked against the

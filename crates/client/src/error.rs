@@ -56,6 +56,10 @@ pub enum ClientError {
          approve CODE` there, with the code `valise devices` shows here)"
     )]
     DevicePending,
+    /// What this device had received already, delivered again (a replay,
+    /// or a re-read after the server was restored).
+    #[error("replayed: {0}")]
+    Replayed(String),
     /// Evidence that another copy of this device is in use.
     #[error("{0}: another copy of this device is in use (a stolen copy of its home?)")]
     Cloned(String),
@@ -86,6 +90,7 @@ impl ClientError {
             Self::IdentityChanged(_) => "identity_changed",
             Self::DevicePending => "device_pending",
             Self::Cloned(_) => "device_cloned",
+            Self::Replayed(_) => "replayed",
         }
     }
 

@@ -6,8 +6,8 @@
 //! ```text
 //! inbox page ──▶ engine.apply_entry, one transaction per page
 //!     (an entry whose keys need proving: lookups, then applied again)
-//!   inbox position := (last seq, page cursor)   (same transaction: a crash
-//!                                                re-reads, never re-applies)
+//!   inbox cursor := page cursor   (same transaction: a crash re-reads,
+//!                                  never re-applies)
 //! ──▶ next page, after that cursor (which acknowledges this one)
 //! ```
 //! An entry that fails verification is skipped and counted, never fatal:
@@ -127,7 +127,7 @@ impl Client {
         let mut report = SyncReport::default();
         let mut done = SyncProgress::default();
         loop {
-            let (after, cursor) = self.engine.home.inbox_position()?;
+            let cursor = self.engine.home.inbox_cursor()?;
             let count = done.total.is_none();
             let mut path = format!("/v1/inbox?limit={PAGE}&wait_ms={wait_ms}&count={count}");
             if let Some(c) = &cursor {
@@ -137,7 +137,9 @@ impl Client {
                 Err(e) if e.is_server(ErrorCode::DeviceRevoked) => {
                     return Err(self.revoked(e)?);
                 }
-                Err(e) if e.is_server(ErrorCode::UnknownCursor) => {
+                // Once per restore: without a cursor there is nothing to
+                // be unknown, and a server that says so anyway lies.
+                Err(e) if e.is_server(ErrorCode::UnknownCursor) && cursor.is_some() => {
                     self.server_restored()?;
                     continue;
                 }
@@ -152,7 +154,7 @@ impl Client {
             done.entries += page.entries.len() as u64;
             if page.entries.is_empty() {
                 if cursor.as_deref() != Some(page.cursor.as_slice()) {
-                    self.engine.home.set_inbox_position(after, &page.cursor)?;
+                    self.engine.home.set_inbox_cursor(&page.cursor)?;
                 }
                 self.engine.discard_unconfirmed_commits()?;
                 self.rereading = false;
@@ -161,7 +163,7 @@ impl Client {
             // One transaction per page (one fsync); awaits for directory
             // lookups happen inside it, on this device's only connection.
             self.engine.home.begin()?;
-            match self.apply_page(&page, after, &mut report).await {
+            match self.apply_page(&page, &mut report).await {
                 Ok(()) => self.engine.home.end(true)?,
                 Err(e) => {
                     self.engine.home.end(false)?;
@@ -210,13 +212,10 @@ impl Client {
     /// Applies a page's new entries and moves the inbox position past them. An
     /// entry whose keys the directory has not proven yet is undone, the
     /// users are looked up, and it is applied again; refused if still not.
-    async fn apply_page(
-        &mut self,
-        page: &InboxPage,
-        after: u64,
-        report: &mut SyncReport,
-    ) -> Result<()> {
-        for entry in page.entries.iter().filter(|e| e.seq > after) {
+    async fn apply_page(&mut self, page: &InboxPage, report: &mut SyncReport) -> Result<()> {
+        // Every entry goes to the engine, which recognises what it applied
+        // already: nothing is skipped by a number the server chose.
+        for entry in &page.entries {
             let mut outcome = self.engine.apply_entry(entry);
             if let Ok(Applied::NeedsProof(users)) = &outcome {
                 for (user, _) in users.clone() {
@@ -228,8 +227,7 @@ impl Client {
             }
             self.account(entry, outcome, report)?;
         }
-        let last = page.entries.last().map_or(after, |e| e.seq);
-        self.engine.home.set_inbox_position(last, &page.cursor)?;
+        self.engine.home.set_inbox_cursor(&page.cursor)?;
         Ok(())
     }
 
@@ -294,7 +292,7 @@ impl Client {
                     engine.home.set_cloned(conv)?;
                 }
             }
-            Err(_) if self.rereading => report.reread += 1,
+            Err(ClientError::Replayed(_)) if self.rereading => report.reread += 1,
             Err(e) => {
                 report.rejected += 1;
                 let detail = format!(

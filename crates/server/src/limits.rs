@@ -92,8 +92,10 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
 
     /// Takes `n` tokens at once, or says how long to wait for them.
     pub fn take_n(&self, device: &K, n: u32, now: Instant) -> Result<(), Duration> {
-        // At most a full bucket: a batch larger than the burst still goes.
-        let n = f64::from(n).min(self.capacity);
+        // A batch larger than the burst goes once the bucket is full, and is
+        // charged in full: the bucket goes into debt, paid before the next.
+        let n = f64::from(n);
+        let needed = n.min(self.capacity);
         let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         if devices.len() >= MAX_TRACKED && !devices.contains_key(device) {
             // Idle devices are full buckets anyway: forgetting them is exact.
@@ -107,11 +109,12 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
             .or_insert((self.capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.capacity);
         *at = now;
-        if *tokens >= n {
+        if *tokens >= needed {
             *tokens -= n;
             Ok(())
         } else {
-            Err(Duration::try_from_secs_f64((n - *tokens) / self.rate).unwrap_or(Duration::MAX))
+            Err(Duration::try_from_secs_f64((needed - *tokens) / self.rate)
+                .unwrap_or(Duration::MAX))
         }
     }
 }
@@ -293,6 +296,20 @@ mod tests {
 
     fn dev(n: u8) -> DeviceAddress {
         DeviceAddress::parse(&format!("u{n}@mfa.example/00000000000000{n:02x}")).unwrap()
+    }
+
+    /// A batch larger than the burst goes, but is charged in full: at 10
+    /// letters/s a batch of 256 buys no more than 256 letters' worth of time.
+    #[test]
+    fn a_batch_beyond_the_burst_is_charged_in_full() {
+        let b = Buckets::per_second(10); // burst 20
+        let t0 = Instant::now();
+        assert!(b.take_n(&dev(1), 256, t0).is_ok());
+        // 256 - 20 = 236 letters of debt: 23.6 s before the next letter.
+        assert!(b.take_n(&dev(1), 1, t0 + Duration::from_secs(23)).is_err());
+        assert!(b.take_n(&dev(1), 1, t0 + Duration::from_secs(24)).is_ok());
+        // Nobody else pays for it.
+        assert!(b.take_n(&dev(2), 20, t0).is_ok());
     }
 
     #[test]

@@ -350,6 +350,8 @@ async fn stop_signal() {
     tracing::info!("stop signal received");
 }
 
+// Each argument is one of `valised run`'s flags or groups of flags.
+#[allow(clippy::too_many_arguments)]
 fn run(
     data: &Path,
     listen: SocketAddr,

@@ -21,6 +21,7 @@ use super::rejoin::Snapshot;
 use crate::alert::AlertKind;
 use crate::error::{ClientError, Result};
 use crate::mls;
+use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::*;
 use std::collections::BTreeMap;
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
@@ -108,7 +109,9 @@ impl Engine {
         self.forget_group(conv);
         if let Some(mut old) = mls::load_group(&p, conv)? {
             if old.is_active() {
-                return Err(ClientError::Protocol(format!("already a member of {conv}")));
+                return Err(ClientError::Replayed(format!(
+                    "a Welcome to {conv}, of which this device is a member"
+                )));
             }
             // Re-added after a removal: the old state has no further use.
             old.delete(p.storage()).map_err(ClientError::mls)?;
@@ -198,9 +201,12 @@ impl Engine {
                 .transpose()?;
             // Letters of a past epoch still open (MLS keeps a few epochs'
             // secrets): the server may deliver them after the next commit.
-            let processed = group
-                .process_message(p, message)
-                .map_err(ClientError::mls)?;
+            let processed = group.process_message(p, message).map_err(|e| match e {
+                ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(
+                    MessageDecryptionError::SecretTreeError(SecretTreeError::SecretReuseError),
+                )) => ClientError::Replayed("a letter whose keys this device used already".into()),
+                e => ClientError::mls(e),
+            })?;
             let sender = mls::device_of(processed.credential())?;
             let external = matches!(processed.sender(), Sender::NewMemberCommit);
             match processed.sender() {
@@ -354,8 +360,8 @@ impl Engine {
             })),
             // Its own commit, merged already (a crash after the merge).
             Some(_) | None if own_echo => Ok(Opened::OwnEcho),
-            Some(_) => Err(ClientError::Protocol(format!(
-                "commit for epoch {epoch} replayed"
+            Some(_) => Err(ClientError::Replayed(format!(
+                "the commit this device followed out of epoch {epoch}"
             ))),
             None => Err(ClientError::Protocol(format!(
                 "commit for past epoch {epoch}"

@@ -57,23 +57,20 @@ impl Home {
         Ok(())
     }
 
-    /// Where this device's inbox stands: the highest log position applied
-    /// (entries at or below it are replays) and the server's opaque cursor
-    /// to read on from (`None`: from what the server has acknowledged).
-    pub fn inbox_position(&self) -> Result<(u64, Option<Vec<u8>>)> {
-        let (seq, cursor): (i64, Option<Vec<u8>>) = self
+    /// The server's opaque cursor to read this device's inbox on from
+    /// (`None`: from what the server has acknowledged).
+    pub fn inbox_cursor(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
             .conn
-            .prepare_cached("SELECT inbox_seq, inbox_cursor FROM account")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok((seq as u64, cursor))
+            .prepare_cached("SELECT inbox_cursor FROM account")?
+            .query_row([], |r| r.get(0))?)
     }
 
-    /// Moves the inbox position (in the transaction that applied the
-    /// entries); `seq` only grows.
-    pub fn set_inbox_position(&self, seq: u64, cursor: &[u8]) -> Result<()> {
+    /// Moves the inbox cursor (in the transaction that applied the entries).
+    pub fn set_inbox_cursor(&self, cursor: &[u8]) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_seq = max(inbox_seq, ?1), inbox_cursor = ?2")?
-            .execute(rusqlite::params![seq as i64, cursor])?;
+            .prepare_cached("UPDATE account SET inbox_cursor = ?1")?
+            .execute([cursor])?;
         Ok(())
     }
 
@@ -81,7 +78,7 @@ impl Home {
     /// an older copy and its positions mean something else now.
     pub fn restart_inbox(&self) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_seq = 0, inbox_cursor = NULL")?
+            .prepare_cached("UPDATE account SET inbox_cursor = NULL")?
             .execute([])?;
         Ok(())
     }

@@ -467,6 +467,18 @@ fn quota(open: Open<'_>) {
         send(store, vec![letter(id, &b, 9, 0)])[0],
         LetterOutcome::Accepted { .. }
     ));
+    // Commits collected make no room: only letters count.
+    let solo = conv(2);
+    create(store, solo, std::slice::from_ref(&a));
+    for epoch in 0..3 {
+        commit(store, solo, epoch, &a, std::slice::from_ref(&a), &[]).unwrap();
+    }
+    ack(store, &a, read(store, &a, None).next);
+    store.collect_garbage(1000).unwrap();
+    assert!(matches!(
+        send(store, vec![letter(id, &a, 7, 0)])[0],
+        LetterOutcome::Refused(StoreError::QuotaExceeded)
+    ));
     // Once read and collected, there is room again.
     ack(store, &b, read(store, &b, None).next);
     ack(store, &a, read(store, &a, None).next);

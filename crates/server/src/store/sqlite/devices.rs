@@ -189,6 +189,7 @@ pub(super) fn enroll(tx: &Transaction<'_>, e: &Enrollment) -> Result<Enrolled, S
             )?;
             tx.execute("DELETE FROM tokens WHERE user = ?1", params![user])?;
             tx.execute("DELETE FROM key_packages WHERE user = ?1", params![user])?;
+            super::log::forget_readers(tx, user, None)?;
         }
         tx.execute(
             "UPDATE users SET identity_key = ?2, generation = ?3 WHERE user = ?1",
@@ -290,6 +291,7 @@ pub(super) fn revoke(tx: &Transaction<'_>, r: &NewRevocation) -> Result<u64, Sto
         "DELETE FROM key_packages WHERE user = ?1 AND device = ?2",
         params![user, device],
     )?;
+    super::log::forget_readers(tx, user, Some(&device))?;
     mark_pending(tx, &r.device.user, r.now_ms)
 }
 

@@ -46,6 +46,12 @@ pub(super) struct Shared {
     /// Conversation number → its newest untargeted row (absent: unknown,
     /// so read it).
     heads: RwLock<HashMap<i64, u64>>,
+    /// The newest row readers may see: every row up to it is committed and
+    /// its conversation's head published. Reads are bounded by it, so a
+    /// batch committing during a read (rows of one conversation seen, of
+    /// another not yet) never moves a device's cursor past a row it did
+    /// not get.
+    committed: AtomicU64,
     quota: AtomicU64,
 }
 
@@ -71,8 +77,15 @@ impl Shared {
         self.quota.store(bytes, Ordering::Relaxed);
     }
 
-    /// Loads every conversation's newest row (at open).
+    /// Loads every conversation's newest row, and the log's (at open).
     pub(super) fn load_heads(&self, conn: &Connection) -> Result<(), StoreError> {
+        let head: i64 = conn.query_row(
+            "SELECT max(coalesce((SELECT seq FROM log_head), 0), \
+                        coalesce((SELECT max(seq) FROM log), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        self.committed.store(to_u64(head)?, Ordering::Release);
         let mut stmt = conn.prepare("SELECT conv, max(seq) FROM log GROUP BY conv")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         let mut heads = write(&self.heads);
@@ -605,6 +618,7 @@ pub(super) fn write_batch(
         nums: b.nums,
         convs: b.convs,
         heads: b.heads,
+        head: state.head.seq,
     };
     Ok((
         LogBatch {
@@ -628,14 +642,19 @@ pub(super) struct Published {
     nums: HashMap<DeviceAddress, i64>,
     convs: Vec<(i64, ConversationId)>,
     heads: HashMap<i64, u64>,
+    /// The log's head after the batch.
+    head: u64,
 }
 
+/// Makes a committed batch visible: ids and heads first, then the
+/// committed head that bounds reads.
 pub(super) fn publish(shared: &Shared, p: Published) {
     for (d, n) in p.nums {
         shared.remember_device(d, n);
     }
     write(&shared.convs).extend(p.convs);
     write(&shared.heads).extend(p.heads);
+    shared.committed.fetch_max(p.head, Ordering::Release);
 }
 
 /// Where a read starts: `after` if this log handed it out, else refused.
@@ -722,11 +741,14 @@ pub(super) fn inbox(
         return Ok(empty);
     };
     // Positions first: a range per conversation with anything new, and
-    // the device's targeted rows; the `limit` lowest of them.
+    // the device's targeted rows; the `limit` lowest of them, none past
+    // what is published.
+    let upto = shared.committed.load(Ordering::Acquire);
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let mut seqs: Vec<u64> = Vec::new();
     for (conv, lo, hi) in memberships(conn, me, from.seq)? {
         let lo = lo.max(from.seq);
+        let hi = hi.min(upto);
         if read(&shared.heads).get(&conv).is_some_and(|h| *h <= lo) {
             continue;
         }
@@ -828,6 +850,29 @@ pub(super) fn inbox(
     })
 }
 
+/// A revoked device never reads again: its memberships, targeted rows and
+/// cursor go, so that it holds back no collection (a device that never
+/// reads would otherwise keep every row after its last read, and count
+/// against its correspondents' quotas, for ever). Every device of `user`
+/// when `device` is `None` (an identity reset).
+pub(super) fn forget_readers(
+    tx: &Transaction<'_>,
+    user: &str,
+    device: Option<&str>,
+) -> Result<(), StoreError> {
+    for table in ["memberships", "targets", "cursors"] {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE device IN (SELECT num FROM device_nums \
+             WHERE user = ?1 AND (?2 IS NULL OR device = ?2))"
+        ))?
+        .execute(params![user, device])?;
+    }
+    Ok(())
+}
+
+/// Most entries [`inbox_count`] counts.
+const MAX_COUNT: i64 = 1_000_000;
+
 pub(super) fn inbox_count(
     conn: &Connection,
     shared: &Shared,
@@ -839,23 +884,35 @@ pub(super) fn inbox_count(
     let Some(me) = me else {
         return Ok(0);
     };
+    // Counted up to a cap: a progress bar needs no more, and a device with
+    // a long history must not make every count walk all of it.
+    let upto = to_i64(shared.committed.load(Ordering::Acquire))?;
     let mut n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM targets WHERE device = ?1 AND seq > ?2")?
-        .query_row(params![me, to_i64(from.seq)?], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM targets \
+             WHERE device = ?1 AND seq > ?2 AND seq <= ?3 LIMIT ?4)",
+        )?
+        .query_row(params![me, to_i64(from.seq)?, upto, MAX_COUNT], |r| {
+            r.get(0)
+        })?;
     for (conv, lo, hi) in memberships(conn, me, from.seq)? {
+        if n >= MAX_COUNT {
+            break;
+        }
         let lo = lo.max(from.seq);
         n += conn
             .prepare_cached(
-                "SELECT count(*) FROM log WHERE conv = ?1 AND targeted = 0 \
-                 AND seq > ?2 AND seq <= ?3 AND NOT (kind = ?4 AND sender = ?5)",
+                "SELECT count(*) FROM (SELECT 1 FROM log WHERE conv = ?1 AND targeted = 0 \
+                 AND seq > ?2 AND seq <= ?3 AND NOT (kind = ?4 AND sender = ?5) LIMIT ?6)",
             )?
             .query_row(
                 params![
                     conv,
                     to_i64(lo)?,
-                    i64::try_from(hi).unwrap_or(i64::MAX),
+                    i64::try_from(hi).unwrap_or(i64::MAX).min(upto),
                     KIND_APPLICATION,
-                    me
+                    me,
+                    MAX_COUNT - n
                 ],
                 |r| r.get::<_, i64>(0),
             )?;
@@ -864,7 +921,8 @@ pub(super) fn inbox_count(
 }
 
 /// Deletes what every reader acknowledged, at most `max_rows` rows; the
-/// bytes freed leave their senders' usage.
+/// bytes of the letters freed leave their senders' usage (only letters are
+/// counted in it: a collected commit must not make room).
 pub(super) fn collect(
     tx: &Transaction<'_>,
     state: &mut LogState,
@@ -890,7 +948,7 @@ pub(super) fn collect(
         let mut stmt = tx.prepare_cached(
             "DELETE FROM log WHERE targeted = 1 AND seq <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.seq = log.seq) \
-             RETURNING sender, length(bytes)",
+             RETURNING sender, CASE kind WHEN 3 THEN length(bytes) ELSE 0 END",
         )?;
         free(&mut stmt.query([to_i64(state.head.seq)?])?, &mut deleted)?;
     }
@@ -927,7 +985,7 @@ pub(super) fn collect(
         };
         let mut stmt = tx.prepare_cached(
             "DELETE FROM log WHERE conv = ?1 AND targeted = 0 AND seq <= ?2 \
-             RETURNING sender, length(bytes)",
+             RETURNING sender, CASE kind WHEN 3 THEN length(bytes) ELSE 0 END",
         )?;
         free(&mut stmt.query(params![conv, last])?, &mut deleted)?;
     }
@@ -1034,6 +1092,7 @@ pub(super) mod tamper {
                 nums: b.nums,
                 convs: b.convs,
                 heads: b.heads,
+                head: state.head.seq,
             },
         );
         Ok(seq)

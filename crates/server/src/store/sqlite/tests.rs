@@ -628,3 +628,86 @@ fn a_letter_costs_the_same_rows_at_any_fan_out() {
     assert_eq!(small, large, "rows written per letter");
     assert!(small <= 3, "{small} rows per letter");
 }
+
+/// Issue 9 review: a read that raced a commit could see one
+/// conversation's new row and not another's, and move the device's cursor
+/// past the row it missed, for good. Reads stop at what is published.
+#[test]
+fn reads_never_pass_a_row_not_yet_published() {
+    let (_d, store) = open();
+    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
+    let c1 = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    let c2 = conversation(&store, 2, vec![a.clone(), b.clone()]);
+    // Both conversations' heads are known to readers.
+    store
+        .write_log(vec![LogWrite::Letters(vec![
+            msg(c1, &a, 1, 0),
+            msg(c2, &a, 2, 0),
+        ])])
+        .unwrap();
+    let seen = store.inbox(&b, None, 100, usize::MAX).unwrap();
+    assert_eq!(seen.entries.len(), 2);
+    // A batch committed, not yet published: a letter in each conversation.
+    let published = {
+        let mut w = lock(&store.writer);
+        let Writer { conn, log } = &mut *w;
+        let tx = conn.transaction().unwrap();
+        let (_, published) = log::write_batch(
+            &tx,
+            log,
+            &store.shared,
+            vec![LogWrite::Letters(vec![
+                msg(c1, &a, 3, 0),
+                msg(c2, &a, 4, 0),
+            ])],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        published
+    };
+    let racing = store.inbox(&b, Some(seen.next), 100, usize::MAX).unwrap();
+    assert!(racing.entries.is_empty(), "{:?}", racing.entries);
+    assert_eq!(racing.next, seen.next, "the cursor passed unpublished rows");
+    log::publish(&store.shared, published);
+    let after = store.inbox(&b, Some(racing.next), 100, usize::MAX).unwrap();
+    assert_eq!(bodies_of(&after), vec![vec![3; 10], vec![4; 10]]);
+}
+
+fn bodies_of(read: &InboxRead) -> Vec<Vec<u8>> {
+    read.entries.iter().map(|e| e.message.clone()).collect()
+}
+
+/// Issue 9 review: a device that never reads again (revoked, lost) held
+/// back collection for good, and its correspondents' quota with it.
+#[test]
+fn a_revoked_device_holds_back_no_collection() {
+    let (_d, store) = open();
+    let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
+    enrol(&store, &a, 1);
+    enrol(&store, &b, 1);
+    let c = conversation(&store, 1, vec![a.clone(), b.clone()]);
+    store
+        .write_log(vec![LogWrite::Letters(vec![
+            msg(c, &a, 1, 0),
+            msg(c, &a, 2, 0),
+        ])])
+        .unwrap();
+    let alice = store.inbox(&a, None, 100, usize::MAX).unwrap();
+    store
+        .write_log(vec![LogWrite::Ack {
+            device: a.clone(),
+            at: alice.next,
+        }])
+        .unwrap();
+    // Bob never reads: nothing can go.
+    assert_eq!(store.collect_garbage(1000).unwrap(), 0);
+    store
+        .revoke_device(&NewRevocation {
+            device: b.clone(),
+            at: None,
+            by: None,
+            now_ms: 30,
+        })
+        .unwrap();
+    assert_eq!(store.collect_garbage(1000).unwrap(), 2);
+}
