@@ -30,7 +30,7 @@ use valise_client::{Client, Draft, Enrollment, Passphrase};
 use valise_proto::{ConversationId, UserId};
 
 /// End-to-end load generator for Valise.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "valise-bench", version)]
 struct Args {
     /// The running server, e.g. https://127.0.0.1:8443
@@ -66,6 +66,12 @@ struct Args {
     /// compare the accepted rate with this one.
     #[arg(long, value_name = "LETTERS_PER_SEC")]
     rate: Option<f64>,
+    /// Finds the knee: paced runs (as `--rate`) from this rate up, ×1.25
+    /// each step, each with fresh users, until the accepted rate falls
+    /// below 95 % of the asked one or p99 passes 50 ms; reports the last
+    /// rate that held.
+    #[arg(long, value_name = "LETTERS_PER_SEC", conflicts_with_all = ["rate", "light_senders"])]
+    ramp: Option<f64>,
     /// The last L users are light receivers: real devices to the server
     /// (enrolled, in the conversation, long-polling and acknowledging their
     /// inbox) that never decrypt, so that a fan-out to 100 devices measures
@@ -142,11 +148,18 @@ fn main() -> Result<()> {
              a full receive-only device"
         );
     }
-    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-        bail!("--rate must be positive");
+    if args
+        .rate
+        .or(args.ramp)
+        .is_some_and(|r| r.is_nan() || r <= 0.0)
+    {
+        bail!("--rate and --ramp must be positive");
     }
     let tmp = tempfile_dir(&args)?;
-    let report = run(&args, &tmp)?;
+    if let Some(from) = args.ramp {
+        return ramp(&args, from, &tmp);
+    }
+    let report = run(&args, &tmp, &std::process::id().to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -201,6 +214,54 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Latency target at which the knee is read (issue 9).
+const KNEE_P99_MS: u64 = 50;
+
+/// `--ramp`: paced steps up to the knee.
+fn ramp(args: &Args, from: f64, work: &Path) -> Result<()> {
+    #[derive(Serialize)]
+    struct Ramp {
+        knee_letters_per_s: Option<f64>,
+        steps: Vec<Report>,
+    }
+    let mut out = Ramp {
+        knee_letters_per_s: None,
+        steps: Vec::new(),
+    };
+    let mut rate = from;
+    for step in 0..30 {
+        let step_args = Args {
+            rate: Some(rate),
+            ..args.clone()
+        };
+        let tag = format!("{}s{step}", std::process::id());
+        let report = run(&step_args, &work.join(format!("step{step}")), &tag)?;
+        let held =
+            report.accepted_per_s >= 0.95 * rate && report.p99_ms.is_some_and(|p| p <= KNEE_P99_MS);
+        eprintln!(
+            "ramp: asked {rate:.0} letters/s, accepted {:.0}, p99 {} ms{}",
+            report.accepted_per_s,
+            ms(report.p99_ms),
+            if held { "" } else { ": past the knee" }
+        );
+        out.steps.push(report);
+        if !held {
+            break;
+        }
+        out.knee_letters_per_s = Some(rate);
+        rate *= 1.25;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        match out.knee_letters_per_s {
+            Some(k) => println!("knee: {k:.0} letters/s (p99 ≤ {KNEE_P99_MS} ms, accepted ≥ 95 %)"),
+            None => println!("no knee: the first step ({from:.0} letters/s) did not hold"),
+        }
+    }
+    Ok(())
+}
+
 fn ms(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
@@ -220,7 +281,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(args: &Args, work: &Path) -> Result<Report> {
+/// One measurement; `tag` makes its users' names unique on the server.
+fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
     let rt = runtime()?;
     let ca_pem = std::fs::read_to_string(args.data.join("tls").join("ca.pem"))
         .context("reading the server's tls/ca.pem")?;
@@ -232,13 +294,12 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         .context("config.json has no domain")?
         .to_owned();
     let passphrase = Passphrase::new(PASSPHRASE.into());
-    let run_id = std::process::id();
 
     eprintln!("enrolling {} users…", args.users);
     let full = args.users - args.light;
     let mut lights = tokio::task::JoinSet::new();
     for i in full..args.users {
-        let user = UserId::parse(&format!("bench{run_id}u{i}@{domain}"))?;
+        let user = UserId::parse(&format!("bench{tag}u{i}@{domain}"))?;
         let code = invite(args, &user)?;
         let (server, ca) = (args.server.clone(), ca_pem.clone());
         lights.spawn_on(
@@ -252,7 +313,7 @@ fn run(args: &Args, work: &Path) -> Result<Report> {
         .collect::<Result<_>>()?;
     let mut clients = Vec::new();
     for i in 0..full {
-        let user = UserId::parse(&format!("bench{run_id}u{i}@{domain}"))?;
+        let user = UserId::parse(&format!("bench{tag}u{i}@{domain}"))?;
         let code = invite(args, &user)?;
         let home = work.join(format!("u{i}"));
         let e = Enrollment {

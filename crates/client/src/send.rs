@@ -13,6 +13,7 @@ use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
+use std::time::Duration;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{
     self, CONTENT_TYPE, LETTERS_HEADER, MAX_BATCH_LETTERS, Outcome, OutgoingLetter,
@@ -37,8 +38,12 @@ pub struct SentLetter {
     pub message_id: MessageId,
 }
 
-/// Wait before retrying a letter the server refused for its rate limit.
-const RATE_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Wait before retrying a letter the server refused for its rate limit,
+/// when it did not say how long.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_millis(250);
+/// Longest a delivery waits for the rate limit in all before the letter is
+/// left queued for the next sync.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// Delivered outbox entries forgotten per write.
 const OUTBOX_DROP_BATCH: usize = 256;
@@ -292,59 +297,109 @@ impl Client {
         Ok((total, held))
     }
 
-    /// Sends a batch of sealed entries in one request. The accepted ones
-    /// are noted in one transaction; any other goes through
-    /// [`Client::deliver_entry`], which seals again or says why it waits.
-    /// Adds the delivered ids to `delivered`; the first error stops.
+    /// Sends a batch of sealed entries in one request, the accepted ones
+    /// noted in one transaction. When the conversation moved on (stale
+    /// epoch), this device reads its inbox, seals the rest again and sends
+    /// them again as a batch; any other refusal goes one by one through
+    /// [`Client::deliver_entry`], which says why. Adds the delivered ids
+    /// to `delivered`; the first error stops.
     async fn deliver_batch(&mut self, batch: Batch, delivered: &mut Vec<MessageId>) -> Result<()> {
-        if batch.entries.is_empty() {
-            return Ok(());
-        }
-        let letters: Vec<OutgoingLetter> = batch
-            .entries
-            .iter()
-            .filter_map(|e| {
-                Some(OutgoingLetter {
-                    conversation: e.conversation?,
-                    client_msg_id: e.message_id,
-                    message: e.sealed.as_ref()?.ciphertext.clone(),
-                })
-            })
-            .collect();
-        let outcomes = if letters.len() == batch.entries.len() && letters.len() > 1 {
-            match self.post_letters(&letters).await {
+        let mut entries = batch.entries;
+        let (mut attempts, mut waited) = (0, Duration::ZERO);
+        while entries.len() > 1 && attempts < DELIVERY_ATTEMPTS {
+            let mut ready = Vec::with_capacity(entries.len());
+            for entry in entries {
+                ready.push(self.fresh(entry)?);
+            }
+            entries = ready;
+            let letters = entries.iter().map(outgoing).collect::<Result<Vec<_>>>()?;
+            let outcomes = match self.post_letters(&letters).await {
                 Ok(o) => o,
+                Err(e) if e.is_server(ErrorCode::RateLimited) => {
+                    pause(&e, &mut waited).await?;
+                    continue;
+                }
                 Err(e) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
                 Err(e) => return Err(e),
+            };
+            attempts += 1;
+            let (mut accepted, mut rest, mut stale) = (Vec::new(), Vec::new(), false);
+            for (entry, outcome) in entries.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(recipients) => accepted.push((entry, recipients)),
+                    Err(e) => {
+                        if e.is_server(ErrorCode::StaleEpoch)
+                            && let (Some(conv), Some(sealed)) = (&entry.conversation, &entry.sealed)
+                        {
+                            self.stale_epoch(conv, sealed.epoch, &e)?;
+                            stale = true;
+                        }
+                        rest.push(entry);
+                    }
+                }
             }
-        } else {
-            Vec::new()
-        };
-        let mut accepted = Vec::new();
-        let mut retry = Vec::new();
-        for (i, entry) in batch.entries.into_iter().enumerate() {
-            match outcomes.get(i) {
-                Some(Ok(recipients)) => accepted.push((entry, *recipients)),
-                _ => retry.push(entry),
+            for (entry, recipients) in &accepted {
+                if let Some(conv) = &entry.conversation {
+                    self.check_fan_out(conv, *recipients)?;
+                }
             }
+            self.engine.transaction(|| {
+                accepted
+                    .iter()
+                    .try_for_each(|(entry, _)| self.engine.note_accepted(entry))
+            })?;
+            delivered.extend(accepted.iter().map(|(e, _)| e.message_id));
+            entries = rest;
+            if !stale {
+                break;
+            }
+            self.pull(0).await?;
         }
-        for (entry, recipients) in &accepted {
-            if let Some(conv) = &entry.conversation {
-                self.check_fan_out(conv, *recipients)?;
-            }
-        }
-        self.engine.transaction(|| {
-            accepted
-                .iter()
-                .try_for_each(|(entry, _)| self.engine.note_accepted(entry))
-        })?;
-        delivered.extend(accepted.iter().map(|(e, _)| e.message_id));
-        for entry in retry {
+        for entry in entries {
             let id = entry.message_id;
             self.deliver_entry(entry).await?;
             delivered.push(id);
         }
         Ok(())
+    }
+
+    /// An entry ready to send: sealed in its conversation's current epoch
+    /// (sealed again if the epoch moved). `Held` if it must wait; refused
+    /// for good (and dropped) if this device left the conversation.
+    fn fresh(&self, entry: Outbound) -> Result<Outbound> {
+        let (Some(conv), Some(sealed)) = (entry.conversation, entry.sealed.as_ref()) else {
+            return Err(ClientError::Held(
+                entry.held.unwrap_or_else(|| "not sealed".into()),
+            ));
+        };
+        let current = self
+            .engine
+            .with_group(&conv, |group, _| Ok(group.epoch().as_u64()));
+        let row = self.engine.home.conversation(&conv)?;
+        // Removed while the letter waited (e.g. written while the server
+        // was down): it cannot be sealed again, and kept it would fail
+        // every later sync. Refused for good, like a server refusal.
+        if row.as_ref().is_none_or(|r| !r.active) {
+            self.engine.home.drop_outbound(&[entry.message_id])?;
+            return Err(ClientError::Invalid(format!(
+                "you are no longer a member of conversation {conv}: a letter waiting \
+                 to be sent there was not delivered"
+            )));
+        }
+        if current? == sealed.epoch {
+            return Ok(entry);
+        }
+        let id = entry.message_id;
+        if let Written::Held(why) = self
+            .engine
+            .transaction(|| self.engine.seal_or_hold(entry))?
+        {
+            return Err(ClientError::Held(why));
+        }
+        self.engine
+            .home
+            .outbound(&id)?
+            .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))
     }
 
     /// A held entry sealed now if it may be (its conversation found or made
@@ -396,58 +451,25 @@ impl Client {
     /// Sends one sealed entry until the server accepts it, sealing it again
     /// if the epoch moved on. It stays in the outbox for the caller to drop.
     async fn deliver_entry(&mut self, mut entry: Outbound) -> Result<()> {
-        for _ in 0..DELIVERY_ATTEMPTS {
-            let (Some(conv), Some(sealed)) = (entry.conversation, entry.sealed.clone()) else {
-                return Err(ClientError::Held(
-                    entry.held.unwrap_or_else(|| "not sealed".into()),
-                ));
-            };
-            let current = self
-                .engine
-                .with_group(&conv, |group, _| Ok(group.epoch().as_u64()));
-            let row = self.engine.home.conversation(&conv)?;
-            // Removed while the letter waited (e.g. written while the
-            // server was down): it cannot be sealed again, and kept it would
-            // fail every later sync. Refused for good, like a server refusal.
-            if row.as_ref().is_none_or(|r| !r.active) {
-                self.engine.home.drop_outbound(&[entry.message_id])?;
-                return Err(ClientError::Invalid(format!(
-                    "you are no longer a member of conversation {conv}: a letter waiting \
-                     to be sent there was not delivered"
-                )));
-            }
-            if current? != sealed.epoch {
-                let id = entry.message_id;
-                if let Written::Held(why) = self
-                    .engine
-                    .transaction(|| self.engine.seal_or_hold(entry.clone()))?
-                {
-                    return Err(ClientError::Held(why));
-                }
-                entry = self
-                    .engine
-                    .home
-                    .outbound(&id)?
-                    .ok_or_else(|| ClientError::Protocol("outbox entry vanished".into()))?;
-                continue;
-            }
-            let letter = OutgoingLetter {
-                conversation: conv,
-                client_msg_id: entry.message_id,
-                message: sealed.ciphertext.clone(),
-            };
+        let (mut attempts, mut waited) = (0, Duration::ZERO);
+        while attempts < DELIVERY_ATTEMPTS {
+            entry = self.fresh(entry)?;
+            let letter = outgoing(&entry)?;
+            let (conv, epoch) = (
+                letter.conversation,
+                entry.sealed.as_ref().map_or(0, |s| s.epoch),
+            );
             match self.post_letters(&[letter]).await.map(|mut o| o.pop()) {
                 Ok(Some(Ok(recipients))) => {
                     self.check_fan_out(&conv, recipients)?;
                     return self.engine.note_accepted(&entry);
                 }
                 Ok(Some(Err(e))) | Err(e) if e.is_server(ErrorCode::StaleEpoch) => {
-                    self.stale_epoch(&conv, sealed.epoch, &e)?;
+                    attempts += 1;
+                    self.stale_epoch(&conv, epoch, &e)?;
                     self.pull(0).await?;
                 }
-                Err(e) if e.is_server(ErrorCode::RateLimited) => {
-                    tokio::time::sleep(RATE_LIMIT_PAUSE).await;
-                }
+                Err(e) if e.is_server(ErrorCode::RateLimited) => pause(&e, &mut waited).await?,
                 // Transient: the letter stays sealed in the outbox.
                 Ok(Some(Err(e))) | Err(e @ (ClientError::Network(_) | ClientError::Server(_)))
                     if e.is_transient() =>
@@ -551,6 +573,36 @@ impl Client {
         self.engine
             .raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
     }
+}
+
+/// The letter a sealed entry sends.
+fn outgoing(entry: &Outbound) -> Result<OutgoingLetter> {
+    match (entry.conversation, &entry.sealed) {
+        (Some(conversation), Some(sealed)) => Ok(OutgoingLetter {
+            conversation,
+            client_msg_id: entry.message_id,
+            message: sealed.ciphertext.clone(),
+        }),
+        _ => Err(ClientError::Held(
+            entry.held.clone().unwrap_or_else(|| "not sealed".into()),
+        )),
+    }
+}
+
+/// Waits as long as a `rate_limited` answer asks (bounded); past
+/// [`MAX_RATE_LIMIT_WAIT`] in all the letter stays queued.
+async fn pause(e: &ClientError, waited: &mut Duration) -> Result<()> {
+    let asked = match e {
+        ClientError::Server(p) => p.retry_after_ms.map(Duration::from_millis),
+        _ => None,
+    };
+    let pause = asked.unwrap_or(RATE_LIMIT_PAUSE).min(MAX_RATE_LIMIT_WAIT);
+    if *waited + pause > MAX_RATE_LIMIT_WAIT {
+        return Err(ClientError::Queued(e.to_string()));
+    }
+    *waited += pause;
+    tokio::time::sleep(pause).await;
+    Ok(())
 }
 
 /// The users of an `exact_to` key.

@@ -110,6 +110,9 @@ pub struct Problem {
     /// For `stale_epoch`: the conversation's current epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
+    /// For `rate_limited`: how long to wait before the same request goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Problem {
@@ -121,6 +124,7 @@ impl Problem {
             detail: Some(detail.into()),
             code,
             current_epoch: None,
+            retry_after_ms: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
     pub current_epoch: Option<u64>,
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +23,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             current_epoch: None,
+            retry_after_ms: None,
         }
     }
 
@@ -54,6 +56,18 @@ impl ApiError {
             code: ErrorCode::StaleEpoch,
             detail: format!("the conversation is at epoch {current}"),
             current_epoch: Some(current),
+            retry_after_ms: None,
+        }
+    }
+
+    /// Over a rate limit: the same request goes after `wait`.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> Self {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self {
+            code: ErrorCode::RateLimited,
+            detail: format!("too many {what}; retry in {ms} ms"),
+            current_epoch: None,
+            retry_after_ms: Some(ms),
         }
     }
 
@@ -166,6 +180,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut problem = Problem::new(self.code, self.detail);
         problem.current_epoch = self.current_epoch;
+        problem.retry_after_ms = self.retry_after_ms;
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();

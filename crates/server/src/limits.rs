@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use valise_proto::DeviceAddress;
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 use valise_proto::wire::{LETTERS_HEADER, MAX_BATCH_LETTERS};
-use valise_proto::{DeviceAddress, ErrorCode};
 
 /// The configured limits (`valised run --max-…`).
 #[derive(Debug, Clone, Copy)]
@@ -160,12 +160,9 @@ fn admit<K: Eq + Hash + Clone>(
     n: u32,
     what: &str,
 ) -> Result<(), ApiError> {
-    bucket.take_n(caller, n, Instant::now()).map_err(|wait| {
-        ApiError::new(
-            ErrorCode::RateLimited,
-            format!("too many {what}; retry in {} ms", wait.as_millis().max(1)),
-        )
-    })
+    bucket
+        .take_n(caller, n, Instant::now())
+        .map_err(|wait| ApiError::rate_limited(what, wait))
 }
 
 /// Counts `n` uploaded key packages against `device`'s allowance, after
