@@ -17,6 +17,45 @@ const KIND_COMMIT: i64 = 1;
 const KIND_WELCOME: i64 = 2;
 const KIND_APPLICATION: i64 = 3;
 
+// The statements of the hot paths (a letter written, an inbox read), by
+// name, so that `tests.rs` can read each one's query plan and fail on a
+// full scan (HOT_PATH).
+const APPEND_ROW: &str = "INSERT INTO log (seq, conv, kind, sender, targeted, bytes, \
+     ratchet_tree, at_ms, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const SENT_ID: &str = "SELECT 1 FROM sent_ids WHERE sender = ?1 AND msg_id = ?2";
+const NOTE_SENT_ID: &str =
+    "INSERT INTO sent_ids (sender, msg_id, seq, at_ms) VALUES (?1, ?2, ?3, ?4)";
+const USAGE_OF: &str = "SELECT bytes FROM usage WHERE user = ?1";
+const CONVERSATION_BY_ID: &str = "SELECT num, epoch FROM conversations WHERE id = ?1";
+const DEVICE_NUM: &str = "SELECT num FROM device_nums WHERE user = ?1 AND device = ?2";
+const CURSOR_OF: &str = "SELECT seq, chain FROM cursors WHERE device = ?1";
+const CHAIN_AT: &str = "SELECT chain FROM log WHERE seq = ?1";
+const MEMBERSHIPS_AFTER: &str = "SELECT conv, from_seq, to_seq FROM memberships \
+     WHERE device = ?1 AND (to_seq IS NULL OR to_seq > ?2)";
+const CONV_RANGE: &str = "SELECT seq FROM log WHERE conv = ?1 AND targeted = 0 \
+     AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4";
+const TARGETED_RANGE: &str = "SELECT seq FROM targets WHERE device = ?1 AND seq > ?2 \
+     AND seq <= ?3 ORDER BY seq LIMIT ?4";
+const ROW_AT: &str =
+    "SELECT kind, conv, sender, bytes, ratchet_tree, chain, targeted FROM log WHERE seq = ?1";
+
+/// Every hot statement, by name.
+#[cfg(test)]
+pub(super) const HOT_PATH: &[(&str, &str)] = &[
+    ("APPEND_ROW", APPEND_ROW),
+    ("SENT_ID", SENT_ID),
+    ("NOTE_SENT_ID", NOTE_SENT_ID),
+    ("USAGE_OF", USAGE_OF),
+    ("CONVERSATION_BY_ID", CONVERSATION_BY_ID),
+    ("DEVICE_NUM", DEVICE_NUM),
+    ("CURSOR_OF", CURSOR_OF),
+    ("CHAIN_AT", CHAIN_AT),
+    ("MEMBERSHIPS_AFTER", MEMBERSHIPS_AFTER),
+    ("CONV_RANGE", CONV_RANGE),
+    ("TARGETED_RANGE", TARGETED_RANGE),
+    ("ROW_AT", ROW_AT),
+];
+
 /// What the writer keeps between batches. Dropped (reloaded from the
 /// database) whenever a batch fails, so it never outlives a rollback.
 #[derive(Default)]
@@ -105,7 +144,7 @@ impl Shared {
             return Ok(Some(*n));
         }
         let n: Option<i64> = conn
-            .prepare_cached("SELECT num FROM device_nums WHERE user = ?1 AND device = ?2")?
+            .prepare_cached(DEVICE_NUM)?
             .query_row(params![d.user.as_str(), d.device.to_string()], |r| r.get(0))
             .optional()?;
         if let Some(n) = n {
@@ -246,7 +285,7 @@ impl LogState {
             return Ok(Some(h.clone()));
         }
         let row: Option<(i64, i64)> =
-            b.tx.prepare_cached("SELECT num, epoch FROM conversations WHERE id = ?1")?
+            b.tx.prepare_cached(CONVERSATION_BY_ID)?
                 .query_row(params![id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
         let Some((num, epoch)) = row else {
@@ -271,7 +310,7 @@ impl LogState {
             return Ok(*u);
         }
         let used: i64 =
-            b.tx.prepare_cached("SELECT bytes FROM usage WHERE user = ?1")?
+            b.tx.prepare_cached(USAGE_OF)?
                 .query_row([user.as_str()], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
@@ -303,11 +342,7 @@ impl LogState {
             bytes,
         };
         let chain = chain(&self.head.chain, &row);
-        b.tx.prepare_cached(
-            "INSERT INTO log (seq, conv, kind, sender, targeted, bytes, ratchet_tree, at_ms, chain) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
+        b.tx.prepare_cached(APPEND_ROW)?.execute(params![
             to_i64(seq)?,
             conv,
             kind,
@@ -483,7 +518,7 @@ impl LogState {
             return Ok(LetterOutcome::Refused(StoreError::NotMember));
         };
         let seen: Option<i64> =
-            b.tx.prepare_cached("SELECT 1 FROM sent_ids WHERE sender = ?1 AND msg_id = ?2")?
+            b.tx.prepare_cached(SENT_ID)?
                 .query_row(params![sender, &m.client_msg_id.as_bytes()[..]], |r| {
                     r.get(0)
                 })
@@ -511,10 +546,7 @@ impl LogState {
             None,
             m.now_ms,
         )?;
-        b.tx.prepare_cached(
-            "INSERT INTO sent_ids (sender, msg_id, seq, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
+        b.tx.prepare_cached(NOTE_SENT_ID)?.execute(params![
             sender,
             &m.client_msg_id.as_bytes()[..],
             to_i64(seq)?,
@@ -665,7 +697,7 @@ fn start(
 ) -> Result<Position, StoreError> {
     let acked = match me {
         Some(n) => conn
-            .prepare_cached("SELECT seq, chain FROM cursors WHERE device = ?1")?
+            .prepare_cached(CURSOR_OF)?
             .query_row([n], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
             .optional()?
             .map(|(seq, chain)| {
@@ -684,7 +716,7 @@ fn start(
         return Ok(after);
     }
     let chain: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT chain FROM log WHERE seq = ?1")?
+        .prepare_cached(CHAIN_AT)?
         .query_row([to_i64(after.seq)?], |r| r.get(0))
         .optional()?;
     match (chain, acked) {
@@ -698,10 +730,7 @@ fn start(
 
 /// A device's memberships that may hold rows after `from`.
 fn memberships(conn: &Connection, me: i64, from: u64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT conv, from_seq, to_seq FROM memberships \
-         WHERE device = ?1 AND (to_seq IS NULL OR to_seq > ?2)",
-    )?;
+    let mut stmt = conn.prepare_cached(MEMBERSHIPS_AFTER)?;
     let rows = stmt.query_map(params![me, to_i64(from)?], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -752,10 +781,7 @@ pub(super) fn inbox(
         if read(&shared.heads).get(&conv).is_some_and(|h| *h <= lo) {
             continue;
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq FROM log WHERE conv = ?1 AND targeted = 0 AND seq > ?2 AND seq <= ?3 \
-             ORDER BY seq LIMIT ?4",
-        )?;
+        let mut stmt = conn.prepare_cached(CONV_RANGE)?;
         let rows = stmt.query_map(
             params![
                 conv,
@@ -770,10 +796,8 @@ pub(super) fn inbox(
         }
     }
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq FROM targets WHERE device = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![me, to_i64(from.seq)?, fetch], |r| {
+        let mut stmt = conn.prepare_cached(TARGETED_RANGE)?;
+        let rows = stmt.query_map(params![me, to_i64(from.seq)?, to_i64(upto)?, fetch], |r| {
             r.get::<_, i64>(0)
         })?;
         for row in rows {
@@ -789,9 +813,7 @@ pub(super) fn inbox(
     let mut entries = Vec::new();
     let mut bytes = 0;
     let mut next = from;
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind, conv, sender, bytes, ratchet_tree, chain, targeted FROM log WHERE seq = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(ROW_AT)?;
     for seq in seqs {
         let row = stmt
             .query_row([to_i64(seq)?], |r| {

@@ -638,6 +638,7 @@ fn reads_never_pass_a_row_not_yet_published() {
     let (a, b) = (addr("alice@x.y", 1), addr("bob@x.y", 2));
     let c1 = conversation(&store, 1, vec![a.clone(), b.clone()]);
     let c2 = conversation(&store, 2, vec![a.clone(), b.clone()]);
+    let c3 = conversation(&store, 3, vec![a.clone()]);
     // Both conversations' heads are known to readers.
     store
         .write_log(vec![LogWrite::Letters(vec![
@@ -647,22 +648,40 @@ fn reads_never_pass_a_row_not_yet_published() {
         .unwrap();
     let seen = store.inbox(&b, None, 100, usize::MAX).unwrap();
     assert_eq!(seen.entries.len(), 2);
-    // A batch committed, not yet published: a letter in each conversation.
+    // A batch committed, not yet published: a letter in each conversation,
+    // and a commit adding bob to a third (a Welcome targeted at him).
+    let add = AppliedCommit {
+        conversation: c3,
+        expected_epoch: 0,
+        new_epoch: 1,
+        new_state: vec![1],
+        new_roster: vec![a.clone(), b.clone()],
+        new_group_info: vec![1],
+        sender: a.clone(),
+        commit: vec![0xc0],
+        welcome: Some(WelcomeDelivery {
+            message: vec![0x3e],
+            ratchet_tree: vec![0x7e],
+            joiners: vec![b.clone()],
+        }),
+        now_ms: 2,
+    };
     let published = {
         let mut w = lock(&store.writer);
         let Writer { conn, log } = &mut *w;
         let tx = conn.transaction().unwrap();
-        let (_, published) = log::write_batch(
+        let (written, published) = log::write_batch(
             &tx,
             log,
             &store.shared,
-            vec![LogWrite::Letters(vec![
-                msg(c1, &a, 3, 0),
-                msg(c2, &a, 4, 0),
-            ])],
+            vec![
+                LogWrite::Letters(vec![msg(c1, &a, 3, 0), msg(c2, &a, 4, 0)]),
+                LogWrite::Commit(add),
+            ],
         )
         .unwrap();
         tx.commit().unwrap();
+        assert!(matches!(written.written[1], LogWritten::Committed(Ok(()))));
         published
     };
     let racing = store.inbox(&b, Some(seen.next), 100, usize::MAX).unwrap();
@@ -670,7 +689,10 @@ fn reads_never_pass_a_row_not_yet_published() {
     assert_eq!(racing.next, seen.next, "the cursor passed unpublished rows");
     log::publish(&store.shared, published);
     let after = store.inbox(&b, Some(racing.next), 100, usize::MAX).unwrap();
-    assert_eq!(bodies_of(&after), vec![vec![3; 10], vec![4; 10]]);
+    assert_eq!(
+        bodies_of(&after),
+        vec![vec![3; 10], vec![4; 10], vec![0x3e]]
+    );
 }
 
 fn bodies_of(read: &InboxRead) -> Vec<Vec<u8>> {
@@ -710,4 +732,24 @@ fn a_revoked_device_holds_back_no_collection() {
         })
         .unwrap();
     assert_eq!(store.collect_garbage(1000).unwrap(), 2);
+}
+
+/// Every statement of the hot paths uses an index: none scans a table
+/// (their plans read on a database with the whole schema).
+#[test]
+fn hot_statements_never_scan() {
+    let (_d, store) = open();
+    let conn = store.reader();
+    for (name, sql) in log::HOT_PATH {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for step in &plan {
+            assert!(!step.starts_with("SCAN"), "{name} scans: {plan:?}");
+        }
+    }
 }
