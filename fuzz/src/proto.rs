@@ -125,7 +125,8 @@ pub fn inbox_page(data: &[u8]) -> usize {
     let Ok(page) = wire::decode_page(data) else {
         return 0;
     };
-    let again = wire::decode_page(&wire::encode_page(&page)).expect("an encoded page decodes");
+    let again =
+        wire::decode_page(&wire::encode_page(page.clone())).expect("an encoded page decodes");
     assert_eq!(again, page, "inbox page round trip");
     1
 }

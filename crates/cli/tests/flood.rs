@@ -65,3 +65,33 @@ fn a_flooding_account_does_not_slow_others() {
     );
     assert!(subjects.contains(&"not slowed".to_owned()));
 }
+
+/// An outbox longer than one batch (256 letters) goes in several, each
+/// letter counted once and delivered once.
+#[test]
+fn an_outbox_longer_than_a_batch_is_delivered_whole() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let conv = alice.create("many", &["bob"]);
+    bob.sync();
+    let home = alice.home.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = Client::open(&home, &Passphrase::new(PASSPHRASE.into())).unwrap();
+    let conv = conv.parse().unwrap();
+    for i in 0..300 {
+        let draft = Draft {
+            subject: format!("many {i}"),
+            body: "x".into(),
+            marking: None,
+        };
+        client.seal_in(&conv, draft).unwrap();
+    }
+    assert_eq!(rt.block_on(client.deliver_outbox()).unwrap(), (300, 0));
+    assert_eq!(rt.block_on(client.deliver_outbox()).unwrap(), (0, 0));
+    drop(client);
+    assert_eq!(bob.sync()["new_letters"], 300);
+}

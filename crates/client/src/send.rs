@@ -274,7 +274,7 @@ impl Client {
     /// waits unsealed; returns (delivered, still waiting).
     pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
         let mut delivered = Vec::new();
-        let mut held = 0;
+        let (mut total, mut held) = (0, 0);
         let mut batch = Batch::default();
         for entry in self.engine.home.outbox()? {
             let Some(entry) = self.release(entry).await? else {
@@ -287,12 +287,13 @@ impl Client {
             }
             batch.push(entry);
             if delivered.len() >= OUTBOX_DROP_BATCH {
+                total += delivered.len();
                 self.engine.home.drop_outbound(&delivered)?;
                 delivered.clear();
             }
         }
         self.deliver_batch(batch, &mut delivered).await?;
-        let total = delivered.len();
+        total += delivered.len();
         self.engine.home.drop_outbound(&delivered)?;
         Ok((total, held))
     }
@@ -349,6 +350,12 @@ impl Client {
                     .try_for_each(|(entry, _)| self.engine.note_accepted(entry))
             })?;
             delivered.extend(accepted.iter().map(|(e, _)| e.message_id));
+            tracing::debug!(
+                accepted = accepted.len(),
+                left = rest.len(),
+                stale,
+                "letters batch answered"
+            );
             entries = rest;
             if !stale {
                 break;

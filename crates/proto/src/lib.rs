@@ -39,7 +39,7 @@ pub mod limits {
     pub const MAX_INBOX_PAGE: usize = 1000;
     /// An inbox page ends with the entry that takes its messages past
     /// this many bytes (a page holds at least one entry).
-    pub const MAX_INBOX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+    pub const MAX_INBOX_PAGE_BYTES: usize = 1024 * 1024;
     /// Largest answer body a client reads (a hostile server cannot make
     /// it hold more): well above a full inbox page plus one largest entry,
     /// and an audit proof of [`MAX_AUDIT_SPAN`] epochs.

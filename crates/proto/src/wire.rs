@@ -267,12 +267,13 @@ pub fn decode_outcomes(bytes: &[u8], sent: usize) -> Result<Vec<Outcome>, WireEr
         .collect()
 }
 
-/// An inbox page.
-pub fn encode_page(page: &InboxPage) -> Vec<u8> {
+/// An inbox page, taken by value: its messages move into the encoding
+/// rather than being copied (a server answers many pages at once).
+pub fn encode_page(page: InboxPage) -> Vec<u8> {
     let wire = WirePage {
         entries: page
             .entries
-            .iter()
+            .into_iter()
             .map(|e| WireEntry {
                 seq: e.seq,
                 kind: match e.kind {
@@ -283,13 +284,13 @@ pub fn encode_page(page: &InboxPage) -> Vec<u8> {
                 conversation: *e.conversation.as_bytes(),
                 sender_user: VLBytes::new(e.sender.user.as_str().as_bytes().to_vec()),
                 sender_device: *e.sender.device.as_bytes(),
-                message: VLBytes::new(e.message.clone()),
-                ratchet_tree: e.ratchet_tree.clone().map(VLBytes::new),
+                message: VLBytes::new(e.message),
+                ratchet_tree: e.ratchet_tree.map(VLBytes::new),
             })
             .collect(),
         more: u8::from(page.more),
         pending: page.pending,
-        cursor: VLBytes::new(page.cursor.clone()),
+        cursor: VLBytes::new(page.cursor),
     };
     encode(&wire)
 }
@@ -417,7 +418,7 @@ mod tests {
             pending: Some(12),
             cursor: vec![0xab; 24],
         };
-        let body = encode_page(&page);
+        let body = encode_page(page.clone());
         assert_eq!(decode_page(&body).unwrap(), page);
         let empty = InboxPage {
             entries: vec![],
@@ -425,10 +426,10 @@ mod tests {
             pending: None,
             cursor: vec![],
         };
-        assert_eq!(decode_page(&encode_page(&empty)).unwrap(), empty);
+        assert_eq!(decode_page(&encode_page(empty.clone())).unwrap(), empty);
         let mut bad_user = page.clone();
         bad_user.entries[0].sender.user = UserId::parse("x@y.z").unwrap();
-        let body = encode_page(&bad_user);
+        let body = encode_page(bad_user);
         let bogus = body
             .windows(5)
             .position(|w| w == b"x@y.z")
@@ -443,6 +444,6 @@ mod tests {
             cursor: vec![0; MAX_CURSOR_BYTES + 1],
             ..empty
         };
-        assert!(decode_page(&encode_page(&long_cursor)).is_err());
+        assert!(decode_page(&encode_page(long_cursor)).is_err());
     }
 }

@@ -209,8 +209,8 @@ fn delivery_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     let counted = |body: Vec<u8>| [vec![2], body].concat();
     vec![
-        ("inbox_page/page.bin", wire::encode_page(&page)),
-        ("inbox_page/empty.bin", wire::encode_page(&empty)),
+        ("inbox_page/page.bin", wire::encode_page(page)),
+        ("inbox_page/empty.bin", wire::encode_page(empty)),
         ("letters/batch.bin", counted(wire::encode_letters(&batch))),
         (
             "letters/outcomes.bin",

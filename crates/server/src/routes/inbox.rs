@@ -98,7 +98,7 @@ pub async fn read(
                 pending,
                 cursor: read.next.to_bytes(),
             };
-            return Ok(Binary(wire::encode_page(&page)));
+            return Ok(Binary(wire::encode_page(page)));
         }
         if read.more || Some(read.next) != at {
             at = Some(read.next);
