@@ -17,6 +17,10 @@ pub struct Account {
     pub domain: String,
 }
 
+/// The account table holds one row (`CHECK (id = 1)`).
+pub(super) const INBOX_SEQ: &str = "SELECT inbox_seq FROM account";
+pub(super) const SET_INBOX_SEQ: &str = "UPDATE account SET inbox_seq = ?1";
+
 impl Home {
     /// The account, once enrolled.
     pub fn account(&self) -> Result<Option<Account>> {
@@ -61,7 +65,7 @@ impl Home {
     pub fn inbox_seq(&self) -> Result<u64> {
         let seq: i64 = self
             .conn
-            .prepare_cached("SELECT inbox_seq FROM account")?
+            .prepare_cached(INBOX_SEQ)?
             .query_row([], |r| r.get(0))?;
         Ok(seq as u64)
     }
@@ -69,7 +73,7 @@ impl Home {
     /// Moves the inbox position (in the transaction that applied the entries).
     pub fn set_inbox_seq(&self, seq: u64) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_seq = ?1")?
+            .prepare_cached(SET_INBOX_SEQ)?
             .execute([seq as i64])?;
         Ok(())
     }
