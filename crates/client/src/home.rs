@@ -8,16 +8,17 @@
 //! plaintext nor a usable key.
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
-//! [`account`], [`conversations`], [`commits`], [`letters`], [`outbox`],
-//! [`alerts`] and [`directory`]. openmls keeps its group state in its own
-//! tables of the same database (through [`crate::provider`]), so an MLS
-//! operation and its effect on ours commit in one transaction.
+//! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
+//! [`outbox`], [`alerts`] and [`directory`]. openmls keeps its group state
+//! in its own tables of the same database (through [`crate::provider`]),
+//! so an MLS operation and its effect on ours commit in one transaction.
 
 pub mod account;
 pub mod alerts;
 pub mod commits;
 pub mod conversations;
 pub mod directory;
+pub mod held;
 pub mod letters;
 pub mod outbox;
 
@@ -241,6 +242,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_epoch_commits.sql"),
     include_str!("migrations/0006_identities.sql"),
     include_str!("migrations/0007_hot_path_indexes.sql"),
+    include_str!("migrations/0008_held_letters.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -272,9 +274,10 @@ fn restrict_dir(_: &Path) -> Result<()> {
 /// conversation, the identity check, its number and the previous epoch's
 /// count, the outbox), the server's acceptance (`note_accepted`), opening
 /// a letter (the sender's key, its number, the root it carries, storing
-/// it, alerts), the inbox position and the inbox listing. Each runs per
-/// letter or per page, so none may scan a table that grows with history
-/// (`tests::hot_statements_never_scan`).
+/// it, alerts), letters held for their commit (kept on arrival, taken
+/// after every commit), the inbox position and the inbox listing. Each
+/// runs per letter or per page, so none may scan a table that grows with
+/// history (`tests::hot_statements_never_scan`).
 #[cfg(test)]
 const HOT_PATH: &[&str] = &[
     conversations::BY_ID,
@@ -297,6 +300,11 @@ const HOT_PATH: &[&str] = &[
     outbox::BY_MESSAGE_ID,
     outbox::ALL,
     outbox::DROP,
+    held::HOLD,
+    held::SIZE,
+    held::OLDEST,
+    held::REACHED,
+    held::UNHOLD_REACHED,
     account::INBOX_SEQ,
     account::SET_INBOX_SEQ,
     alerts::INSERT,
