@@ -36,4 +36,8 @@ pub mod limits {
     pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
     /// Most inbox entries returned in one page.
     pub const MAX_INBOX_PAGE: usize = 1000;
+    /// Most directory epochs one append-only proof spans: the server
+    /// refuses more (a proof's cost grows with it), and a client further
+    /// behind asks for several.
+    pub const MAX_AUDIT_SPAN: u64 = 1000;
 }

@@ -43,8 +43,8 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often, at least, the publisher looks at its queue unasked.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Most epochs one audit answer may span.
-pub const MAX_AUDIT_SPAN: u64 = 1000;
+/// Most epochs one audit answer may span (shared with clients).
+pub use valise_proto::limits::MAX_AUDIT_SPAN;
 
 /// Why a directory operation failed in the server.
 #[derive(Debug, thiserror::Error)]
