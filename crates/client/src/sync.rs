@@ -143,7 +143,7 @@ impl Client {
             }
             done.entries += page.entries.len() as u64;
             let Some(last) = page.entries.last().map(|e| e.seq) else {
-                self.engine.discard_unconfirmed_commits()?;
+                self.engine.whole_inbox_read()?;
                 return Ok(report);
             };
             // One transaction per page (one fsync); awaits for directory
@@ -161,7 +161,7 @@ impl Client {
             self.ack(last).await?;
             progress(done);
             if !page.more {
-                self.engine.discard_unconfirmed_commits()?;
+                self.engine.whole_inbox_read()?;
                 return Ok(report);
             }
         }

@@ -14,10 +14,14 @@
 //!                              refused then ─▶ alert, dropped
 //! more than MAX_HELD_LETTERS / MAX_HELD_BYTES held ─▶ oldest dropped, alert
 //! ```
-//! A held letter whose commit never comes (a server withholding it) stays
-//! until the bound pushes it out, and that is said in a `refused_message`
-//! alert carrying the message; one whose epoch the device passed without
-//! reaching it (a rejoin) is tried after the next commit and refused then.
+//! The hub queues a commit before any letter of the epoch it starts, so a
+//! letter still held once the whole inbox was read waits for a commit the
+//! server has not delivered: that is said once, in a `letters_withheld`
+//! alert (unless the conversation is out of step, which was alerted and
+//! explains it). Such a letter stays until its commit comes or the bound
+//! pushes it out (a `refused_message` alert carrying the message); one
+//! whose epoch the device passed without reaching it (a rejoin) is tried
+//! after the next commit and refused then.
 
 use super::Engine;
 use super::identity::Doubt;
@@ -81,6 +85,24 @@ impl Engine {
             }
         }
         Ok(shown)
+    }
+
+    /// After a read of the whole inbox: letters still held, not alerted
+    /// yet, wait for a commit the server withholds (see the module doc).
+    pub(super) fn alert_still_held(&self) -> Result<()> {
+        for (conv, count, epoch) in self.home.alert_held()? {
+            if self.home.conversation(&conv)?.is_some_and(|c| c.diverged) {
+                continue;
+            }
+            let detail = format!(
+                "{count} letters wait for the commit that starts epoch {epoch} of this \
+                 conversation, which the server has not delivered to this device although it \
+                 delivered letters of that epoch: it may be withholding that commit. They \
+                 open if it comes"
+            );
+            self.raise(AlertKind::LettersWithheld, Some(&conv), &detail, None)?;
+        }
+        Ok(())
     }
 
     fn refuse_held(&self, held: &Held, kind: AlertKind, why: &str) -> Result<()> {

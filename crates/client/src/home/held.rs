@@ -28,6 +28,10 @@ pub(super) const REACHED: &str = "SELECT epoch, inbox_seq, conversation, sender,
     FROM held_letters WHERE conversation = ?1 AND epoch <= ?2 ORDER BY id";
 pub(super) const UNHOLD_REACHED: &str =
     "DELETE FROM held_letters WHERE conversation = ?1 AND epoch <= ?2";
+/// Once per read of the whole inbox, over the few letters held.
+const UNALERTED: &str = "SELECT conversation, count(*), min(epoch) FROM held_letters
+    WHERE alerted = 0 GROUP BY conversation ORDER BY conversation";
+const MARK_ALERTED: &str = "UPDATE held_letters SET alerted = 1 WHERE alerted = 0";
 
 fn held(r: &Row<'_>) -> rusqlite::Result<Held> {
     Ok(Held {
@@ -76,6 +80,27 @@ impl Home {
         let mut stmt = self.conn.prepare_cached(OLDEST)?;
         let mut rows = stmt.query_map([conv.to_string()], held)?;
         Ok(rows.next().transpose()?)
+    }
+
+    /// Per conversation, the letters held and not yet alerted: how many,
+    /// and the earliest epoch they wait for; from then on they count as
+    /// alerted.
+    pub fn alert_held(&self) -> Result<Vec<(ConversationId, u64, u64)>> {
+        let waiting = self
+            .conn
+            .prepare_cached(UNALERTED)?
+            .query_map([], |r| {
+                Ok((
+                    parse_col(r, 0, ConversationId::parse)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if !waiting.is_empty() {
+            self.conn.prepare_cached(MARK_ALERTED)?.execute([])?;
+        }
+        Ok(waiting)
     }
 
     /// Takes out the letters `conv` holds for `epoch` or earlier, in order

@@ -99,3 +99,24 @@ fn held_letters_are_bounded_and_the_oldest_dropped_is_alerted() {
     assert_eq!(bob.subjects(), ["flood"]);
     assert_eq!(held(&bob, &conv), 0);
 }
+
+#[test]
+fn a_letter_still_held_after_the_whole_inbox_was_read_is_alerted_once() {
+    let (alice, bob) = (Dev::new("alice"), Dev::new("bob"));
+    Dev::introduce(&[&alice, &bob]);
+    let conv = conversation(&alice, &[&bob]);
+    let commit = renew(&alice, &conv);
+    let early = alice.write(&conv, "early");
+    bob.take(EntryKind::Application, &conv, &alice, &early)
+        .unwrap();
+    // The read ends without the commit: the server withholds it.
+    bob.engine.whole_inbox_read().unwrap();
+    bob.engine.whole_inbox_read().unwrap();
+    let alerts = bob.engine.home.alerts(false).unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, "letters_withheld");
+    assert!(alerts[0].detail.contains("epoch 2"), "{}", alerts[0].detail);
+    // It still opens when the commit comes.
+    let out = bob.take(EntryKind::Commit, &conv, &alice, commit.commit.as_slice());
+    assert!(matches!(out, Ok(Applied::Commit { opened: 1 })), "{out:?}");
+}
