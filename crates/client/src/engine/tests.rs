@@ -22,6 +22,7 @@ use valise_proto::api::{EntryKind, GroupInfoState, InboxEntry, SubmitCommit};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, ThreadId, UserId};
 
 mod held;
+mod history;
 
 const DIRECTORY_SEED: [u8; 32] = [9; 32];
 
