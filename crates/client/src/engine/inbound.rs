@@ -65,6 +65,7 @@ enum Opened {
     /// Merged; the epoch it started.
     Commit(u64),
     Application(DeviceAddress, Vec<u8>),
+    /// A letter of an epoch this device has not reached (to be held).
     Ahead,
     Fork(Fork),
 }
