@@ -35,9 +35,14 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     );
     alice.ok(&["conversation", "add", &conv, &addr("dave")]);
     bob.ok(&["conversation", "add", &conv, &addr("erin")]);
-    // Bob's device followed his own commit and saw alice's after it (and
-    // alice's settings for dave, sealed on her side, which it cannot open).
-    assert_eq!(bob.alert_kinds(), ["refused_message", "fork"]);
+    // Bob's device followed his own commit and saw alice's after it. Before
+    // that, alice's settings for dave, of the epoch her commit starts, came
+    // without that commit: held for it (and said), then refused once his
+    // own commit took him to that epoch on his side.
+    assert_eq!(
+        bob.alert_kinds(),
+        ["letters_withheld", "refused_message", "fork"]
+    );
     assert_eq!(bob.conversation(&conv)["diverged"], true);
     assert_ne!(authenticator(&alice, &conv), authenticator(&bob, &conv));
     server.hook("reset", json!({}));
@@ -75,12 +80,16 @@ fn a_fork_is_noticed_by_every_member_and_healed_by_rejoining() {
     // Bob's next sync finds his state is not the hub's and rejoins.
     assert_eq!(bob.sync()["rejoined"], 1);
     let kinds = bob.alert_kinds();
-    assert_eq!(kinds[..2], ["refused_message", "fork"], "{kinds:?}");
+    assert_eq!(
+        kinds[..3],
+        ["letters_withheld", "refused_message", "fork"],
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last().unwrap(), "rejoined", "{kinds:?}");
     // In between, the other side's commits (alice's and carol's keys
     // renewed after the fork): refused by his group, followed publicly.
     assert!(
-        kinds[2..kinds.len() - 1]
+        kinds[3..kinds.len() - 1]
             .iter()
             .all(|k| k == "refused_message")
     );

@@ -4,7 +4,9 @@
 //! conversations. Each step picks, from a seeded RNG, one of: send a letter
 //! (random subject and body), add a member, remove a member, sync one device
 //! or all, drop a letter's entry from one device's inbox, reorder entries,
-//! replay an entry (commit, Welcome or letter) into inboxes, restart a
+//! delay a commit behind letters of the epoch it starts, drop a commit
+//! for one device for good, replay an entry (commit, Welcome or letter)
+//! into inboxes, restart a
 //! device (drop its `Client`, open its home again), `kill -9` and restart
 //! the server, or take the server down while a device writes a letter (it
 //! waits sealed in the outbox; the device's next sync sends it, in the
@@ -12,8 +14,19 @@
 //! meanwhile, that sync fails once saying so and the letter goes nowhere)
 //! or syncs. The driver keeps a model: who is a member of what, every
 //! letter sent (by whom, where, in which epoch, to which members), and
-//! every tampering. Drops and reorders only touch letters the device has
-//! not read yet (it has not acted since they were queued).
+//! every tampering. Drops, reorders and delays only touch entries the
+//! device has not read yet (it has not acted since they were queued).
+//!
+//! Commits (issue 9): a **delayed** commit is moved behind the letters of
+//! the epoch it starts (one or two are sent first) and the device syncs at
+//! once: those letters are held and open right after it. A **dropped**
+//! commit never reaches that device: it is *cut off* from that
+//! conversation from the epoch the commit starts (it must not adopt a
+//! state it cannot derive, I5). The driver keeps it a member that never
+//! acts there again, is never removed (it would not learn of it) and is
+//! exempt from NO-FORK and NO-LOSS for that conversation from that epoch;
+//! it must have said so (`letters_withheld` when letters of the missing
+//! epoch wait, `refused_message` for later commits).
 //!
 //! The seed is printed; `VALISE_SEED=N` replays it (in
 //! `random_driver_seed_a`; the other seeds' tests then skip) and
@@ -50,13 +63,17 @@
 //!   "Withheld letters"), so no alert is required.
 //! - **No false alarms**: `letters_withheld` only on devices whose entries
 //!   were dropped or reordered in that conversation (a reordered letter
-//!   read late opens a gap for a while), `refused_message` only on devices
-//!   that were sent replays; `key_packages_exhausted` is allowed anywhere.
+//!   read late opens a gap for a while) or that were cut off from it,
+//!   `refused_message` only on devices that were sent replays or cut off,
+//!   `rollback` only on devices cut off (the hub's state is ahead of every
+//!   commit it delivered); `key_packages_exhausted` is allowed anywhere.
+//! - **Cut off, and said**: a device cut off from a conversation to which
+//!   letters of the missing epoch (or later) were sent has a
+//!   `letters_withheld` or `refused_message` alert there.
 //!
-//! What the driver does not do (each breaks the guarantees above by
-//! design, not by bug): drop commits or Welcomes, or move a commit behind
-//! the letters of the epoch it starts (a device does not buffer letters of
-//! an epoch it has not reached; they are refused with an alert).
+//! What the driver does not do: drop Welcomes, or delay a commit behind a
+//! later commit (a device does not hold commits: the later one is refused
+//! and the conversation falls out of step, as for a dropped commit).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -126,7 +143,8 @@ async fn drive(seed: u64) {
     let failures = w.check();
     println!(
         "seed {seed}: {} devices, {} conversations, {} letters, {} drops, {} reorders, \
-         {} replays, {} client restarts, {} server restarts, {} outages, {:.1} s; \
+         {} delayed commits, {} dropped commits, {} replays, {} client restarts, \
+         {} server restarts, {} outages, {:.1} s; \
          dropped letters: {} shown anyway (replayed), {} missing and alerted, \
          {} missing undetectably (sender's last)",
         w.actors.len(),
@@ -134,6 +152,8 @@ async fn drive(seed: u64) {
         w.sent.len(),
         w.dropped.len(),
         w.reordered.len(),
+        w.counts.delayed_commits,
+        w.cut.len(),
         w.counts.replays,
         w.counts.client_restarts,
         w.counts.server_restarts,
@@ -261,6 +281,16 @@ struct Sent {
     entry: BTreeMap<usize, u64>,
 }
 
+/// A commit the driver made, and each member's inbox entry for it.
+struct Committed {
+    conv: usize,
+    step: usize,
+    /// The epoch it starts.
+    epoch: u64,
+    /// Each member that stays (not its committer): its stint and entry (seq).
+    entry: BTreeMap<usize, (u32, u64)>,
+}
+
 /// A letter written while the server was down.
 struct Queued {
     conv: usize,
@@ -273,6 +303,7 @@ struct Queued {
 struct Counts {
     outages: usize,
     replays: usize,
+    delayed_commits: usize,
     client_restarts: usize,
     server_restarts: usize,
 }
@@ -293,6 +324,9 @@ struct World {
     /// (letter, actor) whose inbox entry was dropped / reordered.
     dropped: HashSet<(usize, usize)>,
     reordered: HashSet<(usize, usize)>,
+    commits: Vec<Committed>,
+    /// (conversation, actor) cut off by a dropped commit: from this epoch on.
+    cut: HashMap<(usize, usize), u64>,
     step: usize,
     counts: Counts,
     /// Dropped letters: shown anyway (replayed), missing with the alert
@@ -351,6 +385,8 @@ impl World {
             stints: HashMap::new(),
             dropped: HashSet::new(),
             reordered: HashSet::new(),
+            commits: Vec::new(),
+            cut: HashMap::new(),
             step: 0,
             counts: Counts::default(),
             drop_outcomes: [0; 3],
@@ -404,10 +440,12 @@ impl World {
             }
             50..58 => self.add().await,
             58..64 => self.remove().await,
-            64..73 => self.drop_entry().await,
-            73..79 => self.reorder().await,
-            79..86 => self.replay().await,
-            86..90 => self.restart_client().await,
+            64..71 => self.drop_entry().await,
+            71..76 => self.reorder().await,
+            76..80 => self.delay_commit().await,
+            80..82 => self.drop_commit().await,
+            82..87 => self.replay().await,
+            87..90 => self.restart_client().await,
             90..92 => self.restart_server().await,
             92..94 => self.outage().await,
             _ => {
@@ -509,9 +547,18 @@ impl World {
         }
     }
 
+    /// The members of `c` that may act there (not cut off from it).
+    fn actors_of(&self, c: usize) -> Vec<usize> {
+        self.convs[c]
+            .members
+            .iter()
+            .copied()
+            .filter(|&a| !self.cut.contains_key(&(c, a)))
+            .collect()
+    }
+
     fn random_member(&mut self, c: usize) -> usize {
-        let members: Vec<usize> = self.convs[c].members.iter().copied().collect();
-        *members.choose(&mut self.rng).unwrap()
+        *self.actors_of(c).choose(&mut self.rng).unwrap()
     }
 
     async fn send(&mut self) {
@@ -522,6 +569,11 @@ impl World {
             return;
         };
         let s = self.random_member(c);
+        self.send_from(c, s).await;
+    }
+
+    /// Actor `s` sends a letter in conversation `c`.
+    async fn send_from(&mut self, c: usize, s: usize) {
         self.ensure_joined(s, c).await;
         // Its letters from an outage go first (see `outage`).
         if self.queued.iter().any(|q| q.sender == s) {
@@ -613,11 +665,44 @@ impl World {
         }
         let epoch = self.actors[a].view(&id).unwrap().epoch;
         self.log(format!("u{a} adds u{v} to conversation {c}: epoch {epoch}"));
+        self.record_commit(c, a, epoch).await;
         let conv = &mut self.convs[c];
         conv.members.insert(v);
         conv.ever.insert(v);
         conv.epoch = epoch;
         *self.stints.entry((c, v)).or_default() += 1;
+    }
+
+    /// Remembers the commit `committer` just made in `c` (starting
+    /// `epoch`): each other member's inbox entry for it.
+    async fn record_commit(&mut self, c: usize, committer: usize, epoch: u64) {
+        let id = self.convs[c].id.to_string();
+        let mut entry = BTreeMap::new();
+        for m in self.convs[c].members.clone() {
+            if m == committer {
+                continue;
+            }
+            let seq = self
+                .hooks
+                .inbox(&self.actors[m].address)
+                .await
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.kind == "commit"
+                        && e.sender == self.actors[committer].address
+                        && e.conversation == id
+                })
+                .map(|e| e.seq)
+                .unwrap_or_else(|| panic!("step {}: no commit queued for u{m}", self.step));
+            entry.insert(m, (self.stints[&(c, m)], seq));
+        }
+        self.commits.push(Committed {
+            conv: c,
+            step: self.step,
+            epoch,
+            entry,
+        });
     }
 
     async fn remove(&mut self) {
@@ -626,13 +711,11 @@ impl World {
             return;
         }
         let a = self.random_member(c);
-        let others: Vec<usize> = self.convs[c]
-            .members
-            .iter()
-            .copied()
-            .filter(|&m| m != a)
-            .collect();
-        let v = *others.choose(&mut self.rng).unwrap();
+        // A device cut off from `c` would never learn of its removal.
+        let others: Vec<usize> = self.actors_of(c).into_iter().filter(|&m| m != a).collect();
+        let Some(&v) = others.choose(&mut self.rng) else {
+            return;
+        };
         self.ensure_joined(a, c).await;
         let (id, user, step) = (self.convs[c].id, self.actors[v].user.clone(), self.step);
         self.actors[a].last_read_step = step;
@@ -645,6 +728,7 @@ impl World {
         ));
         self.convs[c].members.remove(&v);
         self.convs[c].epoch = epoch;
+        self.record_commit(c, a, epoch).await;
     }
 
     /// Letters (index, seq) queued for `a` that it has not read and that
@@ -698,6 +782,94 @@ impl World {
             self.reordered.insert((l, a));
         }
         self.sync(a).await;
+    }
+
+    /// Unread commits (actor, index in `commits`, entry seq) that `fit`:
+    /// to a member still in the same stint, not cut off from it, with no
+    /// letter of its own waiting there from an outage.
+    fn unread_commits(
+        &self,
+        fit: impl Fn(&Self, usize, usize) -> bool,
+    ) -> Vec<(usize, usize, u64)> {
+        let mut found = Vec::new();
+        for (k, commit) in self.commits.iter().enumerate() {
+            let c = commit.conv;
+            for (&a, &(stint, seq)) in &commit.entry {
+                let fits = commit.step > self.actors[a].last_read_step
+                    && self.convs[c].members.contains(&a)
+                    && self.stints[&(c, a)] == stint
+                    && !self.cut.contains_key(&(c, a))
+                    && !self.queued.iter().any(|q| q.sender == a && q.conv == c)
+                    && fit(self, a, k);
+                if fits {
+                    found.push((a, k, seq));
+                }
+            }
+        }
+        found
+    }
+
+    /// Issue 9: the newest commit of a conversation moved behind one or
+    /// two letters of the epoch it starts; the device syncs at once and
+    /// must open them.
+    async fn delay_commit(&mut self) {
+        let candidates =
+            self.unread_commits(|w, _, k| w.commits[k].epoch == w.convs[w.commits[k].conv].epoch);
+        let Some(&(a, k, seq)) = candidates.choose(&mut self.rng) else {
+            return;
+        };
+        let c = self.commits[k].conv;
+        // Only the newest commit of `c` for `a`: a later one would come first.
+        let id = self.convs[c].id.to_string();
+        let inbox = self.hooks.inbox(&self.actors[a].address).await;
+        if inbox
+            .iter()
+            .any(|e| e.kind == "commit" && e.conversation == id && e.seq > seq)
+        {
+            return;
+        }
+        let senders: Vec<usize> = self.actors_of(c).into_iter().filter(|&s| s != a).collect();
+        let mut early = 0;
+        for _ in 0..self.rng.random_range(1..=2) {
+            if let Some(&s) = senders.choose(&mut self.rng) {
+                self.send_from(c, s).await;
+                early += 1;
+            }
+        }
+        let device = self.actors[a].address.clone();
+        self.hooks
+            .call("reorder", json!({ "device": device, "seqs": [seq] }))
+            .await;
+        self.log(format!(
+            "delay: u{a} gets the commit to epoch {} of conversation {c} last",
+            self.commits[k].epoch
+        ));
+        self.counts.delayed_commits += 1;
+        let report = self.sync(a).await;
+        assert!(
+            report.commits >= 1 && report.new_letters >= early,
+            "step {}: u{a} held {early} letters for the delayed commit, then: {report:?}",
+            self.step
+        );
+    }
+
+    /// Issue 9: a commit dropped from one device's inbox for good: the
+    /// device is cut off from the conversation from that epoch (see the
+    /// module doc). At least two members are left to act there.
+    async fn drop_commit(&mut self) {
+        let candidates = self.unread_commits(|w, _, k| w.actors_of(w.commits[k].conv).len() > 2);
+        let Some(&(a, k, seq)) = candidates.choose(&mut self.rng) else {
+            return;
+        };
+        let (c, epoch) = (self.commits[k].conv, self.commits[k].epoch);
+        let device = self.actors[a].address.clone();
+        self.hooks
+            .call("drop", json!({ "device": device, "seqs": [seq] }))
+            .await;
+        self.log(format!(
+            "drop: u{a} will not get the commit to epoch {epoch} of conversation {c}"
+        ));
+        self.cut.insert((c, a), epoch);
     }
 
     /// Unread letters of `a` that may come late and must still open: `a`
@@ -882,6 +1054,9 @@ impl World {
                     }
                     continue;
                 }
+                if self.cut.contains_key(&(c, a)) {
+                    continue;
+                }
                 let roster: BTreeSet<UserId> = v.members.keys().cloned().collect();
                 if !v.active || v.diverged || v.epoch != epoch || roster != members {
                     failures.push(format!(
@@ -955,6 +1130,9 @@ impl World {
                     }
                     continue;
                 }
+                if self.cut_off(s.conv, d, s.epoch) {
+                    continue;
+                }
                 if !self.dropped.contains(&(l, d)) {
                     let how = match (self.reordered.contains(&(l, d)), self.sender_still_there(l)) {
                         (true, true) => "reordered",
@@ -1001,6 +1179,11 @@ impl World {
         }
     }
 
+    /// Whether `a` was cut off from conversation `c` by epoch `epoch`.
+    fn cut_off(&self, c: usize, a: usize, epoch: u64) -> bool {
+        self.cut.get(&(c, a)).is_some_and(|&from| epoch >= from)
+    }
+
     /// A letter `d` received that reveals the drop of letter `l` (see the
     /// module doc), if any.
     fn follower(&self, l: usize, d: usize, got: &HashSet<usize>) -> Option<usize> {
@@ -1031,13 +1214,27 @@ impl World {
                 .map(|&(l, _)| self.convs[self.sent[l].conv].id.to_string())
                 .collect();
             let replayed = self.actors[a].replayed_to;
-            for alert in self.actors[a].client.as_ref().unwrap().alerts().unwrap() {
+            let cut: HashSet<String> = self
+                .cut
+                .keys()
+                .filter(|&&(_, d)| d == a)
+                .map(|&(c, _)| self.convs[c].id.to_string())
+                .collect();
+            let alerts = self.actors[a].client.as_ref().unwrap().alerts().unwrap();
+            let in_cut = |alert: &valise_client::Alert| {
+                alert.conversation.as_ref().is_some_and(|c| cut.contains(c))
+            };
+            for alert in &alerts {
                 let ok = match alert.kind.as_str() {
-                    "letters_withheld" => alert
-                        .conversation
-                        .as_ref()
-                        .is_some_and(|c| tampered.contains(c)),
-                    "refused_message" => replayed,
+                    "letters_withheld" => {
+                        in_cut(alert)
+                            || alert
+                                .conversation
+                                .as_ref()
+                                .is_some_and(|c| tampered.contains(c))
+                    }
+                    "refused_message" => replayed || in_cut(alert),
+                    "rollback" => in_cut(alert),
                     "key_packages_exhausted" => true,
                     _ => false,
                 };
@@ -1045,6 +1242,23 @@ impl World {
                     failures.push(format!(
                         "u{a}: unexpected {} alert: {}",
                         alert.kind, alert.detail
+                    ));
+                }
+            }
+            for (&(c, d), &from) in &self.cut {
+                let missed = self
+                    .sent
+                    .iter()
+                    .any(|s| s.conv == c && s.to.contains_key(&d) && s.epoch >= from);
+                let id = self.convs[c].id.to_string();
+                let said = alerts.iter().any(|x| {
+                    x.conversation.as_deref() == Some(id.as_str())
+                        && matches!(x.kind.as_str(), "letters_withheld" | "refused_message")
+                });
+                if d == a && missed && !said {
+                    failures.push(format!(
+                        "u{a} was cut off from conversation {c} at epoch {from}, missed letters \
+                         there, and no alert says so"
                     ));
                 }
             }

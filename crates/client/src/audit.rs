@@ -3,11 +3,11 @@
 
 use crate::api::Api;
 use crate::error::{ClientError, Result};
+use crate::transparency::CatchUp;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use valise_directory::{DirectoryKey, RootLedger, SignedRoot, verify_root};
 use valise_proto::api::{DirectoryAudit, DirectoryRoot};
-use valise_proto::limits::MAX_AUDIT_SPAN;
 
 /// What an auditor keeps between runs (`valise audit --state FILE`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,29 +44,16 @@ pub async fn audit_directory(
     let newest = verify_root(&SignedRoot::from_bytes(newest.root.as_slice())?, &key)?;
     let from_epoch = state.ledger.last().map(SignedRoot::epoch);
     let mut proofs = 0;
-    let mut at = from_epoch.unwrap_or(newest.epoch());
     if from_epoch.is_none() {
         state.ledger.accept(&newest)?;
     }
-    while at < newest.epoch() {
-        // Saturating: both epochs are the server's, and may be near u64::MAX.
-        let to = at.saturating_add(MAX_AUDIT_SPAN).min(newest.epoch());
-        let path = format!("/v1/directory/audit?from={at}&to={to}");
+    let mut steps = CatchUp::new(from_epoch.unwrap_or(newest.epoch()), newest);
+    while let Some(path) = steps.next_request() {
         let audit: DirectoryAudit = api.call::<(), _>(Method::GET, &path, None, false).await?;
-        let root = verify_root(&SignedRoot::from_bytes(audit.to.as_slice())?, &key)?;
-        if root.epoch() != to {
-            return Err(ClientError::Protocol(format!(
-                "asked for epoch {to}, the server signed epoch {}",
-                root.epoch()
-            )));
-        }
-        state
-            .ledger
-            .advance(&root, Some(audit.proof.as_slice()))
-            .await?;
+        steps.advance(&mut state.ledger, &key, &audit).await?;
         proofs += 1;
-        at = to;
     }
+    let (newest, _) = steps.finish();
     // The newest root itself must be the one the chain arrived at.
     state.ledger.accept(&newest)?;
     Ok(AuditReport {

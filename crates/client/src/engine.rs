@@ -2,7 +2,7 @@
 //!
 //! Everything a device decides about what it is shown lives here, with no
 //! I/O but the home's database: which entries of its inbox it applies
-//! ([`inbound`]), what it seals and holds back ([`outbound`]), the commits
+//! ([`inbound`]) or keeps until their epoch's commit comes ([`held`]), what it seals and holds back ([`outbound`]), the commits
 //! it builds ([`membership`]), which keys and identities it believes
 //! ([`identity`]), and whether a group state from the server may be taken
 //! after it fell out of step ([`rejoin`]). [`crate::Client`] drives it over
@@ -14,6 +14,7 @@
 //!                                  └──────▶ openmls (groups in the same database)
 //! ```
 
+pub mod held;
 pub mod identity;
 pub mod inbound;
 pub mod membership;

@@ -8,16 +8,17 @@
 //! plaintext nor a usable key.
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
-//! [`account`], [`conversations`], [`commits`], [`letters`], [`outbox`],
-//! [`alerts`] and [`directory`]. openmls keeps its group state in its own
-//! tables of the same database (through [`crate::provider`]), so an MLS
-//! operation and its effect on ours commit in one transaction.
+//! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
+//! [`outbox`], [`alerts`] and [`directory`]. openmls keeps its group state
+//! in its own tables of the same database (through [`crate::provider`]),
+//! so an MLS operation and its effect on ours commit in one transaction.
 
 pub mod account;
 pub mod alerts;
 pub mod commits;
 pub mod conversations;
 pub mod directory;
+pub mod held;
 pub mod letters;
 pub mod outbox;
 
@@ -240,6 +241,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_letter_counters.sql"),
     include_str!("migrations/0005_epoch_commits.sql"),
     include_str!("migrations/0006_identities.sql"),
+    include_str!("migrations/0007_hot_path_indexes.sql"),
+    include_str!("migrations/0008_held_letters.sql"),
     include_str!("migrations/0009_inbox_cursor.sql"),
 ];
 
@@ -268,9 +271,83 @@ fn restrict_dir(_: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every statement on the engine's hot paths: sealing a letter (its
+/// conversation, the identity check, its number and the previous epoch's
+/// count, the outbox), the server's acceptance (`note_accepted`), opening
+/// a letter (the sender's key, its number, the root it carries, storing
+/// it, alerts), letters held for their commit (kept on arrival, taken
+/// after every commit), the inbox position and the inbox listing. Each
+/// runs per letter or per page, so none may scan a table that grows with
+/// history (`tests::hot_statements_never_scan`).
+#[cfg(test)]
+const HOT_PATH: &[&str] = &[
+    conversations::BY_ID,
+    directory::ANY_CONTACT_CHANGED,
+    directory::DIRECTORY,
+    directory::ROOT_HASH,
+    directory::DEVICE_STATUS,
+    directory::DEVICE_STATUS_ANY_KEY,
+    directory::PUT_MEMBER_ROOT,
+    letters::STORE,
+    letters::BY_ID,
+    letters::INBOX_AFTER,
+    letters::FILE_LETTER,
+    letters::NOTE_SENT_EPOCH,
+    letters::NOTE_ACCEPTED_COUNT,
+    letters::LAST_LETTER,
+    letters::COUNT_LETTER,
+    letters::LAST_ACCEPTED_BEFORE,
+    outbox::PUT,
+    outbox::BY_MESSAGE_ID,
+    outbox::ALL,
+    outbox::DROP,
+    held::HOLD,
+    held::SIZE,
+    held::OLDEST,
+    held::REACHED,
+    held::UNHOLD_REACHED,
+    account::INBOX_CURSOR,
+    account::SET_INBOX_CURSOR,
+    alerts::INSERT,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails on a plan line that reads a whole table (`SCAN t`, also
+    /// through an index), except where that is the purpose or the table
+    /// cannot grow: `account` and `directory` hold one row (`CHECK (id =
+    /// 1)`), and the outbox listing reads every entry waiting to be sent.
+    #[test]
+    fn hot_statements_never_scan() {
+        let home = Home::in_memory().unwrap();
+        let one_row = ["SCAN account", "SCAN directory", "SCAN CONSTANT ROW"];
+        let mut scans = Vec::new();
+        for sql in HOT_PATH {
+            let mut stmt = home
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for line in plan {
+                let whole = line.starts_with("SCAN ")
+                    && !one_row.iter().any(|ok| line.starts_with(ok))
+                    && !(*sql == outbox::ALL && line.starts_with("SCAN outbox"));
+                if whole {
+                    scans.push(format!("{line}\n    in: {sql}"));
+                }
+            }
+        }
+        assert!(scans.is_empty(), "full scans:\n{}", scans.join("\n"));
+    }
 
     #[test]
     fn a_home_from_before_device_approval_is_refused_untouched() {

@@ -17,6 +17,7 @@
 
 use crate::alert::AlertKind;
 use crate::client::Client;
+use crate::engine::identity::Doubt;
 use crate::engine::inbound::Applied;
 use crate::error::{ClientError, Result};
 use reqwest::Method;
@@ -156,7 +157,7 @@ impl Client {
                 if cursor.as_deref() != Some(page.cursor.as_slice()) {
                     self.engine.home.set_inbox_cursor(&page.cursor)?;
                 }
-                self.engine.discard_unconfirmed_commits()?;
+                self.engine.whole_inbox_read()?;
                 self.rereading = false;
                 return Ok(report);
             }
@@ -174,7 +175,7 @@ impl Client {
             self.prove_newer_roots().await?;
             progress(done);
             if !page.more {
-                self.engine.discard_unconfirmed_commits()?;
+                self.engine.whole_inbox_read()?;
                 self.rereading = false;
                 return Ok(report);
             }
@@ -243,23 +244,22 @@ impl Client {
         match outcome {
             Ok(Applied::Letter) => report.new_letters += 1,
             Ok(Applied::Joined) => report.joined += 1,
-            Ok(Applied::Commit) => report.commits += 1,
-            Ok(Applied::Meta | Applied::OwnEcho | Applied::Duplicate) => {}
+            Ok(Applied::Commit { opened }) => {
+                report.commits += 1;
+                report.new_letters += opened;
+            }
+            Ok(Applied::Meta | Applied::OwnEcho | Applied::Duplicate | Applied::Held) => {}
             Ok(Applied::Fork(fork)) => {
                 report.rejected += 1;
                 engine.diverge_on_fork(entry, &fork)?;
             }
             Ok(Applied::NeedsProof(users)) => {
                 report.rejected += 1;
-                let why: Vec<String> = users
-                    .iter()
-                    .map(|(u, d)| format!("a device of {u} {}", d.describe()))
-                    .collect();
                 let detail = format!(
                     "{:?} (inbox seq {}) refused: {}",
                     entry.kind,
                     entry.seq,
-                    why.join("; ")
+                    Doubt::describe_all(&users)
                 );
                 engine.raise(
                     AlertKind::KeyNotInDirectory,

@@ -19,15 +19,92 @@ use crate::error::{ClientError, Result};
 use reqwest::Method;
 use std::collections::BTreeMap;
 use valise_directory::{
-    DeviceStatus, DirectoryError, RootLedger, SignedRoot, Step, VerifiedRoot, audit_span,
-    verify_history, verify_lookup, verify_root,
+    DeviceStatus, DirectoryError, DirectoryKey, RootLedger, SignedRoot, Step, VerifiedRoot,
+    audit_span, verify_history, verify_lookup, verify_root,
 };
 use valise_proto::api::{DirectoryAudit, DirectoryProof};
+use valise_proto::limits::MAX_AUDIT_SPAN;
 use valise_proto::{DeviceId, UserId};
 
 impl From<DirectoryError> for ClientError {
     fn from(e: DirectoryError) -> Self {
         ClientError::Directory(format!("{} ({})", e, e.code()))
+    }
+}
+
+/// Moves a ledger to a newer root one append-only proof at a time: a
+/// device (or an auditor) more than [`MAX_AUDIT_SPAN`] epochs behind asks
+/// for the proofs in chunks, each ending on a root the server signs for
+/// that epoch, rather than for one span the server refuses (and staying
+/// stuck behind for good).
+pub(crate) struct CatchUp {
+    /// Where the ledger stands.
+    at: u64,
+    target: VerifiedRoot,
+    /// Each epoch's root hash the proofs went through (`audit_span`).
+    spanned: Vec<(u64, [u8; 32])>,
+}
+
+impl CatchUp {
+    /// From the ledger's `from_epoch` to `target`, a newer root.
+    pub(crate) fn new(from_epoch: u64, target: VerifiedRoot) -> Self {
+        Self {
+            at: from_epoch,
+            target,
+            spanned: Vec::new(),
+        }
+    }
+
+    /// The epochs of the next proof to ask for, or `None` at the target.
+    fn next(&self) -> Option<(u64, u64)> {
+        // Saturating: both epochs are the server's, and may be near u64::MAX.
+        (self.at < self.target.epoch()).then(|| {
+            let to = self.at.saturating_add(MAX_AUDIT_SPAN);
+            (self.at, to.min(self.target.epoch()))
+        })
+    }
+
+    /// The request for the next proof, or `None` at the target.
+    pub(crate) fn next_request(&self) -> Option<String> {
+        self.next()
+            .map(|(from, to)| format!("/v1/directory/audit?from={from}&to={to}"))
+    }
+
+    /// Checks the server's answer to [`CatchUp::next_request`] and moves
+    /// `ledger` to its end: the target, or on the way the root the server
+    /// signed for the chunk's last epoch.
+    pub(crate) async fn advance(
+        &mut self,
+        ledger: &mut RootLedger,
+        key: &DirectoryKey,
+        audit: &DirectoryAudit,
+    ) -> std::result::Result<(), DirectoryError> {
+        let Some((from, to)) = self.next() else {
+            return Ok(());
+        };
+        let on_the_way;
+        let end = if to == self.target.epoch() {
+            &self.target
+        } else {
+            on_the_way = verify_root(&SignedRoot::from_bytes(audit.to.as_slice())?, key)?;
+            if on_the_way.epoch() != to {
+                return Err(DirectoryError::BadProof(format!(
+                    "asked for a proof up to epoch {to}, the server signed epoch {}",
+                    on_the_way.epoch()
+                )));
+            }
+            &on_the_way
+        };
+        ledger.advance(end, Some(audit.proof.as_slice())).await?;
+        self.spanned
+            .extend(audit_span(from, audit.proof.as_slice())?);
+        self.at = to;
+        Ok(())
+    }
+
+    /// The target, and each epoch's root hash the proofs went through.
+    pub(crate) fn finish(self) -> (VerifiedRoot, Vec<(u64, [u8; 32])>) {
+        (self.target, self.spanned)
     }
 }
 
@@ -55,18 +132,18 @@ impl Client {
             Err(e) => Err(e),
             Ok(verified) => match ledger.check(&verified) {
                 Ok(Step::Forward { from_epoch }) => {
-                    let path = format!(
-                        "/v1/directory/audit?from={from_epoch}&to={}",
-                        verified.epoch()
-                    );
-                    let audit: DirectoryAudit =
-                        self.call::<(), _>(Method::GET, &path, None).await?;
-                    let advanced = ledger
-                        .advance(&verified, Some(audit.proof.as_slice()))
-                        .await;
-                    if advanced.is_ok() {
-                        spanned = audit_span(from_epoch, audit.proof.as_slice())?;
+                    let mut steps = CatchUp::new(from_epoch, verified);
+                    let mut advanced = Ok(());
+                    while let Some(path) = steps.next_request() {
+                        let audit: DirectoryAudit =
+                            self.call::<(), _>(Method::GET, &path, None).await?;
+                        advanced = steps.advance(&mut ledger, &key, &audit).await;
+                        if advanced.is_err() {
+                            break;
+                        }
                     }
+                    let (verified, passed) = steps.finish();
+                    spanned = passed;
                     advanced.map(|_| verified)
                 }
                 Ok(_) => ledger.accept(&verified).map(|_| verified),
@@ -217,5 +294,65 @@ impl Client {
         }
         self.engine.mark_verified(peer)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use valise_directory::{
+        DeviceList, Directory, DirectoryStorage, RootSigner, SqliteDirectoryStorage,
+    };
+    use valise_proto::DeviceId;
+
+    const SEED: [u8; 32] = [7; 32];
+
+    /// A device `MAX_AUDIT_SPAN + 10` epochs behind catches up in two
+    /// proofs, neither spanning more than the server answers, and is then
+    /// at the newest root.
+    #[tokio::test]
+    async fn a_ledger_further_behind_than_one_proof_spans_catches_up_in_chunks() {
+        let storage = Arc::new(SqliteDirectoryStorage::in_memory().unwrap());
+        let dir = Directory::open(storage.clone(), RootSigner::from_seed(&SEED))
+            .await
+            .unwrap();
+        let signer = RootSigner::from_seed(&SEED);
+        let key = signer.public_key();
+        let mut newest = None;
+        for n in 0..=MAX_AUDIT_SPAN + 10 {
+            let user = UserId::parse(&format!("u{n}@mfa.example")).unwrap();
+            let list = DeviceList::founded_by(DeviceId::from_bytes([1; 8]), vec![2; 32]).unwrap();
+            newest = Some(dir.publish(vec![(user, list)]).await.unwrap());
+        }
+        let newest = verify_root(&newest.unwrap(), &key).unwrap();
+        let first = storage.epoch_roots(1, 1).unwrap()[0].1;
+        let mut ledger = RootLedger::new();
+        let start = signer.sign(1, first, 0, dir.vrf_public_key());
+        ledger.accept(&verify_root(&start, &key).unwrap()).unwrap();
+
+        let mut steps = CatchUp::new(1, newest.clone());
+        let mut asked = Vec::new();
+        while let Some((from, to)) = steps.next() {
+            // What the server answers (`valised`'s directory::audit).
+            assert!(to - from <= MAX_AUDIT_SPAN, "{from}..{to}");
+            let to_hash = storage.epoch_roots(to, to).unwrap()[0].1;
+            let audit = DirectoryAudit {
+                from: vec![].into(),
+                to: signer
+                    .sign(to, to_hash, 0, dir.vrf_public_key())
+                    .to_bytes()
+                    .into(),
+                proof: dir.audit(from, to).await.unwrap().into(),
+            };
+            steps.advance(&mut ledger, &key, &audit).await.unwrap();
+            asked.push((from, to));
+        }
+        let last = newest.epoch();
+        assert_eq!(asked, [(1, 1 + MAX_AUDIT_SPAN), (1 + MAX_AUDIT_SPAN, last)]);
+        let (target, spanned) = steps.finish();
+        assert_eq!(target, newest);
+        assert_eq!(ledger.last().map(SignedRoot::epoch), Some(last));
+        assert_eq!(spanned.last().map(|s| s.0), Some(last));
     }
 }

@@ -43,6 +43,15 @@ impl Doubt {
             Self::Revoked => "was revoked",
         }
     }
+
+    /// Why these users' devices are doubted, in one line (alerts).
+    pub fn describe_all(doubts: &[(UserId, Doubt)]) -> String {
+        doubts
+            .iter()
+            .map(|(u, d)| format!("a device of {u} {}", d.describe()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl Engine {

@@ -9,6 +9,7 @@
 //!                            └─ Application → decrypt, sender approved → letter:
 //!                                 numbers (withheld?), directory root (split view?),
 //!                                 stored once per (sender, id)
+//!                                 epoch not reached yet → held until its commit
 //! ```
 //! An entry whose keys no verified lookup has approved yet is undone and
 //! answered [`Applied::NeedsProof`]: the caller looks the users up and
@@ -33,7 +34,13 @@ pub enum Applied {
     Letter,
     Meta,
     Joined,
-    Commit,
+    /// A commit merged; `opened`: letters held for its epoch now shown.
+    Commit {
+        opened: usize,
+    },
+    /// A letter of an epoch this device has not reached: kept until the
+    /// commit that starts it arrives ([`super::held`]).
+    Held,
     /// This device's own commit, echoed back after it merged it.
     OwnEcho,
     /// Undone: these users' keys must be proven by the directory first.
@@ -56,8 +63,11 @@ pub struct Fork {
 enum Opened {
     OwnEcho,
     NeedsProof(Vec<(UserId, Doubt)>),
-    Commit,
+    /// Merged; the epoch it started.
+    Commit(u64),
     Application(DeviceAddress, Vec<u8>),
+    /// A letter of an epoch this device has not reached (to be held).
+    Ahead,
     Fork(Fork),
 }
 
@@ -88,14 +98,9 @@ impl Engine {
             }
             EntryKind::Commit => {
                 let own = entry.sender == self.me;
-                self.process(&entry.conversation, message, entry.message.as_slice(), own)
+                self.process(entry, message, own)
             }
-            EntryKind::Application => self.process(
-                &entry.conversation,
-                message,
-                entry.message.as_slice(),
-                false,
-            ),
+            EntryKind::Application => self.process(entry, message, false),
         }
     }
 
@@ -152,16 +157,16 @@ impl Engine {
         Ok(Applied::Joined)
     }
 
-    /// Verifies and applies a commit or application message (`raw`: its
-    /// bytes). `own_echo`: the server says this device sent it (a commit
-    /// echoed back).
+    /// Verifies and applies a commit or application message (`message`:
+    /// the entry's, parsed). `own_echo`: the server says this device sent
+    /// it (a commit echoed back).
     fn process(
         &self,
-        conv: &ConversationId,
+        entry: &InboxEntry,
         message: MlsMessageIn,
-        raw: &[u8],
         own_echo: bool,
     ) -> Result<Applied> {
+        let (conv, raw) = (&entry.conversation, entry.message.as_slice());
         let message = message
             .try_into_protocol_message()
             .map_err(ClientError::mls)?;
@@ -183,6 +188,15 @@ impl Engine {
         let opened = self.with_group(conv, |group, p| {
             if is_commit && message.epoch() < group.epoch() {
                 return self.past_commit(conv, epoch, raw, own_echo);
+            }
+            // A letter of an epoch this device has not reached: its commit
+            // is late (a server can reorder), so it waits for it.
+            if entry.kind == EntryKind::Application
+                && !is_commit
+                && message.epoch() > group.epoch()
+                && group.is_active()
+            {
+                return Ok(Opened::Ahead);
             }
             // D3: a commit signed by this very leaf that this device did
             // not make: another copy of this device is in use.
@@ -288,7 +302,7 @@ impl Engine {
                         self.home.set_update_due(conv)?;
                     }
                     self.check_root(Some(conv), &root)?;
-                    Ok(Opened::Commit)
+                    Ok(Opened::Commit(group.epoch().as_u64()))
                 }
                 // Our own commit, echoed after a crash between the hub's
                 // acceptance and our merge: the pending commit is the one to merge.
@@ -297,7 +311,7 @@ impl Engine {
                     self.home.mark_pending_commit(conv, false)?;
                     self.after_merge(conv, group, epoch, raw, snapshot)?;
                     self.home.leaf_renewed(conv, self.now_ms())?;
-                    Ok(Opened::Commit)
+                    Ok(Opened::Commit(group.epoch().as_u64()))
                 }
                 ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
                     "own message reflected back by the server".into(),
@@ -312,7 +326,13 @@ impl Engine {
         match opened {
             Opened::OwnEcho => Ok(Applied::OwnEcho),
             Opened::NeedsProof(users) => Ok(Applied::NeedsProof(users)),
-            Opened::Commit => Ok(Applied::Commit),
+            Opened::Commit(now) => Ok(Applied::Commit {
+                opened: self.open_held(conv, now)?,
+            }),
+            Opened::Ahead => {
+                self.hold(entry, epoch)?;
+                Ok(Applied::Held)
+            }
             Opened::Fork(fork) => Ok(Applied::Fork(fork)),
             Opened::Application(sender, bytes) => self.receive(conv, epoch, &sender, &bytes),
         }

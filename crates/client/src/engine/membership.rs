@@ -154,13 +154,15 @@ impl Engine {
         })
     }
 
-    /// After the whole inbox was read, a commit still pending was never
-    /// accepted (the hub queues the echo with the acceptance): discard it.
-    pub fn discard_unconfirmed_commits(&self) -> Result<()> {
+    /// What only the end of a read of the whole inbox settles: a commit
+    /// still pending was never accepted (the hub queues the echo with the
+    /// acceptance): discarded; letters still held wait for a withheld
+    /// commit: alerted ([`super::held`]).
+    pub fn whole_inbox_read(&self) -> Result<()> {
         for conv in self.home.pending_commits()? {
             self.settle_pending(&conv, false)?;
         }
-        Ok(())
+        self.alert_still_held()
     }
 
     /// The devices in a conversation, from its MLS roster.

@@ -17,6 +17,10 @@ pub struct Account {
     pub domain: String,
 }
 
+/// The account table holds one row (`CHECK (id = 1)`).
+pub(super) const INBOX_CURSOR: &str = "SELECT inbox_cursor FROM account";
+pub(super) const SET_INBOX_CURSOR: &str = "UPDATE account SET inbox_cursor = ?1";
+
 impl Home {
     /// The account, once enrolled.
     pub fn account(&self) -> Result<Option<Account>> {
@@ -62,14 +66,14 @@ impl Home {
     pub fn inbox_cursor(&self) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT inbox_cursor FROM account")?
+            .prepare_cached(INBOX_CURSOR)?
             .query_row([], |r| r.get(0))?)
     }
 
     /// Moves the inbox cursor (in the transaction that applied the entries).
     pub fn set_inbox_cursor(&self, cursor: &[u8]) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_cursor = ?1")?
+            .prepare_cached(SET_INBOX_CURSOR)?
             .execute([cursor])?;
         Ok(())
     }

@@ -17,6 +17,9 @@ pub struct Alert {
     pub evidence: Option<String>,
 }
 
+pub(super) const INSERT: &str = "INSERT INTO alerts (at_ms, kind, conversation, detail, evidence)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+
 impl Home {
     /// Records an alert (inside the caller's transaction, if any).
     pub fn insert_alert(
@@ -27,12 +30,13 @@ impl Home {
         detail: &str,
         evidence: Option<&[u8]>,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO alerts (at_ms, kind, conversation, detail, evidence)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![at_ms, kind, conversation, detail, evidence])?;
+        self.conn.prepare_cached(INSERT)?.execute(params![
+            at_ms,
+            kind,
+            conversation,
+            detail,
+            evidence
+        ])?;
         Ok(())
     }
 

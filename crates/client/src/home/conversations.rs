@@ -24,7 +24,14 @@ pub struct Conversation {
     pub members_key: String,
 }
 
-const COLUMNS: &str = "id, name, active, diverged, joined_epoch, direct, members_key";
+/// The columns [`row`] reads, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, name, active, diverged, joined_epoch, direct, members_key"
+    };
+}
+
+pub(super) const BY_ID: &str = concat!("SELECT ", columns!(), " FROM conversations WHERE id = ?1");
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
     Ok(Conversation {
@@ -84,17 +91,17 @@ impl Home {
     pub fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
         Ok(self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM conversations WHERE id = ?1"
-            ))?
+            .prepare_cached(BY_ID)?
             .query_row([id.to_string()], row)
             .optional()?)
     }
 
     /// Every conversation, oldest first.
     pub fn conversations(&self) -> Result<Vec<Conversation>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM conversations ORDER BY created_at_ms, id"
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM conversations ORDER BY created_at_ms, id"
         ))?;
         Ok(stmt.query_map([], row)?.collect::<Result<_, _>>()?)
     }

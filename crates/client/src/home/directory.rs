@@ -47,6 +47,18 @@ impl ContactState {
     }
 }
 
+/// The pinned key and the ledger: one row.
+pub(super) const DIRECTORY: &str = "SELECT key, ledger FROM directory WHERE id = 1";
+pub(super) const ROOT_HASH: &str = "SELECT hash FROM directory_roots WHERE epoch = ?1";
+pub(super) const DEVICE_STATUS: &str = "SELECT status FROM directory_devices
+    WHERE user = ?1 AND device = ?2 AND signature_key = ?3";
+pub(super) const DEVICE_STATUS_ANY_KEY: &str =
+    "SELECT status FROM directory_devices WHERE user = ?1 AND device = ?2";
+/// On the index of contacts by state (migration 0007).
+pub(super) const ANY_CONTACT_CHANGED: &str =
+    "SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'changed')";
+pub(super) const PUT_MEMBER_ROOT: &str = "INSERT OR IGNORE INTO member_roots (root) VALUES (?1)";
+
 impl Home {
     /// Pins the directory key and the first ledger at enrolment.
     pub fn pin_directory(&self, key: &[u8], ledger_json: &str) -> Result<()> {
@@ -61,7 +73,7 @@ impl Home {
     pub fn directory(&self) -> Result<Option<(Vec<u8>, String)>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT key, ledger FROM directory WHERE id = 1")?
+            .prepare_cached(DIRECTORY)?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
@@ -89,7 +101,7 @@ impl Home {
     pub fn root_hash(&self, epoch: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT hash FROM directory_roots WHERE epoch = ?1")?
+            .prepare_cached(ROOT_HASH)?
             .query_row([epoch as i64], |r| r.get(0))
             .optional()?)
     }
@@ -126,10 +138,7 @@ impl Home {
     pub fn device_status(&self, device: &DeviceAddress, key: &[u8]) -> Result<Option<String>> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT status FROM directory_devices
-                 WHERE user = ?1 AND device = ?2 AND signature_key = ?3",
-            )?
+            .prepare_cached(DEVICE_STATUS)?
             .query_row(
                 params![device.user.as_str(), device.device.to_string(), key],
                 |r| r.get(0),
@@ -141,7 +150,7 @@ impl Home {
     pub fn device_status_any_key(&self, device: &DeviceAddress) -> Result<Option<String>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT status FROM directory_devices WHERE user = ?1 AND device = ?2")?
+            .prepare_cached(DEVICE_STATUS_ANY_KEY)?
             .query_row(
                 params![device.user.as_str(), device.device.to_string()],
                 |r| r.get(0),
@@ -180,7 +189,7 @@ impl Home {
     pub fn any_contact_changed(&self) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'changed')")?
+            .prepare_cached(ANY_CONTACT_CHANGED)?
             .query_row([], |r| r.get(0))?)
     }
 
@@ -224,9 +233,7 @@ impl Home {
 
     /// Keeps a root a member sent until it is proven (or refused).
     pub fn put_member_root(&self, root: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO member_roots (root) VALUES (?1)")?
-            .execute([root])?;
+        self.conn.prepare_cached(PUT_MEMBER_ROOT)?.execute([root])?;
         Ok(())
     }
 

@@ -81,8 +81,45 @@ impl LetterView {
     }
 }
 
-const COLUMNS: &str = "id, conversation, message_id, sender_user, sender_device, subject, body,
-    recipients, thread, in_reply_to, marking, sent_at_ms, received_at_ms, outgoing";
+/// The columns [`view`] reads, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, conversation, message_id, sender_user, sender_device, subject, body, recipients, \
+         thread, in_reply_to, marking, sent_at_ms, received_at_ms, outgoing"
+    };
+}
+
+/// Stores a letter once per (conversation, sender user, message id).
+pub(super) const STORE: &str = "INSERT INTO letters (conversation, message_id, sender_user,
+        sender_device, subject, body, recipients, thread, in_reply_to, marking, sent_at_ms,
+        received_at_ms, outgoing)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+    ON CONFLICT (conversation, sender_user, message_id) DO NOTHING";
+/// The inbox listing: received letters after a local id.
+pub(super) const INBOX_AFTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id"
+);
+pub(super) const BY_ID: &str = concat!("SELECT ", columns!(), " FROM letters WHERE id = ?1");
+/// All three columns of the unique index: one row, no scan.
+pub(super) const NOTE_SENT_EPOCH: &str = "UPDATE letters SET sent_epoch = ?1
+    WHERE conversation = ?2 AND sender_user = ?3 AND message_id = ?4";
+pub(super) const NOTE_ACCEPTED_COUNT: &str =
+    "UPDATE letter_counters SET accepted = max(accepted, ?1)
+     WHERE conversation = ?2 AND epoch = ?3 AND device = ?4";
+pub(super) const FILE_LETTER: &str = "UPDATE letters SET conversation = ?1
+    WHERE message_id = ?2 AND sender_user = ?3 AND outgoing = 1 AND conversation != ?1";
+pub(super) const LAST_LETTER: &str =
+    "SELECT last FROM letter_counters WHERE conversation = ?1 AND epoch = ?2 AND device = ?3";
+pub(super) const COUNT_LETTER: &str =
+    "INSERT INTO letter_counters (conversation, epoch, device, last) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT DO UPDATE SET last = excluded.last";
+/// On the partial index of accepted counts (migration 0007): the walk back
+/// over earlier epochs touches only this device's epochs with letters.
+pub(super) const LAST_ACCEPTED_BEFORE: &str = "SELECT epoch, accepted FROM letter_counters
+    WHERE conversation = ?1 AND device = ?2 AND epoch < ?3 AND accepted > 0
+    ORDER BY epoch DESC LIMIT 1";
 
 fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
     Ok(LetterView {
@@ -121,37 +158,27 @@ impl Home {
     ) -> Result<Option<i64>> {
         let to =
             serde_json::to_string(&letter.to).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO letters (conversation, message_id, sender_user, sender_device, subject,
-                     body, recipients, thread, in_reply_to, marking, sent_at_ms, received_at_ms, outgoing)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (conversation, sender_user, message_id) DO NOTHING",
-            )?
-            .execute(params![
-                conv.to_string(),
-                letter.message_id.to_string(),
-                sender.user.as_str(),
-                sender.device.to_string(),
-                letter.subject,
-                letter.body,
-                to,
-                letter.thread.to_string(),
-                letter.in_reply_to.map(|m| m.to_string()),
-                letter.marking,
-                letter.sent_at_ms,
-                now_ms,
-                outgoing
-            ])?;
+        let inserted = self.conn.prepare_cached(STORE)?.execute(params![
+            conv.to_string(),
+            letter.message_id.to_string(),
+            sender.user.as_str(),
+            sender.device.to_string(),
+            letter.subject,
+            letter.body,
+            to,
+            letter.thread.to_string(),
+            letter.in_reply_to.map(|m| m.to_string()),
+            letter.marking,
+            letter.sent_at_ms,
+            now_ms,
+            outgoing
+        ])?;
         Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
     }
 
     /// Letters received with a local id above `after`, oldest first.
     pub fn inbox_after(&self, after: i64) -> Result<Vec<LetterSummary>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(INBOX_AFTER)?;
         let rows = stmt.query_map([after], |r| {
             view(r).map(|v| LetterSummary {
                 id: v.id,
@@ -168,11 +195,8 @@ impl Home {
     /// One letter, received or sent.
     pub fn letter(&self, id: i64) -> Result<LetterView> {
         self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM letters WHERE id = ?1"),
-                [id],
-                view,
-            )
+            .prepare_cached(BY_ID)?
+            .query_row([id], view)
             .optional()?
             .ok_or_else(|| ClientError::NotFound {
                 kind: "letter",
@@ -195,25 +219,21 @@ impl Home {
         message_id: &MessageId,
         conv: &ConversationId,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE letters SET conversation = ?1
-                 WHERE message_id = ?2 AND sender_user = ?3 AND outgoing = 1 AND conversation != ?1",
-            )?
-            .execute(params![
-                conv.to_string(),
-                message_id.to_string(),
-                me.user.as_str()
-            ])?;
+        self.conn.prepare_cached(FILE_LETTER)?.execute(params![
+            conv.to_string(),
+            message_id.to_string(),
+            me.user.as_str()
+        ])?;
         Ok(())
     }
 
     /// This device's letters in `conv` that the server accepted in an epoch
     /// after `epoch`, oldest first.
     pub fn sent_after_epoch(&self, conv: &ConversationId, epoch: u64) -> Result<Vec<LetterView>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM letters WHERE conversation = ?1 AND outgoing = 1
-             AND sent_epoch > ?2 ORDER BY id"
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM letters WHERE conversation = ?1 AND outgoing = 1 AND sent_epoch > ?2 ORDER BY id"
         ))?;
         Ok(stmt
             .query_map(params![conv.to_string(), epoch as i64], view)?
@@ -231,23 +251,14 @@ impl Home {
         epoch: u64,
         seq: u64,
     ) -> Result<()> {
-        // All three columns of the unique index: one row, no scan.
+        self.conn.prepare_cached(NOTE_SENT_EPOCH)?.execute(params![
+            epoch as i64,
+            conv.to_string(),
+            me.user.as_str(),
+            message_id.to_string()
+        ])?;
         self.conn
-            .prepare_cached(
-                "UPDATE letters SET sent_epoch = ?1
-                 WHERE conversation = ?2 AND sender_user = ?3 AND message_id = ?4",
-            )?
-            .execute(params![
-                epoch as i64,
-                conv.to_string(),
-                me.user.as_str(),
-                message_id.to_string()
-            ])?;
-        self.conn
-            .prepare_cached(
-                "UPDATE letter_counters SET accepted = max(accepted, ?1)
-                 WHERE conversation = ?2 AND epoch = ?3 AND device = ?4",
-            )?
+            .prepare_cached(NOTE_ACCEPTED_COUNT)?
             .execute(params![
                 seq as i64,
                 conv.to_string(),
@@ -261,9 +272,7 @@ impl Home {
     pub fn last_letter(&self, conv: &ConversationId, epoch: u64, device: &DeviceId) -> Result<u64> {
         let last: i64 = self
             .conn
-            .prepare_cached(
-                "SELECT last FROM letter_counters WHERE conversation = ?1 AND epoch = ?2 AND device = ?3",
-            )?
+            .prepare_cached(LAST_LETTER)?
             .query_row(
                 params![conv.to_string(), epoch as i64, device.to_string()],
                 |r| r.get(0),
@@ -287,17 +296,12 @@ impl Home {
         let last = self.last_letter(conv, epoch, device)?;
         let next = last + 1;
         let stored = seen.map_or(next, |n| n.max(last));
-        self.conn
-            .prepare_cached(
-                "INSERT INTO letter_counters (conversation, epoch, device, last) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET last = excluded.last",
-            )?
-            .execute(params![
-                conv.to_string(),
-                epoch as i64,
-                device.to_string(),
-                stored as i64
-            ])?;
+        self.conn.prepare_cached(COUNT_LETTER)?.execute(params![
+            conv.to_string(),
+            epoch as i64,
+            device.to_string(),
+            stored as i64
+        ])?;
         Ok(next)
     }
 
@@ -311,11 +315,7 @@ impl Home {
     ) -> Result<Option<EpochCount>> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT epoch, accepted FROM letter_counters
-                 WHERE conversation = ?1 AND device = ?2 AND epoch < ?3 AND accepted > 0
-                 ORDER BY epoch DESC LIMIT 1",
-            )?
+            .prepare_cached(LAST_ACCEPTED_BEFORE)?
             .query_row(
                 params![conv.to_string(), device.to_string(), epoch as i64],
                 |r| {

@@ -48,7 +48,24 @@ impl std::fmt::Debug for Outbound {
     }
 }
 
-const COLUMNS: &str = "message_id, conversation, exact_to, plaintext, epoch, ciphertext, seq, held";
+/// The columns [`row`] reads, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "message_id, conversation, exact_to, plaintext, epoch, ciphertext, seq, held"
+    };
+}
+
+pub(super) const PUT: &str = "INSERT INTO outbox (message_id, conversation, exact_to, plaintext,
+        epoch, ciphertext, seq, held, created_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT (message_id) DO UPDATE SET conversation = excluded.conversation,
+        epoch = excluded.epoch, ciphertext = excluded.ciphertext, seq = excluded.seq,
+        held = excluded.held";
+pub(super) const BY_MESSAGE_ID: &str =
+    concat!("SELECT ", columns!(), " FROM outbox WHERE message_id = ?1");
+/// Reads every row by purpose: the outbox holds only what is not sent yet.
+pub(super) const ALL: &str = concat!("SELECT ", columns!(), " FROM outbox ORDER BY id");
+pub(super) const DROP: &str = "DELETE FROM outbox WHERE message_id = ?1";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Outbound> {
     let conversation = r
@@ -88,44 +105,31 @@ impl Home {
             ),
             None => (None, None, 0),
         };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO outbox (message_id, conversation, exact_to, plaintext, epoch, ciphertext,
-                     seq, held, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (message_id) DO UPDATE SET conversation = excluded.conversation,
-                     epoch = excluded.epoch, ciphertext = excluded.ciphertext, seq = excluded.seq,
-                     held = excluded.held",
-            )?
-            .execute(params![
-                o.message_id.to_string(),
-                o.conversation.map(|c| c.to_string()),
-                o.exact_to,
-                o.plaintext,
-                epoch,
-                ciphertext,
-                seq,
-                o.held,
-                now_ms
-            ])?;
+        self.conn.prepare_cached(PUT)?.execute(params![
+            o.message_id.to_string(),
+            o.conversation.map(|c| c.to_string()),
+            o.exact_to,
+            o.plaintext,
+            epoch,
+            ciphertext,
+            seq,
+            o.held,
+            now_ms
+        ])?;
         Ok(())
     }
 
     pub fn outbound(&self, message_id: &MessageId) -> Result<Option<Outbound>> {
         Ok(self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox WHERE message_id = ?1"
-            ))?
+            .prepare_cached(BY_MESSAGE_ID)?
             .query_row([message_id.to_string()], row)
             .optional()?)
     }
 
     /// Every entry, in the order written.
     pub fn outbox(&self) -> Result<Vec<Outbound>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"))?;
+        let mut stmt = self.conn.prepare_cached(ALL)?;
         Ok(stmt.query_map([], row)?.collect::<Result<_, _>>()?)
     }
 
@@ -140,9 +144,7 @@ impl Home {
         }
         let delete = || {
             self.transaction(|| {
-                let mut stmt = self
-                    .conn
-                    .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?;
+                let mut stmt = self.conn.prepare_cached(DROP)?;
                 for id in ids {
                     stmt.execute([id.to_string()])?;
                 }
