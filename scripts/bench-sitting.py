@@ -57,7 +57,7 @@ def spelled(args, first):
     return out
 
 
-def run_one(bins, scenario, newest, port, server_cpu, bench_cpu, tmpfs):
+def run_one(bins, scenario, newest, port, server_cpu, bench_cpu, tmpfs, server_args):
     data = tempfile.mkdtemp(prefix="sitting-", dir="/tmp")
     work = tempfile.mkdtemp(prefix="sitting-homes-", dir=tmpfs)
     try:
@@ -67,7 +67,7 @@ def run_one(bins, scenario, newest, port, server_cpu, bench_cpu, tmpfs):
         server = subprocess.Popen(
             ["taskset", "-c", server_cpu, f"{bins}/valised", "run", "--data", f"{data}/D",
              "--listen", f"127.0.0.1:{port}", "--directory-interval-ms", "100",
-             "--log-level", "error"],
+             "--log-level", "error"] + server_args.split(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             try:
@@ -121,6 +121,9 @@ def main():
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--bench-cpu", default="1")
     p.add_argument("--tmpfs", default="/dev/shm")
+    p.add_argument("--server-args", default="--max-sends-per-second 1000000",
+                   help="extra `valised run` flags for every run (default: no per-device "
+                        "send limit, which would otherwise cap a sender at 500 letters/s)")
     p.add_argument("scenarios", nargs="+")
     a = p.parse_args()
     builds = [b.split("=", 1) for b in a.build]
@@ -128,7 +131,8 @@ def main():
     for scenario in a.scenarios:
         for run in range(a.runs):
             for i, (name, bins) in enumerate(builds):
-                r = run_one(bins, scenario, i == 0, a.port, a.server_cpu, a.bench_cpu, a.tmpfs)
+                r = run_one(bins, scenario, i == 0, a.port, a.server_cpu, a.bench_cpu, a.tmpfs,
+                            a.server_args)
                 a.port += 1
                 r.update(build=name, scenario=scenario, run=run)
                 print(json.dumps(r), flush=True)
