@@ -374,7 +374,7 @@ fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
                 first: i as f64 / rate,
                 every: args.senders as f64 / rate,
             }),
-            preseal: args.light_senders,
+            light_sender: args.light_senders,
             expect,
             body: body.clone(),
             decrypted: decrypted.clone(),
@@ -511,7 +511,7 @@ struct DeviceRun {
     conv: ConversationId,
     sends: usize,
     pace: Option<Pace>,
-    preseal: bool,
+    light_sender: bool,
     expect: usize,
     body: String,
     decrypted: Arc<AtomicU64>,
@@ -529,13 +529,13 @@ impl DeviceRun {
             body: self.body.clone(),
             marking: None,
         };
-        if self.preseal {
+        if self.light_sender {
             for i in 0..self.sends {
                 client.seal_in(&self.conv, draft(i))?;
             }
         }
         self.start.wait();
-        if self.preseal {
+        if self.light_sender {
             let (n, _) = rt.block_on(client.deliver_outbox())?;
             self.accepted.fetch_add(n as u64, Ordering::Relaxed);
             self.bar.inc(n as u64);
@@ -554,7 +554,7 @@ impl DeviceRun {
         // Latency counts at devices that only receive (a sender reads its
         // inbox only after its last send), and only when the clock started
         // before the letters were sealed.
-        let measure = self.sends == 0 && !self.preseal && !self.offline;
+        let measure = self.sends == 0 && !self.light_sender && !self.offline;
         if self.offline {
             while self.accepted.load(Ordering::Relaxed) < self.total {
                 std::thread::sleep(Duration::from_millis(20));
