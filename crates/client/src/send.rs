@@ -499,13 +499,13 @@ impl Client {
         Err(ClientError::Contention)
     }
 
-    /// Sends a batch of letters; each gets its own answer: the number of
-    /// devices it was queued for (`None`: a duplicate, queued before), or
-    /// the server's refusal as an error.
+    /// Sends a batch of letters; each gets its own answer: the devices it
+    /// was (or, for a retry, would now be) queued for, or the server's
+    /// refusal as an error.
     async fn post_letters(
         &mut self,
         letters: &[OutgoingLetter],
-    ) -> Result<Vec<std::result::Result<Option<u32>, ClientError>>> {
+    ) -> Result<Vec<std::result::Result<FanOut, ClientError>>> {
         let body = Body::new(CONTENT_TYPE, wire::encode_letters(letters))
             .header(LETTERS_HEADER, letters.len().to_string());
         let answer = self
@@ -516,8 +516,14 @@ impl Client {
         Ok(outcomes
             .into_iter()
             .map(|o| match o {
-                Outcome::Accepted { recipients, .. } => Ok(Some(recipients)),
-                Outcome::Duplicate => Ok(None),
+                Outcome::Accepted { recipients, .. } => Ok(FanOut {
+                    recipients,
+                    epoch: None,
+                }),
+                Outcome::Duplicate { recipients, epoch } => Ok(FanOut {
+                    recipients,
+                    epoch: Some(epoch),
+                }),
                 Outcome::StaleEpoch { current } => {
                     let mut p = Problem::new(
                         ErrorCode::StaleEpoch,
@@ -562,14 +568,14 @@ impl Client {
     /// A1: the hub fans out to its own roster, which must be the MLS one
     /// at the epoch the letter was sealed in (this device's current one:
     /// the hub took it); any other count means it keeps another list.
-    fn check_fan_out(&self, conv: &ConversationId, recipients: Option<u32>) -> Result<()> {
-        let Some(queued) = recipients else {
-            return Ok(());
-        };
-        let others = self
-            .engine
-            .with_group(conv, |group, _| Ok(group.members().count() - 1))?;
-        if queued as usize == others {
+    fn check_fan_out(&self, conv: &ConversationId, fan_out: FanOut) -> Result<()> {
+        let queued = fan_out.recipients;
+        let (epoch, others) = self.engine.with_group(conv, |group, _| {
+            Ok((group.epoch().as_u64(), group.members().count() - 1))
+        })?;
+        // A retry answered for another epoch than this device's: nothing
+        // to compare until it catches up (the next letter is checked).
+        if fan_out.epoch.is_some_and(|e| e != epoch) || queued as usize == others {
             return Ok(());
         }
         let detail = format!(
@@ -580,6 +586,15 @@ impl Client {
         self.engine
             .raise(AlertKind::RosterMismatch, Some(conv), &detail, None)
     }
+}
+
+/// What the server says a letter was fanned out to: `recipients` other
+/// devices, at the letter's epoch (accepted) or at the conversation's
+/// `epoch` now (a retry of one accepted before).
+#[derive(Debug, Clone, Copy)]
+struct FanOut {
+    recipients: u32,
+    epoch: Option<u64>,
 }
 
 /// The letter a sealed entry sends.

@@ -9,7 +9,7 @@
 //! LetterBatch   = Letter<V>            Letter  = conversation[16] client_msg_id[16] message<V>
 //! Outcomes      = Outcome<V>           Outcome = tag(u8) ...
 //!   1 accepted  recipients(u32) seq(u64)     3 stale_epoch current(u64)
-//!   2 duplicate                              4 refused code<V> message<V>
+//!   2 duplicate recipients(u32) epoch(u64)   4 refused code<V> message<V>
 //!   5 skipped (an earlier letter of its conversation in this batch was not accepted)
 //! InboxPage     = Entry<V> more(u8) pending(optional u64) cursor<V>
 //! Entry         = seq(u64) kind(u8: 1 commit, 2 welcome, 3 application)
@@ -66,8 +66,11 @@ pub struct OutgoingLetter {
 pub enum Outcome {
     /// Stored: queued for `recipients` devices at log position `seq`.
     Accepted { recipients: u32, seq: u64 },
-    /// This sender's `client_msg_id` was accepted before: nothing new stored.
-    Duplicate,
+    /// This sender's `client_msg_id` was accepted before: nothing new
+    /// stored. The conversation's fan-out now (`recipients` other devices)
+    /// at its `epoch` now, so that a retry is checked against the sender's
+    /// roster too.
+    Duplicate { recipients: u32, epoch: u64 },
     /// Sealed in another epoch than the conversation's `current` one.
     StaleEpoch { current: u64 },
     /// Refused for good (not a member, malformed, …).
@@ -139,12 +142,18 @@ struct WireAccepted {
 }
 
 #[derive(Debug, TlsSerialize, TlsDeserialize, TlsSize)]
+struct WireDuplicate {
+    recipients: u32,
+    epoch: u64,
+}
+
+#[derive(Debug, TlsSerialize, TlsDeserialize, TlsSize)]
 #[repr(u8)]
 enum WireOutcome {
     #[tls_codec(discriminant = 1)]
     Accepted(WireAccepted),
     #[tls_codec(discriminant = 2)]
-    Duplicate(()),
+    Duplicate(WireDuplicate),
     #[tls_codec(discriminant = 3)]
     StaleEpoch(u64),
     #[tls_codec(discriminant = 4)]
@@ -227,7 +236,10 @@ pub fn encode_outcomes(outcomes: &[Outcome]) -> Vec<u8> {
                 recipients: *recipients,
                 seq: *seq,
             }),
-            Outcome::Duplicate => WireOutcome::Duplicate(()),
+            Outcome::Duplicate { recipients, epoch } => WireOutcome::Duplicate(WireDuplicate {
+                recipients: *recipients,
+                epoch: *epoch,
+            }),
             Outcome::StaleEpoch { current } => WireOutcome::StaleEpoch(*current),
             Outcome::Refused { code, message } => WireOutcome::Refused(WireRefusal {
                 code: VLBytes::new(code.as_str().as_bytes().to_vec()),
@@ -255,7 +267,10 @@ pub fn decode_outcomes(bytes: &[u8], sent: usize) -> Result<Vec<Outcome>, WireEr
                     recipients: a.recipients,
                     seq: a.seq,
                 },
-                WireOutcome::Duplicate(()) => Outcome::Duplicate,
+                WireOutcome::Duplicate(d) => Outcome::Duplicate {
+                    recipients: d.recipients,
+                    epoch: d.epoch,
+                },
                 WireOutcome::StaleEpoch(current) => Outcome::StaleEpoch { current },
                 WireOutcome::Refused(r) => Outcome::Refused {
                     code: code_of(r.code.as_slice())?,
@@ -379,7 +394,10 @@ mod tests {
                 recipients: 10,
                 seq: 1 << 40,
             },
-            Outcome::Duplicate,
+            Outcome::Duplicate {
+                recipients: 3,
+                epoch: 9,
+            },
             Outcome::StaleEpoch { current: 7 },
             Outcome::Refused {
                 code: ErrorCode::NotMember,

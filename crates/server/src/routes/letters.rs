@@ -88,7 +88,7 @@ pub async fn send(
 fn outcome(o: LetterOutcome) -> Outcome {
     match o {
         LetterOutcome::Accepted { seq, recipients } => Outcome::Accepted { recipients, seq },
-        LetterOutcome::Duplicate => Outcome::Duplicate,
+        LetterOutcome::Duplicate { recipients, epoch } => Outcome::Duplicate { recipients, epoch },
         LetterOutcome::Skipped => Outcome::Skipped,
         LetterOutcome::Refused(StoreError::StaleEpoch { current }) => {
             Outcome::StaleEpoch { current }

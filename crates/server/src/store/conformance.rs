@@ -219,7 +219,14 @@ fn letters_are_checked(open: Open<'_>) {
         out[0],
         LetterOutcome::Accepted { recipients: 1, .. }
     ));
-    assert!(matches!(out[1], LetterOutcome::Duplicate));
+    // A retry says the fan-out and epoch now, for the sender's roster check.
+    assert!(matches!(
+        out[1],
+        LetterOutcome::Duplicate {
+            recipients: 1,
+            epoch: 0
+        }
+    ));
     let out = send(store, vec![letter(c, &outsider, 2, 0)]);
     assert!(matches!(
         out[0],
@@ -238,7 +245,7 @@ fn letters_are_checked(open: Open<'_>) {
     // A retry in a later batch is still a duplicate; bob has one letter.
     assert!(matches!(
         send(store, vec![letter(c, &a, 1, 0)])[0],
-        LetterOutcome::Duplicate
+        LetterOutcome::Duplicate { .. }
     ));
     assert_eq!(bodies(&read(store, &b, None)), vec![vec![1; 10]]);
     // The same id from another sender is another letter.
@@ -442,7 +449,7 @@ fn garbage(open: Open<'_>) {
     assert!(read(store, &b, Some(Position::ORIGIN)).entries.is_empty());
     assert!(matches!(
         send(store, vec![letter(id, &a, 0, 1)])[0],
-        LetterOutcome::Duplicate
+        LetterOutcome::Duplicate { .. }
     ));
     // A cursor behind what was acknowledged (a device's home went back)
     // goes on from the acknowledged position.
@@ -516,7 +523,7 @@ fn restart(open: Open<'_>) {
     assert_eq!(store.load_conversation(&id).unwrap().unwrap().epoch, 0);
     assert!(matches!(
         send(store, vec![letter(id, &a, 2, 0)])[0],
-        LetterOutcome::Duplicate
+        LetterOutcome::Duplicate { .. }
     ));
     let out = send(store, vec![letter(id, &a, 3, 0)]);
     assert!(matches!(out[0], LetterOutcome::Accepted { seq: s, .. } if s > seq));

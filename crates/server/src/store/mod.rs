@@ -323,8 +323,9 @@ pub enum LogWritten {
 pub enum LetterOutcome {
     /// Stored at log position `seq` for `recipients` devices.
     Accepted { seq: u64, recipients: u32 },
-    /// This sender's client message id was accepted before.
-    Duplicate,
+    /// This sender's client message id was accepted before; the
+    /// conversation's fan-out and epoch now.
+    Duplicate { recipients: u32, epoch: u64 },
     /// Refused for its own reasons (stale epoch, not a member, quota).
     Refused(StoreError),
     /// An earlier letter of its conversation in the same request was not

@@ -524,7 +524,10 @@ impl LogState {
                 })
                 .optional()?;
         if seen.is_some() {
-            return Ok(LetterOutcome::Duplicate);
+            return Ok(LetterOutcome::Duplicate {
+                recipients: u32::try_from(hot.roster.len() - 1).unwrap_or(u32::MAX),
+                epoch: hot.epoch,
+            });
         }
         if hot.epoch != m.epoch {
             return Ok(LetterOutcome::Refused(StoreError::StaleEpoch {

@@ -234,7 +234,7 @@ fn purge_forgets_expired_tokens_and_old_message_ids() {
     let LogWritten::Letters(out) = &again.written[0] else {
         panic!("not letters")
     };
-    assert!(matches!(out[0], LetterOutcome::Duplicate));
+    assert!(matches!(out[0], LetterOutcome::Duplicate { .. }));
     assert!(matches!(out[1], LetterOutcome::Accepted { .. }));
     assert_eq!(store.purge(1_000, 4).unwrap(), Purged::default());
 }
