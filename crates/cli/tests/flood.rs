@@ -2,10 +2,29 @@
 //! letters are parsed; its letters still all arrive (the client waits and
 //! retries), and another account's letter goes through at once meanwhile.
 
+// Test helpers: a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::{PASSPHRASE, Server};
 use std::time::{Duration, Instant};
 use valise_client::{Client, Draft, Passphrase};
+
+/// Opens the device at `home` and seals `n` letters into its outbox in
+/// conversation `conv` (hex), subjects `"{subject} {i}"`.
+fn seal(home: &std::path::Path, conv: &str, subject: &str, n: usize) -> Client {
+    let mut client = Client::open(home, &Passphrase::new(PASSPHRASE.into())).unwrap();
+    let conv = conv.parse().unwrap();
+    for i in 0..n {
+        let draft = Draft {
+            subject: format!("{subject} {i}"),
+            body: "x".into(),
+            marking: None,
+        };
+        client.seal_in(&conv, draft).unwrap();
+    }
+    client
+}
 
 #[test]
 fn a_flooding_account_does_not_slow_others() {
@@ -25,16 +44,7 @@ fn a_flooding_account_does_not_slow_others() {
             .enable_all()
             .build()
             .unwrap();
-        let mut client = Client::open(&home, &Passphrase::new(PASSPHRASE.into())).unwrap();
-        let conv = conv.parse().unwrap();
-        for i in 0..40 {
-            let draft = Draft {
-                subject: format!("flood {i}"),
-                body: "x".into(),
-                marking: None,
-            };
-            client.seal_in(&conv, draft).unwrap();
-        }
+        let mut client = seal(&home, &conv, "flood", 40);
         let started = Instant::now();
         let (sent, _) = rt.block_on(client.deliver_outbox()).unwrap();
         (sent, started.elapsed())
@@ -80,16 +90,7 @@ fn an_outbox_longer_than_a_batch_is_delivered_whole() {
         .enable_all()
         .build()
         .unwrap();
-    let mut client = Client::open(&home, &Passphrase::new(PASSPHRASE.into())).unwrap();
-    let conv = conv.parse().unwrap();
-    for i in 0..300 {
-        let draft = Draft {
-            subject: format!("many {i}"),
-            body: "x".into(),
-            marking: None,
-        };
-        client.seal_in(&conv, draft).unwrap();
-    }
+    let mut client = seal(&home, &conv, "many", 300);
     assert_eq!(rt.block_on(client.deliver_outbox()).unwrap(), (300, 0));
     assert_eq!(rt.block_on(client.deliver_outbox()).unwrap(), (0, 0));
     drop(client);

@@ -18,27 +18,7 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Starts the purge loop among the server's background tasks.
 pub fn start(store: Arc<dyn Store>, background: &Background) {
-    let mut stop = background.signal();
-    background.spawn("housekeeping", async move {
-        let mut tick = tokio::time::interval(EVERY);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.stopped() => return,
-            }
-            let s = store.clone();
-            let now = crate::now_ms();
-            let window = i64::try_from(DUPLICATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-            let keep_since = now.saturating_sub(window);
-            match tokio::task::spawn_blocking(move || s.purge(now, keep_since)).await {
-                Ok(Ok(p)) => {
-                    tracing::info!(tokens = p.tokens, message_ids = p.message_ids, "purged")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "purge failed"),
-                Err(e) => tracing::warn!(error = %e, "purge task failed"),
-            }
-        }
-    });
+    every(store, background, "housekeeping", EVERY, purge);
 }
 
 /// How often the log is collected.
@@ -48,9 +28,21 @@ const COLLECT_ROWS: usize = 20_000;
 
 /// Starts the log's garbage collector among the server's background tasks.
 pub fn start_collector(store: Arc<dyn Store>, background: &Background) {
+    every(store, background, "log collector", COLLECT_EVERY, collect);
+}
+
+/// Runs `work` on the store every `period` (the first time at start), off
+/// the async threads, and again at once while it says there is more.
+fn every(
+    store: Arc<dyn Store>,
+    background: &Background,
+    name: &'static str,
+    period: Duration,
+    work: fn(&dyn Store) -> bool,
+) {
     let mut stop = background.signal();
-    background.spawn("log collector", async move {
-        let mut tick = tokio::time::interval(COLLECT_EVERY);
+    background.spawn(name, async move {
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -58,14 +50,42 @@ pub fn start_collector(store: Arc<dyn Store>, background: &Background) {
             }
             loop {
                 let s = store.clone();
-                match tokio::task::spawn_blocking(move || s.collect_garbage(COLLECT_ROWS)).await {
-                    Ok(Ok(n)) if n as usize >= COLLECT_ROWS => continue,
-                    Ok(Ok(n)) => tracing::debug!(rows = n, "log collected"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "log collection failed"),
-                    Err(e) => tracing::warn!(error = %e, "log collection task failed"),
+                match tokio::task::spawn_blocking(move || work(s.as_ref())).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(task = name, error = %e, "task failed");
+                        break;
+                    }
                 }
-                break;
             }
         }
     });
+}
+
+/// Forgets expired tokens and the ids of letters accepted before the
+/// duplicate window.
+fn purge(store: &dyn Store) -> bool {
+    let now = crate::now_ms();
+    let window = i64::try_from(DUPLICATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    match store.purge(now, now.saturating_sub(window)) {
+        Ok(p) => tracing::info!(tokens = p.tokens, message_ids = p.message_ids, "purged"),
+        Err(e) => tracing::warn!(error = %e, "purge failed"),
+    }
+    false
+}
+
+/// Collects a slice of the log; true if there may be more.
+fn collect(store: &dyn Store) -> bool {
+    match store.collect_garbage(COLLECT_ROWS) {
+        Ok(n) if n as usize >= COLLECT_ROWS => true,
+        Ok(n) => {
+            tracing::debug!(rows = n, "log collected");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "log collection failed");
+            false
+        }
+    }
 }

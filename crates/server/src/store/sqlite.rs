@@ -214,18 +214,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>, &mut log::LogState) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut w = lock(&self.writer);
-        let Writer { conn, log } = &mut *w;
-        let out = (|| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = f(&tx, log)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        if out.is_err() {
-            log.reset();
-        }
-        out
+        self.write_as(true, f)
     }
 
     /// A write that may be lost in a power cut without harm (the next
@@ -234,10 +223,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>, &mut log::LogState) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_as(false, f)
+    }
+
+    /// Every write sets its own sync level first, so that one whose level
+    /// could not be put back never leaves later letters unsynced.
+    fn write_as<T>(
+        &self,
+        synced: bool,
+        f: impl FnOnce(&Transaction<'_>, &mut log::LogState) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut w = lock(&self.writer);
         let Writer { conn, log } = &mut *w;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let level = if synced { "FULL" } else { "NORMAL" };
         let out = (|| {
+            conn.pragma_update(None, "synchronous", level)?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let out = f(&tx, log)?;
             tx.commit()?;
@@ -246,7 +246,6 @@ impl SqliteStore {
         if out.is_err() {
             log.reset();
         }
-        conn.pragma_update(None, "synchronous", "FULL")?;
         out
     }
 }

@@ -199,7 +199,29 @@ struct Batch<'a> {
     wake: HashSet<DeviceAddress>,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    fn new(tx: &'a Transaction<'a>, shared: &'a Shared) -> Self {
+        Self {
+            tx,
+            shared,
+            nums: HashMap::new(),
+            convs: Vec::new(),
+            heads: HashMap::new(),
+            usage: HashSet::new(),
+            wake: HashSet::new(),
+        }
+    }
+
+    /// What readers may see once the batch is committed, up to `head`.
+    fn published(&mut self, head: u64) -> Published {
+        Published {
+            nums: std::mem::take(&mut self.nums),
+            convs: std::mem::take(&mut self.convs),
+            heads: std::mem::take(&mut self.heads),
+            head,
+        }
+    }
+
     /// The device's number, given one on first use.
     fn num(&mut self, d: &DeviceAddress) -> Result<i64, StoreError> {
         if let Some(n) = self.nums.get(d) {
@@ -613,15 +635,7 @@ pub(super) fn write_batch(
     batch: Vec<LogWrite>,
 ) -> Result<(LogBatch, Published), StoreError> {
     state.load(tx)?;
-    let mut b = Batch {
-        tx,
-        shared,
-        nums: HashMap::new(),
-        convs: Vec::new(),
-        heads: HashMap::new(),
-        usage: HashSet::new(),
-        wake: HashSet::new(),
-    };
+    let mut b = Batch::new(tx, shared);
     let start = state.head.seq;
     let mut written = Vec::with_capacity(batch.len());
     for w in batch {
@@ -649,12 +663,7 @@ pub(super) fn write_batch(
         )?
         .execute(params![user.as_str(), to_i64(used)?])?;
     }
-    let published = Published {
-        nums: b.nums,
-        convs: b.convs,
-        heads: b.heads,
-        head: state.head.seq,
-    };
+    let published = b.published(state.head.seq);
     Ok((
         LogBatch {
             written,
@@ -1093,15 +1102,7 @@ pub(super) mod tamper {
         devices: &[DeviceAddress],
     ) -> Result<u64, StoreError> {
         state.load(tx)?;
-        let mut b = Batch {
-            tx,
-            shared,
-            nums: HashMap::new(),
-            convs: Vec::new(),
-            heads: HashMap::new(),
-            usage: HashSet::new(),
-            wake: HashSet::new(),
-        };
+        let mut b = Batch::new(tx, shared);
         let seq = state.append(&mut b, conv, kind, sender, true, bytes, tree, at_ms)?;
         for d in devices {
             let n = b.num(d)?;
@@ -1111,15 +1112,7 @@ pub(super) mod tamper {
             "UPDATE log_head SET seq = ?1, chain = ?2",
             params![to_i64(state.head.seq)?, &state.head.chain[..]],
         )?;
-        publish(
-            shared,
-            Published {
-                nums: b.nums,
-                convs: b.convs,
-                heads: b.heads,
-                head: state.head.seq,
-            },
-        );
+        publish(shared, b.published(state.head.seq));
         Ok(seq)
     }
 
