@@ -41,6 +41,8 @@ pub struct SentLetter {
 /// Wait before retrying a letter the server refused for its rate limit,
 /// when it did not say how long.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_millis(250);
+/// Shortest wait before a retry, whatever the server asks.
+const MIN_RATE_LIMIT_PAUSE: Duration = Duration::from_millis(50);
 /// Longest a delivery waits for the rate limit in all before the letter is
 /// left queued for the next sync.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
@@ -275,27 +277,40 @@ impl Client {
     pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
         let mut delivered = Vec::new();
         let (mut total, mut held) = (0, 0);
+        let outcome = self
+            .deliver_each(&mut delivered, &mut total, &mut held)
+            .await;
+        // What was accepted leaves the outbox even when a later letter
+        // failed: sent again, it would be numbered anew in another epoch.
+        total += delivered.len();
+        self.engine.home.drop_outbound(&delivered)?;
+        outcome.map(|()| (total, held))
+    }
+
+    async fn deliver_each(
+        &mut self,
+        delivered: &mut Vec<MessageId>,
+        total: &mut usize,
+        held: &mut usize,
+    ) -> Result<()> {
         let mut batch = Batch::default();
         for entry in self.engine.home.outbox()? {
             let Some(entry) = self.release(entry).await? else {
-                held += 1;
+                *held += 1;
                 continue;
             };
             if !batch.fits(&entry) {
-                self.deliver_batch(std::mem::take(&mut batch), &mut delivered)
+                self.deliver_batch(std::mem::take(&mut batch), delivered)
                     .await?;
             }
             batch.push(entry);
             if delivered.len() >= OUTBOX_DROP_BATCH {
-                total += delivered.len();
-                self.engine.home.drop_outbound(&delivered)?;
+                *total += delivered.len();
+                self.engine.home.drop_outbound(delivered)?;
                 delivered.clear();
             }
         }
-        self.deliver_batch(batch, &mut delivered).await?;
-        total += delivered.len();
-        self.engine.home.drop_outbound(&delivered)?;
-        Ok((total, held))
+        self.deliver_batch(batch, delivered).await
     }
 
     /// Sends a batch of sealed entries in one request, the accepted ones
@@ -618,7 +633,11 @@ async fn pause(e: &ClientError, waited: &mut Duration) -> Result<()> {
         ClientError::Server(p) => p.retry_after_ms.map(Duration::from_millis),
         _ => None,
     };
-    let pause = asked.unwrap_or(RATE_LIMIT_PAUSE).min(MAX_RATE_LIMIT_WAIT);
+    // Never less than a floor: a server answering 0 must not make the
+    // device hammer it.
+    let pause = asked
+        .unwrap_or(RATE_LIMIT_PAUSE)
+        .clamp(MIN_RATE_LIMIT_PAUSE, MAX_RATE_LIMIT_WAIT);
     if *waited + pause > MAX_RATE_LIMIT_WAIT {
         return Err(ClientError::Queued(e.to_string()));
     }
@@ -633,4 +652,35 @@ fn recipients(key: &str) -> Result<Vec<UserId>> {
         .filter(|u| !u.is_empty())
         .map(|u| Ok(UserId::parse(u)?))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate_limited(retry_after_ms: Option<u64>) -> ClientError {
+        let mut p = Problem::new(ErrorCode::RateLimited, "slow down");
+        p.retry_after_ms = retry_after_ms;
+        ClientError::Server(p)
+    }
+
+    /// A server answering "retry in 0 ms" cannot make a device hammer it:
+    /// every pause is at least the floor, and they end in `queued`.
+    #[tokio::test(start_paused = true)]
+    async fn pauses_have_a_floor_and_an_end() {
+        let mut waited = Duration::ZERO;
+        let mut pauses = 0;
+        while pause(&rate_limited(Some(0)), &mut waited).await.is_ok() {
+            pauses += 1;
+        }
+        assert_eq!(
+            pauses as u128,
+            MAX_RATE_LIMIT_WAIT.as_millis() / MIN_RATE_LIMIT_PAUSE.as_millis()
+        );
+        let mut waited = Duration::ZERO;
+        pause(&rate_limited(Some(3_000)), &mut waited)
+            .await
+            .unwrap();
+        assert_eq!(waited, Duration::from_secs(3));
+    }
 }

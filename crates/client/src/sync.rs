@@ -127,6 +127,9 @@ impl Client {
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let mut done = SyncProgress::default();
+        // A re-read interrupted by an error ends here: replays alert again.
+        self.rereading = false;
+        let mut restored = false;
         loop {
             let cursor = self.engine.home.inbox_cursor()?;
             let count = done.total.is_none();
@@ -138,9 +141,13 @@ impl Client {
                 Err(e) if e.is_server(ErrorCode::DeviceRevoked) => {
                     return Err(self.revoked(e)?);
                 }
-                // Once per restore: without a cursor there is nothing to
-                // be unknown, and a server that says so anyway lies.
-                Err(e) if e.is_server(ErrorCode::UnknownCursor) && cursor.is_some() => {
+                // Once per pull: a server that does not know the cursors
+                // it has just handed out (or one sent without a cursor)
+                // lies, and must not keep the device re-reading for ever.
+                Err(e)
+                    if e.is_server(ErrorCode::UnknownCursor) && cursor.is_some() && !restored =>
+                {
+                    restored = true;
                     self.server_restored()?;
                     continue;
                 }
