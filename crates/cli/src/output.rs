@@ -136,6 +136,7 @@ impl Output {
                     "letters WAITING in the outbox (see `valise outbox`)",
                 ),
                 (r.rejoined, "conversations rejoined after losing track"),
+                (r.resent, "own letters sent again (the server was restored)"),
                 (
                     r.rejected,
                     "messages REFUSED (failed verification; see --log-level warn)",

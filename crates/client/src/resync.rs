@@ -52,7 +52,7 @@ impl Client {
         Ok(rejoined)
     }
 
-    async fn group_info(&mut self, conv: &ConversationId) -> Result<GroupInfoState> {
+    pub(crate) async fn group_info(&mut self, conv: &ConversationId) -> Result<GroupInfoState> {
         let path = format!("/v1/conversations/{conv}/group-info");
         self.call::<(), _>(Method::GET, &path, None).await
     }
@@ -90,20 +90,25 @@ impl Client {
     }
 
     /// A state this device may not take: alerted with the GroupInfo as
-    /// evidence; the old state stays, and so does the divergence.
+    /// evidence (once: it is offered again on every sync); the old state
+    /// stays, and so does the divergence.
     fn refuse(&self, conv: &ConversationId, hub: &GroupInfoState, why: &str) -> Result<bool> {
+        let kind = AlertKind::Rollback;
+        self.engine.home.set_update_due(conv)?;
+        if self
+            .engine
+            .home
+            .has_alert(kind.as_str(), hub.group_info.as_slice())?
+        {
+            return Ok(false);
+        }
         let detail = format!(
             "refused to rejoin from the server's group state: {why}. This device keeps its \
              own state and seals nothing there; compare the rosters (`valise conversation show \
              {conv}`) and, if they are right, `valise conversation rejoin {conv} --accept`"
         );
-        self.engine.raise(
-            AlertKind::Rollback,
-            Some(conv),
-            &detail,
-            Some(hub.group_info.as_slice()),
-        )?;
-        self.engine.home.set_update_due(conv)?;
+        self.engine
+            .raise(kind, Some(conv), &detail, Some(hub.group_info.as_slice()))?;
         Ok(false)
     }
 

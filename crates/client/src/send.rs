@@ -559,17 +559,27 @@ impl Client {
     }
 
     /// A `stale_epoch` answer naming an epoch older than the one this
-    /// device sealed in: an honest hub never goes back, so the server was
-    /// restored or rolled back. The conversation is out of step (nothing
-    /// more is sealed there) and the person is told.
+    /// device sealed in: see [`Client::rolled_back`].
     fn stale_epoch(&self, conv: &ConversationId, ours: u64, e: &ClientError) -> Result<()> {
         let ClientError::Server(p) = e else {
             return Ok(());
         };
-        let Some(theirs) = p.current_epoch.filter(|t| *t < ours) else {
-            return Ok(());
-        };
-        self.engine.home.mark_diverged(conv, None, ours)?;
+        match p.current_epoch.filter(|t| *t < ours) {
+            Some(theirs) => self.rolled_back(conv, theirs, ours),
+            None => Ok(()),
+        }
+    }
+
+    /// The hub is at epoch `theirs`, older than one this device already
+    /// shared with the others: an honest hub never goes back, so the server
+    /// was restored or rolled back. The conversation is out of step
+    /// (nothing more is sealed there until it is whole again, and then this
+    /// device's letters accepted from `theirs` on are sealed again: the hub
+    /// may have lost them) and the person is told.
+    pub(crate) fn rolled_back(&self, conv: &ConversationId, theirs: u64, ours: u64) -> Result<()> {
+        // Letters of epoch `theirs` itself may be lost too.
+        let kept = theirs.checked_sub(1);
+        self.engine.home.mark_diverged(conv, kept, ours)?;
         self.engine.home.set_update_due(conv)?;
         let detail = format!(
             "the server says this conversation is at epoch {theirs}, but this device already \

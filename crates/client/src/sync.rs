@@ -61,6 +61,9 @@ pub struct SyncReport {
     /// Entries read again after a server restore that this device had
     /// applied already (no alert: `server_restored` said why).
     pub reread: usize,
+    /// Own letters sealed again after a server restore, for the restored
+    /// server may have lost them (readers who had them see each once).
+    pub resent: usize,
 }
 
 /// How far a sync has read the inbox.
@@ -166,6 +169,9 @@ impl Client {
                 }
                 self.engine.whole_inbox_read()?;
                 self.rereading = false;
+                if self.engine.home.resend_due()? {
+                    report.resent = self.resend_after_restore().await?;
+                }
                 return Ok(report);
             }
             // One transaction per page (one fsync); awaits for directory
@@ -184,6 +190,9 @@ impl Client {
             if !page.more {
                 self.engine.whole_inbox_read()?;
                 self.rereading = false;
+                if self.engine.home.resend_due()? {
+                    report.resent = self.resend_after_restore().await?;
+                }
                 return Ok(report);
             }
         }
@@ -198,11 +207,40 @@ impl Client {
             AlertKind::ServerRestored,
             None,
             "the server did not recognise how far this device had read: it was restored \
-             from an older copy of its data. This device reads its inbox again; letters \
-             sent after that copy was made may not have reached everyone",
+             from an older copy of its data. This device reads its inbox again, and sends \
+             again its own letters of each conversation's current epoch, which the \
+             restored server may have lost",
             None,
         )?;
         self.engine.home.restart_inbox()
+    }
+
+    /// After the server was restored from an older copy of its data (F7):
+    /// it may have lost what this device sent since. In each conversation
+    /// the hub still at this device's epoch gets the letters of that epoch
+    /// sealed again (those of older epochs came before a commit it still
+    /// has: the log is one order, the copy holds all before that commit);
+    /// one that went back to an older epoch lost a commit too, and is
+    /// handled as any rollback, its lost letters sealed again after the
+    /// rejoin. Readers who had a letter store its id once, silently.
+    async fn resend_after_restore(&mut self) -> Result<usize> {
+        let mut resent = 0;
+        for conv in self.engine.home.active_conversations()? {
+            let ours = self
+                .engine
+                .with_group(&conv, |group, _| Ok(group.epoch().as_u64()))?;
+            let theirs = self.group_info(&conv).await?.epoch;
+            if theirs < ours {
+                self.rolled_back(&conv, theirs, ours)?;
+            } else {
+                resent += self
+                    .engine
+                    .transaction(|| self.engine.reseal_sent(&conv, ours))?;
+            }
+        }
+        // Sealed twice after a crash here: readers store each letter once.
+        self.engine.home.resend_done()?;
+        Ok(resent)
     }
 
     /// This device was revoked: said once, as an alert, and as the error.

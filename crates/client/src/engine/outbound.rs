@@ -257,14 +257,20 @@ impl Engine {
         Ok(())
     }
 
-    /// After rejoining from a fork: this device's letters accepted after
-    /// the forked epoch went to its side only; seals them again (under new
-    /// outbox ids, same letter ids) for the next delivery.
+    /// After rejoining from a fork (or a hub rolled back to an older
+    /// epoch): this device's letters accepted after the forked epoch went
+    /// to its side only; seals them again for the next delivery.
     pub(crate) fn resend_after_fork(&self, conv: &ConversationId) -> Result<usize> {
         let Some(fork) = self.home.divergence(conv)?.fork_epoch else {
             return Ok(0);
         };
-        let letters = self.home.sent_after_epoch(conv, fork)?;
+        self.reseal_sent(conv, fork + 1)
+    }
+
+    /// Seals again (under new outbox ids, same letter ids) this device's
+    /// letters accepted in `conv` from `epoch` on.
+    pub(crate) fn reseal_sent(&self, conv: &ConversationId, epoch: u64) -> Result<usize> {
+        let letters = self.home.sent_since_epoch(conv, epoch)?;
         for v in &letters {
             let entry = Outbound {
                 message_id: MessageId::from_bytes(rand::random()),

@@ -79,10 +79,28 @@ impl Home {
     }
 
     /// Reads the inbox again from the start: the server was restored from
-    /// an older copy and its positions mean something else now.
+    /// an older copy and its positions mean something else now. What this
+    /// device sent since that copy may be lost: a re-send is due too.
     pub fn restart_inbox(&self) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE account SET inbox_cursor = NULL")?
+            .prepare_cached("UPDATE account SET inbox_cursor = NULL, resend_due = 1")?
+            .execute([])?;
+        Ok(())
+    }
+
+    /// Whether this device's letters are to be sealed again after a
+    /// server restore.
+    pub fn resend_due(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT resend_due FROM account")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// They are sealed again.
+    pub fn resend_done(&self) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE account SET resend_due = 0")?
             .execute([])?;
         Ok(())
     }

@@ -227,13 +227,13 @@ impl Home {
         Ok(())
     }
 
-    /// This device's letters in `conv` that the server accepted in an epoch
-    /// after `epoch`, oldest first.
-    pub fn sent_after_epoch(&self, conv: &ConversationId, epoch: u64) -> Result<Vec<LetterView>> {
+    /// This device's letters in `conv` that the server accepted in `epoch`
+    /// or later, oldest first.
+    pub fn sent_since_epoch(&self, conv: &ConversationId, epoch: u64) -> Result<Vec<LetterView>> {
         let mut stmt = self.conn.prepare(concat!(
             "SELECT ",
             columns!(),
-            " FROM letters WHERE conversation = ?1 AND outgoing = 1 AND sent_epoch > ?2 ORDER BY id"
+            " FROM letters WHERE conversation = ?1 AND outgoing = 1 AND sent_epoch >= ?2 ORDER BY id"
         ))?;
         Ok(stmt
             .query_map(params![conv.to_string(), epoch as i64], view)?
@@ -241,7 +241,7 @@ impl Home {
     }
 
     /// The server accepted this device's letter in `epoch` as number `seq`:
-    /// remembered with the letter (see [`Home::sent_after_epoch`]) and in
+    /// remembered with the letter (see [`Home::sent_since_epoch`]) and in
     /// the counters (announced later as `Letter::prev`).
     pub fn note_accepted(
         &self,
