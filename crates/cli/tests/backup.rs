@@ -4,7 +4,9 @@
 //! backup, the server started again. The server's keys are unchanged, the
 //! backup holds no letter content, and bob's device notices that the
 //! server went back in time (`server_restored`) without showing anything
-//! twice, then goes on receiving.
+//! twice, then goes on receiving. And the limit of a restore: one that
+//! goes back past a key directory epoch its devices saw is a rollback to
+//! them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -65,4 +67,41 @@ fn a_backup_taken_live_restores_and_the_client_notices() {
     let report = bob.sync();
     assert_eq!(report["new_letters"], 1, "{report}");
     assert_eq!(bob.alert_kinds(), ["server_restored"]);
+}
+
+/// The limit OPERATIONS.md warns of: a restore to before a key directory
+/// epoch that devices have seen is, to them, the directory rolled back.
+#[test]
+fn a_restore_across_a_directory_epoch_is_a_rollback_to_devices() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    alice.send_to(&["bob"], "One", "Before the backup.");
+    assert_eq!(bob.sync()["new_letters"], 1);
+    let backup = server.dir.path().join("valised-backup.db");
+    server.admin(&["backup", "--out", backup.to_str().unwrap()]);
+    // A new epoch that bob's device sees: carol enrols and alice writes to her.
+    let _carol = server.device("carol");
+    alice.send_to(&["bob", "carol"], "Two", "After the backup.");
+    assert_eq!(bob.sync()["new_letters"], 1);
+
+    server.kill9();
+    let data = server.data();
+    for name in ["valised.db", "valised.db-wal", "valised.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::copy(&backup, data.join("valised.db")).unwrap();
+    server.restart();
+    // Bob's device refuses the older directory and says why; it cannot
+    // tell an honest restore from an intruder's rollback.
+    let out = bob.run(&["sync", "--json"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let err: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(err["error"], "directory", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("rollback"),
+        "{err}"
+    );
+    assert_eq!(bob.alert_kinds(), ["server_restored", "directory_conflict"]);
 }
