@@ -9,18 +9,19 @@
 //! ```text
 //! flags ──┐
 //!         ├─ overlay (a flag wins) ─▶ RunSettings ─▶ resolve ─▶ RunConfig
-//! file  ──┘                            defaults and checks, in one place
+//! file  ──┘                            over the defaults, checked
 //! ```
 //!
 //! The defaults live where they always did ([`Limits::default`],
 //! [`ConnectionLimits::default`], the directory and store constants):
-//! [`RunSettings::resolve`] is the only place that reads them. A key the
+//! [`RunSettings::defaults`] makes them the lowest layer, and is the only
+//! place that reads them (`--help` shows them from there). A key the
 //! file does not know is an error, never ignored: an operator who typed
 //! `max_send_per_second` must not believe the limit is set.
 
 use crate::limits::Limits;
 use crate::server::ConnectionLimits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub enum ConfigError {
 
 /// `valised run`'s settings as given, each as a flag and as a key of the
 /// configuration file; `None` is "not given".
-#[derive(clap::Args, Deserialize, Debug, Default, Clone, PartialEq)]
+#[derive(clap::Args, Deserialize, Serialize, Debug, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunSettings {
     /// Data directory (database, keys, TLS material). Required.
@@ -212,66 +213,92 @@ impl RunSettings {
         }
     }
 
+    /// The defaults, as the lowest layer: under the file, which is under
+    /// the flags. The only place that reads [`Limits::default`] and the
+    /// others.
+    pub fn defaults() -> Self {
+        let (rates, conns) = (Limits::default(), ConnectionLimits::default());
+        Self {
+            log_level: Some(DEFAULT_LOG_LEVEL.to_owned()),
+            max_sends_per_second: Some(rates.sends_per_second),
+            max_claims_per_minute: Some(rates.claims_per_minute),
+            max_commits_per_minute: Some(rates.commits_per_minute),
+            max_audits_per_minute: Some(rates.audits_per_minute),
+            max_key_packages_per_minute: Some(rates.key_packages_per_minute),
+            max_connections: Some(conns.max),
+            max_connections_per_address: Some(conns.per_address),
+            header_timeout_secs: Some(conns.header_timeout.as_secs()),
+            idle_timeout_secs: Some(conns.idle_timeout.as_secs()),
+            directory_interval_ms: Some(crate::directory::DEFAULT_INTERVAL_MS),
+            account_quota_mib: Some(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
+            ..Self::default()
+        }
+    }
+
+    /// Each default by key, as `--help` shows it.
+    pub fn defaults_by_key() -> Vec<(String, String)> {
+        let Ok(serde_json::Value::Object(all)) = serde_json::to_value(Self::defaults()) else {
+            return Vec::new();
+        };
+        all.into_iter()
+            .filter_map(|(key, value)| match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some((key, s)),
+                v => Some((key, v.to_string())),
+            })
+            .collect()
+    }
+
     /// Applies the defaults and checks what they cannot.
     pub fn resolve(self) -> Result<RunConfig, ConfigError> {
-        let (rates, conns) = (Limits::default(), ConnectionLimits::default());
-        let data = self.data.ok_or(ConfigError::Missing {
+        // Every setting below that `defaults` sets is `Some` from here on
+        // (a unit test holds `defaults` to it).
+        let s = self.overlay(Self::defaults());
+        let data = s.data.ok_or(ConfigError::Missing {
             what: "data directory",
             flag: "data",
             key: "data",
         })?;
-        let listen = self.listen.ok_or(ConfigError::Missing {
+        let listen = s.listen.ok_or(ConfigError::Missing {
             what: "listen address",
             flag: "listen",
             key: "listen",
         })?;
-        if let Some(addr) = self.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+        if let Some(addr) = s.metrics_listen.filter(|a| !a.ip().is_loopback()) {
             return Err(ConfigError::MetricsNotLoopback(addr));
         }
         Ok(RunConfig {
             data,
             listen,
-            domain: self.domain,
-            first_invite: self.first_invite,
-            log_level: self
-                .log_level
-                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
-            log_file: self.log_file,
-            metrics_listen: self.metrics_listen,
+            domain: s.domain,
+            first_invite: s.first_invite,
+            log_level: s.log_level.unwrap_or_default(),
+            log_file: s.log_file,
+            metrics_listen: s.metrics_listen,
             limits: Limits {
-                sends_per_second: self.max_sends_per_second.unwrap_or(rates.sends_per_second),
-                claims_per_minute: self
-                    .max_claims_per_minute
-                    .unwrap_or(rates.claims_per_minute),
-                commits_per_minute: self
-                    .max_commits_per_minute
-                    .unwrap_or(rates.commits_per_minute),
-                audits_per_minute: self
-                    .max_audits_per_minute
-                    .unwrap_or(rates.audits_per_minute),
-                key_packages_per_minute: self
-                    .max_key_packages_per_minute
-                    .unwrap_or(rates.key_packages_per_minute),
+                sends_per_second: s.max_sends_per_second.unwrap_or_default(),
+                claims_per_minute: s.max_claims_per_minute.unwrap_or_default(),
+                commits_per_minute: s.max_commits_per_minute.unwrap_or_default(),
+                audits_per_minute: s.max_audits_per_minute.unwrap_or_default(),
+                key_packages_per_minute: s.max_key_packages_per_minute.unwrap_or_default(),
             },
             connections: ConnectionLimits {
-                max: at_least_one("max_connections", self.max_connections)?.unwrap_or(conns.max),
+                max: at_least_one("max_connections", s.max_connections)?,
                 per_address: at_least_one(
                     "max_connections_per_address",
-                    self.max_connections_per_address,
-                )?
-                .unwrap_or(conns.per_address),
-                header_timeout: at_least_one("header_timeout_secs", self.header_timeout_secs)?
-                    .map_or(conns.header_timeout, Duration::from_secs),
-                idle_timeout: at_least_one("idle_timeout_secs", self.idle_timeout_secs)?
-                    .map_or(conns.idle_timeout, Duration::from_secs),
+                    s.max_connections_per_address,
+                )?,
+                header_timeout: Duration::from_secs(at_least_one(
+                    "header_timeout_secs",
+                    s.header_timeout_secs,
+                )?),
+                idle_timeout: Duration::from_secs(at_least_one(
+                    "idle_timeout_secs",
+                    s.idle_timeout_secs,
+                )?),
             },
-            directory_interval: Duration::from_millis(
-                self.directory_interval_ms
-                    .unwrap_or(crate::directory::DEFAULT_INTERVAL_MS),
-            ),
-            account_quota_mib: self
-                .account_quota_mib
-                .unwrap_or(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
+            directory_interval: Duration::from_millis(s.directory_interval_ms.unwrap_or_default()),
+            account_quota_mib: s.account_quota_mib.unwrap_or_default(),
         })
     }
 }
@@ -288,9 +315,9 @@ fn line_of(text: &str, at: usize) -> usize {
 fn at_least_one<T: Default + PartialEq>(
     key: &'static str,
     value: Option<T>,
-) -> Result<Option<T>, ConfigError> {
-    match value {
-        Some(v) if v == T::default() => Err(ConfigError::Zero {
+) -> Result<T, ConfigError> {
+    match value.unwrap_or_default() {
+        v if v == T::default() => Err(ConfigError::Zero {
             key,
             flag: key.replace('_', "-"),
         }),
@@ -375,6 +402,28 @@ mod tests {
         );
     }
 
+    /// `resolve` relies on it: every setting but those that are off or
+    /// required unless given has a default.
+    #[test]
+    fn every_setting_has_a_default_or_is_optional() {
+        let d = RunSettings::defaults();
+        let optional = RunSettings {
+            data: None,
+            listen: None,
+            domain: None,
+            first_invite: None,
+            log_file: None,
+            metrics_listen: None,
+            ..d.clone()
+        };
+        assert_eq!(optional, d);
+        let shown = RunSettings::defaults_by_key();
+        let all = format!("{d:?}");
+        assert_eq!(all.matches("Some(").count(), shown.len());
+        assert!(shown.contains(&("max_connections".to_owned(), "1024".to_owned())));
+        assert!(shown.contains(&("log_level".to_owned(), "info".to_owned())));
+    }
+
     #[test]
     fn a_missing_data_directory_or_address_is_one_clear_line() {
         let err = flags(&["--listen", "127.0.0.1:8443"])
@@ -454,18 +503,17 @@ mod tests {
             !all.contains("None"),
             "a key is missing from the example: {all}"
         );
-        let defaults = RunSettings {
-            data: s.data.clone(),
-            listen: s.listen,
-            domain: s.domain.clone(),
-            first_invite: s.first_invite.clone(),
-            log_file: s.log_file.clone(),
-            metrics_listen: s.metrics_listen,
-            ..RunSettings::default()
-        }
-        .resolve()
-        .unwrap();
-        let example = s.resolve().unwrap();
-        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+        // And every value is the default, but for those without one.
+        let defaulted = RunSettings {
+            data: None,
+            listen: None,
+            domain: None,
+            first_invite: None,
+            log_file: None,
+            metrics_listen: None,
+            ..s.clone()
+        };
+        assert_eq!(defaulted, RunSettings::defaults());
+        assert!(s.resolve().is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! `valised`: initialise a data directory, run the server, administer it.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,7 @@ use valise_server::{AppState, invite, now_ms, serve, tls};
 #[command(name = "valised", version, about = "The Valise server")]
 struct Cli {
     /// Log level or filter, e.g. `debug` or `valise_server=debug`
-    /// (overridden by RUST_LOG; default info; `log_level` in a `run`
-    /// configuration file).
+    /// (overridden by RUST_LOG; `log_level` in a `run` configuration file).
     #[arg(long, global = true)]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -39,8 +38,8 @@ enum Command {
     #[command(
         after_help = "Every flag is also a key of the configuration file, with the \
 same name in snake_case (--max-connections is max_connections); a flag given \
-here overrides the file. Unset limits take their defaults: see \
-packaging/valised.toml, which lists each."
+here overrides the file, and the file the defaults. \
+packaging/valised.toml lists every key."
     )]
     Run {
         /// TOML file with any of the settings below (an unknown key is an
@@ -48,7 +47,7 @@ packaging/valised.toml, which lists each."
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: RunSettings,
+        settings: Box<RunSettings>,
     },
     /// Administration; works while the server runs.
     Admin {
@@ -426,8 +425,28 @@ fn run(config: RunConfig) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The command line, with the defaults of `run`'s settings in its help:
+/// they are applied after the configuration file is read, so clap cannot
+/// know them.
+fn command() -> clap::Command {
+    let defaults = RunSettings::defaults_by_key();
+    let show = |cmd: clap::Command| {
+        defaults.iter().fold(cmd, |cmd, (key, value)| {
+            if cmd.get_arguments().all(|a| a.get_id() != key.as_str()) {
+                return cmd;
+            }
+            cmd.mut_arg(key, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            })
+        })
+    };
+    show(Cli::command()).mut_subcommand("run", show)
+}
+
 fn main() {
-    if let Err(e) = main_inner(Cli::parse()) {
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    if let Err(e) = main_inner(cli) {
         eprintln!("valised: {e}");
         std::process::exit(1);
     }
@@ -438,7 +457,7 @@ fn main_inner(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run { config, settings } => {
             // The configuration first: it says where to log.
-            let config = run_config(cli.log_level, config.as_deref(), settings)?;
+            let config = run_config(cli.log_level, config.as_deref(), *settings)?;
             init_logging(&config.log_level, config.log_file.as_deref())?;
             run(config)
         }

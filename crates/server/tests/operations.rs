@@ -41,19 +41,22 @@ fn runs_from_a_configuration_file_and_flags_override_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap)
-        .take_while(|l| !l.starts_with("listening on"))
-        .collect();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.starts_with("listening on");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("metrics on http://127.0.0.1:")),
-        "{lines:?}"
-    );
+    // The flag's address, not the file's (which is not this host's).
+    let said = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(said("listening on https://127.0.0.1:"), "{lines:?}");
+    // The file's metrics listener.
+    assert!(said("metrics on http://127.0.0.1:"), "{lines:?}");
 }
 
 #[test]
