@@ -226,9 +226,10 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
                 out.display()
             );
             println!(
-                "not in it: the keys; copy {} and {} separately, offline (docs/OPERATIONS.md)",
+                "not in it: the keys; copy {}, {} and {} separately, offline (docs/OPERATIONS.md)",
                 dir.root().join("keys").display(),
-                dir.root().join("tls").display()
+                dir.root().join("tls").display(),
+                dir.config_path().display()
             );
         }
     }
