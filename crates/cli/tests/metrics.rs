@@ -149,7 +149,6 @@ fn counters_move_when_letters_are_sent_and_read() {
     assert!(value(&after, "valise_directory_epoch") > epoch_before);
     // Every write was answered: the queue is empty again.
     assert_eq!(value(&after, "valise_writer_queue_requests"), 0.0);
-    assert!(value(&after, "valise_connections_open") >= 0.0);
     // The send route's latency, under its pattern, with its buckets.
     let sends = "valise_request_duration_seconds_count{route=\"/v1/letters\",method=\"POST\",status=\"200\"}";
     assert!(value(&after, sends) >= 2.0, "{after:#?}");
@@ -160,4 +159,24 @@ fn counters_move_when_letters_are_sent_and_read() {
         after.keys().all(|k| !k.contains("bob@")),
         "a user name in a label: {after:#?}"
     );
+
+    // A connection is counted while it is open (even before its TLS
+    // handshake), and no longer once it is gone.
+    let open = |at_least: bool| {
+        for _ in 0..100 {
+            let n = value(&parse(&scrape(port).2), "valise_connections_open");
+            if (n >= 1.0) == at_least {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "connections_open never became {}",
+            if at_least { ">= 1" } else { "0" }
+        );
+    };
+    let tcp = std::net::TcpStream::connect(server.listen_addr()).unwrap();
+    open(true);
+    drop(tcp);
+    open(false);
 }
