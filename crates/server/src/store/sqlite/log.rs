@@ -10,8 +10,8 @@
 use super::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 const KIND_COMMIT: i64 = 1;
 const KIND_WELCOME: i64 = 2;
