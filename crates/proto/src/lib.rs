@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod bytes;
 pub mod id;
 pub mod letter;
 pub mod problem;
+pub mod tlog;
 pub mod wire;
 
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
