@@ -77,6 +77,32 @@ pub struct DirectoryAudit {
     pub proof: Bytes,
 }
 
+/// `GET /v1/audit/key`: the audit log's origin (its key name) and the
+/// Ed25519 key that signs its checkpoints, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditKeyInfo {
+    pub origin: String,
+    pub key: String,
+}
+
+/// `GET /v1/audit/consistency` and `/v1/audit/inclusion`: the proof's
+/// hashes (32 bytes each, base64), in RFC 9162 order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditProof {
+    pub proof: Vec<Bytes>,
+}
+
+/// `GET /v1/audit/entries`: consecutive entries from `start`, each the
+/// exact bytes that are hashed into the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntries {
+    pub start: u64,
+    pub entries: Vec<Bytes>,
+}
+
 /// Ask for a challenge to sign with the device key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

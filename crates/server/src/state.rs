@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::audit::Evidence;
 use crate::auth::{Challenges, Sessions};
 use crate::background::Background;
 use crate::delivery::{Delivery, Wakeups};
@@ -11,6 +12,7 @@ use openmls_libcrux_crypto::CryptoProvider;
 use std::sync::Arc;
 use tokio::sync::watch;
 use valise_mls::Policy;
+use valise_proto::tlog::AuditKey;
 
 /// Shared, cheaply cloned state of the API.
 #[derive(Clone)]
@@ -29,6 +31,10 @@ pub struct AppState {
     pub wakeups: Arc<Wakeups>,
     /// The key directory and its publisher.
     pub directory: Arc<DirectoryService>,
+    /// Where handlers record what they did (the audit log's writer).
+    pub evidence: Evidence,
+    /// The audit log's public key, served to auditors.
+    pub audit_key: Arc<AuditKey>,
     /// The malicious server's switches (test builds only).
     #[cfg(feature = "adversary")]
     pub adversary: Arc<crate::adversary::Adversary>,
@@ -47,6 +53,7 @@ impl AppState {
         store: Arc<dyn Store>,
         domain: &str,
         directory: Arc<DirectoryService>,
+        (evidence, audit_key): (Evidence, AuditKey),
         background: &Background,
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
@@ -65,6 +72,8 @@ impl AppState {
             limits: Arc::new(Limits::default().into()),
             wakeups,
             directory,
+            evidence,
+            audit_key: Arc::new(audit_key),
             #[cfg(feature = "adversary")]
             adversary: Arc::default(),
             #[cfg(feature = "adversary")]

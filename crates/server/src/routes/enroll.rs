@@ -1,5 +1,7 @@
 use super::blocking;
 use super::key_packages::check_upload;
+use crate::audit::Event;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
@@ -7,6 +9,7 @@ use crate::store::{Enrollment, NewKeyPackage, Status};
 use axum::extract::State;
 use valise_proto::DeviceAddress;
 use valise_proto::api::{EnrollRequest, EnrollResponse};
+use valise_proto::audit::{Action, Actor};
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 
 /// # POST /v1/enroll
@@ -23,6 +26,7 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 /// and the directory key for the device to pin.
 pub async fn enroll(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let n = req.key_packages.len();
@@ -33,7 +37,8 @@ pub async fn enroll(
     }
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
-    let seq = blocking(move || {
+    let who = device.clone();
+    let enrolled = blocking(move || {
         let code_hash = crate::invite::hash(&req.code);
         st.store
             .check_invite(&code_hash, &device.user, crate::now_ms())?;
@@ -64,10 +69,39 @@ pub async fn enroll(
             // A reset: the user's older devices are refused from now on.
             st.standing.refresh(st.store.as_ref())?;
         }
-        Ok(enrolled.seq)
+        Ok(enrolled)
     })
-    .await?;
-    let root = state.directory.wait_published(seq).await?;
+    .await;
+    let enrolled = match enrolled {
+        Ok(enrolled) => enrolled,
+        Err(e) => {
+            state.evidence.emit(
+                Event::new(Actor::Anonymous, Action::AuthFailed)
+                    .on_device(&who)
+                    .from(client)
+                    .text("stage", "enrol")
+                    .refused(&e),
+            );
+            return Err(e);
+        }
+    };
+    let reset = enrolled.generation > 1 && enrolled.status == Status::Approved;
+    state.evidence.emit(
+        Event::by(
+            &who,
+            if reset {
+                Action::IdentityReset
+            } else {
+                Action::Enrolment
+            },
+        )
+        .on_user(&who.user)
+        .from(client)
+        .text("status", enrolled.status.as_str())
+        .count("generation", u64::from(enrolled.generation))
+        .count("number", enrolled.number),
+    );
+    let root = state.directory.wait_published(enrolled.seq).await?;
     Ok(Json(EnrollResponse {
         user: req.user,
         device: req.device,

@@ -536,7 +536,9 @@ fn restart(open: Open<'_>) {
 /// Appends `n` entries named after their numbers, as the audit writer does.
 fn append_audit(store: &dyn Store, tree: &mut valise_proto::tlog::Frontier, n: u64) {
     let first = tree.size();
-    let entries: Vec<Vec<u8>> = (first..first + n).map(|i| format!("e{i}").into_bytes()).collect();
+    let entries: Vec<Vec<u8>> = (first..first + n)
+        .map(|i| format!("e{i}").into_bytes())
+        .collect();
     let nodes = entries.iter().flat_map(|e| tree.push(e)).collect();
     store
         .append_audit(&AuditBatch {
@@ -569,7 +571,10 @@ fn audit_log(open: Open<'_>) {
             entries: vec![b"late".to_vec()],
             ..AuditBatch::default()
         };
-        assert!(matches!(store.append_audit(&stale), Err(StoreError::Changed(_))));
+        assert!(matches!(
+            store.append_audit(&stale),
+            Err(StoreError::Changed(_))
+        ));
     }
     // After a restart: the size, the frontier, the entries and every proof
     // come from stored subtrees and agree with the tree in memory.
@@ -577,27 +582,51 @@ fn audit_log(open: Open<'_>) {
     let size = store.audit_size().unwrap();
     assert_eq!(size, 13);
     let frontier = store.audit_nodes(&tlog::range_subtrees(0, size)).unwrap();
-    assert_eq!(Frontier::from_parts(size, frontier).unwrap().root(), tree.root());
+    assert_eq!(
+        Frontier::from_parts(size, frontier).unwrap().root(),
+        tree.root()
+    );
     let entries = store.audit_entries(4, 3).unwrap();
-    assert_eq!(entries, vec![(4, b"e4".to_vec()), (5, b"e5".to_vec()), (6, b"e6".to_vec())]);
+    assert_eq!(
+        entries,
+        vec![
+            (4, b"e4".to_vec()),
+            (5, b"e5".to_vec()),
+            (6, b"e6".to_vec())
+        ]
+    );
     assert_eq!(store.audit_entries(13, 10).unwrap(), vec![]);
     let range = |(a, b)| {
         tlog::fold_subtrees(&store.audit_nodes(&tlog::range_subtrees(a, b)).unwrap()).unwrap()
     };
     for i in 0..size {
-        let proof: Vec<_> = tlog::inclusion_plan(i, size).unwrap().into_iter().map(range).collect();
+        let proof: Vec<_> = tlog::inclusion_plan(i, size)
+            .unwrap()
+            .into_iter()
+            .map(range)
+            .collect();
         tlog::verify_inclusion(&tree.root(), size, i, format!("e{i}").as_bytes(), &proof).unwrap();
     }
     let old = range((0, 5));
-    let proof: Vec<_> = tlog::consistency_plan(5, size).unwrap().into_iter().map(range).collect();
+    let proof: Vec<_> = tlog::consistency_plan(5, size)
+        .unwrap()
+        .into_iter()
+        .map(range)
+        .collect();
     tlog::verify_consistency((5, &old), (size, &tree.root()), &proof).unwrap();
     // A subtree not complete yet is not there.
     assert!(matches!(
         store.audit_nodes(&[tlog::Subtree { level: 4, index: 0 }]),
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.latest_audit_checkpoint().unwrap().as_deref(), Some("note 13"));
-    assert_eq!(store.audit_checkpoints().unwrap(), vec!["note 5", "note 13"]);
+    assert_eq!(
+        store.latest_audit_checkpoint().unwrap().as_deref(),
+        Some("note 13")
+    );
+    assert_eq!(
+        store.audit_checkpoints().unwrap(),
+        vec!["note 5", "note 13"]
+    );
 }
 
 fn audit_queue(open: Open<'_>) {

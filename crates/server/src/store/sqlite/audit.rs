@@ -11,8 +11,7 @@ const SIZE: &str = "SELECT MAX(idx) FROM audit_entries";
 const APPEND_ENTRY: &str = "INSERT INTO audit_entries (idx, bytes) VALUES (?1, ?2)";
 const APPEND_NODE: &str = "INSERT INTO audit_nodes (level, idx, hash) VALUES (?1, ?2, ?3)";
 const NODE: &str = "SELECT hash FROM audit_nodes WHERE level = ?1 AND idx = ?2";
-const ENTRIES: &str =
-    "SELECT idx, bytes FROM audit_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2";
+const ENTRIES: &str = "SELECT idx, bytes FROM audit_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2";
 const APPEND_CHECKPOINT: &str =
     "INSERT INTO audit_checkpoints (size, note, signed_at_ms) VALUES (?1, ?2, ?3)";
 const LATEST_CHECKPOINT: &str =
@@ -22,6 +21,7 @@ const QUEUED: &str = "SELECT id, bytes FROM audit_queue WHERE id > 0 ORDER BY id
 const DEQUEUE: &str = "DELETE FROM audit_queue WHERE id <= ?1";
 
 /// Every statement of the audit writer and of the public routes.
+#[cfg(test)]
 pub(super) const HOT_PATH: &[(&str, &str)] = &[
     ("AUDIT_SIZE", SIZE),
     ("AUDIT_APPEND_ENTRY", APPEND_ENTRY),
@@ -60,8 +60,11 @@ pub(super) fn append(tx: &Transaction<'_>, batch: &AuditBatch) -> Result<(), Sto
         tx.prepare_cached(DEQUEUE)?.execute([to_i64(up_to)?])?;
     }
     if let Some(c) = &batch.checkpoint {
-        tx.prepare_cached(APPEND_CHECKPOINT)?
-            .execute(params![to_i64(c.size)?, c.note, c.signed_at_ms])?;
+        tx.prepare_cached(APPEND_CHECKPOINT)?.execute(params![
+            to_i64(c.size)?,
+            c.note,
+            c.signed_at_ms
+        ])?;
     }
     Ok(())
 }
