@@ -267,6 +267,11 @@ impl Frontier {
         self.size
     }
 
+    /// The stored subtree hashes, for [`Frontier::from_parts`].
+    pub fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
     /// The root of the tree of [`Frontier::size`] leaves.
     pub fn root(&self) -> Hash {
         fold_subtrees(&self.hashes).unwrap_or_else(empty_root)
