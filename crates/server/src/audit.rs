@@ -186,7 +186,8 @@ struct Writer {
 }
 
 /// Starts the writer (among `background`): it appends `server_started`
-/// now, and `server_stopped` and a last checkpoint when the server stops.
+/// and signs a checkpoint now, before returning, and appends
+/// `server_stopped` and signs a last checkpoint when the server stops.
 pub fn start(
     store: Arc<dyn Store>,
     signer: Arc<CheckpointSigner>,
@@ -202,7 +203,7 @@ pub fn start(
         None => 0,
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = Writer {
+    let mut writer = Writer {
         store,
         signer,
         tree,
@@ -213,6 +214,13 @@ pub fn start(
         )],
         reads: BTreeMap::new(),
     };
+    // Written before the server listens: from its first request on, the
+    // server has a checkpoint that covers its start.
+    let queued = writer.store.queued_audit(QUEUE_BATCH)?;
+    if let Some((batch, tree)) = writer.batch(&queued, true) {
+        writer.store.append_audit(&batch)?;
+        writer.written(tree, batch.checkpoint.map(|c| c.size));
+    }
     background.spawn("audit log", writer.run(rx, interval, background.signal()));
     Ok(Evidence { tx })
 }
@@ -225,8 +233,8 @@ impl Writer {
         mut stop: StopSignal,
     ) {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
-        // Its first tick is at once: a server has a checkpoint from its start.
-        let mut checkpoint = tokio::time::interval(every);
+        let start = tokio::time::Instant::now();
+        let mut checkpoint = tokio::time::interval_at(start + every, every);
         loop {
             tokio::select! {
                 note = rx.recv() => match note {
@@ -297,9 +305,36 @@ impl Writer {
                     Vec::new()
                 }
             };
+        let Some((batch, tree)) = self.batch(&queued, sign) else {
+            return;
+        };
+        let store = self.store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = store.append_audit(&batch);
+            (written, batch.checkpoint.map(|c| c.size))
+        })
+        .await;
+        match written {
+            Ok((Ok(()), signed)) => self.written(tree, signed),
+            Ok((Err(e), _)) => {
+                tracing::error!(error = %e, "audit batch not written; retrying");
+                // Another writer, or a rollback under us: start from disk.
+                match load_tree(self.store.as_ref()) {
+                    Ok(t) => self.tree = t,
+                    Err(e) => tracing::error!(error = %e, "audit log unreadable"),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "audit batch failed"),
+        }
+    }
+
+    /// The batch that appends `queued` and the pending events (and a
+    /// checkpoint, with `sign`, if the tree grew), with the tree after it;
+    /// none if there is nothing to write.
+    fn batch(&self, queued: &[(u64, Vec<u8>)], sign: bool) -> Option<(AuditBatch, Frontier)> {
         let grew = !self.pending.is_empty() || !queued.is_empty();
         if !grew && !(sign && self.tree.size() > self.signed) {
-            return;
+            return None;
         }
         let mut tree = self.tree.clone();
         let mut batch = AuditBatch {
@@ -307,7 +342,7 @@ impl Writer {
             dequeued: queued.last().map(|(id, _)| *id),
             ..AuditBatch::default()
         };
-        for (id, bytes) in &queued {
+        for (id, bytes) in queued {
             let entry = match Entry::decode(bytes) {
                 Ok(entry) => Entry {
                     index: tree.size(),
@@ -345,26 +380,15 @@ impl Writer {
                 Err(e) => tracing::error!(error = %e, "audit checkpoint not signed"),
             }
         }
-        let store = self.store.clone();
-        let signed = batch.checkpoint.as_ref().map(|c| c.size);
-        let written = tokio::task::spawn_blocking(move || store.append_audit(&batch)).await;
-        match written {
-            Ok(Ok(())) => {
-                self.tree = tree;
-                self.pending.clear();
-                if let Some(size) = signed {
-                    self.signed = size;
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "audit batch not written; retrying");
-                // Another writer, or a rollback under us: start from disk.
-                match load_tree(self.store.as_ref()) {
-                    Ok(t) => self.tree = t,
-                    Err(e) => tracing::error!(error = %e, "audit log unreadable"),
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "audit batch failed"),
+        Some((batch, tree))
+    }
+
+    /// The batch that made `tree` is durable.
+    fn written(&mut self, tree: Frontier, signed: Option<u64>) {
+        self.tree = tree;
+        self.pending.clear();
+        if let Some(size) = signed {
+            self.signed = size;
         }
     }
 }
