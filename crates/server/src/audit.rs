@@ -332,8 +332,9 @@ impl Writer {
     /// checkpoint, with `sign`, if the tree grew), with the tree after it;
     /// none if there is nothing to write.
     fn batch(&self, queued: &[(u64, Vec<u8>)], sign: bool) -> Option<(AuditBatch, Frontier)> {
-        let grew = !self.pending.is_empty() || !queued.is_empty();
-        if !grew && !(sign && self.tree.size() > self.signed) {
+        let grows = !self.pending.is_empty() || !queued.is_empty();
+        let unsigned = sign && self.tree.size() > self.signed;
+        if !grows && !unsigned {
             return None;
         }
         let mut tree = self.tree.clone();
