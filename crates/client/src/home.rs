@@ -244,6 +244,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_hot_path_indexes.sql"),
     include_str!("migrations/0008_held_letters.sql"),
     include_str!("migrations/0009_inbox_cursor.sql"),
+    include_str!("migrations/0010_audit_key.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admin_actions;
 mod alert;
 mod api;
 mod audit;

@@ -138,6 +138,29 @@ impl EntryError {
 }
 
 impl Entry {
+    /// The user the subject belongs to (a user, or a device's user).
+    pub fn subject_user(&self) -> Option<&UserId> {
+        match &self.subject {
+            Some(Subject::User(u)) => Some(u),
+            Some(Subject::Device(d)) => Some(&d.user),
+            _ => None,
+        }
+    }
+
+    /// The account this entry must be shown to, if it is an action taken
+    /// on an account over its owner's head: an invite issued or a device
+    /// revoked by the administrator, or an identity reset (the new
+    /// identity's device enrols with an administrator's reset invite).
+    pub fn shown_to(&self) -> Option<&UserId> {
+        let user = self.subject_user()?;
+        let by_admin = self.actor == Actor::Admin;
+        match self.action {
+            Action::InviteIssued | Action::DeviceRevoked if by_admin => Some(user),
+            Action::IdentityReset => Some(user),
+            _ => None,
+        }
+    }
+
     /// The canonical bytes (the leaf of the log).
     pub fn encode(&self) -> Vec<u8> {
         // Serialising plain structs, enums, strings and integers cannot fail.

@@ -395,6 +395,9 @@ impl Writer {
 }
 
 fn push_entry(tree: &mut Frontier, batch: &mut AuditBatch, entry: &Entry) {
+    if let Some(user) = entry.shown_to() {
+        batch.accounts.push((user.clone(), entry.index));
+    }
     let bytes = entry.encode();
     batch.nodes.extend(tree.push(&bytes));
     batch.entries.push(bytes);

@@ -4,18 +4,21 @@
 //! audit ([`AuditPermit`]); proofs read O(log n) stored subtree hashes.
 
 use super::blocking;
+use crate::auth::AuthDevice;
 use crate::error::ApiError;
 use crate::json::{Json, Query};
 use crate::limits::AuditPermit;
 use crate::state::AppState;
+use crate::store::Store;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use valise_proto::ErrorCode;
-use valise_proto::api::{AuditEntries, AuditKeyInfo, AuditProof};
+use valise_proto::api::{AccountAudit, AuditEntries, AuditKeyInfo, AuditProof, ProvenEntry};
+use valise_proto::bytes::Bytes;
 use valise_proto::limits::MAX_AUDIT_ENTRIES_PAGE;
-use valise_proto::tlog::{self, Range};
+use valise_proto::tlog::{self, Range, SignedCheckpoint};
 
 /// # GET /v1/audit/key
 ///
@@ -104,17 +107,88 @@ async fn prove(
                 format!("the audit log has {have} entries, not {size}"),
             ));
         }
-        plan.into_iter()
-            .map(|(a, b)| {
-                let hashes = store.audit_nodes(&tlog::range_subtrees(a, b))?;
-                tlog::fold_subtrees(&hashes)
-                    .map(|h| h.to_vec().into())
-                    .ok_or_else(|| ApiError::internal("an empty proof range"))
-            })
-            .collect::<Result<Vec<_>, _>>()
+        hashes(store.as_ref(), plan)
     })
     .await?;
     Ok(Json(AuditProof { proof }))
+}
+
+/// The hashes of a proof's ranges (each O(log n) stored subtrees).
+fn hashes(store: &dyn Store, plan: Vec<Range>) -> Result<Vec<Bytes>, ApiError> {
+    plan.into_iter()
+        .map(|(a, b)| {
+            let hashes = store.audit_nodes(&tlog::range_subtrees(a, b))?;
+            tlog::fold_subtrees(&hashes)
+                .map(|h| h.to_vec().into())
+                .ok_or_else(|| ApiError::internal("an empty proof range"))
+        })
+        .collect()
+}
+
+/// Most entries in one [`account`] answer.
+const ACCOUNT_PAGE: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountQuery {
+    from: u64,
+    since: u64,
+}
+
+/// # GET /v1/audit/account?from=I&since=S
+///
+/// For a device (token required): the entries from number `I` that its
+/// account must be shown (`valise_proto::audit::Entry::shown_to`: the
+/// administrator's invites, revocations and resets on it), up to the newest
+/// checkpoint, each with its inclusion proof there, and the consistency
+/// proof from size `S` (the checkpoint the device saw last; 0 for none) to
+/// it (none if `S` is past it: the device saw a longer log, which the
+/// checkpoint shows it). 404 `not_found` before the first checkpoint.
+pub async fn account(
+    State(state): State<AppState>,
+    AuthDevice(caller): AuthDevice,
+    Query(q): Query<AccountQuery>,
+) -> Result<Json<AccountAudit>, ApiError> {
+    let store = state.store.clone();
+    let answer = blocking(move || {
+        let checkpoint = store
+            .latest_audit_checkpoint()?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no audit checkpoint signed yet"))?;
+        let size = SignedCheckpoint::parse(&checkpoint)
+            .map_err(|e| ApiError::internal(format!("stored audit checkpoint: {e}")))?
+            .claimed()
+            .size();
+        // A device that saw a longer log gets no proof: the checkpoint
+        // alone shows it the log shrank.
+        let plan = tlog::consistency_plan(q.since, size).unwrap_or_default();
+        let consistency = hashes(store.as_ref(), plan)?;
+        let wanted = store.audit_account(&caller.user, q.from, size, ACCOUNT_PAGE + 1)?;
+        let more = wanted.len() > ACCOUNT_PAGE;
+        let mut entries = Vec::with_capacity(wanted.len());
+        for index in wanted.into_iter().take(ACCOUNT_PAGE) {
+            let entry = store
+                .audit_entries(index, 1)?
+                .into_iter()
+                .find(|(i, _)| *i == index)
+                .ok_or_else(|| ApiError::internal(format!("audit entry {index} is missing")))?
+                .1;
+            let plan =
+                tlog::inclusion_plan(index, size).map_err(|e| ApiError::internal(e.to_string()))?;
+            entries.push(ProvenEntry {
+                index,
+                entry: entry.into(),
+                proof: hashes(store.as_ref(), plan)?,
+            });
+        }
+        Ok(AccountAudit {
+            checkpoint,
+            consistency,
+            entries,
+            more,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::store::{Enrollment, NewKeyPackage, Status};
 use axum::extract::State;
 use valise_proto::DeviceAddress;
-use valise_proto::api::{EnrollRequest, EnrollResponse};
+use valise_proto::api::{AuditKeyInfo, EnrollRequest, EnrollResponse};
 use valise_proto::audit::{Action, Actor};
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 
@@ -23,7 +23,8 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 /// (or the invite is a reset one), and is pending otherwise, until another
 /// device of the user approves it. The answer waits for the directory epoch
 /// that publishes the user's new device list, and carries its signed root
-/// and the directory key for the device to pin.
+/// and the directory key for the device to pin, and the audit key (with
+/// which it checks the administrator's actions on its account).
 pub async fn enroll(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
@@ -108,5 +109,9 @@ pub async fn enroll(
         domain: state.domain.to_string(),
         directory_key: state.directory.directory_key().0.to_vec().into(),
         root: root.to_bytes().into(),
+        audit: Some(AuditKeyInfo {
+            origin: state.audit_key.name().to_owned(),
+            key: state.audit_key.hex(),
+        }),
     }))
 }

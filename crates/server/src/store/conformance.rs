@@ -35,7 +35,10 @@ pub fn run_store_conformance(open: Open<'_>) {
         ("the quota holds one account only", quota),
         ("a restart keeps the log and its positions", restart),
         ("the audit log appends in order and proves", audit_log),
-        ("audit entries queued by another process", audit_queue),
+        (
+            "audit entries queued by another process, shown to accounts",
+            audit_queue,
+        ),
     ];
     for (name, check) in checks {
         eprintln!("store conformance: {name}");
@@ -551,6 +554,7 @@ fn append_audit(store: &dyn Store, tree: &mut valise_proto::tlog::Frontier, n: u
                 note: format!("note {}", tree.size()),
                 signed_at_ms: 1,
             }),
+            accounts: vec![],
         })
         .unwrap();
 }
@@ -649,8 +653,13 @@ fn audit_queue(open: Open<'_>) {
             nodes,
             dequeued: Some(queued[1].0),
             checkpoint: None,
+            accounts: vec![(UserId::parse("alice@x.y").unwrap(), 1)],
         })
         .unwrap();
+    let alice = UserId::parse("alice@x.y").unwrap();
+    assert_eq!(store.audit_account(&alice, 0, 2, 10).unwrap(), vec![1]);
+    assert!(store.audit_account(&alice, 0, 1, 10).unwrap().is_empty());
+    assert!(store.audit_account(&alice, 2, 9, 10).unwrap().is_empty());
     assert_eq!(store.queued_audit(10).unwrap(), vec![]);
     assert_eq!(store.audit_size().unwrap(), 2);
 }

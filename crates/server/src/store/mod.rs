@@ -534,6 +534,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every signed checkpoint, by size (for the offline verifier).
     fn audit_checkpoints(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` numbers, from `from` and below `below`, of the
+    /// entries `user` must be shown ([`AuditBatch::accounts`]).
+    fn audit_account(
+        &self,
+        user: &UserId,
+        from: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError>;
 }
 
 /// One append to the audit log ([`Store::append_audit`]).
@@ -549,6 +559,8 @@ pub struct AuditBatch {
     pub dequeued: Option<u64>,
     /// A checkpoint signed over the log with these entries.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// The entries of this batch that an account must be shown, by number.
+    pub accounts: Vec<(UserId, u64)>,
 }
 
 /// A signed checkpoint as stored.

@@ -373,6 +373,16 @@ impl Store for SqliteStore {
         audit::checkpoints(&self.reader())
     }
 
+    fn audit_account(
+        &self,
+        user: &UserId,
+        from: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        audit::account(&self.reader(), user, from, below, limit)
+    }
+
     fn create_token(
         &self,
         token_hash: [u8; 32],

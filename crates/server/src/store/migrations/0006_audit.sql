@@ -36,3 +36,11 @@ CREATE TABLE audit_queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     bytes BLOB NOT NULL
 ) STRICT;
+
+-- The entries each account must be shown (valise_proto::audit::Entry::shown_to:
+-- the administrator's actions on it), for GET /v1/audit/account.
+CREATE TABLE audit_account (
+    user TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (user, idx)
+) STRICT, WITHOUT ROWID;

@@ -5,6 +5,7 @@
 use super::{to_i64, to_u64};
 use crate::store::{AuditBatch, StoreError};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use valise_proto::UserId;
 use valise_proto::tlog::{HASH_LEN, Hash, Subtree};
 
 const SIZE: &str = "SELECT MAX(idx) FROM audit_entries";
@@ -19,6 +20,9 @@ const LATEST_CHECKPOINT: &str =
 const QUEUE: &str = "INSERT INTO audit_queue (bytes) VALUES (?1)";
 const QUEUED: &str = "SELECT id, bytes FROM audit_queue WHERE id > 0 ORDER BY id LIMIT ?1";
 const DEQUEUE: &str = "DELETE FROM audit_queue WHERE id <= ?1";
+const APPEND_ACCOUNT: &str = "INSERT INTO audit_account (user, idx) VALUES (?1, ?2)";
+const ACCOUNT: &str = "SELECT idx FROM audit_account WHERE user = ?1 AND idx >= ?2 AND idx < ?3 \
+     ORDER BY idx LIMIT ?4";
 
 /// Every statement of the audit writer and of the public routes.
 #[cfg(test)]
@@ -33,6 +37,8 @@ pub(super) const HOT_PATH: &[(&str, &str)] = &[
     ("AUDIT_QUEUE", QUEUE),
     ("AUDIT_QUEUED", QUEUED),
     ("AUDIT_DEQUEUE", DEQUEUE),
+    ("AUDIT_APPEND_ACCOUNT", APPEND_ACCOUNT),
+    ("AUDIT_ACCOUNT", ACCOUNT),
 ];
 
 pub(super) fn size(conn: &Connection) -> Result<u64, StoreError> {
@@ -55,6 +61,10 @@ pub(super) fn append(tx: &Transaction<'_>, batch: &AuditBatch) -> Result<(), Sto
     let mut stmt = tx.prepare_cached(APPEND_NODE)?;
     for (node, hash) in &batch.nodes {
         stmt.execute(params![node.level, to_i64(node.index)?, hash.as_slice()])?;
+    }
+    let mut stmt = tx.prepare_cached(APPEND_ACCOUNT)?;
+    for (user, i) in &batch.accounts {
+        stmt.execute(params![user.as_str(), to_i64(*i)?])?;
     }
     if let Some(up_to) = batch.dequeued {
         tx.prepare_cached(DEQUEUE)?.execute([to_i64(up_to)?])?;
@@ -128,4 +138,24 @@ pub(super) fn queued(conn: &Connection, limit: usize) -> Result<Vec<(u64, Vec<u8
         Ok((to_u64(id)?, bytes))
     })
     .collect()
+}
+
+pub(super) fn account(
+    conn: &Connection,
+    user: &UserId,
+    from: u64,
+    below: u64,
+    limit: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = conn.prepare_cached(ACCOUNT)?;
+    let rows = stmt.query_map(
+        params![
+            user.as_str(),
+            to_i64(from)?,
+            to_i64(below)?,
+            to_i64(limit as u64)?
+        ],
+        |r| r.get::<_, i64>(0),
+    )?;
+    rows.map(|i| to_u64(i?)).collect()
 }
