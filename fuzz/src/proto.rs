@@ -32,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "inbox_page",
     "letters",
     "ids",
+    "checkpoint",
 ];
 
 /// Targets whose checks need valise-directory (`directory.rs`): valise-proto
@@ -48,6 +49,7 @@ pub fn run(name: &str, data: &[u8]) -> Option<usize> {
         "inbox_page" => inbox_page(data),
         "letters" => letters(data),
         "ids" => ids(data),
+        "checkpoint" => checkpoint(data),
         _ => return None,
     })
 }
@@ -189,6 +191,46 @@ pub fn ids(data: &[u8]) -> usize {
     accepted += hex::<ConversationId>(s, ConversationId::parse, ConversationId::to_string);
     accepted += hex::<MessageId>(s, MessageId::parse, MessageId::to_string);
     accepted += hex::<ThreadId>(s, ThreadId::parse, ThreadId::to_string);
+    accepted
+}
+
+/// The audit log's outside text (issue 10): a signed checkpoint note as
+/// `GET /v1/audit/checkpoint` serves it, its checkpoint body, and an audit
+/// entry as `GET /v1/audit/entries` serves it. What parses prints back to
+/// the same bytes (one spelling each); a note signed by anyone but the
+/// fuzz key never verifies.
+pub fn checkpoint(data: &[u8]) -> usize {
+    use valise_proto::audit::Entry;
+    use valise_proto::tlog::{Checkpoint, CheckpointSigner, SignedCheckpoint};
+    let mut accepted = 0;
+    if let Ok(entry) = Entry::decode(data) {
+        assert_eq!(entry.encode(), data, "entries have one spelling");
+        accepted += 1;
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return accepted;
+    };
+    if let Ok(c) = Checkpoint::parse(text) {
+        assert_eq!(c.to_text(), text, "checkpoints have one spelling");
+        accepted += 1;
+    }
+    if let Ok(signed) = SignedCheckpoint::parse(text) {
+        let claimed = signed.claimed().clone();
+        // Re-signed by a key of the same origin, it verifies and reads the same.
+        let key = CheckpointSigner::from_seed(claimed.origin(), &[9; 32])
+            .expect("a parsed origin is a key name");
+        let again = key.sign(claimed.size(), *claimed.root()).expect("signs");
+        let reparsed = SignedCheckpoint::parse(again.note()).expect("a signed note parses");
+        assert_eq!(reparsed.claimed(), &claimed);
+        assert!(reparsed.verify(key.public_key()).is_ok());
+        // The seeds are signed by the fuzz key [7; 32]: a mutation that still
+        // verifies must say what the seed said.
+        let fuzz_key = CheckpointSigner::from_seed(claimed.origin(), &[7; 32]).expect("key");
+        if let Ok(v) = signed.verify(fuzz_key.public_key()) {
+            assert_eq!(v.checkpoint(), &claimed);
+        }
+        accepted += 1;
+    }
     accepted
 }
 

@@ -165,6 +165,28 @@ pub enum Command {
         #[arg(long)]
         directory_key: Option<String>,
     },
+    /// Audit a server's audit log (no enrolment needed): check the signed
+    /// checkpoint and that the log only grew since the last run (a
+    /// consistency proof); non-zero exit on a fork, a shrink or a bad
+    /// signature. The state is written only after success.
+    AuditLog {
+        /// The server, e.g. https://127.0.0.1:8443
+        server: String,
+        /// Where the auditor keeps the last verified checkpoint between runs.
+        #[arg(long)]
+        state: PathBuf,
+        /// The server's CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The audit key (hex, `valised init` prints it); without it the
+        /// key is trusted on first use and pinned in the state file.
+        #[arg(long)]
+        key: Option<String>,
+        /// Also fetch every new entry and check that they hash to the
+        /// signed root (finds edited entries the proofs alone do not show).
+        #[arg(long)]
+        entries: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,9 @@ use args::{Cli, Command, ConversationCmd, DevicesCmd};
 use clap::Parser;
 use output::Output;
 use std::path::Path;
-use valise_client::{AuditState, Client, Draft, Enrollment, Passphrase, audit_directory};
+use valise_client::{
+    AuditLogState, AuditState, Client, Draft, Enrollment, Passphrase, audit_directory,
+};
 use zeroize::Zeroizing;
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +141,13 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             ca,
             directory_key,
         } => audit(server, state, ca, directory_key.as_deref(), &out).await?,
+        Command::AuditLog {
+            server,
+            state,
+            ca,
+            key,
+            entries,
+        } => audit_log(server, state, ca, key.as_deref(), *entries, &out).await?,
         Command::Devices { command } => {
             let mut client = open(cli)?;
             match command.as_ref().unwrap_or(&DevicesCmd::List) {
@@ -206,6 +215,32 @@ async fn audit(
     std::fs::write(state_file, serde_json::to_string_pretty(&state)?)
         .with_context(|| format!("cannot write {}", state_file.display()))?;
     out.audited(&report);
+    Ok(())
+}
+
+async fn audit_log(
+    server: &str,
+    state_file: &Path,
+    ca: &Path,
+    key: Option<&str>,
+    walk: bool,
+    out: &Output,
+) -> Result<()> {
+    let ca_pem = std::fs::read_to_string(ca)
+        .with_context(|| format!("cannot read CA file {}", ca.display()))?;
+    let state: Option<AuditLogState> = match std::fs::read_to_string(state_file) {
+        Ok(text) => Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an audit-log state", state_file.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", state_file.display())),
+    };
+    let (state, report) =
+        valise_client::audit_log(server, &ca_pem, state.as_ref(), key, walk).await?;
+    std::fs::write(state_file, serde_json::to_string_pretty(&state)?)
+        .with_context(|| format!("cannot write {}", state_file.display()))?;
+    out.audit_logged(&report);
     Ok(())
 }
 

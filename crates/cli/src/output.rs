@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    Alert, AuditReport, ClientError, ConversationDetail, ConversationView, DeviceView, HeldLetter,
-    LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
+    Alert, AuditLogReport, AuditReport, ClientError, ConversationDetail, ConversationView,
+    DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
@@ -178,6 +178,25 @@ impl Output {
                 r.to_epoch, r.proofs_checked
             ),
             None => format!("first audit: root of epoch {} recorded", r.to_epoch),
+        });
+    }
+
+    pub fn audit_logged(&self, r: &AuditLogReport) {
+        self.emit(r, || {
+            let walked = match r.entries_checked {
+                0 => String::new(),
+                n => format!(", {n} new entries hash to the signed root"),
+            };
+            match r.from_size {
+                Some(from) => format!(
+                    "audit log {} consistent: {from} → {} entries, only appended{walked}",
+                    r.origin, r.to_size
+                ),
+                None => format!(
+                    "first audit of {}: checkpoint of {} entries recorded{walked}",
+                    r.origin, r.to_size
+                ),
+            }
         });
     }
 

@@ -50,6 +50,14 @@ pub enum AlertKind {
     /// restored from an older copy of its data (a backup). The device read
     /// its inbox again; letters sent since that copy may be lost to others.
     ServerRestored,
+    /// The administrator acted on this account (an invite, a revocation, an
+    /// identity reset): the audit entry, proven in a checkpoint signed by
+    /// the audit key pinned at enrolment, is the evidence.
+    AdminAction,
+    /// The server's audit log, as shown to this device, fails: a checkpoint
+    /// not signed by the pinned key, one that does not extend the last one
+    /// seen (a rollback or a fork), or an entry not in it.
+    AuditConflict,
 }
 
 impl AlertKind {
@@ -69,6 +77,8 @@ impl AlertKind {
             Self::DeviceRevoked => "device_revoked",
             Self::DeviceCloned => "device_cloned",
             Self::ServerRestored => "server_restored",
+            Self::AdminAction => "admin_action",
+            Self::AuditConflict => "audit_conflict",
         }
     }
 }

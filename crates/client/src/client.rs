@@ -134,6 +134,14 @@ impl Client {
         engine
             .home
             .set_key_packages_until(key_packages.until, Some(key_packages.until))?;
+        if let Some(audit) = &resp.audit {
+            let key = hex::decode(&audit.key)
+                .map_err(|_| ClientError::Protocol("the audit key is not hex".into()))?;
+            // What the log holds from before now is about this enrolment.
+            engine
+                .home
+                .pin_audit(&audit.origin, &key, engine.now_ms())?;
+        }
         let mut client = Self::new(engine, api, resp.domain);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.

@@ -63,6 +63,9 @@ pub enum ClientError {
     /// Evidence that another copy of this device is in use.
     #[error("{0}: another copy of this device is in use (a stolen copy of its home?)")]
     Cloned(String),
+    /// A server's audit log failed verification (`valise audit-log`).
+    #[error("audit log: {detail}")]
+    AuditLog { code: &'static str, detail: String },
 }
 
 impl ClientError {
@@ -91,6 +94,7 @@ impl ClientError {
             Self::DevicePending => "device_pending",
             Self::Cloned(_) => "device_cloned",
             Self::Replayed(_) => "replayed",
+            Self::AuditLog { code, .. } => code,
         }
     }
 

@@ -245,6 +245,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_held_letters.sql"),
     include_str!("migrations/0009_inbox_cursor.sql"),
     include_str!("migrations/0010_resend_due.sql"),
+    include_str!("migrations/0011_audit_key.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

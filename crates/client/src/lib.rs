@@ -12,9 +12,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admin_actions;
 mod alert;
 mod api;
 mod audit;
+mod audit_log;
 mod client;
 mod clock;
 mod conversation;
@@ -34,6 +36,7 @@ mod transparency;
 
 pub use alert::{Alert, AlertKind};
 pub use audit::{AuditReport, AuditState, audit_directory};
+pub use audit_log::{AuditLogReport, AuditLogState, audit_log};
 pub use client::{Client, Enrollment};
 pub use clock::Clock;
 pub use devices::DeviceView;

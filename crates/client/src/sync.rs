@@ -46,6 +46,9 @@ pub struct SyncReport {
     pub rejected: usize,
     /// Devices newly seen in this user's directory entry (each an alert).
     pub new_devices: usize,
+    /// The administrator's actions on this account newly logged (each an
+    /// `admin_action` alert).
+    pub admin_actions: usize,
     /// Own devices added to conversations.
     pub devices_added: usize,
     /// Revoked devices removed from conversations.
@@ -104,6 +107,7 @@ impl Client {
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             report.new_devices = self.check_own_history(false).await?;
+            report.admin_actions = self.check_admin_actions().await?;
             let (added, removed) = self.refresh_own_conversations().await?;
             report.devices_added = added;
             report.devices_removed = removed;

@@ -54,6 +54,10 @@ pub struct EnrollResponse {
     pub directory_key: Bytes,
     /// The signed root of the epoch that published this device.
     pub root: Bytes,
+    /// The audit log's key, which the device pins to check the admin
+    /// actions on its account it is shown (absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditKeyInfo>,
 }
 
 /// The newest signed root of the key directory (`SignedRoot::to_bytes`).
@@ -75,6 +79,57 @@ pub struct DirectoryAudit {
     pub from: Bytes,
     pub to: Bytes,
     pub proof: Bytes,
+}
+
+/// `GET /v1/audit/key`: the audit log's origin (its key name) and the
+/// Ed25519 key that signs its checkpoints, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditKeyInfo {
+    pub origin: String,
+    pub key: String,
+}
+
+/// `GET /v1/audit/consistency` and `/v1/audit/inclusion`: the proof's
+/// hashes (32 bytes each, base64), in RFC 9162 order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditProof {
+    pub proof: Vec<Bytes>,
+}
+
+/// `GET /v1/audit/entries`: consecutive entries from `start`, each the
+/// exact bytes that are hashed into the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntries {
+    pub start: u64,
+    pub entries: Vec<Bytes>,
+}
+
+/// `GET /v1/audit/account`: the administrator's actions on the caller's
+/// account from a position on, each proven in the newest checkpoint, and
+/// that checkpoint's consistency with the one the device saw before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountAudit {
+    /// The newest signed checkpoint (signed note).
+    pub checkpoint: String,
+    /// Consistency proof from the size the device gave (`since`).
+    pub consistency: Vec<Bytes>,
+    /// Entries up to the checkpoint's size, oldest first.
+    pub entries: Vec<ProvenEntry>,
+    /// More entries wait past the last one here.
+    pub more: bool,
+}
+
+/// One audit entry with its inclusion proof in [`AccountAudit::checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenEntry {
+    pub index: u64,
+    pub entry: Bytes,
+    pub proof: Vec<Bytes>,
 }
 
 /// Ask for a challenge to sign with the device key.

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod bytes;
 pub mod id;
 pub mod letter;
 pub mod problem;
+pub mod tlog;
 pub mod wire;
 
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
@@ -48,4 +50,6 @@ pub mod limits {
     /// server refuses a wider one, whose proof work anyone could ask for,
     /// and a client asks for longer stretches in chunks.
     pub const MAX_AUDIT_SPAN: u64 = 1000;
+    /// Most audit log entries served in one page (`GET /v1/audit/entries`).
+    pub const MAX_AUDIT_ENTRIES_PAGE: usize = 1000;
 }

@@ -230,14 +230,45 @@ fn write_seeds() {
         bytes,
     )
     .unwrap();
-    for (path, bytes) in delivery_seeds() {
+    for (path, bytes) in delivery_seeds().into_iter().chain(checkpoint_seeds()) {
         std::fs::write(fuzz_dir().join("seeds").join(path), bytes).unwrap();
     }
 }
 
+/// The audit log's seeds: a checkpoint signed by the fuzz key (see
+/// `checks::checkpoint`), its body alone, an entry, and a note whose
+/// signature line lost its em dash.
+fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use valise_proto::audit::{Action, Actor, Detail, Entry, Subject};
+    use valise_proto::tlog::CheckpointSigner;
+    let signer = CheckpointSigner::from_seed("mfa.example/valise-audit", &[7; 32]).unwrap();
+    let signed = signer.sign(5, [3; 32]).unwrap().note().to_owned();
+    let body = signed.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    let entry = Entry {
+        index: 4,
+        time_ms: 1_700_000_000_000,
+        actor: Actor::Device(DeviceAddress::parse("alice@mfa.example/0011223344556677").unwrap()),
+        action: Action::DeviceRevoked,
+        subject: Some(Subject::Device(
+            DeviceAddress::parse("alice@mfa.example/8899aabbccddeeff").unwrap(),
+        )),
+        from: Some("192.0.2.7".parse().unwrap()),
+        details: [("count".to_owned(), Detail::Count(1))].into(),
+    };
+    vec![
+        ("checkpoint/signed.note", signed.clone().into_bytes()),
+        ("checkpoint/body.txt", body.into_bytes()),
+        ("checkpoint/entry.json", entry.encode()),
+        (
+            "checkpoint/bad-no-dash.note",
+            signed.replace('\u{2014}', "-").into_bytes(),
+        ),
+    ]
+}
+
 #[test]
 fn delivery_seeds_are_what_the_encoders_write() {
-    for (path, bytes) in delivery_seeds() {
+    for (path, bytes) in delivery_seeds().into_iter().chain(checkpoint_seeds()) {
         let stored = std::fs::read(fuzz_dir().join("seeds").join(path)).unwrap();
         assert_eq!(stored, bytes, "{path} (run write_seeds)");
     }

@@ -30,6 +30,26 @@ impl ClientAddr {
     }
 }
 
+/// A handler takes `Option<ClientAddr>` to learn who called (for the
+/// audit log); the server puts it in every request's extensions.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<ClientAddr>().copied())
+    }
+}
+
+impl ClientAddr {
+    /// The address (for IPv6, its /64 prefix), as the audit log records it.
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
 impl std::fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {

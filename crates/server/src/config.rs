@@ -134,6 +134,10 @@ pub struct RunSettings {
     /// with `storage_full`, and nobody else's.
     #[arg(long)]
     pub account_quota_mib: Option<u64>,
+    /// Seconds between two signed checkpoints of the audit log (one is
+    /// signed only if the log grew, and always when the server stops).
+    #[arg(long)]
+    pub checkpoint_interval_secs: Option<u64>,
 }
 
 /// `valised run`'s settings with every default applied and checked.
@@ -151,6 +155,7 @@ pub struct RunConfig {
     pub connections: ConnectionLimits,
     pub directory_interval: Duration,
     pub account_quota_mib: u64,
+    pub checkpoint_interval: Duration,
 }
 
 impl RunSettings {
@@ -210,6 +215,9 @@ impl RunSettings {
             idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
             directory_interval_ms: self.directory_interval_ms.or(file.directory_interval_ms),
             account_quota_mib: self.account_quota_mib.or(file.account_quota_mib),
+            checkpoint_interval_secs: self
+                .checkpoint_interval_secs
+                .or(file.checkpoint_interval_secs),
         }
     }
 
@@ -231,6 +239,7 @@ impl RunSettings {
             idle_timeout_secs: Some(conns.idle_timeout.as_secs()),
             directory_interval_ms: Some(crate::directory::DEFAULT_INTERVAL_MS),
             account_quota_mib: Some(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
+            checkpoint_interval_secs: Some(crate::audit::DEFAULT_CHECKPOINT_INTERVAL.as_secs()),
             ..Self::default()
         }
     }
@@ -299,6 +308,10 @@ impl RunSettings {
             },
             directory_interval: Duration::from_millis(s.directory_interval_ms.unwrap_or_default()),
             account_quota_mib: s.account_quota_mib.unwrap_or_default(),
+            checkpoint_interval: Duration::from_secs(at_least_one(
+                "checkpoint_interval_secs",
+                s.checkpoint_interval_secs,
+            )?),
         })
     }
 }

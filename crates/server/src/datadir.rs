@@ -9,11 +9,14 @@
 //! D/keys/directory-root.key   the seed of the Ed25519 key that signs the key directory's
 //!                             roots: 64 hex digits and a newline, mode 0600
 //! D/keys/directory-vrf.key    the key directory's VRF secret, the same way
+//! D/keys/audit.key            the seed of the Ed25519 key that signs the audit log's
+//!                             checkpoints, the same way (made on the first run of a data
+//!                             directory older than the audit log)
 //! D/tls/ca.pem ca.key cert.pem key.pem
 //! ```
 //!
-//! The directory keys are files, not rows, so that a copy of the database
-//! (or a backup of it) cannot sign roots. A data directory initialised
+//! The directory and audit keys are files, not rows, so that a copy of the
+//! database (or a backup of it) cannot sign roots or checkpoints. A data directory initialised
 //! before they left the database has them in its `directory_secrets` table:
 //! the first `valised run` or `admin` moves them to the files, then deletes
 //! them from the database with their pages overwritten.
@@ -26,6 +29,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use valise_directory::{ROOT_SECRET_NAME, VRF_SECRET_NAME};
+use valise_proto::tlog::CheckpointSigner;
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,9 @@ pub struct InitKeys {
     /// The key that signs the key directory's roots (Ed25519, hex): clients
     /// pin it.
     pub directory_key: String,
+    /// The key that signs the audit log's checkpoints (Ed25519, hex):
+    /// auditors pin it.
+    pub audit_key: String,
 }
 
 /// What `config.json` holds.
@@ -123,6 +130,10 @@ impl DataDir {
 
     pub fn directory_vrf_key_path(&self) -> PathBuf {
         self.root.join("keys").join("directory-vrf.key")
+    }
+
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.root.join("keys").join("audit.key")
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -196,6 +207,7 @@ impl DataDir {
         write_file(&self.key_path(), tls.key_pem.as_bytes(), 0o600)?;
         let keys = DirectoryKeys::generate()?;
         self.write_directory_keys(&keys)?;
+        let audit = self.audit_signer(domain)?;
         drop(self.open_store()?);
         let directory_key = crate::directory::initialise(&self.db_path(), &keys)?;
         let config = Config {
@@ -208,7 +220,23 @@ impl DataDir {
         Ok(InitKeys {
             server_key: hex::encode(signing.public_key_raw()),
             directory_key: directory_key.to_string(),
+            audit_key: audit.public_key().hex(),
         })
+    }
+
+    /// The audit log's checkpoint signer for `domain`'s log, from its key
+    /// file; made there first if missing (a data directory initialised
+    /// before the audit log).
+    pub fn audit_signer(&self, domain: &str) -> Result<CheckpointSigner, DataDirError> {
+        let path = self.audit_key_path();
+        if !path.exists() {
+            let mut seed = Zeroizing::new([0u8; SECRET_LEN]);
+            crate::invite::fill_random(seed.as_mut())?;
+            write_key(&path, &seed)?;
+            tracing::info!(path = %path.display(), "audit key created");
+        }
+        CheckpointSigner::from_seed(&crate::audit::origin(domain), &*read_key(&path)?)
+            .map_err(|e| DataDirError::BadKeyFile(format!("{}: {e}", path.display())))
     }
 
     /// The key directory's keys, from their files. Keys an older version

@@ -59,7 +59,7 @@ impl ServerInfo {
         let keys = vec![
             PublicKey {
                 name: "server",
-                purpose: "the server's identity (audit checkpoints, federation)",
+                purpose: "the server's identity (federation)",
                 algorithm: "Ed25519",
                 hex: server_public_key(dir)?,
             },
@@ -74,6 +74,13 @@ impl ServerInfo {
                 purpose: "the key directory's VRF, which hides user ids; proofs verify under it",
                 algorithm: "ECVRF-EDWARDS25519-SHA512-TAI",
                 hex: hex::encode(directory.vrf().public_key()?),
+            },
+            PublicKey {
+                name: "audit",
+                purpose: "signs the audit log's checkpoints (note key name: the origin line, \
+                          `<domain>/valise-audit`); auditors pin it (`valise audit-log --key`)",
+                algorithm: "Ed25519",
+                hex: dir.audit_signer(&domain)?.public_key().hex(),
             },
         ];
         Ok(Self {

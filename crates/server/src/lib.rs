@@ -5,6 +5,7 @@
 
 #[cfg(feature = "adversary")]
 pub mod adversary;
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod backup;

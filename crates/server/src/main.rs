@@ -5,7 +5,10 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use valise_proto::audit::{Action, Actor};
+use valise_proto::tlog::AuditKey;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
+use valise_server::audit::Event;
 use valise_server::background::Background;
 use valise_server::config::{ConfigError, DEFAULT_LOG_LEVEL, RunConfig, RunSettings};
 use valise_server::datadir::{DataDir, DataDirError};
@@ -55,6 +58,28 @@ packaging/valised.toml lists every key."
         data: PathBuf,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The audit log (issue 10).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the whole audit log offline: entries contiguous and in place,
+    /// every checkpoint signed over the tree at its size, none past the
+    /// last entry. Exits 1 with one line on the first fault.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        /// The audit public key (hex) to trust, instead of the key file's.
+        #[arg(long)]
+        key: Option<String>,
+        /// One JSON object on stdout, success or not.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -111,6 +136,8 @@ enum CliError {
     Random(#[from] invite::RandomError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("audit log: {0}")]
+    Audit(valise_server::audit::VerifyError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -164,6 +191,11 @@ fn init(data: &Path, domain: &str) -> Result<(), CliError> {
     println!("initialised {} for {domain}", data.display());
     println!("server signing key (Ed25519, public): {}", keys.server_key);
     println!("directory key (Ed25519, public): {}", keys.directory_key);
+    println!(
+        "audit key (Ed25519, public): {} {}",
+        valise_server::audit::origin(domain),
+        keys.audit_key
+    );
     println!("TLS CA certificate: {}", dir.ca_path().display());
     Ok(())
 }
@@ -183,7 +215,15 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
             reset,
         } => {
             let user = parse_user(&user)?;
-            println!("{}", create_invite(&store, &user, ttl_hours, reset)?);
+            let code = create_invite(&store, &user, ttl_hours, reset)?;
+            audit_admin(
+                &store,
+                Event::new(Actor::Admin, Action::InviteIssued)
+                    .on_user(&user)
+                    .count("reset", u64::from(reset))
+                    .count("ttl_hours", u64::from(ttl_hours)),
+            )?;
+            println!("{code}");
         }
         AdminCommand::Revoke { user, device } => {
             let device = DeviceAddress::new(
@@ -202,13 +242,21 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
                     StoreError::Changed(why) => CliError::Usage(why),
                     e => e.into(),
                 })?;
+            audit_admin(
+                &store,
+                Event::new(Actor::Admin, Action::DeviceRevoked).on_device(&device),
+            )?;
             tracing::info!(%device, "device revoked by the administrator");
             println!(
                 "revoked {device}; the running server refuses it and publishes the revocation"
             );
         }
-        AdminCommand::Users { json } => print_users(&store.list_users()?, json),
+        AdminCommand::Users { json } => {
+            audit_admin(&store, admin_command("users"))?;
+            print_users(&store.list_users()?, json)
+        }
         AdminCommand::Info { json } => {
+            audit_admin(&store, admin_command("info"))?;
             let info = ServerInfo::read(&dir)?;
             if json {
                 let v = serde_json::to_value(&info)
@@ -219,6 +267,7 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
             }
         }
         AdminCommand::Backup { out } => {
+            audit_admin(&store, admin_command("backup"))?;
             drop(store);
             let bytes = valise_server::backup::backup(&dir, &out)?;
             println!(
@@ -234,6 +283,59 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// An administrator's command that changes nothing but is on record.
+fn admin_command(name: &str) -> Event {
+    Event::new(Actor::Admin, Action::AdminCommand).text("command", name)
+}
+
+/// Queues an administrator's action for the audit log (the running
+/// server, or the next one to start, appends it).
+fn audit_admin(store: &dyn Store, event: Event) -> Result<(), CliError> {
+    store.queue_audit(&event.entry(0, now_ms()).encode())?;
+    Ok(())
+}
+
+/// `valised audit verify`: prints one line (or one JSON object); exits 1
+/// on the first fault found.
+fn audit_verify(data: &Path, key: Option<String>, json: bool) -> Result<(), CliError> {
+    let dir = DataDir::new(data);
+    let config = dir.config()?;
+    let origin = valise_server::audit::origin(&config.domain);
+    let key = match key {
+        Some(hex_key) => {
+            let mut public = [0u8; 32];
+            hex::decode_to_slice(hex_key.trim(), &mut public).map_err(|_| {
+                CliError::Usage(format!("--key {hex_key:?}: expected 64 hex digits"))
+            })?;
+            AuditKey::new(&origin, &public).map_err(|e| CliError::Usage(e.to_string()))?
+        }
+        None => dir.audit_signer(&config.domain)?.public_key().clone(),
+    };
+    let store = dir.open_store()?;
+    match valise_server::audit::verify_offline(&store, &key) {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "verified": v}));
+            } else {
+                println!(
+                    "audit log verified: {} entries, {} checkpoints (newest at size {}), root {}",
+                    v.entries, v.checkpoints, v.newest_checkpoint, v.root
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "code": e.code(), "error": e.to_string()})
+                );
+            }
+            Err(CliError::Audit(e))
+        }
+    }
 }
 
 fn print_users(users: &[UserRecord], json: bool) {
@@ -324,6 +426,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         connections,
         directory_interval,
         account_quota_mib,
+        checkpoint_interval,
         log_level: _,
         log_file: _,
     } = config;
@@ -354,6 +457,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
     let store: Arc<dyn Store> = sqlite.clone();
     store.set_account_quota(account_quota_mib.saturating_mul(1 << 20));
     let keys = Arc::new(dir.directory_keys()?);
+    let audit_signer = Arc::new(dir.audit_signer(&config.domain)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -373,9 +477,23 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         tracing::info!(key = %directory.directory_key(), "key directory open");
         valise_server::housekeeping::start(store.clone(), &background);
         valise_server::housekeeping::start_collector(store.clone(), &background);
-        let state = AppState::new(store, &config.domain, Arc::new(directory), &background)
-            .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
-            .with_limits(limits);
+        tracing::info!(key = %audit_signer.public_key().hex(), origin = %audit_signer.public_key().name(), "audit log open");
+        let audit_key = audit_signer.public_key().clone();
+        let evidence = valise_server::audit::start(
+            store.clone(),
+            audit_signer,
+            checkpoint_interval,
+            &background,
+        )?;
+        let state = AppState::new(
+            store,
+            &config.domain,
+            Arc::new(directory),
+            (evidence, audit_key),
+            &background,
+        )
+        .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
+        .with_limits(limits);
         if let Some(at) = metrics_listen {
             let listener = tokio::net::TcpListener::bind(at)
                 .await
@@ -469,6 +587,12 @@ fn main_inner(cli: Cli) -> Result<(), CliError> {
         Command::Admin { data, command } => {
             init_logging(level, None)?;
             admin(&data, command)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { data, key, json },
+        } => {
+            init_logging(level, None)?;
+            audit_verify(&data, key, json)
         }
     }
 }

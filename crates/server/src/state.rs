@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::audit::Evidence;
 use crate::auth::{Challenges, Sessions};
 use crate::background::Background;
 use crate::delivery::{Delivery, Wakeups};
@@ -12,6 +13,7 @@ use openmls_libcrux_crypto::CryptoProvider;
 use std::sync::Arc;
 use tokio::sync::watch;
 use valise_mls::Policy;
+use valise_proto::tlog::AuditKey;
 
 /// Shared, cheaply cloned state of the API.
 #[derive(Clone)]
@@ -32,6 +34,10 @@ pub struct AppState {
     pub directory: Arc<DirectoryService>,
     /// What `/metrics` shows; counted whether or not it is served.
     pub metrics: Arc<Metrics>,
+    /// Where handlers record what they did (the audit log's writer).
+    pub evidence: Evidence,
+    /// The audit log's public key, served to auditors.
+    pub audit_key: Arc<AuditKey>,
     /// The malicious server's switches (test builds only).
     #[cfg(feature = "adversary")]
     pub adversary: Arc<crate::adversary::Adversary>,
@@ -50,6 +56,7 @@ impl AppState {
         store: Arc<dyn Store>,
         domain: &str,
         directory: Arc<DirectoryService>,
+        (evidence, audit_key): (Evidence, AuditKey),
         background: &Background,
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
@@ -69,6 +76,8 @@ impl AppState {
             wakeups,
             directory,
             metrics: Arc::default(),
+            evidence,
+            audit_key: Arc::new(audit_key),
             #[cfg(feature = "adversary")]
             adversary: Arc::default(),
             #[cfg(feature = "adversary")]

@@ -130,6 +130,18 @@ impl Server {
         );
     }
 
+    /// A graceful stop (SIGTERM): requests in flight finish, and the audit
+    /// log gets its last entries, `server_stopped` and a checkpoint.
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "valised did not stop cleanly: {status}");
+    }
+
     /// Starts the server again on the same data directory and port (after
     /// [`Server::kill9`]) and returns once it listens. Retries briefly if the
     /// port is not free yet.
@@ -514,6 +526,16 @@ impl Server {
     pub fn pending(&self, device: &Device) -> Vec<Value> {
         let listing = self.hook("inbox", serde_json::json!({ "device": device.address() }));
         listing["entries"].as_array().unwrap().clone()
+    }
+
+    /// The audit key `valised init` printed (hex).
+    pub fn audit_key(&self) -> String {
+        self.init_output
+            .lines()
+            .find(|l| l.starts_with("audit key"))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no audit key in: {}", self.init_output))
+            .to_owned()
     }
 
     /// The directory key `valised init` printed (the 64-hex-digit word on

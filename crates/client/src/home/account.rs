@@ -17,6 +17,20 @@ pub struct Account {
     pub domain: String,
 }
 
+/// The server's audit log as this device follows it (issue 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPin {
+    /// The log's origin (key name) and Ed25519 key, pinned at enrolment.
+    pub origin: String,
+    pub key: Vec<u8>,
+    /// Entries older than this are about the device's own enrolment.
+    pub since_ms: i64,
+    /// The newest checkpoint verified (signed note).
+    pub checkpoint: Option<String>,
+    /// The next entry number to ask for.
+    pub next: u64,
+}
+
 /// The account table holds one row (`CHECK (id = 1)`).
 pub(super) const INBOX_CURSOR: &str = "SELECT inbox_cursor FROM account";
 pub(super) const SET_INBOX_CURSOR: &str = "UPDATE account SET inbox_cursor = ?1";
@@ -102,6 +116,45 @@ impl Home {
         self.conn
             .prepare_cached("UPDATE account SET resend_due = 0")?
             .execute([])?;
+        Ok(())
+    }
+
+    /// The pinned audit log, if the server gave its key at enrolment.
+    pub fn audit_pin(&self) -> Result<Option<AuditPin>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT audit_origin, audit_key, audit_since_ms, audit_checkpoint, audit_next
+                 FROM account WHERE audit_key IS NOT NULL",
+                [],
+                |r| {
+                    Ok(AuditPin {
+                        origin: r.get(0)?,
+                        key: r.get(1)?,
+                        since_ms: r.get(2)?,
+                        checkpoint: r.get(3)?,
+                        next: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Pins the audit key (at enrolment, at `since_ms`).
+    pub fn pin_audit(&self, origin: &str, key: &[u8], since_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET audit_origin = ?1, audit_key = ?2, audit_since_ms = ?3",
+            params![origin, key, since_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Records the newest checkpoint verified and the next entry to ask for.
+    pub fn set_audit_progress(&self, checkpoint: &str, next: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET audit_checkpoint = ?1, audit_next = ?2",
+            params![checkpoint, next as i64],
+        )?;
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 use super::blocking;
+use crate::audit::Event;
 use crate::auth::{CHALLENGE_TTL, TOKEN_TTL, new_token};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
@@ -11,6 +13,7 @@ use valise_proto::DeviceAddress;
 use valise_proto::api::{
     ChallengeRequest, ChallengeResponse, TokenRequest, TokenResponse, auth_signed_content,
 };
+use valise_proto::audit::{Action, Actor};
 
 /// The device that may log in: enrolled and not revoked. An unknown device
 /// gets the same 401 as a bad signature, so that the endpoints do not list
@@ -23,18 +26,40 @@ fn may_log_in(device: Option<DeviceRecord>) -> Result<DeviceRecord, ApiError> {
     }
 }
 
+/// A failed login, for the audit log: by whoever is at `client`, against
+/// `device` (which may not exist).
+fn failed(
+    state: &AppState,
+    device: &DeviceAddress,
+    client: Option<ClientAddr>,
+    stage: &str,
+    e: &ApiError,
+) {
+    state.evidence.emit(
+        Event::new(Actor::Anonymous, Action::AuthFailed)
+            .on_device(device)
+            .from(client)
+            .text("stage", stage)
+            .refused(e),
+    );
+}
+
 /// # POST /v1/auth/challenge
 ///
 /// Hands out a single-use challenge for an enrolled device that is not
 /// revoked (pending devices log in too: they sync and wait).
 pub async fn challenge(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     Json(req): Json<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let device = DeviceAddress::new(req.user, req.device);
     let store = state.store.clone();
     let d = device.clone();
-    blocking(move || may_log_in(store.device(&d)?)).await?;
+    if let Err(e) = blocking(move || may_log_in(store.device(&d)?)).await {
+        failed(&state, &device, client, "challenge", &e);
+        return Err(e);
+    }
     let challenge = state.challenges.issue(device)?;
     Ok(Json(ChallengeResponse {
         challenge: challenge.to_vec().into(),
@@ -48,14 +73,19 @@ pub async fn challenge(
 /// domain and device, so it cannot be replayed to another server or device.
 pub async fn token(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let device = DeviceAddress::new(req.user, req.device);
     if !state.challenges.take(req.challenge.as_slice(), &device) {
-        return Err(ApiError::unauthorized());
+        let e = ApiError::unauthorized();
+        failed(&state, &device, client, "token", &e);
+        return Err(e);
     }
     let st = state.clone();
+    let d = device.clone();
     let token = blocking(move || {
+        let device = d;
         let key = may_log_in(st.store.device(&device)?)?.signature_key;
         let payload = auth_signed_content(&st.domain, &device, req.challenge.as_slice());
         st.crypto
@@ -74,7 +104,11 @@ pub async fn token(
         tracing::info!(device = %device, "device logged in");
         Ok(token)
     })
-    .await?;
+    .await
+    .inspect_err(|e| failed(&state, &device, client, "token", e))?;
+    state
+        .evidence
+        .emit(Event::by(&device, Action::AuthSucceeded).from(client));
     Ok(Json(TokenResponse {
         token,
         expires_in_s: TOKEN_TTL.as_secs(),

@@ -1,5 +1,7 @@
 use super::blocking;
+use crate::audit::Event;
 use crate::auth::AuthDevice;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::{Json, Path};
 use crate::limits::CommitPermit;
@@ -11,6 +13,7 @@ use crate::store::{
 use axum::extract::State;
 use valise_mls::{Leaf, PublicState, Refusal, check_welcome};
 use valise_proto::api::{ConversationState, CreateConversation, GroupInfoState, SubmitCommit};
+use valise_proto::audit::Action;
 use valise_proto::limits::MAX_MLS_MESSAGE_BYTES;
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode};
 
@@ -74,8 +77,25 @@ fn check_leaves(
 /// approved (`device_pending` otherwise), like every committer and sender.
 pub async fn create(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     CommitPermit(caller): CommitPermit,
     Json(req): Json<CreateConversation>,
+) -> Result<Json<ConversationState>, ApiError> {
+    let event = Event::by(&caller, Action::ConversationCreated)
+        .on_conversation(&req.id)
+        .from(client);
+    let outcome = create_checked(&state, caller, req).await;
+    state.evidence.emit(match &outcome {
+        Ok(_) => event.text("outcome", "done"),
+        Err(e) => event.text("outcome", "refused").refused(e),
+    });
+    outcome
+}
+
+async fn create_checked(
+    state: &AppState,
+    caller: DeviceAddress,
+    req: CreateConversation,
 ) -> Result<Json<ConversationState>, ApiError> {
     check_size("group_info", req.group_info.as_slice().len())?;
     check_size("ratchet_tree", req.ratchet_tree.as_slice().len())?;
@@ -132,9 +152,34 @@ pub async fn create(
 /// both win.
 pub async fn commit(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     CommitPermit(caller): CommitPermit,
     Path(id): Path<ConversationId>,
     Json(req): Json<SubmitCommit>,
+) -> Result<Json<ConversationState>, ApiError> {
+    let by = caller.clone();
+    let epoch = req.epoch;
+    let outcome = commit_checked(&state, caller, id, req).await;
+    let event = |action| {
+        Event::by(&by, action)
+            .on_conversation(&id)
+            .from(client)
+            .count("epoch", epoch)
+    };
+    state.evidence.emit(match &outcome {
+        Ok(Json(s)) => event(Action::CommitAccepted)
+            .count("new_epoch", s.epoch)
+            .count("members", s.members.len() as u64),
+        Err(e) => event(Action::CommitRefused).refused(e),
+    });
+    outcome
+}
+
+async fn commit_checked(
+    state: &AppState,
+    caller: DeviceAddress,
+    id: ConversationId,
+    req: SubmitCommit,
 ) -> Result<Json<ConversationState>, ApiError> {
     check_size("commit", req.commit.as_slice().len())?;
     if let Some(w) = &req.welcome {

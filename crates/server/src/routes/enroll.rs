@@ -1,12 +1,15 @@
 use super::blocking;
 use super::key_packages::check_upload;
+use crate::audit::Event;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::state::AppState;
 use crate::store::{Enrollment, NewKeyPackage, Status};
 use axum::extract::State;
 use valise_proto::DeviceAddress;
-use valise_proto::api::{EnrollRequest, EnrollResponse};
+use valise_proto::api::{AuditKeyInfo, EnrollRequest, EnrollResponse};
+use valise_proto::audit::{Action, Actor};
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 
 /// # POST /v1/enroll
@@ -20,9 +23,11 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 /// (or the invite is a reset one), and is pending otherwise, until another
 /// device of the user approves it. The answer waits for the directory epoch
 /// that publishes the user's new device list, and carries its signed root
-/// and the directory key for the device to pin.
+/// and the directory key for the device to pin, and the audit key (with
+/// which it checks the administrator's actions on its account).
 pub async fn enroll(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let n = req.key_packages.len();
@@ -33,7 +38,8 @@ pub async fn enroll(
     }
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
-    let seq = blocking(move || {
+    let who = device.clone();
+    let enrolled = blocking(move || {
         let code_hash = crate::invite::hash(&req.code);
         st.store
             .check_invite(&code_hash, &device.user, crate::now_ms())?;
@@ -64,15 +70,48 @@ pub async fn enroll(
             // A reset: the user's older devices are refused from now on.
             st.standing.refresh(st.store.as_ref())?;
         }
-        Ok(enrolled.seq)
+        Ok(enrolled)
     })
-    .await?;
-    let root = state.directory.wait_published(seq).await?;
+    .await;
+    let enrolled = match enrolled {
+        Ok(enrolled) => enrolled,
+        Err(e) => {
+            state.evidence.emit(
+                Event::new(Actor::Anonymous, Action::AuthFailed)
+                    .on_device(&who)
+                    .from(client)
+                    .text("stage", "enrol")
+                    .refused(&e),
+            );
+            return Err(e);
+        }
+    };
+    let reset = enrolled.generation > 1 && enrolled.status == Status::Approved;
+    state.evidence.emit(
+        Event::by(
+            &who,
+            if reset {
+                Action::IdentityReset
+            } else {
+                Action::Enrolment
+            },
+        )
+        .on_user(&who.user)
+        .from(client)
+        .text("status", enrolled.status.as_str())
+        .count("generation", u64::from(enrolled.generation))
+        .count("number", enrolled.number),
+    );
+    let root = state.directory.wait_published(enrolled.seq).await?;
     Ok(Json(EnrollResponse {
         user: req.user,
         device: req.device,
         domain: state.domain.to_string(),
         directory_key: state.directory.directory_key().0.to_vec().into(),
         root: root.to_bytes().into(),
+        audit: Some(AuditKeyInfo {
+            origin: state.audit_key.name().to_owned(),
+            key: state.audit_key.hex(),
+        }),
     }))
 }

@@ -12,6 +12,7 @@
 
 use super::blocking;
 use crate::auth::AuthDevice;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::{Binary, Query};
 use crate::state::AppState;
@@ -56,6 +57,7 @@ fn cursor(after: Option<&str>) -> Result<Option<Position>, ApiError> {
 
 pub async fn read(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     AuthDevice(device): AuthDevice,
     Query(q): Query<InboxQuery>,
 ) -> Result<Binary, ApiError> {
@@ -96,6 +98,10 @@ pub async fn read(
         if !read.entries.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow()
         {
             state.metrics.delivered(read.entries.len());
+            // Summed per device per checkpoint interval by the audit writer.
+            state
+                .evidence
+                .inbox_read(&device, read.entries.len() as u64, client);
             let page = InboxPage {
                 entries: read.entries,
                 more: read.more,

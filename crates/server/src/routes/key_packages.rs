@@ -1,5 +1,7 @@
 use super::blocking;
+use crate::audit::Event;
 use crate::auth::AuthDevice;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::{Json, Path};
 use crate::limits::{ClaimPermit, admit_key_packages};
@@ -11,6 +13,7 @@ use valise_proto::api::{
     ClaimRequest, ClaimResponse, ClaimedKeyPackage, DeviceInfo, DeviceList, KeyPackageStock,
     KeyPackageUpload,
 };
+use valise_proto::audit::Action;
 use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 use valise_proto::{DeviceAddress, ErrorCode, UserId};
 
@@ -97,10 +100,12 @@ pub(super) fn check_upload(
 /// within [`CLAIM_MARGIN_S`].
 pub async fn claim(
     State(state): State<AppState>,
+    client: Option<ClientAddr>,
     ClaimPermit(caller): ClaimPermit,
     Path(user): Path<UserId>,
     Json(req): Json<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
+    let by = caller.clone();
     #[cfg(feature = "adversary")]
     if let Some(fake) = state.adversary.served_key(&user) {
         return Ok(Json(ClaimResponse {
@@ -110,12 +115,20 @@ pub async fn claim(
     }
     let u = user.clone();
     let valid_at = crate::now_s().saturating_add(CLAIM_MARGIN_S);
-    let claimed = blocking(move || {
-        Ok(state
-            .store
-            .claim_key_packages(&u, &req.exclude, &caller, valid_at)?)
-    })
-    .await?;
+    let store = state.store.clone();
+    let claimed =
+        blocking(move || Ok(store.claim_key_packages(&u, &req.exclude, &caller, valid_at)?))
+            .await?;
+    state.evidence.emit(
+        Event::by(&by, Action::KeyPackagesClaimed)
+            .on_user(&user)
+            .from(client)
+            .count("count", claimed.len() as u64)
+            .count(
+                "last_resort",
+                claimed.iter().filter(|c| c.last_resort).count() as u64,
+            ),
+    );
     if claimed.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NoKeyPackage,

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "adversary")]
 mod adversary;
+mod audit;
 mod auth;
 mod conversations;
 mod devices;
@@ -53,7 +54,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/directory/root", get(directory::root))
         .route("/v1/directory/lookup/{user}", get(directory::lookup))
         .route("/v1/directory/history/{user}", get(directory::history))
-        .route("/v1/directory/audit", get(directory::audit));
+        .route("/v1/directory/audit", get(directory::audit))
+        .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/consistency", get(audit::consistency))
+        .route("/v1/audit/inclusion", get(audit::inclusion))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/account", get(audit::account));
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router

@@ -4,7 +4,8 @@
 //! (or reopens, for the restart check) a store kept under a directory.
 //!
 //! Ordering, duplicates, compare-and-set on epochs, membership intervals,
-//! cursors, garbage collection, the per-account quota and restart.
+//! cursors, garbage collection, the per-account quota and restart; the
+//! audit log's appends, subtree hashes, checkpoints and queue.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,6 +34,11 @@ pub fn run_store_conformance(open: Open<'_>) {
         ("garbage is collected below every reader", garbage),
         ("the quota holds one account only", quota),
         ("a restart keeps the log and its positions", restart),
+        ("the audit log appends in order and proves", audit_log),
+        (
+            "audit entries queued by another process, shown to accounts",
+            audit_queue,
+        ),
     ];
     for (name, check) in checks {
         eprintln!("store conformance: {name}");
@@ -528,4 +534,132 @@ fn restart(open: Open<'_>) {
     let out = send(store, vec![letter(id, &a, 3, 0)]);
     assert!(matches!(out[0], LetterOutcome::Accepted { seq: s, .. } if s > seq));
     commit(store, id, 0, &a, &[a.clone(), b.clone()], &[]).unwrap();
+}
+
+/// Appends `n` entries named after their numbers, as the audit writer does.
+fn append_audit(store: &dyn Store, tree: &mut valise_proto::tlog::Frontier, n: u64) {
+    let first = tree.size();
+    let entries: Vec<Vec<u8>> = (first..first + n)
+        .map(|i| format!("e{i}").into_bytes())
+        .collect();
+    let nodes = entries.iter().flat_map(|e| tree.push(e)).collect();
+    store
+        .append_audit(&AuditBatch {
+            first,
+            entries,
+            nodes,
+            dequeued: None,
+            checkpoint: Some(StoredCheckpoint {
+                size: tree.size(),
+                note: format!("note {}", tree.size()),
+                signed_at_ms: 1,
+            }),
+            accounts: vec![],
+        })
+        .unwrap();
+}
+
+fn audit_log(open: Open<'_>) {
+    use valise_proto::tlog::{self, Frontier};
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = Frontier::new();
+    {
+        let store = open(dir.path());
+        assert_eq!(store.audit_size().unwrap(), 0);
+        assert_eq!(store.latest_audit_checkpoint().unwrap(), None);
+        append_audit(store.as_ref(), &mut tree, 5);
+        append_audit(store.as_ref(), &mut tree, 8);
+        // A batch that does not start at the end is refused whole.
+        let stale = AuditBatch {
+            first: 3,
+            entries: vec![b"late".to_vec()],
+            ..AuditBatch::default()
+        };
+        assert!(matches!(
+            store.append_audit(&stale),
+            Err(StoreError::Changed(_))
+        ));
+    }
+    // After a restart: the size, the frontier, the entries and every proof
+    // come from stored subtrees and agree with the tree in memory.
+    let store = open(dir.path());
+    let size = store.audit_size().unwrap();
+    assert_eq!(size, 13);
+    let frontier = store.audit_nodes(&tlog::range_subtrees(0, size)).unwrap();
+    assert_eq!(
+        Frontier::from_parts(size, frontier).unwrap().root(),
+        tree.root()
+    );
+    let entries = store.audit_entries(4, 3).unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            (4, b"e4".to_vec()),
+            (5, b"e5".to_vec()),
+            (6, b"e6".to_vec())
+        ]
+    );
+    assert_eq!(store.audit_entries(13, 10).unwrap(), vec![]);
+    let range = |(a, b)| {
+        tlog::fold_subtrees(&store.audit_nodes(&tlog::range_subtrees(a, b)).unwrap()).unwrap()
+    };
+    for i in 0..size {
+        let proof: Vec<_> = tlog::inclusion_plan(i, size)
+            .unwrap()
+            .into_iter()
+            .map(range)
+            .collect();
+        tlog::verify_inclusion(&tree.root(), size, i, format!("e{i}").as_bytes(), &proof).unwrap();
+    }
+    let old = range((0, 5));
+    let proof: Vec<_> = tlog::consistency_plan(5, size)
+        .unwrap()
+        .into_iter()
+        .map(range)
+        .collect();
+    tlog::verify_consistency((5, &old), (size, &tree.root()), &proof).unwrap();
+    // A subtree not complete yet is not there.
+    assert!(matches!(
+        store.audit_nodes(&[tlog::Subtree { level: 4, index: 0 }]),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.latest_audit_checkpoint().unwrap().as_deref(),
+        Some("note 13")
+    );
+    assert_eq!(
+        store.audit_checkpoints().unwrap(),
+        vec!["note 5", "note 13"]
+    );
+}
+
+fn audit_queue(open: Open<'_>) {
+    let (_dir, store) = fresh(open);
+    store.queue_audit(b"first").unwrap();
+    store.queue_audit(b"second").unwrap();
+    let queued = store.queued_audit(10).unwrap();
+    assert_eq!(
+        queued.iter().map(|(_, b)| b.as_slice()).collect::<Vec<_>>(),
+        vec![b"first".as_slice(), b"second"]
+    );
+    assert_eq!(store.queued_audit(1).unwrap().len(), 1);
+    // Taken into the log with the same transaction that appends them.
+    let mut tree = valise_proto::tlog::Frontier::new();
+    let nodes = queued.iter().flat_map(|(_, e)| tree.push(e)).collect();
+    store
+        .append_audit(&AuditBatch {
+            first: 0,
+            entries: queued.iter().map(|(_, e)| e.clone()).collect(),
+            nodes,
+            dequeued: Some(queued[1].0),
+            checkpoint: None,
+            accounts: vec![(UserId::parse("alice@x.y").unwrap(), 1)],
+        })
+        .unwrap();
+    let alice = UserId::parse("alice@x.y").unwrap();
+    assert_eq!(store.audit_account(&alice, 0, 2, 10).unwrap(), vec![1]);
+    assert!(store.audit_account(&alice, 0, 1, 10).unwrap().is_empty());
+    assert!(store.audit_account(&alice, 2, 9, 10).unwrap().is_empty());
+    assert_eq!(store.queued_audit(10).unwrap(), vec![]);
+    assert_eq!(store.audit_size().unwrap(), 2);
 }

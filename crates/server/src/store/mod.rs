@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod sqlite;
 
 use valise_directory::{Approval, Identity, Revocation};
+use valise_proto::tlog::{Hash, Subtree};
 use valise_proto::wire::EntryKind;
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
 
@@ -505,6 +506,70 @@ pub trait Store: Send + Sync + 'static {
     /// client message ids accepted before `keep_since_ms` (a retry of one
     /// after that is taken as new).
     fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError>;
+
+    /// Records an audit entry for the running server's audit writer to
+    /// number and append (from another process: `valised admin`).
+    fn queue_audit(&self, entry: &[u8]) -> Result<(), StoreError>;
+
+    /// Up to `limit` queued audit entries, oldest first, with their queue ids.
+    fn queued_audit(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Appends to the audit log in one transaction: the entries (the first
+    /// must be number [`Store::audit_size`], else `Changed`), the subtrees
+    /// they complete, the queue entries they took, and a checkpoint.
+    fn append_audit(&self, batch: &AuditBatch) -> Result<(), StoreError>;
+
+    /// How many entries the audit log holds.
+    fn audit_size(&self) -> Result<u64, StoreError>;
+
+    /// The hashes of these complete subtrees of the audit log, in order;
+    /// `NotFound` if one is not stored (not complete yet).
+    fn audit_nodes(&self, nodes: &[Subtree]) -> Result<Vec<Hash>, StoreError>;
+
+    /// Up to `count` audit entries from number `start`, with their numbers.
+    fn audit_entries(&self, start: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// The newest signed checkpoint, if any.
+    fn latest_audit_checkpoint(&self) -> Result<Option<String>, StoreError>;
+
+    /// Every signed checkpoint, by size (for the offline verifier).
+    fn audit_checkpoints(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` numbers, from `from` and below `below`, of the
+    /// entries `user` must be shown ([`AuditBatch::accounts`]).
+    fn audit_account(
+        &self,
+        user: &UserId,
+        from: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError>;
+}
+
+/// One append to the audit log ([`Store::append_audit`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditBatch {
+    /// The number of the first entry.
+    pub first: u64,
+    /// Canonical entries (`valise_proto::audit::Entry::encode`).
+    pub entries: Vec<Vec<u8>>,
+    /// The subtrees the entries complete, with their hashes.
+    pub nodes: Vec<(Subtree, Hash)>,
+    /// Queue ids up to which [`Store::queued_audit`] entries are now in the log.
+    pub dequeued: Option<u64>,
+    /// A checkpoint signed over the log with these entries.
+    pub checkpoint: Option<StoredCheckpoint>,
+    /// The entries of this batch that an account must be shown, by number.
+    pub accounts: Vec<(UserId, u64)>,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The signed note.
+    pub note: String,
+    pub signed_at_ms: i64,
 }
 
 /// TEST ONLY (feature `adversary`): what an intruder holding the database

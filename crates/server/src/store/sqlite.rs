@@ -25,8 +25,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_group_info.sql"),
     include_str!("migrations/0004_identity.sql"),
     include_str!("migrations/0005_log.sql"),
+    include_str!("migrations/0006_audit.sql"),
 ];
 
+mod audit;
 mod checkpoint;
 mod devices;
 mod key_packages;
@@ -337,6 +339,48 @@ impl Store for SqliteStore {
 
     fn device(&self, device: &DeviceAddress) -> Result<Option<DeviceRecord>, StoreError> {
         devices::device(&self.reader(), device)
+    }
+
+    fn queue_audit(&self, entry: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| audit::queue(tx, entry))
+    }
+
+    fn queued_audit(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        audit::queued(&self.reader(), limit)
+    }
+
+    fn append_audit(&self, batch: &AuditBatch) -> Result<(), StoreError> {
+        self.write(|tx| audit::append(tx, batch))
+    }
+
+    fn audit_size(&self) -> Result<u64, StoreError> {
+        audit::size(&self.reader())
+    }
+
+    fn audit_nodes(&self, nodes: &[Subtree]) -> Result<Vec<Hash>, StoreError> {
+        audit::nodes(&self.reader(), nodes)
+    }
+
+    fn audit_entries(&self, start: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        audit::entries(&self.reader(), start, count)
+    }
+
+    fn latest_audit_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        audit::latest_checkpoint(&self.reader())
+    }
+
+    fn audit_checkpoints(&self) -> Result<Vec<String>, StoreError> {
+        audit::checkpoints(&self.reader())
+    }
+
+    fn audit_account(
+        &self,
+        user: &UserId,
+        from: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        audit::account(&self.reader(), user, from, below, limit)
     }
 
     fn create_token(

@@ -90,8 +90,8 @@ pub(super) struct Shared {
     /// Moves after every committed batch that changed memberships: a
     /// device's memberships read at one generation hold until it moves.
     membership_gen: AtomicU64,
-    /// Device number → (generation, all its memberships).
-    memberships: RwLock<HashMap<i64, (u64, Arc<Vec<Membership>>)>>,
+    /// Device number → all its memberships, as of a generation.
+    memberships: RwLock<HashMap<i64, Memberships>>,
     /// Device number → the position its last read handed out: a cursor
     /// this process gave needs no look into the log to be believed.
     handed: RwLock<HashMap<i64, Position>>,
@@ -799,6 +799,9 @@ fn start(
 /// rows it reads being those with from < seq <= to (to: `u64::MAX` while
 /// it is a member).
 type Membership = (i64, u64, u64);
+
+/// A device's memberships read at a generation of [`Shared::membership_gen`].
+type Memberships = (u64, Arc<Vec<Membership>>);
 
 /// All of a device's memberships.
 fn memberships(conn: &Connection, me: i64) -> Result<Vec<Membership>, StoreError> {
