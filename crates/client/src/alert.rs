@@ -50,6 +50,10 @@ pub enum AlertKind {
     /// restored from an older copy of its data (a backup). The device read
     /// its inbox again; letters sent since that copy may be lost to others.
     ServerRestored,
+    /// The server names another security desk than the one this device
+    /// pinned (or none): reports keep going to the pinned desk until the
+    /// user accepts the new one (`valise desk accept`).
+    SecurityDeskChanged,
 }
 
 impl AlertKind {
@@ -69,6 +73,7 @@ impl AlertKind {
             Self::DeviceRevoked => "device_revoked",
             Self::DeviceCloned => "device_cloned",
             Self::ServerRestored => "server_restored",
+            Self::SecurityDeskChanged => "security_desk_changed",
         }
     }
 }

@@ -134,6 +134,7 @@ impl Client {
         engine
             .home
             .set_key_packages_until(key_packages.until, Some(key_packages.until))?;
+        engine.learn_desk(resp.security_desk.as_ref())?;
         let mut client = Self::new(engine, api, resp.domain);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.

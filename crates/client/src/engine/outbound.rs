@@ -214,10 +214,11 @@ impl Engine {
         Ok(None)
     }
 
-    /// Gives a letter its number among this device's letters in the
-    /// conversation's epoch, the count of its previous epoch, and the
-    /// directory root it stands on (see `Letter`); other payloads pass
-    /// unchanged (number 0). A letter sealed again is numbered anew.
+    /// Gives a letter (or an alert report) its number among this device's
+    /// letters in the conversation's epoch, the count of its previous
+    /// epoch, and the directory root it stands on (see `Letter`); other
+    /// payloads pass unchanged (number 0). A letter sealed again is
+    /// numbered anew. The id returned is a letter's (to file it).
     fn number(
         &self,
         conv: &ConversationId,
@@ -225,16 +226,21 @@ impl Engine {
         plaintext: &[u8],
         stamp: &[u8],
     ) -> Result<(Vec<u8>, u64, Option<MessageId>)> {
-        let Payload::Letter(mut letter) = Payload::decode(plaintext)? else {
+        let mut payload = Payload::decode(plaintext)?;
+        let Some(n) = payload.numbers() else {
             return Ok((plaintext.to_vec(), 0, None));
         };
-        letter.seq = self.home.count_letter(conv, epoch, &self.me.device, None)?;
-        letter.prev = self
+        *n.seq = self.home.count_letter(conv, epoch, &self.me.device, None)?;
+        *n.prev = self
             .home
             .last_accepted_before(conv, &self.me.device, epoch)?;
-        letter.root = (!stamp.is_empty()).then(|| RootBytes(stamp.to_vec()));
-        let (seq, id) = (letter.seq, letter.message_id);
-        Ok((Payload::Letter(letter).encode()?, seq, Some(id)))
+        *n.root = (!stamp.is_empty()).then(|| RootBytes(stamp.to_vec()));
+        let seq = *n.seq;
+        let letter_id = match &payload {
+            Payload::Letter(l) => Some(l.message_id),
+            _ => None,
+        };
+        Ok((payload.encode()?, seq, letter_id))
     }
 
     /// The server accepted an outbox entry: counted (see `Letter::prev`)
@@ -244,15 +250,10 @@ impl Engine {
             return Ok(());
         };
         if sealed.seq > 0
-            && let Payload::Letter(letter) = Payload::decode(&entry.plaintext)?
+            && let Some(n) = Payload::decode(&entry.plaintext)?.numbers()
         {
-            self.home.note_accepted(
-                conv,
-                &self.me,
-                &letter.message_id,
-                sealed.epoch,
-                sealed.seq,
-            )?;
+            self.home
+                .note_accepted(conv, &self.me, &n.message_id, sealed.epoch, sealed.seq)?;
         }
         Ok(())
     }

@@ -20,7 +20,8 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 /// (or the invite is a reset one), and is pending otherwise, until another
 /// device of the user approves it. The answer waits for the directory epoch
 /// that publishes the user's new device list, and carries its signed root
-/// and the directory key for the device to pin.
+/// and the directory key for the device to pin, and the security desk
+/// (issue 10), which the device pins too.
 pub async fn enroll(
     State(state): State<AppState>,
     Json(req): Json<EnrollRequest>,
@@ -33,7 +34,7 @@ pub async fn enroll(
     }
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
-    let seq = blocking(move || {
+    let (seq, security_desk) = blocking(move || {
         let code_hash = crate::invite::hash(&req.code);
         st.store
             .check_invite(&code_hash, &device.user, crate::now_ms())?;
@@ -64,7 +65,7 @@ pub async fn enroll(
             // A reset: the user's older devices are refused from now on.
             st.standing.refresh(st.store.as_ref())?;
         }
-        Ok(enrolled.seq)
+        Ok((enrolled.seq, st.store.security_desk()?))
     })
     .await?;
     let root = state.directory.wait_published(seq).await?;
@@ -74,5 +75,6 @@ pub async fn enroll(
         domain: state.domain.to_string(),
         directory_key: state.directory.directory_key().0.to_vec().into(),
         root: root.to_bytes().into(),
+        security_desk,
     }))
 }

@@ -10,6 +10,7 @@ mod enroll;
 mod inbox;
 mod key_packages;
 mod letters;
+mod security_desk;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/directory/root", get(directory::root))
         .route("/v1/directory/lookup/{user}", get(directory::lookup))
         .route("/v1/directory/history/{user}", get(directory::history))
-        .route("/v1/directory/audit", get(directory::audit));
+        .route("/v1/directory/audit", get(directory::audit))
+        .route("/v1/security-desk", get(security_desk::read));
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router

@@ -505,6 +505,13 @@ pub trait Store: Send + Sync + 'static {
     /// client message ids accepted before `keep_since_ms` (a retry of one
     /// after that is taken as new).
     fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError>;
+
+    /// The organisation's security desk (issue 10), if one is named.
+    fn security_desk(&self) -> Result<Option<UserId>, StoreError>;
+
+    /// Names the security desk; returns the one named before, if any.
+    fn set_security_desk(&self, user: &UserId, now_ms: i64)
+    -> Result<Option<UserId>, StoreError>;
 }
 
 /// TEST ONLY (feature `adversary`): what an intruder holding the database
