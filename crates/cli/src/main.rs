@@ -120,10 +120,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
         }
         Command::Conversation(cmd) => conversation(cli, cmd, &out).await?,
         Command::Alerts { desk: false, .. } => out.alerts(&open(cli)?.alerts()?),
-        Command::Alerts {
-            desk: true,
-            follow,
-        } => desk_reports(cli, *follow, &out).await?,
+        Command::Alerts { desk: true, follow } => desk_reports(cli, *follow, &out).await?,
         Command::Desk { command } => {
             let client = open(cli)?;
             match command.as_ref().unwrap_or(&DeskCmd::Show) {

@@ -82,7 +82,9 @@ impl Engine {
             exact_to: Some(mls::users_key([&desk, &self.me.user].into_iter())),
             plaintext: Payload::Alert(report).encode()?,
             sealed: None,
-            held: Some(format!("an alert report to the security desk {desk}, not sealed yet")),
+            held: Some(format!(
+                "an alert report to the security desk {desk}, not sealed yet"
+            )),
         };
         self.home.put_outbound(&entry, now)
     }

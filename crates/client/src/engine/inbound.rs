@@ -419,7 +419,10 @@ impl Engine {
             // Kept apart from letters, whoever receives it: the reporting
             // device is the MLS sender, whatever the report says.
             Payload::Alert(report) => Ok(
-                if self.home.store_report(conv, sender, &report, self.now_ms())? {
+                if self
+                    .home
+                    .store_report(conv, sender, &report, self.now_ms())?
+                {
                     Applied::Report
                 } else {
                     Applied::Duplicate

@@ -44,8 +44,7 @@ pub struct DeskReport {
 /// Version of [`DeskReport`]'s JSON.
 pub const REPORT_SCHEMA: u32 = 1;
 
-pub(super) const DESK: &str =
-    "SELECT pinned, changed, offered FROM security_desk WHERE id = 1";
+pub(super) const DESK: &str = "SELECT pinned, changed, offered FROM security_desk WHERE id = 1";
 pub(super) const BUDGET: &str =
     "SELECT window_start_ms, reported, suppressed FROM desk_budget WHERE kind = ?1";
 pub(super) const PUT_BUDGET: &str =
@@ -131,7 +130,11 @@ impl Home {
             .conn
             .prepare_cached(BUDGET)?
             .query_row([kind], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .optional()?
             .unwrap_or((now_ms, 0, 0));

@@ -510,8 +510,7 @@ pub trait Store: Send + Sync + 'static {
     fn security_desk(&self) -> Result<Option<UserId>, StoreError>;
 
     /// Names the security desk; returns the one named before, if any.
-    fn set_security_desk(&self, user: &UserId, now_ms: i64)
-    -> Result<Option<UserId>, StoreError>;
+    fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError>;
 }
 
 /// TEST ONLY (feature `adversary`): what an intruder holding the database

@@ -502,11 +502,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    fn set_security_desk(
-        &self,
-        user: &UserId,
-        now_ms: i64,
-    ) -> Result<Option<UserId>, StoreError> {
+    fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError> {
         self.write(|tx| {
             let before = tx
                 .query_row("SELECT user FROM security_desk WHERE only = 1", [], |r| {
