@@ -33,6 +33,7 @@ pub fn run_store_conformance(open: Open<'_>) {
         ("garbage is collected below every reader", garbage),
         ("the quota holds one account only", quota),
         ("a restart keeps the log and its positions", restart),
+        ("the security desk is kept and replaced", security_desk),
     ];
     for (name, check) in checks {
         eprintln!("store conformance: {name}");
@@ -528,4 +529,20 @@ fn restart(open: Open<'_>) {
     let out = send(store, vec![letter(id, &a, 3, 0)]);
     assert!(matches!(out[0], LetterOutcome::Accepted { seq: s, .. } if s > seq));
     commit(store, id, 0, &a, &[a.clone(), b.clone()], &[]).unwrap();
+}
+
+fn security_desk(open: Open<'_>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (soc, mallory) = (
+        UserId::parse("soc@x.y").unwrap(),
+        UserId::parse("mallory@x.y").unwrap(),
+    );
+    {
+        let store = open(dir.path());
+        assert_eq!(store.security_desk().unwrap(), None);
+        assert_eq!(store.set_security_desk(&soc, 1).unwrap(), None);
+        assert_eq!(store.set_security_desk(&mallory, 2).unwrap(), Some(soc));
+    }
+    let store = open(dir.path());
+    assert_eq!(store.security_desk().unwrap(), Some(mallory));
 }
