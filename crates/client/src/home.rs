@@ -318,6 +318,7 @@ const HOT_PATH: &[&str] = &[
     desk::BUDGET,
     desk::PUT_BUDGET,
     desk::STORE_REPORT,
+    desk::NOTE_REPORT_SENT,
     desk::REPORTS_AFTER,
 ];
 

@@ -244,16 +244,21 @@ impl Engine {
     }
 
     /// The server accepted an outbox entry: counted (see `Letter::prev`)
-    /// and remembered with its epoch (see [`Engine::resend_after_fork`]).
+    /// and remembered with its epoch (see [`Engine::resend_after_fork`]);
+    /// an alert report is kept as written for that too.
     pub(crate) fn note_accepted(&self, entry: &Outbound) -> Result<()> {
         let (Some(conv), Some(sealed)) = (&entry.conversation, &entry.sealed) else {
             return Ok(());
         };
-        if sealed.seq > 0
-            && let Some(n) = Payload::decode(&entry.plaintext)?.numbers()
-        {
+        let mut payload = Payload::decode(&entry.plaintext)?;
+        let report = matches!(payload, Payload::Alert(_));
+        if let (true, Some(n)) = (sealed.seq > 0, payload.numbers()) {
             self.home
                 .note_accepted(conv, &self.me, &n.message_id, sealed.epoch, sealed.seq)?;
+            if report {
+                self.home
+                    .note_report_sent(conv, &n.message_id, &entry.plaintext, sealed.epoch)?;
+            }
         }
         Ok(())
     }
@@ -268,22 +273,27 @@ impl Engine {
         self.reseal_sent(conv, fork + 1)
     }
 
-    /// Seals again (under new outbox ids, same letter ids) this device's
-    /// letters accepted in `conv` from `epoch` on.
+    /// Seals again (under new outbox ids, same letter and report ids)
+    /// this device's letters and alert reports accepted in `conv` from
+    /// `epoch` on.
     pub(crate) fn reseal_sent(&self, conv: &ConversationId, epoch: u64) -> Result<usize> {
-        let letters = self.home.sent_since_epoch(conv, epoch)?;
-        for v in &letters {
+        let mut plaintexts = Vec::new();
+        for v in self.home.sent_since_epoch(conv, epoch)? {
+            plaintexts.push(Payload::Letter(v.to_letter()).encode()?);
+        }
+        plaintexts.extend(self.home.reports_sent_since(conv, epoch)?);
+        for plaintext in &plaintexts {
             let entry = Outbound {
                 message_id: MessageId::from_bytes(rand::random()),
                 conversation: Some(*conv),
                 exact_to: None,
-                plaintext: Payload::Letter(v.to_letter()).encode()?,
+                plaintext: plaintext.clone(),
                 sealed: None,
                 held: None,
             };
             self.seal_or_hold(entry)?;
         }
-        Ok(letters.len())
+        Ok(plaintexts.len())
     }
 }
 

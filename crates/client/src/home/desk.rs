@@ -6,7 +6,7 @@ use super::{Home, parse_col};
 use crate::error::{ClientError, Result};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
-use valise_proto::{AlertReport, ConversationId, DeviceAddress, UserId};
+use valise_proto::{AlertReport, ConversationId, DeviceAddress, MessageId, UserId};
 
 /// What this device knows of its organisation's security desk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +57,11 @@ pub(super) const STORE_REPORT: &str = "INSERT INTO desk_reports (report_id, send
         evidence_sha256, suppressed)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
     ON CONFLICT (sender_user, report_id) DO NOTHING";
+/// On the unique index: one row per accepted report.
+pub(super) const NOTE_REPORT_SENT: &str =
+    "INSERT INTO sent_reports (conversation, report_id, plaintext, sent_epoch)
+     VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (conversation, report_id) DO UPDATE SET sent_epoch = excluded.sent_epoch";
 pub(super) const REPORTS_AFTER: &str = "SELECT id, report_id, sender_user, sender_device,
         received_at_ms, kind, at_ms, conversation, detail, evidence_sha256, suppressed
     FROM desk_reports WHERE id > ?1 ORDER BY id";
@@ -188,6 +193,38 @@ impl Home {
     pub fn reports_after(&self, after: i64) -> Result<Vec<DeskReport>> {
         let mut stmt = self.conn.prepare_cached(REPORTS_AFTER)?;
         Ok(stmt.query_map([after], report)?.collect::<Result<_, _>>()?)
+    }
+
+    /// The server accepted this device's report (`plaintext` as written)
+    /// in `epoch`: kept to be sealed again if the server loses it.
+    pub fn note_report_sent(
+        &self,
+        conv: &ConversationId,
+        report_id: &MessageId,
+        plaintext: &[u8],
+        epoch: u64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(NOTE_REPORT_SENT)?
+            .execute(params![
+                conv.to_string(),
+                report_id.to_string(),
+                plaintext,
+                epoch as i64
+            ])?;
+        Ok(())
+    }
+
+    /// This device's reports in `conv` that the server accepted in `epoch`
+    /// or later, as written, oldest first.
+    pub fn reports_sent_since(&self, conv: &ConversationId, epoch: u64) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT plaintext FROM sent_reports WHERE conversation = ?1 AND sent_epoch >= ?2
+             ORDER BY id",
+        )?;
+        Ok(stmt
+            .query_map(params![conv.to_string(), epoch as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
     }
 
     /// The last report `alerts --desk --follow` wrote out.

@@ -43,3 +43,15 @@ CREATE TABLE desk_reports (
     suppressed INTEGER NOT NULL DEFAULT 0,
     UNIQUE (sender_user, report_id)
 ) STRICT;
+
+-- Reports this device sent that the server accepted, as written, with the
+-- epoch they were accepted in: a server restored from an older copy (or a
+-- fork) may have lost them, and they are sealed again like letters.
+CREATE TABLE sent_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    plaintext BLOB NOT NULL,
+    sent_epoch INTEGER NOT NULL,
+    UNIQUE (conversation, report_id)
+) STRICT;

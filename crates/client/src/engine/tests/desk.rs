@@ -166,3 +166,46 @@ fn reports_are_numbered_with_the_letters_and_kept_apart_from_them() {
     // The desk reports nothing of its own alert.
     assert!(queued(&soc).is_empty());
 }
+
+/// A server restored from an older copy (or a fork) may lose an accepted
+/// report: it is sealed again with its id, and the desk keeps one copy.
+#[test]
+fn an_accepted_report_is_sealed_again_and_stored_once() {
+    let (alice, soc) = (Dev::new("alice"), Dev::new("soc"));
+    Dev::introduce(&[&alice, &soc]);
+    alice.engine.learn_desk(Some(&soc.me().user)).unwrap();
+    let conv = conversation(&alice, &[&soc]);
+    raise(&alice, AlertKind::ServerRestored, b"");
+    let (mut entry, report) = queued(&alice).remove(0);
+    entry.conversation = Some(conv);
+    alice.engine.seal_or_hold(entry.clone()).unwrap();
+    let sealed = alice
+        .engine
+        .home
+        .outbound(&entry.message_id)
+        .unwrap()
+        .unwrap();
+    alice.engine.note_accepted(&sealed).unwrap();
+    alice
+        .engine
+        .home
+        .drop_outbound(&[entry.message_id])
+        .unwrap();
+
+    assert_eq!(alice.engine.reseal_sent(&conv, 0).unwrap(), 1);
+    let again = alice.engine.home.outbox().unwrap().remove(0);
+    let Payload::Alert(resent) = Payload::decode(&again.plaintext).unwrap() else {
+        panic!("not a report");
+    };
+    assert_eq!(resent.message_id, report.message_id);
+    let take = |m: &[u8]| soc.take(EntryKind::Application, &conv, &alice, m).unwrap();
+    assert!(matches!(
+        take(&sealed.sealed.unwrap().ciphertext),
+        Applied::Report
+    ));
+    assert!(matches!(
+        take(&again.sealed.unwrap().ciphertext),
+        Applied::Duplicate
+    ));
+    assert_eq!(soc.engine.home.reports_after(0).unwrap().len(), 1);
+}
