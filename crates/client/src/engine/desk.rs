@@ -7,7 +7,7 @@
 //! read, forge nor drop it unseen (A7 applies to it as to any letter).
 //!
 //! Once accepted, a report is kept as written and sealed again, like a
-//! letter, after a fork or a server restore ([`Engine::reseal_sent`]).
+//! letter, after a fork or a server restore (`Engine::reseal_sent`).
 //!
 //! ```text
 //! Engine::raise ─▶ alerts row  ┐ one transaction
