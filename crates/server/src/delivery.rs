@@ -10,6 +10,7 @@
 use crate::error::ApiError;
 use crate::store::{LogWrite, LogWritten, Store, StoreError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use valise_proto::DeviceAddress;
@@ -55,6 +56,8 @@ struct Job {
 pub struct Delivery {
     tx: mpsc::UnboundedSender<Job>,
     room: Arc<Semaphore>,
+    /// Writes queued or being written, for `/metrics`.
+    queued: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Job {
@@ -68,11 +71,31 @@ impl Delivery {
     /// blocking pool); it ends when every handle is dropped.
     pub fn start(store: Arc<dyn Store>, wakeups: Arc<Wakeups>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::task::spawn_blocking(move || writer(store.as_ref(), &wakeups, rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
+        tokio::task::spawn_blocking(move || writer(store.as_ref(), &wakeups, &written, rx));
         Self {
             tx,
             room: Arc::new(Semaphore::new(QUEUE_KIB as usize)),
+            queued,
         }
+    }
+
+    /// How much waits for the writer or is being written: KiB of letters
+    /// and commits (each rounded up), and writes (acknowledgements too).
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            (QUEUE_KIB as usize).saturating_sub(self.room.available_permits()),
+            self.queued.load(Ordering::Relaxed),
+        )
+    }
+
+    fn send(&self, job: Job) -> Result<(), ApiError> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            ApiError::internal("delivery writer stopped")
+        })
     }
 
     /// Queues a write of about `bytes` and waits until it is durable.
@@ -87,13 +110,11 @@ impl Delivery {
             .await
             .map_err(|_| ApiError::internal("delivery writer stopped"))?;
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job {
-                write,
-                reply: Some(reply),
-                room: Some(room),
-            })
-            .map_err(|_| ApiError::internal("delivery writer stopped"))?;
+        self.send(Job {
+            write,
+            reply: Some(reply),
+            room: Some(room),
+        })?;
         let written = answer
             .await
             .map_err(|_| ApiError::internal("delivery writer dropped a write"))?;
@@ -103,7 +124,7 @@ impl Delivery {
     /// Queues an acknowledgement without waiting: a lost one only makes
     /// the device read again what it skips by position.
     pub fn ack(&self, write: LogWrite) {
-        let _ = self.tx.send(Job {
+        let _ = self.send(Job {
             write,
             reply: None,
             room: None,
@@ -111,7 +132,12 @@ impl Delivery {
     }
 }
 
-fn writer(store: &dyn Store, wakeups: &Wakeups, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer(
+    store: &dyn Store,
+    wakeups: &Wakeups,
+    queued: &AtomicUsize,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -125,6 +151,7 @@ fn writer(store: &dyn Store, wakeups: &Wakeups, mut rx: mpsc::UnboundedReceiver<
             jobs.drain(..).map(|j| (j.write, (j.reply, j.room))).unzip();
         let (count, started) = (writes.len(), std::time::Instant::now());
         let result = store.write_log(writes);
+        queued.fetch_sub(count, Ordering::Relaxed);
         // Batch size and write time (fsync included) tell whether senders
         // wait for the disk or the disk for senders (BENCHMARKS.md).
         tracing::debug!(

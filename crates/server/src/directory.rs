@@ -209,6 +209,11 @@ impl DirectoryService {
         }
     }
 
+    /// The latest epoch the publisher announced (for `/metrics`).
+    pub fn epoch(&self) -> u64 {
+        self.published.borrow().root.epoch()
+    }
+
     /// The current root, freshly signed.
     pub async fn root(&self) -> Result<SignedRoot, DirectoryServiceError> {
         self.call(|d| async move { d.root().await }).await

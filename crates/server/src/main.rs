@@ -1,26 +1,26 @@
 //! `valised`: initialise a data directory, run the server, administer it.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
 use valise_server::background::Background;
+use valise_server::config::{ConfigError, DEFAULT_LOG_LEVEL, RunConfig, RunSettings};
 use valise_server::datadir::{DataDir, DataDirError};
 use valise_server::directory::DirectoryService;
-use valise_server::limits::Limits;
-use valise_server::server::ConnectionLimits;
+use valise_server::info::ServerInfo;
 use valise_server::store::{NewRevocation, SqliteStore, Store, StoreError, UserRecord};
 use valise_server::{AppState, invite, now_ms, serve, tls};
 
 #[derive(Parser, Debug)]
 #[command(name = "valised", version, about = "The Valise server")]
 struct Cli {
-    /// Log level or filter (overridden by RUST_LOG).
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Log level or filter, e.g. `debug` or `valise_server=debug`
+    /// (overridden by RUST_LOG; `log_level` in a `run` configuration file).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,34 +35,19 @@ enum Command {
         domain: String,
     },
     /// Run the server in the foreground (initialising the directory if needed).
+    #[command(
+        after_help = "Every flag is also a key of the configuration file, with the \
+same name in snake_case (--max-connections is max_connections); a flag given \
+here overrides the file, and the file the defaults. \
+packaging/valised.toml lists every key."
+    )]
     Run {
+        /// TOML file with any of the settings below (an unknown key is an
+        /// error).
         #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        listen: SocketAddr,
-        /// Domain, needed only when the directory is not initialised yet.
-        #[arg(long)]
-        domain: Option<String>,
-        /// User to print a first enrolment code for, on first initialisation
-        /// (default admin@<domain>).
-        #[arg(long)]
-        first_invite: Option<String>,
-        /// Write logs to this file instead of stderr.
-        #[arg(long)]
-        log_file: Option<PathBuf>,
+        config: Option<PathBuf>,
         #[command(flatten)]
-        rates: RateFlags,
-        #[command(flatten)]
-        connections: ConnectionFlags,
-        /// Least time between two key directory epochs (changes arriving
-        /// meanwhile are batched into the next one).
-        #[arg(long, default_value_t = valise_server::directory::DEFAULT_INTERVAL_MS)]
-        directory_interval_ms: u64,
-        /// Bytes (MiB) of letters one account's devices may keep waiting
-        /// unread on this server; past it that account's letters are
-        /// refused with `storage_full`, and nobody else's.
-        #[arg(long, default_value_t = valise_server::store::DEFAULT_ACCOUNT_QUOTA_MIB)]
-        account_quota_mib: u64,
+        settings: Box<RunSettings>,
     },
     /// Administration; works while the server runs.
     Admin {
@@ -71,79 +56,6 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-}
-
-/// Per-device allowances, checked before a request's body is parsed.
-#[derive(clap::Args, Debug)]
-struct RateFlags {
-    /// Letters per second one device may send (a burst of twice as many).
-    #[arg(long, default_value_t = Limits::default().sends_per_second)]
-    max_sends_per_second: u32,
-    /// Key-package claims per minute one device may make.
-    #[arg(long, default_value_t = Limits::default().claims_per_minute)]
-    max_claims_per_minute: u32,
-    /// Commits (membership changes) and new conversations per minute one
-    /// device may submit.
-    #[arg(long, default_value_t = Limits::default().commits_per_minute)]
-    max_commits_per_minute: u32,
-    /// Directory audit proofs per minute one device may ask for (one client
-    /// address, for callers without a token: auditors).
-    #[arg(long, default_value_t = Limits::default().audits_per_minute)]
-    max_audits_per_minute: u32,
-    /// Key packages per minute one device may upload (each is verified).
-    /// One full upload is always allowed at once.
-    #[arg(long, default_value_t = Limits::default().key_packages_per_minute)]
-    max_key_packages_per_minute: u32,
-}
-
-impl From<RateFlags> for Limits {
-    fn from(f: RateFlags) -> Self {
-        Self {
-            sends_per_second: f.max_sends_per_second,
-            claims_per_minute: f.max_claims_per_minute,
-            commits_per_minute: f.max_commits_per_minute,
-            audits_per_minute: f.max_audits_per_minute,
-            key_packages_per_minute: f.max_key_packages_per_minute,
-        }
-    }
-}
-
-/// How many connections the server holds, and how long a silent one.
-#[derive(clap::Args, Debug)]
-struct ConnectionFlags {
-    /// Most connections served at once; further ones wait in the kernel's
-    /// backlog.
-    #[arg(long, default_value_t = ConnectionLimits::default().max)]
-    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-    /// Most connections open at once from one client address (an IPv4
-    /// address, or an IPv6 /64); further ones are closed at once. Raise it
-    /// for a site whose devices all come through one NAT address.
-    #[arg(long, default_value_t = ConnectionLimits::default().per_address)]
-    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections_per_address: u32,
-    /// Seconds a client has to finish its TLS handshake, and then to send
-    /// each request's headers (HTTP/1.1); also how long an idle HTTP/1.1
-    /// connection stays open.
-    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    header_timeout_secs: u64,
-    /// Seconds without a request in flight after which a connection is
-    /// closed (long polls are requests in flight).
-    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    idle_timeout_secs: u64,
-}
-
-impl From<ConnectionFlags> for ConnectionLimits {
-    fn from(f: ConnectionFlags) -> Self {
-        Self {
-            max: f.max_connections,
-            per_address: f.max_connections_per_address,
-            header_timeout: Duration::from_secs(f.header_timeout_secs),
-            idle_timeout: Duration::from_secs(f.idle_timeout_secs),
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +78,20 @@ enum AdminCommand {
     Users {
         #[arg(long)]
         json: bool,
+    },
+    /// Print the domain, the public keys and the TLS CA (with its SHA-256
+    /// fingerprint): what auditors and partner servers pin. No secret.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the live database to FILE (a consistent snapshot, `VACUUM
+    /// INTO`), while the server runs. The keys are not in it: back up
+    /// `keys/` and `tls/` separately, offline.
+    Backup {
+        /// Where to write the copy; must not exist.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Change a setting of the organisation.
     #[command(subcommand)]
@@ -196,6 +122,8 @@ enum CliError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Random(#[from] invite::RandomError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -293,6 +221,30 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
             );
         }
         AdminCommand::Users { json } => print_users(&store.list_users()?, json),
+        AdminCommand::Info { json } => {
+            let info = ServerInfo::read(&dir)?;
+            if json {
+                let v = serde_json::to_value(&info)
+                    .map_err(|e| CliError::Io(format!("cannot encode: {e}")))?;
+                println!("{v}");
+            } else {
+                print!("{}", info.text());
+            }
+        }
+        AdminCommand::Backup { out } => {
+            drop(store);
+            let bytes = valise_server::backup::backup(&dir, &out)?;
+            println!(
+                "{} ({bytes} bytes): a consistent copy of the database",
+                out.display()
+            );
+            println!(
+                "not in it: the keys; copy {}, {} and {} separately, offline (docs/OPERATIONS.md)",
+                dir.root().join("keys").display(),
+                dir.root().join("tls").display(),
+                dir.config_path().display()
+            );
+        }
         AdminCommand::Set(SetCommand::SecurityDesk { user }) => {
             let user = parse_user(&user)?;
             let before = store.set_security_desk(&user, now_ms())?;
@@ -380,18 +332,32 @@ async fn stop_signal() {
     tracing::info!("stop signal received");
 }
 
-// Each argument is one of `valised run`'s flags or groups of flags.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    data: &Path,
-    listen: SocketAddr,
-    domain: Option<String>,
-    first_invite: Option<String>,
-    limits: Limits,
-    connections: ConnectionLimits,
-    directory_interval: Duration,
-    account_quota_mib: u64,
-) -> Result<(), CliError> {
+/// `valised run`'s settings: its flags over its configuration file.
+fn run_config(
+    log_level: Option<String>,
+    config: Option<&Path>,
+    flags: RunSettings,
+) -> Result<RunConfig, CliError> {
+    let file = config.map(RunSettings::load).transpose()?;
+    let flags = RunSettings { log_level, ..flags };
+    Ok(flags.overlay(file.unwrap_or_default()).resolve()?)
+}
+
+fn run(config: RunConfig) -> Result<(), CliError> {
+    let RunConfig {
+        data,
+        listen,
+        domain,
+        first_invite,
+        metrics_listen,
+        limits,
+        connections,
+        directory_interval,
+        account_quota_mib,
+        log_level: _,
+        log_file: _,
+    } = config;
+    let data = data.as_path();
     let dir = DataDir::new(data);
     if !dir.is_initialised() {
         let domain = domain.clone().ok_or_else(|| {
@@ -440,6 +406,20 @@ fn run(
         let state = AppState::new(store, &config.domain, Arc::new(directory), &background)
             .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?
             .with_limits(limits);
+        if let Some(at) = metrics_listen {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| CliError::Io(format!("cannot listen for metrics on {at}: {e}")))?;
+            let at = listener
+                .local_addr()
+                .map_err(|e| CliError::Io(format!("metrics listener: {e}")))?;
+            tracing::info!(%at, "metrics served on /metrics");
+            println!("metrics on http://{at}/metrics");
+            background.spawn(
+                "metrics listener",
+                valise_server::metrics::serve(listener, state.clone(), background.signal()),
+            );
+        }
         #[cfg(feature = "adversary")]
         let state = state.with_tampering(sqlite);
         #[cfg(not(feature = "adversary"))]
@@ -476,42 +456,49 @@ fn run(
     Ok(())
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let log_file = match &cli.command {
-        Command::Run { log_file, .. } => log_file.clone(),
-        _ => None,
+/// The command line, with the defaults of `run`'s settings in its help:
+/// they are applied after the configuration file is read, so clap cannot
+/// know them.
+fn command() -> clap::Command {
+    let defaults = RunSettings::defaults_by_key();
+    let show = |cmd: clap::Command| {
+        defaults.iter().fold(cmd, |cmd, (key, value)| {
+            if cmd.get_arguments().all(|a| a.get_id() != key.as_str()) {
+                return cmd;
+            }
+            cmd.mut_arg(key, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            })
+        })
     };
-    if let Err(e) = init_logging(&cli.log_level, log_file.as_deref()) {
+    show(Cli::command()).mut_subcommand("run", show)
+}
+
+fn main() {
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    if let Err(e) = main_inner(cli) {
         eprintln!("valised: {e}");
         std::process::exit(1);
     }
-    let result = match cli.command {
-        Command::Init { data, domain } => init(&data, &domain),
-        Command::Run {
-            data,
-            listen,
-            domain,
-            first_invite,
-            log_file: _,
-            rates,
-            connections,
-            directory_interval_ms,
-            account_quota_mib,
-        } => run(
-            &data,
-            listen,
-            domain,
-            first_invite,
-            rates.into(),
-            connections.into(),
-            Duration::from_millis(directory_interval_ms),
-            account_quota_mib,
-        ),
-        Command::Admin { data, command } => admin(&data, command),
-    };
-    if let Err(e) = result {
-        eprintln!("valised: {e}");
-        std::process::exit(1);
+}
+
+fn main_inner(cli: Cli) -> Result<(), CliError> {
+    let level = cli.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
+    match cli.command {
+        Command::Run { config, settings } => {
+            // The configuration first: it says where to log.
+            let config = run_config(cli.log_level, config.as_deref(), *settings)?;
+            init_logging(&config.log_level, config.log_file.as_deref())?;
+            run(config)
+        }
+        Command::Init { data, domain } => {
+            init_logging(level, None)?;
+            init(&data, &domain)
+        }
+        Command::Admin { data, command } => {
+            init_logging(level, None)?;
+            admin(&data, command)
+        }
     }
 }

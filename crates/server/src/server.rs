@@ -128,9 +128,10 @@ pub async fn serve(
             }
         };
         let (http, stopping) = (http.clone(), state.shutdown.clone());
+        let open = state.metrics.connection_opened();
         tokio::spawn(async move {
             http.serve(tcp, peer, stopping, permit).await;
-            drop(slot);
+            drop((slot, open));
         });
     }
 

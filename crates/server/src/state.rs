@@ -5,6 +5,7 @@ use crate::background::Background;
 use crate::delivery::{Delivery, Wakeups};
 use crate::directory::DirectoryService;
 use crate::limits::{Limits, RateLimits};
+use crate::metrics::Metrics;
 use crate::standing::Standing;
 use crate::store::Store;
 use openmls_libcrux_crypto::CryptoProvider;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub wakeups: Arc<Wakeups>,
     /// The key directory and its publisher.
     pub directory: Arc<DirectoryService>,
+    /// What `/metrics` shows; counted whether or not it is served.
+    pub metrics: Arc<Metrics>,
     /// The malicious server's switches (test builds only).
     #[cfg(feature = "adversary")]
     pub adversary: Arc<crate::adversary::Adversary>,
@@ -65,6 +68,7 @@ impl AppState {
             limits: Arc::new(Limits::default().into()),
             wakeups,
             directory,
+            metrics: Arc::default(),
             #[cfg(feature = "adversary")]
             adversary: Arc::default(),
             #[cfg(feature = "adversary")]

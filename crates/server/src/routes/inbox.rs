@@ -92,6 +92,7 @@ pub async fn read(
         }
         if !read.entries.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow()
         {
+            state.metrics.delivered(read.entries.len());
             let page = InboxPage {
                 entries: read.entries,
                 more: read.more,

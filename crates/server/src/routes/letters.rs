@@ -82,6 +82,7 @@ pub async fn send(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| from_store.next().map_or(Outcome::Skipped, outcome)))
         .collect();
+    state.metrics.letters(&outcomes);
     Ok(Binary(wire::encode_outcomes(&outcomes)))
 }
 

@@ -61,6 +61,10 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::time_request,
+        ))
         // Enforced while reading the body, before any parsing.
         .layer(DefaultBodyLimit::max(
             valise_proto::limits::MAX_REQUEST_BYTES,

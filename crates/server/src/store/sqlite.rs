@@ -46,6 +46,12 @@ pub struct SqliteStore {
     _checkpointer: checkpoint::Checkpointer,
 }
 
+/// How much of the database file a reader maps. A connection's page cache
+/// is dropped whenever another one commits, so without a mapping every
+/// read after a write copies each page it touches in again (measured: a
+/// fifth of the server's time at fan-out 10).
+const READER_MMAP_BYTES: i64 = 1 << 30;
+
 /// The one write connection and what the log's writer keeps in memory.
 struct Writer {
     conn: Connection,
@@ -152,6 +158,7 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(std::time::Duration::from_millis(5000))?;
+            r.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
             r.set_prepared_statement_cache_capacity(32);
             readers.push(Mutex::new(r));
         }

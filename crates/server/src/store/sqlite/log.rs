@@ -10,8 +10,8 @@
 use super::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 const KIND_COMMIT: i64 = 1;
 const KIND_WELCOME: i64 = 2;
@@ -30,8 +30,7 @@ const CONVERSATION_BY_ID: &str = "SELECT num, epoch FROM conversations WHERE id 
 const DEVICE_NUM: &str = "SELECT num FROM device_nums WHERE user = ?1 AND device = ?2";
 const CURSOR_OF: &str = "SELECT seq, chain FROM cursors WHERE device = ?1";
 const CHAIN_AT: &str = "SELECT chain FROM log WHERE seq = ?1";
-const MEMBERSHIPS_AFTER: &str = "SELECT conv, from_seq, to_seq FROM memberships \
-     WHERE device = ?1 AND (to_seq IS NULL OR to_seq > ?2)";
+const MEMBERSHIPS_OF: &str = "SELECT conv, from_seq, to_seq FROM memberships WHERE device = ?1";
 const CONV_RANGE: &str = "SELECT seq FROM log WHERE conv = ?1 AND targeted = 0 \
      AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4";
 const TARGETED_RANGE: &str = "SELECT seq FROM targets WHERE device = ?1 AND seq > ?2 \
@@ -50,7 +49,7 @@ pub(super) const HOT_PATH: &[(&str, &str)] = &[
     ("DEVICE_NUM", DEVICE_NUM),
     ("CURSOR_OF", CURSOR_OF),
     ("CHAIN_AT", CHAIN_AT),
-    ("MEMBERSHIPS_AFTER", MEMBERSHIPS_AFTER),
+    ("MEMBERSHIPS_OF", MEMBERSHIPS_OF),
     ("CONV_RANGE", CONV_RANGE),
     ("TARGETED_RANGE", TARGETED_RANGE),
     ("ROW_AT", ROW_AT),
@@ -85,6 +84,17 @@ pub(super) struct Shared {
     /// Conversation number → its newest untargeted row (absent: unknown,
     /// so read it).
     heads: RwLock<HashMap<i64, u64>>,
+    /// Device number → its newest targeted row (absent: none). Loaded at
+    /// open, then published by the writer, which writes every target.
+    targeted: RwLock<HashMap<i64, u64>>,
+    /// Moves after every committed batch that changed memberships: a
+    /// device's memberships read at one generation hold until it moves.
+    membership_gen: AtomicU64,
+    /// Device number → (generation, all its memberships).
+    memberships: RwLock<HashMap<i64, (u64, Arc<Vec<Membership>>)>>,
+    /// Device number → the position its last read handed out: a cursor
+    /// this process gave needs no look into the log to be believed.
+    handed: RwLock<HashMap<i64, Position>>,
     /// The newest row readers may see: every row up to it is committed and
     /// its conversation's head published. Reads are bounded by it, so a
     /// batch committing during a read (rows of one conversation seen, of
@@ -132,7 +142,29 @@ impl Shared {
             let (conv, seq) = row?;
             heads.insert(conv, to_u64(seq)?);
         }
+        let mut stmt = conn.prepare("SELECT device, max(seq) FROM targets GROUP BY device")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut targeted = write(&self.targeted);
+        for row in rows {
+            let (device, seq) = row?;
+            targeted.insert(device, to_u64(seq)?);
+        }
         Ok(())
+    }
+
+    /// A device's memberships, from memory while no batch changed any.
+    /// `committed` must be read before: a batch publishes its memberships'
+    /// generation before its head.
+    fn memberships(&self, conn: &Connection, me: i64) -> Result<Arc<Vec<Membership>>, StoreError> {
+        let gen_now = self.membership_gen.load(Ordering::Acquire);
+        if let Some((g, m)) = read(&self.memberships).get(&me)
+            && *g == gen_now
+        {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(memberships(conn, me)?);
+        write(&self.memberships).insert(me, (gen_now, m.clone()));
+        Ok(m)
     }
 
     pub(super) fn device_num(
@@ -195,6 +227,8 @@ struct Batch<'a> {
     nums: HashMap<DeviceAddress, i64>,
     convs: Vec<(i64, ConversationId)>,
     heads: HashMap<i64, u64>,
+    targeted: HashMap<i64, u64>,
+    memberships_changed: bool,
     usage: HashSet<UserId>,
     wake: HashSet<DeviceAddress>,
 }
@@ -207,6 +241,8 @@ impl<'a> Batch<'a> {
             nums: HashMap::new(),
             convs: Vec::new(),
             heads: HashMap::new(),
+            targeted: HashMap::new(),
+            memberships_changed: false,
             usage: HashSet::new(),
             wake: HashSet::new(),
         }
@@ -218,6 +254,8 @@ impl<'a> Batch<'a> {
             nums: std::mem::take(&mut self.nums),
             convs: std::mem::take(&mut self.convs),
             heads: std::mem::take(&mut self.heads),
+            targeted: std::mem::take(&mut self.targeted),
+            memberships_changed: std::mem::take(&mut self.memberships_changed),
             head,
         }
     }
@@ -409,7 +447,7 @@ impl LogState {
         let mut roster = Vec::new();
         for d in &r.roster {
             let n = b.num(d)?;
-            open_membership(b.tx, n, num, self.head.seq)?;
+            open_membership(b, n, num, self.head.seq)?;
             roster.push((d.clone(), n));
         }
         b.convs.push((num, r.id));
@@ -471,6 +509,7 @@ impl LogState {
                      WHERE device = ?2 AND conv = ?3 AND to_seq IS NULL",
                 )?
                 .execute(params![to_i64(seq)?, n, hot.num])?;
+                b.memberships_changed = true;
             }
         }
         let added: Vec<DeviceAddress> = c
@@ -484,7 +523,7 @@ impl LogState {
         for d in &c.new_roster {
             let n = b.num(d)?;
             if !old.contains(d) {
-                open_membership(b.tx, n, hot.num, seq)?;
+                open_membership(b, n, hot.num, seq)?;
             }
             roster.push((d.clone(), n));
         }
@@ -501,7 +540,7 @@ impl LogState {
             )?;
             for j in &w.joiners {
                 let n = b.num(j)?;
-                target(b.tx, n, at)?;
+                target(b, n, at)?;
                 b.wake.insert(j.clone());
             }
         }
@@ -606,22 +645,20 @@ impl LogState {
     }
 }
 
-fn open_membership(
-    tx: &Transaction<'_>,
-    device: i64,
-    conv: i64,
-    from: u64,
-) -> Result<(), StoreError> {
-    tx.prepare_cached(
+fn open_membership(b: &mut Batch<'_>, device: i64, conv: i64, from: u64) -> Result<(), StoreError> {
+    b.tx.prepare_cached(
         "INSERT INTO memberships (device, conv, from_seq, to_seq) VALUES (?1, ?2, ?3, NULL)",
     )?
     .execute(params![device, conv, to_i64(from)?])?;
+    b.memberships_changed = true;
     Ok(())
 }
 
-fn target(tx: &Transaction<'_>, device: i64, seq: u64) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT OR IGNORE INTO targets (device, seq) VALUES (?1, ?2)")?
+fn target(b: &mut Batch<'_>, device: i64, seq: u64) -> Result<(), StoreError> {
+    b.tx.prepare_cached("INSERT OR IGNORE INTO targets (device, seq) VALUES (?1, ?2)")?
         .execute(params![device, to_i64(seq)?])?;
+    let newest = b.targeted.entry(device).or_default();
+    *newest = (*newest).max(seq);
     Ok(())
 }
 
@@ -686,6 +723,8 @@ pub(super) struct Published {
     nums: HashMap<DeviceAddress, i64>,
     convs: Vec<(i64, ConversationId)>,
     heads: HashMap<i64, u64>,
+    targeted: HashMap<i64, u64>,
+    memberships_changed: bool,
     /// The log's head after the batch.
     head: u64,
 }
@@ -698,15 +737,31 @@ pub(super) fn publish(shared: &Shared, p: Published) {
     }
     write(&shared.convs).extend(p.convs);
     write(&shared.heads).extend(p.heads);
+    {
+        let mut targeted = write(&shared.targeted);
+        for (device, seq) in p.targeted {
+            let newest = targeted.entry(device).or_default();
+            *newest = (*newest).max(seq);
+        }
+    }
+    if p.memberships_changed {
+        shared.membership_gen.fetch_add(1, Ordering::Release);
+    }
     shared.committed.fetch_max(p.head, Ordering::Release);
 }
 
 /// Where a read starts: `after` if this log handed it out, else refused.
 fn start(
     conn: &Connection,
+    shared: &Shared,
     me: Option<i64>,
     after: Option<Position>,
 ) -> Result<Position, StoreError> {
+    if let (Some(n), Some(after)) = (me, after)
+        && read(&shared.handed).get(&n) == Some(&after)
+    {
+        return Ok(after);
+    }
     let acked = match me {
         Some(n) => conn
             .prepare_cached(CURSOR_OF)?
@@ -740,10 +795,15 @@ fn start(
     }
 }
 
-/// A device's memberships that may hold rows after `from`.
-fn memberships(conn: &Connection, me: i64, from: u64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(MEMBERSHIPS_AFTER)?;
-    let rows = stmt.query_map(params![me, to_i64(from)?], |r| {
+/// A device's stretch in a conversation: (conversation, from, to), the
+/// rows it reads being those with from < seq <= to (to: `u64::MAX` while
+/// it is a member).
+type Membership = (i64, u64, u64);
+
+/// All of a device's memberships.
+fn memberships(conn: &Connection, me: i64) -> Result<Vec<Membership>, StoreError> {
+    let mut stmt = conn.prepare_cached(MEMBERSHIPS_OF)?;
+    let rows = stmt.query_map(params![me], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
@@ -772,7 +832,7 @@ pub(super) fn inbox(
     #[cfg(feature = "adversary")] hidden: &HashSet<u64>,
 ) -> Result<InboxRead, StoreError> {
     let me = shared.device_num(conn, device)?;
-    let from = start(conn, me, after)?;
+    let from = start(conn, shared, me, after)?;
     let empty = InboxRead {
         entries: Vec::new(),
         more: false,
@@ -787,10 +847,10 @@ pub(super) fn inbox(
     let upto = shared.committed.load(Ordering::Acquire);
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let mut seqs: Vec<u64> = Vec::new();
-    for (conv, lo, hi) in memberships(conn, me, from.seq)? {
+    for &(conv, lo, hi) in shared.memberships(conn, me)?.iter() {
         let lo = lo.max(from.seq);
         let hi = hi.min(upto);
-        if read(&shared.heads).get(&conv).is_some_and(|h| *h <= lo) {
+        if hi <= lo || read(&shared.heads).get(&conv).is_some_and(|h| *h <= lo) {
             continue;
         }
         let mut stmt = conn.prepare_cached(CONV_RANGE)?;
@@ -807,6 +867,9 @@ pub(super) fn inbox(
             seqs.push(to_u64(row?)?);
         }
     }
+    if read(&shared.targeted)
+        .get(&me)
+        .is_some_and(|newest| *newest > from.seq)
     {
         let mut stmt = conn.prepare_cached(TARGETED_RANGE)?;
         let rows = stmt.query_map(params![me, to_i64(from.seq)?, to_i64(upto)?, fetch], |r| {
@@ -877,6 +940,9 @@ pub(super) fn inbox(
             ratchet_tree,
         });
     }
+    if next != from {
+        write(&shared.handed).insert(me, next);
+    }
     Ok(InboxRead {
         entries,
         more,
@@ -914,7 +980,7 @@ pub(super) fn inbox_count(
     after: Option<Position>,
 ) -> Result<u64, StoreError> {
     let me = shared.device_num(conn, device)?;
-    let from = start(conn, me, after)?;
+    let from = start(conn, shared, me, after)?;
     let Some(me) = me else {
         return Ok(0);
     };
@@ -929,11 +995,14 @@ pub(super) fn inbox_count(
         .query_row(params![me, to_i64(from.seq)?, upto, MAX_COUNT], |r| {
             r.get(0)
         })?;
-    for (conv, lo, hi) in memberships(conn, me, from.seq)? {
+    for &(conv, lo, hi) in shared.memberships(conn, me)?.iter() {
         if n >= MAX_COUNT {
             break;
         }
         let lo = lo.max(from.seq);
+        if hi <= lo {
+            continue;
+        }
         n += conn
             .prepare_cached(
                 "SELECT count(*) FROM (SELECT 1 FROM log WHERE conv = ?1 AND targeted = 0 \
@@ -1106,7 +1175,7 @@ pub(super) mod tamper {
         let seq = state.append(&mut b, conv, kind, sender, true, bytes, tree, at_ms)?;
         for d in devices {
             let n = b.num(d)?;
-            target(tx, n, seq)?;
+            target(&mut b, n, seq)?;
         }
         tx.execute(
             "UPDATE log_head SET seq = ?1, chain = ?2",
