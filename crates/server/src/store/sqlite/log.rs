@@ -74,6 +74,9 @@ struct Hot {
     roster: Vec<(DeviceAddress, i64)>,
 }
 
+/// A device's memberships and the generation they were read at.
+type KnownMemberships = (u64, Arc<Vec<Membership>>);
+
 /// Ids both ways and each conversation's newest row, shared by the writer
 /// (which publishes after each commit) and the readers.
 #[derive(Default)]
@@ -91,7 +94,7 @@ pub(super) struct Shared {
     /// device's memberships read at one generation hold until it moves.
     membership_gen: AtomicU64,
     /// Device number → (generation, all its memberships).
-    memberships: RwLock<HashMap<i64, (u64, Arc<Vec<Membership>>)>>,
+    memberships: RwLock<HashMap<i64, KnownMemberships>>,
     /// Device number → the position its last read handed out: a cursor
     /// this process gave needs no look into the log to be believed.
     handed: RwLock<HashMap<i64, Position>>,
