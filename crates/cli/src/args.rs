@@ -141,7 +141,24 @@ pub enum Command {
     /// List letters that wait in the outbox unsent, and why.
     Outbox,
     /// List alerts: what this device refused or noticed (kind, time, evidence).
-    Alerts,
+    ///
+    /// With --desk (on the security desk's device): the alert reports every
+    /// device of the organisation sent, as JSON lines with --json (schema in
+    /// docs/PROTOCOL.md, "Security desk reports").
+    Alerts {
+        /// The reports received as the security desk, not this device's alerts.
+        #[arg(long)]
+        desk: bool,
+        /// Keep syncing and print each new report as it arrives. A restart
+        /// resumes after the last report printed (kept in the home).
+        #[arg(long, requires = "desk")]
+        follow: bool,
+    },
+    /// The security desk this device reports its alerts to.
+    Desk {
+        #[command(subcommand)]
+        command: Option<DeskCmd>,
+    },
     /// Print the safety code you share with a person, to compare over a
     /// trusted channel (in person, by phone); with --code, record that you did.
     Verify {
@@ -231,4 +248,14 @@ pub enum DevicesCmd {
     /// Revoke one of your devices (a lost or stolen one): it can no longer
     /// log in and is removed from every conversation.
     Revoke { device: DeviceId },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeskCmd {
+    /// Show the desk this device reports to, and any other the server names.
+    Show,
+    /// Report to the desk the server names now, after a
+    /// `security_desk_changed` alert (check with your organisation first:
+    /// an intruder holding the server can name a desk of its own).
+    Accept,
 }

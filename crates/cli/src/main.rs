@@ -5,7 +5,7 @@ mod args;
 mod output;
 
 use anyhow::{Context, Result};
-use args::{Cli, Command, ConversationCmd, DevicesCmd};
+use args::{Cli, Command, ConversationCmd, DeskCmd, DevicesCmd};
 use clap::Parser;
 use output::Output;
 use std::path::Path;
@@ -121,7 +121,15 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             out.sent(&sent);
         }
         Command::Conversation(cmd) => conversation(cli, cmd, &out).await?,
-        Command::Alerts => out.alerts(&open(cli)?.alerts()?),
+        Command::Alerts { desk: false, .. } => out.alerts(&open(cli)?.alerts()?),
+        Command::Alerts { desk: true, follow } => desk_reports(cli, *follow, &out).await?,
+        Command::Desk { command } => {
+            let client = open(cli)?;
+            match command.as_ref().unwrap_or(&DeskCmd::Show) {
+                DeskCmd::Show => out.desk(&client.security_desk()?),
+                DeskCmd::Accept => out.desk_accepted(client.accept_desk()?.as_ref()),
+            }
+        }
         Command::Verify { user, code } => {
             let mut client = open(cli)?;
             match code {
@@ -189,6 +197,36 @@ async fn conversation(cli: &Cli, cmd: &ConversationCmd, out: &Output) -> Result<
         }
     }
     Ok(())
+}
+
+/// How long one sync of `alerts --desk --follow` waits for something to
+/// arrive (the server answers as soon as something does).
+const FOLLOW_WAIT_MS: u64 = 25_000;
+
+/// The security desk's reports: all of them, or (`follow`) those after
+/// the last one printed, then each new one as syncs bring it. The marker
+/// moves only once a line is written and flushed: a follower killed and
+/// restarted misses nothing (a line whose marker did not reach the disk
+/// is printed again; `report_id` tells it).
+async fn desk_reports(cli: &Cli, follow: bool, out: &Output) -> Result<()> {
+    let mut client = open(cli)?;
+    if !follow {
+        return out.desk_reports(&client.desk_reports(0)?);
+    }
+    loop {
+        for report in client.desk_reports(client.printed_report()?)? {
+            out.desk_report(&report)?;
+            client.set_printed_report(report.id)?;
+        }
+        match client.sync_wait(FOLLOW_WAIT_MS).await {
+            Ok(_) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "sync failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn audit(

@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::json;
 use valise_client::{
     Alert, AuditLogReport, AuditReport, ClientError, ConversationDetail, ConversationView,
-    DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter, SyncProgress, SyncReport,
+    DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
+    SyncProgress, SyncReport,
 };
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
@@ -132,6 +133,10 @@ impl Output {
                 ),
                 (r.delivered, "queued letters delivered"),
                 (
+                    r.new_reports,
+                    "alert reports received (`valise alerts --desk`)",
+                ),
+                (
                     r.held,
                     "letters WAITING in the outbox (see `valise outbox`)",
                 ),
@@ -222,6 +227,64 @@ impl Output {
                 .map(|a| format!("{}  {}  {}", rfc3339(a.at_ms), a.kind, a.detail))
                 .collect::<Vec<_>>()
                 .join("\n")
+        });
+    }
+
+    /// Security desk reports: one JSON object per line with --json (for a
+    /// SIEM), or one line of text each.
+    pub fn desk_reports(&self, reports: &[DeskReport]) -> anyhow::Result<()> {
+        if reports.is_empty() && !self.json {
+            println!("no reports");
+        }
+        reports.iter().try_for_each(|r| self.desk_report(r))
+    }
+
+    /// One report, written and flushed before the caller moves on.
+    pub fn desk_report(&self, r: &DeskReport) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let line = if self.json {
+            serde_json::to_string(r)?
+        } else {
+            let mut line = format!(
+                "{}  {}/{}  {}  {}  {}",
+                rfc3339(r.at_ms),
+                r.user,
+                r.device,
+                r.kind,
+                r.conversation.as_deref().unwrap_or("-"),
+                r.detail
+            );
+            if r.suppressed > 0 {
+                line.push_str(&format!("  (+{} not reported)", r.suppressed));
+            }
+            line
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        Ok(())
+    }
+
+    pub fn desk(&self, s: &DeskState) {
+        self.emit(s, || {
+            let mut text = match &s.pinned {
+                Some(d) => format!("alerts are reported to the security desk {d}"),
+                None => "no security desk is known: alerts stay on this device".into(),
+            };
+            if s.changed {
+                let named = s.offered.as_ref().map_or("none".into(), |d| d.to_string());
+                text.push_str(&format!(
+                    "\nthe server names another desk: {named} (`valise desk accept` to report there)"
+                ));
+            }
+            text
+        });
+    }
+
+    pub fn desk_accepted(&self, desk: Option<&UserId>) {
+        self.emit(json!({ "pinned": desk }), || match desk {
+            Some(d) => format!("alerts are reported to the security desk {d} from now on"),
+            None => "no security desk from now on: alerts stay on this device".into(),
         });
     }
 

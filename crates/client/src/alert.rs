@@ -58,6 +58,10 @@ pub enum AlertKind {
     /// not signed by the pinned key, one that does not extend the last one
     /// seen (a rollback or a fork), or an entry not in it.
     AuditConflict,
+    /// The server names another security desk than the one this device
+    /// pinned (or none): reports keep going to the pinned desk until the
+    /// user accepts the new one (`valise desk accept`).
+    SecurityDeskChanged,
 }
 
 impl AlertKind {
@@ -79,6 +83,7 @@ impl AlertKind {
             Self::ServerRestored => "server_restored",
             Self::AdminAction => "admin_action",
             Self::AuditConflict => "audit_conflict",
+            Self::SecurityDeskChanged => "security_desk_changed",
         }
     }
 }

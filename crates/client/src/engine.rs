@@ -14,6 +14,7 @@
 //!                                  └──────▶ openmls (groups in the same database)
 //! ```
 
+pub mod desk;
 pub mod held;
 pub mod identity;
 pub mod inbound;
@@ -158,7 +159,9 @@ impl Engine {
         out
     }
 
-    /// Records an alert (inside the caller's transaction, if any).
+    /// Records an alert and queues its report to the security desk, in
+    /// one transaction (inside the caller's, if any): the only place
+    /// alerts are raised, so none escapes the desk ([`desk`]).
     pub(crate) fn raise(
         &self,
         kind: AlertKind,
@@ -167,13 +170,16 @@ impl Engine {
         evidence: Option<&[u8]>,
     ) -> Result<()> {
         tracing::warn!(kind = kind.as_str(), detail, "ALERT");
-        self.home.insert_alert(
-            self.now_ms(),
-            kind.as_str(),
-            conversation.map(|c| c.to_string()),
-            detail,
-            evidence,
-        )
+        self.home.transaction(|| {
+            self.home.insert_alert(
+                self.now_ms(),
+                kind.as_str(),
+                conversation.map(|c| c.to_string()),
+                detail,
+                evidence,
+            )?;
+            self.report_to_desk(kind, conversation, detail, evidence)
+        })
     }
 }
 

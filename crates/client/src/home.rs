@@ -9,7 +9,7 @@
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
-//! [`outbox`], [`alerts`] and [`directory`]. openmls keeps its group state
+//! [`outbox`], [`alerts`], [`directory`] and [`desk`]. openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
 
@@ -17,6 +17,7 @@ pub mod account;
 pub mod alerts;
 pub mod commits;
 pub mod conversations;
+pub mod desk;
 pub mod directory;
 pub mod held;
 pub mod letters;
@@ -246,6 +247,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_inbox_cursor.sql"),
     include_str!("migrations/0010_resend_due.sql"),
     include_str!("migrations/0011_audit_key.sql"),
+    include_str!("migrations/0012_security_desk.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -277,8 +279,10 @@ fn restrict_dir(_: &Path) -> Result<()> {
 /// conversation, the identity check, its number and the previous epoch's
 /// count, the outbox), the server's acceptance (`note_accepted`), opening
 /// a letter (the sender's key, its number, the root it carries, storing
-/// it, alerts), letters held for their commit (kept on arrival, taken
-/// after every commit), the inbox position and the inbox listing. Each
+/// it, alerts and their reports to the security desk: the pinned desk, the
+/// kind's budget), letters held for their commit (kept on arrival, taken
+/// after every commit), the inbox position, the inbox listing, and on the
+/// desk storing a report and streaming them (`alerts --desk --follow`). Each
 /// runs per letter or per page, so none may scan a table that grows with
 /// history (`tests::hot_statements_never_scan`).
 #[cfg(test)]
@@ -311,6 +315,12 @@ const HOT_PATH: &[&str] = &[
     account::INBOX_CURSOR,
     account::SET_INBOX_CURSOR,
     alerts::INSERT,
+    desk::DESK,
+    desk::BUDGET,
+    desk::PUT_BUDGET,
+    desk::STORE_REPORT,
+    desk::NOTE_REPORT_SENT,
+    desk::REPORTS_AFTER,
 ];
 
 #[cfg(test)]
@@ -319,12 +329,17 @@ mod tests {
 
     /// Fails on a plan line that reads a whole table (`SCAN t`, also
     /// through an index), except where that is the purpose or the table
-    /// cannot grow: `account` and `directory` hold one row (`CHECK (id =
-    /// 1)`), and the outbox listing reads every entry waiting to be sent.
+    /// cannot grow: `account`, `directory` and `security_desk` hold one
+    /// row (`CHECK (id = 1)`), and the outbox listing reads every entry waiting to be sent.
     #[test]
     fn hot_statements_never_scan() {
         let home = Home::in_memory().unwrap();
-        let one_row = ["SCAN account", "SCAN directory", "SCAN CONSTANT ROW"];
+        let one_row = [
+            "SCAN account",
+            "SCAN directory",
+            "SCAN security_desk",
+            "SCAN CONSTANT ROW",
+        ];
         let mut scans = Vec::new();
         for sql in HOT_PATH {
             let mut stmt = home

@@ -38,6 +38,8 @@ pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 pub struct SyncReport {
     /// Letters stored for the first time.
     pub new_letters: usize,
+    /// Alert reports stored for the first time (on the security desk).
+    pub new_reports: usize,
     /// Conversations joined.
     pub joined: usize,
     /// Commits applied (membership changes).
@@ -106,6 +108,7 @@ impl Client {
             .last_housekeeping
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
+            self.check_security_desk().await?;
             report.new_devices = self.check_own_history(false).await?;
             report.admin_actions = self.check_admin_actions().await?;
             let (added, removed) = self.refresh_own_conversations().await?;
@@ -292,6 +295,7 @@ impl Client {
         let engine = &self.engine;
         match outcome {
             Ok(Applied::Letter) => report.new_letters += 1,
+            Ok(Applied::Report) => report.new_reports += 1,
             Ok(Applied::Joined) => report.joined += 1,
             Ok(Applied::Commit { opened }) => {
                 report.commits += 1;

@@ -19,6 +19,7 @@
 //! | `GET /v1/directory/lookup/{user}` | – | [`DirectoryProof`] |
 //! | `GET /v1/directory/history/{user}` | – | [`DirectoryProof`] |
 //! | `GET /v1/directory/audit?from=e&to=f` | – | [`DirectoryAudit`] (no authentication: for auditors) |
+//! | `GET /v1/security-desk` | – | [`SecurityDesk`] |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
@@ -58,6 +59,9 @@ pub struct EnrollResponse {
     /// actions on its account it is shown (absent from older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditKeyInfo>,
+    /// The organisation's security desk, pinned by the device (issue 10).
+    #[serde(default)]
+    pub security_desk: Option<UserId>,
 }
 
 /// The newest signed root of the key directory (`SignedRoot::to_bytes`).
@@ -311,4 +315,12 @@ pub struct GroupInfoState {
     pub group_info: Bytes,
     /// The epoch's ratchet tree (TLS bytes).
     pub ratchet_tree: Bytes,
+}
+
+/// The security desk the organisation named (`valised admin set
+/// security-desk`), to which devices report their alerts; `None` while
+/// there is none. Devices pin the first one they learn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecurityDesk {
+    pub security_desk: Option<UserId>,
 }

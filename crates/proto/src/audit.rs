@@ -65,6 +65,9 @@ pub enum Action {
     AdminCommand,
     ServerStarted,
     ServerStopped,
+    /// A setting the administrator changed while the server runs (the
+    /// security desk).
+    ConfigurationChanged,
 }
 
 impl Action {
@@ -86,6 +89,7 @@ impl Action {
             Self::AdminCommand => "admin_command",
             Self::ServerStarted => "server_started",
             Self::ServerStopped => "server_stopped",
+            Self::ConfigurationChanged => "configuration_changed",
         }
     }
 }
@@ -220,6 +224,7 @@ mod tests {
             Action::InviteIssued,
             Action::InboxRead,
             Action::ServerStopped,
+            Action::ConfigurationChanged,
         ] {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
         }

@@ -9,6 +9,7 @@
 
 use crate::id::{MessageId, ThreadId, UserId};
 use crate::limits;
+use crate::report::AlertReport;
 use serde::{Deserialize, Serialize};
 
 /// Version of the record format; a reader refuses versions it does not know.
@@ -31,6 +32,8 @@ pub enum LetterError {
         got: usize,
         max: usize,
     },
+    #[error("letter record is invalid: {0}")]
+    Invalid(String),
 }
 
 /// A letter: what a user writes.
@@ -158,6 +161,18 @@ pub enum Payload {
     Letter(Letter),
     #[serde(rename = "meta")]
     Meta(ConversationMeta),
+    /// A device's report of an alert to its security desk (issue 10).
+    #[serde(rename = "alert")]
+    Alert(AlertReport),
+}
+
+/// The numbers that let a receiver see what the server withheld (A7):
+/// letters and alert reports carry them, conversation settings do not.
+pub struct Numbers<'a> {
+    pub message_id: MessageId,
+    pub seq: &'a mut u64,
+    pub prev: &'a mut Option<EpochCount>,
+    pub root: &'a mut Option<RootBytes>,
 }
 
 impl std::fmt::Debug for ConversationMeta {
@@ -217,9 +232,7 @@ impl Letter {
 impl Payload {
     /// Encodes and pads the record.
     pub fn encode(&self) -> Result<Vec<u8>, LetterError> {
-        if let Payload::Letter(l) = self {
-            l.check_limits()?;
-        }
+        self.check()?;
         let mut out = Vec::new();
         ciborium::into_writer(
             &Envelope {
@@ -253,7 +266,38 @@ impl Payload {
         if env.v != LETTER_VERSION {
             return Err(LetterError::Version(env.v));
         }
+        if let Payload::Alert(r) = &env.p {
+            r.check()?;
+        }
         Ok(env.p)
+    }
+
+    /// What a sender must refuse to seal.
+    fn check(&self) -> Result<(), LetterError> {
+        match self {
+            Payload::Letter(l) => l.check_limits(),
+            Payload::Alert(r) => r.check(),
+            Payload::Meta(_) => Ok(()),
+        }
+    }
+
+    /// The numbers this payload carries, if it is numbered.
+    pub fn numbers(&mut self) -> Option<Numbers<'_>> {
+        match self {
+            Payload::Letter(l) => Some(Numbers {
+                message_id: l.message_id,
+                seq: &mut l.seq,
+                prev: &mut l.prev,
+                root: &mut l.root,
+            }),
+            Payload::Alert(r) => Some(Numbers {
+                message_id: r.message_id,
+                seq: &mut r.seq,
+                prev: &mut r.prev,
+                root: &mut r.root,
+            }),
+            Payload::Meta(_) => None,
+        }
     }
 }
 

@@ -16,7 +16,10 @@ mod checks;
 
 use std::path::{Path, PathBuf};
 use valise_proto::letter::{EpochCount, Letter, RootBytes};
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, MessageId, Payload, ThreadId, UserId};
+use valise_proto::{
+    AlertReport, ConversationId, DeviceAddress, DeviceId, MessageId, Payload, Sha256Digest,
+    ThreadId, UserId,
+};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -230,7 +233,11 @@ fn write_seeds() {
         bytes,
     )
     .unwrap();
-    for (path, bytes) in delivery_seeds().into_iter().chain(checkpoint_seeds()) {
+    for (path, bytes) in delivery_seeds()
+        .into_iter()
+        .chain(checkpoint_seeds())
+        .chain(report_seeds())
+    {
         std::fs::write(fuzz_dir().join("seeds").join(path), bytes).unwrap();
     }
 }
@@ -264,6 +271,55 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
             signed.replace('\u{2014}', "-").into_bytes(),
         ),
     ]
+}
+
+/// An alert report for the security desk (issue 10), and one whose kind no
+/// honest device writes (refused on receipt; unpadded CBOR, so that the
+/// check's padding path reaches the report's own check).
+fn report_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let report = |kind: &str| {
+        Payload::Alert(AlertReport {
+            message_id: MessageId::from_bytes([6; 16]),
+            kind: kind.into(),
+            at_ms: 1_700_000_000_000,
+            conversation: Some(ConversationId::from_bytes([1; 16])),
+            detail: "a message failed verification".into(),
+            evidence_sha256: vec![Sha256Digest([0xab; 32])],
+            suppressed: 3,
+            seq: 2,
+            prev: Some(EpochCount { epoch: 1, last: 1 }),
+            root: None,
+        })
+    };
+    let record = ciborium::Value::Map(vec![
+        (
+            ciborium::Value::Text("v".into()),
+            ciborium::Value::Integer(1.into()),
+        ),
+        (
+            ciborium::Value::Text("p".into()),
+            ciborium::Value::serialized(&report("Refused Message")).unwrap(),
+        ),
+    ]);
+    let mut bad = Vec::new();
+    ciborium::into_writer(&record, &mut bad).unwrap();
+    vec![
+        (
+            "letter_record/alert-report.bin",
+            report("refused_message").encode().unwrap(),
+        ),
+        ("letter_record/bad-alert-kind.cbor", bad),
+    ]
+}
+
+#[test]
+fn report_seeds_are_what_the_encoders_write() {
+    for (path, bytes) in report_seeds() {
+        let stored = std::fs::read(fuzz_dir().join("seeds").join(path)).unwrap();
+        assert_eq!(stored, bytes, "{path} (run write_seeds)");
+    }
+    let seed = std::fs::read(fuzz_dir().join("seeds/letter_record/alert-report.bin")).unwrap();
+    assert!(matches!(Payload::decode(&seed), Ok(Payload::Alert(_))));
 }
 
 #[test]

@@ -118,6 +118,19 @@ enum AdminCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Change a setting of the organisation.
+    #[command(subcommand)]
+    Set(SetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SetCommand {
+    /// Name the security desk: the user to whom every device reports the
+    /// alerts it raises, end to end encrypted. Devices pin the desk they
+    /// learn first; a later change is an alert on each device, which
+    /// keeps reporting to the pinned desk until its user accepts the new
+    /// one (`valise desk accept`).
+    SecurityDesk { user: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +293,29 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
                 dir.root().join("tls").display(),
                 dir.config_path().display()
             );
+        }
+        AdminCommand::Set(SetCommand::SecurityDesk { user }) => {
+            let user = parse_user(&user)?;
+            let before = store.set_security_desk(&user, now_ms())?;
+            audit_admin(
+                &store,
+                Event::new(Actor::Admin, Action::ConfigurationChanged)
+                    .text("setting", "security_desk")
+                    .text("value", user.as_str()),
+            )?;
+            match before.filter(|b| *b != user) {
+                Some(before) => {
+                    tracing::warn!(%before, desk = %user, "security desk changed by the administrator");
+                    println!(
+                        "security desk: {user} (was {before}); devices that pinned {before} \
+                         alert their users and keep reporting there until they accept {user}"
+                    );
+                }
+                None => {
+                    tracing::info!(desk = %user, "security desk named by the administrator");
+                    println!("security desk: {user}");
+                }
+            }
         }
     }
     Ok(())

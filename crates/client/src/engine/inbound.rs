@@ -6,8 +6,9 @@
 //!                            ├─ Commit      → verify, merge (new members approved)
 //!                            │    past epoch: own echo │ replay (refused) │ fork (alert)
 //!                            │    refused: out of step → follow the hub's side publicly
-//!                            └─ Application → decrypt, sender approved → letter:
-//!                                 numbers (withheld?), directory root (split view?),
+//!                            └─ Application → decrypt, sender approved → letter
+//!                                 or alert report (security desk): numbers
+//!                                 (withheld?), directory root (split view?),
 //!                                 stored once per (sender, id)
 //!                                 epoch not reached yet → held until its commit
 //! ```
@@ -26,13 +27,15 @@ use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::*;
 use std::collections::BTreeMap;
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
-use valise_proto::{ConversationId, DeviceAddress, EpochCount, Letter, Payload, UserId};
+use valise_proto::{ConversationId, DeviceAddress, EpochCount, Payload, UserId};
 
 /// What applying an entry did.
 #[derive(Debug)]
 pub enum Applied {
     Letter,
     Meta,
+    /// An alert report for the security desk, stored (not a letter).
+    Report,
     Joined,
     /// A commit merged; `opened`: letters held for its epoch now shown.
     Commit {
@@ -396,22 +399,35 @@ impl Engine {
         sender: &DeviceAddress,
         plaintext: &[u8],
     ) -> Result<Applied> {
-        match Payload::decode(plaintext)? {
-            Payload::Letter(letter) => {
-                self.count_received(conv, epoch, sender, &letter)?;
-                self.check_root(Some(conv), letter.root.as_ref().map_or(&[], |r| &r.0))?;
-                // A letter id seen before in a new MLS message: sent again
-                // by its sender (after a fork): one copy is shown.
-                Ok(
-                    match self
-                        .home
-                        .store_letter(conv, sender, &letter, false, self.now_ms())?
-                    {
-                        Some(_) => Applied::Letter,
-                        None => Applied::Duplicate,
-                    },
-                )
-            }
+        let mut payload = Payload::decode(plaintext)?;
+        if let Some(n) = payload.numbers() {
+            self.count_received(conv, epoch, sender, *n.seq, *n.prev)?;
+            self.check_root(Some(conv), n.root.as_ref().map_or(&[], |r| &r.0))?;
+        }
+        // An id seen before in a new MLS message: sent again by its sender
+        // (after a fork): one copy is kept.
+        match payload {
+            Payload::Letter(letter) => Ok(
+                match self
+                    .home
+                    .store_letter(conv, sender, &letter, false, self.now_ms())?
+                {
+                    Some(_) => Applied::Letter,
+                    None => Applied::Duplicate,
+                },
+            ),
+            // Kept apart from letters, whoever receives it: the reporting
+            // device is the MLS sender, whatever the report says.
+            Payload::Alert(report) => Ok(
+                if self
+                    .home
+                    .store_report(conv, sender, &report, self.now_ms())?
+                {
+                    Applied::Report
+                } else {
+                    Applied::Duplicate
+                },
+            ),
             Payload::Meta(meta) => {
                 self.home.set_meta(conv, &meta.name, meta.direct)?;
                 Ok(Applied::Meta)
@@ -419,28 +435,29 @@ impl Engine {
         }
     }
 
-    /// A7: the sender numbers its letters per epoch; a gap, or fewer
-    /// letters of its previous epoch than it says the server accepted,
-    /// means the server withheld some from this device.
+    /// A7: the sender numbers its letters (and alert reports) per epoch; a
+    /// gap, or fewer letters of its previous epoch than it says the server
+    /// accepted, means the server withheld some from this device.
     fn count_received(
         &self,
         conv: &ConversationId,
         epoch: u64,
         sender: &DeviceAddress,
-        letter: &Letter,
+        seq: u64,
+        prev: Option<EpochCount>,
     ) -> Result<()> {
         let expected = self
             .home
-            .count_letter(conv, epoch, &sender.device, Some(letter.seq))?;
+            .count_letter(conv, epoch, &sender.device, Some(seq))?;
         if expected == 1 {
-            self.check_previous_epoch(conv, sender, letter.prev)?;
+            self.check_previous_epoch(conv, sender, prev)?;
         }
-        if letter.seq > expected {
+        if seq > expected {
             let detail = format!(
                 "{} of {sender}'s letters (numbers {expected} to {} of epoch {epoch}) \
                  were never delivered to this device",
-                letter.seq - expected,
-                letter.seq - 1
+                seq - expected,
+                seq - 1
             );
             self.raise(AlertKind::LettersWithheld, Some(conv), &detail, None)?;
         }

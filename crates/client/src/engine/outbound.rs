@@ -214,10 +214,11 @@ impl Engine {
         Ok(None)
     }
 
-    /// Gives a letter its number among this device's letters in the
-    /// conversation's epoch, the count of its previous epoch, and the
-    /// directory root it stands on (see `Letter`); other payloads pass
-    /// unchanged (number 0). A letter sealed again is numbered anew.
+    /// Gives a letter (or an alert report) its number among this device's
+    /// letters in the conversation's epoch, the count of its previous
+    /// epoch, and the directory root it stands on (see `Letter`); other
+    /// payloads pass unchanged (number 0). A letter sealed again is
+    /// numbered anew. The id returned is a letter's (to file it).
     fn number(
         &self,
         conv: &ConversationId,
@@ -225,34 +226,39 @@ impl Engine {
         plaintext: &[u8],
         stamp: &[u8],
     ) -> Result<(Vec<u8>, u64, Option<MessageId>)> {
-        let Payload::Letter(mut letter) = Payload::decode(plaintext)? else {
+        let mut payload = Payload::decode(plaintext)?;
+        let Some(n) = payload.numbers() else {
             return Ok((plaintext.to_vec(), 0, None));
         };
-        letter.seq = self.home.count_letter(conv, epoch, &self.me.device, None)?;
-        letter.prev = self
+        *n.seq = self.home.count_letter(conv, epoch, &self.me.device, None)?;
+        *n.prev = self
             .home
             .last_accepted_before(conv, &self.me.device, epoch)?;
-        letter.root = (!stamp.is_empty()).then(|| RootBytes(stamp.to_vec()));
-        let (seq, id) = (letter.seq, letter.message_id);
-        Ok((Payload::Letter(letter).encode()?, seq, Some(id)))
+        *n.root = (!stamp.is_empty()).then(|| RootBytes(stamp.to_vec()));
+        let seq = *n.seq;
+        let letter_id = match &payload {
+            Payload::Letter(l) => Some(l.message_id),
+            _ => None,
+        };
+        Ok((payload.encode()?, seq, letter_id))
     }
 
     /// The server accepted an outbox entry: counted (see `Letter::prev`)
-    /// and remembered with its epoch (see [`Engine::resend_after_fork`]).
+    /// and remembered with its epoch (see [`Engine::resend_after_fork`]);
+    /// an alert report is kept as written for that too.
     pub(crate) fn note_accepted(&self, entry: &Outbound) -> Result<()> {
         let (Some(conv), Some(sealed)) = (&entry.conversation, &entry.sealed) else {
             return Ok(());
         };
-        if sealed.seq > 0
-            && let Payload::Letter(letter) = Payload::decode(&entry.plaintext)?
-        {
-            self.home.note_accepted(
-                conv,
-                &self.me,
-                &letter.message_id,
-                sealed.epoch,
-                sealed.seq,
-            )?;
+        let mut payload = Payload::decode(&entry.plaintext)?;
+        let report = matches!(payload, Payload::Alert(_));
+        if let (true, Some(n)) = (sealed.seq > 0, payload.numbers()) {
+            self.home
+                .note_accepted(conv, &self.me, &n.message_id, sealed.epoch, sealed.seq)?;
+            if report {
+                self.home
+                    .note_report_sent(conv, &n.message_id, &entry.plaintext, sealed.epoch)?;
+            }
         }
         Ok(())
     }
@@ -267,22 +273,27 @@ impl Engine {
         self.reseal_sent(conv, fork + 1)
     }
 
-    /// Seals again (under new outbox ids, same letter ids) this device's
-    /// letters accepted in `conv` from `epoch` on.
+    /// Seals again (under new outbox ids, same letter and report ids)
+    /// this device's letters and alert reports accepted in `conv` from
+    /// `epoch` on.
     pub(crate) fn reseal_sent(&self, conv: &ConversationId, epoch: u64) -> Result<usize> {
-        let letters = self.home.sent_since_epoch(conv, epoch)?;
-        for v in &letters {
+        let mut plaintexts = Vec::new();
+        for v in self.home.sent_since_epoch(conv, epoch)? {
+            plaintexts.push(Payload::Letter(v.to_letter()).encode()?);
+        }
+        plaintexts.extend(self.home.reports_sent_since(conv, epoch)?);
+        for plaintext in &plaintexts {
             let entry = Outbound {
                 message_id: MessageId::from_bytes(rand::random()),
                 conversation: Some(*conv),
                 exact_to: None,
-                plaintext: Payload::Letter(v.to_letter()).encode()?,
+                plaintext: plaintext.clone(),
                 sealed: None,
                 held: None,
             };
             self.seal_or_hold(entry)?;
         }
-        Ok(letters.len())
+        Ok(plaintexts.len())
     }
 }
 

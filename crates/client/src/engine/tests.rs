@@ -22,6 +22,7 @@ use valise_proto::api::{GroupInfoState, SubmitCommit};
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, ThreadId, UserId};
 
+mod desk;
 mod held;
 mod history;
 

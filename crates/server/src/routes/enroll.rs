@@ -23,8 +23,9 @@ use valise_proto::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
 /// (or the invite is a reset one), and is pending otherwise, until another
 /// device of the user approves it. The answer waits for the directory epoch
 /// that publishes the user's new device list, and carries its signed root
-/// and the directory key for the device to pin, and the audit key (with
-/// which it checks the administrator's actions on its account).
+/// and the directory key for the device to pin, the audit key (with
+/// which it checks the administrator's actions on its account) and the
+/// security desk (issue 10), which the device pins too.
 pub async fn enroll(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
@@ -39,7 +40,7 @@ pub async fn enroll(
     let device = DeviceAddress::new(req.user.clone(), req.device);
     let st = state.clone();
     let who = device.clone();
-    let enrolled = blocking(move || {
+    let found = blocking(move || {
         let code_hash = crate::invite::hash(&req.code);
         st.store
             .check_invite(&code_hash, &device.user, crate::now_ms())?;
@@ -70,11 +71,11 @@ pub async fn enroll(
             // A reset: the user's older devices are refused from now on.
             st.standing.refresh(st.store.as_ref())?;
         }
-        Ok(enrolled)
+        Ok((enrolled, st.store.security_desk()?))
     })
     .await;
-    let enrolled = match enrolled {
-        Ok(enrolled) => enrolled,
+    let (enrolled, security_desk) = match found {
+        Ok(found) => found,
         Err(e) => {
             state.evidence.emit(
                 Event::new(Actor::Anonymous, Action::AuthFailed)
@@ -113,5 +114,6 @@ pub async fn enroll(
             origin: state.audit_key.name().to_owned(),
             key: state.audit_key.hex(),
         }),
+        security_desk,
     }))
 }

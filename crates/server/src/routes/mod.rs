@@ -11,6 +11,7 @@ mod enroll;
 mod inbox;
 mod key_packages;
 mod letters;
+mod security_desk;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/inclusion", get(audit::inclusion))
         .route("/v1/audit/entries", get(audit::entries))
-        .route("/v1/audit/account", get(audit::account));
+        .route("/v1/audit/account", get(audit::account))
+        .route("/v1/security-desk", get(security_desk::read));
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router

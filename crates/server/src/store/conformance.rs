@@ -39,6 +39,7 @@ pub fn run_store_conformance(open: Open<'_>) {
             "audit entries queued by another process, shown to accounts",
             audit_queue,
         ),
+        ("the security desk is kept and replaced", security_desk),
     ];
     for (name, check) in checks {
         eprintln!("store conformance: {name}");
@@ -662,4 +663,20 @@ fn audit_queue(open: Open<'_>) {
     assert!(store.audit_account(&alice, 2, 9, 10).unwrap().is_empty());
     assert_eq!(store.queued_audit(10).unwrap(), vec![]);
     assert_eq!(store.audit_size().unwrap(), 2);
+}
+
+fn security_desk(open: Open<'_>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (soc, mallory) = (
+        UserId::parse("soc@x.y").unwrap(),
+        UserId::parse("mallory@x.y").unwrap(),
+    );
+    {
+        let store = open(dir.path());
+        assert_eq!(store.security_desk().unwrap(), None);
+        assert_eq!(store.set_security_desk(&soc, 1).unwrap(), None);
+        assert_eq!(store.set_security_desk(&mallory, 2).unwrap(), Some(soc));
+    }
+    let store = open(dir.path());
+    assert_eq!(store.security_desk().unwrap(), Some(mallory));
 }

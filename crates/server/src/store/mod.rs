@@ -544,6 +544,12 @@ pub trait Store: Send + Sync + 'static {
         below: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError>;
+
+    /// The organisation's security desk (issue 10), if one is named.
+    fn security_desk(&self) -> Result<Option<UserId>, StoreError>;
+
+    /// Names the security desk; returns the one named before, if any.
+    fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError>;
 }
 
 /// One append to the audit log ([`Store::append_audit`]).

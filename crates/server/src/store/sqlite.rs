@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_identity.sql"),
     include_str!("migrations/0005_log.sql"),
     include_str!("migrations/0006_audit.sql"),
+    include_str!("migrations/0007_security_desk.sql"),
 ];
 
 mod audit;
@@ -534,6 +535,34 @@ impl Store for SqliteStore {
     fn collect_garbage(&self, max_rows: usize) -> Result<u64, StoreError> {
         // Lost in a power cut, it is only done again.
         self.write_unsynced(|tx, state| log::collect(tx, state, max_rows))
+    }
+
+    fn security_desk(&self) -> Result<Option<UserId>, StoreError> {
+        self.reader()
+            .prepare_cached("SELECT user FROM security_desk WHERE only = 1")?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|u| parse_user(&u))
+            .transpose()
+    }
+
+    fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError> {
+        self.write(|tx| {
+            let before = tx
+                .query_row("SELECT user FROM security_desk WHERE only = 1", [], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()?
+                .map(|u| parse_user(&u))
+                .transpose()?;
+            tx.execute(
+                "INSERT INTO security_desk (only, user, set_at_ms) VALUES (1, ?1, ?2)
+                 ON CONFLICT (only) DO UPDATE SET user = excluded.user,
+                    set_at_ms = excluded.set_at_ms",
+                params![user.as_str(), now_ms],
+            )?;
+            Ok(before)
+        })
     }
 
     fn purge(&self, now_ms: i64, keep_since_ms: i64) -> Result<Purged, StoreError> {
