@@ -25,11 +25,10 @@ use valise_proto::wire::{self, InboxPage, MAX_CURSOR_BYTES};
 
 const DEFAULT_LIMIT: usize = 500;
 const MAX_WAIT_MS: u64 = 30_000;
-/// How long a woken poll waits for more of a burst (bounded: latency). A
-/// poll costs the server more than the letters it carries (TLS, HTTP, a
-/// read), so under load the longer the linger, the more letters a poll
-/// carries: 10 ms, the most issue 9 allows, measured against 5.
-const LINGER: Duration = Duration::from_millis(10);
+/// How long a woken poll waits for more of a burst (bounded: latency).
+/// 10 ms (the most issue 9 allows) measured no cheaper per letter than 5
+/// in one sitting (docs/BENCHMARKS.md), so the shorter wait stays.
+const LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
