@@ -23,8 +23,8 @@ use crate::error::{ClientError, Result};
 use reqwest::Method;
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use valise_proto::ErrorCode;
 use valise_proto::wire::{self, Entry as InboxEntry, EntryKind, InboxPage};
+use valise_proto::{ConversationId, ErrorCode};
 
 /// Entries asked for per page.
 const PAGE: usize = 500;
@@ -236,7 +236,14 @@ impl Client {
             let ours = self
                 .engine
                 .with_group(&conv, |group, _| Ok(group.epoch().as_u64()))?;
-            let theirs = self.group_info(&conv).await?.epoch;
+            let theirs = match self.group_info(&conv).await {
+                Ok(hub) => hub.epoch,
+                Err(e) if e.is_server(ErrorCode::NotFound) => {
+                    self.lost_conversation(&conv, ours)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if theirs < ours {
                 self.rolled_back(&conv, theirs, ours)?;
             } else {
@@ -248,6 +255,19 @@ impl Client {
         // Sealed twice after a crash here: readers store each letter once.
         self.engine.home.resend_done()?;
         Ok(resent)
+    }
+
+    /// The restored copy predates the conversation: the hub lost all of
+    /// it. Out of step for good (nothing is sealed there), and said.
+    fn lost_conversation(&self, conv: &ConversationId, ours: u64) -> Result<()> {
+        self.engine.home.mark_diverged(conv, None, ours)?;
+        self.engine.raise(
+            AlertKind::Rollback,
+            Some(conv),
+            "the restored server does not know this conversation: its copy of its data is \
+             older than the conversation. Nothing more is sealed there; start a new one",
+            None,
+        )
     }
 
     /// This device was revoked: said once, as an alert, and as the error.
