@@ -65,6 +65,12 @@ pub enum Action {
     AdminCommand,
     ServerStarted,
     ServerStopped,
+    /// An auditor reported a checkpoint that fails verification
+    /// (`POST /v1/audit/reports`), with the server's verdict on its evidence.
+    AuditReported,
+    /// A server-side rule raised an alert (the server's `rules` module);
+    /// the entry is the alert, so deleting one is as visible as any edit.
+    AlertRaised,
 }
 
 impl Action {
@@ -86,6 +92,8 @@ impl Action {
             Self::AdminCommand => "admin_command",
             Self::ServerStarted => "server_started",
             Self::ServerStopped => "server_stopped",
+            Self::AuditReported => "audit_reported",
+            Self::AlertRaised => "alert_raised",
         }
     }
 }
