@@ -139,13 +139,13 @@ pub async fn audit_log(
         Some(s) => Some(SignedCheckpoint::parse(&s.checkpoint)?.verify(&pinned)?),
         None => None,
     };
-    if let Some(old) = &old {
-        if let Err(e) = extends(&api, old, &newest).await {
-            if let ClientError::AuditLog { code, .. } = &e {
-                report(&api, old, &newest, code).await;
-            }
-            return Err(e);
+    if let Some(old) = &old
+        && let Err(e) = extends(&api, old, &newest).await
+    {
+        if let ClientError::AuditLog { code, .. } = &e {
+            report(&api, old, &newest, code).await;
         }
+        return Err(e);
     }
     let (mut walked, mut frontier) = match state {
         Some(s) => (s.walked, s.frontier.clone()),

@@ -128,7 +128,7 @@ fn info_prints_the_public_keys_and_the_ca_and_never_a_secret() {
         .iter()
         .map(|k| k["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["server", "directory", "directory_vrf"]);
+    assert_eq!(names, ["server", "directory", "directory_vrf", "audit"]);
     assert_eq!(json["keys"][1]["hex"], directory_key.to_string());
     let ca = std::fs::read_to_string(data.join("tls/ca.pem")).unwrap();
     assert_eq!(json["ca"]["pem"], ca);
