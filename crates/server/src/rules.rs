@@ -241,8 +241,9 @@ struct Quiet {
 #[derive(Debug)]
 pub struct Rules {
     settings: RuleSettings,
-    /// Times (ms) of recent failed authentications, per device and per
-    /// address.
+    /// Times (ms) of recent failed authentications (logins and enrolments
+    /// with a bad code), per device and per address; at most
+    /// [`RuleSettings::auth_failures`] each, the most that a window needs.
     failures: HashMap<AlertSubject, VecDeque<i64>>,
     /// Each device's running average of inbox entries read per interval.
     reads: HashMap<DeviceAddress, f64>,
@@ -355,9 +356,10 @@ impl Rules {
                 self.failures.clear();
             }
         }
+        let most = self.settings.auth_failures as usize;
         let times = self.failures.entry(subject.clone()).or_default();
         times.push_back(at_ms);
-        while times.front().is_some_and(|t| at_ms - t >= window) {
+        while times.len() > most || times.front().is_some_and(|t| at_ms - t >= window) {
             times.pop_front();
         }
         let failures = times.len() as u64;
@@ -523,6 +525,8 @@ mod tests {
                     .is_empty()
             );
         }
+        // The window keeps no more times than the threshold needs.
+        assert!(rules.failures.values().all(|times| times.len() == 10));
         // After the window, the next burst alerts and says what was held back.
         let later = 700_000;
         let mut again = Vec::new();

@@ -217,4 +217,18 @@ mod tests {
             "webhook_not_https"
         );
     }
+
+    #[test]
+    fn a_webhook_ca_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert_eq!(client(Some(&missing)).unwrap_err().code(), "webhook_ca");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert_eq!(client(Some(&empty)).unwrap_err().code(), "webhook_ca");
+        let ca = rcgen::generate_simple_self_signed(vec!["siem.mfa.example".into()]).unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, ca.cert.pem()).unwrap();
+        assert!(client(Some(&pem)).is_ok());
+    }
 }
