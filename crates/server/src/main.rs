@@ -577,7 +577,8 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         let webhook = alerts
             .webhook
             .map(|url| {
-                tracing::info!(%url, "alerts go to the webhook");
+                let to = valise_server::webhook::host_of(&url);
+                tracing::info!(%to, "alerts go to the webhook");
                 Webhook::start(url, alerts.webhook_ca.as_deref(), &background)
             })
             .transpose()?;

@@ -15,6 +15,10 @@
 //! anything else must be HTTPS, checked against the system's roots (the
 //! first bundle of [`SYSTEM_BUNDLES`] that exists) or, with
 //! `--webhook-ca FILE`, against that file's certificates only.
+//!
+//! A webhook URL often carries its own secret (a token in the path or the
+//! query), so no log line and no error message shows more of it than its
+//! host ([`host_of`]).
 
 use crate::background::{Background, StopSignal};
 use crate::rules::Alert;
@@ -41,10 +45,10 @@ pub const SYSTEM_BUNDLES: &[&str] = &[
 /// Why the webhook cannot be set up; one line for the operator.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
-    #[error("webhook {0:?} is not a URL")]
-    NotUrl(String),
+    #[error("webhook: not an http(s) URL with a host")]
+    NotUrl,
     #[error(
-        "webhook {0}: plain http is allowed only to a loopback address; use https (with webhook_ca for a private CA)"
+        "webhook to {0}: plain http is allowed only to a loopback address; use https (with webhook_ca for a private CA)"
     )]
     NotHttps(String),
     #[error("webhook_ca {path}: {reason}")]
@@ -59,7 +63,7 @@ impl WebhookError {
     /// Stable snake_case code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotUrl(_) => "webhook_not_url",
+            Self::NotUrl => "webhook_not_url",
             Self::NotHttps(_) => "webhook_not_https",
             Self::Ca { .. } => "webhook_ca",
             Self::NoSystemRoots(_) => "webhook_no_roots",
@@ -70,10 +74,8 @@ impl WebhookError {
 
 /// Parses the webhook's URL: https, or http to a loopback address.
 pub fn parse_url(url: &str) -> Result<Url, WebhookError> {
-    let parsed = Url::parse(url).map_err(|_| WebhookError::NotUrl(url.to_owned()))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| WebhookError::NotUrl(url.to_owned()))?;
+    let parsed = Url::parse(url).map_err(|_| WebhookError::NotUrl)?;
+    let host = parsed.host_str().ok_or(WebhookError::NotUrl)?;
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host
             .trim_start_matches('[')
@@ -83,8 +85,19 @@ pub fn parse_url(url: &str) -> Result<Url, WebhookError> {
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if loopback => Ok(parsed),
-        _ => Err(WebhookError::NotHttps(url.to_owned())),
+        _ => Err(WebhookError::NotHttps(host_of(&parsed))),
     }
+}
+
+/// The webhook as logs may show it: scheme, host and port, never the path
+/// or query (where such URLs keep their secret).
+pub fn host_of(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or("?"),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 /// The handle the audit writer offers alerts to.
@@ -146,7 +159,7 @@ fn client(ca: Option<&Path>) -> Result<reqwest::Client, WebhookError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| WebhookError::Client(e.to_string()))
+        .map_err(|e| WebhookError::Client(e.without_url().to_string()))
 }
 
 /// Posts each alert in turn, retrying with a doubling wait; gives up on an
@@ -173,7 +186,9 @@ async fn deliver(
                 Ok(status) => {
                     tracing::warn!(id = alert.id, attempt, %status, "webhook refused an alert")
                 }
-                Err(e) => tracing::warn!(id = alert.id, attempt, error = %e, "webhook unreachable"),
+                Err(e) => {
+                    tracing::warn!(id = alert.id, attempt, error = %e.without_url(), "webhook unreachable")
+                }
             }
             if attempt == TRIES {
                 tracing::error!(
@@ -201,12 +216,9 @@ mod tests {
         assert!(parse_url("http://[::1]:9000/hook").is_ok());
         assert!(parse_url("http://localhost/hook").is_ok());
         assert!(parse_url("https://siem.mfa.example/hook").is_ok());
-        assert_eq!(
-            parse_url("http://siem.mfa.example/hook")
-                .unwrap_err()
-                .code(),
-            "webhook_not_https"
-        );
+        let refused = parse_url("http://siem.mfa.example/hook?token=s3cret").unwrap_err();
+        assert_eq!(refused.code(), "webhook_not_https");
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
         assert_eq!(
             parse_url("http://192.0.2.1/hook").unwrap_err().code(),
             "webhook_not_https"
