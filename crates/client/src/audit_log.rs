@@ -7,6 +7,7 @@
 //! GET /v1/audit/checkpoint  SignedCheckpoint ──verify(pinned key)──▶ VerifiedCheckpoint
 //! GET /v1/audit/consistency old checkpoint (state) ──verify_extends──▶ new one
 //! GET /v1/audit/entries     (--entries) the new entries hash to the new root
+//! POST /v1/audit/reports    on a fork or rollback: both checkpoints, best effort
 //! ```
 //! The state is the caller's to write back, and only after success, so a
 //! failed run leaves the last good checkpoint as the reference.
@@ -15,7 +16,7 @@ use crate::api::Api;
 use crate::error::{ClientError, Result};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use valise_proto::api::{AuditEntries, AuditKeyInfo, AuditProof};
+use valise_proto::api::{AuditEntries, AuditKeyInfo, AuditProof, AuditReport, AuditReportReceipt};
 use valise_proto::audit::Entry;
 use valise_proto::limits::MAX_AUDIT_ENTRIES_PAGE;
 use valise_proto::tlog::{
@@ -138,27 +139,13 @@ pub async fn audit_log(
         Some(s) => Some(SignedCheckpoint::parse(&s.checkpoint)?.verify(&pinned)?),
         None => None,
     };
-    if let Some(old) = &old {
-        if newest.size() < old.size() {
-            return Err(TlogError::Shrunk {
-                old: old.size(),
-                new: newest.size(),
-            }
-            .into());
+    if let Some(old) = &old
+        && let Err(e) = extends(&api, old, &newest).await
+    {
+        if let ClientError::AuditLog { code, .. } = &e {
+            report(&api, old, &newest, code).await;
         }
-        let proof: AuditProof = api
-            .call::<(), _>(
-                Method::GET,
-                &format!(
-                    "/v1/audit/consistency?old={}&new={}",
-                    old.size(),
-                    newest.size()
-                ),
-                None,
-                false,
-            )
-            .await?;
-        newest.verify_extends(old.checkpoint(), &proof_hashes(proof)?)?;
+        return Err(e);
     }
     let (mut walked, mut frontier) = match state {
         Some(s) => (s.walked, s.frontier.clone()),
@@ -185,6 +172,54 @@ pub async fn audit_log(
         frontier,
     };
     Ok((state, report))
+}
+
+/// Checks that `newest` extends `old`: not smaller, and consistent by the
+/// server's proof.
+async fn extends(api: &Api, old: &VerifiedCheckpoint, newest: &VerifiedCheckpoint) -> Result<()> {
+    if newest.size() < old.size() {
+        return Err(TlogError::Shrunk {
+            old: old.size(),
+            new: newest.size(),
+        }
+        .into());
+    }
+    let proof: AuditProof = api
+        .call::<(), _>(
+            Method::GET,
+            &format!(
+                "/v1/audit/consistency?old={}&new={}",
+                old.size(),
+                newest.size()
+            ),
+            None,
+            false,
+        )
+        .await?;
+    newest.verify_extends(old.checkpoint(), &proof_hashes(proof)?)?;
+    Ok(())
+}
+
+/// Tells the server (`POST /v1/audit/reports`) that two checkpoints it
+/// signed do not make one log, so that its operators get a critical alert
+/// even if nobody reads this auditor's output. Best effort: the audit
+/// fails whether or not the report gets through, and a server that lies
+/// may drop it (the auditor's own exit status is what counts).
+async fn report(api: &Api, old: &VerifiedCheckpoint, newest: &VerifiedCheckpoint, code: &str) {
+    let body = AuditReport {
+        checkpoints: vec![old.note().to_owned(), newest.note().to_owned()],
+        code: code.to_owned(),
+    };
+    let sent = api
+        .call::<_, AuditReportReceipt>(Method::POST, "/v1/audit/reports", Some(&body), false)
+        .await;
+    match sent {
+        Ok(r) => tracing::info!(
+            verified = r.verified,
+            "audit failure reported to the server"
+        ),
+        Err(e) => tracing::warn!(error = %e, "audit failure not reported to the server"),
+    }
 }
 
 /// Fetches the entries from `from` to the checkpoint's size onto the

@@ -94,6 +94,30 @@ pub struct AuditKeyInfo {
     pub key: String,
 }
 
+/// Most checkpoints in one [`AuditReport`]: the one seen before and the
+/// one that does not extend it.
+pub const MAX_REPORTED_CHECKPOINTS: usize = 2;
+
+/// `POST /v1/audit/reports`: an auditor's evidence that the log's
+/// checkpoints do not verify. `checkpoints` are signed notes as the
+/// server served them (the older one first); `code` is the auditor's own
+/// error code (`audit_shrunk`, `audit_inconsistent`, ...), for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditReport {
+    pub checkpoints: Vec<String>,
+    pub code: String,
+}
+
+/// The answer to an [`AuditReport`]: whether the evidence verified (a
+/// checkpoint signed by this server's audit key that its log does not
+/// contain). Either way the report is on record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditReportReceipt {
+    pub verified: bool,
+}
+
 /// `GET /v1/audit/consistency` and `/v1/audit/inclusion`: the proof's
 /// hashes (32 bytes each, base64), in RFC 9162 order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

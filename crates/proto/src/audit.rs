@@ -68,6 +68,12 @@ pub enum Action {
     /// A setting the administrator changed while the server runs (the
     /// security desk).
     ConfigurationChanged,
+    /// An auditor reported a checkpoint that fails verification
+    /// (`POST /v1/audit/reports`), with the server's verdict on its evidence.
+    AuditReported,
+    /// A server-side rule raised an alert (the server's `rules` module);
+    /// the entry is the alert, so deleting one is as visible as any edit.
+    AlertRaised,
 }
 
 impl Action {
@@ -90,6 +96,8 @@ impl Action {
             Self::ServerStarted => "server_started",
             Self::ServerStopped => "server_stopped",
             Self::ConfigurationChanged => "configuration_changed",
+            Self::AuditReported => "audit_reported",
+            Self::AlertRaised => "alert_raised",
         }
     }
 }

@@ -18,14 +18,21 @@
 //! What this costs: a `kill -9` loses the events of the last batch (at
 //! most [`FLUSH_EVERY`]); what was written stays verifiable. A graceful
 //! stop writes everything, a `server_stopped` entry and a checkpoint.
-//! Events are the one type later metrics and alert rules are meant to
-//! consume as well.
+//! Events are also what the alert rules consume ([`crate::rules`]): the
+//! writer shows each event to the rules as it takes it, and appends the
+//! alerts they raise as `alert_raised` entries of the same batch. Once a
+//! batch is durable its alerts are counted for `/metrics` and offered to
+//! the webhook ([`crate::webhook`]).
 
 use crate::background::{Background, StopSignal};
 use crate::client_addr::ClientAddr;
+use crate::metrics::{AlertCounts, AlertLabels};
+use crate::rules::{Alert, RuleSettings, Rules};
 use crate::store::{AuditBatch, Store, StoreError, StoredCheckpoint};
+use crate::webhook::Webhook;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use valise_proto::audit::{Action, Actor, Detail, Entry, Subject};
@@ -140,6 +147,27 @@ enum Note {
 #[derive(Debug, Clone)]
 pub struct Evidence {
     tx: mpsc::UnboundedSender<Note>,
+    /// The log's size and checkpoint time, as the writer last wrote them.
+    pub status: Arc<LogStatus>,
+    /// Alerts raised since the start, by kind.
+    pub alerts: AlertCounts,
+}
+
+/// What the writer publishes for `/metrics`, read at scrape time.
+#[derive(Debug, Default)]
+pub struct LogStatus {
+    /// Entries in the log.
+    pub size: AtomicU64,
+    /// When the newest checkpoint was signed, in ms (0 before the first
+    /// this process signed; it signs one as it starts).
+    pub checkpoint_at_ms: AtomicI64,
+}
+
+/// Where the writer's alerts go besides the log, and the rules' thresholds.
+#[derive(Debug, Default)]
+pub struct Alerting {
+    pub rules: RuleSettings,
+    pub webhook: Option<Webhook>,
 }
 
 impl Evidence {
@@ -183,6 +211,10 @@ struct Writer {
     signed: u64,
     pending: Vec<(Event, i64)>,
     reads: BTreeMap<DeviceAddress, Reads>,
+    rules: Rules,
+    webhook: Option<Webhook>,
+    status: Arc<LogStatus>,
+    alerts: AlertCounts,
 }
 
 /// Starts the writer (among `background`): it appends `server_started`
@@ -192,6 +224,7 @@ pub fn start(
     store: Arc<dyn Store>,
     signer: Arc<CheckpointSigner>,
     interval: Duration,
+    alerting: Alerting,
     background: &Background,
 ) -> Result<Evidence, StoreError> {
     let tree = load_tree(store.as_ref())?;
@@ -203,26 +236,34 @@ pub fn start(
         None => 0,
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let status = Arc::new(LogStatus::default());
+    status.size.store(tree.size(), Ordering::Relaxed);
+    let alerts = AlertCounts::default();
     let mut writer = Writer {
         store,
         signer,
         tree,
         signed,
-        pending: vec![(
-            Event::new(Actor::Server, Action::ServerStarted),
-            crate::now_ms(),
-        )],
+        pending: Vec::new(),
         reads: BTreeMap::new(),
+        rules: Rules::new(alerting.rules),
+        webhook: alerting.webhook,
+        status: status.clone(),
+        alerts: alerts.clone(),
     };
+    writer.record(
+        Event::new(Actor::Server, Action::ServerStarted),
+        crate::now_ms(),
+    );
     // Written before the server listens: from its first request on, the
     // server has a checkpoint that covers its start.
     let queued = writer.store.queued_audit(QUEUE_BATCH)?;
     if let Some((batch, tree)) = writer.batch(&queued, true) {
         writer.store.append_audit(&batch)?;
-        writer.written(tree, batch.checkpoint.map(|c| c.size));
+        writer.written(tree, &batch);
     }
     background.spawn("audit log", writer.run(rx, interval, background.signal()));
-    Ok(Evidence { tx })
+    Ok(Evidence { tx, status, alerts })
 }
 
 impl Writer {
@@ -253,16 +294,25 @@ impl Writer {
             self.absorb(note);
         }
         self.sum_reads();
-        self.pending.push((
+        self.record(
             Event::new(Actor::Server, Action::ServerStopped),
             crate::now_ms(),
-        ));
+        );
         self.flush(true).await;
+    }
+
+    /// Takes an event for the next batch, with the alerts it raises.
+    fn record(&mut self, event: Event, at: i64) {
+        let raised = self.rules.observe(&event, at);
+        self.pending.push((event, at));
+        for alert in raised {
+            self.pending.push((alert.event(), at));
+        }
     }
 
     fn absorb(&mut self, note: Note) {
         match note {
-            Note::Event(event, at) => self.pending.push((event, at)),
+            Note::Event(event, at) => self.record(event, at),
             Note::InboxRead {
                 device,
                 entries,
@@ -284,7 +334,7 @@ impl Writer {
                 .from(r.from)
                 .count("reads", r.reads)
                 .count("entries", r.entries);
-            self.pending.push((event, now));
+            self.record(event, now);
         }
     }
 
@@ -311,11 +361,11 @@ impl Writer {
         let store = self.store.clone();
         let written = tokio::task::spawn_blocking(move || {
             let written = store.append_audit(&batch);
-            (written, batch.checkpoint.map(|c| c.size))
+            (written, batch)
         })
         .await;
         match written {
-            Ok((Ok(()), signed)) => self.written(tree, signed),
+            Ok((Ok(()), batch)) => self.written(tree, &batch),
             Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "audit batch not written; retrying");
                 // Another writer, or a rollback under us: start from disk.
@@ -384,12 +434,38 @@ impl Writer {
         Some((batch, tree))
     }
 
-    /// The batch that made `tree` is durable.
-    fn written(&mut self, tree: Frontier, signed: Option<u64>) {
+    /// `batch`, which made `tree`, is durable: its alerts go out.
+    fn written(&mut self, tree: Frontier, batch: &AuditBatch) {
         self.tree = tree;
         self.pending.clear();
-        if let Some(size) = signed {
-            self.signed = size;
+        self.status.size.store(self.tree.size(), Ordering::Relaxed);
+        if let Some(c) = &batch.checkpoint {
+            self.signed = c.size;
+            self.status
+                .checkpoint_at_ms
+                .store(c.signed_at_ms, Ordering::Relaxed);
+        }
+        let alerts = batch.alerts.iter().filter_map(|i| {
+            let bytes = batch
+                .entries
+                .get(usize::try_from(i.checked_sub(batch.first)?).ok()?)?;
+            Alert::from_entry(Entry::decode(bytes).ok()?)
+        });
+        for alert in alerts {
+            tracing::warn!(
+                id = alert.id,
+                kind = alert.kind.as_str(),
+                severity = alert.severity.as_str(),
+                "server alert"
+            );
+            self.alerts
+                .get_or_create(&AlertLabels {
+                    kind: alert.kind.as_str(),
+                })
+                .inc();
+            if let Some(w) = &self.webhook {
+                w.offer(&alert);
+            }
         }
     }
 }
@@ -397,6 +473,9 @@ impl Writer {
 fn push_entry(tree: &mut Frontier, batch: &mut AuditBatch, entry: &Entry) {
     if let Some(user) = entry.shown_to() {
         batch.accounts.push((user.clone(), entry.index));
+    }
+    if entry.action == Action::AlertRaised {
+        batch.alerts.push(entry.index);
     }
     let bytes = entry.encode();
     batch.nodes.extend(tree.push(&bytes));

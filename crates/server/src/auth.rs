@@ -4,6 +4,8 @@
 //! (`device_revoked`) whatever token it holds; only an approved device may
 //! write ([`ApprovedDevice`]).
 
+use crate::audit::Event;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -18,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use valise_proto::DeviceAddress;
+use valise_proto::audit::{Action, Actor};
 
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(60);
@@ -253,16 +256,36 @@ impl FromRequestParts<AppState> for AuthDevice {
         let hash = token_hash(token);
         let now = crate::now_ms();
         if let Some(device) = state.sessions.get(&hash, now) {
-            state.standing.check_not_revoked(&device)?;
+            check_not_revoked(state, parts, &device)?;
             return Ok(AuthDevice(device));
         }
         let store = state.store.clone();
         let found = tokio::task::spawn_blocking(move || store.token_device(&hash, now)).await??;
         let (device, expires) = found.ok_or_else(ApiError::unauthorized)?;
-        state.standing.check_not_revoked(&device)?;
+        check_not_revoked(state, parts, &device)?;
         state.sessions.insert(hash, device.clone(), expires);
         Ok(AuthDevice(device))
     }
+}
+
+/// Refuses a revoked device's token, and puts the attempt on record as a
+/// failed authentication (`device_revoked`, stage `bearer`): a revoked
+/// device that still tries is what the `revoked_device_activity` rule
+/// watches for ([`crate::rules`]).
+fn check_not_revoked(
+    state: &AppState,
+    parts: &Parts,
+    device: &DeviceAddress,
+) -> Result<(), ApiError> {
+    state.standing.check_not_revoked(device).inspect_err(|e| {
+        state.evidence.emit(
+            Event::new(Actor::Anonymous, Action::AuthFailed)
+                .on_device(device)
+                .from(parts.extensions.get::<ClientAddr>().copied())
+                .text("stage", "bearer")
+                .refused(e),
+        );
+    })
 }
 
 /// An authenticated device that may write to others (create a

@@ -57,6 +57,8 @@ pub enum ConfigError {
          serve it on 127.0.0.1 or ::1 and let a local agent or a TLS proxy carry it further"
     )]
     MetricsNotLoopback(SocketAddr),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 /// `valised run`'s settings as given, each as a flag and as a key of the
@@ -138,6 +140,22 @@ pub struct RunSettings {
     /// signed only if the log grew, and always when the server stops).
     #[arg(long)]
     pub checkpoint_interval_secs: Option<u64>,
+    /// POST each server alert as JSON to this URL (https; http only to a
+    /// loopback address). Off unless given.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// PEM file of the CA(s) the webhook's certificate must chain to,
+    /// instead of the system's roots.
+    #[arg(long)]
+    pub webhook_ca: Option<PathBuf>,
+    /// `auth_failure_burst` alert: failed authentications for one device,
+    /// or from one address, within a minute.
+    #[arg(long)]
+    pub alert_auth_failures: Option<u32>,
+    /// `heavy_reader` alert: inbox entries one device must read in one
+    /// checkpoint interval (and more than ten times its own average).
+    #[arg(long)]
+    pub alert_heavy_reader_floor: Option<u64>,
 }
 
 /// `valised run`'s settings with every default applied and checked.
@@ -156,6 +174,16 @@ pub struct RunConfig {
     pub directory_interval: Duration,
     pub account_quota_mib: u64,
     pub checkpoint_interval: Duration,
+    pub alerts: AlertConfig,
+}
+
+/// Where server alerts go, and the rules' thresholds.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    pub rules: crate::rules::RuleSettings,
+    /// Checked: https, or http to loopback.
+    pub webhook: Option<reqwest::Url>,
+    pub webhook_ca: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -169,9 +197,13 @@ impl RunSettings {
         })?;
         let mut settings = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut settings.data, &mut settings.log_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut settings.data,
+            &mut settings.log_file,
+            &mut settings.webhook_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -218,6 +250,12 @@ impl RunSettings {
             checkpoint_interval_secs: self
                 .checkpoint_interval_secs
                 .or(file.checkpoint_interval_secs),
+            webhook: self.webhook.or(file.webhook),
+            webhook_ca: self.webhook_ca.or(file.webhook_ca),
+            alert_auth_failures: self.alert_auth_failures.or(file.alert_auth_failures),
+            alert_heavy_reader_floor: self
+                .alert_heavy_reader_floor
+                .or(file.alert_heavy_reader_floor),
         }
     }
 
@@ -240,6 +278,8 @@ impl RunSettings {
             directory_interval_ms: Some(crate::directory::DEFAULT_INTERVAL_MS),
             account_quota_mib: Some(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
             checkpoint_interval_secs: Some(crate::audit::DEFAULT_CHECKPOINT_INTERVAL.as_secs()),
+            alert_auth_failures: Some(crate::rules::DEFAULT_AUTH_FAILURES),
+            alert_heavy_reader_floor: Some(crate::rules::DEFAULT_HEAVY_READER_FLOOR),
             ..Self::default()
         }
     }
@@ -312,6 +352,22 @@ impl RunSettings {
                 "checkpoint_interval_secs",
                 s.checkpoint_interval_secs,
             )?),
+            alerts: AlertConfig {
+                rules: crate::rules::RuleSettings {
+                    auth_failures: at_least_one("alert_auth_failures", s.alert_auth_failures)?,
+                    heavy_reader_floor: at_least_one(
+                        "alert_heavy_reader_floor",
+                        s.alert_heavy_reader_floor,
+                    )?,
+                    ..crate::rules::RuleSettings::default()
+                },
+                webhook: s
+                    .webhook
+                    .as_deref()
+                    .map(crate::webhook::parse_url)
+                    .transpose()?,
+                webhook_ca: s.webhook_ca,
+            },
         })
     }
 }
@@ -524,6 +580,8 @@ mod tests {
             first_invite: None,
             log_file: None,
             metrics_listen: None,
+            webhook: None,
+            webhook_ca: None,
             ..s.clone()
         };
         assert_eq!(defaulted, RunSettings::defaults());

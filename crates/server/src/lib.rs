@@ -24,11 +24,13 @@ pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub mod rules;
 pub mod server;
 pub mod standing;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod webhook;
 
 pub use server::serve;
 pub use state::AppState;

@@ -8,13 +8,15 @@ use std::time::Duration;
 use valise_proto::audit::{Action, Actor};
 use valise_proto::tlog::AuditKey;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
-use valise_server::audit::Event;
+use valise_server::audit::{Alerting, Event};
 use valise_server::background::Background;
 use valise_server::config::{ConfigError, DEFAULT_LOG_LEVEL, RunConfig, RunSettings};
 use valise_server::datadir::{DataDir, DataDirError};
 use valise_server::directory::DirectoryService;
 use valise_server::info::ServerInfo;
+use valise_server::rules::Alert;
 use valise_server::store::{NewRevocation, SqliteStore, Store, StoreError, UserRecord};
+use valise_server::webhook::Webhook;
 use valise_server::{AppState, invite, now_ms, serve, tls};
 
 #[derive(Parser, Debug)]
@@ -63,6 +65,22 @@ packaging/valised.toml lists every key."
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Print the server's alerts (docs/OPERATIONS.md, "Server alerts"),
+    /// oldest first; works while the server runs. With --follow, keeps
+    /// printing new ones; --since ID resumes after the last one seen.
+    Alerts {
+        #[arg(long)]
+        data: PathBuf,
+        /// Keep printing alerts as the server raises them.
+        #[arg(long)]
+        follow: bool,
+        /// Only alerts after this id (the `id` of the last one handled).
+        #[arg(long)]
+        since: Option<u64>,
+        /// One JSON object per line (the schema in docs/OPERATIONS.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -149,6 +167,8 @@ enum CliError {
     Random(#[from] invite::RandomError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Webhook(#[from] valise_server::webhook::WebhookError),
     #[error("audit log: {0}")]
     Audit(valise_server::audit::VerifyError),
     #[error("{0}")]
@@ -374,6 +394,80 @@ fn audit_verify(data: &Path, key: Option<String>, json: bool) -> Result<(), CliE
     }
 }
 
+/// Alerts read from the database per query.
+const ALERTS_PAGE: usize = 256;
+
+/// How often `valised alerts --follow` looks for new alerts.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// `valised alerts`: every alert after `since`, then (with `follow`) each
+/// new one as the running server writes it. Reads the database only, so
+/// it needs no state of its own: `--since` the last id printed resumes.
+fn alerts(data: &Path, follow: bool, since: Option<u64>, json: bool) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let dir = DataDir::new(data);
+    dir.config()?;
+    let store = dir.open_store()?;
+    let mut from = since.map_or(0, |id| id.saturating_add(1));
+    loop {
+        let page = store.alerts_from(from, ALERTS_PAGE)?;
+        let mut out = std::io::stdout().lock();
+        for (id, bytes) in &page {
+            from = id.saturating_add(1);
+            let alert = valise_proto::audit::Entry::decode(bytes)
+                .ok()
+                .and_then(Alert::from_entry)
+                .ok_or_else(|| {
+                    CliError::Io(format!(
+                        "alert {id} is not an alert entry: run `valised audit verify`"
+                    ))
+                })?;
+            let line = if json {
+                serde_json::to_string(&alert)
+                    .map_err(|e| CliError::Io(format!("cannot encode: {e}")))?
+            } else {
+                alert_line(&alert)
+            };
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::Io(format!("stdout: {e}")))?;
+        }
+        if page.len() < ALERTS_PAGE {
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(FOLLOW_EVERY);
+        }
+    }
+}
+
+/// One alert as a line for a person.
+fn alert_line(a: &Alert) -> String {
+    let subject = match &a.subject {
+        Some(valise_server::rules::AlertSubject::Device(d)) => d.to_string(),
+        Some(valise_server::rules::AlertSubject::User(u)) => u.to_string(),
+        Some(valise_server::rules::AlertSubject::Address(ip)) => ip.to_string(),
+        None => "-".to_owned(),
+    };
+    let detail: Vec<String> = a
+        .detail
+        .iter()
+        .map(|(k, v)| match v {
+            valise_proto::audit::Detail::Count(n) => format!("{k}={n}"),
+            valise_proto::audit::Detail::Text(t) => format!("{k}={t}"),
+        })
+        .collect();
+    format!(
+        "#{} at_ms {} {} {} {} {}",
+        a.id,
+        a.at_ms,
+        a.severity.as_str(),
+        a.kind.as_str(),
+        subject,
+        detail.join(" ")
+    )
+}
+
 fn print_users(users: &[UserRecord], json: bool) {
     if json {
         let v: Vec<serde_json::Value> = users
@@ -463,6 +557,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         directory_interval,
         account_quota_mib,
         checkpoint_interval,
+        alerts,
         log_level: _,
         log_file: _,
     } = config;
@@ -515,10 +610,22 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         valise_server::housekeeping::start_collector(store.clone(), &background);
         tracing::info!(key = %audit_signer.public_key().hex(), origin = %audit_signer.public_key().name(), "audit log open");
         let audit_key = audit_signer.public_key().clone();
+        let webhook = alerts
+            .webhook
+            .map(|url| {
+                let to = valise_server::webhook::host_of(&url);
+                tracing::info!(%to, "alerts go to the webhook");
+                Webhook::start(url, alerts.webhook_ca.as_deref(), &background)
+            })
+            .transpose()?;
         let evidence = valise_server::audit::start(
             store.clone(),
             audit_signer,
             checkpoint_interval,
+            Alerting {
+                rules: alerts.rules,
+                webhook,
+            },
             &background,
         )?;
         let state = AppState::new(
@@ -629,6 +736,15 @@ fn main_inner(cli: Cli) -> Result<(), CliError> {
         } => {
             init_logging(level, None)?;
             audit_verify(&data, key, json)
+        }
+        Command::Alerts {
+            data,
+            follow,
+            since,
+            json,
+        } => {
+            init_logging(level, None)?;
+            alerts(&data, follow, since, json)
         }
     }
 }

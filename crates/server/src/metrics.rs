@@ -56,6 +56,15 @@ struct RequestLabels {
 
 type Latencies = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+/// A server alert's kind, as a label (`crate::rules::AlertKind`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub kind: &'static str,
+}
+
+/// Alerts raised, by kind: counted by the audit writer, which raises them.
+pub type AlertCounts = Family<AlertLabels, Counter>;
+
 /// Every metric of a running server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +81,8 @@ pub struct Metrics {
     queue_bytes: Gauge,
     queue_requests: Gauge,
     directory_epoch: Gauge,
+    audit_size: Gauge,
+    checkpoint_age: Gauge,
     requests: Latencies,
 }
 
@@ -92,6 +103,13 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(AlertCounts::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the audit writer's count of `alerts`.
+    pub fn new(alerts: AlertCounts) -> Self {
         let mut registry = Registry::with_prefix("valise");
         let letters = Family::<LetterLabels, Counter>::default();
         let handle = |outcome| letters.get_or_create_owned(&LetterLabels { outcome });
@@ -137,6 +155,24 @@ impl Default for Metrics {
             "The key directory's latest published epoch",
             directory_epoch.clone(),
         );
+        registry.register(
+            "alerts",
+            "Server alerts raised since the server started, by kind (docs/OPERATIONS.md, Server alerts)",
+            alerts,
+        );
+        let audit_size = Gauge::default();
+        registry.register(
+            "audit_tree_size",
+            "Entries in the audit log",
+            audit_size.clone(),
+        );
+        let checkpoint_age = Gauge::default();
+        registry.register_with_unit(
+            "audit_checkpoint_age",
+            "Time since the audit log's newest checkpoint was signed",
+            Unit::Seconds,
+            checkpoint_age.clone(),
+        );
         let requests: Latencies = Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
             "request_duration",
@@ -156,12 +192,12 @@ impl Default for Metrics {
             queue_bytes,
             queue_requests,
             directory_epoch,
+            audit_size,
+            checkpoint_age,
             requests,
         }
     }
-}
 
-impl Metrics {
     /// Counts the outcomes of one batch of letters.
     pub fn letters(&self, outcomes: &[Outcome]) {
         for o in outcomes {
@@ -203,6 +239,15 @@ impl Metrics {
             .set(i64::try_from(requests).unwrap_or(i64::MAX));
         self.directory_epoch
             .set(i64::try_from(state.directory.epoch()).unwrap_or(i64::MAX));
+        let log = &state.evidence.status;
+        self.audit_size.set(
+            i64::try_from(log.size.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
+        let signed = log
+            .checkpoint_at_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.checkpoint_age
+            .set(crate::now_ms().saturating_sub(signed).max(0) / 1000);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

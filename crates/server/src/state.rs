@@ -75,7 +75,7 @@ impl AppState {
             limits: Arc::new(Limits::default().into()),
             wakeups,
             directory,
-            metrics: Arc::default(),
+            metrics: Arc::new(Metrics::new(evidence.alerts.clone())),
             evidence,
             audit_key: Arc::new(audit_key),
             #[cfg(feature = "adversary")]

@@ -4,7 +4,9 @@
 //! audit ([`AuditPermit`]); proofs read O(log n) stored subtree hashes.
 
 use super::blocking;
+use crate::audit::Event;
 use crate::auth::AuthDevice;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::json::{Json, Query};
 use crate::limits::AuditPermit;
@@ -15,7 +17,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use valise_proto::ErrorCode;
-use valise_proto::api::{AccountAudit, AuditEntries, AuditKeyInfo, AuditProof, ProvenEntry};
+use valise_proto::api::{
+    AccountAudit, AuditEntries, AuditKeyInfo, AuditProof, AuditReport, AuditReportReceipt,
+    MAX_REPORTED_CHECKPOINTS, ProvenEntry,
+};
+use valise_proto::audit::{Action, Actor};
 use valise_proto::bytes::Bytes;
 use valise_proto::limits::MAX_AUDIT_ENTRIES_PAGE;
 use valise_proto::tlog::{self, Range, SignedCheckpoint};
@@ -227,4 +233,99 @@ pub async fn entries(
         start: q.start,
         entries,
     }))
+}
+
+/// Longest checkpoint note a report may carry (a note is about 250 bytes;
+/// one per witness signature more).
+const MAX_REPORTED_NOTE: usize = 4096;
+
+/// What a report's evidence shows, and why ([`judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A checkpoint signed with this log's key that the log does not
+    /// contain: `rolled_back` (it signs more entries than the log holds)
+    /// or `forked` (another root at its size).
+    Verified(&'static str),
+    /// Nothing signed by this log's key (`bad_signature`), or checkpoints
+    /// the log does contain (`consistent`).
+    Unverified(&'static str),
+}
+
+/// Checks a report's checkpoints against the audit key and the log as
+/// stored now. Only the server's own key makes a checkpoint count, so
+/// nobody can fabricate a verified report; and a checkpoint it signed
+/// that its log no longer matches is proof of a fork or a rollback,
+/// whoever brings it.
+fn judge(store: &dyn Store, key: &tlog::AuditKey, notes: &[String]) -> Result<Verdict, ApiError> {
+    let signed: Vec<_> = notes
+        .iter()
+        .filter_map(|n| SignedCheckpoint::parse(n).and_then(|c| c.verify(key)).ok())
+        .collect();
+    if signed.is_empty() {
+        return Ok(Verdict::Unverified("bad_signature"));
+    }
+    let size = store.audit_size()?;
+    for c in &signed {
+        if c.size() > size {
+            return Ok(Verdict::Verified("rolled_back"));
+        }
+        let hashes = store.audit_nodes(&tlog::range_subtrees(0, c.size()))?;
+        let tree = tlog::Frontier::from_parts(c.size(), hashes)
+            .map_err(|e| ApiError::internal(format!("stored audit tree: {e}")))?;
+        if &tree.root() != c.root() {
+            return Ok(Verdict::Verified("forked"));
+        }
+    }
+    Ok(Verdict::Unverified("consistent"))
+}
+
+/// The auditor's error code as recorded: its own snake_case word, or
+/// `other` (the report is unauthenticated; the log takes no free text).
+fn recorded_code(code: &str) -> &str {
+    let word = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if word { code } else { "other" }
+}
+
+/// # POST /v1/audit/reports
+///
+/// An auditor (`valise audit-log`) reports checkpoints that failed its
+/// verification: the one it saw before and the one that does not extend
+/// it. Unauthenticated (auditors have no account) and rate-limited like
+/// the other audit routes. Every report is on record (`audit_reported`);
+/// one whose evidence verifies ([`judge`]) raises a critical
+/// `audit_checkpoint_conflict` alert, any other at most a warning, one per
+/// window for all reporters together ([`crate::rules`]). 400
+/// `bad_request` for no checkpoint, too many or too long.
+pub async fn report(
+    State(state): State<AppState>,
+    client: Option<ClientAddr>,
+    AuditPermit(_): AuditPermit,
+    Json(req): Json<AuditReport>,
+) -> Result<Json<AuditReportReceipt>, ApiError> {
+    if req.checkpoints.is_empty()
+        || req.checkpoints.len() > MAX_REPORTED_CHECKPOINTS
+        || req.checkpoints.iter().any(|n| n.len() > MAX_REPORTED_NOTE)
+    {
+        return Err(ApiError::bad_request(format!(
+            "a report carries 1 to {MAX_REPORTED_CHECKPOINTS} checkpoints of at most {MAX_REPORTED_NOTE} bytes"
+        )));
+    }
+    let store = state.store.clone();
+    let key = state.audit_key.clone();
+    let notes = req.checkpoints;
+    let verdict = blocking(move || judge(store.as_ref(), &key, &notes)).await?;
+    let (verified, reason) = match verdict {
+        Verdict::Verified(r) => (true, r),
+        Verdict::Unverified(r) => (false, r),
+    };
+    state.evidence.emit(
+        Event::new(Actor::Anonymous, Action::AuditReported)
+            .from(client)
+            .text("verdict", if verified { "verified" } else { "unverified" })
+            .text("reason", reason)
+            .text("code", recorded_code(&req.code)),
+    );
+    Ok(Json(AuditReportReceipt { verified }))
 }

@@ -62,7 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/inclusion", get(audit::inclusion))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/account", get(audit::account))
-        .route("/v1/security-desk", get(security_desk::read));
+        .route("/v1/security-desk", get(security_desk::read))
+        .route("/v1/audit/reports", post(audit::report));
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router

@@ -556,6 +556,7 @@ fn append_audit(store: &dyn Store, tree: &mut valise_proto::tlog::Frontier, n: u
                 signed_at_ms: 1,
             }),
             accounts: vec![],
+            alerts: vec![],
         })
         .unwrap();
 }
@@ -655,10 +656,17 @@ fn audit_queue(open: Open<'_>) {
             dequeued: Some(queued[1].0),
             checkpoint: None,
             accounts: vec![(UserId::parse("alice@x.y").unwrap(), 1)],
+            alerts: vec![1],
         })
         .unwrap();
     let alice = UserId::parse("alice@x.y").unwrap();
     assert_eq!(store.audit_account(&alice, 0, 2, 10).unwrap(), vec![1]);
+    // The alerts index names entries, read back with their bytes.
+    assert_eq!(
+        store.alerts_from(0, 10).unwrap(),
+        vec![(1, b"second".to_vec())]
+    );
+    assert!(store.alerts_from(2, 10).unwrap().is_empty());
     assert!(store.audit_account(&alice, 0, 1, 10).unwrap().is_empty());
     assert!(store.audit_account(&alice, 2, 9, 10).unwrap().is_empty());
     assert_eq!(store.queued_audit(10).unwrap(), vec![]);

@@ -550,6 +550,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Names the security desk; returns the one named before, if any.
     fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError>;
+    /// Up to `limit` alert entries ([`AuditBatch::alerts`]) from number
+    /// `from`, oldest first, with their numbers (`valised alerts`).
+    fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 }
 
 /// One append to the audit log ([`Store::append_audit`]).
@@ -567,6 +570,8 @@ pub struct AuditBatch {
     pub checkpoint: Option<StoredCheckpoint>,
     /// The entries of this batch that an account must be shown, by number.
     pub accounts: Vec<(UserId, u64)>,
+    /// The entries of this batch that are alerts (`alert_raised`), by number.
+    pub alerts: Vec<u64>,
 }
 
 /// A signed checkpoint as stored.

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_log.sql"),
     include_str!("migrations/0006_audit.sql"),
     include_str!("migrations/0007_security_desk.sql"),
+    include_str!("migrations/0008_server_alerts.sql"),
 ];
 
 mod audit;
@@ -382,6 +383,10 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         audit::account(&self.reader(), user, from, below, limit)
+    }
+
+    fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        audit::alerts_from(&self.reader(), from, limit)
     }
 
     fn create_token(

@@ -1,6 +1,8 @@
 //! The audit log's tables (`migrations/0006_audit.sql`): entries, complete
 //! subtree hashes, signed checkpoints, and the queue `valised admin` writes
-//! to. Every statement reads or writes by primary key (HOT_PATH).
+//! to, and the index of the entries that are alerts
+//! (`migrations/0008_server_alerts.sql`). Every statement reads or writes
+//! by primary key (HOT_PATH).
 
 use super::{to_i64, to_u64};
 use crate::store::{AuditBatch, StoreError};
@@ -23,6 +25,9 @@ const DEQUEUE: &str = "DELETE FROM audit_queue WHERE id <= ?1";
 const APPEND_ACCOUNT: &str = "INSERT INTO audit_account (user, idx) VALUES (?1, ?2)";
 const ACCOUNT: &str = "SELECT idx FROM audit_account WHERE user = ?1 AND idx >= ?2 AND idx < ?3 \
      ORDER BY idx LIMIT ?4";
+const APPEND_ALERT: &str = "INSERT INTO alerts (idx) VALUES (?1)";
+const ALERTS: &str = "SELECT e.idx, e.bytes FROM alerts a JOIN audit_entries e ON e.idx = a.idx \
+     WHERE a.idx >= ?1 ORDER BY a.idx LIMIT ?2";
 
 /// Every statement of the audit writer and of the public routes.
 #[cfg(test)]
@@ -39,6 +44,8 @@ pub(super) const HOT_PATH: &[(&str, &str)] = &[
     ("AUDIT_DEQUEUE", DEQUEUE),
     ("AUDIT_APPEND_ACCOUNT", APPEND_ACCOUNT),
     ("AUDIT_ACCOUNT", ACCOUNT),
+    ("AUDIT_APPEND_ALERT", APPEND_ALERT),
+    ("AUDIT_ALERTS", ALERTS),
 ];
 
 pub(super) fn size(conn: &Connection) -> Result<u64, StoreError> {
@@ -65,6 +72,10 @@ pub(super) fn append(tx: &Transaction<'_>, batch: &AuditBatch) -> Result<(), Sto
     let mut stmt = tx.prepare_cached(APPEND_ACCOUNT)?;
     for (user, i) in &batch.accounts {
         stmt.execute(params![user.as_str(), to_i64(*i)?])?;
+    }
+    let mut stmt = tx.prepare_cached(APPEND_ALERT)?;
+    for i in &batch.alerts {
+        stmt.execute([to_i64(*i)?])?;
     }
     if let Some(up_to) = batch.dequeued {
         tx.prepare_cached(DEQUEUE)?.execute([to_i64(up_to)?])?;
@@ -158,4 +169,20 @@ pub(super) fn account(
         |r| r.get::<_, i64>(0),
     )?;
     rows.map(|i| to_u64(i?)).collect()
+}
+
+pub(super) fn alerts_from(
+    conn: &Connection,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(ALERTS)?;
+    let rows = stmt.query_map(params![to_i64(from)?, to_i64(limit as u64)?], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    rows.map(|row| {
+        let (i, bytes) = row?;
+        Ok((to_u64(i)?, bytes))
+    })
+    .collect()
 }
