@@ -150,3 +150,46 @@ fn an_admin_action_backdated_by_the_server_still_reaches_the_account() {
         logged.index, logged.time_ms
     );
 }
+
+/// The reports a desk's home holds, one JSON object per line.
+fn reports(desk: &Device) -> Vec<Value> {
+    desk.ok(&["alerts", "--desk", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Finding 3. Devices pinned the desk they learned *first*, at enrolment
+/// or after: alice enrolled while the organisation named no desk, and the
+/// intruder (holding the admin account) names mallory. Alice's device
+/// pinned mallory without a word and reported its alerts to her. A desk
+/// named after enrolment must be a `security_desk_changed` like any other
+/// change, and not obeyed until alice accepts it.
+#[test]
+fn a_desk_first_named_after_enrolment_is_alerted_not_obeyed() {
+    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
+    let alice = server.device("alice");
+    let mallory = server.device("mallory");
+    checkpointed();
+    alice.sync();
+
+    server.admin(&["set", "security-desk", &addr("mallory")]);
+    alice.sync();
+    // An alert on alice's device (an administrator's invite on her account).
+    server.invite("alice");
+    checkpointed();
+    alice.sync();
+    alice.sync();
+    mallory.sync();
+    let kinds = alice.alert_kinds();
+    let leaked: Vec<Value> = reports(&mallory)
+        .into_iter()
+        .filter(|r| r["user"] == addr("alice"))
+        .collect();
+    assert!(
+        kinds.contains(&"security_desk_changed".to_owned()),
+        "alice's device followed the desk the server named after her enrolment ({kinds:?}); \
+         mallory holds her reports: {leaked:?}"
+    );
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
