@@ -193,3 +193,41 @@ fn a_desk_first_named_after_enrolment_is_alerted_not_obeyed() {
     );
     assert!(leaked.is_empty(), "{leaked:?}");
 }
+
+/// Finding 4. `GET /v1/audit/account` pages with `more`; the device asked
+/// again while the server said more entries follow, whatever it showed.
+/// A server answering "more" with no entry kept the device's sync asking
+/// forever: every sync of every device of the account hung (no letters,
+/// no other alert). A page that promises more and shows nothing is a lie:
+/// `audit_conflict`, and the sync goes on.
+#[test]
+fn an_endless_audit_page_does_not_hang_the_device() {
+    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
+    let alice = server.device("alice");
+    checkpointed();
+    alice.sync();
+    server.hook("audit-endless", serde_json::json!({"on": true}));
+
+    let mut sync = alice.spawn_json(&["sync"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = sync.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            sync.kill().unwrap();
+            sync.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.is_some(),
+        "alice's sync still asked for the audit log's next page after 30 s"
+    );
+    assert!(
+        alice.alert_kinds().contains(&"audit_conflict".to_owned()),
+        "{:?}",
+        alice.alert_kinds()
+    );
+}
