@@ -231,3 +231,50 @@ fn an_endless_audit_page_does_not_hang_the_device() {
         alice.alert_kinds()
     );
 }
+
+/// Finding 5. The audit log's entries are served to anyone who reaches
+/// the server, with no account (`GET /v1/audit/entries`, by design, for
+/// outside auditors). Each entry names the user and device, the client's
+/// IP address, the time, and the conversations created: anyone on the
+/// network (B-class attacker, no credential at all) reads who works with
+/// whom, when and from where — the organisation's whole activity record.
+#[test]
+#[ignore = "finding 5: the public audit entries expose every account's activity and addresses to anyone; serving them to authorised auditors only (or committing to salted entries) is a design change, not fixed"]
+fn the_public_audit_log_does_not_expose_who_did_what_from_where() {
+    use base64::Engine as _;
+    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
+    let alice = server.device("alice");
+    let _bob = server.device("bob");
+    alice.send_to(&["bob"], "Démarche", "Confidential content.");
+    checkpointed();
+
+    // A stranger with the CA and no account at all.
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--fail-with-body", "--cacert"])
+        .arg(server.ca())
+        .arg(format!("{}/v1/audit/entries?start=0", server.url))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(e.as_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .filter(|e| e.contains(&addr("alice")))
+        .collect();
+    assert!(
+        seen.is_empty(),
+        "a stranger reads alice's activity from the public audit log: {seen:#?}"
+    );
+}
