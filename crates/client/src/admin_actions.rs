@@ -125,6 +125,11 @@ impl Client {
         pin: &AuditPin,
         answer: &AccountAudit,
     ) -> std::result::Result<(VerifiedCheckpoint, Vec<(ProvenEntry, Entry)>), Conflict> {
+        // An honest page that says more follow is full; an empty one
+        // would have this device ask again for ever.
+        if answer.more && answer.entries.is_empty() {
+            return Err("the audit log says more entries follow but shows none".to_owned());
+        }
         let checkpoint = SignedCheckpoint::parse(&answer.checkpoint)
             .and_then(|c| c.verify(key))
             .map_err(|e| format!("the audit checkpoint is refused: {e}"))?;

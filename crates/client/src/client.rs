@@ -142,7 +142,7 @@ impl Client {
                 .home
                 .pin_audit(&audit.origin, &key, engine.now_ms())?;
         }
-        engine.learn_desk(resp.security_desk.as_ref())?;
+        engine.pin_desk(resp.security_desk.as_ref())?;
         let mut client = Self::new(engine, api, resp.domain);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.

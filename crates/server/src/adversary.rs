@@ -55,6 +55,8 @@ pub struct Adversary {
     served_keys: Mutex<HashMap<UserId, ClaimedKeyPackage>>,
     views: Mutex<HashMap<DeviceAddress, View>>,
     forks: Mutex<HashMap<ConversationId, ForkPlan>>,
+    /// `GET /v1/audit/account` answers "more follow" with no entry.
+    endless_audit: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,8 +92,20 @@ impl Adversary {
         lock(&self.forks).insert(conversation, plan);
     }
 
+    /// From now on (`on`), every `GET /v1/audit/account` answer says more
+    /// entries follow and shows none.
+    pub fn set_endless_audit(&self, on: bool) {
+        self.endless_audit
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn endless_audit(&self) -> bool {
+        self.endless_audit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Back to an honest server.
     pub fn reset(&self) {
+        self.set_endless_audit(false);
         lock(&self.served_keys).clear();
         lock(&self.views).clear();
         lock(&self.forks).clear();

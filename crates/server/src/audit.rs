@@ -501,6 +501,14 @@ pub enum VerifyError {
     Truncated { signed: u64, entries: u64 },
     #[error("the stored subtree hashes (what proofs are made of) do not match the entries")]
     NodesDiffer,
+    #[error(
+        "the index of what {user} must be shown lists {listed:?}, but the entries say {logged:?}: an administrator's action on the account is hidden from its devices (or one is invented)"
+    )]
+    AccountIndex {
+        user: String,
+        listed: Vec<u64>,
+        logged: Vec<u64>,
+    },
     #[error("database: {0}")]
     Store(#[from] StoreError),
 }
@@ -516,6 +524,7 @@ impl VerifyError {
             Self::RootMismatch { .. } => "audit_root_mismatch",
             Self::Truncated { .. } => "audit_truncated",
             Self::NodesDiffer => "audit_nodes_differ",
+            Self::AccountIndex { .. } => "audit_account_index",
             Self::Store(_) => "audit_store",
         }
     }
@@ -539,7 +548,8 @@ const VERIFY_PAGE: usize = 4096;
 /// checks that they are contiguous and each names its own place, that
 /// every checkpoint is signed by `key` over the tree at its size, that none
 /// signs more entries than are stored, and that the stored subtree hashes
-/// (which remote proofs are made of) agree.
+/// (which remote proofs are made of) agree, and that the index each
+/// account is shown from lists exactly the entries about it.
 pub fn verify_offline(store: &dyn Store, key: &tlog::AuditKey) -> Result<Verified, VerifyError> {
     let mut checkpoints = Vec::new();
     for note in store.audit_checkpoints()? {
@@ -552,6 +562,9 @@ pub fn verify_offline(store: &dyn Store, key: &tlog::AuditKey) -> Result<Verifie
     }
     let mut due = checkpoints.iter().peekable();
     let mut tree = Frontier::new();
+    // What each account must be shown, as the entries say (the index
+    // `GET /v1/audit/account` reads is checked against it below).
+    let mut shown: BTreeMap<UserId, Vec<u64>> = BTreeMap::new();
     let check_due =
         |tree: &Frontier,
          due: &mut std::iter::Peekable<std::slice::Iter<'_, tlog::VerifiedCheckpoint>>|
@@ -584,6 +597,9 @@ pub fn verify_offline(store: &dyn Store, key: &tlog::AuditKey) -> Result<Verifie
                     claims: entry.index,
                 });
             }
+            if let Some(user) = entry.shown_to() {
+                shown.entry(user.clone()).or_default().push(at);
+            }
             tree.push(&bytes);
             check_due(&tree, &mut due)?;
         }
@@ -597,6 +613,16 @@ pub fn verify_offline(store: &dyn Store, key: &tlog::AuditKey) -> Result<Verifie
     let stored = load_tree(store).map_err(|_| VerifyError::NodesDiffer)?;
     if stored != tree {
         return Err(VerifyError::NodesDiffer);
+    }
+    for (user, logged) in shown {
+        let listed = store.audit_account(&user, 0, tree.size(), logged.len() + 1)?;
+        if listed != logged {
+            return Err(VerifyError::AccountIndex {
+                user: user.to_string(),
+                listed,
+                logged,
+            });
+        }
     }
     Ok(Verified {
         entries: tree.size(),

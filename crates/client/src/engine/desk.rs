@@ -97,21 +97,27 @@ impl Engine {
         self.home.security_desk()
     }
 
-    /// The server names `named` as the desk (at enrolment, or when asked
-    /// later): pinned if none is yet; alerted once if it differs from the
-    /// pinned one; the change forgotten if the server names the pinned one
-    /// again.
+    /// At enrolment: the desk the server names now (or none) is pinned.
+    pub(crate) fn pin_desk(&self, named: Option<&UserId>) -> Result<()> {
+        if let Some(named) = named {
+            tracing::info!(desk = %named, "security desk pinned");
+        }
+        self.home.set_security_desk(&DeskState {
+            pinned: named.cloned(),
+            changed: false,
+            offered: None,
+        })
+    }
+
+    /// The server names `named` as the desk (when asked after enrolment):
+    /// alerted once if it differs from the one pinned at enrolment —
+    /// including a desk named where none was, which a server could
+    /// otherwise use to collect the reports of every device enrolled
+    /// before the organisation named its desk; the change forgotten if the
+    /// server names the pinned one again.
     pub(crate) fn learn_desk(&self, named: Option<&UserId>) -> Result<()> {
         let mut s = self.home.security_desk()?;
-        let Some(pinned) = s.pinned.clone() else {
-            if let Some(named) = named {
-                tracing::info!(desk = %named, "security desk pinned");
-                s.pinned = Some(named.clone());
-                self.home.set_security_desk(&s)?;
-            }
-            return Ok(());
-        };
-        if named == Some(&pinned) {
+        if named == s.pinned.as_ref() {
             if s.changed {
                 (s.changed, s.offered) = (false, None);
                 self.home.set_security_desk(&s)?;
@@ -126,10 +132,17 @@ impl Engine {
             Some(n) => format!("names {n} instead"),
             None => "names none any more".to_owned(),
         };
-        let detail = format!(
-            "the server {now} as the security desk, but this device pinned {pinned}: it keeps \
-             reporting its alerts to {pinned} until you accept the change (`valise desk accept`)"
-        );
+        let detail = match &s.pinned {
+            Some(pinned) => format!(
+                "the server {now} as the security desk, but this device pinned {pinned}: it keeps \
+                 reporting its alerts to {pinned} until you accept the change (`valise desk accept`)"
+            ),
+            None => format!(
+                "the server {now} as the security desk, but none was named when this device \
+                 enrolled: it reports its alerts to no desk until you accept the change \
+                 (`valise desk accept`)"
+            ),
+        };
         self.transaction(|| {
             self.home.set_security_desk(&s)?;
             self.raise(AlertKind::SecurityDeskChanged, None, &detail, None)

@@ -34,6 +34,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/adversary/reorder", post(reorder))
         .route("/adversary/replay", post(replay))
         .route("/adversary/disk-full", post(disk_full))
+        .route("/adversary/audit-endless", post(audit_endless))
         .route("/adversary/reset", post(reset))
 }
 
@@ -521,6 +522,24 @@ pub async fn disk_full(
 ) -> Result<Json<Done>, ApiError> {
     blocking(move || Ok(tampering(&state)?.tamper(&Tamper::DiskFull(req.full))?)).await?;
     Ok(Json(Done { ok: true }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEndless {
+    on: bool,
+}
+
+/// # POST /adversary/audit-endless
+///
+/// `{"on": true}`: every `GET /v1/audit/account` answer says more entries
+/// follow, and shows none.
+pub async fn audit_endless(
+    State(state): State<AppState>,
+    Json(req): Json<AuditEndless>,
+) -> Json<Done> {
+    state.adversary.set_endless_audit(req.on);
+    Json(Done { ok: true })
 }
 
 /// # POST /adversary/reset

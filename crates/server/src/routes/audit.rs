@@ -156,6 +156,8 @@ pub async fn account(
     Query(q): Query<AccountQuery>,
 ) -> Result<Json<AccountAudit>, ApiError> {
     let store = state.store.clone();
+    #[cfg(feature = "adversary")]
+    let endless = state.adversary.endless_audit();
     let answer = blocking(move || {
         let checkpoint = store
             .latest_audit_checkpoint()?
@@ -194,6 +196,16 @@ pub async fn account(
         })
     })
     .await?;
+    #[cfg(feature = "adversary")]
+    let answer = if endless {
+        AccountAudit {
+            entries: Vec::new(),
+            more: true,
+            ..answer
+        }
+    } else {
+        answer
+    };
     Ok(Json(answer))
 }
 

@@ -36,7 +36,7 @@ fn every_alert_queues_a_report_to_the_pinned_desk_within_its_budget() {
     // No desk known: the alert stays on the device.
     raise(&alice, AlertKind::RefusedMessage, b"evidence");
     assert!(queued(&alice).is_empty());
-    alice.engine.learn_desk(Some(&user("soc"))).unwrap();
+    alice.engine.pin_desk(Some(&user("soc"))).unwrap();
     for i in 0..REPORTS_PER_WINDOW + 2 {
         raise(&alice, AlertKind::RefusedMessage, &i.to_be_bytes());
     }
@@ -76,7 +76,7 @@ fn the_budget_counts_what_it_does_not_report_into_the_next_report() {
 #[test]
 fn the_desks_own_devices_report_nowhere() {
     let soc = Dev::new("soc");
-    soc.engine.learn_desk(Some(&user("soc"))).unwrap();
+    soc.engine.pin_desk(Some(&user("soc"))).unwrap();
     raise(&soc, AlertKind::RefusedMessage, b"evidence");
     assert_eq!(soc.alerts(), ["refused_message"]);
     assert!(queued(&soc).is_empty());
@@ -86,7 +86,7 @@ fn the_desks_own_devices_report_nowhere() {
 fn a_changed_desk_is_alerted_once_and_pinned_until_accepted() {
     let alice = Dev::new("alice");
     let (soc, mallory) = (user("soc"), user("mallory"));
-    alice.engine.learn_desk(Some(&soc)).unwrap();
+    alice.engine.pin_desk(Some(&soc)).unwrap();
     alice.engine.learn_desk(Some(&soc)).unwrap();
     assert!(alice.alerts().is_empty());
     assert!(alice.engine.accept_desk().is_err(), "nothing to accept");
@@ -115,6 +115,25 @@ fn a_changed_desk_is_alerted_once_and_pinned_until_accepted() {
     assert_eq!((desk.pinned, desk.changed), (Some(mallory), false));
 }
 
+#[test]
+fn a_desk_named_after_enrolment_is_a_change_too() {
+    // Enrolled when the organisation named no desk; the server names one
+    // later: not obeyed until accepted.
+    let alice = Dev::new("alice");
+    alice.engine.pin_desk(None).unwrap();
+    alice.engine.learn_desk(None).unwrap();
+    assert!(alice.alerts().is_empty());
+    alice.engine.learn_desk(Some(&user("mallory"))).unwrap();
+    alice.engine.learn_desk(Some(&user("mallory"))).unwrap();
+    assert_eq!(alice.alerts(), ["security_desk_changed"]);
+    let desk = alice.engine.security_desk().unwrap();
+    assert_eq!((desk.pinned, desk.changed), (None, true));
+    // Nothing is reported to the desk the server names.
+    raise(&alice, AlertKind::RefusedMessage, b"evidence");
+    assert!(queued(&alice).is_empty());
+    assert_eq!(alice.engine.accept_desk().unwrap(), Some(user("mallory")));
+}
+
 /// Seals alice's queued reports into `conv` (as the sync's release
 /// does once the conversation exists) and returns the ciphertexts.
 fn seal_reports(alice: &Dev, conv: &ConversationId) -> Vec<Vec<u8>> {
@@ -141,8 +160,8 @@ fn seal_reports(alice: &Dev, conv: &ConversationId) -> Vec<Vec<u8>> {
 fn reports_are_numbered_with_the_letters_and_kept_apart_from_them() {
     let (alice, soc) = (Dev::new("alice"), Dev::new("soc"));
     Dev::introduce(&[&alice, &soc]);
-    alice.engine.learn_desk(Some(&soc.me().user)).unwrap();
-    soc.engine.learn_desk(Some(&soc.me().user)).unwrap();
+    alice.engine.pin_desk(Some(&soc.me().user)).unwrap();
+    soc.engine.pin_desk(Some(&soc.me().user)).unwrap();
     let conv = conversation(&alice, &[&soc]);
     raise(&alice, AlertKind::RefusedMessage, b"one");
     let one = seal_reports(&alice, &conv);
@@ -173,7 +192,7 @@ fn reports_are_numbered_with_the_letters_and_kept_apart_from_them() {
 fn an_accepted_report_is_sealed_again_and_stored_once() {
     let (alice, soc) = (Dev::new("alice"), Dev::new("soc"));
     Dev::introduce(&[&alice, &soc]);
-    alice.engine.learn_desk(Some(&soc.me().user)).unwrap();
+    alice.engine.pin_desk(Some(&soc.me().user)).unwrap();
     let conv = conversation(&alice, &[&soc]);
     raise(&alice, AlertKind::ServerRestored, b"");
     let (mut entry, report) = queued(&alice).remove(0);
