@@ -196,7 +196,7 @@ pub fn ids(data: &[u8]) -> usize {
 
 /// The audit log's outside text (issue 10): a signed checkpoint note as
 /// `GET /v1/audit/checkpoint` serves it, its checkpoint body, and an audit
-/// entry as `GET /v1/audit/entries` serves it. What parses prints back to
+/// entry as `GET /v1/audit/account` serves it. What parses prints back to
 /// the same bytes (one spelling each); a note signed by anyone but the
 /// fuzz key never verifies.
 pub fn checkpoint(data: &[u8]) -> usize {

@@ -6,7 +6,7 @@
 //! GET /v1/audit/key         pin (origin, key): --key, else the state file, else first use
 //! GET /v1/audit/checkpoint  SignedCheckpoint ──verify(pinned key)──▶ VerifiedCheckpoint
 //! GET /v1/audit/consistency old checkpoint (state) ──verify_extends──▶ new one
-//! GET /v1/audit/entries     (--entries) the new entries hash to the new root
+//! GET /v1/audit/leaves      (--entries) the new entries' leaves make the new root
 //! POST /v1/audit/reports    on a fork or rollback: both checkpoints, best effort
 //! ```
 //! The state is the caller's to write back, and only after success, so a
@@ -16,9 +16,8 @@ use crate::api::Api;
 use crate::error::{ClientError, Result};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use valise_proto::api::{AuditEntries, AuditKeyInfo, AuditProof, AuditReport, AuditReportReceipt};
-use valise_proto::audit::Entry;
-use valise_proto::limits::MAX_AUDIT_ENTRIES_PAGE;
+use valise_proto::api::{AuditKeyInfo, AuditLeaves, AuditProof, AuditReport, AuditReportReceipt};
+use valise_proto::limits::MAX_AUDIT_LEAVES_PAGE;
 use valise_proto::tlog::{
     AuditKey, Frontier, Hash, SignedCheckpoint, TlogError, VerifiedCheckpoint,
 };
@@ -243,16 +242,16 @@ async fn walk_entries(
         .collect::<Result<Vec<Hash>>>()?;
     let mut tree = Frontier::from_parts(from, hashes)?;
     while tree.size() < checkpoint.size() {
-        let count = (checkpoint.size() - tree.size()).min(MAX_AUDIT_ENTRIES_PAGE as u64);
-        let page: AuditEntries = api
+        let count = (checkpoint.size() - tree.size()).min(MAX_AUDIT_LEAVES_PAGE as u64);
+        let page: AuditLeaves = api
             .call::<(), _>(
                 Method::GET,
-                &format!("/v1/audit/entries?start={}&count={count}", tree.size()),
+                &format!("/v1/audit/leaves?start={}&count={count}", tree.size()),
                 None,
                 false,
             )
             .await?;
-        if page.start != tree.size() || page.entries.is_empty() {
+        if page.start != tree.size() || page.leaves.is_empty() {
             return Err(audit_error(
                 "audit_entries_missing",
                 format!(
@@ -262,20 +261,15 @@ async fn walk_entries(
                 ),
             ));
         }
-        for bytes in page.entries.iter().take(count as usize) {
+        for leaf in page.leaves.iter().take(count as usize) {
             let at = tree.size();
-            let entry = Entry::decode(bytes.as_slice())
-                .map_err(|e| audit_error("audit_entry_unreadable", format!("entry {at}: {e}")))?;
-            if entry.index != at {
-                return Err(audit_error(
-                    "audit_entry_misplaced",
-                    format!(
-                        "entry {at} says it is entry {}: moved or reordered",
-                        entry.index
-                    ),
-                ));
-            }
-            tree.push(bytes.as_slice());
+            let leaf = Hash::try_from(leaf.as_slice()).map_err(|_| {
+                audit_error(
+                    "audit_leaf_malformed",
+                    format!("leaf {at} is not a 32-byte hash"),
+                )
+            })?;
+            tree.push_leaf(leaf);
         }
     }
     if &tree.root() != checkpoint.root() {

@@ -126,13 +126,15 @@ pub struct AuditProof {
     pub proof: Vec<Bytes>,
 }
 
-/// `GET /v1/audit/entries`: consecutive entries from `start`, each the
-/// exact bytes that are hashed into the tree.
+/// `GET /v1/audit/leaves`: the leaf hashes (32 bytes each) of consecutive
+/// entries from `start`, computed from the entries as stored. Outside
+/// auditors get these, never the entries: the entries are salted, so a
+/// leaf says nothing of who did what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditEntries {
+pub struct AuditLeaves {
     pub start: u64,
-    pub entries: Vec<Bytes>,
+    pub leaves: Vec<Bytes>,
 }
 
 /// `GET /v1/audit/account`: the administrator's actions on the caller's

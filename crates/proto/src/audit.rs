@@ -8,8 +8,13 @@
 //! ```text
 //! {"index":7,"time_ms":1764489600000,"actor":{"device":"alice@mfa.example/0a1b…"},
 //!  "action":"device_revoked","subject":{"device":"alice@mfa.example/9f8e…"},
-//!  "from":"192.0.2.7","details":{"count":1}}
+//!  "from":"192.0.2.7","details":{"count":1},"salt":"5c0e…"}
 //! ```
+//!
+//! The random `salt` makes a leaf hash say nothing of its entry: outside
+//! auditors get only the hashes (who did what, when and from where is the
+//! organisation's own business), and nobody can confirm a guess at an
+//! entry by hashing it.
 //! [`Entry::decode`] accepts only bytes that [`Entry::encode`] gives back
 //! unchanged (no spaces, no reordered or unknown fields, no duplicates).
 
@@ -125,6 +130,34 @@ pub struct Entry {
     /// The client's network address, when there was a client.
     pub from: Option<IpAddr>,
     pub details: BTreeMap<String, Detail>,
+    pub salt: Salt,
+}
+
+/// 16 random bytes in an entry, spelled as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Salt(pub [u8; 16]);
+
+impl std::fmt::Debug for Salt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Salt({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Salt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Salt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut raw = [0u8; 16];
+        // Canonical: `Entry::decode` re-encodes, so upper case is refused there.
+        hex::decode_to_slice(&text, &mut raw)
+            .map_err(|_| serde::de::Error::custom("salt: expected 32 hex digits"))?;
+        Ok(Self(raw))
+    }
 }
 
 /// Why bytes are not an audit entry.
@@ -207,6 +240,7 @@ mod tests {
             subject: Some(Subject::Device(alice.unwrap())),
             from: None,
             details: BTreeMap::from([("count".into(), Detail::Count(1))]),
+            salt: Salt([0x5c; 16]),
         }
     }
 
@@ -221,6 +255,15 @@ mod tests {
         let spaced = text.replace(",\"time_ms\"", ", \"time_ms\"");
         assert_eq!(
             Entry::decode(spaced.as_bytes()),
+            Err(EntryError::NotCanonical)
+        );
+        assert!(
+            text.ends_with(&format!(r#","salt":"{}"}}"#, "5c".repeat(16))),
+            "{text}"
+        );
+        let upper = text.replace(&"5c".repeat(16), &"5C".repeat(16));
+        assert_eq!(
+            Entry::decode(upper.as_bytes()),
             Err(EntryError::NotCanonical)
         );
         let extra = text.replacen('{', r#"{"x":1,"#, 1);

@@ -53,6 +53,6 @@ pub mod limits {
     /// server refuses a wider one, whose proof work anyone could ask for,
     /// and a client asks for longer stretches in chunks.
     pub const MAX_AUDIT_SPAN: u64 = 1000;
-    /// Most audit log entries served in one page (`GET /v1/audit/entries`).
-    pub const MAX_AUDIT_ENTRIES_PAGE: usize = 1000;
+    /// Most audit log leaves served in one page (`GET /v1/audit/leaves`).
+    pub const MAX_AUDIT_LEAVES_PAGE: usize = 1000;
 }

@@ -280,8 +280,14 @@ impl Frontier {
     /// Appends one entry; returns every subtree it completed, smallest
     /// (the leaf) first, with its hash, for the caller to store.
     pub fn push(&mut self, entry: &[u8]) -> Vec<(Subtree, Hash)> {
+        self.push_leaf(leaf_hash(entry))
+    }
+
+    /// Appends one entry known only by its leaf hash (what an outside
+    /// auditor is given); as [`Frontier::push`].
+    pub fn push_leaf(&mut self, leaf: Hash) -> Vec<(Subtree, Hash)> {
         let index = self.size;
-        let mut hash = leaf_hash(entry);
+        let mut hash = leaf;
         let mut done = vec![(Subtree { level: 0, index }, hash)];
         let mut level = 0u8;
         // Each trailing one bit of the old size is a left sibling to merge.

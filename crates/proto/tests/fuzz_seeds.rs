@@ -246,7 +246,7 @@ fn write_seeds() {
 /// `checks::checkpoint`), its body alone, an entry, and a note whose
 /// signature line lost its em dash.
 fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use valise_proto::audit::{Action, Actor, Detail, Entry, Subject};
+    use valise_proto::audit::{Action, Actor, Detail, Entry, Salt, Subject};
     use valise_proto::tlog::CheckpointSigner;
     let signer = CheckpointSigner::from_seed("mfa.example/valise-audit", &[7; 32]).unwrap();
     let signed = signer.sign(5, [3; 32]).unwrap().note().to_owned();
@@ -261,6 +261,7 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
         )),
         from: Some("192.0.2.7".parse().unwrap()),
         details: [("count".to_owned(), Detail::Count(1))].into(),
+        salt: Salt([0x5c; 16]),
     };
     vec![
         ("checkpoint/signed.note", signed.clone().into_bytes()),

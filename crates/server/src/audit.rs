@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use valise_proto::audit::{Action, Actor, Detail, Entry, Subject};
+use valise_proto::audit::{Action, Actor, Detail, Entry, Salt, Subject};
 use valise_proto::tlog::{self, CheckpointSigner, Frontier, SignedCheckpoint};
 use valise_proto::{ConversationId, DeviceAddress, UserId};
 
@@ -118,6 +118,12 @@ impl Event {
 
     /// The entry this event becomes at position `index`.
     pub fn entry(self, index: u64, time_ms: i64) -> Entry {
+        let mut salt = [0u8; 16];
+        // No randomness left on this machine is no reason to lose the
+        // event: an unsalted entry only lets a guess at it be confirmed.
+        if let Err(e) = crate::invite::fill_random(&mut salt) {
+            tracing::error!(error = %e, "no randomness for an audit entry's salt");
+        }
         Entry {
             index,
             time_ms,
@@ -126,6 +132,7 @@ impl Event {
             subject: self.subject,
             from: self.from.map(ClientAddr::ip),
             details: self.details,
+            salt: Salt(salt),
         }
     }
 }

@@ -18,12 +18,12 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use valise_proto::ErrorCode;
 use valise_proto::api::{
-    AccountAudit, AuditEntries, AuditKeyInfo, AuditProof, AuditReport, AuditReportReceipt,
+    AccountAudit, AuditKeyInfo, AuditLeaves, AuditProof, AuditReport, AuditReportReceipt,
     MAX_REPORTED_CHECKPOINTS, ProvenEntry,
 };
 use valise_proto::audit::{Action, Actor};
 use valise_proto::bytes::Bytes;
-use valise_proto::limits::MAX_AUDIT_ENTRIES_PAGE;
+use valise_proto::limits::MAX_AUDIT_LEAVES_PAGE;
 use valise_proto::tlog::{self, Range, SignedCheckpoint};
 
 /// # GET /v1/audit/key
@@ -211,25 +211,29 @@ pub async fn account(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EntriesQuery {
+pub struct LeavesQuery {
     start: u64,
     count: Option<usize>,
 }
 
-/// # GET /v1/audit/entries?start=S&count=C
+/// # GET /v1/audit/leaves?start=S&count=C
 ///
-/// Up to `C` (at most [`MAX_AUDIT_ENTRIES_PAGE`], the default) entries from
-/// number `S`, each the exact bytes hashed into the tree; fewer (or none)
-/// at the end of the log.
-pub async fn entries(
+/// The leaf hashes of up to `C` (at most [`MAX_AUDIT_LEAVES_PAGE`], the
+/// default) entries from number `S`; fewer (or none) at the end of the log.
+/// Hashed here from the entries as stored, so that an entry edited in the
+/// database shows as a leaf that no longer makes the signed root. The
+/// entries themselves are not served: who did what, when and from where
+/// is for the organisation (`valised audit verify`) and, for its own
+/// account, each device (`/v1/audit/account`).
+pub async fn leaves(
     State(state): State<AppState>,
     AuditPermit(_): AuditPermit,
-    Query(q): Query<EntriesQuery>,
-) -> Result<Json<AuditEntries>, ApiError> {
+    Query(q): Query<LeavesQuery>,
+) -> Result<Json<AuditLeaves>, ApiError> {
     let count = q
         .count
-        .unwrap_or(MAX_AUDIT_ENTRIES_PAGE)
-        .clamp(1, MAX_AUDIT_ENTRIES_PAGE);
+        .unwrap_or(MAX_AUDIT_LEAVES_PAGE)
+        .clamp(1, MAX_AUDIT_LEAVES_PAGE);
     let store = state.store.clone();
     let rows = blocking(move || Ok(store.audit_entries(q.start, count)?)).await?;
     let mut entries = Vec::with_capacity(rows.len());
@@ -239,11 +243,11 @@ pub async fn entries(
         if at != expected {
             break;
         }
-        entries.push(bytes.into());
+        entries.push(tlog::leaf_hash(&bytes).to_vec().into());
     }
-    Ok(Json(AuditEntries {
+    Ok(Json(AuditLeaves {
         start: q.start,
-        entries,
+        leaves: entries,
     }))
 }
 

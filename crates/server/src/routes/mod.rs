@@ -60,7 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/inclusion", get(audit::inclusion))
-        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/leaves", get(audit::leaves))
         .route("/v1/audit/account", get(audit::account))
         .route("/v1/security-desk", get(security_desk::read))
         .route("/v1/audit/reports", post(audit::report));
