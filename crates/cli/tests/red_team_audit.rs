@@ -105,9 +105,9 @@ fn an_admin_action_dropped_from_the_account_index_fails_audit_verify() {
 /// `valised admin` before the server appends it; a server holding its
 /// process just sets its clock). The entry is in the log, signed and
 /// proven, shown to alice's device by `GET /v1/audit/account`, and her
-/// device drops it without a word.
+/// device dropped it without a word. Now the device starts at the log
+/// position its enrolment answer gave (`audit_from`), whatever the times.
 #[test]
-#[ignore = "finding 2: the device dates its enrolment by the server's clock; anchoring it to a log position needs a protocol change, not fixed"]
 fn an_admin_action_backdated_by_the_server_still_reaches_the_account() {
     let mut server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
     let alice = server.device("alice");

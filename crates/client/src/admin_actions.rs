@@ -22,7 +22,7 @@ use crate::error::{ClientError, Result};
 use crate::home::account::AuditPin;
 use reqwest::Method;
 use valise_proto::api::{AccountAudit, ProvenEntry};
-use valise_proto::audit::Entry;
+use valise_proto::audit::{Actor, Entry};
 use valise_proto::bytes::Bytes;
 use valise_proto::tlog::{AuditKey, Hash, SignedCheckpoint, VerifiedCheckpoint};
 
@@ -86,7 +86,8 @@ impl Client {
             shown += engine.transaction(|| {
                 let mut raised = 0;
                 for (proven, entry) in &entries {
-                    if entry.time_ms < pin.since_ms {
+                    // Its own act (the reset it enrolled with) is no news.
+                    if entry.actor == Actor::Device(engine.me.clone()) {
                         continue;
                     }
                     let evidence = serde_json::to_vec(&serde_json::json!({

@@ -140,7 +140,7 @@ impl Client {
             // What the log holds from before now is about this enrolment.
             engine
                 .home
-                .pin_audit(&audit.origin, &key, engine.now_ms())?;
+                .pin_audit(&audit.origin, &key, resp.audit_from)?;
         }
         engine.pin_desk(resp.security_desk.as_ref())?;
         let mut client = Self::new(engine, api, resp.domain);

@@ -59,6 +59,13 @@ pub struct EnrollResponse {
     /// actions on its account it is shown (absent from older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditKeyInfo>,
+    /// The audit log position from which the device is shown the
+    /// administrator's actions on its account: everything logged or queued
+    /// before its enrolment is about its arrival. A position, not a time,
+    /// because the server writes the times (a back-dated entry would pass
+    /// for history).
+    #[serde(default)]
+    pub audit_from: u64,
     /// The organisation's security desk, pinned by the device (issue 10).
     #[serde(default)]
     pub security_desk: Option<UserId>,

@@ -23,8 +23,6 @@ pub struct AuditPin {
     /// The log's origin (key name) and Ed25519 key, pinned at enrolment.
     pub origin: String,
     pub key: Vec<u8>,
-    /// Entries older than this are about the device's own enrolment.
-    pub since_ms: i64,
     /// The newest checkpoint verified (signed note).
     pub checkpoint: Option<String>,
     /// The next entry number to ask for.
@@ -124,27 +122,27 @@ impl Home {
         Ok(self
             .conn
             .query_row(
-                "SELECT audit_origin, audit_key, audit_since_ms, audit_checkpoint, audit_next
+                "SELECT audit_origin, audit_key, audit_checkpoint, audit_next
                  FROM account WHERE audit_key IS NOT NULL",
                 [],
                 |r| {
                     Ok(AuditPin {
                         origin: r.get(0)?,
                         key: r.get(1)?,
-                        since_ms: r.get(2)?,
-                        checkpoint: r.get(3)?,
-                        next: r.get::<_, i64>(4)? as u64,
+                        checkpoint: r.get(2)?,
+                        next: r.get::<_, i64>(3)? as u64,
                     })
                 },
             )
             .optional()?)
     }
 
-    /// Pins the audit key (at enrolment, at `since_ms`).
-    pub fn pin_audit(&self, origin: &str, key: &[u8], since_ms: i64) -> Result<()> {
+    /// Pins the audit key at enrolment; the administrator's actions are
+    /// shown from log position `from` on.
+    pub fn pin_audit(&self, origin: &str, key: &[u8], from: u64) -> Result<()> {
         self.conn.execute(
-            "UPDATE account SET audit_origin = ?1, audit_key = ?2, audit_since_ms = ?3",
-            params![origin, key, since_ms],
+            "UPDATE account SET audit_origin = ?1, audit_key = ?2, audit_next = ?3",
+            params![origin, key, from as i64],
         )?;
         Ok(())
     }

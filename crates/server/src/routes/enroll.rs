@@ -71,10 +71,12 @@ pub async fn enroll(
             // A reset: the user's older devices are refused from now on.
             st.standing.refresh(st.store.as_ref())?;
         }
-        Ok((enrolled, st.store.security_desk()?))
+        // After the invite was taken: it is queued or logged by now.
+        let audit_from = st.store.audit_position()?;
+        Ok((enrolled, st.store.security_desk()?, audit_from))
     })
     .await;
-    let (enrolled, security_desk) = match found {
+    let (enrolled, security_desk, audit_from) = match found {
         Ok(found) => found,
         Err(e) => {
             state.evidence.emit(
@@ -114,6 +116,7 @@ pub async fn enroll(
             origin: state.audit_key.name().to_owned(),
             key: state.audit_key.hex(),
         }),
+        audit_from,
         security_desk,
     }))
 }

@@ -639,6 +639,8 @@ fn audit_queue(open: Open<'_>) {
     let (_dir, store) = fresh(open);
     store.queue_audit(b"first").unwrap();
     store.queue_audit(b"second").unwrap();
+    // Queued entries count toward the position before they are appended.
+    assert_eq!(store.audit_position().unwrap(), 2);
     let queued = store.queued_audit(10).unwrap();
     assert_eq!(
         queued.iter().map(|(_, b)| b.as_slice()).collect::<Vec<_>>(),
@@ -671,6 +673,7 @@ fn audit_queue(open: Open<'_>) {
     assert!(store.audit_account(&alice, 2, 9, 10).unwrap().is_empty());
     assert_eq!(store.queued_audit(10).unwrap(), vec![]);
     assert_eq!(store.audit_size().unwrap(), 2);
+    assert_eq!(store.audit_position().unwrap(), 2);
 }
 
 fn security_desk(open: Open<'_>) {

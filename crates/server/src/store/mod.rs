@@ -522,6 +522,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many entries the audit log holds.
     fn audit_size(&self) -> Result<u64, StoreError>;
 
+    /// The number the next entry will take once everything queued so far
+    /// is appended: where a device enrolled now starts to be shown the
+    /// administrator's actions on its account.
+    fn audit_position(&self) -> Result<u64, StoreError>;
+
     /// The hashes of these complete subtrees of the audit log, in order;
     /// `NotFound` if one is not stored (not complete yet).
     fn audit_nodes(&self, nodes: &[Subtree]) -> Result<Vec<Hash>, StoreError>;

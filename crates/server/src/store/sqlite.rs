@@ -359,6 +359,10 @@ impl Store for SqliteStore {
         audit::size(&self.reader())
     }
 
+    fn audit_position(&self) -> Result<u64, StoreError> {
+        audit::position(&self.reader())
+    }
+
     fn audit_nodes(&self, nodes: &[Subtree]) -> Result<Vec<Hash>, StoreError> {
         audit::nodes(&self.reader(), nodes)
     }

@@ -748,7 +748,8 @@ fn hot_statements_never_scan() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        for step in &plan {
+        // `SCAN CONSTANT ROW` is a SELECT of subqueries: no table.
+        for step in plan.iter().filter(|s| *s != "SCAN CONSTANT ROW") {
             assert!(!step.starts_with("SCAN"), "{name} scans: {plan:?}");
         }
     }
