@@ -238,9 +238,17 @@ fn the_desk_follows_and_resumes_where_it_stopped() {
     server.admin(&["set", "security-desk", &addr("mallory")]);
     alice.sync();
     let mut follower = Follower::start(&soc);
-    let second = follower
+    // Killed between writing a line and saving its marker, a follower
+    // prints that line again (at least once, never missed): the SIEM
+    // drops it by `report_id`. Only the line in flight may come again.
+    let mut second = follower
         .next(Duration::from_secs(20))
         .expect("missed a report");
+    if second["report_id"] == first["report_id"] {
+        second = follower
+            .next(Duration::from_secs(20))
+            .expect("missed a report");
+    }
     let third = follower
         .next(Duration::from_secs(20))
         .expect("missed a report");
