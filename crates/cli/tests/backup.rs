@@ -1,8 +1,8 @@
 //! The backup and restore of docs/OPERATIONS.md, step by step: a backup
 //! taken with `valised admin backup` while the server runs and letters
 //! flow, more letters, the server stopped, the database put back from the
-//! backup, the server started again. The server's keys are unchanged, the
-//! backup holds no letter content, and bob's device notices that the
+//! backup, the server started again. The server's keys are unchanged, its
+//! audit log verifies, the backup holds no letter content, and bob's device notices that the
 //! server went back in time (`server_restored`) without showing anything
 //! twice, then goes on receiving. And the limit of a restore: one that
 //! goes back past a key directory epoch its devices saw is a rollback to
@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::Server;
+use common::{Server, valised_bin};
 
 /// In every subject and body: must never be found in the backup.
 const CANARY: &str = "canary-7f3a9c1e";
@@ -55,6 +55,15 @@ fn a_backup_taken_live_restores_and_the_client_notices() {
     std::fs::copy(&backup, data.join("valised.db")).unwrap();
     server.restart();
     assert_eq!(server.admin(&["info", "--json"]), info, "the keys changed");
+    // OPERATIONS.md: then verify the restored audit log.
+    let verified = std::process::Command::new(valised_bin())
+        .args(["audit", "verify", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert!(verified.status.success(), "{verdict}");
+    assert_eq!(verdict["ok"], true, "{verdict}");
 
     let report = bob.sync();
     assert_eq!(report["new_letters"], 0, "{report}");

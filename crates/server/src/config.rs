@@ -59,6 +59,8 @@ pub enum ConfigError {
     MetricsNotLoopback(SocketAddr),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
+    #[error("security_desk {0:?} is not a user address (local@domain)")]
+    SecurityDesk(String),
 }
 
 /// `valised run`'s settings as given, each as a flag and as a key of the
@@ -156,6 +158,12 @@ pub struct RunSettings {
     /// checkpoint interval (and more than ten times its own average).
     #[arg(long)]
     pub alert_heavy_reader_floor: Option<u64>,
+    /// The organisation's security desk user (e.g. soc@mfa.example), to
+    /// whom every device reports its alerts; set at start as by `valised
+    /// admin set security-desk` (a change is logged and alerted on the
+    /// devices, which keep the desk they pinned until their users accept).
+    #[arg(long)]
+    pub security_desk: Option<String>,
 }
 
 /// `valised run`'s settings with every default applied and checked.
@@ -175,6 +183,7 @@ pub struct RunConfig {
     pub account_quota_mib: u64,
     pub checkpoint_interval: Duration,
     pub alerts: AlertConfig,
+    pub security_desk: Option<valise_proto::UserId>,
 }
 
 /// Where server alerts go, and the rules' thresholds.
@@ -256,6 +265,7 @@ impl RunSettings {
             alert_heavy_reader_floor: self
                 .alert_heavy_reader_floor
                 .or(file.alert_heavy_reader_floor),
+            security_desk: self.security_desk.or(file.security_desk),
         }
     }
 
@@ -368,6 +378,10 @@ impl RunSettings {
                     .transpose()?,
                 webhook_ca: s.webhook_ca,
             },
+            security_desk: s
+                .security_desk
+                .map(|d| valise_proto::UserId::parse(&d).map_err(|_| ConfigError::SecurityDesk(d)))
+                .transpose()?,
         })
     }
 }
@@ -582,6 +596,7 @@ mod tests {
             metrics_listen: None,
             webhook: None,
             webhook_ca: None,
+            security_desk: None,
             ..s.clone()
         };
         assert_eq!(defaulted, RunSettings::defaults());

@@ -316,14 +316,7 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Set(SetCommand::SecurityDesk { user }) => {
             let user = parse_user(&user)?;
-            let before = store.set_security_desk(&user, now_ms())?;
-            audit_admin(
-                &store,
-                Event::new(Actor::Admin, Action::ConfigurationChanged)
-                    .text("setting", "security_desk")
-                    .text("value", user.as_str()),
-            )?;
-            match before.filter(|b| *b != user) {
+            match set_security_desk(&store, &user)? {
                 Some(before) => {
                     tracing::warn!(%before, desk = %user, "security desk changed by the administrator");
                     println!(
@@ -339,6 +332,19 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Names the security desk, on record in the audit log; the desk named
+/// before, if it was another.
+fn set_security_desk(store: &dyn Store, user: &UserId) -> Result<Option<UserId>, CliError> {
+    let before = store.set_security_desk(user, now_ms())?;
+    audit_admin(
+        store,
+        Event::new(Actor::Admin, Action::ConfigurationChanged)
+            .text("setting", "security_desk")
+            .text("value", user.as_str()),
+    )?;
+    Ok(before.filter(|b| b != user))
 }
 
 /// An administrator's command that changes nothing but is on record.
@@ -558,6 +564,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         account_quota_mib,
         checkpoint_interval,
         alerts,
+        security_desk,
         log_level: _,
         log_file: _,
     } = config;
@@ -587,6 +594,16 @@ fn run(config: RunConfig) -> Result<(), CliError> {
     let sqlite = Arc::new(SqliteStore::open(&dir.db_path())?);
     let store: Arc<dyn Store> = sqlite.clone();
     store.set_account_quota(account_quota_mib.saturating_mul(1 << 20));
+    // Named again on each start only if the file says otherwise than the
+    // database: a change is an audited event, a restart is not.
+    let named = store.security_desk()?;
+    if let Some(desk) = security_desk.filter(|d| named.as_ref() != Some(d)) {
+        if let Some(before) = set_security_desk(store.as_ref(), &desk)? {
+            tracing::warn!(%before, %desk, "security desk changed by the configuration");
+        } else {
+            tracing::info!(%desk, "security desk named by the configuration");
+        }
+    }
     let keys = Arc::new(dir.directory_keys()?);
     let audit_signer = Arc::new(dir.audit_signer(&config.domain)?);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -30,7 +30,7 @@ fn runs_from_a_configuration_file_and_flags_override_it() {
     std::fs::write(
         &config,
         "data = \"data\"\nlisten = \"192.0.2.1:1\"\nmetrics_listen = \"127.0.0.1:0\"\n\
-         directory_interval_ms = 50\n",
+         directory_interval_ms = 50\nsecurity_desk = \"soc@mfa.example\"\n",
     )
     .unwrap();
     let mut child = valised()
@@ -57,6 +57,13 @@ fn runs_from_a_configuration_file_and_flags_override_it() {
     assert!(said("listening on https://127.0.0.1:"), "{lines:?}");
     // The file's metrics listener.
     assert!(said("metrics on http://127.0.0.1:"), "{lines:?}");
+    // The file's security desk, named as `admin set security-desk` does.
+    use valise_server::store::Store as _;
+    let store = valise_server::store::SqliteStore::open(&data.join("valised.db")).unwrap();
+    assert_eq!(
+        store.security_desk().unwrap().unwrap().as_str(),
+        "soc@mfa.example"
+    );
 }
 
 #[test]
