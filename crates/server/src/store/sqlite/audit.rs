@@ -115,20 +115,33 @@ pub(super) fn nodes(conn: &Connection, nodes: &[Subtree]) -> Result<Vec<Hash>, S
         .collect()
 }
 
+/// Rows of (number, bytes): entries, queued entries, alerts.
+fn numbered(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    rows.map(|row| {
+        let (n, bytes) = row?;
+        Ok((to_u64(n)?, bytes))
+    })
+    .collect()
+}
+
 pub(super) fn entries(
     conn: &Connection,
     start: u64,
     count: usize,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn.prepare_cached(ENTRIES)?;
-    let rows = stmt.query_map(params![to_i64(start)?, to_i64(count as u64)?], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|row| {
-        let (i, bytes) = row?;
-        Ok((to_u64(i)?, bytes))
-    })
-    .collect()
+    numbered(
+        conn,
+        ENTRIES,
+        params![to_i64(start)?, to_i64(count as u64)?],
+    )
 }
 
 pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<String>, StoreError> {
@@ -150,15 +163,7 @@ pub(super) fn queue(tx: &Transaction<'_>, entry: &[u8]) -> Result<(), StoreError
 }
 
 pub(super) fn queued(conn: &Connection, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn.prepare_cached(QUEUED)?;
-    let rows = stmt.query_map([to_i64(limit as u64)?], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|row| {
-        let (id, bytes) = row?;
-        Ok((to_u64(id)?, bytes))
-    })
-    .collect()
+    numbered(conn, QUEUED, [to_i64(limit as u64)?])
 }
 
 pub(super) fn account(
@@ -186,13 +191,5 @@ pub(super) fn alerts_from(
     from: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn.prepare_cached(ALERTS)?;
-    let rows = stmt.query_map(params![to_i64(from)?, to_i64(limit as u64)?], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|row| {
-        let (i, bytes) = row?;
-        Ok((to_u64(i)?, bytes))
-    })
-    .collect()
+    numbered(conn, ALERTS, params![to_i64(from)?, to_i64(limit as u64)?])
 }
