@@ -71,13 +71,21 @@ impl Client {
             let (checkpoint, entries) = match self.check_answer(&key, &pin, &answer) {
                 Ok(checked) => checked,
                 Err(why) => {
-                    let evidence = serde_json::to_vec(&serde_json::json!({
-                        "seen": pin.checkpoint,
-                        "shown": answer.checkpoint,
-                    }))
-                    .ok();
-                    self.engine
-                        .raise(AlertKind::AuditConflict, None, &why, evidence.as_deref())?;
+                    // Said once while it lasts: this device stays at the
+                    // checkpoint it saw, and is shown the conflict again
+                    // on every sync.
+                    let engine = &self.engine;
+                    engine.transaction(|| {
+                        if engine.home.note_audit_conflict(pin.checkpoint.as_deref())? {
+                            return Ok(());
+                        }
+                        let evidence = serde_json::to_vec(&serde_json::json!({
+                            "seen": pin.checkpoint,
+                            "shown": answer.checkpoint,
+                        }))
+                        .ok();
+                        engine.raise(AlertKind::AuditConflict, None, &why, evidence.as_deref())
+                    })?;
                     return Ok(shown);
                 }
             };

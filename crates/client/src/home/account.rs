@@ -147,6 +147,18 @@ impl Home {
         Ok(())
     }
 
+    /// Notes that `audit_conflict` was raised while this device stood at
+    /// `checkpoint` (`None`: before any); true if it was already.
+    pub fn note_audit_conflict(&self, checkpoint: Option<&str>) -> Result<bool> {
+        let at = checkpoint.unwrap_or("");
+        let changed = self.conn.execute(
+            "UPDATE account SET audit_conflict_at = ?1
+             WHERE audit_conflict_at IS NULL OR audit_conflict_at != ?1",
+            [at],
+        )?;
+        Ok(changed == 0)
+    }
+
     /// Records the newest checkpoint verified and the next entry to ask for.
     pub fn set_audit_progress(&self, checkpoint: &str, next: u64) -> Result<()> {
         self.conn.execute(
