@@ -9,16 +9,11 @@
 
 mod common;
 use base64::Engine as _;
+use common::audit::checkpointed;
 use common::{Device, Server, addr};
 use serde_json::Value;
-use std::time::Duration;
 use valise_proto::audit::{Action, Entry};
 use valise_proto::tlog::{AuditKey, SignedCheckpoint};
-
-/// Waits past the next checkpoint (signed every second here).
-fn checkpointed() {
-    std::thread::sleep(Duration::from_millis(1500));
-}
 
 /// The `admin_action` alerts of a device: their evidence, decoded.
 fn admin_actions(device: &Device) -> Vec<Value> {

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
+use common::audit::{audit_log, entries, verify};
 use common::{DOMAIN, Server, addr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -17,32 +18,6 @@ use valise_proto::audit::{Action, Entry};
 /// A server that signs a checkpoint every second.
 fn server() -> Server {
     Server::start_with(&["--checkpoint-interval-secs", "1"])
-}
-
-/// `valised audit verify --data D --json`.
-fn verify(data: &Path) -> (bool, Value) {
-    let out = Command::new(common::valised_bin())
-        .args(["audit", "verify", "--json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(v["ok"], out.status.success(), "{v}");
-    (out.status.success(), v)
-}
-
-/// `valise audit-log SERVER --state FILE --json --entries [--key K]`.
-fn audit_log(server: &Server, state: &Path, key: Option<&str>) -> Output {
-    let mut cmd = Command::new(common::valise_bin());
-    cmd.args(["--json", "audit-log", &server.url, "--entries", "--state"])
-        .arg(state)
-        .arg("--ca")
-        .arg(server.ca());
-    if let Some(k) = key {
-        cmd.args(["--key", k]);
-    }
-    cmd.output().unwrap()
 }
 
 /// The error code of a failed `--json` run (on stderr).
@@ -64,18 +39,6 @@ fn succeeded(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Every entry as stored, decoded.
-fn entries(server: &Server) -> Vec<Entry> {
-    let conn = server.db();
-    let mut stmt = conn
-        .prepare("SELECT bytes FROM audit_entries ORDER BY idx")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .unwrap()
-        .map(|b| Entry::decode(&b.unwrap()).unwrap())
-        .collect()
 }
 
 /// A copy of the data directory (the server stopped), to tamper with.
@@ -115,13 +78,13 @@ fn every_action_is_logged_and_the_untouched_log_verifies() {
     let mut server = server();
     let state = server.dir.path().join("audit-log.json");
     // Pinned from what `valised init` printed.
-    let first = succeeded(&audit_log(&server, &state, Some(&server.audit_key())));
+    let first = succeeded(&audit_log(&server, &state, true, Some(&server.audit_key())));
     assert_eq!(first["from_size"], Value::Null);
     activity(&server, "alice", "bob");
     server.admin(&["users"]);
     // The next checkpoint covers everything; the auditor walks every entry.
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let second = succeeded(&audit_log(&server, &state, None));
+    let second = succeeded(&audit_log(&server, &state, true, None));
     assert!(second["to_size"].as_u64().unwrap() > first["to_size"].as_u64().unwrap());
     assert!(second["entries_checked"].as_u64().unwrap() > 10, "{second}");
     server.stop();
@@ -239,7 +202,7 @@ fn an_edited_entry_fails_the_auditor_that_walks_the_entries() {
     let state = server.dir.path().join("audit-log.json");
     let _alice = server.device("alice");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    succeeded(&audit_log(&server, &state, Some(&server.audit_key())));
+    succeeded(&audit_log(&server, &state, true, Some(&server.audit_key())));
     let _bob = server.device("bob");
     server.kill9();
     // Before the auditor's next run, an entry it has not walked yet is edited.
@@ -252,7 +215,7 @@ fn an_edited_entry_fails_the_auditor_that_walks_the_entries() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let before = std::fs::read(&state).unwrap();
     assert_eq!(
-        failure(&audit_log(&server, &state, None)),
+        failure(&audit_log(&server, &state, true, None)),
         "audit_root_mismatch"
     );
     // A failed run leaves the last good state.
@@ -265,7 +228,7 @@ fn a_truncated_log_fails_the_auditor_that_saw_it_longer() {
     let state = server.dir.path().join("audit-log.json");
     activity(&server, "alice", "bob");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let seen = succeeded(&audit_log(&server, &state, Some(&server.audit_key())));
+    let seen = succeeded(&audit_log(&server, &state, true, Some(&server.audit_key())));
     let size = seen["to_size"].as_u64().unwrap();
     server.kill9();
     // The intruder cuts the log back to half, with every checkpoint and
@@ -284,7 +247,7 @@ fn a_truncated_log_fails_the_auditor_that_saw_it_longer() {
     server.restart();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // ...but not to the auditor, who saw it longer.
-    let code = failure(&audit_log(&server, &state, None));
+    let code = failure(&audit_log(&server, &state, true, None));
     assert!(
         code == "tlog_shrunk" || code == "tlog_inconsistent",
         "{code}"
@@ -301,7 +264,7 @@ fn a_data_directory_rolled_back_to_a_backup_forks_from_the_auditors_view() {
     server.restart();
     activity(&server, "carol", "dave");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    succeeded(&audit_log(&server, &state, Some(&server.audit_key())));
+    succeeded(&audit_log(&server, &state, true, Some(&server.audit_key())));
     server.stop();
 
     // The whole data directory goes back to the copy (keys and all).
@@ -322,9 +285,14 @@ fn a_data_directory_rolled_back_to_a_backup_forks_from_the_auditors_view() {
     // The restored log is internally sound...
     let mut fresh_state = state.clone();
     fresh_state.set_extension("fresh");
-    succeeded(&audit_log(&server, &fresh_state, Some(&server.audit_key())));
+    succeeded(&audit_log(
+        &server,
+        &fresh_state,
+        true,
+        Some(&server.audit_key()),
+    ));
     // ...but not the log the auditor saw.
-    let code = failure(&audit_log(&server, &state, None));
+    let code = failure(&audit_log(&server, &state, true, None));
     assert!(
         code == "tlog_inconsistent" || code == "tlog_shrunk",
         "{code}"
@@ -339,14 +307,14 @@ fn the_auditor_pins_the_audit_key() {
     let state = server.dir.path().join("audit-log.json");
     // A wrong key on the first run: the checkpoint does not verify.
     let wrong = "11".repeat(32);
-    let out = audit_log(&server, &state, Some(&wrong));
+    let out = audit_log(&server, &state, true, Some(&wrong));
     assert!(!out.status.success());
     assert!(!state.exists());
     // Trusted on first use, then pinned: another key later is refused.
-    succeeded(&audit_log(&server, &state, None));
+    succeeded(&audit_log(&server, &state, true, None));
     assert_eq!(
-        failure(&audit_log(&server, &state, Some(&wrong))),
+        failure(&audit_log(&server, &state, true, Some(&wrong))),
         "audit_key_changed"
     );
-    succeeded(&audit_log(&server, &state, Some(&server.audit_key())));
+    succeeded(&audit_log(&server, &state, true, Some(&server.audit_key())));
 }

@@ -15,14 +15,6 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The reports the desk's home holds, one JSON object per line.
-fn reports(desk: &Device) -> Vec<Value> {
-    desk.ok(&["alerts", "--desk", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The intruder slips bytes into `victim`'s inbox, in `conv`, as if from
 /// `from` (the server must stop for it, see `common::log`): the victim's
 /// next sync refuses them and raises `refused_message`.
@@ -75,7 +67,7 @@ fn an_alert_on_alices_device_reaches_the_desk_without_content() {
     let evidence = hex::decode(alerts[0]["evidence"].as_str().unwrap()).unwrap();
 
     assert_eq!(soc.sync()["new_reports"], 1);
-    let got = reports(&soc);
+    let got = soc.desk_reports();
     assert_eq!(got.len(), 1, "{got:?}");
     let r = &got[0];
     assert_eq!(r["v"], 1);
@@ -101,7 +93,7 @@ fn an_alert_on_alices_device_reaches_the_desk_without_content() {
     // Reported once: the next syncs send nothing more.
     alice.sync();
     soc.sync();
-    assert_eq!(reports(&soc).len(), 1);
+    assert_eq!(soc.desk_reports().len(), 1);
 }
 
 /// NO-PLAINTEXT for reports: what a report says travels sealed.
@@ -111,7 +103,7 @@ fn a_report_is_never_in_the_clear_at_the_server() {
     slip_garbage(&mut server, &alice, &bob, &conv, &[0, 1, 0, 2, 0xbe, 0xef]);
     alice.sync();
     soc.sync();
-    let got = reports(&soc);
+    let got = soc.desk_reports();
     assert_eq!(got.len(), 1, "{got:?}");
     let detail = got[0]["detail"].as_str().unwrap().to_owned();
     let digest = got[0]["evidence_sha256"][0].as_str().unwrap().to_owned();
@@ -163,13 +155,13 @@ fn a_report_the_server_drops_is_seen_missing_by_the_desk() {
     alice.sync();
     assert_eq!(alice.alert_kinds(), ["refused_message", "refused_message"]);
     soc.sync();
-    let got = reports(&soc);
+    let got = soc.desk_reports();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(soc.alert_kinds(), ["letters_withheld"]);
     let alerts = soc.json(&["alerts"]);
     assert_eq!(alerts[0]["conversation"], desk_conv.as_str());
     // The desk does not report to itself.
-    assert_eq!(reports(&soc).len(), 1);
+    assert_eq!(soc.desk_reports().len(), 1);
 }
 
 /// The server names another desk: alice's device alerts and keeps
@@ -201,9 +193,13 @@ fn a_desk_changed_by_the_server_is_alerted_and_not_obeyed() {
     alice.sync();
     soc.sync();
     mallory.sync();
-    let kinds: Vec<Value> = reports(&soc).iter().map(|r| r["kind"].clone()).collect();
+    let kinds: Vec<Value> = soc
+        .desk_reports()
+        .iter()
+        .map(|r| r["kind"].clone())
+        .collect();
     assert_eq!(kinds, ["security_desk_changed", "refused_message"]);
-    assert!(reports(&mallory).is_empty());
+    assert!(mallory.desk_reports().is_empty());
     assert!(mallory.inbox().is_empty());
     // Mallory enrolled after the change: the desk she pinned is herself,
     // and the desk's own devices report nowhere.

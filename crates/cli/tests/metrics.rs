@@ -4,35 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::Server;
+use common::{Server, free_port, scrape_metrics};
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-
-/// A loopback port free now (the kernel's pick), for `--metrics-listen`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /metrics`: the status line, the content type and the body.
-fn scrape(port: u16) -> (String, String, String) {
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let status = head.lines().next().unwrap().to_owned();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap()
-        .to_owned();
-    (status, content_type, body.to_owned())
-}
 
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -116,7 +89,7 @@ fn value(series: &BTreeMap<String, f64>, key: &str) -> f64 {
 fn counters_move_when_letters_are_sent_and_read() {
     let port = free_port();
     let server = Server::start_with(&["--metrics-listen", &format!("127.0.0.1:{port}")]);
-    let (status, content_type, body) = scrape(port);
+    let (status, content_type, body) = scrape_metrics(port);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(
         content_type.starts_with("application/openmetrics-text"),
@@ -136,7 +109,7 @@ fn counters_move_when_letters_are_sent_and_read() {
     alice.send_to(&["bob"], "Two", "Second.");
     assert_eq!(bob.sync()["new_letters"], 2);
 
-    let after = parse(&scrape(port).2);
+    let after = parse(&scrape_metrics(port).2);
     // Two letters at least (a client may send control messages too).
     assert!(value(&after, accepted) >= 2.0, "{after:#?}");
     // Two welcomes and two letters at least (bob reads his own key
@@ -164,7 +137,7 @@ fn counters_move_when_letters_are_sent_and_read() {
     // handshake), and no longer once it is gone.
     let open = |at_least: bool| {
         for _ in 0..100 {
-            let n = value(&parse(&scrape(port).2), "valise_connections_open");
+            let n = value(&parse(&scrape_metrics(port).2), "valise_connections_open");
             if (n >= 1.0) == at_least {
                 return;
             }

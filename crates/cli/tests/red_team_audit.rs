@@ -6,29 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
+use common::audit::{checkpointed, entries, verify};
 use common::{Device, Server, addr};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use valise_proto::audit::{Action, Entry};
-
-/// Waits past the next checkpoint (signed every second here).
-fn checkpointed() {
-    std::thread::sleep(Duration::from_millis(1500));
-}
-
-/// `valised audit verify --data D --json`: passed?
-fn verify(data: &Path) -> (bool, Value) {
-    let out = Command::new(common::valised_bin())
-        .args(["audit", "verify", "--json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), v)
-}
 
 /// How many `admin_action` alerts a device holds.
 fn admin_actions(device: &Device) -> usize {
@@ -37,18 +20,6 @@ fn admin_actions(device: &Device) -> usize {
         .iter()
         .filter(|k| *k == "admin_action")
         .count()
-}
-
-/// Every entry of the log, decoded, as stored.
-fn entries(server: &Server) -> Vec<Entry> {
-    let conn = server.db();
-    let mut stmt = conn
-        .prepare("SELECT bytes FROM audit_entries ORDER BY idx")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .unwrap()
-        .map(|b| Entry::decode(&b.unwrap()).unwrap())
-        .collect()
 }
 
 /// Finding 1. The intruder invites a device onto alice's account, then
@@ -151,14 +122,6 @@ fn an_admin_action_backdated_by_the_server_still_reaches_the_account() {
     );
 }
 
-/// The reports a desk's home holds, one JSON object per line.
-fn reports(desk: &Device) -> Vec<Value> {
-    desk.ok(&["alerts", "--desk", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Finding 3. Devices pinned the desk they learned *first*, at enrolment
 /// or after: alice enrolled while the organisation named no desk, and the
 /// intruder (holding the admin account) names mallory. Alice's device
@@ -182,7 +145,8 @@ fn a_desk_first_named_after_enrolment_is_alerted_not_obeyed() {
     alice.sync();
     mallory.sync();
     let kinds = alice.alert_kinds();
-    let leaked: Vec<Value> = reports(&mallory)
+    let leaked: Vec<Value> = mallory
+        .desk_reports()
         .into_iter()
         .filter(|r| r["user"] == addr("alice"))
         .collect();

@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{DOMAIN, Server, addr};
+use common::audit::audit_log;
+use common::{DOMAIN, Server, addr, free_port, scrape_metrics};
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,25 +65,6 @@ fn post(server: &Server, path: &str, body: &Value) -> (u16, String) {
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.parse().unwrap(), body.to_owned())
-}
-
-/// A loopback port free now, for `--metrics-listen`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /metrics`, the body.
-fn scrape(port: u16) -> String {
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    answer.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
 /// A SIEM's webhook on loopback: each request's JSON body goes to the
@@ -204,7 +185,7 @@ fn a_burst_of_wrong_logins_is_one_alert_at_every_outlet() {
     assert_eq!(posted, bursts);
 
     // /metrics counts them, and shows the audit log's size and checkpoint age.
-    let text = scrape(metrics);
+    let text = scrape_metrics(metrics).2;
     assert!(
         text.contains("valise_alerts_total{kind=\"auth_failure_burst\"} 2"),
         "{text}"
@@ -291,19 +272,6 @@ fn alice_phone(server: &Server, alice: &common::Device) -> (common::Device, Stri
     (phone, address)
 }
 
-/// `valise audit-log SERVER --state FILE --json [--key K]`.
-fn audit_log(server: &Server, state: &Path, key: Option<&str>) -> Output {
-    let mut cmd = Command::new(common::valise_bin());
-    cmd.args(["--json", "audit-log", &server.url, "--state"])
-        .arg(state)
-        .arg("--ca")
-        .arg(server.ca());
-    if let Some(k) = key {
-        cmd.args(["--key", k]);
-    }
-    cmd.output().unwrap()
-}
-
 #[test]
 fn an_auditor_who_finds_a_fork_raises_a_critical_alert_and_junk_does_not_flood() {
     let mut server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
@@ -323,7 +291,7 @@ fn an_auditor_who_finds_a_fork_raises_a_critical_alert_and_junk_does_not_flood()
     server.restart();
     let _carol = server.device("carol");
     std::thread::sleep(Duration::from_millis(1500));
-    let seen = audit_log(&server, &state, Some(&server.audit_key()));
+    let seen = audit_log(&server, &state, false, Some(&server.audit_key()));
     assert!(seen.status.success());
 
     // Junk from anyone: 30 reports of checkpoints the server never signed,
@@ -384,7 +352,7 @@ fn an_auditor_who_finds_a_fork_raises_a_critical_alert_and_junk_does_not_flood()
     let _frank = server.device("frank");
     std::thread::sleep(Duration::from_millis(1500));
     // The auditor fails, and has told the server, which must own up.
-    let forked = audit_log(&server, &state, None);
+    let forked = audit_log(&server, &state, false, None);
     assert!(!forked.status.success());
     let critical = wait_for(&server, "audit_checkpoint_conflict", 1);
     let critical: Vec<&Value> = critical

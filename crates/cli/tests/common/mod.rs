@@ -460,6 +460,14 @@ impl Device {
         }
     }
 
+    /// The alert reports a desk's home holds, one JSON object per line.
+    pub fn desk_reports(&self) -> Vec<Value> {
+        self.ok(&["alerts", "--desk", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Subjects of the inbox, in order.
     pub fn subjects(&self) -> Vec<String> {
         self.inbox()
@@ -700,4 +708,90 @@ pub mod log {
         )
         .unwrap()
     }
+}
+
+/// The audit log (issue 10), as its tests read and check it.
+pub mod audit {
+    use super::Server;
+    use serde_json::Value;
+    use std::path::Path;
+    use std::process::{Command, Output};
+    use valise_proto::audit::Entry;
+
+    /// Waits past the next checkpoint (servers started with
+    /// `--checkpoint-interval-secs 1` sign one every second).
+    pub fn checkpointed() {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+
+    /// `valised audit verify --data D --json`: passed, and the report
+    /// (which says `ok` as the exit status does).
+    pub fn verify(data: &Path) -> (bool, Value) {
+        let out = Command::new(super::valised_bin())
+            .args(["audit", "verify", "--json", "--data"])
+            .arg(data)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(v["ok"], out.status.success(), "{v}");
+        (out.status.success(), v)
+    }
+
+    /// `valise audit-log SERVER --state FILE --json [--entries] [--key K]`.
+    pub fn audit_log(server: &Server, state: &Path, walk: bool, key: Option<&str>) -> Output {
+        let mut cmd = Command::new(super::valise_bin());
+        cmd.args(["--json", "audit-log", &server.url, "--state"])
+            .arg(state)
+            .arg("--ca")
+            .arg(server.ca());
+        if walk {
+            cmd.arg("--entries");
+        }
+        if let Some(k) = key {
+            cmd.args(["--key", k]);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Every entry of the log as stored, decoded.
+    pub fn entries(server: &Server) -> Vec<Entry> {
+        let conn = server.db();
+        let mut stmt = conn
+            .prepare("SELECT bytes FROM audit_entries ORDER BY idx")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|b| Entry::decode(&b.unwrap()).unwrap())
+            .collect()
+    }
+}
+
+/// A loopback port free now (the kernel's pick), e.g. for
+/// `--metrics-listen`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` on a loopback port: the status line, the content type
+/// and the body.
+pub fn scrape_metrics(port: u16) -> (String, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap()
+        .to_owned();
+    (status, content_type, body.to_owned())
 }
