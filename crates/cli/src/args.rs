@@ -170,14 +170,8 @@ pub enum Command {
     /// Audit a server's key directory (no enrolment needed): check that its
     /// epochs only ever appended since the last run; non-zero exit otherwise.
     Audit {
-        /// The server, e.g. https://127.0.0.1:8443
-        server: String,
-        /// Where the auditor keeps the last verified root between runs.
-        #[arg(long)]
-        state: PathBuf,
-        /// The server's CA certificate (PEM).
-        #[arg(long)]
-        ca: PathBuf,
+        #[command(flatten)]
+        auditor: Auditor,
         /// The directory key (hex), needed on the first run.
         #[arg(long)]
         directory_key: Option<String>,
@@ -187,14 +181,8 @@ pub enum Command {
     /// consistency proof); non-zero exit on a fork, a shrink or a bad
     /// signature. The state is written only after success.
     AuditLog {
-        /// The server, e.g. https://127.0.0.1:8443
-        server: String,
-        /// Where the auditor keeps the last verified checkpoint between runs.
-        #[arg(long)]
-        state: PathBuf,
-        /// The server's CA certificate (PEM).
-        #[arg(long)]
-        ca: PathBuf,
+        #[command(flatten)]
+        auditor: Auditor,
         /// The audit key (hex, `valised init` prints it); without it the
         /// key is trusted on first use and pinned in the state file.
         #[arg(long)]
@@ -204,6 +192,20 @@ pub enum Command {
         #[arg(long)]
         entries: bool,
     },
+}
+
+/// What both auditors (`audit`, `audit-log`) are given.
+#[derive(Debug, clap::Args)]
+pub struct Auditor {
+    /// The server, e.g. https://127.0.0.1:8443
+    pub server: String,
+    /// Where the auditor keeps what it verified last, between runs
+    /// (written only after success).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The server's CA certificate (PEM).
+    #[arg(long)]
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

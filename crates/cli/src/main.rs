@@ -5,10 +5,9 @@ mod args;
 mod output;
 
 use anyhow::{Context, Result};
-use args::{Cli, Command, ConversationCmd, DeskCmd, DevicesCmd};
+use args::{Auditor, Cli, Command, ConversationCmd, DeskCmd, DevicesCmd};
 use clap::Parser;
 use output::Output;
-use std::path::Path;
 use valise_client::{
     AuditLogState, AuditState, Client, Draft, Enrollment, Passphrase, audit_directory,
 };
@@ -144,18 +143,14 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Audit {
-            server,
-            state,
-            ca,
+            auditor,
             directory_key,
-        } => audit(server, state, ca, directory_key.as_deref(), &out).await?,
+        } => audit(auditor, directory_key.as_deref(), &out).await?,
         Command::AuditLog {
-            server,
-            state,
-            ca,
+            auditor,
             key,
             entries,
-        } => audit_log(server, state, ca, key.as_deref(), *entries, &out).await?,
+        } => audit_log(auditor, key.as_deref(), *entries, &out).await?,
         Command::Devices { command } => {
             let mut client = open(cli)?;
             match command.as_ref().unwrap_or(&DevicesCmd::List) {
@@ -229,55 +224,54 @@ async fn desk_reports(cli: &Cli, follow: bool, out: &Output) -> Result<()> {
     }
 }
 
-async fn audit(
-    server: &str,
-    state_file: &Path,
-    ca: &Path,
-    directory_key: Option<&str>,
-    out: &Output,
-) -> Result<()> {
-    let ca_pem = std::fs::read_to_string(ca)
-        .with_context(|| format!("cannot read CA file {}", ca.display()))?;
-    let mut state = match std::fs::read_to_string(state_file) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not an audit state", state_file.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditState {
+impl Auditor {
+    fn ca_pem(&self) -> Result<String> {
+        std::fs::read_to_string(&self.ca)
+            .with_context(|| format!("cannot read CA file {}", self.ca.display()))
+    }
+
+    /// What the last run kept, if there was one.
+    fn read_state<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<Option<T>> {
+        match std::fs::read_to_string(&self.state) {
+            Ok(text) => {
+                Ok(Some(serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not {what}", self.state.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.state.display())),
+        }
+    }
+
+    fn write_state(&self, state: &impl serde::Serialize) -> Result<()> {
+        std::fs::write(&self.state, serde_json::to_string_pretty(state)?)
+            .with_context(|| format!("cannot write {}", self.state.display()))
+    }
+}
+
+async fn audit(auditor: &Auditor, directory_key: Option<&str>, out: &Output) -> Result<()> {
+    let ca_pem = auditor.ca_pem()?;
+    let mut state = match auditor.read_state("an audit state")? {
+        Some(state) => state,
+        None => AuditState {
             directory_key: directory_key
                 .context("first audit: give the directory key with --directory-key")?
                 .to_owned(),
             ledger: Default::default(),
         },
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", state_file.display())),
     };
-    let report = audit_directory(server, &ca_pem, &mut state).await?;
-    std::fs::write(state_file, serde_json::to_string_pretty(&state)?)
-        .with_context(|| format!("cannot write {}", state_file.display()))?;
+    let report = audit_directory(&auditor.server, &ca_pem, &mut state).await?;
+    auditor.write_state(&state)?;
     out.audited(&report);
     Ok(())
 }
 
-async fn audit_log(
-    server: &str,
-    state_file: &Path,
-    ca: &Path,
-    key: Option<&str>,
-    walk: bool,
-    out: &Output,
-) -> Result<()> {
-    let ca_pem = std::fs::read_to_string(ca)
-        .with_context(|| format!("cannot read CA file {}", ca.display()))?;
-    let state: Option<AuditLogState> = match std::fs::read_to_string(state_file) {
-        Ok(text) => Some(
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an audit-log state", state_file.display()))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", state_file.display())),
-    };
+async fn audit_log(auditor: &Auditor, key: Option<&str>, walk: bool, out: &Output) -> Result<()> {
+    let ca_pem = auditor.ca_pem()?;
+    let state: Option<AuditLogState> = auditor.read_state("an audit-log state")?;
     let (state, report) =
-        valise_client::audit_log(server, &ca_pem, state.as_ref(), key, walk).await?;
-    std::fs::write(state_file, serde_json::to_string_pretty(&state)?)
-        .with_context(|| format!("cannot write {}", state_file.display()))?;
+        valise_client::audit_log(&auditor.server, &ca_pem, state.as_ref(), key, walk).await?;
+    auditor.write_state(&state)?;
     out.audit_logged(&report);
     Ok(())
 }
