@@ -20,6 +20,9 @@ pub const LETTER_VERSION: u8 = 1;
 pub enum LetterError {
     #[error("letter record is not padded correctly")]
     Padding,
+    /// What was wrong, never the record's own words: a decoder's message
+    /// may quote a field's text, and this error reaches alerts, logs and
+    /// the security desk's reports.
     #[error("letter record is not valid CBOR: {0}")]
     Cbor(String),
     #[error("letter record version {0} is not supported (expected {LETTER_VERSION})")]
@@ -34,6 +37,19 @@ pub enum LetterError {
     },
     #[error("letter record is invalid: {0}")]
     Invalid(String),
+}
+
+/// Where and how a record failed to decode, without what it said (serde
+/// quotes the offending text: `invalid type: string "…"`).
+fn cbor_fault<T>(e: &ciborium::de::Error<T>) -> String {
+    use ciborium::de::Error;
+    match e {
+        Error::Io(_) => "the record ends early".into(),
+        Error::Syntax(at) => format!("syntax error at byte {at}"),
+        Error::Semantic(Some(at), _) => format!("a field of the wrong type or value at byte {at}"),
+        Error::Semantic(None, _) => "a field of the wrong type or value".into(),
+        Error::RecursionLimitExceeded => "nested too deeply".into(),
+    }
 }
 
 /// A letter: what a user writes.
@@ -241,7 +257,7 @@ impl Payload {
             },
             &mut out,
         )
-        .map_err(|e| LetterError::Cbor(e.to_string()))?;
+        .map_err(|_| LetterError::Cbor("cannot encode the record".into()))?;
         let padded = bucket(out.len());
         out.push(0x80);
         out.resize(padded, 0);
@@ -259,7 +275,7 @@ impl Payload {
         }
         let mut record = &bytes[..end];
         let env: EnvelopeIn =
-            ciborium::from_reader(&mut record).map_err(|e| LetterError::Cbor(e.to_string()))?;
+            ciborium::from_reader(&mut record).map_err(|e| LetterError::Cbor(cbor_fault(&e)))?;
         if !record.is_empty() {
             return Err(LetterError::Trailing);
         }
@@ -321,6 +337,37 @@ mod tests {
             root: None,
             attachments: vec![],
         }
+    }
+
+    /// A record naming a kind of payload no client writes, in the words a
+    /// sender chose: the error says what is wrong, and never those words
+    /// (serde quotes an unknown variant; the error reaches alerts and the
+    /// security desk).
+    #[test]
+    fn a_malformed_record_is_refused_without_quoting_it() {
+        let canary = "the minister will resign on Friday";
+        let bytes = Payload::Letter(letter("hello")).encode().unwrap();
+        let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+        let mut record: ciborium::Value = ciborium::from_reader(&bytes[..end]).unwrap();
+        let ciborium::Value::Map(envelope) = &mut record else {
+            panic!("the record is a map")
+        };
+        let (_, payload) = envelope
+            .iter_mut()
+            .find(|(k, _)| k.as_text() == Some("p"))
+            .unwrap();
+        let ciborium::Value::Map(variant) = payload else {
+            panic!("the payload is a one-entry map")
+        };
+        variant[0].0 = ciborium::Value::Text(canary.into());
+        let mut out = Vec::new();
+        ciborium::into_writer(&record, &mut out).unwrap();
+        let padded = bucket(out.len());
+        out.push(0x80);
+        out.resize(padded, 0);
+        let err = Payload::decode(&out).unwrap_err().to_string();
+        assert!(err.starts_with("letter record is not valid CBOR"), "{err}");
+        assert!(!err.contains("minister"), "{err}");
     }
 
     #[test]
