@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use valise_proto::{ConversationId, DeviceId, UserId};
+use valise_proto::{ConversationId, DeviceId, Label, UserId};
 
 /// Valise: end-to-end encrypted correspondence.
 ///
@@ -101,9 +101,10 @@ pub enum Command {
         /// Read the body from a file.
         #[arg(long)]
         body_file: Option<PathBuf>,
-        /// Handling marking, e.g. TLP:AMBER.
-        #[arg(long)]
-        marking: Option<String>,
+        /// Handling marking from the catalogue (`valise markings`), e.g.
+        /// 'EU RESTRICTED' or 'TLP:AMBER//REL TO CZE, FRA'.
+        #[arg(long, value_parser = Label::parse)]
+        marking: Option<Label>,
     },
     /// Fetch, decrypt and store new letters; prints how many arrived.
     Sync {

@@ -7,7 +7,7 @@ use valise_client::{
     DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
     SyncProgress, SyncReport,
 };
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, Label, UserId};
 
 pub struct Output {
     pub json: bool,
@@ -298,7 +298,7 @@ impl Output {
                     "from": l.from,
                     "subject": l.subject,
                     "sent_at": rfc3339(l.sent_at_ms),
-                    "marking": l.marking,
+                    "marking": l.marking.as_ref().map(Label::to_string),
                 })
             })
             .collect();
@@ -330,7 +330,7 @@ impl Output {
             "from": l.from,
             "subject": l.subject,
             "sent_at": rfc3339(l.sent_at_ms),
-            "marking": l.marking,
+            "marking": l.marking.as_ref().map(Label::to_string),
             "body": l.body,
             "to": l.to,
             "thread": l.thread,
@@ -477,7 +477,8 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn marking_prefix(m: &Option<String>) -> String {
+/// The label as a subject prefix, `[EU RESTRICTED] `.
+fn marking_prefix(m: &Option<Label>) -> String {
     m.as_ref().map(|m| format!("[{m}] ")).unwrap_or_default()
 }
 

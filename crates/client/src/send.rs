@@ -18,14 +18,16 @@ use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{
     self, CONTENT_TYPE, LETTERS_HEADER, MAX_BATCH_LETTERS, Outcome, OutgoingLetter,
 };
-use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, Problem, ThreadId, UserId};
+use valise_proto::{
+    ConversationId, ErrorCode, Label, Letter, MessageId, Problem, ThreadId, UserId,
+};
 
 /// What a user writes; the engine adds ids, thread and time.
 #[derive(Clone)]
 pub struct Draft {
     pub subject: String,
     pub body: String,
-    pub marking: Option<String>,
+    pub marking: Option<Label>,
 }
 
 /// A letter this device sent.
