@@ -76,6 +76,11 @@ pub enum Command {
         /// the administrator; without it the key the server names is pinned.
         #[arg(long)]
         directory_key: Option<String>,
+        /// The accreditation authority key's fingerprint (hex), as the
+        /// security officer gave it out of band (`valise authority-key`
+        /// prints it); enrolment fails if the server names another key.
+        #[arg(long)]
+        authority_fingerprint: Option<String>,
     },
     /// Write a letter to people, or in a conversation.
     ///

@@ -49,6 +49,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             code,
             ca,
             directory_key,
+            authority_fingerprint,
         } => {
             let ca_pem = std::fs::read_to_string(ca)
                 .with_context(|| format!("cannot read CA file {}", ca.display()))?;
@@ -66,6 +67,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                     user,
                     code,
                     directory_key: directory_key.as_deref(),
+                    authority_fingerprint: authority_fingerprint.as_deref(),
                 },
             )
             .await?;

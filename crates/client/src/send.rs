@@ -138,7 +138,9 @@ impl Client {
     }
 
     /// Stores the letter (nothing written is lost from here on), brings
-    /// the conversation up to date, seals and delivers. A letter that must
+    /// the conversation up to date, seals and delivers. A marked letter is
+    /// taken back, with an `unaccredited_recipient` alert, if a device of
+    /// the conversation is not accredited for its marking. A letter that must
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
     async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
@@ -162,6 +164,21 @@ impl Client {
                 return Err(e);
             }
         };
+        if let (Some(conv), Some(label)) = (&conversation, &letter.marking)
+            && let Err(e) = self.engine.check_marked(conv, label)
+        {
+            // Refused, not held: the person decides what to do instead.
+            if let ClientError::Unaccredited { .. } = e {
+                self.engine.withdraw_letter(&message_id, id)?;
+                self.engine.raise(
+                    AlertKind::UnaccreditedRecipient,
+                    Some(conv),
+                    &e.to_string(),
+                    None,
+                )?;
+            }
+            return Err(e);
+        }
         let mut entry = self
             .engine
             .home
