@@ -1,6 +1,7 @@
 //! `valise`: the Valise command line.
 #![forbid(unsafe_code)]
 
+mod accredit;
 mod args;
 mod output;
 
@@ -81,6 +82,21 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Outbox => out.held(&open(cli)?.held()?),
+        Command::Markings => out.markings(),
+        Command::AuthorityKey { out: file } => {
+            out.authority_key(&accredit::new_key(file)?.public(), file)
+        }
+        Command::Accredit {
+            authority_key,
+            user,
+            marking,
+            until,
+            device,
+            out: file,
+        } => {
+            let claims = accredit::accredit(authority_key, user, marking, until, *device, file)?;
+            out.accredited(&claims, file);
+        }
         Command::Send {
             to,
             conversation,
