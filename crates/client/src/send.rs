@@ -165,7 +165,7 @@ impl Client {
             }
         };
         if let (Some(conv), Some(label)) = (&conversation, &letter.marking)
-            && let Err(e) = self.engine.check_marked(conv, label)
+            && let Err(e) = self.check_marked(conv, label).await
         {
             // Refused, not held: the person decides what to do instead.
             if let ClientError::Unaccredited { .. } = e {
@@ -197,6 +197,22 @@ impl Client {
             conversation,
             message_id,
         })
+    }
+
+    /// Whether every device of `conv` is accredited for `label`, every
+    /// member's accreditations read afresh from the directory (one granted
+    /// or withdrawn a moment ago counts).
+    async fn check_marked(&mut self, conv: &ConversationId, label: &Label) -> Result<()> {
+        let users: std::collections::BTreeSet<UserId> = self
+            .engine
+            .roster(conv)?
+            .into_iter()
+            .map(|d| d.user)
+            .collect();
+        for user in &users {
+            self.prove_user(user).await?;
+        }
+        self.engine.check_marked(conv, label)
     }
 
     /// The conversation a letter goes in, its members brought in line with
