@@ -3,7 +3,7 @@
 //! devices the user (not the server) accepted.
 //!
 //! ```text
-//! value  = cbor({ "v": 3, "i": identity key, "g": generation, "d": [device, ...],
+//! value  = cbor({ "v": 2 | 3, "i": identity key, "g": generation, "d": [device, ...],
 //!                 "at"?: [attestation, ...] })
 //! device = { "id": hex, "k": key, "n": number, "g": generation,
 //!            "ap"?: { "by": hex, "sig": bytes },
@@ -15,8 +15,9 @@
 //! in declaration order, so one list has exactly one encoding. Decoding
 //! re-encodes and refuses anything that is not byte-identical: the value is
 //! hashed into the directory, so two encodings of one list would be two
-//! different entries. Version 2 (before attestations) is still read, and
-//! re-encoded as version 2 for the check: published entries stay valid.
+//! different entries. A list without attestations is version 2, as before
+//! attestations existed (entries published then stay valid, byte for
+//! byte); a list with attestations is version 3.
 //!
 //! `at` holds the user's accreditation attestations (COSE_Sign1 bytes,
 //! [`valise_proto::attestation`]), sorted, each once. The directory does
@@ -34,10 +35,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use valise_proto::DeviceId;
 
-/// Version of the encoding; a reader refuses versions it does not know.
+/// Version of the encoding of a list with attestations; a reader refuses
+/// versions it does not know.
 pub const ENTRY_VERSION: u8 = 3;
 
-/// The version before attestations, still read.
+/// The version of a list without attestations (the encoding before them).
 const ENTRY_VERSION_2: u8 = 2;
 
 /// Most attestations one user's entry carries.
@@ -323,14 +325,14 @@ impl DeviceList {
 
     /// The canonical encoding.
     pub fn encode(&self) -> Result<Vec<u8>, DirectoryError> {
-        self.encode_as(ENTRY_VERSION)
-    }
-
-    fn encode_as(&self, v: u8) -> Result<Vec<u8>, DirectoryError> {
         let mut out = Vec::new();
         ciborium::into_writer(
             &Envelope {
-                v,
+                v: if self.attestations.is_empty() {
+                    ENTRY_VERSION_2
+                } else {
+                    ENTRY_VERSION
+                },
                 i: self.identity.key.clone(),
                 g: self.identity.generation,
                 d: self.devices.clone(),
@@ -353,7 +355,7 @@ impl DeviceList {
         let mut reader = bytes;
         let env: Envelope = ciborium::from_reader(&mut reader)
             .map_err(|e| DirectoryError::BadEntry(format!("not a device list: {e}")))?;
-        if env.v != ENTRY_VERSION && (env.v != ENTRY_VERSION_2 || !env.at.is_empty()) {
+        if env.v != ENTRY_VERSION && env.v != ENTRY_VERSION_2 {
             return Err(DirectoryError::BadEntry(format!(
                 "version {} is not supported (expected {ENTRY_VERSION})",
                 env.v
@@ -365,7 +367,7 @@ impl DeviceList {
         };
         let list = Self::new(identity, env.d)?
             .with_attestations(env.at.into_iter().map(|a| a.0).collect())?;
-        if list.encode_as(env.v)? != bytes {
+        if list.encode()? != bytes {
             return Err(DirectoryError::BadEntry(
                 "not the canonical encoding".into(),
             ));
@@ -419,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn attestations_are_carried_sorted_and_version_2_is_still_read() {
+    fn attestations_are_carried_sorted_and_lists_without_them_stay_version_2() {
         let list = DeviceList::new(identity(), vec![dev(1)]).unwrap();
         let with = list
             .clone()
@@ -432,11 +434,19 @@ mod tests {
             back.attestations().collect::<Vec<_>>(),
             vec![&[3; 40][..], &[9; 40][..]]
         );
-        // An entry published before attestations decodes as it was.
-        let v2 = list.encode_as(2).unwrap();
+        assert_eq!(bytes[3], ENTRY_VERSION);
+        // Without attestations, a list is what it was before them.
+        let v2 = list.encode().unwrap();
+        assert_eq!(v2[3], ENTRY_VERSION_2);
         assert_eq!(DeviceList::decode(&v2).unwrap(), list);
-        // Version 2 with attestations, and unsorted attestations, are refused.
-        assert!(DeviceList::decode(&with.encode_as(2).unwrap()).is_err());
+        // Version 2 with attestations, version 3 without, and unsorted
+        // attestations are not the one encoding.
+        let mut v2_with = bytes.clone();
+        v2_with[3] = ENTRY_VERSION_2;
+        assert!(DeviceList::decode(&v2_with).is_err());
+        let mut v3_without = v2.clone();
+        v3_without[3] = ENTRY_VERSION;
+        assert!(DeviceList::decode(&v3_without).is_err());
         let mut out = Vec::new();
         ciborium::into_writer(
             &Envelope {
@@ -496,8 +506,8 @@ mod tests {
             .unwrap()
             .encode()
             .unwrap();
-        // The version is the first map value: { "v": 3, ... }
-        let pos = v3.iter().position(|&b| b == 0x03).unwrap();
+        // The version is the first map value: { "v": 2, ... }
+        let pos = v3.iter().position(|&b| b == 0x02).unwrap();
         v3[pos] = 0x04;
         assert!(DeviceList::decode(&v3).is_err());
         assert!(DeviceList::decode(b"").is_err());
