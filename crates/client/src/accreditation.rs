@@ -9,6 +9,8 @@
 //!   at the time of the check,
 //! - carries a label that dominates the letter's ([`valise_proto::marking`]).
 //!
+//! TLP:CLEAR and TLP:GREEN take no accreditation (`Label::needs_accreditation`).
+//!
 //! Attestations are verified once and remembered by their bytes, and each
 //! user's list is kept until the directory shows a new one, so checking a
 //! conversation of 1,000 devices again costs lookups only
@@ -116,6 +118,9 @@ impl Clearances {
         label: &Label,
         now_s: i64,
     ) -> Result<(), Lack> {
+        if !label.needs_accreditation() {
+            return Ok(());
+        }
         let Some(authority) = self.authority else {
             return Err(Lack::NoAuthority);
         };
@@ -188,13 +193,16 @@ mod tests {
         let mut c = Clearances::new(Some(so.public()));
         let good = attest(&so, "alice@mfa.example", "EU RESTRICTED", NOW + 100, None);
         assert_eq!(
-            c.check(&alice(1), &[good.clone()], &restricted, NOW),
+            c.check(&alice(1), std::slice::from_ref(&good), &restricted, NOW),
             Ok(())
         );
-        assert_eq!(c.check(&alice(1), &[good.clone()], &limite, NOW), Ok(()));
+        assert_eq!(
+            c.check(&alice(1), std::slice::from_ref(&good), &limite, NOW),
+            Ok(())
+        );
         let red = Label::parse("TLP:RED").unwrap();
         assert_eq!(
-            c.check(&alice(1), &[good.clone()], &red, NOW),
+            c.check(&alice(1), std::slice::from_ref(&good), &red, NOW),
             Err(Lack::LowerLabel)
         );
         assert_eq!(
@@ -209,7 +217,7 @@ mod tests {
             None,
         );
         assert_eq!(
-            c.check(&alice(1), &[forged.clone()], &restricted, NOW),
+            c.check(&alice(1), std::slice::from_ref(&forged), &restricted, NOW),
             Err(Lack::NotSigned)
         );
         let old = attest(&so, "alice@mfa.example", "EU RESTRICTED", NOW - 1, None);
@@ -230,7 +238,7 @@ mod tests {
             Some(2),
         );
         assert_eq!(
-            c.check(&alice(2), &[phone.clone()], &restricted, NOW),
+            c.check(&alice(2), std::slice::from_ref(&phone), &restricted, NOW),
             Ok(())
         );
         assert_eq!(
@@ -247,6 +255,9 @@ mod tests {
             unpinned.check(&alice(1), &[], &limite, NOW),
             Err(Lack::NoAuthority)
         );
+        // TLP:GREEN is for anyone: no attestation, no authority needed.
+        let green = Label::parse("TLP:GREEN").unwrap();
+        assert_eq!(unpinned.check(&alice(1), &[], &green, NOW), Ok(()));
     }
 
     /// The figure in docs/BENCHMARKS.md ("Issue 11: markings"): the check
