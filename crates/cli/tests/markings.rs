@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
 use valise_proto::attestation::{Accreditation, AuthoritySecret};
+use valise_proto::audit::{Action, Subject};
 use valise_proto::{Label, UserId};
 
 /// The security officer, with an authority key on their own machine.
@@ -285,6 +286,21 @@ fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
         !contains(&all, b"LIMITE"),
         "a marking's name reached the server"
     );
+
+    // Each publication is on record in the audit log, for its user.
+    let published = |who: &str| {
+        let who = Subject::User(UserId::parse(&addr(who)).unwrap());
+        common::audit::entries(&server)
+            .iter()
+            .any(|e| e.action == Action::AttestationPublished && e.subject.as_ref() == Some(&who))
+    };
+    for _ in 0..50 {
+        if published("alice") && published("bob") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("attestation_published is not in the audit log");
 }
 
 #[test]
@@ -296,9 +312,20 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
     let bob = server.device("bob");
     publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
 
-    // The intruder signs bob's accreditation with a key of its own.
+    // The intruder signs bob's accreditation with a key of its own. The
+    // administrator's command refuses it; the intruder plants it anyway.
     let intruder = Officer::new(dir.path(), "intruder");
-    let forged = std::fs::read(intruder.accredit("bob", "EU RESTRICTED", None)).unwrap();
+    let forged_file = intruder.accredit("bob", "EU RESTRICTED", None);
+    let out = Command::new(common::valised_bin())
+        .args(["admin", "--data"])
+        .arg(server.data())
+        .arg("publish-attestation")
+        .arg(&forged_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by"));
+    let forged = std::fs::read(&forged_file).unwrap();
     server.hook(
         "attestation",
         json!({"user": addr("bob"), "attestation": base64(&forged)}),
