@@ -94,7 +94,7 @@ fn offline(args: &[&str]) -> Value {
 
 /// A server whose accreditation authority is `officer`'s key.
 fn server_with(officer: &Officer) -> Server {
-    let server = Server::start();
+    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
     server.admin(&["set", "accreditation-authority", &officer.public]);
     server
 }
@@ -487,6 +487,21 @@ fn a_modified_client_spills_and_every_device_sees_it() {
     let spilled = alerts(&bob, "spillage");
     assert_eq!(spilled.len(), 1, "{spilled:?}");
     assert!(spilled[0].contains(&carol.device_id()), "{}", spilled[0]);
+}
+
+#[test]
+fn the_owner_is_told_of_an_attestation_published_on_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    common::audit::checkpointed();
+    assert_eq!(alice.sync()["admin_actions"], 0);
+    publish(&server, &so.accredit("alice", "LIMITE", None));
+    common::audit::checkpointed();
+    assert_eq!(alice.sync()["admin_actions"], 1);
+    let told = alerts(&alice, "admin_action");
+    assert!(told[0].contains("accreditation attestation"), "{}", told[0]);
 }
 
 fn base64(bytes: &[u8]) -> String {
