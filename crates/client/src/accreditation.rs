@@ -81,10 +81,6 @@ impl Clearances {
         }
     }
 
-    pub fn authority(&self) -> Option<&AuthorityKey> {
-        self.authority.as_ref()
-    }
-
     /// `user`'s attestations as remembered, if they are.
     pub fn list(&self, user: &UserId) -> Option<&[Vec<u8>]> {
         self.lists.get(user).map(Vec::as_slice)
