@@ -7,7 +7,8 @@ use valise_client::{
     DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
     SyncProgress, SyncReport,
 };
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
+use valise_proto::attestation::{Accreditation, AuthorityKey};
+use valise_proto::{ConversationId, DeviceAddress, DeviceId, Label, UserId};
 
 pub struct Output {
     pub json: bool,
@@ -298,7 +299,7 @@ impl Output {
                     "from": l.from,
                     "subject": l.subject,
                     "sent_at": rfc3339(l.sent_at_ms),
-                    "marking": l.marking,
+                    "marking": l.marking.as_ref().map(Label::to_string),
                 })
             })
             .collect();
@@ -330,7 +331,7 @@ impl Output {
             "from": l.from,
             "subject": l.subject,
             "sent_at": rfc3339(l.sent_at_ms),
-            "marking": l.marking,
+            "marking": l.marking.as_ref().map(Label::to_string),
             "body": l.body,
             "to": l.to,
             "thread": l.thread,
@@ -412,6 +413,89 @@ impl Output {
                 .join("\n")
         });
     }
+
+    pub fn markings(&self) {
+        use valise_proto::marking::CATALOGUE;
+        let names = |ms: &[valise_proto::Marking]| -> Vec<&str> {
+            ms.iter().map(|m| m.entry().name).collect()
+        };
+        let rows: Vec<_> = CATALOGUE
+            .iter()
+            .map(|e| {
+                json!({
+                    "name": e.name,
+                    "shown_as": e.short,
+                    "policy": e.policy,
+                    "level": e.level,
+                    "aliases": e.aliases,
+                    "covers": names(e.covers),
+                })
+            })
+            .collect();
+        self.emit(rows, || {
+            let mut text: Vec<String> = CATALOGUE
+                .iter()
+                .map(|e| {
+                    let mut line = format!("{:<30} {:<5} {}", e.name, e.policy, e.level);
+                    if !e.aliases.is_empty() {
+                        line += &format!("; also {}", e.aliases.join(", "));
+                    }
+                    if !e.covers.is_empty() {
+                        line += &format!("; covers {}", names(e.covers).join(", "));
+                    }
+                    line
+                })
+                .collect();
+            text.push(
+                "add caveats and releasability as MARKING//CAVEAT//REL TO CZE, FRA; an \
+                 accreditation covers a letter when it covers its marking (transitively), holds \
+                 all its caveats and names no one outside its REL TO"
+                    .into(),
+            );
+            text.join("\n")
+        });
+    }
+
+    pub fn authority_key(&self, key: &AuthorityKey, file: &std::path::Path) {
+        self.emit(
+            json!({
+                "file": file,
+                "public_key": key.to_string(),
+                "fingerprint": key.fingerprint_hex(),
+            }),
+            || {
+                format!(
+                    "authority key written to {} (keep it offline)\npublic key:  {key}\n\
+                     fingerprint: {}",
+                    file.display(),
+                    key.fingerprint_hex()
+                )
+            },
+        );
+    }
+
+    pub fn accredited(&self, a: &Accreditation, file: &std::path::Path) {
+        let until = rfc3339(a.not_after_s.saturating_mul(1000));
+        self.emit(
+            json!({
+                "file": file,
+                "user": a.user,
+                "device": a.device,
+                "marking": a.label.to_string(),
+                "not_after": until,
+            }),
+            || {
+                format!(
+                    "{} accredited for {} until {until}, {}: attestation written to {}",
+                    a.user,
+                    a.label,
+                    a.device
+                        .map_or("on all devices".into(), |d| format!("on device {d}")),
+                    file.display()
+                )
+            },
+        );
+    }
 }
 
 /// Progress of a long sync on stderr; shown only for a real backlog on a
@@ -477,7 +561,8 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn marking_prefix(m: &Option<String>) -> String {
+/// The label as a subject prefix, `[EU RESTRICTED] `.
+fn marking_prefix(m: &Option<Label>) -> String {
     m.as_ref().map(|m| format!("[{m}] ")).unwrap_or_default()
 }
 

@@ -62,6 +62,16 @@ pub enum AlertKind {
     /// pinned (or none): reports keep going to the pinned desk until the
     /// user accepts the new one (`valise desk accept`).
     SecurityDeskChanged,
+    /// A marked letter was not sent: a device of the conversation's
+    /// encrypting epoch is not accredited for its marking (issue 11).
+    UnaccreditedRecipient,
+    /// A marked letter reached a conversation where some device (this
+    /// one, or another) is not accredited for its marking: this device
+    /// did not render it if it is not accredited itself.
+    Spillage,
+    /// The server names another accreditation authority key than the one
+    /// this device pinned: it keeps verifying under the pinned key.
+    AccreditationAuthorityChanged,
 }
 
 impl AlertKind {
@@ -84,6 +94,9 @@ impl AlertKind {
             Self::AdminAction => "admin_action",
             Self::AuditConflict => "audit_conflict",
             Self::SecurityDeskChanged => "security_desk_changed",
+            Self::UnaccreditedRecipient => "unaccredited_recipient",
+            Self::Spillage => "spillage",
+            Self::AccreditationAuthorityChanged => "accreditation_authority_changed",
         }
     }
 }

@@ -18,14 +18,16 @@ use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{
     self, CONTENT_TYPE, LETTERS_HEADER, MAX_BATCH_LETTERS, Outcome, OutgoingLetter,
 };
-use valise_proto::{ConversationId, ErrorCode, Letter, MessageId, Problem, ThreadId, UserId};
+use valise_proto::{
+    ConversationId, ErrorCode, Label, Letter, MessageId, Problem, ThreadId, UserId,
+};
 
 /// What a user writes; the engine adds ids, thread and time.
 #[derive(Clone)]
 pub struct Draft {
     pub subject: String,
     pub body: String,
-    pub marking: Option<String>,
+    pub marking: Option<Label>,
 }
 
 /// A letter this device sent.
@@ -136,7 +138,9 @@ impl Client {
     }
 
     /// Stores the letter (nothing written is lost from here on), brings
-    /// the conversation up to date, seals and delivers. A letter that must
+    /// the conversation up to date, seals and delivers. A marked letter is
+    /// taken back, with an `unaccredited_recipient` alert, if a device of
+    /// the conversation is not accredited for its marking. A letter that must
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
     async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
@@ -160,6 +164,21 @@ impl Client {
                 return Err(e);
             }
         };
+        if let (Some(conv), Some(label)) = (&conversation, &letter.marking)
+            && let Err(e) = self.check_marked(conv, label).await
+        {
+            // Refused, not held: the person decides what to do instead.
+            if let ClientError::Unaccredited { .. } = e {
+                self.engine.withdraw_letter(&message_id, id)?;
+                self.engine.raise(
+                    AlertKind::UnaccreditedRecipient,
+                    Some(conv),
+                    &e.to_string(),
+                    None,
+                )?;
+            }
+            return Err(e);
+        }
         let mut entry = self
             .engine
             .home
@@ -178,6 +197,22 @@ impl Client {
             conversation,
             message_id,
         })
+    }
+
+    /// Whether every device of `conv` is accredited for `label`, every
+    /// member's accreditations read afresh from the directory (one granted
+    /// or withdrawn a moment ago counts).
+    async fn check_marked(&mut self, conv: &ConversationId, label: &Label) -> Result<()> {
+        let users: std::collections::BTreeSet<UserId> = self
+            .engine
+            .roster(conv)?
+            .into_iter()
+            .map(|d| d.user)
+            .collect();
+        for user in &users {
+            self.prove_user(user).await?;
+        }
+        self.engine.check_marked(conv, label)
     }
 
     /// The conversation a letter goes in, its members brought in line with

@@ -109,6 +109,7 @@ impl Client {
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             self.check_security_desk().await?;
+            self.check_authority().await?;
             report.new_devices = self.check_own_history(false).await?;
             report.admin_actions = self.check_admin_actions().await?;
             let (added, removed) = self.refresh_own_conversations().await?;
@@ -321,7 +322,13 @@ impl Client {
                 report.commits += 1;
                 report.new_letters += opened;
             }
-            Ok(Applied::Meta | Applied::OwnEcho | Applied::Duplicate | Applied::Held) => {}
+            Ok(
+                Applied::Meta
+                | Applied::OwnEcho
+                | Applied::Duplicate
+                | Applied::Held
+                | Applied::Spilled,
+            ) => {}
             Ok(Applied::Fork(fork)) => {
                 report.rejected += 1;
                 engine.diverge_on_fork(entry, &fork)?;

@@ -9,6 +9,7 @@
 
 use crate::id::{MessageId, ThreadId, UserId};
 use crate::limits;
+use crate::marking::Label;
 use crate::report::AlertReport;
 use serde::{Deserialize, Serialize};
 
@@ -72,9 +73,10 @@ pub struct Letter {
     /// Sender's clock, milliseconds since the Unix epoch.
     #[serde(rename = "at")]
     pub sent_at_ms: i64,
-    /// Handling marking such as `TLP:AMBER`.
+    /// Handling label (see [`crate::marking`]): only ever inside the
+    /// encryption, never in MLS authenticated data.
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    pub marking: Option<String>,
+    pub marking: Option<Label>,
     /// The sender device's count of letters in this conversation and MLS
     /// epoch, from 1: a receiver that sees 1, 2, 4 knows 3 was withheld.
     /// Inside the encryption, so the server can neither read nor fix it.
@@ -331,7 +333,7 @@ mod tests {
             thread: ThreadId::from_bytes([2; 16]),
             in_reply_to: None,
             sent_at_ms: 1_700_000_000_000,
-            marking: Some("TLP:AMBER".into()),
+            marking: Some(Label::parse("TLP:AMBER").unwrap()),
             seq: 1,
             prev: Some(EpochCount { epoch: 3, last: 7 }),
             root: None,

@@ -2,16 +2,19 @@
 //!
 //! Everything that crosses a trust boundary is parsed here into its own type
 //! ("parse, don't validate"): identities ([`id`]), the letter record carried
-//! inside MLS application messages ([`letter`]) and the alert reports sent
+//! inside MLS application messages ([`letter`]) with its handling label
+//! ([`marking`]) and the alert reports sent
 //! to the security desk ([`report`]), the JSON bodies of the HTTP
 //! API ([`api`]), the binary bodies of delivery ([`wire`]) and the problem details with stable error codes ([`problem`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod attestation;
 pub mod audit;
 pub mod bytes;
 pub mod id;
 pub mod letter;
+pub mod marking;
 pub mod problem;
 pub mod report;
 pub mod tlog;
@@ -19,6 +22,7 @@ pub mod wire;
 
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
+pub use marking::{Label, Marking, MarkingError};
 pub use problem::{ErrorCode, Problem};
 pub use report::{AlertReport, Sha256Digest};
 

@@ -1,5 +1,6 @@
 //! Letters kept on the device (inside the sealed database), and the
-//! numbers that show letters the server withheld.
+//! numbers that show letters the server withheld. A letter's label is
+//! kept as its text (`Label`'s `Display`, which `Label::parse` reads back).
 
 use super::{Home, parse_col};
 use crate::error::{ClientError, Result};
@@ -7,7 +8,7 @@ use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 use valise_proto::{
-    ConversationId, DeviceAddress, DeviceId, EpochCount, Letter, MessageId, ThreadId, UserId,
+    ConversationId, DeviceAddress, DeviceId, EpochCount, Label, Letter, MessageId, ThreadId, UserId,
 };
 
 /// A letter as `inbox` lists it.
@@ -18,7 +19,7 @@ pub struct LetterSummary {
     pub from: UserId,
     pub subject: String,
     pub sent_at_ms: i64,
-    pub marking: Option<String>,
+    pub marking: Option<Label>,
 }
 
 /// A whole letter as `read` shows it.
@@ -36,7 +37,7 @@ pub struct LetterView {
     pub in_reply_to: Option<MessageId>,
     pub sent_at_ms: i64,
     pub received_at_ms: i64,
-    pub marking: Option<String>,
+    pub marking: Option<Label>,
     pub outgoing: bool,
 }
 
@@ -137,7 +138,11 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
             .map(|s| MessageId::parse(&s))
             .transpose()
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, Type::Text, Box::new(e)))?,
-        marking: r.get(10)?,
+        marking: r
+            .get::<_, Option<String>>(10)?
+            .map(|s| Label::parse(&s))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(10, Type::Text, Box::new(e)))?,
         sent_at_ms: r.get(11)?,
         received_at_ms: r.get(12)?,
         outgoing: r.get(13)?,
@@ -168,7 +173,7 @@ impl Home {
             to,
             letter.thread.to_string(),
             letter.in_reply_to.map(|m| m.to_string()),
-            letter.marking,
+            letter.marking.as_ref().map(Label::to_string),
             letter.sent_at_ms,
             now_ms,
             outgoing
