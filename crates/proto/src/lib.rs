@@ -4,11 +4,12 @@
 //! ("parse, don't validate"): identities ([`id`]), the letter record carried
 //! inside MLS application messages ([`letter`]) and the alert reports sent
 //! to the security desk ([`report`]), the JSON bodies of the HTTP
-//! API ([`api`]), the binary bodies of delivery ([`wire`]) and the problem details with stable error codes ([`problem`]).
+//! API ([`api`]), the binary bodies of delivery ([`wire`]), attachment blobs ([`blob`]) and the problem details with stable error codes ([`problem`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+pub mod blob;
 pub mod bytes;
 pub mod id;
 pub mod letter;
@@ -17,7 +18,7 @@ pub mod report;
 pub mod tlog;
 pub mod wire;
 
-pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
+pub use id::{BlobId, ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use problem::{ErrorCode, Problem};
 pub use report::{AlertReport, Sha256Digest};
