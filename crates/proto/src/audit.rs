@@ -79,6 +79,11 @@ pub enum Action {
     /// A server-side rule raised an alert (the server's `rules` module);
     /// the entry is the alert, so deleting one is as visible as any edit.
     AlertRaised,
+    /// A device created an attachment blob (its declared length, never a
+    /// name or content).
+    BlobCreated,
+    /// The last byte of a blob became durable.
+    BlobCompleted,
 }
 
 impl Action {
@@ -103,6 +108,8 @@ impl Action {
             Self::ConfigurationChanged => "configuration_changed",
             Self::AuditReported => "audit_reported",
             Self::AlertRaised => "alert_raised",
+            Self::BlobCreated => "blob_created",
+            Self::BlobCompleted => "blob_completed",
         }
     }
 }

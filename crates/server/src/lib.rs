@@ -8,6 +8,7 @@ pub mod adversary;
 pub mod audit;
 pub mod auth;
 pub mod background;
+pub mod blobs;
 pub mod backup;
 pub mod client_addr;
 pub mod config;

@@ -4,6 +4,7 @@
 mod adversary;
 mod audit;
 mod auth;
+mod blobs;
 mod conversations;
 mod devices;
 mod directory;
@@ -18,6 +19,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, MAX_PART_BYTES, ROUTE as BLOBS};
 use valise_proto::ErrorCode;
 
 /// Runs blocking store or MLS work off the async threads.
@@ -63,7 +65,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/leaves", get(audit::leaves))
         .route("/v1/audit/account", get(audit::account))
         .route("/v1/security-desk", get(security_desk::read))
-        .route("/v1/audit/reports", post(audit::report));
+        .route("/v1/audit/reports", post(audit::report))
+        .route(BLOBS, post(blobs::create))
+        .route(
+            BLOB,
+            get(blobs::read)
+                .head(blobs::status)
+                // A part is larger than other bodies: its own limit.
+                .patch(blobs::append)
+                .layer(DefaultBodyLimit::max(MAX_PART_BYTES)),
+        );
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router
