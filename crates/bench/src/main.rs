@@ -528,6 +528,7 @@ impl DeviceRun {
             subject: format!("bench {i}"),
             body: self.body.clone(),
             marking: None,
+            attachments: Vec::new(),
         };
         if self.light_sender {
             for i in 0..self.sends {

@@ -104,6 +104,27 @@ pub enum Command {
         /// Handling marking, e.g. TLP:AMBER.
         #[arg(long)]
         marking: Option<String>,
+        /// Attach a file (repeat for several). Each is encrypted on this
+        /// device with its own key, padded, and uploaded in resumable parts
+        /// before the letter goes; the server sees only a rounded size. If
+        /// the upload is interrupted, `valise sync` (or any command that
+        /// sends) resumes it; a file changed meanwhile is uploaded anew.
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
+    },
+    /// Save a letter's attachment to a file: downloaded, every chunk and
+    /// the whole checked (nothing altered, reordered, cut or swapped), and
+    /// written only if all passed. A failed check raises an alert and
+    /// writes nothing. `read ID` lists the attachments and their numbers.
+    Save {
+        /// The letter's id, as `inbox` and `read` show it.
+        id: i64,
+        /// The attachment's number (from 1), as `read` lists it.
+        #[arg(long)]
+        attachment: usize,
+        /// Where to write it (must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Fetch, decrypt and store new letters; prints how many arrived.
     Sync {

@@ -62,6 +62,10 @@ pub enum AlertKind {
     /// pinned (or none): reports keep going to the pinned desk until the
     /// user accepts the new one (`valise desk accept`).
     SecurityDeskChanged,
+    /// An attachment's blob, as the server served it, failed its checks (a
+    /// chunk altered, reordered or missing, the end cut, another blob, the
+    /// digest): nothing was saved.
+    AttachmentRefused,
 }
 
 impl AlertKind {
@@ -84,6 +88,7 @@ impl AlertKind {
             Self::AdminAction => "admin_action",
             Self::AuditConflict => "audit_conflict",
             Self::SecurityDeskChanged => "security_desk_changed",
+            Self::AttachmentRefused => "attachment_refused",
         }
     }
 }

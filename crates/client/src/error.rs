@@ -66,6 +66,9 @@ pub enum ClientError {
     /// A server's audit log failed verification (`valise audit-log`).
     #[error("audit log: {detail}")]
     AuditLog { code: &'static str, detail: String },
+    /// An attachment failed its checks: nothing was written.
+    #[error("{0}")]
+    Attachment(String),
 }
 
 impl ClientError {
@@ -95,6 +98,7 @@ impl ClientError {
             Self::Cloned(_) => "device_cloned",
             Self::Replayed(_) => "replayed",
             Self::AuditLog { code, .. } => code,
+            Self::Attachment(_) => "attachment_refused",
         }
     }
 

@@ -15,6 +15,7 @@
 mod admin_actions;
 mod alert;
 mod api;
+pub mod attachments;
 mod audit;
 mod audit_log;
 mod client;
@@ -46,7 +47,7 @@ pub use engine::membership::ConversationView;
 pub use error::{ClientError, Result};
 pub use home::Passphrase;
 pub use home::desk::{DeskReport, DeskState};
-pub use home::letters::{LetterSummary, LetterView};
+pub use home::letters::{AttachmentInfo, LetterSummary, LetterView, attachment_infos};
 pub use mailbox::HeldLetter;
 pub use resync::ConversationDetail;
 pub use send::{Draft, SentLetter};
