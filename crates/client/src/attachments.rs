@@ -111,17 +111,26 @@ impl Client {
                 .iter()
                 .try_for_each(|u| self.engine.home.put_upload(u))
         })?;
-        self.finish_draft(draft).await
+        match self.finish_draft(draft).await {
+            Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
+                "{e}; the attachments' upload resumes on the next sync"
+            ))),
+            other => other,
+        }
     }
 
     /// Finishes the letters whose uploads were interrupted; returns how
-    /// many went to the outbox.
+    /// many went to the outbox. One that cannot go now (the network, the
+    /// server's storage) waits for the next sync.
     pub async fn finish_drafts(&mut self) -> Result<usize> {
         let mut done = 0;
         for draft in self.engine.home.drafts()? {
             match self.finish_draft(draft).await {
                 // In the outbox: it goes with the rest.
                 Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => done += 1,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "attachments wait to be uploaded");
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -129,11 +138,20 @@ impl Client {
     }
 
     /// Uploads what is left of a draft's files, then moves the letter,
-    /// with their references, to the outbox and posts it.
+    /// with their references, to the outbox and posts it. A refusal that
+    /// will not change (a file gone, a blob over the server's limit)
+    /// drops the draft: the letter is not sent, and the error says why.
     async fn finish_draft(&mut self, draft: DraftRow) -> Result<SentLetter> {
         let mut refs = Vec::new();
         for mut upload in self.engine.home.uploads(&draft.message_id)? {
-            refs.push(self.upload(&mut upload).await?);
+            match self.upload(&mut upload).await {
+                Ok(r) => refs.push(r),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    self.engine.home.drop_draft(&draft.message_id)?;
+                    return Err(e);
+                }
+            }
         }
         let Payload::Letter(mut letter) = Payload::decode(&draft.plaintext)? else {
             return Err(ClientError::Home("a draft is not a letter".into()));
