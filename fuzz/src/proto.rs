@@ -346,7 +346,10 @@ pub fn blob_api(data: &[u8]) -> usize {
     use valise_proto::api::blobs::{BlobCreated, parse_count, parse_range, range};
     let mut accepted = 0;
     if let Ok(n) = parse_count("upload-offset", data) {
-        assert_eq!(parse_count("upload-offset", n.to_string().as_bytes()), Ok(n));
+        assert_eq!(
+            parse_count("upload-offset", n.to_string().as_bytes()),
+            Ok(n)
+        );
         accepted += 1;
     }
     if let Ok((start, len)) = parse_range(data) {
@@ -356,7 +359,10 @@ pub fn blob_api(data: &[u8]) -> usize {
     }
     if let Ok(created) = serde_json::from_slice::<BlobCreated>(data) {
         let again = serde_json::to_vec(&created).expect("encodes");
-        assert_eq!(serde_json::from_slice::<BlobCreated>(&again).ok(), Some(created));
+        assert_eq!(
+            serde_json::from_slice::<BlobCreated>(&again).ok(),
+            Some(created)
+        );
         accepted += 1;
     }
     accepted

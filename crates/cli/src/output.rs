@@ -3,10 +3,9 @@
 use serde::Serialize;
 use serde_json::json;
 use valise_client::{
-    attachment_infos,
     Alert, AuditLogReport, AuditReport, ClientError, ConversationDetail, ConversationView,
     DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
-    SyncProgress, SyncReport,
+    SyncProgress, SyncReport, attachment_infos,
 };
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, UserId};
 
@@ -441,7 +440,8 @@ pub fn transfer_bar(json: bool) -> Option<valise_client::attachments::Progress> 
     if json {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "attachment {msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",

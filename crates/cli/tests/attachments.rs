@@ -2,6 +2,8 @@
 //! byte for byte. The intruder holding the server reads no name and no
 //! content, and every change it makes to a blob on disk is caught before
 //! a byte is written. Uploads survive `kill -9` and resume.
+// Test support: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::{Device, Server, addr};
@@ -59,10 +61,7 @@ fn send_with(from: &Device, to: &Device, subject: &str, files: &[&Path]) -> i64 
     from.json(&args);
     to.sync();
     let inbox = to.inbox();
-    inbox
-        .iter()
-        .find(|l| l["subject"] == subject)
-        .unwrap()["id"]
+    inbox.iter().find(|l| l["subject"] == subject).unwrap()["id"]
         .as_i64()
         .unwrap()
 }
@@ -107,8 +106,15 @@ fn two_annexes_travel_and_nothing_of_them_reaches_the_server() {
     for (n, source) in [(1, &first), (2, &second)] {
         let target = out.join(format!("{n}.out"));
         let saved = save(&bob, id, n, &target);
-        assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
-        assert_eq!(std::fs::read(&target).unwrap(), std::fs::read(source).unwrap());
+        assert!(
+            saved.status.success(),
+            "{}",
+            String::from_utf8_lossy(&saved.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            std::fs::read(source).unwrap()
+        );
     }
     // The sender sees its own attachments too.
     let sent = alice.json(&["read", "1"]);
@@ -218,7 +224,10 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     std::fs::write(&blob, &original).unwrap();
     let target = out.join("annex.bin");
     assert!(save(&bob, id, 1, &target).status.success());
-    assert_eq!(std::fs::read(&target).unwrap(), std::fs::read(&source).unwrap());
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&source).unwrap()
+    );
 }
 
 #[test]
@@ -270,7 +279,10 @@ fn limits_refuse_before_a_byte_is_stored() {
     ]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("storage_full") || err.contains("queued"), "{err}");
+    assert!(
+        err.contains("storage_full") || err.contains("queued"),
+        "{err}"
+    );
     send_with(&bob, &alice, "Bob's", &[&mid]);
 }
 
@@ -349,7 +361,11 @@ fn kill9_story(size: usize, kills: usize) {
     let id = bob.inbox()[0]["id"].as_i64().unwrap();
     let target = dir.join("big.out");
     let saved = save(&bob, id, 1, &target);
-    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&big).unwrap());
 }
 

@@ -586,7 +586,7 @@ impl World {
             subject: subject.clone(),
             body: body.clone(),
             marking: None,
-        attachments: Vec::new(),
+            attachments: Vec::new(),
         };
         let step = self.step;
         self.actors[s].last_read_step = step;
@@ -976,7 +976,7 @@ impl World {
                 subject: subject.clone(),
                 body: body.clone(),
                 marking: None,
-            attachments: Vec::new(),
+                attachments: Vec::new(),
             };
             let client = self.actors[a].client.as_mut().unwrap();
             let outcome = client.send_in(&id, draft).await.map(|_| ());

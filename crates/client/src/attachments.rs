@@ -34,8 +34,8 @@ use valise_proto::api::blobs::{
     self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
 };
 use valise_proto::blob::{
-    AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES,
-    Opener, Sealer,
+    AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
+    Sealer,
 };
 use valise_proto::{BlobId, Letter, MessageId, Payload};
 
@@ -235,7 +235,10 @@ impl Client {
             part: Vec::with_capacity(MAX_PART_BYTES),
             hashed: 0,
             sent: blake3::Hasher::new(),
-            check: u.sent_hash.filter(|_| u.durable > 0).map(|h| (u.durable, h)),
+            check: u
+                .sent_hash
+                .filter(|_| u.durable > 0)
+                .map(|h| (u.durable, h)),
         };
         if !out.take(sealer.header(), resume_at) {
             return Ok(None);
@@ -260,7 +263,11 @@ impl Client {
                 }
             }
         }
-        if file.read(&mut plain[..1]).map_err(|e| file_error(&u.path, &e))? != 0 {
+        if file
+            .read(&mut plain[..1])
+            .map_err(|e| file_error(&u.path, &e))?
+            != 0
+        {
             return Ok(None);
         }
         if !out.part.is_empty() {
@@ -579,10 +586,7 @@ struct Partial {
 impl Partial {
     fn create(out: &Path) -> Result<Self> {
         let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
-        let name = format!(
-            ".valise-partial-{}",
-            hex::encode(rand::random::<[u8; 8]>())
-        );
+        let name = format!(".valise-partial-{}", hex::encode(rand::random::<[u8; 8]>()));
         let path = dir.map_or_else(|| PathBuf::from(&name), |d| d.join(&name));
         let file = File::create_new(&path).map_err(|e| file_error(&path, &e))?;
         Ok(Self {

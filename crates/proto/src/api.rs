@@ -438,12 +438,26 @@ pub mod blobs {
         fn headers_parse_strictly() {
             assert_eq!(parse_count("x", b"0"), Ok(0));
             assert_eq!(parse_count("x", b"8388608"), Ok(8 << 20));
-            for bad in [&b""[..], b"+1", b"-1", b" 1", b"1 ", b"0x10", b"99999999999999999999"] {
+            for bad in [
+                &b""[..],
+                b"+1",
+                b"-1",
+                b" 1",
+                b"1 ",
+                b"0x10",
+                b"99999999999999999999",
+            ] {
                 assert!(parse_count("x", bad).is_err(), "{bad:?}");
             }
             assert_eq!(parse_range(b"bytes=0-9"), Ok((0, 10)));
             assert_eq!(parse_range(range(100, 5).as_bytes()), Ok((100, 5)));
-            for bad in [&b"bytes=5-4"[..], b"bytes=-4", b"bytes=1-", b"bytes=0-1,3-4", b"items=0-1"] {
+            for bad in [
+                &b"bytes=5-4"[..],
+                b"bytes=-4",
+                b"bytes=1-",
+                b"bytes=0-1,3-4",
+                b"items=0-1",
+            ] {
                 assert!(parse_range(bad).is_err(), "{bad:?}");
             }
         }

@@ -31,9 +31,9 @@
 //! ever holds a whole file: memory stays flat whatever the size.
 
 use crate::id::BlobId;
+use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::{KeyInit, Payload};
-use chacha20poly1305::ChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -75,7 +75,11 @@ pub enum BlobError {
     #[error("chunk {0} does not decrypt: the blob was altered, reordered or cut short")]
     Chunk(u32),
     #[error("chunk {index} holds {got} bytes of the file, expected {expected}")]
-    ChunkLength { index: u32, got: usize, expected: usize },
+    ChunkLength {
+        index: u32,
+        got: usize,
+        expected: usize,
+    },
     #[error("the blob goes on after its last chunk")]
     Trailing,
     #[error("the blob ends before its last chunk ({got} of {expected} chunks)")]
@@ -376,7 +380,10 @@ impl Opener {
     fn complete(&mut self, out: &mut Vec<u8>) -> Result<(), BlobError> {
         let Some(header) = self.header else {
             let prefix = parse_header(&self.pending)?;
-            self.stream = Some(DecryptorBE32::from_aead(self.key.cipher(), (&prefix).into()));
+            self.stream = Some(DecryptorBE32::from_aead(
+                self.key.cipher(),
+                (&prefix).into(),
+            ));
             self.header = Some(header_bytes(&self.pending)?);
             return Ok(());
         };
@@ -396,7 +403,10 @@ impl Opener {
         }
         .map_err(|_| BlobError::Chunk(index))?;
         let file = self.layout.file_bytes_in(index);
-        if plain.get(file..).is_none_or(|pad| pad.iter().any(|&b| b != 0)) {
+        if plain
+            .get(file..)
+            .is_none_or(|pad| pad.iter().any(|&b| b != 0))
+        {
             return Err(BlobError::Padding(index));
         }
         out.extend_from_slice(&plain[..file]);
@@ -612,7 +622,10 @@ mod tests {
         let a = Layout::for_plain(1_000_000).unwrap();
         let b = Layout::for_plain(1_010_000).unwrap();
         assert_eq!(a.blob, b.blob);
-        assert_eq!(Layout::for_plain(1).unwrap(), Layout::for_plain(4000).unwrap().with_plain(1));
+        assert_eq!(
+            Layout::for_plain(1).unwrap(),
+            Layout::for_plain(4000).unwrap().with_plain(1)
+        );
         for len in [5000u64, 1 << 20, 123_456_789, 1 << 30] {
             let p = padme(len);
             assert!(p >= len && p - len <= len * 12 / 100, "{len} -> {p}");
@@ -659,7 +672,10 @@ mod tests {
     fn debug_hides_key_and_name() {
         let (_, r) = seal(b"x", &key(0xab));
         let s = format!("{r:?} {:?}", r.key);
-        assert!(!s.contains("annex") && !s.contains("171") && !s.contains("ab, ab"), "{s}");
+        assert!(
+            !s.contains("annex") && !s.contains("171") && !s.contains("ab, ab"),
+            "{s}"
+        );
     }
 
     #[test]

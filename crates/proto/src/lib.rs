@@ -18,7 +18,9 @@ pub mod report;
 pub mod tlog;
 pub mod wire;
 
-pub use id::{BlobId, ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
+pub use id::{
+    BlobId, ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId,
+};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use problem::{ErrorCode, Problem};
 pub use report::{AlertReport, Sha256Digest};

@@ -79,7 +79,10 @@ impl BlobFiles {
     /// Takes the blob for one writer, or refuses while another writes.
     pub fn writing(&self, id: &BlobId) -> Result<Writing<'_>, ApiError> {
         if lock(&self.busy).insert(*id) {
-            Ok(Writing { files: self, id: *id })
+            Ok(Writing {
+                files: self,
+                id: *id,
+            })
         } else {
             Err(ApiError::new(
                 ErrorCode::UploadOffset,

@@ -17,8 +17,8 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use valise_proto::api::blobs::{
-    BlobCreated, HeaderError, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET,
-    parse_count, parse_range,
+    BlobCreated, HeaderError, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
+    parse_range,
 };
 use valise_proto::audit::Action;
 use valise_proto::{BlobId, ErrorCode};
@@ -161,7 +161,10 @@ pub async fn append(
             Err(StoreError::Changed(_)) => return Err(wrong(blob.durable)),
             other => other?,
         }
-        Ok(BlobRecord { durable: to, ..blob })
+        Ok(BlobRecord {
+            durable: to,
+            ..blob
+        })
     })
     .await?;
     if after.is_complete() {
@@ -209,7 +212,10 @@ pub async fn read(
     let (blob, bytes) = blocking(move || {
         let blob = find(&state, &id)?;
         if !blob.is_complete() {
-            return Err(ApiError::new(ErrorCode::NotFound, "the blob is not complete"));
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "the blob is not complete",
+            ));
         }
         if start.saturating_add(len) > blob.length {
             return Err(ApiError::bad_request(format!(

@@ -19,8 +19,8 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, MAX_PART_BYTES, ROUTE as BLOBS};
 use valise_proto::ErrorCode;
+use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, MAX_PART_BYTES, ROUTE as BLOBS};
 
 /// Runs blocking store or MLS work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(

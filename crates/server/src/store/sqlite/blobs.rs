@@ -55,7 +55,12 @@ pub(super) fn get(conn: &Connection, id: &BlobId) -> Result<Option<BlobRecord>, 
     .transpose()
 }
 
-pub(super) fn part(tx: &Transaction<'_>, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError> {
+pub(super) fn part(
+    tx: &Transaction<'_>,
+    id: &BlobId,
+    from: u64,
+    to: u64,
+) -> Result<(), StoreError> {
     let changed = tx
         .prepare_cached(
             "UPDATE blobs SET durable = ?3, parts = parts + 1 \
