@@ -37,7 +37,7 @@ use valise_proto::blob::{
     AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
     Sealer,
 };
-use valise_proto::{BlobId, Letter, MessageId, Payload};
+use valise_proto::{BlobId, ErrorCode, Letter, MessageId, Payload};
 
 /// How far one attachment's transfer went.
 #[derive(Debug, Clone, Copy)]
@@ -139,18 +139,23 @@ impl Client {
 
     /// Uploads what is left of a draft's files, then moves the letter,
     /// with their references, to the outbox and posts it. A refusal that
-    /// will not change (a file gone, a blob over the server's limit)
-    /// drops the draft: the letter is not sent, and the error says why.
+    /// will not change (a file gone or unreadable, a blob over the
+    /// server's limit) drops the draft: the letter is not sent, and the
+    /// error says why. Anything else leaves it for the next try.
     async fn finish_draft(&mut self, draft: DraftRow) -> Result<SentLetter> {
         let mut refs = Vec::new();
         for mut upload in self.engine.home.uploads(&draft.message_id)? {
             match self.upload(&mut upload).await {
                 Ok(r) => refs.push(r),
-                Err(e) if e.is_transient() => return Err(e),
-                Err(e) => {
+                Err(e @ ClientError::Invalid(_)) => {
                     self.engine.home.drop_draft(&draft.message_id)?;
                     return Err(e);
                 }
+                Err(e) if e.is_server(ErrorCode::PayloadTooLarge) => {
+                    self.engine.home.drop_draft(&draft.message_id)?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         let Payload::Letter(mut letter) = Payload::decode(&draft.plaintext)? else {
@@ -191,8 +196,8 @@ impl Client {
 
     /// One pass; `None` if the source changed.
     async fn upload_once(&mut self, u: &mut Upload) -> Result<Option<AttachmentRef>> {
-        if let Some(digest) = u.digest {
-            return Ok(Some(reference(u, digest)));
+        if let (Some(digest), Some(blob)) = (u.digest, u.blob) {
+            return reference(u, blob, digest).map(Some);
         }
         let (size, mtime_ns) = source_stamp(&u.path)?;
         if (size, mtime_ns) != (u.size, u.mtime_ns) {
@@ -219,9 +224,12 @@ impl Client {
             }
         };
         let path = blobs::path(&blob);
-        let (headers, _) = self
-            .call_with_headers(Method::HEAD, &path, None, &[])
-            .await?;
+        let headers = match self.call_with_headers(Method::HEAD, &path, None, &[]).await {
+            Ok((headers, _)) => headers,
+            // Expired (unfinished for a day) or lost: a new blob, a new key.
+            Err(e) if e.is_server(ErrorCode::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let resume_at = offset(&headers)?;
         if resume_at > total {
             return Err(ClientError::Protocol(format!(
@@ -282,7 +290,7 @@ impl Client {
         }
         u.digest = Some(digest);
         self.engine.home.put_upload(u)?;
-        Ok(Some(reference(u, digest)))
+        reference(u, blob, digest).map(Some)
     }
 
     /// Sends the part gathered in `out` and notes it once durable.
@@ -462,17 +470,16 @@ impl Outgoing {
 }
 
 /// The reference a letter carries for a finished upload.
-fn reference(u: &Upload, digest: BlobDigest) -> AttachmentRef {
-    let layout = Layout::for_plain(u.size).map_or(0, |l| l.blob);
-    AttachmentRef {
-        blob: u.blob.unwrap_or(BlobId::from_bytes([0; 16])),
+fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentRef> {
+    Ok(AttachmentRef {
+        blob,
         key: u.key.clone(),
         digest,
         size: u.size,
-        blob_size: layout,
+        blob_size: Layout::for_plain(u.size).map_err(invalid)?.blob,
         name: u.name.clone(),
         media_type: u.media_type.clone(),
-    }
+    })
 }
 
 /// A new upload of `path` as attachment `idx`, with a fresh key.
