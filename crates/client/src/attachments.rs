@@ -205,8 +205,9 @@ impl Client {
         }
         let mut sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
         let total = sealer.layout().blob;
-        let blob = match u.blob {
-            Some(b) => b,
+        // A blob just made is empty: only a resumed one asks where it is.
+        let (blob, resume_at) = match u.blob {
+            Some(b) => (b, self.durable_offset(&b).await?),
             None => {
                 let (_, body) = self
                     .call_with_headers(
@@ -220,17 +221,13 @@ impl Client {
                     .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))?;
                 u.blob = Some(created.blob);
                 self.engine.home.put_upload(u)?;
-                created.blob
+                (created.blob, Some(0))
             }
         };
-        let path = blobs::path(&blob);
-        let headers = match self.call_with_headers(Method::HEAD, &path, None, &[]).await {
-            Ok((headers, _)) => headers,
-            // Expired (unfinished for a day) or lost: a new blob, a new key.
-            Err(e) if e.is_server(ErrorCode::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
+        // Expired (unfinished for a day) or lost: a new blob, a new key.
+        let Some(resume_at) = resume_at else {
+            return Ok(None);
         };
-        let resume_at = offset(&headers)?;
         if resume_at > total {
             return Err(ClientError::Protocol(format!(
                 "the server says {resume_at} bytes of a {total}-byte blob are stored"
@@ -293,7 +290,20 @@ impl Client {
         reference(u, blob, digest).map(Some)
     }
 
-    /// Sends the part gathered in `out` and notes it once durable.
+    /// How much of a blob the server holds durably; `None` if it has none.
+    async fn durable_offset(&mut self, blob: &BlobId) -> Result<Option<u64>> {
+        match self
+            .call_with_headers(Method::HEAD, &blobs::path(blob), None, &[])
+            .await
+        {
+            Ok((headers, _)) => offset(&headers).map(Some),
+            Err(e) if e.is_server(ErrorCode::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the part gathered in `out` and notes it once durable (the
+    /// last part is noted with the digest, by the caller).
     async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<()> {
         let len = out.part.len() as u64;
         let bytes = std::mem::replace(&mut out.part, Vec::with_capacity(MAX_PART_BYTES));
@@ -311,7 +321,9 @@ impl Client {
         out.at = now_at;
         u.durable = now_at;
         u.sent_hash = Some(*out.sent.finalize().as_bytes());
-        self.engine.home.put_upload(u)?;
+        if now_at < out.total {
+            self.engine.home.put_upload(u)?;
+        }
         self.report(Transfer {
             index: u.idx as usize + 1,
             done: now_at,
