@@ -35,6 +35,9 @@ pub const TARGETS: &[&str] = &[
     "checkpoint",
     "label",
     "attestation",
+    "blob_header",
+    "chunk_stream",
+    "blob_api",
 ];
 
 /// Targets whose checks need valise-directory (`directory.rs`): valise-proto
@@ -54,6 +57,9 @@ pub fn run(name: &str, data: &[u8]) -> Option<usize> {
         "checkpoint" => checkpoint(data),
         "label" => label(data),
         "attestation" => attestation(data),
+        "blob_header" => blob_header(data),
+        "chunk_stream" => chunk_stream(data),
+        "blob_api" => blob_api(data),
         _ => return None,
     })
 }
@@ -321,4 +327,99 @@ pub fn attestation(data: &[u8]) -> usize {
         .expect("and verifies");
     assert_eq!(back, claimed);
     1
+}
+
+/// An attachment blob's header, the first bytes a downloader parses of
+/// what the server serves.
+pub fn blob_header(data: &[u8]) -> usize {
+    use valise_proto::blob::{HEADER_BYTES, parse_header};
+    match parse_header(data) {
+        Ok(prefix) => {
+            assert_eq!(data.len(), HEADER_BYTES);
+            assert_eq!(&data[HEADER_BYTES - prefix.len()..], prefix.as_slice());
+            1
+        }
+        Err(_) => 0,
+    }
+}
+
+/// The key of the `chunk_stream` seeds.
+pub const CHUNK_STREAM_KEY: [u8; 32] = [7; 32];
+
+/// A blob as a server serves it, opened as a downloader opens it: the
+/// input is the file's size (4 bytes, big-endian) and then the blob,
+/// under [`CHUNK_STREAM_KEY`] with the digest of exactly these bytes (so
+/// that the fuzzer reaches the chunks). What opens seals again, from its
+/// header's nonce prefix, to the same bytes.
+pub fn chunk_stream(data: &[u8]) -> usize {
+    use valise_proto::blob::{AttachmentRef, BlobKey, Layout, Opener, Sealer, parse_header};
+    let Some((size, blob)) = data.split_first_chunk::<4>() else {
+        return 0;
+    };
+    let size = u64::from(u32::from_be_bytes(*size) % (1 << 20));
+    let Ok(layout) = Layout::for_plain(size) else {
+        return 0;
+    };
+    let reference = AttachmentRef {
+        blob: valise_proto::BlobId::from_bytes([1; 16]),
+        key: BlobKey::from_bytes(CHUNK_STREAM_KEY),
+        digest: *blake3::hash(blob).as_bytes(),
+        size,
+        blob_size: layout.blob,
+        name: String::new(),
+        media_type: String::new(),
+    };
+    let Ok(mut opener) = Opener::new(&reference) else {
+        return 0;
+    };
+    let mut plain = Vec::new();
+    for piece in blob.chunks(1000) {
+        match opener.push(piece) {
+            Ok(p) => plain.extend(p),
+            Err(_) => return 0,
+        }
+    }
+    if opener.finish(&reference.digest).is_err() {
+        return 0;
+    }
+    assert_eq!(plain.len() as u64, size);
+    let prefix = parse_header(&blob[..13]).expect("an opened blob has a header");
+    let mut sealer = Sealer::new(&reference.key, &prefix, size).expect("a valid size");
+    let mut again = sealer.header().to_vec();
+    let mut at = 0;
+    for _ in 0..layout.chunks {
+        let n = sealer.next_file_bytes();
+        again.extend(sealer.seal_next(&plain[at..at + n]).expect("seals"));
+        at += n;
+    }
+    assert_eq!(again, blob, "a blob has one sealing");
+    1
+}
+
+/// The blob API's headers and answer, which the server parses from any
+/// device and a device from the server.
+pub fn blob_api(data: &[u8]) -> usize {
+    use valise_proto::api::blobs::{BlobCreated, parse_count, parse_range, range};
+    let mut accepted = 0;
+    if let Ok(n) = parse_count("upload-offset", data) {
+        assert_eq!(
+            parse_count("upload-offset", n.to_string().as_bytes()),
+            Ok(n)
+        );
+        accepted += 1;
+    }
+    if let Ok((start, len)) = parse_range(data) {
+        assert!(len > 0);
+        assert_eq!(parse_range(range(start, len).as_bytes()), Ok((start, len)));
+        accepted += 1;
+    }
+    if let Ok(created) = serde_json::from_slice::<BlobCreated>(data) {
+        let again = serde_json::to_vec(&created).expect("encodes");
+        assert_eq!(
+            serde_json::from_slice::<BlobCreated>(&again).ok(),
+            Some(created)
+        );
+        accepted += 1;
+    }
+    accepted
 }

@@ -11,8 +11,10 @@
 //! `--rate` paces the senders to measure latency below saturation;
 //! `--server-pid` measures the server's own CPU time and memory (see
 //! [`probe`]), so that figures are the server's, not the pair's.
+//! `--blob-mib` measures attachments instead (see [`blobs`]).
 #![forbid(unsafe_code)]
 
+mod blobs;
 mod light;
 mod probe;
 
@@ -94,6 +96,11 @@ struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure attachments instead: seal, upload and save a file of this
+    /// many MiB between two devices, and what a 100 KiB attachment adds
+    /// to `send` (over `--letters` sends, at most 200); prints JSON.
+    #[arg(long, value_name = "MIB")]
+    blob_mib: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +149,9 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(mib) = args.blob_mib {
+        return blobs::run(&args, mib, &tempfile_dir(&args)?);
+    }
     if args.senders == 0 || args.senders + args.offline + args.light >= args.users {
         bail!(
             "need 1 to users-1 senders and, beside them and the offline and light devices, \
@@ -529,6 +539,7 @@ impl DeviceRun {
             subject: format!("bench {i}"),
             body: self.body.clone(),
             marking: None,
+            attachments: Vec::new(),
         };
         if self.light_sender {
             for i in 0..self.sends {

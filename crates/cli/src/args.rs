@@ -110,6 +110,13 @@ pub enum Command {
         /// 'EU RESTRICTED' or 'TLP:AMBER//REL TO CZE, FRA'.
         #[arg(long, value_parser = Label::parse)]
         marking: Option<Label>,
+        /// Attach a file (repeat for several). Each is encrypted on this
+        /// device with its own key, padded, and uploaded in resumable parts
+        /// before the letter goes; the server sees only a rounded size. If
+        /// the upload is interrupted, `valise sync` (or any command that
+        /// sends) resumes it; a file changed meanwhile is uploaded anew.
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
     },
     /// Print the catalogue of handling markings `--marking` accepts, with
     /// the other spellings of each and the markings it covers.
@@ -139,6 +146,20 @@ pub enum Command {
         /// Only this device of the user.
         #[arg(long)]
         device: Option<DeviceId>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Save a letter's attachment to a file: downloaded, every chunk and
+    /// the whole checked (nothing altered, reordered, cut or swapped), and
+    /// written only if all passed. A failed check raises an alert and
+    /// writes nothing. `read ID` lists the attachments and their numbers.
+    Save {
+        /// The letter's id, as `inbox` and `read` show it.
+        id: i64,
+        /// The attachment's number (from 1), as `read` lists it.
+        #[arg(long)]
+        attachment: usize,
+        /// Where to write it (must not exist yet).
         #[arg(long)]
         out: PathBuf,
     },

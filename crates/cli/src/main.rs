@@ -104,12 +104,15 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             body,
             body_file,
             marking,
+            attach,
         } => {
             let mut client = open(cli)?;
+            client.set_progress(output::transfer_bar(out.json));
             let draft = Draft {
                 subject: subject.clone(),
                 body: read_body(body, body_file)?,
                 marking: marking.clone(),
+                attachments: attach.clone(),
             };
             let sent = match conversation {
                 Some(conv) => client.send_in(conv, draft).await?,
@@ -117,8 +120,18 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             };
             out.sent(&sent);
         }
+        Command::Save {
+            id,
+            attachment,
+            out: file,
+        } => {
+            let mut client = open(cli)?;
+            client.set_progress(output::transfer_bar(out.json));
+            out.saved(&client.save_attachment(*id, *attachment, file).await?);
+        }
         Command::Sync { wait } => {
             let mut client = open(cli)?;
+            client.set_progress(output::transfer_bar(out.json));
             let bar = output::SyncBar::new(out.json);
             let report = client
                 .sync_with(wait.saturating_mul(1000), &mut |p| bar.update(p))

@@ -5,7 +5,7 @@ use serde_json::json;
 use valise_client::{
     Alert, AuditLogReport, AuditReport, ClientError, ConversationDetail, ConversationView,
     DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
-    SyncProgress, SyncReport,
+    SyncProgress, SyncReport, attachment_infos,
 };
 use valise_proto::attestation::{Accreditation, AuthorityKey};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Label, UserId};
@@ -56,6 +56,17 @@ impl Output {
                  it, and report it to your security officer now (your administrator can reset \
                  the account with `valised admin invite --reset`).",
                 me.user, me.device
+            )
+        });
+    }
+
+    pub fn saved(&self, s: &valise_client::attachments::Saved) {
+        self.emit(s, || {
+            format!(
+                "saved {} ({}, {} bytes)",
+                s.path.display(),
+                s.media_type,
+                s.size
             )
         });
     }
@@ -338,11 +349,21 @@ impl Output {
             "in_reply_to": l.in_reply_to,
             "message_id": l.message_id,
             "from_device": l.from_device,
+            "attachments": attachment_infos(&l.attachments),
         });
         self.emit(value, || {
             let to: Vec<&str> = l.to.iter().map(UserId::as_str).collect();
+            let annexes: String = attachment_infos(&l.attachments)
+                .iter()
+                .map(|a| {
+                    format!(
+                        "\nAttachment {}: {} ({}, {} bytes)",
+                        a.index, a.name, a.media_type, a.size
+                    )
+                })
+                .collect();
             format!(
-                "From:    {} (device {})\nTo:      {}\nDate:    {}\nSubject: {}{}\n\n{}",
+                "From:    {} (device {})\nTo:      {}\nDate:    {}\nSubject: {}{}{annexes}\n\n{}",
                 l.from,
                 l.from_device,
                 to.join(", "),
@@ -496,6 +517,30 @@ impl Output {
             },
         );
     }
+}
+
+/// An attachment transfer's progress on stderr, never with `--json`.
+pub fn transfer_bar(json: bool) -> Option<valise_client::attachments::Progress> {
+    if json {
+        return None;
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "attachment {msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(Box::new(move |t: valise_client::attachments::Transfer| {
+        bar.set_message(t.index.to_string());
+        bar.set_length(t.total);
+        bar.set_position(t.done);
+        if t.done == t.total {
+            bar.finish_and_clear();
+            bar.reset();
+        }
+    }))
 }
 
 /// Progress of a long sync on stderr; shown only for a real backlog on a

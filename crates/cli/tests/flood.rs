@@ -20,6 +20,7 @@ fn seal(home: &std::path::Path, conv: &str, subject: &str, n: usize) -> Client {
             subject: format!("{subject} {i}"),
             body: "x".into(),
             marking: None,
+            attachments: Vec::new(),
         };
         client.seal_in(&conv, draft).unwrap();
     }

@@ -587,6 +587,7 @@ impl World {
             subject: subject.clone(),
             body: body.clone(),
             marking: None,
+            attachments: Vec::new(),
         };
         let step = self.step;
         self.actors[s].last_read_step = step;
@@ -976,6 +977,7 @@ impl World {
                 subject: subject.clone(),
                 body: body.clone(),
                 marking: None,
+                attachments: Vec::new(),
             };
             let client = self.actors[a].client.as_mut().unwrap();
             let outcome = client.send_in(&id, draft).await.map(|_| ());

@@ -72,6 +72,10 @@ pub enum AlertKind {
     /// The server names another accreditation authority key than the one
     /// this device pinned: it keeps verifying under the pinned key.
     AccreditationAuthorityChanged,
+    /// An attachment's blob, as the server served it, failed its checks (a
+    /// chunk altered, reordered or missing, the end cut, another blob, the
+    /// digest): nothing was saved.
+    AttachmentRefused,
 }
 
 impl AlertKind {
@@ -97,6 +101,7 @@ impl AlertKind {
             Self::UnaccreditedRecipient => "unaccredited_recipient",
             Self::Spillage => "spillage",
             Self::AccreditationAuthorityChanged => "accreditation_authority_changed",
+            Self::AttachmentRefused => "attachment_refused",
         }
     }
 }

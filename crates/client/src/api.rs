@@ -3,7 +3,7 @@
 //! turned into typed errors, answers read up to a size limit.
 
 use crate::error::{ClientError, Result};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -111,7 +111,25 @@ impl Api {
         body: Option<Body>,
         auth: bool,
     ) -> Result<Vec<u8>> {
+        self.exchange(method, path, body, &[], auth)
+            .await
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// As [`Api::request`], with request headers besides the body's, and
+    /// the answer's headers (the blob API speaks in headers).
+    pub(crate) async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        headers: &[(&'static str, String)],
+        auth: bool,
+    ) -> Result<(HeaderMap, Vec<u8>)> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         if auth {
             let (token, _) = self.token.as_ref().ok_or_else(|| {
                 ClientError::Protocol("authenticated call without a session".into())
@@ -126,6 +144,7 @@ impl Api {
         }
         let mut resp = req.send().await.map_err(network)?;
         let status = resp.status();
+        let answer_headers = std::mem::take(resp.headers_mut());
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(network)? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -136,7 +155,7 @@ impl Api {
             bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            Ok(bytes)
+            Ok((answer_headers, bytes))
         } else {
             Err(ClientError::Server(problem(status, &bytes)))
         }

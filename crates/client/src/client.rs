@@ -13,6 +13,7 @@ use openmls::prelude::{OpenMlsProvider, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer;
 use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub struct Client {
     /// How long this device keeps its own leaf's keys in a conversation
     /// before it renews them (I3: 24 hours unless configured).
     pub(crate) update_interval_ms: i64,
+    /// Told how attachment transfers advance (the CLI draws a bar).
+    pub(crate) progress: Option<crate::attachments::Progress>,
 }
 
 /// What `enroll` needs besides the home.
@@ -83,6 +86,7 @@ impl Client {
             rereading: false,
             members_checked: HashMap::new(),
             update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
+            progress: None,
         }
     }
 
@@ -258,18 +262,31 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> Result<Vec<u8>> {
+        self.call_with_headers(method, path, body, &[])
+            .await
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// As [`Client::call_binary`], with request and answer headers.
+    pub(crate) async fn call_with_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        headers: &[(&'static str, String)],
+    ) -> Result<(HeaderMap, Vec<u8>)> {
         if !self.api.fresh_token() {
             self.login().await?;
         }
         match self
             .api
-            .request(method.clone(), path, body.clone(), true)
+            .exchange(method.clone(), path, body.clone(), headers, true)
             .await
         {
             Err(e) if e.is_server(ErrorCode::Unauthorized) => {
                 self.api.forget_token();
                 self.login().await?;
-                self.api.request(method, path, body, true).await
+                self.api.exchange(method, path, body, headers, true).await
             }
             other => other,
         }

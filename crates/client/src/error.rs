@@ -80,6 +80,9 @@ pub enum ClientError {
     /// A server's audit log failed verification (`valise audit-log`).
     #[error("audit log: {detail}")]
     AuditLog { code: &'static str, detail: String },
+    /// An attachment failed its checks: nothing was written.
+    #[error("{0}")]
+    Attachment(String),
 }
 
 impl ClientError {
@@ -111,6 +114,7 @@ impl ClientError {
             Self::AuditLog { code, .. } => code,
             Self::Unaccredited { .. } => "unaccredited",
             Self::AuthorityMismatch(_) => "authority_mismatch",
+            Self::Attachment(_) => "attachment_refused",
         }
     }
 

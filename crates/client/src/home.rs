@@ -9,7 +9,8 @@
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
-//! [`outbox`], [`alerts`], [`directory`], [`desk`] and [`accreditation`]. openmls keeps its group state
+//! [`outbox`], [`uploads`] (attachments), [`alerts`], [`directory`],
+//! [`desk`] and [`accreditation`]. openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
 
@@ -23,6 +24,7 @@ pub mod directory;
 pub mod held;
 pub mod letters;
 pub mod outbox;
+pub mod uploads;
 
 use crate::error::{ClientError, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -249,6 +251,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_resend_due.sql"),
     include_str!("migrations/0011_audit_key.sql"),
     include_str!("migrations/0012_security_desk.sql"),
+    include_str!("migrations/0013_attachments.sql"),
     include_str!("migrations/0014_accreditation.sql"),
 ];
 

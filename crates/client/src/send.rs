@@ -13,6 +13,7 @@ use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Duration;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{
@@ -28,6 +29,9 @@ pub struct Draft {
     pub subject: String,
     pub body: String,
     pub marking: Option<Label>,
+    /// Files to attach: each is encrypted and uploaded as a blob before
+    /// the letter goes (see [`crate::attachments`]).
+    pub attachments: Vec<PathBuf>,
 }
 
 /// A letter this device sent.
@@ -94,6 +98,7 @@ impl Client {
                 "a letter needs at least one recipient".into(),
             ));
         }
+        let files = draft.attachments.clone();
         let letter = self.new_letter(
             to.to_vec(),
             draft,
@@ -104,14 +109,30 @@ impl Client {
             users: to.to_vec(),
             conversation: None,
         };
-        self.post_letter(target, letter).await
+        self.post_with(target, letter, &files).await
     }
 
     /// Starts a new thread in a conversation, addressed to all its members.
     pub async fn send_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
         let to = self.engine.other_members(conv)?;
+        let files = draft.attachments.clone();
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
-        self.post_letter(Target::Conversation(*conv), letter).await
+        self.post_with(Target::Conversation(*conv), letter, &files)
+            .await
+    }
+
+    /// Posts a letter, its attachments uploaded first when it has any.
+    async fn post_with(
+        &mut self,
+        target: Target,
+        letter: Letter,
+        files: &[PathBuf],
+    ) -> Result<SentLetter> {
+        if files.is_empty() {
+            self.post_letter(target, letter).await
+        } else {
+            self.post_with_attachments(target, letter, files).await
+        }
     }
 
     /// Answers a letter in its conversation and thread.
@@ -131,6 +152,7 @@ impl Client {
             subject,
             body,
             marking: original.marking.clone(),
+            attachments: Vec::new(),
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
         self.post_letter(Target::Conversation(original.conversation), letter)
@@ -144,8 +166,19 @@ impl Client {
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
     async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
-        let message_id = letter.message_id;
         let id = self.engine.write_letter(&target, &letter)?;
+        self.post_written(target, letter.message_id, letter.marking.as_ref(), id)
+            .await
+    }
+
+    /// Delivers a letter written as `id` (see [`Client::post_letter`]).
+    pub(crate) async fn post_written(
+        &mut self,
+        target: Target,
+        message_id: MessageId,
+        marking: Option<&Label>,
+        id: i64,
+    ) -> Result<SentLetter> {
         let conversation = match (self.prepare(&target).await, &target) {
             (Ok(c), _) => c,
             (Err(e), _) if e.is_transient() => return Err(ClientError::Queued(e.to_string())),
@@ -164,7 +197,7 @@ impl Client {
                 return Err(e);
             }
         };
-        if let (Some(conv), Some(label)) = (&conversation, &letter.marking)
+        if let (Some(conv), Some(label)) = (&conversation, marking)
             && let Err(e) = self.check_marked(conv, label).await
         {
             // Refused, not held: the person decides what to do instead.
@@ -310,6 +343,8 @@ impl Client {
     /// [`Client::seal_in`]) in the order written, and tries again what
     /// waits unsealed; returns (delivered, still waiting).
     pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
+        // Letters whose attachments were still uploading go first.
+        self.finish_drafts().await?;
         let mut delivered = Vec::new();
         let (mut total, mut held) = (0, 0);
         let outcome = self
@@ -692,7 +727,7 @@ async fn pause(e: &ClientError, waited: &mut Duration) -> Result<()> {
 }
 
 /// The users of an `exact_to` key.
-fn recipients(key: &str) -> Result<Vec<UserId>> {
+pub(crate) fn recipients(key: &str) -> Result<Vec<UserId>> {
     key.split(',')
         .filter(|u| !u.is_empty())
         .map(|u| Ok(UserId::parse(u)?))

@@ -20,6 +20,10 @@
 //! | `GET /v1/directory/history/{user}` | – | [`DirectoryProof`] |
 //! | `GET /v1/directory/audit?from=e&to=f` | – | [`DirectoryAudit`] (no authentication: for auditors) |
 //! | `GET /v1/security-desk` | – | [`SecurityDesk`] |
+//! | `POST /v1/blobs` (`Upload-Length`) | – | [`BlobCreated`] (413 over the limit, 507 `storage_full` over the quota) |
+//! | `PATCH /v1/blobs/{id}` (`Upload-Offset`) | blob bytes, at most [`blobs::MAX_PART_BYTES`] | 204, `Upload-Offset` (409 on another offset) |
+//! | `HEAD /v1/blobs/{id}` | – | `Upload-Offset`, `Upload-Length` |
+//! | `GET /v1/blobs/{id}` (`Range: bytes=a-b`) | – | 206, the bytes (409 until complete) |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
@@ -366,4 +370,119 @@ pub struct SecurityDesk {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccreditationAuthority {
     pub accreditation_authority: Option<String>,
+}
+
+/// The attachment blob API (tus-style resumable uploads): its paths and
+/// headers live here once, so that client and server cannot diverge.
+pub mod blobs {
+    use crate::id::BlobId;
+    use serde::{Deserialize, Serialize};
+
+    /// `POST`: create a blob of the declared length.
+    pub const ROUTE: &str = "/v1/blobs";
+    /// `PATCH`, `HEAD`, `GET` one blob (axum's path template).
+    pub const ITEM_ROUTE: &str = "/v1/blobs/{id}";
+    /// The blob's whole length, declared at creation.
+    pub const UPLOAD_LENGTH: &str = "upload-length";
+    /// Where a part starts (`PATCH`), or how much is durable (`HEAD`).
+    pub const UPLOAD_OFFSET: &str = "upload-offset";
+    /// The content type of a part.
+    pub const PART_TYPE: &str = "application/offset+octet-stream";
+    /// Largest part of one `PATCH`, and of one ranged `GET`.
+    pub const MAX_PART_BYTES: usize = 8 * 1024 * 1024;
+
+    /// The path of one blob.
+    pub fn path(id: &BlobId) -> String {
+        format!("{ROUTE}/{id}")
+    }
+
+    /// The answer to `POST /v1/blobs`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct BlobCreated {
+        pub blob: BlobId,
+    }
+
+    /// A malformed blob header.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("header {0} is not valid")]
+    pub struct HeaderError(pub &'static str);
+
+    /// Parses `Upload-Length` or `Upload-Offset`: decimal digits only (no
+    /// sign, no spaces), at most 19 of them.
+    pub fn parse_count(name: &'static str, value: &[u8]) -> Result<u64, HeaderError> {
+        if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(HeaderError(name));
+        }
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(HeaderError(name))
+    }
+
+    /// Parses `Range: bytes=FIRST-LAST` (one range, both ends given,
+    /// inclusive); returns the start and the length.
+    pub fn parse_range(value: &[u8]) -> Result<(u64, u64), HeaderError> {
+        let bad = HeaderError("range");
+        let rest = value.strip_prefix(b"bytes=").ok_or(bad.clone())?;
+        let dash = rest.iter().position(|&b| b == b'-').ok_or(bad.clone())?;
+        let first = parse_count("range", &rest[..dash]).map_err(|_| bad.clone())?;
+        let last = parse_count("range", &rest[dash + 1..]).map_err(|_| bad.clone())?;
+        if last < first {
+            return Err(bad);
+        }
+        Ok((first, last - first + 1))
+    }
+
+    /// The `Range` header asking for `len` bytes from `start` (`len` > 0).
+    pub fn range(start: u64, len: u64) -> String {
+        format!("bytes={start}-{}", start + len.max(1) - 1)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[test]
+        fn headers_parse_strictly() {
+            assert_eq!(parse_count("x", b"0"), Ok(0));
+            assert_eq!(parse_count("x", b"8388608"), Ok(8 << 20));
+            for bad in [
+                &b""[..],
+                b"+1",
+                b"-1",
+                b" 1",
+                b"1 ",
+                b"0x10",
+                b"99999999999999999999",
+            ] {
+                assert!(parse_count("x", bad).is_err(), "{bad:?}");
+            }
+            assert_eq!(parse_range(b"bytes=0-9"), Ok((0, 10)));
+            assert_eq!(parse_range(range(100, 5).as_bytes()), Ok((100, 5)));
+            for bad in [
+                &b"bytes=5-4"[..],
+                b"bytes=-4",
+                b"bytes=1-",
+                b"bytes=0-1,3-4",
+                b"items=0-1",
+            ] {
+                assert!(parse_range(bad).is_err(), "{bad:?}");
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+                let _ = parse_count("x", &b);
+                let _ = parse_range(&b);
+            }
+
+            #[test]
+            fn ranges_round_trip(start in 0u64..(1 << 40), len in 1u64..(1 << 30)) {
+                prop_assert_eq!(parse_range(range(start, len).as_bytes()), Ok((start, len)));
+            }
+        }
+    }
 }

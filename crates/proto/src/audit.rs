@@ -82,6 +82,11 @@ pub enum Action {
     /// The administrator published an accreditation attestation in a
     /// user's directory entry (`valised admin publish-attestation`).
     AttestationPublished,
+    /// A device created an attachment blob (its declared length, never a
+    /// name or content).
+    BlobCreated,
+    /// The last byte of a blob became durable.
+    BlobCompleted,
 }
 
 impl Action {
@@ -107,6 +112,8 @@ impl Action {
             Self::AuditReported => "audit_reported",
             Self::AlertRaised => "alert_raised",
             Self::AttestationPublished => "attestation_published",
+            Self::BlobCreated => "blob_created",
+            Self::BlobCompleted => "blob_completed",
         }
     }
 }

@@ -208,6 +208,13 @@ hex_id!(
     ThreadId, 16, "thread id"
 );
 
+hex_id!(
+    /// An attachment blob on its uploader's server: a 128-bit random
+    /// capability (whoever names it may read its ciphertext, nobody else
+    /// can guess it).
+    BlobId, 16, "blob id"
+);
+
 /// One device of one user, `user/device`: the identity inside every MLS
 /// credential of Valise, so that a leaf names both.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

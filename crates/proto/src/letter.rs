@@ -7,6 +7,8 @@
 //! ```
 //! The server sees only the bucket, never the exact length.
 
+pub use crate::blob::AttachmentRef;
+use crate::blob::{BlobError, MAX_ATTACHMENTS};
 use crate::id::{MessageId, ThreadId, UserId};
 use crate::limits;
 use crate::marking::Label;
@@ -38,6 +40,8 @@ pub enum LetterError {
     },
     #[error("letter record is invalid: {0}")]
     Invalid(String),
+    #[error("letter has an invalid attachment: {0}")]
+    Attachment(#[from] BlobError),
 }
 
 /// Where and how a record failed to decode, without what it said (serde
@@ -92,7 +96,7 @@ pub struct Letter {
     /// the same epoch knows the server splits the directory's view.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootBytes>,
-    /// Reserved for attachment references (blob id, key, digest, size, name, type).
+    /// The attachments: each an encrypted blob (see [`crate::blob`]).
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
 }
@@ -153,10 +157,6 @@ pub struct EpochCount {
     pub last: u64,
 }
 
-/// Reference to an encrypted attachment blob. Empty until attachments land.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentRef {}
-
 /// Conversation settings shared among members inside the encryption, so the
 /// server never learns a conversation's name.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,12 +199,6 @@ impl std::fmt::Debug for ConversationMeta {
     }
 }
 
-impl std::fmt::Debug for AttachmentRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttachmentRef").finish_non_exhaustive()
-    }
-}
-
 /// The versioned record on the wire (borrowed to encode, owned to decode).
 #[derive(Serialize)]
 struct Envelope<'a> {
@@ -243,7 +237,11 @@ impl Letter {
         };
         check("subject", self.subject.len(), limits::MAX_SUBJECT_BYTES)?;
         check("body", self.body.len(), limits::MAX_BODY_BYTES)?;
-        check("to", self.to.len(), limits::MAX_RECIPIENTS)
+        check("to", self.to.len(), limits::MAX_RECIPIENTS)?;
+        check("attachments", self.attachments.len(), MAX_ATTACHMENTS)?;
+        self.attachments
+            .iter()
+            .try_for_each(|a| a.check().map_err(LetterError::from))
     }
 }
 
@@ -284,8 +282,11 @@ impl Payload {
         if env.v != LETTER_VERSION {
             return Err(LetterError::Version(env.v));
         }
-        if let Payload::Alert(r) = &env.p {
-            r.check()?;
+        match &env.p {
+            Payload::Alert(r) => r.check()?,
+            // A receiver refuses what no honest sender seals.
+            Payload::Letter(l) => l.check_limits()?,
+            Payload::Meta(_) => {}
         }
         Ok(env.p)
     }

@@ -5,12 +5,13 @@
 //! inside MLS application messages ([`letter`]) with its handling label
 //! ([`marking`]) and the alert reports sent
 //! to the security desk ([`report`]), the JSON bodies of the HTTP
-//! API ([`api`]), the binary bodies of delivery ([`wire`]) and the problem details with stable error codes ([`problem`]).
+//! API ([`api`]), the binary bodies of delivery ([`wire`]), attachment blobs ([`blob`]) and the problem details with stable error codes ([`problem`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod attestation;
 pub mod audit;
+pub mod blob;
 pub mod bytes;
 pub mod id;
 pub mod letter;
@@ -20,7 +21,9 @@ pub mod report;
 pub mod tlog;
 pub mod wire;
 
-pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
+pub use id::{
+    BlobId, ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId,
+};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use marking::{Label, Marking, MarkingError};
 pub use problem::{ErrorCode, Problem};

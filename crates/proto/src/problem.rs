@@ -48,6 +48,9 @@ pub enum ErrorCode {
     /// it was restored from an older copy of its data. Read again from the
     /// start and re-send what the server no longer has.
     UnknownCursor,
+    /// A blob part sent at an offset other than the blob's durable one
+    /// (`HEAD` says where to resume).
+    UploadOffset,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -61,7 +64,9 @@ impl ErrorCode {
             Self::Unauthorized | Self::InvalidInvite | Self::DeviceRevoked => 401,
             Self::Forbidden | Self::NotMember | Self::DevicePending => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
-            Self::AlreadyExists | Self::StaleEpoch | Self::UnknownCursor => 409,
+            Self::AlreadyExists | Self::StaleEpoch | Self::UnknownCursor | Self::UploadOffset => {
+                409
+            }
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
@@ -91,6 +96,7 @@ impl ErrorCode {
             Self::DeviceRevoked => "device_revoked",
             Self::DevicePending => "device_pending",
             Self::UnknownCursor => "unknown_cursor",
+            Self::UploadOffset => "upload_offset",
             Self::Unknown => "unknown",
         }
     }

@@ -235,12 +235,35 @@ fn write_seeds() {
     .unwrap();
     for (path, bytes) in delivery_seeds()
         .into_iter()
+        .chain(blob_seeds())
         .chain(checkpoint_seeds())
         .chain(report_seeds())
         .chain(marking_seeds())
     {
         std::fs::write(fuzz_dir().join("seeds").join(path), bytes).unwrap();
     }
+}
+
+/// Blobs of 1,000 and 70,000 bytes (one chunk, two) as the
+/// `chunk_stream` target reads them: the size, then the blob, sealed under
+/// the target's key.
+fn blob_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use valise_proto::blob::{BlobKey, Sealer};
+    let seal = |size: u32| {
+        let key = BlobKey::from_bytes(checks::CHUNK_STREAM_KEY);
+        let mut s = Sealer::new(&key, &[1; 7], u64::from(size)).unwrap();
+        let mut out = size.to_be_bytes().to_vec();
+        out.extend(s.header());
+        for _ in 0..s.layout().chunks {
+            let n = s.next_file_bytes();
+            out.extend(s.seal_next(&vec![0x61; n]).unwrap());
+        }
+        out
+    };
+    vec![
+        ("chunk_stream/one-chunk.bin", seal(1000)),
+        ("chunk_stream/two-chunks.bin", seal(70_000)),
+    ]
 }
 
 /// The audit log's seeds: a checkpoint signed by the fuzz key (see

@@ -138,6 +138,15 @@ pub struct RunSettings {
     /// with `storage_full`, and nobody else's.
     #[arg(long)]
     pub account_quota_mib: Option<u64>,
+    /// Largest attachment blob a device may upload, in MiB; a larger one
+    /// is refused (413) before any byte is stored.
+    #[arg(long)]
+    pub max_blob_mib: Option<u64>,
+    /// Bytes (MiB) of attachment blobs one account may keep on this
+    /// server; past it that account's uploads are refused with
+    /// `storage_full`, and nobody else's.
+    #[arg(long)]
+    pub blob_quota_mib: Option<u64>,
     /// Seconds between two signed checkpoints of the audit log (one is
     /// signed only if the log grew, and always when the server stops).
     #[arg(long)]
@@ -181,6 +190,8 @@ pub struct RunConfig {
     pub connections: ConnectionLimits,
     pub directory_interval: Duration,
     pub account_quota_mib: u64,
+    pub max_blob_mib: u64,
+    pub blob_quota_mib: u64,
     pub checkpoint_interval: Duration,
     pub alerts: AlertConfig,
     pub security_desk: Option<valise_proto::UserId>,
@@ -256,6 +267,8 @@ impl RunSettings {
             idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
             directory_interval_ms: self.directory_interval_ms.or(file.directory_interval_ms),
             account_quota_mib: self.account_quota_mib.or(file.account_quota_mib),
+            max_blob_mib: self.max_blob_mib.or(file.max_blob_mib),
+            blob_quota_mib: self.blob_quota_mib.or(file.blob_quota_mib),
             checkpoint_interval_secs: self
                 .checkpoint_interval_secs
                 .or(file.checkpoint_interval_secs),
@@ -287,6 +300,8 @@ impl RunSettings {
             idle_timeout_secs: Some(conns.idle_timeout.as_secs()),
             directory_interval_ms: Some(crate::directory::DEFAULT_INTERVAL_MS),
             account_quota_mib: Some(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
+            max_blob_mib: Some(crate::blobs::DEFAULT_MAX_BLOB_MIB),
+            blob_quota_mib: Some(crate::blobs::DEFAULT_BLOB_QUOTA_MIB),
             checkpoint_interval_secs: Some(crate::audit::DEFAULT_CHECKPOINT_INTERVAL.as_secs()),
             alert_auth_failures: Some(crate::rules::DEFAULT_AUTH_FAILURES),
             alert_heavy_reader_floor: Some(crate::rules::DEFAULT_HEAVY_READER_FLOOR),
@@ -358,6 +373,8 @@ impl RunSettings {
             },
             directory_interval: Duration::from_millis(s.directory_interval_ms.unwrap_or_default()),
             account_quota_mib: s.account_quota_mib.unwrap_or_default(),
+            max_blob_mib: s.max_blob_mib.unwrap_or_default(),
+            blob_quota_mib: s.blob_quota_mib.unwrap_or_default(),
             checkpoint_interval: Duration::from_secs(at_least_one(
                 "checkpoint_interval_secs",
                 s.checkpoint_interval_secs,

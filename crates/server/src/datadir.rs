@@ -140,6 +140,11 @@ impl DataDir {
         self.root.join("tls").join("ca.pem")
     }
 
+    /// Attachment blobs, one file each (`crate::blobs`).
+    pub fn blobs_path(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.root.join("tls").join("cert.pem")
     }

@@ -1,9 +1,11 @@
 //! Periodic cleanup of what the store no longer needs: log rows every
 //! device that reads them acknowledged, expired tokens, and the ids of
-//! accepted letters once they no longer have to catch a late retry.
-//! Never touches anything a device has not acknowledged.
+//! accepted letters once they no longer have to catch a late retry, and
+//! attachment uploads left unfinished for a day. Never touches anything a
+//! device has not acknowledged.
 
 use crate::background::Background;
+use crate::blobs::{BlobFiles, INCOMPLETE_TTL};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,13 @@ pub fn start_collector(store: Arc<dyn Store>, background: &Background) {
     every(store, background, "log collector", COLLECT_EVERY, collect);
 }
 
+/// Starts the expiry of unfinished uploads among the background tasks.
+pub fn start_blob_expiry(store: Arc<dyn Store>, blobs: Arc<BlobFiles>, background: &Background) {
+    every(store, background, "blob expiry", EVERY, move |s| {
+        expire_blobs(s, &blobs)
+    });
+}
+
 /// Runs `work` on the store every `period` (the first time at start), off
 /// the async threads, and again at once while it says there is more.
 fn every(
@@ -38,8 +47,9 @@ fn every(
     background: &Background,
     name: &'static str,
     period: Duration,
-    work: fn(&dyn Store) -> bool,
+    work: impl Fn(&dyn Store) -> bool + Send + Sync + 'static,
 ) {
+    let work = Arc::new(work);
     let mut stop = background.signal();
     background.spawn(name, async move {
         let mut tick = tokio::time::interval(period);
@@ -49,8 +59,8 @@ fn every(
                 () = stop.stopped() => return,
             }
             loop {
-                let s = store.clone();
-                match tokio::task::spawn_blocking(move || work(s.as_ref())).await {
+                let (s, w) = (store.clone(), work.clone());
+                match tokio::task::spawn_blocking(move || w(s.as_ref())).await {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
@@ -88,4 +98,20 @@ fn collect(store: &dyn Store) -> bool {
             false
         }
     }
+}
+
+/// Forgets uploads unfinished after [`INCOMPLETE_TTL`], then their files
+/// (a crash between the two leaves a file no record names: harmless, and
+/// it holds ciphertext only).
+pub fn expire_blobs(store: &dyn Store, blobs: &BlobFiles) -> bool {
+    let ttl = i64::try_from(INCOMPLETE_TTL.as_millis()).unwrap_or(i64::MAX);
+    match store.expire_blobs(crate::now_ms().saturating_sub(ttl)) {
+        Ok(ids) if !ids.is_empty() => {
+            let failed = ids.iter().filter(|id| blobs.remove(id).is_err()).count();
+            tracing::info!(expired = ids.len(), failed, "unfinished uploads expired");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "blob expiry failed"),
+    }
+    false
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod backup;
+pub mod blobs;
 pub mod client_addr;
 pub mod config;
 pub mod datadir;

@@ -12,6 +12,7 @@ use valise_proto::tlog::AuditKey;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
 use valise_server::audit::{Alerting, Event};
 use valise_server::background::Background;
+use valise_server::blobs::BlobFiles;
 use valise_server::config::{ConfigError, DEFAULT_LOG_LEVEL, RunConfig, RunSettings};
 use valise_server::datadir::{DataDir, DataDirError};
 use valise_server::directory::DirectoryService;
@@ -619,6 +620,8 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         connections,
         directory_interval,
         account_quota_mib,
+        max_blob_mib,
+        blob_quota_mib,
         checkpoint_interval,
         alerts,
         security_desk,
@@ -668,6 +671,14 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Io(format!("runtime: {e}")))?;
     let db_path = dir.db_path();
+    let blobs = Arc::new(
+        BlobFiles::open(
+            &dir.blobs_path(),
+            max_blob_mib.saturating_mul(1 << 20),
+            blob_quota_mib.saturating_mul(1 << 20),
+        )
+        .map_err(|e| CliError::Io(format!("blob directory: {e}")))?,
+    );
     rt.block_on(async move {
         let background = Background::default();
         let directory = valise_server::directory::open(&db_path, &keys).await?;
@@ -681,6 +692,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         .await?;
         tracing::info!(key = %directory.directory_key(), "key directory open");
         valise_server::housekeeping::start(store.clone(), &background);
+        valise_server::housekeeping::start_blob_expiry(store.clone(), blobs.clone(), &background);
         valise_server::housekeeping::start_collector(store.clone(), &background);
         tracing::info!(key = %audit_signer.public_key().hex(), origin = %audit_signer.public_key().name(), "audit log open");
         let audit_key = audit_signer.public_key().clone();
@@ -707,6 +719,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
             &config.domain,
             Arc::new(directory),
             (evidence, audit_key),
+            blobs,
             &background,
         )
         .map_err(|e| CliError::Io(format!("crypto provider: {e:?}")))?

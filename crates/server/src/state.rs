@@ -3,6 +3,7 @@
 use crate::audit::Evidence;
 use crate::auth::{Challenges, Sessions};
 use crate::background::Background;
+use crate::blobs::BlobFiles;
 use crate::delivery::{Delivery, Wakeups};
 use crate::directory::DirectoryService;
 use crate::limits::{Limits, RateLimits};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub evidence: Evidence,
     /// The audit log's public key, served to auditors.
     pub audit_key: Arc<AuditKey>,
+    /// Attachment blobs' files and limits.
+    pub blobs: Arc<BlobFiles>,
     /// The malicious server's switches (test builds only).
     #[cfg(feature = "adversary")]
     pub adversary: Arc<crate::adversary::Adversary>,
@@ -57,6 +60,7 @@ impl AppState {
         domain: &str,
         directory: Arc<DirectoryService>,
         (evidence, audit_key): (Evidence, AuditKey),
+        blobs: Arc<BlobFiles>,
         background: &Background,
     ) -> Result<Self, openmls_traits::types::CryptoError> {
         let wakeups = Arc::new(Wakeups::default());
@@ -78,6 +82,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new(evidence.alerts.clone())),
             evidence,
             audit_key: Arc::new(audit_key),
+            blobs,
             #[cfg(feature = "adversary")]
             adversary: Arc::default(),
             #[cfg(feature = "adversary")]

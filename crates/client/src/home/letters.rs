@@ -7,6 +7,7 @@ use crate::error::{ClientError, Result};
 use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
+use valise_proto::blob::AttachmentRef;
 use valise_proto::{
     ConversationId, DeviceAddress, DeviceId, EpochCount, Label, Letter, MessageId, ThreadId, UserId,
 };
@@ -39,6 +40,37 @@ pub struct LetterView {
     pub received_at_ms: i64,
     pub marking: Option<Label>,
     pub outgoing: bool,
+    /// Shown as index (from 1), name, media type and size; the keys and
+    /// blob ids stay inside.
+    #[serde(serialize_with = "attachment_list")]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// What `read` shows of an attachment (never its key or blob id).
+#[derive(Debug, Serialize)]
+pub struct AttachmentInfo<'a> {
+    /// From 1, as `save --attachment` takes it.
+    pub index: usize,
+    pub name: &'a str,
+    pub media_type: &'a str,
+    pub size: u64,
+}
+
+/// Each attachment as `read` shows it.
+pub fn attachment_infos(refs: &[AttachmentRef]) -> Vec<AttachmentInfo<'_>> {
+    refs.iter()
+        .enumerate()
+        .map(|(i, a)| AttachmentInfo {
+            index: i + 1,
+            name: &a.name,
+            media_type: &a.media_type,
+            size: a.size,
+        })
+        .collect()
+}
+
+fn attachment_list<S: serde::Serializer>(refs: &[AttachmentRef], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(attachment_infos(refs))
 }
 
 // Letter content never reaches a log: Debug shows ids only.
@@ -77,7 +109,7 @@ impl LetterView {
             seq: 0,
             prev: None,
             root: None,
-            attachments: Vec::new(),
+            attachments: self.attachments.clone(),
         }
     }
 }
@@ -146,6 +178,7 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
         sent_at_ms: r.get(11)?,
         received_at_ms: r.get(12)?,
         outgoing: r.get(13)?,
+        attachments: Vec::new(),
     })
 }
 
@@ -178,7 +211,12 @@ impl Home {
             now_ms,
             outgoing
         ])?;
-        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
+        if inserted != 1 {
+            return Ok(None);
+        }
+        let id = self.conn.last_insert_rowid();
+        self.store_attachments(id, &letter.attachments)?;
+        Ok(Some(id))
     }
 
     /// Letters received with a local id above `after`, oldest first.
@@ -199,14 +237,21 @@ impl Home {
 
     /// One letter, received or sent.
     pub fn letter(&self, id: i64) -> Result<LetterView> {
-        self.conn
+        let view = self
+            .conn
             .prepare_cached(BY_ID)?
             .query_row([id], view)
             .optional()?
             .ok_or_else(|| ClientError::NotFound {
                 kind: "letter",
                 id: id.to_string(),
-            })
+            })?;
+        self.with_attachments(view)
+    }
+
+    fn with_attachments(&self, mut view: LetterView) -> Result<LetterView> {
+        view.attachments = self.attachments(view.id)?;
+        Ok(view)
     }
 
     /// Forgets a letter (one of this device's that was never sent).
@@ -240,9 +285,9 @@ impl Home {
             columns!(),
             " FROM letters WHERE conversation = ?1 AND outgoing = 1 AND sent_epoch >= ?2 ORDER BY id"
         ))?;
-        Ok(stmt
-            .query_map(params![conv.to_string(), epoch as i64], view)?
-            .collect::<Result<_, _>>()?)
+        stmt.query_map(params![conv.to_string(), epoch as i64], view)?
+            .map(|v| self.with_attachments(v?))
+            .collect()
     }
 
     /// The server accepted this device's letter in `epoch` as number `seq`:

@@ -5,6 +5,7 @@ mod accreditation;
 mod adversary;
 mod audit;
 mod auth;
+mod blobs;
 mod conversations;
 mod devices;
 mod directory;
@@ -20,6 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use valise_proto::ErrorCode;
+use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, MAX_PART_BYTES, ROUTE as BLOBS};
 
 /// Runs blocking store or MLS work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -65,7 +67,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/account", get(audit::account))
         .route("/v1/security-desk", get(security_desk::read))
         .route("/v1/accreditation-authority", get(accreditation::authority))
-        .route("/v1/audit/reports", post(audit::report));
+        .route("/v1/audit/reports", post(audit::report))
+        .route(BLOBS, post(blobs::create))
+        .route(
+            BLOB,
+            get(blobs::read)
+                .head(blobs::status)
+                // A part is larger than other bodies: its own limit.
+                .patch(blobs::append)
+                .layer(DefaultBodyLimit::max(MAX_PART_BYTES)),
+        );
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
     router

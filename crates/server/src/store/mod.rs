@@ -17,7 +17,7 @@ pub mod sqlite;
 use valise_directory::{Approval, Identity, Revocation};
 use valise_proto::tlog::{Hash, Subtree};
 use valise_proto::wire::EntryKind;
-use valise_proto::{ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
+use valise_proto::{BlobId, ConversationId, DeviceAddress, DeviceId, MessageId, UserId};
 
 pub use sqlite::SqliteStore;
 
@@ -581,6 +581,38 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` alert entries ([`AuditBatch::alerts`]) from number
     /// `from`, oldest first, with their numbers (`valised alerts`).
     fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Records a new blob of `b.length` bytes, unless its owner's blobs
+    /// would then declare more than `quota` bytes (`QuotaExceeded`).
+    fn create_blob(&self, b: &BlobRecord, quota: u64) -> Result<(), StoreError>;
+    fn blob(&self, id: &BlobId) -> Result<Option<BlobRecord>, StoreError>;
+    /// Counts a part received; moves the durable offset from `from` to
+    /// `to` (`Changed` if it is not at `from` any more).
+    fn blob_part(&self, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError>;
+    /// Forgets incomplete blobs created before `before_ms`; returns them,
+    /// for their files to be removed.
+    fn expire_blobs(&self, before_ms: i64) -> Result<Vec<BlobId>, StoreError>;
+}
+
+/// What the server knows of an attachment blob: never a name or content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub id: BlobId,
+    /// The user whose device created it (whose quota it counts against).
+    pub owner: UserId,
+    /// Declared at creation.
+    pub length: u64,
+    /// Bytes fsynced: an upload resumes here.
+    pub durable: u64,
+    /// Parts received, including any sent again.
+    pub parts: u64,
+    pub created_at_ms: i64,
+}
+
+impl BlobRecord {
+    pub fn is_complete(&self) -> bool {
+        self.durable == self.length
+    }
 }
 
 /// One append to the audit log ([`Store::append_audit`]).

@@ -28,10 +28,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_audit.sql"),
     include_str!("migrations/0007_security_desk.sql"),
     include_str!("migrations/0008_server_alerts.sql"),
+    include_str!("migrations/0009_blobs.sql"),
     include_str!("migrations/0010_attestations.sql"),
 ];
 
 mod audit;
+mod blobs;
 mod checkpoint;
 mod devices;
 mod key_packages;
@@ -392,6 +394,22 @@ impl Store for SqliteStore {
 
     fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         audit::alerts_from(&self.reader(), from, limit)
+    }
+
+    fn create_blob(&self, b: &BlobRecord, quota: u64) -> Result<(), StoreError> {
+        self.write(|tx| blobs::create(tx, b, quota))
+    }
+
+    fn blob(&self, id: &BlobId) -> Result<Option<BlobRecord>, StoreError> {
+        blobs::get(&self.reader(), id)
+    }
+
+    fn blob_part(&self, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError> {
+        self.write(|tx| blobs::part(tx, id, from, to))
+    }
+
+    fn expire_blobs(&self, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {
+        self.write(|tx| blobs::expire(tx, before_ms))
     }
 
     fn create_token(

@@ -1,0 +1,639 @@
+//! Attachments: files sealed into blobs ([`valise_proto::blob`]), uploaded
+//! resumably before their letter goes, and saved only once every check
+//! passed.
+//!
+//! ```text
+//! send --attach ─▶ draft + one upload row per file (key, nonce prefix, source size+mtime)
+//!   per file: POST (once) ─▶ HEAD (durable offset) ─▶ seal again from the start,
+//!             check the bytes already sent, PATCH 8 MiB parts (each noted once durable)
+//!   all complete ─▶ references into the letter ─▶ outbox (one transaction) ─▶ sent
+//! save ─▶ ranged GETs ─▶ Opener: every chunk, the last-chunk flag, sizes, digest
+//!      ─▶ temp file beside the target ─▶ fsync ─▶ rename (only if all passed)
+//! ```
+//!
+//! A killed upload resumes from the server's durable offset on the next
+//! `send`-tending command (`sync`). Sealing again with the same key gives
+//! the same bytes, so a resumed upload never puts two plaintexts under one
+//! key and position; a source whose size, mtime or already-sent bytes
+//! changed starts over with a new key and a new blob.
+
+use crate::alert::AlertKind;
+use crate::api::Body;
+use crate::client::Client;
+use crate::engine::outbound::Target;
+use crate::error::{ClientError, Result};
+use crate::home::uploads::{DraftRow, Upload};
+use crate::send::SentLetter;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use valise_proto::api::blobs::{
+    self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
+};
+use valise_proto::blob::{
+    AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
+    Sealer,
+};
+use valise_proto::{BlobId, ErrorCode, Letter, MessageId, Payload};
+
+/// How far one attachment's transfer went.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// The attachment, from 1.
+    pub index: usize,
+    /// Blob bytes durable on the server (upload) or checked (download).
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Told of every part transferred.
+pub type Progress = Box<dyn FnMut(Transfer) + Send>;
+
+/// An attachment written out by [`Client::save_attachment`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Saved {
+    pub path: PathBuf,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Times a changed source is started over within one run.
+const RESTARTS: usize = 3;
+
+impl Client {
+    /// Who is told how transfers advance (`None`: nobody).
+    pub fn set_progress(&mut self, progress: Option<Progress>) {
+        self.progress = progress;
+    }
+
+    fn report(&mut self, t: Transfer) {
+        if let Some(p) = self.progress.as_mut() {
+            p(t);
+        }
+    }
+
+    /// Keeps the letter and its files' uploads (nothing is lost if the
+    /// device stops), uploads them, then posts the letter.
+    pub(crate) async fn post_with_attachments(
+        &mut self,
+        target: Target,
+        letter: Letter,
+        files: &[PathBuf],
+    ) -> Result<SentLetter> {
+        if files.len() > MAX_ATTACHMENTS {
+            return Err(ClientError::Invalid(format!(
+                "a letter takes at most {MAX_ATTACHMENTS} attachments"
+            )));
+        }
+        let message_id = letter.message_id;
+        let uploads = files
+            .iter()
+            .zip(0u32..)
+            .map(|(f, i)| new_upload(message_id, i, f))
+            .collect::<Result<Vec<_>>>()?;
+        let (conversation, exact_to) = match &target {
+            Target::Conversation(c) => (Some(*c), None),
+            Target::Exactly { users, .. } => (None, Some(users_key(users))),
+        };
+        let draft = DraftRow {
+            message_id,
+            conversation,
+            exact_to,
+            plaintext: Payload::Letter(letter).encode()?,
+        };
+        let now = self.engine.now_ms();
+        self.engine.transaction(|| {
+            self.engine.home.put_draft(&draft, now)?;
+            uploads
+                .iter()
+                .try_for_each(|u| self.engine.home.put_upload(u))
+        })?;
+        match self.finish_draft(draft).await {
+            Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
+                "{e}; the attachments' upload resumes on the next sync"
+            ))),
+            other => other,
+        }
+    }
+
+    /// Finishes the letters whose uploads were interrupted; returns how
+    /// many went to the outbox. One that cannot go now (the network, the
+    /// server's storage) waits for the next sync.
+    pub async fn finish_drafts(&mut self) -> Result<usize> {
+        let mut done = 0;
+        for draft in self.engine.home.drafts()? {
+            match self.finish_draft(draft).await {
+                // In the outbox: it goes with the rest.
+                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => done += 1,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "attachments wait to be uploaded");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Uploads what is left of a draft's files, then moves the letter,
+    /// with their references, to the outbox and posts it. A refusal that
+    /// will not change (a file gone or unreadable, a blob over the
+    /// server's limit) drops the draft: the letter is not sent, and the
+    /// error says why. Anything else leaves it for the next try.
+    async fn finish_draft(&mut self, draft: DraftRow) -> Result<SentLetter> {
+        let mut refs = Vec::new();
+        for mut upload in self.engine.home.uploads(&draft.message_id)? {
+            match self.upload(&mut upload).await {
+                Ok(r) => refs.push(r),
+                Err(e @ ClientError::Invalid(_)) => {
+                    self.engine.home.drop_draft(&draft.message_id)?;
+                    return Err(e);
+                }
+                Err(e) if e.is_server(ErrorCode::PayloadTooLarge) => {
+                    self.engine.home.drop_draft(&draft.message_id)?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Payload::Letter(mut letter) = Payload::decode(&draft.plaintext)? else {
+            return Err(ClientError::Home("a draft is not a letter".into()));
+        };
+        letter.attachments = refs;
+        let target = match (draft.conversation, draft.exact_to.as_deref()) {
+            (Some(c), _) => Target::Conversation(c),
+            (None, Some(users)) => Target::Exactly {
+                users: crate::send::recipients(users)?,
+                conversation: None,
+            },
+            (None, None) => return Err(ClientError::Home("a draft has no recipient".into())),
+        };
+        let id = self.engine.transaction(|| {
+            let id = self.engine.write_letter(&target, &letter)?;
+            self.engine.home.drop_draft(&letter.message_id)?;
+            Ok(id)
+        })?;
+        self.post_written(target, letter.message_id, letter.marking.as_ref(), id)
+            .await
+    }
+
+    /// Uploads one file, resuming where the server's durable offset is;
+    /// starts over (new key, new blob) if the source changed.
+    async fn upload(&mut self, u: &mut Upload) -> Result<AttachmentRef> {
+        for _ in 0..RESTARTS {
+            if let Some(r) = self.upload_once(u).await? {
+                return Ok(r);
+            }
+            tracing::info!(attachment = u.idx, "source changed: the upload starts over");
+            self.restart(u)?;
+        }
+        Err(ClientError::Invalid(format!(
+            "{} keeps changing while it is uploaded",
+            u.path.display()
+        )))
+    }
+
+    /// One pass; `None` if the source changed.
+    async fn upload_once(&mut self, u: &mut Upload) -> Result<Option<AttachmentRef>> {
+        if let (Some(digest), Some(blob)) = (u.digest, u.blob) {
+            return reference(u, blob, digest).map(Some);
+        }
+        let (size, mtime_ns) = source_stamp(&u.path)?;
+        if (size, mtime_ns) != (u.size, u.mtime_ns) {
+            return Ok(None);
+        }
+        let mut sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
+        let total = sealer.layout().blob;
+        // A blob just made is empty: only a resumed one asks where it is.
+        let (blob, resume_at) = match u.blob {
+            Some(b) => (b, self.durable_offset(&b).await?),
+            None => {
+                let (_, body) = self
+                    .call_with_headers(
+                        Method::POST,
+                        blobs::ROUTE,
+                        None,
+                        &[(UPLOAD_LENGTH, total.to_string())],
+                    )
+                    .await?;
+                let created: BlobCreated = serde_json::from_slice(&body)
+                    .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))?;
+                u.blob = Some(created.blob);
+                self.engine.home.put_upload(u)?;
+                (created.blob, Some(0))
+            }
+        };
+        // Expired (unfinished for a day) or lost: a new blob, a new key.
+        let Some(resume_at) = resume_at else {
+            return Ok(None);
+        };
+        if resume_at > total {
+            return Err(ClientError::Protocol(format!(
+                "the server says {resume_at} bytes of a {total}-byte blob are stored"
+            )));
+        }
+        let mut out = Outgoing {
+            blob,
+            total,
+            at: resume_at,
+            part: Vec::with_capacity(MAX_PART_BYTES),
+            hashed: 0,
+            sent: blake3::Hasher::new(),
+            check: u
+                .sent_hash
+                .filter(|_| u.durable > 0)
+                .map(|h| (u.durable, h)),
+        };
+        if !out.take(sealer.header(), resume_at) {
+            return Ok(None);
+        }
+        let mut file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
+        let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
+        for _ in 0..sealer.layout().chunks {
+            let n = sealer.next_file_bytes();
+            if file.read_exact(&mut plain[..n]).is_err() {
+                return Ok(None);
+            }
+            let sealed = sealer.seal_next(&plain[..n]).map_err(invalid)?;
+            let mut rest = sealed.as_slice();
+            while !rest.is_empty() {
+                let take = (MAX_PART_BYTES - out.part.len()).min(rest.len());
+                if !out.take(&rest[..take], resume_at) {
+                    return Ok(None);
+                }
+                rest = &rest[take..];
+                if out.part.len() == MAX_PART_BYTES {
+                    self.send_part(u, &mut out).await?;
+                }
+            }
+        }
+        if file
+            .read(&mut plain[..1])
+            .map_err(|e| file_error(&u.path, &e))?
+            != 0
+        {
+            return Ok(None);
+        }
+        if !out.part.is_empty() {
+            self.send_part(u, &mut out).await?;
+        }
+        let digest = sealer.finish().map_err(invalid)?;
+        if out.at != total || *out.sent.finalize().as_bytes() != digest {
+            return Err(ClientError::Protocol(format!(
+                "the blob's upload ended at {} of {total} bytes",
+                out.at
+            )));
+        }
+        u.digest = Some(digest);
+        self.engine.home.put_upload(u)?;
+        reference(u, blob, digest).map(Some)
+    }
+
+    /// How much of a blob the server holds durably; `None` if it has none.
+    async fn durable_offset(&mut self, blob: &BlobId) -> Result<Option<u64>> {
+        match self
+            .call_with_headers(Method::HEAD, &blobs::path(blob), None, &[])
+            .await
+        {
+            Ok((headers, _)) => offset(&headers).map(Some),
+            Err(e) if e.is_server(ErrorCode::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the part gathered in `out` and notes it once durable (the
+    /// last part is noted with the digest, by the caller).
+    async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<()> {
+        let len = out.part.len() as u64;
+        let bytes = std::mem::replace(&mut out.part, Vec::with_capacity(MAX_PART_BYTES));
+        let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, out.at.to_string());
+        let (headers, _) = self
+            .call_with_headers(Method::PATCH, &blobs::path(&out.blob), Some(body), &[])
+            .await?;
+        let now_at = offset(&headers)?;
+        if now_at != out.at + len {
+            return Err(ClientError::Protocol(format!(
+                "the server took a part at {} of {len} bytes and says it is at {now_at}",
+                out.at
+            )));
+        }
+        out.at = now_at;
+        u.durable = now_at;
+        u.sent_hash = Some(*out.sent.finalize().as_bytes());
+        if now_at < out.total {
+            self.engine.home.put_upload(u)?;
+        }
+        self.report(Transfer {
+            index: u.idx as usize + 1,
+            done: now_at,
+            total: out.total,
+        });
+        Ok(())
+    }
+
+    /// A changed source: a new key, nonce prefix and blob, from scratch.
+    fn restart(&self, u: &mut Upload) -> Result<()> {
+        let (size, mtime_ns) = source_stamp(&u.path)?;
+        *u = Upload {
+            size,
+            mtime_ns,
+            key: BlobKey::from_bytes(rand::random()),
+            nonce_prefix: rand::random(),
+            blob: None,
+            durable: 0,
+            sent_hash: None,
+            digest: None,
+            path: std::mem::take(&mut u.path),
+            name: std::mem::take(&mut u.name),
+            media_type: std::mem::take(&mut u.media_type),
+            ..*u
+        };
+        self.engine.home.put_upload(u)
+    }
+
+    /// Downloads attachment `index` (from 1) of letter `letter_id`, checks
+    /// all of it, and only then writes `out`. On any failure nothing is
+    /// written; a blob that fails its checks raises an alert.
+    pub async fn save_attachment(
+        &mut self,
+        letter_id: i64,
+        index: usize,
+        out: &Path,
+    ) -> Result<Saved> {
+        let letter = self.engine.home.letter(letter_id)?;
+        let attachment = index
+            .checked_sub(1)
+            .and_then(|i| letter.attachments.get(i))
+            .cloned()
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "attachment",
+                id: format!("{index} of letter {letter_id}"),
+            })?;
+        if out.exists() {
+            return Err(ClientError::Invalid(format!(
+                "{} exists already: nothing was written",
+                out.display()
+            )));
+        }
+        let partial = Partial::create(out)?;
+        let outcome = self.download(&attachment, index, &partial.file).await;
+        match outcome.and_then(|()| export(partial, out)) {
+            Ok(()) => Ok(Saved {
+                path: out.to_owned(),
+                size: attachment.size,
+                media_type: attachment.media_type,
+            }),
+            Err(e) => {
+                if let ClientError::Attachment(why) = &e {
+                    self.engine.raise(
+                        AlertKind::AttachmentRefused,
+                        Some(&letter.conversation),
+                        &format!("letter {letter_id}, attachment {index}: {why}"),
+                        None,
+                    )?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Fetches the blob in ranges into `file`, each chunk checked as it
+    /// comes, the end and the digest at the end.
+    async fn download(&mut self, a: &AttachmentRef, index: usize, mut file: &File) -> Result<()> {
+        let mut opener = Opener::new(a).map_err(refused)?;
+        let path = blobs::path(&a.blob);
+        let mut at = 0;
+        while at < a.blob_size {
+            let len = (a.blob_size - at).min(MAX_PART_BYTES as u64);
+            let (_, bytes) = self
+                .call_with_headers(
+                    Method::GET,
+                    &path,
+                    None,
+                    &[("range", blobs::range(at, len))],
+                )
+                .await?;
+            if bytes.len() as u64 != len {
+                return Err(ClientError::Attachment(format!(
+                    "the server sent {} bytes for a range of {len} at {at}: the blob is cut short",
+                    bytes.len()
+                )));
+            }
+            let plain = opener.push(&bytes).map_err(refused)?;
+            file.write_all(&plain)
+                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+            at += len;
+            self.report(Transfer {
+                index,
+                done: at,
+                total: a.blob_size,
+            });
+        }
+        opener.finish(&a.digest).map_err(refused)
+    }
+}
+
+/// The bytes of one upload pass: what is already on the server is only
+/// hashed (and checked against what was sent before); the rest gathers
+/// into the next part.
+struct Outgoing {
+    blob: BlobId,
+    total: u64,
+    /// The server's durable offset.
+    at: u64,
+    part: Vec<u8>,
+    /// Blob bytes hashed so far.
+    hashed: u64,
+    /// BLAKE3 of the blob's bytes so far.
+    sent: blake3::Hasher,
+    /// The hash of the first bytes sent in an earlier pass, still to check.
+    check: Option<(u64, BlobDigest)>,
+}
+
+impl Outgoing {
+    /// Takes the next blob bytes; false if they differ from what an
+    /// earlier pass sent (the source changed).
+    fn take(&mut self, mut bytes: &[u8], resume_at: u64) -> bool {
+        if let Some((at, hash)) = self.check
+            && self.hashed + bytes.len() as u64 >= at
+        {
+            // Within `bytes` (the cast holds: at most bytes.len()).
+            let k = (at - self.hashed) as usize;
+            self.absorb(&bytes[..k], resume_at);
+            if *self.sent.finalize().as_bytes() != hash {
+                return false;
+            }
+            self.check = None;
+            bytes = &bytes[k..];
+        }
+        self.absorb(bytes, resume_at);
+        true
+    }
+
+    fn absorb(&mut self, bytes: &[u8], resume_at: u64) {
+        self.sent.update(bytes);
+        let start = self.hashed;
+        self.hashed += bytes.len() as u64;
+        // Only what lies past the server's durable offset is sent.
+        let skip = resume_at.saturating_sub(start).min(bytes.len() as u64) as usize;
+        self.part.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// The reference a letter carries for a finished upload.
+fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentRef> {
+    Ok(AttachmentRef {
+        blob,
+        key: u.key.clone(),
+        digest,
+        size: u.size,
+        blob_size: Layout::for_plain(u.size).map_err(invalid)?.blob,
+        name: u.name.clone(),
+        media_type: u.media_type.clone(),
+    })
+}
+
+/// A new upload of `path` as attachment `idx`, with a fresh key.
+fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
+    let path = std::fs::canonicalize(path).map_err(|e| file_error(path, &e))?;
+    if !path.is_file() {
+        return Err(ClientError::Invalid(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(ClientError::Invalid(format!(
+            "attachment names have at most {MAX_NAME_BYTES} bytes and no control characters"
+        )));
+    }
+    let (size, mtime_ns) = source_stamp(&path)?;
+    Layout::for_plain(size).map_err(invalid)?;
+    Ok(Upload {
+        message_id,
+        idx,
+        media_type: media_type(&name).to_owned(),
+        name,
+        path,
+        size,
+        mtime_ns,
+        key: BlobKey::from_bytes(rand::random()),
+        nonce_prefix: rand::random(),
+        blob: None,
+        durable: 0,
+        sent_hash: None,
+        digest: None,
+    })
+}
+
+/// Size and modification time, which say whether a source changed.
+fn source_stamp(path: &Path) -> Result<(u64, i64)> {
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Ok((meta.len(), mtime))
+}
+
+/// The media type for a file name's extension (what the receiver is told).
+fn media_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("pdf") => "application/pdf",
+        Some("txt") => "text/plain",
+        Some("csv") => "text/csv",
+        Some("html" | "htm") => "text/html",
+        Some("xml") => "application/xml",
+        Some("json") => "application/json",
+        Some("doc") => "application/msword",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some("pptx") => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        Some("odt") => "application/vnd.oasis.opendocument.text",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("zip") => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn users_key(users: &[valise_proto::UserId]) -> String {
+    users
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn offset(headers: &HeaderMap) -> Result<u64> {
+    headers
+        .get(UPLOAD_OFFSET)
+        .ok_or_else(|| ClientError::Protocol(format!("the server's answer has no {UPLOAD_OFFSET}")))
+        .and_then(|v| {
+            parse_count(UPLOAD_OFFSET, v.as_bytes())
+                .map_err(|e| ClientError::Protocol(e.to_string()))
+        })
+}
+
+fn file_error(path: &Path, e: &std::io::Error) -> ClientError {
+    ClientError::Invalid(format!("{}: {e}", path.display()))
+}
+
+fn invalid(e: BlobError) -> ClientError {
+    ClientError::Invalid(e.to_string())
+}
+
+fn refused(e: BlobError) -> ClientError {
+    ClientError::Attachment(format!("the attachment failed its checks: {e}"))
+}
+
+/// The file a download is written to, beside its target; removed unless
+/// [`export`] renames it.
+struct Partial {
+    file: File,
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Partial {
+    fn create(out: &Path) -> Result<Self> {
+        let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+        let name = format!(".valise-partial-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let path = dir.map_or_else(|| PathBuf::from(&name), |d| d.join(&name));
+        let file = File::create_new(&path).map_err(|e| file_error(&path, &e))?;
+        Ok(Self {
+            file,
+            path,
+            kept: false,
+        })
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The one place a checked attachment becomes a file the user sees:
+/// durable first, then renamed into place (and the rename made durable).
+fn export(mut partial: Partial, out: &Path) -> Result<()> {
+    let io = |e: std::io::Error| file_error(out, &e);
+    partial.file.sync_all().map_err(io)?;
+    std::fs::rename(&partial.path, out).map_err(io)?;
+    partial.kept = true;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Attachment blobs, tus-style: create with a declared length, append
+//! fsynced parts at the durable offset, ask where to resume, read ranges.
+//! Any authenticated device may read a blob whose id it knows (the id is
+//! a 128-bit random capability, given only inside encrypted letters);
+//! only its owner's devices may write it.
+
+use super::blocking;
+use crate::audit::Event;
+use crate::auth::AuthDevice;
+use crate::client_addr::ClientAddr;
+use crate::error::ApiError;
+use crate::json::{Json, Path, from_rejection};
+use crate::state::AppState;
+use crate::store::{BlobRecord, StoreError};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use valise_proto::api::blobs::{
+    BlobCreated, HeaderError, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
+    parse_range,
+};
+use valise_proto::audit::Action;
+use valise_proto::{BlobId, ErrorCode};
+
+fn count(headers: &HeaderMap, name: &'static str) -> Result<u64, ApiError> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("header {name} is missing")))?;
+    parse_count(name, value.as_bytes()).map_err(bad_header)
+}
+
+fn bad_header(e: HeaderError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+fn offset_headers(b: &BlobRecord) -> [(&'static str, HeaderValue); 3] {
+    [
+        (UPLOAD_OFFSET, HeaderValue::from(b.durable)),
+        (UPLOAD_LENGTH, HeaderValue::from(b.length)),
+        ("cache-control", HeaderValue::from_static("no-store")),
+    ]
+}
+
+/// The blob, or `not_found` (also for a blob the caller may not see).
+fn find(state: &AppState, id: &BlobId) -> Result<BlobRecord, ApiError> {
+    state
+        .store
+        .blob(id)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such blob"))
+}
+
+/// # POST /v1/blobs
+///
+/// Creates an empty blob of the declared `Upload-Length`: 413 over the
+/// server's limit and `storage_full` over the account's blob quota, both
+/// before a byte is stored.
+pub async fn create(
+    State(state): State<AppState>,
+    client: Option<ClientAddr>,
+    AuthDevice(caller): AuthDevice,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<BlobCreated>), ApiError> {
+    let length = count(&headers, UPLOAD_LENGTH)?;
+    if length > state.blobs.max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a blob may have at most {} bytes; this one declares {length}",
+                state.blobs.max_bytes
+            ),
+        ));
+    }
+    let record = BlobRecord {
+        id: BlobId::from_bytes(rand::random()),
+        owner: caller.user.clone(),
+        length,
+        durable: 0,
+        parts: 0,
+        created_at_ms: crate::now_ms(),
+    };
+    let id = record.id;
+    let s = state.clone();
+    blocking(move || {
+        s.store.create_blob(&record, s.blobs.quota)?;
+        s.blobs.create(&record.id)
+    })
+    .await?;
+    state.evidence.emit(
+        Event::by(&caller, Action::BlobCreated)
+            .count("length", length)
+            .from(client),
+    );
+    Ok((StatusCode::CREATED, Json(BlobCreated { blob: id })))
+}
+
+/// A blob part: the request must say it is one; at most [`MAX_PART_BYTES`].
+pub struct Part(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Part {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let media = req.headers().get(header::CONTENT_TYPE);
+        if media.map(HeaderValue::as_bytes) != Some(PART_TYPE.as_bytes()) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("a blob part must be {PART_TYPE}"),
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(Part)
+            .map_err(|r| from_rejection(r.status(), r.body_text()))
+    }
+}
+
+/// # PATCH /v1/blobs/{id}
+///
+/// Appends a part at `Upload-Offset`, which must be the blob's durable
+/// offset (409 `upload_offset` otherwise); answers once the part is
+/// fsynced, with the new offset.
+pub async fn append(
+    State(state): State<AppState>,
+    client: Option<ClientAddr>,
+    AuthDevice(caller): AuthDevice,
+    Path(id): Path<BlobId>,
+    headers: HeaderMap,
+    Part(bytes): Part,
+) -> Result<Response, ApiError> {
+    let at = count(&headers, UPLOAD_OFFSET)?;
+    let s = state.clone();
+    let user = caller.user.clone();
+    let after = blocking(move || {
+        let blob = find(&s, &id).and_then(|b| {
+            if b.owner == user {
+                Ok(b)
+            } else {
+                Err(ApiError::new(ErrorCode::NotFound, "no such blob"))
+            }
+        })?;
+        let wrong = |durable| {
+            ApiError::new(
+                ErrorCode::UploadOffset,
+                format!("the blob's durable offset is {durable}, not {at}"),
+            )
+        };
+        if at != blob.durable {
+            return Err(wrong(blob.durable));
+        }
+        let to = at.saturating_add(bytes.len() as u64);
+        if to > blob.length {
+            return Err(ApiError::bad_request(format!(
+                "the part ends at {to}, past the blob's declared length {}",
+                blob.length
+            )));
+        }
+        let writing = s.blobs.writing(&id)?;
+        s.blobs.write(&writing, at, &bytes)?;
+        match s.store.blob_part(&id, at, to) {
+            Err(StoreError::Changed(_)) => return Err(wrong(blob.durable)),
+            other => other?,
+        }
+        Ok(BlobRecord {
+            durable: to,
+            ..blob
+        })
+    })
+    .await?;
+    if after.is_complete() {
+        state.evidence.emit(
+            Event::by(&caller, Action::BlobCompleted)
+                .count("length", after.length)
+                .from(client),
+        );
+    }
+    Ok((StatusCode::NO_CONTENT, offset_headers(&after)).into_response())
+}
+
+/// # HEAD /v1/blobs/{id}
+///
+/// How much of the blob is durable (`Upload-Offset`) of its declared
+/// `Upload-Length`: where an interrupted upload resumes.
+pub async fn status(
+    State(state): State<AppState>,
+    AuthDevice(_caller): AuthDevice,
+    Path(id): Path<BlobId>,
+) -> Result<Response, ApiError> {
+    let blob = blocking(move || find(&state, &id)).await?;
+    Ok((StatusCode::OK, offset_headers(&blob)).into_response())
+}
+
+/// # GET /v1/blobs/{id}
+///
+/// One `Range: bytes=FIRST-LAST` of a complete blob, at most
+/// [`MAX_PART_BYTES`], as 206 with `Content-Range`.
+pub async fn read(
+    State(state): State<AppState>,
+    AuthDevice(_caller): AuthDevice,
+    Path(id): Path<BlobId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = headers
+        .get(header::RANGE)
+        .ok_or_else(|| ApiError::bad_request("header range is missing"))?;
+    let (start, len) = parse_range(range.as_bytes()).map_err(bad_header)?;
+    if len > MAX_PART_BYTES as u64 {
+        return Err(ApiError::bad_request(format!(
+            "a range may have at most {MAX_PART_BYTES} bytes"
+        )));
+    }
+    let (blob, bytes) = blocking(move || {
+        let blob = find(&state, &id)?;
+        if !blob.is_complete() {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "the blob is not complete",
+            ));
+        }
+        if start.saturating_add(len) > blob.length {
+            return Err(ApiError::bad_request(format!(
+                "the range ends past the blob's {} bytes",
+                blob.length
+            )));
+        }
+        // At most MAX_PART_BYTES (checked above).
+        let bytes = state.blobs.read(&id, start, len as usize)?;
+        Ok((blob, bytes))
+    })
+    .await?;
+    let content_range = format!("bytes {start}-{}/{}", start + len - 1, blob.length);
+    Ok((
+        StatusCode::PARTIAL_CONTENT,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&content_range).map_err(ApiError::internal)?,
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

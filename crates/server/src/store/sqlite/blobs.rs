@@ -1,0 +1,89 @@
+//! Attachment blobs' records (`migrations/0009_blobs.sql`); their bytes
+//! are files, see `crate::blobs`.
+
+use super::*;
+
+pub(super) fn create(tx: &Transaction<'_>, b: &BlobRecord, quota: u64) -> Result<(), StoreError> {
+    let used: i64 = tx
+        .prepare_cached("SELECT COALESCE(SUM(length), 0) FROM blobs WHERE owner = ?1")?
+        .query_row(params![b.owner.as_str()], |r| r.get(0))?;
+    if to_u64(used)?.saturating_add(b.length) > quota {
+        return Err(StoreError::QuotaExceeded);
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO blobs (id, owner, length, durable, parts, created_at_ms) \
+             VALUES (?1, ?2, ?3, 0, 0, ?4)",
+        )?
+        .execute(params![
+            b.id.as_bytes(),
+            b.owner.as_str(),
+            to_i64(b.length)?,
+            b.created_at_ms
+        ]);
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        other => Ok(other.map(drop)?),
+    }
+}
+
+pub(super) fn get(conn: &Connection, id: &BlobId) -> Result<Option<BlobRecord>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT owner, length, durable, parts, created_at_ms FROM blobs WHERE id = ?1",
+        )?
+        .query_row(params![id.as_bytes()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(owner, length, durable, parts, created_at_ms)| {
+        Ok(BlobRecord {
+            id: *id,
+            owner: parse_user(&owner)?,
+            length: to_u64(length)?,
+            durable: to_u64(durable)?,
+            parts: to_u64(parts)?,
+            created_at_ms,
+        })
+    })
+    .transpose()
+}
+
+pub(super) fn part(
+    tx: &Transaction<'_>,
+    id: &BlobId,
+    from: u64,
+    to: u64,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE blobs SET durable = ?3, parts = parts + 1 \
+             WHERE id = ?1 AND durable = ?2 AND ?3 <= length",
+        )?
+        .execute(params![id.as_bytes(), to_i64(from)?, to_i64(to)?])?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Changed(
+            "the blob is no longer at that offset".into(),
+        ))
+    }
+}
+
+pub(super) fn expire(tx: &Transaction<'_>, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {
+    let ids = tx
+        .prepare_cached(
+            "DELETE FROM blobs WHERE durable < length AND created_at_ms < ?1 RETURNING id",
+        )?
+        .query_map(params![before_ms], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.iter()
+        .map(|b| BlobId::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect()
+}
