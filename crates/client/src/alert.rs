@@ -62,6 +62,20 @@ pub enum AlertKind {
     /// pinned (or none): reports keep going to the pinned desk until the
     /// user accepts the new one (`valise desk accept`).
     SecurityDeskChanged,
+    /// A letter marked above what this device may open here (the
+    /// conversation's ceiling) arrived: it was not opened or kept.
+    Spillage,
+    /// A member changed a conversation's ceiling (its policy hash), or sent
+    /// a policy the group does not hold: the ceiling held stays, and the
+    /// conversation refuses marked letters.
+    CeilingChanged,
+    /// A member brought in a device not accredited for the conversation's
+    /// ceiling: marked letters are refused there until it is removed.
+    UnaccreditedMember,
+    /// A letter whose marking restricts where it may be written was saved
+    /// out of the home (into an approved export directory): every such
+    /// export is reported.
+    Export,
 }
 
 impl AlertKind {
@@ -84,6 +98,10 @@ impl AlertKind {
             Self::AdminAction => "admin_action",
             Self::AuditConflict => "audit_conflict",
             Self::SecurityDeskChanged => "security_desk_changed",
+            Self::Spillage => "spillage",
+            Self::CeilingChanged => "ceiling_changed",
+            Self::UnaccreditedMember => "unaccredited_member",
+            Self::Export => "export",
         }
     }
 }

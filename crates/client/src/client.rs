@@ -5,6 +5,7 @@ use crate::api::{Api, Body};
 use crate::clock::Clock;
 use crate::engine::{Engine, new_crypto};
 use crate::error::{ClientError, Result};
+use crate::handling::Settings;
 use crate::home::account::Account;
 use crate::home::alerts::Alert;
 use crate::home::{Home, Passphrase};
@@ -42,6 +43,9 @@ pub struct Client {
     /// How long this device keeps its own leaf's keys in a conversation
     /// before it renews them (I3: 24 hours unless configured).
     pub(crate) update_interval_ms: i64,
+    /// Where marked letters may go ([`crate::handling`]): the home's
+    /// `settings.json`.
+    pub(crate) settings: Settings,
 }
 
 /// What `enroll` needs besides the home.
@@ -68,14 +72,16 @@ impl Client {
             engine,
             Api::new(&account.server, &account.ca_pem)?,
             account.domain,
+            Settings::load(path)?,
         ))
     }
 
-    fn new(engine: Engine, api: Api, domain: String) -> Self {
+    fn new(engine: Engine, api: Api, domain: String, settings: Settings) -> Self {
         Self {
             engine,
             api,
             domain,
+            settings,
             last_housekeeping: None,
             rereading: false,
             members_checked: HashMap::new(),
@@ -143,7 +149,7 @@ impl Client {
                 .pin_audit(&audit.origin, &key, resp.audit_from)?;
         }
         engine.pin_desk(resp.security_desk.as_ref())?;
-        let mut client = Self::new(engine, api, resp.domain);
+        let mut client = Self::new(engine, api, resp.domain, Settings::load(path)?);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.
         client.check_own_history(true).await?;

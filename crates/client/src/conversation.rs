@@ -13,6 +13,8 @@
 
 use crate::alert::AlertKind;
 use crate::client::Client;
+use crate::engine::Engine;
+use crate::engine::ceiling::Ceiling;
 use crate::engine::identity::Proven;
 use crate::engine::membership::Change;
 use crate::error::{ClientError, Result};
@@ -23,20 +25,30 @@ use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use valise_proto::api::{ClaimRequest, ClaimResponse, ConversationState};
-use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Payload, UserId};
+use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Label, Payload, UserId};
+
+/// The devices these key packages are for.
+fn devices_of(packages: &[KeyPackage]) -> Vec<DeviceAddress> {
+    packages
+        .iter()
+        .filter_map(|kp| mls::device_of(kp.leaf_node().credential()).ok())
+        .collect()
+}
 
 /// How often a commit is retried after losing a race for the epoch.
 const COMMIT_ATTEMPTS: usize = 5;
 
 impl Client {
     /// Creates a conversation with these people (all their approved
-    /// devices) and returns its id.
+    /// devices) and returns its id. With a `ceiling`, every device must be
+    /// accredited for it, and the conversation keeps it for good.
     pub async fn create_conversation(
         &mut self,
         name: &str,
         members: &[UserId],
+        ceiling: Option<Label>,
     ) -> Result<ConversationId> {
-        self.create(name, members, false).await
+        self.create(name, members, false, ceiling).await
     }
 
     pub(crate) async fn create(
@@ -44,6 +56,7 @@ impl Client {
         name: &str,
         members: &[UserId],
         direct: bool,
+        ceiling: Option<Label>,
     ) -> Result<ConversationId> {
         self.check_may_write(members)?;
         // Claim first: a person who cannot be added leaves no empty
@@ -55,8 +68,16 @@ impl Client {
             self.claim(std::slice::from_ref(&me), &present, true)
                 .await?,
         );
+        if let Some(ceiling) = &ceiling {
+            let mut devices = vec![self.engine.me.clone()];
+            devices.extend(devices_of(&packages));
+            self.refuse_unaccredited(&devices, ceiling)?;
+        }
+        let policy = ceiling.map(Engine::new_policy);
         let id = ConversationId::from_bytes(rand::random());
-        let request = self.engine.create_group(&id, name, direct)?;
+        let request = self
+            .engine
+            .create_group(&id, name, direct, policy.as_ref())?;
         let _: ConversationState = self
             .call(Method::POST, "/v1/conversations", Some(&request))
             .await?;
@@ -71,8 +92,21 @@ impl Client {
         Ok(id)
     }
 
-    /// Adds a person (all their approved devices) to a conversation.
+    /// Adds a person (all their approved devices) to a conversation; each
+    /// device must be accredited for its ceiling.
     pub async fn add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
+        self.add(conv, user, true).await
+    }
+
+    /// As [`Client::add_member`]; `accredited`: refuse devices not
+    /// accredited for the ceiling (only a modified client skips it: the
+    /// `rogue` module of test builds).
+    pub(crate) async fn add(
+        &mut self,
+        conv: &ConversationId,
+        user: &UserId,
+        accredited: bool,
+    ) -> Result<()> {
         self.check_may_write(std::slice::from_ref(user))?;
         self.pull(0).await?;
         let present = self.engine.roster(conv)?;
@@ -84,6 +118,9 @@ impl Client {
         let packages = self
             .claim_each(std::slice::from_ref(user), &present)
             .await?;
+        if let (true, Ceiling::Known(ceiling)) = (accredited, self.engine.ceiling(conv)?) {
+            self.refuse_unaccredited(&devices_of(&packages), &ceiling)?;
+        }
         self.commit(conv, |_| {
             Ok(Change {
                 adds: packages.clone(),
@@ -117,6 +154,23 @@ impl Client {
             })
         })
         .await
+    }
+
+    /// Refuses devices not accredited for `ceiling`, naming them.
+    fn refuse_unaccredited(&self, devices: &[DeviceAddress], ceiling: &Label) -> Result<()> {
+        let refused = self.engine.unaccredited(devices, ceiling)?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        Err(ClientError::Handling {
+            code: "not_accredited",
+            detail: format!(
+                "not accredited for the ceiling {ceiling}: {} (a security officer's attestation \
+                 is needed)",
+                names.join(", ")
+            ),
+        })
     }
 
     /// Refuses to write to people whose identity changed unverified.
@@ -440,7 +494,7 @@ impl Client {
 
     /// Tells the members the conversation's settings (after it changed),
     /// inside the encryption.
-    async fn send_meta(&mut self, conv: &ConversationId) -> Result<()> {
+    pub(crate) async fn send_meta(&mut self, conv: &ConversationId) -> Result<()> {
         let meta = self.engine.meta(conv)?;
         let id = self.engine.write_payload(conv, &Payload::Meta(meta))?;
         match self.deliver(id).await {

@@ -14,6 +14,7 @@
 //!                                  └──────▶ openmls (groups in the same database)
 //! ```
 
+pub mod ceiling;
 pub mod desk;
 pub mod held;
 pub mod identity;

@@ -63,6 +63,10 @@ pub enum ClientError {
     /// Evidence that another copy of this device is in use.
     #[error("{0}: another copy of this device is in use (a stolen copy of its home?)")]
     Cloned(String),
+    /// A handling marking forbids it (a ceiling, an accreditation, a
+    /// forwarding rule, an export directory); `code` says which.
+    #[error("{detail}")]
+    Handling { code: &'static str, detail: String },
     /// A server's audit log failed verification (`valise audit-log`).
     #[error("audit log: {detail}")]
     AuditLog { code: &'static str, detail: String },
@@ -94,7 +98,7 @@ impl ClientError {
             Self::DevicePending => "device_pending",
             Self::Cloned(_) => "device_cloned",
             Self::Replayed(_) => "replayed",
-            Self::AuditLog { code, .. } => code,
+            Self::AuditLog { code, .. } | Self::Handling { code, .. } => code,
         }
     }
 

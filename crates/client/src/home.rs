@@ -248,6 +248,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_resend_due.sql"),
     include_str!("migrations/0011_audit_key.sql"),
     include_str!("migrations/0012_security_desk.sql"),
+    include_str!("migrations/0013_ceiling.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

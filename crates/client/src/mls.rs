@@ -13,8 +13,8 @@ use valise_proto::api::SubmitCommit;
 use valise_proto::{ConversationId, DeviceAddress};
 
 pub use valise_mls::{
-    CIPHERSUITE, MAX_PAST_EPOCHS, create_config, device_of, group_id, join_config, parse_message,
-    parse_tree, serialize,
+    CIPHERSUITE, MAX_PAST_EPOCHS, create_config, device_of, group_extensions, group_id,
+    join_config, parse_message, parse_tree, policy_hash, serialize,
 };
 
 /// One-time key packages uploaded at enrolment and on each restock.
@@ -69,7 +69,7 @@ impl StagedCommit {
         }
     }
 
-    fn from_bundle(bundle: CommitMessageBundle) -> Result<Self> {
+    pub(crate) fn from_bundle(bundle: CommitMessageBundle) -> Result<Self> {
         let (commit, welcome, group_info) = bundle.into_messages();
         Ok(Self {
             commit: serialize(&commit)?,

@@ -114,8 +114,16 @@ impl Client {
         self.post_letter(Target::Conversation(*conv), letter).await
     }
 
-    /// Answers a letter in its conversation and thread.
-    pub async fn reply(&mut self, letter_id: i64, body: String) -> Result<SentLetter> {
+    /// Answers a letter in its conversation and thread. The answer carries
+    /// the thread's highest marking, or `marking` if given, which must
+    /// dominate every marking of the thread: a reply may raise the marking,
+    /// never lower it.
+    pub async fn reply(
+        &mut self,
+        letter_id: i64,
+        body: String,
+        marking: Option<Label>,
+    ) -> Result<SentLetter> {
         let original = self.engine.home.letter(letter_id)?;
         let subject = if original.subject.to_lowercase().starts_with("re:") {
             original.subject.clone()
@@ -127,10 +135,14 @@ impl Client {
         } else {
             vec![original.from.clone()]
         };
+        let thread = self
+            .engine
+            .home
+            .thread_markings(&original.conversation, &original.thread)?;
         let draft = Draft {
             subject,
             body,
-            marking: original.marking.clone(),
+            marking: crate::handling::inherited(&thread, marking)?,
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
         self.post_letter(Target::Conversation(original.conversation), letter)
@@ -141,8 +153,13 @@ impl Client {
     /// the conversation up to date, seals and delivers. A letter that must
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
-    async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
+    pub(crate) async fn post_letter(
+        &mut self,
+        target: Target,
+        letter: Letter,
+    ) -> Result<SentLetter> {
         let message_id = letter.message_id;
+        let letter_marking = letter.marking.clone();
         let id = self.engine.write_letter(&target, &letter)?;
         let conversation = match (self.prepare(&target).await, &target) {
             (Ok(c), _) => c,
@@ -162,6 +179,14 @@ impl Client {
                 return Err(e);
             }
         };
+        // The ceiling of the conversation it goes in, now that it is known:
+        // a letter it refuses is taken back, as if never written.
+        if let Some(conv) = &conversation {
+            if let Err(e) = self.engine.check_ceiling(conv, letter_marking.as_ref()) {
+                self.engine.withdraw_letter(&message_id, id)?;
+                return Err(e);
+            }
+        }
         let mut entry = self
             .engine
             .home
@@ -211,10 +236,10 @@ impl Client {
                 return Ok(Some(c));
             }
         }
-        Ok(Some(self.create("", to, true).await?))
+        Ok(Some(self.create("", to, true, None).await?))
     }
 
-    fn new_letter(
+    pub(crate) fn new_letter(
         &self,
         to: Vec<UserId>,
         draft: Draft,

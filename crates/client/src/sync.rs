@@ -321,7 +321,13 @@ impl Client {
                 report.commits += 1;
                 report.new_letters += opened;
             }
-            Ok(Applied::Meta | Applied::OwnEcho | Applied::Duplicate | Applied::Held) => {}
+            Ok(
+                Applied::Meta
+                | Applied::OwnEcho
+                | Applied::Duplicate
+                | Applied::Held
+                | Applied::Sealed,
+            ) => {}
             Ok(Applied::Fork(fork)) => {
                 report.rejected += 1;
                 engine.diverge_on_fork(entry, &fork)?;

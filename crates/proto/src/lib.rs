@@ -14,6 +14,7 @@ pub mod bytes;
 pub mod id;
 pub mod letter;
 pub mod marking;
+pub mod policy;
 pub mod problem;
 pub mod report;
 pub mod tlog;
@@ -22,6 +23,7 @@ pub mod wire;
 pub use id::{ConversationId, DeviceAddress, DeviceId, IdError, MessageId, ThreadId, UserId};
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use marking::{Label, Marking, MarkingError};
+pub use policy::{PolicyError, PolicyRecord};
 pub use problem::{ErrorCode, Problem};
 pub use report::{AlertReport, Sha256Digest};
 

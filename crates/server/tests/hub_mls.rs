@@ -33,7 +33,7 @@ fn hub_follows_a_real_group() {
     let mut group = MlsGroup::new_with_group_id(
         &alice.provider,
         &alice.signer,
-        &create_config(),
+        &create_config(None).unwrap(),
         group_id(&id),
         alice.cred(),
     )
