@@ -10,4 +10,6 @@ pub mod directory;
 pub mod proto;
 
 pub use directory::{directory_entry, directory_proofs};
-pub use proto::{api_requests, api_responses, checkpoint, ids, inbox_page, letter_record, letters};
+pub use proto::{
+    api_requests, api_responses, checkpoint, ids, inbox_page, letter_record, letters, policy_record,
+};

@@ -33,6 +33,7 @@ pub const TARGETS: &[&str] = &[
     "letters",
     "ids",
     "checkpoint",
+    "policy_record",
 ];
 
 /// Targets whose checks need valise-directory (`directory.rs`): valise-proto
@@ -50,6 +51,7 @@ pub fn run(name: &str, data: &[u8]) -> Option<usize> {
         "letters" => letters(data),
         "ids" => ids(data),
         "checkpoint" => checkpoint(data),
+        "policy_record" => policy_record(data),
         _ => return None,
     })
 }
@@ -265,4 +267,27 @@ fn json<T: Serialize + DeserializeOwned>(data: &[u8]) -> bool {
         "JSON round trip"
     );
     true
+}
+
+/// A conversation's policy record (issue 11): what a member sends inside
+/// the conversation's settings, which any member controls completely. What
+/// decodes has one encoding, and its hash is the hash of those bytes (the
+/// group context compares exactly that); a record also decodes carried in
+/// the settings, where a broken one refuses the whole settings message.
+pub fn policy_record(data: &[u8]) -> usize {
+    use valise_proto::policy::{PolicyRecord, hash};
+    use valise_proto::{ConversationMeta, Payload};
+    let Ok(record) = PolicyRecord::decode(data) else {
+        return 0;
+    };
+    assert_eq!(record.encode().expect("re-encodes"), data, "one encoding");
+    assert_eq!(record.hash().expect("hashes"), hash(data));
+    let meta = Payload::Meta(ConversationMeta {
+        name: String::new(),
+        direct: false,
+        policy: Some(record),
+    });
+    let again = Payload::decode(&meta.encode().expect("settings encode")).expect("decode");
+    assert_eq!(again, meta, "carried in the settings, it round-trips");
+    1
 }

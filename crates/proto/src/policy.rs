@@ -201,23 +201,29 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(PolicyRecord::decode(&longer).is_err());
-        // A salt of another length.
-        let mut out = Vec::new();
-        let label = Label::from(Marking::TlpAmber);
-        let value =
-            ciborium::cbor!({"c" => label, "s" => ciborium::Value::Bytes(vec![1; 31])}).unwrap();
-        ciborium::into_writer(&value, &mut out).unwrap();
-        assert!(PolicyRecord::decode(&out).is_err());
-        // An unknown field: a restriction not understood is not ignored.
-        let value = ciborium::cbor!({
-            "c" => Label::from(Marking::TlpAmber),
-            "s" => ciborium::Value::Bytes(vec![1; 32]),
-            "x" => 1
-        })
-        .unwrap();
-        out.clear();
-        ciborium::into_writer(&value, &mut out).unwrap();
-        assert!(PolicyRecord::decode(&out).is_err());
+        // A salt of another length, and an unknown field (a restriction
+        // not understood is not ignored).
+        let encode = |fields: Vec<(&str, ciborium::Value)>| {
+            let label = ciborium::Value::serialized(&Label::from(Marking::TlpAmber)).unwrap();
+            let mut map = vec![(ciborium::Value::Text("c".into()), label)];
+            map.extend(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (ciborium::Value::Text(k.into()), v)),
+            );
+            let mut out = Vec::new();
+            ciborium::into_writer(&ciborium::Value::Map(map), &mut out).unwrap();
+            out
+        };
+        let good = encode(vec![("s", ciborium::Value::Bytes(vec![1; 32]))]);
+        assert!(PolicyRecord::decode(&good).is_ok());
+        let short = encode(vec![("s", ciborium::Value::Bytes(vec![1; 31]))]);
+        assert!(PolicyRecord::decode(&short).is_err());
+        let extra = encode(vec![
+            ("s", ciborium::Value::Bytes(vec![1; 32])),
+            ("x", ciborium::Value::Integer(1.into())),
+        ]);
+        assert!(PolicyRecord::decode(&extra).is_err());
         assert!(PolicyRecord::decode(&vec![0xa0; MAX_POLICY_BYTES + 1]).is_err());
     }
 
