@@ -266,6 +266,16 @@ impl Client {
     /// next [`Client::sync`] delivers it. Load generators use this to
     /// measure the server apart from the sealing.
     pub fn seal_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
+        self.engine.check_ceiling(conv, draft.marking.as_ref())?;
+        self.seal_unchecked(conv, draft)
+    }
+
+    /// As [`Client::seal_in`], whatever the conversation's ceiling.
+    pub(crate) fn seal_unchecked(
+        &mut self,
+        conv: &ConversationId,
+        draft: Draft,
+    ) -> Result<SentLetter> {
         let to = self.engine.other_members(conv)?;
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
         let id = self
