@@ -11,5 +11,6 @@ pub mod proto;
 
 pub use directory::{directory_entry, directory_proofs};
 pub use proto::{
-    api_requests, api_responses, checkpoint, ids, inbox_page, letter_record, letters, policy_record,
+    api_requests, api_responses, attestation, checkpoint, ids, inbox_page, label, letter_record,
+    letters, policy_record,
 };

@@ -322,6 +322,7 @@ fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
             user: &user,
             code: &code,
             directory_key: None,
+            authority_fingerprint: None,
         };
         clients.push(rt.block_on(Client::enroll(&home, &passphrase, e))?);
     }

@@ -76,6 +76,11 @@ pub enum Command {
         /// the administrator; without it the key the server names is pinned.
         #[arg(long)]
         directory_key: Option<String>,
+        /// The accreditation authority key's fingerprint (hex), as the
+        /// security officer gave it out of band (`valise authority-key`
+        /// prints it); enrolment fails if the server names another key.
+        #[arg(long)]
+        authority_fingerprint: Option<String>,
     },
     /// Write a letter to people, or in a conversation.
     ///
@@ -105,6 +110,37 @@ pub enum Command {
         /// 'EU RESTRICTED' or 'TLP:AMBER//REL TO CZE, FRA'.
         #[arg(long, value_parser = Label::parse)]
         marking: Option<Label>,
+    },
+    /// Print the catalogue of handling markings `--marking` accepts, with
+    /// the other spellings of each and the markings it covers.
+    Markings,
+    /// Security officer, offline: make the accreditation authority's
+    /// signing key (file mode 0600; keep it off the network). Prints the
+    /// public key for `valised admin set accreditation-authority` and its
+    /// fingerprint for `valise enroll --authority-fingerprint`.
+    AuthorityKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Security officer, offline: sign an attestation that USER is
+    /// accredited for MARKING (and what it covers) until the end of DATE
+    /// (UTC), on all their devices or one; publish it with `valised admin
+    /// publish-attestation FILE`.
+    Accredit {
+        /// The authority key file (`valise authority-key`).
+        #[arg(long)]
+        authority_key: PathBuf,
+        user: UserId,
+        #[arg(value_parser = Label::parse)]
+        marking: Label,
+        /// Last day of validity, YYYY-MM-DD.
+        #[arg(long)]
+        until: String,
+        /// Only this device of the user.
+        #[arg(long)]
+        device: Option<DeviceId>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Fetch, decrypt and store new letters; prints how many arrived.
     Sync {

@@ -1,6 +1,7 @@
 //! `valise`: the Valise command line.
 #![forbid(unsafe_code)]
 
+mod accredit;
 mod args;
 mod output;
 
@@ -49,6 +50,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             code,
             ca,
             directory_key,
+            authority_fingerprint,
         } => {
             let ca_pem = std::fs::read_to_string(ca)
                 .with_context(|| format!("cannot read CA file {}", ca.display()))?;
@@ -66,6 +68,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                     user,
                     code,
                     directory_key: directory_key.as_deref(),
+                    authority_fingerprint: authority_fingerprint.as_deref(),
                 },
             )
             .await?;
@@ -79,6 +82,21 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Outbox => out.held(&open(cli)?.held()?),
+        Command::Markings => out.markings(),
+        Command::AuthorityKey { out: file } => {
+            out.authority_key(&accredit::new_key(file)?.public(), file)
+        }
+        Command::Accredit {
+            authority_key,
+            user,
+            marking,
+            until,
+            device,
+            out: file,
+        } => {
+            let claims = accredit::accredit(authority_key, user, marking, until, *device, file)?;
+            out.accredited(&claims, file);
+        }
         Command::Send {
             to,
             conversation,

@@ -7,6 +7,7 @@ use valise_client::{
     DeskReport, DeskState, DeviceView, HeldLetter, LetterSummary, LetterView, SentLetter,
     SyncProgress, SyncReport,
 };
+use valise_proto::attestation::{Accreditation, AuthorityKey};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Label, UserId};
 
 pub struct Output {
@@ -481,6 +482,91 @@ fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| ms.to_string())
+}
+
+impl Output {
+    pub fn markings(&self) {
+        use valise_proto::marking::CATALOGUE;
+        let names = |ms: &[valise_proto::Marking]| -> Vec<&str> {
+            ms.iter().map(|m| m.entry().name).collect()
+        };
+        let rows: Vec<_> = CATALOGUE
+            .iter()
+            .map(|e| {
+                json!({
+                    "name": e.name,
+                    "shown_as": e.short,
+                    "policy": e.policy,
+                    "level": e.level,
+                    "aliases": e.aliases,
+                    "covers": names(e.covers),
+                })
+            })
+            .collect();
+        self.emit(rows, || {
+            let mut text: Vec<String> = CATALOGUE
+                .iter()
+                .map(|e| {
+                    let mut line = format!("{:<30} {:<5} {}", e.name, e.policy, e.level);
+                    if !e.aliases.is_empty() {
+                        line += &format!("; also {}", e.aliases.join(", "));
+                    }
+                    if !e.covers.is_empty() {
+                        line += &format!("; covers {}", names(e.covers).join(", "));
+                    }
+                    line
+                })
+                .collect();
+            text.push(
+                "add caveats and releasability as MARKING//CAVEAT//REL TO CZE, FRA; an \
+                 accreditation covers a letter when it covers its marking (transitively), holds \
+                 all its caveats and names no one outside its REL TO"
+                    .into(),
+            );
+            text.join("\n")
+        });
+    }
+
+    pub fn authority_key(&self, key: &AuthorityKey, file: &std::path::Path) {
+        self.emit(
+            json!({
+                "file": file,
+                "public_key": key.to_string(),
+                "fingerprint": key.fingerprint_hex(),
+            }),
+            || {
+                format!(
+                    "authority key written to {} (keep it offline)\npublic key:  {key}\n\
+                     fingerprint: {}",
+                    file.display(),
+                    key.fingerprint_hex()
+                )
+            },
+        );
+    }
+
+    pub fn accredited(&self, a: &Accreditation, file: &std::path::Path) {
+        let until = rfc3339(a.not_after_s.saturating_mul(1000));
+        self.emit(
+            json!({
+                "file": file,
+                "user": a.user,
+                "device": a.device,
+                "marking": a.label.to_string(),
+                "not_after": until,
+            }),
+            || {
+                format!(
+                    "{} accredited for {} until {until}, {}: attestation written to {}",
+                    a.user,
+                    a.label,
+                    a.device
+                        .map_or("on all devices".into(), |d| format!("on device {d}")),
+                    file.display()
+                )
+            },
+        );
+    }
 }
 
 /// The label as a subject prefix, `[EU RESTRICTED] `.

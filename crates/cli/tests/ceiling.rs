@@ -2,28 +2,39 @@
 //! every member holds and the hub never learns, sends above it refused,
 //! a letter above it never shown (spillage), a malicious member who raises
 //! it seen by everyone with no fork, forwarding and replies that keep the
-//! marking. The malicious member runs a modified client: the library's
-//! test-only `rogue_*` calls (the `failpoints` feature of these builds).
+//! marking, a member who adds someone not accredited. The malicious member
+//! runs a modified client (the `failpoints` feature of these builds):
+//! `VALISE_FAILPOINT=skip_marking_check`, or the library's test-only
+//! `rogue_set_ceiling`. Accreditations are signed by a
+//! security officer's key (`common::officer`).
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{Device, PASSPHRASE, Server, addr};
+use common::officer::{Officer, publish, server_with};
+use common::{Device, PASSPHRASE, Server, addr, settle};
 use serde_json::Value;
-use valise_client::{Client, Draft, Passphrase};
+use valise_client::{Client, Passphrase};
 use valise_proto::{ConversationId, Label};
+
+/// A client modified to skip the marking checks (accreditation, ceiling).
+const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
 
 /// `conversation create` with a ceiling; its id.
 fn create_with_ceiling(dev: &Device, name: &str, members: &[&str], ceiling: &str) -> String {
     let members: Vec<String> = members.iter().map(|m| addr(m)).collect();
-    let mut args = vec!["conversation", "create", "--name", name, "--ceiling", ceiling];
+    let mut args = vec![
+        "conversation",
+        "create",
+        "--name",
+        name,
+        "--ceiling",
+        ceiling,
+    ];
     for m in &members {
         args.extend(["--member", m.as_str()]);
     }
-    dev.json(&args)["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    dev.json(&args)["conversation"].as_str().unwrap().to_owned()
 }
 
 /// Sends a marked letter in a conversation; the command's output.
@@ -91,9 +102,15 @@ fn stderr(out: &std::process::Output) -> String {
 /// holds only the policy's salted hash, never the ceiling (NO-PLAINTEXT).
 #[test]
 fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
-    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
     let alice = server.device("alice");
     let bob = server.device("bob");
+    // EU RESTRICTED covers TLP:AMBER, not TLP:RED nor AMBER+STRICT.
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
     let conv = create_with_ceiling(&alice, "Sanctions cell", &["bob"], "TLP:AMBER");
     assert_eq!(bob.sync()["joined"], 1);
     for dev in [&alice, &bob] {
@@ -119,44 +136,78 @@ fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
     assert_eq!(bob.sync()["new_letters"], 1);
     assert_eq!(alice.sync()["new_letters"], 1);
     assert!(!bob.subjects().contains(&"Above".to_owned()));
-    assert!(alice.alert_kinds().is_empty() && bob.alert_kinds().is_empty());
+    for dev in [&alice, &bob] {
+        assert!(
+            dev.alert_kinds().is_empty(),
+            "{}: {:?}",
+            dev.user,
+            dev.json(&["alerts"])
+        );
+    }
 
     // The hub holds the group context with the 32-byte policy hash in the
     // required private extension (type 0xF1A5, length 32)...
     let bytes = server_bytes(&server);
-    assert!(contains(&bytes, &[0xf1, 0xa5, 0x20]), "no policy hash at the hub");
+    assert!(
+        contains(&bytes, &[0xf1, 0xa5, 0x20]),
+        "no policy hash at the hub"
+    );
     // ...and nowhere the ceiling's words (a label's CBOR would hold them).
     for word in ["AMBER", "Sanctions cell"] {
-        assert!(!contains(&bytes, word.as_bytes()), "{word} reached the server");
+        assert!(
+            !contains(&bytes, word.as_bytes()),
+            "{word} reached the server"
+        );
     }
 }
 
-/// A ceiling that needs an accreditation nobody has (no attestation is
-/// verified in this build): the conversation is not made, and the refusal
-/// names the devices.
+/// A ceiling some member is not accredited for: the conversation is not
+/// made, nor is such a person added to one, and the refusal names the
+/// device. A member running a modified client adds them anyway: the
+/// commit is merged by everyone (no fork), every other member alerts
+/// `unaccredited_member` and refuses marked letters there until that
+/// person is removed.
 #[test]
-fn a_ceiling_above_the_members_accreditation_is_refused() {
-    let server = Server::start();
+fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
     let alice = server.device("alice");
     let bob = server.device("bob");
-    let out = alice.run(&[
-        "conversation",
-        "create",
-        "--name",
-        "Restricted cell",
-        "--member",
-        &addr("bob"),
-        "--ceiling",
-        "EU RESTRICTED",
-        "--json",
-    ]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(err.contains("not accredited"), "{err}");
-    assert!(err.contains(&bob.address()), "{err}");
-    assert!(alice.json(&["conversation", "list"]).as_array().unwrap().is_empty());
+    let carol = server.device("carol");
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    let refused = |out: std::process::Output, device: &str| {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("not accredited") && err.contains(device),
+            "{err}"
+        );
+    };
+    refused(
+        alice.run(&[
+            "conversation",
+            "create",
+            "--name",
+            "Restricted cell",
+            "--member",
+            &addr("carol"),
+            "--ceiling",
+            "EU RESTRICTED",
+        ]),
+        &carol.address(),
+    );
+    assert!(
+        alice
+            .json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // An unknown marking is no ceiling at all.
-    let out = alice.run(&[
+    let unknown = alice.run(&[
         "conversation",
         "create",
         "--name",
@@ -166,7 +217,53 @@ fn a_ceiling_above_the_members_accreditation_is_refused() {
         "--ceiling",
         "TOP FRIENDLY",
     ]);
-    assert!(!out.status.success());
+    assert!(!unknown.status.success());
+
+    let conv = create_with_ceiling(&alice, "Restricted cell", &["bob"], "EU RESTRICTED");
+    bob.sync();
+    refused(
+        alice.run(&["conversation", "add", &conv, &addr("carol")]),
+        &carol.address(),
+    );
+    let ok = send_marked(&alice, &conv, "Restricted", "EU RESTRICTED");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // Bob's modified client adds carol anyway.
+    let out = bob.run_env(&["conversation", "add", &conv, &addr("carol")], MODIFIED);
+    assert!(out.status.success(), "{}", stderr(&out));
+    settle(&[&alice, &bob, &carol]);
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"unaccredited_member".to_owned()),
+        "{:?}",
+        alice.alert_kinds()
+    );
+    let c = alice.conversation(&conv);
+    assert!(c["degraded"].as_str().unwrap().starts_with("member"), "{c}");
+    let auth: Vec<Value> = [&alice, &bob, &carol]
+        .iter()
+        .map(|d| d.conversation(&conv)["authenticator"].clone())
+        .collect();
+    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+    let refused_send = send_marked(&alice, &conv, "While carol is in", "EU RESTRICTED");
+    assert!(!refused_send.status.success());
+    assert!(
+        stderr(&refused_send).contains("degraded"),
+        "{}",
+        stderr(&refused_send)
+    );
+    // Carol never got a marked letter of the conversation.
+    assert!(carol.subjects().is_empty(), "{:?}", carol.subjects());
+
+    // Removed: whole again.
+    alice.ok(&["conversation", "remove", &conv, &addr("carol")]);
+    assert_eq!(alice.conversation(&conv)["degraded"], Value::Null);
+    let ok = send_marked(&alice, &conv, "After carol", "EU RESTRICTED");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    bob.sync();
+    assert_eq!(bob.conversation(&conv)["degraded"], Value::Null);
+    assert!(bob.subjects().contains(&"After carol".to_owned()));
 }
 
 /// A modified client sends EU RESTRICTED into a TLP:CLEAR conversation:
@@ -180,14 +277,21 @@ fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
     let conv = create_with_ceiling(&alice, "Open cell", &["bob", "carol"], "TLP:CLEAR");
     bob.sync();
     carol.sync();
-    rogue(&alice, async |c| {
-        let draft = Draft {
-            subject: "Spilled".into(),
-            body: "EU RESTRICTED words".into(),
-            marking: Some(label("EU RESTRICTED")),
-        };
-        c.rogue_send_in(&conv_id(&conv), draft).await.unwrap();
-    });
+    let out = alice.run_env(
+        &[
+            "send",
+            "--conversation",
+            &conv,
+            "--subject",
+            "Spilled",
+            "--body",
+            "restricted words",
+            "--marking",
+            "EU RESTRICTED",
+        ],
+        MODIFIED,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     alice.send_in(&conv, "Plain", "An unmarked letter still goes.");
     for dev in [&bob, &carol] {
         let r = dev.sync();
@@ -227,21 +331,35 @@ fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
             dev.alert_kinds()
         );
         let c = dev.conversation(&conv);
-        assert_eq!(c["ceiling"], "TLP:GREEN", "{}: the raise is not taken", dev.user);
-        assert!(c["degraded"].as_str().unwrap().starts_with("ceiling"), "{c}");
+        assert_eq!(
+            c["ceiling"], "TLP:GREEN",
+            "{}: the raise is not taken",
+            dev.user
+        );
+        assert!(
+            c["degraded"].as_str().unwrap().starts_with("ceiling"),
+            "{c}"
+        );
     }
-    carol.sync();
+    settle(&[&alice, &bob, &carol]);
     let auth: Vec<Value> = [&alice, &bob, &carol]
         .iter()
         .map(|d| d.conversation(&conv)["authenticator"].clone())
         .collect();
     assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
-    assert_eq!(alice.conversation(&conv)["epoch"], carol.conversation(&conv)["epoch"]);
+    assert_eq!(
+        alice.conversation(&conv)["epoch"],
+        carol.conversation(&conv)["epoch"]
+    );
 
     // Degraded: marked letters are refused, unmarked ones still go.
     let refused = send_marked(&bob, &conv, "After", "TLP:GREEN");
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("degraded"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("degraded"),
+        "{}",
+        stderr(&refused)
+    );
     bob.send_in(&conv, "Unmarked", "still fine");
     assert_eq!(alice.sync()["new_letters"], 1);
 }
@@ -251,9 +369,14 @@ fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
 /// client's unit tests: this server has one domain.)
 #[test]
 fn forwards_and_replies_keep_the_marking() {
-    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
     let alice = server.device("alice");
     let bob = server.device("bob");
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "TLP:RED", None));
+    }
     let source = alice.create("Source", &["bob"]);
     let green = create_with_ceiling(&alice, "Green", &["bob"], "TLP:GREEN");
     let open = alice.create("Open", &["bob"]);
@@ -265,10 +388,7 @@ fn forwards_and_replies_keep_the_marking() {
     alice.sync();
     let inbox = alice.inbox();
     let id_of = |subject: &str| {
-        inbox
-            .iter()
-            .find(|l| l["subject"] == subject)
-            .unwrap()["id"]
+        inbox.iter().find(|l| l["subject"] == subject).unwrap()["id"]
             .as_i64()
             .unwrap()
             .to_string()
@@ -299,7 +419,11 @@ fn forwards_and_replies_keep_the_marking() {
     assert!(reply["id"].is_i64());
     let lowered = alice.run(&["reply", &amber, "--body", "x", "--marking", "TLP:GREEN"]);
     assert!(!lowered.status.success());
-    assert!(stderr(&lowered).contains("never lower"), "{}", stderr(&lowered));
+    assert!(
+        stderr(&lowered).contains("never lower"),
+        "{}",
+        stderr(&lowered)
+    );
     alice.json(&["reply", &amber, "--body", "Raised.", "--marking", "TLP:RED"]);
     bob.sync();
     let markings: Vec<Value> = bob

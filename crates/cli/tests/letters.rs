@@ -18,7 +18,7 @@ fn alice_writes_bob_replies_in_thread() {
         "--body",
         "Please confirm the dates.",
         "--marking",
-        "TLP:AMBER",
+        "TLP:GREEN",
     ]);
     let conv = sent["conversation"].as_str().unwrap().to_owned();
 
@@ -30,7 +30,7 @@ fn alice_writes_bob_replies_in_thread() {
     let first = &inbox[0];
     assert_eq!(first["from"], addr("alice"));
     assert_eq!(first["subject"], "Visa for the delegation");
-    assert_eq!(first["marking"], "TLP:AMBER");
+    assert_eq!(first["marking"], "TLP:GREEN");
     assert_eq!(first["conversation"], conv.as_str());
     assert!(first["sent_at"].as_str().unwrap().starts_with("20"));
 
@@ -53,7 +53,7 @@ fn alice_writes_bob_replies_in_thread() {
     let answer = alice.read(answer["id"].as_i64().unwrap());
     assert_eq!(answer["thread"], letter["thread"]);
     assert_eq!(answer["in_reply_to"], letter["message_id"]);
-    assert_eq!(answer["marking"], "TLP:AMBER");
+    assert_eq!(answer["marking"], "TLP:GREEN");
 
     // Writing to bob again reuses the conversation, on both sides.
     let again = alice.send_to(&["bob"], "Second", "Another letter.");

@@ -361,6 +361,7 @@ impl World {
                 user: &user,
                 code: &code,
                 directory_key: None,
+                authority_fingerprint: None,
             };
             let client = Client::enroll(&home, &passphrase, e).await.unwrap();
             actors.push(Actor {

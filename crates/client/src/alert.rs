@@ -62,9 +62,17 @@ pub enum AlertKind {
     /// pinned (or none): reports keep going to the pinned desk until the
     /// user accepts the new one (`valise desk accept`).
     SecurityDeskChanged,
-    /// A letter marked above what this device may open here (the
-    /// conversation's ceiling) arrived: it was not opened or kept.
+    /// A marked letter was not sent: a device of the conversation's
+    /// encrypting epoch is not accredited for its marking (issue 11).
+    UnaccreditedRecipient,
+    /// A marked letter reached a conversation where some device (this
+    /// one, or another) is not accredited for its marking, or above the
+    /// conversation's ceiling: this device did not render it if it is not
+    /// accredited itself or the letter is above the ceiling.
     Spillage,
+    /// The server names another accreditation authority key than the one
+    /// this device pinned: it keeps verifying under the pinned key.
+    AccreditationAuthorityChanged,
     /// A member changed a conversation's ceiling (its policy hash), or sent
     /// a policy the group does not hold: the ceiling held stays, and the
     /// conversation refuses marked letters.
@@ -98,7 +106,9 @@ impl AlertKind {
             Self::AdminAction => "admin_action",
             Self::AuditConflict => "audit_conflict",
             Self::SecurityDeskChanged => "security_desk_changed",
+            Self::UnaccreditedRecipient => "unaccredited_recipient",
             Self::Spillage => "spillage",
+            Self::AccreditationAuthorityChanged => "accreditation_authority_changed",
             Self::CeilingChanged => "ceiling_changed",
             Self::UnaccreditedMember => "unaccredited_member",
             Self::Export => "export",

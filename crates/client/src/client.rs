@@ -57,6 +57,9 @@ pub struct Enrollment<'a> {
     /// The directory key as given out of band; without it, the device
     /// trusts the key the server names at enrolment.
     pub directory_key: Option<&'a [u8]>,
+    /// The accreditation authority key's fingerprint (hex SHA-256) as
+    /// given out of band; without it, the key the server names is pinned.
+    pub authority_fingerprint: Option<&'a str>,
 }
 
 /// Leaf keys are renewed at least this often by default (I3).
@@ -130,6 +133,12 @@ impl Client {
                 "the server's directory key is not the one given with --directory-key".into(),
             ));
         }
+        // Before anything is kept: a device that would pin another
+        // authority than the one announced is not made.
+        engine.pin_authority(
+            resp.accreditation_authority.as_deref(),
+            e.authority_fingerprint,
+        )?;
         engine.home.insert_account(&Account {
             server: api.base().to_owned(),
             ca_pem: e.ca_pem.to_owned(),

@@ -71,7 +71,7 @@ impl Client {
         if let Some(ceiling) = &ceiling {
             let mut devices = vec![self.engine.me.clone()];
             devices.extend(devices_of(&packages));
-            self.refuse_unaccredited(&devices, ceiling)?;
+            self.refuse_unaccredited(&devices, ceiling).await?;
         }
         let policy = ceiling.map(Engine::new_policy);
         let id = ConversationId::from_bytes(rand::random());
@@ -95,18 +95,6 @@ impl Client {
     /// Adds a person (all their approved devices) to a conversation; each
     /// device must be accredited for its ceiling.
     pub async fn add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
-        self.add(conv, user, true).await
-    }
-
-    /// As [`Client::add_member`]; `accredited`: refuse devices not
-    /// accredited for the ceiling (only a modified client skips it: the
-    /// `rogue` module of test builds).
-    pub(crate) async fn add(
-        &mut self,
-        conv: &ConversationId,
-        user: &UserId,
-        accredited: bool,
-    ) -> Result<()> {
         self.check_may_write(std::slice::from_ref(user))?;
         self.pull(0).await?;
         let present = self.engine.roster(conv)?;
@@ -118,8 +106,11 @@ impl Client {
         let packages = self
             .claim_each(std::slice::from_ref(user), &present)
             .await?;
-        if let (true, Ceiling::Known(ceiling)) = (accredited, self.engine.ceiling(conv)?) {
-            self.refuse_unaccredited(&devices_of(&packages), &ceiling)?;
+        if let Ceiling::Known(ceiling) = self.engine.ceiling(conv)?
+            && !crate::failpoint::modified("skip_marking_check")
+        {
+            self.refuse_unaccredited(&devices_of(&packages), &ceiling)
+                .await?;
         }
         self.commit(conv, |_| {
             Ok(Change {
@@ -156,21 +147,56 @@ impl Client {
         .await
     }
 
-    /// Refuses devices not accredited for `ceiling`, naming them.
-    fn refuse_unaccredited(&self, devices: &[DeviceAddress], ceiling: &Label) -> Result<()> {
-        let refused = self.engine.unaccredited(devices, ceiling)?;
-        if refused.is_empty() {
-            return Ok(());
+    /// Checks the members of the conversations whose members or ceiling
+    /// changed against the ceiling, their users' entries read afresh: a
+    /// device not accredited degrades the conversation (and alerts).
+    pub(crate) async fn check_ceilings(&mut self) -> Result<()> {
+        for conv in self.engine.due_roster_checks() {
+            if !matches!(self.engine.ceiling(&conv)?, Ceiling::Known(_)) {
+                continue;
+            }
+            let users: BTreeSet<UserId> = self
+                .engine
+                .roster(&conv)?
+                .into_iter()
+                .map(|d| d.user)
+                .collect();
+            for user in &users {
+                match self.prove_user(user).await {
+                    Err(e) if e.is_transient() => return Err(e),
+                    // Refused (and alerted inside): its devices count as
+                    // not accredited below.
+                    Err(e) => tracing::warn!(%user, error = %e, "entry not proven"),
+                    Ok(_) => {}
+                }
+            }
+            self.engine.check_roster(&conv)?;
         }
-        let names: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        Err(ClientError::Handling {
-            code: "not_accredited",
-            detail: format!(
-                "not accredited for the ceiling {ceiling}: {} (a security officer's attestation \
-                 is needed)",
-                names.join(", ")
-            ),
-        })
+        Ok(())
+    }
+
+    /// Refuses devices not accredited for `ceiling`, naming the first;
+    /// their users' accreditations are read afresh from the directory.
+    async fn refuse_unaccredited(
+        &mut self,
+        devices: &[DeviceAddress],
+        ceiling: &Label,
+    ) -> Result<()> {
+        let users: BTreeSet<UserId> = devices.iter().map(|d| d.user.clone()).collect();
+        for user in &users {
+            self.prove_user(user).await?;
+        }
+        match self.engine.unaccredited(devices, ceiling)? {
+            None => Ok(()),
+            Some((device, lack)) => Err(ClientError::Handling {
+                code: "not_accredited",
+                detail: format!(
+                    "device {device} {}, so it is not accredited for the ceiling {}: not added",
+                    lack.describe(),
+                    ceiling.marking().entry().short
+                ),
+            }),
+        }
     }
 
     /// Refuses to write to people whose identity changed unverified.

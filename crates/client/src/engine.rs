@@ -4,7 +4,7 @@
 //! I/O but the home's database: which entries of its inbox it applies
 //! ([`inbound`]) or keeps until their epoch's commit comes ([`held`]), what it seals and holds back ([`outbound`]), the commits
 //! it builds ([`membership`]), which keys and identities it believes
-//! ([`identity`]), and whether a group state from the server may be taken
+//! ([`identity`]), who may read a marked letter ([`accreditation`]), and whether a group state from the server may be taken
 //! after it fell out of step ([`rejoin`]). [`crate::Client`] drives it over
 //! the network; the tests drive several engines against each other with no
 //! server at all.
@@ -14,6 +14,7 @@
 //!                                  └──────▶ openmls (groups in the same database)
 //! ```
 
+pub mod accreditation;
 pub mod ceiling;
 pub mod desk;
 pub mod held;
@@ -55,6 +56,12 @@ pub struct Engine {
     /// What stays true once computed, kept off the database on the hot
     /// path (each letter sealed or opened).
     cache: RefCell<Cache>,
+    /// The pinned accreditation authority and the attestations verified
+    /// under it; loaded on first use.
+    clearances: RefCell<Option<crate::accreditation::Clearances>>,
+    /// Conversations whose members or ceiling changed: checked against the
+    /// ceiling once their users' entries are read afresh ([`ceiling`]).
+    roster_checks: RefCell<std::collections::BTreeSet<ConversationId>>,
 }
 
 /// See [`Engine::cache`].
@@ -101,6 +108,8 @@ impl Engine {
             clock,
             groups: RefCell::default(),
             cache: RefCell::default(),
+            clearances: RefCell::default(),
+            roster_checks: RefCell::default(),
         }
     }
 
@@ -143,10 +152,12 @@ impl Engine {
         self.groups.borrow_mut().remove(conv);
     }
 
-    /// Drops every in-memory group and the root stamp (after a rollback).
+    /// Drops every in-memory group, the root stamp and the attestation
+    /// lists read from the directory (after a rollback).
     pub(crate) fn forget_groups(&self) {
         self.groups.borrow_mut().clear();
         self.cache.borrow_mut().stamp = None;
+        self.forget_clearances(None);
     }
 
     /// Runs `f` atomically. If anything fails, nothing of it remains: the

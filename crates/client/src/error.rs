@@ -67,6 +67,20 @@ pub enum ClientError {
     /// forwarding rule, an export directory); `code` says which.
     #[error("{detail}")]
     Handling { code: &'static str, detail: String },
+    /// A marked letter refused: a device it would reach is not accredited.
+    #[error(
+        "not sent: device {device} {why}, so it is not accredited for {marking} (see `valise \
+         alerts`)"
+    )]
+    Unaccredited {
+        device: String,
+        marking: &'static str,
+        why: &'static str,
+    },
+    /// The accreditation authority the server named is not the one the
+    /// user was told to expect.
+    #[error("the server's accreditation authority key has fingerprint {0}, not the one given")]
+    AuthorityMismatch(String),
     /// A server's audit log failed verification (`valise audit-log`).
     #[error("audit log: {detail}")]
     AuditLog { code: &'static str, detail: String },
@@ -99,6 +113,8 @@ impl ClientError {
             Self::Cloned(_) => "device_cloned",
             Self::Replayed(_) => "replayed",
             Self::AuditLog { code, .. } | Self::Handling { code, .. } => code,
+            Self::Unaccredited { .. } => "unaccredited",
+            Self::AuthorityMismatch(_) => "authority_mismatch",
         }
     }
 

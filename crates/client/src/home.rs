@@ -9,11 +9,12 @@
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
-//! [`outbox`], [`alerts`], [`directory`] and [`desk`]. openmls keeps its group state
+//! [`outbox`], [`alerts`], [`directory`], [`desk`] and [`accreditation`]. openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
 
 pub mod account;
+pub mod accreditation;
 pub mod alerts;
 pub mod commits;
 pub mod conversations;
@@ -249,6 +250,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_audit_key.sql"),
     include_str!("migrations/0012_security_desk.sql"),
     include_str!("migrations/0013_ceiling.sql"),
+    include_str!("migrations/0014_accreditation.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -12,11 +12,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod accreditation;
 mod admin_actions;
 mod alert;
 mod api;
 mod audit;
 mod audit_log;
+mod authority;
 mod client;
 mod clock;
 mod conversation;

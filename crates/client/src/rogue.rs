@@ -1,18 +1,17 @@
 //! What a modified client does and Valise never does, so that tests can
 //! play a malicious member for real (issue 11): change a conversation's
-//! ceiling by commit, send above the ceiling, and add a person without
-//! checking their accreditation. Built only with the `failpoints` feature, which test
+//! ceiling by commit (skipping checks is `VALISE_FAILPOINT=
+//! skip_marking_check`, see `crate::failpoint`). Built only with the `failpoints` feature, which test
 //! builds enable and release builds never have.
 
 use crate::client::Client;
 use crate::engine::Engine;
 use crate::error::{ClientError, Result};
 use crate::mls;
-use crate::send::Draft;
 use openmls::prelude::*;
 use reqwest::Method;
 use valise_proto::api::ConversationState;
-use valise_proto::{ConversationId, ConversationMeta, Label, Payload, UserId};
+use valise_proto::{ConversationId, ConversationMeta, Label, Payload};
 
 impl Client {
     /// Commits a new policy hash for `conv` (a GroupContextExtensions
@@ -52,18 +51,5 @@ impl Client {
         meta.policy = Some(record);
         let id = self.engine.write_payload(conv, &Payload::Meta(meta))?;
         self.deliver(id).await
-    }
-
-    /// Seals and sends a new thread's letter into `conv` whatever its
-    /// ceiling says.
-    pub async fn rogue_send_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<()> {
-        let sent = self.seal_unchecked(conv, draft)?;
-        self.deliver(sent.message_id).await
-    }
-
-    /// Adds a person to `conv` without checking their accreditation for
-    /// its ceiling.
-    pub async fn rogue_add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
-        self.add(conv, user, false).await
     }
 }

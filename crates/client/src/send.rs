@@ -150,7 +150,9 @@ impl Client {
     }
 
     /// Stores the letter (nothing written is lost from here on), brings
-    /// the conversation up to date, seals and delivers. A letter that must
+    /// the conversation up to date, seals and delivers. A marked letter is
+    /// taken back, with an `unaccredited_recipient` alert, if a device of
+    /// the conversation is not accredited for its marking. A letter that must
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
     pub(crate) async fn post_letter(
@@ -159,7 +161,6 @@ impl Client {
         letter: Letter,
     ) -> Result<SentLetter> {
         let message_id = letter.message_id;
-        let letter_marking = letter.marking.clone();
         let id = self.engine.write_letter(&target, &letter)?;
         let conversation = match (self.prepare(&target).await, &target) {
             (Ok(c), _) => c,
@@ -181,11 +182,26 @@ impl Client {
         };
         // The ceiling of the conversation it goes in, now that it is known:
         // a letter it refuses is taken back, as if never written.
-        if let Some(conv) = &conversation {
-            if let Err(e) = self.engine.check_ceiling(conv, letter_marking.as_ref()) {
+        if let Some(conv) = &conversation
+            && let Err(e) = self.engine.check_ceiling(conv, letter.marking.as_ref())
+        {
+            self.engine.withdraw_letter(&message_id, id)?;
+            return Err(e);
+        }
+        if let (Some(conv), Some(label)) = (&conversation, &letter.marking)
+            && let Err(e) = self.check_marked(conv, label).await
+        {
+            // Refused, not held: the person decides what to do instead.
+            if let ClientError::Unaccredited { .. } = e {
                 self.engine.withdraw_letter(&message_id, id)?;
-                return Err(e);
+                self.engine.raise(
+                    AlertKind::UnaccreditedRecipient,
+                    Some(conv),
+                    &e.to_string(),
+                    None,
+                )?;
             }
+            return Err(e);
         }
         let mut entry = self
             .engine
@@ -205,6 +221,22 @@ impl Client {
             conversation,
             message_id,
         })
+    }
+
+    /// Whether every device of `conv` is accredited for `label`, every
+    /// member's accreditations read afresh from the directory (one granted
+    /// or withdrawn a moment ago counts).
+    async fn check_marked(&mut self, conv: &ConversationId, label: &Label) -> Result<()> {
+        let users: std::collections::BTreeSet<UserId> = self
+            .engine
+            .roster(conv)?
+            .into_iter()
+            .map(|d| d.user)
+            .collect();
+        for user in &users {
+            self.prove_user(user).await?;
+        }
+        self.engine.check_marked(conv, label)
     }
 
     /// The conversation a letter goes in, its members brought in line with
@@ -267,15 +299,6 @@ impl Client {
     /// measure the server apart from the sealing.
     pub fn seal_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
         self.engine.check_ceiling(conv, draft.marking.as_ref())?;
-        self.seal_unchecked(conv, draft)
-    }
-
-    /// As [`Client::seal_in`], whatever the conversation's ceiling.
-    pub(crate) fn seal_unchecked(
-        &mut self,
-        conv: &ConversationId,
-        draft: Draft,
-    ) -> Result<SentLetter> {
         let to = self.engine.other_members(conv)?;
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
         let id = self

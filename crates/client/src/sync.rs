@@ -109,6 +109,7 @@ impl Client {
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             self.check_security_desk().await?;
+            self.check_authority().await?;
             report.new_devices = self.check_own_history(false).await?;
             report.admin_actions = self.check_admin_actions().await?;
             let (added, removed) = self.refresh_own_conversations().await?;
@@ -193,6 +194,7 @@ impl Client {
                 }
             }
             self.prove_newer_roots().await?;
+            self.check_ceilings().await?;
             progress(done);
             if !page.more {
                 self.engine.whole_inbox_read()?;
@@ -326,7 +328,7 @@ impl Client {
                 | Applied::OwnEcho
                 | Applied::Duplicate
                 | Applied::Held
-                | Applied::Sealed,
+                | Applied::Spilled,
             ) => {}
             Ok(Applied::Fork(fork)) => {
                 report.rejected += 1;

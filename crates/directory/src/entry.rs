@@ -3,7 +3,8 @@
 //! devices the user (not the server) accepted.
 //!
 //! ```text
-//! value  = cbor({ "v": 2, "i": identity key, "g": generation, "d": [device, ...] })
+//! value  = cbor({ "v": 2 | 3, "i": identity key, "g": generation, "d": [device, ...],
+//!                 "at"?: [attestation, ...] })
 //! device = { "id": hex, "k": key, "n": number, "g": generation,
 //!            "ap"?: { "by": hex, "sig": bytes },
 //!            "rv"?: { "at": number, "by"?: hex, "sig"?: bytes },
@@ -14,7 +15,14 @@
 //! in declaration order, so one list has exactly one encoding. Decoding
 //! re-encodes and refuses anything that is not byte-identical: the value is
 //! hashed into the directory, so two encodings of one list would be two
-//! different entries.
+//! different entries. A list without attestations is version 2, as before
+//! attestations existed (entries published then stay valid, byte for
+//! byte); a list with attestations is version 3.
+//!
+//! `at` holds the user's accreditation attestations (COSE_Sign1 bytes,
+//! [`valise_proto::attestation`]), sorted, each once. The directory does
+//! not trust or check them beyond their size: clients verify each under
+//! the authority key they pinned.
 //!
 //! What the fields mean, and which devices count as approved, is in
 //! [`crate::identity`]. Every change to a user's devices (enrolment,
@@ -27,8 +35,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use valise_proto::DeviceId;
 
-/// Version of the encoding; a reader refuses versions it does not know.
-pub const ENTRY_VERSION: u8 = 2;
+/// Version of the encoding of a list with attestations; a reader refuses
+/// versions it does not know.
+pub const ENTRY_VERSION: u8 = 3;
+
+/// The version of a list without attestations (the encoding before them).
+const ENTRY_VERSION_2: u8 = 2;
+
+/// Most attestations one user's entry carries.
+pub const MAX_ATTESTATIONS: usize = 64;
 
 /// Most devices (of any status) one user may have in the directory.
 pub const MAX_DEVICES: usize = 1024;
@@ -168,6 +183,8 @@ impl<'de> Deserialize<'de> for SignatureKey {
 pub struct DeviceList {
     identity: Identity,
     devices: Vec<DeviceEntry>,
+    /// Sorted, each once.
+    attestations: Vec<SignatureKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -176,6 +193,8 @@ struct Envelope {
     i: SignatureKey,
     g: u32,
     d: Vec<DeviceEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    at: Vec<SignatureKey>,
 }
 
 impl DeviceList {
@@ -234,7 +253,39 @@ impl DeviceList {
                 ));
             }
         }
-        Ok(Self { identity, devices })
+        Ok(Self {
+            identity,
+            devices,
+            attestations: Vec::new(),
+        })
+    }
+
+    /// The same list carrying these attestations (in any order; repeats
+    /// are kept once).
+    pub fn with_attestations(mut self, mut at: Vec<Vec<u8>>) -> Result<Self, DirectoryError> {
+        at.sort();
+        at.dedup();
+        if at.len() > MAX_ATTESTATIONS {
+            return Err(DirectoryError::BadEntry(format!(
+                "{} attestations, at most {MAX_ATTESTATIONS}",
+                at.len()
+            )));
+        }
+        if at
+            .iter()
+            .any(|a| a.is_empty() || a.len() > valise_proto::attestation::MAX_ATTESTATION_BYTES)
+        {
+            return Err(DirectoryError::BadEntry(
+                "an empty or oversized attestation".into(),
+            ));
+        }
+        self.attestations = at.into_iter().map(SignatureKey).collect();
+        Ok(self)
+    }
+
+    /// The user's accreditation attestations, unverified.
+    pub fn attestations(&self) -> impl Iterator<Item = &[u8]> {
+        self.attestations.iter().map(SignatureKey::as_bytes)
     }
 
     /// A new user's list: one device, founding the identity (generation 1).
@@ -277,10 +328,15 @@ impl DeviceList {
         let mut out = Vec::new();
         ciborium::into_writer(
             &Envelope {
-                v: ENTRY_VERSION,
+                v: if self.attestations.is_empty() {
+                    ENTRY_VERSION_2
+                } else {
+                    ENTRY_VERSION
+                },
                 i: self.identity.key.clone(),
                 g: self.identity.generation,
                 d: self.devices.clone(),
+                at: self.attestations.clone(),
             },
             &mut out,
         )
@@ -299,7 +355,7 @@ impl DeviceList {
         let mut reader = bytes;
         let env: Envelope = ciborium::from_reader(&mut reader)
             .map_err(|e| DirectoryError::BadEntry(format!("not a device list: {e}")))?;
-        if env.v != ENTRY_VERSION {
+        if env.v != ENTRY_VERSION && env.v != ENTRY_VERSION_2 {
             return Err(DirectoryError::BadEntry(format!(
                 "version {} is not supported (expected {ENTRY_VERSION})",
                 env.v
@@ -309,7 +365,8 @@ impl DeviceList {
             key: env.i,
             generation: env.g,
         };
-        let list = Self::new(identity, env.d)?;
+        let list = Self::new(identity, env.d)?
+            .with_attestations(env.at.into_iter().map(|a| a.0).collect())?;
         if list.encode()? != bytes {
             return Err(DirectoryError::BadEntry(
                 "not the canonical encoding".into(),
@@ -364,6 +421,53 @@ mod tests {
     }
 
     #[test]
+    fn attestations_are_carried_sorted_and_lists_without_them_stay_version_2() {
+        let list = DeviceList::new(identity(), vec![dev(1)]).unwrap();
+        let with = list
+            .clone()
+            .with_attestations(vec![vec![9; 40], vec![3; 40], vec![9; 40]])
+            .unwrap();
+        let bytes = with.encode().unwrap();
+        let back = DeviceList::decode(&bytes).unwrap();
+        assert_eq!(back, with);
+        assert_eq!(
+            back.attestations().collect::<Vec<_>>(),
+            vec![&[3; 40][..], &[9; 40][..]]
+        );
+        assert_eq!(bytes[3], ENTRY_VERSION);
+        // Without attestations, a list is what it was before them.
+        let v2 = list.encode().unwrap();
+        assert_eq!(v2[3], ENTRY_VERSION_2);
+        assert_eq!(DeviceList::decode(&v2).unwrap(), list);
+        // Version 2 with attestations, version 3 without, and unsorted
+        // attestations are not the one encoding.
+        let mut v2_with = bytes.clone();
+        v2_with[3] = ENTRY_VERSION_2;
+        assert!(DeviceList::decode(&v2_with).is_err());
+        let mut v3_without = v2.clone();
+        v3_without[3] = ENTRY_VERSION;
+        assert!(DeviceList::decode(&v3_without).is_err());
+        let mut out = Vec::new();
+        ciborium::into_writer(
+            &Envelope {
+                v: ENTRY_VERSION,
+                i: identity().key,
+                g: 1,
+                d: vec![dev(1)],
+                at: vec![SignatureKey(vec![9; 40]), SignatureKey(vec![3; 40])],
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert!(DeviceList::decode(&out).is_err());
+        assert!(list.clone().with_attestations(vec![vec![]]).is_err());
+        assert!(
+            list.with_attestations((0..=MAX_ATTESTATIONS as u8).map(|i| vec![i]).collect())
+                .is_err()
+        );
+    }
+
+    #[test]
     fn refuses_duplicates_bad_keys_and_non_canonical() {
         assert!(DeviceList::new(identity(), vec![dev(1), dev(1)]).is_err());
         let mut same_number = dev(2);
@@ -392,6 +496,7 @@ mod tests {
                 i: identity().key,
                 g: 1,
                 d: vec![dev(2), dev(1)],
+                at: vec![],
             },
             &mut out,
         )
@@ -403,7 +508,7 @@ mod tests {
             .unwrap();
         // The version is the first map value: { "v": 2, ... }
         let pos = v3.iter().position(|&b| b == 0x02).unwrap();
-        v3[pos] = 0x03;
+        v3[pos] = 0x04;
         assert!(DeviceList::decode(&v3).is_err());
         assert!(DeviceList::decode(b"").is_err());
         assert!(DeviceList::decode(&[0xff; 10]).is_err());

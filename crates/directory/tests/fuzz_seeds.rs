@@ -178,6 +178,17 @@ fn entry_seeds() -> Vec<(String, Vec<u8>)> {
             "bad-truncated.cbor".into(),
             encoded[..encoded.len() / 2].to_vec(),
         ),
+        // Issue 11: a list carrying attestations (version 3); the
+        // directory holds them as bytes, clients verify them.
+        (
+            "attested.cbor".into(),
+            devices
+                .clone()
+                .with_attestations(vec![vec![0xd2; 48], vec![0x84; 64]])
+                .unwrap()
+                .encode()
+                .unwrap(),
+        ),
     ]);
     out
 }
@@ -193,9 +204,10 @@ struct Wire {
 }
 
 impl Wire {
+    /// A list without attestations (version 2, as before them).
     fn of(list: &DeviceList) -> Self {
         Self {
-            v: entry::ENTRY_VERSION,
+            v: entry::ENTRY_VERSION - 1,
             i: list.identity().key.clone(),
             g: list.identity().generation,
             d: list.devices().to_vec(),

@@ -69,6 +69,10 @@ pub struct EnrollResponse {
     /// The organisation's security desk, pinned by the device (issue 10).
     #[serde(default)]
     pub security_desk: Option<UserId>,
+    /// The accreditation authority's public key (hex), pinned by the
+    /// device (issue 11).
+    #[serde(default)]
+    pub accreditation_authority: Option<String>,
 }
 
 /// The newest signed root of the key directory (`SignedRoot::to_bytes`).
@@ -356,4 +360,10 @@ pub struct GroupInfoState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SecurityDesk {
     pub security_desk: Option<UserId>,
+}
+
+/// `GET /v1/accreditation-authority`: the key (hex) the server names now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccreditationAuthority {
+    pub accreditation_authority: Option<String>,
 }

@@ -79,6 +79,9 @@ pub enum Action {
     /// A server-side rule raised an alert (the server's `rules` module);
     /// the entry is the alert, so deleting one is as visible as any edit.
     AlertRaised,
+    /// The administrator published an accreditation attestation in a
+    /// user's directory entry (`valised admin publish-attestation`).
+    AttestationPublished,
 }
 
 impl Action {
@@ -103,6 +106,7 @@ impl Action {
             Self::ConfigurationChanged => "configuration_changed",
             Self::AuditReported => "audit_reported",
             Self::AlertRaised => "alert_raised",
+            Self::AttestationPublished => "attestation_published",
         }
     }
 }

@@ -34,6 +34,9 @@
 //!   TLP:AMBER+STRICT or TLP:RED, whose limits are on the audience, not the
 //!   clearance: only an accreditation for them (or RED for AMBER+STRICT)
 //!   covers them.
+//!
+//! Reading TLP:CLEAR or TLP:GREEN (with no caveat nor REL TO) takes no
+//! accreditation ([`Label::needs_accreditation`]); every other label does.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -419,6 +422,13 @@ impl Label {
         self.rel_to.as_ref()
     }
 
+    /// Whether reading it takes an accreditation: anything TLP:GREEN does
+    /// not dominate (TLP:CLEAR and TLP:GREEN, with no caveat nor REL TO,
+    /// are for anyone in the community).
+    pub fn needs_accreditation(&self) -> bool {
+        !Label::from(Marking::TlpGreen).dominates(self)
+    }
+
     /// Whether a holder cleared for `self` may read `other`, or a ceiling
     /// `self` admits `other` (see the module doc).
     pub fn dominates(&self, other: &Label) -> bool {
@@ -630,6 +640,10 @@ mod tests {
         assert!(crypto.dominates(&restricted) && !restricted.dominates(&crypto));
         assert!(to_cze.dominates(&to_cze_fra) && !to_cze_fra.dominates(&to_cze));
         assert!(to_cze.dominates(&restricted) && !restricted.dominates(&to_cze));
+        let needs = |t: &str| Label::parse(t).unwrap().needs_accreditation();
+        assert!(!needs("TLP:CLEAR") && !needs("TLP:GREEN"));
+        assert!(needs("TLP:AMBER") && needs("LIMITE") && needs("EU RESTRICTED"));
+        assert!(needs("TLP:GREEN//REL TO CZE") && needs("TLP:CLEAR//CRYPTO"));
     }
 
     #[test]

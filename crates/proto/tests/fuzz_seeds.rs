@@ -241,6 +241,7 @@ fn write_seeds() {
         .into_iter()
         .chain(checkpoint_seeds())
         .chain(report_seeds())
+        .chain(marking_seeds())
     {
         std::fs::write(fuzz_dir().join("seeds").join(path), bytes).unwrap();
     }
@@ -377,4 +378,51 @@ fn hex_ids_have_one_spelling() {
     assert!(ConversationId::parse(&format!("+{}", "0".repeat(31))).is_err());
     // The fuzz check itself (printed form == input) passes on the input.
     checks::ids(b"+000561110485501");
+}
+
+/// Issue 11: a label in CBOR and as text, one with its REL TO unsorted (not
+/// its one encoding), and an attestation signed by the fuzz key.
+fn marking_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use valise_proto::Label;
+    use valise_proto::attestation::Accreditation;
+    let label = Label::parse("EU RESTRICTED//CRYPTO//REL TO CZE, FRA").unwrap();
+    let unsorted = ciborium::Value::Map(vec![
+        ("l".into(), "RESTRICTED".into()),
+        ("p".into(), "EU".into()),
+        (
+            "r".into(),
+            ciborium::Value::Array(vec!["FRA".into(), "CZE".into()]),
+        ),
+    ]);
+    let mut bad = Vec::new();
+    ciborium::into_writer(&unsorted, &mut bad).unwrap();
+    let attestation = Accreditation {
+        device: Some(DeviceId::from_bytes([1; 8])),
+        issued_at_s: 1_800_000_000,
+        label: label.clone(),
+        not_after_s: 1_900_000_000,
+        user: UserId::parse("alice@mfa.example").unwrap(),
+    }
+    .sign(&checks::fuzz_authority())
+    .unwrap();
+    let mut truncated = attestation.clone();
+    truncated.pop();
+    vec![
+        ("label/restricted.cbor", label.to_cbor().unwrap()),
+        ("label/text.txt", label.to_string().into_bytes()),
+        ("label/bad-unsorted.cbor", bad),
+        ("attestation/restricted.cose", attestation),
+        ("attestation/bad-truncated.cose", truncated),
+    ]
+}
+
+#[test]
+fn marking_seeds_are_what_the_encoders_write() {
+    for (path, bytes) in marking_seeds() {
+        assert_eq!(
+            std::fs::read(fuzz_dir().join("seeds").join(path)).unwrap(),
+            bytes,
+            "{path}: run write_seeds"
+        );
+    }
 }

@@ -340,7 +340,8 @@ pub fn device_list(user: &UserRecord) -> Result<DeviceList, DirectoryError> {
     DeviceList::new(
         user.identity.clone(),
         user.devices.iter().map(entry).collect(),
-    )
+    )?
+    .with_attestations(user.attestations.clone())
 }
 
 fn entry(d: &DeviceRecord) -> DeviceEntry {

@@ -3,6 +3,7 @@
 //! and follows their public MLS state to hand the tree to joiners.
 #![forbid(unsafe_code)]
 
+pub mod accreditation;
 #[cfg(feature = "adversary")]
 pub mod adversary;
 pub mod audit;

@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use valise_proto::attestation::AuthorityKey;
 use valise_proto::audit::{Action, Actor};
 use valise_proto::tlog::AuditKey;
 use valise_proto::{DeviceAddress, DeviceId, UserId};
@@ -139,6 +141,10 @@ enum AdminCommand {
     /// Change a setting of the organisation.
     #[command(subcommand)]
     Set(SetCommand),
+    /// Publish an accreditation attestation (made offline by the security
+    /// officer with `valise accredit`) in its user's key-directory entry.
+    /// Refused unless it verifies under the accreditation authority set.
+    PublishAttestation { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +155,11 @@ enum SetCommand {
     /// keeps reporting to the pinned desk until its user accepts the new
     /// one (`valise desk accept`).
     SecurityDesk { user: String },
+    /// Name the accreditation authority: the security officer's offline
+    /// public key (hex, printed by `valise authority-key`). Devices pin
+    /// the key they learn at enrolment; a later change is an alert on each
+    /// device, never obeyed.
+    AccreditationAuthority { key: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +180,8 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Webhook(#[from] valise_server::webhook::WebhookError),
+    #[error("attestation not published: {0}")]
+    Publish(#[from] valise_server::accreditation::PublishError),
     #[error("audit log: {0}")]
     Audit(valise_server::audit::VerifyError),
     #[error("{0}")]
@@ -328,6 +341,50 @@ fn admin(data: &Path, command: AdminCommand) -> Result<(), CliError> {
                     tracing::info!(desk = %user, "security desk named by the administrator");
                     println!("security desk: {user}");
                 }
+            }
+        }
+        AdminCommand::Set(SetCommand::AccreditationAuthority { key }) => {
+            let key = AuthorityKey::parse(&key).map_err(|e| CliError::Usage(e.to_string()))?;
+            let before = store.set_accreditation_authority(&key.to_string(), now_ms())?;
+            audit_admin(
+                &store,
+                Event::new(Actor::Admin, Action::ConfigurationChanged)
+                    .text("setting", "accreditation_authority")
+                    .text("value", key.to_string()),
+            )?;
+            match before.filter(|b| *b != key.to_string()) {
+                Some(before) => {
+                    tracing::warn!(%before, %key, "accreditation authority changed by the administrator");
+                    println!(
+                        "accreditation authority: {key} (was {before}); enrolled devices keep \
+                         the key they pinned and alert their users"
+                    );
+                }
+                None => println!(
+                    "accreditation authority: {key} (fingerprint {})",
+                    key.fingerprint_hex()
+                ),
+            }
+        }
+        AdminCommand::PublishAttestation { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Io(format!("{}: {e}", file.display())))?;
+            let (claims, added) = valise_server::accreditation::publish(&store, &bytes, now_ms())?;
+            audit_admin(
+                &store,
+                Event::new(Actor::Admin, Action::AttestationPublished)
+                    .on_user(&claims.user)
+                    .text("sha256", hex::encode(Sha256::digest(&bytes)))
+                    .count("new", u64::from(added)),
+            )?;
+            if added {
+                println!(
+                    "attestation for {} queued; the running server publishes it in the key \
+                     directory",
+                    claims.user
+                );
+            } else {
+                println!("that attestation for {} is published already", claims.user);
             }
         }
     }

@@ -17,7 +17,9 @@
 //!   there again.
 //! - **Members.** A commit that brings in a device not accredited for the
 //!   ceiling is merged, alerts `unaccredited_member`, and degrades the
-//!   conversation until no such device is left.
+//!   conversation until no such device is left. The check runs after the
+//!   inbox page, once the members' directory entries (and so their
+//!   attestations) were read afresh (`Client::check_ceilings`).
 //! - **Letters.** Sending refuses a label the ceiling does not dominate, and
 //!   any marked letter (other than TLP:CLEAR) in a degraded conversation or
 //!   one whose ceiling is not known yet. A received letter above the
@@ -77,6 +79,9 @@ impl Engine {
         let Some(label) = label.filter(|l| l.marking() != Marking::TlpClear) else {
             return Ok(());
         };
+        if crate::failpoint::modified("skip_marking_check") {
+            return Ok(());
+        }
         if let Some(why) = self.degraded(conv)? {
             return Err(ClientError::Handling {
                 code: "degraded",
@@ -133,7 +138,8 @@ impl Engine {
     }
 
     /// Takes a member's policy record if it is the one the group context
-    /// holds and this device has none; alerts when it is not.
+    /// holds and this device has none (its members are then to be checked);
+    /// alerts when it is not.
     pub(crate) fn receive_policy(
         &self,
         conv: &ConversationId,
@@ -151,7 +157,8 @@ impl Engine {
                     .encode()
                     .map_err(|e| ClientError::Invalid(e.to_string()))?;
                 self.home.set_policy(conv, &bytes)?;
-                self.check_roster(conv)
+                self.roster_checks.borrow_mut().insert(*conv);
+                Ok(())
             }
             (true, Some(mine)) if record.encode().is_ok_and(|r| r == mine) => Ok(()),
             // A record for a changed hash: the change was alerted with its
@@ -170,7 +177,8 @@ impl Engine {
     }
 
     /// After a merged commit by `sender`: a changed policy hash degrades the
-    /// conversation for good; members are checked against the ceiling.
+    /// conversation for good; its members are to be checked against the
+    /// ceiling (by the caller, once their entries are read afresh).
     /// `before`: the policy hash of the epoch the commit left.
     pub(crate) fn after_policy_commit(
         &self,
@@ -190,12 +198,21 @@ impl Engine {
             )?;
             self.raise(AlertKind::CeilingChanged, Some(conv), &detail, None)?;
         }
-        let members = mls::roster(group)?.into_iter().map(|(_, d)| d).collect();
-        self.check_members_accredited(conv, members)
+        self.roster_checks.borrow_mut().insert(*conv);
+        Ok(())
     }
 
-    /// Checks the roster of `conv` against its ceiling.
-    fn check_roster(&self, conv: &ConversationId) -> Result<()> {
+    /// The conversations whose members must be checked against their
+    /// ceiling ([`Engine::check_roster`]) since this was last asked.
+    pub(crate) fn due_roster_checks(&self) -> Vec<ConversationId> {
+        std::mem::take(&mut *self.roster_checks.borrow_mut())
+            .into_iter()
+            .collect()
+    }
+
+    /// Checks the roster of `conv` against its ceiling, with the
+    /// accreditations of its members' last verified directory entries.
+    pub(crate) fn check_roster(&self, conv: &ConversationId) -> Result<()> {
         let members = self.roster(conv)?.into_iter().collect();
         self.check_members_accredited(conv, members)
     }
@@ -227,9 +244,8 @@ impl Engine {
         let by_member = degraded
             .as_deref()
             .is_some_and(|d| d.starts_with(DEGRADED_MEMBER));
-        match unaccredited.first() {
-            Some(device) if degraded.is_none() => {
-                let names: Vec<String> = unaccredited.iter().map(ToString::to_string).collect();
+        match unaccredited {
+            Some((device, lack)) if degraded.is_none() => {
                 self.home.set_degraded(
                     conv,
                     Some(&format!("{DEGRADED_MEMBER}: {device} is not accredited")),
@@ -238,9 +254,9 @@ impl Engine {
                     AlertKind::UnaccreditedMember,
                     Some(conv),
                     &format!(
-                        "not accredited for this conversation's ceiling: {}; no marked letter \
-                         is sent here until they are removed",
-                        names.join(", ")
+                        "device {device} {}, so it is not accredited for this conversation's \
+                         ceiling: no marked letter is sent here until it is removed",
+                        lack.describe()
                     ),
                     None,
                 )
@@ -248,24 +264,6 @@ impl Engine {
             None if by_member => self.home.set_degraded(conv, None),
             _ => Ok(()),
         }
-    }
-
-    /// The devices among `devices` not accredited for `label`.
-    ///
-    /// TLP limits an audience, not a clearance: no accreditation is needed
-    /// for it. Every other marking needs a valid attestation per device,
-    /// which the markings work (issue 11, branch issue11-markings) checks;
-    /// until its per-device check is merged here, none is verified and
-    /// every device counts as not accredited (fail closed).
-    pub(crate) fn unaccredited(
-        &self,
-        devices: &[DeviceAddress],
-        label: &Label,
-    ) -> Result<Vec<DeviceAddress>> {
-        if label.marking().entry().policy == "TLP" {
-            return Ok(Vec::new());
-        }
-        Ok(devices.to_vec())
     }
 
     fn row(&self, conv: &ConversationId) -> Result<crate::home::conversations::Conversation> {

@@ -72,6 +72,7 @@ impl Engine {
             self.check_growth(user, &old, &encoded)?;
         }
         self.home.put_directory_list(user, &encoded, epoch)?;
+        self.forget_clearances(Some(user));
         let devices = valise_directory::identity::devices(user, list);
         let rows: Vec<_> = devices
             .devices

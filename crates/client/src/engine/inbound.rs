@@ -9,7 +9,8 @@
 //!                            └─ Application → decrypt, sender approved → letter
 //!                                 or alert report (security desk): numbers
 //!                                 (withheld?), directory root (split view?),
-//!                                 stored once per (sender, id)
+//!                                 stored once per (sender, id); a marked
+//!                                 letter only if this device is accredited
 //!                                 epoch not reached yet → held until its commit
 //! ```
 //! An entry whose keys no verified lookup has approved yet is undone and
@@ -27,7 +28,7 @@ use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::*;
 use std::collections::BTreeMap;
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
-use valise_proto::{ConversationId, DeviceAddress, EpochCount, Payload, UserId};
+use valise_proto::{ConversationId, DeviceAddress, EpochCount, Letter, Payload, UserId};
 
 /// What applying an entry did.
 #[derive(Debug)]
@@ -52,9 +53,9 @@ pub enum Applied {
     Fork(Fork),
     /// A letter shown already, sent again by its sender.
     Duplicate,
-    /// A letter above the conversation's ceiling: not opened, not kept
-    /// (a `spillage` alert says so).
-    Sealed,
+    /// A marked letter this device is not accredited for: neither shown
+    /// nor kept, a `spillage` alert raised ([`super::accreditation`]).
+    Spilled,
 }
 
 /// Two commits for one epoch: the one this device followed and another.
@@ -417,8 +418,12 @@ impl Engine {
             Payload::Letter(letter)
                 if !self.admit_received(conv, sender, letter.marking.as_ref())? =>
             {
-                Ok(Applied::Sealed)
+                Ok(Applied::Spilled)
             }
+            Payload::Letter(Letter {
+                marking: Some(label),
+                ..
+            }) if !self.may_show(conv, sender, &label)? => Ok(Applied::Spilled),
             Payload::Letter(letter) => Ok(
                 match self
                     .home

@@ -6,7 +6,9 @@
 //! with the hub (sealing into an unverified group state is how a removed
 //! member would read), while one of its members' identity changed and
 //! nobody verified the new one, or — for a `send --to` letter — while the
-//! conversation holds anyone but exactly the sender and its recipients.
+//! conversation holds anyone but exactly the sender and its recipients, or
+//! — for a marked letter — while a device of the conversation is not
+//! accredited for its marking ([`super::accreditation`]).
 //! Each sync tries the held letters again.
 
 use super::Engine;
@@ -161,6 +163,16 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(why) = self.identity_hold(&members)? {
             return hold(entry, why);
+        }
+        if let Payload::Letter(Letter {
+            marking: Some(label),
+            ..
+        }) = Payload::decode(&entry.plaintext)?
+        {
+            match self.check_marked(&conv, &label) {
+                Err(e @ ClientError::Unaccredited { .. }) => return hold(entry, e.to_string()),
+                other => other?,
+            }
         }
         let stamp = self.root_stamp()?;
         let (sealed, letter_id) = self.with_group(&conv, |group, p| {

@@ -35,6 +35,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/adversary/replay", post(replay))
         .route("/adversary/disk-full", post(disk_full))
         .route("/adversary/audit-endless", post(audit_endless))
+        .route("/adversary/attestation", post(attestation))
         .route("/adversary/reset", post(reset))
 }
 
@@ -127,6 +128,32 @@ pub async fn rogue_device(
         added: added.to_bytes().into(),
         removed,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlantAttestation {
+    pub user: UserId,
+    pub attestation: Bytes,
+}
+
+/// # POST /adversary/attestation
+///
+/// Issue 11: puts any bytes in `user`'s entry as an attestation (one the
+/// server signed itself, an expired one replayed), skipping every check
+/// `valised admin publish-attestation` makes; published in the next epoch.
+pub async fn attestation(
+    State(state): State<AppState>,
+    Json(req): Json<PlantAttestation>,
+) -> Result<Json<Done>, ApiError> {
+    let store = state.store.clone();
+    let seq = blocking(move || {
+        store.add_attestation(&req.user, &req.attestation.into_vec(), crate::now_ms())?;
+        Ok(store.mark_directory_pending(&req.user, crate::now_ms())?)
+    })
+    .await?;
+    state.directory.wait_published(seq).await?;
+    Ok(Json(Done { ok: true }))
 }
 
 /// `user`'s list as the directory publishes it; `None` for an unknown user.

@@ -73,10 +73,15 @@ pub async fn enroll(
         }
         // After the invite was taken: it is queued or logged by now.
         let audit_from = st.store.audit_position()?;
-        Ok((enrolled, st.store.security_desk()?, audit_from))
+        Ok((
+            enrolled,
+            st.store.security_desk()?,
+            st.store.accreditation_authority()?,
+            audit_from,
+        ))
     })
     .await;
-    let (enrolled, security_desk, audit_from) = match found {
+    let (enrolled, security_desk, accreditation_authority, audit_from) = match found {
         Ok(found) => found,
         Err(e) => {
             state.evidence.emit(
@@ -118,5 +123,6 @@ pub async fn enroll(
         }),
         audit_from,
         security_desk,
+        accreditation_authority,
     }))
 }

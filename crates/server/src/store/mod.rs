@@ -161,6 +161,9 @@ pub struct UserRecord {
     pub identity: Identity,
     /// By enrolment number.
     pub devices: Vec<DeviceRecord>,
+    /// Accreditation attestations published for the user (issue 11), as
+    /// signed; checked by clients, not by the directory.
+    pub attestations: Vec<Vec<u8>>,
 }
 
 impl UserRecord {
@@ -555,6 +558,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Names the security desk; returns the one named before, if any.
     fn set_security_desk(&self, user: &UserId, now_ms: i64) -> Result<Option<UserId>, StoreError>;
+
+    /// The accreditation authority's public key (hex, issue 11), if set.
+    fn accreditation_authority(&self) -> Result<Option<String>, StoreError>;
+
+    /// Sets the accreditation authority's key; returns the one before.
+    fn set_accreditation_authority(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Adds an attestation to `user`'s directory entry and queues the
+    /// user for publication, in one transaction; false if it was there.
+    /// `NotFound` for an unknown user.
+    fn add_attestation(
+        &self,
+        user: &UserId,
+        attestation: &[u8],
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Up to `limit` alert entries ([`AuditBatch::alerts`]) from number
     /// `from`, oldest first, with their numbers (`valised alerts`).
     fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;

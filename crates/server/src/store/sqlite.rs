@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_audit.sql"),
     include_str!("migrations/0007_security_desk.sql"),
     include_str!("migrations/0008_server_alerts.sql"),
+    include_str!("migrations/0010_attestations.sql"),
 ];
 
 mod audit;
@@ -571,6 +572,58 @@ impl Store for SqliteStore {
                 params![user.as_str(), now_ms],
             )?;
             Ok(before)
+        })
+    }
+
+    fn accreditation_authority(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT key FROM accreditation_authority WHERE only = 1")?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()?)
+    }
+
+    fn set_accreditation_authority(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.write(|tx| {
+            let before = tx
+                .query_row(
+                    "SELECT key FROM accreditation_authority WHERE only = 1",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT INTO accreditation_authority (only, key, set_at_ms) VALUES (1, ?1, ?2)
+                 ON CONFLICT (only) DO UPDATE SET key = excluded.key,
+                    set_at_ms = excluded.set_at_ms",
+                params![key, now_ms],
+            )?;
+            Ok(before)
+        })
+    }
+
+    fn add_attestation(
+        &self,
+        user: &UserId,
+        attestation: &[u8],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            devices::user(tx, user)?;
+            let added = tx
+                .prepare_cached(
+                    "INSERT INTO attestations (user, attestation, published_at_ms)
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![user.as_str(), attestation, now_ms])?;
+            if added == 1 {
+                mark_pending(tx, user, now_ms)?;
+            }
+            Ok(added == 1)
         })
     }
 

@@ -112,6 +112,12 @@ pub(super) fn user(conn: &Connection, user: &UserId) -> Result<UserRecord, Store
             generation: to_generation(generation)?,
         },
         devices: rows.into_iter().map(record).collect::<Result<_, _>>()?,
+        attestations: conn
+            .prepare_cached(
+                "SELECT attestation FROM attestations WHERE user = ?1 ORDER BY attestation",
+            )?
+            .query_map(params![user.as_str()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
     })
 }
 

@@ -1,0 +1,369 @@
+//! Issue 11: handling markings enforced per recipient, by the clients, out
+//! of the server's reach. The security officer's authority key signs
+//! accreditations offline; the server only carries them, and every attack
+//! it can make on them (its own key, an expired one replayed, another
+//! authority named, a device the officer did not accredit) ends in a
+//! refused marked send and an alert. A client changed to send past the
+//! check is caught by every receiving device (spillage), and the device
+//! that is not accredited never shows the letter.
+// Test helpers: a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::officer::{Officer, offline, publish, server_with, wait_published};
+use common::{Device, Server, addr, files};
+use serde_json::{Value, json};
+use valise_proto::Label;
+
+fn marked_send(from: &Device, to: &[&str], subject: &str, marking: &str) -> std::process::Output {
+    let mut args = vec!["send".to_owned()];
+    for u in to {
+        args.extend(["--to".to_owned(), addr(u)]);
+    }
+    args.extend(
+        [
+            "--subject",
+            subject,
+            "--body",
+            "b",
+            "--marking",
+            marking,
+            "--json",
+        ]
+        .map(str::to_owned),
+    );
+    from.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn alerts(dev: &Device, kind: &str) -> Vec<String> {
+    dev.json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .map(|a| a["detail"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_catalogue_and_unknown_markings() {
+    let listed = offline(&["markings"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "TLP:CLEAR",
+        "TLP:AMBER+STRICT",
+        "TLP:RED",
+        "LIMITE",
+        "SENSITIVE",
+        "RESTREINT UE/EU RESTRICTED",
+        "NATO RESTRICTED",
+        "VYHRAZENÉ",
+        "DIFFUSION RESTREINTE",
+        "VS-NUR FÜR DEN DIENSTGEBRAUCH",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let server = Server::start();
+    let alice = server.device("alice");
+    server.device("bob");
+    let out = marked_send(&alice, &["bob"], "s", "SECRET//NOFORN");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown marking") && err.contains("valise markings"),
+        "{err}"
+    );
+    assert!(
+        alice
+            .json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+
+    // A careful user checks the authority out of band at enrolment: a
+    // server naming another key is refused before the device is made.
+    let enrol = |name: &str, fingerprint: &str| {
+        let dev = Device {
+            home: dir.path().join(name),
+            user: addr(name),
+            link_code: None,
+        };
+        let code = server.invite(name);
+        let out = dev.run(&[
+            "enroll",
+            &server.url,
+            &dev.user,
+            &code,
+            "--ca",
+            server.ca().to_str().unwrap(),
+            "--authority-fingerprint",
+            fingerprint,
+        ]);
+        (dev, out)
+    };
+    let (_, out) = enrol("dave", &"0".repeat(64));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&so.fingerprint));
+    let (alice, out) = enrol("alice", &so.fingerprint);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = server.device("bob");
+
+    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
+    publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
+    bob.sync();
+
+    let out = marked_send(&alice, &["bob"], "Démarche", "eu restricted");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // LIMITE is covered by an EU RESTRICTED accreditation; its canary
+    // caveat-free label is the one looked for below.
+    let out = marked_send(&alice, &["bob"], "Note", "LIMITE");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bob.sync();
+    let inbox = bob.inbox();
+    let markings: Vec<&str> = inbox
+        .iter()
+        .map(|l| l["marking"].as_str().unwrap())
+        .collect();
+    assert_eq!(markings, ["EU RESTRICTED", "LIMITE"]);
+    let text = String::from_utf8(bob.run(&["inbox"]).stdout).unwrap();
+    assert!(text.contains("[EU RESTRICTED] Démarche"), "{text}");
+    assert!(text.contains("[LIMITE] Note"), "{text}");
+    for dev in [&alice, &bob] {
+        assert!(alerts(dev, "spillage").is_empty());
+        assert!(alerts(dev, "unaccredited_recipient").is_empty());
+    }
+
+    // NO-PLAINTEXT: the letters' labels are inside the ciphertext. The
+    // attestations are public in the directory and name EU RESTRICTED, so
+    // the scan looks for LIMITE: its name and its CBOR encoding.
+    let limite = Label::parse("LIMITE").unwrap().to_cbor().unwrap();
+    let restricted = Label::parse("EU RESTRICTED").unwrap().to_cbor().unwrap();
+    let scanned = files(&server.data());
+    assert!(scanned.iter().any(|p| p.ends_with("valised.log")));
+    let mut all = Vec::new();
+    for p in &scanned {
+        all.extend(std::fs::read(p).unwrap());
+    }
+    // Control: the attestations (with their label) are in the store.
+    assert!(
+        contains(&all, &restricted),
+        "the scan does not read the store"
+    );
+    assert!(
+        !contains(&all, &limite),
+        "a letter's label reached the server"
+    );
+    assert!(
+        !contains(&all, b"LIMITE"),
+        "a marking's name reached the server"
+    );
+}
+
+#[test]
+fn attestations_the_server_forges_or_replays_accredit_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
+
+    // The intruder signs bob's accreditation with a key of its own.
+    let intruder = Officer::new(dir.path(), "intruder");
+    let forged = std::fs::read(intruder.accredit("bob", "EU RESTRICTED", None)).unwrap();
+    server.hook(
+        "attestation",
+        json!({"user": addr("bob"), "attestation": base64(&forged)}),
+    );
+    let out = marked_send(&alice, &["bob"], "s1", "EU RESTRICTED");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&bob.device_id()) && err.contains("bob@"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not signed by the pinned accreditation authority"),
+        "{err}"
+    );
+    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 1);
+
+    // It replays an attestation the officer signed for bob, expired.
+    let expired = so.sign("bob", "EU RESTRICTED", 1_700_000_000);
+    server.hook(
+        "attestation",
+        json!({"user": addr("bob"), "attestation": base64(&expired)}),
+    );
+    let out = marked_send(&alice, &["bob"], "s2", "EU RESTRICTED");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expired"), "{err}");
+    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 2);
+
+    // It names its own key as the authority and publishes with it, as
+    // the administrator's commands allow: the devices keep the pinned key.
+    server.admin(&["set", "accreditation-authority", &intruder.public]);
+    publish(&server, &intruder.accredit("bob", "EU RESTRICTED", None));
+    alice.sync();
+    let changed = alerts(&alice, "accreditation_authority_changed");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].contains(&intruder.public), "{}", changed[0]);
+    let out = marked_send(&alice, &["bob"], "s3", "EU RESTRICTED");
+    assert!(!out.status.success());
+    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 3);
+
+    // Nothing marked reached bob; an unmarked letter still goes.
+    bob.sync();
+    assert!(bob.inbox().is_empty());
+    alice.send_to(&["bob"], "plain", "unmarked");
+    bob.sync();
+    assert_eq!(bob.subjects(), ["plain"]);
+
+    // The officer's own attestation for bob, once published, is obeyed.
+    server.admin(&["set", "accreditation-authority", &so.public]);
+    publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
+    let out = marked_send(&alice, &["bob"], "s4", "EU RESTRICTED");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_device_the_officer_did_not_accredit_gets_nothing_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
+    // Bob is accredited on his desktop only.
+    publish(
+        &server,
+        &so.accredit("bob", "EU RESTRICTED", Some(&bob.device_id())),
+    );
+    bob.sync();
+    let out = marked_send(&alice, &["bob"], "first", "EU RESTRICTED");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The intruder, as administrator, enrols a device on bob's account:
+    // pending, never in the conversation, so marked letters still go to
+    // bob's desktop only.
+    let rogue = server.device("bob");
+    assert!(rogue.link_code.is_some());
+    let out = marked_send(&alice, &["bob"], "second", "EU RESTRICTED");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rogue.sync()["new_letters"], 0);
+
+    // Bob approves a phone the officer never accredited: it joins the
+    // conversation, and marked letters to bob are refused by name.
+    let phone = server.second_device("bob", &bob);
+    common::settle(&[&bob, &phone, &alice]);
+    let out = marked_send(&alice, &["bob"], "third", "EU RESTRICTED");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&phone.device_id()), "{err}");
+    assert!(err.contains("other devices"), "{err}");
+    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 1);
+    bob.sync();
+    phone.sync();
+    assert_eq!(bob.subjects(), ["first", "second"]);
+    assert!(phone.subjects().is_empty());
+}
+
+#[test]
+fn a_modified_client_spills_and_every_device_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
+    publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
+    publish(&server, &so.accredit("carol", "TLP:CLEAR", None));
+    let conv = alice.create("partners", &["bob", "carol"]);
+    common::settle(&[&alice, &bob, &carol]);
+
+    // The honest client refuses, naming carol.
+    let args = [
+        "send",
+        "--conversation",
+        &conv,
+        "--subject",
+        "Démarche",
+        "--body",
+        "the minister resigns",
+        "--marking",
+        "EU RESTRICTED",
+    ];
+    let out = alice.run(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&carol.device_id()));
+
+    // A client changed to skip the check sends it anyway.
+    let out = alice.run_env(&args, &[("VALISE_FAILPOINT", "skip_marking_check")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bob.sync();
+    carol.sync();
+
+    // Carol's device is not accredited: it never renders the letter.
+    assert!(carol.inbox().is_empty());
+    assert!(!carol.ok(&["inbox"]).contains("Démarche"));
+    let spilled = alerts(&carol, "spillage");
+    assert_eq!(spilled.len(), 1, "{spilled:?}");
+    assert!(spilled[0].contains("EU RESTRICTED") && spilled[0].contains("alice@"));
+    assert!(!spilled[0].contains("minister") && !spilled[0].contains("Démarche"));
+    // Bob is accredited: he reads it, and is told where it spilled.
+    assert_eq!(bob.subjects(), ["Démarche"]);
+    let spilled = alerts(&bob, "spillage");
+    assert_eq!(spilled.len(), 1, "{spilled:?}");
+    assert!(spilled[0].contains(&carol.device_id()), "{}", spilled[0]);
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

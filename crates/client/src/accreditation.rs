@@ -1,0 +1,303 @@
+//! Who may read a marked letter (issue 11), with no I/O: a device is
+//! accredited for a label when its user's verified directory entry holds
+//! an attestation that
+//!
+//! - verifies under the accreditation authority key this device pinned at
+//!   enrolment (never a key the server names later),
+//! - names that user, and that device or none (all the user's devices),
+//! - was issued (up to a few minutes of clock skew) and has not expired
+//!   at the time of the check,
+//! - carries a label that dominates the letter's ([`valise_proto::marking`]).
+//!
+//! TLP:CLEAR and TLP:GREEN take no accreditation (`Label::needs_accreditation`).
+//!
+//! Attestations are verified once and remembered by their bytes, and each
+//! user's list is kept until the directory shows a new one, so checking a
+//! conversation of 1,000 devices again costs lookups only
+//! (docs/BENCHMARKS.md, "Issue 11: markings").
+
+use std::collections::HashMap;
+use valise_proto::attestation::{Accreditation, AuthorityKey, UnverifiedAttestation};
+use valise_proto::{DeviceAddress, Label, UserId};
+
+/// Why a device is not accredited for a label; of several reasons, the
+/// most telling (the greatest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lack {
+    /// The user's entry holds no attestation at all.
+    NoAttestation,
+    /// Only attestations that do not verify under the pinned authority key
+    /// (signed by another key — the server's? — or malformed).
+    NotSigned,
+    /// Only attestations signed for another user (moved by the server).
+    OtherUser,
+    /// Only attestations for a label that does not dominate the letter's.
+    LowerLabel,
+    /// Only attestations for other devices of the user.
+    OtherDevice,
+    /// Only attestations not issued yet.
+    NotYetIssued,
+    /// Only expired attestations (an old one replayed).
+    Expired,
+    /// This device pinned no accreditation authority: nobody is accredited.
+    NoAuthority,
+}
+
+impl Lack {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NoAttestation => "holds no accreditation attestation",
+            Self::NotSigned => {
+                "holds only attestations not signed by the pinned accreditation authority"
+            }
+            Self::OtherUser => "holds only attestations signed for another user",
+            Self::LowerLabel => "is accredited only for lower markings",
+            Self::OtherDevice => "is accredited only on other devices of the user",
+            Self::NotYetIssued => "holds only attestations issued in the future",
+            Self::Expired => "holds only expired attestations",
+            Self::NoAuthority => "cannot be checked: this device pinned no accreditation authority",
+        }
+    }
+}
+
+/// Most attestations remembered; past it the memory starts over.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The pinned authority, the attestations verified under it, and each
+/// user's attestations as their verified directory entry last showed them.
+#[derive(Default)]
+pub struct Clearances {
+    authority: Option<AuthorityKey>,
+    /// By bytes; `None`: does not verify.
+    verified: HashMap<Vec<u8>, Option<Accreditation>>,
+    lists: HashMap<UserId, Vec<Vec<u8>>>,
+}
+
+impl Clearances {
+    pub fn new(authority: Option<AuthorityKey>) -> Self {
+        Self {
+            authority,
+            ..Self::default()
+        }
+    }
+
+    pub fn authority(&self) -> Option<&AuthorityKey> {
+        self.authority.as_ref()
+    }
+
+    /// `user`'s attestations as remembered, if they are.
+    pub fn list(&self, user: &UserId) -> Option<&[Vec<u8>]> {
+        self.lists.get(user).map(Vec::as_slice)
+    }
+
+    /// Remembers `user`'s attestations (from a verified directory entry).
+    pub fn set_list(&mut self, user: &UserId, attestations: Vec<Vec<u8>>) {
+        if self.lists.len() >= MAX_REMEMBERED {
+            self.lists.clear();
+        }
+        self.lists.insert(user.clone(), attestations);
+    }
+
+    /// Forgets `user`'s list (the directory showed a new one), or every
+    /// list (`None`: after a rollback).
+    pub fn forget(&mut self, user: Option<&UserId>) {
+        match user {
+            Some(u) => {
+                self.lists.remove(u);
+            }
+            None => self.lists.clear(),
+        }
+    }
+
+    /// Whether `device` is accredited for `label` at `now_s` by one of
+    /// its user's `attestations`.
+    pub fn check(
+        &mut self,
+        device: &DeviceAddress,
+        attestations: &[Vec<u8>],
+        label: &Label,
+        now_s: i64,
+    ) -> Result<(), Lack> {
+        if !label.needs_accreditation() {
+            return Ok(());
+        }
+        let Some(authority) = self.authority else {
+            return Err(Lack::NoAuthority);
+        };
+        if self.verified.len() >= MAX_REMEMBERED {
+            self.verified.clear();
+        }
+        let mut lack = Lack::NoAttestation;
+        for bytes in attestations {
+            if !self.verified.contains_key(bytes) {
+                let claims = UnverifiedAttestation::decode(bytes)
+                    .and_then(|a| a.verify(&authority))
+                    .ok();
+                self.verified.insert(bytes.clone(), claims);
+            }
+            let claims = self.verified.get(bytes).and_then(Option::as_ref);
+            let why = match claims {
+                None => Lack::NotSigned,
+                Some(a) if a.covers(&device.user, &device.device, label, now_s) => return Ok(()),
+                Some(a) if a.user != device.user => Lack::OtherUser,
+                Some(a) if !a.label.dominates(label) => Lack::LowerLabel,
+                Some(a) if a.device.is_some_and(|d| d != device.device) => Lack::OtherDevice,
+                Some(a) if a.not_after_s < now_s => Lack::Expired,
+                Some(_) => Lack::NotYetIssued,
+            };
+            lack = lack.max(why);
+        }
+        Err(lack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use valise_proto::DeviceId;
+    use valise_proto::attestation::AuthoritySecret;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn alice(n: u8) -> DeviceAddress {
+        DeviceAddress::new(
+            UserId::parse("alice@mfa.example").unwrap(),
+            DeviceId::from_bytes([n; 8]),
+        )
+    }
+
+    fn attest(
+        so: &AuthoritySecret,
+        user: &str,
+        label: &str,
+        until: i64,
+        device: Option<u8>,
+    ) -> Vec<u8> {
+        Accreditation {
+            device: device.map(|n| DeviceId::from_bytes([n; 8])),
+            issued_at_s: NOW - 10,
+            label: Label::parse(label).unwrap(),
+            not_after_s: until,
+            user: UserId::parse(user).unwrap(),
+        }
+        .sign(so)
+        .unwrap()
+    }
+
+    #[test]
+    fn accredited_only_by_a_valid_attestation_under_the_pinned_key() {
+        let so = AuthoritySecret::generate();
+        let server = AuthoritySecret::generate();
+        let restricted = Label::parse("EU RESTRICTED").unwrap();
+        let limite = Label::parse("LIMITE").unwrap();
+        let mut c = Clearances::new(Some(so.public()));
+        let good = attest(&so, "alice@mfa.example", "EU RESTRICTED", NOW + 100, None);
+        assert_eq!(
+            c.check(&alice(1), std::slice::from_ref(&good), &restricted, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            c.check(&alice(1), std::slice::from_ref(&good), &limite, NOW),
+            Ok(())
+        );
+        let red = Label::parse("TLP:RED").unwrap();
+        assert_eq!(
+            c.check(&alice(1), std::slice::from_ref(&good), &red, NOW),
+            Err(Lack::LowerLabel)
+        );
+        assert_eq!(
+            c.check(&alice(1), &[], &restricted, NOW),
+            Err(Lack::NoAttestation)
+        );
+        let forged = attest(
+            &server,
+            "alice@mfa.example",
+            "EU RESTRICTED",
+            NOW + 100,
+            None,
+        );
+        assert_eq!(
+            c.check(&alice(1), std::slice::from_ref(&forged), &restricted, NOW),
+            Err(Lack::NotSigned)
+        );
+        let old = attest(&so, "alice@mfa.example", "EU RESTRICTED", NOW - 1, None);
+        assert_eq!(
+            c.check(&alice(1), &[forged, old], &restricted, NOW),
+            Err(Lack::Expired)
+        );
+        let bobs = attest(&so, "bob@mfa.example", "EU RESTRICTED", NOW + 100, None);
+        assert_eq!(
+            c.check(&alice(1), &[bobs], &restricted, NOW),
+            Err(Lack::OtherUser)
+        );
+        let phone = attest(
+            &so,
+            "alice@mfa.example",
+            "EU RESTRICTED",
+            NOW + 100,
+            Some(2),
+        );
+        assert_eq!(
+            c.check(&alice(2), std::slice::from_ref(&phone), &restricted, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            c.check(&alice(1), &[phone], &restricted, NOW),
+            Err(Lack::OtherDevice)
+        );
+        // Valid yesterday, expired today: expired means not accredited.
+        assert_eq!(
+            c.check(&alice(1), &[good], &restricted, NOW + 101),
+            Err(Lack::Expired)
+        );
+        let mut unpinned = Clearances::new(None);
+        assert_eq!(
+            unpinned.check(&alice(1), &[], &limite, NOW),
+            Err(Lack::NoAuthority)
+        );
+        // TLP:GREEN is for anyone: no attestation, no authority needed.
+        let green = Label::parse("TLP:GREEN").unwrap();
+        assert_eq!(unpinned.check(&alice(1), &[], &green, NOW), Ok(()));
+    }
+
+    /// The figure in docs/BENCHMARKS.md ("Issue 11: markings"): the check
+    /// of a 1,000-device conversation (500 users with two devices each),
+    /// cold (every attestation verified) and warm (remembered).
+    /// `cargo test --release -p valise-client --lib accreditation::tests::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_a_thousand_devices() {
+        let so = AuthoritySecret::generate();
+        let label = Label::parse("EU RESTRICTED").unwrap();
+        let users: Vec<(Vec<DeviceAddress>, Vec<Vec<u8>>)> = (0..500)
+            .map(|i| {
+                let user = format!("user{i}@mfa.example");
+                let devices = (0..2u8)
+                    .map(|d| {
+                        DeviceAddress::new(
+                            UserId::parse(&user).unwrap(),
+                            DeviceId::from_bytes([d; 8]),
+                        )
+                    })
+                    .collect();
+                (
+                    devices,
+                    vec![attest(&so, &user, "EU RESTRICTED", NOW + 100, None)],
+                )
+            })
+            .collect();
+        let run = |c: &mut Clearances| {
+            let start = std::time::Instant::now();
+            for (devices, at) in &users {
+                for d in devices {
+                    assert_eq!(c.check(d, at, &label, NOW), Ok(()));
+                }
+            }
+            start.elapsed()
+        };
+        let mut c = Clearances::new(Some(so.public()));
+        let cold = run(&mut c);
+        let warm = (0..20).map(|_| run(&mut c)).min().unwrap();
+        println!("1000 devices: cold {cold:?}, warm {warm:?}");
+    }
+}

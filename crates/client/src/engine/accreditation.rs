@@ -1,0 +1,200 @@
+//! Markings enforced per recipient (issue 11): the authority key pinned at
+//! enrolment, the check of a conversation's devices before a marked
+//! letter is sealed ([`super::outbound`]), and on receipt
+//! ([`super::inbound`]). The decisions are in [`crate::accreditation`].
+//!
+//! On receipt of a marked letter:
+//! - this device not accredited: the letter is neither shown nor kept (a
+//!   device must not hold what it is not cleared for), and a `spillage`
+//!   alert names sender, conversation and marking;
+//! - another device of the conversation not accredited: shown, and a
+//!   `spillage` alert names that device. So every device of the epoch
+//!   alerts, whoever sent the letter past the check.
+
+use super::Engine;
+use crate::accreditation::{Clearances, Lack};
+use crate::alert::AlertKind;
+use crate::error::{ClientError, Result};
+use crate::home::accreditation::AuthorityPin;
+use valise_directory::DeviceList;
+use valise_proto::attestation::AuthorityKey;
+use valise_proto::{ConversationId, DeviceAddress, Label, UserId};
+
+impl Engine {
+    /// Pins the key the server named at enrolment; refuses it if the user
+    /// was told (out of band) to expect another fingerprint.
+    pub(crate) fn pin_authority(&self, named: Option<&str>, expected: Option<&str>) -> Result<()> {
+        let key = named
+            .map(AuthorityKey::parse)
+            .transpose()
+            .map_err(|e| ClientError::Protocol(format!("the accreditation authority key: {e}")))?;
+        if let Some(expected) = expected {
+            let got = key.map(|k| k.fingerprint_hex()).unwrap_or_default();
+            if !got.eq_ignore_ascii_case(expected.trim()) {
+                return Err(ClientError::AuthorityMismatch(if got.is_empty() {
+                    "(none)".into()
+                } else {
+                    got
+                }));
+            }
+        }
+        self.home.set_authority_pin(&AuthorityPin {
+            pinned: key.map(|k| k.to_string()),
+            ..AuthorityPin::default()
+        })?;
+        *self.clearances.borrow_mut() = None;
+        Ok(())
+    }
+
+    /// The server names `named` now (asked during housekeeping). Pinned on
+    /// first sight if this device pinned none; otherwise a different key
+    /// (or none) is alerted once and never used.
+    pub(crate) fn learn_authority(&self, named: Option<&str>) -> Result<()> {
+        let mut pin = self.home.authority_pin()?;
+        let named = named.map(str::to_ascii_lowercase);
+        if pin.pinned.is_none() && !pin.changed {
+            if named.is_some() {
+                return self.pin_authority(named.as_deref(), None);
+            }
+            return Ok(());
+        }
+        if named == pin.pinned {
+            if pin.changed {
+                (pin.changed, pin.offered) = (false, None);
+                self.home.set_authority_pin(&pin)?;
+            }
+            return Ok(());
+        }
+        if pin.changed && pin.offered == named {
+            return Ok(());
+        }
+        (pin.changed, pin.offered) = (true, named.clone());
+        let detail = format!(
+            "the server names {} as the accreditation authority, but this device pinned {}: it \
+             keeps verifying accreditations under the pinned key only",
+            named.as_deref().unwrap_or("no key"),
+            pin.pinned.as_deref().unwrap_or("none"),
+        );
+        self.transaction(|| {
+            self.home.set_authority_pin(&pin)?;
+            self.raise(
+                AlertKind::AccreditationAuthorityChanged,
+                None,
+                &detail,
+                None,
+            )
+        })
+    }
+
+    /// The pinned authority key, if any.
+    pub fn authority(&self) -> Result<Option<AuthorityKey>> {
+        self.with_clearances(|c| Ok(c.authority().copied()))
+    }
+
+    /// The first of `devices` not accredited for `label` now, and why.
+    pub(crate) fn unaccredited<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a DeviceAddress>,
+        label: &Label,
+    ) -> Result<Option<(DeviceAddress, Lack)>> {
+        let now_s = self.now_ms() / 1000;
+        self.with_clearances(|c| {
+            for device in devices {
+                if c.list(&device.user).is_none() {
+                    let list = self.attestations_of(&device.user)?;
+                    c.set_list(&device.user, list);
+                }
+                let list = c.list(&device.user).unwrap_or_default().to_vec();
+                if let Err(lack) = c.check(device, &list, label, now_s) {
+                    return Ok(Some((device.clone(), lack)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Refuses to seal a letter marked `label` into `conv` while a device
+    /// of its current epoch is not accredited for it.
+    pub(crate) fn check_marked(&self, conv: &ConversationId, label: &Label) -> Result<()> {
+        if crate::failpoint::modified("skip_marking_check") {
+            return Ok(());
+        }
+        let roster = self.roster(conv)?;
+        match self.unaccredited(&roster, label)? {
+            None => Ok(()),
+            Some((device, lack)) => Err(ClientError::Unaccredited {
+                device: device.to_string(),
+                marking: label.marking().entry().short,
+                why: lack.describe(),
+            }),
+        }
+    }
+
+    /// A letter marked `label` from `sender` arrived in `conv`: whether
+    /// this device may show it. Raises `spillage` when this device, or
+    /// any other of the conversation, is not accredited for it.
+    pub(crate) fn may_show(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        label: &Label,
+    ) -> Result<bool> {
+        let marking = label.marking().entry().short;
+        if let Some((_, lack)) = self.unaccredited([&self.me], label)? {
+            let detail = format!(
+                "a letter from {sender} marked {marking} was not shown nor kept: this device \
+                 {}, so it is not accredited for it",
+                lack.describe()
+            );
+            self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
+            return Ok(false);
+        }
+        let roster = self.roster(conv)?;
+        if let Some((device, lack)) = self.unaccredited(&roster, label)? {
+            let detail = format!(
+                "a letter from {sender} marked {marking} reached this conversation, where device \
+                 {device} {}, so it is not accredited for it",
+                lack.describe()
+            );
+            self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
+        }
+        Ok(true)
+    }
+
+    /// The directory showed `user` a new list: their attestations are
+    /// read again at the next check.
+    pub(crate) fn forget_clearances(&self, user: Option<&UserId>) {
+        if let Some(c) = self.clearances.borrow_mut().as_mut() {
+            c.forget(user);
+        }
+    }
+
+    /// `user`'s attestations in their last verified directory entry.
+    fn attestations_of(&self, user: &UserId) -> Result<Vec<Vec<u8>>> {
+        Ok(match self.home.directory_list(user)? {
+            Some(bytes) => DeviceList::decode(&bytes)?
+                .attestations()
+                .map(<[u8]>::to_vec)
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
+    fn with_clearances<T>(&self, f: impl FnOnce(&mut Clearances) -> Result<T>) -> Result<T> {
+        let mut slot = self.clearances.borrow_mut();
+        let c = match slot.as_mut() {
+            Some(c) => c,
+            None => {
+                let key = self
+                    .home
+                    .authority_pin()?
+                    .pinned
+                    .map(|k| AuthorityKey::parse(&k))
+                    .transpose()
+                    .map_err(|e| ClientError::Home(format!("the pinned authority key: {e}")))?;
+                slot.insert(Clearances::new(key))
+            }
+        };
+        f(c)
+    }
+}
