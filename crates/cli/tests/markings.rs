@@ -10,9 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::officer::{Officer, offline, publish, server_with, wait_published};
+use common::officer::{Officer, offline, publish, server_with};
 use common::{Device, Server, addr, files};
-use serde_json::{Value, json};
+use serde_json::json;
 use valise_proto::Label;
 
 fn marked_send(from: &Device, to: &[&str], subject: &str, marking: &str) -> std::process::Output {
