@@ -130,6 +130,7 @@ pub fn rejoin(
         .with_aad(aad)
         .build_group(p, info, credential(me, signer))
         .map_err(ClientError::mls)?
+        .leaf_node_parameters(valise_mls::leaf_parameters())
         .load_psks(p.storage())
         .map_err(ClientError::mls)?
         .create_group_info(true)

@@ -35,4 +35,4 @@ pub use key_package::CheckedKeyPackage;
 pub use message::{application_epoch, check_welcome, parse_message, parse_tree, serialize};
 pub use public_state::{Committer, Leaf, PublicState};
 pub use refusal::Refusal;
-pub use suite::{CIPHERSUITE, POLICY_EXTENSION, Policy, capabilities};
+pub use suite::{CIPHERSUITE, POLICY_EXTENSION, Policy, capabilities, leaf_parameters};

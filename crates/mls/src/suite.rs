@@ -1,7 +1,7 @@
 //! The ciphersuite Valise speaks, and what every leaf declares.
 
 use crate::Refusal;
-use openmls::prelude::{Capabilities, Ciphersuite, ExtensionType};
+use openmls::prelude::{Capabilities, Ciphersuite, ExtensionType, LeafNodeParameters};
 
 /// Post-quantum hybrid (X-Wing: X25519 + ML-KEM-768) by default, because
 /// diplomatic traffic recorded today must stay secret later (invariant I4).
@@ -23,6 +23,15 @@ pub fn capabilities() -> Capabilities {
         None,
         None,
     )
+}
+
+/// The leaf a device brings to an external commit (a rejoin): openmls
+/// would otherwise give it default capabilities, without the policy
+/// extension every group requires.
+pub fn leaf_parameters() -> LeafNodeParameters {
+    LeafNodeParameters::builder()
+        .with_capabilities(capabilities())
+        .build()
 }
 
 /// The ciphersuites a party lets groups and key packages use.

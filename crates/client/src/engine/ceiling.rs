@@ -284,3 +284,60 @@ pub(crate) fn policy_hash(
         .map(|r| r.hash().map_err(|e| ClientError::Invalid(e.to_string())))
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::accreditation::Clearances;
+    use std::time::Instant;
+    use valise_proto::attestation::{Accreditation, AuthoritySecret};
+    use valise_proto::{DeviceAddress, DeviceId, Label, UserId};
+
+    /// The marking check of a 1,000-device conversation (250 people with 4
+    /// devices each, one attestation each), as `send` and the ceiling's
+    /// member check run it: cold (every attestation verified) ≤ 50 ms, warm
+    /// ≤ 5 ms (issue 11's budget). Timing needs an optimised build:
+    /// `cargo test -p valise-client --release -- --ignored marking_check`.
+    #[test]
+    #[ignore = "a measurement: run in release"]
+    fn marking_check_of_a_thousand_devices() {
+        const NOW: i64 = 1_800_000_000;
+        let so = AuthoritySecret::generate();
+        let label = Label::parse("EU RESTRICTED").unwrap();
+        let people: Vec<(UserId, Vec<u8>)> = (0..250)
+            .map(|i| {
+                let user = UserId::parse(&format!("member{i}@mfa.example")).unwrap();
+                let a = Accreditation {
+                    device: None,
+                    issued_at_s: NOW - 10,
+                    label: label.clone(),
+                    not_after_s: NOW + 86_400,
+                    user: user.clone(),
+                }
+                .sign(&so)
+                .unwrap();
+                (user, a)
+            })
+            .collect();
+        let devices: Vec<(DeviceAddress, &[u8])> = people
+            .iter()
+            .flat_map(|(u, a)| {
+                (0..4u8).map(move |d| {
+                    (DeviceAddress::new(u.clone(), DeviceId::from_bytes([d; 8])), a.as_slice())
+                })
+            })
+            .collect();
+        let mut c = Clearances::new(Some(so.public()));
+        let mut run = |c: &mut Clearances| {
+            let t = Instant::now();
+            for (device, a) in &devices {
+                c.check(device, &[a.to_vec()], &label, NOW).unwrap();
+            }
+            t.elapsed()
+        };
+        let cold = run(&mut c);
+        let warm = run(&mut c);
+        eprintln!("marking check, 1,000 devices: cold {cold:?}, warm {warm:?}");
+        assert!(cold.as_millis() <= 50, "cold {cold:?}");
+        assert!(warm.as_millis() <= 5, "warm {warm:?}");
+    }
+}
