@@ -13,8 +13,7 @@
 
 use crate::alert::AlertKind;
 use crate::client::Client;
-use crate::engine::Engine;
-use crate::engine::ceiling::Ceiling;
+use crate::engine::ceiling::{Ceiling, new_policy};
 use crate::engine::identity::Proven;
 use crate::engine::membership::Change;
 use crate::error::{ClientError, Result};
@@ -26,14 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use valise_proto::api::{ClaimRequest, ClaimResponse, ConversationState};
 use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Label, Payload, UserId};
-
-/// The devices these key packages are for.
-fn devices_of(packages: &[KeyPackage]) -> Vec<DeviceAddress> {
-    packages
-        .iter()
-        .filter_map(|kp| mls::device_of(kp.leaf_node().credential()).ok())
-        .collect()
-}
 
 /// How often a commit is retried after losing a race for the epoch.
 const COMMIT_ATTEMPTS: usize = 5;
@@ -59,6 +50,11 @@ impl Client {
         ceiling: Option<Label>,
     ) -> Result<ConversationId> {
         self.check_may_write(members)?;
+        if let Some(ceiling) = &ceiling {
+            let mut users = members.to_vec();
+            users.push(self.engine.me.user.clone());
+            self.refuse_unaccredited(&users, ceiling).await?;
+        }
         // Claim first: a person who cannot be added leaves no empty
         // conversation. This user's other approved devices join too.
         let present = BTreeSet::from([self.engine.me.clone()]);
@@ -68,12 +64,7 @@ impl Client {
             self.claim(std::slice::from_ref(&me), &present, true)
                 .await?,
         );
-        if let Some(ceiling) = &ceiling {
-            let mut devices = vec![self.engine.me.clone()];
-            devices.extend(devices_of(&packages));
-            self.refuse_unaccredited(&devices, ceiling).await?;
-        }
-        let policy = ceiling.map(Engine::new_policy);
+        let policy = ceiling.map(new_policy);
         let id = ConversationId::from_bytes(rand::random());
         let request = self
             .engine
@@ -103,15 +94,15 @@ impl Client {
                 "{user} is already a member of {conv}"
             )));
         }
-        let packages = self
-            .claim_each(std::slice::from_ref(user), &present)
-            .await?;
         if let Ceiling::Known(ceiling) = self.engine.ceiling(conv)?
             && !crate::failpoint::modified("skip_marking_check")
         {
-            self.refuse_unaccredited(&devices_of(&packages), &ceiling)
+            self.refuse_unaccredited(std::slice::from_ref(user), &ceiling)
                 .await?;
         }
+        let packages = self
+            .claim_each(std::slice::from_ref(user), &present)
+            .await?;
         self.commit(conv, |_| {
             Ok(Change {
                 adds: packages.clone(),
@@ -175,18 +166,23 @@ impl Client {
         Ok(())
     }
 
-    /// Refuses devices not accredited for `ceiling`, naming the first;
-    /// their users' accreditations are read afresh from the directory.
-    async fn refuse_unaccredited(
-        &mut self,
-        devices: &[DeviceAddress],
-        ceiling: &Label,
-    ) -> Result<()> {
-        let users: BTreeSet<UserId> = devices.iter().map(|d| d.user.clone()).collect();
-        for user in &users {
-            self.prove_user(user).await?;
+    /// Refuses people any of whose approved devices is not accredited for
+    /// `ceiling` (naming the first), their entries read afresh from the
+    /// directory; before any key package is claimed.
+    async fn refuse_unaccredited(&mut self, users: &[UserId], ceiling: &Label) -> Result<()> {
+        let mut devices = Vec::new();
+        for user in users {
+            let proven = self.prove_user(user).await?;
+            devices.extend(
+                proven
+                    .devices
+                    .devices
+                    .iter()
+                    .filter(|(_, (_, status))| status.is_approved())
+                    .map(|(id, _)| DeviceAddress::new(user.clone(), *id)),
+            );
         }
-        match self.engine.unaccredited(devices, ceiling)? {
+        match self.engine.unaccredited(&devices, ceiling)? {
             None => Ok(()),
             Some((device, lack)) => Err(ClientError::Handling {
                 code: "not_accredited",

@@ -5,7 +5,7 @@
 //! builds enable and release builds never have.
 
 use crate::client::Client;
-use crate::engine::Engine;
+use crate::engine::ceiling::new_policy;
 use crate::error::{ClientError, Result};
 use crate::mls;
 use openmls::prelude::*;
@@ -19,7 +19,7 @@ impl Client {
     /// the ceiling raised would.
     pub async fn rogue_set_ceiling(&mut self, conv: &ConversationId, ceiling: Label) -> Result<()> {
         self.pull(0).await?;
-        let record = Engine::new_policy(ceiling);
+        let record = new_policy(ceiling);
         let hash = record
             .hash()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;

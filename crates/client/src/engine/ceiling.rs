@@ -50,12 +50,13 @@ pub enum Ceiling {
     Known(Label),
 }
 
-impl Engine {
-    /// A fresh policy record for a new conversation with this ceiling.
-    pub(crate) fn new_policy(ceiling: Label) -> PolicyRecord {
-        PolicyRecord::new(ceiling, rand::random())
-    }
+/// A fresh policy record (a new salt) for a new conversation with this
+/// ceiling.
+pub(crate) fn new_policy(ceiling: Label) -> PolicyRecord {
+    PolicyRecord::new(ceiling, rand::random())
+}
 
+impl Engine {
     /// The ceiling this device holds for `conv`.
     pub fn ceiling(&self, conv: &ConversationId) -> Result<Ceiling> {
         if let Some(ceiling) = self.known_ceiling(conv)? {
@@ -322,7 +323,10 @@ mod tests {
             .iter()
             .flat_map(|(u, a)| {
                 (0..4u8).map(move |d| {
-                    (DeviceAddress::new(u.clone(), DeviceId::from_bytes([d; 8])), a.as_slice())
+                    (
+                        DeviceAddress::new(u.clone(), DeviceId::from_bytes([d; 8])),
+                        a.as_slice(),
+                    )
                 })
             })
             .collect();
