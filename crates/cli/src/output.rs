@@ -419,72 +419,7 @@ impl Output {
                 .join("\n")
         });
     }
-}
 
-/// Progress of a long sync on stderr; shown only for a real backlog on a
-/// terminal, never with `--json`.
-pub struct SyncBar(Option<indicatif::ProgressBar>);
-
-/// Below this many waiting entries a sync is quick and shows no bar.
-const BAR_FROM: u64 = 2_000;
-
-impl SyncBar {
-    pub fn new(json: bool) -> Self {
-        if json {
-            return Self(None);
-        }
-        let bar = indicatif::ProgressBar::hidden();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "syncing {bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Self(Some(bar))
-    }
-
-    pub fn update(&self, p: SyncProgress) {
-        let Some(bar) = &self.0 else { return };
-        if let Some(total) = p.total.filter(|t| *t >= BAR_FROM) {
-            if bar.is_hidden() {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            bar.set_length(total.max(p.entries));
-        }
-        bar.set_position(p.entries);
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// Prints one line for the user and picks the exit code.
-pub fn fail(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
-    let code = e
-        .downcast_ref::<ClientError>()
-        .map_or("error", ClientError::code);
-    if json {
-        eprintln!("{}", json!({"error": code, "message": format!("{e:#}")}));
-    } else {
-        eprintln!("valise: {e:#}");
-    }
-    std::process::ExitCode::FAILURE
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
-
-impl Output {
     pub fn markings(&self) {
         use valise_proto::marking::CATALOGUE;
         let names = |ms: &[valise_proto::Marking]| -> Vec<&str> {
@@ -567,6 +502,69 @@ impl Output {
             },
         );
     }
+}
+
+/// Progress of a long sync on stderr; shown only for a real backlog on a
+/// terminal, never with `--json`.
+pub struct SyncBar(Option<indicatif::ProgressBar>);
+
+/// Below this many waiting entries a sync is quick and shows no bar.
+const BAR_FROM: u64 = 2_000;
+
+impl SyncBar {
+    pub fn new(json: bool) -> Self {
+        if json {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "syncing {bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(Some(bar))
+    }
+
+    pub fn update(&self, p: SyncProgress) {
+        let Some(bar) = &self.0 else { return };
+        if let Some(total) = p.total.filter(|t| *t >= BAR_FROM) {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            bar.set_length(total.max(p.entries));
+        }
+        bar.set_position(p.entries);
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints one line for the user and picks the exit code.
+pub fn fail(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
+    let code = e
+        .downcast_ref::<ClientError>()
+        .map_or("error", ClientError::code);
+    if json {
+        eprintln!("{}", json!({"error": code, "message": format!("{e:#}")}));
+    } else {
+        eprintln!("valise: {e:#}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The label as a subject prefix, `[EU RESTRICTED] `.

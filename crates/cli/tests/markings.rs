@@ -13,7 +13,9 @@ mod common;
 use common::officer::{Officer, offline, publish, server_with};
 use common::{Device, Server, addr, files};
 use serde_json::json;
-use valise_proto::Label;
+use std::process::Command;
+use valise_proto::audit::{Action, Subject};
+use valise_proto::{Label, UserId};
 
 fn marked_send(from: &Device, to: &[&str], subject: &str, marking: &str) -> std::process::Output {
     let mut args = vec!["send".to_owned()];
@@ -182,6 +184,21 @@ fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
         !contains(&all, b"LIMITE"),
         "a marking's name reached the server"
     );
+
+    // Each publication is on record in the audit log, for its user.
+    let published = |who: &str| {
+        let who = Subject::User(UserId::parse(&addr(who)).unwrap());
+        common::audit::entries(&server)
+            .iter()
+            .any(|e| e.action == Action::AttestationPublished && e.subject.as_ref() == Some(&who))
+    };
+    for _ in 0..50 {
+        if published("alice") && published("bob") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("attestation_published is not in the audit log");
 }
 
 #[test]
@@ -193,9 +210,20 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
     let bob = server.device("bob");
     publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
 
-    // The intruder signs bob's accreditation with a key of its own.
+    // The intruder signs bob's accreditation with a key of its own. The
+    // administrator's command refuses it; the intruder plants it anyway.
     let intruder = Officer::new(dir.path(), "intruder");
-    let forged = std::fs::read(intruder.accredit("bob", "EU RESTRICTED", None)).unwrap();
+    let forged_file = intruder.accredit("bob", "EU RESTRICTED", None);
+    let out = Command::new(common::valised_bin())
+        .args(["admin", "--data"])
+        .arg(server.data())
+        .arg("publish-attestation")
+        .arg(&forged_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by"));
+    let forged = std::fs::read(&forged_file).unwrap();
     server.hook(
         "attestation",
         json!({"user": addr("bob"), "attestation": base64(&forged)}),
@@ -357,6 +385,21 @@ fn a_modified_client_spills_and_every_device_sees_it() {
     let spilled = alerts(&bob, "spillage");
     assert_eq!(spilled.len(), 1, "{spilled:?}");
     assert!(spilled[0].contains(&carol.device_id()), "{}", spilled[0]);
+}
+
+#[test]
+fn the_owner_is_told_of_an_attestation_published_on_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    common::audit::checkpointed();
+    assert_eq!(alice.sync()["admin_actions"], 0);
+    publish(&server, &so.accredit("alice", "LIMITE", None));
+    common::audit::checkpointed();
+    assert_eq!(alice.sync()["admin_actions"], 1);
+    let told = alerts(&alice, "admin_action");
+    assert!(told[0].contains("accreditation attestation"), "{}", told[0]);
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -193,6 +193,11 @@ fn describe(entry: &Entry) -> String {
             "the administrator revoked device {subject} (audit entry {})",
             entry.index
         ),
+        Action::AttestationPublished => format!(
+            "the administrator published an accreditation attestation for {subject} (audit \
+             entry {}): your devices accept it only if the security officer signed it",
+            entry.index
+        ),
         Action::IdentityReset => format!(
             "the identity of {subject} was reset with an administrator's invite (audit entry {})",
             entry.index

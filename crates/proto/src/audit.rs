@@ -198,13 +198,18 @@ impl Entry {
 
     /// The account this entry must be shown to, if it is an action taken
     /// on an account over its owner's head: an invite issued or a device
-    /// revoked by the administrator, or an identity reset (the new
-    /// identity's device enrols with an administrator's reset invite).
+    /// revoked or an accreditation attestation published by the
+    /// administrator, or an identity reset (the new identity's device
+    /// enrols with an administrator's reset invite).
     pub fn shown_to(&self) -> Option<&UserId> {
         let user = self.subject_user()?;
         let by_admin = self.actor == Actor::Admin;
         match self.action {
-            Action::InviteIssued | Action::DeviceRevoked if by_admin => Some(user),
+            Action::InviteIssued | Action::DeviceRevoked | Action::AttestationPublished
+                if by_admin =>
+            {
+                Some(user)
+            }
             Action::IdentityReset => Some(user),
             _ => None,
         }

@@ -87,7 +87,7 @@ pub fn offline(args: &[&str]) -> Value {
 
 /// A server whose accreditation authority is `officer`'s key.
 pub fn server_with(officer: &Officer) -> Server {
-    let server = Server::start();
+    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
     server.admin(&["set", "accreditation-authority", &officer.public]);
     server
 }

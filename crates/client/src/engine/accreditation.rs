@@ -86,11 +86,6 @@ impl Engine {
         })
     }
 
-    /// The pinned authority key, if any.
-    pub fn authority(&self) -> Result<Option<AuthorityKey>> {
-        self.with_clearances(|c| Ok(c.authority().copied()))
-    }
-
     /// The first of `devices` not accredited for `label` now, and why.
     pub(crate) fn unaccredited<'a>(
         &self,

@@ -331,7 +331,7 @@ mod tests {
             })
             .collect();
         let mut c = Clearances::new(Some(so.public()));
-        let mut run = |c: &mut Clearances| {
+        let run = |c: &mut Clearances| {
             let t = Instant::now();
             for (device, a) in &devices {
                 c.check(device, &[a.to_vec()], &label, NOW).unwrap();

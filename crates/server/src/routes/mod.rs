@@ -1,5 +1,6 @@
 //! The `/v1` API: one module per concept, one router.
 
+mod accreditation;
 #[cfg(feature = "adversary")]
 mod adversary;
 mod audit;
@@ -63,7 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/leaves", get(audit::leaves))
         .route("/v1/audit/account", get(audit::account))
         .route("/v1/security-desk", get(security_desk::read))
-        .route("/v1/accreditation-authority", get(security_desk::authority))
+        .route("/v1/accreditation-authority", get(accreditation::authority))
         .route("/v1/audit/reports", post(audit::report));
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);

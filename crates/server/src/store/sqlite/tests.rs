@@ -754,3 +754,34 @@ fn hot_statements_never_scan() {
         }
     }
 }
+
+/// Issue 11: attestations join their user's record (so the published
+/// list), each once, queued for the directory in the same write; the
+/// authority key is kept and replaced.
+#[test]
+fn attestations_and_the_authority_key() {
+    let (_dir, store) = open();
+    let alice = addr("alice@x.y", 1);
+    enrol(&store, &alice, 1);
+    let (_, queued) = store.directory_pending().unwrap();
+    assert!(store.add_attestation(&alice.user, &[0xd2; 40], 30).unwrap());
+    assert!(!store.add_attestation(&alice.user, &[0xd2; 40], 31).unwrap());
+    assert!(store.add_attestation(&alice.user, &[0x84; 40], 32).unwrap());
+    let (users, now) = store.directory_pending().unwrap();
+    assert!(users.contains(&alice.user) && now == queued + 2);
+    let record = store.user(&alice.user).unwrap();
+    assert_eq!(record.attestations, vec![vec![0x84; 40], vec![0xd2; 40]]);
+    let list = crate::directory::device_list(&record).unwrap();
+    assert_eq!(list.attestations().count(), 2);
+    assert!(matches!(
+        store.add_attestation(&user("nobody@x.y"), &[1], 33),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.accreditation_authority().unwrap(), None);
+    assert_eq!(store.set_accreditation_authority("aa", 1).unwrap(), None);
+    assert_eq!(
+        store.set_accreditation_authority("bb", 2).unwrap(),
+        Some("aa".into())
+    );
+    assert_eq!(store.accreditation_authority().unwrap(), Some("bb".into()));
+}
