@@ -12,5 +12,5 @@ pub mod proto;
 pub use directory::{directory_entry, directory_proofs};
 pub use proto::{
     api_requests, api_responses, attestation, blob_api, blob_header, checkpoint, chunk_stream, ids,
-    inbox_page, label, letter_record, letters,
+    inbox_page, label, letter_record, letters, policy_record,
 };

@@ -38,6 +38,7 @@ pub const TARGETS: &[&str] = &[
     "blob_header",
     "chunk_stream",
     "blob_api",
+    "policy_record",
 ];
 
 /// Targets whose checks need valise-directory (`directory.rs`): valise-proto
@@ -60,6 +61,7 @@ pub fn run(name: &str, data: &[u8]) -> Option<usize> {
         "blob_header" => blob_header(data),
         "chunk_stream" => chunk_stream(data),
         "blob_api" => blob_api(data),
+        "policy_record" => policy_record(data),
         _ => return None,
     })
 }
@@ -422,4 +424,27 @@ pub fn blob_api(data: &[u8]) -> usize {
         accepted += 1;
     }
     accepted
+}
+
+/// A conversation's policy record (issue 11): what a member sends inside
+/// the conversation's settings, which any member controls completely. What
+/// decodes has one encoding, and its hash is the hash of those bytes (the
+/// group context compares exactly that); a record also decodes carried in
+/// the settings, where a broken one refuses the whole settings message.
+pub fn policy_record(data: &[u8]) -> usize {
+    use valise_proto::policy::{PolicyRecord, hash};
+    use valise_proto::{ConversationMeta, Payload};
+    let Ok(record) = PolicyRecord::decode(data) else {
+        return 0;
+    };
+    assert_eq!(record.encode().expect("re-encodes"), data, "one encoding");
+    assert_eq!(record.hash().expect("hashes"), hash(data));
+    let meta = Payload::Meta(ConversationMeta {
+        name: String::new(),
+        direct: false,
+        policy: Some(record),
+    });
+    let again = Payload::decode(&meta.encode().expect("settings encode")).expect("decode");
+    assert_eq!(again, meta, "carried in the settings, it round-trips");
+    1
 }

@@ -341,7 +341,7 @@ fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
         .map(|c| c.me().user.clone())
         .chain(lights.iter().map(|l| l.user.clone()))
         .collect();
-    let conv = rt.block_on(clients[0].create_conversation("bench", &members))?;
+    let conv = rt.block_on(clients[0].create_conversation("bench", &members, None))?;
     settle(&rt, &mut clients)?;
     for l in &mut lights {
         rt.block_on(l.skip_queued())?;

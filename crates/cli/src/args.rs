@@ -176,9 +176,13 @@ pub enum Command {
         /// The letter's id as `inbox` shows it.
         id: i64,
     },
-    /// Answer a letter in its conversation and thread.
+    /// Answer a letter in its conversation and thread. The answer carries
+    /// the thread's highest marking unless --marking raises it.
     Reply {
         id: i64,
+        /// A marking at least as high as every marking of the thread.
+        #[arg(long, value_parser = Label::parse)]
+        marking: Option<Label>,
         #[arg(
             long,
             required_unless_present = "body_file",
@@ -187,6 +191,16 @@ pub enum Command {
         body: Option<String>,
         #[arg(long)]
         body_file: Option<PathBuf>,
+    },
+    /// Forward a letter into another conversation, as a new letter with
+    /// its marking. TLP:RED is never forwarded; TLP:AMBER+STRICT only
+    /// within your own domain; EU markings only to your domain and the
+    /// `eu_domains` of the home's settings.json; the target's ceiling applies.
+    Forward {
+        /// The letter's id as `inbox` shows it.
+        id: i64,
+        #[arg(long)]
+        conversation: ConversationId,
     },
     /// Create and manage conversations.
     #[command(subcommand)]
@@ -275,6 +289,11 @@ pub enum ConversationCmd {
         /// A member (repeat for several); all their devices join.
         #[arg(long = "member", required = true)]
         members: Vec<UserId>,
+        /// The highest marking letters here may carry, e.g. 'EU RESTRICTED'
+        /// (every device must be accredited for it); fixed for good.
+        /// Without it, only the readers' accreditations limit markings.
+        #[arg(long, value_parser = Label::parse)]
+        ceiling: Option<Label>,
     },
     /// Add a person (all their devices).
     Add { id: ConversationId, user: UserId },

@@ -143,11 +143,18 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
         Command::Read { id } => out.letter(&open(cli)?.letter(*id)?),
         Command::Reply {
             id,
+            marking,
             body,
             body_file,
         } => {
             let mut client = open(cli)?;
-            let sent = client.reply(*id, read_body(body, body_file)?).await?;
+            let sent = client
+                .reply(*id, read_body(body, body_file)?, marking.clone())
+                .await?;
+            out.sent(&sent);
+        }
+        Command::Forward { id, conversation } => {
+            let sent = open(cli)?.forward(*id, conversation).await?;
             out.sent(&sent);
         }
         Command::Conversation(cmd) => conversation(cli, cmd, &out).await?,
@@ -203,8 +210,14 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
 async fn conversation(cli: &Cli, cmd: &ConversationCmd, out: &Output) -> Result<()> {
     let mut client = open(cli)?;
     match cmd {
-        ConversationCmd::Create { name, members } => {
-            let id = client.create_conversation(name, members).await?;
+        ConversationCmd::Create {
+            name,
+            members,
+            ceiling,
+        } => {
+            let id = client
+                .create_conversation(name, members, ceiling.clone())
+                .await?;
             out.created(&id);
         }
         ConversationCmd::Add { id, user } => {

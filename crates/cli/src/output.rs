@@ -62,8 +62,13 @@ impl Output {
 
     pub fn saved(&self, s: &valise_client::attachments::Saved) {
         self.emit(s, || {
+            let label = s
+                .label_file
+                .as_ref()
+                .map(|l| format!("; its label in {}", l.display()))
+                .unwrap_or_default();
             format!(
-                "saved {} ({}, {} bytes)",
+                "saved {} ({}, {} bytes){label}",
                 s.path.display(),
                 s.media_type,
                 s.size
@@ -116,8 +121,9 @@ impl Output {
                 _ => "the server gave no state".into(),
             };
             format!(
-                "{}{state}\nthis device trusts (epoch {}):\n{}\n{hub}",
+                "{}{state}\n{}this device trusts (epoch {}):\n{}\n{hub}",
                 c.id,
+                policy_line(c.ceiling.as_deref(), c.ceiling_known, c.degraded.as_deref()),
                 c.epoch,
                 roster(&c.trusted)
             )
@@ -408,7 +414,12 @@ impl Output {
                         (true, true) => " [out of step: see `valise alerts`]",
                         (true, false) => "",
                     };
-                    format!("{}  {name}  epoch {}{state}\n{members}", c.id, c.epoch)
+                    format!(
+                        "{}  {name}  epoch {}{state}\n{}{members}",
+                        c.id,
+                        c.epoch,
+                        policy_line(c.ceiling.as_deref(), c.ceiling_known, c.degraded.as_deref())
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -607,6 +618,23 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// The label as a subject prefix, `[EU RESTRICTED] `.
+/// A conversation's ceiling and whether it is degraded, as a line (empty
+/// for a conversation without a ceiling that is not degraded).
+fn policy_line(ceiling: Option<&str>, known: bool, degraded: Option<&str>) -> String {
+    let mut line = match (ceiling, known) {
+        (Some(c), _) => format!("  ceiling: {c}"),
+        (None, false) => "  ceiling: not known yet (sync)".into(),
+        (None, true) => String::new(),
+    };
+    if let Some(why) = degraded {
+        line.push_str(&format!("  DEGRADED ({why}): no marked letters"));
+    }
+    if !line.is_empty() {
+        line.push('\n');
+    }
+    line
+}
+
 fn marking_prefix(m: &Option<Label>) -> String {
     m.as_ref().map(|m| format!("[{m}] ")).unwrap_or_default()
 }

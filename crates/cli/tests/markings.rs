@@ -10,114 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+use common::officer::{Officer, offline, publish, server_with};
 use common::{Device, Server, addr, files};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use serde_json::json;
 use std::process::Command;
-use valise_proto::attestation::{Accreditation, AuthoritySecret};
 use valise_proto::audit::{Action, Subject};
 use valise_proto::{Label, UserId};
-
-/// The security officer, with an authority key on their own machine.
-struct Officer {
-    key: PathBuf,
-    public: String,
-    fingerprint: String,
-}
-
-impl Officer {
-    fn new(dir: &std::path::Path, name: &str) -> Self {
-        let key = dir.join(format!("{name}.key"));
-        let v = offline(&["authority-key", "--out", key.to_str().unwrap()]);
-        Self {
-            key,
-            public: v["public_key"].as_str().unwrap().to_owned(),
-            fingerprint: v["fingerprint"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// `valise accredit`: the attestation file.
-    fn accredit(&self, user: &str, marking: &str, device: Option<&str>) -> PathBuf {
-        let out = self
-            .key
-            .with_file_name(format!("{user}-{}.cose", rand::random::<u32>()));
-        let who = addr(user);
-        let mut args = vec![
-            "accredit",
-            "--authority-key",
-            self.key.to_str().unwrap(),
-            &who,
-            marking,
-            "--until",
-            "2099-12-31",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if let Some(d) = device {
-            args.extend(["--device", d]);
-        }
-        offline(&args);
-        out
-    }
-
-    /// An attestation signed with this key, valid until `not_after_s`
-    /// (what an officer signed long ago, for a replay).
-    fn sign(&self, user: &str, marking: &str, not_after_s: i64) -> Vec<u8> {
-        let text = std::fs::read_to_string(&self.key).unwrap();
-        Accreditation {
-            device: None,
-            issued_at_s: not_after_s - 86_400,
-            label: Label::parse(marking).unwrap(),
-            not_after_s,
-            user: UserId::parse(&addr(user)).unwrap(),
-        }
-        .sign(&AuthoritySecret::from_file_text(&text).unwrap())
-        .unwrap()
-    }
-}
-
-/// `valise <args>` with no home (the officer's offline commands).
-fn offline(args: &[&str]) -> Value {
-    let out = Command::new(common::valise_bin())
-        .args(args)
-        .arg("--json")
-        .env_remove("VALISE_HOME")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "valise {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A server whose accreditation authority is `officer`'s key.
-fn server_with(officer: &Officer) -> Server {
-    let server = Server::start_with(&["--checkpoint-interval-secs", "1"]);
-    server.admin(&["set", "accreditation-authority", &officer.public]);
-    server
-}
-
-/// Publishes an attestation and waits for the epoch that carries it.
-fn publish(server: &Server, file: &std::path::Path) {
-    server.admin(&["publish-attestation", file.to_str().unwrap()]);
-    wait_published(server);
-}
-
-fn wait_published(server: &Server) {
-    for _ in 0..100 {
-        let queued: i64 = server
-            .db()
-            .query_row("SELECT COUNT(*) FROM directory_pending", [], |r| r.get(0))
-            .unwrap();
-        if queued == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the directory did not publish");
-}
 
 fn marked_send(from: &Device, to: &[&str], subject: &str, marking: &str) -> std::process::Output {
     let mut args = vec!["send".to_owned()];

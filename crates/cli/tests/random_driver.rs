@@ -415,7 +415,7 @@ impl World {
             .collect();
         let id = self.actors[c]
             .client()
-            .create_conversation(&format!("conversation {c}"), &users)
+            .create_conversation(&format!("conversation {c}"), &users, None)
             .await
             .unwrap();
         let epoch = self.actors[c].view(&id).unwrap().epoch;

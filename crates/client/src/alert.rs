@@ -66,8 +66,9 @@ pub enum AlertKind {
     /// encrypting epoch is not accredited for its marking (issue 11).
     UnaccreditedRecipient,
     /// A marked letter reached a conversation where some device (this
-    /// one, or another) is not accredited for its marking: this device
-    /// did not render it if it is not accredited itself.
+    /// one, or another) is not accredited for its marking, or above the
+    /// conversation's ceiling: this device did not render it if it is not
+    /// accredited itself or the letter is above the ceiling.
     Spillage,
     /// The server names another accreditation authority key than the one
     /// this device pinned: it keeps verifying under the pinned key.
@@ -76,6 +77,17 @@ pub enum AlertKind {
     /// chunk altered, reordered or missing, the end cut, another blob, the
     /// digest): nothing was saved.
     AttachmentRefused,
+    /// A member changed a conversation's ceiling (its policy hash), or sent
+    /// a policy the group does not hold: the ceiling held stays, and the
+    /// conversation refuses marked letters.
+    CeilingChanged,
+    /// A member brought in a device not accredited for the conversation's
+    /// ceiling: marked letters are refused there until it is removed.
+    UnaccreditedMember,
+    /// A letter whose marking restricts where it may be written was saved
+    /// out of the home (into an approved export directory): every such
+    /// export is reported.
+    Export,
 }
 
 impl AlertKind {
@@ -102,6 +114,9 @@ impl AlertKind {
             Self::Spillage => "spillage",
             Self::AccreditationAuthorityChanged => "accreditation_authority_changed",
             Self::AttachmentRefused => "attachment_refused",
+            Self::CeilingChanged => "ceiling_changed",
+            Self::UnaccreditedMember => "unaccredited_member",
+            Self::Export => "export",
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct Saved {
     pub path: PathBuf,
     pub size: u64,
     pub media_type: String,
+    /// `PATH.label.json`, written beside an export of a restricted letter
+    /// (see [`crate::export`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_file: Option<PathBuf>,
 }
 
 /// Times a changed source is started over within one run.
@@ -377,6 +381,8 @@ impl Client {
                 out.display()
             )));
         }
+        // A restricted letter goes only into an approved directory.
+        self.check_export(letter_id, out)?;
         let partial = Partial::create(out)?;
         let outcome = self.download(&attachment, index, &partial.file).await;
         match outcome.and_then(|()| export(partial, out)) {
@@ -384,6 +390,7 @@ impl Client {
                 path: out.to_owned(),
                 size: attachment.size,
                 media_type: attachment.media_type,
+                label_file: self.record_export(letter_id, out)?,
             }),
             Err(e) => {
                 if let ClientError::Attachment(why) = &e {

@@ -5,6 +5,7 @@ use crate::api::{Api, Body};
 use crate::clock::Clock;
 use crate::engine::{Engine, new_crypto};
 use crate::error::{ClientError, Result};
+use crate::handling::Settings;
 use crate::home::account::Account;
 use crate::home::alerts::Alert;
 use crate::home::{Home, Passphrase};
@@ -45,6 +46,9 @@ pub struct Client {
     pub(crate) update_interval_ms: i64,
     /// Told how attachment transfers advance (the CLI draws a bar).
     pub(crate) progress: Option<crate::attachments::Progress>,
+    /// Where marked letters may go ([`crate::handling`]): the home's
+    /// `settings.json`.
+    pub(crate) settings: Settings,
 }
 
 /// What `enroll` needs besides the home.
@@ -74,14 +78,16 @@ impl Client {
             engine,
             Api::new(&account.server, &account.ca_pem)?,
             account.domain,
+            Settings::load(path)?,
         ))
     }
 
-    fn new(engine: Engine, api: Api, domain: String) -> Self {
+    fn new(engine: Engine, api: Api, domain: String, settings: Settings) -> Self {
         Self {
             engine,
             api,
             domain,
+            settings,
             last_housekeeping: None,
             rereading: false,
             members_checked: HashMap::new(),
@@ -156,7 +162,7 @@ impl Client {
                 .pin_audit(&audit.origin, &key, resp.audit_from)?;
         }
         engine.pin_desk(resp.security_desk.as_ref())?;
-        let mut client = Self::new(engine, api, resp.domain);
+        let mut client = Self::new(engine, api, resp.domain, Settings::load(path)?);
         client.pin_directory(resp.directory_key.as_slice(), resp.root.as_slice())?;
         // What the directory holds for this user now is known, not news.
         client.check_own_history(true).await?;

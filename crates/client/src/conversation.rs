@@ -13,6 +13,7 @@
 
 use crate::alert::AlertKind;
 use crate::client::Client;
+use crate::engine::ceiling::{Ceiling, new_policy};
 use crate::engine::identity::Proven;
 use crate::engine::membership::Change;
 use crate::error::{ClientError, Result};
@@ -23,20 +24,22 @@ use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use valise_proto::api::{ClaimRequest, ClaimResponse, ConversationState};
-use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Payload, UserId};
+use valise_proto::{ConversationId, DeviceAddress, ErrorCode, Label, Payload, UserId};
 
 /// How often a commit is retried after losing a race for the epoch.
 const COMMIT_ATTEMPTS: usize = 5;
 
 impl Client {
     /// Creates a conversation with these people (all their approved
-    /// devices) and returns its id.
+    /// devices) and returns its id. With a `ceiling`, every device must be
+    /// accredited for it, and the conversation keeps it for good.
     pub async fn create_conversation(
         &mut self,
         name: &str,
         members: &[UserId],
+        ceiling: Option<Label>,
     ) -> Result<ConversationId> {
-        self.create(name, members, false).await
+        self.create(name, members, false, ceiling).await
     }
 
     pub(crate) async fn create(
@@ -44,8 +47,14 @@ impl Client {
         name: &str,
         members: &[UserId],
         direct: bool,
+        ceiling: Option<Label>,
     ) -> Result<ConversationId> {
         self.check_may_write(members)?;
+        if let Some(ceiling) = &ceiling {
+            let mut users = members.to_vec();
+            users.push(self.engine.me.user.clone());
+            self.refuse_unaccredited(&users, ceiling).await?;
+        }
         // Claim first: a person who cannot be added leaves no empty
         // conversation. This user's other approved devices join too.
         let present = BTreeSet::from([self.engine.me.clone()]);
@@ -55,8 +64,11 @@ impl Client {
             self.claim(std::slice::from_ref(&me), &present, true)
                 .await?,
         );
+        let policy = ceiling.map(new_policy);
         let id = ConversationId::from_bytes(rand::random());
-        let request = self.engine.create_group(&id, name, direct)?;
+        let request = self
+            .engine
+            .create_group(&id, name, direct, policy.as_ref())?;
         let _: ConversationState = self
             .call(Method::POST, "/v1/conversations", Some(&request))
             .await?;
@@ -71,7 +83,8 @@ impl Client {
         Ok(id)
     }
 
-    /// Adds a person (all their approved devices) to a conversation.
+    /// Adds a person (all their approved devices) to a conversation; each
+    /// device must be accredited for its ceiling.
     pub async fn add_member(&mut self, conv: &ConversationId, user: &UserId) -> Result<()> {
         self.check_may_write(std::slice::from_ref(user))?;
         self.pull(0).await?;
@@ -80,6 +93,12 @@ impl Client {
             return Err(ClientError::Invalid(format!(
                 "{user} is already a member of {conv}"
             )));
+        }
+        if let Ceiling::Known(ceiling) = self.engine.ceiling(conv)?
+            && !crate::failpoint::modified("skip_marking_check")
+        {
+            self.refuse_unaccredited(std::slice::from_ref(user), &ceiling)
+                .await?;
         }
         let packages = self
             .claim_each(std::slice::from_ref(user), &present)
@@ -117,6 +136,63 @@ impl Client {
             })
         })
         .await
+    }
+
+    /// Checks the members of the conversations whose members or ceiling
+    /// changed against the ceiling, their users' entries read afresh: a
+    /// device not accredited degrades the conversation (and alerts).
+    pub(crate) async fn check_ceilings(&mut self) -> Result<()> {
+        for conv in self.engine.due_roster_checks() {
+            if !matches!(self.engine.ceiling(&conv)?, Ceiling::Known(_)) {
+                continue;
+            }
+            let users: BTreeSet<UserId> = self
+                .engine
+                .roster(&conv)?
+                .into_iter()
+                .map(|d| d.user)
+                .collect();
+            for user in &users {
+                match self.prove_user(user).await {
+                    Err(e) if e.is_transient() => return Err(e),
+                    // Refused (and alerted inside): its devices count as
+                    // not accredited below.
+                    Err(e) => tracing::warn!(%user, error = %e, "entry not proven"),
+                    Ok(_) => {}
+                }
+            }
+            self.engine.check_roster(&conv)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses people any of whose approved devices is not accredited for
+    /// `ceiling` (naming the first), their entries read afresh from the
+    /// directory; before any key package is claimed.
+    async fn refuse_unaccredited(&mut self, users: &[UserId], ceiling: &Label) -> Result<()> {
+        let mut devices = Vec::new();
+        for user in users {
+            let proven = self.prove_user(user).await?;
+            devices.extend(
+                proven
+                    .devices
+                    .devices
+                    .iter()
+                    .filter(|(_, (_, status))| status.is_approved())
+                    .map(|(id, _)| DeviceAddress::new(user.clone(), *id)),
+            );
+        }
+        match self.engine.unaccredited(&devices, ceiling)? {
+            None => Ok(()),
+            Some((device, lack)) => Err(ClientError::Handling {
+                code: "not_accredited",
+                detail: format!(
+                    "device {device} {}, so it is not accredited for the ceiling {}: not added",
+                    lack.describe(),
+                    ceiling.marking().entry().short
+                ),
+            }),
+        }
     }
 
     /// Refuses to write to people whose identity changed unverified.
@@ -440,7 +516,7 @@ impl Client {
 
     /// Tells the members the conversation's settings (after it changed),
     /// inside the encryption.
-    async fn send_meta(&mut self, conv: &ConversationId) -> Result<()> {
+    pub(crate) async fn send_meta(&mut self, conv: &ConversationId) -> Result<()> {
         let meta = self.engine.meta(conv)?;
         let id = self.engine.write_payload(conv, &Payload::Meta(meta))?;
         match self.deliver(id).await {

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod accreditation;
+pub mod ceiling;
 pub mod desk;
 pub mod held;
 pub mod identity;
@@ -58,6 +59,9 @@ pub struct Engine {
     /// The pinned accreditation authority and the attestations verified
     /// under it; loaded on first use.
     clearances: RefCell<Option<crate::accreditation::Clearances>>,
+    /// Conversations whose members or ceiling changed: checked against the
+    /// ceiling once their users' entries are read afresh ([`ceiling`]).
+    roster_checks: RefCell<std::collections::BTreeSet<ConversationId>>,
 }
 
 /// See [`Engine::cache`].
@@ -105,6 +109,7 @@ impl Engine {
             groups: RefCell::default(),
             cache: RefCell::default(),
             clearances: RefCell::default(),
+            roster_checks: RefCell::default(),
         }
     }
 

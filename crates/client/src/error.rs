@@ -63,6 +63,10 @@ pub enum ClientError {
     /// Evidence that another copy of this device is in use.
     #[error("{0}: another copy of this device is in use (a stolen copy of its home?)")]
     Cloned(String),
+    /// A handling marking forbids it (a ceiling, an accreditation, a
+    /// forwarding rule, an export directory); `code` says which.
+    #[error("{detail}")]
+    Handling { code: &'static str, detail: String },
     /// A marked letter refused: a device it would reach is not accredited.
     #[error(
         "not sent: device {device} {why}, so it is not accredited for {marking} (see `valise \
@@ -111,7 +115,7 @@ impl ClientError {
             Self::DevicePending => "device_pending",
             Self::Cloned(_) => "device_cloned",
             Self::Replayed(_) => "replayed",
-            Self::AuditLog { code, .. } => code,
+            Self::AuditLog { code, .. } | Self::Handling { code, .. } => code,
             Self::Unaccredited { .. } => "unaccredited",
             Self::AuthorityMismatch(_) => "authority_mismatch",
             Self::Attachment(_) => "attachment_refused",

@@ -16,7 +16,8 @@ pub(crate) fn failpoint(_name: &str) {}
 /// A modified client, for attack tests: built with the `failpoints`
 /// feature, `VALISE_FAILPOINT=<name>` turns off the named check, as a
 /// client changed by its user would (`skip_marking_check`: marked letters
-/// are sealed without the accreditation check).
+/// are sealed without the accreditation and ceiling checks, and people
+/// are added to a conversation whatever its ceiling).
 #[cfg(feature = "failpoints")]
 pub(crate) fn modified(name: &str) -> bool {
     std::env::var("VALISE_FAILPOINT").is_ok_and(|v| v == name)

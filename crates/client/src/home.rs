@@ -253,6 +253,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_security_desk.sql"),
     include_str!("migrations/0013_attachments.sql"),
     include_str!("migrations/0014_accreditation.sql"),
+    include_str!("migrations/0015_ceiling.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -13,8 +13,8 @@ use valise_proto::api::SubmitCommit;
 use valise_proto::{ConversationId, DeviceAddress};
 
 pub use valise_mls::{
-    CIPHERSUITE, MAX_PAST_EPOCHS, create_config, device_of, group_id, join_config, parse_message,
-    parse_tree, serialize,
+    CIPHERSUITE, MAX_PAST_EPOCHS, create_config, device_of, group_extensions, group_id,
+    join_config, parse_message, parse_tree, policy_hash, serialize,
 };
 
 /// One-time key packages uploaded at enrolment and on each restock.
@@ -69,7 +69,7 @@ impl StagedCommit {
         }
     }
 
-    fn from_bundle(bundle: CommitMessageBundle) -> Result<Self> {
+    pub(crate) fn from_bundle(bundle: CommitMessageBundle) -> Result<Self> {
         let (commit, welcome, group_info) = bundle.into_messages();
         Ok(Self {
             commit: serialize(&commit)?,
@@ -130,6 +130,7 @@ pub fn rejoin(
         .with_aad(aad)
         .build_group(p, info, credential(me, signer))
         .map_err(ClientError::mls)?
+        .leaf_node_parameters(valise_mls::leaf_parameters())
         .load_psks(p.storage())
         .map_err(ClientError::mls)?
         .create_group_info(true)

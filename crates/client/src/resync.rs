@@ -32,6 +32,12 @@ pub struct ConversationDetail {
     /// answered.
     pub hub_epoch: Option<u64>,
     pub hub: Option<BTreeMap<UserId, Vec<String>>>,
+    /// The ceiling this device holds, as users write it.
+    pub ceiling: Option<String>,
+    /// False while the group holds a policy whose record has not arrived.
+    pub ceiling_known: bool,
+    /// Why marked letters are refused here, if they are.
+    pub degraded: Option<String>,
 }
 
 impl Client {
@@ -216,6 +222,9 @@ impl Client {
             trusted: view.members,
             hub_epoch: hub.map(|h| h.epoch),
             hub: hub_roster,
+            ceiling: view.ceiling,
+            ceiling_known: view.ceiling_known,
+            degraded: view.degraded,
         })
     }
 }

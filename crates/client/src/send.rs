@@ -135,8 +135,16 @@ impl Client {
         }
     }
 
-    /// Answers a letter in its conversation and thread.
-    pub async fn reply(&mut self, letter_id: i64, body: String) -> Result<SentLetter> {
+    /// Answers a letter in its conversation and thread. The answer carries
+    /// the thread's highest marking, or `marking` if given, which must
+    /// dominate every marking of the thread: a reply may raise the marking,
+    /// never lower it.
+    pub async fn reply(
+        &mut self,
+        letter_id: i64,
+        body: String,
+        marking: Option<Label>,
+    ) -> Result<SentLetter> {
         let original = self.engine.home.letter(letter_id)?;
         let subject = if original.subject.to_lowercase().starts_with("re:") {
             original.subject.clone()
@@ -148,10 +156,14 @@ impl Client {
         } else {
             vec![original.from.clone()]
         };
+        let thread = self
+            .engine
+            .home
+            .thread_markings(&original.conversation, &original.thread)?;
         let draft = Draft {
             subject,
             body,
-            marking: original.marking.clone(),
+            marking: crate::handling::inherited(&thread, marking)?,
             attachments: Vec::new(),
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
@@ -165,7 +177,11 @@ impl Client {
     /// the conversation is not accredited for its marking. A letter that must
     /// wait is an error that says why, the letter staying in the outbox; a
     /// network failure leaves it queued for the next sync.
-    async fn post_letter(&mut self, target: Target, letter: Letter) -> Result<SentLetter> {
+    pub(crate) async fn post_letter(
+        &mut self,
+        target: Target,
+        letter: Letter,
+    ) -> Result<SentLetter> {
         let id = self.engine.write_letter(&target, &letter)?;
         self.post_written(target, letter.message_id, letter.marking.as_ref(), id)
             .await
@@ -197,6 +213,14 @@ impl Client {
                 return Err(e);
             }
         };
+        // The ceiling of the conversation it goes in, now that it is known:
+        // a letter it refuses is taken back, as if never written.
+        if let Some(conv) = &conversation
+            && let Err(e) = self.engine.check_ceiling(conv, marking)
+        {
+            self.engine.withdraw_letter(&message_id, id)?;
+            return Err(e);
+        }
         if let (Some(conv), Some(label)) = (&conversation, marking)
             && let Err(e) = self.check_marked(conv, label).await
         {
@@ -277,10 +301,10 @@ impl Client {
                 return Ok(Some(c));
             }
         }
-        Ok(Some(self.create("", to, true).await?))
+        Ok(Some(self.create("", to, true, None).await?))
     }
 
-    fn new_letter(
+    pub(crate) fn new_letter(
         &self,
         to: Vec<UserId>,
         draft: Draft,
@@ -307,6 +331,7 @@ impl Client {
     /// next [`Client::sync`] delivers it. Load generators use this to
     /// measure the server apart from the sealing.
     pub fn seal_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
+        self.engine.check_ceiling(conv, draft.marking.as_ref())?;
         let to = self.engine.other_members(conv)?;
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
         let id = self

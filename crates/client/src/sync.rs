@@ -194,6 +194,7 @@ impl Client {
                 }
             }
             self.prove_newer_roots().await?;
+            self.check_ceilings().await?;
             progress(done);
             if !page.more {
                 self.engine.whole_inbox_read()?;

@@ -27,9 +27,12 @@ mod refusal;
 mod suite;
 
 pub use credential::{credential, device_of};
-pub use group::{MAX_PAST_EPOCHS, WIRE_FORMAT_POLICY, create_config, group_id, join_config};
+pub use group::{
+    MAX_PAST_EPOCHS, WIRE_FORMAT_POLICY, create_config, group_extensions, group_id, join_config,
+    policy_hash,
+};
 pub use key_package::CheckedKeyPackage;
 pub use message::{application_epoch, check_welcome, parse_message, parse_tree, serialize};
 pub use public_state::{Committer, Leaf, PublicState};
 pub use refusal::Refusal;
-pub use suite::{CIPHERSUITE, Policy, capabilities};
+pub use suite::{CIPHERSUITE, POLICY_EXTENSION, Policy, capabilities, leaf_parameters};

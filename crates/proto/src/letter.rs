@@ -12,6 +12,7 @@ use crate::blob::{BlobError, MAX_ATTACHMENTS};
 use crate::id::{MessageId, ThreadId, UserId};
 use crate::limits;
 use crate::marking::Label;
+use crate::policy::PolicyRecord;
 use crate::report::AlertReport;
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +168,10 @@ pub struct ConversationMeta {
     /// to exactly its members.
     #[serde(rename = "d", default)]
     pub direct: bool,
+    /// The conversation's ceiling, whose salted hash the group context
+    /// holds ([`crate::policy`]); none for a conversation without one.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
 }
 
 /// What an application message carries.

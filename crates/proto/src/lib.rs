@@ -16,6 +16,7 @@ pub mod bytes;
 pub mod id;
 pub mod letter;
 pub mod marking;
+pub mod policy;
 pub mod problem;
 pub mod report;
 pub mod tlog;
@@ -26,6 +27,7 @@ pub use id::{
 };
 pub use letter::{ConversationMeta, EpochCount, Letter, LetterError, Payload, RootBytes};
 pub use marking::{Label, Marking, MarkingError};
+pub use policy::{PolicyError, PolicyRecord};
 pub use problem::{ErrorCode, Problem};
 pub use report::{AlertReport, Sha256Digest};
 

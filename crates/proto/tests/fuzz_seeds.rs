@@ -125,6 +125,10 @@ fn checks_catch_what_they_promise() {
     assert_eq!(checks::ids(&[7; 8]), 1);
     // 32 hex digits: a conversation, message and thread id alike.
     assert_eq!(checks::ids(b"00112233445566778899aabbccddeeff"), 3);
+    // A policy record is accepted as written, not with its salt cut short.
+    let record = std::fs::read(fuzz_dir().join("seeds/policy_record/tlp-amber.bin")).unwrap();
+    assert_eq!(checks::policy_record(&record), 1);
+    assert_eq!(checks::policy_record(&record[..record.len() - 1]), 0);
 }
 
 /// Length of a signed directory root (`valise_directory::root::SIGNED_ROOT_LEN`,

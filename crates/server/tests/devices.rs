@@ -576,7 +576,7 @@ impl Group {
         let mls = MlsGroup::new_with_group_id(
             &owner.provider,
             &owner.signer,
-            &create_config(),
+            &create_config(None).unwrap(),
             group_id(&id),
             owner.cred(),
         )

@@ -33,7 +33,7 @@ fn hub_follows_a_real_group() {
     let mut group = MlsGroup::new_with_group_id(
         &alice.provider,
         &alice.signer,
-        &create_config(),
+        &create_config(None).unwrap(),
         group_id(&id),
         alice.cred(),
     )
@@ -166,6 +166,7 @@ fn hub_follows_a_real_group() {
             .with_config(join_config())
             .build_group(&d.provider, info, d.cred())
             .unwrap()
+            .leaf_node_parameters(valise_mls::leaf_parameters())
             .load_psks(d.provider.storage())
             .unwrap()
             .build(d.provider.rand(), d.provider.crypto(), &d.signer, |_| true)

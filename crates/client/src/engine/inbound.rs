@@ -279,6 +279,7 @@ impl Engine {
                 }
                 ProcessedMessageContent::StagedCommitMessage(staged) => {
                     let before = keys_of(group)?;
+                    let policy_before = mls::policy_hash(group.extensions());
                     group
                         .merge_staged_commit(p, *staged)
                         .map_err(ClientError::mls)?;
@@ -299,6 +300,7 @@ impl Engine {
                         return Ok(Opened::NeedsProof(doubted));
                     }
                     self.after_merge(conv, group, epoch, raw, snapshot)?;
+                    self.after_policy_commit(conv, group, &sender, policy_before)?;
                     // Revoked devices left: what they knew is renewed at
                     // once by this device too (the remover's path renewed its own).
                     let revoked_left = before.iter().any(|(d, k)| {
@@ -314,10 +316,12 @@ impl Engine {
                 // Our own commit, echoed after a crash between the hub's
                 // acceptance and our merge: the pending commit is the one to merge.
                 ProcessedMessageContent::OwnPendingCommit => {
+                    let policy_before = mls::policy_hash(group.extensions());
                     group.merge_pending_commit(p).map_err(ClientError::mls)?;
                     self.home.mark_pending_commit(conv, false)?;
                     self.after_merge(conv, group, epoch, raw, snapshot)?;
                     self.home.leaf_renewed(conv, self.now_ms())?;
+                    self.after_policy_commit(conv, group, &sender, policy_before)?;
                     Ok(Opened::Commit(group.epoch().as_u64()))
                 }
                 ProcessedMessageContent::OwnPrivateMessage => Err(ClientError::Protocol(
@@ -411,6 +415,11 @@ impl Engine {
         // An id seen before in a new MLS message: sent again by its sender
         // (after a fork): one copy is kept.
         match payload {
+            Payload::Letter(letter)
+                if !self.admit_received(conv, sender, letter.marking.as_ref())? =>
+            {
+                Ok(Applied::Spilled)
+            }
             Payload::Letter(Letter {
                 marking: Some(label),
                 ..
@@ -438,6 +447,9 @@ impl Engine {
             ),
             Payload::Meta(meta) => {
                 self.home.set_meta(conv, &meta.name, meta.direct)?;
+                if let Some(record) = &meta.policy {
+                    self.receive_policy(conv, sender, record)?;
+                }
                 Ok(Applied::Meta)
             }
         }

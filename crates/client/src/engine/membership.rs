@@ -14,7 +14,7 @@ use openmls::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use valise_proto::api::{CreateConversation, SubmitCommit};
-use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, UserId};
+use valise_proto::{ConversationId, ConversationMeta, DeviceAddress, PolicyRecord, UserId};
 
 /// A conversation as this device sees it. Its name is content: Debug omits it.
 #[derive(Clone, Serialize)]
@@ -34,6 +34,13 @@ pub struct ConversationView {
     /// it could not process, or a state it refused): nothing is sealed
     /// there until a sync rejoins or the person accepts the hub's state.
     pub diverged: bool,
+    /// The ceiling this device holds, as users write it (`None`: no
+    /// ceiling; see `ceiling_known`).
+    pub ceiling: Option<String>,
+    /// False while the group holds a policy whose record has not arrived.
+    pub ceiling_known: bool,
+    /// Why marked letters are refused here, if they are.
+    pub degraded: Option<String>,
 }
 
 impl std::fmt::Debug for ConversationView {
@@ -77,19 +84,22 @@ impl Change {
 
 impl Engine {
     /// Creates a conversation with this device alone at epoch 0, and the
-    /// hub's request to register it.
+    /// hub's request to register it. With a `policy`, the group context
+    /// holds its salted hash from epoch 0 ([`super::ceiling`]).
     pub fn create_group(
         &self,
         id: &ConversationId,
         name: &str,
         direct: bool,
+        policy: Option<&PolicyRecord>,
     ) -> Result<CreateConversation> {
+        let config = mls::create_config(super::ceiling::policy_hash(policy)?)?;
         self.transaction(|| {
             let p = self.provider();
             let group = MlsGroup::new_with_group_id(
                 &p,
                 &self.signer,
-                &mls::create_config(),
+                &config,
                 mls::group_id(id),
                 mls::credential(&self.me, &self.signer),
             )
@@ -100,6 +110,12 @@ impl Engine {
             self.home
                 .put_conversation(id, name, direct, 0, self.now_ms())?;
             self.home.set_members_key(id, &mls::members_key(&group)?)?;
+            if let Some(record) = policy {
+                let bytes = record
+                    .encode()
+                    .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                self.home.set_policy(id, &bytes)?;
+            }
             Ok(CreateConversation {
                 id: *id,
                 group_info: mls::serialize(&info)?.into(),
@@ -207,9 +223,15 @@ impl Engine {
                 kind: "conversation",
                 id: conv.to_string(),
             })?;
+        let policy = row
+            .policy
+            .map(|bytes| PolicyRecord::decode(&bytes))
+            .transpose()
+            .map_err(|e| ClientError::Home(format!("stored policy record: {e}")))?;
         Ok(ConversationMeta {
             name: row.name,
             direct: row.direct,
+            policy,
         })
     }
 
@@ -236,7 +258,18 @@ impl Engine {
                         authenticator: hex::encode(group.epoch_authenticator().as_slice()),
                         members,
                         diverged: row.diverged,
+                        ceiling: None,
+                        ceiling_known: true,
+                        degraded: row.degraded.clone(),
                     })
+                })
+                .and_then(|mut view| {
+                    match self.ceiling(&view.id)? {
+                        super::ceiling::Ceiling::Known(c) => view.ceiling = Some(c.to_string()),
+                        super::ceiling::Ceiling::Unknown => view.ceiling_known = false,
+                        super::ceiling::Ceiling::None => {}
+                    }
+                    Ok(view)
                 })
             })
             .collect()

@@ -311,7 +311,7 @@ fn adds(kps: Vec<KeyPackage>) -> Change {
 /// A conversation of `owner` with `others`, everyone joined.
 fn conversation(owner: &Dev, others: &[&Dev]) -> ConversationId {
     let id = ConversationId::from_bytes(rand::random());
-    owner.engine.create_group(&id, "test", false).unwrap();
+    owner.engine.create_group(&id, "test", false, None).unwrap();
     let submit = owner.commit(&id, adds(others.iter().map(|d| d.key_package()).collect()));
     let welcome = submit.welcome.unwrap();
     for d in others {
@@ -417,7 +417,7 @@ fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
     // The phone brings alice into a conversation of its own: she refuses
     // to join a group with a key bob did not approve.
     let conv = ConversationId::from_bytes(rand::random());
-    phone.engine.create_group(&conv, "", false).unwrap();
+    phone.engine.create_group(&conv, "", false, None).unwrap();
     let submit = phone.commit(&conv, adds(vec![alice.key_package()]));
     let welcome = submit.welcome.unwrap();
     let out = alice
@@ -740,7 +740,7 @@ fn send_to_reuses_only_a_conversation_of_exactly_its_recipients() {
     let (alice, bob, carol) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
     Dev::introduce(&[&alice, &bob, &carol]);
     let id = ConversationId::from_bytes(rand::random());
-    alice.engine.create_group(&id, "", true).unwrap();
+    alice.engine.create_group(&id, "", true, None).unwrap();
     alice.commit(&id, adds(vec![bob.key_package()]));
     let to_bob = [bob.me().user.clone()];
     assert_eq!(alice.engine.direct_conversation(&to_bob).unwrap(), Some(id));
@@ -1017,7 +1017,10 @@ fn a_device_renews_the_leaf_it_joined_with() {
     let kp = bob.key_package();
     let thief = bob.copy(&dir.path().join("bob"), &dir.path().join("thief"));
     let conv = ConversationId::from_bytes(rand::random());
-    alice.engine.create_group(&conv, "new", false).unwrap();
+    alice
+        .engine
+        .create_group(&conv, "new", false, None)
+        .unwrap();
     let welcome = alice.commit(&conv, adds(vec![kp])).welcome.unwrap();
     bob.join(&conv, &alice, welcome.as_slice(), alice.tree(&conv));
     thief.join(&conv, &alice, welcome.as_slice(), alice.tree(&conv));

@@ -22,12 +22,16 @@ pub struct Conversation {
     pub direct: bool,
     /// The users of the MLS roster, sorted and comma-joined.
     pub members_key: String,
+    /// The policy record this device holds (see `crate::ceiling`).
+    pub policy: Option<Vec<u8>>,
+    /// Why marked letters are refused here, if they are.
+    pub degraded: Option<String>,
 }
 
 /// The columns [`row`] reads, as a literal for `concat!`.
 macro_rules! columns {
     () => {
-        "id, name, active, diverged, joined_epoch, direct, members_key"
+        "id, name, active, diverged, joined_epoch, direct, members_key, policy, degraded"
     };
 }
 
@@ -42,6 +46,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
         joined_epoch: r.get::<_, i64>(4)? as u64,
         direct: r.get(5)?,
         members_key: r.get(6)?,
+        policy: r.get(7)?,
+        degraded: r.get(8)?,
     })
 }
 
@@ -153,6 +159,24 @@ impl Home {
         self.conn.execute(
             "UPDATE conversations SET name = ?1, direct = direct OR ?2 WHERE id = ?3",
             params![name, direct, id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps the conversation's policy record (see `crate::ceiling`).
+    pub fn set_policy(&self, id: &ConversationId, record: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET policy = ?1 WHERE id = ?2",
+            params![record, id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the conversation degraded for `why`, or whole again (`None`).
+    pub fn set_degraded(&self, id: &ConversationId, why: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET degraded = ?1 WHERE id = ?2",
+            params![why, id.to_string()],
         )?;
         Ok(())
     }

@@ -254,6 +254,26 @@ impl Home {
         Ok(view)
     }
 
+    /// The markings of a thread's letters (`None` for unmarked ones).
+    pub fn thread_markings(
+        &self,
+        conv: &ConversationId,
+        thread: &ThreadId,
+    ) -> Result<Vec<Option<Label>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT marking FROM letters WHERE conversation = ?1 AND thread = ?2",
+        )?;
+        let rows = stmt.query_map(params![conv.to_string(), thread.to_string()], |r| {
+            r.get::<_, Option<String>>(0)
+        })?;
+        rows.map(|m| {
+            m?.map(|s| Label::parse(&s))
+                .transpose()
+                .map_err(|e| ClientError::Home(format!("stored marking: {e}")))
+        })
+        .collect()
+    }
+
     /// Forgets a letter (one of this device's that was never sent).
     pub fn delete_letter(&self, id: i64) -> Result<()> {
         self.conn

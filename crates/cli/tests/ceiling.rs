@@ -1,0 +1,437 @@
+//! Conversation ceilings (issue 11), against a real server: the ceiling
+//! every member holds and the hub never learns, sends above it refused,
+//! a letter above it never shown (spillage), a malicious member who raises
+//! it seen by everyone with no fork, forwarding and replies that keep the
+//! marking, a member who adds someone not accredited. The malicious member
+//! runs a modified client (the `failpoints` feature of these builds):
+//! `VALISE_FAILPOINT=skip_marking_check`, or the library's test-only
+//! `rogue_set_ceiling`. Accreditations are signed by a
+//! security officer's key (`common::officer`).
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::officer::{Officer, publish, server_with};
+use common::{Device, PASSPHRASE, Server, addr, settle};
+use serde_json::Value;
+use valise_client::{Client, Passphrase};
+use valise_proto::{ConversationId, Label};
+
+/// A client modified to skip the marking checks (accreditation, ceiling).
+const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
+
+/// `conversation create` with a ceiling; its id.
+fn create_with_ceiling(dev: &Device, name: &str, members: &[&str], ceiling: &str) -> String {
+    let members: Vec<String> = members.iter().map(|m| addr(m)).collect();
+    let mut args = vec![
+        "conversation",
+        "create",
+        "--name",
+        name,
+        "--ceiling",
+        ceiling,
+    ];
+    for m in &members {
+        args.extend(["--member", m.as_str()]);
+    }
+    dev.json(&args)["conversation"].as_str().unwrap().to_owned()
+}
+
+/// Sends a marked letter in a conversation; the command's output.
+fn send_marked(dev: &Device, conv: &str, subject: &str, marking: &str) -> std::process::Output {
+    dev.run(&[
+        "send",
+        "--conversation",
+        conv,
+        "--subject",
+        subject,
+        "--body",
+        "body",
+        "--marking",
+        marking,
+        "--json",
+    ])
+}
+
+/// Runs `f` on the device's client in this process: a modified client.
+fn rogue<T>(dev: &Device, f: impl AsyncFnOnce(&mut Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = Client::open(&dev.home, &Passphrase::new(PASSPHRASE.into())).unwrap();
+    rt.block_on(f(&mut client))
+}
+
+fn conv_id(id: &str) -> ConversationId {
+    ConversationId::parse(id).unwrap()
+}
+
+fn label(text: &str) -> Label {
+    Label::parse(text).unwrap()
+}
+
+/// Every byte of every file of the server's data directory (database,
+/// WAL, logs, state), and the logs.
+fn server_bytes(server: &Server) -> Vec<u8> {
+    let mut all = Vec::new();
+    for f in common::files(server.dir.path()) {
+        // The devices' homes live beside the server's data: not the server's.
+        let rel = f.strip_prefix(server.dir.path()).unwrap();
+        if rel.components().next().is_some_and(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c.starts_with("home-") || c.starts_with("copy-")
+        }) {
+            continue;
+        }
+        all.extend(std::fs::read(&f).unwrap_or_default());
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A conversation made with a ceiling: every member holds it, letters
+/// within it go, letters above it are refused at the sender, and the hub
+/// holds only the policy's salted hash, never the ceiling (NO-PLAINTEXT).
+#[test]
+fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    // EU RESTRICTED covers TLP:AMBER, not TLP:RED nor AMBER+STRICT.
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    let conv = create_with_ceiling(&alice, "Sanctions cell", &["bob"], "TLP:AMBER");
+    assert_eq!(bob.sync()["joined"], 1);
+    for dev in [&alice, &bob] {
+        let c = dev.conversation(&conv);
+        assert_eq!(c["ceiling"], "TLP:AMBER", "{}", dev.user);
+        assert_eq!(c["ceiling_known"], true);
+        assert_eq!(c["degraded"], Value::Null);
+        let shown = dev.json(&["conversation", "show", &conv]);
+        assert_eq!(shown["ceiling"], "TLP:AMBER");
+    }
+
+    // Within the ceiling: sent and read.
+    let ok = send_marked(&alice, &conv, "Within", "TLP:GREEN");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let ok = send_marked(&bob, &conv, "At the ceiling", "TLP:AMBER");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // Above it: refused at the sender, nothing leaves.
+    for above in ["TLP:RED", "LIMITE", "TLP:AMBER+STRICT"] {
+        let refused = send_marked(&alice, &conv, "Above", above);
+        assert!(!refused.status.success(), "{above} was sent");
+        assert!(stderr(&refused).contains("above"), "{}", stderr(&refused));
+    }
+    assert_eq!(bob.sync()["new_letters"], 1);
+    assert_eq!(alice.sync()["new_letters"], 1);
+    assert!(!bob.subjects().contains(&"Above".to_owned()));
+    // Nothing to alert but the attestations published on their accounts.
+    for dev in [&alice, &bob] {
+        let kinds = dev.alert_kinds();
+        assert!(
+            kinds.iter().all(|k| k == "admin_action"),
+            "{}: {kinds:?}",
+            dev.user
+        );
+    }
+
+    // The hub holds the group context with the 32-byte policy hash in the
+    // required private extension (type 0xF1A5, length 32)...
+    let bytes = server_bytes(&server);
+    assert!(
+        contains(&bytes, &[0xf1, 0xa5, 0x20]),
+        "no policy hash at the hub"
+    );
+    // ...and nowhere the ceiling's words (a label's CBOR would hold them).
+    for word in ["AMBER", "Sanctions cell"] {
+        assert!(
+            !contains(&bytes, word.as_bytes()),
+            "{word} reached the server"
+        );
+    }
+}
+
+/// A ceiling some member is not accredited for: the conversation is not
+/// made, nor is such a person added to one, and the refusal names the
+/// device. A member running a modified client adds them anyway: the
+/// commit is merged by everyone (no fork), every other member alerts
+/// `unaccredited_member` and refuses marked letters there until that
+/// person is removed.
+#[test]
+fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    let refused = |out: std::process::Output, device: &str| {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("not accredited") && err.contains(device),
+            "{err}"
+        );
+    };
+    refused(
+        alice.run(&[
+            "conversation",
+            "create",
+            "--name",
+            "Restricted cell",
+            "--member",
+            &addr("carol"),
+            "--ceiling",
+            "EU RESTRICTED",
+        ]),
+        &carol.address(),
+    );
+    assert!(
+        alice
+            .json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // An unknown marking is no ceiling at all.
+    let unknown = alice.run(&[
+        "conversation",
+        "create",
+        "--name",
+        "x",
+        "--member",
+        &addr("bob"),
+        "--ceiling",
+        "TOP FRIENDLY",
+    ]);
+    assert!(!unknown.status.success());
+
+    let conv = create_with_ceiling(&alice, "Restricted cell", &["bob"], "EU RESTRICTED");
+    bob.sync();
+    refused(
+        alice.run(&["conversation", "add", &conv, &addr("carol")]),
+        &carol.address(),
+    );
+    let ok = send_marked(&alice, &conv, "Restricted", "EU RESTRICTED");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // Bob's modified client adds carol anyway.
+    let out = bob.run_env(&["conversation", "add", &conv, &addr("carol")], MODIFIED);
+    assert!(out.status.success(), "{}", stderr(&out));
+    settle(&[&alice, &bob, &carol]);
+    assert!(
+        alice
+            .alert_kinds()
+            .contains(&"unaccredited_member".to_owned()),
+        "{:?}",
+        alice.alert_kinds()
+    );
+    let c = alice.conversation(&conv);
+    assert!(c["degraded"].as_str().unwrap().starts_with("member"), "{c}");
+    let auth: Vec<Value> = [&alice, &bob, &carol]
+        .iter()
+        .map(|d| d.conversation(&conv)["authenticator"].clone())
+        .collect();
+    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+    let refused_send = send_marked(&alice, &conv, "While carol is in", "EU RESTRICTED");
+    assert!(!refused_send.status.success());
+    assert!(
+        stderr(&refused_send).contains("degraded"),
+        "{}",
+        stderr(&refused_send)
+    );
+    // Carol never got a marked letter of the conversation.
+    assert!(carol.subjects().is_empty(), "{:?}", carol.subjects());
+
+    // Removed: whole again.
+    alice.ok(&["conversation", "remove", &conv, &addr("carol")]);
+    assert_eq!(alice.conversation(&conv)["degraded"], Value::Null);
+    let ok = send_marked(&alice, &conv, "After carol", "EU RESTRICTED");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    bob.sync();
+    assert_eq!(bob.conversation(&conv)["degraded"], Value::Null);
+    assert!(bob.subjects().contains(&"After carol".to_owned()));
+}
+
+/// A modified client sends EU RESTRICTED into a TLP:CLEAR conversation:
+/// no other member shows it, every one of them raises `spillage`.
+#[test]
+fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = create_with_ceiling(&alice, "Open cell", &["bob", "carol"], "TLP:CLEAR");
+    bob.sync();
+    carol.sync();
+    let out = alice.run_env(
+        &[
+            "send",
+            "--conversation",
+            &conv,
+            "--subject",
+            "Spilled",
+            "--body",
+            "restricted words",
+            "--marking",
+            "EU RESTRICTED",
+        ],
+        MODIFIED,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    alice.send_in(&conv, "Plain", "An unmarked letter still goes.");
+    for dev in [&bob, &carol] {
+        let r = dev.sync();
+        assert_eq!(r["new_letters"], 1, "{}: {r}", dev.user);
+        assert_eq!(dev.subjects(), ["Plain"], "{}", dev.user);
+        assert_eq!(dev.alert_kinds(), ["spillage"], "{}", dev.user);
+    }
+}
+
+/// A member running a modified client raises the ceiling by commit and
+/// sends the new policy: every other member merges the commit (one epoch
+/// authenticator for all: no fork), alerts `ceiling_changed`, keeps the
+/// ceiling it held, and refuses marked letters there from then on.
+#[test]
+fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = create_with_ceiling(&alice, "Cell", &["bob", "carol"], "TLP:GREEN");
+    bob.sync();
+    carol.sync();
+    let marked = send_marked(&alice, &conv, "Before", "TLP:GREEN");
+    assert!(marked.status.success(), "{}", stderr(&marked));
+
+    rogue(&carol, async |c| {
+        c.rogue_set_ceiling(&conv_id(&conv), label("TLP:RED"))
+            .await
+            .unwrap();
+    });
+    for dev in [&alice, &bob] {
+        dev.sync();
+        assert!(
+            dev.alert_kinds().contains(&"ceiling_changed".to_owned()),
+            "{}: {:?}",
+            dev.user,
+            dev.alert_kinds()
+        );
+        let c = dev.conversation(&conv);
+        assert_eq!(
+            c["ceiling"], "TLP:GREEN",
+            "{}: the raise is not taken",
+            dev.user
+        );
+        assert!(
+            c["degraded"].as_str().unwrap().starts_with("ceiling"),
+            "{c}"
+        );
+    }
+    settle(&[&alice, &bob, &carol]);
+    let auth: Vec<Value> = [&alice, &bob, &carol]
+        .iter()
+        .map(|d| d.conversation(&conv)["authenticator"].clone())
+        .collect();
+    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+    assert_eq!(
+        alice.conversation(&conv)["epoch"],
+        carol.conversation(&conv)["epoch"]
+    );
+
+    // Degraded: marked letters are refused, unmarked ones still go.
+    let refused = send_marked(&bob, &conv, "After", "TLP:GREEN");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("degraded"),
+        "{}",
+        stderr(&refused)
+    );
+    bob.send_in(&conv, "Unmarked", "still fine");
+    assert_eq!(alice.sync()["new_letters"], 1);
+}
+
+/// Forwarding re-checks the target, replies keep the thread's marking.
+/// (Rules across domains, AMBER+STRICT and EU markings, are played by the
+/// client's unit tests: this server has one domain.)
+#[test]
+fn forwards_and_replies_keep_the_marking() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "TLP:RED", None));
+    }
+    let source = alice.create("Source", &["bob"]);
+    let green = create_with_ceiling(&alice, "Green", &["bob"], "TLP:GREEN");
+    let open = alice.create("Open", &["bob"]);
+    bob.sync();
+    for (subject, marking) in [("Red one", "TLP:RED"), ("Amber one", "TLP:AMBER")] {
+        let out = send_marked(&bob, &source, subject, marking);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    alice.sync();
+    let inbox = alice.inbox();
+    let id_of = |subject: &str| {
+        inbox.iter().find(|l| l["subject"] == subject).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+            .to_string()
+    };
+    let (red, amber) = (id_of("Red one"), id_of("Amber one"));
+
+    // TLP:RED: never, not even to the same people.
+    let out = alice.run(&["forward", &red, "--conversation", &open]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("TLP:RED"), "{}", stderr(&out));
+    // Above the target's ceiling: refused.
+    let out = alice.run(&["forward", &amber, "--conversation", &green]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("above"), "{}", stderr(&out));
+    // Within the rules: a new letter with the original and its marking.
+    alice.json(&["forward", &amber, "--conversation", &open]);
+    assert_eq!(bob.sync()["new_letters"], 1);
+    let fwd = bob
+        .inbox()
+        .into_iter()
+        .find(|l| l["subject"] == "Fwd: Amber one")
+        .unwrap();
+    assert_eq!(fwd["marking"], "TLP:AMBER");
+    assert_eq!(fwd["conversation"], open.as_str());
+
+    // A reply carries the thread's marking; it may raise it, not lower it.
+    let reply = alice.json(&["reply", &amber, "--body", "Noted."]);
+    assert!(reply["id"].is_i64());
+    let lowered = alice.run(&["reply", &amber, "--body", "x", "--marking", "TLP:GREEN"]);
+    assert!(!lowered.status.success());
+    assert!(
+        stderr(&lowered).contains("never lower"),
+        "{}",
+        stderr(&lowered)
+    );
+    alice.json(&["reply", &amber, "--body", "Raised.", "--marking", "TLP:RED"]);
+    bob.sync();
+    let markings: Vec<Value> = bob
+        .inbox()
+        .into_iter()
+        .filter(|l| l["subject"] == "Re: Amber one")
+        .map(|l| l["marking"].clone())
+        .collect();
+    assert_eq!(markings, ["TLP:AMBER", "TLP:RED"]);
+}
