@@ -9,7 +9,7 @@
 //!
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
-//! [`outbox`], [`alerts`], [`directory`] and [`desk`]. openmls keeps its group state
+//! [`outbox`], [`alerts`], [`directory`], [`desk`] and [`mail`]. openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
 
@@ -21,6 +21,7 @@ pub mod desk;
 pub mod directory;
 pub mod held;
 pub mod letters;
+pub mod mail;
 pub mod outbox;
 
 use crate::error::{ClientError, Result};
@@ -248,6 +249,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_resend_due.sql"),
     include_str!("migrations/0011_audit_key.sql"),
     include_str!("migrations/0012_security_desk.sql"),
+    // 0013 and 0014 are taken by letters with attachments and markings.
+    include_str!("migrations/0013_reserved.sql"),
+    include_str!("migrations/0014_reserved.sql"),
+    include_str!("migrations/0015_mail_folders.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -120,15 +120,22 @@ impl Client {
         } else {
             format!("Re: {}", original.subject)
         };
-        let to = if original.from == self.engine.me.user {
-            original.to.clone()
-        } else {
-            vec![original.from.clone()]
-        };
         let draft = Draft {
             subject,
             body,
             marking: original.marking.clone(),
+        };
+        self.reply_with(letter_id, draft).await
+    }
+
+    /// Answers a letter in its conversation and thread with a draft of
+    /// the writer's own (a mail client's reply keeps its own subject).
+    pub async fn reply_with(&mut self, letter_id: i64, draft: Draft) -> Result<SentLetter> {
+        let original = self.engine.home.letter(letter_id)?;
+        let to = if original.from == self.engine.me.user {
+            original.to.clone()
+        } else {
+            vec![original.from.clone()]
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
         self.post_letter(Target::Conversation(original.conversation), letter)
