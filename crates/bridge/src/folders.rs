@@ -78,7 +78,7 @@ impl Folder {
 }
 
 /// Every folder, conversations by name (a duplicate name gets its id's
-/// first 8 digits, so names are unique and stable).
+/// first 8 digits, so names are unique).
 pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
     let mut folders = vec![
         Folder::Inbox,
@@ -88,7 +88,20 @@ pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
         Folder::Trash,
     ];
     let conversations = client.conversations()?;
-    let plain = |name: &str| {
+    let me = &client.me().user;
+    // An unnamed conversation (`valise send --to`) is named by the others in it.
+    let plain = |c: &valise_client::ConversationView| {
+        let name = if c.name.trim().is_empty() {
+            let others: Vec<&str> = c
+                .members
+                .keys()
+                .filter(|u| *u != me)
+                .map(|u| u.as_str())
+                .collect();
+            others.join(", ")
+        } else {
+            c.name.clone()
+        };
         let clean: String = name
             .chars()
             .map(|c| {
@@ -105,7 +118,7 @@ pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
             clean
         }
     };
-    let mut names: Vec<String> = conversations.iter().map(|c| plain(&c.name)).collect();
+    let mut names: Vec<String> = conversations.iter().map(plain).collect();
     let dup: Vec<bool> = names
         .iter()
         .map(|n| names.iter().filter(|m| *m == n).count() > 1)
