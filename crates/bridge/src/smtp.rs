@@ -20,7 +20,7 @@ use smtp_proto::{EhloResponse, Request, Response};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use valise_client::{ClientError, Draft};
-use valise_proto::UserId;
+use valise_proto::{ErrorCode, UserId};
 use zeroize::Zeroizing;
 
 /// Largest message accepted (SIZE): the engine's letters live in memory.
@@ -54,7 +54,12 @@ struct Session {
     out: Vec<u8>,
 }
 
+/// A reply line; `esc` [0, 0, 0] for replies that carry no enhanced
+/// status code (220, 334, 354: RFC 2034 gives them none).
 fn reply(code: u16, esc: [u8; 3], message: &str) -> Vec<u8> {
+    if esc == [0, 0, 0] {
+        return format!("{code} {message}\r\n").into_bytes();
+    }
     let mut out = Vec::new();
     let _ = Response::new(code, esc[0], esc[1], esc[2], message).write(&mut out);
     out
@@ -387,9 +392,11 @@ impl Session {
         }
         let draft = Draft {
             subject: mail.subject().unwrap_or_default().to_owned(),
+            // Letters keep text with LF line ends; mail gets CRLF again
+            // when it is rendered.
             body: mail
                 .body_text(0)
-                .map(|b| b.into_owned())
+                .map(|b| b.replace("\r\n", "\n"))
                 .unwrap_or_default(),
             marking: None,
         };
@@ -440,6 +447,9 @@ fn engine_failure(e: &ClientError) -> Vec<u8> {
     tracing::warn!(code = e.code(), "smtp: {e}");
     match e {
         ClientError::NotInDirectory(_) | ClientError::NoDevices(_) => {
+            reply(550, [5, 1, 1], "a recipient is not a Valise user")
+        }
+        e if e.is_server(ErrorCode::NotFound) => {
             reply(550, [5, 1, 1], "a recipient is not a Valise user")
         }
         ClientError::Queued(_) | ClientError::Held(_) => reply(
