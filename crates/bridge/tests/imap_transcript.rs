@@ -1,5 +1,7 @@
 //! Story: bob reads alice's letters with a mail client through his bridge.
 //! Every line the bridge says is decoded with imap-codec (support::Imap).
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../cli/tests/common/mod.rs"]
 mod common;

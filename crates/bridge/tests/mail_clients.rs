@@ -2,6 +2,8 @@
 //! smtplib (tests/clients/python_story.py) and curl, both over STARTTLS
 //! with the bridge's own certificate. Afterwards no letter's words are in
 //! the bridge's log or, unsealed, anywhere in the home (NO-PLAINTEXT).
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../cli/tests/common/mod.rs"]
 mod common;
