@@ -175,22 +175,35 @@ pub fn mutf7(s: &str) -> String {
 }
 
 /// RFC 3501 LIST matching: `*` matches anything, `%` anything but the
-/// delimiter.
+/// delimiter. Dynamic programming over (pattern, name) prefixes: a client's
+/// pattern of many wildcards costs O(pattern × name), never backtracking.
 pub fn matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some((b'%', rest)) => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != DELIMITER as u8)
-                .any(|i| go(rest, &n[i..])),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
     if name == "INBOX" && pattern.eq_ignore_ascii_case("inbox") {
         return true;
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // row[j]: the pattern so far matches the first j bytes of the name.
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for &c in p {
+        let mut next = vec![false; n.len() + 1];
+        match c {
+            b'*' | b'%' => {
+                for j in 0..=n.len() {
+                    // Extend a match by one byte the wildcard may take.
+                    let extend = j > 0 && next[j - 1] && (c == b'*' || n[j - 1] != DELIMITER as u8);
+                    next[j] = row[j] || extend;
+                }
+            }
+            _ => {
+                for j in 1..=n.len() {
+                    next[j] = row[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        row = next;
+    }
+    row[n.len()]
 }
 
 #[cfg(test)]
@@ -216,5 +229,16 @@ mod tests {
         assert!(matches("Conversations/%", "Conversations/Visa"));
         assert!(matches("inbox", "INBOX"));
         assert!(!matches("Sen", "Sent"));
+        assert!(matches("S%t", "Sent") && !matches("C%a", "Conversations/Visa"));
+        assert!(matches("*/V*a", "Conversations/Visa"));
+    }
+
+    #[test]
+    fn many_wildcards_cost_no_more_than_their_length() {
+        let pattern = "*a".repeat(2000) + "b";
+        let name = "a".repeat(4000);
+        let t = std::time::Instant::now();
+        assert!(!matches(&pattern, &name));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 }

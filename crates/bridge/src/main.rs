@@ -19,6 +19,7 @@ mod imap;
 mod password;
 mod render;
 mod smtp;
+mod submission;
 mod tls;
 mod transport;
 

@@ -175,6 +175,55 @@ pub fn header_fields(message: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use valise_proto::{ConversationId, MessageId, ThreadId, UserId};
+
+    fn letter(subject: &str, body: &str) -> LetterView {
+        LetterView {
+            id: 7,
+            conversation: ConversationId::from_bytes([1; 16]),
+            message_id: MessageId::from_bytes([2; 16]),
+            from: UserId::parse("alice@mfa.example").unwrap(),
+            from_device: "d".into(),
+            subject: subject.into(),
+            body: body.into(),
+            to: vec![UserId::parse("bob@mfa.example").unwrap()],
+            thread: ThreadId::from_bytes([3; 16]),
+            in_reply_to: Some(MessageId::from_bytes([4; 16])),
+            sent_at_ms: 1_700_000_000_123,
+            received_at_ms: 1_700_000_001_000,
+            marking: None,
+            outgoing: false,
+        }
+    }
+
+    proptest! {
+        /// What a mail client parses out of a rendered letter is the
+        /// letter: subject, body (line ends aside for 7bit), ids.
+        #[test]
+        fn a_mail_parser_reads_back_the_letter(
+            subject in "[^\\s\\p{C}]([^\\p{C}]{0,80}[^\\s\\p{C}])?",
+            body in "[^\\p{C}]{0,60}(\n[^\\p{C}]{0,60}){0,4}",
+        ) {
+            let l = letter(&subject, &body);
+            let mail = rfc5322(&l);
+            prop_assert_eq!(&rfc5322(&l).bytes, &mail.bytes, "not deterministic");
+            let parsed = mail_parser::MessageParser::default().parse(&mail.bytes).unwrap();
+            prop_assert_eq!(parsed.subject().unwrap_or_default(), subject.as_str());
+            let text = parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+            let want = if mail.encoding == "7bit" {
+                body.lines().map(|l| format!("{l}\n")).collect::<String>()
+            } else {
+                body.clone()
+            };
+            prop_assert_eq!(text, want);
+            prop_assert_eq!(
+                parsed.message_id().unwrap_or_default(),
+                "02020202020202020202020202020202@valise"
+            );
+            prop_assert!(mail.bytes.split(|&b| b == b'\n').all(|line| line.len() <= 998));
+        }
+    }
 
     #[test]
     fn non_ascii_subjects_become_encoded_words() {

@@ -12,6 +12,7 @@
 use crate::imap::Ctx;
 use crate::password;
 use crate::render;
+use crate::submission::{self, Refusal};
 use crate::transport::Transport;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -363,48 +364,19 @@ impl Session {
         if self.from.take().is_none() {
             return reply(552, [5, 3, 4], "letter too large");
         }
-        let Some(mail) = mail_parser::MessageParser::default().parse(&data) else {
-            return reply(550, [5, 6, 0], "the letter is not a mail message");
+        let recipients: Vec<String> = to.iter().map(|u| u.as_str().to_lowercase()).collect();
+        let submission = match submission::read(&data, &recipients) {
+            Ok(s) => s,
+            Err(e @ Refusal::NotMail) => return reply(550, [5, 6, 0], &e.to_string()),
+            Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
+            Err(e @ Refusal::Attachments) => return reply(554, [5, 6, 1], &e.to_string()),
         };
-        let headed: Vec<String> = [mail.to(), mail.cc()]
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a.iter())
-            .filter_map(|a| a.address().map(str::to_lowercase))
-            .collect();
-        let blind = mail.bcc().is_some()
-            || to
-                .iter()
-                .any(|u| !headed.contains(&u.as_str().to_lowercase()));
-        if blind {
-            return reply(
-                550,
-                [5, 7, 1],
-                "Bcc is not possible: every member of a conversation sees every other",
-            );
-        }
-        if mail.attachment_count() > 0 {
-            return reply(
-                554,
-                [5, 6, 1],
-                "attachments are not supported by the bridge yet",
-            );
-        }
         let draft = Draft {
-            subject: mail.subject().unwrap_or_default().to_owned(),
-            // Letters keep text with LF line ends; mail gets CRLF again
-            // when it is rendered.
-            body: mail
-                .body_text(0)
-                .map(|b| b.replace("\r\n", "\n"))
-                .unwrap_or_default(),
+            subject: submission.subject,
+            body: submission.body,
             marking: None,
         };
-        let parent = mail
-            .in_reply_to()
-            .as_text()
-            .and_then(|id| id.split('@').next())
-            .map(|id| id.trim_matches(['<', '>', ' ']).to_owned());
+        let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;
         let parent = match parent.map(|id| client.home().letter_by_message_id(&id)) {
             Some(Ok(found)) => found,
