@@ -456,7 +456,7 @@ impl Session {
                     .await
             }
             CommandBody::Expunge => self.expunge(tag).await,
-            _ => bad(Some(tag), "not supported by the Valise bridge yet"),
+            _ => no(tag, "not supported by the Valise bridge yet"),
         }
     }
 

@@ -30,6 +30,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 use valise_client::{Client, Passphrase};
 
 #[derive(Parser)]
@@ -75,12 +78,19 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level)),
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    // imap-next traces every byte it reads and writes (passwords, letters):
+    // whatever the filter asks, it logs at info at most.
+    let never_bytes = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("imap_next", LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter.and(never_bytes)),
         )
-        .with_writer(std::io::stderr)
         .init();
     // One thread: the engine is one device with one database connection,
     // and its futures stay on the thread that made them (a LocalSet).

@@ -35,8 +35,8 @@ fn tool(name: &str) -> Command {
 /// Asserts no canary is in the bridge's log or in any file of the home.
 fn no_plaintext(bridge: &Bridge, home: &Path) {
     let log = bridge.log_text();
-    // Debug logging was on (support::Bridge): the check reads real lines.
-    assert!(log.contains("DEBUG"), "{log}");
+    // Trace logging was on (support::Bridge): the check reads real lines.
+    assert!(log.contains("TRACE"), "{log}");
     for canary in [CANARY_SUBJECT, CANARY_BODY] {
         assert!(!log.contains(canary), "the bridge's log holds {canary}");
         for file in support::files_under(home) {

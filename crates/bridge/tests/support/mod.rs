@@ -70,7 +70,8 @@ impl Bridge {
         cmd.arg("--home")
             .arg(&device.home)
             .args(["--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
-            .args(["--log-level", "debug"])
+            // Everything, so that the no-plaintext checks read every line.
+            .args(["--log-level", "trace"])
             .env("VALISE_PASSPHRASE", PASSPHRASE)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
