@@ -20,6 +20,7 @@ use crate::transport::Transport;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::{IString, NString, QuotedChar, Tag, Vec1};
+use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::{
@@ -433,6 +434,15 @@ impl Session {
                 }
                 ok(tag, None, "CLOSE completed")
             }
+            CommandBody::Append {
+                mailbox, message, ..
+            } => {
+                let bytes = match &message {
+                    LiteralOrLiteral8::Literal(l) => l.data(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+                };
+                self.append(tag, &mailbox, bytes).await
+            }
             _ if self.selected.is_none() => no(tag, "select a folder first"),
             CommandBody::Fetch {
                 sequence_set,
@@ -675,6 +685,66 @@ impl Session {
             items: items.into(),
         });
         ok(tag, None, "STATUS completed")
+    }
+
+    /// APPEND: a mail client files its copy of what it sent in Sent. The
+    /// letter is there already (sent through the bridge's SMTP), so this
+    /// is a no-op that names its UID; anything else cannot be stored.
+    async fn append(
+        &mut self,
+        tag: Tag<'static>,
+        mailbox: &Mailbox<'_>,
+        mail: &[u8],
+    ) -> Status<'static> {
+        if mailbox_name(mailbox) != Folder::Sent.name() {
+            return no(
+                tag,
+                "[CANNOT] only copies of sent letters can be filed, in Sent",
+            );
+        }
+        let Some(parsed) = mail_parser::MessageParser::default().parse(mail) else {
+            return no(tag, "[CANNOT] not a mail message");
+        };
+        let Some(id) = crate::submission::message_id(&parsed) else {
+            return no(tag, "[CANNOT] the copy has no Message-ID");
+        };
+        let client = self.ctx.device.client().await;
+        let home = client.home();
+        let key = Folder::Sent.key();
+        let found = home.submitted_letter(&id).and_then(|letter| match letter {
+            Some(l) => Ok(Some(l)),
+            // A letter rendered by the bridge names itself (`<id@valise>`).
+            None => match id.strip_suffix(&format!("@{}", crate::render::ID_HOST)) {
+                Some(own) => home.letter_by_message_id(own),
+                None => Ok(None),
+            },
+        });
+        let letter = match found {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                return no(
+                    tag,
+                    "[CANNOT] only letters sent through the bridge are kept in Sent",
+                );
+            }
+            Err(e) => return self.failed(tag, &e),
+        };
+        let state = home
+            .index_folder(&key, Folder::Sent.filter())
+            .and_then(|s| Ok((s, home.folder_uid(&key, letter)?)));
+        drop(client);
+        match state {
+            Ok((state, Some(uid))) => ok(
+                tag,
+                Some(Code::AppendUid {
+                    uid_validity: nz(state.uid_validity),
+                    uid: nz(uid),
+                }),
+                "APPEND completed: the letter is in Sent already",
+            ),
+            Ok((_, None)) => no(tag, "[CANNOT] that letter is not in Sent"),
+            Err(e) => self.failed(tag, &e),
+        }
     }
 
     /// Tells the client of letters that arrived in the selected folder

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use valise_client::LetterView;
 
 /// The domain-free right side of Message-IDs made from letter ids.
-const ID_HOST: &str = "valise";
+pub const ID_HOST: &str = "valise";
 
 /// `<message id@valise>`: stable, unique per letter.
 pub fn message_id(id: &impl std::fmt::Display) -> String {

@@ -371,6 +371,7 @@ impl Session {
             Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
             Err(e @ Refusal::Attachments) => return reply(554, [5, 6, 1], &e.to_string()),
         };
+        let submission_id = submission.message_id;
         let draft = Draft {
             subject: submission.subject,
             body: submission.body,
@@ -390,6 +391,19 @@ impl Session {
         drop(client);
         match sent {
             Ok(letter) => {
+                if let Some(mid) = &submission_id {
+                    // For the client's copy APPENDed to Sent (imap::append).
+                    let noted = self
+                        .ctx
+                        .device
+                        .client()
+                        .await
+                        .home()
+                        .note_submitted(mid, letter.id);
+                    if let Err(e) = noted {
+                        tracing::warn!(code = e.code(), "smtp: {e}");
+                    }
+                }
                 self.ctx.device.tell();
                 let id = render::message_id(&letter.message_id);
                 reply(250, [2, 0, 0], &format!("sent {id}"))

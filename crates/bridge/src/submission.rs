@@ -11,6 +11,8 @@ pub struct Submission {
     pub body: String,
     /// The message id (without `<…@host>`) the mail answers, if any.
     pub in_reply_to: Option<String>,
+    /// The client's own Message-ID (without `<>`), if it gave one.
+    pub message_id: Option<String>,
 }
 
 /// Why a mail cannot become a letter.
@@ -22,6 +24,14 @@ pub enum Refusal {
     Blind,
     #[error("attachments are not supported by the bridge yet")]
     Attachments,
+}
+
+/// The Message-ID a mail carries, without `<>`.
+pub fn message_id(mail: &mail_parser::Message<'_>) -> Option<String> {
+    mail.message_id()
+        .map(|id| id.trim_matches(['<', '>', ' ']))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
 /// Reads `data` sent to `recipients` (the RCPT set, lower case): every
@@ -50,6 +60,7 @@ pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
         .filter(|id| !id.is_empty())
         .map(str::to_owned);
     Ok(Submission {
+        message_id: message_id(&mail),
         subject: mail.subject().unwrap_or_default().to_owned(),
         body: mail
             .body_text(0)

@@ -123,6 +123,24 @@ fn bob_answers_alice_from_python_imaplib_and_smtplib() {
     assert_eq!(story["bcc"], 550, "{story}");
     assert_eq!(story["unknown_user"], 550, "{story}\n{}", bridge.log_text());
 
+    // The client's copy in Sent is the letter sent, not a second one.
+    assert_eq!(story["append_sent"][0], "OK", "{story}");
+    assert!(
+        story["append_sent"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("[APPENDUID "),
+        "{story}"
+    );
+    assert_eq!(story["append_unknown"][0], "NO", "{story}");
+    assert!(
+        story["sent_status"]
+            .as_str()
+            .unwrap()
+            .contains("MESSAGES 2"),
+        "{story}"
+    );
+
     // Alice has the answer in the thread of her letter, and the new one.
     alice.sync();
     let inbox = alice.inbox();

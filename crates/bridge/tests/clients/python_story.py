@@ -3,6 +3,7 @@ over IMAP with STARTTLS, answers it in its thread and starts a new one over
 SMTP submission, and tries what the bridge must refuse. Prints one JSON
 object; the Rust test (mail_clients.rs) judges it."""
 import email
+import email.utils
 import imaplib
 import json
 import smtplib
@@ -58,6 +59,7 @@ reply["From"] = user
 reply["To"] = alice
 reply["Subject"] = "Re: " + out["subject"]
 reply["In-Reply-To"] = original["Message-ID"]
+reply["Message-ID"] = email.utils.make_msgid(domain="client.example")
 reply.set_content("Confirmed from a mail client.")
 out["reply_refused"] = smtp.send_message(reply)
 
@@ -91,4 +93,16 @@ ghost["Subject"] = "To nobody"
 ghost.set_content("Nobody reads this.")
 out["unknown_user"] = refused(user, ["ghost@mfa.example"], ghost)
 smtp.quit()
+
+# The client files its copy in Sent: the letter is there already.
+imap = imaplib.IMAP4("127.0.0.1", int(imap_port))
+imap.starttls(ssl_context=ctx)
+imap.login(user, password)
+typ, data = imap.append("Sent", None, None, reply.as_bytes())
+out["append_sent"] = [typ, data[0].decode()]
+typ, data = imap.append("Sent", None, None, fresh.as_bytes())
+out["append_unknown"] = [typ, data[0].decode()]
+typ, data = imap.status("Sent", "(MESSAGES)")
+out["sent_status"] = data[0].decode()
+imap.logout()
 print(json.dumps(out))

@@ -89,6 +89,41 @@ impl Home {
             .query_row([message_id], |r| r.get(0))?)
     }
 
+    /// Remembers that the mail a client gave `client_message_id` became
+    /// `letter`.
+    pub fn note_submitted(&self, client_message_id: &str, letter: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO mail_submitted (client_message_id, letter) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            params![client_message_id, letter],
+        )?;
+        Ok(())
+    }
+
+    /// The letter a client's mail became, by the client's Message-ID.
+    pub fn submitted_letter(&self, client_message_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT letter FROM mail_submitted WHERE client_message_id = ?1",
+                [client_message_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A letter's UID in a folder, if it has one.
+    pub fn folder_uid(&self, key: &str, letter: i64) -> Result<Option<u32>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2",
+                params![key, letter],
+                |r| r.get::<_, i64>(0).map(|u| u as u32),
+            )
+            .optional()?)
+    }
+
     /// Gives UIDs to the letters `filter` shows that arrived since the
     /// folder was last indexed (creating the folder with a fresh
     /// UIDVALIDITY on first use), and returns its state.

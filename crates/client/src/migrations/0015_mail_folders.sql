@@ -35,3 +35,10 @@ CREATE TABLE mail_uids (
 
 -- A mail client's In-Reply-To names a letter by its message id.
 CREATE INDEX letters_message_id ON letters (message_id);
+
+-- Mail a client submitted over SMTP, by the Message-ID the client gave it:
+-- the client's copy APPENDed to Sent afterwards is that letter, not a new one.
+CREATE TABLE mail_submitted (
+    client_message_id TEXT PRIMARY KEY,
+    letter INTEGER NOT NULL REFERENCES letters (id)
+) STRICT;
