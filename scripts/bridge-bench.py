@@ -8,6 +8,8 @@ Python's imaplib over loopback (--no-tls):
   SELECT INBOX (first: UIDs given to every letter; then again),
   UID FETCH 1:* (UID FLAGS ENVELOPE),
   Thunderbird's header fetch (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (...)]),
+  IDLE push: the sender's `valise send` returns → `* N EXISTS` on an IDLE
+  session (--pushes sends, one at a time; p50 and max),
   the bridge's peak RSS (VmHWM).
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
@@ -52,10 +54,46 @@ def timed(f):
     return time.perf_counter() - t, result
 
 
+def idle_pushes(bins, imap_port, user, password, sender_home, env, n):
+    """Seconds from each `valise send` returning to the IDLE session's EXISTS, sorted."""
+    s = socket.create_connection(("127.0.0.1", imap_port))
+    f = s.makefile("rb")
+    f.readline()
+
+    def until(prefix):
+        while True:
+            line = f.readline()
+            if line.startswith(prefix):
+                return line
+
+    s.sendall(f"a LOGIN {user} {password}\r\n".encode())
+    until(b"a ")
+    s.sendall(b"b SELECT INBOX\r\n")
+    until(b"b ")
+    s.sendall(b"c IDLE\r\n")
+    until(b"+")
+    latencies = []
+    for i in range(n):
+        sent = subprocess.run([f"{bins}/valise", "--home", sender_home, "send", "--to", user,
+                        "--subject", f"push {i}", "--body", "x"],
+                       env=env, capture_output=True, text=True)
+        if sent.returncode != 0:
+            raise SystemExit(f"valise send: {sent.stderr}")
+        t = time.perf_counter()
+        line = f.readline()
+        while b"EXISTS" not in line:
+            line = f.readline()
+        latencies.append(round(time.perf_counter() - t, 3))
+    s.sendall(b"DONE\r\n")
+    s.close()
+    return sorted(latencies)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bins", default="target/release")
     ap.add_argument("--letters", type=int, default=10000)
+    ap.add_argument("--pushes", type=int, default=20)
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -94,6 +132,8 @@ def main():
         fetch2, _ = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         headers, _ = timed(lambda: imap.uid("FETCH", "1:*", f"({THUNDERBIRD})"))
         imap.logout()
+        pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
+                             args.pushes)
         with open(f"/proc/{bridge.pid}/status") as f:
             rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
         print(json.dumps({
@@ -103,6 +143,7 @@ def main():
             "select_s": round(select, 4),
             "uid_fetch_uid_flags_envelope_s": [round(fetch, 3), round(fetch2, 3)],
             "thunderbird_header_fetch_s": round(headers, 3),
+            "idle_push_s": {"p50": pushes[len(pushes) // 2], "max": pushes[-1], "n": len(pushes)},
             "bridge_peak_rss_mib": round(rss, 1),
         }))
     finally:

@@ -72,6 +72,8 @@ struct Session {
     /// The OK to LOGOUT: once sent, the session ends.
     logout: Option<ResponseHandle>,
     news: watch::Receiver<u64>,
+    /// Encoded responses not yet written.
+    out: Vec<u8>,
 }
 
 /// Serves one connection until the client leaves. `tls_now`: the port
@@ -93,6 +95,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         starttls: None,
         logout: None,
         news,
+        out: Vec::new(),
     };
     session.run().await
 }
@@ -177,8 +180,12 @@ impl Session {
                         return Ok(());
                     }
                 }
-                Err(Interrupt::Io(Io::Output(bytes))) => self.io.write_all(&bytes).await?,
+                // Written together when the parser waits for input: one
+                // write per answer, not per line (Nagle and delayed ACKs
+                // would add 40 ms to each command).
+                Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    self.flush().await?;
                     let idling = self.idle.is_some();
                     tokio::select! {
                         read = tokio::time::timeout(AUTOLOGOUT, self.io.read(&mut buf)) => {
@@ -207,11 +214,22 @@ impl Session {
         }
     }
 
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.io.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
     /// Handles one event; true when the session is over.
     async fn event(&mut self, event: Event) -> std::io::Result<bool> {
         match event {
             Event::GreetingSent { .. } => {}
             Event::ResponseSent { handle, .. } => {
+                if self.logout == Some(handle) || self.starttls == Some(handle) {
+                    self.flush().await?;
+                }
                 if self.logout == Some(handle) {
                     return Ok(true);
                 }

@@ -246,6 +246,8 @@ async fn accept(listener: TcpListener, ctx: Arc<imap::Ctx>, protocol: Protocol) 
                 continue;
             }
         };
+        // Answers go out in one write each; no need to wait for more.
+        let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
             let result = match protocol {
