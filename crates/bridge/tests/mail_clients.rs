@@ -172,7 +172,7 @@ fn curl_lists_fetches_searches_and_sends() {
     let server = Server::start();
     let (alice, bob) = alice_and_bob(&server);
     let password = support::init(&bob);
-    let bridge = Bridge::start(&bob, true);
+    let bridge = Bridge::start_with(&bob, true, &["--imaps", "127.0.0.1:0"]);
     // Wait for the bridge's sync (a mail client would show an empty INBOX).
     support::Imap::connect(&bridge.imap);
     let base = format!("imap://{}", bridge.imap);
@@ -200,6 +200,9 @@ fn curl_lists_fetches_searches_and_sends() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(search, "* SEARCH 1\r\n");
+    // IMAP over TLS from the first byte, on its own port.
+    let imaps = format!("imaps://{}/INBOX", bridge.imaps.as_deref().unwrap());
+    assert_eq!(curl(&[&imaps, "-X", "UID SEARCH ALL"]), "* SEARCH 1\r\n");
     let list = curl(&[&format!("{base}/")]);
     assert!(
         list.contains("\"/\" INBOX") && list.contains("\\Sent"),

@@ -53,6 +53,8 @@ pub struct Bridge {
     child: Child,
     pub imap: String,
     pub smtp: String,
+    /// The implicit-TLS IMAP address, if asked for.
+    pub imaps: Option<String>,
     pub user: String,
     /// The bridge's log (stderr), for the no-plaintext checks.
     pub log: PathBuf,
@@ -63,6 +65,12 @@ impl Bridge {
     /// Starts the bridge on `device`'s home; `tls`: STARTTLS offered (and
     /// required before login), else `--no-tls`.
     pub fn start(device: &Device, tls: bool) -> Self {
+        Self::start_with(device, tls, &[])
+    }
+
+    /// As [`Bridge::start`], with more flags (`--imaps 127.0.0.1:0` adds
+    /// the `imaps` address).
+    pub fn start_with(device: &Device, tls: bool, extra: &[&str]) -> Self {
         let log = device
             .home
             .with_file_name(format!("bridge-{}.log", rand::random::<u32>()));
@@ -70,6 +78,7 @@ impl Bridge {
         cmd.arg("--home")
             .arg(&device.home)
             .args(["--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
+            .args(extra)
             // Everything, so that the no-plaintext checks read every line.
             .args(["--log-level", "trace"])
             .env("VALISE_PASSPHRASE", PASSPHRASE)
@@ -93,10 +102,12 @@ impl Bridge {
         };
         let imap = port("imap");
         let smtp = port("smtp");
+        let imaps = extra.contains(&"--imaps").then(|| port("imaps"));
         Self {
             child,
             imap,
             smtp,
+            imaps,
             user: device.user.clone(),
             log,
             cert: device.home.join("bridge").join("cert.pem"),
