@@ -289,6 +289,7 @@ impl Session {
         caps.extend([
             Capability::Idle,
             Capability::Unselect,
+            Capability::Move,
             Capability::Id,
             Capability::LiteralPlus,
         ]);
@@ -484,6 +485,16 @@ impl Session {
                     .await
             }
             CommandBody::Expunge => self.expunge(tag).await,
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, false).await,
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, true).await,
             _ => no(tag, "not supported by the Valise bridge yet"),
         }
     }
@@ -861,6 +872,67 @@ impl Session {
             }
         }
         ok(tag, None, "STORE completed")
+    }
+
+    /// COPY and MOVE, into Archive or Trash only: the other folders show
+    /// what the letters are (received, sent, of a conversation).
+    async fn copy(
+        &mut self,
+        tag: Tag<'static>,
+        set: &imap_next::imap_types::sequence::SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        moving: bool,
+    ) -> Status<'static> {
+        let Some(sel) = &mut self.selected else {
+            return no(tag, "select a folder first");
+        };
+        let dest = match mailbox_name(mailbox).as_str() {
+            "Archive" => Folder::Archive,
+            "Trash" => Folder::Trash,
+            _ => {
+                return no(
+                    tag,
+                    "[CANNOT] letters can be filed in Archive or Trash only",
+                );
+            }
+        };
+        if moving && sel.read_only {
+            return no(tag, "the folder is read-only (EXAMINE)");
+        }
+        let chosen = fetch::resolve(&sel.entries, set, uid);
+        let letters: Vec<i64> = chosen
+            .iter()
+            .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.letter))
+            .collect();
+        let source = sel.folder.key();
+        let moved: Vec<u32> = chosen
+            .iter()
+            .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.uid))
+            .collect();
+        let client = self.ctx.device.client().await;
+        let home = client.home();
+        let done = home.copy_to_folder(&dest.key(), &letters).and_then(|_| {
+            if moving && dest.key() != source {
+                home.remove_from_folder(&source, &moved)?;
+            }
+            Ok(())
+        });
+        drop(client);
+        if let Err(e) = done {
+            return self.failed(tag, &e);
+        }
+        if moving && dest.key() != source {
+            // Highest first: each number is right when it is sent.
+            for seq in chosen.into_iter().rev() {
+                if seq <= sel.entries.len() {
+                    sel.entries.remove(seq - 1);
+                    self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
+                }
+            }
+            return ok(tag, None, "MOVE completed");
+        }
+        ok(tag, None, "COPY completed")
     }
 
     async fn expunge(&mut self, tag: Tag<'static>) -> Status<'static> {

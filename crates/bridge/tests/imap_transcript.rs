@@ -247,6 +247,22 @@ fn bob_reads_alices_letters_in_his_mail_client() {
     assert!(env[0].contains("\"Pushed\""), "{}", env[0]);
     // UIDs are never given twice, even to a new letter after an expunge.
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2 3\r\n");
+
+    // Filing: MOVE to Archive takes it out of INBOX for good; COPY to
+    // Trash keeps it; the folders that say what a letter is refuse.
+    let moved = imap.ok("UID MOVE 3 Archive");
+    assert_eq!(moved[0], "* 2 EXPUNGE\r\n", "{moved:?}");
+    imap.ok("UID COPY 2 Trash");
+    assert!(imap.cmd("UID COPY 2 Sent").last().unwrap().contains(" NO "));
+    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
+    let archive = imap.ok("EXAMINE Archive").join("");
+    assert!(archive.contains("* 1 EXISTS"), "{archive}");
+    assert!(imap.ok("FETCH 1 (ENVELOPE)")[0].contains("\"Pushed\""));
+    let trash = imap.ok("STATUS Trash (MESSAGES)");
+    assert!(trash[0].contains("MESSAGES 1"), "{trash:?}");
+    imap.ok("SELECT INBOX");
+    imap.ok("NOOP");
+    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n", "moved letters stay moved");
 }
 
 #[test]

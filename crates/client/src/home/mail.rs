@@ -223,6 +223,46 @@ impl Home {
         Ok(())
     }
 
+    /// Files letters in a folder that holds what it is given (Archive,
+    /// Trash): each gets the folder's next UID, or keeps the one it has
+    /// there. Returns the folder's UIDVALIDITY and the letters' UIDs.
+    pub fn copy_to_folder(&self, key: &str, letters: &[i64]) -> Result<(u32, Vec<u32>)> {
+        self.transaction(|| {
+            let state = self.index_folder(key, FolderFilter::Empty)?;
+            let mut next = i64::from(state.uid_next);
+            let mut uids = Vec::with_capacity(letters.len());
+            for letter in letters {
+                let added = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![key, next, letter])?;
+                next += added as i64;
+                uids.extend(self.folder_uid(key, *letter)?);
+            }
+            self.conn.execute(
+                "UPDATE mail_folders SET uid_next = ?2 WHERE key = ?1",
+                params![key, next],
+            )?;
+            Ok((state.uid_validity, uids))
+        })
+    }
+
+    /// Takes letters out of a folder by UID (they stay in the home).
+    pub fn remove_from_folder(&self, key: &str, uids: &[u32]) -> Result<()> {
+        self.transaction(|| {
+            let mut stmt = self
+                .conn
+                .prepare_cached("DELETE FROM mail_uids WHERE folder = ?1 AND uid = ?2")?;
+            for uid in uids {
+                stmt.execute(params![key, i64::from(*uid)])?;
+            }
+            Ok(())
+        })
+    }
+
     /// Removes the letters marked deleted from a folder (the letters stay
     /// in the home and in their other folders); returns their UIDs.
     pub fn expunge_folder(&self, key: &str) -> Result<Vec<u32>> {
