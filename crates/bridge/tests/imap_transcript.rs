@@ -262,7 +262,11 @@ fn bob_reads_alices_letters_in_his_mail_client() {
     assert!(trash[0].contains("MESSAGES 1"), "{trash:?}");
     imap.ok("SELECT INBOX");
     imap.ok("NOOP");
-    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n", "moved letters stay moved");
+    assert_eq!(
+        imap.ok("UID SEARCH ALL")[0],
+        "* SEARCH 2\r\n",
+        "moved letters stay moved"
+    );
 }
 
 #[test]
