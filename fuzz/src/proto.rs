@@ -46,6 +46,10 @@ pub const TARGETS: &[&str] = &[
 /// their seeds instead.
 pub const REPLAYED_BY_DIRECTORY: &[&str] = &["directory_proofs", "directory_entry"];
 
+/// Targets of the mail bridge (`bridge.rs`), whose seeds
+/// `crates/bridge/tests/fuzz_seeds.rs` replays.
+pub const REPLAYED_BY_BRIDGE: &[&str] = &["bridge_submission"];
+
 /// Runs the check of target `name`; `None` for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> Option<usize> {
     Some(match name {

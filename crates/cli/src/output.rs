@@ -636,7 +636,7 @@ fn policy_line(ceiling: Option<&str>, known: bool, degraded: Option<&str>) -> St
 }
 
 fn marking_prefix(m: &Option<Label>) -> String {
-    m.as_ref().map(|m| format!("[{m}] ")).unwrap_or_default()
+    m.as_ref().map(Label::subject_prefix).unwrap_or_default()
 }
 
 fn plural(n: usize) -> &'static str {

@@ -10,7 +10,8 @@
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
 //! [`outbox`], [`uploads`] (attachments), [`alerts`], [`directory`],
-//! [`desk`] and [`accreditation`]. openmls keeps its group state
+//! [`desk`], [`accreditation`] and [`mail`] (the mail bridge's folders).
+//! openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
 
@@ -23,6 +24,7 @@ pub mod desk;
 pub mod directory;
 pub mod held;
 pub mod letters;
+pub mod mail;
 pub mod outbox;
 pub mod uploads;
 
@@ -254,6 +256,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_attachments.sql"),
     include_str!("migrations/0014_accreditation.sql"),
     include_str!("migrations/0015_ceiling.sql"),
+    include_str!("migrations/0016_mail_folders.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -4,6 +4,7 @@
 use crate::client::Client;
 use crate::engine::membership::ConversationView;
 use crate::error::Result;
+use crate::home::Home;
 use crate::home::letters::{LetterSummary, LetterView};
 use serde::Serialize;
 
@@ -35,6 +36,13 @@ impl Client {
     /// Conversations this device is (or was) a member of.
     pub fn conversations(&self) -> Result<Vec<ConversationView>> {
         self.engine.conversations()
+    }
+
+    /// The home, for front ends that keep their own view of it in its
+    /// sealed database (the mail bridge's folders, UIDs and password hash:
+    /// [`crate::home::mail`]).
+    pub fn home(&self) -> &Home {
+        &self.engine.home
     }
 
     /// What waits unsealed in the outbox (sealed entries go on the next sync).

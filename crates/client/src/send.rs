@@ -151,20 +151,29 @@ impl Client {
         } else {
             format!("Re: {}", original.subject)
         };
-        let to = if original.from == self.engine.me.user {
-            original.to.clone()
-        } else {
-            vec![original.from.clone()]
+        let draft = Draft {
+            subject,
+            body,
+            marking,
+            attachments: Vec::new(),
         };
+        self.reply_with(letter_id, draft).await
+    }
+
+    /// Answers a letter in its conversation and thread with a draft of
+    /// the writer's own (a mail client's reply keeps its own subject). The
+    /// marking rule of [`Client::reply`] applies to the draft's marking.
+    pub async fn reply_with(&mut self, letter_id: i64, mut draft: Draft) -> Result<SentLetter> {
+        let original = self.engine.home.letter(letter_id)?;
         let thread = self
             .engine
             .home
             .thread_markings(&original.conversation, &original.thread)?;
-        let draft = Draft {
-            subject,
-            body,
-            marking: crate::handling::inherited(&thread, marking)?,
-            attachments: Vec::new(),
+        draft.marking = crate::handling::inherited(&thread, draft.marking)?;
+        let to = if original.from == self.engine.me.user {
+            original.to.clone()
+        } else {
+            vec![original.from.clone()]
         };
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
         self.post_letter(Target::Conversation(original.conversation), letter)

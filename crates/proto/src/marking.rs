@@ -465,6 +465,14 @@ impl Label {
 }
 
 /// Shown as the user writes it, with the marking's short name.
+impl Label {
+    /// How a subject line shows the label, in every front end (the CLI, the
+    /// mail bridge): `[EU RESTRICTED] `.
+    pub fn subject_prefix(&self) -> String {
+        format!("[{self}] ")
+    }
+}
+
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.marking.entry().short)?;

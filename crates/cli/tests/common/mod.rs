@@ -14,8 +14,24 @@ use std::process::{Child, Command, Output, Stdio};
 pub const DOMAIN: &str = "mfa.example";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// The `valise` binary: cargo names it to this crate's tests; another
+/// crate's tests that share these helpers (the bridge's) find it beside
+/// their own binary's directory (`target/<profile>/deps/..`), where
+/// `cargo test --workspace` builds it.
 pub fn valise_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_valise"))
+    match option_env!("CARGO_BIN_EXE_valise") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            let p = exe.parent().unwrap().parent().unwrap().join("valise");
+            assert!(
+                p.exists(),
+                "{} missing: run `cargo test --workspace`",
+                p.display()
+            );
+            p
+        }
+    }
 }
 
 /// `valised` is built beside `valise` by `cargo test --workspace`.

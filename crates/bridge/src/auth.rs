@@ -1,0 +1,23 @@
+//! Who may use the bridge: the home's own user, with the bridge password.
+
+use crate::device::Device;
+use crate::password;
+
+/// True if `user` is this home's user and `pass` the bridge password. The
+/// hash is read at every login, so a reset takes effect at once.
+pub async fn check(device: &Device, user: &str, pass: &[u8]) -> bool {
+    let (me, account) = {
+        let client = device.client().await;
+        (client.me().user.to_string(), client.home().bridge_account())
+    };
+    let Ok(Some((phc, _))) = account else {
+        return false;
+    };
+    let pass = zeroize::Zeroizing::new(pass.to_vec());
+    // Argon2 costs tens of milliseconds: off the session threads. Both
+    // checks run whatever the address, so timing tells nothing of it.
+    let right_password = tokio::task::spawn_blocking(move || password::verify(&phc, &pass))
+        .await
+        .unwrap_or(false);
+    right_password & me.eq_ignore_ascii_case(user.trim())
+}

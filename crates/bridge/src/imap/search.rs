@@ -1,0 +1,158 @@
+//! SEARCH: the letters of the selected folder that match the criteria,
+//! judged on the letter as stored (and its rendered header for HEADER).
+
+use super::{Session, Tag, nz, ok};
+use crate::render;
+use chrono::NaiveDate;
+use imap_next::imap_types::core::{AString, Vec1};
+use imap_next::imap_types::response::{Data, Status};
+use imap_next::imap_types::search::SearchKey;
+use valise_client::home::mail::FolderEntry;
+use valise_client::{Client, LetterView};
+
+/// One letter under judgement; read from the home only if a key needs it.
+struct Candidate<'a> {
+    seq: usize,
+    entry: &'a FolderEntry,
+    /// Sequence numbers and UIDs `*` stands for.
+    largest: (u32, u32),
+    letter: Option<LetterView>,
+    client: &'a Client,
+}
+
+impl Candidate<'_> {
+    fn letter(&mut self) -> Option<&LetterView> {
+        if self.letter.is_none() {
+            self.letter = self.client.letter(self.entry.letter).ok();
+        }
+        self.letter.as_ref()
+    }
+}
+
+fn text(s: &AString<'_>) -> String {
+    String::from_utf8_lossy(s.as_ref()).to_lowercase()
+}
+
+fn day(ms: i64) -> Option<NaiveDate> {
+    chrono::DateTime::from_timestamp(ms.div_euclid(1000), 0).map(|d| d.date_naive())
+}
+
+fn in_set(set: &imap_next::imap_types::sequence::SequenceSet, n: u32, largest: u32) -> bool {
+    use imap_next::imap_types::sequence::{SeqOrUid, Sequence};
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(a) => value(a) == n,
+        Sequence::Range(a, b) => {
+            let (a, b) = (value(a), value(b));
+            (a.min(b)..=a.max(b)).contains(&n)
+        }
+    })
+}
+
+fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
+    let f = c.entry.flags;
+    let contains = |hay: &str, needle: &AString<'_>| hay.to_lowercase().contains(&text(needle));
+    match key {
+        SearchKey::All | SearchKey::Old | SearchKey::Undraft => true,
+        SearchKey::New | SearchKey::Recent | SearchKey::Draft => false,
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| judge(k, c)),
+        SearchKey::Or(a, b) => judge(a, c) || judge(b, c),
+        SearchKey::Not(k) => !judge(k, c),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq as u32, c.largest.0),
+        SearchKey::Uid(set) => in_set(set, c.entry.uid, c.largest.1),
+        SearchKey::Seen => f.seen,
+        SearchKey::Unseen => !f.seen,
+        SearchKey::Flagged => f.flagged,
+        SearchKey::Unflagged => !f.flagged,
+        SearchKey::Answered => f.answered,
+        SearchKey::Unanswered => !f.answered,
+        SearchKey::Deleted => f.deleted,
+        SearchKey::Undeleted => !f.deleted,
+        SearchKey::Keyword(_) => false,
+        SearchKey::Unkeyword(_) => true,
+        SearchKey::Since(d) => c
+            .letter()
+            .and_then(|l| day(l.received_at_ms))
+            .is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::Before(d) => c
+            .letter()
+            .and_then(|l| day(l.received_at_ms))
+            .is_some_and(|x| x < *d.as_ref()),
+        SearchKey::On(d) => c
+            .letter()
+            .and_then(|l| day(l.received_at_ms))
+            .is_some_and(|x| x == *d.as_ref()),
+        SearchKey::SentSince(d) => c
+            .letter()
+            .and_then(|l| day(l.sent_at_ms))
+            .is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::SentBefore(d) => c
+            .letter()
+            .and_then(|l| day(l.sent_at_ms))
+            .is_some_and(|x| x < *d.as_ref()),
+        SearchKey::SentOn(d) => c
+            .letter()
+            .and_then(|l| day(l.sent_at_ms))
+            .is_some_and(|x| x == *d.as_ref()),
+        SearchKey::From(s) => c.letter().is_some_and(|l| contains(l.from.as_str(), s)),
+        SearchKey::To(s) => c
+            .letter()
+            .is_some_and(|l| l.to.iter().any(|t| contains(t.as_str(), s))),
+        SearchKey::Cc(_) | SearchKey::Bcc(_) => false,
+        SearchKey::Subject(s) => c.letter().is_some_and(|l| contains(&render::subject(l), s)),
+        SearchKey::Body(s) => c.letter().is_some_and(|l| contains(&l.body, s)),
+        SearchKey::Text(s) => c.letter().is_some_and(|l| {
+            contains(&l.body, s) || contains(&render::subject(l), s) || contains(l.from.as_str(), s)
+        }),
+        SearchKey::Header(name, value) => c.letter().is_some_and(|l| {
+            let mail = render::rfc5322(l);
+            let field = render::header_fields(&mail.bytes, &[name.as_ref().to_vec()], false);
+            let field = String::from_utf8_lossy(&field);
+            let value = text(value);
+            field.len() > 2 && field.to_lowercase().contains(&value)
+        }),
+        SearchKey::Larger(n) => c
+            .letter()
+            .is_some_and(|l| render::rfc5322(l).bytes.len() as u32 > *n),
+        SearchKey::Smaller(n) => c
+            .letter()
+            .is_some_and(|l| (render::rfc5322(l).bytes.len() as u32) < *n),
+    }
+}
+
+impl Session {
+    pub(super) async fn search(
+        &mut self,
+        tag: Tag<'static>,
+        criteria: &Vec1<SearchKey<'static>>,
+        uid: bool,
+    ) -> Status<'static> {
+        let Some(sel) = &self.selected else {
+            return super::no(tag, "select a folder first");
+        };
+        let largest = (
+            sel.entries.len() as u32,
+            sel.entries.last().map_or(0, |e| e.uid),
+        );
+        let client = self.ctx.device.client().await;
+        let mut found = Vec::new();
+        for (i, entry) in sel.entries.iter().enumerate() {
+            let mut c = Candidate {
+                seq: i + 1,
+                entry,
+                largest,
+                letter: None,
+                client: &client,
+            };
+            if criteria.as_ref().iter().all(|k| judge(k, &mut c)) {
+                found.push(nz(if uid { entry.uid } else { i as u32 + 1 }));
+            }
+        }
+        drop(client);
+        self.server.enqueue_data(Data::Search(found));
+        ok(tag, None, "SEARCH completed")
+    }
+}

@@ -1,0 +1,455 @@
+//! SMTP submission: a mail client hands over a letter, the engine seals
+//! and sends it, and only the server's acceptance earns a 250.
+//!
+//! ```text
+//! EHLO ─ STARTTLS ─ AUTH PLAIN|LOGIN ─ MAIL FROM:<me> ─ RCPT TO:<valise user>… ─ DATA
+//!   DATA ─▶ mail-parser ─▶ In-Reply-To names a letter? reply in its thread
+//!                                              : write to exactly the RCPT set
+//! ```
+//! smtp-proto parses commands and writes replies; this module owns the
+//! connection (STARTTLS swaps it for TLS).
+
+use crate::imap::Ctx;
+use crate::password;
+use crate::render;
+use crate::submission::{self, Refusal};
+use crate::transport::Transport;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::{EhloResponse, Request, Response};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use valise_client::{ClientError, Draft};
+use valise_proto::{ErrorCode, UserId};
+use zeroize::Zeroizing;
+
+/// Largest message accepted (SIZE): the engine's letters live in memory.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Recipients per letter.
+const MAX_RECIPIENTS: usize = 100;
+
+/// Where the session is.
+#[derive(PartialEq)]
+enum Step {
+    Command,
+    Data,
+    AuthPlain,
+    AuthLoginUser,
+    AuthLoginPassword(String),
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    io: Transport,
+    step: Step,
+    greeted: bool,
+    logged_in: bool,
+    me: String,
+    from: Option<String>,
+    to: Vec<UserId>,
+    data: Vec<u8>,
+    /// Bytes read and not yet consumed.
+    pending: Vec<u8>,
+    /// Replies not yet written (several when a client pipelines).
+    out: Vec<u8>,
+}
+
+/// A reply line; `esc` [0, 0, 0] for replies that carry no enhanced
+/// status code (220, 334, 354: RFC 2034 gives them none).
+fn reply(code: u16, esc: [u8; 3], message: &str) -> Vec<u8> {
+    if esc == [0, 0, 0] {
+        return format!("{code} {message}\r\n").into_bytes();
+    }
+    let mut out = Vec::new();
+    let _ = Response::new(code, esc[0], esc[1], esc[2], message).write(&mut out);
+    out
+}
+
+/// Serves one connection until QUIT or the client leaves.
+pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>) -> std::io::Result<()> {
+    let me = ctx.device.client().await.me().user.to_string();
+    let mut s = Session {
+        ctx,
+        io: Transport::Plain(tcp),
+        step: Step::Command,
+        greeted: false,
+        logged_in: false,
+        me,
+        from: None,
+        to: Vec::new(),
+        data: Vec::new(),
+        pending: Vec::new(),
+        out: reply(220, [0, 0, 0], "localhost Valise mail bridge ESMTP ready"),
+    };
+    s.run().await
+}
+
+impl Session {
+    fn tls_pending(&self) -> bool {
+        self.ctx.tls.is_some() && !self.io.is_tls()
+    }
+
+    async fn run(&mut self) -> std::io::Result<()> {
+        let mut receiver = RequestReceiver::default();
+        let mut data = DataReceiver::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // Consume what was read: one command, one line, or data.
+            let progressed = match self.step {
+                Step::Command => {
+                    let mut it = self.pending.iter();
+                    let parsed = receiver.ingest(&mut it).map(|r| r.into_owned());
+                    let rest = it.as_slice().to_vec();
+                    self.pending = rest;
+                    match parsed {
+                        Ok(request) => {
+                            if !self.command(request).await? {
+                                self.flush().await?;
+                                return Ok(());
+                            }
+                            true
+                        }
+                        Err(smtp_proto::Error::NeedsMoreData { .. }) => false,
+                        Err(e) => {
+                            self.out.extend(refusal(&e));
+                            true
+                        }
+                    }
+                }
+                Step::Data => {
+                    let mut it = self.pending.iter();
+                    let done = data.ingest(&mut it, &mut self.data);
+                    self.pending = it.as_slice().to_vec();
+                    if done {
+                        data = DataReceiver::new();
+                        self.step = Step::Command;
+                        let answer = self.deliver().await;
+                        self.out.extend(answer);
+                    } else if self.data.len() > MAX_MESSAGE {
+                        // Read on to the end, keeping nothing.
+                        self.data.clear();
+                        self.from = None;
+                    }
+                    done
+                }
+                _ => match self.pending.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        let line: Zeroizing<Vec<u8>> =
+                            Zeroizing::new(self.pending.drain(..=end).collect());
+                        let line = line.strip_suffix(b"\r\n").unwrap_or(&line);
+                        self.auth_line(line).await;
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if progressed {
+                continue;
+            }
+            // Nothing more to consume: answer, then read.
+            self.flush().await?;
+            let n = self.io.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.io.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
+    /// One command; false after QUIT.
+    async fn command(&mut self, request: Request<String>) -> std::io::Result<bool> {
+        let answer = match request {
+            Request::Ehlo { .. } => {
+                self.greeted = true;
+                self.reset();
+                let mut ehlo = EhloResponse::new("localhost");
+                ehlo.capabilities = smtp_proto::EXT_SIZE
+                    | smtp_proto::EXT_PIPELINING
+                    | smtp_proto::EXT_8BIT_MIME
+                    | smtp_proto::EXT_ENHANCED_STATUS_CODES;
+                if self.tls_pending() {
+                    ehlo.capabilities |= smtp_proto::EXT_START_TLS;
+                } else {
+                    ehlo.capabilities |= smtp_proto::EXT_AUTH;
+                    ehlo.auth_mechanisms = smtp_proto::AUTH_PLAIN | smtp_proto::AUTH_LOGIN;
+                }
+                ehlo.size = MAX_MESSAGE;
+                let mut out = Vec::new();
+                let _ = ehlo.write(&mut out);
+                out
+            }
+            Request::Helo { .. } | Request::Lhlo { .. } => {
+                self.greeted = true;
+                self.reset();
+                reply(250, [0, 0, 0], "localhost")
+            }
+            Request::StartTls => {
+                if !self.tls_pending() {
+                    reply(503, [5, 5, 1], "TLS is not available or already active")
+                } else if let Some(acceptor) = self.ctx.tls.clone() {
+                    self.out.extend(reply(220, [2, 0, 0], "ready to start TLS"));
+                    self.flush().await?;
+                    // Nothing sent before the handshake is kept.
+                    self.pending.clear();
+                    self.io.upgrade(&acceptor).await?;
+                    self.greeted = false;
+                    self.reset();
+                    Vec::new()
+                } else {
+                    reply(503, [5, 5, 1], "TLS is not available")
+                }
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response).await,
+            Request::Mail { from } => self.mail_from(&from),
+            Request::Rcpt { to } => self.rcpt_to(&to.address),
+            Request::Data => {
+                if self.from.is_none() || self.to.is_empty() {
+                    reply(503, [5, 5, 1], "MAIL FROM and RCPT TO first")
+                } else {
+                    self.step = Step::Data;
+                    self.data.clear();
+                    reply(354, [0, 0, 0], "end the letter with <CRLF>.<CRLF>")
+                }
+            }
+            Request::Bdat { .. } => reply(502, [5, 5, 1], "BDAT is not offered; use DATA"),
+            Request::Rset => {
+                self.reset();
+                reply(250, [2, 0, 0], "reset")
+            }
+            Request::Noop { .. } => reply(250, [2, 0, 0], "OK"),
+            Request::Vrfy { .. } => reply(252, [2, 5, 0], "cannot verify; send and see"),
+            Request::Quit => {
+                self.out.extend(reply(221, [2, 0, 0], "bye"));
+                return Ok(false);
+            }
+            _ => reply(502, [5, 5, 1], "command not implemented"),
+        };
+        self.out.extend(answer);
+        Ok(true)
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+        self.data.clear();
+    }
+
+    async fn auth(&mut self, mechanism: u64, initial: &str) -> Vec<u8> {
+        if self.tls_pending() {
+            return reply(530, [5, 7, 0], "STARTTLS first");
+        }
+        if self.logged_in {
+            return reply(503, [5, 5, 1], "already authenticated");
+        }
+        match mechanism {
+            smtp_proto::AUTH_PLAIN if initial.is_empty() || initial == "=" => {
+                if initial == "=" {
+                    return self.check_plain(b"").await;
+                }
+                self.step = Step::AuthPlain;
+                reply(334, [0, 0, 0], "")
+            }
+            smtp_proto::AUTH_PLAIN => match B64.decode(initial) {
+                Ok(data) => self.check_plain(&Zeroizing::new(data)).await,
+                Err(_) => reply(501, [5, 5, 2], "PLAIN: not base64"),
+            },
+            smtp_proto::AUTH_LOGIN => {
+                self.step = Step::AuthLoginUser;
+                reply(334, [0, 0, 0], &B64.encode("Username:"))
+            }
+            _ => reply(504, [5, 5, 4], "only AUTH PLAIN and LOGIN are offered"),
+        }
+    }
+
+    /// A line answering a 334 challenge.
+    async fn auth_line(&mut self, line: &[u8]) {
+        let step = std::mem::replace(&mut self.step, Step::Command);
+        if line == b"*" {
+            self.out
+                .extend(reply(501, [5, 7, 0], "authentication cancelled"));
+            return;
+        }
+        let Ok(data) = B64.decode(line).map(Zeroizing::new) else {
+            self.out.extend(reply(501, [5, 5, 2], "not base64"));
+            return;
+        };
+        let answer = match step {
+            Step::AuthPlain => self.check_plain(&data).await,
+            Step::AuthLoginUser => {
+                self.step = Step::AuthLoginPassword(String::from_utf8_lossy(&data).into_owned());
+                reply(334, [0, 0, 0], &B64.encode("Password:"))
+            }
+            Step::AuthLoginPassword(user) => self.login(&user, &data).await,
+            Step::Command | Step::Data => Vec::new(),
+        };
+        self.out.extend(answer);
+    }
+
+    async fn check_plain(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut parts = data.split(|&b| b == 0);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(user), Some(pass), None) => {
+                let user = String::from_utf8_lossy(user).into_owned();
+                self.login(&user, pass).await
+            }
+            _ => reply(501, [5, 5, 2], "PLAIN: authzid NUL user NUL password"),
+        }
+    }
+
+    async fn login(&mut self, user: &str, pass: &[u8]) -> Vec<u8> {
+        if crate::auth::check(&self.ctx.device, user, pass).await {
+            self.logged_in = true;
+            reply(235, [2, 7, 0], "authenticated")
+        } else {
+            tokio::time::sleep(password::FAILURE_PAUSE).await;
+            reply(535, [5, 7, 8], "wrong address or bridge password")
+        }
+    }
+
+    fn mail_from(&mut self, from: &smtp_proto::MailFrom<String>) -> Vec<u8> {
+        if !self.logged_in {
+            return reply(530, [5, 7, 0], "authentication required");
+        }
+        if self.from.is_some() {
+            return reply(503, [5, 5, 1], "MAIL FROM already given");
+        }
+        if !from.address.eq_ignore_ascii_case(&self.me) {
+            return reply(553, [5, 7, 1], "the sender must be this home's own address");
+        }
+        if from.size > MAX_MESSAGE {
+            return reply(552, [5, 3, 4], "letter too large");
+        }
+        self.from = Some(from.address.clone());
+        reply(250, [2, 1, 0], "sender OK")
+    }
+
+    fn rcpt_to(&mut self, address: &str) -> Vec<u8> {
+        if self.from.is_none() {
+            return reply(503, [5, 5, 1], "MAIL FROM first");
+        }
+        if self.to.len() >= MAX_RECIPIENTS {
+            return reply(452, [4, 5, 3], "too many recipients");
+        }
+        match UserId::parse(address) {
+            Ok(user) if user.as_str().eq_ignore_ascii_case(&self.me) => {
+                reply(550, [5, 1, 1], "you cannot write a letter to yourself")
+            }
+            Ok(user) => {
+                if !self.to.contains(&user) {
+                    self.to.push(user);
+                }
+                reply(250, [2, 1, 5], "recipient OK")
+            }
+            Err(_) => reply(550, [5, 1, 3], "not a Valise address (local@domain)"),
+        }
+    }
+
+    /// The letter after DATA: parsed, checked, sent; the answer is 250
+    /// only once the server accepted it.
+    async fn deliver(&mut self) -> Vec<u8> {
+        let data = std::mem::take(&mut self.data);
+        let to = std::mem::take(&mut self.to);
+        if self.from.take().is_none() {
+            return reply(552, [5, 3, 4], "letter too large");
+        }
+        let recipients: Vec<String> = to.iter().map(|u| u.as_str().to_lowercase()).collect();
+        let submission = match submission::read(&data, &recipients) {
+            Ok(s) => s,
+            Err(e @ Refusal::NotMail) => return reply(550, [5, 6, 0], &e.to_string()),
+            Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
+            Err(e @ Refusal::Attachments) => return reply(554, [5, 6, 1], &e.to_string()),
+        };
+        let submission_id = submission.message_id;
+        let draft = Draft {
+            subject: submission.subject,
+            body: submission.body,
+            marking: None,
+            attachments: Vec::new(),
+        };
+        let parent = submission.in_reply_to;
+        let mut client = self.ctx.device.client().await;
+        let parent = match parent.map(|id| client.home().letter_by_message_id(&id)) {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => return engine_failure(&e),
+            None => None,
+        };
+        let sent = match parent {
+            Some(letter) => client.reply_with(letter, draft).await,
+            None => client.send_to(&to, draft).await,
+        };
+        drop(client);
+        match sent {
+            Ok(letter) => {
+                if let Some(mid) = &submission_id {
+                    // For the client's copy APPENDed to Sent (imap::append).
+                    let noted = self
+                        .ctx
+                        .device
+                        .client()
+                        .await
+                        .home()
+                        .note_submitted(mid, letter.id);
+                    if let Err(e) = noted {
+                        tracing::warn!(code = e.code(), "smtp: {e}");
+                    }
+                }
+                self.ctx.device.tell();
+                let id = render::message_id(&letter.message_id);
+                reply(250, [2, 0, 0], &format!("sent {id}"))
+            }
+            Err(e) => engine_failure(&e),
+        }
+    }
+}
+
+/// A parse failure of a command, in SMTP's words.
+fn refusal(e: &smtp_proto::Error) -> Vec<u8> {
+    use smtp_proto::Error as E;
+    match e {
+        E::UnknownCommand => reply(500, [5, 5, 1], "unknown command"),
+        E::InvalidSenderAddress => reply(501, [5, 1, 7], "bad sender address"),
+        E::InvalidRecipientAddress => reply(501, [5, 1, 3], "bad recipient address"),
+        E::ResponseTooLong => reply(500, [5, 5, 6], "line too long"),
+        E::UnsupportedParameter { .. } | E::InvalidParameter { .. } => {
+            reply(504, [5, 5, 4], "parameter not supported")
+        }
+        _ => reply(501, [5, 5, 2], "syntax error"),
+    }
+}
+
+/// Why the engine did not send, as SMTP codes; never content.
+fn engine_failure(e: &ClientError) -> Vec<u8> {
+    tracing::warn!(code = e.code(), "smtp: {e}");
+    match e {
+        ClientError::NotInDirectory(_) | ClientError::NoDevices(_) => {
+            reply(550, [5, 1, 1], "a recipient is not a Valise user")
+        }
+        e if e.is_server(ErrorCode::NotFound) => {
+            reply(550, [5, 1, 1], "a recipient is not a Valise user")
+        }
+        ClientError::Queued(_) | ClientError::Held(_) => reply(
+            451,
+            [4, 4, 1],
+            "kept in the Valise outbox, not yet accepted; it is sent on the next sync",
+        ),
+        e if e.is_transient() => reply(451, [4, 4, 1], "the Valise server is not reachable"),
+        ClientError::Invalid(_) => reply(554, [5, 6, 0], "the letter was refused"),
+        _ => reply(
+            554,
+            [5, 0, 0],
+            "the Valise engine refused the letter; see the bridge's log",
+        ),
+    }
+}

@@ -1,0 +1,98 @@
+//! A mail a client submits over SMTP, read into what a letter needs.
+//! Untrusted bytes: parsed by mail-parser, checked here, and nothing else
+//! of them goes on. No I/O and no engine, so the fuzz target
+//! `bridge_submission` runs this very file.
+
+/// What a letter takes from a submitted mail.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Submission {
+    pub subject: String,
+    /// Text with LF line ends (mail gets CRLF again when rendered).
+    pub body: String,
+    /// The message id (without `<…@host>`) the mail answers, if any.
+    pub in_reply_to: Option<String>,
+    /// The client's own Message-ID (without `<>`), if it gave one.
+    pub message_id: Option<String>,
+}
+
+/// Why a mail cannot become a letter.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the letter is not a mail message")]
+    NotMail,
+    #[error("Bcc is not possible: every member of a conversation sees every other")]
+    Blind,
+    #[error("attachments are not supported by the bridge yet")]
+    Attachments,
+}
+
+/// The Message-ID a mail carries, without `<>`.
+pub fn message_id(mail: &mail_parser::Message<'_>) -> Option<String> {
+    mail.message_id()
+        .map(|id| id.trim_matches(['<', '>', ' ']))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// Reads `data` sent to `recipients` (the RCPT set, lower case): every
+/// recipient must be named in To or Cc, and there may be no Bcc.
+pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
+    let mail = mail_parser::MessageParser::default()
+        .parse(data)
+        .ok_or(Refusal::NotMail)?;
+    let headed: Vec<String> = [mail.to(), mail.cc()]
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address().map(str::to_lowercase))
+        .collect();
+    if mail.bcc().is_some() || recipients.iter().any(|r| !headed.contains(r)) {
+        return Err(Refusal::Blind);
+    }
+    if mail.attachment_count() > 0 {
+        return Err(Refusal::Attachments);
+    }
+    let in_reply_to = mail
+        .in_reply_to()
+        .as_text()
+        .map(|id| id.trim_matches(['<', '>', ' ']))
+        .and_then(|id| id.split('@').next())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    Ok(Submission {
+        message_id: message_id(&mail),
+        subject: mail.subject().unwrap_or_default().to_owned(),
+        body: mail
+            .body_text(0)
+            .map(|b| b.replace("\r\n", "\n"))
+            .unwrap_or_default(),
+        in_reply_to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIL: &[u8] = b"From: bob@mfa.example\r\nTo: Alice <alice@mfa.example>\r\n\
+        Subject: =?utf-8?q?R=C3=A9union?=\r\nIn-Reply-To: <0011aabb@valise>\r\n\r\nLine 1\r\nLine 2\r\n";
+
+    #[test]
+    fn a_mail_becomes_the_parts_of_a_letter() {
+        let s = read(MAIL, &["alice@mfa.example".into()]).unwrap();
+        assert_eq!(s.subject, "Réunion");
+        assert_eq!(s.body, "Line 1\nLine 2\n");
+        assert_eq!(s.in_reply_to.as_deref(), Some("0011aabb"));
+    }
+
+    #[test]
+    fn a_recipient_the_headers_do_not_name_is_a_bcc() {
+        let rcpt = ["alice@mfa.example".into(), "carol@mfa.example".into()];
+        assert_eq!(read(MAIL, &rcpt), Err(Refusal::Blind));
+        let bcc = b"To: alice@mfa.example\r\nBcc: carol@mfa.example\r\n\r\nx";
+        assert_eq!(
+            read(bcc, &["alice@mfa.example".into()]),
+            Err(Refusal::Blind)
+        );
+    }
+}

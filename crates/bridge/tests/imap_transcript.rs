@@ -1,0 +1,316 @@
+//! Story: bob reads alice's letters with a mail client through his bridge.
+//! Every line the bridge says is decoded with imap-codec (support::Imap).
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../cli/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use common::{Server, addr};
+use std::time::{Duration, Instant};
+use support::{Bridge, Imap};
+
+/// The UIDs and bytes a client caches, for comparing across restarts.
+fn snapshot(imap: &mut Imap) -> (String, Vec<String>) {
+    let select = imap.ok("EXAMINE INBOX");
+    let validity = select
+        .iter()
+        .find(|r| r.contains("UIDVALIDITY"))
+        .unwrap()
+        .clone();
+    let mut bodies = imap.ok("UID FETCH 1:* (UID BODY.PEEK[])");
+    bodies.pop(); // the tagged OK
+    (validity, bodies)
+}
+
+/// Selects `folder` until it holds `n` letters (the bridge syncs on its own).
+fn select_until(imap: &mut Imap, folder: &str, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let r = imap.ok(&format!("SELECT {folder}"));
+        if r.iter().any(|l| l.starts_with(&format!("* {n} EXISTS"))) {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{r:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn bob_reads_alices_letters_in_his_mail_client() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    alice.send_to(
+        &["bob"],
+        "Visa for the delegation",
+        "Please confirm the dates.",
+    );
+    alice.send_to(&["bob"], "Réunion à Genève", "Salle 3, à 10 h.\nMerci.");
+    let password = support::init(&bob);
+    assert_eq!(password.len(), 32);
+    assert!(bob.home.join("bridge/cert.pem").exists());
+
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = Imap::connect(&bridge.imap);
+    assert!(imap.greeting.starts_with("* OK"), "{}", imap.greeting);
+    let caps = imap.ok("CAPABILITY");
+    assert!(
+        caps[0].starts_with("* CAPABILITY IMAP4REV1 ") && caps[0].contains(" IDLE "),
+        "{caps:?}"
+    );
+    assert!(caps[0].contains("AUTH=PLAIN") && caps[0].contains("SPECIAL-USE"));
+    assert_eq!(
+        imap.cmd("SELECT INBOX").last().unwrap(),
+        "t2 NO log in first\r\n"
+    );
+
+    // A wrong password is refused, slowly; the right one opens.
+    let t = Instant::now();
+    let wrong = imap.cmd(&format!(
+        "LOGIN {} 0123456789abcdef0123456789abcdef",
+        bob.user
+    ));
+    assert!(wrong.last().unwrap().contains(" NO "), "{wrong:?}");
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    let other = imap.cmd(&format!("LOGIN {} {password}", alice.user));
+    assert!(
+        other.last().unwrap().contains(" NO "),
+        "another user: {other:?}"
+    );
+    imap.ok(&format!("LOGIN {} {password}", bob.user));
+    imap.ok("ID (\"name\" \"transcript\")");
+
+    // Folders, with their special uses; conversations listed, not
+    // subscribed (once the bridge's own sync has joined alice's).
+    select_until(&mut imap, "INBOX", 2);
+    imap.ok("UNSELECT");
+    let list = imap.ok("LIST \"\" \"*\"").join("");
+    for want in [
+        "* LIST (\\HasNoChildren) \"/\" INBOX",
+        "* LIST (\\HasNoChildren \\Sent) \"/\" Sent",
+        "\\Drafts) \"/\" Drafts",
+        "\\Archive) \"/\" Archive",
+        "\\Trash) \"/\" Trash",
+        "\"/\" Conversations/alice@mfa.example",
+        "(\\Noselect \\HasChildren) \"/\" Conversations",
+    ] {
+        assert!(list.contains(want), "{want} missing from {list}");
+    }
+    let lsub = imap.ok("LSUB \"\" \"*\"").join("");
+    assert!(
+        lsub.contains("INBOX") && !lsub.contains("Conversations"),
+        "{lsub}"
+    );
+    assert!(imap.ok("LIST \"\" \"%\"").join("").contains("Sent"));
+    let delimiter = imap.ok("LIST \"\" \"\"");
+    assert!(
+        delimiter[0].starts_with("* LIST (\\Noselect) \"/\" \"\""),
+        "{delimiter:?}"
+    );
+
+    let select = select_until(&mut imap, "INBOX", 2);
+    let select = select.join("");
+    assert!(select.contains("[UIDVALIDITY "), "{select}");
+    assert!(select.contains("[UIDNEXT 3]"), "{select}");
+    assert!(select.contains("[READ-WRITE]"), "{select}");
+    let status = imap.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)");
+    assert!(
+        status[0].contains("MESSAGES 2") && status[0].contains("UNSEEN 2"),
+        "{status:?}"
+    );
+
+    // What a client shows in its list: envelopes, subjects decoded.
+    let env = imap.ok("UID FETCH 1:* (UID FLAGS ENVELOPE)");
+    assert_eq!(env.len(), 3, "{env:#?}");
+    assert!(
+        env[0].starts_with("* 1 FETCH (UID 1 ENVELOPE ("),
+        "{}",
+        env[0]
+    );
+    assert!(env[0].contains("\"Visa for the delegation\""), "{}", env[0]);
+    assert!(
+        env[0].contains("((NIL NIL \"alice\" \"mfa.example\"))"),
+        "{}",
+        env[0]
+    );
+    assert!(env[1].contains("Réunion à Genève"), "{}", env[1]);
+
+    // Headers a client asks for, the whole letter, parts and partials.
+    let hdr = imap.ok("UID FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])");
+    assert!(
+        hdr[0].contains(&format!("From: {}\r\n", addr("alice"))),
+        "{}",
+        hdr[0]
+    );
+    assert!(hdr[0].contains("Subject: =?utf-8?b?"), "{}", hdr[0]);
+    assert!(!hdr[0].contains("Message-ID"), "{}", hdr[0]);
+    let unseen = imap.ok("UID SEARCH UNSEEN");
+    assert_eq!(unseen[0], "* SEARCH 1 2\r\n");
+    let whole = imap.ok("UID FETCH 1 (BODY[])");
+    assert!(
+        whole[0].contains("Please confirm the dates.\r\n"),
+        "{}",
+        whole[0]
+    );
+    assert!(whole[0].contains("X-Valise-Thread: "), "{}", whole[0]);
+    assert!(
+        whole[0].contains("FLAGS (\\Seen)"),
+        "reading marks seen: {}",
+        whole[0]
+    );
+    assert_eq!(imap.ok("UID SEARCH UNSEEN")[0], "* SEARCH 2\r\n");
+    assert_eq!(imap.ok("UID SEARCH SUBJECT visa")[0], "* SEARCH 1\r\n");
+    assert_eq!(
+        imap.ok(&format!("UID SEARCH FROM {}", addr("alice")))[0],
+        "* SEARCH 1 2\r\n"
+    );
+    assert_eq!(imap.ok("UID SEARCH UID 2:*")[0], "* SEARCH 2\r\n");
+    assert_eq!(
+        imap.ok("UID SEARCH SINCE 1-Jan-2020 SEEN")[0],
+        "* SEARCH 1\r\n"
+    );
+    assert_eq!(imap.ok("SEARCH NOT SEEN")[0], "* SEARCH 2\r\n");
+    let part = imap.ok(
+        "UID FETCH 2 (BODY.PEEK[1] BODY.PEEK[TEXT]<0.8> BODYSTRUCTURE RFC822.SIZE INTERNALDATE)",
+    );
+    assert!(
+        part[0].contains("BODY[1] {34}\r\nU2FsbGUgMywgw6AgMTAgaC4KTWVyY2ku\r\n"),
+        "{}",
+        part[0]
+    );
+    assert!(
+        part[0].contains(
+            "BODYSTRUCTURE (\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"base64\" 34 1)"
+        ),
+        "{}",
+        part[0]
+    );
+    assert!(
+        part[0].contains("BODY[TEXT]<0> \"U2FsbGUg\""),
+        "{}",
+        part[0]
+    );
+    assert!(part[0].contains("INTERNALDATE \""), "{}", part[0]);
+
+    // Flags stick; EXPUNGE takes a letter out of the folder only.
+    imap.ok("UID STORE 2 +FLAGS (\\Flagged)");
+    assert_eq!(imap.ok("UID SEARCH FLAGGED")[0], "* SEARCH 2\r\n");
+    let silent = imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(silent.len(), 1, "{silent:?}");
+    let gone = imap.ok("EXPUNGE");
+    assert_eq!(gone[0], "* 1 EXPUNGE\r\n");
+    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
+
+    // Sent and the conversation folder.
+    let sent = imap.ok("STATUS Sent (MESSAGES)");
+    assert!(sent[0].contains("MESSAGES 0"), "{sent:?}");
+    let in_conv = imap
+        .ok("EXAMINE \"Conversations/alice@mfa.example\"")
+        .join("");
+    assert!(
+        in_conv.contains("* 2 EXISTS") && in_conv.contains("[READ-ONLY]"),
+        "{in_conv}"
+    );
+    assert!(
+        imap.cmd("STORE 1 +FLAGS (\\Seen)")
+            .last()
+            .unwrap()
+            .contains(" NO ")
+    );
+    imap.ok("UNSELECT");
+    assert!(imap.cmd("FETCH 1 FLAGS").last().unwrap().contains(" NO "));
+    let before = snapshot(&mut imap);
+    imap.ok("CLOSE");
+    let bye = imap.cmd("LOGOUT");
+    assert!(bye[0].starts_with("* BYE"), "{bye:?}");
+
+    // Same UIDVALIDITY, UIDs and bytes after a restart.
+    bridge.stop();
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    assert_eq!(snapshot(&mut imap), before);
+
+    // A letter bob receives reaches an IDLE session as EXISTS.
+    imap.ok("SELECT INBOX");
+    imap.send("idle1 IDLE");
+    assert!(imap.response().starts_with("+ "));
+    let sent_at = Instant::now();
+    alice.send_to(&["bob"], "Pushed", "No polling.");
+    let pushed = imap.response();
+    assert_eq!(pushed, "* 2 EXISTS\r\n");
+    assert!(sent_at.elapsed() < Duration::from_secs(10));
+    imap.send("DONE");
+    assert_eq!(imap.response(), "idle1 OK IDLE terminated\r\n");
+    let env = imap.ok("FETCH 2 (ENVELOPE)");
+    assert!(env[0].contains("\"Pushed\""), "{}", env[0]);
+    // UIDs are never given twice, even to a new letter after an expunge.
+    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2 3\r\n");
+
+    // Filing: MOVE to Archive takes it out of INBOX for good; COPY to
+    // Trash keeps it; the folders that say what a letter is refuse.
+    let moved = imap.ok("UID MOVE 3 Archive");
+    assert_eq!(moved[0], "* 2 EXPUNGE\r\n", "{moved:?}");
+    imap.ok("UID COPY 2 Trash");
+    assert!(imap.cmd("UID COPY 2 Sent").last().unwrap().contains(" NO "));
+    assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
+    let archive = imap.ok("EXAMINE Archive").join("");
+    assert!(archive.contains("* 1 EXISTS"), "{archive}");
+    assert!(imap.ok("FETCH 1 (ENVELOPE)")[0].contains("\"Pushed\""));
+    let trash = imap.ok("STATUS Trash (MESSAGES)");
+    assert!(trash[0].contains("MESSAGES 1"), "{trash:?}");
+    imap.ok("SELECT INBOX");
+    imap.ok("NOOP");
+    assert_eq!(
+        imap.ok("UID SEARCH ALL")[0],
+        "* SEARCH 2\r\n",
+        "moved letters stay moved"
+    );
+}
+
+#[test]
+fn binds_beyond_loopback_are_refused() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    support::init(&bob);
+    let out = support::run(&bob, &["--imap", "0.0.0.0:0", "--smtp", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[not_loopback]") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+    let out = support::run(&bob, &["--smtp", "[::]:0", "--imap", "[::1]:0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[not_loopback]"));
+}
+
+#[test]
+fn a_reset_password_stops_the_old_one_at_once() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    let old = support::init(&bob);
+    let again = support::run(&bob, &["init"]);
+    assert!(!again.status.success(), "init twice");
+    let new = support::password_of(&support::run(&bob, &["password", "--reset"]));
+    assert_ne!(old, new);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = Imap::connect(&bridge.imap);
+    let r = imap.cmd(&format!("LOGIN {} {old}", bob.user));
+    assert!(r.last().unwrap().contains(" NO "), "{r:?}");
+    // AUTHENTICATE PLAIN, with its continuation.
+    let plain = base64_plain(&bob.user, &new);
+    imap.send("a AUTHENTICATE PLAIN");
+    assert!(imap.response().starts_with("+"));
+    imap.send(&plain);
+    let done = imap.until("a ");
+    assert!(done.last().unwrap().starts_with("a OK"), "{done:?}");
+    // The password never reaches the log.
+    let log = bridge.log_text();
+    assert!(!log.contains(&new) && !log.contains(&old), "{log}");
+}
+
+fn base64_plain(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+}

@@ -1,0 +1,137 @@
+//! SMTP submission as a pipelining client speaks it, line by line: the
+//! order of replies, their codes, and 250 only once valised took the
+//! letter (a server that is down gets a 451, not a lie).
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../cli/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use base64::Engine as _;
+use common::Server;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use support::Bridge;
+
+struct Smtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Smtp {
+    fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut s = Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        };
+        assert!(s.reply().starts_with("220 "));
+        s
+    }
+
+    /// One reply (all its lines).
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            assert!(line.ends_with("\r\n"), "{line:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+fn letter(from: &str, to: &str, subject: &str) -> String {
+    format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nBody.\r\n..dot line\r\n.\r\n")
+}
+
+#[test]
+fn a_pipelining_client_sends_and_is_told_the_truth() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+
+    // Out of order: each refused with its own code.
+    smtp.send("MAIL FROM:<x@y>\r\n");
+    assert!(smtp.reply().starts_with("530 5.7.0 "));
+    smtp.send("EHLO client.example\r\n");
+    let ehlo = smtp.reply();
+    for ext in [
+        "PIPELINING",
+        "SIZE ",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "AUTH PLAIN LOGIN",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} missing: {ehlo}");
+    }
+    assert!(!ehlo.contains("STARTTLS"), "no TLS with --no-tls: {ehlo}");
+
+    // One batch: AUTH, MAIL, RCPT, DATA; the replies come in order.
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{password}", bob.user));
+    smtp.send(&format!(
+        "AUTH PLAIN {plain}\r\nMAIL FROM:<{}> SIZE=200\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        bob.user, alice.user
+    ));
+    assert!(smtp.reply().starts_with("235 2.7.0 "));
+    assert!(smtp.reply().starts_with("250 2.1.0 "));
+    assert!(smtp.reply().starts_with("250 2.1.5 "));
+    assert!(smtp.reply().starts_with("354 "));
+    smtp.send(&letter(&bob.user, &alice.user, "Pipelined"));
+    let accepted = smtp.reply();
+    assert!(accepted.starts_with("250 2.0.0 sent <"), "{accepted}");
+    assert!(accepted.trim_end().ends_with("@valise>"), "{accepted}");
+    alice.sync();
+    let inbox = alice.inbox();
+    assert_eq!(inbox[0]["subject"], "Pipelined");
+    let read = alice.read(inbox[0]["id"].as_i64().unwrap());
+    assert_eq!(read["body"], "Body.\n.dot line\n", "dot-stuffing undone");
+
+    // Sequencing errors.
+    smtp.send("DATA\r\n");
+    assert!(smtp.reply().starts_with("503 5.5.1 "));
+    smtp.send("RCPT TO:<alice@mfa.example>\r\n");
+    assert!(smtp.reply().starts_with("503 5.5.1 "));
+    smtp.send(&format!("MAIL FROM:<{}> SIZE=999999999\r\n", bob.user));
+    assert!(smtp.reply().starts_with("552 5.3.4 "));
+    smtp.send(&format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\n",
+        bob.user, bob.user
+    ));
+    assert!(smtp.reply().starts_with("250 "));
+    assert!(smtp.reply().starts_with("550 5.1.1 "), "writing to oneself");
+    smtp.send("RSET\r\nNOOP\r\nBDAT 10 LAST\r\n");
+    assert!(smtp.reply().starts_with("250 2.0.0 "));
+    assert!(smtp.reply().starts_with("250 2.0.0 "));
+    assert!(smtp.reply().starts_with("502 5.5.1 "));
+
+    // valised down: the letter is not acknowledged, so no 250.
+    server.stop();
+    smtp.send(&format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        bob.user, alice.user
+    ));
+    assert!(smtp.reply().starts_with("250 "));
+    assert!(smtp.reply().starts_with("250 "));
+    assert!(smtp.reply().starts_with("354 "));
+    smtp.send(&letter(&bob.user, &alice.user, "While the server is down"));
+    let refused = smtp.reply();
+    assert!(refused.starts_with("451 4.4.1 "), "{refused}");
+    smtp.send("QUIT\r\n");
+    assert!(smtp.reply().starts_with("221 2.0.0 "));
+}

@@ -1,0 +1,283 @@
+//! Mail folders for the bridge: UIDVALIDITY, UIDs and IMAP flags of the
+//! letters each folder shows, kept so that a mail client's cache stays
+//! valid across restarts (UIDs are given once, never recomputed), and the
+//! bridge's password hash.
+
+use super::Home;
+use crate::error::Result;
+use rusqlite::{OptionalExtension, params};
+use zeroize::Zeroizing;
+
+/// Which letters a folder shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderFilter<'a> {
+    /// Letters received.
+    Received,
+    /// Letters this user sent.
+    Sent,
+    /// Every letter of one conversation.
+    Conversation(&'a str),
+    /// Nothing yet (Drafts, Archive, Trash until letters can be moved).
+    Empty,
+}
+
+/// A folder as IMAP's SELECT and STATUS show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderState {
+    pub uid_validity: u32,
+    pub uid_next: u32,
+}
+
+/// A letter in a folder: its UID, local id and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderEntry {
+    pub uid: u32,
+    pub letter: i64,
+    pub flags: MailFlags,
+}
+
+/// The IMAP system flags kept per letter and folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailFlags {
+    pub seen: bool,
+    pub flagged: bool,
+    pub answered: bool,
+    pub deleted: bool,
+}
+
+/// Letters given a UID per indexing step (bounded memory on a first look
+/// at a folder of 100,000 letters).
+const INDEX_BATCH: i64 = 5_000;
+
+impl Home {
+    /// The bridge's password hash (a PHC string) and TLS key (PEM), if
+    /// `valise-bridge init` has run.
+    pub fn bridge_account(&self) -> Result<Option<(String, Zeroizing<String>)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT password_hash, tls_key_pem FROM bridge_account WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, Zeroizing::new(r.get(1)?))),
+            )
+            .optional()?)
+    }
+
+    /// Sets up the bridge once: its password hash and TLS key.
+    pub fn init_bridge_account(&self, phc: &str, tls_key_pem: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO bridge_account (id, password_hash, tls_key_pem) VALUES (1, ?1, ?2)",
+            [phc, tls_key_pem],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the bridge's password hash: the old password stops working.
+    pub fn set_bridge_password_hash(&self, phc: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE bridge_account SET password_hash = ?1 WHERE id = 1",
+            [phc],
+        )? == 1)
+    }
+
+    /// The local id of a letter by its message id (a mail client's
+    /// In-Reply-To), the newest if several senders used the same id.
+    pub fn letter_by_message_id(&self, message_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT max(id) FROM letters WHERE message_id = ?1")?
+            .query_row([message_id], |r| r.get(0))?)
+    }
+
+    /// Remembers that the mail a client gave `client_message_id` became
+    /// `letter`.
+    pub fn note_submitted(&self, client_message_id: &str, letter: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO mail_submitted (client_message_id, letter) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            params![client_message_id, letter],
+        )?;
+        Ok(())
+    }
+
+    /// The letter a client's mail became, by the client's Message-ID.
+    pub fn submitted_letter(&self, client_message_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT letter FROM mail_submitted WHERE client_message_id = ?1",
+                [client_message_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A letter's UID in a folder, if it has one.
+    pub fn folder_uid(&self, key: &str, letter: i64) -> Result<Option<u32>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2",
+                params![key, letter],
+                |r| r.get::<_, i64>(0).map(|u| u as u32),
+            )
+            .optional()?)
+    }
+
+    /// Gives UIDs to the letters `filter` shows that arrived since the
+    /// folder was last indexed (creating the folder with a fresh
+    /// UIDVALIDITY on first use), and returns its state.
+    pub fn index_folder(&self, key: &str, filter: FolderFilter<'_>) -> Result<FolderState> {
+        self.transaction(|| {
+            self.conn.execute(
+                "INSERT INTO mail_folders (key, uid_validity) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO NOTHING",
+                params![key, i64::from(rand::random_range(1..=u32::MAX))],
+            )?;
+            let (validity, mut next, mut through): (i64, i64, i64) = self.conn.query_row(
+                "SELECT uid_validity, uid_next, indexed_through FROM mail_folders WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let sql = match filter {
+                FolderFilter::Received => {
+                    "SELECT id FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+                }
+                FolderFilter::Sent => {
+                    "SELECT id FROM letters WHERE outgoing = 1 AND id > ?1 ORDER BY id LIMIT ?2"
+                }
+                FolderFilter::Conversation(_) => {
+                    "SELECT id FROM letters WHERE conversation = ?3 AND id > ?1 ORDER BY id LIMIT ?2"
+                }
+                FolderFilter::Empty => "SELECT id FROM letters WHERE 0 AND ?1 AND ?2",
+            };
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            loop {
+                let ids: Vec<i64> = match filter {
+                    FolderFilter::Conversation(conv) => stmt
+                        .query_map(params![through, INDEX_BATCH, conv], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?,
+                    _ => stmt
+                        .query_map(params![through, INDEX_BATCH], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?,
+                };
+                for id in &ids {
+                    next += insert.execute(params![key, next, id])? as i64;
+                }
+                match ids.last() {
+                    Some(last) => through = *last,
+                    None => break,
+                }
+            }
+            self.conn.execute(
+                "UPDATE mail_folders SET uid_next = ?2, indexed_through = ?3 WHERE key = ?1",
+                params![key, next, through],
+            )?;
+            Ok(FolderState {
+                uid_validity: validity as u32,
+                uid_next: next as u32,
+            })
+        })
+    }
+
+    /// The letters of a folder, by UID (as indexed so far).
+    pub fn folder_entries(&self, key: &str) -> Result<Vec<FolderEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uid, letter, seen, flagged, answered, deleted FROM mail_uids
+             WHERE folder = ?1 ORDER BY uid",
+        )?;
+        let rows = stmt.query_map([key], |r| {
+            Ok(FolderEntry {
+                uid: r.get::<_, i64>(0)? as u32,
+                letter: r.get(1)?,
+                flags: MailFlags {
+                    seen: r.get(2)?,
+                    flagged: r.get(3)?,
+                    answered: r.get(4)?,
+                    deleted: r.get(5)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets the flags of one letter in a folder.
+    pub fn set_mail_flags(&self, key: &str, uid: u32, f: MailFlags) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
+                 WHERE folder = ?1 AND uid = ?2",
+            )?
+            .execute(params![
+                key,
+                i64::from(uid),
+                f.seen,
+                f.flagged,
+                f.answered,
+                f.deleted
+            ])?;
+        Ok(())
+    }
+
+    /// Files letters in a folder that holds what it is given (Archive,
+    /// Trash): each gets the folder's next UID, or keeps the one it has
+    /// there. Returns the folder's UIDVALIDITY and the letters' UIDs.
+    pub fn copy_to_folder(&self, key: &str, letters: &[i64]) -> Result<(u32, Vec<u32>)> {
+        self.transaction(|| {
+            let state = self.index_folder(key, FolderFilter::Empty)?;
+            let mut next = i64::from(state.uid_next);
+            let mut uids = Vec::with_capacity(letters.len());
+            for letter in letters {
+                let added = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![key, next, letter])?;
+                next += added as i64;
+                uids.extend(self.folder_uid(key, *letter)?);
+            }
+            self.conn.execute(
+                "UPDATE mail_folders SET uid_next = ?2 WHERE key = ?1",
+                params![key, next],
+            )?;
+            Ok((state.uid_validity, uids))
+        })
+    }
+
+    /// Takes letters out of a folder by UID (they stay in the home).
+    pub fn remove_from_folder(&self, key: &str, uids: &[u32]) -> Result<()> {
+        self.transaction(|| {
+            let mut stmt = self
+                .conn
+                .prepare_cached("DELETE FROM mail_uids WHERE folder = ?1 AND uid = ?2")?;
+            for uid in uids {
+                stmt.execute(params![key, i64::from(*uid)])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the letters marked deleted from a folder (the letters stay
+    /// in the home and in their other folders); returns their UIDs.
+    pub fn expunge_folder(&self, key: &str) -> Result<Vec<u32>> {
+        self.transaction(|| {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT uid FROM mail_uids WHERE folder = ?1 AND deleted = 1 ORDER BY uid",
+            )?;
+            let uids: Vec<u32> = stmt
+                .query_map([key], |r| r.get::<_, i64>(0).map(|u| u as u32))?
+                .collect::<Result<_, _>>()?;
+            self.conn.execute(
+                "DELETE FROM mail_uids WHERE folder = ?1 AND deleted = 1",
+                [key],
+            )?;
+            Ok(uids)
+        })
+    }
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The mail bridge's figures on a 10,000-letter INBOX (docs/BENCHMARKS.md,
+"Issue 12"). Starts a fresh `valised`, has `valise-bench` send N letters
+from one user to another (-k 2 -s 1: the receiver's home then holds them
+all), sets up `valise-bridge` on the receiver's home, and times with
+Python's imaplib over loopback (--no-tls):
+
+  SELECT INBOX (first: UIDs given to every letter; then again),
+  UID FETCH 1:* (UID FLAGS ENVELOPE),
+  Thunderbird's header fetch (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (...)]),
+  IDLE push: the sender's `valise send` returns → `* N EXISTS` on an IDLE
+  session (--pushes sends, one at a time; p50 and max),
+  the bridge's peak RSS (VmHWM).
+
+Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
+Prints one JSON object.
+"""
+import argparse
+import imaplib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+PASSPHRASE = "valise-bench passphrase"
+THUNDERBIRD = ("UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date "
+               "Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type "
+               "Reply-To)]")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def timed(f):
+    t = time.perf_counter()
+    result = f()
+    return time.perf_counter() - t, result
+
+
+def idle_pushes(bins, imap_port, user, password, sender_home, env, n):
+    """Seconds from each `valise send` returning to the IDLE session's EXISTS, sorted."""
+    s = socket.create_connection(("127.0.0.1", imap_port))
+    f = s.makefile("rb")
+    f.readline()
+
+    def until(prefix):
+        while True:
+            line = f.readline()
+            if line.startswith(prefix):
+                return line
+
+    s.sendall(f"a LOGIN {user} {password}\r\n".encode())
+    until(b"a ")
+    s.sendall(b"b SELECT INBOX\r\n")
+    until(b"b ")
+    s.sendall(b"c IDLE\r\n")
+    until(b"+")
+    latencies = []
+    for i in range(n):
+        # A commit race with the receiver's own upkeep is retried (the
+        # clock starts when a send returns, so a retry costs nothing here).
+        for _ in range(5):
+            sent = subprocess.run([f"{bins}/valise", "--home", sender_home, "send", "--to",
+                                   user, "--subject", f"push {i}", "--body", "x"],
+                                  env=env, capture_output=True, text=True)
+            if sent.returncode == 0:
+                break
+        else:
+            raise SystemExit(f"valise send: {sent.stderr}")
+        t = time.perf_counter()
+        line = f.readline()
+        while b"EXISTS" not in line:
+            line = f.readline()
+        latencies.append(round(time.perf_counter() - t, 3))
+    s.sendall(b"DONE\r\n")
+    s.close()
+    return sorted(latencies)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bins", default="target/release")
+    ap.add_argument("--letters", type=int, default=10000)
+    ap.add_argument("--pushes", type=int, default=20)
+    args = ap.parse_args()
+    bins = os.path.abspath(args.bins)
+    data = tempfile.mkdtemp(prefix="bridge-bench-")
+    work = tempfile.mkdtemp(prefix="bridge-bench-homes-", dir="/dev/shm")
+    port = free_port()
+    subprocess.run([f"{bins}/valised", "init", "--data", f"{data}/D", "--domain", "mfa.example"],
+                   check=True, capture_output=True)
+    server = subprocess.Popen(
+        [f"{bins}/valised", "run", "--data", f"{data}/D", "--listen", f"127.0.0.1:{port}",
+         "--directory-interval-ms", "100", "--max-sends-per-second", "1000000",
+         "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bridge = None
+    try:
+        wait_port(port)
+        subprocess.run([f"{bins}/valise-bench", "--server", f"https://127.0.0.1:{port}",
+                        "--data", f"{data}/D", "--work", work, "--json", "-k", "2", "-s", "1",
+                        "-n", str(args.letters), "--body-bytes", "512"],
+                       check=True, capture_output=True)
+        home = os.path.join(work, "u1")
+        env = dict(os.environ, VALISE_PASSPHRASE=PASSPHRASE)
+        init = subprocess.run([f"{bins}/valise-bridge", "--home", home, "init"], env=env,
+                              check=True, capture_output=True, text=True)
+        password = init.stdout.split("bridge password: ")[1].split()[0]
+        user = init.stdout.split("user: ")[1].split()[0]
+        imap_port, smtp_port = free_port(), free_port()
+        bridge = subprocess.Popen(
+            [f"{bins}/valise-bridge", "--home", home, "--imap", f"127.0.0.1:{imap_port}",
+             "--smtp", f"127.0.0.1:{smtp_port}", "--no-tls", "--log-level", "warn"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(imap_port)
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.login(user, password)
+        first_select, (_, exists) = timed(lambda: imap.select("INBOX"))
+        select, _ = timed(lambda: imap.select("INBOX"))
+        fetch, (_, rows) = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
+        fetch2, _ = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
+        headers, _ = timed(lambda: imap.uid("FETCH", "1:*", f"({THUNDERBIRD})"))
+        imap.logout()
+        pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
+                             args.pushes)
+        with open(f"/proc/{bridge.pid}/status") as f:
+            rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+        print(json.dumps({
+            "letters_in_inbox": int(exists[0]),
+            "fetch_rows": len([r for r in rows if isinstance(r, bytes)]),
+            "first_select_s": round(first_select, 3),
+            "select_s": round(select, 4),
+            "uid_fetch_uid_flags_envelope_s": [round(fetch, 3), round(fetch2, 3)],
+            "thunderbird_header_fetch_s": round(headers, 3),
+            "idle_push_s": {"p50": pushes[len(pushes) // 2], "max": pushes[-1], "n": len(pushes)},
+            "bridge_peak_rss_mib": round(rss, 1),
+        }))
+    finally:
+        if bridge:
+            bridge.kill()
+        server.kill()
+        subprocess.run(["rm", "-rf", data, work])
+
+
+if __name__ == "__main__":
+    main()
