@@ -1,0 +1,138 @@
+//! Red team, issue 11 (attachments, markings, export). Each test plays one
+//! way in against a real server and real clients; the story test at the
+//! top covers what the merge left untested: saving and forwarding an
+//! EU RESTRICTED letter with an annex.
+// Test support: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::Device;
+use common::officer::{Officer, publish, server_with};
+use std::path::Path;
+
+/// Lets the device at `dev` save restricted letters into `dirs` only.
+fn approve_export_dirs(dev: &Device, dirs: &[&Path]) {
+    let settings = serde_json::json!({ "approved_export_dirs": dirs });
+    std::fs::write(dev.home.join("settings.json"), settings.to_string()).unwrap();
+}
+
+/// `from` sends `to` a letter marked `marking` with `file` attached;
+/// `to`'s letter id.
+fn send_marked_with(from: &Device, to: &Device, subject: &str, marking: &str, file: &Path) -> i64 {
+    let sent = from.json(&[
+        "send",
+        "--to",
+        &to.user,
+        "--subject",
+        subject,
+        "--body",
+        "See the annex.",
+        "--marking",
+        marking,
+        "--attach",
+        file.to_str().unwrap(),
+    ]);
+    let synced = to.sync();
+    let inbox = to.inbox();
+    let letter = inbox.iter().find(|l| l["subject"] == subject);
+    letter.unwrap_or_else(|| panic!("{sent} {synced} {inbox:?}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+fn save(dev: &Device, id: i64, out: &Path) -> std::process::Output {
+    dev.run(&[
+        "save",
+        &id.to_string(),
+        "--attachment",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn count(dev: &Device, kind: &str) -> usize {
+    dev.alert_kinds().iter().filter(|k| *k == kind).count()
+}
+
+/// Story: an EU RESTRICTED annex is saved only into an approved export
+/// directory, with its label beside it and an `export` alert; forwarded,
+/// it opens for the new conversation's member.
+#[test]
+fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    for user in ["alice", "bob", "carol"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    // Each device sees its own accreditation before marked letters come.
+    bob.sync();
+    carol.sync();
+    let annex = dir.path().join("annex.pdf");
+    std::fs::write(&annex, b"%PDF-1.7 the negotiating mandate").unwrap();
+    let id = send_marked_with(&alice, &bob, "Mandate", "EU RESTRICTED", &annex);
+
+    let approved = dir.path().join("approved");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&approved).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    approve_export_dirs(&bob, &[&approved]);
+
+    // Outside the approved directories: refused, nothing written.
+    let out = save(&bob, id, &elsewhere.join("annex.pdf"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("approved export directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(common::files(&elsewhere).is_empty());
+    assert_eq!(count(&bob, "export"), 0);
+
+    // Inside: the file, its label, and the alert.
+    let target = approved.join("annex.pdf");
+    let out = save(&bob, id, &target);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&annex).unwrap()
+    );
+    let label: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approved.join("annex.pdf.label.json")).unwrap())
+            .unwrap();
+    assert_eq!(label["label"], "EU RESTRICTED");
+    assert_eq!(count(&bob, "export"), 1);
+
+    // Forwarded: the new conversation's member saves the same annex.
+    let conv = bob.create("Mandate team", &["carol"]);
+    bob.json(&["forward", &id.to_string(), "--conversation", &conv]);
+    carol.sync();
+    let fwd = carol
+        .inbox()
+        .into_iter()
+        .find(|l| l["subject"] == "Fwd: Mandate")
+        .unwrap();
+    assert_eq!(fwd["marking"], "EU RESTRICTED");
+    let carols = dir.path().join("carol-approved");
+    std::fs::create_dir_all(&carols).unwrap();
+    approve_export_dirs(&carol, &[&carols]);
+    let out = save(
+        &carol,
+        fwd["id"].as_i64().unwrap(),
+        &carols.join("annex.pdf"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(carols.join("annex.pdf")).unwrap(),
+        std::fs::read(&annex).unwrap()
+    );
+    assert_eq!(count(&carol, "export"), 1);
+}
