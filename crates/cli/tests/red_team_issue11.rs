@@ -136,3 +136,42 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
     );
     assert_eq!(count(&carol, "export"), 1);
 }
+
+/// Whoever can write into a shared approved export directory plants
+/// `annex.pdf.label.json` as a link to a file elsewhere: the save must not
+/// follow it (it would write the letter's label and ids outside the
+/// approved directories, over whatever the link names).
+#[cfg(unix)]
+#[test]
+fn a_planted_label_link_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    for user in ["alice", "bob"] {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    bob.sync();
+    let annex = dir.path().join("annex.pdf");
+    std::fs::write(&annex, b"%PDF-1.7 annex").unwrap();
+    let id = send_marked_with(&alice, &bob, "Mandate", "EU RESTRICTED", &annex);
+    let approved = dir.path().join("approved");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&approved).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    approve_export_dirs(&bob, &[&approved]);
+    let victim = elsewhere.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, approved.join("annex.pdf.label.json")).unwrap();
+
+    let out = save(&bob, id, &approved.join("annex.pdf"));
+    assert!(!out.status.success(), "the save followed the planted link");
+    assert!(
+        stderr(&out).contains("label file exists"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!approved.join("annex.pdf").exists(), "nothing is written");
+}
