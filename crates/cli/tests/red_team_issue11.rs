@@ -175,3 +175,35 @@ fn a_planted_label_link_is_not_followed() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert!(!approved.join("annex.pdf").exists(), "nothing is written");
 }
+
+/// Devices enrolled before any accreditation authority was set pin the
+/// first key the server names. The intruder holding the admin account
+/// names its own and accredits whom it likes: the first-sight pin must be
+/// seen on every device (with the fingerprint to check), not taken in
+/// silence.
+#[test]
+fn a_first_sight_authority_pin_is_alerted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start_with(&["--checkpoint-interval-secs", "1"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let intruder = Officer::new(dir.path(), "intruder");
+    server.admin(&["set", "accreditation-authority", &intruder.public]);
+    for user in ["alice", "bob"] {
+        publish(&server, &intruder.accredit(user, "EU RESTRICTED", None));
+    }
+    alice.sync();
+    let pinned: Vec<String> = alice
+        .json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "accreditation_authority_changed")
+        .map(|a| a["detail"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pinned.len(), 1, "the pin was taken in silence");
+    assert!(pinned[0].contains(&intruder.fingerprint), "{}", pinned[0]);
+    // Seen once, not at every sync.
+    alice.sync();
+    assert_eq!(count(&alice, "accreditation_authority_changed"), 1);
+}
