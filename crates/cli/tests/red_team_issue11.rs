@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::Device;
 use common::officer::{Officer, publish, server_with};
+use common::{Device, Server};
 use std::path::Path;
 
 /// Lets the device at `dev` save restricted letters into `dirs` only.
@@ -59,35 +59,43 @@ fn count(dev: &Device, kind: &str) -> usize {
     dev.alert_kinds().iter().filter(|k| *k == kind).count()
 }
 
+/// A server whose officer accredited `users` for EU RESTRICTED, and their
+/// devices, each of which has seen its own accreditation.
+fn accredited(dir: &Path, users: &[&str]) -> (Server, Vec<Device>) {
+    let so = Officer::new(dir, "so");
+    let server = server_with(&so);
+    let devices: Vec<Device> = users.iter().map(|u| server.device(u)).collect();
+    for user in users {
+        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
+    }
+    for d in &devices {
+        d.sync();
+    }
+    (server, devices)
+}
+
 /// Story: an EU RESTRICTED annex is saved only into an approved export
 /// directory, with its label beside it and an `export` alert; forwarded,
 /// it opens for the new conversation's member.
 #[test]
 fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    let carol = server.device("carol");
-    for user in ["alice", "bob", "carol"] {
-        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
-    }
-    // Each device sees its own accreditation before marked letters come.
-    bob.sync();
-    carol.sync();
+    let (_server, devices) = accredited(dir.path(), &["alice", "bob", "carol"]);
+    let [alice, bob, carol] = &devices[..] else {
+        unreachable!()
+    };
     let annex = dir.path().join("annex.pdf");
     std::fs::write(&annex, b"%PDF-1.7 the negotiating mandate").unwrap();
-    let id = send_marked_with(&alice, &bob, "Mandate", "EU RESTRICTED", &annex);
+    let id = send_marked_with(alice, bob, "Mandate", "EU RESTRICTED", &annex);
 
     let approved = dir.path().join("approved");
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&approved).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
-    approve_export_dirs(&bob, &[&approved]);
+    approve_export_dirs(bob, &[&approved]);
 
     // Outside the approved directories: refused, nothing written.
-    let out = save(&bob, id, &elsewhere.join("annex.pdf"));
+    let out = save(bob, id, &elsewhere.join("annex.pdf"));
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("approved export directory"),
@@ -95,11 +103,11 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
         stderr(&out)
     );
     assert!(common::files(&elsewhere).is_empty());
-    assert_eq!(count(&bob, "export"), 0);
+    assert_eq!(count(bob, "export"), 0);
 
     // Inside: the file, its label, and the alert.
     let target = approved.join("annex.pdf");
-    let out = save(&bob, id, &target);
+    let out = save(bob, id, &target);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(&target).unwrap(),
@@ -109,7 +117,7 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
         serde_json::from_slice(&std::fs::read(approved.join("annex.pdf.label.json")).unwrap())
             .unwrap();
     assert_eq!(label["label"], "EU RESTRICTED");
-    assert_eq!(count(&bob, "export"), 1);
+    assert_eq!(count(bob, "export"), 1);
 
     // Forwarded: the new conversation's member saves the same annex.
     let conv = bob.create("Mandate team", &["carol"]);
@@ -123,9 +131,9 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
     assert_eq!(fwd["marking"], "EU RESTRICTED");
     let carols = dir.path().join("carol-approved");
     std::fs::create_dir_all(&carols).unwrap();
-    approve_export_dirs(&carol, &[&carols]);
+    approve_export_dirs(carol, &[&carols]);
     let out = save(
-        &carol,
+        carol,
         fwd["id"].as_i64().unwrap(),
         &carols.join("annex.pdf"),
     );
@@ -134,7 +142,7 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
         std::fs::read(carols.join("annex.pdf")).unwrap(),
         std::fs::read(&annex).unwrap()
     );
-    assert_eq!(count(&carol, "export"), 1);
+    assert_eq!(count(carol, "export"), 1);
 }
 
 /// Whoever can write into a shared approved export directory plants
@@ -145,27 +153,23 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
 #[test]
 fn a_planted_label_link_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    for user in ["alice", "bob"] {
-        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
-    }
-    bob.sync();
+    let (_server, devices) = accredited(dir.path(), &["alice", "bob"]);
+    let [alice, bob] = &devices[..] else {
+        unreachable!()
+    };
     let annex = dir.path().join("annex.pdf");
     std::fs::write(&annex, b"%PDF-1.7 annex").unwrap();
-    let id = send_marked_with(&alice, &bob, "Mandate", "EU RESTRICTED", &annex);
+    let id = send_marked_with(alice, bob, "Mandate", "EU RESTRICTED", &annex);
     let approved = dir.path().join("approved");
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&approved).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
-    approve_export_dirs(&bob, &[&approved]);
+    approve_export_dirs(bob, &[&approved]);
     let victim = elsewhere.join("victim.txt");
     std::fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, approved.join("annex.pdf.label.json")).unwrap();
 
-    let out = save(&bob, id, &approved.join("annex.pdf"));
+    let out = save(bob, id, &approved.join("annex.pdf"));
     assert!(!out.status.success(), "the save followed the planted link");
     assert!(
         stderr(&out).contains("label file exists"),
@@ -186,7 +190,7 @@ fn a_first_sight_authority_pin_is_alerted() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::Server::start_with(&["--checkpoint-interval-secs", "1"]);
     let alice = server.device("alice");
-    let bob = server.device("bob");
+    let _bob = server.device("bob");
     let intruder = Officer::new(dir.path(), "intruder");
     server.admin(&["set", "accreditation-authority", &intruder.public]);
     for user in ["alice", "bob"] {
@@ -206,4 +210,34 @@ fn a_first_sight_authority_pin_is_alerted() {
     // Seen once, not at every sync.
     alice.sync();
     assert_eq!(count(&alice, "accreditation_authority_changed"), 1);
+}
+
+/// A member (any client: these are plain arguments) writes a subject with
+/// terminal controls and an annex name with a right-to-left override, so
+/// that an EU RESTRICTED letter shows as TLP:CLEAR and `mandate.exe` as a
+/// PDF. The text a device prints must carry none of them.
+#[test]
+fn a_member_cannot_forge_what_the_terminal_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, devices) = accredited(dir.path(), &["alice", "bob"]);
+    let [alice, bob] = &devices[..] else {
+        unreachable!()
+    };
+    let annex = dir.path().join("mandate\u{202E}fdp.exe");
+    std::fs::write(&annex, b"MZ").unwrap();
+    let subject = "\u{1b}[2K\r    1  [TLP:CLEAR] Lunch";
+    let id = send_marked_with(alice, bob, subject, "EU RESTRICTED", &annex);
+    for args in [
+        vec!["inbox".to_owned()],
+        vec!["read".to_owned(), id.to_string()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = bob.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        for bad in ['\u{1b}', '\r', '\u{202E}'] {
+            assert!(!text.contains(bad), "{args:?} printed {bad:?}: {text:?}");
+        }
+        assert!(text.contains("[EU RESTRICTED]"), "{text:?}");
+    }
 }
