@@ -242,7 +242,14 @@ impl Output {
                 return "no alerts".into();
             }
             list.iter()
-                .map(|a| format!("{}  {}  {}", rfc3339(a.at_ms), a.kind, a.detail))
+                .map(|a| {
+                    format!(
+                        "{}  {}  {}",
+                        rfc3339(a.at_ms),
+                        a.kind,
+                        shown(&a.detail, false)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         });
@@ -268,9 +275,9 @@ impl Output {
                 rfc3339(r.at_ms),
                 r.user,
                 r.device,
-                r.kind,
+                shown(r.kind.as_str(), false),
                 r.conversation.as_deref().unwrap_or("-"),
-                r.detail
+                shown(&r.detail, false)
             );
             if r.suppressed > 0 {
                 line.push_str(&format!("  (+{} not reported)", r.suppressed));
@@ -638,8 +645,9 @@ fn policy_line(ceiling: Option<&str>, known: bool, degraded: Option<&str>) -> St
     line
 }
 
-/// Text a member wrote (subject, body, annex name and type, conversation
-/// name), as the terminal may show it: control characters (escape
+/// Text a member or the server wrote (subject, body, annex name and type,
+/// conversation name, alert details, desk reports), as the terminal may
+/// show it: control characters (escape
 /// sequences, carriage returns) and bidirectional overrides become U+FFFD,
 /// so that no member redraws the marking, the sender or a file's type.
 /// `lines`: a body keeps its line breaks and tabs.

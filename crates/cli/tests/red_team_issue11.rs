@@ -241,3 +241,28 @@ fn a_member_cannot_forge_what_the_terminal_shows() {
         assert!(text.contains("[EU RESTRICTED]"), "{text:?}");
     }
 }
+
+/// The intruder edits the authority key in the server's database into
+/// terminal controls: the `accreditation_authority_changed` alert quotes
+/// what the server named, and `valise alerts` must not replay it.
+#[test]
+fn a_server_cannot_drive_the_terminal_through_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, devices) = accredited(dir.path(), &["alice"]);
+    let alice = &devices[0];
+    let forged = "\u{1b}]0;valise\u{7}\u{1b}[2K\rno alerts";
+    server
+        .db()
+        .execute(
+            "UPDATE accreditation_authority SET key = ?1 WHERE only = 1",
+            [forged],
+        )
+        .unwrap();
+    alice.sync();
+    assert_eq!(count(alice, "accreditation_authority_changed"), 1);
+    let out = alice.run(&["alerts"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for bad in ['\u{1b}', '\r', '\u{7}'] {
+        assert!(!text.contains(bad), "printed {bad:?}: {text:?}");
+    }
+}
