@@ -372,8 +372,8 @@ impl Output {
                     format!(
                         "\nAttachment {}: {} ({}, {} bytes)",
                         a.index,
-                        shown(&a.name, false),
-                        shown(&a.media_type, false),
+                        shown(a.name, false),
+                        shown(a.media_type, false),
                         a.size
                     )
                 })
