@@ -266,3 +266,58 @@ fn a_server_cannot_drive_the_terminal_through_an_alert() {
         assert!(!text.contains(bad), "printed {bad:?}: {text:?}");
     }
 }
+
+/// The hub withholds from a joiner the member's conversation record that
+/// carries the policy (an unnumbered message, so no gap shows): the
+/// joiner never learnt the ceiling, dropped every marked letter for good
+/// and blamed its sender with a `spillage` alert. A marked letter now
+/// carries the record, taken only if the group context holds its hash.
+#[test]
+fn a_withheld_policy_record_loses_no_letter_and_blames_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, devices) = accredited(dir.path(), &["alice", "bob"]);
+    let [alice, bob] = &devices[..] else {
+        unreachable!()
+    };
+    let conv = alice.json(&[
+        "conversation",
+        "create",
+        "--name",
+        "Mandate",
+        "--ceiling",
+        "EU RESTRICTED",
+        "--member",
+        &bob.user,
+    ])["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records: Vec<u64> = server
+        .pending(bob)
+        .iter()
+        .filter(|e| e["kind"] == "application")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "the one conversation record");
+    server.hook(
+        "drop",
+        serde_json::json!({ "device": bob.address(), "seqs": records }),
+    );
+    alice.json(&[
+        "send",
+        "--conversation",
+        &conv,
+        "--subject",
+        "Instructions",
+        "--body",
+        "b",
+        "--marking",
+        "EU RESTRICTED",
+    ]);
+    bob.sync();
+    assert_eq!(count(bob, "spillage"), 0, "{}", bob.json(&["alerts"]));
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1, "the letter was lost");
+    assert_eq!(inbox[0]["marking"], "EU RESTRICTED");
+    assert_eq!(bob.conversation(&conv)["ceiling"], "EU RESTRICTED");
+}

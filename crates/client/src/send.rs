@@ -324,6 +324,7 @@ impl Client {
             prev: None,
             root: None,
             attachments: Vec::new(),
+            policy: None,
         }
     }
 
