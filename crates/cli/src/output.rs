@@ -242,7 +242,14 @@ impl Output {
                 return "no alerts".into();
             }
             list.iter()
-                .map(|a| format!("{}  {}  {}", rfc3339(a.at_ms), a.kind, a.detail))
+                .map(|a| {
+                    format!(
+                        "{}  {}  {}",
+                        rfc3339(a.at_ms),
+                        a.kind,
+                        shown(&a.detail, false)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         });
@@ -268,9 +275,9 @@ impl Output {
                 rfc3339(r.at_ms),
                 r.user,
                 r.device,
-                r.kind,
+                shown(r.kind.as_str(), false),
                 r.conversation.as_deref().unwrap_or("-"),
-                r.detail
+                shown(&r.detail, false)
             );
             if r.suppressed > 0 {
                 line.push_str(&format!("  (+{} not reported)", r.suppressed));
@@ -333,7 +340,7 @@ impl Output {
                         rfc3339(l.sent_at_ms),
                         l.from.as_str(),
                         marking_prefix(&l.marking),
-                        l.subject
+                        shown(&l.subject, false)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -364,7 +371,10 @@ impl Output {
                 .map(|a| {
                     format!(
                         "\nAttachment {}: {} ({}, {} bytes)",
-                        a.index, a.name, a.media_type, a.size
+                        a.index,
+                        shown(a.name, false),
+                        shown(a.media_type, false),
+                        a.size
                     )
                 })
                 .collect();
@@ -375,8 +385,8 @@ impl Output {
                 to.join(", "),
                 rfc3339(l.sent_at_ms),
                 marking_prefix(&l.marking),
-                l.subject,
-                l.body
+                shown(&l.subject, false),
+                shown(&l.body, true)
             )
         });
     }
@@ -405,9 +415,9 @@ impl Output {
                         .collect::<Vec<_>>()
                         .join("\n");
                     let name = if c.name.is_empty() {
-                        "(no name)"
+                        "(no name)".to_owned()
                     } else {
-                        &c.name
+                        shown(&c.name, false)
                     };
                     let state = match (c.active, c.diverged) {
                         (false, _) => " [left]",
@@ -635,10 +645,45 @@ fn policy_line(ceiling: Option<&str>, known: bool, degraded: Option<&str>) -> St
     line
 }
 
+/// Text a member or the server wrote (subject, body, annex name and type,
+/// conversation name, alert details, desk reports), as the terminal may
+/// show it: control characters (escape
+/// sequences, carriage returns) and bidirectional overrides become U+FFFD,
+/// so that no member redraws the marking, the sender or a file's type.
+/// `lines`: a body keeps its line breaks and tabs.
+fn shown(text: &str, lines: bool) -> String {
+    text.chars()
+        .map(|c| {
+            let kept = lines && matches!(c, '\n' | '\t');
+            let bidi = matches!(c, '\u{61C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if !kept && (c.is_control() || bidi) {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn marking_prefix(m: &Option<Label>) -> String {
     m.as_ref().map(Label::subject_prefix).unwrap_or_default()
 }
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn members_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            shown("a\u{1b}[2K\rb\u{202E}c", false),
+            "a\u{FFFD}[2K\u{FFFD}b\u{FFFD}c"
+        );
+        assert_eq!(shown("l1\n\tl2\r", true), "l1\n\tl2\u{FFFD}");
+        assert_eq!(shown("Démarche\n", false), "Démarche\u{FFFD}");
+    }
 }

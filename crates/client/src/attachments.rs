@@ -386,12 +386,19 @@ impl Client {
         let partial = Partial::create(out)?;
         let outcome = self.download(&attachment, index, &partial.file).await;
         match outcome.and_then(|()| export(partial, out)) {
-            Ok(()) => Ok(Saved {
-                path: out.to_owned(),
-                size: attachment.size,
-                media_type: attachment.media_type,
-                label_file: self.record_export(letter_id, out)?,
-            }),
+            Ok(()) => {
+                // A restricted file never stays out without its label and
+                // its report.
+                let label_file = self.record_export(letter_id, out).inspect_err(|_| {
+                    let _ = std::fs::remove_file(out);
+                })?;
+                Ok(Saved {
+                    path: out.to_owned(),
+                    size: attachment.size,
+                    media_type: attachment.media_type,
+                    label_file,
+                })
+            }
             Err(e) => {
                 if let ClientError::Attachment(why) = &e {
                     self.engine.raise(

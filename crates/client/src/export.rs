@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::handling::Settings;
 use serde::Serialize;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use valise_proto::{ConversationId, Label, Marking, MessageId};
 
@@ -57,6 +58,11 @@ pub fn check(label: Option<&Label>, out: &Path, settings: &Settings) -> Result<(
     {
         return refuse("the output is a symbolic link");
     }
+    // The label file is written beside it: one already there (a link
+    // planted in a shared directory, say) would be followed or overwritten.
+    if label_path(out).symlink_metadata().is_ok() {
+        return refuse("its label file exists already");
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -94,12 +100,17 @@ pub fn label_path(out: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the label file beside `out` and returns its path.
+/// Writes the label file beside `out` and returns its path. It must be
+/// new: an existing file or link there is refused, never followed.
 pub fn write_label(out: &Path, file: &LabelFile) -> Result<PathBuf> {
     let path = label_path(out);
     let text = serde_json::to_string_pretty(file)
         .map_err(|e| ClientError::Invalid(format!("label file: {e}")))?;
-    std::fs::write(&path, text)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
         .map_err(|e| ClientError::Home(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
@@ -180,6 +191,9 @@ mod tests {
             std::os::unix::fs::symlink(elsewhere.join("x.pdf"), &link).unwrap();
             assert!(check(Some(&eur), &link, &settings).is_err());
         }
+        // A label file (or a link) already beside the output: refused.
+        std::fs::write(approved.join("b.pdf.label.json"), "{}").unwrap();
+        assert!(check(Some(&eur), &approved.join("b.pdf"), &settings).is_err());
         // Lower markings and unmarked letters go anywhere.
         for ok in [None, Some(l("TLP:AMBER+STRICT")), Some(l("LIMITE"))] {
             assert!(check(ok.as_ref(), &elsewhere.join("a"), &settings).is_ok());
@@ -201,6 +215,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(path, dir.path().join("annex.pdf.label.json"));
+        // Never over an existing one.
+        let again = LabelFile {
+            label: "x".into(),
+            letter: MessageId::from_bytes([1; 16]),
+            conversation: ConversationId::from_bytes([2; 16]),
+            exported_at_ms: 0,
+        };
+        assert!(write_label(&out, &again).is_err());
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["label"], "EU RESTRICTED//REL TO CZE");

@@ -333,6 +333,7 @@ impl Client {
             prev: None,
             root: None,
             attachments: Vec::new(),
+            policy: None,
         }
     }
 

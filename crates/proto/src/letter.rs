@@ -100,6 +100,12 @@ pub struct Letter {
     /// The attachments: each an encrypted blob (see [`crate::blob`]).
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
+    /// A marked letter's conversation policy record, as the sender holds
+    /// it: a receiver that does not hold the record (the server withheld
+    /// the member's `ConversationMeta`) takes it from here if the group
+    /// context holds its hash, instead of refusing an admissible letter.
+    #[serde(rename = "cp", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
 }
 
 /// Bytes carried as a CBOR byte string (not an array of numbers).
@@ -344,6 +350,7 @@ mod tests {
             prev: Some(EpochCount { epoch: 3, last: 7 }),
             root: None,
             attachments: vec![],
+            policy: None,
         }
     }
 

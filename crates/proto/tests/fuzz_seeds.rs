@@ -153,6 +153,7 @@ fn letter_with_root() -> Payload {
         prev: Some(EpochCount { epoch: 1, last: 3 }),
         root: Some(RootBytes(lookup[..SIGNED_ROOT_LEN].to_vec())),
         attachments: vec![],
+        policy: None,
     })
 }
 

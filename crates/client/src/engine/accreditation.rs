@@ -53,10 +53,30 @@ impl Engine {
         let mut pin = self.home.authority_pin()?;
         let named = named.map(str::to_ascii_lowercase);
         if pin.pinned.is_none() && !pin.changed {
-            if named.is_some() {
-                return self.pin_authority(named.as_deref(), None);
-            }
-            return Ok(());
+            let Some(key) = named.as_deref() else {
+                return Ok(());
+            };
+            // Trust on first use, but seen: an administrator (or whoever
+            // holds the server) naming its own key would otherwise accredit
+            // whom it likes on every device that enrolled before the
+            // officer's key was set.
+            let fingerprint = AuthorityKey::parse(key)
+                .map_err(|e| {
+                    ClientError::Protocol(format!("the accreditation authority key: {e}"))
+                })?
+                .fingerprint_hex();
+            let detail = format!(
+                "the server names an accreditation authority for the first time (fingerprint                  {fingerprint}) and this device pinned it: check the fingerprint with your                  security officer"
+            );
+            return self.transaction(|| {
+                self.pin_authority(Some(key), None)?;
+                self.raise(
+                    AlertKind::AccreditationAuthorityChanged,
+                    None,
+                    &detail,
+                    None,
+                )
+            });
         }
         if named == pin.pinned {
             if pin.changed {

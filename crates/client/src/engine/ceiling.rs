@@ -218,16 +218,20 @@ impl Engine {
         self.check_members_accredited(conv, members)
     }
 
-    /// The ceiling the home holds for `conv` (no group needed).
-    fn known_ceiling(&self, conv: &ConversationId) -> Result<Option<Label>> {
+    /// The policy record the home holds for `conv`, if any.
+    pub(crate) fn policy_record(&self, conv: &ConversationId) -> Result<Option<PolicyRecord>> {
         self.row(conv)?
             .policy
             .map(|bytes| {
                 PolicyRecord::decode(&bytes)
-                    .map(|r| r.ceiling().clone())
                     .map_err(|e| ClientError::Home(format!("stored policy record: {e}")))
             })
             .transpose()
+    }
+
+    /// The ceiling the home holds for `conv` (no group needed).
+    fn known_ceiling(&self, conv: &ConversationId) -> Result<Option<Label>> {
+        Ok(self.policy_record(conv)?.map(|r| r.ceiling().clone()))
     }
 
     /// Degrades `conv` (and alerts, once) while a member device is not

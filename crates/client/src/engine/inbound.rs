@@ -412,6 +412,15 @@ impl Engine {
             self.count_received(conv, epoch, sender, *n.seq, *n.prev)?;
             self.check_root(Some(conv), n.root.as_ref().map_or(&[], |r| &r.0))?;
         }
+        // A marked letter carries the policy record: taken (if the group
+        // context holds its hash) before the letter is checked against it.
+        if let Payload::Letter(Letter {
+            policy: Some(record),
+            ..
+        }) = &payload
+        {
+            self.receive_policy(conv, sender, record)?;
+        }
         // An id seen before in a new MLS message: sent again by its sender
         // (after a fork): one copy is kept.
         match payload {

@@ -248,6 +248,11 @@ impl Engine {
             .last_accepted_before(conv, &self.me.device, epoch)?;
         *n.root = (!stamp.is_empty()).then(|| RootBytes(stamp.to_vec()));
         let seq = *n.seq;
+        if let Payload::Letter(l) = &mut payload
+            && l.marking.is_some()
+        {
+            l.policy = self.policy_record(conv)?;
+        }
         let letter_id = match &payload {
             Payload::Letter(l) => Some(l.message_id),
             _ => None,

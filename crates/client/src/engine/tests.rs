@@ -298,6 +298,7 @@ fn letter(subject: &str) -> Letter {
         prev: None,
         root: None,
         attachments: vec![],
+        policy: None,
     }
 }
 

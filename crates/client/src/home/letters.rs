@@ -110,6 +110,7 @@ impl LetterView {
             prev: None,
             root: None,
             attachments: self.attachments.clone(),
+            policy: None,
         }
     }
 }
