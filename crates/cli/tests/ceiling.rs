@@ -23,6 +23,18 @@ use valise_proto::{ConversationId, Label};
 /// A client modified to skip the marking checks (accreditation, ceiling).
 const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
 
+/// Alice, bob and carol on `server`, in a conversation alice made with
+/// `ceiling` and the others have joined; its id last.
+fn three_in_a_cell(server: &Server, name: &str, ceiling: &str) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.create_with_ceiling(name, &["bob", "carol"], ceiling);
+    bob.sync();
+    carol.sync();
+    (alice, bob, carol, conv)
+}
+
 /// Runs `f` on the device's client in this process: a modified client.
 fn rogue<T>(dev: &Device, f: impl AsyncFnOnce(&mut Client) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -210,12 +222,7 @@ fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_i
 #[test]
 fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = alice.create_with_ceiling("Open cell", &["bob", "carol"], "TLP:CLEAR");
-    bob.sync();
-    carol.sync();
+    let (alice, bob, carol, conv) = three_in_a_cell(&server, "Open cell", "TLP:CLEAR");
     let out = alice.run_env(
         &[
             "send",
@@ -247,12 +254,7 @@ fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
 #[test]
 fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = alice.create_with_ceiling("Cell", &["bob", "carol"], "TLP:GREEN");
-    bob.sync();
-    carol.sync();
+    let (alice, bob, carol, conv) = three_in_a_cell(&server, "Cell", "TLP:GREEN");
     let marked = alice.try_send_marked_in(&conv, "Before", "TLP:GREEN");
     assert_ok(&marked);
 

@@ -155,10 +155,7 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
         .unwrap();
     assert_refused(&out, "not signed by");
     let forged = std::fs::read(&forged_file).unwrap();
-    server.hook(
-        "attestation",
-        json!({"user": addr("bob"), "attestation": base64(&forged)}),
-    );
+    plant_attestation(&server, "bob", &forged);
     let out = alice.try_send_marked_to(&["bob"], "s1", "EU RESTRICTED");
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -174,10 +171,7 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
 
     // It replays an attestation the officer signed for bob, expired.
     let expired = so.sign("bob", "EU RESTRICTED", 1_700_000_000);
-    server.hook(
-        "attestation",
-        json!({"user": addr("bob"), "attestation": base64(&expired)}),
-    );
+    plant_attestation(&server, "bob", &expired);
     let out = alice.try_send_marked_to(&["bob"], "s2", "EU RESTRICTED");
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -309,7 +303,13 @@ fn the_owner_is_told_of_an_attestation_published_on_their_account() {
     assert!(told[0].contains("accreditation attestation"), "{}", told[0]);
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// The intruder's hook: the server serves `attestation` as `user`'s,
+/// past the administrator's checks.
+fn plant_attestation(server: &Server, user: &str, attestation: &[u8]) {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    let attestation = base64::engine::general_purpose::STANDARD.encode(attestation);
+    server.hook(
+        "attestation",
+        json!({"user": addr(user), "attestation": attestation}),
+    );
 }
