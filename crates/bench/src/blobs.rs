@@ -11,12 +11,12 @@
 //! * what a 100 KiB attachment adds to `send` (p50 over `--letters` sends
 //!   with and without one, both ways).
 
-use crate::{Args, PASSPHRASE, invite, probe, runtime};
+use crate::{Args, PASSPHRASE, Site, enroll, probe, runtime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use valise_client::{Client, Draft, Enrollment, Passphrase};
+use valise_client::{Draft, Passphrase};
 use valise_proto::UserId;
 use valise_proto::blob::{BlobKey, Sealer};
 
@@ -44,29 +44,20 @@ pub fn run(args: &Args, size_mib: u64, work: &Path) -> Result<()> {
     let seal_only = seal_only(size)?;
     eprintln!("sealing alone: {seal_only:.0} MB/s");
     let rt = runtime()?;
-    let ca_pem = std::fs::read_to_string(args.data.join("tls").join("ca.pem"))
-        .context("reading the server's tls/ca.pem")?;
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(args.data.join("config.json")).context("reading config.json")?,
-    )?;
-    let domain = config["domain"]
-        .as_str()
-        .context("config.json has no domain")?;
+    let Site { ca_pem, domain } = Site::read(args)?;
     let passphrase = Passphrase::new(PASSPHRASE.into());
     let tag = std::process::id();
     let mut devices = Vec::new();
     for name in ["alice", "bob"] {
         let user = UserId::parse(&format!("blobs{tag}{name}@{domain}"))?;
-        let code = invite(args, &user)?;
-        let e = Enrollment {
-            server: &args.server,
-            ca_pem: &ca_pem,
-            user: &user,
-            code: &code,
-            directory_key: None,
-            authority_fingerprint: None,
-        };
-        devices.push(rt.block_on(Client::enroll(&work.join(name), &passphrase, e))?);
+        devices.push(enroll(
+            &rt,
+            args,
+            &ca_pem,
+            &user,
+            &work.join(name),
+            &passphrase,
+        )?);
     }
     let (mut alice, mut bob) = (devices.remove(0), devices.remove(0));
     let bob_user = bob.me().user.clone();

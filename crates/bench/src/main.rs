@@ -294,15 +294,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// One measurement; `tag` makes its users' names unique on the server.
 fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
     let rt = runtime()?;
-    let ca_pem = std::fs::read_to_string(args.data.join("tls").join("ca.pem"))
-        .context("reading the server's tls/ca.pem")?;
-    let domain: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(args.data.join("config.json")).context("reading config.json")?,
-    )?;
-    let domain = domain["domain"]
-        .as_str()
-        .context("config.json has no domain")?
-        .to_owned();
+    let Site { ca_pem, domain } = Site::read(args)?;
     let passphrase = Passphrase::new(PASSPHRASE.into());
 
     eprintln!("enrolling {} users…", args.users);
@@ -324,17 +316,8 @@ fn run(args: &Args, work: &Path, tag: &str) -> Result<Report> {
     let mut clients = Vec::new();
     for i in 0..full {
         let user = UserId::parse(&format!("bench{tag}u{i}@{domain}"))?;
-        let code = invite(args, &user)?;
         let home = work.join(format!("u{i}"));
-        let e = Enrollment {
-            server: &args.server,
-            ca_pem: &ca_pem,
-            user: &user,
-            code: &code,
-            directory_key: None,
-            authority_fingerprint: None,
-        };
-        clients.push(rt.block_on(Client::enroll(&home, &passphrase, e))?);
+        clients.push(enroll(&rt, args, &ca_pem, &user, &home, &passphrase)?);
     }
     let members: Vec<UserId> = clients[1..]
         .iter()
@@ -605,6 +588,51 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// What a measurement needs from the server's data folder: the CA that
+/// signed its TLS certificate and its mail domain (users' names end in it).
+struct Site {
+    ca_pem: String,
+    domain: String,
+}
+
+impl Site {
+    fn read(args: &Args) -> Result<Self> {
+        let ca_pem = std::fs::read_to_string(args.data.join("tls").join("ca.pem"))
+            .context("reading the server's tls/ca.pem")?;
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(args.data.join("config.json"))
+                .context("reading config.json")?,
+        )?;
+        let domain = config["domain"]
+            .as_str()
+            .context("config.json has no domain")?
+            .to_owned();
+        Ok(Self { ca_pem, domain })
+    }
+}
+
+/// Invites `user` and enrols a real device for it at `home`, as every
+/// measurement that drives full clients does.
+fn enroll(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    ca_pem: &str,
+    user: &UserId,
+    home: &Path,
+    passphrase: &Passphrase,
+) -> Result<Client> {
+    let code = invite(args, user)?;
+    let e = Enrollment {
+        server: &args.server,
+        ca_pem,
+        user,
+        code: &code,
+        directory_key: None,
+        authority_fingerprint: None,
+    };
+    Ok(rt.block_on(Client::enroll(home, passphrase, e))?)
 }
 
 /// Mints an invite code with the server's own admin command.

@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use valise_client::home::mail::{FolderEntry, MailFlags};
+use valise_client::home::mail::{FolderEntry, FolderState, MailFlags};
 
 /// A session without a command for this long is closed (RFC 3501: at
 /// least 30 minutes; IDLE clients re-issue every 29).
@@ -506,22 +506,14 @@ impl Session {
         read_only: bool,
     ) -> Status<'static> {
         self.selected = None;
-        let name = mailbox_name(mailbox);
         let client = self.ctx.device.client().await;
-        let folder = match folders::find(&client, &name) {
-            Ok(Some(f)) => f,
+        let opened = open_folder(&client, mailbox);
+        drop(client);
+        let (folder, state, entries) = match opened {
+            Ok(Some(x)) => x,
             Ok(None) => return no(tag, "no such folder"),
             Err(e) => return self.failed(tag, &e),
         };
-        let state = match client.home().index_folder(&folder.key(), folder.filter()) {
-            Ok(s) => s,
-            Err(e) => return self.failed(tag, &e),
-        };
-        let entries = match client.home().folder_entries(&folder.key()) {
-            Ok(e) => e,
-            Err(e) => return self.failed(tag, &e),
-        };
-        drop(client);
         let flags = vec![
             Flag::Seen,
             Flag::Flagged,
@@ -673,22 +665,14 @@ impl Session {
         mailbox: &Mailbox<'static>,
         names: &[StatusDataItemName],
     ) -> Status<'static> {
-        let name = mailbox_name(mailbox);
         let client = self.ctx.device.client().await;
-        let folder = match folders::find(&client, &name) {
-            Ok(Some(f)) => f,
+        let opened = open_folder(&client, mailbox);
+        drop(client);
+        let (_, state, entries) = match opened {
+            Ok(Some(x)) => x,
             Ok(None) => return no(tag, "no such folder"),
             Err(e) => return self.failed(tag, &e),
         };
-        let home = client.home();
-        let (state, entries) = match home
-            .index_folder(&folder.key(), folder.filter())
-            .and_then(|s| Ok((s, home.folder_entries(&folder.key())?)))
-        {
-            Ok(x) => x,
-            Err(e) => return self.failed(tag, &e),
-        };
-        drop(client);
         let items: Vec<StatusDataItem> = names
             .iter()
             .filter_map(|n| match n {
@@ -782,15 +766,11 @@ impl Session {
         let Some(sel) = &mut self.selected else {
             return;
         };
-        let key = sel.folder.key();
         let client = self.ctx.device.client().await;
-        let fresh = client
-            .home()
-            .index_folder(&key, sel.folder.filter())
-            .and_then(|_| client.home().folder_entries(&key));
+        let fresh = listing(&client, &sel.folder);
         drop(client);
         match fresh {
-            Ok(entries) => {
+            Ok((_, entries)) => {
                 let known = sel.entries.last().map_or(0, |e| e.uid);
                 let new: Vec<FolderEntry> = entries.into_iter().filter(|e| e.uid > known).collect();
                 if !new.is_empty() {
@@ -977,6 +957,31 @@ fn atom(s: &'static str) -> imap_next::imap_types::core::Atom<'static> {
 }
 
 /// A mailbox's name as the client sent it (INBOX in any case is INBOX).
+/// The folder a client names, with its UIDs brought up to date: what
+/// SELECT, EXAMINE and STATUS all start from. `None`: no such folder.
+fn open_folder(
+    client: &valise_client::Client,
+    mailbox: &Mailbox<'_>,
+) -> valise_client::Result<Option<(Folder, FolderState, Vec<FolderEntry>)>> {
+    let Some(folder) = folders::find(client, &mailbox_name(mailbox))? else {
+        return Ok(None);
+    };
+    let (state, entries) = listing(client, &folder)?;
+    Ok(Some((folder, state, entries)))
+}
+
+/// Indexes `folder`'s letters (new ones get the next UIDs), then lists
+/// them; the index must come first or new letters would be missed.
+fn listing(
+    client: &valise_client::Client,
+    folder: &Folder,
+) -> valise_client::Result<(FolderState, Vec<FolderEntry>)> {
+    let key = folder.key();
+    let home = client.home();
+    let state = home.index_folder(&key, folder.filter())?;
+    Ok((state, home.folder_entries(&key)?))
+}
+
 fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
     match mailbox {
         Mailbox::Inbox => "INBOX".to_owned(),

@@ -56,13 +56,7 @@ fn a3_a_key_not_in_the_directory_is_refused() {
             .alert_kinds()
             .contains(&"key_not_in_directory".to_owned())
     );
-    assert!(
-        alice
-            .json(&["conversation", "list"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(alice.conversations().is_empty());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{Device, Server, addr};
+use common::{Device, Server, addr, assert_ok, contains};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,23 @@ fn send_with(from: &Device, to: &Device, subject: &str, files: &[&Path]) -> i64 
         .unwrap()
 }
 
+/// `send` to bob of one letter (body "x") with `file` attached, for the
+/// sends a test kills or expects refused; `--json` is the caller's.
+fn send_attached<'a>(bob: &'a str, subject: &'a str, file: &'a Path) -> [&'a str; 9] {
+    let file = file.to_str().unwrap();
+    [
+        "send",
+        "--to",
+        bob,
+        "--subject",
+        subject,
+        "--body",
+        "x",
+        "--attach",
+        file,
+    ]
+}
+
 fn save(bob: &Device, id: i64, n: usize, out: &Path) -> std::process::Output {
     bob.run(&[
         "save",
@@ -106,11 +123,7 @@ fn two_annexes_travel_and_nothing_of_them_reaches_the_server() {
     for (n, source) in [(1, &first), (2, &second)] {
         let target = out.join(format!("{n}.out"));
         let saved = save(&bob, id, n, &target);
-        assert!(
-            saved.status.success(),
-            "{}",
-            String::from_utf8_lossy(&saved.stderr)
-        );
+        assert_ok(&saved);
         assert_eq!(
             std::fs::read(&target).unwrap(),
             std::fs::read(source).unwrap()
@@ -128,7 +141,7 @@ fn two_annexes_travel_and_nothing_of_them_reaches_the_server() {
         scanned += 1;
         for canary in ["CANARYNAME", "CANARYCONTENT", "annex-b"] {
             assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                !contains(&bytes, canary.as_bytes()),
                 "{canary} found in {}",
                 file.display()
             );
@@ -237,18 +250,13 @@ fn limits_refuse_before_a_byte_is_stored() {
     let bob = server.device("bob");
     let dir = server.dir.path();
     let huge = make_file(dir, "huge.bin", 4 << 20, 1);
-    let out = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "Too big",
-        "--body",
-        "x",
-        "--attach",
-        huge.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = alice.run(
+        &[
+            &send_attached(&addr("bob"), "Too big", &huge)[..],
+            &["--json"],
+        ]
+        .concat(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("payload_too_large"));
     // 413 before any byte: no blob recorded, no file.
@@ -265,18 +273,13 @@ fn limits_refuse_before_a_byte_is_stored() {
     // The quota: alice's second 2 MiB blob is over her 3 MiB; bob's is not.
     let mid = make_file(dir, "mid.bin", 2 << 20, 2);
     send_with(&alice, &bob, "First", &[&mid]);
-    let refused = alice.run(&[
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "Second",
-        "--body",
-        "x",
-        "--attach",
-        mid.to_str().unwrap(),
-        "--json",
-    ]);
+    let refused = alice.run(
+        &[
+            &send_attached(&addr("bob"), "Second", &mid)[..],
+            &["--json"],
+        ]
+        .concat(),
+    );
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -325,17 +328,8 @@ fn kill9_story(size: usize, kills: usize) {
     let bob = server.device("bob");
     let dir = server.dir.path();
     let big = make_file(dir, "big.bin", size, 5);
-    let send = [
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "Large annex",
-        "--body",
-        "x",
-        "--attach",
-        big.to_str().unwrap(),
-    ];
+    let bob_addr = addr("bob");
+    let send = send_attached(&bob_addr, "Large annex", &big);
     let mut seen = 0;
     let mut killed = 0;
     for i in 0..kills {
@@ -361,11 +355,7 @@ fn kill9_story(size: usize, kills: usize) {
     let id = bob.inbox()[0]["id"].as_i64().unwrap();
     let target = dir.join("big.out");
     let saved = save(&bob, id, 1, &target);
-    assert!(
-        saved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&saved.stderr)
-    );
+    assert_ok(&saved);
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&big).unwrap());
 }
 
@@ -390,17 +380,8 @@ fn a_source_changed_before_resume_gets_a_new_key_and_blob() {
     let bob = server.device("bob");
     let dir = server.dir.path();
     let big = make_file(dir, "draft.bin", 40 << 20, 6);
-    let send = [
-        "send",
-        "--to",
-        &addr("bob"),
-        "--subject",
-        "Changed",
-        "--body",
-        "x",
-        "--attach",
-        big.to_str().unwrap(),
-    ];
+    let bob_addr = addr("bob");
+    let send = send_attached(&bob_addr, "Changed", &big);
     assert!(kill_after_progress(&alice, &server, &send, 0).is_some());
     // The file changes while the client is down.
     let changed = make_file(dir, "draft.bin", 40 << 20, 8);

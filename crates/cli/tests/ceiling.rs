@@ -11,8 +11,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::officer::{Officer, publish, server_with};
-use common::{Device, PASSPHRASE, Server, addr, settle};
+use common::officer::officer_and_server;
+use common::{
+    Device, PASSPHRASE, Server, addr, assert_no_fork, assert_ok, assert_refused, contains, settle,
+    stderr,
+};
 use serde_json::Value;
 use valise_client::{Client, Passphrase};
 use valise_proto::{ConversationId, Label};
@@ -20,37 +23,16 @@ use valise_proto::{ConversationId, Label};
 /// A client modified to skip the marking checks (accreditation, ceiling).
 const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
 
-/// `conversation create` with a ceiling; its id.
-fn create_with_ceiling(dev: &Device, name: &str, members: &[&str], ceiling: &str) -> String {
-    let members: Vec<String> = members.iter().map(|m| addr(m)).collect();
-    let mut args = vec![
-        "conversation",
-        "create",
-        "--name",
-        name,
-        "--ceiling",
-        ceiling,
-    ];
-    for m in &members {
-        args.extend(["--member", m.as_str()]);
-    }
-    dev.json(&args)["conversation"].as_str().unwrap().to_owned()
-}
-
-/// Sends a marked letter in a conversation; the command's output.
-fn send_marked(dev: &Device, conv: &str, subject: &str, marking: &str) -> std::process::Output {
-    dev.run(&[
-        "send",
-        "--conversation",
-        conv,
-        "--subject",
-        subject,
-        "--body",
-        "body",
-        "--marking",
-        marking,
-        "--json",
-    ])
+/// Alice, bob and carol on `server`, in a conversation alice made with
+/// `ceiling` and the others have joined; its id last.
+fn three_in_a_cell(server: &Server, name: &str, ceiling: &str) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.create_with_ceiling(name, &["bob", "carol"], ceiling);
+    bob.sync();
+    carol.sync();
+    (alice, bob, carol, conv)
 }
 
 /// Runs `f` on the device's client in this process: a modified client.
@@ -89,29 +71,17 @@ fn server_bytes(server: &Server) -> Vec<u8> {
     all
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A conversation made with a ceiling: every member holds it, letters
 /// within it go, letters above it are refused at the sender, and the hub
 /// holds only the policy's salted hash, never the ceiling (NO-PLAINTEXT).
 #[test]
 fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
     // EU RESTRICTED covers TLP:AMBER, not TLP:RED nor AMBER+STRICT.
-    for user in ["alice", "bob"] {
-        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
-    }
-    let conv = create_with_ceiling(&alice, "Sanctions cell", &["bob"], "TLP:AMBER");
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
+    let conv = alice.create_with_ceiling("Sanctions cell", &["bob"], "TLP:AMBER");
     assert_eq!(bob.sync()["joined"], 1);
     for dev in [&alice, &bob] {
         let c = dev.conversation(&conv);
@@ -123,15 +93,14 @@ fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
     }
 
     // Within the ceiling: sent and read.
-    let ok = send_marked(&alice, &conv, "Within", "TLP:GREEN");
-    assert!(ok.status.success(), "{}", stderr(&ok));
-    let ok = send_marked(&bob, &conv, "At the ceiling", "TLP:AMBER");
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    let ok = alice.try_send_marked_in(&conv, "Within", "TLP:GREEN");
+    assert_ok(&ok);
+    let ok = bob.try_send_marked_in(&conv, "At the ceiling", "TLP:AMBER");
+    assert_ok(&ok);
     // Above it: refused at the sender, nothing leaves.
     for above in ["TLP:RED", "LIMITE", "TLP:AMBER+STRICT"] {
-        let refused = send_marked(&alice, &conv, "Above", above);
-        assert!(!refused.status.success(), "{above} was sent");
-        assert!(stderr(&refused).contains("above"), "{}", stderr(&refused));
+        let refused = alice.try_send_marked_in(&conv, "Above", above);
+        assert_refused(&refused, "above");
     }
     assert_eq!(bob.sync()["new_letters"], 1);
     assert_eq!(alice.sync()["new_letters"], 1);
@@ -170,15 +139,11 @@ fn a_ceiling_is_held_by_every_member_enforced_and_unknown_to_the_hub() {
 /// person is removed.
 #[test]
 fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_into() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
-    for user in ["alice", "bob"] {
-        publish(&server, &so.accredit(user, "EU RESTRICTED", None));
-    }
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
     let refused = |out: std::process::Output, device: &str| {
         assert!(!out.status.success());
         let err = stderr(&out);
@@ -200,13 +165,7 @@ fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_i
         ]),
         &carol.address(),
     );
-    assert!(
-        alice
-            .json(&["conversation", "list"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(alice.conversations().is_empty());
     // An unknown marking is no ceiling at all.
     let unknown = alice.run(&[
         "conversation",
@@ -220,18 +179,18 @@ fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_i
     ]);
     assert!(!unknown.status.success());
 
-    let conv = create_with_ceiling(&alice, "Restricted cell", &["bob"], "EU RESTRICTED");
+    let conv = alice.create_with_ceiling("Restricted cell", &["bob"], "EU RESTRICTED");
     bob.sync();
     refused(
         alice.run(&["conversation", "add", &conv, &addr("carol")]),
         &carol.address(),
     );
-    let ok = send_marked(&alice, &conv, "Restricted", "EU RESTRICTED");
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    let ok = alice.try_send_marked_in(&conv, "Restricted", "EU RESTRICTED");
+    assert_ok(&ok);
 
     // Bob's modified client adds carol anyway.
     let out = bob.run_env(&["conversation", "add", &conv, &addr("carol")], MODIFIED);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     settle(&[&alice, &bob, &carol]);
     assert!(
         alice
@@ -242,26 +201,17 @@ fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_i
     );
     let c = alice.conversation(&conv);
     assert!(c["degraded"].as_str().unwrap().starts_with("member"), "{c}");
-    let auth: Vec<Value> = [&alice, &bob, &carol]
-        .iter()
-        .map(|d| d.conversation(&conv)["authenticator"].clone())
-        .collect();
-    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
-    let refused_send = send_marked(&alice, &conv, "While carol is in", "EU RESTRICTED");
-    assert!(!refused_send.status.success());
-    assert!(
-        stderr(&refused_send).contains("degraded"),
-        "{}",
-        stderr(&refused_send)
-    );
+    assert_no_fork(&[&alice, &bob, &carol], &conv);
+    let refused_send = alice.try_send_marked_in(&conv, "While carol is in", "EU RESTRICTED");
+    assert_refused(&refused_send, "degraded");
     // Carol never got a marked letter of the conversation.
     assert!(carol.subjects().is_empty(), "{:?}", carol.subjects());
 
     // Removed: whole again.
     alice.ok(&["conversation", "remove", &conv, &addr("carol")]);
     assert_eq!(alice.conversation(&conv)["degraded"], Value::Null);
-    let ok = send_marked(&alice, &conv, "After carol", "EU RESTRICTED");
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    let ok = alice.try_send_marked_in(&conv, "After carol", "EU RESTRICTED");
+    assert_ok(&ok);
     bob.sync();
     assert_eq!(bob.conversation(&conv)["degraded"], Value::Null);
     assert!(bob.subjects().contains(&"After carol".to_owned()));
@@ -272,12 +222,7 @@ fn unaccredited_members_are_refused_and_degrade_a_conversation_they_are_forced_i
 #[test]
 fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = create_with_ceiling(&alice, "Open cell", &["bob", "carol"], "TLP:CLEAR");
-    bob.sync();
-    carol.sync();
+    let (alice, bob, carol, conv) = three_in_a_cell(&server, "Open cell", "TLP:CLEAR");
     let out = alice.run_env(
         &[
             "send",
@@ -292,7 +237,7 @@ fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
         ],
         MODIFIED,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     alice.send_in(&conv, "Plain", "An unmarked letter still goes.");
     for dev in [&bob, &carol] {
         let r = dev.sync();
@@ -309,14 +254,9 @@ fn a_letter_above_the_ceiling_stays_sealed_with_a_spillage_alert() {
 #[test]
 fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = create_with_ceiling(&alice, "Cell", &["bob", "carol"], "TLP:GREEN");
-    bob.sync();
-    carol.sync();
-    let marked = send_marked(&alice, &conv, "Before", "TLP:GREEN");
-    assert!(marked.status.success(), "{}", stderr(&marked));
+    let (alice, bob, carol, conv) = three_in_a_cell(&server, "Cell", "TLP:GREEN");
+    let marked = alice.try_send_marked_in(&conv, "Before", "TLP:GREEN");
+    assert_ok(&marked);
 
     rogue(&carol, async |c| {
         c.rogue_set_ceiling(&conv_id(&conv), label("TLP:RED"))
@@ -343,24 +283,15 @@ fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
         );
     }
     settle(&[&alice, &bob, &carol]);
-    let auth: Vec<Value> = [&alice, &bob, &carol]
-        .iter()
-        .map(|d| d.conversation(&conv)["authenticator"].clone())
-        .collect();
-    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+    assert_no_fork(&[&alice, &bob, &carol], &conv);
     assert_eq!(
         alice.conversation(&conv)["epoch"],
         carol.conversation(&conv)["epoch"]
     );
 
     // Degraded: marked letters are refused, unmarked ones still go.
-    let refused = send_marked(&bob, &conv, "After", "TLP:GREEN");
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("degraded"),
-        "{}",
-        stderr(&refused)
-    );
+    let refused = bob.try_send_marked_in(&conv, "After", "TLP:GREEN");
+    assert_refused(&refused, "degraded");
     bob.send_in(&conv, "Unmarked", "still fine");
     assert_eq!(alice.sync()["new_letters"], 1);
 }
@@ -370,21 +301,17 @@ fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
 /// client's unit tests: this server has one domain.)
 #[test]
 fn forwards_and_replies_keep_the_marking() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
-    for user in ["alice", "bob"] {
-        publish(&server, &so.accredit(user, "TLP:RED", None));
-    }
+    so.accredit_all(&server, &["alice", "bob"], "TLP:RED");
     let source = alice.create("Source", &["bob"]);
-    let green = create_with_ceiling(&alice, "Green", &["bob"], "TLP:GREEN");
+    let green = alice.create_with_ceiling("Green", &["bob"], "TLP:GREEN");
     let open = alice.create("Open", &["bob"]);
     bob.sync();
     for (subject, marking) in [("Red one", "TLP:RED"), ("Amber one", "TLP:AMBER")] {
-        let out = send_marked(&bob, &source, subject, marking);
-        assert!(out.status.success(), "{}", stderr(&out));
+        let out = bob.try_send_marked_in(&source, subject, marking);
+        assert_ok(&out);
     }
     alice.sync();
     let inbox = alice.inbox();
@@ -398,12 +325,10 @@ fn forwards_and_replies_keep_the_marking() {
 
     // TLP:RED: never, not even to the same people.
     let out = alice.run(&["forward", &red, "--conversation", &open]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("TLP:RED"), "{}", stderr(&out));
+    assert_refused(&out, "TLP:RED");
     // Above the target's ceiling: refused.
     let out = alice.run(&["forward", &amber, "--conversation", &green]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("above"), "{}", stderr(&out));
+    assert_refused(&out, "above");
     // Within the rules: a new letter with the original and its marking.
     alice.json(&["forward", &amber, "--conversation", &open]);
     assert_eq!(bob.sync()["new_letters"], 1);
@@ -419,12 +344,7 @@ fn forwards_and_replies_keep_the_marking() {
     let reply = alice.json(&["reply", &amber, "--body", "Noted."]);
     assert!(reply["id"].is_i64());
     let lowered = alice.run(&["reply", &amber, "--body", "x", "--marking", "TLP:GREEN"]);
-    assert!(!lowered.status.success());
-    assert!(
-        stderr(&lowered).contains("never lower"),
-        "{}",
-        stderr(&lowered)
-    );
+    assert_refused(&lowered, "never lower");
     alice.json(&["reply", &amber, "--body", "Raised.", "--marking", "TLP:RED"]);
     bob.sync();
     let markings: Vec<Value> = bob

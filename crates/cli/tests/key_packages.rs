@@ -58,27 +58,10 @@ const EIGHTY_DAYS_AGO: &str = "-6912000000";
 /// packages are made at that time), then syncs it with the real clock.
 fn enrolled_in_the_past(server: &Server, user: &str, offset_ms: &str) -> common::Device {
     let code = server.invite(user);
-    let dev = common::Device {
-        home: server.dir.path().join(format!("home-{user}-past")),
-        user: addr(user),
-        link_code: None,
-    };
-    let out = dev.run_env(
-        &[
-            "enroll",
-            &server.url,
-            &dev.user,
-            &code,
-            "--ca",
-            server.ca().to_str().unwrap(),
-        ],
-        &[("VALISE_TEST_CLOCK_OFFSET_MS", offset_ms)],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let home = server.dir.path().join(format!("home-{user}-past"));
+    let clock = [("VALISE_TEST_CLOCK_OFFSET_MS", offset_ms)];
+    let (dev, out) = server.try_enroll(home, user, &code, &[], &clock);
+    common::assert_ok(&out);
     dev
 }
 

@@ -10,42 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::officer::{Officer, offline, publish, server_with};
-use common::{Device, Server, addr, files};
+use common::officer::{Officer, officer_and_server, offline, publish};
+use common::{Server, addr, assert_ok, assert_refused, contains, files, stderr};
 use serde_json::json;
 use std::process::Command;
 use valise_proto::audit::{Action, Subject};
 use valise_proto::{Label, UserId};
-
-fn marked_send(from: &Device, to: &[&str], subject: &str, marking: &str) -> std::process::Output {
-    let mut args = vec!["send".to_owned()];
-    for u in to {
-        args.extend(["--to".to_owned(), addr(u)]);
-    }
-    args.extend(
-        [
-            "--subject",
-            subject,
-            "--body",
-            "b",
-            "--marking",
-            marking,
-            "--json",
-        ]
-        .map(str::to_owned),
-    );
-    from.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn alerts(dev: &Device, kind: &str) -> Vec<String> {
-    dev.json(&["alerts"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == kind)
-        .map(|a| a["detail"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[test]
 fn the_catalogue_and_unknown_markings() {
@@ -73,78 +43,42 @@ fn the_catalogue_and_unknown_markings() {
     let server = Server::start();
     let alice = server.device("alice");
     server.device("bob");
-    let out = marked_send(&alice, &["bob"], "s", "SECRET//NOFORN");
+    let out = alice.try_send_marked_to(&["bob"], "s", "SECRET//NOFORN");
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("unknown marking") && err.contains("valise markings"),
         "{err}"
     );
-    assert!(
-        alice
-            .json(&["conversation", "list"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(alice.conversations().is_empty());
 }
 
 #[test]
 fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (dir, so, server) = officer_and_server();
 
     // A careful user checks the authority out of band at enrolment: a
     // server naming another key is refused before the device is made.
     let enrol = |name: &str, fingerprint: &str| {
-        let dev = Device {
-            home: dir.path().join(name),
-            user: addr(name),
-            link_code: None,
-        };
         let code = server.invite(name);
-        let out = dev.run(&[
-            "enroll",
-            &server.url,
-            &dev.user,
-            &code,
-            "--ca",
-            server.ca().to_str().unwrap(),
-            "--authority-fingerprint",
-            fingerprint,
-        ]);
-        (dev, out)
+        let pin = ["--authority-fingerprint", fingerprint];
+        server.try_enroll(dir.path().join(name), name, &code, &pin, &[])
     };
     let (_, out) = enrol("dave", &"0".repeat(64));
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&so.fingerprint));
+    assert_refused(&out, &so.fingerprint);
     let (alice, out) = enrol("alice", &so.fingerprint);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let bob = server.device("bob");
 
-    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
-    publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
     bob.sync();
 
-    let out = marked_send(&alice, &["bob"], "Démarche", "eu restricted");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = alice.try_send_marked_to(&["bob"], "Démarche", "eu restricted");
+    assert_ok(&out);
     // LIMITE is covered by an EU RESTRICTED accreditation; its canary
     // caveat-free label is the one looked for below.
-    let out = marked_send(&alice, &["bob"], "Note", "LIMITE");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = alice.try_send_marked_to(&["bob"], "Note", "LIMITE");
+    assert_ok(&out);
     bob.sync();
     let inbox = bob.inbox();
     let markings: Vec<&str> = inbox
@@ -156,8 +90,8 @@ fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
     assert!(text.contains("[EU RESTRICTED] Démarche"), "{text}");
     assert!(text.contains("[LIMITE] Note"), "{text}");
     for dev in [&alice, &bob] {
-        assert!(alerts(dev, "spillage").is_empty());
-        assert!(alerts(dev, "unaccredited_recipient").is_empty());
+        assert!(dev.alert_details("spillage").is_empty());
+        assert!(dev.alert_details("unaccredited_recipient").is_empty());
     }
 
     // NO-PLAINTEXT: the letters' labels are inside the ciphertext. The
@@ -203,9 +137,7 @@ fn an_accredited_letter_goes_end_to_end_marked_and_sealed() {
 
 #[test]
 fn attestations_the_server_forges_or_replays_accredit_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
     publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
@@ -221,16 +153,12 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
         .arg(&forged_file)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by"));
+    assert_refused(&out, "not signed by");
     let forged = std::fs::read(&forged_file).unwrap();
-    server.hook(
-        "attestation",
-        json!({"user": addr("bob"), "attestation": base64(&forged)}),
-    );
-    let out = marked_send(&alice, &["bob"], "s1", "EU RESTRICTED");
+    plant_attestation(&server, "bob", &forged);
+    let out = alice.try_send_marked_to(&["bob"], "s1", "EU RESTRICTED");
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&bob.device_id()) && err.contains("bob@"),
         "{err}"
@@ -239,31 +167,26 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
         err.contains("not signed by the pinned accreditation authority"),
         "{err}"
     );
-    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 1);
+    assert_eq!(alice.alert_details("unaccredited_recipient").len(), 1);
 
     // It replays an attestation the officer signed for bob, expired.
     let expired = so.sign("bob", "EU RESTRICTED", 1_700_000_000);
-    server.hook(
-        "attestation",
-        json!({"user": addr("bob"), "attestation": base64(&expired)}),
-    );
-    let out = marked_send(&alice, &["bob"], "s2", "EU RESTRICTED");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("expired"), "{err}");
-    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 2);
+    plant_attestation(&server, "bob", &expired);
+    let out = alice.try_send_marked_to(&["bob"], "s2", "EU RESTRICTED");
+    assert_refused(&out, "expired");
+    assert_eq!(alice.alert_details("unaccredited_recipient").len(), 2);
 
     // It names its own key as the authority and publishes with it, as
     // the administrator's commands allow: the devices keep the pinned key.
     server.admin(&["set", "accreditation-authority", &intruder.public]);
     publish(&server, &intruder.accredit("bob", "EU RESTRICTED", None));
     alice.sync();
-    let changed = alerts(&alice, "accreditation_authority_changed");
+    let changed = alice.alert_details("accreditation_authority_changed");
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert!(changed[0].contains(&intruder.public), "{}", changed[0]);
-    let out = marked_send(&alice, &["bob"], "s3", "EU RESTRICTED");
+    let out = alice.try_send_marked_to(&["bob"], "s3", "EU RESTRICTED");
     assert!(!out.status.success());
-    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 3);
+    assert_eq!(alice.alert_details("unaccredited_recipient").len(), 3);
 
     // Nothing marked reached bob; an unmarked letter still goes.
     bob.sync();
@@ -275,19 +198,13 @@ fn attestations_the_server_forges_or_replays_accredit_nobody() {
     // The officer's own attestation for bob, once published, is obeyed.
     server.admin(&["set", "accreditation-authority", &so.public]);
     publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
-    let out = marked_send(&alice, &["bob"], "s4", "EU RESTRICTED");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = alice.try_send_marked_to(&["bob"], "s4", "EU RESTRICTED");
+    assert_ok(&out);
 }
 
 #[test]
 fn a_device_the_officer_did_not_accredit_gets_nothing_marked() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
     publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
@@ -297,36 +214,28 @@ fn a_device_the_officer_did_not_accredit_gets_nothing_marked() {
         &so.accredit("bob", "EU RESTRICTED", Some(&bob.device_id())),
     );
     bob.sync();
-    let out = marked_send(&alice, &["bob"], "first", "EU RESTRICTED");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = alice.try_send_marked_to(&["bob"], "first", "EU RESTRICTED");
+    assert_ok(&out);
 
     // The intruder, as administrator, enrols a device on bob's account:
     // pending, never in the conversation, so marked letters still go to
     // bob's desktop only.
     let rogue = server.device("bob");
     assert!(rogue.link_code.is_some());
-    let out = marked_send(&alice, &["bob"], "second", "EU RESTRICTED");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = alice.try_send_marked_to(&["bob"], "second", "EU RESTRICTED");
+    assert_ok(&out);
     assert_eq!(rogue.sync()["new_letters"], 0);
 
     // Bob approves a phone the officer never accredited: it joins the
     // conversation, and marked letters to bob are refused by name.
     let phone = server.second_device("bob", &bob);
     common::settle(&[&bob, &phone, &alice]);
-    let out = marked_send(&alice, &["bob"], "third", "EU RESTRICTED");
+    let out = alice.try_send_marked_to(&["bob"], "third", "EU RESTRICTED");
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains(&phone.device_id()), "{err}");
     assert!(err.contains("other devices"), "{err}");
-    assert_eq!(alerts(&alice, "unaccredited_recipient").len(), 1);
+    assert_eq!(alice.alert_details("unaccredited_recipient").len(), 1);
     bob.sync();
     phone.sync();
     assert_eq!(bob.subjects(), ["first", "second"]);
@@ -335,15 +244,12 @@ fn a_device_the_officer_did_not_accredit_gets_nothing_marked() {
 
 #[test]
 fn a_modified_client_spills_and_every_device_sees_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     let bob = server.device("bob");
     let carol = server.device("carol");
-    publish(&server, &so.accredit("alice", "EU RESTRICTED", None));
-    publish(&server, &so.accredit("bob", "EU RESTRICTED", None));
-    publish(&server, &so.accredit("carol", "TLP:CLEAR", None));
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
+    so.accredit_all(&server, &["carol"], "TLP:CLEAR");
     let conv = alice.create("partners", &["bob", "carol"]);
     common::settle(&[&alice, &bob, &carol]);
 
@@ -360,53 +266,48 @@ fn a_modified_client_spills_and_every_device_sees_it() {
         "EU RESTRICTED",
     ];
     let out = alice.run(&args);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&carol.device_id()));
+    assert_refused(&out, &carol.device_id());
 
     // A client changed to skip the check sends it anyway.
     let out = alice.run_env(&args, &[("VALISE_FAILPOINT", "skip_marking_check")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     bob.sync();
     carol.sync();
 
     // Carol's device is not accredited: it never renders the letter.
     assert!(carol.inbox().is_empty());
     assert!(!carol.ok(&["inbox"]).contains("Démarche"));
-    let spilled = alerts(&carol, "spillage");
+    let spilled = carol.alert_details("spillage");
     assert_eq!(spilled.len(), 1, "{spilled:?}");
     assert!(spilled[0].contains("EU RESTRICTED") && spilled[0].contains("alice@"));
     assert!(!spilled[0].contains("minister") && !spilled[0].contains("Démarche"));
     // Bob is accredited: he reads it, and is told where it spilled.
     assert_eq!(bob.subjects(), ["Démarche"]);
-    let spilled = alerts(&bob, "spillage");
+    let spilled = bob.alert_details("spillage");
     assert_eq!(spilled.len(), 1, "{spilled:?}");
     assert!(spilled[0].contains(&carol.device_id()), "{}", spilled[0]);
 }
 
 #[test]
 fn the_owner_is_told_of_an_attestation_published_on_their_account() {
-    let dir = tempfile::tempdir().unwrap();
-    let so = Officer::new(dir.path(), "so");
-    let server = server_with(&so);
+    let (_dir, so, server) = officer_and_server();
     let alice = server.device("alice");
     common::audit::checkpointed();
     assert_eq!(alice.sync()["admin_actions"], 0);
     publish(&server, &so.accredit("alice", "LIMITE", None));
     common::audit::checkpointed();
     assert_eq!(alice.sync()["admin_actions"], 1);
-    let told = alerts(&alice, "admin_action");
+    let told = alice.alert_details("admin_action");
     assert!(told[0].contains("accreditation attestation"), "{}", told[0]);
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// The intruder's hook: the server serves `attestation` as `user`'s,
+/// past the administrator's checks.
+fn plant_attestation(server: &Server, user: &str, attestation: &[u8]) {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    let attestation = base64::engine::general_purpose::STANDARD.encode(attestation);
+    server.hook(
+        "attestation",
+        json!({"user": addr(user), "attestation": attestation}),
+    );
 }

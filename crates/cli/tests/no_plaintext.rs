@@ -4,7 +4,7 @@
 //! uses the post-quantum hybrid ciphersuite (I4).
 
 mod common;
-use common::{Server, addr, files};
+use common::{Server, addr, contains, files};
 
 fn canary(tag: &str) -> String {
     format!("CANARY{tag}{:016x}", rand::random::<u64>())
@@ -96,8 +96,4 @@ fn conversations_use_the_post_quantum_suite() {
         .query_row("SELECT ciphersuite FROM conversations", [], |r| r.get(0))
         .unwrap();
     assert_eq!(suite, 0x004D);
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

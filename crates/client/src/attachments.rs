@@ -339,21 +339,15 @@ impl Client {
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
     fn restart(&self, u: &mut Upload) -> Result<()> {
-        let (size, mtime_ns) = source_stamp(&u.path)?;
-        *u = Upload {
-            size,
-            mtime_ns,
-            key: BlobKey::from_bytes(rand::random()),
-            nonce_prefix: rand::random(),
-            blob: None,
-            durable: 0,
-            sent_hash: None,
-            digest: None,
-            path: std::mem::take(&mut u.path),
-            name: std::mem::take(&mut u.name),
-            media_type: std::mem::take(&mut u.media_type),
-            ..*u
-        };
+        let stamp = source_stamp(&u.path)?;
+        *u = fresh_upload(
+            u.message_id,
+            u.idx,
+            std::mem::take(&mut u.path),
+            std::mem::take(&mut u.name),
+            std::mem::take(&mut u.media_type),
+            stamp,
+        );
         self.engine.home.put_upload(u)
     }
 
@@ -527,14 +521,29 @@ fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
             "attachment names have at most {MAX_NAME_BYTES} bytes and no control characters"
         )));
     }
-    let (size, mtime_ns) = source_stamp(&path)?;
-    Layout::for_plain(size).map_err(invalid)?;
-    Ok(Upload {
+    let stamp = source_stamp(&path)?;
+    Layout::for_plain(stamp.0).map_err(invalid)?;
+    let media_type = media_type(&name).to_owned();
+    Ok(fresh_upload(message_id, idx, path, name, media_type, stamp))
+}
+
+/// An upload that has sent nothing yet, under a new random key and nonce
+/// prefix: a new file and a changed source both start here, since a key
+/// must never seal two different plaintexts.
+fn fresh_upload(
+    message_id: MessageId,
+    idx: u32,
+    path: PathBuf,
+    name: String,
+    media_type: String,
+    (size, mtime_ns): (u64, i64),
+) -> Upload {
+    Upload {
         message_id,
         idx,
-        media_type: media_type(&name).to_owned(),
-        name,
         path,
+        name,
+        media_type,
         size,
         mtime_ns,
         key: BlobKey::from_bytes(rand::random()),
@@ -543,7 +552,7 @@ fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
         durable: 0,
         sent_hash: None,
         digest: None,
-    })
+    }
 }
 
 /// Size and modification time, which say whether a source changed.

@@ -397,6 +397,21 @@ mod tests {
         }
     }
 
+    /// A version-3 envelope of [`identity`] written as given, bypassing
+    /// [`DeviceList::new`]'s checks: what a hostile server could serve.
+    fn raw_v3(d: Vec<DeviceEntry>, at: Vec<SignatureKey>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            i: identity().key,
+            g: 1,
+            d,
+            at,
+        };
+        ciborium::into_writer(&envelope, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn canonical_round_trip() {
         let mut approved = dev(2);
@@ -447,19 +462,11 @@ mod tests {
         let mut v3_without = v2.clone();
         v3_without[3] = ENTRY_VERSION;
         assert!(DeviceList::decode(&v3_without).is_err());
-        let mut out = Vec::new();
-        ciborium::into_writer(
-            &Envelope {
-                v: ENTRY_VERSION,
-                i: identity().key,
-                g: 1,
-                d: vec![dev(1)],
-                at: vec![SignatureKey(vec![9; 40]), SignatureKey(vec![3; 40])],
-            },
-            &mut out,
-        )
-        .unwrap();
-        assert!(DeviceList::decode(&out).is_err());
+        let unsorted = raw_v3(
+            vec![dev(1)],
+            vec![SignatureKey(vec![9; 40]), SignatureKey(vec![3; 40])],
+        );
+        assert!(DeviceList::decode(&unsorted).is_err());
         assert!(list.clone().with_attestations(vec![vec![]]).is_err());
         assert!(
             list.with_attestations((0..=MAX_ATTESTATIONS as u8).map(|i| vec![i]).collect())
@@ -489,19 +496,11 @@ mod tests {
         zero.generation = 0;
         assert!(DeviceList::new(zero, vec![dev(1)]).is_err());
         // Unsorted devices on the wire are not the canonical encoding.
-        let mut out = Vec::new();
-        ciborium::into_writer(
-            &Envelope {
-                v: ENTRY_VERSION,
-                i: identity().key,
-                g: 1,
-                d: vec![dev(2), dev(1)],
-                at: vec![],
-            },
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(DeviceList::decode(&out).unwrap_err().code(), "bad_entry");
+        let unsorted = raw_v3(vec![dev(2), dev(1)], vec![]);
+        assert_eq!(
+            DeviceList::decode(&unsorted).unwrap_err().code(),
+            "bad_entry"
+        );
         let mut v3 = DeviceList::new(identity(), vec![dev(1)])
             .unwrap()
             .encode()

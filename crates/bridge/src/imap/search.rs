@@ -27,6 +27,16 @@ impl Candidate<'_> {
         }
         self.letter.as_ref()
     }
+
+    /// The (UTC) day the letter arrived: SINCE, BEFORE and ON compare it.
+    fn received_day(&mut self) -> Option<NaiveDate> {
+        self.letter().and_then(|l| day(l.received_at_ms))
+    }
+
+    /// The day it was sent: SENTSINCE, SENTBEFORE and SENTON compare it.
+    fn sent_day(&mut self) -> Option<NaiveDate> {
+        self.letter().and_then(|l| day(l.sent_at_ms))
+    }
 }
 
 fn text(s: &AString<'_>) -> String {
@@ -73,30 +83,12 @@ fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
         SearchKey::Undeleted => !f.deleted,
         SearchKey::Keyword(_) => false,
         SearchKey::Unkeyword(_) => true,
-        SearchKey::Since(d) => c
-            .letter()
-            .and_then(|l| day(l.received_at_ms))
-            .is_some_and(|x| x >= *d.as_ref()),
-        SearchKey::Before(d) => c
-            .letter()
-            .and_then(|l| day(l.received_at_ms))
-            .is_some_and(|x| x < *d.as_ref()),
-        SearchKey::On(d) => c
-            .letter()
-            .and_then(|l| day(l.received_at_ms))
-            .is_some_and(|x| x == *d.as_ref()),
-        SearchKey::SentSince(d) => c
-            .letter()
-            .and_then(|l| day(l.sent_at_ms))
-            .is_some_and(|x| x >= *d.as_ref()),
-        SearchKey::SentBefore(d) => c
-            .letter()
-            .and_then(|l| day(l.sent_at_ms))
-            .is_some_and(|x| x < *d.as_ref()),
-        SearchKey::SentOn(d) => c
-            .letter()
-            .and_then(|l| day(l.sent_at_ms))
-            .is_some_and(|x| x == *d.as_ref()),
+        SearchKey::Since(d) => c.received_day().is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::Before(d) => c.received_day().is_some_and(|x| x < *d.as_ref()),
+        SearchKey::On(d) => c.received_day().is_some_and(|x| x == *d.as_ref()),
+        SearchKey::SentSince(d) => c.sent_day().is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::SentBefore(d) => c.sent_day().is_some_and(|x| x < *d.as_ref()),
+        SearchKey::SentOn(d) => c.sent_day().is_some_and(|x| x == *d.as_ref()),
         SearchKey::From(s) => c.letter().is_some_and(|l| contains(l.from.as_str(), s)),
         SearchKey::To(s) => c
             .letter()

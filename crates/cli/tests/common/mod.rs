@@ -238,20 +238,7 @@ impl Server {
             .dir
             .path()
             .join(format!("home-{user}-{}", rand::random::<u32>()));
-        let mut dev = Device {
-            home,
-            user: format!("{user}@{DOMAIN}"),
-            link_code: None,
-        };
-        let out = dev.run(&[
-            "enroll",
-            &self.url,
-            &dev.user,
-            code,
-            "--ca",
-            self.ca().to_str().unwrap(),
-            "--json",
-        ]);
+        let (mut dev, out) = self.try_enroll(home, user, code, &["--json"], &[]);
         let pending = out.status.code() == Some(3);
         assert!(
             out.status.success() || pending,
@@ -262,6 +249,37 @@ impl Server {
         assert_eq!(v["status"], if pending { "pending" } else { "approved" });
         dev.link_code = pending.then(|| v["link_code"].as_str().unwrap().to_owned());
         dev
+    }
+
+    /// Runs `valise enroll` for `user` into `home` with this code, extra
+    /// arguments and environment, and leaves the verdict to the caller:
+    /// the device and the command's output (for an enrolment refused, or
+    /// made with a pinned authority or a shifted clock).
+    pub fn try_enroll(
+        &self,
+        home: PathBuf,
+        user: &str,
+        code: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Device, Output) {
+        let dev = Device {
+            home,
+            user: addr(user),
+            link_code: None,
+        };
+        let ca = self.ca();
+        let mut args = vec![
+            "enroll",
+            &self.url,
+            &dev.user,
+            code,
+            "--ca",
+            ca.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = dev.run_env(&args, env);
+        (dev, out)
     }
 
     /// Enrols another device for `user` and has `approver`, an approved
@@ -369,31 +387,37 @@ impl Device {
     /// `send --to USER --json` that may fail (the caller checks how):
     /// what a refused or held letter gives.
     pub fn try_send_to(&self, to: &str, subject: &str) -> Output {
-        let to = addr(to);
-        self.run(&[
-            "send",
-            "--to",
-            &to,
-            "--subject",
-            subject,
-            "--body",
-            "b",
-            "--json",
-        ])
+        self.try_send(&["--to", &addr(to)], subject, None)
     }
 
     /// As [`Device::try_send_to`], in a conversation.
     pub fn try_send_in(&self, conv: &str, subject: &str) -> Output {
-        self.run(&[
-            "send",
-            "--conversation",
-            conv,
-            "--subject",
-            subject,
-            "--body",
-            "b",
-            "--json",
-        ])
+        self.try_send(&["--conversation", conv], subject, None)
+    }
+
+    /// As [`Device::try_send_to`], to these people, with `--marking`.
+    pub fn try_send_marked_to(&self, to: &[&str], subject: &str, marking: &str) -> Output {
+        let to: Vec<String> = to.iter().map(|u| addr(u)).collect();
+        let dest: Vec<&str> = to.iter().flat_map(|u| ["--to", u.as_str()]).collect();
+        self.try_send(&dest, subject, Some(marking))
+    }
+
+    /// As [`Device::try_send_in`], with `--marking`.
+    pub fn try_send_marked_in(&self, conv: &str, subject: &str, marking: &str) -> Output {
+        self.try_send(&["--conversation", conv], subject, Some(marking))
+    }
+
+    /// `send DEST --subject S --body b [--marking M] --json`: the one
+    /// builder of the sends a test expects may be refused.
+    fn try_send(&self, dest: &[&str], subject: &str, marking: Option<&str>) -> Output {
+        let mut args = vec!["send"];
+        args.extend(dest);
+        args.extend(["--subject", subject, "--body", "b"]);
+        if let Some(m) = marking {
+            args.extend(["--marking", m]);
+        }
+        args.push("--json");
+        self.run(&args)
     }
 
     pub fn send_in(&self, conv: &str, subject: &str, body: &str) -> Value {
@@ -414,8 +438,18 @@ impl Device {
 
     /// `conversation create` with these people (short names); its id.
     pub fn create(&self, name: &str, members: &[&str]) -> String {
+        self.create_conversation(name, members, &[])
+    }
+
+    /// As [`Device::create`], with `--ceiling` (issue 11).
+    pub fn create_with_ceiling(&self, name: &str, members: &[&str], ceiling: &str) -> String {
+        self.create_conversation(name, members, &["--ceiling", ceiling])
+    }
+
+    fn create_conversation(&self, name: &str, members: &[&str], extra: &[&str]) -> String {
         let members: Vec<String> = members.iter().map(|m| addr(m)).collect();
         let mut args = vec!["conversation", "create", "--name", name];
+        args.extend(extra);
         for m in &members {
             args.extend(["--member", m.as_str()]);
         }
@@ -425,6 +459,14 @@ impl Device {
             .to_owned()
     }
 
+    /// `conversation list --json`: every conversation this device holds.
+    pub fn conversations(&self) -> Vec<Value> {
+        self.json(&["conversation", "list"])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// Kinds of this device's alerts, oldest first.
     pub fn alert_kinds(&self) -> Vec<String> {
         self.json(&["alerts"])
@@ -432,6 +474,17 @@ impl Device {
             .unwrap()
             .iter()
             .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Details of this device's alerts of one kind, oldest first.
+    pub fn alert_details(&self, kind: &str) -> Vec<String> {
+        self.json(&["alerts"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .map(|a| a["detail"].as_str().unwrap().to_owned())
             .collect()
     }
 
@@ -455,13 +508,10 @@ impl Device {
 
     /// One conversation as `conversation list --json` shows it.
     pub fn conversation(&self, id: &str) -> Value {
-        let list = self.json(&["conversation", "list"]);
-        list.as_array()
-            .unwrap()
-            .iter()
+        self.conversations()
+            .into_iter()
             .find(|c| c["id"] == id)
             .unwrap_or_else(|| panic!("{} has no conversation {id}", self.user))
-            .clone()
     }
 
     /// A copy of this device's home as it is now (what a thief who copied
@@ -493,6 +543,39 @@ impl Device {
             .map(|l| l["subject"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// Asserts every device holds `conv` at one epoch authenticator: no fork.
+#[track_caller]
+pub fn assert_no_fork(devices: &[&Device], conv: &str) {
+    let auth: Vec<Value> = devices
+        .iter()
+        .map(|d| d.conversation(conv)["authenticator"].clone())
+        .collect();
+    assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+}
+
+/// A command's stderr, as text (for assertion messages).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the command succeeded; its stderr says why not.
+#[track_caller]
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+}
+
+/// Asserts the command failed and its stderr says `why`.
+#[track_caller]
+pub fn assert_refused(out: &Output, why: &str) {
+    assert!(!out.status.success(), "not refused ({why})");
+    assert!(stderr(out).contains(why), "{}", stderr(out));
+}
+
+/// Whether `needle` stands anywhere in `haystack` (the plaintext scans).
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Full address of a test user.

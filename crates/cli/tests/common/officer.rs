@@ -53,6 +53,14 @@ impl Officer {
         out
     }
 
+    /// Accredits each of `users` (all their devices) for `marking` and
+    /// publishes the attestations on `server`.
+    pub fn accredit_all(&self, server: &Server, users: &[&str], marking: &str) {
+        for user in users {
+            publish(server, &self.accredit(user, marking, None));
+        }
+    }
+
     /// An attestation signed with this key, valid until `not_after_s`
     /// (what an officer signed long ago, for a replay).
     pub fn sign(&self, user: &str, marking: &str, not_after_s: i64) -> Vec<u8> {
@@ -83,6 +91,15 @@ pub fn offline(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A security officer "so" whose key lives in a fresh directory (kept
+/// for the test's other files) and a server that names that key.
+pub fn officer_and_server() -> (tempfile::TempDir, Officer, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let so = Officer::new(dir.path(), "so");
+    let server = server_with(&so);
+    (dir, so, server)
 }
 
 /// A server whose accreditation authority is `officer`'s key.
