@@ -394,3 +394,57 @@ fn a_source_changed_before_resume_gets_a_new_key_and_blob() {
     assert!(save(&bob, id, 1, &target).status.success());
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&changed).unwrap());
 }
+
+/// The red team's keystream reuse: the client dies after the server took
+/// a part but before noting it, the source changes under the same size
+/// and mtime, and the server then says it holds nothing of the blob. The
+/// part noted as pending before it went shows the re-sealed bytes differ:
+/// the upload starts over under a new key and blob, and the changed
+/// content never goes under the old key and positions.
+#[test]
+fn a_changed_source_behind_a_lying_offset_gets_a_new_key_and_blob() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "lied.bin", 20 << 20, 10);
+    let mtime = std::fs::metadata(&source).unwrap().modified().unwrap();
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Lied to", &source),
+        &[("VALISE_FAILPOINT", "after_part_sent")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let (durable, parts, blobs) = server_progress(&server);
+    assert_eq!((durable, parts, blobs), (8 << 20, 1, 1));
+
+    // Same size, same mtime, other bytes.
+    let changed = make_file(&dir, "lied.bin", 20 << 20, 11);
+    std::fs::File::options()
+        .write(true)
+        .open(&changed)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    // The server forgets the part it took.
+    server.stop();
+    server
+        .db()
+        .execute("UPDATE blobs SET durable = 0", [])
+        .unwrap();
+    server.restart();
+
+    alice.sync();
+    let (_, _, blobs) = server_progress(&server);
+    assert_eq!(blobs, 2, "the changed source went under the old key");
+    let old_durable: i64 = server
+        .db()
+        .query_row("SELECT MIN(durable) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(old_durable, 0, "the old blob got bytes again");
+    bob.sync();
+    let id = bob.inbox()[0]["id"].as_i64().unwrap();
+    let target = dir.join("lied.out");
+    assert_ok(&save(&bob, id, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&changed).unwrap());
+}

@@ -245,10 +245,7 @@ impl Client {
             part: Vec::with_capacity(MAX_PART_BYTES),
             hashed: 0,
             sent: blake3::Hasher::new(),
-            check: u
-                .sent_hash
-                .filter(|_| u.durable > 0)
-                .map(|h| (u.durable, h)),
+            check: resume_check(u),
         };
         if !out.take(sealer.header(), resume_at) {
             return Ok(None);
@@ -268,8 +265,8 @@ impl Client {
                     return Ok(None);
                 }
                 rest = &rest[take..];
-                if out.part.len() == MAX_PART_BYTES {
-                    self.send_part(u, &mut out).await?;
+                if out.part.len() == MAX_PART_BYTES && !self.send_part(u, &mut out).await? {
+                    return Ok(None);
                 }
             }
         }
@@ -280,8 +277,8 @@ impl Client {
         {
             return Ok(None);
         }
-        if !out.part.is_empty() {
-            self.send_part(u, &mut out).await?;
+        if !out.part.is_empty() && !self.send_part(u, &mut out).await? {
+            return Ok(None);
         }
         let digest = sealer.finish().map_err(invalid)?;
         if out.at != total || *out.sent.finalize().as_bytes() != digest {
@@ -308,14 +305,27 @@ impl Client {
     }
 
     /// Sends the part gathered in `out` and notes it once durable (the
-    /// last part is noted with the digest, by the caller).
-    async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<()> {
+    /// last part is noted with the digest, by the caller). Its end and hash
+    /// are noted before it goes, since the server may keep it though no
+    /// answer arrives. False, and nothing sent, if the bytes an earlier
+    /// pass sent or may have sent are not all checked yet (a server far
+    /// behind them): they may differ, and would go under the same key and
+    /// positions.
+    async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<bool> {
+        if out.check.is_some() {
+            return Ok(false);
+        }
         let len = out.part.len() as u64;
+        u.pending_end = out.at + len;
+        u.pending_hash = Some(*out.sent.finalize().as_bytes());
+        self.engine.home.put_upload(u)?;
         let bytes = std::mem::replace(&mut out.part, Vec::with_capacity(MAX_PART_BYTES));
         let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, out.at.to_string());
         let (headers, _) = self
             .call_with_headers(Method::PATCH, &blobs::path(&out.blob), Some(body), &[])
             .await?;
+        // A crash here: the server holds the part, the home does not say so.
+        crate::failpoint::failpoint("after_part_sent");
         let now_at = offset(&headers)?;
         if now_at != out.at + len {
             return Err(ClientError::Protocol(format!(
@@ -325,7 +335,8 @@ impl Client {
         }
         out.at = now_at;
         u.durable = now_at;
-        u.sent_hash = Some(*out.sent.finalize().as_bytes());
+        u.sent_hash = u.pending_hash.take();
+        u.pending_end = 0;
         if now_at < out.total {
             self.engine.home.put_upload(u)?;
         }
@@ -334,7 +345,7 @@ impl Client {
             done: now_at,
             total: out.total,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
@@ -490,6 +501,21 @@ impl Outgoing {
     }
 }
 
+/// What a resumed pass must seal again identically before it sends: the
+/// bytes through the larger of the acknowledged offset and the end of the
+/// part last sent without an answer, with their hash.
+fn resume_check(u: &Upload) -> Option<(u64, BlobDigest)> {
+    let durable = u
+        .sent_hash
+        .filter(|_| u.durable > 0)
+        .map(|h| (u.durable, h));
+    let pending = u
+        .pending_hash
+        .filter(|_| u.pending_end > 0)
+        .map(|h| (u.pending_end, h));
+    durable.into_iter().chain(pending).max_by_key(|(at, _)| *at)
+}
+
 /// The reference a letter carries for a finished upload.
 fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentRef> {
     Ok(AttachmentRef {
@@ -551,6 +577,8 @@ fn fresh_upload(
         blob: None,
         durable: 0,
         sent_hash: None,
+        pending_end: 0,
+        pending_hash: None,
         digest: None,
     }
 }

@@ -31,6 +31,11 @@ pub struct Upload {
     pub blob: Option<BlobId>,
     pub durable: u64,
     pub sent_hash: Option<BlobDigest>,
+    /// The end of the part being sent and the hash of the blob through it,
+    /// noted before it goes: the server may keep it though the client
+    /// never hears back.
+    pub pending_end: u64,
+    pub pending_hash: Option<BlobDigest>,
     pub digest: Option<BlobDigest>,
 }
 
@@ -42,6 +47,7 @@ impl std::fmt::Debug for Upload {
             .field("idx", &self.idx)
             .field("blob", &self.blob)
             .field("durable", &self.durable)
+            .field("pending_end", &self.pending_end)
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +94,9 @@ fn upload(r: &Row<'_>) -> rusqlite::Result<Upload> {
             })?,
         durable: r.get::<_, i64>(10)? as u64,
         sent_hash: blob_col::<32>(r, 11)?,
-        digest: blob_col::<32>(r, 12)?,
+        pending_end: r.get::<_, i64>(12)? as u64,
+        pending_hash: blob_col::<32>(r, 13)?,
+        digest: blob_col::<32>(r, 14)?,
     })
 }
 
@@ -153,12 +161,13 @@ impl Home {
     pub fn put_upload(&self, u: &Upload) -> Result<()> {
         self.conn.execute(
             "INSERT INTO uploads (message_id, idx, path, name, media_type, size, mtime_ns, key,
-                nonce_prefix, blob, durable, sent_hash, digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                nonce_prefix, blob, durable, sent_hash, pending_end, pending_hash, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT (message_id, idx) DO UPDATE SET size = excluded.size,
                 mtime_ns = excluded.mtime_ns, key = excluded.key,
                 nonce_prefix = excluded.nonce_prefix, blob = excluded.blob,
                 durable = excluded.durable, sent_hash = excluded.sent_hash,
+                pending_end = excluded.pending_end, pending_hash = excluded.pending_hash,
                 digest = excluded.digest",
             params![
                 u.message_id.to_string(),
@@ -173,6 +182,8 @@ impl Home {
                 u.blob.map(|b| b.to_string()),
                 to_i64(u.durable)?,
                 u.sent_hash.as_ref().map(|h| h.as_slice()),
+                to_i64(u.pending_end)?,
+                u.pending_hash.as_ref().map(|h| h.as_slice()),
                 u.digest.as_ref().map(|h| h.as_slice()),
             ],
         )?;
@@ -183,7 +194,7 @@ impl Home {
     pub fn uploads(&self, message_id: &MessageId) -> Result<Vec<Upload>> {
         let mut stmt = self.conn.prepare(
             "SELECT message_id, idx, path, name, media_type, size, mtime_ns, key, nonce_prefix,
-                blob, durable, sent_hash, digest
+                blob, durable, sent_hash, pending_end, pending_hash, digest
              FROM uploads WHERE message_id = ?1 ORDER BY idx",
         )?;
         let rows = stmt.query_map([message_id.to_string()], upload)?;

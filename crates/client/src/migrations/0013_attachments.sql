@@ -27,8 +27,11 @@ CREATE TABLE drafts (
 -- changed source starts over with a new key and a new blob (never a key
 -- and position used twice). `sent_hash` is BLAKE3 of the blob's first
 -- `durable` bytes as sent: a resumed upload seals the file again and must
--- come to the same bytes before it sends more. `digest` is set when the
--- whole blob is durable.
+-- come to the same bytes before it sends more. `pending_end` and
+-- `pending_hash` (BLAKE3 of the blob's first `pending_end` bytes) are
+-- written before a part goes: the server may hold it though no answer was
+-- noted, so a resumed upload checks through the larger of `durable` and
+-- `pending_end`. `digest` is set when the whole blob is durable.
 CREATE TABLE uploads (
     message_id TEXT NOT NULL REFERENCES drafts (message_id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -42,6 +45,8 @@ CREATE TABLE uploads (
     blob TEXT,
     durable INTEGER NOT NULL DEFAULT 0,
     sent_hash BLOB,
+    pending_end INTEGER NOT NULL DEFAULT 0,
+    pending_hash BLOB,
     digest BLOB,
     PRIMARY KEY (message_id, idx)
 ) STRICT;
