@@ -64,10 +64,19 @@ pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
         subject: mail.subject().unwrap_or_default().to_owned(),
         body: mail
             .body_text(0)
-            .map(|b| b.replace("\r\n", "\n"))
+            .map(|b| lf_line_ends(&b))
             .unwrap_or_default(),
         in_reply_to,
     })
+}
+
+/// The text with LF line ends: every CR that ends a line goes, however
+/// many (one replace of CRLF would turn a client's CR CR LF into CRLF).
+fn lf_line_ends(text: &str) -> String {
+    text.split('\n')
+        .map(|line| line.trim_end_matches('\r'))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -83,6 +92,14 @@ mod tests {
         assert_eq!(s.subject, "Réunion");
         assert_eq!(s.body, "Line 1\nLine 2\n");
         assert_eq!(s.in_reply_to.as_deref(), Some("0011aabb"));
+    }
+
+    #[test]
+    fn line_ends_become_lf_whatever_crs_precede_them() {
+        assert_eq!(lf_line_ends("a\r\nb\r\r\nc\n\rd"), "a\nb\nc\n\rd");
+        let mail = b"To: alice@mfa.example\r\n\r\nsee attached\r\r\nmore\r\n";
+        let s = read(mail, &["alice@mfa.example".into()]).unwrap();
+        assert_eq!(s.body, "see attached\nmore\n");
     }
 
     #[test]
