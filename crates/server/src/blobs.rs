@@ -97,7 +97,7 @@ impl BlobFiles {
         let mut f = OpenOptions::new()
             .write(true)
             .open(self.path(&w.id))
-            .map_err(io_error)?;
+            .map_err(gone)?;
         f.set_len(at)
             .and_then(|()| f.seek(SeekFrom::Start(at)))
             .and_then(|_| f.write_all(bytes))
@@ -109,7 +109,7 @@ impl BlobFiles {
     /// checks every byte anyway, and a short answer tells it the blob was
     /// cut, where a failure would pass for the server's.
     pub fn read(&self, id: &BlobId, at: u64, len: usize) -> Result<Vec<u8>, ApiError> {
-        let mut f = File::open(self.path(id)).map_err(io_error)?;
+        let mut f = File::open(self.path(id)).map_err(gone)?;
         let mut out = Vec::with_capacity(len);
         f.seek(SeekFrom::Start(at))
             .and_then(|_| f.take(len as u64).read_to_end(&mut out))
@@ -123,6 +123,17 @@ impl BlobFiles {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// A blob's file that is not there: expiry removed it after its record
+/// was read, or a crash came between record and file. Not the server's
+/// failure: the blob is gone, as if its record had been.
+fn gone(e: std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        ApiError::new(ErrorCode::NotFound, "no such blob")
+    } else {
+        io_error(e)
     }
 }
 

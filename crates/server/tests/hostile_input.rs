@@ -8,8 +8,9 @@ use common::{Server, client, expect_problem, run_with, valised};
 
 use std::path::Path;
 use std::process::Stdio;
+use valise_proto::api::blobs;
 use valise_proto::limits::MAX_REQUEST_BYTES;
-use valise_proto::{DeviceAddress, DeviceId, ErrorCode, UserId};
+use valise_proto::{BlobId, DeviceAddress, DeviceId, ErrorCode, UserId};
 use valise_server::store::{Enrollment, NewKeyPackage, SqliteStore, Store};
 
 fn start(data: &Path) -> Server {
@@ -600,4 +601,86 @@ async fn commits_are_rate_limited_before_parsing() {
         };
         expect_problem(r, want, &format!("commit {n}")).await;
     }
+}
+
+/// A blob's requests, by `alice`'s token on the test's server.
+#[derive(Clone)]
+struct Blobs {
+    c: reqwest::Client,
+    port: u16,
+    token: String,
+}
+
+impl Blobs {
+    fn new(data: &Path, server: &Server) -> Self {
+        Self {
+            c: client(data),
+            port: server.port,
+            token: token_for(data),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn create(&self, length: u64) -> BlobId {
+        let r = self
+            .c
+            .post(self.url(blobs::ROUTE))
+            .bearer_auth(&self.token)
+            .header(blobs::UPLOAD_LENGTH, length)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        r.json::<blobs::BlobCreated>().await.unwrap().blob
+    }
+
+    async fn patch(&self, id: &BlobId, at: u64, part: Vec<u8>) -> reqwest::Response {
+        self.c
+            .patch(self.url(&blobs::path(id)))
+            .bearer_auth(&self.token)
+            .header(blobs::UPLOAD_OFFSET, at)
+            .header(reqwest::header::CONTENT_TYPE, blobs::PART_TYPE)
+            .body(part)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, id: &BlobId, start: u64, len: u64) -> reqwest::Response {
+        self.c
+            .get(self.url(&blobs::path(id)))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::RANGE, blobs::range(start, len))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A blob whose file is gone while its record stays (housekeeping expired
+/// the upload between a part's read of the record and its write, or a
+/// crash came between record and file) is not found: never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_file_is_gone_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(&data);
+    let b = Blobs::new(&data, &server);
+    let file = |id: &BlobId| data.join("blobs").join(id.to_string());
+
+    let unfinished = b.create(8).await;
+    std::fs::remove_file(file(&unfinished)).unwrap();
+    let r = b.patch(&unfinished, 0, vec![1; 8]).await;
+    expect_problem(r, ErrorCode::NotFound, "a part of a blob without file").await;
+
+    let complete = b.create(4).await;
+    let r = b.patch(&complete, 0, vec![2; 4]).await;
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    std::fs::remove_file(file(&complete)).unwrap();
+    let r = b.get(&complete, 0, 4).await;
+    expect_problem(r, ErrorCode::NotFound, "a range of a blob without file").await;
+    still_alive(&b.c, server.port).await;
 }

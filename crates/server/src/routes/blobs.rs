@@ -158,7 +158,8 @@ pub async fn append(
         let writing = s.blobs.writing(&id)?;
         s.blobs.write(&writing, at, &bytes)?;
         match s.store.blob_part(&id, at, to) {
-            Err(StoreError::Changed(_)) => return Err(wrong(blob.durable)),
+            // Expired meanwhile (then not found), or moved by another part.
+            Err(StoreError::Changed(_)) => return Err(wrong(find(&s, &id)?.durable)),
             other => other?,
         }
         Ok(BlobRecord {
