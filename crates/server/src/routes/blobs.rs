@@ -132,6 +132,10 @@ pub async fn append(
     let s = state.clone();
     let user = caller.user.clone();
     let after = blocking(move || {
+        // Held before the record is read: a part that read the offset
+        // before another part moved it would cut that acknowledged part
+        // off the file.
+        let writing = s.blobs.writing(&id)?;
         let blob = find(&s, &id).and_then(|b| {
             if b.owner == user {
                 Ok(b)
@@ -155,10 +159,9 @@ pub async fn append(
                 blob.length
             )));
         }
-        let writing = s.blobs.writing(&id)?;
         s.blobs.write(&writing, at, &bytes)?;
         match s.store.blob_part(&id, at, to) {
-            // Expired meanwhile (then not found), or moved by another part.
+            // Expired meanwhile: not found.
             Err(StoreError::Changed(_)) => return Err(wrong(find(&s, &id)?.durable)),
             other => other?,
         }
