@@ -1,26 +1,40 @@
 //! Attachment blobs' records (`migrations/0009_blobs.sql`); their bytes
-//! are files, see `crate::blobs`.
+//! are files, see `crate::blobs`. Every part and every ranged read runs
+//! these: each goes by index (HOT_PATH).
 
 use super::*;
 
+const USED: &str = "SELECT COALESCE(SUM(length), 0) FROM blobs WHERE owner = ?1";
+const CREATE: &str = "INSERT INTO blobs (id, owner, length, durable, parts, created_at_ms) \
+     VALUES (?1, ?2, ?3, 0, 0, ?4)";
+const GET: &str = "SELECT owner, length, durable, parts, created_at_ms FROM blobs WHERE id = ?1";
+const PART: &str = "UPDATE blobs SET durable = ?3, parts = parts + 1 \
+     WHERE id = ?1 AND durable = ?2 AND ?3 <= length";
+const EXPIRE: &str = "DELETE FROM blobs WHERE durable < length AND created_at_ms < ?1 RETURNING id";
+
+/// The statements whose query plans a test checks (no table scan).
+#[cfg(test)]
+pub(super) const HOT_PATH: &[(&str, &str)] = &[
+    ("BLOB_USED", USED),
+    ("BLOB_CREATE", CREATE),
+    ("BLOB_GET", GET),
+    ("BLOB_PART", PART),
+    ("BLOB_EXPIRE", EXPIRE),
+];
+
 pub(super) fn create(tx: &Transaction<'_>, b: &BlobRecord, quota: u64) -> Result<(), StoreError> {
     let used: i64 = tx
-        .prepare_cached("SELECT COALESCE(SUM(length), 0) FROM blobs WHERE owner = ?1")?
+        .prepare_cached(USED)?
         .query_row(params![b.owner.as_str()], |r| r.get(0))?;
     if to_u64(used)?.saturating_add(b.length) > quota {
         return Err(StoreError::QuotaExceeded);
     }
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO blobs (id, owner, length, durable, parts, created_at_ms) \
-             VALUES (?1, ?2, ?3, 0, 0, ?4)",
-        )?
-        .execute(params![
-            b.id.as_bytes(),
-            b.owner.as_str(),
-            to_i64(b.length)?,
-            b.created_at_ms
-        ]);
+    let inserted = tx.prepare_cached(CREATE)?.execute(params![
+        b.id.as_bytes(),
+        b.owner.as_str(),
+        to_i64(b.length)?,
+        b.created_at_ms
+    ]);
     match inserted {
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
         other => Ok(other.map(drop)?),
@@ -29,9 +43,7 @@ pub(super) fn create(tx: &Transaction<'_>, b: &BlobRecord, quota: u64) -> Result
 
 pub(super) fn get(conn: &Connection, id: &BlobId) -> Result<Option<BlobRecord>, StoreError> {
     let row = conn
-        .prepare_cached(
-            "SELECT owner, length, durable, parts, created_at_ms FROM blobs WHERE id = ?1",
-        )?
+        .prepare_cached(GET)?
         .query_row(params![id.as_bytes()], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -61,12 +73,9 @@ pub(super) fn part(
     from: u64,
     to: u64,
 ) -> Result<(), StoreError> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE blobs SET durable = ?3, parts = parts + 1 \
-             WHERE id = ?1 AND durable = ?2 AND ?3 <= length",
-        )?
-        .execute(params![id.as_bytes(), to_i64(from)?, to_i64(to)?])?;
+    let changed =
+        tx.prepare_cached(PART)?
+            .execute(params![id.as_bytes(), to_i64(from)?, to_i64(to)?])?;
     if changed == 1 {
         Ok(())
     } else {
@@ -78,9 +87,7 @@ pub(super) fn part(
 
 pub(super) fn expire(tx: &Transaction<'_>, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {
     let ids = tx
-        .prepare_cached(
-            "DELETE FROM blobs WHERE durable < length AND created_at_ms < ?1 RETURNING id",
-        )?
+        .prepare_cached(EXPIRE)?
         .query_map(params![before_ms], |r| r.get::<_, Vec<u8>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     ids.iter()

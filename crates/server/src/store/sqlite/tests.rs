@@ -740,7 +740,11 @@ fn a_revoked_device_holds_back_no_collection() {
 fn hot_statements_never_scan() {
     let (_d, store) = open();
     let conn = store.reader();
-    for (name, sql) in log::HOT_PATH.iter().chain(audit::HOT_PATH) {
+    for (name, sql) in log::HOT_PATH
+        .iter()
+        .chain(audit::HOT_PATH)
+        .chain(blobs::HOT_PATH)
+    {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
         let plan: Vec<String> = stmt
