@@ -148,7 +148,15 @@ pub async fn attestation(
 ) -> Result<Json<Done>, ApiError> {
     let store = state.store.clone();
     let seq = blocking(move || {
-        store.add_attestation(&req.user, &req.attestation.into_vec(), crate::now_ms())?;
+        let keep_all = |_: &[u8]| false;
+        let attestation = req.attestation.into_vec();
+        store.add_attestation(
+            &req.user,
+            &attestation,
+            &keep_all,
+            usize::MAX,
+            crate::now_ms(),
+        )?;
         Ok(store.mark_directory_pending(&req.user, crate::now_ms())?)
     })
     .await?;

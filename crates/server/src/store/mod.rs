@@ -569,13 +569,17 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<String>, StoreError>;
 
-    /// Adds an attestation to `user`'s directory entry and queues the
-    /// user for publication, in one transaction; false if it was there.
-    /// `NotFound` for an unknown user.
+    /// Adds an attestation to `user`'s directory entry, drops the user's
+    /// attestations that `expired` says are, and queues the user for
+    /// publication, in one transaction; false if it was there.
+    /// `NotFound` for an unknown user; `QuotaExceeded` if the entry would
+    /// then carry more than `max` (the directory could not publish it).
     fn add_attestation(
         &self,
         user: &UserId,
         attestation: &[u8],
+        expired: &dyn Fn(&[u8]) -> bool,
+        max: usize,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
     /// Up to `limit` alert entries ([`AuditBatch::alerts`]) from number

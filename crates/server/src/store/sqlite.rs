@@ -628,17 +628,29 @@ impl Store for SqliteStore {
         &self,
         user: &UserId,
         attestation: &[u8],
+        expired: &dyn Fn(&[u8]) -> bool,
+        max: usize,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         self.write(|tx| {
-            devices::user(tx, user)?;
+            let (gone, kept): (Vec<_>, Vec<_>) = devices::user(tx, user)?
+                .attestations
+                .into_iter()
+                .partition(|a| expired(a));
+            for a in &gone {
+                tx.prepare_cached("DELETE FROM attestations WHERE user = ?1 AND attestation = ?2")?
+                    .execute(params![user.as_str(), a])?;
+            }
+            if kept.len() >= max && !kept.iter().any(|a| a == attestation) {
+                return Err(StoreError::QuotaExceeded);
+            }
             let added = tx
                 .prepare_cached(
                     "INSERT INTO attestations (user, attestation, published_at_ms)
                      VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![user.as_str(), attestation, now_ms])?;
-            if added == 1 {
+            if added == 1 || !gone.is_empty() {
                 mark_pending(tx, user, now_ms)?;
             }
             Ok(added == 1)

@@ -768,9 +768,22 @@ fn attestations_and_the_authority_key() {
     let alice = addr("alice@x.y", 1);
     enrol(&store, &alice, 1);
     let (_, queued) = store.directory_pending().unwrap();
-    assert!(store.add_attestation(&alice.user, &[0xd2; 40], 30).unwrap());
-    assert!(!store.add_attestation(&alice.user, &[0xd2; 40], 31).unwrap());
-    assert!(store.add_attestation(&alice.user, &[0x84; 40], 32).unwrap());
+    let none = |_: &[u8]| false;
+    assert!(
+        store
+            .add_attestation(&alice.user, &[0xd2; 40], &none, 64, 30)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_attestation(&alice.user, &[0xd2; 40], &none, 64, 31)
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_attestation(&alice.user, &[0x84; 40], &none, 64, 32)
+            .unwrap()
+    );
     let (users, now) = store.directory_pending().unwrap();
     assert!(users.contains(&alice.user) && now == queued + 2);
     let record = store.user(&alice.user).unwrap();
@@ -778,7 +791,7 @@ fn attestations_and_the_authority_key() {
     let list = crate::directory::device_list(&record).unwrap();
     assert_eq!(list.attestations().count(), 2);
     assert!(matches!(
-        store.add_attestation(&user("nobody@x.y"), &[1], 33),
+        store.add_attestation(&user("nobody@x.y"), &[1], &none, 64, 33),
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.accreditation_authority().unwrap(), None);
@@ -788,4 +801,58 @@ fn attestations_and_the_authority_key() {
         Some("aa".into())
     );
     assert_eq!(store.accreditation_authority().unwrap(), Some("bb".into()));
+}
+
+/// Review: past `MAX_ATTESTATIONS` a user's entry was refused by the
+/// publisher (skipped, with a log line) and froze: no device change of
+/// theirs, a revocation included, was published again. Renewals replace
+/// expired attestations, and one past the limit is refused at publishing.
+#[test]
+fn attestations_renewed_for_years_stay_publishable() {
+    use crate::accreditation::{PublishError, publish};
+    use valise_directory::entry::MAX_ATTESTATIONS;
+    use valise_proto::attestation::{Accreditation, AuthoritySecret};
+    use valise_proto::marking::Label;
+    const YEAR_S: i64 = 365 * 86_400;
+    let (_dir, store) = open();
+    let alice = addr("alice@x.y", 1);
+    enrol(&store, &alice, 1);
+    let officer = AuthoritySecret::generate();
+    store
+        .set_accreditation_authority(&officer.public().to_string(), 1)
+        .unwrap();
+    let sign = |issued_at_s: i64, not_after_s: i64| {
+        Accreditation {
+            device: None,
+            issued_at_s,
+            label: Label::parse("EU RESTRICTED").unwrap(),
+            not_after_s,
+            user: alice.user.clone(),
+        }
+        .sign(&officer)
+        .unwrap()
+    };
+    let publishable = || crate::directory::device_list(&store.user(&alice.user).unwrap()).unwrap();
+    let start_s = 1_700_000_000;
+    for year in 0..MAX_ATTESTATIONS as i64 + 2 {
+        let now_s = start_s + year * YEAR_S;
+        let (_, added) = publish(&store, &sign(now_s, now_s + YEAR_S), now_s * 1000).unwrap();
+        assert!(added);
+        // This year's and last year's (valid to this second).
+        assert_eq!(
+            publishable().attestations().count(),
+            2.min(year as usize + 1)
+        );
+    }
+    // A second after the last renewal expired: as many as fit at once.
+    let now_s = start_s + (MAX_ATTESTATIONS as i64 + 2) * YEAR_S + 1;
+    for n in 0..MAX_ATTESTATIONS as i64 {
+        publish(&store, &sign(now_s + n, now_s + YEAR_S), now_s * 1000).unwrap();
+    }
+    let one_more = sign(now_s - 1, now_s + YEAR_S);
+    assert!(matches!(
+        publish(&store, &one_more, now_s * 1000),
+        Err(PublishError::TooMany(_))
+    ));
+    assert_eq!(publishable().attestations().count(), MAX_ATTESTATIONS);
 }
