@@ -50,6 +50,9 @@ pub const HEADER_BYTES: usize = 13;
 pub const NONCE_PREFIX_BYTES: usize = 7;
 /// Smallest padded size: every file under it looks the same.
 pub const MIN_PADDED_BYTES: u64 = 4096;
+/// Smallest blob the format makes (an empty file's): a server refuses to
+/// create a shorter one, which no client would fill.
+pub const MIN_BLOB_BYTES: u64 = HEADER_BYTES as u64 + MIN_PADDED_BYTES + TAG_BYTES as u64;
 /// Largest file the format takes (far below the STREAM's 2^32 chunks).
 pub const MAX_PLAIN_BYTES: u64 = 64 << 30;
 /// Most attachments on one letter.
@@ -593,6 +596,14 @@ mod tests {
 
     fn file(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn no_blob_is_shorter_than_an_empty_files() {
+        assert_eq!(Layout::for_plain(0).unwrap().blob, MIN_BLOB_BYTES);
+        for plain in [1, 4096, 4097, 1 << 20, MAX_PLAIN_BYTES] {
+            assert!(Layout::for_plain(plain).unwrap().blob >= MIN_BLOB_BYTES);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use common::{Server, client, expect_problem, run_with, valised};
 use std::path::Path;
 use std::process::Stdio;
 use valise_proto::api::blobs;
+use valise_proto::blob::MIN_BLOB_BYTES;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::{BlobId, DeviceAddress, DeviceId, ErrorCode, UserId};
 use valise_server::store::{Enrollment, NewKeyPackage, SqliteStore, Store};
@@ -625,16 +626,19 @@ impl Blobs {
     }
 
     async fn create(&self, length: u64) -> BlobId {
-        let r = self
-            .c
+        let r = self.create_with(length).await;
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        r.json::<blobs::BlobCreated>().await.unwrap().blob
+    }
+
+    async fn create_with(&self, length: u64) -> reqwest::Response {
+        self.c
             .post(self.url(blobs::ROUTE))
             .bearer_auth(&self.token)
             .header(blobs::UPLOAD_LENGTH, length)
             .send()
             .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-        r.json::<blobs::BlobCreated>().await.unwrap().blob
+            .unwrap()
     }
 
     async fn patch(&self, id: &BlobId, at: u64, part: Vec<u8>) -> reqwest::Response {
@@ -671,13 +675,15 @@ async fn a_blob_whose_file_is_gone_is_not_found() {
     let b = Blobs::new(&data, &server);
     let file = |id: &BlobId| data.join("blobs").join(id.to_string());
 
-    let unfinished = b.create(8).await;
+    let unfinished = b.create(MIN_BLOB_BYTES).await;
     std::fs::remove_file(file(&unfinished)).unwrap();
     let r = b.patch(&unfinished, 0, vec![1; 8]).await;
     expect_problem(r, ErrorCode::NotFound, "a part of a blob without file").await;
 
-    let complete = b.create(4).await;
-    let r = b.patch(&complete, 0, vec![2; 4]).await;
+    let complete = b.create(MIN_BLOB_BYTES).await;
+    let r = b
+        .patch(&complete, 0, vec![2; MIN_BLOB_BYTES as usize])
+        .await;
     assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
     std::fs::remove_file(file(&complete)).unwrap();
     let r = b.get(&complete, 0, 4).await;
@@ -726,4 +732,30 @@ async fn racing_parts_never_cut_an_acknowledged_one() {
             "round {round}: the file is not the acknowledged part"
         );
     }
+}
+
+/// What no client sends costs the server nothing: a blob shorter than an
+/// empty file's (free of quota, any number of records, files and audit
+/// entries) and an empty part (on a complete blob it logged the blob's
+/// completion again, as often as sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_requests_no_client_makes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(&data);
+    let b = Blobs::new(&data, &server);
+    for length in [0, 1, MIN_BLOB_BYTES - 1] {
+        let r = b.create_with(length).await;
+        expect_problem(r, ErrorCode::BadRequest, &format!("a blob of {length}")).await;
+    }
+    let id = b.create(MIN_BLOB_BYTES).await;
+    let r = b.patch(&id, 0, vec![]).await;
+    expect_problem(r, ErrorCode::BadRequest, "an empty first part").await;
+    let r = b.patch(&id, 0, vec![5; MIN_BLOB_BYTES as usize]).await;
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    let r = b.patch(&id, MIN_BLOB_BYTES, vec![]).await;
+    expect_problem(r, ErrorCode::BadRequest, "an empty part after the last").await;
+    let store = SqliteStore::open(&data.join("valised.db")).unwrap();
+    let blob = store.blob(&id).unwrap().unwrap();
+    assert_eq!((blob.durable, blob.parts), (MIN_BLOB_BYTES, 1));
 }

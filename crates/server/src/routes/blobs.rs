@@ -21,6 +21,7 @@ use valise_proto::api::blobs::{
     parse_range,
 };
 use valise_proto::audit::Action;
+use valise_proto::blob::MIN_BLOB_BYTES;
 use valise_proto::{BlobId, ErrorCode};
 
 fn count(headers: &HeaderMap, name: &'static str) -> Result<u64, ApiError> {
@@ -54,7 +55,8 @@ fn find(state: &AppState, id: &BlobId) -> Result<BlobRecord, ApiError> {
 ///
 /// Creates an empty blob of the declared `Upload-Length`: 413 over the
 /// server's limit and `storage_full` over the account's blob quota, both
-/// before a byte is stored.
+/// before a byte is stored. Shorter than [`MIN_BLOB_BYTES`] is no blob a
+/// client makes: refused, so that every record costs its owner quota.
 pub async fn create(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
@@ -62,6 +64,11 @@ pub async fn create(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<BlobCreated>), ApiError> {
     let length = count(&headers, UPLOAD_LENGTH)?;
+    if length < MIN_BLOB_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "a blob has at least {MIN_BLOB_BYTES} bytes; this one declares {length}"
+        )));
+    }
     if length > state.blobs.max_bytes {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -119,7 +126,8 @@ impl<S: Send + Sync> FromRequest<S> for Part {
 ///
 /// Appends a part at `Upload-Offset`, which must be the blob's durable
 /// offset (409 `upload_offset` otherwise); answers once the part is
-/// fsynced, with the new offset.
+/// fsynced, with the new offset. An empty part is refused: it would move
+/// nothing, and on a complete blob it logged its completion again.
 pub async fn append(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
@@ -129,6 +137,9 @@ pub async fn append(
     Part(bytes): Part,
 ) -> Result<Response, ApiError> {
     let at = count(&headers, UPLOAD_OFFSET)?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("a blob part has at least one byte"));
+    }
     let s = state.clone();
     let user = caller.user.clone();
     let after = blocking(move || {
