@@ -257,6 +257,14 @@ impl SqliteStore {
     }
 }
 
+/// The accreditation authority's key, if set (`migrations/0010_attestations.sql`).
+fn authority(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT key FROM accreditation_authority WHERE only = 1")?
+        .query_row([], |r| r.get::<_, String>(0))
+        .optional()?)
+}
+
 impl Store for SqliteStore {
     fn create_invite(
         &self,
@@ -594,11 +602,7 @@ impl Store for SqliteStore {
     }
 
     fn accreditation_authority(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT key FROM accreditation_authority WHERE only = 1")?
-            .query_row([], |r| r.get::<_, String>(0))
-            .optional()?)
+        authority(&self.reader())
     }
 
     fn set_accreditation_authority(
@@ -607,13 +611,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
         self.write(|tx| {
-            let before = tx
-                .query_row(
-                    "SELECT key FROM accreditation_authority WHERE only = 1",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?;
+            let before = authority(tx)?;
             tx.execute(
                 "INSERT INTO accreditation_authority (only, key, set_at_ms) VALUES (1, ?1, ?2)
                  ON CONFLICT (only) DO UPDATE SET key = excluded.key,
