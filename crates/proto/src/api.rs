@@ -20,10 +20,10 @@
 //! | `GET /v1/directory/history/{user}` | – | [`DirectoryProof`] |
 //! | `GET /v1/directory/audit?from=e&to=f` | – | [`DirectoryAudit`] (no authentication: for auditors) |
 //! | `GET /v1/security-desk` | – | [`SecurityDesk`] |
-//! | `POST /v1/blobs` (`Upload-Length`) | – | [`BlobCreated`] (413 over the limit, 507 `storage_full` over the quota) |
-//! | `PATCH /v1/blobs/{id}` (`Upload-Offset`) | blob bytes, at most [`blobs::MAX_PART_BYTES`] | 204, `Upload-Offset` (409 on another offset) |
+//! | `POST /v1/blobs` (`Upload-Length`) | – | [`BlobCreated`] (400 under [`crate::blob::MIN_BLOB_BYTES`], 413 over the limit, 507 `storage_full` over the quota) |
+//! | `PATCH /v1/blobs/{id}` (`Upload-Offset`) | blob bytes, 1 to [`blobs::MAX_PART_BYTES`] | 204, `Upload-Offset` (409 on another offset) |
 //! | `HEAD /v1/blobs/{id}` | – | `Upload-Offset`, `Upload-Length` |
-//! | `GET /v1/blobs/{id}` (`Range: bytes=a-b`) | – | 206, the bytes (409 until complete) |
+//! | `GET /v1/blobs/{id}` (`Range: bytes=a-b`) | – | 206, the bytes (404 until complete) |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
