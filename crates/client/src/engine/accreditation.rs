@@ -66,7 +66,9 @@ impl Engine {
                 })?
                 .fingerprint_hex();
             let detail = format!(
-                "the server names an accreditation authority for the first time (fingerprint                  {fingerprint}) and this device pinned it: check the fingerprint with your                  security officer"
+                "the server names an accreditation authority for the first time (fingerprint \
+                 {fingerprint}) and this device pinned it: check the fingerprint with your \
+                 security officer"
             );
             return self.transaction(|| {
                 self.pin_authority(Some(key), None)?;
