@@ -386,16 +386,17 @@ impl Client {
                 out.display()
             )));
         }
-        // A restricted letter goes only into an approved directory.
-        self.check_export(letter_id, out)?;
-        let partial = Partial::create(out)?;
+        // A restricted letter goes only into an approved directory, by the
+        // path that was checked.
+        let target = self.check_export(letter_id, out)?;
+        let partial = Partial::create(&target)?;
         let outcome = self.download(&attachment, index, &partial.file).await;
-        match outcome.and_then(|()| export(partial, out)) {
+        match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
                 // its report.
-                let label_file = self.record_export(letter_id, out).inspect_err(|_| {
-                    let _ = std::fs::remove_file(out);
+                let label_file = self.record_export(letter_id, &target).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&target);
                 })?;
                 Ok(Saved {
                     path: out.to_owned(),
