@@ -324,6 +324,18 @@ impl Device {
         rt.block_on(f(&mut client))
     }
 
+    /// `valise save ID --attachment N --out OUT`.
+    pub fn save(&self, id: i64, n: usize, out: &Path) -> Output {
+        self.run(&[
+            "save",
+            &id.to_string(),
+            "--attachment",
+            &n.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[])
     }
