@@ -53,7 +53,7 @@ pub struct Transfer {
 pub type Progress = Box<dyn FnMut(Transfer) + Send>;
 
 /// An attachment written out by [`Client::save_attachment`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Saved {
     pub path: PathBuf,
     pub size: u64,
@@ -62,6 +62,16 @@ pub struct Saved {
     /// (see [`crate::export`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_file: Option<PathBuf>,
+}
+
+// Neither the file's path nor its media type reach a log.
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saved")
+            .field("size", &self.size)
+            .field("label_file", &self.label_file.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Times a changed source is started over within one run.

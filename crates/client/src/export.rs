@@ -87,8 +87,8 @@ pub fn check(label: Option<&Label>, out: &Path, settings: &Settings) -> Result<P
     }
 }
 
-/// What `FILE.label.json` holds.
-#[derive(Debug, Clone, Serialize)]
+/// What `FILE.label.json` holds. No Debug: the label never reaches a log.
+#[derive(Clone, Serialize)]
 pub struct LabelFile {
     /// The label as users write it (`Label`'s text form).
     pub label: String,
