@@ -59,3 +59,38 @@ fn a_ceiling_raised_while_a_member_was_out_is_seen_when_it_returns() {
         "degraded",
     );
 }
+
+/// The intruder holding the server's database names a malformed
+/// accreditation authority key. A device that pinned none must not be
+/// stopped by it (every sync failed, its mail with it) nor pin anything;
+/// a valid key named later is still pinned on first sight, with its alert.
+#[test]
+fn a_malformed_authority_key_from_the_server_stops_no_sync() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    alice.sync();
+    let name = |key: &str| {
+        server
+            .db()
+            .execute(
+                "INSERT OR REPLACE INTO accreditation_authority (only, key, set_at_ms)
+                 VALUES (1, ?1, 0)",
+                [key],
+            )
+            .unwrap();
+    };
+    name("\u{1b}[2J not a key");
+    assert_ok(&alice.run(&["sync"]));
+    assert!(
+        !alice
+            .alert_kinds()
+            .contains(&"accreditation_authority_changed".to_owned())
+    );
+
+    let key = common::officer::Officer::new(server.dir.path(), "so").public;
+    name(&key);
+    alice.sync();
+    let pinned = alice.alert_details("accreditation_authority_changed");
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    assert!(pinned[0].contains("first time"), "{}", pinned[0]);
+}
