@@ -606,15 +606,22 @@ impl SyncBar {
 
 /// Prints one line for the user and picks the exit code.
 pub fn fail(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
+    eprintln!("{}", failure_line(e, json));
+    std::process::ExitCode::FAILURE
+}
+
+/// The line [`fail`] prints. An error may quote what the server wrote (a
+/// problem's title and detail): shown as any text from outside.
+fn failure_line(e: &anyhow::Error, json: bool) -> String {
     let code = e
         .downcast_ref::<ClientError>()
         .map_or("error", ClientError::code);
+    let message = shown(&format!("{e:#}"), false);
     if json {
-        eprintln!("{}", json!({"error": code, "message": format!("{e:#}")}));
+        json!({"error": code, "message": message}).to_string()
     } else {
-        eprintln!("valise: {e:#}");
+        format!("valise: {message}")
     }
-    std::process::ExitCode::FAILURE
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -627,7 +634,6 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The label as a subject prefix, `[EU RESTRICTED] `.
 /// A conversation's ceiling and whether it is degraded, as a line (empty
 /// for a conversation without a ceiling that is not degraded).
 fn policy_line(ceiling: Option<&str>, known: bool, degraded: Option<&str>) -> String {
@@ -665,6 +671,7 @@ fn shown(text: &str, lines: bool) -> String {
         .collect()
 }
 
+/// The label as a subject prefix, `[EU RESTRICTED] `.
 fn marking_prefix(m: &Option<Label>) -> String {
     m.as_ref().map(Label::subject_prefix).unwrap_or_default()
 }
@@ -675,7 +682,25 @@ fn plural(n: usize) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{failure_line, shown};
+    use valise_client::ClientError;
+    use valise_proto::{ErrorCode, Problem};
+
+    /// The server's problem text is the intruder's: it reaches the
+    /// terminal only as text.
+    #[test]
+    fn a_servers_error_cannot_drive_the_terminal() {
+        let problem = Problem::new(
+            ErrorCode::BadRequest,
+            "\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{9b}2J",
+        );
+        let e = anyhow::Error::from(ClientError::Server(problem));
+        for json in [false, true] {
+            let line = failure_line(&e, json);
+            assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+            assert!(line.contains("bad_request") || !json, "{line}");
+        }
+    }
 
     #[test]
     fn members_text_cannot_drive_the_terminal() {

@@ -83,17 +83,6 @@ fn send_attached<'a>(bob: &'a str, subject: &'a str, file: &'a Path) -> [&'a str
     ]
 }
 
-fn save(bob: &Device, id: i64, n: usize, out: &Path) -> std::process::Output {
-    bob.run(&[
-        "save",
-        &id.to_string(),
-        "--attachment",
-        &n.to_string(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-}
-
 #[test]
 fn two_annexes_travel_and_nothing_of_them_reaches_the_server() {
     let server = Server::start();
@@ -122,7 +111,7 @@ fn two_annexes_travel_and_nothing_of_them_reaches_the_server() {
     std::fs::create_dir(&out).unwrap();
     for (n, source) in [(1, &first), (2, &second)] {
         let target = out.join(format!("{n}.out"));
-        let saved = save(&bob, id, n, &target);
+        let saved = bob.save(id, n, &target);
         assert_ok(&saved);
         assert_eq!(
             std::fs::read(&target).unwrap(),
@@ -214,7 +203,7 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     for (n, (what, bytes)) in attacks.iter().enumerate() {
         std::fs::write(&blob, bytes).unwrap();
         let target = out.join("annex.bin");
-        let saved = save(&bob, id, 1, &target);
+        let saved = bob.save(id, 1, &target);
         assert!(!saved.status.success(), "{what}: saved");
         let err = String::from_utf8_lossy(&saved.stderr);
         assert!(
@@ -236,7 +225,7 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     // Put back, the blob saves: the checks refused only the changes.
     std::fs::write(&blob, &original).unwrap();
     let target = out.join("annex.bin");
-    assert!(save(&bob, id, 1, &target).status.success());
+    assert!(bob.save(id, 1, &target).status.success());
     assert_eq!(
         std::fs::read(&target).unwrap(),
         std::fs::read(&source).unwrap()
@@ -354,7 +343,7 @@ fn kill9_story(size: usize, kills: usize) {
     bob.sync();
     let id = bob.inbox()[0]["id"].as_i64().unwrap();
     let target = dir.join("big.out");
-    let saved = save(&bob, id, 1, &target);
+    let saved = bob.save(id, 1, &target);
     assert_ok(&saved);
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&big).unwrap());
 }
@@ -391,7 +380,7 @@ fn a_source_changed_before_resume_gets_a_new_key_and_blob() {
     bob.sync();
     let id = bob.inbox()[0]["id"].as_i64().unwrap();
     let target = dir.join("changed.out");
-    assert!(save(&bob, id, 1, &target).status.success());
+    assert!(bob.save(id, 1, &target).status.success());
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&changed).unwrap());
 }
 
@@ -445,6 +434,6 @@ fn a_changed_source_behind_a_lying_offset_gets_a_new_key_and_blob() {
     bob.sync();
     let id = bob.inbox()[0]["id"].as_i64().unwrap();
     let target = dir.join("lied.out");
-    assert_ok(&save(&bob, id, 1, &target));
+    assert_ok(&bob.save(id, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&changed).unwrap());
 }

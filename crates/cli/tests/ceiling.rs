@@ -13,11 +13,9 @@
 mod common;
 use common::officer::officer_and_server;
 use common::{
-    Device, PASSPHRASE, Server, addr, assert_no_fork, assert_ok, assert_refused, contains, settle,
-    stderr,
+    Device, Server, addr, assert_no_fork, assert_ok, assert_refused, contains, settle, stderr,
 };
 use serde_json::Value;
-use valise_client::{Client, Passphrase};
 use valise_proto::{ConversationId, Label};
 
 /// A client modified to skip the marking checks (accreditation, ceiling).
@@ -33,16 +31,6 @@ fn three_in_a_cell(server: &Server, name: &str, ceiling: &str) -> (Device, Devic
     bob.sync();
     carol.sync();
     (alice, bob, carol, conv)
-}
-
-/// Runs `f` on the device's client in this process: a modified client.
-fn rogue<T>(dev: &Device, f: impl AsyncFnOnce(&mut Client) -> T) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut client = Client::open(&dev.home, &Passphrase::new(PASSPHRASE.into())).unwrap();
-    rt.block_on(f(&mut client))
 }
 
 fn conv_id(id: &str) -> ConversationId {
@@ -258,7 +246,7 @@ fn a_member_who_raises_the_ceiling_is_seen_and_nothing_forks() {
     let marked = alice.try_send_marked_in(&conv, "Before", "TLP:GREEN");
     assert_ok(&marked);
 
-    rogue(&carol, async |c| {
+    carol.rogue(async |c| {
         c.rogue_set_ceiling(&conv_id(&conv), label("TLP:RED"))
             .await
             .unwrap();

@@ -7,8 +7,8 @@
 
 mod common;
 use common::officer::{Officer, publish, server_with};
-use common::{Device, Server};
-use std::path::Path;
+use common::{Device, Server, stderr};
+use std::path::{Path, PathBuf};
 
 /// Lets the device at `dev` save restricted letters into `dirs` only.
 fn approve_export_dirs(dev: &Device, dirs: &[&Path]) {
@@ -40,19 +40,15 @@ fn send_marked_with(from: &Device, to: &Device, subject: &str, marking: &str, fi
         .unwrap()
 }
 
-fn save(dev: &Device, id: i64, out: &Path) -> std::process::Output {
-    dev.run(&[
-        "save",
-        &id.to_string(),
-        "--attachment",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `approved` and `elsewhere` under `dir`; `dev` may save restricted
+/// letters into the first only.
+fn export_dirs(dir: &Path, dev: &Device) -> (PathBuf, PathBuf) {
+    let approved = dir.join("approved");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&approved).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    approve_export_dirs(dev, &[&approved]);
+    (approved, elsewhere)
 }
 
 fn count(dev: &Device, kind: &str) -> usize {
@@ -88,14 +84,10 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
     std::fs::write(&annex, b"%PDF-1.7 the negotiating mandate").unwrap();
     let id = send_marked_with(alice, bob, "Mandate", "EU RESTRICTED", &annex);
 
-    let approved = dir.path().join("approved");
-    let elsewhere = dir.path().join("elsewhere");
-    std::fs::create_dir_all(&approved).unwrap();
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    approve_export_dirs(bob, &[&approved]);
+    let (approved, elsewhere) = export_dirs(dir.path(), bob);
 
     // Outside the approved directories: refused, nothing written.
-    let out = save(bob, id, &elsewhere.join("annex.pdf"));
+    let out = bob.save(id, 1, &elsewhere.join("annex.pdf"));
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("approved export directory"),
@@ -107,7 +99,7 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
 
     // Inside: the file, its label, and the alert.
     let target = approved.join("annex.pdf");
-    let out = save(bob, id, &target);
+    let out = bob.save(id, 1, &target);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(&target).unwrap(),
@@ -132,11 +124,7 @@ fn a_restricted_annex_is_exported_only_where_approved_and_forwarded_whole() {
     let carols = dir.path().join("carol-approved");
     std::fs::create_dir_all(&carols).unwrap();
     approve_export_dirs(carol, &[&carols]);
-    let out = save(
-        carol,
-        fwd["id"].as_i64().unwrap(),
-        &carols.join("annex.pdf"),
-    );
+    let out = carol.save(fwd["id"].as_i64().unwrap(), 1, &carols.join("annex.pdf"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(carols.join("annex.pdf")).unwrap(),
@@ -160,16 +148,12 @@ fn a_planted_label_link_is_not_followed() {
     let annex = dir.path().join("annex.pdf");
     std::fs::write(&annex, b"%PDF-1.7 annex").unwrap();
     let id = send_marked_with(alice, bob, "Mandate", "EU RESTRICTED", &annex);
-    let approved = dir.path().join("approved");
-    let elsewhere = dir.path().join("elsewhere");
-    std::fs::create_dir_all(&approved).unwrap();
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    approve_export_dirs(bob, &[&approved]);
+    let (approved, elsewhere) = export_dirs(dir.path(), bob);
     let victim = elsewhere.join("victim.txt");
     std::fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, approved.join("annex.pdf.label.json")).unwrap();
 
-    let out = save(bob, id, &approved.join("annex.pdf"));
+    let out = bob.save(id, 1, &approved.join("annex.pdf"));
     assert!(!out.status.success(), "the save followed the planted link");
     assert!(
         stderr(&out).contains("label file exists"),

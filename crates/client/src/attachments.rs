@@ -53,7 +53,7 @@ pub struct Transfer {
 pub type Progress = Box<dyn FnMut(Transfer) + Send>;
 
 /// An attachment written out by [`Client::save_attachment`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Saved {
     pub path: PathBuf,
     pub size: u64,
@@ -62,6 +62,16 @@ pub struct Saved {
     /// (see [`crate::export`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_file: Option<PathBuf>,
+}
+
+// Neither the file's path nor its media type reach a log.
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saved")
+            .field("size", &self.size)
+            .field("label_file", &self.label_file.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Times a changed source is started over within one run.
@@ -386,16 +396,17 @@ impl Client {
                 out.display()
             )));
         }
-        // A restricted letter goes only into an approved directory.
-        self.check_export(letter_id, out)?;
-        let partial = Partial::create(out)?;
+        // A restricted letter goes only into an approved directory, by the
+        // path that was checked.
+        let target = self.check_export(letter_id, out)?;
+        let partial = Partial::create(&target)?;
         let outcome = self.download(&attachment, index, &partial.file).await;
-        match outcome.and_then(|()| export(partial, out)) {
+        match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
                 // its report.
-                let label_file = self.record_export(letter_id, out).inspect_err(|_| {
-                    let _ = std::fs::remove_file(out);
+                let label_file = self.record_export(letter_id, &target).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&target);
                 })?;
                 Ok(Saved {
                     path: out.to_owned(),

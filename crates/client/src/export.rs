@@ -38,10 +38,12 @@ pub fn restricted(label: Option<&Label>) -> bool {
 /// Refuses to write `out` for a letter labelled `label` unless the label
 /// allows it anywhere or `out` lies inside an approved export directory
 /// (both resolved, symbolic links included; `out` itself must not be a
-/// link).
-pub fn check(label: Option<&Label>, out: &Path, settings: &Settings) -> Result<()> {
+/// link). Returns the path to write: for a restricted label, `out`
+/// resolved as it was checked, so that a link on the way swapped during
+/// the download does not carry the file elsewhere.
+pub fn check(label: Option<&Label>, out: &Path, settings: &Settings) -> Result<PathBuf> {
     let Some(label) = label.filter(|l| restricted(Some(l))) else {
-        return Ok(());
+        return Ok(out.to_owned());
     };
     let refuse = |why: &str| {
         Err(ClientError::Handling {
@@ -70,20 +72,23 @@ pub fn check(label: Option<&Label>, out: &Path, settings: &Settings) -> Result<(
     let Ok(parent) = parent.canonicalize() else {
         return refuse("the output's directory does not exist");
     };
+    let Some(name) = out.file_name() else {
+        return refuse("the output names no file");
+    };
     let approved = settings
         .approved_export_dirs
         .iter()
         .filter_map(|d| d.canonicalize().ok())
         .any(|d| parent.starts_with(d));
     if approved {
-        Ok(())
+        Ok(parent.join(name))
     } else {
         refuse("the output is outside them")
     }
 }
 
-/// What `FILE.label.json` holds.
-#[derive(Debug, Clone, Serialize)]
+/// What `FILE.label.json` holds. No Debug: the label never reaches a log.
+#[derive(Clone, Serialize)]
 pub struct LabelFile {
     /// The label as users write it (`Label`'s text form).
     pub label: String,
@@ -117,8 +122,9 @@ pub fn write_label(out: &Path, file: &LabelFile) -> Result<PathBuf> {
 
 impl Client {
     /// Refuses to save letter `letter_id` (or its attachment) at `out` where
-    /// its marking forbids it. Call before writing anything.
-    pub fn check_export(&self, letter_id: i64, out: &Path) -> Result<()> {
+    /// its marking forbids it; else the path to write (see [`check`]). Call
+    /// before writing anything.
+    pub fn check_export(&self, letter_id: i64, out: &Path) -> Result<PathBuf> {
         let letter = self.engine.home.letter(letter_id)?;
         check(letter.marking.as_ref(), out, &self.settings)
     }
@@ -190,6 +196,21 @@ mod tests {
             let link = approved.join("link.pdf");
             std::os::unix::fs::symlink(elsewhere.join("x.pdf"), &link).unwrap();
             assert!(check(Some(&eur), &link, &settings).is_err());
+        }
+        // Through a link to a directory inside: allowed, and the path to
+        // write is the one checked, whatever the link names afterwards.
+        #[cfg(unix)]
+        {
+            let via = root.path().join("via");
+            std::os::unix::fs::symlink(approved.join("sub"), &via).unwrap();
+            let target = check(Some(&eur), &via.join("a.pdf"), &settings).unwrap();
+            std::fs::remove_file(&via).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &via).unwrap();
+            assert_eq!(
+                target,
+                approved.canonicalize().unwrap().join("sub/a.pdf"),
+                "the checked path, not the link"
+            );
         }
         // A label file (or a link) already beside the output: refused.
         std::fs::write(approved.join("b.pdf.label.json"), "{}").unwrap();

@@ -17,6 +17,10 @@ impl Client {
     /// a new thread addressed to all its members.
     pub async fn forward(&mut self, letter_id: i64, conv: &ConversationId) -> Result<SentLetter> {
         let original = self.engine.home.letter(letter_id)?;
+        // The target brought up to date first: sending does it otherwise,
+        // after the rules were checked, and a member it adds meanwhile
+        // (a commit pulled then) would read what the rules kept from them.
+        self.check_members(conv).await?;
         let mut members: Vec<UserId> = self.engine.other_members(conv)?;
         members.push(self.engine.me.user.clone());
         check_forward(

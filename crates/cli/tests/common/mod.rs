@@ -312,6 +312,30 @@ pub struct Device {
 }
 
 impl Device {
+    /// Runs `f` on this device's client in the test's process: a modified
+    /// client (the library's test-only `rogue_*` calls).
+    pub fn rogue<T>(&self, f: impl AsyncFnOnce(&mut valise_client::Client) -> T) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let passphrase = valise_client::Passphrase::new(PASSPHRASE.into());
+        let mut client = valise_client::Client::open(&self.home, &passphrase).unwrap();
+        rt.block_on(f(&mut client))
+    }
+
+    /// `valise save ID --attachment N --out OUT`.
+    pub fn save(&self, id: i64, n: usize, out: &Path) -> Output {
+        self.run(&[
+            "save",
+            &id.to_string(),
+            "--attachment",
+            &n.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[])
     }

@@ -48,25 +48,26 @@ impl Engine {
 
     /// The server names `named` now (asked during housekeeping). Pinned on
     /// first sight if this device pinned none; otherwise a different key
-    /// (or none) is alerted once and never used.
+    /// (or none) is alerted once and never used. A malformed key counts as
+    /// none: the server's word stops no sync, and only a key reaches an
+    /// alert, never its raw text.
     pub(crate) fn learn_authority(&self, named: Option<&str>) -> Result<()> {
         let mut pin = self.home.authority_pin()?;
-        let named = named.map(str::to_ascii_lowercase);
+        let parsed = named.and_then(|k| AuthorityKey::parse(k).ok());
+        let named = parsed.map(|k| k.to_string());
         if pin.pinned.is_none() && !pin.changed {
-            let Some(key) = named.as_deref() else {
+            let (Some(key), Some(parsed)) = (named.as_deref(), parsed) else {
                 return Ok(());
             };
             // Trust on first use, but seen: an administrator (or whoever
             // holds the server) naming its own key would otherwise accredit
             // whom it likes on every device that enrolled before the
             // officer's key was set.
-            let fingerprint = AuthorityKey::parse(key)
-                .map_err(|e| {
-                    ClientError::Protocol(format!("the accreditation authority key: {e}"))
-                })?
-                .fingerprint_hex();
+            let fingerprint = parsed.fingerprint_hex();
             let detail = format!(
-                "the server names an accreditation authority for the first time (fingerprint                  {fingerprint}) and this device pinned it: check the fingerprint with your                  security officer"
+                "the server names an accreditation authority for the first time (fingerprint \
+                 {fingerprint}) and this device pinned it: check the fingerprint with your \
+                 security officer"
             );
             return self.transaction(|| {
                 self.pin_authority(Some(key), None)?;

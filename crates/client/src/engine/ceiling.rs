@@ -14,7 +14,9 @@
 //!   by a modified client: it is merged like any valid commit (no fork),
 //!   this device keeps the ceiling it held, alerts `ceiling_changed`, and
 //!   the conversation is *degraded* for good: no marked letter is sealed
-//!   there again.
+//!   there again. So is a change a device finds when it joins again (a
+//!   Welcome after its removal, a rejoin from the hub's GroupInfo): the
+//!   group's hash is not that of the record it kept.
 //! - **Members.** A commit that brings in a device not accredited for the
 //!   ceiling is merged, alerts `unaccredited_member`, and degrades the
 //!   conversation until no such device is left. The check runs after the
@@ -189,18 +191,37 @@ impl Engine {
         before: Option<Vec<u8>>,
     ) -> Result<()> {
         if mls::policy_hash(group.extensions()) != before {
-            let detail = format!(
-                "{sender} changed this conversation's ceiling, which Valise never does: the \
-                 ceiling this device held stays, and no marked letter is sent here again"
-            );
-            self.home.set_degraded(
-                conv,
-                Some(&format!("{DEGRADED_CEILING}: changed by {sender}")),
-            )?;
-            self.raise(AlertKind::CeilingChanged, Some(conv), &detail, None)?;
+            self.ceiling_changed(conv, &format!("changed by {sender}"))?;
         }
         self.roster_checks.borrow_mut().insert(*conv);
         Ok(())
+    }
+
+    /// After this device joined `conv` again (a Welcome after its removal,
+    /// or a rejoin from the hub's GroupInfo): no commit showed it what
+    /// happened meanwhile, so the group's policy hash is compared with the
+    /// record it kept; a different one (or none) is a change, as by commit.
+    pub(crate) fn after_rejoin(&self, conv: &ConversationId, group: &MlsGroup) -> Result<()> {
+        let Some(kept) = self.row(conv)?.policy else {
+            return Ok(());
+        };
+        let held = mls::policy_hash(group.extensions());
+        if held.as_deref() != Some(valise_proto::policy::hash(&kept).as_slice()) {
+            self.ceiling_changed(conv, "changed while this device was out of it")?;
+        }
+        self.roster_checks.borrow_mut().insert(*conv);
+        Ok(())
+    }
+
+    /// Degrades `conv` for good and alerts: its ceiling was changed `how`.
+    fn ceiling_changed(&self, conv: &ConversationId, how: &str) -> Result<()> {
+        let detail = format!(
+            "this conversation's ceiling was {how}, which Valise never does: the ceiling this \
+             device held stays, and no marked letter is sent here again"
+        );
+        self.home
+            .set_degraded(conv, Some(&format!("{DEGRADED_CEILING}: {how}")))?;
+        self.raise(AlertKind::CeilingChanged, Some(conv), &detail, None)
     }
 
     /// The conversations whose members must be checked against their

@@ -158,6 +158,7 @@ impl Engine {
             .put_conversation(conv, "", false, epoch, self.now_ms())?;
         self.home
             .set_members_key(conv, &mls::members_key(&group)?)?;
+        self.after_rejoin(conv, &group)?;
         // The leaf came from a key package whose private keys waited in the
         // home since it was made: renewed at once (I3).
         self.home.set_update_due(conv)?;

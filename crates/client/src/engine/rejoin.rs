@@ -352,6 +352,7 @@ impl Engine {
             .log_commit(conv, hub.epoch, &commit_hash(submit.commit.as_slice()))?;
         self.home
             .set_members_key(conv, &mls::members_key(&group)?)?;
+        self.after_rejoin(conv, &group)?;
         Ok(submit)
     }
 

@@ -46,8 +46,9 @@ pub struct LetterView {
     pub attachments: Vec<AttachmentRef>,
 }
 
-/// What `read` shows of an attachment (never its key or blob id).
-#[derive(Debug, Serialize)]
+/// What `read` shows of an attachment (never its key or blob id). No
+/// Debug: its name and media type are the letter's content.
+#[derive(Serialize)]
 pub struct AttachmentInfo<'a> {
     /// From 1, as `save --attachment` takes it.
     pub index: usize,
