@@ -725,16 +725,16 @@ impl Session {
         let home = client.home();
         let key = Folder::Sent.key();
         let found = home.submitted_letter(&id).and_then(|letter| match letter {
-            Some(l) => Ok(Some(l)),
+            Some(l) => Ok(vec![l]),
             // A letter rendered by the bridge names itself (`<id@valise>`).
             None => match id.strip_suffix(&format!("@{}", crate::render::ID_HOST)) {
-                Some(own) => home.letter_by_message_id(own),
-                None => Ok(None),
+                Some(own) => home.letters_by_message_id(own),
+                None => Ok(Vec::new()),
             },
         });
-        let letter = match found {
-            Ok(Some(l)) => l,
-            Ok(None) => {
+        let letters = match found {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => {
                 return no(
                     tag,
                     "[CANNOT] only letters sent through the bridge are kept in Sent",
@@ -742,9 +742,18 @@ impl Session {
             }
             Err(e) => return self.failed(tag, &e),
         };
+        // Of the letters with that id, the one in Sent (the others are
+        // letters received that happen to carry it).
         let state = home
             .index_folder(&key, Folder::Sent.filter())
-            .and_then(|s| Ok((s, home.folder_uid(&key, letter)?)));
+            .and_then(|s| {
+                for letter in letters {
+                    if let Some(uid) = home.folder_uid(&key, letter)? {
+                        return Ok((s, Some(uid)));
+                    }
+                }
+                Ok((s, None))
+            });
         drop(client);
         match state {
             Ok((state, Some(uid))) => ok(

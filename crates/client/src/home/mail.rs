@@ -80,13 +80,15 @@ impl Home {
         )? == 1)
     }
 
-    /// The local id of a letter by its message id (a mail client's
-    /// In-Reply-To), the newest if several senders used the same id.
-    pub fn letter_by_message_id(&self, message_id: &str) -> Result<Option<i64>> {
-        Ok(self
+    /// The local ids of the letters with this message id (a mail client's
+    /// In-Reply-To), newest first: a sender picks its message ids, so
+    /// letters of other conversations may carry the same one.
+    pub fn letters_by_message_id(&self, message_id: &str) -> Result<Vec<i64>> {
+        let mut stmt = self
             .conn
-            .prepare_cached("SELECT max(id) FROM letters WHERE message_id = ?1")?
-            .query_row([message_id], |r| r.get(0))?)
+            .prepare_cached("SELECT id FROM letters WHERE message_id = ?1 ORDER BY id DESC")?;
+        let ids = stmt.query_map([message_id], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     /// Remembers that the mail a client gave `client_message_id` became
