@@ -775,13 +775,14 @@ impl Session {
         let Some(sel) = &mut self.selected else {
             return;
         };
+        // Only what came after the highest UID the session knows: an
+        // IDLE session wakes at every sync that stored letters.
+        let known = sel.entries.last().map_or(0, |e| e.uid);
         let client = self.ctx.device.client().await;
-        let fresh = listing(&client, &sel.folder);
+        let fresh = listing(&client, &sel.folder, known);
         drop(client);
         match fresh {
-            Ok((_, entries)) => {
-                let known = sel.entries.last().map_or(0, |e| e.uid);
-                let new: Vec<FolderEntry> = entries.into_iter().filter(|e| e.uid > known).collect();
+            Ok((_, new)) => {
                 if !new.is_empty() {
                     sel.entries.extend(new);
                     let exists = sel.entries.len() as u32;
@@ -975,20 +976,22 @@ fn open_folder(
     let Some(folder) = folders::find(client, &mailbox_name(mailbox))? else {
         return Ok(None);
     };
-    let (state, entries) = listing(client, &folder)?;
+    let (state, entries) = listing(client, &folder, 0)?;
     Ok(Some((folder, state, entries)))
 }
 
 /// Indexes `folder`'s letters (new ones get the next UIDs), then lists
-/// them; the index must come first or new letters would be missed.
+/// those with a UID above `after`; the index must come first or new
+/// letters would be missed.
 fn listing(
     client: &valise_client::Client,
     folder: &Folder,
+    after: u32,
 ) -> valise_client::Result<(FolderState, Vec<FolderEntry>)> {
     let key = folder.key();
     let home = client.home();
     let state = home.index_folder(&key, folder.filter())?;
-    Ok((state, home.folder_entries(&key)?))
+    Ok((state, home.folder_entries(&key, after)?))
 }
 
 fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
