@@ -29,6 +29,9 @@ use zeroize::Zeroizing;
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Recipients per letter.
 const MAX_RECIPIENTS: usize = 100;
+/// The longest line answering an AUTH challenge (RFC 4954: 12288 octets);
+/// smtp-proto bounds command lines, this bounds what is kept of these.
+const MAX_AUTH_LINE: usize = 12288;
 
 /// Where the session is.
 #[derive(PartialEq)]
@@ -141,6 +144,14 @@ impl Session {
                         let line = line.strip_suffix(b"\r\n").unwrap_or(&line);
                         self.auth_line(line).await;
                         true
+                    }
+                    // No end in sight: a session before its login must not
+                    // make the bridge keep all it sends.
+                    None if self.pending.len() > MAX_AUTH_LINE => {
+                        self.pending.clear();
+                        self.out.extend(reply(500, [5, 5, 6], "line too long"));
+                        self.flush().await?;
+                        return Ok(());
                     }
                     None => false,
                 },

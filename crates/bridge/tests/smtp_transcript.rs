@@ -221,3 +221,28 @@ fn a_reply_reaches_exactly_the_recipients_the_client_named() {
         }
     }
 }
+
+/// A local user without the password who answers AUTH's challenge with a
+/// line that never ends is cut off, not buffered for ever.
+#[test]
+fn an_endless_auth_line_ends_the_session() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+    smtp.send("EHLO client.example\r\nAUTH PLAIN\r\n");
+    assert!(smtp.reply().starts_with("250"));
+    assert!(smtp.reply().starts_with("334"));
+    let chunk = "A".repeat(64 * 1024);
+    for _ in 0..4 {
+        // The bridge may close while the rest is still on its way.
+        if smtp.writer.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let refused = smtp.reply();
+    assert!(refused.starts_with("500 5.5.6 "), "{refused}");
+    let mut rest = String::new();
+    assert_eq!(smtp.reader.read_line(&mut rest).unwrap_or(0), 0, "{rest}");
+}
