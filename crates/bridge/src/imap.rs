@@ -811,10 +811,9 @@ impl Session {
         }
         let key = sel.folder.key();
         let chosen = fetch::resolve(&sel.entries, set, uid);
-        let client = self.ctx.device.client().await;
         let mut changed = Vec::new();
         for seq in chosen {
-            let Some(entry) = sel.entries.get_mut(seq - 1) else {
+            let Some(entry) = sel.entries.get(seq - 1) else {
                 continue;
             };
             let mut f = entry.flags;
@@ -837,14 +836,24 @@ impl Session {
                     set_to(&mut f, true);
                 }
             }
-            if let Err(e) = client.home().set_mail_flags(&key, entry.uid, f) {
-                drop(client);
-                return self.failed(tag, &e);
-            }
-            entry.flags = f;
-            changed.push((seq, *entry));
+            changed.push((seq, FolderEntry { flags: f, ..*entry }));
         }
-        drop(client);
+        let writes: Vec<(u32, MailFlags)> = changed.iter().map(|(_, e)| (e.uid, e.flags)).collect();
+        let written = self
+            .ctx
+            .device
+            .client()
+            .await
+            .home()
+            .set_mail_flags(&key, &writes);
+        if let Err(e) = written {
+            return self.failed(tag, &e);
+        }
+        for (seq, entry) in &changed {
+            if let Some(known) = sel.entries.get_mut(seq - 1) {
+                known.flags = entry.flags;
+            }
+        }
         if response == StoreResponse::Answer {
             for (seq, entry) in changed {
                 let mut items = vec![fetch::flags_item(&entry.flags)];

@@ -196,6 +196,7 @@ impl Session {
         let chosen = resolve(&sel.entries, set, uid);
         let client = self.ctx.device.client().await;
         let mut out = Vec::with_capacity(chosen.len());
+        let mut seen = Vec::new();
         for seq in chosen {
             let Some(entry) = sel.entries.get_mut(seq - 1) else {
                 continue;
@@ -269,9 +270,7 @@ impl Session {
             }
             if seen_now && !read_only && !entry.flags.seen {
                 entry.flags.seen = true;
-                if let Err(e) = client.home().set_mail_flags(&key, entry.uid, entry.flags) {
-                    tracing::warn!(code = e.code(), "imap fetch: {e}");
-                }
+                seen.push((entry.uid, entry.flags));
                 // A flag changed by this fetch is reported with it.
                 if !names.contains(&MessageDataItemName::Flags) {
                     items.push(flags_item(&entry.flags));
@@ -286,6 +285,10 @@ impl Session {
                     items,
                 });
             }
+        }
+        // Letters read now are marked in one transaction, not one each.
+        if let Err(e) = client.home().set_mail_flags(&key, &seen) {
+            tracing::warn!(code = e.code(), "imap fetch: {e}");
         }
         drop(client);
         for data in out {

@@ -214,17 +214,24 @@ impl Home {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Sets the flags of one letter in a folder.
-    pub fn set_mail_flags(&self, key: &str, uid: u32, f: MailFlags) -> Result<()> {
-        self.conn.prepare_cached(SET_FLAGS)?.execute(params![
-            key,
-            i64::from(uid),
-            f.seen,
-            f.flagged,
-            f.answered,
-            f.deleted
-        ])?;
-        Ok(())
+    /// Sets the flags of letters in a folder, by UID, in one transaction:
+    /// the home syncs every commit to disk, and a client's `STORE 1:*` or
+    /// `FETCH 1:* BODY[]` changes a whole folder.
+    pub fn set_mail_flags(&self, key: &str, changes: &[(u32, MailFlags)]) -> Result<()> {
+        self.transaction(|| {
+            let mut stmt = self.conn.prepare_cached(SET_FLAGS)?;
+            for (uid, f) in changes {
+                stmt.execute(params![
+                    key,
+                    i64::from(*uid),
+                    f.seen,
+                    f.flagged,
+                    f.answered,
+                    f.deleted
+                ])?;
+            }
+            Ok(())
+        })
     }
 
     /// Files letters in a folder that holds what it is given (Archive,
