@@ -573,10 +573,7 @@ impl Session {
         pattern: &ListMailbox<'_>,
         subscribed_only: bool,
     ) -> Status<'static> {
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_owned(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.inner().as_ref()).into_owned(),
-        };
+        let reference = mailbox_name(reference);
         let pattern = match pattern {
             ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
             ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
@@ -975,7 +972,6 @@ fn atom(s: &'static str) -> imap_next::imap_types::core::Atom<'static> {
     imap_next::imap_types::core::Atom::unvalidated(s.trim_start_matches('\\'))
 }
 
-/// A mailbox's name as the client sent it (INBOX in any case is INBOX).
 /// The folder a client names, with its UIDs brought up to date: what
 /// SELECT, EXAMINE and STATUS all start from. `None`: no such folder.
 fn open_folder(
@@ -1003,6 +999,7 @@ fn listing(
     Ok((state, home.folder_entries(&key, after)?))
 }
 
+/// A mailbox's name as the client sent it (INBOX in any case is INBOX).
 fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
     match mailbox {
         Mailbox::Inbox => "INBOX".to_owned(),
