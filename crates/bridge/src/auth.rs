@@ -13,11 +13,14 @@ static CHECKS: Semaphore = Semaphore::const_new(2);
 /// True if `user` is this home's user and `pass` the bridge password. The
 /// hash is read at every login, so a reset takes effect at once.
 pub async fn check(device: &Device, user: &str, pass: &[u8]) -> bool {
-    let (me, account) = {
+    let (me, phc) = {
         let client = device.client().await;
-        (client.me().user.to_string(), client.home().bridge_account())
+        (
+            client.me().user.to_string(),
+            client.home().bridge_password_hash(),
+        )
     };
-    let Ok(Some((phc, _))) = account else {
+    let Ok(Some(phc)) = phc else {
         return false;
     };
     let pass = zeroize::Zeroizing::new(pass.to_vec());

@@ -83,6 +83,19 @@ impl Home {
             .optional()?)
     }
 
+    /// The bridge's password hash alone: what every login reads, without
+    /// taking the TLS key out of the sealed home each time.
+    pub fn bridge_password_hash(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT password_hash FROM bridge_account WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Sets up the bridge once: its password hash and TLS key.
     pub fn init_bridge_account(&self, phc: &str, tls_key_pem: &str) -> Result<()> {
         self.conn.execute(
