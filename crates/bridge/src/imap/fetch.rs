@@ -191,6 +191,17 @@ impl Session {
         let needs_letter = names
             .iter()
             .any(|n| !matches!(n, MessageDataItemName::Uid | MessageDataItemName::Flags));
+        // ENVELOPE and INTERNALDATE read the letter; only these need it
+        // rendered (a client's listing often asks for no more than those).
+        let needs_mail = names.iter().any(|n| {
+            !matches!(
+                n,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::InternalDate
+            )
+        });
         let key = sel.folder.key();
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
@@ -212,7 +223,7 @@ impl Session {
             } else {
                 None
             };
-            let mail = letter.as_ref().map(render::rfc5322);
+            let mail = letter.as_ref().filter(|_| needs_mail).map(render::rfc5322);
             let mut items = Vec::with_capacity(names.len());
             let mut seen_now = false;
             for name in &names {
