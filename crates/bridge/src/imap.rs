@@ -906,10 +906,13 @@ impl Session {
             .iter()
             .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.uid))
             .collect();
+        let moving = moving && dest.key() != source;
         let client = self.ctx.device.client().await;
         let home = client.home();
-        let done = home.copy_to_folder(&dest.key(), &letters).and_then(|_| {
-            if moving && dest.key() != source {
+        // Filed and taken out together, or neither.
+        let done = home.transaction(|| {
+            home.copy_to_folder(&dest.key(), &letters)?;
+            if moving {
                 home.remove_from_folder(&source, &moved)?;
             }
             Ok(())
@@ -918,14 +921,8 @@ impl Session {
         if let Err(e) = done {
             return self.failed(tag, &e);
         }
-        if moving && dest.key() != source {
-            // Highest first: each number is right when it is sent.
-            for seq in chosen.into_iter().rev() {
-                if seq <= sel.entries.len() {
-                    sel.entries.remove(seq - 1);
-                    self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
-                }
-            }
+        if moving {
+            self.forget(&moved);
             return ok(tag, None, "MOVE completed");
         }
         ok(tag, None, "COPY completed")
@@ -945,25 +942,35 @@ impl Session {
             .await
             .home()
             .expunge_folder(&sel.folder.key());
-        let gone = match gone {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(code = e.code(), "imap: {e}");
-                return no(tag, "the Valise engine failed; see the bridge's log");
+        match gone {
+            Ok(gone) => {
+                self.forget(&gone);
+                ok(tag, None, "EXPUNGE completed")
             }
-        };
-        // Highest first: each number is right when it is sent.
-        for seq in (1..=sel.entries.len()).rev() {
-            if sel
-                .entries
-                .get(seq - 1)
-                .is_some_and(|e| gone.contains(&e.uid))
-            {
-                sel.entries.remove(seq - 1);
-                self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
-            }
+            Err(e) => self.failed(tag, &e),
         }
-        ok(tag, None, "EXPUNGE completed")
+    }
+
+    /// Takes the letters with these UIDs (ascending) out of the selected
+    /// folder's view and tells the client, highest number first (each
+    /// number is right when it is sent): one pass over the folder however
+    /// many go, not one shift of the rest per letter.
+    fn forget(&mut self, uids: &[u32]) {
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
+        let gone = |e: &FolderEntry| uids.binary_search(&e.uid).is_ok();
+        let seqs: Vec<usize> = sel
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| gone(e))
+            .map(|(i, _)| i + 1)
+            .collect();
+        sel.entries.retain(|e| !gone(e));
+        for seq in seqs.into_iter().rev() {
+            self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
+        }
     }
 }
 
