@@ -449,7 +449,11 @@ impl Session {
                     && !sel.read_only
                 {
                     let key = sel.folder.key();
-                    let _ = self.ctx.device.client().await.home().expunge_folder(&key);
+                    // CLOSE succeeds whatever; a failure is for the log.
+                    let gone = self.ctx.device.client().await.home().expunge_folder(&key);
+                    if let Err(e) = gone {
+                        tracing::warn!(code = e.code(), "imap close: {e}");
+                    }
                 }
                 ok(tag, None, "CLOSE completed")
             }
