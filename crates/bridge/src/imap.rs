@@ -42,6 +42,12 @@ use valise_client::home::mail::{FolderEntry, FolderState, MailFlags};
 /// least 30 minutes; IDLE clients re-issue every 29).
 const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
 
+/// Bytes a session that has not logged in may send towards one command.
+/// A login is a few hundred; without a bound any user of this machine
+/// could make the bridge hold a literal of `max_literal_size` (64 MiB, for
+/// APPEND) per connection, without the password.
+const PRE_LOGIN_INPUT: usize = 64 * 1024;
+
 /// What every session needs.
 pub struct Ctx {
     pub device: Arc<Device>,
@@ -74,6 +80,8 @@ struct Session {
     news: watch::Receiver<u64>,
     /// Encoded responses not yet written.
     out: Vec<u8>,
+    /// Bytes read since the parser last gave an event.
+    unparsed: usize,
 }
 
 /// Serves one connection until the client leaves. `tls_now`: the port
@@ -96,6 +104,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         logout: None,
         news,
         out: Vec::new(),
+        unparsed: 0,
     };
     session.run().await
 }
@@ -176,6 +185,7 @@ impl Session {
         loop {
             match self.server.next() {
                 Ok(event) => {
+                    self.unparsed = 0;
                     if self.event(event).await? {
                         return Ok(());
                     }
@@ -191,7 +201,13 @@ impl Session {
                         read = tokio::time::timeout(AUTOLOGOUT, self.io.read(&mut buf)) => {
                             match read {
                                 Ok(Ok(0)) | Err(_) => return Ok(()),
-                                Ok(Ok(n)) => self.server.enqueue_input(&buf[..n]),
+                                Ok(Ok(n)) => {
+                                    self.unparsed += n;
+                                    if !self.logged_in && self.unparsed > PRE_LOGIN_INPUT {
+                                        return Ok(());
+                                    }
+                                    self.server.enqueue_input(&buf[..n]);
+                                }
                                 Ok(Err(e)) => return Err(e),
                             }
                         }
