@@ -77,16 +77,21 @@ impl Folder {
     }
 }
 
-/// Every folder, conversations by name (a duplicate name gets its id's
-/// first 8 digits, so names are unique).
-pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
-    let mut folders = vec![
+/// The folders every home has.
+fn fixed() -> [Folder; 5] {
+    [
         Folder::Inbox,
         Folder::Sent,
         Folder::Drafts,
         Folder::Archive,
         Folder::Trash,
-    ];
+    ]
+}
+
+/// Every folder, conversations by name (a duplicate name gets its id's
+/// first 8 digits, so names are unique).
+pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
+    let mut folders = fixed().to_vec();
     let conversations = client.conversations()?;
     let me = &client.me().user;
     // An unnamed conversation (`valise send --to`) is named by the others in it.
@@ -136,10 +141,18 @@ pub fn all(client: &Client) -> valise_client::Result<Vec<Folder>> {
     Ok(folders)
 }
 
-/// The folder a client names (INBOX in any case).
+/// The folder a client names (INBOX in any case). Only a conversation's
+/// name costs a look at the conversations (every MLS group's roster): a
+/// client polls STATUS of the fixed folders often.
 pub fn find(client: &Client, name: &str) -> valise_client::Result<Option<Folder>> {
     if name.eq_ignore_ascii_case("INBOX") {
         return Ok(Some(Folder::Inbox));
+    }
+    if let Some(folder) = fixed().into_iter().find(|f| f.name() == name) {
+        return Ok(Some(folder));
+    }
+    if !name.starts_with(&format!("{CONVERSATIONS}{DELIMITER}")) {
+        return Ok(None);
     }
     Ok(all(client)?.into_iter().find(|f| f.name() == name))
 }

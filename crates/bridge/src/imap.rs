@@ -42,6 +42,12 @@ use valise_client::home::mail::{FolderEntry, FolderState, MailFlags};
 /// least 30 minutes; IDLE clients re-issue every 29).
 const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
 
+/// Bytes a session that has not logged in may send towards one command.
+/// A login is a few hundred; without a bound any user of this machine
+/// could make the bridge hold a literal of `max_literal_size` (64 MiB, for
+/// APPEND) per connection, without the password.
+const PRE_LOGIN_INPUT: usize = 64 * 1024;
+
 /// What every session needs.
 pub struct Ctx {
     pub device: Arc<Device>,
@@ -74,6 +80,8 @@ struct Session {
     news: watch::Receiver<u64>,
     /// Encoded responses not yet written.
     out: Vec<u8>,
+    /// Bytes read since the parser last gave an event.
+    unparsed: usize,
 }
 
 /// Serves one connection until the client leaves. `tls_now`: the port
@@ -96,6 +104,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         logout: None,
         news,
         out: Vec::new(),
+        unparsed: 0,
     };
     session.run().await
 }
@@ -176,6 +185,7 @@ impl Session {
         loop {
             match self.server.next() {
                 Ok(event) => {
+                    self.unparsed = 0;
                     if self.event(event).await? {
                         return Ok(());
                     }
@@ -191,7 +201,13 @@ impl Session {
                         read = tokio::time::timeout(AUTOLOGOUT, self.io.read(&mut buf)) => {
                             match read {
                                 Ok(Ok(0)) | Err(_) => return Ok(()),
-                                Ok(Ok(n)) => self.server.enqueue_input(&buf[..n]),
+                                Ok(Ok(n)) => {
+                                    self.unparsed += n;
+                                    if !self.logged_in && self.unparsed > PRE_LOGIN_INPUT {
+                                        return Ok(());
+                                    }
+                                    self.server.enqueue_input(&buf[..n]);
+                                }
                                 Ok(Err(e)) => return Err(e),
                             }
                         }
@@ -449,7 +465,11 @@ impl Session {
                     && !sel.read_only
                 {
                     let key = sel.folder.key();
-                    let _ = self.ctx.device.client().await.home().expunge_folder(&key);
+                    // CLOSE succeeds whatever; a failure is for the log.
+                    let gone = self.ctx.device.client().await.home().expunge_folder(&key);
+                    if let Err(e) = gone {
+                        tracing::warn!(code = e.code(), "imap close: {e}");
+                    }
                 }
                 ok(tag, None, "CLOSE completed")
             }
@@ -573,10 +593,7 @@ impl Session {
         pattern: &ListMailbox<'_>,
         subscribed_only: bool,
     ) -> Status<'static> {
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_owned(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.inner().as_ref()).into_owned(),
-        };
+        let reference = mailbox_name(reference);
         let pattern = match pattern {
             ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
             ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
@@ -725,16 +742,16 @@ impl Session {
         let home = client.home();
         let key = Folder::Sent.key();
         let found = home.submitted_letter(&id).and_then(|letter| match letter {
-            Some(l) => Ok(Some(l)),
+            Some(l) => Ok(vec![l]),
             // A letter rendered by the bridge names itself (`<id@valise>`).
             None => match id.strip_suffix(&format!("@{}", crate::render::ID_HOST)) {
-                Some(own) => home.letter_by_message_id(own),
-                None => Ok(None),
+                Some(own) => home.letters_by_message_id(own),
+                None => Ok(Vec::new()),
             },
         });
-        let letter = match found {
-            Ok(Some(l)) => l,
-            Ok(None) => {
+        let letters = match found {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => {
                 return no(
                     tag,
                     "[CANNOT] only letters sent through the bridge are kept in Sent",
@@ -742,9 +759,18 @@ impl Session {
             }
             Err(e) => return self.failed(tag, &e),
         };
+        // Of the letters with that id, the one in Sent (the others are
+        // letters received that happen to carry it).
         let state = home
             .index_folder(&key, Folder::Sent.filter())
-            .and_then(|s| Ok((s, home.folder_uid(&key, letter)?)));
+            .and_then(|s| {
+                for letter in letters {
+                    if let Some(uid) = home.folder_uid(&key, letter)? {
+                        return Ok((s, Some(uid)));
+                    }
+                }
+                Ok((s, None))
+            });
         drop(client);
         match state {
             Ok((state, Some(uid))) => ok(
@@ -766,13 +792,14 @@ impl Session {
         let Some(sel) = &mut self.selected else {
             return;
         };
+        // Only what came after the highest UID the session knows: an
+        // IDLE session wakes at every sync that stored letters.
+        let known = sel.entries.last().map_or(0, |e| e.uid);
         let client = self.ctx.device.client().await;
-        let fresh = listing(&client, &sel.folder);
+        let fresh = listing(&client, &sel.folder, known);
         drop(client);
         match fresh {
-            Ok((_, entries)) => {
-                let known = sel.entries.last().map_or(0, |e| e.uid);
-                let new: Vec<FolderEntry> = entries.into_iter().filter(|e| e.uid > known).collect();
+            Ok((_, new)) => {
                 if !new.is_empty() {
                     sel.entries.extend(new);
                     let exists = sel.entries.len() as u32;
@@ -801,10 +828,9 @@ impl Session {
         }
         let key = sel.folder.key();
         let chosen = fetch::resolve(&sel.entries, set, uid);
-        let client = self.ctx.device.client().await;
         let mut changed = Vec::new();
         for seq in chosen {
-            let Some(entry) = sel.entries.get_mut(seq - 1) else {
+            let Some(entry) = sel.entries.get(seq - 1) else {
                 continue;
             };
             let mut f = entry.flags;
@@ -827,14 +853,24 @@ impl Session {
                     set_to(&mut f, true);
                 }
             }
-            if let Err(e) = client.home().set_mail_flags(&key, entry.uid, f) {
-                drop(client);
-                return self.failed(tag, &e);
-            }
-            entry.flags = f;
-            changed.push((seq, *entry));
+            changed.push((seq, FolderEntry { flags: f, ..*entry }));
         }
-        drop(client);
+        let writes: Vec<(u32, MailFlags)> = changed.iter().map(|(_, e)| (e.uid, e.flags)).collect();
+        let written = self
+            .ctx
+            .device
+            .client()
+            .await
+            .home()
+            .set_mail_flags(&key, &writes);
+        if let Err(e) = written {
+            return self.failed(tag, &e);
+        }
+        for (seq, entry) in &changed {
+            if let Some(known) = sel.entries.get_mut(seq - 1) {
+                known.flags = entry.flags;
+            }
+        }
         if response == StoreResponse::Answer {
             for (seq, entry) in changed {
                 let mut items = vec![fetch::flags_item(&entry.flags)];
@@ -890,10 +926,13 @@ impl Session {
             .iter()
             .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.uid))
             .collect();
+        let moving = moving && dest.key() != source;
         let client = self.ctx.device.client().await;
         let home = client.home();
-        let done = home.copy_to_folder(&dest.key(), &letters).and_then(|_| {
-            if moving && dest.key() != source {
+        // Filed and taken out together, or neither.
+        let done = home.transaction(|| {
+            home.copy_to_folder(&dest.key(), &letters)?;
+            if moving {
                 home.remove_from_folder(&source, &moved)?;
             }
             Ok(())
@@ -902,14 +941,8 @@ impl Session {
         if let Err(e) = done {
             return self.failed(tag, &e);
         }
-        if moving && dest.key() != source {
-            // Highest first: each number is right when it is sent.
-            for seq in chosen.into_iter().rev() {
-                if seq <= sel.entries.len() {
-                    sel.entries.remove(seq - 1);
-                    self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
-                }
-            }
+        if moving {
+            self.forget(&moved);
             return ok(tag, None, "MOVE completed");
         }
         ok(tag, None, "COPY completed")
@@ -929,25 +962,35 @@ impl Session {
             .await
             .home()
             .expunge_folder(&sel.folder.key());
-        let gone = match gone {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(code = e.code(), "imap: {e}");
-                return no(tag, "the Valise engine failed; see the bridge's log");
+        match gone {
+            Ok(gone) => {
+                self.forget(&gone);
+                ok(tag, None, "EXPUNGE completed")
             }
-        };
-        // Highest first: each number is right when it is sent.
-        for seq in (1..=sel.entries.len()).rev() {
-            if sel
-                .entries
-                .get(seq - 1)
-                .is_some_and(|e| gone.contains(&e.uid))
-            {
-                sel.entries.remove(seq - 1);
-                self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
-            }
+            Err(e) => self.failed(tag, &e),
         }
-        ok(tag, None, "EXPUNGE completed")
+    }
+
+    /// Takes the letters with these UIDs (ascending) out of the selected
+    /// folder's view and tells the client, highest number first (each
+    /// number is right when it is sent): one pass over the folder however
+    /// many go, not one shift of the rest per letter.
+    fn forget(&mut self, uids: &[u32]) {
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
+        let gone = |e: &FolderEntry| uids.binary_search(&e.uid).is_ok();
+        let seqs: Vec<usize> = sel
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| gone(e))
+            .map(|(i, _)| i + 1)
+            .collect();
+        sel.entries.retain(|e| !gone(e));
+        for seq in seqs.into_iter().rev() {
+            self.server.enqueue_data(Data::Expunge(nz(seq as u32)));
+        }
     }
 }
 
@@ -956,7 +999,6 @@ fn atom(s: &'static str) -> imap_next::imap_types::core::Atom<'static> {
     imap_next::imap_types::core::Atom::unvalidated(s.trim_start_matches('\\'))
 }
 
-/// A mailbox's name as the client sent it (INBOX in any case is INBOX).
 /// The folder a client names, with its UIDs brought up to date: what
 /// SELECT, EXAMINE and STATUS all start from. `None`: no such folder.
 fn open_folder(
@@ -966,22 +1008,25 @@ fn open_folder(
     let Some(folder) = folders::find(client, &mailbox_name(mailbox))? else {
         return Ok(None);
     };
-    let (state, entries) = listing(client, &folder)?;
+    let (state, entries) = listing(client, &folder, 0)?;
     Ok(Some((folder, state, entries)))
 }
 
 /// Indexes `folder`'s letters (new ones get the next UIDs), then lists
-/// them; the index must come first or new letters would be missed.
+/// those with a UID above `after`; the index must come first or new
+/// letters would be missed.
 fn listing(
     client: &valise_client::Client,
     folder: &Folder,
+    after: u32,
 ) -> valise_client::Result<(FolderState, Vec<FolderEntry>)> {
     let key = folder.key();
     let home = client.home();
     let state = home.index_folder(&key, folder.filter())?;
-    Ok((state, home.folder_entries(&key)?))
+    Ok((state, home.folder_entries(&key, after)?))
 }
 
+/// A mailbox's name as the client sent it (INBOX in any case is INBOX).
 fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
     match mailbox {
         Mailbox::Inbox => "INBOX".to_owned(),

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! EHLO ─ STARTTLS ─ AUTH PLAIN|LOGIN ─ MAIL FROM:<me> ─ RCPT TO:<valise user>… ─ DATA
-//!   DATA ─▶ mail-parser ─▶ In-Reply-To names a letter? reply in its thread
-//!                                              : write to exactly the RCPT set
+//!   DATA ─▶ mail-parser ─▶ In-Reply-To names a letter of exactly the RCPT set?
+//!                            reply in its thread : write to exactly the RCPT set
 //! ```
 //! smtp-proto parses commands and writes replies; this module owns the
 //! connection (STARTTLS swaps it for TLS).
@@ -18,9 +18,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{EhloResponse, Request, Response};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use valise_client::{ClientError, Draft};
+use valise_client::{Client, ClientError, Draft};
 use valise_proto::{ErrorCode, UserId};
 use zeroize::Zeroizing;
 
@@ -28,6 +29,9 @@ use zeroize::Zeroizing;
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Recipients per letter.
 const MAX_RECIPIENTS: usize = 100;
+/// The longest line answering an AUTH challenge (RFC 4954: 12288 octets);
+/// smtp-proto bounds command lines, this bounds what is kept of these.
+const MAX_AUTH_LINE: usize = 12288;
 
 /// Where the session is.
 #[derive(PartialEq)]
@@ -140,6 +144,14 @@ impl Session {
                         let line = line.strip_suffix(b"\r\n").unwrap_or(&line);
                         self.auth_line(line).await;
                         true
+                    }
+                    // No end in sight: a session before its login must not
+                    // make the bridge keep all it sends.
+                    None if self.pending.len() > MAX_AUTH_LINE => {
+                        self.pending.clear();
+                        self.out.extend(reply(500, [5, 5, 6], "line too long"));
+                        self.flush().await?;
+                        return Ok(());
                     }
                     None => false,
                 },
@@ -380,7 +392,7 @@ impl Session {
         };
         let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;
-        let parent = match parent.map(|id| client.home().letter_by_message_id(&id)) {
+        let parent = match parent.map(|id| answered(&client, &id, &to)) {
             Some(Ok(found)) => found,
             Some(Err(e)) => return engine_failure(&e),
             None => None,
@@ -412,6 +424,28 @@ impl Session {
             Err(e) => engine_failure(&e),
         }
     }
+}
+
+/// The letter a mail answers in its thread: one with the In-Reply-To's
+/// message id whose conversation is exactly the recipients and this user,
+/// by the device's own MLS roster. Otherwise the mail is a new letter to
+/// exactly the recipients: a reply in the thread would reach members the
+/// client did not address (a Reply to one sender of a group), miss some it
+/// did, or go to another conversation whose sender chose the same id.
+fn answered(
+    client: &Client,
+    message_id: &str,
+    to: &[UserId],
+) -> valise_client::Result<Option<i64>> {
+    let addressed: BTreeSet<&UserId> = to.iter().collect();
+    for id in client.home().letters_by_message_id(message_id)? {
+        let conversation = client.letter(id)?.conversation;
+        let members = client.engine().other_members(&conversation)?;
+        if members.iter().collect::<BTreeSet<_>>() == addressed {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// A parse failure of a command, in SMTP's words.

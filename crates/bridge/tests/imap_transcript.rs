@@ -314,3 +314,36 @@ fn base64_plain(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
 }
+
+/// A local user without the password who announces a large literal before
+/// logging in is cut off after a little of it, not buffered up to the
+/// 64 MiB an APPEND may carry.
+#[test]
+fn a_large_literal_before_login_ends_the_session() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let bob = server.device("bob");
+    support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut tcp = std::net::TcpStream::connect(&bridge.imap).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut greeting = [0u8; 512];
+    assert!(tcp.read(&mut greeting).unwrap() > 0);
+    tcp.write_all(b"a LOGIN {60000000+}\r\n").unwrap();
+    let chunk = vec![b'x'; 1024 * 1024];
+    for _ in 0..8 {
+        // The bridge may close while the rest is still on its way.
+        if tcp.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    match tcp.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "the session is still open: {e}"
+        ),
+    }
+}

@@ -135,3 +135,114 @@ fn a_pipelining_client_sends_and_is_told_the_truth() {
     smtp.send("QUIT\r\n");
     assert!(smtp.reply().starts_with("221 2.0.0 "));
 }
+
+/// A mail from `from` to `to` (RCPT and To alike) answering `parent`.
+fn answer(smtp: &mut Smtp, from: &str, to: &[String], parent: &str, subject: &str) -> String {
+    smtp.send(&format!("MAIL FROM:<{from}>\r\n"));
+    assert!(smtp.reply().starts_with("250 "));
+    for rcpt in to {
+        smtp.send(&format!("RCPT TO:<{rcpt}>\r\n"));
+        assert!(smtp.reply().starts_with("250 "));
+    }
+    smtp.send("DATA\r\n");
+    assert!(smtp.reply().starts_with("354 "));
+    smtp.send(&format!(
+        "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\nIn-Reply-To: <{parent}@valise>\r\n\r\nAnswer.\r\n.\r\n",
+        to.join(", ")
+    ));
+    smtp.reply()
+}
+
+/// A mail client's Reply (to the sender only) to a letter of a group
+/// reaches the sender alone, never the rest of the group; a Reply All
+/// goes in the thread.
+#[test]
+fn a_reply_reaches_exactly_the_recipients_the_client_named() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let group = alice.create("Budget", &["bob", "carol"]);
+    alice.send_in(&group, "Plans", "For the three of us.");
+    bob.sync();
+    carol.sync();
+    let plans = bob.read(bob.inbox()[0]["id"].as_i64().unwrap());
+    let parent = plans["message_id"].as_str().unwrap().to_owned();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+    smtp.send("EHLO client.example\r\n");
+    smtp.reply();
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{password}", bob.user));
+    smtp.send(&format!("AUTH PLAIN {plain}\r\n"));
+    assert!(smtp.reply().starts_with("235 "));
+
+    let only_alice = [alice.user.clone()];
+    let sent = answer(
+        &mut smtp,
+        &bob.user,
+        &only_alice,
+        &parent,
+        "Re: Plans (private)",
+    );
+    assert!(sent.starts_with("250 2.0.0 "), "{sent}");
+    let everyone = [alice.user.clone(), carol.user.clone()];
+    let sent = answer(&mut smtp, &bob.user, &everyone, &parent, "Re: Plans (all)");
+    assert!(sent.starts_with("250 2.0.0 "), "{sent}");
+    bridge.stop();
+
+    alice.sync();
+    carol.sync();
+    let subjects = |d: &common::Device| -> Vec<String> {
+        d.inbox()
+            .iter()
+            .map(|l| l["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let carols = subjects(&carol);
+    assert!(
+        !carols.contains(&"Re: Plans (private)".to_owned()),
+        "{carols:?}"
+    );
+    assert!(carols.contains(&"Re: Plans (all)".to_owned()), "{carols:?}");
+    for letter in alice.inbox() {
+        let read = alice.read(letter["id"].as_i64().unwrap());
+        match read["subject"].as_str().unwrap() {
+            "Re: Plans (private)" => {
+                assert_ne!(read["conversation"], group.as_str(), "{read}");
+                assert!(read["in_reply_to"].is_null(), "{read}");
+            }
+            "Re: Plans (all)" => {
+                assert_eq!(read["conversation"], group.as_str(), "{read}");
+                assert_eq!(read["in_reply_to"], parent.as_str(), "{read}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A local user without the password who answers AUTH's challenge with a
+/// line that never ends is cut off, not buffered for ever.
+#[test]
+fn an_endless_auth_line_ends_the_session() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+    smtp.send("EHLO client.example\r\nAUTH PLAIN\r\n");
+    assert!(smtp.reply().starts_with("250"));
+    assert!(smtp.reply().starts_with("334"));
+    let chunk = "A".repeat(64 * 1024);
+    for _ in 0..4 {
+        // The bridge may close while the rest is still on its way.
+        if smtp.writer.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let refused = smtp.reply();
+    assert!(refused.starts_with("500 5.5.6 "), "{refused}");
+    let mut rest = String::new();
+    assert_eq!(smtp.reader.read_line(&mut rest).unwrap_or(0), 0, "{rest}");
+}

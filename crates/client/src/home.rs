@@ -291,7 +291,8 @@ fn restrict_dir(_: &Path) -> Result<()> {
 /// it, alerts and their reports to the security desk: the pinned desk, the
 /// kind's budget), letters held for their commit (kept on arrival, taken
 /// after every commit), the inbox position, the inbox listing, and on the
-/// desk storing a report and streaming them (`alerts --desk --follow`). Each
+/// desk storing a report and streaming them (`alerts --desk --follow`),
+/// and the mail bridge's folder indexing, listing, flags and replies. Each
 /// runs per letter or per page, so none may scan a table that grows with
 /// history (`tests::hot_statements_never_scan`).
 #[cfg(test)]
@@ -330,6 +331,14 @@ const HOT_PATH: &[&str] = &[
     desk::STORE_REPORT,
     desk::NOTE_REPORT_SENT,
     desk::REPORTS_AFTER,
+    mail::BY_MESSAGE_ID,
+    mail::INDEX_RECEIVED,
+    mail::INDEX_SENT,
+    mail::INDEX_CONVERSATION,
+    mail::ADD_UID,
+    mail::ENTRIES_AFTER,
+    mail::SET_FLAGS,
+    mail::UID_OF,
 ];
 
 #[cfg(test)]

@@ -191,11 +191,23 @@ impl Session {
         let needs_letter = names
             .iter()
             .any(|n| !matches!(n, MessageDataItemName::Uid | MessageDataItemName::Flags));
+        // ENVELOPE and INTERNALDATE read the letter; only these need it
+        // rendered (a client's listing often asks for no more than those).
+        let needs_mail = names.iter().any(|n| {
+            !matches!(
+                n,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::InternalDate
+            )
+        });
         let key = sel.folder.key();
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
         let client = self.ctx.device.client().await;
         let mut out = Vec::with_capacity(chosen.len());
+        let mut seen = Vec::new();
         for seq in chosen {
             let Some(entry) = sel.entries.get_mut(seq - 1) else {
                 continue;
@@ -211,7 +223,7 @@ impl Session {
             } else {
                 None
             };
-            let mail = letter.as_ref().map(render::rfc5322);
+            let mail = letter.as_ref().filter(|_| needs_mail).map(render::rfc5322);
             let mut items = Vec::with_capacity(names.len());
             let mut seen_now = false;
             for name in &names {
@@ -269,9 +281,7 @@ impl Session {
             }
             if seen_now && !read_only && !entry.flags.seen {
                 entry.flags.seen = true;
-                if let Err(e) = client.home().set_mail_flags(&key, entry.uid, entry.flags) {
-                    tracing::warn!(code = e.code(), "imap fetch: {e}");
-                }
+                seen.push((entry.uid, entry.flags));
                 // A flag changed by this fetch is reported with it.
                 if !names.contains(&MessageDataItemName::Flags) {
                     items.push(flags_item(&entry.flags));
@@ -286,6 +296,10 @@ impl Session {
                     items,
                 });
             }
+        }
+        // Letters read now are marked in one transaction, not one each.
+        if let Err(e) = client.home().set_mail_flags(&key, &seen) {
+            tracing::warn!(code = e.code(), "imap fetch: {e}");
         }
         drop(client);
         for data in out {

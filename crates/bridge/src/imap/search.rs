@@ -2,7 +2,7 @@
 //! judged on the letter as stored (and its rendered header for HEADER).
 
 use super::{Session, Tag, nz, ok};
-use crate::render;
+use crate::render::{self, Mail};
 use chrono::NaiveDate;
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::response::{Data, Status};
@@ -17,6 +17,8 @@ struct Candidate<'a> {
     /// Sequence numbers and UIDs `*` stands for.
     largest: (u32, u32),
     letter: Option<LetterView>,
+    /// Rendered once, for HEADER, LARGER and SMALLER alike.
+    mail: Option<Mail>,
     client: &'a Client,
 }
 
@@ -26,6 +28,13 @@ impl Candidate<'_> {
             self.letter = self.client.letter(self.entry.letter).ok();
         }
         self.letter.as_ref()
+    }
+
+    fn mail(&mut self) -> Option<&Mail> {
+        if self.mail.is_none() {
+            self.mail = self.letter().map(render::rfc5322);
+        }
+        self.mail.as_ref()
     }
 
     /// The (UTC) day the letter arrived: SINCE, BEFORE and ON compare it.
@@ -99,19 +108,14 @@ fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
         SearchKey::Text(s) => c.letter().is_some_and(|l| {
             contains(&l.body, s) || contains(&render::subject(l), s) || contains(l.from.as_str(), s)
         }),
-        SearchKey::Header(name, value) => c.letter().is_some_and(|l| {
-            let mail = render::rfc5322(l);
+        SearchKey::Header(name, value) => c.mail().is_some_and(|mail| {
             let field = render::header_fields(&mail.bytes, &[name.as_ref().to_vec()], false);
             let field = String::from_utf8_lossy(&field);
             let value = text(value);
             field.len() > 2 && field.to_lowercase().contains(&value)
         }),
-        SearchKey::Larger(n) => c
-            .letter()
-            .is_some_and(|l| render::rfc5322(l).bytes.len() as u32 > *n),
-        SearchKey::Smaller(n) => c
-            .letter()
-            .is_some_and(|l| (render::rfc5322(l).bytes.len() as u32) < *n),
+        SearchKey::Larger(n) => c.mail().is_some_and(|m| m.bytes.len() as u32 > *n),
+        SearchKey::Smaller(n) => c.mail().is_some_and(|m| (m.bytes.len() as u32) < *n),
     }
 }
 
@@ -137,6 +141,7 @@ impl Session {
                 entry,
                 largest,
                 letter: None,
+                mail: None,
                 client: &client,
             };
             if criteria.as_ref().iter().all(|k| judge(k, &mut c)) {

@@ -49,6 +49,26 @@ pub struct MailFlags {
 /// at a folder of 100,000 letters).
 const INDEX_BATCH: i64 = 5_000;
 
+// Statements run per SELECT, STATUS, NOOP, IDLE wake, FETCH or STORE
+// (`HOT_PATH`, `home::tests::hot_statements_never_scan`).
+pub(super) const BY_MESSAGE_ID: &str =
+    "SELECT id FROM letters WHERE message_id = ?1 ORDER BY id DESC";
+pub(super) const INDEX_RECEIVED: &str =
+    "SELECT id FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const INDEX_SENT: &str =
+    "SELECT id FROM letters WHERE outgoing = 1 AND id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const INDEX_CONVERSATION: &str =
+    "SELECT id FROM letters WHERE conversation = ?3 AND id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const ADD_UID: &str = "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
+     ON CONFLICT DO NOTHING";
+pub(super) const ENTRIES_AFTER: &str =
+    "SELECT uid, letter, seen, flagged, answered, deleted FROM mail_uids
+     WHERE folder = ?1 AND uid > ?2 ORDER BY uid";
+pub(super) const SET_FLAGS: &str =
+    "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
+     WHERE folder = ?1 AND uid = ?2";
+pub(super) const UID_OF: &str = "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2";
+
 impl Home {
     /// The bridge's password hash (a PHC string) and TLS key (PEM), if
     /// `valise-bridge init` has run.
@@ -59,6 +79,19 @@ impl Home {
                 "SELECT password_hash, tls_key_pem FROM bridge_account WHERE id = 1",
                 [],
                 |r| Ok((r.get(0)?, Zeroizing::new(r.get(1)?))),
+            )
+            .optional()?)
+    }
+
+    /// The bridge's password hash alone: what every login reads, without
+    /// taking the TLS key out of the sealed home each time.
+    pub fn bridge_password_hash(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT password_hash FROM bridge_account WHERE id = 1",
+                [],
+                |r| r.get(0),
             )
             .optional()?)
     }
@@ -80,13 +113,13 @@ impl Home {
         )? == 1)
     }
 
-    /// The local id of a letter by its message id (a mail client's
-    /// In-Reply-To), the newest if several senders used the same id.
-    pub fn letter_by_message_id(&self, message_id: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT max(id) FROM letters WHERE message_id = ?1")?
-            .query_row([message_id], |r| r.get(0))?)
+    /// The local ids of the letters with this message id (a mail client's
+    /// In-Reply-To), newest first: a sender picks its message ids, so
+    /// letters of other conversations may carry the same one.
+    pub fn letters_by_message_id(&self, message_id: &str) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(BY_MESSAGE_ID)?;
+        let ids = stmt.query_map([message_id], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     /// Remembers that the mail a client gave `client_message_id` became
@@ -116,11 +149,10 @@ impl Home {
     pub fn folder_uid(&self, key: &str, letter: i64) -> Result<Option<u32>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2",
-                params![key, letter],
-                |r| r.get::<_, i64>(0).map(|u| u as u32),
-            )
+            .prepare_cached(UID_OF)?
+            .query_row(params![key, letter], |r| {
+                r.get::<_, i64>(0).map(|u| u as u32)
+            })
             .optional()?)
     }
 
@@ -140,22 +172,13 @@ impl Home {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let sql = match filter {
-                FolderFilter::Received => {
-                    "SELECT id FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id LIMIT ?2"
-                }
-                FolderFilter::Sent => {
-                    "SELECT id FROM letters WHERE outgoing = 1 AND id > ?1 ORDER BY id LIMIT ?2"
-                }
-                FolderFilter::Conversation(_) => {
-                    "SELECT id FROM letters WHERE conversation = ?3 AND id > ?1 ORDER BY id LIMIT ?2"
-                }
+                FolderFilter::Received => INDEX_RECEIVED,
+                FolderFilter::Sent => INDEX_SENT,
+                FolderFilter::Conversation(_) => INDEX_CONVERSATION,
                 FolderFilter::Empty => "SELECT id FROM letters WHERE 0 AND ?1 AND ?2",
             };
             let mut stmt = self.conn.prepare_cached(sql)?;
-            let mut insert = self.conn.prepare_cached(
-                "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )?;
+            let mut insert = self.conn.prepare_cached(ADD_UID)?;
             loop {
                 let ids: Vec<i64> = match filter {
                     FolderFilter::Conversation(conv) => stmt
@@ -184,13 +207,12 @@ impl Home {
         })
     }
 
-    /// The letters of a folder, by UID (as indexed so far).
-    pub fn folder_entries(&self, key: &str) -> Result<Vec<FolderEntry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT uid, letter, seen, flagged, answered, deleted FROM mail_uids
-             WHERE folder = ?1 ORDER BY uid",
-        )?;
-        let rows = stmt.query_map([key], |r| {
+    /// The letters of a folder with a UID above `after`, by UID (as
+    /// indexed so far): 0 for all of them, the highest a session knows for
+    /// those that arrived since.
+    pub fn folder_entries(&self, key: &str, after: u32) -> Result<Vec<FolderEntry>> {
+        let mut stmt = self.conn.prepare_cached(ENTRIES_AFTER)?;
+        let rows = stmt.query_map(params![key, i64::from(after)], |r| {
             Ok(FolderEntry {
                 uid: r.get::<_, i64>(0)? as u32,
                 letter: r.get(1)?,
@@ -205,22 +227,24 @@ impl Home {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Sets the flags of one letter in a folder.
-    pub fn set_mail_flags(&self, key: &str, uid: u32, f: MailFlags) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
-                 WHERE folder = ?1 AND uid = ?2",
-            )?
-            .execute(params![
-                key,
-                i64::from(uid),
-                f.seen,
-                f.flagged,
-                f.answered,
-                f.deleted
-            ])?;
-        Ok(())
+    /// Sets the flags of letters in a folder, by UID, in one transaction:
+    /// the home syncs every commit to disk, and a client's `STORE 1:*` or
+    /// `FETCH 1:* BODY[]` changes a whole folder.
+    pub fn set_mail_flags(&self, key: &str, changes: &[(u32, MailFlags)]) -> Result<()> {
+        self.transaction(|| {
+            let mut stmt = self.conn.prepare_cached(SET_FLAGS)?;
+            for (uid, f) in changes {
+                stmt.execute(params![
+                    key,
+                    i64::from(*uid),
+                    f.seen,
+                    f.flagged,
+                    f.answered,
+                    f.deleted
+                ])?;
+            }
+            Ok(())
+        })
     }
 
     /// Files letters in a folder that holds what it is given (Archive,
@@ -234,10 +258,7 @@ impl Home {
             for letter in letters {
                 let added = self
                     .conn
-                    .prepare_cached(
-                        "INSERT INTO mail_uids (folder, uid, letter) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
-                    )?
+                    .prepare_cached(ADD_UID)?
                     .execute(params![key, next, letter])?;
                 next += added as i64;
                 uids.extend(self.folder_uid(key, *letter)?);
@@ -279,5 +300,32 @@ impl Home {
             )?;
             Ok(uids)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A conversation's folder is indexed from its last letter on, not by
+    /// reading and sorting every letter of the conversation at each look
+    /// (SELECT, STATUS, NOOP, IDLE wake): no full scan alone says so.
+    #[test]
+    fn a_conversation_folder_reads_a_range_of_its_index() {
+        let home = Home::in_memory().unwrap();
+        let plan: Vec<String> = home
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {INDEX_CONVERSATION}"))
+            .unwrap()
+            .query_map(rusqlite::params![0, 1, "c"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            [
+                "SEARCH letters USING COVERING INDEX letters_by_conversation (conversation=? AND id>?)"
+            ]
+        );
     }
 }
