@@ -257,6 +257,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_accreditation.sql"),
     include_str!("migrations/0015_ceiling.sql"),
     include_str!("migrations/0016_mail_folders.sql"),
+    include_str!("migrations/0017_conversation_letters.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

@@ -33,10 +33,8 @@ CREATE TABLE mail_uids (
     UNIQUE (folder, letter)
 ) STRICT;
 
--- A conversation's folder gives UIDs to its letters after the last one
--- indexed: a range of this index, not every letter of the conversation.
--- (A mail client's In-Reply-To is found by `letters_by_message`, 0006.)
-CREATE INDEX letters_by_conversation ON letters (conversation, id);
+-- A mail client's In-Reply-To names a letter by its message id.
+CREATE INDEX letters_message_id ON letters (message_id);
 
 -- Mail a client submitted over SMTP, by the Message-ID the client gave it:
 -- the client's copy APPENDed to Sent afterwards is that letter, not a new one.
