@@ -22,6 +22,8 @@ use crate::api::Body;
 use crate::client::Client;
 use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
+use crate::home::Home;
+use crate::home::attachment_cache::PIECE_BYTES;
 use crate::home::uploads::{DraftRow, Upload};
 use crate::send::SentLetter;
 use reqwest::Method;
@@ -37,7 +39,7 @@ use valise_proto::blob::{
     AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
     Sealer,
 };
-use valise_proto::{BlobId, ErrorCode, Letter, MessageId, Payload};
+use valise_proto::{BlobId, ConversationId, ErrorCode, Letter, MessageId, Payload};
 
 /// How far one attachment's transfer went.
 #[derive(Debug, Clone, Copy)]
@@ -399,8 +401,14 @@ impl Client {
         // A restricted letter goes only into an approved directory, by the
         // path that was checked.
         let target = self.check_export(letter_id, out)?;
-        let partial = Partial::create(&target)?;
-        let outcome = self.download(&attachment, index, &partial.file).await;
+        let mut partial = Partial::create(&target)?;
+        let mut write = |_: &Home, plain: &[u8]| {
+            partial
+                .file
+                .write_all(plain)
+                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))
+        };
+        let outcome = self.download(&attachment, index, &mut write).await;
         match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
@@ -415,23 +423,72 @@ impl Client {
                     label_file,
                 })
             }
+            Err(e) => Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?),
+        }
+    }
+
+    /// Raises `attachment_refused` for a blob that failed its checks; the
+    /// error is handed back as it was.
+    fn refusal_alert(
+        &self,
+        e: ClientError,
+        conversation: &ConversationId,
+        letter_id: i64,
+        index: usize,
+    ) -> Result<ClientError> {
+        if let ClientError::Attachment(why) = &e {
+            self.engine.raise(
+                AlertKind::AttachmentRefused,
+                Some(conversation),
+                &format!("letter {letter_id}, attachment {index}: {why}"),
+                None,
+            )?;
+        }
+        Ok(e)
+    }
+
+    /// Makes sure attachment `index` (from 1) of letter `letter_id` is kept
+    /// in the sealed home, checked whole, for a front end that serves it in
+    /// ranges ([`Home::attachment_range`]): downloaded once, in parts, each
+    /// chunk checked as it comes and written as 64 KiB pieces; only a blob
+    /// whose end and digest also passed is marked cached, so nothing of one
+    /// that fails is ever read (and `attachment_refused` is raised, as for
+    /// `save`). Memory stays at one part (8 MiB) whatever the size.
+    pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        if self.engine.home.attachment_cached(letter_id, index)? {
+            return Ok(());
+        }
+        let letter = self.engine.home.letter(letter_id)?;
+        let attachment = index
+            .checked_sub(1)
+            .and_then(|i| letter.attachments.get(i))
+            .cloned()
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "attachment",
+                id: format!("{index} of letter {letter_id}"),
+            })?;
+        self.engine.home.clear_attachment(letter_id, index)?;
+        let mut pieces = Pieces::new(letter_id, index);
+        let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
+        let outcome = self.download(&attachment, index, &mut write).await;
+        let home = &self.engine.home;
+        match outcome.and_then(|()| pieces.finish(home)) {
+            Ok(()) => home.mark_attachment_cached(letter_id, index),
             Err(e) => {
-                if let ClientError::Attachment(why) = &e {
-                    self.engine.raise(
-                        AlertKind::AttachmentRefused,
-                        Some(&letter.conversation),
-                        &format!("letter {letter_id}, attachment {index}: {why}"),
-                        None,
-                    )?;
-                }
-                Err(e)
+                home.clear_attachment(letter_id, index)?;
+                Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?)
             }
         }
     }
 
     /// Fetches the blob in ranges into `file`, each chunk checked as it
     /// comes, the end and the digest at the end.
-    async fn download(&mut self, a: &AttachmentRef, index: usize, mut file: &File) -> Result<()> {
+    async fn download(
+        &mut self,
+        a: &AttachmentRef,
+        index: usize,
+        write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut opener = Opener::new(a).map_err(refused)?;
         let path = blobs::path(&a.blob);
         let mut at = 0;
@@ -452,8 +509,10 @@ impl Client {
                 )));
             }
             let plain = opener.push(&bytes).map_err(refused)?;
-            file.write_all(&plain)
-                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+            // Each part's pieces in one transaction, not one per piece.
+            self.engine
+                .home
+                .transaction(|| write(&self.engine.home, &plain))?;
             at += len;
             self.report(Transfer {
                 index,
@@ -462,6 +521,52 @@ impl Client {
             });
         }
         opener.finish(&a.digest).map_err(refused)
+    }
+}
+
+/// A download cut into the sealed home's 64 KiB pieces as it comes.
+struct Pieces {
+    letter: i64,
+    index: usize,
+    next: u64,
+    carry: Vec<u8>,
+}
+
+impl Pieces {
+    fn new(letter: i64, index: usize) -> Self {
+        Self {
+            letter,
+            index,
+            next: 0,
+            carry: Vec::with_capacity(PIECE_BYTES),
+        }
+    }
+
+    fn push(&mut self, home: &Home, mut plain: &[u8]) -> Result<()> {
+        while !plain.is_empty() {
+            let take = (PIECE_BYTES - self.carry.len()).min(plain.len());
+            self.carry.extend_from_slice(&plain[..take]);
+            plain = &plain[take..];
+            if self.carry.len() == PIECE_BYTES {
+                self.flush(home)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, home: &Home) -> Result<()> {
+        home.put_attachment_piece(self.letter, self.index, self.next, &self.carry)?;
+        self.next += 1;
+        self.carry.clear();
+        Ok(())
+    }
+
+    /// The last, short piece.
+    fn finish(&mut self, home: &Home) -> Result<()> {
+        if self.carry.is_empty() {
+            return Ok(());
+        }
+        self.flush(home)
     }
 }
 

@@ -1,9 +1,12 @@
 //! FETCH: what a client reads of a letter, from its rendered mail.
 
 use super::{Session, Tag, nz, ok};
-use crate::render::{self, Mail};
+use crate::render::{self, Mail, Part, PartKind};
 use imap_next::imap_types::ToStatic;
-use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
+use imap_next::imap_types::body::{
+    BasicFields, Body, BodyStructure, Disposition, MultiPartExtensionData, SinglePartExtensionData,
+    SpecificFields,
+};
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::envelope::{Address, Envelope};
@@ -98,27 +101,99 @@ pub fn envelope(letter: &LetterView) -> Envelope<'static> {
     }
 }
 
-/// BODYSTRUCTURE of the single text part.
-pub fn body_structure(mail: &Mail) -> BodyStructure<'static> {
-    let body = mail.body();
-    let lines = body.iter().filter(|&&b| b == b'\n').count() as u32;
+/// BODYSTRUCTURE (with `extended`: disposition and boundary, which BODY
+/// leaves out) of the mail as [`render::rfc5322`] lays it out.
+pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
+    let mut bodies: Vec<_> = mail
+        .parts
+        .iter()
+        .map(|p| part_structure(p, extended))
+        .collect();
+    let Some(boundary) = &mail.boundary else {
+        return bodies.pop().unwrap_or_else(|| text_structure(0, 0, "7bit"));
+    };
+    match Vec1::try_from(bodies) {
+        Ok(bodies) => BodyStructure::Multi {
+            bodies,
+            subtype: istring("mixed"),
+            extension_data: extended.then(|| MultiPartExtensionData {
+                parameter_list: vec![(istring("boundary"), istring_owned(boundary.clone()))],
+                tail: None,
+            }),
+        },
+        // A multipart mail has its text part at least.
+        Err(_) => text_structure(0, 0, "7bit"),
+    }
+}
+
+fn text_structure(size: u64, lines: u64, encoding: &'static str) -> BodyStructure<'static> {
     BodyStructure::Single {
         body: Body {
             basic: BasicFields {
                 parameter_list: vec![(istring("charset"), istring("utf-8"))],
                 id: NString(None),
                 description: NString(None),
-                content_transfer_encoding: IString::try_from(mail.encoding)
-                    .unwrap_or_else(|_| istring("7bit")),
-                size: body.len() as u32,
+                content_transfer_encoding: istring(encoding),
+                size: size as u32,
             },
             specific: SpecificFields::Text {
                 subtype: istring("plain"),
-                number_of_lines: lines,
+                number_of_lines: lines as u32,
             },
         },
         extension_data: None,
     }
+}
+
+fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
+    let (size, lines) = (part.content.1, part.lines);
+    let (media_type, name) = match &part.kind {
+        PartKind::Text { encoding } => return text_structure(size, lines, encoding),
+        PartKind::Attachment { media_type, name } => (media_type, name),
+    };
+    let param = |base: &str| {
+        let (k, v) = render::file_name_param(name, base);
+        vec![(istring_owned(k), istring_owned(v))]
+    };
+    let named = !name.is_empty();
+    let (t, s) = (istring_owned(media_type.0.clone()), istring_owned(media_type.1.clone()));
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: if named { param("name") } else { Vec::new() },
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring("base64"),
+                size: size as u32,
+            },
+            specific: if media_type.0 == "text" {
+                SpecificFields::Text {
+                    subtype: s,
+                    number_of_lines: lines as u32,
+                }
+            } else {
+                SpecificFields::Basic {
+                    r#type: t,
+                    subtype: s,
+                }
+            },
+        },
+        extension_data: extended.then(|| SinglePartExtensionData {
+            md5: NString(None),
+            tail: Some(Disposition {
+                disposition: Some((
+                    istring("attachment"),
+                    if named { param("filename") } else { Vec::new() },
+                )),
+                tail: None,
+            }),
+        }),
+    }
+}
+
+fn istring_owned(s: String) -> IString<'static> {
+    IString::try_from(s)
+        .unwrap_or_else(|_| IString::from(imap_next::imap_types::core::Quoted::unvalidated("")))
 }
 
 fn internal_date(ms: i64) -> Option<DateTime> {
@@ -126,10 +201,42 @@ fn internal_date(ms: i64) -> Option<DateTime> {
     DateTime::try_from(utc.fixed_offset()).ok()
 }
 
+/// What a FETCH item names of a mail: a byte range of the message (read
+/// only when answered, attachments from the engine's checked copy), or
+/// bytes made from its header.
+enum Wanted {
+    Range(u64, u64),
+    Bytes(Vec<u8>),
+}
+
+impl Wanted {
+    /// The `<start.len>` of a partial FETCH, within what was named.
+    fn partial(self, range: Option<(u32, std::num::NonZeroU32)>) -> Self {
+        let Some((start, len)) = range else {
+            return self;
+        };
+        let (start, len) = (u64::from(start), u64::from(len.get()));
+        match self {
+            Self::Range(a, b) => {
+                let from = a.saturating_add(start).min(b);
+                Self::Range(from, from.saturating_add(len).min(b))
+            }
+            Self::Bytes(data) => {
+                let from = (start as usize).min(data.len());
+                let to = from.saturating_add(len as usize).min(data.len());
+                Self::Bytes(data[from..to].to_vec())
+            }
+        }
+    }
+}
+
 /// What a section names of the mail (an unknown part is empty, RFC 3501).
-fn section(mail: &Mail, section: &Option<Section<'_>>) -> Vec<u8> {
-    let first = |part: &imap_next::imap_types::fetch::Part| {
-        part.0.as_ref().iter().map(|n| n.get()).collect::<Vec<_>>() == [1]
+fn section(mail: &Mail, section: &Option<Section<'_>>) -> Wanted {
+    let header = mail.header();
+    let (hlen, len) = (header.len() as u64, mail.len());
+    let part = |p: &imap_next::imap_types::fetch::Part| match p.0.as_ref() {
+        [n] => mail.parts.get(n.get() as usize - 1),
+        _ => None,
     };
     let names = |list: &Vec1<imap_next::imap_types::core::AString<'_>>| {
         list.as_ref()
@@ -137,30 +244,88 @@ fn section(mail: &Mail, section: &Option<Section<'_>>) -> Vec<u8> {
             .map(|n| n.as_ref().to_vec())
             .collect::<Vec<_>>()
     };
+    let range = |(at, n): (u64, u64)| Wanted::Range(at, at + n);
     match section {
-        None => mail.bytes.clone(),
-        Some(Section::Header(None)) => mail.header().to_vec(),
-        Some(Section::Text(None)) => mail.body().to_vec(),
+        None => Wanted::Range(0, len),
+        Some(Section::Header(None)) => Wanted::Bytes(header.to_vec()),
+        Some(Section::Text(None)) => Wanted::Range(hlen, len),
         Some(Section::HeaderFields(None, list)) => {
-            render::header_fields(&mail.bytes, &names(list), false)
+            Wanted::Bytes(render::header_fields(header, &names(list), false))
         }
         Some(Section::HeaderFieldsNot(None, list)) => {
-            render::header_fields(&mail.bytes, &names(list), true)
+            Wanted::Bytes(render::header_fields(header, &names(list), true))
         }
-        Some(Section::Part(p)) if first(p) => mail.body().to_vec(),
-        Some(Section::Mime(p)) if first(p) => mail.mime_header(),
-        Some(_) => Vec::new(),
+        Some(Section::Part(p)) => part(p).map_or(Wanted::Bytes(Vec::new()), |p| range(p.content)),
+        Some(Section::Mime(p)) => match part(p) {
+            Some(p) if mail.boundary.is_some() => range(p.mime),
+            // A single part's MIME header is the message's own fields.
+            Some(_) => Wanted::Bytes(render::header_fields(
+                header,
+                &[
+                    b"Content-Type".to_vec(),
+                    b"Content-Transfer-Encoding".to_vec(),
+                ],
+                false,
+            )),
+            None => Wanted::Bytes(Vec::new()),
+        },
+        Some(_) => Wanted::Bytes(Vec::new()),
     }
 }
 
-fn partial(data: Vec<u8>, range: Option<(u32, std::num::NonZeroU32)>) -> Vec<u8> {
-    match range {
-        None => data,
-        Some((start, len)) => {
-            let start = (start as usize).min(data.len());
-            let end = start.saturating_add(len.get() as usize).min(data.len());
-            data[start..end].to_vec()
+impl Wanted {
+    /// The bytes, attachments' from `source`.
+    fn bytes(self, mail: &Mail, source: &mut render::Source<'_>) -> valise_client::Result<Vec<u8>> {
+        match self {
+            Self::Bytes(b) => Ok(b),
+            Self::Range(a, b) => mail.read(a, b, source),
         }
+    }
+}
+
+/// Makes sure the attachments that `names` cover of a letter's mail are
+/// checked whole in the sealed home; why not, as a NO's text.
+async fn cache_covered(
+    client: &mut valise_client::Client,
+    letter: i64,
+    mail: &Mail,
+    names: &[MessageDataItemName<'_>],
+) -> Option<&'static str> {
+    let mut needed: Vec<usize> = names
+        .iter()
+        .filter_map(|n| match wanted(mail, n)? {
+            Wanted::Range(a, b) => Some(mail.attachments_within(a, b)),
+            Wanted::Bytes(_) => None,
+        })
+        .flatten()
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    for index in needed {
+        if let Err(e) = client.cache_attachment(letter, index).await {
+            tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
+            return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
+                "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
+            } else {
+                "[UNAVAILABLE] an attachment cannot be downloaded now; try again"
+            });
+        }
+    }
+    None
+}
+
+/// What an item names of the mail, if it names bytes.
+fn wanted(mail: &Mail, name: &MessageDataItemName<'_>) -> Option<Wanted> {
+    let hlen = mail.header().len() as u64;
+    match name {
+        MessageDataItemName::Rfc822 => Some(Wanted::Range(0, mail.len())),
+        MessageDataItemName::Rfc822Text => Some(Wanted::Range(hlen, mail.len())),
+        MessageDataItemName::BodyExt {
+            section: s,
+            partial: p,
+            ..
+        } => Some(section(mail, s).partial(*p)),
+        _ => None,
     }
 }
 
@@ -205,9 +370,10 @@ impl Session {
         let key = sel.folder.key();
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
-        let client = self.ctx.device.client().await;
+        let mut client = self.ctx.device.client().await;
         let mut out = Vec::with_capacity(chosen.len());
         let mut seen = Vec::new();
+        let mut refused = None;
         for seq in chosen {
             let Some(entry) = sel.entries.get_mut(seq - 1) else {
                 continue;
@@ -224,6 +390,20 @@ impl Session {
                 None
             };
             let mail = letter.as_ref().filter(|_| needs_mail).map(render::rfc5322);
+            // The attachments the items cover, downloaded and checked
+            // whole into the sealed home first; one that fails is never
+            // served (the FETCH ends with NO, the engine raised its alert).
+            if let Some(m) = &mail {
+                refused = cache_covered(&mut client, entry.letter, m, &names).await;
+                if refused.is_some() {
+                    break;
+                }
+            }
+            let home = client.home();
+            let letter_id = entry.letter;
+            let mut source = |index: usize, start: u64, len: usize| {
+                home.attachment_range(letter_id, index, start, len)
+            };
             let mut items = Vec::with_capacity(names.len());
             let mut seen_now = false;
             for name in &names {
@@ -240,39 +420,48 @@ impl Session {
                         }
                     }
                     (MessageDataItemName::Rfc822Size, _, Some(m)) => {
-                        MessageDataItem::Rfc822Size(m.bytes.len() as u32)
+                        MessageDataItem::Rfc822Size(m.len() as u32)
                     }
                     (MessageDataItemName::BodyStructure, _, Some(m)) => {
-                        MessageDataItem::BodyStructure(body_structure(m))
+                        MessageDataItem::BodyStructure(body_structure(m, true))
                     }
                     (MessageDataItemName::Body, _, Some(m)) => {
-                        MessageDataItem::Body(body_structure(m))
-                    }
-                    (MessageDataItemName::Rfc822, _, Some(m)) => {
-                        seen_now = true;
-                        MessageDataItem::Rfc822(literal(m.bytes.clone()))
+                        MessageDataItem::Body(body_structure(m, false))
                     }
                     (MessageDataItemName::Rfc822Header, _, Some(m)) => {
                         MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
                     }
-                    (MessageDataItemName::Rfc822Text, _, Some(m)) => {
-                        seen_now = true;
-                        MessageDataItem::Rfc822Text(literal(m.body().to_vec()))
-                    }
-                    (
-                        MessageDataItemName::BodyExt {
-                            section: s,
-                            partial: p,
-                            peek,
-                        },
-                        _,
-                        Some(m),
-                    ) => {
-                        seen_now |= !peek;
-                        MessageDataItem::BodyExt {
-                            section: s.clone(),
-                            origin: p.map(|(start, _)| start),
-                            data: literal(partial(section(m, s), *p)),
+                    (_, _, Some(m)) => {
+                        let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => {
+                                tracing::warn!(code = e.code(), "imap fetch: {e}");
+                                continue;
+                            }
+                            None => continue,
+                        };
+                        match name {
+                            MessageDataItemName::Rfc822 => {
+                                seen_now = true;
+                                MessageDataItem::Rfc822(literal(data))
+                            }
+                            MessageDataItemName::Rfc822Text => {
+                                seen_now = true;
+                                MessageDataItem::Rfc822Text(literal(data))
+                            }
+                            MessageDataItemName::BodyExt {
+                                section: s,
+                                partial: p,
+                                peek,
+                            } => {
+                                seen_now |= !peek;
+                                MessageDataItem::BodyExt {
+                                    section: s.clone(),
+                                    origin: p.map(|(start, _)| start),
+                                    data: literal(data),
+                                }
+                            }
+                            _ => continue,
                         }
                     }
                     _ => continue,
@@ -305,6 +494,9 @@ impl Session {
         for data in out {
             self.server.enqueue_data(data);
         }
-        ok(tag, None, "FETCH completed")
+        match refused {
+            Some(why) => super::no(tag, why),
+            None => ok(tag, None, "FETCH completed"),
+        }
     }
 }

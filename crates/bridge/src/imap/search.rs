@@ -109,13 +109,13 @@ fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
             contains(&l.body, s) || contains(&render::subject(l), s) || contains(l.from.as_str(), s)
         }),
         SearchKey::Header(name, value) => c.mail().is_some_and(|mail| {
-            let field = render::header_fields(&mail.bytes, &[name.as_ref().to_vec()], false);
+            let field = render::header_fields(mail.header(), &[name.as_ref().to_vec()], false);
             let field = String::from_utf8_lossy(&field);
             let value = text(value);
             field.len() > 2 && field.to_lowercase().contains(&value)
         }),
-        SearchKey::Larger(n) => c.mail().is_some_and(|m| m.bytes.len() as u32 > *n),
-        SearchKey::Smaller(n) => c.mail().is_some_and(|m| (m.bytes.len() as u32) < *n),
+        SearchKey::Larger(n) => c.mail().is_some_and(|m| m.len() > u64::from(*n)),
+        SearchKey::Smaller(n) => c.mail().is_some_and(|m| m.len() < u64::from(*n)),
     }
 }
 
