@@ -306,6 +306,7 @@ impl Session {
             Capability::Idle,
             Capability::Unselect,
             Capability::Move,
+            Capability::UidPlus,
             Capability::Id,
             Capability::LiteralPlus,
         ]);
@@ -466,7 +467,13 @@ impl Session {
                 {
                     let key = sel.folder.key();
                     // CLOSE succeeds whatever; a failure is for the log.
-                    let gone = self.ctx.device.client().await.home().expunge_folder(&key);
+                    let gone = self
+                        .ctx
+                        .device
+                        .client()
+                        .await
+                        .home()
+                        .expunge_folder(&key, None);
                     if let Err(e) = gone {
                         tracing::warn!(code = e.code(), "imap close: {e}");
                     }
@@ -504,7 +511,10 @@ impl Session {
                 self.store(tag, &sequence_set, kind, response, &flags, uid)
                     .await
             }
-            CommandBody::Expunge => self.expunge(tag).await,
+            CommandBody::Expunge => self.expunge(tag, None).await,
+            CommandBody::ExpungeUid { sequence_set } => {
+                self.expunge(tag, Some(&sequence_set)).await
+            }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
@@ -931,37 +941,70 @@ impl Session {
         let home = client.home();
         // Filed and taken out together, or neither.
         let done = home.transaction(|| {
-            home.copy_to_folder(&dest.key(), &letters)?;
+            let copied = home.copy_to_folder(&dest.key(), &letters)?;
             if moving {
                 home.remove_from_folder(&source, &moved)?;
             }
-            Ok(())
+            Ok(copied)
         });
         drop(client);
-        if let Err(e) = done {
-            return self.failed(tag, &e);
-        }
+        let (validity, uids) = match done {
+            Ok(d) => d,
+            Err(e) => return self.failed(tag, &e),
+        };
+        // RFC 4315: the UIDs the letters have in the destination, in the
+        // order of their source UIDs.
+        let code = match (uid_set(&moved), uid_set(&uids)) {
+            (Some(source), Some(destination)) => Some(Code::CopyUid {
+                uid_validity: nz(validity),
+                source,
+                destination,
+            }),
+            _ => None,
+        };
         if moving {
+            // RFC 6851: COPYUID comes in an untagged OK before the EXPUNGEs.
+            if let Some(code) = code {
+                self.server.enqueue_status(Status::Untagged(
+                    imap_next::imap_types::response::StatusBody {
+                        kind: imap_next::imap_types::response::StatusKind::Ok,
+                        code: Some(code),
+                        text: text("moved"),
+                    },
+                ));
+            }
             self.forget(&moved);
             return ok(tag, None, "MOVE completed");
         }
-        ok(tag, None, "COPY completed")
+        ok(tag, code, "COPY completed")
     }
 
-    async fn expunge(&mut self, tag: Tag<'static>) -> Status<'static> {
+    /// EXPUNGE, or with `set` UID EXPUNGE (RFC 4315): only the letters
+    /// marked deleted among those UIDs go.
+    async fn expunge(
+        &mut self,
+        tag: Tag<'static>,
+        set: Option<&imap_next::imap_types::sequence::SequenceSet>,
+    ) -> Status<'static> {
         let Some(sel) = &mut self.selected else {
             return no(tag, "select a folder first");
         };
         if sel.read_only {
             return no(tag, "the folder is read-only (EXAMINE)");
         }
+        let within: Option<Vec<u32>> = set.map(|set| {
+            fetch::resolve(&sel.entries, set, true)
+                .into_iter()
+                .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.uid))
+                .collect()
+        });
         let gone = self
             .ctx
             .device
             .client()
             .await
             .home()
-            .expunge_folder(&sel.folder.key());
+            .expunge_folder(&sel.folder.key(), within.as_deref());
         match gone {
             Ok(gone) => {
                 self.forget(&gone);
@@ -1024,6 +1067,30 @@ fn listing(
     let home = client.home();
     let state = home.index_folder(&key, folder.filter())?;
     Ok((state, home.folder_entries(&key, after)?))
+}
+
+/// UIDs (ascending, or in the order given) as a UIDPLUS set, runs of
+/// consecutive UIDs as ranges; `None` for none.
+fn uid_set(uids: &[u32]) -> Option<imap_next::imap_types::extensions::uidplus::UidSet> {
+    use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &uid in uids {
+        match runs.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(uid) => *end = uid,
+            _ => runs.push((uid, uid)),
+        }
+    }
+    let elements: Vec<UidElement> = runs
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                UidElement::Single(nz(a))
+            } else {
+                UidElement::Range(nz(a), nz(b))
+            }
+        })
+        .collect();
+    Vec1::try_from(elements).ok().map(UidSet)
 }
 
 /// A mailbox's name as the client sent it (INBOX in any case is INBOX).

@@ -61,6 +61,7 @@ fn bob_reads_alices_letters_in_his_mail_client() {
         "{caps:?}"
     );
     assert!(caps[0].contains("AUTH=PLAIN") && caps[0].contains("SPECIAL-USE"));
+    assert!(caps[0].contains(" UIDPLUS "), "{caps:?}");
     assert_eq!(
         imap.cmd("SELECT INBOX").last().unwrap(),
         "t2 NO log in first\r\n"
@@ -199,8 +200,13 @@ fn bob_reads_alices_letters_in_his_mail_client() {
     assert_eq!(imap.ok("UID SEARCH FLAGGED")[0], "* SEARCH 2\r\n");
     let silent = imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
     assert_eq!(silent.len(), 1, "{silent:?}");
-    let gone = imap.ok("EXPUNGE");
+    // UID EXPUNGE takes only the named letters marked deleted.
+    imap.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)");
+    let gone = imap.ok("UID EXPUNGE 1");
     assert_eq!(gone[0], "* 1 EXPUNGE\r\n");
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    imap.ok("UID STORE 2 -FLAGS.SILENT (\\Deleted)");
+    assert_eq!(imap.ok("EXPUNGE").len(), 1, "nothing left to expunge");
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
 
     // Sent and the conversation folder.
@@ -250,9 +256,15 @@ fn bob_reads_alices_letters_in_his_mail_client() {
 
     // Filing: MOVE to Archive takes it out of INBOX for good; COPY to
     // Trash keeps it; the folders that say what a letter is refuse.
+    // UIDPLUS (RFC 4315): the UIDs they have there are told.
     let moved = imap.ok("UID MOVE 3 Archive");
-    assert_eq!(moved[0], "* 2 EXPUNGE\r\n", "{moved:?}");
-    imap.ok("UID COPY 2 Trash");
+    assert!(
+        moved[0].starts_with("* OK [COPYUID ") && moved[0].contains(" 3 1]"),
+        "{moved:?}"
+    );
+    assert_eq!(moved[1], "* 2 EXPUNGE\r\n", "{moved:?}");
+    let copied = imap.ok("UID COPY 2 Trash");
+    assert!(copied[0].contains(" OK [COPYUID ") && copied[0].contains(" 2 1]"), "{copied:?}");
     assert!(imap.cmd("UID COPY 2 Sent").last().unwrap().contains(" NO "));
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
     let archive = imap.ok("EXAMINE Archive").join("");

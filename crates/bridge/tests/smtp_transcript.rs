@@ -129,11 +129,39 @@ fn a_pipelining_client_sends_and_is_told_the_truth() {
     assert!(smtp.reply().starts_with("250 "));
     assert!(smtp.reply().starts_with("250 "));
     assert!(smtp.reply().starts_with("354 "));
-    smtp.send(&letter(&bob.user, &alice.user, "While the server is down"));
+    let down = format!(
+        "Message-ID: <retry-1@client.example>\r\n{}",
+        letter(&bob.user, &alice.user, "While the server is down")
+    );
+    smtp.send(&down);
     let refused = smtp.reply();
     assert!(refused.starts_with("451 4.4.1 "), "{refused}");
+
+    // The client tries again once valised is back: the letter kept in the
+    // outbox goes (once), and the retry is told so, not sent again.
+    server.restart();
+    for _ in 0..2 {
+        smtp.send(&format!(
+            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+            bob.user, alice.user
+        ));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("354 "));
+        smtp.send(&down);
+        let sent = smtp.reply();
+        assert!(sent.starts_with("250 2.0.0 sent <"), "{sent}");
+    }
     smtp.send("QUIT\r\n");
     assert!(smtp.reply().starts_with("221 2.0.0 "));
+    bridge.stop();
+    alice.sync();
+    let copies = alice
+        .subjects()
+        .iter()
+        .filter(|s| *s == "While the server is down")
+        .count();
+    assert_eq!(copies, 1, "a retried mail is one letter");
 }
 
 /// A mail from `from` to `to` (RCPT and To alike) answering `parent`.

@@ -344,6 +344,7 @@ const HOT_PATH: &[&str] = &[
     mail::ENTRIES_AFTER,
     mail::SET_FLAGS,
     mail::UID_OF,
+    mail::NEWEST_OUTGOING,
 ];
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ pub(super) const ENTRIES_AFTER: &str =
 pub(super) const SET_FLAGS: &str =
     "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
      WHERE folder = ?1 AND uid = ?2";
+pub(super) const NEWEST_OUTGOING: &str = "SELECT max(id) FROM letters WHERE outgoing = 1";
 pub(super) const UID_OF: &str = "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2";
 
 impl Home {
@@ -131,6 +132,14 @@ impl Home {
             params![client_message_id, letter],
         )?;
         Ok(())
+    }
+
+    /// The newest letter this device wrote (by local id), if any.
+    pub fn newest_outgoing_letter(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(NEWEST_OUTGOING)?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// The letter a client's mail became, by the client's Message-ID.
@@ -285,19 +294,20 @@ impl Home {
     }
 
     /// Removes the letters marked deleted from a folder (the letters stay
-    /// in the home and in their other folders); returns their UIDs.
-    pub fn expunge_folder(&self, key: &str) -> Result<Vec<u32>> {
+    /// in the home and in their other folders), or with `within` only
+    /// those of these UIDs (UID EXPUNGE, ascending); returns their UIDs, ascending.
+    pub fn expunge_folder(&self, key: &str, within: Option<&[u32]>) -> Result<Vec<u32>> {
         self.transaction(|| {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT uid FROM mail_uids WHERE folder = ?1 AND deleted = 1 ORDER BY uid",
             )?;
             let uids: Vec<u32> = stmt
                 .query_map([key], |r| r.get::<_, i64>(0).map(|u| u as u32))?
-                .collect::<Result<_, _>>()?;
-            self.conn.execute(
-                "DELETE FROM mail_uids WHERE folder = ?1 AND deleted = 1",
-                [key],
-            )?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|u| within.is_none_or(|w| w.binary_search(u).is_ok()))
+                .collect();
+            self.remove_from_folder(key, &uids)?;
             Ok(uids)
         })
     }
