@@ -481,13 +481,20 @@ impl Session {
                 ok(tag, None, "CLOSE completed")
             }
             CommandBody::Append {
-                mailbox, message, ..
+                mailbox,
+                flags,
+                message,
+                ..
             } => {
                 let bytes = match &message {
                     LiteralOrLiteral8::Literal(l) => l.data(),
                     LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
                 };
-                self.append(tag, &mailbox, bytes).await
+                if mailbox_name(&mailbox) == Folder::Drafts.name() {
+                    self.append_draft(tag, bytes, &flags).await
+                } else {
+                    self.append(tag, &mailbox, bytes).await
+                }
             }
             _ if self.selected.is_none() => no(tag, "select a folder first"),
             CommandBody::Fetch {
@@ -727,6 +734,49 @@ impl Session {
         ok(tag, None, "STATUS completed")
     }
 
+    /// APPEND to Drafts: the draft is kept in the sealed home as it came
+    /// (FETCH gives it back byte for byte), and never sent.
+    async fn append_draft(
+        &mut self,
+        tag: Tag<'static>,
+        mail: &[u8],
+        flags: &[Flag<'_>],
+    ) -> Status<'static> {
+        let mut f = MailFlags::default();
+        for flag in flags {
+            match flag {
+                Flag::Seen => f.seen = true,
+                Flag::Flagged => f.flagged = true,
+                Flag::Answered => f.answered = true,
+                Flag::Deleted => f.deleted = true,
+                _ => {}
+            }
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let kept = self
+            .ctx
+            .device
+            .client()
+            .await
+            .home()
+            .append_draft(mail, f, now);
+        match kept {
+            Ok((validity, uid)) => {
+                // A session with Drafts open hears of it at once.
+                self.announce().await;
+                ok(
+                    tag,
+                    Some(Code::AppendUid {
+                        uid_validity: nz(validity),
+                        uid: nz(uid),
+                    }),
+                    "APPEND completed: kept in this home's Drafts only",
+                )
+            }
+            Err(e) => self.failed(tag, &e),
+        }
+    }
+
     /// APPEND: a mail client files its copy of what it sent in Sent. The
     /// letter is there already (sent through the bridge's SMTP), so this
     /// is a no-op that names its UID; anything else cannot be stored.
@@ -925,6 +975,9 @@ impl Session {
         };
         if moving && sel.read_only {
             return no(tag, "the folder is read-only (EXAMINE)");
+        }
+        if sel.folder == Folder::Drafts {
+            return no(tag, "[CANNOT] drafts stay in Drafts until they are sent");
         }
         let chosen = fetch::resolve(&sel.entries, set, uid);
         let letters: Vec<i64> = chosen

@@ -102,6 +102,13 @@ pub struct Part {
 pub enum PartKind {
     /// The letter's text.
     Text { encoding: &'static str },
+    /// A part of a draft as the mail client wrote it (Drafts).
+    Other {
+        media_type: (String, String),
+        /// Its Content-Type parameters (but the boundary).
+        params: Vec<(String, String)>,
+        encoding: String,
+    },
     /// An attachment, base64.
     Attachment {
         /// Checked media type (`application/octet-stream` if the sender's
@@ -116,6 +123,75 @@ pub enum PartKind {
 pub type Source<'a> = dyn FnMut(usize, u64, usize) -> valise_client::Result<Vec<u8>> + 'a;
 
 impl Mail {
+    /// A draft a mail client filed (Drafts), served as it came: its parts
+    /// (one level of multipart) as mail-parser finds them.
+    pub fn raw(message: Vec<u8>) -> Mail {
+        let at = header_len(&message);
+        let mut parts = Vec::new();
+        let mut boundary = None;
+        if let Some(parsed) = mail_parser::MessageParser::default().parse(&message) {
+            let part = |p: &mail_parser::MessagePart<'_>, mime: (u64, u64), content: (u64, u64)| {
+                use mail_parser::MimeHeaders as _;
+                let ct = p.content_type();
+                let media_type = ct.map_or(("text".into(), "plain".into()), |c| {
+                    media_type(&format!("{}/{}", c.ctype(), c.subtype().unwrap_or("plain")))
+                });
+                let params = ct
+                    .and_then(|c| c.attributes())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|a| !a.name.eq_ignore_ascii_case("boundary"))
+                    .map(|a| (a.name.to_lowercase(), a.value.to_string()))
+                    .collect();
+                let encoding = p
+                    .content_transfer_encoding()
+                    .unwrap_or("7bit")
+                    .to_ascii_lowercase();
+                let (from, len) = (content.0 as usize, content.1 as usize);
+                Part {
+                    mime,
+                    content,
+                    lines: lines(message.get(from..from + len).unwrap_or_default()),
+                    kind: PartKind::Other {
+                        media_type,
+                        params,
+                        encoding,
+                    },
+                }
+            };
+            let span = |a: u32, b: u32| (u64::from(a), u64::from(b.saturating_sub(a)));
+            match parsed.parts.first().map(|root| &root.body) {
+                Some(mail_parser::PartType::Multipart(children)) => {
+                    use mail_parser::MimeHeaders as _;
+                    boundary = parsed.parts[0]
+                        .content_type()
+                        .and_then(|c| c.attribute("boundary"))
+                        .map(str::to_owned);
+                    for &i in children {
+                        if let Some(p) = parsed.parts.get(i as usize) {
+                            let mime = span(p.offset_header, p.offset_body);
+                            parts.push(part(p, mime, span(p.offset_body, p.offset_end)));
+                        }
+                    }
+                }
+                Some(_) => {
+                    let body = (at as u64, (message.len() - at) as u64);
+                    parts.push(part(&parsed.parts[0], (0, 0), body));
+                }
+                None => {}
+            }
+        }
+        let body = message[at..].to_vec();
+        let mut header = message;
+        header.truncate(at);
+        Mail {
+            header,
+            segments: vec![Segment::Bytes(body)],
+            parts,
+            boundary,
+        }
+    }
+
     /// RFC822.SIZE.
     pub fn len(&self) -> u64 {
         self.header.len() as u64 + self.segments.iter().map(Segment::len).sum::<u64>()

@@ -359,3 +359,66 @@ fn a_large_literal_before_login_ends_the_session() {
         ),
     }
 }
+
+/// A draft APPENDed to Drafts stays in bob's sealed home, comes back byte
+/// for byte, and goes with EXPUNGE; nothing of it reaches valised.
+#[test]
+fn drafts_are_kept_in_the_home_only() {
+    const CANARY: &str = "Draft canary 0c7e";
+    let server = Server::start();
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    let draft = format!(
+        "From: {bob}\r\nTo: alice@mfa.example\r\nSubject: Unfinished\r\nMessage-ID: <d1@client>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{CANARY}\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         JVBERi0=\r\n--b1--\r\n",
+        bob = bob.user
+    );
+    let appended = imap.ok(&format!(
+        "APPEND Drafts (\\Seen) {{{}+}}\r\n{draft}",
+        draft.len()
+    ));
+    assert!(appended[0].contains("OK [APPENDUID "), "{appended:?}");
+    assert!(appended[0].contains(" 1] "), "{appended:?}");
+    let select = imap.ok("SELECT Drafts").join("");
+    assert!(select.contains("* 1 EXISTS"), "{select}");
+    let whole = imap.ok("UID FETCH 1 BODY.PEEK[]");
+    assert!(
+        whole[0].ends_with(&format!("BODY[] {{{}}}\r\n{draft})\r\n", draft.len())),
+        "byte for byte: {whole:?}"
+    );
+    let head = imap.ok("FETCH 1 (FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[1])")[0].clone();
+    for want in [
+        &format!("RFC822.SIZE {}", draft.len()),
+        "\"Unfinished\"",
+        "\\Seen",
+        "(\"TEXT\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\"",
+        "(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" 8",
+        "\"mixed\"",
+        &format!("BODY[1] \"{CANARY}\""),
+    ] {
+        assert!(head.contains(want), "{want} missing from {head}");
+    }
+    assert!(imap.cmd("UID COPY 1 Archive").last().unwrap().contains(" NO [CANNOT]"));
+    imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(imap.ok("EXPUNGE")[0], "* 1 EXPUNGE\r\n");
+    let again = imap.ok("SELECT Drafts").join("");
+    assert!(again.contains("* 0 EXISTS") && again.contains("[UIDNEXT 2]"), "{again}");
+
+    // Nowhere outside the sealed home: not valised's files, not the log.
+    assert!(!bridge.log_text().contains(CANARY));
+    for dir in [server.data(), bob.home.clone()] {
+        for file in support::files_under(&dir) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !common::contains(&bytes, CANARY.as_bytes()),
+                "{} holds the draft",
+                file.display()
+            );
+        }
+    }
+}

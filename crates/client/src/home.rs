@@ -260,6 +260,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_mail_folders.sql"),
     include_str!("migrations/0017_conversation_letters.sql"),
     include_str!("migrations/0018_attachment_cache.sql"),
+    include_str!("migrations/0019_mail_drafts.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -345,6 +346,9 @@ const HOT_PATH: &[&str] = &[
     mail::SET_FLAGS,
     mail::UID_OF,
     mail::NEWEST_OUTGOING,
+    mail::DRAFTS_AFTER,
+    mail::SET_DRAFT_FLAGS,
+    mail::DRAFT,
 ];
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! FETCH: what a client reads of a letter, from its rendered mail.
 
 use super::{Session, Tag, nz, ok};
+use crate::folders::Folder;
 use crate::render::{self, Mail, Part, PartKind};
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
@@ -150,6 +151,11 @@ fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
     let (media_type, name) = match &part.kind {
         PartKind::Text { encoding } => return text_structure(size, lines, encoding),
         PartKind::Attachment { media_type, name } => (media_type, name),
+        PartKind::Other {
+            media_type,
+            params,
+            encoding,
+        } => return draft_structure(media_type, params, encoding, size, lines),
     };
     let param = |base: &str| {
         let (k, v) = render::file_name_param(name, base);
@@ -188,6 +194,105 @@ fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
                 tail: None,
             }),
         }),
+    }
+}
+
+/// A part of a draft, as its own header says.
+fn draft_structure(
+    (t, s): &(String, String),
+    params: &[(String, String)],
+    encoding: &str,
+    size: u64,
+    lines: u64,
+) -> BodyStructure<'static> {
+    let (t, s) = (istring_owned(t.clone()), istring_owned(s.clone()));
+    let text = t.as_ref() == b"text";
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: params
+                    .iter()
+                    .map(|(k, v)| (istring_owned(k.clone()), istring_owned(v.clone())))
+                    .collect(),
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring_owned(encoding.to_owned()),
+                size: size as u32,
+            },
+            specific: if text {
+                SpecificFields::Text {
+                    subtype: s,
+                    number_of_lines: lines as u32,
+                }
+            } else {
+                SpecificFields::Basic {
+                    r#type: t,
+                    subtype: s,
+                }
+            },
+        },
+        extension_data: None,
+    }
+}
+
+/// ENVELOPE of a draft, from its own header.
+pub fn draft_envelope(mail: &Mail) -> Envelope<'static> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(mail.header());
+    let raw = |name: &str| {
+        let fields = render::header_fields(mail.header(), &[name.as_bytes().to_vec()], false);
+        let text = String::from_utf8_lossy(&fields).into_owned();
+        let value = text
+            .split_once(':')
+            .map(|(_, v)| v.trim().replace("\r\n", ""))
+            .filter(|v| !v.is_empty());
+        value.map_or(NString(None), nstring)
+    };
+    let addresses = |list: Option<&mail_parser::Address<'_>>| -> Vec<Address<'static>> {
+        list.map(|a| {
+            a.iter()
+                .map(|addr| {
+                    let full = addr.address().unwrap_or_default();
+                    let (local, host) = full.split_once('@').unwrap_or((full, ""));
+                    Address {
+                        name: addr.name().map_or(NString(None), nstring),
+                        adl: NString(None),
+                        mailbox: nstring(local),
+                        host: nstring(host),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let Some(m) = parsed else {
+        return Envelope {
+            date: NString(None),
+            subject: NString(None),
+            from: Vec::new(),
+            sender: Vec::new(),
+            reply_to: Vec::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            in_reply_to: NString(None),
+            message_id: NString(None),
+        };
+    };
+    let from = addresses(m.from());
+    Envelope {
+        date: raw("Date"),
+        subject: raw("Subject"),
+        sender: addresses(m.sender()).into_iter().next().map_or(from.clone(), |s| vec![s]),
+        reply_to: {
+            let r = addresses(m.reply_to());
+            if r.is_empty() { from.clone() } else { r }
+        },
+        from,
+        to: addresses(m.to()),
+        cc: addresses(m.cc()),
+        bcc: addresses(m.bcc()),
+        in_reply_to: raw("In-Reply-To"),
+        message_id: raw("Message-ID"),
     }
 }
 
@@ -368,6 +473,7 @@ impl Session {
             )
         });
         let key = sel.folder.key();
+        let drafts = sel.folder == Folder::Drafts;
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
         let mut client = self.ctx.device.client().await;
@@ -378,7 +484,24 @@ impl Session {
             let Some(entry) = sel.entries.get_mut(seq - 1) else {
                 continue;
             };
-            let letter = if needs_letter {
+            // A draft is served as it was filed (Drafts holds no letters).
+            let mut draft_at = None;
+            let draft = if drafts && needs_letter {
+                match client.home().draft_message(entry.uid) {
+                    Ok(Some((bytes, at))) => {
+                        draft_at = Some(at);
+                        Some(bytes)
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(code = e.code(), "imap fetch: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let letter = if needs_letter && !drafts {
                 match client.letter(entry.letter) {
                     Ok(l) => Some(l),
                     Err(e) => {
@@ -389,7 +512,11 @@ impl Session {
             } else {
                 None
             };
-            let mail = letter.as_ref().filter(|_| needs_mail).map(render::rfc5322);
+            let mail = if let Some(bytes) = draft {
+                Some(render::Mail::raw(bytes))
+            } else {
+                letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
+            };
             // The attachments the items cover, downloaded and checked
             // whole into the sealed home first; one that fails is never
             // served (the FETCH ends with NO, the engine raised its alert).
@@ -413,8 +540,12 @@ impl Session {
                     (MessageDataItemName::Envelope, Some(l), _) => {
                         MessageDataItem::Envelope(envelope(l))
                     }
-                    (MessageDataItemName::InternalDate, Some(l), _) => {
-                        match internal_date(l.received_at_ms) {
+                    (MessageDataItemName::Envelope, None, Some(m)) => {
+                        MessageDataItem::Envelope(draft_envelope(m))
+                    }
+                    (MessageDataItemName::InternalDate, l, _) => {
+                        let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
+                        match at.and_then(internal_date) {
                             Some(d) => MessageDataItem::InternalDate(d),
                             None => continue,
                         }
