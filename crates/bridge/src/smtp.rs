@@ -21,6 +21,7 @@ use smtp_proto::{EhloResponse, Request, Response};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+use valise_client::attachments::AttachmentSource;
 use valise_client::{Client, ClientError, Draft};
 use valise_proto::{ErrorCode, UserId};
 use zeroize::Zeroizing;
@@ -381,14 +382,19 @@ impl Session {
             Ok(s) => s,
             Err(e @ Refusal::NotMail) => return reply(550, [5, 6, 0], &e.to_string()),
             Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
-            Err(e @ Refusal::Attachments) => return reply(554, [5, 6, 1], &e.to_string()),
         };
         let submission_id = submission.message_id;
         let draft = Draft {
             subject: submission.subject,
             body: submission.body,
             marking: None,
-            attachments: Vec::new(),
+            // Uploaded by the engine's one path (`send --attach`), from the
+            // sealed home, before the letter goes.
+            attachments: submission
+                .attachments
+                .into_iter()
+                .map(|(name, bytes)| AttachmentSource::Held { name, bytes })
+                .collect(),
         };
         let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;

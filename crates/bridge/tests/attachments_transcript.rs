@@ -13,7 +13,7 @@ use base64::Engine as _;
 use common::{Device, Server, contains};
 use mail_parser::MimeHeaders as _;
 use std::path::{Path, PathBuf};
-use support::Bridge;
+use support::{Bridge, Smtp};
 
 const CANARY: &str = "Canary annex 5d1e";
 
@@ -196,4 +196,79 @@ fn a_blob_changed_on_the_server_is_never_served() {
             .unwrap(),
         std::fs::read(&annex).unwrap()
     );
+}
+
+/// bob's mail client sends alice a mail with files: its MIME parts become
+/// the letter's attachments through the engine's `send --attach` path
+/// (uploaded first, from the sealed home), and alice saves them.
+#[test]
+fn a_mail_with_files_becomes_a_letter_with_attachments() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("\0{}\0{password}", bob.user));
+    smtp.send(&format!("EHLO client\r\nAUTH PLAIN {auth}\r\n"));
+    assert!(smtp.reply().starts_with("250"));
+    assert!(smtp.reply().starts_with("235 "));
+    let pdf: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    let mail = format!(
+        "From: {bob}\r\nTo: {alice}\r\nSubject: Files\r\nMessage-ID: <files-1@client>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nTwo files.\r\n\
+         --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"note.txt\"\r\n\r\n{CANARY}\r\n\
+         --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"r.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n.\r\n",
+        lines.join("\r\n"),
+        bob = bob.user,
+        alice = alice.user,
+    );
+    smtp.send(&format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        bob.user, alice.user
+    ));
+    assert!(smtp.reply().starts_with("250 "));
+    assert!(smtp.reply().starts_with("250 "));
+    assert!(smtp.reply().starts_with("354 "));
+    smtp.send(&mail);
+    let sent = smtp.reply();
+    assert!(sent.starts_with("250 2.0.0 sent <"), "{sent}");
+
+    // bob's Sent shows it with its parts, from his own blobs.
+    let mut imap = bridge.login(&password);
+    imap.ok("SELECT Sent");
+    let parts = imap.ok("UID FETCH 1 (BODYSTRUCTURE BODY.PEEK[2])");
+    assert!(parts[0].contains("(\"filename\" \"note.txt\")"), "{}", parts[0]);
+    assert!(parts[0].contains("(\"filename\" \"r.pdf\")"), "{}", parts[0]);
+    let log = bridge.log_text();
+    assert!(!log.contains(CANARY), "the log holds the file");
+    bridge.stop();
+
+    alice.sync();
+    let id = alice.inbox().iter().find(|l| l["subject"] == "Files").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let out = server.dir.path().join("saved");
+    std::fs::create_dir(&out).unwrap();
+    for (n, want) in [(1, CANARY.as_bytes().to_vec()), (2, pdf)] {
+        let target = out.join(format!("{n}"));
+        assert!(alice.save(id, n, &target).status.success());
+        assert_eq!(std::fs::read(&target).unwrap(), want, "attachment {n}");
+    }
+    let letter = alice.read(id);
+    assert_eq!(letter["attachments"][1]["media_type"], "application/pdf");
+    // Nothing of it outside bob's sealed home (its uploads' sources included).
+    for file in support::files_under(&bob.home) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!contains(&bytes, CANARY.as_bytes()), "{} holds it", file.display());
+    }
 }

@@ -9,48 +9,9 @@ mod common;
 mod support;
 
 use base64::Engine as _;
+use std::io::{BufRead, Write};
 use common::Server;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use support::Bridge;
-
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Smtp {
-    fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        let mut s = Self {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        };
-        assert!(s.reply().starts_with("220 "));
-        s
-    }
-
-    /// One reply (all its lines).
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            assert!(line.ends_with("\r\n"), "{line:?}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) == Some(&b' ') {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.writer.write_all(text.as_bytes()).unwrap();
-    }
-}
+use support::{Bridge, Smtp};
 
 fn letter(from: &str, to: &str, subject: &str) -> String {
     format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nBody.\r\n..dot line\r\n.\r\n")

@@ -97,7 +97,7 @@ impl Client {
         &mut self,
         target: Target,
         letter: Letter,
-        files: &[PathBuf],
+        files: &[AttachmentSource],
     ) -> Result<SentLetter> {
         if files.len() > MAX_ATTACHMENTS {
             return Err(ClientError::Invalid(format!(
@@ -123,9 +123,13 @@ impl Client {
         let now = self.engine.now_ms();
         self.engine.transaction(|| {
             self.engine.home.put_draft(&draft, now)?;
-            uploads
-                .iter()
-                .try_for_each(|u| self.engine.home.put_upload(u))
+            for (u, f) in uploads.iter().zip(files) {
+                self.engine.home.put_upload(u)?;
+                if let AttachmentSource::Held { bytes, .. } = f {
+                    self.engine.home.put_upload_source(&message_id, u.idx, bytes)?;
+                }
+            }
+            Ok(())
         })?;
         match self.finish_draft(draft).await {
             Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
@@ -216,7 +220,7 @@ impl Client {
         if let (Some(digest), Some(blob)) = (u.digest, u.blob) {
             return reference(u, blob, digest).map(Some);
         }
-        let (size, mtime_ns) = source_stamp(&u.path)?;
+        let (size, mtime_ns) = self.stamp(u)?;
         if (size, mtime_ns) != (u.size, u.mtime_ns) {
             return Ok(None);
         }
@@ -262,11 +266,11 @@ impl Client {
         if !out.take(sealer.header(), resume_at) {
             return Ok(None);
         }
-        let mut file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
+        let mut file = Reader::open(u)?;
         let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
         for _ in 0..sealer.layout().chunks {
             let n = sealer.next_file_bytes();
-            if file.read_exact(&mut plain[..n]).is_err() {
+            if !file.read_exact(&self.engine.home, u, &mut plain[..n])? {
                 return Ok(None);
             }
             let sealed = sealer.seal_next(&plain[..n]).map_err(invalid)?;
@@ -282,11 +286,7 @@ impl Client {
                 }
             }
         }
-        if file
-            .read(&mut plain[..1])
-            .map_err(|e| file_error(&u.path, &e))?
-            != 0
-        {
+        if !file.at_end(&self.engine.home, u)? {
             return Ok(None);
         }
         if !out.part.is_empty() && !self.send_part(u, &mut out).await? {
@@ -302,6 +302,21 @@ impl Client {
         u.digest = Some(digest);
         self.engine.home.put_upload(u)?;
         reference(u, blob, digest).map(Some)
+    }
+
+    /// A source's size and modification time (a file kept in the home
+    /// never changes).
+    fn stamp(&self, u: &Upload) -> Result<(u64, i64)> {
+        if !u.path.as_os_str().is_empty() {
+            return source_stamp(&u.path);
+        }
+        match self.engine.home.upload_source_size(&u.message_id, u.idx)? {
+            Some(size) => Ok((size, 0)),
+            None => Err(ClientError::Invalid(format!(
+                "attachment {} kept in the home is gone",
+                u.idx + 1
+            ))),
+        }
     }
 
     /// How much of a blob the server holds durably; `None` if it has none.
@@ -362,7 +377,7 @@ impl Client {
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
     fn restart(&self, u: &mut Upload) -> Result<()> {
-        let stamp = source_stamp(&u.path)?;
+        let stamp = self.stamp(u)?;
         *u = fresh_upload(
             u.message_id,
             u.idx,
@@ -645,8 +660,88 @@ fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentR
     })
 }
 
-/// A new upload of `path` as attachment `idx`, with a fresh key.
-fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
+/// A file to attach: on disk (`send --attach`), or handed over in memory
+/// by a front end (a mail client's MIME part) and kept in the sealed home
+/// until it is uploaded, so that no plaintext is written outside it.
+#[derive(Clone)]
+pub enum AttachmentSource {
+    File(PathBuf),
+    Held { name: String, bytes: Vec<u8> },
+}
+
+// A held file's name and bytes are content: never in a log.
+impl std::fmt::Debug for AttachmentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(_) => f.write_str("AttachmentSource::File(..)"),
+            Self::Held { bytes, .. } => write!(f, "AttachmentSource::Held({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Reads an upload's source, a chunk at a time.
+enum Reader {
+    File(File),
+    /// Kept in the home: the next offset to read.
+    Held(u64),
+}
+
+impl Reader {
+    fn open(u: &Upload) -> Result<Self> {
+        if u.path.as_os_str().is_empty() {
+            return Ok(Self::Held(0));
+        }
+        File::open(&u.path)
+            .map(Self::File)
+            .map_err(|e| file_error(&u.path, &e))
+    }
+
+    /// Fills `buf`; false if the source is shorter (it changed).
+    fn read_exact(&mut self, home: &Home, u: &Upload, buf: &mut [u8]) -> Result<bool> {
+        match self {
+            Self::File(f) => Ok(f.read_exact(buf).is_ok()),
+            Self::Held(at) => {
+                let bytes = home.upload_source_range(&u.message_id, u.idx, *at, buf.len())?;
+                if bytes.len() != buf.len() {
+                    return Ok(false);
+                }
+                buf.copy_from_slice(&bytes);
+                *at += bytes.len() as u64;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether all of the source was read (else it grew).
+    fn at_end(&mut self, home: &Home, u: &Upload) -> Result<bool> {
+        match self {
+            Self::File(f) => Ok(f.read(&mut [0u8; 1]).map_err(|e| file_error(&u.path, &e))? == 0),
+            Self::Held(at) => Ok(home
+                .upload_source_range(&u.message_id, u.idx, *at, 1)?
+                .is_empty()),
+        }
+    }
+}
+
+/// A new upload of a source as attachment `idx`, with a fresh key.
+fn new_upload(message_id: MessageId, idx: u32, source: &AttachmentSource) -> Result<Upload> {
+    let path = match source {
+        AttachmentSource::File(path) => path,
+        AttachmentSource::Held { name, bytes } => {
+            check_name(name)?;
+            let size = bytes.len() as u64;
+            Layout::for_plain(size).map_err(invalid)?;
+            let media_type = media_type(name).to_owned();
+            return Ok(fresh_upload(
+                message_id,
+                idx,
+                PathBuf::new(),
+                name.clone(),
+                media_type,
+                (size, 0),
+            ));
+        }
+    };
     let path = std::fs::canonicalize(path).map_err(|e| file_error(path, &e))?;
     if !path.is_file() {
         return Err(ClientError::Invalid(format!(
@@ -658,15 +753,20 @@ fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    check_name(&name)?;
+    let stamp = source_stamp(&path)?;
+    Layout::for_plain(stamp.0).map_err(invalid)?;
+    let media_type = media_type(&name).to_owned();
+    Ok(fresh_upload(message_id, idx, path, name, media_type, stamp))
+}
+
+fn check_name(name: &str) -> Result<()> {
     if name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
         return Err(ClientError::Invalid(format!(
             "attachment names have at most {MAX_NAME_BYTES} bytes and no control characters"
         )));
     }
-    let stamp = source_stamp(&path)?;
-    Layout::for_plain(stamp.0).map_err(invalid)?;
-    let media_type = media_type(&name).to_owned();
-    Ok(fresh_upload(message_id, idx, path, name, media_type, stamp))
+    Ok(())
 }
 
 /// An upload that has sent nothing yet, under a new random key and nonce

@@ -258,3 +258,42 @@ impl Imap {
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     crate::common::files(dir)
 }
+
+/// An SMTP client that reads whole replies (every line CRLF-ended).
+pub struct Smtp {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Smtp {
+    pub fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut s = Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        };
+        assert!(s.reply().starts_with("220 "));
+        s
+    }
+
+    /// One reply (all its lines).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            assert!(line.ends_with("\r\n"), "{line:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+}
