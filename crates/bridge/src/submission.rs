@@ -140,7 +140,7 @@ mod tests {
             filename*=utf-8''R%C3%A9sum%C3%A9%0A.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n\
             --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\nraw\r\n--b--\r\n";
         let s = read(mail, &["alice@mfa.example".into()]).unwrap();
-        assert_eq!(s.body, "See attached.\n");
+        assert_eq!(s.body, "See attached.");
         assert_eq!(
             s.attachments,
             vec![
