@@ -84,7 +84,10 @@ pub struct Mail {
 enum Segment {
     Bytes(Vec<u8>),
     /// Attachment `index` (from 1), `size` plaintext bytes, as base64.
-    Base64 { index: usize, size: u64 },
+    Base64 {
+        index: usize,
+        size: u64,
+    },
 }
 
 /// One MIME part: where its header and content are in the message.
@@ -222,7 +225,12 @@ impl Mail {
 
     /// The message's bytes `start..end` (clamped to its length), the
     /// attachments' base64 made from only the plaintext they cover.
-    pub fn read(&self, start: u64, end: u64, source: &mut Source<'_>) -> valise_client::Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        start: u64,
+        end: u64,
+        source: &mut Source<'_>,
+    ) -> valise_client::Result<Vec<u8>> {
         let end = end.min(self.len());
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
         let header = self.header.len() as u64;
@@ -576,21 +584,34 @@ mod tests {
         let l = with_attachments("See the files.");
         let mail = rfc5322(&l);
         let bytes = whole(&mail);
-        assert_eq!(bytes.len() as u64, mail.len(), "RFC822.SIZE without the bytes");
+        assert_eq!(
+            bytes.len() as u64,
+            mail.len(),
+            "RFC822.SIZE without the bytes"
+        );
         assert_eq!(whole(&rfc5322(&l)), bytes, "deterministic");
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
         assert_eq!(parsed.body_text(0).unwrap().trim_end(), "See the files.");
         assert_eq!(parsed.attachment_count(), 4);
-        for i in 0..4 {
+        for (i, size) in SIZES.iter().enumerate() {
             let a = parsed.attachment(i as u32).unwrap();
-            let want = plain(i + 1, 0, SIZES[i] as usize).unwrap();
+            let want = plain(i + 1, 0, *size as usize).unwrap();
             assert_eq!(a.contents(), want.as_slice(), "attachment {}", i + 1);
         }
         use mail_parser::MimeHeaders as _;
-        assert_eq!(parsed.attachment(2).unwrap().attachment_name(), Some("Übersicht \"Q3\".xlsx"));
+        assert_eq!(
+            parsed.attachment(2).unwrap().attachment_name(),
+            Some("Übersicht \"Q3\".xlsx")
+        );
         let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("filename*=utf-8''%C3%9Cbersicht%20%22Q3%22.xlsx"), "{text}");
-        assert!(text.contains("Content-Type: application/octet-stream; name=\"noext\"\r\n"), "multipart and bad types are not kept: {text}");
+        assert!(
+            text.contains("filename*=utf-8''%C3%9Cbersicht%20%22Q3%22.xlsx"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Type: application/octet-stream; name=\"noext\"\r\n"),
+            "multipart and bad types are not kept: {text}"
+        );
         assert!(bytes.split(|&b| b == b'\n').all(|line| line.len() <= 998));
         // Each part is where its spans say.
         for p in &mail.parts {
@@ -609,7 +630,10 @@ mod tests {
         let boundary = rfc5322(&l).boundary.unwrap();
         let forged = with_attachments(&format!("hi\n--{boundary}\nContent-Type: text/html\n\n<b>"));
         let mail = rfc5322(&forged);
-        assert!(matches!(mail.parts[0].kind, PartKind::Text { encoding: "base64" }));
+        assert!(matches!(
+            mail.parts[0].kind,
+            PartKind::Text { encoding: "base64" }
+        ));
         let bytes = whole(&mail);
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
         assert_eq!(parsed.attachment_count(), 4);

@@ -426,10 +426,13 @@ impl Session {
         if let (Err(ClientError::Queued(_) | ClientError::Held(_)), Some(mid)) =
             (&sent, &submission_id)
         {
-            let kept = client.home().newest_outgoing_letter().and_then(|now| match now {
-                Some(id) if now != newest => client.home().note_submitted(mid, id),
-                _ => Ok(()),
-            });
+            let kept = client
+                .home()
+                .newest_outgoing_letter()
+                .and_then(|now| match now {
+                    Some(id) if now != newest => client.home().note_submitted(mid, id),
+                    _ => Ok(()),
+                });
             if let Err(e) = kept {
                 tracing::warn!(code = e.code(), "smtp: {e}");
             }

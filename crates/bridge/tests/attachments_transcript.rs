@@ -90,7 +90,9 @@ fn bob_reads_alices_annexes_as_mime_parts() {
         "{head}"
     );
     assert!(
-        head.contains("\"application\" \"octet-stream\" (\"name\" \"annex.bin\") NIL NIL \"base64\""),
+        head.contains(
+            "\"application\" \"octet-stream\" (\"name\" \"annex.bin\") NIL NIL \"base64\""
+        ),
         "{head}"
     );
     let size: usize = head
@@ -106,20 +108,25 @@ fn bob_reads_alices_annexes_as_mime_parts() {
     // The whole mail, as a mail client parses it.
     let whole = literal(&imap.ok("UID FETCH 1 BODY.PEEK[]")[0]);
     assert_eq!(whole.len(), size, "RFC822.SIZE is the size served");
-    let parsed = mail_parser::MessageParser::default()
-        .parse(&whole)
-        .unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&whole).unwrap();
     assert_eq!(parsed.attachment_count(), 2);
     let first = parsed.attachment(0).unwrap();
     assert_eq!(first.attachment_name(), Some("Note été.txt"));
     assert_eq!(first.contents(), std::fs::read(&note).unwrap().as_slice());
-    assert_eq!(parsed.attachment(1).unwrap().contents(), big_bytes.as_slice());
+    assert_eq!(
+        parsed.attachment(1).unwrap().contents(),
+        big_bytes.as_slice()
+    );
     // The same bytes again: a UID shows the same bytes forever.
     assert_eq!(literal(&imap.ok("UID FETCH 1 BODY.PEEK[]")[0]), whole);
 
     // By part, and by range within a part (what Thunderbird fetches).
     let part3 = literal(&imap.ok("UID FETCH 1 BODY.PEEK[3]")[0]);
-    let clean: Vec<u8> = part3.iter().copied().filter(|b| !b"\r\n".contains(b)).collect();
+    let clean: Vec<u8> = part3
+        .iter()
+        .copied()
+        .filter(|b| !b"\r\n".contains(b))
+        .collect();
     assert_eq!(
         base64::engine::general_purpose::STANDARD
             .decode(&clean)
@@ -130,17 +137,27 @@ fn bob_reads_alices_annexes_as_mime_parts() {
     assert!(range.contains("BODY[3]<100000> {5000}"), "{}", &range[..80]);
     assert_eq!(literal(&range), part3[100_000..105_000]);
     let mime = literal(&imap.ok("UID FETCH 1 BODY.PEEK[2.MIME]")[0]);
-    assert!(contains(&mime, b"Content-Disposition: attachment; filename*=utf-8''"));
+    assert!(contains(
+        &mime,
+        b"Content-Disposition: attachment; filename*=utf-8''"
+    ));
     let none = imap.ok("UID FETCH 1 BODY.PEEK[4]");
     assert!(none[0].contains("BODY[4] \"\""), "no such part: {none:?}");
     assert!(literal(&imap.ok("UID FETCH 1 BODY.PEEK[1]")[0]).starts_with(b"See the annexes."));
 
     // NO-PLAINTEXT: the annex is in the sealed home only.
     let log = bridge.log_text();
-    assert!(!log.contains(CANARY) && !log.contains("Note"), "the log holds the annex");
+    assert!(
+        !log.contains(CANARY) && !log.contains("Note"),
+        "the log holds the annex"
+    );
     for file in support::files_under(&bob.home) {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(!contains(&bytes, CANARY.as_bytes()), "{} holds it", file.display());
+        assert!(
+            !contains(&bytes, CANARY.as_bytes()),
+            "{} holds it",
+            file.display()
+        );
     }
 }
 
@@ -189,7 +206,11 @@ fn a_blob_changed_on_the_server_is_never_served() {
     let mut imap = bridge.login(&password);
     imap.ok("SELECT INBOX");
     let part = literal(&imap.ok("UID FETCH 1 BODY.PEEK[2]")[0]);
-    let clean: Vec<u8> = part.iter().copied().filter(|b| !b"\r\n".contains(b)).collect();
+    let clean: Vec<u8> = part
+        .iter()
+        .copied()
+        .filter(|b| !b"\r\n".contains(b))
+        .collect();
     assert_eq!(
         base64::engine::general_purpose::STANDARD
             .decode(&clean)
@@ -209,8 +230,8 @@ fn a_mail_with_files_becomes_a_letter_with_attachments() {
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
     let mut smtp = Smtp::connect(&bridge.smtp);
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("\0{}\0{password}", bob.user));
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{password}", bob.user));
     smtp.send(&format!("EHLO client\r\nAUTH PLAIN {auth}\r\n"));
     assert!(smtp.reply().starts_with("250"));
     assert!(smtp.reply().starts_with("235 "));
@@ -247,14 +268,26 @@ fn a_mail_with_files_becomes_a_letter_with_attachments() {
     let mut imap = bridge.login(&password);
     imap.ok("SELECT Sent");
     let parts = imap.ok("UID FETCH 1 (BODYSTRUCTURE BODY.PEEK[2])");
-    assert!(parts[0].contains("(\"filename\" \"note.txt\")"), "{}", parts[0]);
-    assert!(parts[0].contains("(\"filename\" \"r.pdf\")"), "{}", parts[0]);
+    assert!(
+        parts[0].contains("(\"filename\" \"note.txt\")"),
+        "{}",
+        parts[0]
+    );
+    assert!(
+        parts[0].contains("(\"filename\" \"r.pdf\")"),
+        "{}",
+        parts[0]
+    );
     let log = bridge.log_text();
     assert!(!log.contains(CANARY), "the log holds the file");
     bridge.stop();
 
     alice.sync();
-    let id = alice.inbox().iter().find(|l| l["subject"] == "Files").unwrap()["id"]
+    let id = alice
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Files")
+        .unwrap()["id"]
         .as_i64()
         .unwrap();
     let out = server.dir.path().join("saved");
@@ -269,6 +302,10 @@ fn a_mail_with_files_becomes_a_letter_with_attachments() {
     // Nothing of it outside bob's sealed home (its uploads' sources included).
     for file in support::files_under(&bob.home) {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(!contains(&bytes, CANARY.as_bytes()), "{} holds it", file.display());
+        assert!(
+            !contains(&bytes, CANARY.as_bytes()),
+            "{} holds it",
+            file.display()
+        );
     }
 }

@@ -264,7 +264,10 @@ fn bob_reads_alices_letters_in_his_mail_client() {
     );
     assert_eq!(moved[1], "* 2 EXPUNGE\r\n", "{moved:?}");
     let copied = imap.ok("UID COPY 2 Trash");
-    assert!(copied[0].contains(" OK [COPYUID ") && copied[0].contains(" 2 1]"), "{copied:?}");
+    assert!(
+        copied[0].contains(" OK [COPYUID ") && copied[0].contains(" 2 1]"),
+        "{copied:?}"
+    );
     assert!(imap.cmd("UID COPY 2 Sent").last().unwrap().contains(" NO "));
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
     let archive = imap.ok("EXAMINE Archive").join("");
@@ -391,7 +394,8 @@ fn drafts_are_kept_in_the_home_only() {
         whole[0].ends_with(&format!("BODY[] {{{}}}\r\n{draft})\r\n", draft.len())),
         "byte for byte: {whole:?}"
     );
-    let head = imap.ok("FETCH 1 (FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[1])")[0].clone();
+    let head =
+        imap.ok("FETCH 1 (FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[1])")[0].clone();
     for want in [
         &format!("RFC822.SIZE {}", draft.len()),
         "\"Unfinished\"",
@@ -403,11 +407,19 @@ fn drafts_are_kept_in_the_home_only() {
     ] {
         assert!(head.contains(want), "{want} missing from {head}");
     }
-    assert!(imap.cmd("UID COPY 1 Archive").last().unwrap().contains(" NO [CANNOT]"));
+    assert!(
+        imap.cmd("UID COPY 1 Archive")
+            .last()
+            .unwrap()
+            .contains(" NO [CANNOT]")
+    );
     imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
     assert_eq!(imap.ok("EXPUNGE")[0], "* 1 EXPUNGE\r\n");
     let again = imap.ok("SELECT Drafts").join("");
-    assert!(again.contains("* 0 EXISTS") && again.contains("[UIDNEXT 2]"), "{again}");
+    assert!(
+        again.contains("* 0 EXISTS") && again.contains("[UIDNEXT 2]"),
+        "{again}"
+    );
 
     // Nowhere outside the sealed home: not valised's files, not the log.
     assert!(!bridge.log_text().contains(CANARY));

@@ -9,8 +9,8 @@ mod common;
 mod support;
 
 use base64::Engine as _;
-use std::io::{BufRead, Write};
 use common::Server;
+use std::io::{BufRead, Write};
 use support::{Bridge, Smtp};
 
 fn letter(from: &str, to: &str, subject: &str) -> String {

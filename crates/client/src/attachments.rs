@@ -126,7 +126,9 @@ impl Client {
             for (u, f) in uploads.iter().zip(files) {
                 self.engine.home.put_upload(u)?;
                 if let AttachmentSource::Held { bytes, .. } = f {
-                    self.engine.home.put_upload_source(&message_id, u.idx, bytes)?;
+                    self.engine
+                        .home
+                        .put_upload_source(&message_id, u.idx, bytes)?;
                 }
             }
             Ok(())

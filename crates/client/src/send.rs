@@ -7,13 +7,13 @@
 
 use crate::alert::AlertKind;
 use crate::api::Body;
+use crate::attachments::AttachmentSource;
 use crate::client::Client;
 use crate::engine::outbound::{Target, Written};
 use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
-use crate::attachments::AttachmentSource;
 use std::time::Duration;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{

@@ -162,7 +162,10 @@ fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
         vec![(istring_owned(k), istring_owned(v))]
     };
     let named = !name.is_empty();
-    let (t, s) = (istring_owned(media_type.0.clone()), istring_owned(media_type.1.clone()));
+    let (t, s) = (
+        istring_owned(media_type.0.clone()),
+        istring_owned(media_type.1.clone()),
+    );
     BodyStructure::Single {
         body: Body {
             basic: BasicFields {
@@ -282,7 +285,10 @@ pub fn draft_envelope(mail: &Mail) -> Envelope<'static> {
     Envelope {
         date: raw("Date"),
         subject: raw("Subject"),
-        sender: addresses(m.sender()).into_iter().next().map_or(from.clone(), |s| vec![s]),
+        sender: addresses(m.sender())
+            .into_iter()
+            .next()
+            .map_or(from.clone(), |s| vec![s]),
         reply_to: {
             let r = addresses(m.reply_to());
             if r.is_empty() { from.clone() } else { r }
