@@ -309,3 +309,65 @@ fn a_mail_with_files_becomes_a_letter_with_attachments() {
         );
     }
 }
+
+/// Memory (docs/BENCHMARKS.md): a 64 MiB attachment served in 1 MiB
+/// ranges, as Thunderbird fetches, keeps the bridge's peak RSS near its
+/// base; one whole-part FETCH builds its literal (imap-next) and shows
+/// what the ranges saved. Run with
+/// `cargo test -p valise-bridge --test attachments_transcript -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: 64 MiB through the engine, tens of seconds"]
+fn a_large_attachment_is_served_in_ranges_without_holding_it() {
+    const MIB: usize = 1 << 20;
+    let server = Server::start_with(&["--max-blob-mib", "128"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let big = server.dir.path().join("big.bin");
+    let bytes: Vec<u8> = (0..64 * MIB as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    send_with(&alice, &bob, "Big", &[&big]);
+    bob.sync();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    imap.ok("SELECT INBOX");
+    imap.ok("UID FETCH 1 (RFC822.SIZE BODYSTRUCTURE)");
+    // The login's Argon2id (64 MiB) is not what is measured.
+    bridge.reset_peak_rss();
+    let base = bridge.peak_rss_kib();
+    let t = std::time::Instant::now();
+    imap.ok("UID FETCH 1 BODY.PEEK[2]<0.1>");
+    let cached = t.elapsed();
+    let after_cache = bridge.peak_rss_kib();
+    let chars = (64 * MIB).div_ceil(3) * 4;
+    let part_len = chars + 2 * chars.div_ceil(76);
+    let t = std::time::Instant::now();
+    let mut at = 0;
+    while at < part_len {
+        let r = imap.ok(&format!("UID FETCH 1 BODY.PEEK[2]<{at}.{MIB}>"));
+        assert!(r[0].contains("BODY[2]<"), "{}", &r[0][..60.min(r[0].len())]);
+        at += MIB;
+    }
+    let ranges = t.elapsed();
+    let after_ranges = bridge.peak_rss_kib();
+    bridge.reset_peak_rss();
+    let t = std::time::Instant::now();
+    let whole = literal(&imap.ok("UID FETCH 1 BODY.PEEK[2]")[0]);
+    let whole_time = t.elapsed();
+    assert_eq!(whole.len(), part_len);
+    let after_whole = bridge.peak_rss_kib();
+    println!(
+        "64 MiB attachment: RSS {base} KiB; peak during download+check {after_cache} KiB \
+         ({cached:?}); during {} 1 MiB ranges {after_ranges} KiB ({ranges:?}); during one whole \
+         FETCH {after_whole} KiB ({whole_time:?})",
+        part_len.div_ceil(MIB)
+    );
+    for (what, peak) in [("download", after_cache), ("ranges", after_ranges)] {
+        assert!(
+            peak.saturating_sub(base) < 48 * 1024,
+            "{what} must not hold the attachment: {base} -> {peak} KiB"
+        );
+    }
+}
