@@ -127,115 +127,96 @@ pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
     }
 }
 
-fn text_structure(size: u64, lines: u64, encoding: &'static str) -> BodyStructure<'static> {
+/// IMAP's numbers are 32-bit: a larger size (an attachment over 4 GiB)
+/// shows as the largest.
+fn number(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One part: `text/*` with its line count, anything else as basic.
+fn single(
+    (t, s): (&str, &str),
+    params: Vec<(IString<'static>, IString<'static>)>,
+    encoding: &str,
+    (size, lines): (u64, u64),
+    extension_data: Option<SinglePartExtensionData<'static>>,
+) -> BodyStructure<'static> {
+    let subtype = istring_owned(s.to_owned());
     BodyStructure::Single {
         body: Body {
             basic: BasicFields {
-                parameter_list: vec![(istring("charset"), istring("utf-8"))],
+                parameter_list: params,
                 id: NString(None),
                 description: NString(None),
-                content_transfer_encoding: istring(encoding),
-                size: size as u32,
+                content_transfer_encoding: istring_owned(encoding.to_owned()),
+                size: number(size),
             },
-            specific: SpecificFields::Text {
-                subtype: istring("plain"),
-                number_of_lines: lines as u32,
+            specific: if t == "text" {
+                SpecificFields::Text {
+                    subtype,
+                    number_of_lines: number(lines),
+                }
+            } else {
+                SpecificFields::Basic {
+                    r#type: istring_owned(t.to_owned()),
+                    subtype,
+                }
             },
         },
-        extension_data: None,
+        extension_data,
     }
 }
 
+fn text_structure(size: u64, lines: u64, encoding: &str) -> BodyStructure<'static> {
+    let charset = vec![(istring("charset"), istring("utf-8"))];
+    single(("text", "plain"), charset, encoding, (size, lines), None)
+}
+
 fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
-    let (size, lines) = (part.content.1, part.lines);
+    let counts = (part.content.1, part.lines);
     let (media_type, name) = match &part.kind {
-        PartKind::Text { encoding } => return text_structure(size, lines, encoding),
+        PartKind::Text { encoding } => return text_structure(counts.0, counts.1, encoding),
         PartKind::Attachment { media_type, name } => (media_type, name),
+        // A draft's part, as its own header says.
         PartKind::Other {
             media_type,
             params,
             encoding,
-        } => return draft_structure(media_type, params, encoding, size, lines),
+        } => {
+            let params = params
+                .iter()
+                .map(|(k, v)| (istring_owned(k.clone()), istring_owned(v.clone())))
+                .collect();
+            return single(
+                (&media_type.0, &media_type.1),
+                params,
+                encoding,
+                counts,
+                None,
+            );
+        }
     };
     let param = |base: &str| {
+        if name.is_empty() {
+            return Vec::new();
+        }
         let (k, v) = render::file_name_param(name, base);
         vec![(istring_owned(k), istring_owned(v))]
     };
-    let named = !name.is_empty();
-    let (t, s) = (
-        istring_owned(media_type.0.clone()),
-        istring_owned(media_type.1.clone()),
-    );
-    BodyStructure::Single {
-        body: Body {
-            basic: BasicFields {
-                parameter_list: if named { param("name") } else { Vec::new() },
-                id: NString(None),
-                description: NString(None),
-                content_transfer_encoding: istring("base64"),
-                size: size as u32,
-            },
-            specific: if media_type.0 == "text" {
-                SpecificFields::Text {
-                    subtype: s,
-                    number_of_lines: lines as u32,
-                }
-            } else {
-                SpecificFields::Basic {
-                    r#type: t,
-                    subtype: s,
-                }
-            },
-        },
-        extension_data: extended.then(|| SinglePartExtensionData {
-            md5: NString(None),
-            tail: Some(Disposition {
-                disposition: Some((
-                    istring("attachment"),
-                    if named { param("filename") } else { Vec::new() },
-                )),
-                tail: None,
-            }),
+    let disposition = extended.then(|| SinglePartExtensionData {
+        md5: NString(None),
+        tail: Some(Disposition {
+            disposition: Some((istring("attachment"), param("filename"))),
+            tail: None,
         }),
-    }
-}
-
-/// A part of a draft, as its own header says.
-fn draft_structure(
-    (t, s): &(String, String),
-    params: &[(String, String)],
-    encoding: &str,
-    size: u64,
-    lines: u64,
-) -> BodyStructure<'static> {
-    let (t, s) = (istring_owned(t.clone()), istring_owned(s.clone()));
-    let text = t.as_ref() == b"text";
-    BodyStructure::Single {
-        body: Body {
-            basic: BasicFields {
-                parameter_list: params
-                    .iter()
-                    .map(|(k, v)| (istring_owned(k.clone()), istring_owned(v.clone())))
-                    .collect(),
-                id: NString(None),
-                description: NString(None),
-                content_transfer_encoding: istring_owned(encoding.to_owned()),
-                size: size as u32,
-            },
-            specific: if text {
-                SpecificFields::Text {
-                    subtype: s,
-                    number_of_lines: lines as u32,
-                }
-            } else {
-                SpecificFields::Basic {
-                    r#type: t,
-                    subtype: s,
-                }
-            },
-        },
-        extension_data: None,
-    }
+    });
+    single(
+        (&media_type.0, &media_type.1),
+        param("name"),
+        "base64",
+        counts,
+        disposition,
+    )
 }
 
 /// ENVELOPE of a draft, from its own header.
@@ -557,7 +538,7 @@ impl Session {
                         }
                     }
                     (MessageDataItemName::Rfc822Size, _, Some(m)) => {
-                        MessageDataItem::Rfc822Size(m.len() as u32)
+                        MessageDataItem::Rfc822Size(number(m.len()))
                     }
                     (MessageDataItemName::BodyStructure, _, Some(m)) => {
                         MessageDataItem::BodyStructure(body_structure(m, true))
