@@ -340,6 +340,9 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
     if let Some(label) = &letter.marking {
         field("X-Valise-Marking", &label.to_string());
     }
+    if let Some(why) = &letter.withheld {
+        field("X-Valise-Withheld", &header_text(why));
+    }
     field("MIME-Version", "1.0");
     // Deterministic, and never in the text: a sender could write it there
     // to forge parts, so such a text goes in base64.
@@ -678,6 +681,7 @@ mod tests {
             marking: None,
             outgoing: false,
             attachments: Vec::new(),
+            withheld: None,
         }
     }
 
@@ -698,6 +702,29 @@ mod tests {
         assert_eq!(subject(&l), format!("[{label}] Visit"));
         let unmarked = String::from_utf8(whole(&rfc5322(&letter("Visit", "Body")))).unwrap();
         assert!(unmarked.contains("Subject: Visit\r\n") && !unmarked.contains("X-Valise-Marking"));
+    }
+
+    #[test]
+    fn a_withheld_letter_says_why_in_a_header() {
+        let mut l = letter(
+            "(withheld)",
+            "This letter is withheld from this device: why.",
+        );
+        l.marking = Some(valise_proto::Label::parse("EU RESTRICTED").unwrap());
+        l.withheld = Some("marked EU RESTRICTED: this device is not accredited".into());
+        let mail = String::from_utf8(whole(&rfc5322(&l))).unwrap();
+        assert!(
+            mail.contains("Subject: [EU RESTRICTED] (withheld)\r\n"),
+            "{mail}"
+        );
+        assert!(
+            mail.contains(
+                "X-Valise-Withheld: marked EU RESTRICTED: this device is not accredited\r\n"
+            ),
+            "{mail}"
+        );
+        let kept = String::from_utf8(whole(&rfc5322(&letter("Visit", "Body")))).unwrap();
+        assert!(!kept.contains("X-Valise-Withheld"));
     }
 
     proptest! {

@@ -324,6 +324,7 @@ impl Output {
                     "subject": l.subject,
                     "sent_at": rfc3339(l.sent_at_ms),
                     "marking": l.marking.as_ref().map(Label::to_string),
+                    "withheld": l.withheld,
                 })
             })
             .collect();
@@ -363,6 +364,7 @@ impl Output {
             "message_id": l.message_id,
             "from_device": l.from_device,
             "attachments": attachment_infos(&l.attachments),
+            "withheld": l.withheld,
         });
         self.emit(value, || {
             let to: Vec<&str> = l.to.iter().map(UserId::as_str).collect();

@@ -7,7 +7,7 @@
 
 use crate::client::Client;
 use crate::engine::outbound::Target;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::handling::check_forward;
 use crate::send::{Draft, SentLetter};
 use valise_proto::{ConversationId, ThreadId, UserId};
@@ -17,6 +17,11 @@ impl Client {
     /// a new thread addressed to all its members.
     pub async fn forward(&mut self, letter_id: i64, conv: &ConversationId) -> Result<SentLetter> {
         let original = self.engine.home.letter(letter_id)?;
+        if original.withheld.is_some() {
+            return Err(ClientError::Invalid(format!(
+                "letter {letter_id} is withheld from this device: there is nothing to forward"
+            )));
+        }
         // The target brought up to date first: sending does it otherwise,
         // after the rules were checked, and a member it adds meanwhile
         // (a commit pulled then) would read what the rules kept from them.

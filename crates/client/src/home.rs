@@ -262,6 +262,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0018_attachment_cache.sql"),
     include_str!("migrations/0019_mail_drafts.sql"),
     include_str!("migrations/0020_upload_sources.sql"),
+    include_str!("migrations/0021_withheld_letters.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.

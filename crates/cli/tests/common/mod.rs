@@ -569,6 +569,25 @@ impl Device {
     }
 }
 
+/// Asserts `dev`'s first letter is a stub withheld for a reason that
+/// mentions `why`, showing none of `content` (in `read`, text and JSON).
+#[track_caller]
+pub fn assert_withheld(dev: &Device, why: &str, content: &[&str]) {
+    let id = dev.inbox()[0]["id"].to_string();
+    let letter = dev.json(&["read", &id]);
+    let reason = letter["withheld"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{letter}");
+    let text = dev.ok(&["read", &id]);
+    assert!(text.contains("withheld"), "{text}");
+    for canary in content {
+        assert!(
+            !text.contains(canary) && !letter.to_string().contains(canary),
+            "{canary}: {text}"
+        );
+    }
+    assert!(letter["attachments"].as_array().unwrap().is_empty());
+}
+
 /// Asserts every device holds `conv` at one epoch authenticator: no fork.
 #[track_caller]
 pub fn assert_no_fork(devices: &[&Device], conv: &str) {

@@ -23,8 +23,8 @@ use valise_proto::{ConversationId, DeviceAddress, Label, UserId};
 /// What a device does with a marked letter it received.
 pub(crate) enum Clearance {
     Show,
-    /// Neither shown nor kept; `spillage` raised.
-    Refused,
+    /// Not shown, kept as a stub saying why; `spillage` raised.
+    Refused(String),
     /// Judged on entries older than this read of the inbox: these users'
     /// are to be proven again first.
     Stale(Vec<UserId>),
@@ -203,13 +203,15 @@ impl Engine {
         }
         let marking = label.marking().entry().short;
         if let Some((_, lack)) = lacking.iter().find(|(d, _)| *d == self.me) {
-            let detail = format!(
-                "a letter from {sender} marked {marking} was not shown nor kept: this device \
-                 {}, so it is not accredited for it",
+            let why = format!(
+                "marked {marking}: this device {}, so it is not accredited for it",
                 lack.describe()
             );
+            let detail = format!(
+                "a letter from {sender} was not shown nor kept (only a stub saying why): {why}"
+            );
             self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
-            return Ok(Clearance::Refused);
+            return Ok(Clearance::Refused(why));
         }
         if let Some((device, lack)) = lacking.first() {
             let detail = format!(

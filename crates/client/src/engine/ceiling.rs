@@ -131,8 +131,8 @@ impl Engine {
                 AlertKind::Spillage,
                 Some(conv),
                 &format!(
-                    "{sender} sent a letter marked above this conversation's ceiling: it was \
-                     not opened here (report it to your security officer)"
+                    "{sender} sent a letter marked above this conversation's ceiling: it is \
+                     not shown here, only a stub saying why (report it to your security officer)"
                 ),
                 None,
             )?;

@@ -31,6 +31,11 @@ use std::collections::BTreeMap;
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
 use valise_proto::{ConversationId, DeviceAddress, EpochCount, Letter, Payload, UserId};
 
+/// Why a letter marked above its conversation's ceiling (or before this
+/// device knew the ceiling) is only a stub.
+const WITHHELD_ABOVE_CEILING: &str =
+    "marked above this conversation's ceiling, or before this device knew the ceiling";
+
 /// What applying an entry did.
 #[derive(Debug)]
 pub enum Applied {
@@ -58,8 +63,9 @@ pub enum Applied {
     Fork(Fork),
     /// A letter shown already, sent again by its sender.
     Duplicate,
-    /// A marked letter this device is not accredited for: neither shown
-    /// nor kept, a `spillage` alert raised ([`super::accreditation`]).
+    /// A marked letter this device may not hold (not accredited for it,
+    /// or above the ceiling): only a stub saying why is kept, and a
+    /// `spillage` alert raised ([`super::accreditation`]).
     Spilled,
 }
 
@@ -409,6 +415,19 @@ impl Engine {
         }
     }
 
+    /// A letter this device may not hold: only a stub saying `why` is kept.
+    fn withhold(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        letter: Letter,
+        why: &str,
+    ) -> Result<Applied> {
+        self.home
+            .store_withheld(conv, sender, letter, why, self.now_ms())?;
+        Ok(Applied::Spilled)
+    }
+
     fn receive(
         &self,
         conv: &ConversationId,
@@ -436,13 +455,15 @@ impl Engine {
             Payload::Letter(letter)
                 if !self.admit_received(conv, sender, letter.marking.as_ref())? =>
             {
-                Ok(Applied::Spilled)
+                self.withhold(conv, sender, letter, WITHHELD_ABOVE_CEILING)
             }
             Payload::Letter(letter) => {
                 if let Some(label) = &letter.marking {
                     match self.clearance(conv, sender, label)? {
                         Clearance::Show => {}
-                        Clearance::Refused => return Ok(Applied::Spilled),
+                        Clearance::Refused(why) => {
+                            return self.withhold(conv, sender, letter, &why);
+                        }
                         Clearance::Stale(users) => return Ok(Applied::StaleClearance(users)),
                     }
                 }

@@ -21,6 +21,8 @@ pub struct LetterSummary {
     pub subject: String,
     pub sent_at_ms: i64,
     pub marking: Option<Label>,
+    /// Why only a stub was kept (see [`Home::store_withheld`]).
+    pub withheld: Option<String>,
 }
 
 /// A whole letter as `read` shows it.
@@ -44,6 +46,8 @@ pub struct LetterView {
     /// blob ids stay inside.
     #[serde(serialize_with = "attachment_list")]
     pub attachments: Vec<AttachmentRef>,
+    /// Why only a stub was kept (see [`Home::store_withheld`]).
+    pub withheld: Option<String>,
 }
 
 /// What `read` shows of an attachment (never its key or blob id). No
@@ -120,7 +124,7 @@ impl LetterView {
 macro_rules! columns {
     () => {
         "id, conversation, message_id, sender_user, sender_device, subject, body, recipients, \
-         thread, in_reply_to, marking, sent_at_ms, received_at_ms, outgoing"
+         thread, in_reply_to, marking, sent_at_ms, received_at_ms, outgoing, withheld"
     };
 }
 
@@ -137,6 +141,9 @@ pub(super) const INBOX_AFTER: &str = concat!(
     " FROM letters WHERE outgoing = 0 AND id > ?1 ORDER BY id"
 );
 pub(super) const BY_ID: &str = concat!("SELECT ", columns!(), " FROM letters WHERE id = ?1");
+/// A withheld letter's subject (after its marking's prefix).
+pub const WITHHELD_SUBJECT: &str = "(withheld)";
+pub(super) const WITHHOLD: &str = "UPDATE letters SET withheld = ?1 WHERE id = ?2";
 /// All three columns of the unique index: one row, no scan.
 pub(super) const NOTE_SENT_EPOCH: &str = "UPDATE letters SET sent_epoch = ?1
     WHERE conversation = ?2 AND sender_user = ?3 AND message_id = ?4";
@@ -181,6 +188,7 @@ fn view(r: &Row<'_>) -> rusqlite::Result<LetterView> {
         received_at_ms: r.get(12)?,
         outgoing: r.get(13)?,
         attachments: Vec::new(),
+        withheld: r.get(14)?,
     })
 }
 
@@ -221,6 +229,38 @@ impl Home {
         Ok(Some(id))
     }
 
+    /// Keeps a stub of a received letter this device may not hold: its
+    /// sender, time, thread and marking, and `why`; never its subject,
+    /// body, recipients or attachments. Its subject and body say so, for
+    /// every front end to show as they are. `None` if it is a duplicate.
+    pub fn store_withheld(
+        &self,
+        conv: &ConversationId,
+        sender: &DeviceAddress,
+        letter: Letter,
+        why: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        let stub = Letter {
+            subject: WITHHELD_SUBJECT.into(),
+            body: format!(
+                "This letter is withheld from this device: {why}. Its subject, text and \
+                 attachments were not kept here, and a spillage alert was raised."
+            ),
+            to: Vec::new(),
+            attachments: Vec::new(),
+            policy: None,
+            ..letter
+        };
+        let id = self.store_letter(conv, sender, &stub, false, now_ms)?;
+        if let Some(id) = id {
+            self.conn
+                .prepare_cached(WITHHOLD)?
+                .execute(params![why, id])?;
+        }
+        Ok(id)
+    }
+
     /// Letters received with a local id above `after`, oldest first.
     pub fn inbox_after(&self, after: i64) -> Result<Vec<LetterSummary>> {
         let mut stmt = self.conn.prepare_cached(INBOX_AFTER)?;
@@ -232,6 +272,7 @@ impl Home {
                 subject: v.subject,
                 sent_at_ms: v.sent_at_ms,
                 marking: v.marking,
+                withheld: v.withheld,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -98,6 +98,10 @@ fn an_entry_proven_this_read_that_lacks_the_accreditation_refuses() {
     carol.engine.proven_this_read(&carol.me().user);
     let out = carol.engine.apply_entry(&entry);
     assert!(matches!(out, Ok(Applied::Spilled)), "{out:?}");
-    assert!(carol.subjects().is_empty());
+    // Only a stub that says why, nothing of the letter.
+    assert_eq!(carol.subjects(), ["(withheld)"]);
+    let stub = carol.engine.home.letter(1).unwrap();
+    assert!(stub.withheld.unwrap().contains("not accredited"));
+    assert!(!stub.body.contains("body") && stub.to.is_empty());
     assert_eq!(carol.alerts(), ["spillage"]);
 }
