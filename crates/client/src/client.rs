@@ -8,7 +8,7 @@ use crate::error::{ClientError, Result};
 use crate::handling::Settings;
 use crate::home::account::Account;
 use crate::home::alerts::Alert;
-use crate::home::{Home, Passphrase};
+use crate::home::{Home, Passphrase, Retake};
 use crate::mls;
 use openmls::prelude::{OpenMlsProvider, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
@@ -184,6 +184,21 @@ impl Client {
     /// The engine, for front ends that read the home (and tests).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Lets other processes use the home (`valise` commands beside a
+    /// long-running front end) until [`Client::try_retake_home`]; this
+    /// client must not be used meanwhile. A one-shot command never needs
+    /// it: it holds the home from open to exit.
+    pub fn release_home(&mut self) -> Result<()> {
+        self.engine.release()
+    }
+
+    /// Takes the home back unless another process uses it
+    /// ([`Retake::Busy`]: try again later); what another process wrote
+    /// meanwhile is read afresh.
+    pub fn try_retake_home(&mut self) -> Result<Retake> {
+        self.engine.try_retake()
     }
 
     /// Sets how long this device keeps its leaf's keys before renewing them.

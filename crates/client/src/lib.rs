@@ -54,7 +54,7 @@ pub use engine::ceiling::Ceiling;
 pub use engine::membership::ConversationView;
 pub use error::{ClientError, Result};
 pub use handling::Settings;
-pub use home::Passphrase;
+pub use home::{Passphrase, Retake};
 pub use home::desk::{DeskReport, DeskState};
 pub use home::letters::{AttachmentInfo, LetterSummary, LetterView, attachment_infos};
 pub use mailbox::HeldLetter;
