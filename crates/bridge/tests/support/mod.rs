@@ -114,7 +114,7 @@ impl Bridge {
         }
     }
 
-    /// Stops the bridge (the home is free again for `valise` commands).
+    /// Stops the bridge with SIGKILL: no destructor runs, as in a crash.
     pub fn stop(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
