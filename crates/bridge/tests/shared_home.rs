@@ -52,7 +52,8 @@ impl Smtp {
             from: user.to_owned(),
         };
         assert!(s.reply().starts_with("220 "));
-        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let plain =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         s.send(&format!("EHLO client.example\r\nAUTH PLAIN {plain}\r\n"));
         assert!(s.reply().starts_with("250"));
         assert!(s.reply().starts_with("235 "));
@@ -261,7 +262,10 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
 
     // Bob opened every letter alice sealed, from either process, once.
     let synced = bob.sync();
-    assert_eq!(synced["rejected"], 0, "a letter bob could not open: {synced}");
+    assert_eq!(
+        synced["rejected"], 0,
+        "a letter bob could not open: {synced}"
+    );
     let mut from_alice = once_each(
         (0..ROUNDS)
             .map(|i| format!("valise {i}"))

@@ -839,7 +839,10 @@ fn a_home_shared_between_operations_never_seals_from_a_stale_group() {
     let letter = |from: &Dev, subject| {
         let sealed = from.write(&conv, subject);
         let opened = bob.take(EntryKind::Application, &conv, from, &sealed);
-        assert!(matches!(opened, Ok(Applied::Letter)), "{subject}: {opened:?}");
+        assert!(
+            matches!(opened, Ok(Applied::Letter)),
+            "{subject}: {opened:?}"
+        );
     };
     letter(&alice, "bridge, group now in memory");
     alice.engine.release().unwrap();
