@@ -275,6 +275,10 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     assert_eq!(received(&bob, &alice_addr), from_alice);
     assert_eq!(bob.alert_kinds(), Vec::<String>::new());
 
+    // A new bridge password, made while the bridge runs, works at once.
+    let password = support::password_of(&support::run(&alice, &["password", "--reset"]));
+    bridge.login(&password).ok("LOGOUT");
+
     // kill -9 while the bridge seals and submits a letter.
     let mut smtp = Smtp::login(&bridge.smtp, &alice_addr, &password);
     smtp.submit(&bob.user, "Cut short");

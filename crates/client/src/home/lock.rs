@@ -81,7 +81,7 @@ impl Home {
     /// abandoned half-way (its operation was cancelled): it is rolled back,
     /// as a crash would, and `true` says so (what was kept in memory may be
     /// ahead of the database).
-    pub fn release(&mut self) -> Result<bool> {
+    pub(crate) fn release(&mut self) -> Result<bool> {
         let Some(lock) = &mut self.lock else {
             return Ok(false);
         };
@@ -101,7 +101,7 @@ impl Home {
 
     /// Takes the home back after [`Home::release`] unless another process
     /// uses it, and says whether one wrote to it meanwhile.
-    pub fn try_retake(&mut self) -> Result<Retake> {
+    pub(crate) fn try_retake(&mut self) -> Result<Retake> {
         let Some(lock) = &mut self.lock else {
             return Ok(Retake::Unchanged);
         };
