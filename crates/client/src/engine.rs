@@ -51,7 +51,8 @@ pub struct Engine {
     pub(crate) clock: Clock,
     /// Groups loaded from the home, kept between operations (loading an
     /// X-Wing group costs more than using it). The database stays the
-    /// truth: a copy is dropped whenever an operation on it fails.
+    /// truth: a copy is dropped whenever an operation on it fails, and all
+    /// of them when another process wrote to the home ([`Engine::try_retake`]).
     groups: RefCell<HashMap<ConversationId, MlsGroup>>,
     /// What stays true once computed, kept off the database on the hot
     /// path (each letter sealed or opened).

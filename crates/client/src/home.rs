@@ -197,7 +197,8 @@ impl Home {
 
     /// Starts a transaction that stays open across network calls (an inbox
     /// page and the directory lookups it needs; a rejoin and the hub's
-    /// answer): this device's only connection, so nothing interleaves.
+    /// answer): this process holds the home's lock meanwhile ([`lock`]),
+    /// so nothing interleaves.
     pub fn begin(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())

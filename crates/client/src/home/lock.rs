@@ -7,11 +7,12 @@
 //! `<home>/lock` (an exclusive `flock`, released by the kernel if the
 //! process dies) while it uses the home. A one-shot command holds it from
 //! open to exit. A long-running front end (the mail bridge) holds it per
-//! operation: it [releases](Home::release) the home between operations so
-//! that `valise` commands run beside it, and when it
-//! [takes it back](Home::try_retake) learns from SQLite's `data_version`
-//! whether another process committed meanwhile, in which case whatever it
-//! kept in memory (MLS groups above all) is stale and must be read again.
+//! operation: it [releases](crate::Client::release_home) the home between
+//! operations so that `valise` commands run beside it, and when it
+//! [takes it back](crate::Client::try_retake_home) learns from SQLite's
+//! `data_version` whether another process committed meanwhile, in which
+//! case whatever it kept in memory (MLS groups above all) is stale and
+//! must be read again.
 //!
 //! `data_version` rather than a counter of our own: SQLite changes it on
 //! every commit by any other connection, so no write path can forget to
@@ -31,7 +32,7 @@ pub(super) struct Lock {
     data_version: i64,
 }
 
-/// What [`Home::try_retake`] found.
+/// What taking the home back ([`crate::Client::try_retake_home`]) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retake {
     /// Another process uses the home: try again later.
