@@ -101,20 +101,18 @@ fn held(home: &Path) -> bool {
     }
 }
 
-/// Waits until one process has held the home for a whole second: a
-/// command, for a step of the bridge takes milliseconds.
-fn wait_until_a_command_holds(home: &Path) {
+/// Freezes the bridge (SIGSTOP) between two of its steps, while it does
+/// not hold the home.
+fn freeze_between_steps(bridge: &Bridge, home: &Path) {
     let start = Instant::now();
-    let mut since = None;
     loop {
-        match (held(home), since) {
-            (false, _) => since = None,
-            (true, None) => since = Some(Instant::now()),
-            (true, Some(t)) if t.elapsed() > Duration::from_secs(1) => return,
-            (true, Some(_)) => {}
+        bridge.signal("STOP");
+        if !held(home) {
+            return;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "never held");
-        std::thread::sleep(Duration::from_millis(20));
+        bridge.signal("CONT");
+        assert!(start.elapsed() < Duration::from_secs(60), "never released");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -185,12 +183,12 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     idle.send("idle1 IDLE");
     assert!(idle.response().starts_with("+ "));
 
-    // A letter only `valise sync` can have fetched: it holds the home
-    // (the bridge cannot sync) while it waits for the letter to arrive.
-    let fetch = alice.spawn_json(&["sync", "--wait", "60"]);
-    wait_until_a_command_holds(&alice.home);
+    // A letter only `valise sync` can have fetched: the bridge is frozen
+    // (not holding the home) until the command is done.
+    freeze_between_steps(&bridge, &alice.home);
     bob.send_to(&["alice"], "Fetched by valise", "Not by the bridge.");
-    let report = finished(fetch, "sync --wait");
+    let report = finished(alice.spawn_json(&["sync"]), "sync");
+    bridge.signal("CONT");
     assert_eq!(report["new_letters"], 1, "{report}");
     idle_until(&mut idle, 1);
 

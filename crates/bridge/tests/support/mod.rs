@@ -128,6 +128,16 @@ impl Bridge {
         imap
     }
 
+    /// Sends the bridge a signal (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     /// The bridge's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
