@@ -22,9 +22,6 @@ use valise_client::{Client, Retake};
 pub const SYNC_EVERY: Duration = Duration::from_millis(500);
 /// The wait after a failed sync (server down, network gone).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
-/// The longest wait between two tries to take the home back from a
-/// `valise` command (the first tries come sooner).
-const RETAKE_AT_MOST_EVERY: Duration = Duration::from_millis(20);
 
 /// The shared device.
 pub struct Device {
@@ -74,19 +71,14 @@ impl Device {
     /// the other steps, and for a `valise` command using the home.
     pub async fn client(&self) -> Step<'_> {
         let mut client = self.client.lock().await;
-        let mut wait = Duration::from_millis(1);
         loop {
-            match client.try_retake_home() {
-                Ok(Retake::Unchanged) => break,
+            match client.retake_home().await {
                 Ok(Retake::Changed) => {
                     // A command may have fetched letters: sessions look.
                     self.tell();
                     break;
                 }
-                Ok(Retake::Busy) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETAKE_AT_MOST_EVERY);
-                }
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(code = e.code(), "cannot take the home back: {e}");
                     tokio::time::sleep(RETRY_AFTER).await;

@@ -5,7 +5,8 @@
 //! the same home and bob writes in. Every letter arrives exactly once on
 //! every side; bob opens every letter alice sealed from either process (a
 //! ratchet generation used twice would show as a letter he cannot open, a
-//! rejected entry); IDLE shows the letters `valise` fetched; and a
+//! rejected entry); IDLE shows the letters `valise` fetched; `valise sync
+//! --wait` does not keep the bridge waiting while it waits; and a
 //! `kill -9` of the bridge in the middle of a submission leaves the home
 //! usable by `valise`.
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
@@ -192,6 +193,20 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     assert_eq!(report["new_letters"], 1, "{report}");
     idle_until(&mut idle, 1);
 
+    // A command waiting for news waits with the home released: the bridge
+    // answers a mail client meanwhile.
+    let waiting = alice.spawn_json(&["sync", "--wait", "25"]);
+    std::thread::sleep(Duration::from_secs(3)); // it waits for news
+    let asked = Instant::now();
+    let mut other = bridge.login(&password);
+    other.ok("SELECT INBOX");
+    let answered = asked.elapsed();
+    assert!(answered < Duration::from_secs(5), "{answered:?}");
+    bob.send_to(&["alice"], "While valise waits", "Whoever fetches it.");
+    let report = finished(waiting, "sync --wait");
+    assert_eq!(report["rejected"], 0, "{report}");
+    idle_until(&mut idle, 2);
+
     // Everything at once.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -235,10 +250,10 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     });
 
     // IDLE saw every letter in, whoever fetched it; and each once.
-    idle_until(&mut idle, 1 + FROM_BOB);
+    idle_until(&mut idle, 2 + FROM_BOB);
     idle.send("DONE");
     assert_eq!(idle.response(), "idle1 OK IDLE terminated\r\n");
-    let all: Vec<u32> = (1..=(1 + FROM_BOB) as u32).collect();
+    let all: Vec<u32> = (1..=(2 + FROM_BOB) as u32).collect();
     let search = idle.ok("UID SEARCH ALL");
     let uids: Vec<u32> = search[0]
         .trim_end()
@@ -255,6 +270,7 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     assert_eq!(synced["rejected"], 0, "{synced}");
     let mut from_bob = once_each((0..FROM_BOB).map(|j| format!("bob {j}")));
     from_bob.insert("Fetched by valise".into(), 1);
+    from_bob.insert("While valise waits".into(), 1);
     assert_eq!(received(&alice, &bob.user), from_bob);
     assert_eq!(alice.alert_kinds(), Vec::<String>::new());
 
@@ -294,6 +310,6 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     let bridge = Bridge::start(&alice, false);
     let mut imap = bridge.login(&password);
     let selected = imap.ok("SELECT INBOX");
-    let want = format!("* {} EXISTS\r\n", 1 + FROM_BOB);
+    let want = format!("* {} EXISTS\r\n", 2 + FROM_BOB);
     assert!(selected.contains(&want), "{selected:?}");
 }

@@ -65,6 +65,10 @@ pub struct Enrollment<'a> {
     pub authority_fingerprint: Option<&'a str>,
 }
 
+/// The longest wait between two tries to take the home back from another
+/// process (the first tries come sooner).
+const RETAKE_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Leaf keys are renewed at least this often by default (I3).
 pub const DEFAULT_UPDATE_INTERVAL_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -199,6 +203,22 @@ impl Client {
     /// meanwhile is read afresh.
     pub fn try_retake_home(&mut self) -> Result<Retake> {
         self.engine.try_retake()
+    }
+
+    /// Takes the home back, waiting for the process that uses it (polled:
+    /// a blocking wait would stall the async runtime); what another process
+    /// wrote meanwhile is read afresh ([`Retake::Changed`] says so).
+    pub async fn retake_home(&mut self) -> Result<Retake> {
+        let mut wait = std::time::Duration::from_millis(1);
+        loop {
+            match self.try_retake_home()? {
+                Retake::Busy => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETAKE_AT_MOST_EVERY);
+                }
+                taken => return Ok(taken),
+            }
+        }
     }
 
     /// Sets how long this device keeps its leaf's keys before renewing them.
