@@ -10,7 +10,12 @@ Python's imaplib over loopback (--no-tls):
   Thunderbird's header fetch (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (...)]),
   IDLE push: the sender's `valise send` returns → `* N EXISTS` on an IDLE
   session (--pushes sends, one at a time; p50 and max),
-  the bridge's peak RSS (VmHWM).
+  the bridge's peak RSS (VmHWM),
+  `valise inbox` on the receiver's home without the bridge, then while it
+  runs (issue 12: the bridge holds the home per step, so a command waits
+  at most one step), then while a mail client keeps the bridge busy with
+  `UID FETCH 1:* (UID FLAGS ENVELOPE)` back to back: --inbox-runs each,
+  median and max, and the ratios to the first.
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
 Prints one JSON object.
@@ -22,6 +27,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 PASSPHRASE = "valise-bench passphrase"
@@ -94,11 +100,54 @@ def idle_pushes(bins, imap_port, user, password, sender_home, env, n):
     return sorted(latencies)
 
 
+def median(sorted_times):
+    return sorted_times[len(sorted_times) // 2]
+
+
+def inbox_runs(bins, home, env, n):
+    """Seconds of each `valise inbox --json` on `home`, sorted."""
+    times = []
+    for _ in range(n):
+        took, out = timed(lambda: subprocess.run(
+            [f"{bins}/valise", "--home", home, "inbox", "--json"], env=env, capture_output=True))
+        if out.returncode != 0:
+            raise SystemExit(f"valise inbox: {out.stderr.decode()}")
+        times.append(round(took, 3))
+    return sorted(times)
+
+
+def inbox_while_busy(bins, home, env, n, imap_port, user, password):
+    """`valise inbox` times while a mail client fetches every envelope back
+    to back; and how many fetches it made meanwhile."""
+    stop = threading.Event()
+    fetches = [0]
+
+    def busy():
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.login(user, password)
+        imap.select("INBOX")
+        while not stop.is_set():
+            imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)")
+            fetches[0] += 1
+        imap.logout()
+
+    client = threading.Thread(target=busy)
+    client.start()
+    time.sleep(1)
+    try:
+        times = inbox_runs(bins, home, env, n)
+    finally:
+        stop.set()
+        client.join()
+    return times, fetches[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bins", default="target/release")
     ap.add_argument("--letters", type=int, default=10000)
     ap.add_argument("--pushes", type=int, default=20)
+    ap.add_argument("--inbox-runs", type=int, default=10)
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -122,6 +171,8 @@ def main():
         init = subprocess.run([f"{bins}/valise-bridge", "--home", home, "init"], env=env,
                               check=True, capture_output=True, text=True)
         password = init.stdout.split("bridge password: ")[1].split()[0]
+        inbox_runs(bins, home, env, 1)  # warm the page cache
+        inbox_alone = inbox_runs(bins, home, env, args.inbox_runs)
         user = init.stdout.split("user: ")[1].split()[0]
         imap_port, smtp_port = free_port(), free_port()
         bridge = subprocess.Popen(
@@ -137,6 +188,9 @@ def main():
         fetch2, _ = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         headers, _ = timed(lambda: imap.uid("FETCH", "1:*", f"({THUNDERBIRD})"))
         imap.logout()
+        inbox_beside = inbox_runs(bins, home, env, args.inbox_runs)
+        inbox_busy, busy_fetches = inbox_while_busy(bins, home, env, args.inbox_runs,
+                                                    imap_port, user, password)
         pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
                              args.pushes)
         with open(f"/proc/{bridge.pid}/status") as f:
@@ -150,6 +204,15 @@ def main():
             "thunderbird_header_fetch_s": round(headers, 3),
             "idle_push_s": {"p50": pushes[len(pushes) // 2], "max": pushes[-1], "n": len(pushes)},
             "bridge_peak_rss_mib": round(rss, 1),
+            "valise_inbox_s": {
+                "alone": {"median": median(inbox_alone), "max": inbox_alone[-1]},
+                "bridge_running": {"median": median(inbox_beside), "max": inbox_beside[-1]},
+                "bridge_busy": {"median": median(inbox_busy), "max": inbox_busy[-1],
+                                "fetches_meanwhile": busy_fetches},
+                "ratio_running": round(median(inbox_beside) / median(inbox_alone), 2),
+                "ratio_busy": round(median(inbox_busy) / median(inbox_alone), 2),
+                "n": args.inbox_runs,
+            },
         }))
     finally:
         if bridge:

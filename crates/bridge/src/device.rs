@@ -2,14 +2,20 @@
 //! IMAP and SMTP session, and a sync loop that tells sessions when letters
 //! arrive (IDLE pushes them as EXISTS).
 //!
-//! The engine holds the home's lock for the bridge's whole life (two
-//! processes sealing with one MLS state would reuse ratchet generations),
-//! so `valise` commands on the same home wait until the bridge stops.
+//! The home is shared with `valise` commands: the bridge holds the home's
+//! lock only while a session or the sync loop uses the engine
+//! ([`Device::client`]), and releases it when that step ends. A command on
+//! the same home therefore waits at most one step of the bridge, and the
+//! bridge at most one command. When the bridge takes the home back after a
+//! command wrote to it, the engine reads its groups afresh (no ratchet
+//! generation is used twice) and sessions are told, so IDLE shows the
+//! letters a `valise sync` fetched.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard, watch};
-use valise_client::Client;
+use valise_client::{Client, Retake};
 
 /// How often the bridge asks its server for news: a letter bob sends
 /// reaches an IDLE session within about this long.
@@ -24,17 +30,62 @@ pub struct Device {
     news: watch::Sender<u64>,
 }
 
+/// The engine for one step, with the home's lock; released when dropped.
+pub struct Step<'a> {
+    client: MutexGuard<'a, Client>,
+}
+
+impl Deref for Step<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Step<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.client.release_home() {
+            // Still held: `valise` commands wait, nothing is unsafe.
+            tracing::warn!(code = e.code(), "cannot release the home: {e}");
+        }
+    }
+}
+
 impl Device {
-    pub fn new(client: Client) -> Arc<Self> {
-        Arc::new(Self {
+    /// Serves `client`, whose home is released until a step needs it.
+    pub fn new(mut client: Client) -> valise_client::Result<Arc<Self>> {
+        client.release_home()?;
+        Ok(Arc::new(Self {
             client: Mutex::new(client),
             news: watch::Sender::new(0),
-        })
+        }))
     }
 
-    /// The engine, for one step of a session (held briefly).
-    pub async fn client(&self) -> MutexGuard<'_, Client> {
-        self.client.lock().await
+    /// The engine, for one step of a session (held briefly): waits for
+    /// the other steps, and for a `valise` command using the home.
+    pub async fn client(&self) -> Step<'_> {
+        let mut client = self.client.lock().await;
+        loop {
+            match client.retake_home().await {
+                Ok(Retake::Changed) => {
+                    // A command may have fetched letters: sessions look.
+                    self.tell();
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "cannot take the home back: {e}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+        Step { client }
     }
 
     /// A receiver that changes whenever letters were stored.
@@ -42,7 +93,8 @@ impl Device {
         self.news.subscribe()
     }
 
-    /// Letters were stored (a sync, or a letter sent through SMTP).
+    /// Letters were stored (a sync, a letter sent through SMTP, or a
+    /// `valise` command beside the bridge).
     pub fn tell(&self) {
         self.news.send_modify(|n| *n += 1);
     }

@@ -208,7 +208,7 @@ async fn serve(cli: Cli) -> Result<()> {
         Some(a) => Some(bind(a).await?),
         None => None,
     };
-    let device = device::Device::new(client);
+    let device = device::Device::new(client)?;
     let ctx = Arc::new(imap::Ctx {
         device: device.clone(),
         tls,

@@ -8,7 +8,7 @@ use crate::error::{ClientError, Result};
 use crate::handling::Settings;
 use crate::home::account::Account;
 use crate::home::alerts::Alert;
-use crate::home::{Home, Passphrase};
+use crate::home::{Home, Passphrase, Retake};
 use crate::mls;
 use openmls::prelude::{OpenMlsProvider, SignatureScheme};
 use openmls_basic_credential::SignatureKeyPair;
@@ -64,6 +64,10 @@ pub struct Enrollment<'a> {
     /// given out of band; without it, the key the server names is pinned.
     pub authority_fingerprint: Option<&'a str>,
 }
+
+/// The longest wait between two tries to take the home back from another
+/// process (the first tries come sooner).
+const RETAKE_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Leaf keys are renewed at least this often by default (I3).
 pub const DEFAULT_UPDATE_INTERVAL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -184,6 +188,37 @@ impl Client {
     /// The engine, for front ends that read the home (and tests).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Lets other processes use the home (`valise` commands beside a
+    /// long-running front end) until [`Client::try_retake_home`]; this
+    /// client must not be used meanwhile. A one-shot command never needs
+    /// it: it holds the home from open to exit.
+    pub fn release_home(&mut self) -> Result<()> {
+        self.engine.release()
+    }
+
+    /// Takes the home back unless another process uses it
+    /// ([`Retake::Busy`]: try again later); what another process wrote
+    /// meanwhile is read afresh.
+    pub fn try_retake_home(&mut self) -> Result<Retake> {
+        self.engine.try_retake()
+    }
+
+    /// Takes the home back, waiting for the process that uses it (polled:
+    /// a blocking wait would stall the async runtime); what another process
+    /// wrote meanwhile is read afresh ([`Retake::Changed`] says so).
+    pub async fn retake_home(&mut self) -> Result<Retake> {
+        let mut wait = std::time::Duration::from_millis(1);
+        loop {
+            match self.try_retake_home()? {
+                Retake::Busy => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETAKE_AT_MOST_EVERY);
+                }
+                taken => return Ok(taken),
+            }
+        }
     }
 
     /// Sets how long this device keeps its leaf's keys before renewing them.

@@ -30,7 +30,7 @@ mod tests;
 use crate::alert::AlertKind;
 use crate::clock::Clock;
 use crate::error::{ClientError, Result};
-use crate::home::Home;
+use crate::home::{Home, Retake};
 use crate::mls;
 use crate::provider::Provider;
 use openmls::prelude::{MlsGroup, OpenMlsProvider, SignatureScheme};
@@ -51,7 +51,8 @@ pub struct Engine {
     pub(crate) clock: Clock,
     /// Groups loaded from the home, kept between operations (loading an
     /// X-Wing group costs more than using it). The database stays the
-    /// truth: a copy is dropped whenever an operation on it fails.
+    /// truth: a copy is dropped whenever an operation on it fails, and all
+    /// of them when another process wrote to the home ([`Engine::try_retake`]).
     groups: RefCell<HashMap<ConversationId, MlsGroup>>,
     /// What stays true once computed, kept off the database on the hot
     /// path (each letter sealed or opened).
@@ -163,6 +164,31 @@ impl Engine {
         self.groups.borrow_mut().clear();
         self.cache.borrow_mut().stamp = None;
         self.forget_clearances(None);
+    }
+
+    /// Lets other processes use the home until [`Engine::try_retake`]
+    /// ([`crate::home::lock`]); this engine must not be used meanwhile.
+    pub(crate) fn release(&mut self) -> Result<()> {
+        if self.home.release()? {
+            // An operation abandoned half-way: groups may be ahead.
+            self.forget_groups();
+        }
+        Ok(())
+    }
+
+    /// Takes the home back unless another process uses it. If another
+    /// wrote meanwhile, everything kept from the database is dropped and
+    /// read again on next use: above all the groups, whose ratchets the
+    /// other process may have advanced (sealing from a stale copy would
+    /// reuse a generation).
+    pub(crate) fn try_retake(&mut self) -> Result<Retake> {
+        let found = self.home.try_retake()?;
+        if found == Retake::Changed {
+            self.forget_groups();
+            // The pinned authority too, not only the lists it verified.
+            *self.clearances.borrow_mut() = None;
+        }
+        Ok(found)
     }
 
     /// Runs `f` atomically. If anything fails, nothing of it remains: the

@@ -10,7 +10,8 @@
 //! [`Home`]'s methods are split by what they keep, one file each:
 //! [`account`], [`conversations`], [`commits`], [`letters`], [`held`],
 //! [`outbox`], [`uploads`] (attachments), [`alerts`], [`directory`],
-//! [`desk`], [`accreditation`] and [`mail`] (the mail bridge's folders).
+//! [`desk`], [`accreditation`] and [`mail`] (the mail bridge's folders);
+//! [`lock`] says which process may use the home, and when.
 //! openmls keeps its group state
 //! in its own tables of the same database (through [`crate::provider`]),
 //! so an MLS operation and its effect on ours commit in one transaction.
@@ -25,6 +26,7 @@ pub mod desk;
 pub mod directory;
 pub mod held;
 pub mod letters;
+pub mod lock;
 pub mod mail;
 pub mod outbox;
 pub mod uploads;
@@ -97,13 +99,15 @@ impl KdfParams {
     }
 }
 
+pub use lock::Retake;
+
 /// An open home: its unlocked database connection.
 pub struct Home {
     conn: Connection,
-    /// Held for the life of the home: two processes on one home could each
-    /// encrypt with the same ratchet generation. A second one waits.
-    /// `None` for a home in memory (tests).
-    _lock: Option<std::fs::File>,
+    /// Held while the home is in use: two processes on one home could each
+    /// encrypt with the same ratchet generation ([`lock`]). A second one
+    /// waits. `None` for a home in memory (tests).
+    lock: Option<lock::Lock>,
 }
 
 impl Home {
@@ -125,14 +129,9 @@ impl Home {
             std::fs::write(&kdf_path, text).map_err(io)?;
             params
         };
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path.join(LOCK_FILE))
-            .map_err(io)?;
-        lock.lock().map_err(io)?;
+        // Argon2 first: the home is not kept from others meanwhile.
         let key = params.derive(passphrase)?;
+        let lock = lock::Lock::take(path)?;
         let conn = Connection::open(path.join(DB_FILE))?;
         let key_hex = Zeroizing::new(hex::encode(key.as_ref()));
         let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", key_hex.as_str()));
@@ -150,9 +149,10 @@ impl Home {
         )?;
         let mut home = Self {
             conn,
-            _lock: Some(lock),
+            lock: Some(lock),
         };
         home.migrate()?;
+        home.note_data_version()?;
         Ok(home)
     }
 
@@ -160,7 +160,7 @@ impl Home {
     pub fn in_memory() -> Result<Self> {
         let mut home = Self {
             conn: Connection::open_in_memory()?,
-            _lock: None,
+            lock: None,
         };
         home.migrate()?;
         Ok(home)
@@ -198,7 +198,8 @@ impl Home {
 
     /// Starts a transaction that stays open across network calls (an inbox
     /// page and the directory lookups it needs; a rejoin and the hub's
-    /// answer): this device's only connection, so nothing interleaves.
+    /// answer): this process holds the home's lock meanwhile ([`lock`]),
+    /// so nothing interleaves.
     pub fn begin(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())

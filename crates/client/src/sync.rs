@@ -87,7 +87,10 @@ impl Client {
         self.sync_wait(0).await
     }
 
-    /// As [`Client::sync`], first waiting up to `wait_ms` for something to arrive.
+    /// As [`Client::sync`], first waiting up to `wait_ms` for something to
+    /// arrive, with the home released meanwhile for other processes
+    /// ([`Client::release_home`]); if taking it back fails, the error says
+    /// so and the home stays released.
     ///
     /// A long-running client looks after devices, members and key packages
     /// at most once per [`HOUSEKEEPING_EVERY`]; a one-shot command always does.
@@ -149,7 +152,23 @@ impl Client {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&after={}", hex::encode(c)));
             }
-            let page = match self.call_binary(Method::GET, &path, None).await {
+            // A long poll waits with the home released: a command (or the
+            // bridge) beside this one is not kept waiting for news. Its
+            // answer counts only if nobody read the inbox on meanwhile
+            // (else it is read again from where they left it).
+            let waiting = wait_ms > 0;
+            if waiting {
+                self.engine.release()?;
+            }
+            let fetched = self.call_binary(Method::GET, &path, None).await;
+            if waiting {
+                self.retake_home().await?;
+                if self.engine.home.inbox_cursor()? != cursor {
+                    wait_ms = 0;
+                    continue;
+                }
+            }
+            let page = match fetched {
                 Err(e) if e.is_server(ErrorCode::DeviceRevoked) => {
                     return Err(self.revoked(e)?);
                 }

@@ -114,7 +114,7 @@ impl Bridge {
         }
     }
 
-    /// Stops the bridge (the home is free again for `valise` commands).
+    /// Stops the bridge with SIGKILL: no destructor runs, as in a crash.
     pub fn stop(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -141,6 +141,16 @@ impl Bridge {
     /// Starts the peak over from the present RSS (Linux `clear_refs` 5).
     pub fn reset_peak_rss(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
+    /// Sends the bridge a signal (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
     }
 
     /// The bridge's log so far.

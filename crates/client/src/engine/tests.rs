@@ -8,7 +8,7 @@ use super::membership::Change;
 use super::outbound::{Target, Written};
 use super::rejoin::Judgement;
 use crate::clock::Clock;
-use crate::home::Home;
+use crate::home::{Home, Retake};
 use crate::mls;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -827,6 +827,43 @@ fn a_copy_of_a_device_committing_beside_it_is_detected() {
         alice.take(EntryKind::Commit, &conv, &copy, update.commit.as_slice()),
         Ok(Applied::Commit { .. })
     ));
+}
+
+/// The mail bridge releases the home between operations and a `valise`
+/// command seals beside it: when the bridge takes the home back, the group
+/// it kept in memory is stale and must be read again, or its next letter
+/// reuses a ratchet generation the command used (bob cannot open it).
+#[test]
+fn a_home_shared_between_operations_never_seals_from_a_stale_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice");
+    let mut alice = Dev::on_disk(&path, "alice");
+    let bob = Dev::new("bob");
+    Dev::introduce(&[&alice, &bob]);
+    let conv = conversation(&alice, &[&bob]);
+    let letter = |from: &Dev, subject| {
+        let sealed = from.write(&conv, subject);
+        let opened = bob.take(EntryKind::Application, &conv, from, &sealed);
+        assert!(
+            matches!(opened, Ok(Applied::Letter)),
+            "{subject}: {opened:?}"
+        );
+    };
+    letter(&alice, "bridge, group now in memory");
+    alice.engine.release().unwrap();
+    let command = Dev::open(&path, alice.me().clone(), &alice.key(), 0);
+    letter(&command, "the command, from the database");
+    drop(command);
+    assert_eq!(alice.engine.try_retake().unwrap(), Retake::Changed);
+    letter(&alice, "bridge again");
+    assert_eq!(
+        bob.subjects(),
+        [
+            "bridge, group now in memory",
+            "the command, from the database",
+            "bridge again"
+        ]
+    );
 }
 
 // The intruder's moves found reading the code as the intruder would
