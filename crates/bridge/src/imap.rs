@@ -13,6 +13,7 @@
 mod fetch;
 mod search;
 
+use crate::auth::Login;
 use crate::device::Device;
 use crate::folders::{self, CONVERSATIONS, DELIMITER, Folder};
 use crate::password;
@@ -67,7 +68,8 @@ struct Session {
     ctx: Arc<Ctx>,
     server: Server,
     io: Transport,
-    logged_in: bool,
+    /// The login this session is served under (`None` before it).
+    login: Option<Login>,
     selected: Option<Selected>,
     /// The tag of the IDLE in progress.
     idle: Option<Tag<'static>>,
@@ -96,7 +98,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         server: new_server(true),
         ctx,
         io,
-        logged_in: false,
+        login: None,
         selected: None,
         idle: None,
         authenticating: None,
@@ -203,7 +205,7 @@ impl Session {
                                 Ok(Ok(0)) | Err(_) => return Ok(()),
                                 Ok(Ok(n)) => {
                                     self.unparsed += n;
-                                    if !self.logged_in && self.unparsed > PRE_LOGIN_INPUT {
+                                    if self.login.is_none() && self.unparsed > PRE_LOGIN_INPUT {
                                         return Ok(());
                                     }
                                     self.server.enqueue_input(&buf[..n]);
@@ -215,7 +217,9 @@ impl Session {
                             if changed.is_err() {
                                 return Ok(());
                             }
-                            self.announce().await;
+                            if !self.password_reset().await {
+                                self.announce().await;
+                            }
                         }
                     }
                 }
@@ -279,7 +283,9 @@ impl Session {
                     }
                     self.idle = Some(tag);
                     // Letters that came since the last command come now.
-                    self.announce().await;
+                    if !self.password_reset().await {
+                        self.announce().await;
+                    }
                 } else {
                     let _ = self.server.idle_reject(no(tag, "select a folder first"));
                 }
@@ -299,7 +305,7 @@ impl Session {
         if tls_pending {
             caps.push(Capability::StartTls);
             caps.push(Capability::LoginDisabled);
-        } else if !self.logged_in {
+        } else if self.login.is_none() {
             caps.push(Capability::Auth(AuthMechanism::Plain));
         }
         caps.extend([
@@ -364,7 +370,7 @@ impl Session {
             CommandBody::Login { username, password } => {
                 if tls_pending {
                     no(tag, "STARTTLS first")
-                } else if self.logged_in {
+                } else if self.login.is_some() {
                     bad(Some(tag), "already logged in")
                 } else {
                     let user = String::from_utf8_lossy(username.as_ref()).into_owned();
@@ -372,7 +378,8 @@ impl Session {
                     self.login(tag, &user, &pass).await
                 }
             }
-            _ if !self.logged_in => no(tag, "log in first"),
+            _ if self.login.is_none() => no(tag, "log in first"),
+            _ if self.password_reset().await => return,
             body => self.authenticated(tag, body).await,
         };
         self.server.enqueue_status(status);
@@ -383,7 +390,7 @@ impl Session {
         let tag = command.tag;
         let status = if tls_pending {
             no(tag, "STARTTLS first")
-        } else if self.logged_in {
+        } else if self.login.is_some() {
             bad(Some(tag), "already logged in")
         } else if command.mechanism != AuthMechanism::Plain {
             no(tag, "only AUTHENTICATE PLAIN is offered")
@@ -412,9 +419,27 @@ impl Session {
         self.login(tag, &user, &pass).await
     }
 
+    /// Whether the bridge password was reset since this session logged
+    /// in: if so the session ends (BYE), unserved, before anything more of
+    /// the home reaches it.
+    async fn password_reset(&mut self) -> bool {
+        let current = match &self.login {
+            Some(login) => login.current(&*self.ctx.device.client().await),
+            None => return false,
+        };
+        if current {
+            return false;
+        }
+        self.login = None;
+        if let Ok(bye) = Status::bye(None, "the bridge password was reset: log in again") {
+            self.logout = Some(self.server.enqueue_status(bye));
+        }
+        true
+    }
+
     async fn login(&mut self, tag: Tag<'static>, user: &str, pass: &[u8]) -> Status<'static> {
-        if crate::auth::check(&self.ctx.device, user, pass).await {
-            self.logged_in = true;
+        if let Some(login) = crate::auth::check(&self.ctx.device, user, pass).await {
+            self.login = Some(login);
             let caps = Vec1::try_from(self.capabilities())
                 .ok()
                 .map(Code::Capability);

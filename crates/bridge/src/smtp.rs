@@ -9,6 +9,7 @@
 //! smtp-proto parses commands and writes replies; this module owns the
 //! connection (STARTTLS swaps it for TLS).
 
+use crate::auth::Login;
 use crate::imap::Ctx;
 use crate::password;
 use crate::render;
@@ -49,7 +50,8 @@ struct Session {
     io: Transport,
     step: Step,
     greeted: bool,
-    logged_in: bool,
+    /// The login mail is taken under (`None` before it).
+    login: Option<Login>,
     me: String,
     from: Option<String>,
     to: Vec<UserId>,
@@ -79,7 +81,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>) -> std::io::Result<()> {
         io: Transport::Plain(tcp),
         step: Step::Command,
         greeted: false,
-        logged_in: false,
+        login: None,
         me,
         from: None,
         to: Vec::new(),
@@ -225,7 +227,7 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response).await,
-            Request::Mail { from } => self.mail_from(&from),
+            Request::Mail { from } => self.mail_from(&from).await,
             Request::Rcpt { to } => self.rcpt_to(&to.address),
             Request::Data => {
                 if self.from.is_none() || self.to.is_empty() {
@@ -263,7 +265,7 @@ impl Session {
         if self.tls_pending() {
             return reply(530, [5, 7, 0], "STARTTLS first");
         }
-        if self.logged_in {
+        if self.login.is_some() {
             return reply(503, [5, 5, 1], "already authenticated");
         }
         match mechanism {
@@ -322,8 +324,8 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: &[u8]) -> Vec<u8> {
-        if crate::auth::check(&self.ctx.device, user, pass).await {
-            self.logged_in = true;
+        if let Some(login) = crate::auth::check(&self.ctx.device, user, pass).await {
+            self.login = Some(login);
             reply(235, [2, 7, 0], "authenticated")
         } else {
             tokio::time::sleep(password::FAILURE_PAUSE).await;
@@ -331,8 +333,14 @@ impl Session {
         }
     }
 
-    fn mail_from(&mut self, from: &smtp_proto::MailFrom<String>) -> Vec<u8> {
-        if !self.logged_in {
+    async fn mail_from(&mut self, from: &smtp_proto::MailFrom<String>) -> Vec<u8> {
+        let current = match &self.login {
+            Some(login) => login.current(&*self.ctx.device.client().await),
+            None => false,
+        };
+        if !current {
+            // Never logged in, or the bridge password was reset since.
+            self.login = None;
             return reply(530, [5, 7, 0], "authentication required");
         }
         if self.from.is_some() {
@@ -398,6 +406,11 @@ impl Session {
         };
         let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;
+        // The password may have been reset during DATA.
+        if !self.login.as_ref().is_some_and(|l| l.current(&client)) {
+            self.login = None;
+            return reply(530, [5, 7, 0], "authentication required");
+        }
         // A mail the client sends again (after our 451) is the letter it
         // became then, never a second one.
         if let Some(mid) = &submission_id {

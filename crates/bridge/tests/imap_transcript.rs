@@ -325,6 +325,48 @@ fn a_reset_password_stops_the_old_one_at_once() {
     assert!(!log.contains(&new) && !log.contains(&old), "{log}");
 }
 
+/// Red team: a local process that learnt the bridge password keeps no
+/// session past a reset. Sessions logged in with the old password (one
+/// between commands, one in IDLE, one SMTP submission) end, or must log
+/// in again, once `password --reset` ran beside the running bridge.
+#[test]
+fn a_reset_password_ends_the_sessions_logged_in_with_the_old_one() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    let old = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut between = bridge.login(&old);
+    between.ok("SELECT INBOX");
+    let mut idling = bridge.login(&old);
+    idling.ok("SELECT INBOX");
+    idling.send("i IDLE");
+    assert!(idling.response().starts_with("+ "));
+    let mut smtp = support::Smtp::connect(&bridge.smtp);
+    smtp.send(&format!(
+        "EHLO client.example\r\nAUTH PLAIN {}\r\n",
+        base64_plain(&bob.user, &old)
+    ));
+    assert!(smtp.reply().starts_with("250"));
+    assert!(smtp.reply().starts_with("235 "));
+
+    let new = support::password_of(&support::run(&bob, &["password", "--reset"]));
+
+    // The next command of a session logged in before is not served.
+    between.send("f FETCH 1:* (UID)");
+    let answer = between.response();
+    assert!(answer.starts_with("* BYE "), "{answer:?}");
+    // IDLE ends without a command (the bridge's next step notices).
+    let answer = idling.response();
+    assert!(answer.starts_with("* BYE "), "{answer:?}");
+    // SMTP asks for the new password before it takes a mail.
+    smtp.send("MAIL FROM:<x@y.example>\r\n");
+    let answer = smtp.reply();
+    assert!(answer.starts_with("530 "), "{answer:?}");
+    smtp.send(&format!("AUTH PLAIN {}\r\n", base64_plain(&bob.user, &new)));
+    assert!(smtp.reply().starts_with("235 "));
+    bridge.login(&new).ok("SELECT INBOX");
+}
+
 fn base64_plain(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
