@@ -71,6 +71,7 @@ pub fn run(args: &Args, size_mib: u64, work: &Path) -> Result<()> {
     let source = work.join("annex.bin");
     write_source(&source, size)?;
     let draft = |subject: &str, files: Vec<std::path::PathBuf>| Draft {
+        message_id: None,
         subject: subject.into(),
         body: "bench".into(),
         marking: None,

@@ -519,6 +519,7 @@ impl DeviceRun {
         let rt = runtime()?;
         let mut hist = Histogram::<u64>::new(3)?;
         let draft = |i| Draft {
+            message_id: None,
             subject: format!("bench {i}"),
             body: self.body.clone(),
             marking: None,

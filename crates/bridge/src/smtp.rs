@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use valise_client::attachments::AttachmentSource;
 use valise_client::{Client, ClientError, Draft};
-use valise_proto::{ErrorCode, UserId};
+use valise_proto::{ErrorCode, MessageId, UserId};
 use zeroize::Zeroizing;
 
 /// Largest message accepted (SIZE): the engine's letters live in memory.
@@ -392,7 +392,7 @@ impl Session {
             Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
         };
         let submission_id = submission.message_id;
-        let draft = Draft {
+        let mut draft = Draft {
             subject: submission.subject,
             body: submission.body,
             marking: None,
@@ -403,6 +403,7 @@ impl Session {
                 .into_iter()
                 .map(|(name, bytes)| AttachmentSource::Held { name, bytes })
                 .collect(),
+            message_id: None,
         };
         let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;
@@ -412,18 +413,24 @@ impl Session {
             return reply(530, [5, 7, 0], "authentication required");
         }
         // A mail the client sends again (after our 451) is the letter it
-        // became then, never a second one.
+        // became then, never a second one: noted under the letter's id
+        // before anything is written (a draft waiting for its files' upload
+        // has no letter yet, and the bridge may be killed half-way).
         if let Some(mid) = &submission_id {
             match retried(&mut client, mid).await {
                 Ok(None) => {}
                 Ok(Some(answer)) => return answer,
                 Err(e) => return engine_failure(&e),
             }
+            let noted = client.home().submitted(mid).and_then(|known| {
+                let id = known.unwrap_or_else(|| MessageId::from_bytes(rand::random()));
+                client.home().note_submitted(mid, &id).map(|()| id)
+            });
+            match noted {
+                Ok(id) => draft.message_id = Some(id),
+                Err(e) => return engine_failure(&e),
+            }
         }
-        let newest = match client.home().newest_outgoing_letter() {
-            Ok(n) => n,
-            Err(e) => return engine_failure(&e),
-        };
         let parent = match parent.map(|id| answered(&client, &id, &to)) {
             Some(Ok(found)) => found,
             Some(Err(e)) => return engine_failure(&e),
@@ -433,39 +440,9 @@ impl Session {
             Some(letter) => client.reply_with(letter, draft).await,
             None => client.send_to(&to, draft).await,
         };
-        // Kept in the outbox (451): noted, so that the client's retry
-        // finds it (the engine wrote it under the lock this session holds,
-        // so it is the newest outgoing letter).
-        if let (Err(ClientError::Queued(_) | ClientError::Held(_)), Some(mid)) =
-            (&sent, &submission_id)
-        {
-            let kept = client
-                .home()
-                .newest_outgoing_letter()
-                .and_then(|now| match now {
-                    Some(id) if now != newest => client.home().note_submitted(mid, id),
-                    _ => Ok(()),
-                });
-            if let Err(e) = kept {
-                tracing::warn!(code = e.code(), "smtp: {e}");
-            }
-        }
         drop(client);
         match sent {
             Ok(letter) => {
-                if let Some(mid) = &submission_id {
-                    // For the client's copy APPENDed to Sent (imap::append).
-                    let noted = self
-                        .ctx
-                        .device
-                        .client()
-                        .await
-                        .home()
-                        .note_submitted(mid, letter.id);
-                    if let Err(e) = noted {
-                        tracing::warn!(code = e.code(), "smtp: {e}");
-                    }
-                }
                 self.ctx.device.tell();
                 let id = render::message_id(&letter.message_id);
                 reply(250, [2, 0, 0], &format!("sent {id}"))
@@ -498,21 +475,19 @@ fn answered(
 }
 
 /// The answer to a mail submitted before under the same Message-ID (a
-/// client retrying after a 451): 250 once the letter it became left the
-/// outbox (tried again now), 451 while it waits; `None` for a new mail.
+/// client retrying after a 451): 250 once the letter it became left (tried
+/// again now if it waits, as a draft or in the outbox), 451 while it waits;
+/// `None` for a new mail, or one that became no letter (it is tried anew,
+/// under the id noted for it).
 async fn retried(client: &mut Client, mid: &str) -> valise_client::Result<Option<Vec<u8>>> {
-    let Some(id) = client.home().submitted_letter(mid)? else {
+    let Some(id) = client.home().submitted(mid)? else {
         return Ok(None);
     };
-    let letter = client.letter(id)?;
-    let waiting = |client: &Client| -> valise_client::Result<bool> {
-        Ok(client.home().outbound(&letter.message_id)?.is_some())
-    };
-    if waiting(client)? {
+    if client.home().waiting_to_go(&id)? {
         if let Err(e) = client.sync().await {
             tracing::warn!(code = e.code(), "smtp: {e}");
         }
-        if waiting(client)? {
+        if client.home().waiting_to_go(&id)? {
             return Ok(Some(reply(
                 451,
                 [4, 4, 1],
@@ -520,7 +495,10 @@ async fn retried(client: &mut Client, mid: &str) -> valise_client::Result<Option
             )));
         }
     }
-    let id = render::message_id(&letter.message_id);
+    if client.home().submitted_letter(mid)?.is_none() {
+        return Ok(None);
+    }
+    let id = render::message_id(&id);
     Ok(Some(reply(250, [2, 0, 0], &format!("sent {id}"))))
 }
 

@@ -235,3 +235,69 @@ fn an_endless_auth_line_ends_the_session() {
     let mut rest = String::new();
     assert_eq!(smtp.reader.read_line(&mut rest).unwrap_or(0), 0, "{rest}");
 }
+
+/// Red team: a mail with a file that the client sends again after a 451
+/// is the letter it became, also when the 451 came before the letter
+/// existed (its file's upload was cut short: the engine keeps it as a
+/// draft). Each retry made a new draft, and every draft went once valised
+/// was back: as many copies of the letter as the client tried (a server
+/// that fails uploads for a while multiplies letters).
+#[test]
+fn a_retried_mail_with_a_file_is_one_letter() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::connect(&bridge.smtp);
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{password}", bob.user));
+    smtp.send(&format!("EHLO client.example\r\nAUTH PLAIN {plain}\r\n"));
+    assert!(smtp.reply().starts_with("250"));
+    assert!(smtp.reply().starts_with("235 "));
+    let submit = |smtp: &mut Smtp, mail: &str| {
+        smtp.send(&format!(
+            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+            bob.user, alice.user
+        ));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("354 "));
+        smtp.send(mail);
+        smtp.reply()
+    };
+    let first = submit(&mut smtp, &letter(&bob.user, &alice.user, "Opening"));
+    assert!(first.starts_with("250 2.0.0 sent <"), "{first}");
+
+    let with_file = format!(
+        "From: {bob}\r\nTo: {alice}\r\nSubject: With a file\r\n\
+         Message-ID: <retry-file@client.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the file.\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"a.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n.\r\n",
+        bob = bob.user,
+        alice = alice.user
+    );
+    server.stop();
+    for _ in 0..2 {
+        let refused = submit(&mut smtp, &with_file);
+        assert!(refused.starts_with("451 "), "{refused}");
+    }
+    server.restart();
+    let sent = submit(&mut smtp, &with_file);
+    assert!(sent.starts_with("250 2.0.0 sent <"), "{sent}");
+    smtp.send("QUIT\r\n");
+    assert!(smtp.reply().starts_with("221 2.0.0 "));
+    bridge.stop();
+    // Any draft left behind would go now.
+    bob.sync();
+    alice.sync();
+    let copies = alice
+        .subjects()
+        .iter()
+        .filter(|s| *s == "With a file")
+        .count();
+    assert_eq!(copies, 1, "a retried mail is one letter");
+}

@@ -109,6 +109,7 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let mut client = open(cli)?;
             client.set_progress(output::transfer_bar(out.json));
             let draft = Draft {
+                message_id: None,
                 subject: subject.clone(),
                 body: read_body(body, body_file)?,
                 marking: marking.clone(),

@@ -17,6 +17,7 @@ fn seal(home: &std::path::Path, conv: &str, subject: &str, n: usize) -> Client {
     let conv = conv.parse().unwrap();
     for i in 0..n {
         let draft = Draft {
+            message_id: None,
             subject: format!("{subject} {i}"),
             body: "x".into(),
             marking: None,

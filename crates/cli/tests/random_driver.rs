@@ -584,6 +584,7 @@ impl World {
         let (subject, body) = self.letter_text();
         let id = self.convs[c].id;
         let draft = Draft {
+            message_id: None,
             subject: subject.clone(),
             body: body.clone(),
             marking: None,
@@ -974,6 +975,7 @@ impl World {
             let (subject, body) = self.letter_text();
             let id = self.convs[c].id;
             let draft = Draft {
+                message_id: None,
                 subject: subject.clone(),
                 body: body.clone(),
                 marking: None,

@@ -35,6 +35,7 @@ impl Client {
             &self.settings,
         )?;
         let draft = Draft {
+            message_id: None,
             subject: format!("Fwd: {}", original.subject),
             body: format!(
                 "---------- Forwarded letter ----------\nFrom: {}\nSent: {} ms since 1970\n\

@@ -264,6 +264,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0019_mail_drafts.sql"),
     include_str!("migrations/0020_upload_sources.sql"),
     include_str!("migrations/0021_withheld_letters.sql"),
+    include_str!("migrations/0022_mail_submitted_message_ids.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -348,7 +349,6 @@ const HOT_PATH: &[&str] = &[
     mail::ENTRIES_AFTER,
     mail::SET_FLAGS,
     mail::UID_OF,
-    mail::NEWEST_OUTGOING,
     mail::DRAFTS_AFTER,
     mail::SET_DRAFT_FLAGS,
     mail::DRAFT,

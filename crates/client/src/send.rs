@@ -32,6 +32,10 @@ pub struct Draft {
     /// Files to attach: each is encrypted and uploaded as a blob before
     /// the letter goes (see [`crate::attachments`]).
     pub attachments: Vec<AttachmentSource>,
+    /// The letter's id; `None` for a new random one. A front end that must
+    /// know a retry of one mail for the letter it became (the bridge's
+    /// SMTP) chooses it, and notes it before the letter is written.
+    pub message_id: Option<MessageId>,
 }
 
 /// A letter this device sent.
@@ -152,6 +156,7 @@ impl Client {
             format!("Re: {}", original.subject)
         };
         let draft = Draft {
+            message_id: None,
             subject,
             body,
             marking,
@@ -322,7 +327,9 @@ impl Client {
         in_reply_to: Option<MessageId>,
     ) -> Letter {
         Letter {
-            message_id: MessageId::from_bytes(rand::random()),
+            message_id: draft
+                .message_id
+                .unwrap_or_else(|| MessageId::from_bytes(rand::random())),
             subject: draft.subject,
             body: draft.body,
             to,

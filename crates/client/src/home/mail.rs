@@ -3,9 +3,10 @@
 //! valid across restarts (UIDs are given once, never recomputed), and the
 //! bridge's password hash.
 
-use super::Home;
+use super::{Home, parse_col};
 use crate::error::Result;
 use rusqlite::{OptionalExtension, params};
+use valise_proto::MessageId;
 use zeroize::Zeroizing;
 
 /// Which letters a folder shows.
@@ -67,7 +68,6 @@ pub(super) const ENTRIES_AFTER: &str =
 pub(super) const SET_FLAGS: &str =
     "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
      WHERE folder = ?1 AND uid = ?2";
-pub(super) const NEWEST_OUTGOING: &str = "SELECT max(id) FROM letters WHERE outgoing = 1";
 /// The Drafts folder's key: its entries are drafts (`mail_drafts`), not
 /// letters, and a [`FolderEntry`]'s `letter` there is the draft's UID.
 pub const DRAFTS: &str = "Drafts";
@@ -133,31 +133,40 @@ impl Home {
         Ok(ids.collect::<Result<_, _>>()?)
     }
 
-    /// Remembers that the mail a client gave `client_message_id` became
-    /// `letter`.
-    pub fn note_submitted(&self, client_message_id: &str, letter: i64) -> Result<()> {
+    /// Notes that the mail a client gave `client_message_id` becomes the
+    /// letter `message_id`, before the engine writes anything of it: a
+    /// retry of that mail finds it, as a draft waiting for its files'
+    /// upload, in the outbox, or sent (the first note stays).
+    pub fn note_submitted(&self, client_message_id: &str, message_id: &MessageId) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO mail_submitted (client_message_id, letter) VALUES (?1, ?2)
+            "INSERT INTO mail_submitted (client_message_id, message_id) VALUES (?1, ?2)
              ON CONFLICT DO NOTHING",
-            params![client_message_id, letter],
+            params![client_message_id, message_id.to_string()],
         )?;
         Ok(())
     }
 
-    /// The newest letter this device wrote (by local id), if any.
-    pub fn newest_outgoing_letter(&self) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .prepare_cached(NEWEST_OUTGOING)?
-            .query_row([], |r| r.get(0))?)
+    /// The letter id a client's mail was given, by the client's Message-ID.
+    pub fn submitted(&self, client_message_id: &str) -> Result<Option<MessageId>> {
+        self.conn
+            .query_row(
+                "SELECT message_id FROM mail_submitted WHERE client_message_id = ?1",
+                [client_message_id],
+                |r| parse_col(r, 0, MessageId::parse),
+            )
+            .optional()
+            .map_err(Into::into)
     }
 
-    /// The letter a client's mail became, by the client's Message-ID.
+    /// The letter a client's mail became, by the client's Message-ID, once
+    /// written.
     pub fn submitted_letter(&self, client_message_id: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT letter FROM mail_submitted WHERE client_message_id = ?1",
+                "SELECT l.id FROM mail_submitted s
+                 JOIN letters l ON l.message_id = s.message_id AND l.outgoing = 1
+                 WHERE s.client_message_id = ?1",
                 [client_message_id],
                 |r| r.get(0),
             )
