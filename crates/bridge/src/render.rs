@@ -7,7 +7,9 @@
 //! the reader's device is not accredited for never reaches the home, so
 //! there is nothing to show. Attachments are base64 MIME parts whose bytes
 //! are read, range by range, from the engine's checked copy in the sealed
-//! home (`Client::cache_attachment`), never held whole.
+//! home (`Client::cache_attachment`), never held whole; those of a letter
+//! whose marking allows saving only into an approved export directory are
+//! a notice saying how to save them, never their bytes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -352,9 +354,7 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
     } else {
         body_text(&letter.body, Some(&boundary))
     };
-    let text_part = format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {encoding}\r\n"
-    );
+    let text_part = text_header(encoding);
     if letter.attachments.is_empty() {
         h.push_str(&text_part);
         h.push_str("\r\n");
@@ -400,8 +400,38 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
     });
     push(text, &mut segments, &mut at);
     opening = format!("\r\n--{boundary}\r\n");
+    let restricted = letter
+        .marking
+        .as_ref()
+        .filter(|l| valise_client::export::restricted(Some(l)));
     for (i, a) in letter.attachments.iter().enumerate() {
         push(opening.clone(), &mut segments, &mut at);
+        // Issue 11: such a file leaves the home only by `valise save` into
+        // an approved export directory, labelled and reported; a mail
+        // client would keep it wherever it likes. Its part says so.
+        if let Some(label) = restricted {
+            let notice = format!(
+                "Attachment {n} of this letter, {name} ({size} bytes), is marked {label}: \
+                 it is not given to mail clients. Save it into an approved export \
+                 directory with: valise save {id} --attachment {n} --out FILE",
+                n = i + 1,
+                name = a.name,
+                size = a.size,
+                id = letter.id,
+            );
+            let (encoding, text) = body_text(&notice, Some(&boundary));
+            let mime = format!("{}\r\n", text_header(encoding));
+            let mime_at = at;
+            push(mime.clone(), &mut segments, &mut at);
+            parts.push(Part {
+                mime: (mime_at, mime.len() as u64),
+                content: (at, text.len() as u64),
+                lines: lines(text.as_bytes()),
+                kind: PartKind::Text { encoding },
+            });
+            push(text, &mut segments, &mut at);
+            continue;
+        }
         let media_type = media_type(&a.media_type);
         let mime = attachment_header(&media_type, &a.name);
         let mime_at = at;
@@ -429,6 +459,12 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
         parts,
         boundary: Some(boundary),
     }
+}
+
+/// A `text/plain` part's header fields (the letter's text, or what stands
+/// for an attachment not given to mail clients).
+fn text_header(encoding: &str) -> String {
+    format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {encoding}\r\n")
 }
 
 fn lines(text: &[u8]) -> u64 {

@@ -371,3 +371,53 @@ fn a_large_attachment_is_served_in_ranges_without_holding_it() {
         );
     }
 }
+
+/// Red team: an attachment of a letter marked EU RESTRICTED leaves the
+/// home only by `valise save` into an approved export directory, with its
+/// label file and an `export` report to the security desk (issue 11). The
+/// bridge gave its bytes to any mail client as a MIME part, which keeps
+/// them where it likes (its offline store, a download folder), unlabelled
+/// and unreported. The part now says how to save the file instead; no
+/// byte of it reaches IMAP, and an unmarked letter's files are served as
+/// before.
+#[test]
+fn a_restricted_attachment_stays_in_the_home() {
+    let (_so_dir, so, server) = common::officer::officer_and_server();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
+    bob.sync();
+    let dir = server.dir.path();
+    let file = dir.join("annex.txt");
+    let bytes = format!("{CANARY}\n").repeat(10).into_bytes();
+    std::fs::write(&file, &bytes).unwrap();
+    let first_line = base64::engine::general_purpose::STANDARD.encode(&bytes[..57]);
+    let mut args = vec!["send", "--to", &bob.user, "--subject", "Démarche"];
+    args.extend(["--body", "See the annex.", "--marking", "EU RESTRICTED"]);
+    args.extend(["--attach", file.to_str().unwrap()]);
+    alice.json(&args);
+    send_with(&alice, &bob, "Unmarked", &[&file]);
+    bob.sync();
+
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    imap.ok("SELECT INBOX");
+    let marked = imap
+        .ok("UID FETCH 1 (BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[2])")
+        .join("");
+    assert!(
+        marked.contains("X-Valise-Marking: EU RESTRICTED"),
+        "{marked}"
+    );
+    assert!(
+        !marked.contains(&first_line),
+        "the file reached IMAP: {marked}"
+    );
+    assert!(marked.contains("valise save"), "{marked}");
+    assert!(!marked.contains("\"attachment\""), "{marked}");
+    // The control: the same file, unmarked, is a part as before.
+    let unmarked = imap.ok("UID FETCH 2 (BODY.PEEK[2])").join("");
+    assert!(unmarked.contains(&first_line), "{unmarked}");
+    assert!(bob.alert_details("export").is_empty());
+}
