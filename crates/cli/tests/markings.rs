@@ -336,6 +336,53 @@ fn a_letter_sent_right_after_an_accreditation_is_judged_on_the_new_entries() {
     assert_eq!(dave.alert_details("spillage").len(), 1);
 }
 
+/// Red team: the server makes the lookup fail that bob's device makes to
+/// judge a marked letter on carol's fresh entry (it shows that device an
+/// old directory root from now on). Judged on her entry from before her
+/// accreditation, the letter raised a spillage alert that said, as plain
+/// fact, that carol's device is not accredited: a false alarm at the
+/// security desk, at the server's will. The alert is still raised (a
+/// server must not hide a real spillage by failing lookups), but says on
+/// what it was judged.
+#[test]
+fn a_spillage_judged_on_an_entry_that_could_not_be_read_again_says_so() {
+    let (_dir, so, server) = officer_and_server();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    so.accredit_all(&server, &["alice", "bob"], "EU RESTRICTED");
+    let conv = alice.create("partners", &["bob", "carol"]);
+    common::settle(&[&alice, &bob, &carol]);
+    so.accredit_all(&server, &["carol"], "EU RESTRICTED");
+    let args = [
+        "send",
+        "--conversation",
+        &conv,
+        "--subject",
+        "Démarche",
+        "--body",
+        "b",
+        "--marking",
+        "EU RESTRICTED",
+    ];
+    assert_ok(&alice.run(&args));
+
+    server.hook(
+        "fork-root",
+        json!({"device": bob.address(), "mode": "rollback", "epoch": 1}),
+    );
+    let _refused_root = bob.run(&["sync"]);
+    assert!(bob.alert_kinds().contains(&"directory_conflict".to_owned()));
+    assert_eq!(bob.subjects(), ["Démarche"]);
+    let spilled = bob.alert_details("spillage");
+    assert_eq!(spilled.len(), 1, "{spilled:?}");
+    assert!(
+        spilled[0].contains("could not be read again"),
+        "{}",
+        spilled[0]
+    );
+}
+
 #[test]
 fn the_owner_is_told_of_an_attestation_published_on_their_account() {
     let (_dir, so, server) = officer_and_server();

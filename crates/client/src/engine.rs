@@ -65,8 +65,9 @@ pub struct Engine {
     roster_checks: RefCell<std::collections::BTreeSet<ConversationId>>,
     /// Users whose directory entry was proven during the current read of
     /// the inbox: a marked letter is refused only on such entries (an
-    /// older one may predate an accreditation just published).
-    proven_this_read: RefCell<std::collections::BTreeSet<valise_proto::UserId>>,
+    /// older one may predate an accreditation just published). `false`:
+    /// the lookup failed, so judged on the entry held, and said so.
+    proven_this_read: RefCell<std::collections::BTreeMap<valise_proto::UserId, bool>>,
 }
 
 /// See [`Engine::cache`].

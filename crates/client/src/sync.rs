@@ -325,7 +325,7 @@ impl Client {
                     if let Err(e) = self.prove_user(&user).await {
                         tracing::warn!(%user, error = %e, "directory lookup failed");
                     }
-                    self.engine.proven_this_read(&user);
+                    self.engine.looked_up_this_read(&user);
                 }
                 outcome = self.engine.apply_entry(entry);
             }

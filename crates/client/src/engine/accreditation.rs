@@ -192,7 +192,7 @@ impl Engine {
             lacking
                 .iter()
                 .map(|(d, _)| &d.user)
-                .filter(|u| !proven.contains(*u))
+                .filter(|u| !proven.contains_key(*u))
                 .cloned()
                 .collect()
         };
@@ -204,8 +204,9 @@ impl Engine {
         let marking = label.marking().entry().short;
         if let Some((_, lack)) = lacking.iter().find(|(d, _)| *d == self.me) {
             let why = format!(
-                "marked {marking}: this device {}, so it is not accredited for it",
-                lack.describe()
+                "marked {marking}: this device {}, so it is not accredited for it{}",
+                lack.describe(),
+                self.judged_on(&self.me.user)
             );
             let detail = format!(
                 "a letter from {sender} was not shown nor kept (only a stub saying why): {why}"
@@ -216,8 +217,9 @@ impl Engine {
         if let Some((device, lack)) = lacking.first() {
             let detail = format!(
                 "a letter from {sender} marked {marking} reached this conversation, where device \
-                 {device} {}, so it is not accredited for it",
-                lack.describe()
+                 {device} {}, so it is not accredited for it{}",
+                lack.describe(),
+                self.judged_on(&device.user)
             );
             self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
         }
@@ -230,11 +232,34 @@ impl Engine {
         self.proven_this_read.borrow_mut().clear();
     }
 
-    /// `user`'s entry was proven now, or could not be (a lookup failed, or
-    /// none can be made here): marked letters are judged on what this
-    /// device holds.
+    /// `user`'s entry was proven now.
     pub(crate) fn proven_this_read(&self, user: &UserId) {
-        self.proven_this_read.borrow_mut().insert(user.clone());
+        self.proven_this_read
+            .borrow_mut()
+            .insert(user.clone(), true);
+    }
+
+    /// `user`'s entry was looked up again during this read (or none can be
+    /// made here): unless that proved it, marked letters are judged on the
+    /// entry this device holds, and what is said of them says so.
+    pub(crate) fn looked_up_this_read(&self, user: &UserId) {
+        self.proven_this_read
+            .borrow_mut()
+            .entry(user.clone())
+            .or_insert(false);
+    }
+
+    /// How a judgment on `user`'s entry is qualified: a server that fails
+    /// the lookup must not make a stale entry read as a fact (a false
+    /// spillage at the desk), nor hide a real one (so it is still said).
+    fn judged_on(&self, user: &UserId) -> &'static str {
+        match self.proven_this_read.borrow().get(user) {
+            Some(false) => {
+                " (judged on the directory entry this device held: it could not be read again \
+                 now, and may predate an accreditation)"
+            }
+            _ => "",
+        }
     }
 
     /// The directory showed `user` a new list: their attestations are

@@ -77,7 +77,7 @@ impl Engine {
             let mut outcome = self.apply_entry(&held.entry);
             // No lookup can be made here: judged on the entries it holds.
             if let Ok(Applied::StaleClearance(users)) = &outcome {
-                users.iter().for_each(|u| self.proven_this_read(u));
+                users.iter().for_each(|u| self.looked_up_this_read(u));
                 outcome = self.apply_entry(&held.entry);
             }
             match outcome {
