@@ -254,6 +254,20 @@ impl Imap {
     }
 }
 
+/// A Debian package's program, asserted present (`.ci/run` installs it).
+pub fn tool(name: &str) -> Command {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "{name} is missing: .ci/run installs it"
+    );
+    Command::new(name)
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     crate::common::files(dir)
