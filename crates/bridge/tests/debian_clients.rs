@@ -31,16 +31,23 @@ fn transcript(out: &Output) -> String {
     )
 }
 
+/// A mail as a client saved it, split into head and body, with `\n` line
+/// ends (mbsync stores Maildir files with them).
+fn head_and_body(mail: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(mail).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
 /// The Message-ID header of a mail as a client saved it.
 fn message_id(mail: &[u8]) -> String {
-    let text = String::from_utf8_lossy(mail);
-    let head = text.split("\r\n\r\n").next().unwrap();
+    let (head, _) = head_and_body(mail);
     head.lines()
         .find_map(|l| {
             l.strip_prefix("Message-ID: ")
                 .or_else(|| l.strip_prefix("Message-Id: "))
         })
-        .unwrap_or_else(|| panic!("no Message-ID in {text}"))
+        .unwrap_or_else(|| panic!("no Message-ID in {head}"))
         .trim()
         .to_owned()
 }
@@ -252,4 +259,165 @@ fn fetchmail_keeps_and_downloads_every_letter() {
     assert_eq!(fetch(), expected);
     bridge.stop();
     assert_eq!(bob.inbox().len(), 3);
+}
+
+/// Letters in the INBOX mbsync syncs (the 10,000-letter figure is
+/// scripts/bridge-bench.py's).
+const MBSYNC_LETTERS: usize = 50;
+
+/// An mbsync configuration: the bridge's INBOX (IMAP on `imap_port`, STARTTLS
+/// checked against its certificate by the name `localhost`) to a Maildir
+/// under `dir`, flags both ways, nothing ever expunged.
+fn mbsyncrc(imap_port: &str, cert: &Path, user: &str, password: &str, dir: &Path) -> String {
+    format!(
+        "IMAPAccount bridge\nHost localhost\nPort {imap_port}\nUser {user}\nPass {password}\n\
+         SSLType STARTTLS\nCertificateFile {cert}\n\n\
+         IMAPStore bridge\nAccount bridge\n\n\
+         MaildirStore local\nPath {dir}/mail/\nInbox {dir}/mail/INBOX\n\n\
+         Channel inbox\nFar :bridge:INBOX\nNear :local:INBOX\nCreate Near\nSync All\n\
+         Expunge None\nSyncState *\n",
+        cert = cert.display(),
+        dir = dir.display(),
+    )
+}
+
+/// The mails of a Maildir folder (new/ and cur/), by file name.
+fn maildir(folder: &Path) -> Vec<PathBuf> {
+    let mut mails: Vec<PathBuf> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(folder.join(sub)).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    mails.sort();
+    mails
+}
+
+/// One mbsync run of the `inbox` channel; what it said. mbsync must
+/// succeed and never speak of the bridge's UIDVALIDITY (a changed one
+/// would make it refuse the folder, or fetch it all again); the one line
+/// allowed is its first run's notice that it gave the new Maildir one.
+fn mbsync(rc: &Path) -> String {
+    let out = tool("mbsync")
+        .args(["-V", "-c"])
+        .arg(rc)
+        .arg("inbox")
+        .output()
+        .unwrap();
+    let said = transcript(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said
+            .lines()
+            .filter(|l| *l != "Maildir notice: no UIDVALIDITY, creating new.")
+            .any(|l| l.to_uppercase().contains("UIDVALIDITY")),
+        "{said}"
+    );
+    said
+}
+
+/// The header `name` of a mail file.
+fn header(mail: &Path, name: &str) -> String {
+    let (head, _) = head_and_body(&std::fs::read(mail).unwrap());
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+        .to_owned()
+}
+
+#[test]
+fn mbsync_syncs_everything_once_and_brings_flags_back() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    // Alice writes through her own bridge: one session, many letters.
+    let sent: BTreeSet<String> = {
+        let password = support::init(&alice);
+        let bridge = Bridge::start(&alice, false);
+        let mut smtp = support::Smtp::login(&bridge, &password);
+        (0..MBSYNC_LETTERS)
+            .map(|i| smtp.send(&alice.user, &bob.user, &format!("Sync me {i}"), "A line."))
+            .collect()
+    };
+    bob.sync();
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), MBSYNC_LETTERS);
+    let first = bob.read(inbox[0]["id"].as_i64().unwrap());
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, true);
+
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("mbsyncrc");
+    let configure = |bridge: &Bridge| {
+        let text = mbsyncrc(
+            port(&bridge.imap),
+            &bridge.cert,
+            &bob.user,
+            &password,
+            dir.path(),
+        );
+        std::fs::write(&rc, text).unwrap();
+    };
+    configure(&bridge);
+    std::fs::create_dir(dir.path().join("mail")).unwrap();
+    mbsync(&rc);
+    let folder = dir.path().join("mail").join("INBOX");
+    let mails = maildir(&folder);
+    // Exactly the letters of `valise inbox`, by Message-ID and Subject.
+    let ids: BTreeSet<String> = mails
+        .iter()
+        .map(|m| message_id(&std::fs::read(m).unwrap()))
+        .collect();
+    assert_eq!(ids, sent);
+    let subjects: BTreeSet<String> = mails.iter().map(|m| header(m, "Subject")).collect();
+    let expected: BTreeSet<String> = inbox
+        .iter()
+        .map(|l| l["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects, expected);
+    // And a letter's words, as `valise read` shows them.
+    let id = format!("<{}@valise>", first["message_id"].as_str().unwrap());
+    let mail = mails
+        .iter()
+        .find(|m| message_id(&std::fs::read(m).unwrap()) == id);
+    let (_, body) = head_and_body(&std::fs::read(mail.unwrap()).unwrap());
+    assert_eq!(body, first["body"].as_str().unwrap());
+
+    // Nothing to do the second time, nor after the bridge restarted.
+    mbsync(&rc);
+    assert_eq!(maildir(&folder), mails);
+    bridge.stop();
+    let bridge = Bridge::start(&bob, true);
+    configure(&bridge);
+    mbsync(&rc);
+    assert_eq!(maildir(&folder), mails);
+
+    // Flagged and seen in the Maildir (a rename, as a Maildir reader
+    // marks), then synced: the bridge has the flags.
+    let mail = &mails[0];
+    let name = mail.file_name().unwrap().to_str().unwrap();
+    let uid = name
+        .split(",U=")
+        .nth(1)
+        .unwrap()
+        .split([',', ':'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = name.split(':').next().unwrap();
+    std::fs::rename(mail, folder.join("cur").join(format!("{base}:2,FS"))).unwrap();
+    mbsync(&rc);
+    let out = tool("curl")
+        .args(["-sS", "--ssl-reqd", "--cacert"])
+        .arg(&bridge.cert)
+        .args(["-u", &format!("{}:{password}", bob.user)])
+        .arg(format!("imap://{}/INBOX", bridge.imap))
+        .args(["-X", &format!("UID FETCH {uid} FLAGS")])
+        .output()
+        .unwrap();
+    let flags = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        flags.contains("\\Seen") && flags.contains("\\Flagged"),
+        "{flags}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
