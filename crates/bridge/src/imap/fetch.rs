@@ -3,7 +3,10 @@
 use super::{Session, Tag, nz, ok};
 use crate::render::{self, Mail};
 use imap_next::imap_types::ToStatic;
-use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
+use imap_next::imap_types::body::{
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, SinglePartExtensionData,
+    SpecificFields,
+};
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::envelope::{Address, Envelope};
@@ -84,7 +87,9 @@ pub fn envelope(letter: &LetterView) -> Envelope<'static> {
     let from = vec![address(&letter.from)];
     Envelope {
         date: nstring(render::date(letter.sent_at_ms)),
-        subject: nstring(render::subject(letter)),
+        // As the header has it (encoded words), as dovecot shows it: an
+        // IMAP4rev1 string carries no 8-bit text.
+        subject: nstring(render::header_text(&render::subject(letter))),
         sender: from.clone(),
         reply_to: from.clone(),
         from,
@@ -117,7 +122,21 @@ pub fn body_structure(mail: &Mail) -> BodyStructure<'static> {
                 number_of_lines: lines,
             },
         },
-        extension_data: None,
+        // md5, disposition, language and location, all NIL, as dovecot
+        // answers: clients that read a part's disposition find it there.
+        extension_data: Some(SinglePartExtensionData {
+            md5: NString(None),
+            tail: Some(Disposition {
+                disposition: None,
+                tail: Some(Language {
+                    language: Vec::new(),
+                    tail: Some(Location {
+                        location: NString(None),
+                        extensions: Vec::new(),
+                    }),
+                }),
+            }),
+        }),
     }
 }
 
@@ -148,7 +167,9 @@ fn section(mail: &Mail, section: &Option<Section<'_>>) -> Vec<u8> {
             render::header_fields(&mail.bytes, &names(list), true)
         }
         Some(Section::Part(p)) if first(p) => mail.body().to_vec(),
-        Some(Section::Mime(p)) if first(p) => mail.mime_header(),
+        // A mail of one part: that part's MIME header is the mail's header
+        // (as dovecot answers; not fields picked out of it).
+        Some(Section::Mime(p)) if first(p) => mail.header().to_vec(),
         Some(_) => Vec::new(),
     }
 }
