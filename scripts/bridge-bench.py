@@ -10,15 +10,22 @@ Python's imaplib over loopback (--no-tls):
   Thunderbird's header fetch (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (...)]),
   IDLE push: the sender's `valise send` returns → `* N EXISTS` on an IDLE
   session (--pushes sends, one at a time; p50 and max),
-  the bridge's peak RSS (VmHWM).
+  the bridge's peak RSS (VmHWM),
+  mbsync (Debian's isync): a first full sync of the INBOX into a Maildir,
+  then a second run that has nothing to do,
+  SMTP submission through the bridge (smtplib, --smtp-sends letters back to
+  the sender): end of DATA → 250 (p50, p99, max),
+  and the peak RSS again after all of it.
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
+       [--pushes 20] [--smtp-sends 200]
 Prints one JSON object.
 """
 import argparse
 import imaplib
 import json
 import os
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -94,11 +101,65 @@ def idle_pushes(bins, imap_port, user, password, sender_home, env, n):
     return sorted(latencies)
 
 
+def mbsync_runs(imap_port, user, password, maildir):
+    """Seconds of a first mbsync of the INBOX into an empty Maildir, and of
+    a second run; the letters the first one wrote."""
+    rc = os.path.join(maildir, "mbsyncrc")
+    os.makedirs(os.path.join(maildir, "mail"))
+    with open(rc, "w") as f:
+        # --no-tls: IMAP LOGIN (mbsync's SASL PLAIN wants TLS).
+        f.write(f"IMAPAccount bridge\nHost 127.0.0.1\nPort {imap_port}\nUser {user}\n"
+                f"Pass {password}\nSSLType None\nAuthMechs LOGIN\n\n"
+                f"IMAPStore bridge\nAccount bridge\n\n"
+                f"MaildirStore local\nPath {maildir}/mail/\nInbox {maildir}/mail/INBOX\n\n"
+                f"Channel inbox\nFar :bridge:INBOX\nNear :local:INBOX\nCreate Near\n"
+                f"Sync All\nExpunge None\nSyncState *\n")
+
+    def run():
+        out = subprocess.run(["mbsync", "-q", "-c", rc, "inbox"], capture_output=True, text=True)
+        if out.returncode != 0 or "UIDVALIDITY" in out.stdout + out.stderr:
+            raise SystemExit(f"mbsync: {out.stdout}{out.stderr}")
+
+    first, _ = timed(run)
+    letters = sum(len(os.listdir(os.path.join(maildir, "mail", "INBOX", d)))
+                  for d in ("new", "cur"))
+    second, _ = timed(run)
+    return first, second, letters
+
+
+def smtp_sends(smtp_port, user, password, to, n):
+    """Seconds from the end of DATA to the bridge's 250, for n letters, sorted."""
+    smtp = smtplib.SMTP("127.0.0.1", smtp_port)
+    smtp.login(user, password)
+    latencies = []
+    for i in range(n):
+        mail = (f"From: {user}\r\nTo: {to}\r\nSubject: timed {i}\r\n\r\n"
+                f"{'x' * 512}\r\n.\r\n").encode()
+        smtp.mail(user)
+        smtp.rcpt(to)
+        code, _ = smtp.docmd("DATA")
+        assert code == 354, code
+        t = time.perf_counter()
+        smtp.send(mail)
+        code, reply = smtp.getreply()
+        latencies.append(time.perf_counter() - t)
+        if code != 250:
+            raise SystemExit(f"SMTP {code} {reply}")
+    smtp.quit()
+    return sorted(latencies)
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return round(next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024, 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bins", default="target/release")
     ap.add_argument("--letters", type=int, default=10000)
     ap.add_argument("--pushes", type=int, default=20)
+    ap.add_argument("--smtp-sends", type=int, default=200)
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -136,11 +197,17 @@ def main():
         fetch, (_, rows) = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         fetch2, _ = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         headers, _ = timed(lambda: imap.uid("FETCH", "1:*", f"({THUNDERBIRD})"))
+        # The sender, to whom the SMTP figure writes back.
+        _, hdr = imap.uid("FETCH", "1", "(BODY.PEEK[HEADER.FIELDS (FROM)])")
+        sender = hdr[0][1].decode().split(":", 1)[1].strip()
         imap.logout()
         pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
                              args.pushes)
-        with open(f"/proc/{bridge.pid}/status") as f:
-            rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+        rss = peak_rss_mib(bridge.pid)
+        mbsync_first, mbsync_second, synced = mbsync_runs(imap_port, user, password,
+                                                          os.path.join(data, "maildir"))
+        sends = smtp_sends(smtp_port, user, password, sender, args.smtp_sends)
+        pct = lambda p: round(sends[min(len(sends) - 1, int(p * len(sends)))], 3)
         print(json.dumps({
             "letters_in_inbox": int(exists[0]),
             "fetch_rows": len([r for r in rows if isinstance(r, bytes)]),
@@ -149,7 +216,12 @@ def main():
             "uid_fetch_uid_flags_envelope_s": [round(fetch, 3), round(fetch2, 3)],
             "thunderbird_header_fetch_s": round(headers, 3),
             "idle_push_s": {"p50": pushes[len(pushes) // 2], "max": pushes[-1], "n": len(pushes)},
-            "bridge_peak_rss_mib": round(rss, 1),
+            "bridge_peak_rss_mib": rss,
+            "mbsync_s": {"first": round(mbsync_first, 2), "second": round(mbsync_second, 3),
+                         "letters": synced},
+            "smtp_end_of_data_to_250_s": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0),
+                                          "n": len(sends)},
+            "bridge_peak_rss_after_all_mib": peak_rss_mib(bridge.pid),
         }))
     finally:
         if bridge:

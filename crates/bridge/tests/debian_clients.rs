@@ -1,7 +1,8 @@
 //! Debian's own mail programs against a real bridge on loopback, over
 //! STARTTLS with the bridge's certificate: swaks (SMTP submission, its
-//! refusals and their codes), fetchmail (download everything, keep it) and
-//! mbsync (isync: a full sync, idle resyncs, flags back to the bridge).
+//! refusals and their codes), fetchmail (download everything, keep it),
+//! mbsync (isync: a full sync, idle resyncs, flags back to the bridge) and
+//! neomutt in tmux (index, pager, reply in the thread, news by IDLE).
 //! `.ci/run` installs the packages.
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -419,5 +420,169 @@ fn mbsync_syncs_everything_once_and_brings_flags_back() {
         flags.contains("\\Seen") && flags.contains("\\Flagged"),
         "{flags}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A terminal for a full-screen mail client: a tmux server of its own (on a
+/// socket in `dir`), driven by send-keys and read by capture-pane.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// Runs `command` (with `env`) in a new 160x50 session.
+    fn start(dir: &Path, command: &str, env: &[(&str, &Path)]) -> Self {
+        let tmux = Self {
+            socket: dir.join("tmux.sock"),
+        };
+        let mut args = vec!["new-session", "-d", "-x", "160", "-y", "50"];
+        let env: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.display()))
+            .collect();
+        for e in &env {
+            args.extend(["-e", e]);
+        }
+        args.push(command);
+        tmux.run(&args);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = tool("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux {args:?}: {}", transcript(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types keys (tmux key names: "Enter", "q", ...).
+    fn keys(&self, keys: &[&str]) {
+        self.run(&[&["send-keys"][..], keys].concat());
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p"])
+    }
+
+    /// The screen once it shows `text` (within 30 s).
+    fn wait_for(&self, text: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the screen never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = tool("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// neomutt's settings for bob's bridge: IMAP and SMTP over STARTTLS (the
+/// bridge's certificate trusted, by the name `localhost`), IDLE on and
+/// polling rare (mail_check 120 s: news must come by IDLE), replies
+/// without questions, and an "editor" that writes the answer.
+fn muttrc(bridge: &Bridge, password: &str, editor: &Path) -> String {
+    let user = &bridge.user;
+    let escaped = user.replace('@', "%40");
+    format!(
+        "set folder = \"imap://{escaped}@localhost:{imap}/\"\n\
+         set spoolfile = \"+INBOX\"\n\
+         set imap_pass = \"{password}\"\n\
+         set smtp_url = \"smtp://{escaped}@localhost:{smtp}/\"\n\
+         set smtp_pass = \"{password}\"\n\
+         set from = \"{user}\"\nset realname = \"Bob\"\n\
+         set ssl_starttls = yes\nset ssl_force_tls = yes\n\
+         set certificate_file = \"{cert}\"\n\
+         set imap_idle = yes\nset mail_check = 120\nset timeout = 1\n\
+         set record = \"\"\nset header_cache = \"\"\nset message_cachedir = \"\"\n\
+         set fast_reply = yes\nset include = yes\nset askcc = no\nset askbcc = no\n\
+         set editor = \"{editor}\"\nset edit_headers = no\nset wait_key = no\n\
+         set sort = date\nset help = no\nset beep = no\n",
+        imap = port(&bridge.imap),
+        smtp = port(&bridge.smtp),
+        cert = bridge.cert.display(),
+        editor = editor.display(),
+    )
+}
+
+#[test]
+fn neomutt_reads_replies_in_the_thread_and_is_told_of_new_letters() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let first = alice.send_to(&["bob"], "Agenda for Tuesday", "Room 4, at nine.");
+    bob.sync();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, true);
+
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    // The answer goes above the quoted letter.
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i '1i Agreed, room 4.\\n' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rc = dir.path().join("muttrc");
+    std::fs::write(&rc, muttrc(&bridge, &password, &editor)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let mutt = Tmux::start(
+        dir.path(),
+        &format!("neomutt -n -F {}", rc.display()),
+        &[("HOME", &home)],
+    );
+
+    // The index lists the letter; Enter shows it in the pager.
+    mutt.wait_for("Agenda for Tuesday");
+    mutt.keys(&["Enter"]);
+    mutt.wait_for("Room 4, at nine.");
+    // r: a reply (the editor writes it), y: send it.
+    mutt.keys(&["r"]);
+    mutt.wait_for("NeoMutt: Compose");
+    mutt.keys(&["y"]);
+    mutt.wait_for("Mail sent");
+    mutt.keys(&["q"]);
+
+    // A new letter reaches the index while neomutt idles: mail_check is
+    // 120 s, so within the 30 s of wait_for it came by IDLE.
+    alice.send_to(&["bob"], "Pushed while idle", "Shown at once.");
+    mutt.wait_for("Pushed while idle");
+    drop(mutt);
+
+    // Alice has the answer, in the thread of her letter.
+    alice.sync();
+    let inbox = alice.inbox();
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let reply = alice.read(inbox[0]["id"].as_i64().unwrap());
+    let sent = alice.read(first["id"].as_i64().unwrap());
+    assert_eq!(reply["subject"], "Re: Agenda for Tuesday");
+    assert_eq!(reply["in_reply_to"], sent["message_id"]);
+    assert_eq!(reply["thread"], sent["thread"]);
+    assert!(
+        reply["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Agreed, room 4.\n"),
+        "{reply}"
     );
 }
