@@ -495,24 +495,24 @@ impl Drop for Tmux {
     }
 }
 
-/// neomutt's settings for bob's bridge: IMAP and SMTP over STARTTLS (the
-/// bridge's certificate trusted, by the name `localhost`), IDLE on and
+/// neomutt's settings for bob's bridge, as the README gives them: IMAP and
+/// SMTP over STARTTLS (the bridge's certificate trusted), a copy of what
+/// is sent APPENDed to Sent, IDLE on and
 /// polling rare (mail_check 120 s: news must come by IDLE), replies
 /// without questions, and an "editor" that writes the answer.
 fn muttrc(bridge: &Bridge, password: &str, editor: &Path) -> String {
     let user = &bridge.user;
-    let escaped = user.replace('@', "%40");
     format!(
-        "set folder = \"imap://{escaped}@localhost:{imap}/\"\n\
+        "set folder = \"imap://{user}@127.0.0.1:{imap}/\"\n\
          set spoolfile = \"+INBOX\"\n\
          set imap_pass = \"{password}\"\n\
-         set smtp_url = \"smtp://{escaped}@localhost:{smtp}/\"\n\
+         set smtp_url = \"smtp://{user}@127.0.0.1:{smtp}/\"\n\
          set smtp_pass = \"{password}\"\n\
          set from = \"{user}\"\nset realname = \"Bob\"\n\
          set ssl_starttls = yes\nset ssl_force_tls = yes\n\
          set certificate_file = \"{cert}\"\n\
          set imap_idle = yes\nset mail_check = 120\nset timeout = 1\n\
-         set record = \"\"\nset header_cache = \"\"\nset message_cachedir = \"\"\n\
+         set record = \"+Sent\"\nset header_cache = \"\"\nset message_cachedir = \"\"\n\
          set fast_reply = yes\nset include = yes\nset askcc = no\nset askbcc = no\n\
          set editor = \"{editor}\"\nset edit_headers = no\nset wait_key = no\n\
          set sort = date\nset help = no\nset beep = no\n",
@@ -568,6 +568,16 @@ fn neomutt_reads_replies_in_the_thread_and_is_told_of_new_letters() {
     alice.send_to(&["bob"], "Pushed while idle", "Shown at once.");
     mutt.wait_for("Pushed while idle");
     drop(mutt);
+    // neomutt's copy in Sent is the letter sent, not a second one.
+    let sent_folder = tool("curl")
+        .args(["-sS", "--ssl-reqd", "--cacert"])
+        .arg(&bridge.cert)
+        .args(["-u", &format!("{}:{password}", bob.user)])
+        .arg(format!("imap://{}/Sent", bridge.imap))
+        .args(["-X", "UID SEARCH ALL"])
+        .output()
+        .unwrap();
+    assert_eq!(transcript(&sent_folder), "* SEARCH 1\r\n");
 
     // Alice has the answer, in the thread of her letter.
     alice.sync();
