@@ -33,6 +33,14 @@ pub fn bridge_submission(data: &[u8]) -> usize {
     match first {
         Ok(s) => {
             assert!(!s.body.contains("\r\n"), "CRLF kept in the body");
+            for (name, _) in &s.attachments {
+                assert!(
+                    !name.is_empty()
+                        && name.len() <= submission::MAX_NAME_BYTES
+                        && !name.chars().any(char::is_control),
+                    "{name:?}"
+                );
+            }
             if let Some(id) = &s.in_reply_to {
                 assert!(!id.is_empty() && !id.contains('@'), "{id:?}");
             }

@@ -74,7 +74,10 @@ pub fn run(args: &Args, size_mib: u64, work: &Path) -> Result<()> {
         subject: subject.into(),
         body: "bench".into(),
         marking: None,
-        attachments: files,
+        attachments: files
+            .into_iter()
+            .map(valise_client::attachments::AttachmentSource::File)
+            .collect(),
     };
     let to = std::slice::from_ref(&bob_user);
     let start = Instant::now();

@@ -306,6 +306,7 @@ impl Session {
             Capability::Idle,
             Capability::Unselect,
             Capability::Move,
+            Capability::UidPlus,
             Capability::Id,
             Capability::LiteralPlus,
         ]);
@@ -466,7 +467,13 @@ impl Session {
                 {
                     let key = sel.folder.key();
                     // CLOSE succeeds whatever; a failure is for the log.
-                    let gone = self.ctx.device.client().await.home().expunge_folder(&key);
+                    let gone = self
+                        .ctx
+                        .device
+                        .client()
+                        .await
+                        .home()
+                        .expunge_folder(&key, None);
                     if let Err(e) = gone {
                         tracing::warn!(code = e.code(), "imap close: {e}");
                     }
@@ -474,13 +481,20 @@ impl Session {
                 ok(tag, None, "CLOSE completed")
             }
             CommandBody::Append {
-                mailbox, message, ..
+                mailbox,
+                flags,
+                message,
+                ..
             } => {
                 let bytes = match &message {
                     LiteralOrLiteral8::Literal(l) => l.data(),
                     LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
                 };
-                self.append(tag, &mailbox, bytes).await
+                if mailbox_name(&mailbox) == Folder::Drafts.name() {
+                    self.append_draft(tag, bytes, &flags).await
+                } else {
+                    self.append(tag, &mailbox, bytes).await
+                }
             }
             _ if self.selected.is_none() => no(tag, "select a folder first"),
             CommandBody::Fetch {
@@ -504,7 +518,10 @@ impl Session {
                 self.store(tag, &sequence_set, kind, response, &flags, uid)
                     .await
             }
-            CommandBody::Expunge => self.expunge(tag).await,
+            CommandBody::Expunge => self.expunge(tag, None).await,
+            CommandBody::ExpungeUid { sequence_set } => {
+                self.expunge(tag, Some(&sequence_set)).await
+            }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
@@ -717,6 +734,49 @@ impl Session {
         ok(tag, None, "STATUS completed")
     }
 
+    /// APPEND to Drafts: the draft is kept in the sealed home as it came
+    /// (FETCH gives it back byte for byte), and never sent.
+    async fn append_draft(
+        &mut self,
+        tag: Tag<'static>,
+        mail: &[u8],
+        flags: &[Flag<'_>],
+    ) -> Status<'static> {
+        let mut f = MailFlags::default();
+        for flag in flags {
+            match flag {
+                Flag::Seen => f.seen = true,
+                Flag::Flagged => f.flagged = true,
+                Flag::Answered => f.answered = true,
+                Flag::Deleted => f.deleted = true,
+                _ => {}
+            }
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let kept = self
+            .ctx
+            .device
+            .client()
+            .await
+            .home()
+            .append_draft(mail, f, now);
+        match kept {
+            Ok((validity, uid)) => {
+                // A session with Drafts open hears of it at once.
+                self.announce().await;
+                ok(
+                    tag,
+                    Some(Code::AppendUid {
+                        uid_validity: nz(validity),
+                        uid: nz(uid),
+                    }),
+                    "APPEND completed: kept in this home's Drafts only",
+                )
+            }
+            Err(e) => self.failed(tag, &e),
+        }
+    }
+
     /// APPEND: a mail client files its copy of what it sent in Sent. The
     /// letter is there already (sent through the bridge's SMTP), so this
     /// is a no-op that names its UID; anything else cannot be stored.
@@ -916,6 +976,9 @@ impl Session {
         if moving && sel.read_only {
             return no(tag, "the folder is read-only (EXAMINE)");
         }
+        if sel.folder == Folder::Drafts {
+            return no(tag, "[CANNOT] drafts stay in Drafts until they are sent");
+        }
         let chosen = fetch::resolve(&sel.entries, set, uid);
         let letters: Vec<i64> = chosen
             .iter()
@@ -931,37 +994,70 @@ impl Session {
         let home = client.home();
         // Filed and taken out together, or neither.
         let done = home.transaction(|| {
-            home.copy_to_folder(&dest.key(), &letters)?;
+            let copied = home.copy_to_folder(&dest.key(), &letters)?;
             if moving {
                 home.remove_from_folder(&source, &moved)?;
             }
-            Ok(())
+            Ok(copied)
         });
         drop(client);
-        if let Err(e) = done {
-            return self.failed(tag, &e);
-        }
+        let (validity, uids) = match done {
+            Ok(d) => d,
+            Err(e) => return self.failed(tag, &e),
+        };
+        // RFC 4315: the UIDs the letters have in the destination, in the
+        // order of their source UIDs.
+        let code = match (uid_set(&moved), uid_set(&uids)) {
+            (Some(source), Some(destination)) => Some(Code::CopyUid {
+                uid_validity: nz(validity),
+                source,
+                destination,
+            }),
+            _ => None,
+        };
         if moving {
+            // RFC 6851: COPYUID comes in an untagged OK before the EXPUNGEs.
+            if let Some(code) = code {
+                self.server.enqueue_status(Status::Untagged(
+                    imap_next::imap_types::response::StatusBody {
+                        kind: imap_next::imap_types::response::StatusKind::Ok,
+                        code: Some(code),
+                        text: text("moved"),
+                    },
+                ));
+            }
             self.forget(&moved);
             return ok(tag, None, "MOVE completed");
         }
-        ok(tag, None, "COPY completed")
+        ok(tag, code, "COPY completed")
     }
 
-    async fn expunge(&mut self, tag: Tag<'static>) -> Status<'static> {
+    /// EXPUNGE, or with `set` UID EXPUNGE (RFC 4315): only the letters
+    /// marked deleted among those UIDs go.
+    async fn expunge(
+        &mut self,
+        tag: Tag<'static>,
+        set: Option<&imap_next::imap_types::sequence::SequenceSet>,
+    ) -> Status<'static> {
         let Some(sel) = &mut self.selected else {
             return no(tag, "select a folder first");
         };
         if sel.read_only {
             return no(tag, "the folder is read-only (EXAMINE)");
         }
+        let within: Option<Vec<u32>> = set.map(|set| {
+            fetch::resolve(&sel.entries, set, true)
+                .into_iter()
+                .filter_map(|seq| sel.entries.get(seq - 1).map(|e| e.uid))
+                .collect()
+        });
         let gone = self
             .ctx
             .device
             .client()
             .await
             .home()
-            .expunge_folder(&sel.folder.key());
+            .expunge_folder(&sel.folder.key(), within.as_deref());
         match gone {
             Ok(gone) => {
                 self.forget(&gone);
@@ -1024,6 +1120,30 @@ fn listing(
     let home = client.home();
     let state = home.index_folder(&key, folder.filter())?;
     Ok((state, home.folder_entries(&key, after)?))
+}
+
+/// UIDs (ascending, or in the order given) as a UIDPLUS set, runs of
+/// consecutive UIDs as ranges; `None` for none.
+fn uid_set(uids: &[u32]) -> Option<imap_next::imap_types::extensions::uidplus::UidSet> {
+    use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &uid in uids {
+        match runs.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(uid) => *end = uid,
+            _ => runs.push((uid, uid)),
+        }
+    }
+    let elements: Vec<UidElement> = runs
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                UidElement::Single(nz(a))
+            } else {
+                UidElement::Range(nz(a), nz(b))
+            }
+        })
+        .collect();
+    Vec1::try_from(elements).ok().map(UidSet)
 }
 
 /// A mailbox's name as the client sent it (INBOX in any case is INBOX).

@@ -21,6 +21,7 @@ use smtp_proto::{EhloResponse, Request, Response};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+use valise_client::attachments::AttachmentSource;
 use valise_client::{Client, ClientError, Draft};
 use valise_proto::{ErrorCode, UserId};
 use zeroize::Zeroizing;
@@ -381,17 +382,35 @@ impl Session {
             Ok(s) => s,
             Err(e @ Refusal::NotMail) => return reply(550, [5, 6, 0], &e.to_string()),
             Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
-            Err(e @ Refusal::Attachments) => return reply(554, [5, 6, 1], &e.to_string()),
         };
         let submission_id = submission.message_id;
         let draft = Draft {
             subject: submission.subject,
             body: submission.body,
             marking: None,
-            attachments: Vec::new(),
+            // Uploaded by the engine's one path (`send --attach`), from the
+            // sealed home, before the letter goes.
+            attachments: submission
+                .attachments
+                .into_iter()
+                .map(|(name, bytes)| AttachmentSource::Held { name, bytes })
+                .collect(),
         };
         let parent = submission.in_reply_to;
         let mut client = self.ctx.device.client().await;
+        // A mail the client sends again (after our 451) is the letter it
+        // became then, never a second one.
+        if let Some(mid) = &submission_id {
+            match retried(&mut client, mid).await {
+                Ok(None) => {}
+                Ok(Some(answer)) => return answer,
+                Err(e) => return engine_failure(&e),
+            }
+        }
+        let newest = match client.home().newest_outgoing_letter() {
+            Ok(n) => n,
+            Err(e) => return engine_failure(&e),
+        };
         let parent = match parent.map(|id| answered(&client, &id, &to)) {
             Some(Ok(found)) => found,
             Some(Err(e)) => return engine_failure(&e),
@@ -401,6 +420,23 @@ impl Session {
             Some(letter) => client.reply_with(letter, draft).await,
             None => client.send_to(&to, draft).await,
         };
+        // Kept in the outbox (451): noted, so that the client's retry
+        // finds it (the engine wrote it under the lock this session holds,
+        // so it is the newest outgoing letter).
+        if let (Err(ClientError::Queued(_) | ClientError::Held(_)), Some(mid)) =
+            (&sent, &submission_id)
+        {
+            let kept = client
+                .home()
+                .newest_outgoing_letter()
+                .and_then(|now| match now {
+                    Some(id) if now != newest => client.home().note_submitted(mid, id),
+                    _ => Ok(()),
+                });
+            if let Err(e) = kept {
+                tracing::warn!(code = e.code(), "smtp: {e}");
+            }
+        }
         drop(client);
         match sent {
             Ok(letter) => {
@@ -446,6 +482,33 @@ fn answered(
         }
     }
     Ok(None)
+}
+
+/// The answer to a mail submitted before under the same Message-ID (a
+/// client retrying after a 451): 250 once the letter it became left the
+/// outbox (tried again now), 451 while it waits; `None` for a new mail.
+async fn retried(client: &mut Client, mid: &str) -> valise_client::Result<Option<Vec<u8>>> {
+    let Some(id) = client.home().submitted_letter(mid)? else {
+        return Ok(None);
+    };
+    let letter = client.letter(id)?;
+    let waiting = |client: &Client| -> valise_client::Result<bool> {
+        Ok(client.home().outbound(&letter.message_id)?.is_some())
+    };
+    if waiting(client)? {
+        if let Err(e) = client.sync().await {
+            tracing::warn!(code = e.code(), "smtp: {e}");
+        }
+        if waiting(client)? {
+            return Ok(Some(reply(
+                451,
+                [4, 4, 1],
+                "kept in the Valise outbox, not yet accepted; it is sent on the next sync",
+            )));
+        }
+    }
+    let id = render::message_id(&letter.message_id);
+    Ok(Some(reply(250, [2, 0, 0], &format!("sent {id}"))))
 }
 
 /// A parse failure of a command, in SMTP's words.

@@ -13,7 +13,14 @@ pub struct Submission {
     pub in_reply_to: Option<String>,
     /// The client's own Message-ID (without `<>`), if it gave one.
     pub message_id: Option<String>,
+    /// Its attachments, decoded: file name (control characters replaced,
+    /// at most [`MAX_NAME_BYTES`]) and bytes.
+    pub attachments: Vec<(String, Vec<u8>)>,
 }
+
+/// The longest attachment name a letter carries (the engine's limit,
+/// `valise_proto::blob::MAX_NAME_BYTES`).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// Why a mail cannot become a letter.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,8 +29,6 @@ pub enum Refusal {
     NotMail,
     #[error("Bcc is not possible: every member of a conversation sees every other")]
     Blind,
-    #[error("attachments are not supported by the bridge yet")]
-    Attachments,
 }
 
 /// The Message-ID a mail carries, without `<>`.
@@ -49,9 +54,6 @@ pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
     if mail.bcc().is_some() || recipients.iter().any(|r| !headed.contains(r)) {
         return Err(Refusal::Blind);
     }
-    if mail.attachment_count() > 0 {
-        return Err(Refusal::Attachments);
-    }
     let in_reply_to = mail
         .in_reply_to()
         .as_text()
@@ -67,7 +69,35 @@ pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
             .map(|b| lf_line_ends(&b))
             .unwrap_or_default(),
         in_reply_to,
+        attachments: mail
+            .attachments()
+            .enumerate()
+            .map(|(i, a)| {
+                use mail_parser::MimeHeaders as _;
+                let name = a.attachment_name().unwrap_or_default();
+                (file_name(name, i + 1), a.contents().to_vec())
+            })
+            .collect(),
     })
+}
+
+/// An attachment's name as a letter may carry it: control characters
+/// replaced, cut (on a character) to [`MAX_NAME_BYTES`], `attachment-N`
+/// for none.
+fn file_name(name: &str, n: usize) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        let c = if c.is_control() { '_' } else { c };
+        if out.len() + c.len_utf8() > MAX_NAME_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        format!("attachment-{n}")
+    } else {
+        out
+    }
 }
 
 /// The text with LF line ends: every CR that ends a line goes, however
@@ -100,6 +130,26 @@ mod tests {
         let mail = b"To: alice@mfa.example\r\n\r\nsee attached\r\r\nmore\r\n";
         let s = read(mail, &["alice@mfa.example".into()]).unwrap();
         assert_eq!(s.body, "see attached\nmore\n");
+    }
+
+    #[test]
+    fn attachments_are_decoded_with_safe_names() {
+        let mail = b"To: alice@mfa.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n\
+            --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; \
+            filename*=utf-8''R%C3%A9sum%C3%A9%0A.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n\
+            --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\nraw\r\n--b--\r\n";
+        let s = read(mail, &["alice@mfa.example".into()]).unwrap();
+        assert_eq!(s.body, "See attached.");
+        assert_eq!(
+            s.attachments,
+            vec![
+                ("Résumé_.pdf".to_owned(), b"%PDF-".to_vec()),
+                ("attachment-2".to_owned(), b"raw".to_vec()),
+            ]
+        );
+        let long = "é".repeat(200);
+        assert_eq!(file_name(&long, 1).len(), 254);
     }
 
     #[test]

@@ -250,7 +250,7 @@ fn imaptest(load: &Load) {
     let mut n = 0u32;
     while start.elapsed() < run {
         n += 1;
-        smtp.send(
+        smtp.send_letter(
             &alice.user,
             &bob.user,
             &format!("Letter {n}"),

@@ -336,7 +336,7 @@ fn mbsync_syncs_everything_once_and_brings_flags_back() {
         let bridge = Bridge::start(&alice, false);
         let mut smtp = support::Smtp::login(&bridge, &password);
         (0..MBSYNC_LETTERS)
-            .map(|i| smtp.send(&alice.user, &bob.user, &format!("Sync me {i}"), "A line."))
+            .map(|i| smtp.send_letter(&alice.user, &bob.user, &format!("Sync me {i}"), "A line."))
             .collect()
     };
     bob.sync();

@@ -22,10 +22,10 @@ use support::{Bridge, Imap, tool};
 
 /// What both servers are asked for each mail. RFC822.SIZE, sections and a
 /// partial fetch compare bytes; ENVELOPE and BODYSTRUCTURE are parsed.
-const ITEMS: &str = "(UID RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+const ITEMS: &str = "(UID RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY \
     BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES)] \
     BODY.PEEK[HEADER.FIELDS.NOT (X-VALISE-THREAD)] BODY.PEEK[TEXT] BODY.PEEK[1] \
-    BODY.PEEK[1.MIME] BODY.PEEK[]<10.40>)";
+    BODY.PEEK[1.MIME] BODY.PEEK[2] BODY.PEEK[2.MIME] BODY.PEEK[]<10.40>)";
 
 /// A throwaway dovecot: its own config, Maildir and loopback port; stopped
 /// on drop.
@@ -262,7 +262,7 @@ fn fetched(responses: &[String]) -> BTreeMap<String, BTreeMap<String, Tok>> {
                     panic!("{r}")
                 };
                 let value = match name.as_str() {
-                    "BODYSTRUCTURE" => media_types_lowercase(&kv[1]),
+                    "BODYSTRUCTURE" | "BODY" => media_types_lowercase(&kv[1]),
                     _ => kv[1].clone(),
                 };
                 (name.clone(), value)
@@ -341,8 +341,26 @@ fn bridge_answers_as_dovecot_does_for_the_same_mails() {
     alice.json(&["reply", "1", "--body", "In the thread."]);
     let trio = alice.create("Trio", &["bob", "carol"]);
     alice.send_in(&trio, "To two people", "Both of you.");
+    // A letter with an attachment: multipart/mixed.
+    let file = server.dir.path().join("minutes 2024.pdf");
+    std::fs::write(
+        &file,
+        (0..3000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    alice.json(&[
+        "send",
+        "--to",
+        &common::addr("bob"),
+        "--subject",
+        "Minutes attached",
+        "--body",
+        "See the file.",
+        "--attach",
+        file.to_str().unwrap(),
+    ]);
     bob.sync();
-    assert_eq!(bob.inbox().len(), 5);
+    assert_eq!(bob.inbox().len(), 6);
 
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
@@ -355,7 +373,7 @@ fn bridge_answers_as_dovecot_does_for_the_same_mails() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(mails.len(), 5);
+    assert_eq!(mails.len(), 6);
     let first = fetched(&imap.ok("UID FETCH 1 ENVELOPE"));
     let first_id = first.keys().next().unwrap();
 

@@ -61,6 +61,7 @@ fn bob_reads_alices_letters_in_his_mail_client() {
         "{caps:?}"
     );
     assert!(caps[0].contains("AUTH=PLAIN") && caps[0].contains("SPECIAL-USE"));
+    assert!(caps[0].contains(" UIDPLUS "), "{caps:?}");
     assert_eq!(
         imap.cmd("SELECT INBOX").last().unwrap(),
         "t2 NO log in first\r\n"
@@ -206,8 +207,13 @@ fn bob_reads_alices_letters_in_his_mail_client() {
     assert_eq!(imap.ok("UID SEARCH FLAGGED")[0], "* SEARCH 2\r\n");
     let silent = imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
     assert_eq!(silent.len(), 1, "{silent:?}");
-    let gone = imap.ok("EXPUNGE");
+    // UID EXPUNGE takes only the named letters marked deleted.
+    imap.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)");
+    let gone = imap.ok("UID EXPUNGE 1");
     assert_eq!(gone[0], "* 1 EXPUNGE\r\n");
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    imap.ok("UID STORE 2 -FLAGS.SILENT (\\Deleted)");
+    assert_eq!(imap.ok("EXPUNGE").len(), 1, "nothing left to expunge");
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
 
     // Sent and the conversation folder.
@@ -257,9 +263,18 @@ fn bob_reads_alices_letters_in_his_mail_client() {
 
     // Filing: MOVE to Archive takes it out of INBOX for good; COPY to
     // Trash keeps it; the folders that say what a letter is refuse.
+    // UIDPLUS (RFC 4315): the UIDs they have there are told.
     let moved = imap.ok("UID MOVE 3 Archive");
-    assert_eq!(moved[0], "* 2 EXPUNGE\r\n", "{moved:?}");
-    imap.ok("UID COPY 2 Trash");
+    assert!(
+        moved[0].starts_with("* OK [COPYUID ") && moved[0].contains(" 3 1]"),
+        "{moved:?}"
+    );
+    assert_eq!(moved[1], "* 2 EXPUNGE\r\n", "{moved:?}");
+    let copied = imap.ok("UID COPY 2 Trash");
+    assert!(
+        copied[0].contains(" OK [COPYUID ") && copied[0].contains(" 2 1]"),
+        "{copied:?}"
+    );
     assert!(imap.cmd("UID COPY 2 Sent").last().unwrap().contains(" NO "));
     assert_eq!(imap.ok("UID SEARCH ALL")[0], "* SEARCH 2\r\n");
     let archive = imap.ok("EXAMINE Archive").join("");
@@ -352,5 +367,77 @@ fn a_large_literal_before_login_ends_the_session() {
             std::io::ErrorKind::ConnectionReset,
             "the session is still open: {e}"
         ),
+    }
+}
+
+/// A draft APPENDed to Drafts stays in bob's sealed home, comes back byte
+/// for byte, and goes with EXPUNGE; nothing of it reaches valised.
+#[test]
+fn drafts_are_kept_in_the_home_only() {
+    const CANARY: &str = "Draft canary 0c7e";
+    let server = Server::start();
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    let draft = format!(
+        "From: {bob}\r\nTo: alice@mfa.example\r\nSubject: Unfinished\r\nMessage-ID: <d1@client>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{CANARY}\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         JVBERi0=\r\n--b1--\r\n",
+        bob = bob.user
+    );
+    let appended = imap.ok(&format!(
+        "APPEND Drafts (\\Seen) {{{}+}}\r\n{draft}",
+        draft.len()
+    ));
+    assert!(appended[0].contains("OK [APPENDUID "), "{appended:?}");
+    assert!(appended[0].contains(" 1] "), "{appended:?}");
+    let select = imap.ok("SELECT Drafts").join("");
+    assert!(select.contains("* 1 EXISTS"), "{select}");
+    let whole = imap.ok("UID FETCH 1 BODY.PEEK[]");
+    assert!(
+        whole[0].ends_with(&format!("BODY[] {{{}}}\r\n{draft})\r\n", draft.len())),
+        "byte for byte: {whole:?}"
+    );
+    let head =
+        imap.ok("FETCH 1 (FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[1])")[0].clone();
+    for want in [
+        &format!("RFC822.SIZE {}", draft.len()),
+        "\"Unfinished\"",
+        "\\Seen",
+        "(\"TEXT\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\"",
+        "(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" 8",
+        "\"mixed\"",
+        &format!("BODY[1] \"{CANARY}\""),
+    ] {
+        assert!(head.contains(want), "{want} missing from {head}");
+    }
+    assert!(
+        imap.cmd("UID COPY 1 Archive")
+            .last()
+            .unwrap()
+            .contains(" NO [CANNOT]")
+    );
+    imap.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(imap.ok("EXPUNGE")[0], "* 1 EXPUNGE\r\n");
+    let again = imap.ok("SELECT Drafts").join("");
+    assert!(
+        again.contains("* 0 EXISTS") && again.contains("[UIDNEXT 2]"),
+        "{again}"
+    );
+
+    // Nowhere outside the sealed home: not valised's files, not the log.
+    assert!(!bridge.log_text().contains(CANARY));
+    for dir in [server.data(), bob.home.clone()] {
+        for file in support::files_under(&dir) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !common::contains(&bytes, CANARY.as_bytes()),
+                "{} holds the draft",
+                file.display()
+            );
+        }
     }
 }

@@ -10,47 +10,8 @@ mod support;
 
 use base64::Engine as _;
 use common::Server;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use support::Bridge;
-
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Smtp {
-    fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        let mut s = Self {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        };
-        assert!(s.reply().starts_with("220 "));
-        s
-    }
-
-    /// One reply (all its lines).
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            assert!(line.ends_with("\r\n"), "{line:?}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) == Some(&b' ') {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.writer.write_all(text.as_bytes()).unwrap();
-    }
-}
+use std::io::{BufRead, Write};
+use support::{Bridge, Smtp};
 
 fn letter(from: &str, to: &str, subject: &str) -> String {
     format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nBody.\r\n..dot line\r\n.\r\n")
@@ -129,11 +90,39 @@ fn a_pipelining_client_sends_and_is_told_the_truth() {
     assert!(smtp.reply().starts_with("250 "));
     assert!(smtp.reply().starts_with("250 "));
     assert!(smtp.reply().starts_with("354 "));
-    smtp.send(&letter(&bob.user, &alice.user, "While the server is down"));
+    let down = format!(
+        "Message-ID: <retry-1@client.example>\r\n{}",
+        letter(&bob.user, &alice.user, "While the server is down")
+    );
+    smtp.send(&down);
     let refused = smtp.reply();
     assert!(refused.starts_with("451 4.4.1 "), "{refused}");
+
+    // The client tries again once valised is back: the letter kept in the
+    // outbox goes (once), and the retry is told so, not sent again.
+    server.restart();
+    for _ in 0..2 {
+        smtp.send(&format!(
+            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+            bob.user, alice.user
+        ));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("250 "));
+        assert!(smtp.reply().starts_with("354 "));
+        smtp.send(&down);
+        let sent = smtp.reply();
+        assert!(sent.starts_with("250 2.0.0 sent <"), "{sent}");
+    }
     smtp.send("QUIT\r\n");
     assert!(smtp.reply().starts_with("221 2.0.0 "));
+    bridge.stop();
+    alice.sync();
+    let copies = alice
+        .subjects()
+        .iter()
+        .filter(|s| *s == "While the server is down")
+        .count();
+    assert_eq!(copies, 1, "a retried mail is one letter");
 }
 
 /// A mail from `from` to `to` (RCPT and To alike) answering `parent`.

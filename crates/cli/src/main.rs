@@ -112,7 +112,11 @@ async fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 subject: subject.clone(),
                 body: read_body(body, body_file)?,
                 marking: marking.clone(),
-                attachments: attach.clone(),
+                attachments: attach
+                    .iter()
+                    .cloned()
+                    .map(valise_client::attachments::AttachmentSource::File)
+                    .collect(),
             };
             let sent = match conversation {
                 Some(conv) => client.send_in(conv, draft).await?,

@@ -288,6 +288,52 @@ fn a_modified_client_spills_and_every_device_sees_it() {
     assert!(spilled[0].contains(&carol.device_id()), "{}", spilled[0]);
 }
 
+/// The officer accredits bob and carol, and alice writes to them at once:
+/// her device reads their new entries before it seals; bob's has not read
+/// its own, nor carol's, since. It reads them again before it judges the
+/// letter: shown, and no spillage alert (a lost letter and a false alarm at
+/// the security desk otherwise). A device that is still not accredited
+/// after that read is refused as before.
+#[test]
+fn a_letter_sent_right_after_an_accreditation_is_judged_on_the_new_entries() {
+    let (_dir, so, server) = officer_and_server();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let dave = server.device("dave");
+    so.accredit_all(&server, &["alice"], "EU RESTRICTED");
+    let conv = alice.create("partners", &["bob", "carol"]);
+    common::settle(&[&alice, &bob, &carol]);
+
+    so.accredit_all(&server, &["bob", "carol"], "EU RESTRICTED");
+    let marked = |subject: &str, conv: &str| {
+        let args = [
+            "send",
+            "--conversation",
+            conv,
+            "--subject",
+            subject,
+            "--body",
+            "b",
+            "--marking",
+            "EU RESTRICTED",
+        ];
+        alice.run_env(&args, &[("VALISE_FAILPOINT", "skip_marking_check")])
+    };
+    assert_ok(&marked("Démarche", &conv));
+    bob.sync();
+    assert_eq!(bob.subjects(), ["Démarche"]);
+    assert!(bob.alert_details("spillage").is_empty());
+
+    // Dave is not accredited, however fresh his entry: refused, alerted.
+    let direct = alice.create("dave", &["dave"]);
+    common::settle(&[&alice, &dave]);
+    assert_ok(&marked("Note", &direct));
+    dave.sync();
+    assert!(dave.subjects().is_empty());
+    assert_eq!(dave.alert_details("spillage").len(), 1);
+}
+
 #[test]
 fn the_owner_is_told_of_an_attestation_published_on_their_account() {
     let (_dir, so, server) = officer_and_server();

@@ -22,6 +22,8 @@ use crate::api::Body;
 use crate::client::Client;
 use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
+use crate::home::Home;
+use crate::home::attachment_cache::PIECE_BYTES;
 use crate::home::uploads::{DraftRow, Upload};
 use crate::send::SentLetter;
 use reqwest::Method;
@@ -37,7 +39,7 @@ use valise_proto::blob::{
     AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
     Sealer,
 };
-use valise_proto::{BlobId, ErrorCode, Letter, MessageId, Payload};
+use valise_proto::{BlobId, ConversationId, ErrorCode, Letter, MessageId, Payload};
 
 /// How far one attachment's transfer went.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +97,7 @@ impl Client {
         &mut self,
         target: Target,
         letter: Letter,
-        files: &[PathBuf],
+        files: &[AttachmentSource],
     ) -> Result<SentLetter> {
         if files.len() > MAX_ATTACHMENTS {
             return Err(ClientError::Invalid(format!(
@@ -121,9 +123,15 @@ impl Client {
         let now = self.engine.now_ms();
         self.engine.transaction(|| {
             self.engine.home.put_draft(&draft, now)?;
-            uploads
-                .iter()
-                .try_for_each(|u| self.engine.home.put_upload(u))
+            for (u, f) in uploads.iter().zip(files) {
+                self.engine.home.put_upload(u)?;
+                if let AttachmentSource::Held { bytes, .. } = f {
+                    self.engine
+                        .home
+                        .put_upload_source(&message_id, u.idx, bytes)?;
+                }
+            }
+            Ok(())
         })?;
         match self.finish_draft(draft).await {
             Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
@@ -214,7 +222,7 @@ impl Client {
         if let (Some(digest), Some(blob)) = (u.digest, u.blob) {
             return reference(u, blob, digest).map(Some);
         }
-        let (size, mtime_ns) = source_stamp(&u.path)?;
+        let (size, mtime_ns) = self.stamp(u)?;
         if (size, mtime_ns) != (u.size, u.mtime_ns) {
             return Ok(None);
         }
@@ -260,11 +268,11 @@ impl Client {
         if !out.take(sealer.header(), resume_at) {
             return Ok(None);
         }
-        let mut file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
+        let mut file = Reader::open(u)?;
         let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
         for _ in 0..sealer.layout().chunks {
             let n = sealer.next_file_bytes();
-            if file.read_exact(&mut plain[..n]).is_err() {
+            if !file.read_exact(&self.engine.home, u, &mut plain[..n])? {
                 return Ok(None);
             }
             let sealed = sealer.seal_next(&plain[..n]).map_err(invalid)?;
@@ -280,11 +288,7 @@ impl Client {
                 }
             }
         }
-        if file
-            .read(&mut plain[..1])
-            .map_err(|e| file_error(&u.path, &e))?
-            != 0
-        {
+        if !file.at_end(&self.engine.home, u)? {
             return Ok(None);
         }
         if !out.part.is_empty() && !self.send_part(u, &mut out).await? {
@@ -300,6 +304,21 @@ impl Client {
         u.digest = Some(digest);
         self.engine.home.put_upload(u)?;
         reference(u, blob, digest).map(Some)
+    }
+
+    /// A source's size and modification time (a file kept in the home
+    /// never changes).
+    fn stamp(&self, u: &Upload) -> Result<(u64, i64)> {
+        if !u.path.as_os_str().is_empty() {
+            return source_stamp(&u.path);
+        }
+        match self.engine.home.upload_source_size(&u.message_id, u.idx)? {
+            Some(size) => Ok((size, 0)),
+            None => Err(ClientError::Invalid(format!(
+                "attachment {} kept in the home is gone",
+                u.idx + 1
+            ))),
+        }
     }
 
     /// How much of a blob the server holds durably; `None` if it has none.
@@ -360,7 +379,7 @@ impl Client {
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
     fn restart(&self, u: &mut Upload) -> Result<()> {
-        let stamp = source_stamp(&u.path)?;
+        let stamp = self.stamp(u)?;
         *u = fresh_upload(
             u.message_id,
             u.idx,
@@ -399,8 +418,14 @@ impl Client {
         // A restricted letter goes only into an approved directory, by the
         // path that was checked.
         let target = self.check_export(letter_id, out)?;
-        let partial = Partial::create(&target)?;
-        let outcome = self.download(&attachment, index, &partial.file).await;
+        let mut partial = Partial::create(&target)?;
+        let mut write = |_: &Home, plain: &[u8]| {
+            partial
+                .file
+                .write_all(plain)
+                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))
+        };
+        let outcome = self.download(&attachment, index, &mut write).await;
         match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
@@ -415,23 +440,72 @@ impl Client {
                     label_file,
                 })
             }
+            Err(e) => Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?),
+        }
+    }
+
+    /// Raises `attachment_refused` for a blob that failed its checks; the
+    /// error is handed back as it was.
+    fn refusal_alert(
+        &self,
+        e: ClientError,
+        conversation: &ConversationId,
+        letter_id: i64,
+        index: usize,
+    ) -> Result<ClientError> {
+        if let ClientError::Attachment(why) = &e {
+            self.engine.raise(
+                AlertKind::AttachmentRefused,
+                Some(conversation),
+                &format!("letter {letter_id}, attachment {index}: {why}"),
+                None,
+            )?;
+        }
+        Ok(e)
+    }
+
+    /// Makes sure attachment `index` (from 1) of letter `letter_id` is kept
+    /// in the sealed home, checked whole, for a front end that serves it in
+    /// ranges ([`Home::attachment_range`]): downloaded once, in parts, each
+    /// chunk checked as it comes and written as 64 KiB pieces; only a blob
+    /// whose end and digest also passed is marked cached, so nothing of one
+    /// that fails is ever read (and `attachment_refused` is raised, as for
+    /// `save`). Memory stays at one part (8 MiB) whatever the size.
+    pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        if self.engine.home.attachment_cached(letter_id, index)? {
+            return Ok(());
+        }
+        let letter = self.engine.home.letter(letter_id)?;
+        let attachment = index
+            .checked_sub(1)
+            .and_then(|i| letter.attachments.get(i))
+            .cloned()
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "attachment",
+                id: format!("{index} of letter {letter_id}"),
+            })?;
+        self.engine.home.clear_attachment(letter_id, index)?;
+        let mut pieces = Pieces::new(letter_id, index);
+        let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
+        let outcome = self.download(&attachment, index, &mut write).await;
+        let home = &self.engine.home;
+        match outcome.and_then(|()| pieces.finish(home)) {
+            Ok(()) => home.mark_attachment_cached(letter_id, index),
             Err(e) => {
-                if let ClientError::Attachment(why) = &e {
-                    self.engine.raise(
-                        AlertKind::AttachmentRefused,
-                        Some(&letter.conversation),
-                        &format!("letter {letter_id}, attachment {index}: {why}"),
-                        None,
-                    )?;
-                }
-                Err(e)
+                home.clear_attachment(letter_id, index)?;
+                Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?)
             }
         }
     }
 
     /// Fetches the blob in ranges into `file`, each chunk checked as it
     /// comes, the end and the digest at the end.
-    async fn download(&mut self, a: &AttachmentRef, index: usize, mut file: &File) -> Result<()> {
+    async fn download(
+        &mut self,
+        a: &AttachmentRef,
+        index: usize,
+        write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut opener = Opener::new(a).map_err(refused)?;
         let path = blobs::path(&a.blob);
         let mut at = 0;
@@ -452,8 +526,10 @@ impl Client {
                 )));
             }
             let plain = opener.push(&bytes).map_err(refused)?;
-            file.write_all(&plain)
-                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+            // Each part's pieces in one transaction, not one per piece.
+            self.engine
+                .home
+                .transaction(|| write(&self.engine.home, &plain))?;
             at += len;
             self.report(Transfer {
                 index,
@@ -462,6 +538,52 @@ impl Client {
             });
         }
         opener.finish(&a.digest).map_err(refused)
+    }
+}
+
+/// A download cut into the sealed home's 64 KiB pieces as it comes.
+struct Pieces {
+    letter: i64,
+    index: usize,
+    next: u64,
+    carry: Vec<u8>,
+}
+
+impl Pieces {
+    fn new(letter: i64, index: usize) -> Self {
+        Self {
+            letter,
+            index,
+            next: 0,
+            carry: Vec::with_capacity(PIECE_BYTES),
+        }
+    }
+
+    fn push(&mut self, home: &Home, mut plain: &[u8]) -> Result<()> {
+        while !plain.is_empty() {
+            let take = (PIECE_BYTES - self.carry.len()).min(plain.len());
+            self.carry.extend_from_slice(&plain[..take]);
+            plain = &plain[take..];
+            if self.carry.len() == PIECE_BYTES {
+                self.flush(home)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, home: &Home) -> Result<()> {
+        home.put_attachment_piece(self.letter, self.index, self.next, &self.carry)?;
+        self.next += 1;
+        self.carry.clear();
+        Ok(())
+    }
+
+    /// The last, short piece.
+    fn finish(&mut self, home: &Home) -> Result<()> {
+        if self.carry.is_empty() {
+            return Ok(());
+        }
+        self.flush(home)
     }
 }
 
@@ -540,8 +662,88 @@ fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentR
     })
 }
 
-/// A new upload of `path` as attachment `idx`, with a fresh key.
-fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
+/// A file to attach: on disk (`send --attach`), or handed over in memory
+/// by a front end (a mail client's MIME part) and kept in the sealed home
+/// until it is uploaded, so that no plaintext is written outside it.
+#[derive(Clone)]
+pub enum AttachmentSource {
+    File(PathBuf),
+    Held { name: String, bytes: Vec<u8> },
+}
+
+// A held file's name and bytes are content: never in a log.
+impl std::fmt::Debug for AttachmentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(_) => f.write_str("AttachmentSource::File(..)"),
+            Self::Held { bytes, .. } => write!(f, "AttachmentSource::Held({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Reads an upload's source, a chunk at a time.
+enum Reader {
+    File(File),
+    /// Kept in the home: the next offset to read.
+    Held(u64),
+}
+
+impl Reader {
+    fn open(u: &Upload) -> Result<Self> {
+        if u.path.as_os_str().is_empty() {
+            return Ok(Self::Held(0));
+        }
+        File::open(&u.path)
+            .map(Self::File)
+            .map_err(|e| file_error(&u.path, &e))
+    }
+
+    /// Fills `buf`; false if the source is shorter (it changed).
+    fn read_exact(&mut self, home: &Home, u: &Upload, buf: &mut [u8]) -> Result<bool> {
+        match self {
+            Self::File(f) => Ok(f.read_exact(buf).is_ok()),
+            Self::Held(at) => {
+                let bytes = home.upload_source_range(&u.message_id, u.idx, *at, buf.len())?;
+                if bytes.len() != buf.len() {
+                    return Ok(false);
+                }
+                buf.copy_from_slice(&bytes);
+                *at += bytes.len() as u64;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether all of the source was read (else it grew).
+    fn at_end(&mut self, home: &Home, u: &Upload) -> Result<bool> {
+        match self {
+            Self::File(f) => Ok(f.read(&mut [0u8; 1]).map_err(|e| file_error(&u.path, &e))? == 0),
+            Self::Held(at) => Ok(home
+                .upload_source_range(&u.message_id, u.idx, *at, 1)?
+                .is_empty()),
+        }
+    }
+}
+
+/// A new upload of a source as attachment `idx`, with a fresh key.
+fn new_upload(message_id: MessageId, idx: u32, source: &AttachmentSource) -> Result<Upload> {
+    let path = match source {
+        AttachmentSource::File(path) => path,
+        AttachmentSource::Held { name, bytes } => {
+            check_name(name)?;
+            let size = bytes.len() as u64;
+            Layout::for_plain(size).map_err(invalid)?;
+            let media_type = media_type(name).to_owned();
+            return Ok(fresh_upload(
+                message_id,
+                idx,
+                PathBuf::new(),
+                name.clone(),
+                media_type,
+                (size, 0),
+            ));
+        }
+    };
     let path = std::fs::canonicalize(path).map_err(|e| file_error(path, &e))?;
     if !path.is_file() {
         return Err(ClientError::Invalid(format!(
@@ -553,15 +755,20 @@ fn new_upload(message_id: MessageId, idx: u32, path: &Path) -> Result<Upload> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    check_name(&name)?;
+    let stamp = source_stamp(&path)?;
+    Layout::for_plain(stamp.0).map_err(invalid)?;
+    let media_type = media_type(&name).to_owned();
+    Ok(fresh_upload(message_id, idx, path, name, media_type, stamp))
+}
+
+fn check_name(name: &str) -> Result<()> {
     if name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
         return Err(ClientError::Invalid(format!(
             "attachment names have at most {MAX_NAME_BYTES} bytes and no control characters"
         )));
     }
-    let stamp = source_stamp(&path)?;
-    Layout::for_plain(stamp.0).map_err(invalid)?;
-    let media_type = media_type(&name).to_owned();
-    Ok(fresh_upload(message_id, idx, path, name, media_type, stamp))
+    Ok(())
 }
 
 /// An upload that has sent nothing yet, under a new random key and nonce

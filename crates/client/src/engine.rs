@@ -62,6 +62,10 @@ pub struct Engine {
     /// Conversations whose members or ceiling changed: checked against the
     /// ceiling once their users' entries are read afresh ([`ceiling`]).
     roster_checks: RefCell<std::collections::BTreeSet<ConversationId>>,
+    /// Users whose directory entry was proven during the current read of
+    /// the inbox: a marked letter is refused only on such entries (an
+    /// older one may predate an accreditation just published).
+    proven_this_read: RefCell<std::collections::BTreeSet<valise_proto::UserId>>,
 }
 
 /// See [`Engine::cache`].
@@ -110,6 +114,7 @@ impl Engine {
             cache: RefCell::default(),
             clearances: RefCell::default(),
             roster_checks: RefCell::default(),
+            proven_this_read: RefCell::default(),
         }
     }
 

@@ -18,6 +18,7 @@
 pub mod account;
 pub mod accreditation;
 pub mod alerts;
+pub mod attachment_cache;
 pub mod commits;
 pub mod conversations;
 pub mod desk;
@@ -258,6 +259,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_ceiling.sql"),
     include_str!("migrations/0016_mail_folders.sql"),
     include_str!("migrations/0017_conversation_letters.sql"),
+    include_str!("migrations/0018_attachment_cache.sql"),
+    include_str!("migrations/0019_mail_drafts.sql"),
+    include_str!("migrations/0020_upload_sources.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -332,6 +336,8 @@ const HOT_PATH: &[&str] = &[
     desk::STORE_REPORT,
     desk::NOTE_REPORT_SENT,
     desk::REPORTS_AFTER,
+    attachment_cache::IS_CACHED,
+    attachment_cache::PIECES,
     mail::BY_MESSAGE_ID,
     mail::INDEX_RECEIVED,
     mail::INDEX_SENT,
@@ -340,6 +346,10 @@ const HOT_PATH: &[&str] = &[
     mail::ENTRIES_AFTER,
     mail::SET_FLAGS,
     mail::UID_OF,
+    mail::NEWEST_OUTGOING,
+    mail::DRAFTS_AFTER,
+    mail::SET_DRAFT_FLAGS,
+    mail::DRAFT,
 ];
 
 #[cfg(test)]

@@ -7,13 +7,13 @@
 
 use crate::alert::AlertKind;
 use crate::api::Body;
+use crate::attachments::AttachmentSource;
 use crate::client::Client;
 use crate::engine::outbound::{Target, Written};
 use crate::error::{ClientError, Result};
 use crate::home::outbox::Outbound;
 use reqwest::Method;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Duration;
 use valise_proto::limits::MAX_REQUEST_BYTES;
 use valise_proto::wire::{
@@ -31,7 +31,7 @@ pub struct Draft {
     pub marking: Option<Label>,
     /// Files to attach: each is encrypted and uploaded as a blob before
     /// the letter goes (see [`crate::attachments`]).
-    pub attachments: Vec<PathBuf>,
+    pub attachments: Vec<AttachmentSource>,
 }
 
 /// A letter this device sent.
@@ -92,13 +92,13 @@ impl Client {
     /// for exactly them and this user (if its roster still holds exactly
     /// them), or in a new one. A letter that cannot go now (an identity
     /// changed, the conversation out of step) waits in the outbox.
-    pub async fn send_to(&mut self, to: &[UserId], draft: Draft) -> Result<SentLetter> {
+    pub async fn send_to(&mut self, to: &[UserId], mut draft: Draft) -> Result<SentLetter> {
         if to.is_empty() {
             return Err(ClientError::Invalid(
                 "a letter needs at least one recipient".into(),
             ));
         }
-        let files = draft.attachments.clone();
+        let files = std::mem::take(&mut draft.attachments);
         let letter = self.new_letter(
             to.to_vec(),
             draft,
@@ -113,9 +113,9 @@ impl Client {
     }
 
     /// Starts a new thread in a conversation, addressed to all its members.
-    pub async fn send_in(&mut self, conv: &ConversationId, draft: Draft) -> Result<SentLetter> {
+    pub async fn send_in(&mut self, conv: &ConversationId, mut draft: Draft) -> Result<SentLetter> {
         let to = self.engine.other_members(conv)?;
-        let files = draft.attachments.clone();
+        let files = std::mem::take(&mut draft.attachments);
         let letter = self.new_letter(to, draft, ThreadId::from_bytes(rand::random()), None);
         self.post_with(Target::Conversation(*conv), letter, &files)
             .await
@@ -126,7 +126,7 @@ impl Client {
         &mut self,
         target: Target,
         letter: Letter,
-        files: &[PathBuf],
+        files: &[AttachmentSource],
     ) -> Result<SentLetter> {
         if files.is_empty() {
             self.post_letter(target, letter).await
@@ -175,8 +175,9 @@ impl Client {
         } else {
             vec![original.from.clone()]
         };
+        let files = std::mem::take(&mut draft.attachments);
         let letter = self.new_letter(to, draft, original.thread, Some(original.message_id));
-        self.post_letter(Target::Conversation(original.conversation), letter)
+        self.post_with(Target::Conversation(original.conversation), letter, &files)
             .await
     }
 

@@ -140,6 +140,7 @@ impl Client {
         let mut done = SyncProgress::default();
         // A re-read interrupted by an error ends here: replays alert again.
         self.rereading = false;
+        self.engine.begin_inbox_read();
         let mut restored = false;
         loop {
             let cursor = self.engine.home.inbox_cursor()?;
@@ -300,6 +301,15 @@ impl Client {
                 }
                 outcome = self.engine.apply_entry(entry);
             }
+            if let Ok(Applied::StaleClearance(users)) = &outcome {
+                for user in users.clone() {
+                    if let Err(e) = self.prove_user(&user).await {
+                        tracing::warn!(%user, error = %e, "directory lookup failed");
+                    }
+                    self.engine.proven_this_read(&user);
+                }
+                outcome = self.engine.apply_entry(entry);
+            }
             self.account(entry, outcome, report)?;
         }
         self.engine.home.set_inbox_cursor(&page.cursor)?;
@@ -328,7 +338,9 @@ impl Client {
                 | Applied::OwnEcho
                 | Applied::Duplicate
                 | Applied::Held
-                | Applied::Spilled,
+                | Applied::Spilled
+                // Proven again and applied once more above: judged then.
+                | Applied::StaleClearance(_),
             ) => {}
             Ok(Applied::Fork(fork)) => {
                 report.rejected += 1;

@@ -1,11 +1,12 @@
 //! FETCH: what a client reads of a letter, from its rendered mail.
 
 use super::{Session, Tag, nz, ok};
-use crate::render::{self, Mail};
+use crate::folders::Folder;
+use crate::render::{self, Mail, Part, PartKind};
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
-    BasicFields, Body, BodyStructure, Disposition, Language, Location, SinglePartExtensionData,
-    SpecificFields,
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
+    SinglePartExtensionData, SpecificFields,
 };
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::datetime::DateTime;
@@ -103,41 +104,224 @@ pub fn envelope(letter: &LetterView) -> Envelope<'static> {
     }
 }
 
-/// BODYSTRUCTURE of the single text part.
-pub fn body_structure(mail: &Mail) -> BodyStructure<'static> {
-    let body = mail.body();
-    let lines = body.iter().filter(|&&b| b == b'\n').count() as u32;
-    BodyStructure::Single {
-        body: Body {
-            basic: BasicFields {
-                parameter_list: vec![(istring("charset"), istring("utf-8"))],
-                id: NString(None),
-                description: NString(None),
-                content_transfer_encoding: IString::try_from(mail.encoding)
-                    .unwrap_or_else(|_| istring("7bit")),
-                size: body.len() as u32,
-            },
-            specific: SpecificFields::Text {
-                subtype: istring("plain"),
-                number_of_lines: lines,
-            },
+/// BODYSTRUCTURE (with `extended`: disposition and boundary, which BODY
+/// leaves out) of the mail as [`render::rfc5322`] lays it out.
+pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
+    let mut bodies: Vec<_> = mail
+        .parts
+        .iter()
+        .map(|p| part_structure(p, extended))
+        .collect();
+    let Some(boundary) = &mail.boundary else {
+        return bodies
+            .pop()
+            .unwrap_or_else(|| text_structure(0, 0, "7bit", extended));
+    };
+    match Vec1::try_from(bodies) {
+        Ok(bodies) => BodyStructure::Multi {
+            bodies,
+            subtype: istring("mixed"),
+            extension_data: extended.then(|| MultiPartExtensionData {
+                parameter_list: vec![(istring("boundary"), istring_owned(boundary.clone()))],
+                tail: Some(disposition_and_after(None)),
+            }),
         },
-        // md5, disposition, language and location, all NIL, as dovecot
-        // answers: clients that read a part's disposition find it there.
-        extension_data: Some(SinglePartExtensionData {
-            md5: NString(None),
-            tail: Some(Disposition {
-                disposition: None,
-                tail: Some(Language {
-                    language: Vec::new(),
-                    tail: Some(Location {
-                        location: NString(None),
-                        extensions: Vec::new(),
-                    }),
-                }),
+        // A multipart mail has its text part at least.
+        Err(_) => text_structure(0, 0, "7bit", extended),
+    }
+}
+
+/// A part's disposition, then its language and location (NIL), as
+/// dovecot answers BODYSTRUCTURE: clients find every field where RFC 3501
+/// puts it.
+fn disposition_and_after(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> Disposition<'static> {
+    Disposition {
+        disposition,
+        tail: Some(Language {
+            language: Vec::new(),
+            tail: Some(Location {
+                location: NString(None),
+                extensions: Vec::new(),
             }),
         }),
     }
+}
+
+/// A single part's extension data: md5 (NIL), then [`disposition_and_after`].
+fn single_extension(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> SinglePartExtensionData<'static> {
+    SinglePartExtensionData {
+        md5: NString(None),
+        tail: Some(disposition_and_after(disposition)),
+    }
+}
+
+/// IMAP's numbers are 32-bit: a larger size (an attachment over 4 GiB)
+/// shows as the largest.
+fn number(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One part: `text/*` with its line count, anything else as basic.
+fn single(
+    (t, s): (&str, &str),
+    params: Vec<(IString<'static>, IString<'static>)>,
+    encoding: &str,
+    (size, lines): (u64, u64),
+    extension_data: Option<SinglePartExtensionData<'static>>,
+) -> BodyStructure<'static> {
+    let subtype = istring_owned(s.to_owned());
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: params,
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring_owned(encoding.to_owned()),
+                size: number(size),
+            },
+            specific: if t == "text" {
+                SpecificFields::Text {
+                    subtype,
+                    number_of_lines: number(lines),
+                }
+            } else {
+                SpecificFields::Basic {
+                    r#type: istring_owned(t.to_owned()),
+                    subtype,
+                }
+            },
+        },
+        extension_data,
+    }
+}
+
+fn text_structure(size: u64, lines: u64, encoding: &str, extended: bool) -> BodyStructure<'static> {
+    let charset = vec![(istring("charset"), istring("utf-8"))];
+    let extension = extended.then(|| single_extension(None));
+    single(
+        ("text", "plain"),
+        charset,
+        encoding,
+        (size, lines),
+        extension,
+    )
+}
+
+fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
+    let counts = (part.content.1, part.lines);
+    let (media_type, name) = match &part.kind {
+        PartKind::Text { encoding } => {
+            return text_structure(counts.0, counts.1, encoding, extended);
+        }
+        PartKind::Attachment { media_type, name } => (media_type, name),
+        // A draft's part, as its own header says.
+        PartKind::Other {
+            media_type,
+            params,
+            encoding,
+        } => {
+            let params = params
+                .iter()
+                .map(|(k, v)| (istring_owned(k.clone()), istring_owned(v.clone())))
+                .collect();
+            return single(
+                (&media_type.0, &media_type.1),
+                params,
+                encoding,
+                counts,
+                None,
+            );
+        }
+    };
+    let param = |base: &str| {
+        if name.is_empty() {
+            return Vec::new();
+        }
+        let (k, v) = render::file_name_param(name, base);
+        vec![(istring_owned(k), istring_owned(v))]
+    };
+    let disposition =
+        extended.then(|| single_extension(Some((istring("attachment"), param("filename")))));
+    single(
+        (&media_type.0, &media_type.1),
+        param("name"),
+        "base64",
+        counts,
+        disposition,
+    )
+}
+
+/// ENVELOPE of a draft, from its own header.
+pub fn draft_envelope(mail: &Mail) -> Envelope<'static> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(mail.header());
+    let raw = |name: &str| {
+        let fields = render::header_fields(mail.header(), &[name.as_bytes().to_vec()], false);
+        let text = String::from_utf8_lossy(&fields).into_owned();
+        let value = text
+            .split_once(':')
+            .map(|(_, v)| v.trim().replace("\r\n", ""))
+            .filter(|v| !v.is_empty());
+        value.map_or(NString(None), nstring)
+    };
+    let addresses = |list: Option<&mail_parser::Address<'_>>| -> Vec<Address<'static>> {
+        list.map(|a| {
+            a.iter()
+                .map(|addr| {
+                    let full = addr.address().unwrap_or_default();
+                    let (local, host) = full.split_once('@').unwrap_or((full, ""));
+                    Address {
+                        name: addr.name().map_or(NString(None), nstring),
+                        adl: NString(None),
+                        mailbox: nstring(local),
+                        host: nstring(host),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let Some(m) = parsed else {
+        return Envelope {
+            date: NString(None),
+            subject: NString(None),
+            from: Vec::new(),
+            sender: Vec::new(),
+            reply_to: Vec::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            in_reply_to: NString(None),
+            message_id: NString(None),
+        };
+    };
+    let from = addresses(m.from());
+    Envelope {
+        date: raw("Date"),
+        subject: raw("Subject"),
+        sender: addresses(m.sender())
+            .into_iter()
+            .next()
+            .map_or(from.clone(), |s| vec![s]),
+        reply_to: {
+            let r = addresses(m.reply_to());
+            if r.is_empty() { from.clone() } else { r }
+        },
+        from,
+        to: addresses(m.to()),
+        cc: addresses(m.cc()),
+        bcc: addresses(m.bcc()),
+        in_reply_to: raw("In-Reply-To"),
+        message_id: raw("Message-ID"),
+    }
+}
+
+fn istring_owned(s: String) -> IString<'static> {
+    IString::try_from(s)
+        .unwrap_or_else(|_| IString::from(imap_next::imap_types::core::Quoted::unvalidated("")))
 }
 
 fn internal_date(ms: i64) -> Option<DateTime> {
@@ -145,10 +329,42 @@ fn internal_date(ms: i64) -> Option<DateTime> {
     DateTime::try_from(utc.fixed_offset()).ok()
 }
 
+/// What a FETCH item names of a mail: a byte range of the message (read
+/// only when answered, attachments from the engine's checked copy), or
+/// bytes made from its header.
+enum Wanted {
+    Range(u64, u64),
+    Bytes(Vec<u8>),
+}
+
+impl Wanted {
+    /// The `<start.len>` of a partial FETCH, within what was named.
+    fn partial(self, range: Option<(u32, std::num::NonZeroU32)>) -> Self {
+        let Some((start, len)) = range else {
+            return self;
+        };
+        let (start, len) = (u64::from(start), u64::from(len.get()));
+        match self {
+            Self::Range(a, b) => {
+                let from = a.saturating_add(start).min(b);
+                Self::Range(from, from.saturating_add(len).min(b))
+            }
+            Self::Bytes(data) => {
+                let from = (start as usize).min(data.len());
+                let to = from.saturating_add(len as usize).min(data.len());
+                Self::Bytes(data[from..to].to_vec())
+            }
+        }
+    }
+}
+
 /// What a section names of the mail (an unknown part is empty, RFC 3501).
-fn section(mail: &Mail, section: &Option<Section<'_>>) -> Vec<u8> {
-    let first = |part: &imap_next::imap_types::fetch::Part| {
-        part.0.as_ref().iter().map(|n| n.get()).collect::<Vec<_>>() == [1]
+fn section(mail: &Mail, section: &Option<Section<'_>>) -> Wanted {
+    let header = mail.header();
+    let (hlen, len) = (header.len() as u64, mail.len());
+    let part = |p: &imap_next::imap_types::fetch::Part| match p.0.as_ref() {
+        [n] => mail.parts.get(n.get() as usize - 1),
+        _ => None,
     };
     let names = |list: &Vec1<imap_next::imap_types::core::AString<'_>>| {
         list.as_ref()
@@ -156,32 +372,82 @@ fn section(mail: &Mail, section: &Option<Section<'_>>) -> Vec<u8> {
             .map(|n| n.as_ref().to_vec())
             .collect::<Vec<_>>()
     };
+    let range = |(at, n): (u64, u64)| Wanted::Range(at, at + n);
     match section {
-        None => mail.bytes.clone(),
-        Some(Section::Header(None)) => mail.header().to_vec(),
-        Some(Section::Text(None)) => mail.body().to_vec(),
+        None => Wanted::Range(0, len),
+        Some(Section::Header(None)) => Wanted::Bytes(header.to_vec()),
+        Some(Section::Text(None)) => Wanted::Range(hlen, len),
         Some(Section::HeaderFields(None, list)) => {
-            render::header_fields(&mail.bytes, &names(list), false)
+            Wanted::Bytes(render::header_fields(header, &names(list), false))
         }
         Some(Section::HeaderFieldsNot(None, list)) => {
-            render::header_fields(&mail.bytes, &names(list), true)
+            Wanted::Bytes(render::header_fields(header, &names(list), true))
         }
-        Some(Section::Part(p)) if first(p) => mail.body().to_vec(),
-        // A mail of one part: that part's MIME header is the mail's header
-        // (as dovecot answers; not fields picked out of it).
-        Some(Section::Mime(p)) if first(p) => mail.header().to_vec(),
-        Some(_) => Vec::new(),
+        Some(Section::Part(p)) => part(p).map_or(Wanted::Bytes(Vec::new()), |p| range(p.content)),
+        Some(Section::Mime(p)) => match part(p) {
+            Some(p) if mail.boundary.is_some() => range(p.mime),
+            // A mail of one part: that part's MIME header is the mail's
+            // header (as dovecot answers; not fields picked out of it).
+            Some(_) => Wanted::Bytes(header.to_vec()),
+            None => Wanted::Bytes(Vec::new()),
+        },
+        Some(_) => Wanted::Bytes(Vec::new()),
     }
 }
 
-fn partial(data: Vec<u8>, range: Option<(u32, std::num::NonZeroU32)>) -> Vec<u8> {
-    match range {
-        None => data,
-        Some((start, len)) => {
-            let start = (start as usize).min(data.len());
-            let end = start.saturating_add(len.get() as usize).min(data.len());
-            data[start..end].to_vec()
+impl Wanted {
+    /// The bytes, attachments' from `source`.
+    fn bytes(self, mail: &Mail, source: &mut render::Source<'_>) -> valise_client::Result<Vec<u8>> {
+        match self {
+            Self::Bytes(b) => Ok(b),
+            Self::Range(a, b) => mail.read(a, b, source),
         }
+    }
+}
+
+/// Makes sure the attachments that `names` cover of a letter's mail are
+/// checked whole in the sealed home; why not, as a NO's text.
+async fn cache_covered(
+    client: &mut valise_client::Client,
+    letter: i64,
+    mail: &Mail,
+    names: &[MessageDataItemName<'_>],
+) -> Option<&'static str> {
+    let mut needed: Vec<usize> = names
+        .iter()
+        .filter_map(|n| match wanted(mail, n)? {
+            Wanted::Range(a, b) => Some(mail.attachments_within(a, b)),
+            Wanted::Bytes(_) => None,
+        })
+        .flatten()
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    for index in needed {
+        if let Err(e) = client.cache_attachment(letter, index).await {
+            tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
+            return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
+                "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
+            } else {
+                "[UNAVAILABLE] an attachment cannot be downloaded now; try again"
+            });
+        }
+    }
+    None
+}
+
+/// What an item names of the mail, if it names bytes.
+fn wanted(mail: &Mail, name: &MessageDataItemName<'_>) -> Option<Wanted> {
+    let hlen = mail.header().len() as u64;
+    match name {
+        MessageDataItemName::Rfc822 => Some(Wanted::Range(0, mail.len())),
+        MessageDataItemName::Rfc822Text => Some(Wanted::Range(hlen, mail.len())),
+        MessageDataItemName::BodyExt {
+            section: s,
+            partial: p,
+            ..
+        } => Some(section(mail, s).partial(*p)),
+        _ => None,
     }
 }
 
@@ -224,16 +490,35 @@ impl Session {
             )
         });
         let key = sel.folder.key();
+        let drafts = sel.folder == Folder::Drafts;
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
-        let client = self.ctx.device.client().await;
+        let mut client = self.ctx.device.client().await;
         let mut out = Vec::with_capacity(chosen.len());
         let mut seen = Vec::new();
+        let mut refused = None;
         for seq in chosen {
             let Some(entry) = sel.entries.get_mut(seq - 1) else {
                 continue;
             };
-            let letter = if needs_letter {
+            // A draft is served as it was filed (Drafts holds no letters).
+            let mut draft_at = None;
+            let draft = if drafts && needs_letter {
+                match client.home().draft_message(entry.uid) {
+                    Ok(Some((bytes, at))) => {
+                        draft_at = Some(at);
+                        Some(bytes)
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(code = e.code(), "imap fetch: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let letter = if needs_letter && !drafts {
                 match client.letter(entry.letter) {
                     Ok(l) => Some(l),
                     Err(e) => {
@@ -244,7 +529,25 @@ impl Session {
             } else {
                 None
             };
-            let mail = letter.as_ref().filter(|_| needs_mail).map(render::rfc5322);
+            let mail = if let Some(bytes) = draft {
+                Some(render::Mail::raw(bytes))
+            } else {
+                letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
+            };
+            // The attachments the items cover, downloaded and checked
+            // whole into the sealed home first; one that fails is never
+            // served (the FETCH ends with NO, the engine raised its alert).
+            if let Some(m) = &mail {
+                refused = cache_covered(&mut client, entry.letter, m, &names).await;
+                if refused.is_some() {
+                    break;
+                }
+            }
+            let home = client.home();
+            let letter_id = entry.letter;
+            let mut source = |index: usize, start: u64, len: usize| {
+                home.attachment_range(letter_id, index, start, len)
+            };
             let mut items = Vec::with_capacity(names.len());
             let mut seen_now = false;
             for name in &names {
@@ -254,46 +557,59 @@ impl Session {
                     (MessageDataItemName::Envelope, Some(l), _) => {
                         MessageDataItem::Envelope(envelope(l))
                     }
-                    (MessageDataItemName::InternalDate, Some(l), _) => {
-                        match internal_date(l.received_at_ms) {
+                    (MessageDataItemName::Envelope, None, Some(m)) => {
+                        MessageDataItem::Envelope(draft_envelope(m))
+                    }
+                    (MessageDataItemName::InternalDate, l, _) => {
+                        let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
+                        match at.and_then(internal_date) {
                             Some(d) => MessageDataItem::InternalDate(d),
                             None => continue,
                         }
                     }
                     (MessageDataItemName::Rfc822Size, _, Some(m)) => {
-                        MessageDataItem::Rfc822Size(m.bytes.len() as u32)
+                        MessageDataItem::Rfc822Size(number(m.len()))
                     }
                     (MessageDataItemName::BodyStructure, _, Some(m)) => {
-                        MessageDataItem::BodyStructure(body_structure(m))
+                        MessageDataItem::BodyStructure(body_structure(m, true))
                     }
                     (MessageDataItemName::Body, _, Some(m)) => {
-                        MessageDataItem::Body(body_structure(m))
-                    }
-                    (MessageDataItemName::Rfc822, _, Some(m)) => {
-                        seen_now = true;
-                        MessageDataItem::Rfc822(literal(m.bytes.clone()))
+                        MessageDataItem::Body(body_structure(m, false))
                     }
                     (MessageDataItemName::Rfc822Header, _, Some(m)) => {
                         MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
                     }
-                    (MessageDataItemName::Rfc822Text, _, Some(m)) => {
-                        seen_now = true;
-                        MessageDataItem::Rfc822Text(literal(m.body().to_vec()))
-                    }
-                    (
-                        MessageDataItemName::BodyExt {
-                            section: s,
-                            partial: p,
-                            peek,
-                        },
-                        _,
-                        Some(m),
-                    ) => {
-                        seen_now |= !peek;
-                        MessageDataItem::BodyExt {
-                            section: s.clone(),
-                            origin: p.map(|(start, _)| start),
-                            data: literal(partial(section(m, s), *p)),
+                    (_, _, Some(m)) => {
+                        let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => {
+                                tracing::warn!(code = e.code(), "imap fetch: {e}");
+                                continue;
+                            }
+                            None => continue,
+                        };
+                        match name {
+                            MessageDataItemName::Rfc822 => {
+                                seen_now = true;
+                                MessageDataItem::Rfc822(literal(data))
+                            }
+                            MessageDataItemName::Rfc822Text => {
+                                seen_now = true;
+                                MessageDataItem::Rfc822Text(literal(data))
+                            }
+                            MessageDataItemName::BodyExt {
+                                section: s,
+                                partial: p,
+                                peek,
+                            } => {
+                                seen_now |= !peek;
+                                MessageDataItem::BodyExt {
+                                    section: s.clone(),
+                                    origin: p.map(|(start, _)| start),
+                                    data: literal(data),
+                                }
+                            }
+                            _ => continue,
                         }
                     }
                     _ => continue,
@@ -326,6 +642,9 @@ impl Session {
         for data in out {
             self.server.enqueue_data(data);
         }
-        ok(tag, None, "FETCH completed")
+        match refused {
+            Some(why) => super::no(tag, why),
+            None => ok(tag, None, "FETCH completed"),
+        }
     }
 }

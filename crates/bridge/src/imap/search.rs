@@ -20,11 +20,13 @@ struct Candidate<'a> {
     /// Rendered once, for HEADER, LARGER and SMALLER alike.
     mail: Option<Mail>,
     client: &'a Client,
+    drafts: bool,
 }
 
 impl Candidate<'_> {
     fn letter(&mut self) -> Option<&LetterView> {
-        if self.letter.is_none() {
+        // Drafts hold drafts, not letters: only flags and numbers match.
+        if self.letter.is_none() && !self.drafts {
             self.letter = self.client.letter(self.entry.letter).ok();
         }
         self.letter.as_ref()
@@ -114,13 +116,13 @@ fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
                     .is_some_and(|m| contains(&String::from_utf8_lossy(m.header()), s))
         }
         SearchKey::Header(name, value) => c.mail().is_some_and(|mail| {
-            let field = render::header_fields(&mail.bytes, &[name.as_ref().to_vec()], false);
+            let field = render::header_fields(mail.header(), &[name.as_ref().to_vec()], false);
             let field = String::from_utf8_lossy(&field);
             let value = text(value);
             field.len() > 2 && field.to_lowercase().contains(&value)
         }),
-        SearchKey::Larger(n) => c.mail().is_some_and(|m| m.bytes.len() as u32 > *n),
-        SearchKey::Smaller(n) => c.mail().is_some_and(|m| (m.bytes.len() as u32) < *n),
+        SearchKey::Larger(n) => c.mail().is_some_and(|m| m.len() > u64::from(*n)),
+        SearchKey::Smaller(n) => c.mail().is_some_and(|m| m.len() < u64::from(*n)),
     }
 }
 
@@ -138,6 +140,7 @@ impl Session {
             sel.entries.len() as u32,
             sel.entries.last().map_or(0, |e| e.uid),
         );
+        let drafts = sel.folder == crate::folders::Folder::Drafts;
         let client = self.ctx.device.client().await;
         let mut found = Vec::new();
         for (i, entry) in sel.entries.iter().enumerate() {
@@ -148,6 +151,7 @@ impl Session {
                 letter: None,
                 mail: None,
                 client: &client,
+                drafts,
             };
             if criteria.as_ref().iter().all(|k| judge(k, &mut c)) {
                 found.push(nz(if uid { entry.uid } else { i as u32 + 1 }));

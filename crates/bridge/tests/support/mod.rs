@@ -128,6 +128,21 @@ impl Bridge {
         imap
     }
 
+    /// The bridge's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Starts the peak over from the present RSS (Linux `clear_refs` 5).
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
     /// The bridge's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
@@ -254,60 +269,6 @@ impl Imap {
     }
 }
 
-/// An SMTP submission session over plain TCP (`--no-tls` bridges),
-/// logged in with AUTH PLAIN: letters sent quickly, for tests that need
-/// many.
-pub struct Smtp {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Smtp {
-    pub fn login(bridge: &Bridge, password: &str) -> Self {
-        let stream = TcpStream::connect(&bridge.smtp).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut smtp = Self { reader, stream };
-        smtp.expect("220");
-        smtp.command("EHLO test", "250");
-        use base64::Engine as _;
-        let plain = base64::engine::general_purpose::STANDARD
-            .encode(format!("\0{}\0{password}", bridge.user));
-        smtp.command(&format!("AUTH PLAIN {plain}"), "235");
-        smtp
-    }
-
-    /// The reply (its last line), asserted to start with `code`.
-    fn expect(&mut self, code: &str) -> String {
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            assert!(!line.is_empty(), "the bridge closed the connection");
-            if line.as_bytes().get(3) != Some(&b'-') {
-                assert!(line.starts_with(code), "wanted {code}: {line}");
-                return line.trim_end().to_owned();
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str, code: &str) -> String {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.expect(code)
-    }
-
-    /// Sends one letter from the bridge's user to `to`; the Message-ID
-    /// the bridge's 250 names (`<id@valise>`).
-    pub fn send(&mut self, from: &str, to: &str, subject: &str, body: &str) -> String {
-        self.command(&format!("MAIL FROM:<{from}>"), "250");
-        self.command(&format!("RCPT TO:<{to}>"), "250");
-        self.command("DATA", "354");
-        let mail = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n.");
-        let sent = self.command(&mail, "250");
-        sent.rsplit(' ').next().unwrap().to_owned()
-    }
-}
-
 /// A Debian package's program, asserted present (`.ci/run` installs it).
 pub fn tool(name: &str) -> Command {
     assert!(
@@ -325,4 +286,74 @@ pub fn tool(name: &str) -> Command {
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     crate::common::files(dir)
+}
+
+/// An SMTP client that reads whole replies (every line CRLF-ended).
+pub struct Smtp {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Smtp {
+    pub fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut s = Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        };
+        assert!(s.reply().starts_with("220 "));
+        s
+    }
+
+    /// One reply (all its lines).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            assert!(line.ends_with("\r\n"), "{line:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// A session logged in (AUTH PLAIN) as the bridge's user, over plain
+    /// TCP (`--no-tls` bridges): letters sent quickly, for tests that need
+    /// many.
+    pub fn login(bridge: &Bridge, password: &str) -> Self {
+        use base64::Engine as _;
+        let mut s = Self::connect(&bridge.smtp);
+        s.send("EHLO test\r\n");
+        assert!(s.reply().starts_with("250"));
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{password}", bridge.user));
+        s.send(&format!("AUTH PLAIN {plain}\r\n"));
+        assert!(s.reply().starts_with("235 "));
+        s
+    }
+
+    /// Sends one letter from `from` to `to`; the Message-ID the bridge's
+    /// 250 names (`<id@valise>`).
+    pub fn send_letter(&mut self, from: &str, to: &str, subject: &str, body: &str) -> String {
+        self.send(&format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n"));
+        for code in ["250 ", "250 ", "354 "] {
+            let r = self.reply();
+            assert!(r.starts_with(code), "wanted {code}: {r}");
+        }
+        self.send(&format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n"
+        ));
+        let sent = self.reply();
+        assert!(sent.starts_with("250 "), "{sent}");
+        sent.trim_end().rsplit(' ').next().unwrap().to_owned()
+    }
 }

@@ -20,6 +20,16 @@ use valise_directory::DeviceList;
 use valise_proto::attestation::AuthorityKey;
 use valise_proto::{ConversationId, DeviceAddress, Label, UserId};
 
+/// What a device does with a marked letter it received.
+pub(crate) enum Clearance {
+    Show,
+    /// Neither shown nor kept; `spillage` raised.
+    Refused,
+    /// Judged on entries older than this read of the inbox: these users'
+    /// are to be proven again first.
+    Stale(Vec<UserId>),
+}
+
 impl Engine {
     /// Pins the key the server named at enrolment; refuses it if the user
     /// was told (out of band) to expect another fingerprint.
@@ -113,8 +123,20 @@ impl Engine {
         devices: impl IntoIterator<Item = &'a DeviceAddress>,
         label: &Label,
     ) -> Result<Option<(DeviceAddress, Lack)>> {
+        Ok(self.lacking(devices, label, true)?.into_iter().next())
+    }
+
+    /// The devices of `devices` not accredited for `label` now, and why;
+    /// with `first`, only the first.
+    fn lacking<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a DeviceAddress>,
+        label: &Label,
+        first: bool,
+    ) -> Result<Vec<(DeviceAddress, Lack)>> {
         let now_s = self.now_ms() / 1000;
         self.with_clearances(|c| {
+            let mut lacking = Vec::new();
             for device in devices {
                 if c.list(&device.user).is_none() {
                     let list = self.attestations_of(&device.user)?;
@@ -122,10 +144,13 @@ impl Engine {
                 }
                 let list = c.list(&device.user).unwrap_or_default().to_vec();
                 if let Err(lack) = c.check(device, &list, label, now_s) {
-                    return Ok(Some((device.clone(), lack)));
+                    lacking.push((device.clone(), lack));
+                    if first {
+                        break;
+                    }
                 }
             }
-            Ok(None)
+            Ok(lacking)
         })
     }
 
@@ -148,25 +173,45 @@ impl Engine {
 
     /// A letter marked `label` from `sender` arrived in `conv`: whether
     /// this device may show it. Raises `spillage` when this device, or
-    /// any other of the conversation, is not accredited for it.
-    pub(crate) fn may_show(
+    /// any other of the conversation, is not accredited for it — judged on
+    /// directory entries proven during this read of the inbox: the users
+    /// whose older entries lack it are named first, to be proven again (an
+    /// accreditation published after this device last read them would
+    /// otherwise lose the letter and raise a false alarm).
+    pub(crate) fn clearance(
         &self,
         conv: &ConversationId,
         sender: &DeviceAddress,
         label: &Label,
-    ) -> Result<bool> {
+    ) -> Result<Clearance> {
+        let mut devices = vec![self.me.clone()];
+        devices.extend(self.roster(conv)?.into_iter().filter(|d| *d != self.me));
+        let lacking = self.lacking(&devices, label, false)?;
+        let mut stale: Vec<UserId> = {
+            let proven = self.proven_this_read.borrow();
+            lacking
+                .iter()
+                .map(|(d, _)| &d.user)
+                .filter(|u| !proven.contains(*u))
+                .cloned()
+                .collect()
+        };
+        if !stale.is_empty() {
+            stale.sort();
+            stale.dedup();
+            return Ok(Clearance::Stale(stale));
+        }
         let marking = label.marking().entry().short;
-        if let Some((_, lack)) = self.unaccredited([&self.me], label)? {
+        if let Some((_, lack)) = lacking.iter().find(|(d, _)| *d == self.me) {
             let detail = format!(
                 "a letter from {sender} marked {marking} was not shown nor kept: this device \
                  {}, so it is not accredited for it",
                 lack.describe()
             );
             self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
-            return Ok(false);
+            return Ok(Clearance::Refused);
         }
-        let roster = self.roster(conv)?;
-        if let Some((device, lack)) = self.unaccredited(&roster, label)? {
+        if let Some((device, lack)) = lacking.first() {
             let detail = format!(
                 "a letter from {sender} marked {marking} reached this conversation, where device \
                  {device} {}, so it is not accredited for it",
@@ -174,7 +219,20 @@ impl Engine {
             );
             self.raise(AlertKind::Spillage, Some(conv), &detail, None)?;
         }
-        Ok(true)
+        Ok(Clearance::Show)
+    }
+
+    /// A new read of the inbox begins: entries proven before it count as
+    /// old for [`Engine::clearance`].
+    pub(crate) fn begin_inbox_read(&self) {
+        self.proven_this_read.borrow_mut().clear();
+    }
+
+    /// `user`'s entry was proven now, or could not be (a lookup failed, or
+    /// none can be made here): marked letters are judged on what this
+    /// device holds.
+    pub(crate) fn proven_this_read(&self, user: &UserId) {
+        self.proven_this_read.borrow_mut().insert(user.clone());
     }
 
     /// The directory showed `user` a new list: their attestations are

@@ -74,7 +74,13 @@ impl Engine {
     pub(super) fn open_held(&self, conv: &ConversationId, epoch: u64) -> Result<usize> {
         let mut shown = 0;
         for held in self.home.take_reached(conv, epoch)? {
-            match self.apply_entry(&held.entry) {
+            let mut outcome = self.apply_entry(&held.entry);
+            // No lookup can be made here: judged on the entries it holds.
+            if let Ok(Applied::StaleClearance(users)) = &outcome {
+                users.iter().for_each(|u| self.proven_this_read(u));
+                outcome = self.apply_entry(&held.entry);
+            }
+            match outcome {
                 Ok(Applied::Letter) => shown += 1,
                 Ok(Applied::NeedsProof(users)) => {
                     let why = Doubt::describe_all(&users);

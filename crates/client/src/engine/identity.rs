@@ -73,6 +73,7 @@ impl Engine {
         }
         self.home.put_directory_list(user, &encoded, epoch)?;
         self.forget_clearances(Some(user));
+        self.proven_this_read(user);
         let devices = valise_directory::identity::devices(user, list);
         let rows: Vec<_> = devices
             .devices

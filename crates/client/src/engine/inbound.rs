@@ -19,6 +19,7 @@
 //! a hostile server must not be able to wedge a device.
 
 use super::Engine;
+use super::accreditation::Clearance;
 use super::identity::Doubt;
 use super::rejoin::Snapshot;
 use crate::alert::AlertKind;
@@ -49,6 +50,10 @@ pub enum Applied {
     OwnEcho,
     /// Undone: these users' keys must be proven by the directory first.
     NeedsProof(Vec<(UserId, Doubt)>),
+    /// Undone: a marked letter these users' entries, as last proven, do
+    /// not accredit them for; to be proven again first (see
+    /// [`Engine::clearance`]).
+    StaleClearance(Vec<UserId>),
     /// Another commit for an epoch this device already left (refused).
     Fork(Fork),
     /// A letter shown already, sent again by its sender.
@@ -84,9 +89,12 @@ impl Engine {
     pub fn apply_entry(&self, entry: &InboxEntry) -> Result<Applied> {
         let out = self.home.transaction_keeping(
             || self.apply(entry),
-            |a| !matches!(a, Applied::NeedsProof(_)),
+            |a| !matches!(a, Applied::NeedsProof(_) | Applied::StaleClearance(_)),
         );
-        if matches!(out, Err(_) | Ok(Applied::NeedsProof(_))) {
+        if matches!(
+            out,
+            Err(_) | Ok(Applied::NeedsProof(_) | Applied::StaleClearance(_))
+        ) {
             // Undone: the copy in memory may be ahead of the home.
             self.forget_group(&entry.conversation);
         }
@@ -430,19 +438,24 @@ impl Engine {
             {
                 Ok(Applied::Spilled)
             }
-            Payload::Letter(Letter {
-                marking: Some(label),
-                ..
-            }) if !self.may_show(conv, sender, &label)? => Ok(Applied::Spilled),
-            Payload::Letter(letter) => Ok(
-                match self
-                    .home
-                    .store_letter(conv, sender, &letter, false, self.now_ms())?
-                {
-                    Some(_) => Applied::Letter,
-                    None => Applied::Duplicate,
-                },
-            ),
+            Payload::Letter(letter) => {
+                if let Some(label) = &letter.marking {
+                    match self.clearance(conv, sender, label)? {
+                        Clearance::Show => {}
+                        Clearance::Refused => return Ok(Applied::Spilled),
+                        Clearance::Stale(users) => return Ok(Applied::StaleClearance(users)),
+                    }
+                }
+                Ok(
+                    match self
+                        .home
+                        .store_letter(conv, sender, &letter, false, self.now_ms())?
+                    {
+                        Some(_) => Applied::Letter,
+                        None => Applied::Duplicate,
+                    },
+                )
+            }
             // Kept apart from letters, whoever receives it: the reporting
             // device is the MLS sender, whatever the report says.
             Payload::Alert(report) => Ok(

@@ -22,6 +22,7 @@ use valise_proto::api::{GroupInfoState, SubmitCommit};
 use valise_proto::wire::{Entry as InboxEntry, EntryKind};
 use valise_proto::{ConversationId, DeviceAddress, DeviceId, Letter, MessageId, ThreadId, UserId};
 
+mod clearance;
 mod desk;
 mod held;
 mod history;
@@ -227,7 +228,11 @@ impl Dev {
 
     /// Writes a letter into `conv` and returns the sealed message.
     fn write(&self, conv: &ConversationId, subject: &str) -> Vec<u8> {
-        let letter = letter(subject);
+        self.write_letter(conv, letter(subject))
+    }
+
+    /// Writes `letter` into `conv` and returns the sealed message.
+    fn write_letter(&self, conv: &ConversationId, letter: Letter) -> Vec<u8> {
         self.engine
             .write_letter(&Target::Conversation(*conv), &letter)
             .unwrap();

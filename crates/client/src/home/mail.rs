@@ -67,6 +67,17 @@ pub(super) const ENTRIES_AFTER: &str =
 pub(super) const SET_FLAGS: &str =
     "UPDATE mail_uids SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
      WHERE folder = ?1 AND uid = ?2";
+pub(super) const NEWEST_OUTGOING: &str = "SELECT max(id) FROM letters WHERE outgoing = 1";
+/// The Drafts folder's key: its entries are drafts (`mail_drafts`), not
+/// letters, and a [`FolderEntry`]'s `letter` there is the draft's UID.
+pub const DRAFTS: &str = "Drafts";
+pub(super) const DRAFTS_AFTER: &str =
+    "SELECT uid, uid, seen, flagged, answered, deleted FROM mail_drafts
+     WHERE uid > ?2 ORDER BY uid";
+pub(super) const SET_DRAFT_FLAGS: &str =
+    "UPDATE mail_drafts SET seen = ?3, flagged = ?4, answered = ?5, deleted = ?6
+     WHERE uid = ?2";
+pub(super) const DRAFT: &str = "SELECT message, appended_at_ms FROM mail_drafts WHERE uid = ?1";
 pub(super) const UID_OF: &str = "SELECT uid FROM mail_uids WHERE folder = ?1 AND letter = ?2";
 
 impl Home {
@@ -131,6 +142,14 @@ impl Home {
             params![client_message_id, letter],
         )?;
         Ok(())
+    }
+
+    /// The newest letter this device wrote (by local id), if any.
+    pub fn newest_outgoing_letter(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(NEWEST_OUTGOING)?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// The letter a client's mail became, by the client's Message-ID.
@@ -211,7 +230,12 @@ impl Home {
     /// indexed so far): 0 for all of them, the highest a session knows for
     /// those that arrived since.
     pub fn folder_entries(&self, key: &str, after: u32) -> Result<Vec<FolderEntry>> {
-        let mut stmt = self.conn.prepare_cached(ENTRIES_AFTER)?;
+        let sql = if key == DRAFTS {
+            DRAFTS_AFTER
+        } else {
+            ENTRIES_AFTER
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params![key, i64::from(after)], |r| {
             Ok(FolderEntry {
                 uid: r.get::<_, i64>(0)? as u32,
@@ -232,7 +256,12 @@ impl Home {
     /// `FETCH 1:* BODY[]` changes a whole folder.
     pub fn set_mail_flags(&self, key: &str, changes: &[(u32, MailFlags)]) -> Result<()> {
         self.transaction(|| {
-            let mut stmt = self.conn.prepare_cached(SET_FLAGS)?;
+            let sql = if key == DRAFTS {
+                SET_DRAFT_FLAGS
+            } else {
+                SET_FLAGS
+            };
+            let mut stmt = self.conn.prepare_cached(sql)?;
             for (uid, f) in changes {
                 stmt.execute(params![
                     key,
@@ -271,12 +300,17 @@ impl Home {
         })
     }
 
-    /// Takes letters out of a folder by UID (they stay in the home).
+    /// Takes letters out of a folder by UID (they stay in the home); from
+    /// Drafts, deletes the drafts.
     pub fn remove_from_folder(&self, key: &str, uids: &[u32]) -> Result<()> {
         self.transaction(|| {
-            let mut stmt = self
-                .conn
-                .prepare_cached("DELETE FROM mail_uids WHERE folder = ?1 AND uid = ?2")?;
+            let mut stmt = if key == DRAFTS {
+                self.conn
+                    .prepare_cached("DELETE FROM mail_drafts WHERE uid = ?2")?
+            } else {
+                self.conn
+                    .prepare_cached("DELETE FROM mail_uids WHERE folder = ?1 AND uid = ?2")?
+            };
             for uid in uids {
                 stmt.execute(params![key, i64::from(*uid)])?;
             }
@@ -284,20 +318,60 @@ impl Home {
         })
     }
 
-    /// Removes the letters marked deleted from a folder (the letters stay
-    /// in the home and in their other folders); returns their UIDs.
-    pub fn expunge_folder(&self, key: &str) -> Result<Vec<u32>> {
+    /// Keeps a draft a mail client filed in Drafts, byte for byte, under
+    /// the folder's next UID; returns its UIDVALIDITY and UID. Nothing of
+    /// it leaves the home.
+    pub fn append_draft(
+        &self,
+        message: &[u8],
+        flags: MailFlags,
+        now_ms: i64,
+    ) -> Result<(u32, u32)> {
         self.transaction(|| {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT uid FROM mail_uids WHERE folder = ?1 AND deleted = 1 ORDER BY uid",
-            )?;
-            let uids: Vec<u32> = stmt
-                .query_map([key], |r| r.get::<_, i64>(0).map(|u| u as u32))?
-                .collect::<Result<_, _>>()?;
+            let state = self.index_folder(DRAFTS, FolderFilter::Empty)?;
             self.conn.execute(
-                "DELETE FROM mail_uids WHERE folder = ?1 AND deleted = 1",
-                [key],
+                "INSERT INTO mail_drafts (uid, message, appended_at_ms, seen, flagged, answered,
+                 deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    i64::from(state.uid_next),
+                    message,
+                    now_ms,
+                    flags.seen,
+                    flags.flagged,
+                    flags.answered,
+                    flags.deleted
+                ],
             )?;
+            self.conn.execute(
+                "UPDATE mail_folders SET uid_next = uid_next + 1 WHERE key = ?1",
+                [DRAFTS],
+            )?;
+            Ok((state.uid_validity, state.uid_next))
+        })
+    }
+
+    /// A draft as it was filed, and when (ms).
+    pub fn draft_message(&self, uid: u32) -> Result<Option<(Vec<u8>, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(DRAFT)?
+            .query_row([i64::from(uid)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Removes the letters marked deleted from a folder (the letters stay
+    /// in the home and in their other folders), or with `within` only
+    /// those of these UIDs (UID EXPUNGE, ascending); returns their UIDs, ascending.
+    pub fn expunge_folder(&self, key: &str, within: Option<&[u32]>) -> Result<Vec<u32>> {
+        self.transaction(|| {
+            let uids: Vec<u32> = self
+                .folder_entries(key, 0)?
+                .into_iter()
+                .filter(|e| e.flags.deleted)
+                .map(|e| e.uid)
+                .filter(|u| within.is_none_or(|w| w.binary_search(u).is_ok()))
+                .collect();
+            self.remove_from_folder(key, &uids)?;
             Ok(uids)
         })
     }

@@ -3,7 +3,7 @@
 
 use super::{Home, parse_col};
 use crate::error::{ClientError, Result};
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use std::path::PathBuf;
 use valise_proto::blob::{AttachmentRef, BlobDigest, BlobKey, NONCE_PREFIX_BYTES};
 use valise_proto::{BlobId, ConversationId, MessageId};
@@ -21,6 +21,8 @@ pub struct DraftRow {
 pub struct Upload {
     pub message_id: MessageId,
     pub idx: u32,
+    /// The file on disk; empty for a file kept in the home
+    /// (`upload_sources`), as a mail client's attachment is.
     pub path: PathBuf,
     pub name: String,
     pub media_type: String,
@@ -151,6 +153,8 @@ impl Home {
     pub fn drop_draft(&self, message_id: &MessageId) -> Result<()> {
         let id = message_id.to_string();
         self.conn
+            .execute("DELETE FROM upload_sources WHERE message_id = ?1", [&id])?;
+        self.conn
             .execute("DELETE FROM uploads WHERE message_id = ?1", [&id])?;
         self.conn
             .execute("DELETE FROM drafts WHERE message_id = ?1", [&id])?;
@@ -158,6 +162,47 @@ impl Home {
     }
 
     /// Writes an upload's whole state (new, or restarted with a new key).
+    /// Keeps a file handed over in memory until its upload is done.
+    pub fn put_upload_source(&self, message_id: &MessageId, idx: u32, bytes: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO upload_sources (message_id, idx, bytes) VALUES (?1, ?2, ?3)",
+            params![message_id.to_string(), idx, bytes],
+        )?;
+        Ok(())
+    }
+
+    /// The size of a file kept in the home.
+    pub fn upload_source_size(&self, message_id: &MessageId, idx: u32) -> Result<Option<u64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT length(bytes) FROM upload_sources WHERE message_id = ?1 AND idx = ?2",
+                params![message_id.to_string(), idx],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    /// `len` bytes from `at` of a file kept in the home (fewer at its end).
+    pub fn upload_source_range(
+        &self,
+        message_id: &MessageId,
+        idx: u32,
+        at: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT substr(bytes, ?3, ?4) FROM upload_sources WHERE message_id = ?1 AND idx = ?2",
+                params![message_id.to_string(), idx, to_i64(at)? + 1, len as i64],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
     pub fn put_upload(&self, u: &Upload) -> Result<()> {
         self.conn.execute(
             "INSERT INTO uploads (message_id, idx, path, name, media_type, size, mtime_ns, key,
