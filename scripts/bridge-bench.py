@@ -15,10 +15,12 @@ Python's imaplib over loopback (--no-tls):
   then a second run that has nothing to do,
   SMTP submission through the bridge (smtplib, --smtp-sends letters back to
   the sender): end of DATA → 250 (p50, p99, max),
-  and the peak RSS again after all of it.
+  the peak RSS again after all of it,
+  and the bridge's resident memory (VmRSS) after each of --whole-fetches
+  sessions that fetch every letter's body (`UID FETCH 1:* (BODY.PEEK[])`).
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
-       [--pushes 20] [--smtp-sends 200]
+       [--pushes 20] [--smtp-sends 200] [--whole-fetches 6]
 Prints one JSON object.
 """
 import argparse
@@ -160,6 +162,24 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return round(next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024, 1)
+
+
+def whole_fetches(imap_port, user, password, pid, n):
+    """The bridge's VmRSS after each of n sessions that fetch every body."""
+    after = []
+    for _ in range(n):
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.login(user, password)
+        imap.select("INBOX")
+        imap.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        imap.logout()
+        after.append(rss_mib(pid))
+    return after
+
+
 def peak_rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         return round(next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024, 1)
@@ -171,6 +191,7 @@ def main():
     ap.add_argument("--letters", type=int, default=10000)
     ap.add_argument("--pushes", type=int, default=20)
     ap.add_argument("--smtp-sends", type=int, default=200)
+    ap.add_argument("--whole-fetches", type=int, default=6)
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -227,6 +248,7 @@ def main():
                              "bridge_cpu_s": round(cpu_s(bridge.pid) - cpu_before, 2)}
         rss_mbsync = peak_rss_mib(bridge.pid)
         sends = smtp_sends(smtp_port, user, password, sender, args.smtp_sends)
+        rss_whole = whole_fetches(imap_port, user, password, bridge.pid, args.whole_fetches)
         pct = lambda p: round(sends[min(len(sends) - 1, int(p * len(sends)))], 3)
         print(json.dumps({
             "letters_in_inbox": int(exists[0]),
@@ -241,6 +263,7 @@ def main():
             "bridge_peak_rss_after_mbsync_mib": rss_mbsync,
             "smtp_end_of_data_to_250_s": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0),
                                           "n": len(sends)},
+            "bridge_rss_after_whole_fetches_mib": rss_whole,
             "bridge_peak_rss_after_all_mib": peak_rss_mib(bridge.pid),
         }))
     finally:
