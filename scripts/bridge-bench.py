@@ -20,7 +20,7 @@ Python's imaplib over loopback (--no-tls):
   sessions that fetch every letter's body (`UID FETCH 1:* (BODY.PEEK[])`).
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
-       [--pushes 20] [--smtp-sends 200] [--whole-fetches 6]
+       [--pushes 20] [--smtp-sends 200] [--whole-fetches 6] [--malloc-arena-max N]
 Prints one JSON object.
 """
 import argparse
@@ -192,6 +192,7 @@ def main():
     ap.add_argument("--pushes", type=int, default=20)
     ap.add_argument("--smtp-sends", type=int, default=200)
     ap.add_argument("--whole-fetches", type=int, default=6)
+    ap.add_argument("--malloc-arena-max", help="MALLOC_ARENA_MAX for the bridge (glibc)")
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -220,7 +221,9 @@ def main():
         bridge = subprocess.Popen(
             [f"{bins}/valise-bridge", "--home", home, "--imap", f"127.0.0.1:{imap_port}",
              "--smtp", f"127.0.0.1:{smtp_port}", "--no-tls", "--log-level", "warn"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=dict(env, **({"MALLOC_ARENA_MAX": args.malloc_arena_max}
+                             if args.malloc_arena_max else {})),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(imap_port)
         imap = imaplib.IMAP4("127.0.0.1", imap_port)
         imap.login(user, password)
