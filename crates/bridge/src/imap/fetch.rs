@@ -5,8 +5,8 @@ use crate::folders::Folder;
 use crate::render::{self, Mail, Part, PartKind};
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
-    BasicFields, Body, BodyStructure, Disposition, MultiPartExtensionData, SinglePartExtensionData,
-    SpecificFields,
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
+    SinglePartExtensionData, SpecificFields,
 };
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::datetime::DateTime;
@@ -88,7 +88,9 @@ pub fn envelope(letter: &LetterView) -> Envelope<'static> {
     let from = vec![address(&letter.from)];
     Envelope {
         date: nstring(render::date(letter.sent_at_ms)),
-        subject: nstring(render::subject(letter)),
+        // As the header has it (encoded words), as dovecot shows it: an
+        // IMAP4rev1 string carries no 8-bit text.
+        subject: nstring(render::header_text(&render::subject(letter))),
         sender: from.clone(),
         reply_to: from.clone(),
         from,
@@ -111,7 +113,9 @@ pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
         .map(|p| part_structure(p, extended))
         .collect();
     let Some(boundary) = &mail.boundary else {
-        return bodies.pop().unwrap_or_else(|| text_structure(0, 0, "7bit"));
+        return bodies
+            .pop()
+            .unwrap_or_else(|| text_structure(0, 0, "7bit", extended));
     };
     match Vec1::try_from(bodies) {
         Ok(bodies) => BodyStructure::Multi {
@@ -119,11 +123,39 @@ pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
             subtype: istring("mixed"),
             extension_data: extended.then(|| MultiPartExtensionData {
                 parameter_list: vec![(istring("boundary"), istring_owned(boundary.clone()))],
-                tail: None,
+                tail: Some(disposition_and_after(None)),
             }),
         },
         // A multipart mail has its text part at least.
-        Err(_) => text_structure(0, 0, "7bit"),
+        Err(_) => text_structure(0, 0, "7bit", extended),
+    }
+}
+
+/// A part's disposition, then its language and location (NIL), as
+/// dovecot answers BODYSTRUCTURE: clients find every field where RFC 3501
+/// puts it.
+fn disposition_and_after(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> Disposition<'static> {
+    Disposition {
+        disposition,
+        tail: Some(Language {
+            language: Vec::new(),
+            tail: Some(Location {
+                location: NString(None),
+                extensions: Vec::new(),
+            }),
+        }),
+    }
+}
+
+/// A single part's extension data: md5 (NIL), then [`disposition_and_after`].
+fn single_extension(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> SinglePartExtensionData<'static> {
+    SinglePartExtensionData {
+        md5: NString(None),
+        tail: Some(disposition_and_after(disposition)),
     }
 }
 
@@ -167,15 +199,24 @@ fn single(
     }
 }
 
-fn text_structure(size: u64, lines: u64, encoding: &str) -> BodyStructure<'static> {
+fn text_structure(size: u64, lines: u64, encoding: &str, extended: bool) -> BodyStructure<'static> {
     let charset = vec![(istring("charset"), istring("utf-8"))];
-    single(("text", "plain"), charset, encoding, (size, lines), None)
+    let extension = extended.then(|| single_extension(None));
+    single(
+        ("text", "plain"),
+        charset,
+        encoding,
+        (size, lines),
+        extension,
+    )
 }
 
 fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
     let counts = (part.content.1, part.lines);
     let (media_type, name) = match &part.kind {
-        PartKind::Text { encoding } => return text_structure(counts.0, counts.1, encoding),
+        PartKind::Text { encoding } => {
+            return text_structure(counts.0, counts.1, encoding, extended);
+        }
         PartKind::Attachment { media_type, name } => (media_type, name),
         // A draft's part, as its own header says.
         PartKind::Other {
@@ -203,13 +244,8 @@ fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
         let (k, v) = render::file_name_param(name, base);
         vec![(istring_owned(k), istring_owned(v))]
     };
-    let disposition = extended.then(|| SinglePartExtensionData {
-        md5: NString(None),
-        tail: Some(Disposition {
-            disposition: Some((istring("attachment"), param("filename"))),
-            tail: None,
-        }),
-    });
+    let disposition =
+        extended.then(|| single_extension(Some((istring("attachment"), param("filename")))));
     single(
         (&media_type.0, &media_type.1),
         param("name"),
@@ -350,15 +386,9 @@ fn section(mail: &Mail, section: &Option<Section<'_>>) -> Wanted {
         Some(Section::Part(p)) => part(p).map_or(Wanted::Bytes(Vec::new()), |p| range(p.content)),
         Some(Section::Mime(p)) => match part(p) {
             Some(p) if mail.boundary.is_some() => range(p.mime),
-            // A single part's MIME header is the message's own fields.
-            Some(_) => Wanted::Bytes(render::header_fields(
-                header,
-                &[
-                    b"Content-Type".to_vec(),
-                    b"Content-Transfer-Encoding".to_vec(),
-                ],
-                false,
-            )),
+            // A mail of one part: that part's MIME header is the mail's
+            // header (as dovecot answers; not fields picked out of it).
+            Some(_) => Wanted::Bytes(header.to_vec()),
             None => Wanted::Bytes(Vec::new()),
         },
         Some(_) => Wanted::Bytes(Vec::new()),
