@@ -441,3 +441,53 @@ fn drafts_are_kept_in_the_home_only() {
         }
     }
 }
+
+/// A FETCH of more letters than the bridge makes at a time is written out
+/// batch by batch (never whole in memory); commands the client pipelined
+/// behind it wait for it and are answered after it, in order, and every
+/// line decodes.
+#[test]
+fn a_long_fetch_goes_out_in_batches_and_pipelined_commands_wait_their_turn() {
+    // More than one batch (64 letters) of the bridge's FETCH.
+    const LETTERS: usize = 70;
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    {
+        let password = support::init(&alice);
+        let bridge = Bridge::start(&alice, false);
+        let mut smtp = support::Smtp::login(&bridge, &password);
+        for i in 0..LETTERS {
+            smtp.send_letter(&alice.user, &bob.user, &format!("Batch {i}"), "A line.");
+        }
+    }
+    bob.sync();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    select_until(&mut imap, "INBOX", LETTERS);
+
+    imap.send("p1 UID FETCH 1:* (UID BODY.PEEK[])\r\np2 NOOP\r\np3 UID STORE 1 +FLAGS (\\Flagged)");
+    let fetched = imap.until("p1 ");
+    assert!(fetched.last().unwrap().starts_with("p1 OK"), "{fetched:#?}");
+    let uids: Vec<usize> = fetched
+        .iter()
+        .filter(|l| l.contains(" FETCH ("))
+        .map(|l| {
+            let at = l.find("UID ").unwrap() + 4;
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(uids, (1..=LETTERS).collect::<Vec<_>>());
+    assert!(fetched.iter().any(|l| l.contains("Batch 69")));
+    let noop = imap.until("p2 ");
+    assert!(noop.last().unwrap().starts_with("p2 OK"), "{noop:#?}");
+    let store = imap.until("p3 ");
+    assert!(store.last().unwrap().starts_with("p3 OK"), "{store:#?}");
+    assert!(store.iter().any(|l| l.contains("\\Flagged")), "{store:#?}");
+}

@@ -405,6 +405,9 @@ impl Wanted {
     }
 }
 
+/// Letters a FETCH makes and writes out at a time.
+const FETCH_BATCH: usize = 64;
+
 /// Makes sure the attachments that `names` cover of a letter's mail are
 /// checked whole in the sealed home; why not, as a NO's text.
 async fn cache_covered(
@@ -493,154 +496,165 @@ impl Session {
         let drafts = sel.folder == Folder::Drafts;
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
-        let mut client = self.ctx.device.client().await;
-        let mut out = Vec::with_capacity(chosen.len());
-        let mut seen = Vec::new();
         let mut refused = None;
-        for seq in chosen {
-            let Some(entry) = sel.entries.get_mut(seq - 1) else {
-                continue;
+        // In batches, each written out before the next is made: a FETCH of
+        // every body of a large folder is never whole in memory, and the
+        // home is held one batch at a time.
+        for batch in chosen.chunks(FETCH_BATCH) {
+            let Some(sel) = &mut self.selected else {
+                break;
             };
-            // A draft is served as it was filed (Drafts holds no letters).
-            let mut draft_at = None;
-            let draft = if drafts && needs_letter {
-                match client.home().draft_message(entry.uid) {
-                    Ok(Some((bytes, at))) => {
-                        draft_at = Some(at);
-                        Some(bytes)
-                    }
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "imap fetch: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let letter = if needs_letter && !drafts {
-                match client.letter(entry.letter) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "imap fetch: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let mail = if let Some(bytes) = draft {
-                Some(render::Mail::raw(bytes))
-            } else {
-                letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
-            };
-            // The attachments the items cover, downloaded and checked
-            // whole into the sealed home first; one that fails is never
-            // served (the FETCH ends with NO, the engine raised its alert).
-            if let Some(m) = &mail {
-                refused = cache_covered(&mut client, entry.letter, m, &names).await;
-                if refused.is_some() {
-                    break;
-                }
-            }
-            let home = client.home();
-            let letter_id = entry.letter;
-            let mut source = |index: usize, start: u64, len: usize| {
-                home.attachment_range(letter_id, index, start, len)
-            };
-            let mut items = Vec::with_capacity(names.len());
-            let mut seen_now = false;
-            for name in &names {
-                let item = match (name, &letter, &mail) {
-                    (MessageDataItemName::Uid, _, _) => MessageDataItem::Uid(nz(entry.uid)),
-                    (MessageDataItemName::Flags, _, _) => continue,
-                    (MessageDataItemName::Envelope, Some(l), _) => {
-                        MessageDataItem::Envelope(envelope(l))
-                    }
-                    (MessageDataItemName::Envelope, None, Some(m)) => {
-                        MessageDataItem::Envelope(draft_envelope(m))
-                    }
-                    (MessageDataItemName::InternalDate, l, _) => {
-                        let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
-                        match at.and_then(internal_date) {
-                            Some(d) => MessageDataItem::InternalDate(d),
-                            None => continue,
-                        }
-                    }
-                    (MessageDataItemName::Rfc822Size, _, Some(m)) => {
-                        MessageDataItem::Rfc822Size(number(m.len()))
-                    }
-                    (MessageDataItemName::BodyStructure, _, Some(m)) => {
-                        MessageDataItem::BodyStructure(body_structure(m, true))
-                    }
-                    (MessageDataItemName::Body, _, Some(m)) => {
-                        MessageDataItem::Body(body_structure(m, false))
-                    }
-                    (MessageDataItemName::Rfc822Header, _, Some(m)) => {
-                        MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
-                    }
-                    (_, _, Some(m)) => {
-                        let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
-                            Some(Ok(d)) => d,
-                            Some(Err(e)) => {
-                                tracing::warn!(code = e.code(), "imap fetch: {e}");
-                                continue;
-                            }
-                            None => continue,
-                        };
-                        match name {
-                            MessageDataItemName::Rfc822 => {
-                                seen_now = true;
-                                MessageDataItem::Rfc822(literal(data))
-                            }
-                            MessageDataItemName::Rfc822Text => {
-                                seen_now = true;
-                                MessageDataItem::Rfc822Text(literal(data))
-                            }
-                            MessageDataItemName::BodyExt {
-                                section: s,
-                                partial: p,
-                                peek,
-                            } => {
-                                seen_now |= !peek;
-                                MessageDataItem::BodyExt {
-                                    section: s.clone(),
-                                    origin: p.map(|(start, _)| start),
-                                    data: literal(data),
-                                }
-                            }
-                            _ => continue,
-                        }
-                    }
-                    _ => continue,
+            let mut client = self.ctx.device.client().await;
+            let mut out = Vec::with_capacity(batch.len());
+            let mut seen = Vec::new();
+            for &seq in batch {
+                let Some(entry) = sel.entries.get_mut(seq - 1) else {
+                    continue;
                 };
-                items.push(item);
-            }
-            if seen_now && !read_only && !entry.flags.seen {
-                entry.flags.seen = true;
-                seen.push((entry.uid, entry.flags));
-                // A flag changed by this fetch is reported with it.
-                if !names.contains(&MessageDataItemName::Flags) {
+                // A draft is served as it was filed (Drafts holds no letters).
+                let mut draft_at = None;
+                let draft = if drafts && needs_letter {
+                    match client.home().draft_message(entry.uid) {
+                        Ok(Some((bytes, at))) => {
+                            draft_at = Some(at);
+                            Some(bytes)
+                        }
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(code = e.code(), "imap fetch: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let letter = if needs_letter && !drafts {
+                    match client.letter(entry.letter) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(code = e.code(), "imap fetch: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let mail = if let Some(bytes) = draft {
+                    Some(render::Mail::raw(bytes))
+                } else {
+                    letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
+                };
+                // The attachments the items cover, downloaded and checked
+                // whole into the sealed home first; one that fails is never
+                // served (the FETCH ends with NO, the engine raised its alert).
+                if let Some(m) = &mail {
+                    refused = cache_covered(&mut client, entry.letter, m, &names).await;
+                    if refused.is_some() {
+                        break;
+                    }
+                }
+                let home = client.home();
+                let letter_id = entry.letter;
+                let mut source = |index: usize, start: u64, len: usize| {
+                    home.attachment_range(letter_id, index, start, len)
+                };
+                let mut items = Vec::with_capacity(names.len());
+                let mut seen_now = false;
+                for name in &names {
+                    let item = match (name, &letter, &mail) {
+                        (MessageDataItemName::Uid, _, _) => MessageDataItem::Uid(nz(entry.uid)),
+                        (MessageDataItemName::Flags, _, _) => continue,
+                        (MessageDataItemName::Envelope, Some(l), _) => {
+                            MessageDataItem::Envelope(envelope(l))
+                        }
+                        (MessageDataItemName::Envelope, None, Some(m)) => {
+                            MessageDataItem::Envelope(draft_envelope(m))
+                        }
+                        (MessageDataItemName::InternalDate, l, _) => {
+                            let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
+                            match at.and_then(internal_date) {
+                                Some(d) => MessageDataItem::InternalDate(d),
+                                None => continue,
+                            }
+                        }
+                        (MessageDataItemName::Rfc822Size, _, Some(m)) => {
+                            MessageDataItem::Rfc822Size(number(m.len()))
+                        }
+                        (MessageDataItemName::BodyStructure, _, Some(m)) => {
+                            MessageDataItem::BodyStructure(body_structure(m, true))
+                        }
+                        (MessageDataItemName::Body, _, Some(m)) => {
+                            MessageDataItem::Body(body_structure(m, false))
+                        }
+                        (MessageDataItemName::Rfc822Header, _, Some(m)) => {
+                            MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
+                        }
+                        (_, _, Some(m)) => {
+                            let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
+                                Some(Ok(d)) => d,
+                                Some(Err(e)) => {
+                                    tracing::warn!(code = e.code(), "imap fetch: {e}");
+                                    continue;
+                                }
+                                None => continue,
+                            };
+                            match name {
+                                MessageDataItemName::Rfc822 => {
+                                    seen_now = true;
+                                    MessageDataItem::Rfc822(literal(data))
+                                }
+                                MessageDataItemName::Rfc822Text => {
+                                    seen_now = true;
+                                    MessageDataItem::Rfc822Text(literal(data))
+                                }
+                                MessageDataItemName::BodyExt {
+                                    section: s,
+                                    partial: p,
+                                    peek,
+                                } => {
+                                    seen_now |= !peek;
+                                    MessageDataItem::BodyExt {
+                                        section: s.clone(),
+                                        origin: p.map(|(start, _)| start),
+                                        data: literal(data),
+                                    }
+                                }
+                                _ => continue,
+                            }
+                        }
+                        _ => continue,
+                    };
+                    items.push(item);
+                }
+                if seen_now && !read_only && !entry.flags.seen {
+                    entry.flags.seen = true;
+                    seen.push((entry.uid, entry.flags));
+                    // A flag changed by this fetch is reported with it.
+                    if !names.contains(&MessageDataItemName::Flags) {
+                        items.push(flags_item(&entry.flags));
+                    }
+                }
+                if names.contains(&MessageDataItemName::Flags) {
                     items.push(flags_item(&entry.flags));
                 }
+                if let Ok(items) = Vec1::try_from(items) {
+                    out.push(Data::Fetch {
+                        seq: nz(seq as u32),
+                        items,
+                    });
+                }
             }
-            if names.contains(&MessageDataItemName::Flags) {
-                items.push(flags_item(&entry.flags));
+            // Letters read now are marked in one transaction a batch.
+            if let Err(e) = client.home().set_mail_flags(&key, &seen) {
+                tracing::warn!(code = e.code(), "imap fetch: {e}");
             }
-            if let Ok(items) = Vec1::try_from(items) {
-                out.push(Data::Fetch {
-                    seq: nz(seq as u32),
-                    items,
-                });
+            drop(client);
+            for data in out {
+                self.server.enqueue_data(data);
             }
-        }
-        // Letters read now are marked in one transaction, not one each.
-        if let Err(e) = client.home().set_mail_flags(&key, &seen) {
-            tracing::warn!(code = e.code(), "imap fetch: {e}");
-        }
-        drop(client);
-        for data in out {
-            self.server.enqueue_data(data);
+            if refused.is_some() || self.drain().await.is_err() {
+                break;
+            }
         }
         match refused {
             Some(why) => super::no(tag, why),
