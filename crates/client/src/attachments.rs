@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! send --attach ─▶ draft + one upload row per file (key, nonce prefix, source size+mtime)
-//!   per file: POST (once) ─▶ HEAD (durable offset) ─▶ seal again from the start,
-//!             check the bytes already sent, PATCH 8 MiB parts (each noted once durable)
+//!   per file: seal from the start (own thread, a part ahead of the upload)
+//!             no blob yet: new key, POST with the first part (creation-with-upload)
+//!             a blob: HEAD (durable offset), check the bytes already sent again
+//!             PATCH 8 MiB parts (each noted, end and hash, before it goes)
 //!   all complete ─▶ references into the letter ─▶ outbox (one transaction) ─▶ sent
 //! save ─▶ ranged GETs ─▶ Opener: every chunk, the last-chunk flag, sizes, digest
 //!      ─▶ temp file beside the target ─▶ fsync ─▶ rename (only if all passed)
@@ -30,6 +32,7 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use tokio::sync::mpsc::Sender;
 use valise_proto::api::blobs::{
     self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
 };
@@ -44,7 +47,8 @@ use valise_proto::{BlobId, ErrorCode, Letter, MessageId, Payload};
 pub struct Transfer {
     /// The attachment, from 1.
     pub index: usize,
-    /// Blob bytes durable on the server (upload) or checked (download).
+    /// Blob bytes durable on the server (upload) or received (download;
+    /// each chunk is checked before it is written).
     pub done: u64,
     pub total: u64,
 }
@@ -218,88 +222,78 @@ impl Client {
         if (size, mtime_ns) != (u.size, u.mtime_ns) {
             return Ok(None);
         }
-        let mut sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
-        let total = sealer.layout().blob;
-        // A blob just made is empty: only a resumed one asks where it is.
-        let (blob, resume_at) = match u.blob {
-            Some(b) => (b, self.durable_offset(&b).await?),
+        let total = Layout::for_plain(u.size).map_err(invalid)?.blob;
+        let (mut blob, resume_at) = match u.blob {
+            Some(b) => (Some(b), self.durable_offset(&b).await?),
+            // No blob noted: nothing went under the key to a blob this
+            // device knows of, but a first part whose answer never came may
+            // have gone to one it does not: a new key, never that one again.
             None => {
-                let (_, body) = self
-                    .call_with_headers(
-                        Method::POST,
-                        blobs::ROUTE,
-                        None,
-                        &[(UPLOAD_LENGTH, total.to_string())],
-                    )
-                    .await?;
-                let created: BlobCreated = serde_json::from_slice(&body)
-                    .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))?;
-                u.blob = Some(created.blob);
-                self.engine.home.put_upload(u)?;
-                (created.blob, Some(0))
+                rekey(u);
+                // A blob of one part is created with it; a larger one now,
+                // and noted before any part goes (a blob a resumed pass
+                // knows keeps what was sent).
+                let blob = if total > MAX_PART_BYTES as u64 {
+                    Some(self.create_empty_blob(u, total).await?)
+                } else {
+                    None
+                };
+                (blob, Some(0))
             }
         };
         // Expired (unfinished for a day) or lost: a new blob, a new key.
         let Some(resume_at) = resume_at else {
             return Ok(None);
         };
+        let sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
         if resume_at > total {
             return Err(ClientError::Protocol(format!(
                 "the server says {resume_at} bytes of a {total}-byte blob are stored"
             )));
         }
-        let mut out = Outgoing {
-            blob,
-            total,
-            at: resume_at,
+        // Sealing runs on its own thread, a part ahead of the upload: part
+        // k+1 is sealed while part k is in flight and fsynced.
+        let file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
+        let outgoing = Outgoing {
             part: Vec::with_capacity(MAX_PART_BYTES),
             hashed: 0,
             sent: blake3::Hasher::new(),
             check: resume_check(u),
+            resume_at,
         };
-        if !out.take(sealer.header(), resume_at) {
-            return Ok(None);
-        }
-        let mut file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
-        let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
-        for _ in 0..sealer.layout().chunks {
-            let n = sealer.next_file_bytes();
-            if file.read_exact(&mut plain[..n]).is_err() {
-                return Ok(None);
-            }
-            let sealed = sealer.seal_next(&plain[..n]).map_err(invalid)?;
-            let mut rest = sealed.as_slice();
-            while !rest.is_empty() {
-                let take = (MAX_PART_BYTES - out.part.len()).min(rest.len());
-                if !out.take(&rest[..take], resume_at) {
-                    return Ok(None);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("valise-seal".into())
+            .spawn(move || outgoing.seal(sealer, file, &tx))
+            .map_err(|e| ClientError::Invalid(format!("cannot start sealing: {e}")))?;
+        let mut at = resume_at;
+        while let Some(sealed) = rx.recv().await {
+            match sealed {
+                Sealed::Part { bytes, hash } => {
+                    at = match blob {
+                        Some(b) => self.send_part(u, b, at, bytes, hash, total).await?,
+                        None => {
+                            let b = self.create_blob(u, total, bytes, hash).await?;
+                            blob = Some(b);
+                            u.durable
+                        }
+                    };
                 }
-                rest = &rest[take..];
-                if out.part.len() == MAX_PART_BYTES && !self.send_part(u, &mut out).await? {
-                    return Ok(None);
+                Sealed::Done { digest, hash } => {
+                    let Some(blob) = blob.filter(|_| at == total && hash == digest) else {
+                        return Err(ClientError::Protocol(format!(
+                            "the blob's upload ended at {at} of {total} bytes"
+                        )));
+                    };
+                    u.digest = Some(digest);
+                    self.engine.home.put_upload(u)?;
+                    return reference(u, blob, digest).map(Some);
                 }
+                Sealed::Changed => return Ok(None),
+                Sealed::Failed(e) => return Err(invalid(e)),
             }
         }
-        if file
-            .read(&mut plain[..1])
-            .map_err(|e| file_error(&u.path, &e))?
-            != 0
-        {
-            return Ok(None);
-        }
-        if !out.part.is_empty() && !self.send_part(u, &mut out).await? {
-            return Ok(None);
-        }
-        let digest = sealer.finish().map_err(invalid)?;
-        if out.at != total || *out.sent.finalize().as_bytes() != digest {
-            return Err(ClientError::Protocol(format!(
-                "the blob's upload ended at {} of {total} bytes",
-                out.at
-            )));
-        }
-        u.digest = Some(digest);
-        self.engine.home.put_upload(u)?;
-        reference(u, blob, digest).map(Some)
+        Err(ClientError::Invalid("sealing stopped unexpectedly".into()))
     }
 
     /// How much of a blob the server holds durably; `None` if it has none.
@@ -314,48 +308,101 @@ impl Client {
         }
     }
 
-    /// Sends the part gathered in `out` and notes it once durable (the
-    /// last part is noted with the digest, by the caller). Its end and hash
-    /// are noted before it goes, since the server may keep it though no
-    /// answer arrives. False, and nothing sent, if the bytes an earlier
-    /// pass sent or may have sent are not all checked yet (a server far
-    /// behind them): they may differ, and would go under the same key and
-    /// positions.
-    async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<bool> {
-        if out.check.is_some() {
-            return Ok(false);
-        }
-        let len = out.part.len() as u64;
-        u.pending_end = out.at + len;
-        u.pending_hash = Some(*out.sent.finalize().as_bytes());
+    /// Sends the part at `at` (the server's durable offset), whose blob
+    /// bytes through its end hash to `hash`; returns the new offset. The
+    /// part's end and hash are noted before it goes, since the server may
+    /// keep it though no answer arrives; that one commit also notes the
+    /// parts acknowledged before it (the last part's acknowledgement is
+    /// noted with the digest, by the caller).
+    async fn send_part(
+        &mut self,
+        u: &mut Upload,
+        blob: BlobId,
+        at: u64,
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+        total: u64,
+    ) -> Result<u64> {
+        let len = bytes.len() as u64;
+        u.pending_end = at + len;
+        u.pending_hash = Some(hash);
         self.engine.home.put_upload(u)?;
-        let bytes = std::mem::replace(&mut out.part, Vec::with_capacity(MAX_PART_BYTES));
-        let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, out.at.to_string());
+        let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, at.to_string());
         let (headers, _) = self
-            .call_with_headers(Method::PATCH, &blobs::path(&out.blob), Some(body), &[])
+            .call_with_headers(Method::PATCH, &blobs::path(&blob), Some(body), &[])
             .await?;
         // A crash here: the server holds the part, the home does not say so.
         crate::failpoint::failpoint("after_part_sent");
         let now_at = offset(&headers)?;
-        if now_at != out.at + len {
+        if now_at != at + len {
             return Err(ClientError::Protocol(format!(
-                "the server took a part at {} of {len} bytes and says it is at {now_at}",
-                out.at
+                "the server took a part at {at} of {len} bytes and says it is at {now_at}"
             )));
         }
-        out.at = now_at;
-        u.durable = now_at;
-        u.sent_hash = u.pending_hash.take();
+        let hash = u.pending_hash.take();
         u.pending_end = 0;
-        if now_at < out.total {
-            self.engine.home.put_upload(u)?;
+        self.acknowledged(u, now_at, hash, total);
+        Ok(now_at)
+    }
+
+    /// Creates an empty blob of `total` bytes and notes it.
+    async fn create_empty_blob(&mut self, u: &mut Upload, total: u64) -> Result<BlobId> {
+        let (_, body) = self
+            .call_with_headers(
+                Method::POST,
+                blobs::ROUTE,
+                None,
+                &[(UPLOAD_LENGTH, total.to_string())],
+            )
+            .await?;
+        let created = created(&body)?;
+        u.blob = Some(created);
+        self.engine.home.put_upload(u)?;
+        Ok(created)
+    }
+
+    /// Creates the blob with its only part in the same request (tus
+    /// "creation-with-upload"): a small attachment goes in one round
+    /// trip. Nothing is noted before it goes: the key is new to this pass
+    /// ([`rekey`]), and a blob whose answer never came is never used.
+    async fn create_blob(
+        &mut self,
+        u: &mut Upload,
+        total: u64,
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+    ) -> Result<BlobId> {
+        let len = bytes.len() as u64;
+        let (headers, body) = self
+            .call_with_headers(
+                Method::POST,
+                blobs::ROUTE,
+                Some(Body::new(PART_TYPE, bytes)),
+                &[(UPLOAD_LENGTH, total.to_string())],
+            )
+            .await?;
+        let created = created(&body)?;
+        let now_at = offset(&headers)?;
+        if now_at != len {
+            return Err(ClientError::Protocol(format!(
+                "the server took a first part of {len} bytes and says it is at {now_at}"
+            )));
         }
+        u.blob = Some(created);
+        self.acknowledged(u, now_at, Some(hash), total);
+        Ok(created)
+    }
+
+    /// The server holds the blob through `now_at`, whose bytes hash to
+    /// `hash`: noted with the next part, or with the digest.
+    fn acknowledged(&mut self, u: &mut Upload, now_at: u64, hash: Option<BlobDigest>, total: u64) {
+        u.durable = now_at;
+        u.sent_hash = hash;
         self.report(Transfer {
             index: u.idx as usize + 1,
             done: now_at,
-            total: out.total,
+            total,
         });
-        Ok(true)
     }
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
@@ -430,9 +477,22 @@ impl Client {
     }
 
     /// Fetches the blob in ranges into `file`, each chunk checked as it
-    /// comes, the end and the digest at the end.
-    async fn download(&mut self, a: &AttachmentRef, index: usize, mut file: &File) -> Result<()> {
-        let mut opener = Opener::new(a).map_err(refused)?;
+    /// comes, the end and the digest at the end. Checking and writing run
+    /// on their own thread ([`open_into`]) while the next range comes.
+    async fn download(&mut self, a: &AttachmentRef, index: usize, file: &File) -> Result<()> {
+        let opener = Opener::new(a).map_err(refused)?;
+        let file = file
+            .try_clone()
+            .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (verdict_tx, verdict) = tokio::sync::oneshot::channel();
+        let digest = a.digest;
+        std::thread::Builder::new()
+            .name("valise-open".into())
+            .spawn(move || {
+                let _ = verdict_tx.send(open_into(opener, file, rx, &digest));
+            })
+            .map_err(|e| ClientError::Invalid(format!("cannot start checking: {e}")))?;
         let path = blobs::path(&a.blob);
         let mut at = 0;
         while at < a.blob_size {
@@ -451,9 +511,10 @@ impl Client {
                     bytes.len()
                 )));
             }
-            let plain = opener.push(&bytes).map_err(refused)?;
-            file.write_all(&plain)
-                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+            // The checker stopped: its verdict says why.
+            if tx.send(bytes).await.is_err() {
+                break;
+            }
             at += len;
             self.report(Transfer {
                 index,
@@ -461,18 +522,73 @@ impl Client {
                 total: a.blob_size,
             });
         }
-        opener.finish(&a.digest).map_err(refused)
+        drop(tx);
+        verdict
+            .await
+            .map_err(|_| ClientError::Invalid("checking stopped unexpectedly".into()))?
     }
+}
+
+/// Bytes written between two fsyncs started in the background while a
+/// download goes on: the fsync before the rename then waits for little.
+const SYNC_EVERY: u64 = 32 << 20;
+
+/// Opens the ranges arriving on `ranges` into `file`, every chunk checked
+/// before it is written, then the end and the digest. The disk is asked
+/// to start on what was written every [`SYNC_EVERY`] bytes (an fsync on a
+/// thread of its own), so that it works while the network does.
+fn open_into(
+    mut opener: Opener,
+    mut file: File,
+    mut ranges: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    digest: &BlobDigest,
+) -> Result<()> {
+    let syncing = file
+        .try_clone()
+        .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+    std::thread::scope(|s| {
+        let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+        // Failures show in the fsync before the rename.
+        s.spawn(move || kicked.iter().for_each(|()| drop(syncing.sync_data())));
+        let mut unsynced = 0u64;
+        while let Some(bytes) = ranges.blocking_recv() {
+            let plain = opener.push(&bytes).map_err(refused)?;
+            file.write_all(&plain)
+                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+            unsynced += plain.len() as u64;
+            if unsynced >= SYNC_EVERY {
+                // One waiting at most: a busy disk is not asked twice.
+                let _ = kick.try_send(());
+                unsynced = 0;
+            }
+        }
+        opener.finish(digest).map_err(refused)
+    })
+}
+
+/// What the sealing thread hands the upload, in order.
+enum Sealed {
+    /// The next part, and the hash of the blob's bytes through its end.
+    Part {
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+    },
+    /// Every chunk sealed and sent on: the sealer's digest, and the hash
+    /// of the bytes taken (the two must agree).
+    Done {
+        digest: BlobDigest,
+        hash: BlobDigest,
+    },
+    /// The source changed (or a part would go before the bytes an earlier
+    /// pass sent are checked): start over.
+    Changed,
+    Failed(BlobError),
 }
 
 /// The bytes of one upload pass: what is already on the server is only
 /// hashed (and checked against what was sent before); the rest gathers
-/// into the next part.
+/// into parts.
 struct Outgoing {
-    blob: BlobId,
-    total: u64,
-    /// The server's durable offset.
-    at: u64,
     part: Vec<u8>,
     /// Blob bytes hashed so far.
     hashed: u64,
@@ -480,34 +596,106 @@ struct Outgoing {
     sent: blake3::Hasher,
     /// The hash of the first bytes sent in an earlier pass, still to check.
     check: Option<(u64, BlobDigest)>,
+    /// The server's durable offset when the pass began.
+    resume_at: u64,
 }
 
 impl Outgoing {
+    /// Seals `file` from the start and hands over its parts past the
+    /// resume offset; stops when the upload stops listening. Holds at most
+    /// the part it gathers (the channel holds one more, the upload the one
+    /// in flight): memory stays flat.
+    fn seal(mut self, mut sealer: Sealer, mut file: File, tx: &Sender<Sealed>) {
+        let last = match self.seal_all(&mut sealer, &mut file, tx) {
+            Ok(true) => match sealer.finish() {
+                Ok(digest) => Sealed::Done {
+                    digest,
+                    hash: *self.sent.finalize().as_bytes(),
+                },
+                Err(e) => Sealed::Failed(e),
+            },
+            Ok(false) => Sealed::Changed,
+            Err(e) => Sealed::Failed(e),
+        };
+        // The upload may have stopped listening: then nobody needs it.
+        let _ = tx.blocking_send(last);
+    }
+
+    /// True once every part went; false if the source changed or the
+    /// upload stopped listening.
+    fn seal_all(
+        &mut self,
+        sealer: &mut Sealer,
+        file: &mut File,
+        tx: &Sender<Sealed>,
+    ) -> std::result::Result<bool, BlobError> {
+        if !self.take(sealer.header()) {
+            return Ok(false);
+        }
+        let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
+        for _ in 0..sealer.layout().chunks {
+            let n = sealer.next_file_bytes();
+            if file.read_exact(&mut plain[..n]).is_err() {
+                return Ok(false);
+            }
+            let sealed = sealer.seal_next(&plain[..n])?;
+            let mut rest = sealed.as_slice();
+            while !rest.is_empty() {
+                let take = (MAX_PART_BYTES - self.part.len()).min(rest.len());
+                if !self.take(&rest[..take]) {
+                    return Ok(false);
+                }
+                rest = &rest[take..];
+                if self.part.len() == MAX_PART_BYTES && !self.hand_over(tx) {
+                    return Ok(false);
+                }
+            }
+        }
+        // A source longer than it was is a changed one.
+        if !matches!(file.read(&mut plain[..1]), Ok(0)) {
+            return Ok(false);
+        }
+        Ok(self.part.is_empty() || self.hand_over(tx))
+    }
+
+    /// Hands the gathered part over; false, and nothing sent, if the bytes
+    /// an earlier pass sent or may have sent are not all checked yet (a
+    /// server far behind them): they may differ, and would go under the
+    /// same key and positions. False too if the upload stopped listening.
+    fn hand_over(&mut self, tx: &Sender<Sealed>) -> bool {
+        if self.check.is_some() {
+            return false;
+        }
+        let bytes = std::mem::replace(&mut self.part, Vec::with_capacity(MAX_PART_BYTES));
+        let hash = *self.sent.finalize().as_bytes();
+        tx.blocking_send(Sealed::Part { bytes, hash }).is_ok()
+    }
+
     /// Takes the next blob bytes; false if they differ from what an
     /// earlier pass sent (the source changed).
-    fn take(&mut self, mut bytes: &[u8], resume_at: u64) -> bool {
+    fn take(&mut self, mut bytes: &[u8]) -> bool {
         if let Some((at, hash)) = self.check
             && self.hashed + bytes.len() as u64 >= at
         {
             // Within `bytes` (the cast holds: at most bytes.len()).
             let k = (at - self.hashed) as usize;
-            self.absorb(&bytes[..k], resume_at);
+            self.absorb(&bytes[..k]);
             if *self.sent.finalize().as_bytes() != hash {
                 return false;
             }
             self.check = None;
             bytes = &bytes[k..];
         }
-        self.absorb(bytes, resume_at);
+        self.absorb(bytes);
         true
     }
 
-    fn absorb(&mut self, bytes: &[u8], resume_at: u64) {
+    fn absorb(&mut self, bytes: &[u8]) {
         self.sent.update(bytes);
         let start = self.hashed;
         self.hashed += bytes.len() as u64;
         // Only what lies past the server's durable offset is sent.
-        let skip = resume_at.saturating_sub(start).min(bytes.len() as u64) as usize;
+        let skip = self.resume_at.saturating_sub(start).min(bytes.len() as u64) as usize;
         self.part.extend_from_slice(&bytes[skip..]);
     }
 }
@@ -538,6 +726,20 @@ fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentR
         name: u.name.clone(),
         media_type: u.media_type.clone(),
     })
+}
+
+/// The blob id in the answer to `POST /v1/blobs`.
+fn created(body: &[u8]) -> Result<BlobId> {
+    serde_json::from_slice::<BlobCreated>(body)
+        .map(|c| c.blob)
+        .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))
+}
+
+/// A new key and nonce prefix for an upload that has no blob yet.
+fn rekey(u: &mut Upload) {
+    u.key = BlobKey::from_bytes(rand::random());
+    u.nonce_prefix = rand::random();
+    (u.durable, u.sent_hash, u.pending_end, u.pending_hash) = (0, None, 0, None);
 }
 
 /// A new upload of `path` as attachment `idx`, with a fresh key.
