@@ -381,6 +381,8 @@ impl Client {
                 &[(UPLOAD_LENGTH, total.to_string())],
             )
             .await?;
+        // A crash here: the server holds a blob the home never heard of.
+        crate::failpoint::failpoint("after_blob_created");
         let created = created(&body)?;
         let now_at = offset(&headers)?;
         if now_at != len {

@@ -132,21 +132,54 @@ const WRITE_BYTES: usize = 1 << 20;
 /// Receives a part from `body` into `file` (opened by
 /// [`BlobFiles::open_part`]) as it arrives, at most `room` bytes (past
 /// them, `too_long`), and fsyncs it; returns its length. Each MiB is
-/// written on a blocking thread once it arrived, and the disk is asked to
-/// start on it at once (an fsync in the background), so the fsync that
+/// written on a blocking thread while the next arrives (the window of
+/// HTTP/2 flow control keeps moving), and once written the disk is asked
+/// to start on it (an fsync in the background), so the fsync that
 /// acknowledges the part waits for the tail only: the disk works while the
 /// network does. No thread is held while the client is slow to send.
 pub async fn receive_part(
+    held: &Arc<Writing>,
     file: File,
-    mut body: axum::body::Body,
+    body: axum::body::Body,
     room: u64,
     too_long: impl Fn() -> ApiError,
 ) -> Result<u64, ApiError> {
-    use hyper::body::Body as _;
     let file = Arc::new(file);
+    let mut writing = None;
+    let received = stream_into(held, &file, body, room, too_long, &mut writing).await;
+    // Whatever happened, no write of this part outlives it: the next
+    // part's writer would find these bytes under its own. (Should this
+    // future be dropped, each write holds the blob until it is done.)
+    if let Some(last) = writing {
+        let written = last.await;
+        if received.is_ok() {
+            written?.map_err(io_error)?;
+        }
+    }
+    let received = received?;
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await?
+        .map_err(io_error)?;
+    Ok(received)
+}
+
+/// A write or an fsync on a blocking thread.
+type FileTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// The loop of [`receive_part`]; the last write may still run in
+/// `writing` when it returns.
+async fn stream_into(
+    held: &Arc<Writing>,
+    file: &Arc<File>,
+    mut body: axum::body::Body,
+    room: u64,
+    too_long: impl Fn() -> ApiError,
+    writing: &mut Option<FileTask>,
+) -> Result<u64, ApiError> {
+    use hyper::body::Body as _;
     let mut batch = Vec::with_capacity(WRITE_BYTES);
     let mut received = 0u64;
-    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+    let mut syncing: Option<FileTask> = None;
     loop {
         let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
         let end = match frame {
@@ -168,19 +201,25 @@ pub async fn receive_part(
             }
         };
         if batch.len() >= WRITE_BYTES || (end && !batch.is_empty()) {
-            let bytes = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BYTES));
-            let f = Arc::clone(&file);
-            tokio::task::spawn_blocking(move || (&*f).write_all(&bytes))
-                .await?
-                .map_err(io_error)?;
-            // One background fsync at a time; a finished one reports.
-            if let Some(done) = syncing.take_if(|h| h.is_finished()) {
+            // The batch before is written first (the file grows in order);
+            // this one is written while the next arrives.
+            if let Some(done) = writing.take() {
                 done.await?.map_err(io_error)?;
+                // One background fsync at a time; a finished one reports.
+                if let Some(done) = syncing.take_if(|h| h.is_finished()) {
+                    done.await?.map_err(io_error)?;
+                }
+                if syncing.is_none() {
+                    let f = Arc::clone(file);
+                    syncing = Some(tokio::task::spawn_blocking(move || f.sync_data()));
+                }
             }
-            if syncing.is_none() && !end {
-                let f = Arc::clone(&file);
-                syncing = Some(tokio::task::spawn_blocking(move || f.sync_data()));
-            }
+            let bytes = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BYTES));
+            let (f, held) = (Arc::clone(file), Arc::clone(held));
+            *writing = Some(tokio::task::spawn_blocking(move || {
+                let _held = held;
+                (&*f).write_all(&bytes)
+            }));
         }
         if end {
             break;
@@ -189,9 +228,6 @@ pub async fn receive_part(
     if let Some(running) = syncing {
         running.await?.map_err(io_error)?;
     }
-    tokio::task::spawn_blocking(move || file.sync_data())
-        .await?
-        .map_err(io_error)?;
     Ok(received)
 }
 

@@ -190,7 +190,8 @@ async fn store_part(
     .await?;
     let left = blob.length - at;
     let room = left.min(MAX_PART_BYTES as u64);
-    let len = crate::blobs::receive_part(file, body, room, || {
+    let writing = std::sync::Arc::new(writing);
+    let len = crate::blobs::receive_part(&writing, file, body, room, || {
         if room < left {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
