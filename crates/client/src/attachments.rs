@@ -531,41 +531,20 @@ impl Client {
     }
 }
 
-/// Bytes written between two fsyncs started in the background while a
-/// download goes on: the fsync before the rename then waits for little.
-const SYNC_EVERY: u64 = 32 << 20;
-
 /// Opens the ranges arriving on `ranges` into `file`, every chunk checked
-/// before it is written, then the end and the digest. The disk is asked
-/// to start on what was written every [`SYNC_EVERY`] bytes (an fsync on a
-/// thread of its own), so that it works while the network does.
+/// before it is written, then the end and the digest.
 fn open_into(
     mut opener: Opener,
     mut file: File,
     mut ranges: tokio::sync::mpsc::Receiver<Vec<u8>>,
     digest: &BlobDigest,
 ) -> Result<()> {
-    let syncing = file
-        .try_clone()
-        .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
-    std::thread::scope(|s| {
-        let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
-        // Failures show in the fsync before the rename.
-        s.spawn(move || kicked.iter().for_each(|()| drop(syncing.sync_data())));
-        let mut unsynced = 0u64;
-        while let Some(bytes) = ranges.blocking_recv() {
-            let plain = opener.push(&bytes).map_err(refused)?;
-            file.write_all(&plain)
-                .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
-            unsynced += plain.len() as u64;
-            if unsynced >= SYNC_EVERY {
-                // One waiting at most: a busy disk is not asked twice.
-                let _ = kick.try_send(());
-                unsynced = 0;
-            }
-        }
-        opener.finish(digest).map_err(refused)
-    })
+    while let Some(bytes) = ranges.blocking_recv() {
+        let plain = opener.push(&bytes).map_err(refused)?;
+        file.write_all(&plain)
+            .map_err(|e| ClientError::Invalid(format!("cannot write: {e}")))?;
+    }
+    opener.finish(digest).map_err(refused)
 }
 
 /// What the sealing thread hands the upload, in order.
