@@ -16,14 +16,23 @@ Python's imaplib over loopback (--no-tls):
   at most one step), then while a mail client keeps the bridge busy with
   `UID FETCH 1:* (UID FLAGS ENVELOPE)` back to back: --inbox-runs each,
   median and max, and the ratios to the first.
+  mbsync (Debian's isync): a first full sync of the INBOX into a Maildir,
+  then a second run that has nothing to do,
+  SMTP submission through the bridge (smtplib, --smtp-sends letters back to
+  the sender): end of DATA → 250 (p50, p99, max),
+  the peak RSS again after all of it,
+  and the bridge's resident memory (VmRSS) after each of --whole-fetches
+  sessions that fetch every letter's body (`UID FETCH 1:* (BODY.PEEK[])`).
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
+       [--pushes 20] [--smtp-sends 200] [--whole-fetches 6] [--malloc-arena-max N]
 Prints one JSON object.
 """
 import argparse
 import imaplib
 import json
 import os
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -142,12 +151,97 @@ def inbox_while_busy(bins, home, env, n, imap_port, user, password):
     return times, fetches[0]
 
 
+def mbsync_runs(imap_port, user, password, maildir):
+    """Seconds of a first mbsync of the INBOX into an empty Maildir, and of
+    a second run; the letters the first one wrote. mbsync fsyncs every mail
+    it writes (FSync yes), so a Maildir on disk times the disk as well."""
+    rc = os.path.join(maildir, "mbsyncrc")
+    os.makedirs(os.path.join(maildir, "mail"))
+    with open(rc, "w") as f:
+        # --no-tls: IMAP LOGIN (mbsync's SASL PLAIN wants TLS).
+        f.write(f"IMAPAccount bridge\nHost 127.0.0.1\nPort {imap_port}\nUser {user}\n"
+                f"Pass {password}\nSSLType None\nAuthMechs LOGIN\n\n"
+                f"IMAPStore bridge\nAccount bridge\n\n"
+                f"MaildirStore local\nPath {maildir}/mail/\nInbox {maildir}/mail/INBOX\n\n"
+                f"Channel inbox\nFar :bridge:INBOX\nNear :local:INBOX\nCreate Near\n"
+                f"Sync All\nExpunge None\nSyncState *\n")
+
+    def run():
+        out = subprocess.run(["mbsync", "-q", "-c", rc, "inbox"], capture_output=True, text=True)
+        if out.returncode != 0 or "UIDVALIDITY" in out.stdout + out.stderr:
+            raise SystemExit(f"mbsync: {out.stdout}{out.stderr}")
+
+    first, _ = timed(run)
+    letters = sum(len(os.listdir(os.path.join(maildir, "mail", "INBOX", d)))
+                  for d in ("new", "cur"))
+    # mbsync sleeps a second when the Maildir changed within the last one
+    # (its timestamps' granularity): a real second run comes later.
+    time.sleep(1.1)
+    second, _ = timed(run)
+    return first, second, letters
+
+
+def smtp_sends(smtp_port, user, password, to, n):
+    """Seconds from the end of DATA to the bridge's 250, for n letters, sorted."""
+    smtp = smtplib.SMTP("127.0.0.1", smtp_port)
+    smtp.login(user, password)
+    latencies = []
+    for i in range(n):
+        mail = (f"From: {user}\r\nTo: {to}\r\nSubject: timed {i}\r\n\r\n"
+                f"{'x' * 512}\r\n.\r\n").encode()
+        smtp.mail(user)
+        smtp.rcpt(to)
+        code, _ = smtp.docmd("DATA")
+        assert code == 354, code
+        t = time.perf_counter()
+        smtp.send(mail)
+        code, reply = smtp.getreply()
+        latencies.append(time.perf_counter() - t)
+        if code != 250:
+            raise SystemExit(f"SMTP {code} {reply}")
+    smtp.quit()
+    return sorted(latencies)
+
+
+def cpu_s(pid):
+    """CPU seconds (user + system) a process used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return round(next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024, 1)
+
+
+def whole_fetches(imap_port, user, password, pid, n):
+    """The bridge's VmRSS after each of n sessions that fetch every body."""
+    after = []
+    for _ in range(n):
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.login(user, password)
+        imap.select("INBOX")
+        imap.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        imap.logout()
+        after.append(rss_mib(pid))
+    return after
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return round(next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024, 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bins", default="target/release")
     ap.add_argument("--letters", type=int, default=10000)
     ap.add_argument("--pushes", type=int, default=20)
     ap.add_argument("--inbox-runs", type=int, default=10)
+    ap.add_argument("--smtp-sends", type=int, default=200)
+    ap.add_argument("--whole-fetches", type=int, default=6)
+    ap.add_argument("--malloc-arena-max", help="MALLOC_ARENA_MAX for the bridge (glibc)")
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -178,7 +272,9 @@ def main():
         bridge = subprocess.Popen(
             [f"{bins}/valise-bridge", "--home", home, "--imap", f"127.0.0.1:{imap_port}",
              "--smtp", f"127.0.0.1:{smtp_port}", "--no-tls", "--log-level", "warn"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=dict(env, **({"MALLOC_ARENA_MAX": args.malloc_arena_max}
+                             if args.malloc_arena_max else {})),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(imap_port)
         imap = imaplib.IMAP4("127.0.0.1", imap_port)
         imap.login(user, password)
@@ -187,14 +283,30 @@ def main():
         fetch, (_, rows) = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         fetch2, _ = timed(lambda: imap.uid("FETCH", "1:*", "(UID FLAGS ENVELOPE)"))
         headers, _ = timed(lambda: imap.uid("FETCH", "1:*", f"({THUNDERBIRD})"))
+        # The sender, to whom the SMTP figure writes back.
+        _, hdr = imap.uid("FETCH", "1", "(BODY.PEEK[HEADER.FIELDS (FROM)])")
+        sender = hdr[0][1].decode().split(":", 1)[1].strip()
         imap.logout()
         inbox_beside = inbox_runs(bins, home, env, args.inbox_runs)
         inbox_busy, busy_fetches = inbox_while_busy(bins, home, env, args.inbox_runs,
                                                     imap_port, user, password)
         pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
                              args.pushes)
-        with open(f"/proc/{bridge.pid}/status") as f:
-            rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+        rss = peak_rss_mib(bridge.pid)
+        # The Maildir on disk (as a user's), then on tmpfs (the bridge's
+        # part, without the disk's fsyncs).
+        mbsync = {}
+        for where, root in (("disk", data), ("tmpfs", work)):
+            cpu_before = cpu_s(bridge.pid)
+            first, second, synced = mbsync_runs(imap_port, user, password,
+                                                os.path.join(root, "maildir"))
+            mbsync[where] = {"first": round(first, 2), "second": round(second, 3),
+                             "letters": synced,
+                             "bridge_cpu_s": round(cpu_s(bridge.pid) - cpu_before, 2)}
+        rss_mbsync = peak_rss_mib(bridge.pid)
+        sends = smtp_sends(smtp_port, user, password, sender, args.smtp_sends)
+        rss_whole = whole_fetches(imap_port, user, password, bridge.pid, args.whole_fetches)
+        pct = lambda p: round(sends[min(len(sends) - 1, int(p * len(sends)))], 3)
         print(json.dumps({
             "letters_in_inbox": int(exists[0]),
             "fetch_rows": len([r for r in rows if isinstance(r, bytes)]),
@@ -203,8 +315,14 @@ def main():
             "uid_fetch_uid_flags_envelope_s": [round(fetch, 3), round(fetch2, 3)],
             "thunderbird_header_fetch_s": round(headers, 3),
             "idle_push_s": {"p50": pushes[len(pushes) // 2], "max": pushes[-1], "n": len(pushes)},
-            "bridge_peak_rss_mib": round(rss, 1),
-            "valise_inbox_s": {
+            "bridge_peak_rss_mib": rss,
+            "mbsync_s": mbsync,
+            "bridge_peak_rss_after_mbsync_mib": rss_mbsync,
+            "smtp_end_of_data_to_250_s": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0),
+                                          "n": len(sends)},
+            "bridge_rss_after_whole_fetches_mib": rss_whole,
+            "bridge_peak_rss_after_all_mib": peak_rss_mib(bridge.pid),
+                        "valise_inbox_s": {
                 "alone": {"median": median(inbox_alone), "max": inbox_alone[-1]},
                 "bridge_running": {"median": median(inbox_beside), "max": inbox_beside[-1]},
                 "bridge_busy": {"median": median(inbox_busy), "max": inbox_busy[-1],

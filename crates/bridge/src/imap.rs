@@ -82,6 +82,9 @@ struct Session {
     news: watch::Receiver<u64>,
     /// Encoded responses not yet written.
     out: Vec<u8>,
+    /// What the parser gave while a long answer was being written out
+    /// ([`Session::drain`]): handled next, in turn.
+    deferred: Option<Result<Event, Interrupt<imap_next::server::Error>>>,
     /// Bytes read since the parser last gave an event.
     unparsed: usize,
 }
@@ -106,6 +109,7 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         logout: None,
         news,
         out: Vec::new(),
+        deferred: None,
         unparsed: 0,
     };
     session.run().await
@@ -185,7 +189,11 @@ impl Session {
     async fn run(&mut self) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match self.server.next() {
+            let next = match self.deferred.take() {
+                Some(next) => next,
+                None => self.server.next(),
+            };
+            match next {
                 Ok(event) => {
                     self.unparsed = 0;
                     if self.event(event).await? {
@@ -232,6 +240,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Writes out what is queued so far, while a command is still making
+    /// its answer (a FETCH of a large folder), so that it is never whole in
+    /// memory. Whatever else the parser gives meanwhile (a command the
+    /// client pipelined) waits in `deferred` for its turn.
+    async fn drain(&mut self) -> std::io::Result<()> {
+        while self.deferred.is_none() {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
+                Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+                Ok(Event::ResponseSent { handle, .. })
+                    if self.logout != Some(handle) && self.starttls != Some(handle) => {}
+                other => self.deferred = Some(other),
+            }
+        }
+        self.flush().await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -33,7 +33,8 @@ pub fn date(ms: i64) -> String {
 
 /// A header value: as is if it is printable ASCII, else RFC 2047
 /// encoded words (UTF-8, base64) of at most 45 bytes of text each.
-fn header_text(s: &str) -> String {
+/// ENVELOPE shows the Subject in this form too, as it stands in the header.
+pub fn header_text(s: &str) -> String {
     if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return s.to_owned();
     }

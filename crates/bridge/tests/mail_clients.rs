@@ -12,25 +12,11 @@ mod support;
 use common::{Device, Server, addr};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-use support::Bridge;
+use support::{Bridge, tool};
 
 /// Words only letters carry: found anywhere else, content leaked.
 const CANARY_SUBJECT: &str = "Canary subject 7f3a";
 const CANARY_BODY: &str = "Canary body 91c2e";
-
-fn tool(name: &str) -> Command {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .unwrap()
-            .status
-            .success(),
-        "{name} is missing: .ci/run installs it"
-    );
-    Command::new(name)
-}
 
 /// Asserts no canary is in the bridge's log or in any file of the home.
 fn no_plaintext(bridge: &Bridge, home: &Path) {

@@ -437,3 +437,43 @@ fn a_changed_source_behind_a_lying_offset_gets_a_new_key_and_blob() {
     assert_ok(&bob.save(id, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&changed).unwrap());
 }
+
+/// A small attachment goes with the `POST` that creates its blob, before
+/// the home notes anything. The client dies once the server holds it: the
+/// resumed send seals under a new key (the blob the home never heard of
+/// keeps the old one, never used again) and the letter arrives whole.
+#[test]
+fn a_blob_created_unnoted_is_never_written_under_its_key_again() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "small.bin", 100 << 10, 12);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Small", &source),
+        &[("VALISE_FAILPOINT", "after_blob_created")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let (durable, parts, blobs) = server_progress(&server);
+    assert_eq!((parts, blobs), (1, 1), "one request made the blob whole");
+    assert!(durable > 100 << 10);
+
+    alice.sync();
+    let files = blob_files(&server);
+    assert_eq!(files.len(), 2, "the resumed send made a blob of its own");
+    let (first, second) = (
+        std::fs::read(&files[0]).unwrap(),
+        std::fs::read(&files[1]).unwrap(),
+    );
+    assert_eq!(first.len(), second.len());
+    assert!(
+        first != second,
+        "the same file went again under the same key"
+    );
+    bob.sync();
+    let id = bob.inbox()[0]["id"].as_i64().unwrap();
+    let target = dir.join("small.out");
+    assert_ok(&bob.save(id, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

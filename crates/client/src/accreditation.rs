@@ -14,7 +14,9 @@
 //! Attestations are verified once and remembered by their bytes, and each
 //! user's list is kept until the directory shows a new one, so checking a
 //! conversation of 1,000 devices again costs lookups only
-//! (docs/BENCHMARKS.md, "Issue 11: markings").
+//! (docs/BENCHMARKS.md, "Issue 11: markings"). The first check of a large
+//! conversation is mostly Ed25519 signatures: [`Clearances::learn`] spreads
+//! them over the machine's cores.
 
 use std::collections::HashMap;
 use valise_proto::attestation::{Accreditation, AuthorityKey, UnverifiedAttestation};
@@ -63,6 +65,17 @@ impl Lack {
 /// Most attestations remembered; past it the memory starts over.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// Fewest attestations worth a thread of their own (a signature takes
+/// tens of microseconds, a thread about as much to start).
+const MIN_PER_THREAD: usize = 16;
+
+/// The claims of an attestation that verifies under `authority`.
+fn verify(bytes: &[u8], authority: &AuthorityKey) -> Option<Accreditation> {
+    UnverifiedAttestation::decode(bytes)
+        .and_then(|a| a.verify(authority))
+        .ok()
+}
+
 /// The pinned authority, the attestations verified under it, and each
 /// user's attestations as their verified directory entry last showed them.
 #[derive(Default)]
@@ -105,6 +118,42 @@ impl Clearances {
         }
     }
 
+    /// Verifies and remembers `fresh` (attestations not remembered yet),
+    /// on every core when there are enough of them to pay for the threads.
+    /// Each keeps `verify_strict`: no batch verification, whose cofactored
+    /// equation accepts signatures that strict verification refuses.
+    fn learn(&mut self, authority: &AuthorityKey, mut fresh: Vec<Vec<u8>>) {
+        fresh.sort_unstable();
+        fresh.dedup();
+        if fresh.is_empty() {
+            return;
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(fresh.len() / MIN_PER_THREAD)
+            .max(1);
+        let verify = |part: &[Vec<u8>]| -> Vec<Option<Accreditation>> {
+            part.iter().map(|b| verify(b, authority)).collect()
+        };
+        let results = if threads == 1 {
+            verify(&fresh)
+        } else {
+            std::thread::scope(|s| {
+                let mut parts = fresh.chunks(fresh.len().div_ceil(threads));
+                // This thread takes the first part while the others run.
+                let first = parts.next().unwrap_or_default();
+                let others: Vec<_> = parts.map(|p| s.spawn(move || verify(p))).collect();
+                let mut all = verify(first);
+                for h in others {
+                    // A panic in a verifier is a bug: let it surface.
+                    all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                }
+                all
+            })
+        };
+        self.verified.extend(fresh.into_iter().zip(results));
+    }
+
     /// Whether `device` is accredited for `label` at `now_s` by one of
     /// its user's `attestations`.
     pub fn check(
@@ -120,17 +169,101 @@ impl Clearances {
         let Some(authority) = self.authority else {
             return Err(Lack::NoAuthority);
         };
-        if self.verified.len() >= MAX_REMEMBERED {
+        self.make_room(attestations.len());
+        let fresh = self.unknown(attestations.iter());
+        self.learn(&authority, fresh);
+        self.judge(device, attestations, label, now_s)
+    }
+
+    /// The first of `devices` not accredited for `label` at `now_s` by
+    /// their user's remembered list ([`Clearances::set_list`]), and why.
+    pub fn check_all(
+        &mut self,
+        devices: &[&DeviceAddress],
+        label: &Label,
+        now_s: i64,
+    ) -> Result<(), (DeviceAddress, Lack)> {
+        match self.lacking(devices, label, now_s, true).into_iter().next() {
+            Some(lacking) => Err(lacking),
+            None => Ok(()),
+        }
+    }
+
+    /// The devices of `devices` not accredited for `label` at `now_s` by
+    /// their user's remembered list ([`Clearances::set_list`]), and why;
+    /// with `first`, only the first. Every signature is verified before
+    /// the first device is judged: together, they go on every core.
+    pub fn lacking(
+        &mut self,
+        devices: &[&DeviceAddress],
+        label: &Label,
+        now_s: i64,
+        first: bool,
+    ) -> Vec<(DeviceAddress, Lack)> {
+        if !label.needs_accreditation() {
+            return Vec::new();
+        }
+        let Some(authority) = self.authority else {
+            let take = if first { 1 } else { devices.len() };
+            return devices
+                .iter()
+                .take(take)
+                .map(|d| ((*d).clone(), Lack::NoAuthority))
+                .collect();
+        };
+        let coming = devices
+            .iter()
+            .filter_map(|d| self.lists.get(&d.user))
+            .map(Vec::len)
+            .sum();
+        self.make_room(coming);
+        let fresh = self.unknown(
+            devices
+                .iter()
+                .filter_map(|d| self.lists.get(&d.user))
+                .flatten(),
+        );
+        self.learn(&authority, fresh);
+        let mut lacking = Vec::new();
+        for d in devices {
+            let list = self.lists.get(&d.user).map_or(&[][..], Vec::as_slice);
+            if let Err(lack) = self.judge(d, list, label, now_s) {
+                lacking.push(((*d).clone(), lack));
+                if first {
+                    break;
+                }
+            }
+        }
+        lacking
+    }
+
+    /// Starts the memory of verifications over if `coming` more would
+    /// overflow it (before a check: what it remembers stays until it ends).
+    fn make_room(&mut self, coming: usize) {
+        if self.verified.len() + coming > MAX_REMEMBERED {
             self.verified.clear();
         }
+    }
+
+    /// Those of `attestations` not remembered yet.
+    fn unknown<'a>(&self, attestations: impl Iterator<Item = &'a Vec<u8>>) -> Vec<Vec<u8>> {
+        attestations
+            .filter(|b| !self.verified.contains_key(*b))
+            .cloned()
+            .collect()
+    }
+
+    /// The check of [`Clearances::check`] on remembered verifications (an
+    /// attestation not remembered counts as not signed).
+    fn judge(
+        &self,
+        device: &DeviceAddress,
+        attestations: &[Vec<u8>],
+        label: &Label,
+        now_s: i64,
+    ) -> Result<(), Lack> {
         let mut lack = Lack::NoAttestation;
         for bytes in attestations {
-            if !self.verified.contains_key(bytes) {
-                let claims = UnverifiedAttestation::decode(bytes)
-                    .and_then(|a| a.verify(&authority))
-                    .ok();
-                self.verified.insert(bytes.clone(), claims);
-            }
             let claims = self.verified.get(bytes).and_then(Option::as_ref);
             let why = match claims {
                 None => Lack::NotSigned,
@@ -256,6 +389,47 @@ mod tests {
         assert_eq!(unpinned.check(&alice(1), &[], &green, NOW), Ok(()));
     }
 
+    /// A roster checked at once, its signatures verified on several
+    /// threads, judges each device as one check would: the first device
+    /// whose user holds only a forged attestation is named.
+    #[test]
+    fn a_roster_at_once_names_the_first_unaccredited_device() {
+        let so = AuthoritySecret::generate();
+        let server = AuthoritySecret::generate();
+        let label = Label::parse("EU RESTRICTED").unwrap();
+        let mut c = Clearances::new(Some(so.public()));
+        let users: Vec<DeviceAddress> = (0..4 * MIN_PER_THREAD)
+            .map(|i| {
+                let user = UserId::parse(&format!("user{i}@mfa.example")).unwrap();
+                let signer = if i == 2 * MIN_PER_THREAD + 1 {
+                    &server
+                } else {
+                    &so
+                };
+                let at = attest(signer, user.as_str(), "EU RESTRICTED", NOW + 100, None);
+                c.set_list(&user, vec![at]);
+                DeviceAddress::new(user, DeviceId::from_bytes([1; 8]))
+            })
+            .collect();
+        let devices: Vec<&DeviceAddress> = users.iter().collect();
+        let forged = users[2 * MIN_PER_THREAD + 1].clone();
+        assert_eq!(
+            c.check_all(&devices, &label, NOW),
+            Err((forged.clone(), Lack::NotSigned))
+        );
+        // Again, from memory; and without the forger, all pass.
+        assert_eq!(
+            c.check_all(&devices, &label, NOW),
+            Err((forged.clone(), Lack::NotSigned))
+        );
+        let honest: Vec<&DeviceAddress> = devices.into_iter().filter(|d| **d != forged).collect();
+        assert_eq!(c.check_all(&honest, &label, NOW), Ok(()));
+        assert_eq!(
+            c.check_all(&honest, &label, NOW + 101),
+            Err((honest[0].clone(), Lack::Expired))
+        );
+    }
+
     /// The figure in docs/BENCHMARKS.md ("Issue 11: markings"): the check
     /// of a 1,000-device conversation (500 users with two devices each),
     /// cold (every attestation verified) and warm (remembered).
@@ -282,13 +456,17 @@ mod tests {
                 )
             })
             .collect();
+        // As the engine checks a roster: each user's list remembered, then
+        // every device at once.
+        let devices: Vec<&DeviceAddress> = users.iter().flat_map(|(d, _)| d).collect();
         let run = |c: &mut Clearances| {
             let start = std::time::Instant::now();
             for (devices, at) in &users {
-                for d in devices {
-                    assert_eq!(c.check(d, at, &label, NOW), Ok(()));
+                if c.list(&devices[0].user).is_none() {
+                    c.set_list(&devices[0].user, at.clone());
                 }
             }
+            assert_eq!(c.check_all(&devices, &label, NOW), Ok(()));
             start.elapsed()
         };
         // Where the cold time goes: decoding (with the one-encoding checks)

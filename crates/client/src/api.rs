@@ -166,7 +166,8 @@ impl Api {
 #[derive(Debug, Clone)]
 pub(crate) struct Body {
     content_type: &'static str,
-    bytes: Vec<u8>,
+    /// Shared: a request sent again (after a new login) copies nothing.
+    bytes: bytes::Bytes,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -174,7 +175,7 @@ impl Body {
     pub(crate) fn new(content_type: &'static str, bytes: Vec<u8>) -> Self {
         Self {
             content_type,
-            bytes,
+            bytes: bytes.into(),
             headers: Vec::new(),
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! send --attach ─▶ draft + one upload row per file (key, nonce prefix, source size+mtime)
-//!   per file: POST (once) ─▶ HEAD (durable offset) ─▶ seal again from the start,
-//!             check the bytes already sent, PATCH 8 MiB parts (each noted once durable)
+//!   per file: seal from the start (own thread, a part ahead of the upload)
+//!             no blob yet: new key, POST with the first part (creation-with-upload)
+//!             a blob: HEAD (durable offset), check the bytes already sent again
+//!             PATCH 8 MiB parts (each noted, end and hash, before it goes)
 //!   all complete ─▶ references into the letter ─▶ outbox (one transaction) ─▶ sent
 //! save ─▶ ranged GETs ─▶ Opener: every chunk, the last-chunk flag, sizes, digest
 //!      ─▶ temp file beside the target ─▶ fsync ─▶ rename (only if all passed)
@@ -32,6 +34,7 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use tokio::sync::mpsc::Sender;
 use valise_proto::api::blobs::{
     self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
 };
@@ -46,7 +49,8 @@ use valise_proto::{BlobId, ConversationId, ErrorCode, Letter, MessageId, Payload
 pub struct Transfer {
     /// The attachment, from 1.
     pub index: usize,
-    /// Blob bytes durable on the server (upload) or checked (download).
+    /// Blob bytes durable on the server (upload) or received (download;
+    /// each chunk is checked before it is written).
     pub done: u64,
     pub total: u64,
 }
@@ -226,84 +230,97 @@ impl Client {
         if (size, mtime_ns) != (u.size, u.mtime_ns) {
             return Ok(None);
         }
-        let mut sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
-        let total = sealer.layout().blob;
-        // A blob just made is empty: only a resumed one asks where it is.
-        let (blob, resume_at) = match u.blob {
-            Some(b) => (b, self.durable_offset(&b).await?),
+        let total = Layout::for_plain(u.size).map_err(invalid)?.blob;
+        let (mut blob, resume_at) = match u.blob {
+            Some(b) => (Some(b), self.durable_offset(&b).await?),
+            // No blob noted: nothing went under the key to a blob this
+            // device knows of, but a first part whose answer never came may
+            // have gone to one it does not: a new key, never that one again.
             None => {
-                let (_, body) = self
-                    .call_with_headers(
-                        Method::POST,
-                        blobs::ROUTE,
-                        None,
-                        &[(UPLOAD_LENGTH, total.to_string())],
-                    )
-                    .await?;
-                let created: BlobCreated = serde_json::from_slice(&body)
-                    .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))?;
-                u.blob = Some(created.blob);
-                self.engine.home.put_upload(u)?;
-                (created.blob, Some(0))
+                rekey(u);
+                // A blob of one part is created with it; a larger one now,
+                // and noted before any part goes (a blob a resumed pass
+                // knows keeps what was sent).
+                let blob = if total > MAX_PART_BYTES as u64 {
+                    Some(self.create_empty_blob(u, total).await?)
+                } else {
+                    None
+                };
+                (blob, Some(0))
             }
         };
         // Expired (unfinished for a day) or lost: a new blob, a new key.
         let Some(resume_at) = resume_at else {
             return Ok(None);
         };
+        let sealer = Sealer::new(&u.key, &u.nonce_prefix, u.size).map_err(invalid)?;
         if resume_at > total {
             return Err(ClientError::Protocol(format!(
                 "the server says {resume_at} bytes of a {total}-byte blob are stored"
             )));
         }
-        let mut out = Outgoing {
-            blob,
-            total,
-            at: resume_at,
+        // Sealing runs on its own thread, a part ahead of the upload: part
+        // k+1 is sealed while part k is in flight and fsynced.
+        let file = self.source(u)?;
+        let outgoing = Outgoing {
             part: Vec::with_capacity(MAX_PART_BYTES),
             hashed: 0,
             sent: blake3::Hasher::new(),
             check: resume_check(u),
+            resume_at,
         };
-        if !out.take(sealer.header(), resume_at) {
-            return Ok(None);
-        }
-        let mut file = Reader::open(u)?;
-        let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
-        for _ in 0..sealer.layout().chunks {
-            let n = sealer.next_file_bytes();
-            if !file.read_exact(&self.engine.home, u, &mut plain[..n])? {
-                return Ok(None);
-            }
-            let sealed = sealer.seal_next(&plain[..n]).map_err(invalid)?;
-            let mut rest = sealed.as_slice();
-            while !rest.is_empty() {
-                let take = (MAX_PART_BYTES - out.part.len()).min(rest.len());
-                if !out.take(&rest[..take], resume_at) {
-                    return Ok(None);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("valise-seal".into())
+            .spawn(move || outgoing.seal(sealer, file, &tx))
+            .map_err(|e| ClientError::Invalid(format!("cannot start sealing: {e}")))?;
+        let mut at = resume_at;
+        while let Some(sealed) = rx.recv().await {
+            match sealed {
+                Sealed::Part { bytes, hash } => {
+                    at = match blob {
+                        Some(b) => self.send_part(u, b, at, bytes, hash, total).await?,
+                        None => {
+                            let b = self.create_blob(u, total, bytes, hash).await?;
+                            blob = Some(b);
+                            u.durable
+                        }
+                    };
                 }
-                rest = &rest[take..];
-                if out.part.len() == MAX_PART_BYTES && !self.send_part(u, &mut out).await? {
-                    return Ok(None);
+                Sealed::Done { digest, hash } => {
+                    let Some(blob) = blob.filter(|_| at == total && hash == digest) else {
+                        return Err(ClientError::Protocol(format!(
+                            "the blob's upload ended at {at} of {total} bytes"
+                        )));
+                    };
+                    u.digest = Some(digest);
+                    self.engine.home.put_upload(u)?;
+                    return reference(u, blob, digest).map(Some);
                 }
+                Sealed::Changed => return Ok(None),
+                Sealed::Failed(e) => return Err(invalid(e)),
             }
         }
-        if !file.at_end(&self.engine.home, u)? {
-            return Ok(None);
+        Err(ClientError::Invalid("sealing stopped unexpectedly".into()))
+    }
+
+    /// An upload's source, for the sealing thread: the file, or the bytes
+    /// kept in the home (a mail client's part, bounded by the bridge's
+    /// SMTP size limit), read out first since the home stays here.
+    fn source(&self, u: &Upload) -> Result<Source> {
+        if !u.path.as_os_str().is_empty() {
+            let file = File::open(&u.path).map_err(|e| file_error(&u.path, &e))?;
+            return Ok(Box::new(file));
         }
-        if !out.part.is_empty() && !self.send_part(u, &mut out).await? {
-            return Ok(None);
-        }
-        let digest = sealer.finish().map_err(invalid)?;
-        if out.at != total || *out.sent.finalize().as_bytes() != digest {
-            return Err(ClientError::Protocol(format!(
-                "the blob's upload ended at {} of {total} bytes",
-                out.at
-            )));
-        }
-        u.digest = Some(digest);
-        self.engine.home.put_upload(u)?;
-        reference(u, blob, digest).map(Some)
+        let size = usize::try_from(u.size)
+            .map_err(|_| ClientError::Invalid(format!("attachment {} is too large", u.idx + 1)))?;
+        let bytes = self.engine.home.upload_source_range(
+            &u.message_id,
+            u.idx,
+            0,
+            size.saturating_add(1),
+        )?;
+        Ok(Box::new(std::io::Cursor::new(bytes)))
     }
 
     /// A source's size and modification time (a file kept in the home
@@ -333,48 +350,103 @@ impl Client {
         }
     }
 
-    /// Sends the part gathered in `out` and notes it once durable (the
-    /// last part is noted with the digest, by the caller). Its end and hash
-    /// are noted before it goes, since the server may keep it though no
-    /// answer arrives. False, and nothing sent, if the bytes an earlier
-    /// pass sent or may have sent are not all checked yet (a server far
-    /// behind them): they may differ, and would go under the same key and
-    /// positions.
-    async fn send_part(&mut self, u: &mut Upload, out: &mut Outgoing) -> Result<bool> {
-        if out.check.is_some() {
-            return Ok(false);
-        }
-        let len = out.part.len() as u64;
-        u.pending_end = out.at + len;
-        u.pending_hash = Some(*out.sent.finalize().as_bytes());
+    /// Sends the part at `at` (the server's durable offset), whose blob
+    /// bytes through its end hash to `hash`; returns the new offset. The
+    /// part's end and hash are noted before it goes, since the server may
+    /// keep it though no answer arrives; that one commit also notes the
+    /// parts acknowledged before it (the last part's acknowledgement is
+    /// noted with the digest, by the caller).
+    async fn send_part(
+        &mut self,
+        u: &mut Upload,
+        blob: BlobId,
+        at: u64,
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+        total: u64,
+    ) -> Result<u64> {
+        let len = bytes.len() as u64;
+        u.pending_end = at + len;
+        u.pending_hash = Some(hash);
         self.engine.home.put_upload(u)?;
-        let bytes = std::mem::replace(&mut out.part, Vec::with_capacity(MAX_PART_BYTES));
-        let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, out.at.to_string());
+        let body = Body::new(PART_TYPE, bytes).header(UPLOAD_OFFSET, at.to_string());
         let (headers, _) = self
-            .call_with_headers(Method::PATCH, &blobs::path(&out.blob), Some(body), &[])
+            .call_with_headers(Method::PATCH, &blobs::path(&blob), Some(body), &[])
             .await?;
         // A crash here: the server holds the part, the home does not say so.
         crate::failpoint::failpoint("after_part_sent");
         let now_at = offset(&headers)?;
-        if now_at != out.at + len {
+        if now_at != at + len {
             return Err(ClientError::Protocol(format!(
-                "the server took a part at {} of {len} bytes and says it is at {now_at}",
-                out.at
+                "the server took a part at {at} of {len} bytes and says it is at {now_at}"
             )));
         }
-        out.at = now_at;
-        u.durable = now_at;
-        u.sent_hash = u.pending_hash.take();
+        let hash = u.pending_hash.take();
         u.pending_end = 0;
-        if now_at < out.total {
-            self.engine.home.put_upload(u)?;
+        self.acknowledged(u, now_at, hash, total);
+        Ok(now_at)
+    }
+
+    /// Creates an empty blob of `total` bytes and notes it.
+    async fn create_empty_blob(&mut self, u: &mut Upload, total: u64) -> Result<BlobId> {
+        let (_, body) = self
+            .call_with_headers(
+                Method::POST,
+                blobs::ROUTE,
+                None,
+                &[(UPLOAD_LENGTH, total.to_string())],
+            )
+            .await?;
+        let created = created(&body)?;
+        u.blob = Some(created);
+        self.engine.home.put_upload(u)?;
+        Ok(created)
+    }
+
+    /// Creates the blob with its only part in the same request (tus
+    /// "creation-with-upload"): a small attachment goes in one round
+    /// trip. Nothing is noted before it goes: the key is new to this pass
+    /// ([`rekey`]), and a blob whose answer never came is never used.
+    async fn create_blob(
+        &mut self,
+        u: &mut Upload,
+        total: u64,
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+    ) -> Result<BlobId> {
+        let len = bytes.len() as u64;
+        let (headers, body) = self
+            .call_with_headers(
+                Method::POST,
+                blobs::ROUTE,
+                Some(Body::new(PART_TYPE, bytes)),
+                &[(UPLOAD_LENGTH, total.to_string())],
+            )
+            .await?;
+        // A crash here: the server holds a blob the home never heard of.
+        crate::failpoint::failpoint("after_blob_created");
+        let created = created(&body)?;
+        let now_at = offset(&headers)?;
+        if now_at != len {
+            return Err(ClientError::Protocol(format!(
+                "the server took a first part of {len} bytes and says it is at {now_at}"
+            )));
         }
+        u.blob = Some(created);
+        self.acknowledged(u, now_at, Some(hash), total);
+        Ok(created)
+    }
+
+    /// The server holds the blob through `now_at`, whose bytes hash to
+    /// `hash`: noted with the next part, or with the digest.
+    fn acknowledged(&mut self, u: &mut Upload, now_at: u64, hash: Option<BlobDigest>, total: u64) {
+        u.durable = now_at;
+        u.sent_hash = hash;
         self.report(Transfer {
             index: u.idx as usize + 1,
             done: now_at,
-            total: out.total,
+            total,
         });
-        Ok(true)
     }
 
     /// A changed source: a new key, nonce prefix and blob, from scratch.
@@ -587,14 +659,32 @@ impl Pieces {
     }
 }
 
+/// What the sealing thread reads a file from.
+type Source = Box<dyn Read + Send>;
+
+/// What the sealing thread hands the upload, in order.
+enum Sealed {
+    /// The next part, and the hash of the blob's bytes through its end.
+    Part {
+        bytes: Vec<u8>,
+        hash: BlobDigest,
+    },
+    /// Every chunk sealed and sent on: the sealer's digest, and the hash
+    /// of the bytes taken (the two must agree).
+    Done {
+        digest: BlobDigest,
+        hash: BlobDigest,
+    },
+    /// The source changed (or a part would go before the bytes an earlier
+    /// pass sent are checked): start over.
+    Changed,
+    Failed(BlobError),
+}
+
 /// The bytes of one upload pass: what is already on the server is only
 /// hashed (and checked against what was sent before); the rest gathers
-/// into the next part.
+/// into parts.
 struct Outgoing {
-    blob: BlobId,
-    total: u64,
-    /// The server's durable offset.
-    at: u64,
     part: Vec<u8>,
     /// Blob bytes hashed so far.
     hashed: u64,
@@ -602,34 +692,106 @@ struct Outgoing {
     sent: blake3::Hasher,
     /// The hash of the first bytes sent in an earlier pass, still to check.
     check: Option<(u64, BlobDigest)>,
+    /// The server's durable offset when the pass began.
+    resume_at: u64,
 }
 
 impl Outgoing {
+    /// Seals `file` from the start and hands over its parts past the
+    /// resume offset; stops when the upload stops listening. Holds at most
+    /// the part it gathers (the channel holds one more, the upload the one
+    /// in flight): memory stays flat.
+    fn seal(mut self, mut sealer: Sealer, mut file: Source, tx: &Sender<Sealed>) {
+        let last = match self.seal_all(&mut sealer, &mut file, tx) {
+            Ok(true) => match sealer.finish() {
+                Ok(digest) => Sealed::Done {
+                    digest,
+                    hash: *self.sent.finalize().as_bytes(),
+                },
+                Err(e) => Sealed::Failed(e),
+            },
+            Ok(false) => Sealed::Changed,
+            Err(e) => Sealed::Failed(e),
+        };
+        // The upload may have stopped listening: then nobody needs it.
+        let _ = tx.blocking_send(last);
+    }
+
+    /// True once every part went; false if the source changed or the
+    /// upload stopped listening.
+    fn seal_all(
+        &mut self,
+        sealer: &mut Sealer,
+        file: &mut Source,
+        tx: &Sender<Sealed>,
+    ) -> std::result::Result<bool, BlobError> {
+        if !self.take(sealer.header()) {
+            return Ok(false);
+        }
+        let mut plain = vec![0u8; valise_proto::blob::CHUNK_BYTES];
+        for _ in 0..sealer.layout().chunks {
+            let n = sealer.next_file_bytes();
+            if file.read_exact(&mut plain[..n]).is_err() {
+                return Ok(false);
+            }
+            let sealed = sealer.seal_next(&plain[..n])?;
+            let mut rest = sealed.as_slice();
+            while !rest.is_empty() {
+                let take = (MAX_PART_BYTES - self.part.len()).min(rest.len());
+                if !self.take(&rest[..take]) {
+                    return Ok(false);
+                }
+                rest = &rest[take..];
+                if self.part.len() == MAX_PART_BYTES && !self.hand_over(tx) {
+                    return Ok(false);
+                }
+            }
+        }
+        // A source longer than it was is a changed one.
+        if !matches!(file.read(&mut plain[..1]), Ok(0)) {
+            return Ok(false);
+        }
+        Ok(self.part.is_empty() || self.hand_over(tx))
+    }
+
+    /// Hands the gathered part over; false, and nothing sent, if the bytes
+    /// an earlier pass sent or may have sent are not all checked yet (a
+    /// server far behind them): they may differ, and would go under the
+    /// same key and positions. False too if the upload stopped listening.
+    fn hand_over(&mut self, tx: &Sender<Sealed>) -> bool {
+        if self.check.is_some() {
+            return false;
+        }
+        let bytes = std::mem::replace(&mut self.part, Vec::with_capacity(MAX_PART_BYTES));
+        let hash = *self.sent.finalize().as_bytes();
+        tx.blocking_send(Sealed::Part { bytes, hash }).is_ok()
+    }
+
     /// Takes the next blob bytes; false if they differ from what an
     /// earlier pass sent (the source changed).
-    fn take(&mut self, mut bytes: &[u8], resume_at: u64) -> bool {
+    fn take(&mut self, mut bytes: &[u8]) -> bool {
         if let Some((at, hash)) = self.check
             && self.hashed + bytes.len() as u64 >= at
         {
             // Within `bytes` (the cast holds: at most bytes.len()).
             let k = (at - self.hashed) as usize;
-            self.absorb(&bytes[..k], resume_at);
+            self.absorb(&bytes[..k]);
             if *self.sent.finalize().as_bytes() != hash {
                 return false;
             }
             self.check = None;
             bytes = &bytes[k..];
         }
-        self.absorb(bytes, resume_at);
+        self.absorb(bytes);
         true
     }
 
-    fn absorb(&mut self, bytes: &[u8], resume_at: u64) {
+    fn absorb(&mut self, bytes: &[u8]) {
         self.sent.update(bytes);
         let start = self.hashed;
         self.hashed += bytes.len() as u64;
         // Only what lies past the server's durable offset is sent.
-        let skip = resume_at.saturating_sub(start).min(bytes.len() as u64) as usize;
+        let skip = self.resume_at.saturating_sub(start).min(bytes.len() as u64) as usize;
         self.part.extend_from_slice(&bytes[skip..]);
     }
 }
@@ -662,6 +824,20 @@ fn reference(u: &Upload, blob: BlobId, digest: BlobDigest) -> Result<AttachmentR
     })
 }
 
+/// The blob id in the answer to `POST /v1/blobs`.
+fn created(body: &[u8]) -> Result<BlobId> {
+    serde_json::from_slice::<BlobCreated>(body)
+        .map(|c| c.blob)
+        .map_err(|e| ClientError::Protocol(format!("{}: {e}", blobs::ROUTE)))
+}
+
+/// A new key and nonce prefix for an upload that has no blob yet.
+fn rekey(u: &mut Upload) {
+    u.key = BlobKey::from_bytes(rand::random());
+    u.nonce_prefix = rand::random();
+    (u.durable, u.sent_hash, u.pending_end, u.pending_hash) = (0, None, 0, None);
+}
+
 /// A file to attach: on disk (`send --attach`), or handed over in memory
 /// by a front end (a mail client's MIME part) and kept in the sealed home
 /// until it is uploaded, so that no plaintext is written outside it.
@@ -677,50 +853,6 @@ impl std::fmt::Debug for AttachmentSource {
         match self {
             Self::File(_) => f.write_str("AttachmentSource::File(..)"),
             Self::Held { bytes, .. } => write!(f, "AttachmentSource::Held({} bytes)", bytes.len()),
-        }
-    }
-}
-
-/// Reads an upload's source, a chunk at a time.
-enum Reader {
-    File(File),
-    /// Kept in the home: the next offset to read.
-    Held(u64),
-}
-
-impl Reader {
-    fn open(u: &Upload) -> Result<Self> {
-        if u.path.as_os_str().is_empty() {
-            return Ok(Self::Held(0));
-        }
-        File::open(&u.path)
-            .map(Self::File)
-            .map_err(|e| file_error(&u.path, &e))
-    }
-
-    /// Fills `buf`; false if the source is shorter (it changed).
-    fn read_exact(&mut self, home: &Home, u: &Upload, buf: &mut [u8]) -> Result<bool> {
-        match self {
-            Self::File(f) => Ok(f.read_exact(buf).is_ok()),
-            Self::Held(at) => {
-                let bytes = home.upload_source_range(&u.message_id, u.idx, *at, buf.len())?;
-                if bytes.len() != buf.len() {
-                    return Ok(false);
-                }
-                buf.copy_from_slice(&bytes);
-                *at += bytes.len() as u64;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Whether all of the source was read (else it grew).
-    fn at_end(&mut self, home: &Home, u: &Upload) -> Result<bool> {
-        match self {
-            Self::File(f) => Ok(f.read(&mut [0u8; 1]).map_err(|e| file_error(&u.path, &e))? == 0),
-            Self::Held(at) => Ok(home
-                .upload_source_range(&u.message_id, u.idx, *at, 1)?
-                .is_empty()),
         }
     }
 }

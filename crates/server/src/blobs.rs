@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use valise_proto::{BlobId, ErrorCode};
 
@@ -36,13 +36,14 @@ pub struct BlobFiles {
     busy: Mutex<HashSet<BlobId>>,
 }
 
-/// Holds a blob for one writer; released on drop.
-pub struct Writing<'a> {
-    files: &'a BlobFiles,
+/// Holds a blob for one writer; released on drop. Owned: it is held
+/// while the part streams in, across awaits.
+pub struct Writing {
+    files: Arc<BlobFiles>,
     id: BlobId,
 }
 
-impl Drop for Writing<'_> {
+impl Drop for Writing {
     fn drop(&mut self) {
         lock(&self.files.busy).remove(&self.id);
     }
@@ -77,10 +78,10 @@ impl BlobFiles {
     }
 
     /// Takes the blob for one writer, or refuses while another writes.
-    pub fn writing(&self, id: &BlobId) -> Result<Writing<'_>, ApiError> {
+    pub fn writing(self: &Arc<Self>, id: &BlobId) -> Result<Writing, ApiError> {
         if lock(&self.busy).insert(*id) {
             Ok(Writing {
-                files: self,
+                files: Arc::clone(self),
                 id: *id,
             })
         } else {
@@ -91,18 +92,17 @@ impl BlobFiles {
         }
     }
 
-    /// Writes `bytes` at `at` and fsyncs them. Whatever lay past `at` (a
+    /// Opens the blob's file for a part at `at`: whatever lay past `at` (a
     /// part that was never acknowledged) is cut off first.
-    pub fn write(&self, w: &Writing<'_>, at: u64, bytes: &[u8]) -> Result<(), ApiError> {
+    pub fn open_part(&self, w: &Writing, at: u64) -> Result<File, ApiError> {
         let mut f = OpenOptions::new()
             .write(true)
             .open(self.path(&w.id))
             .map_err(gone)?;
         f.set_len(at)
             .and_then(|()| f.seek(SeekFrom::Start(at)))
-            .and_then(|_| f.write_all(bytes))
-            .and_then(|()| f.sync_data())
-            .map_err(io_error)
+            .map_err(io_error)?;
+        Ok(f)
     }
 
     /// Reads up to `len` bytes from `at`: what the file holds. A client
@@ -124,6 +124,111 @@ impl BlobFiles {
             _ => Ok(()),
         }
     }
+}
+
+/// Bytes of a part written to the file at once.
+const WRITE_BYTES: usize = 1 << 20;
+
+/// Receives a part from `body` into `file` (opened by
+/// [`BlobFiles::open_part`]) as it arrives, at most `room` bytes (past
+/// them, `too_long`), and fsyncs it; returns its length. Each MiB is
+/// written on a blocking thread while the next arrives (the window of
+/// HTTP/2 flow control keeps moving), and once written the disk is asked
+/// to start on it (an fsync in the background), so the fsync that
+/// acknowledges the part waits for the tail only: the disk works while the
+/// network does. No thread is held while the client is slow to send.
+pub async fn receive_part(
+    held: &Arc<Writing>,
+    file: File,
+    body: axum::body::Body,
+    room: u64,
+    too_long: impl Fn() -> ApiError,
+) -> Result<u64, ApiError> {
+    let file = Arc::new(file);
+    let mut writing = None;
+    let received = stream_into(held, &file, body, room, too_long, &mut writing).await;
+    // Whatever happened, no write of this part outlives it: the next
+    // part's writer would find these bytes under its own. (Should this
+    // future be dropped, each write holds the blob until it is done.)
+    if let Some(last) = writing {
+        let written = last.await;
+        if received.is_ok() {
+            written?.map_err(io_error)?;
+        }
+    }
+    let received = received?;
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await?
+        .map_err(io_error)?;
+    Ok(received)
+}
+
+/// A write or an fsync on a blocking thread.
+type FileTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// The loop of [`receive_part`]; the last write may still run in
+/// `writing` when it returns.
+async fn stream_into(
+    held: &Arc<Writing>,
+    file: &Arc<File>,
+    mut body: axum::body::Body,
+    room: u64,
+    too_long: impl Fn() -> ApiError,
+    writing: &mut Option<FileTask>,
+) -> Result<u64, ApiError> {
+    use hyper::body::Body as _;
+    let mut batch = Vec::with_capacity(WRITE_BYTES);
+    let mut received = 0u64;
+    let mut syncing: Option<FileTask> = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let end = match frame {
+            None => true,
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "the part was cut short: {e}"
+                )));
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    received = received.saturating_add(data.len() as u64);
+                    if received > room {
+                        return Err(too_long());
+                    }
+                    batch.extend_from_slice(&data);
+                }
+                false
+            }
+        };
+        if batch.len() >= WRITE_BYTES || (end && !batch.is_empty()) {
+            // The batch before is written first (the file grows in order);
+            // this one is written while the next arrives.
+            if let Some(done) = writing.take() {
+                done.await?.map_err(io_error)?;
+                // One background fsync at a time; a finished one reports.
+                if let Some(done) = syncing.take_if(|h| h.is_finished()) {
+                    done.await?.map_err(io_error)?;
+                }
+                if syncing.is_none() {
+                    let f = Arc::clone(file);
+                    syncing = Some(tokio::task::spawn_blocking(move || f.sync_data()));
+                }
+            }
+            let bytes = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BYTES));
+            let (f, held) = (Arc::clone(file), Arc::clone(held));
+            *writing = Some(tokio::task::spawn_blocking(move || {
+                let _held = held;
+                (&*f).write_all(&bytes)
+            }));
+        }
+        if end {
+            break;
+        }
+    }
+    if let Some(running) = syncing {
+        running.await?.map_err(io_error)?;
+    }
+    Ok(received)
 }
 
 /// A blob's file that is not there: expiry removed it after its record

@@ -641,6 +641,19 @@ impl Blobs {
             .unwrap()
     }
 
+    /// `POST` with the blob's first part (creation-with-upload).
+    async fn create_part(&self, length: u64, part: Vec<u8>) -> reqwest::Response {
+        self.c
+            .post(self.url(blobs::ROUTE))
+            .bearer_auth(&self.token)
+            .header(blobs::UPLOAD_LENGTH, length)
+            .header(reqwest::header::CONTENT_TYPE, blobs::PART_TYPE)
+            .body(part)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn patch(&self, id: &BlobId, at: u64, part: Vec<u8>) -> reqwest::Response {
         self.c
             .patch(self.url(&blobs::path(id)))
@@ -758,4 +771,43 @@ async fn blob_requests_no_client_makes_are_refused() {
     let store = SqliteStore::open(&data.join("valised.db")).unwrap();
     let blob = store.blob(&id).unwrap().unwrap();
     assert_eq!((blob.durable, blob.parts), (MIN_BLOB_BYTES, 1));
+}
+
+/// A blob created with its first part (tus creation-with-upload) holds it
+/// durably when the answer comes, with `Upload-Offset`; a first part the
+/// server would refuse as a `PATCH` (over 8 MiB, past the declared length)
+/// is refused the same way and leaves the blob empty. Parts are read as
+/// they arrive, so the 8 MiB bound is the server's own, for `PATCH` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_created_with_its_part_holds_it_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = start(&data);
+    let b = Blobs::new(&data, &server);
+    let part: Vec<u8> = (0..MIN_BLOB_BYTES).map(|i| i as u8).collect();
+    let r = b.create_part(MIN_BLOB_BYTES, part.clone()).await;
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let offset = r.headers().get(blobs::UPLOAD_OFFSET).cloned();
+    assert_eq!(offset.unwrap(), MIN_BLOB_BYTES.to_string().as_str());
+    let whole = r.json::<blobs::BlobCreated>().await.unwrap().blob;
+    let r = b.get(&whole, 0, MIN_BLOB_BYTES).await;
+    assert_eq!(r.status(), reqwest::StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.unwrap() == part, "the blob is not its part");
+
+    let over = blobs::MAX_PART_BYTES + 1;
+    let r = b.create_part(2 * over as u64, vec![1; over]).await;
+    expect_problem(r, ErrorCode::PayloadTooLarge, "a first part over 8 MiB").await;
+    let r = b
+        .create_part(MIN_BLOB_BYTES, vec![1; MIN_BLOB_BYTES as usize + 1])
+        .await;
+    expect_problem(r, ErrorCode::BadRequest, "a first part past the length").await;
+    let id = b.create(2 * over as u64).await;
+    let r = b.patch(&id, 0, vec![1; over]).await;
+    expect_problem(r, ErrorCode::PayloadTooLarge, "a part over 8 MiB").await;
+
+    let store = SqliteStore::open(&data.join("valised.db")).unwrap();
+    let blob = store.blob(&whole).unwrap().unwrap();
+    assert_eq!((blob.durable, blob.parts), (MIN_BLOB_BYTES, 1));
+    assert_eq!(store.blob(&id).unwrap().unwrap().durable, 0);
+    still_alive(&b.c, server.port).await;
 }

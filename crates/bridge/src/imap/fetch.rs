@@ -5,8 +5,8 @@ use crate::folders::Folder;
 use crate::render::{self, Mail, Part, PartKind};
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
-    BasicFields, Body, BodyStructure, Disposition, MultiPartExtensionData, SinglePartExtensionData,
-    SpecificFields,
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
+    SinglePartExtensionData, SpecificFields,
 };
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::datetime::DateTime;
@@ -88,7 +88,9 @@ pub fn envelope(letter: &LetterView) -> Envelope<'static> {
     let from = vec![address(&letter.from)];
     Envelope {
         date: nstring(render::date(letter.sent_at_ms)),
-        subject: nstring(render::subject(letter)),
+        // As the header has it (encoded words), as dovecot shows it: an
+        // IMAP4rev1 string carries no 8-bit text.
+        subject: nstring(render::header_text(&render::subject(letter))),
         sender: from.clone(),
         reply_to: from.clone(),
         from,
@@ -111,7 +113,9 @@ pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
         .map(|p| part_structure(p, extended))
         .collect();
     let Some(boundary) = &mail.boundary else {
-        return bodies.pop().unwrap_or_else(|| text_structure(0, 0, "7bit"));
+        return bodies
+            .pop()
+            .unwrap_or_else(|| text_structure(0, 0, "7bit", extended));
     };
     match Vec1::try_from(bodies) {
         Ok(bodies) => BodyStructure::Multi {
@@ -119,11 +123,39 @@ pub fn body_structure(mail: &Mail, extended: bool) -> BodyStructure<'static> {
             subtype: istring("mixed"),
             extension_data: extended.then(|| MultiPartExtensionData {
                 parameter_list: vec![(istring("boundary"), istring_owned(boundary.clone()))],
-                tail: None,
+                tail: Some(disposition_and_after(None)),
             }),
         },
         // A multipart mail has its text part at least.
-        Err(_) => text_structure(0, 0, "7bit"),
+        Err(_) => text_structure(0, 0, "7bit", extended),
+    }
+}
+
+/// A part's disposition, then its language and location (NIL), as
+/// dovecot answers BODYSTRUCTURE: clients find every field where RFC 3501
+/// puts it.
+fn disposition_and_after(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> Disposition<'static> {
+    Disposition {
+        disposition,
+        tail: Some(Language {
+            language: Vec::new(),
+            tail: Some(Location {
+                location: NString(None),
+                extensions: Vec::new(),
+            }),
+        }),
+    }
+}
+
+/// A single part's extension data: md5 (NIL), then [`disposition_and_after`].
+fn single_extension(
+    disposition: Option<(IString<'static>, Vec<(IString<'static>, IString<'static>)>)>,
+) -> SinglePartExtensionData<'static> {
+    SinglePartExtensionData {
+        md5: NString(None),
+        tail: Some(disposition_and_after(disposition)),
     }
 }
 
@@ -167,15 +199,24 @@ fn single(
     }
 }
 
-fn text_structure(size: u64, lines: u64, encoding: &str) -> BodyStructure<'static> {
+fn text_structure(size: u64, lines: u64, encoding: &str, extended: bool) -> BodyStructure<'static> {
     let charset = vec![(istring("charset"), istring("utf-8"))];
-    single(("text", "plain"), charset, encoding, (size, lines), None)
+    let extension = extended.then(|| single_extension(None));
+    single(
+        ("text", "plain"),
+        charset,
+        encoding,
+        (size, lines),
+        extension,
+    )
 }
 
 fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
     let counts = (part.content.1, part.lines);
     let (media_type, name) = match &part.kind {
-        PartKind::Text { encoding } => return text_structure(counts.0, counts.1, encoding),
+        PartKind::Text { encoding } => {
+            return text_structure(counts.0, counts.1, encoding, extended);
+        }
         PartKind::Attachment { media_type, name } => (media_type, name),
         // A draft's part, as its own header says.
         PartKind::Other {
@@ -203,13 +244,8 @@ fn part_structure(part: &Part, extended: bool) -> BodyStructure<'static> {
         let (k, v) = render::file_name_param(name, base);
         vec![(istring_owned(k), istring_owned(v))]
     };
-    let disposition = extended.then(|| SinglePartExtensionData {
-        md5: NString(None),
-        tail: Some(Disposition {
-            disposition: Some((istring("attachment"), param("filename"))),
-            tail: None,
-        }),
-    });
+    let disposition =
+        extended.then(|| single_extension(Some((istring("attachment"), param("filename")))));
     single(
         (&media_type.0, &media_type.1),
         param("name"),
@@ -350,15 +386,9 @@ fn section(mail: &Mail, section: &Option<Section<'_>>) -> Wanted {
         Some(Section::Part(p)) => part(p).map_or(Wanted::Bytes(Vec::new()), |p| range(p.content)),
         Some(Section::Mime(p)) => match part(p) {
             Some(p) if mail.boundary.is_some() => range(p.mime),
-            // A single part's MIME header is the message's own fields.
-            Some(_) => Wanted::Bytes(render::header_fields(
-                header,
-                &[
-                    b"Content-Type".to_vec(),
-                    b"Content-Transfer-Encoding".to_vec(),
-                ],
-                false,
-            )),
+            // A mail of one part: that part's MIME header is the mail's
+            // header (as dovecot answers; not fields picked out of it).
+            Some(_) => Wanted::Bytes(header.to_vec()),
             None => Wanted::Bytes(Vec::new()),
         },
         Some(_) => Wanted::Bytes(Vec::new()),
@@ -374,6 +404,9 @@ impl Wanted {
         }
     }
 }
+
+/// Letters a FETCH makes and writes out at a time.
+const FETCH_BATCH: usize = 64;
 
 /// Makes sure the attachments that `names` cover of a letter's mail are
 /// checked whole in the sealed home; why not, as a NO's text.
@@ -463,154 +496,165 @@ impl Session {
         let drafts = sel.folder == Folder::Drafts;
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
-        let mut client = self.ctx.device.client().await;
-        let mut out = Vec::with_capacity(chosen.len());
-        let mut seen = Vec::new();
         let mut refused = None;
-        for seq in chosen {
-            let Some(entry) = sel.entries.get_mut(seq - 1) else {
-                continue;
+        // In batches, each written out before the next is made: a FETCH of
+        // every body of a large folder is never whole in memory, and the
+        // home is held one batch at a time.
+        for batch in chosen.chunks(FETCH_BATCH) {
+            let Some(sel) = &mut self.selected else {
+                break;
             };
-            // A draft is served as it was filed (Drafts holds no letters).
-            let mut draft_at = None;
-            let draft = if drafts && needs_letter {
-                match client.home().draft_message(entry.uid) {
-                    Ok(Some((bytes, at))) => {
-                        draft_at = Some(at);
-                        Some(bytes)
-                    }
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "imap fetch: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let letter = if needs_letter && !drafts {
-                match client.letter(entry.letter) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "imap fetch: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let mail = if let Some(bytes) = draft {
-                Some(render::Mail::raw(bytes))
-            } else {
-                letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
-            };
-            // The attachments the items cover, downloaded and checked
-            // whole into the sealed home first; one that fails is never
-            // served (the FETCH ends with NO, the engine raised its alert).
-            if let Some(m) = &mail {
-                refused = cache_covered(&mut client, entry.letter, m, &names).await;
-                if refused.is_some() {
-                    break;
-                }
-            }
-            let home = client.home();
-            let letter_id = entry.letter;
-            let mut source = |index: usize, start: u64, len: usize| {
-                home.attachment_range(letter_id, index, start, len)
-            };
-            let mut items = Vec::with_capacity(names.len());
-            let mut seen_now = false;
-            for name in &names {
-                let item = match (name, &letter, &mail) {
-                    (MessageDataItemName::Uid, _, _) => MessageDataItem::Uid(nz(entry.uid)),
-                    (MessageDataItemName::Flags, _, _) => continue,
-                    (MessageDataItemName::Envelope, Some(l), _) => {
-                        MessageDataItem::Envelope(envelope(l))
-                    }
-                    (MessageDataItemName::Envelope, None, Some(m)) => {
-                        MessageDataItem::Envelope(draft_envelope(m))
-                    }
-                    (MessageDataItemName::InternalDate, l, _) => {
-                        let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
-                        match at.and_then(internal_date) {
-                            Some(d) => MessageDataItem::InternalDate(d),
-                            None => continue,
-                        }
-                    }
-                    (MessageDataItemName::Rfc822Size, _, Some(m)) => {
-                        MessageDataItem::Rfc822Size(number(m.len()))
-                    }
-                    (MessageDataItemName::BodyStructure, _, Some(m)) => {
-                        MessageDataItem::BodyStructure(body_structure(m, true))
-                    }
-                    (MessageDataItemName::Body, _, Some(m)) => {
-                        MessageDataItem::Body(body_structure(m, false))
-                    }
-                    (MessageDataItemName::Rfc822Header, _, Some(m)) => {
-                        MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
-                    }
-                    (_, _, Some(m)) => {
-                        let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
-                            Some(Ok(d)) => d,
-                            Some(Err(e)) => {
-                                tracing::warn!(code = e.code(), "imap fetch: {e}");
-                                continue;
-                            }
-                            None => continue,
-                        };
-                        match name {
-                            MessageDataItemName::Rfc822 => {
-                                seen_now = true;
-                                MessageDataItem::Rfc822(literal(data))
-                            }
-                            MessageDataItemName::Rfc822Text => {
-                                seen_now = true;
-                                MessageDataItem::Rfc822Text(literal(data))
-                            }
-                            MessageDataItemName::BodyExt {
-                                section: s,
-                                partial: p,
-                                peek,
-                            } => {
-                                seen_now |= !peek;
-                                MessageDataItem::BodyExt {
-                                    section: s.clone(),
-                                    origin: p.map(|(start, _)| start),
-                                    data: literal(data),
-                                }
-                            }
-                            _ => continue,
-                        }
-                    }
-                    _ => continue,
+            let mut client = self.ctx.device.client().await;
+            let mut out = Vec::with_capacity(batch.len());
+            let mut seen = Vec::new();
+            for &seq in batch {
+                let Some(entry) = sel.entries.get_mut(seq - 1) else {
+                    continue;
                 };
-                items.push(item);
-            }
-            if seen_now && !read_only && !entry.flags.seen {
-                entry.flags.seen = true;
-                seen.push((entry.uid, entry.flags));
-                // A flag changed by this fetch is reported with it.
-                if !names.contains(&MessageDataItemName::Flags) {
+                // A draft is served as it was filed (Drafts holds no letters).
+                let mut draft_at = None;
+                let draft = if drafts && needs_letter {
+                    match client.home().draft_message(entry.uid) {
+                        Ok(Some((bytes, at))) => {
+                            draft_at = Some(at);
+                            Some(bytes)
+                        }
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(code = e.code(), "imap fetch: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let letter = if needs_letter && !drafts {
+                    match client.letter(entry.letter) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(code = e.code(), "imap fetch: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let mail = if let Some(bytes) = draft {
+                    Some(render::Mail::raw(bytes))
+                } else {
+                    letter.as_ref().filter(|_| needs_mail).map(render::rfc5322)
+                };
+                // The attachments the items cover, downloaded and checked
+                // whole into the sealed home first; one that fails is never
+                // served (the FETCH ends with NO, the engine raised its alert).
+                if let Some(m) = &mail {
+                    refused = cache_covered(&mut client, entry.letter, m, &names).await;
+                    if refused.is_some() {
+                        break;
+                    }
+                }
+                let home = client.home();
+                let letter_id = entry.letter;
+                let mut source = |index: usize, start: u64, len: usize| {
+                    home.attachment_range(letter_id, index, start, len)
+                };
+                let mut items = Vec::with_capacity(names.len());
+                let mut seen_now = false;
+                for name in &names {
+                    let item = match (name, &letter, &mail) {
+                        (MessageDataItemName::Uid, _, _) => MessageDataItem::Uid(nz(entry.uid)),
+                        (MessageDataItemName::Flags, _, _) => continue,
+                        (MessageDataItemName::Envelope, Some(l), _) => {
+                            MessageDataItem::Envelope(envelope(l))
+                        }
+                        (MessageDataItemName::Envelope, None, Some(m)) => {
+                            MessageDataItem::Envelope(draft_envelope(m))
+                        }
+                        (MessageDataItemName::InternalDate, l, _) => {
+                            let at = l.as_ref().map(|l| l.received_at_ms).or(draft_at);
+                            match at.and_then(internal_date) {
+                                Some(d) => MessageDataItem::InternalDate(d),
+                                None => continue,
+                            }
+                        }
+                        (MessageDataItemName::Rfc822Size, _, Some(m)) => {
+                            MessageDataItem::Rfc822Size(number(m.len()))
+                        }
+                        (MessageDataItemName::BodyStructure, _, Some(m)) => {
+                            MessageDataItem::BodyStructure(body_structure(m, true))
+                        }
+                        (MessageDataItemName::Body, _, Some(m)) => {
+                            MessageDataItem::Body(body_structure(m, false))
+                        }
+                        (MessageDataItemName::Rfc822Header, _, Some(m)) => {
+                            MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
+                        }
+                        (_, _, Some(m)) => {
+                            let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
+                                Some(Ok(d)) => d,
+                                Some(Err(e)) => {
+                                    tracing::warn!(code = e.code(), "imap fetch: {e}");
+                                    continue;
+                                }
+                                None => continue,
+                            };
+                            match name {
+                                MessageDataItemName::Rfc822 => {
+                                    seen_now = true;
+                                    MessageDataItem::Rfc822(literal(data))
+                                }
+                                MessageDataItemName::Rfc822Text => {
+                                    seen_now = true;
+                                    MessageDataItem::Rfc822Text(literal(data))
+                                }
+                                MessageDataItemName::BodyExt {
+                                    section: s,
+                                    partial: p,
+                                    peek,
+                                } => {
+                                    seen_now |= !peek;
+                                    MessageDataItem::BodyExt {
+                                        section: s.clone(),
+                                        origin: p.map(|(start, _)| start),
+                                        data: literal(data),
+                                    }
+                                }
+                                _ => continue,
+                            }
+                        }
+                        _ => continue,
+                    };
+                    items.push(item);
+                }
+                if seen_now && !read_only && !entry.flags.seen {
+                    entry.flags.seen = true;
+                    seen.push((entry.uid, entry.flags));
+                    // A flag changed by this fetch is reported with it.
+                    if !names.contains(&MessageDataItemName::Flags) {
+                        items.push(flags_item(&entry.flags));
+                    }
+                }
+                if names.contains(&MessageDataItemName::Flags) {
                     items.push(flags_item(&entry.flags));
                 }
+                if let Ok(items) = Vec1::try_from(items) {
+                    out.push(Data::Fetch {
+                        seq: nz(seq as u32),
+                        items,
+                    });
+                }
             }
-            if names.contains(&MessageDataItemName::Flags) {
-                items.push(flags_item(&entry.flags));
+            // Letters read now are marked in one transaction a batch.
+            if let Err(e) = client.home().set_mail_flags(&key, &seen) {
+                tracing::warn!(code = e.code(), "imap fetch: {e}");
             }
-            if let Ok(items) = Vec1::try_from(items) {
-                out.push(Data::Fetch {
-                    seq: nz(seq as u32),
-                    items,
-                });
+            drop(client);
+            for data in out {
+                self.server.enqueue_data(data);
             }
-        }
-        // Letters read now are marked in one transaction, not one each.
-        if let Err(e) = client.home().set_mail_flags(&key, &seen) {
-            tracing::warn!(code = e.code(), "imap fetch: {e}");
-        }
-        drop(client);
-        for data in out {
-            self.server.enqueue_data(data);
+            if refused.is_some() || self.drain().await.is_err() {
+                break;
+            }
         }
         match refused {
             Some(why) => super::no(tag, why),

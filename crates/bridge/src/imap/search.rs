@@ -107,9 +107,14 @@ fn judge(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
         SearchKey::Cc(_) | SearchKey::Bcc(_) => false,
         SearchKey::Subject(s) => c.letter().is_some_and(|l| contains(&render::subject(l), s)),
         SearchKey::Body(s) => c.letter().is_some_and(|l| contains(&l.body, s)),
-        SearchKey::Text(s) => c.letter().is_some_and(|l| {
-            contains(&l.body, s) || contains(&render::subject(l), s) || contains(l.from.as_str(), s)
-        }),
+        // The whole mail: its header as rendered (every field, as dovecot
+        // searches it), the subject decoded, and the body.
+        SearchKey::Text(s) => {
+            c.letter()
+                .is_some_and(|l| contains(&l.body, s) || contains(&render::subject(l), s))
+                || c.mail()
+                    .is_some_and(|m| contains(&String::from_utf8_lossy(m.header()), s))
+        }
         SearchKey::Header(name, value) => c.mail().is_some_and(|mail| {
             let field = render::header_fields(mail.header(), &[name.as_ref().to_vec()], false);
             let field = String::from_utf8_lossy(&field);

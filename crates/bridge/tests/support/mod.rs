@@ -279,6 +279,20 @@ impl Imap {
     }
 }
 
+/// A Debian package's program, asserted present (`.ci/run` installs it).
+pub fn tool(name: &str) -> Command {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "{name} is missing: .ci/run installs it"
+    );
+    Command::new(name)
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     crate::common::files(dir)
@@ -320,5 +334,36 @@ impl Smtp {
 
     pub fn send(&mut self, text: &str) {
         self.writer.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// A session logged in (AUTH PLAIN) as the bridge's user, over plain
+    /// TCP (`--no-tls` bridges): letters sent quickly, for tests that need
+    /// many.
+    pub fn login(bridge: &Bridge, password: &str) -> Self {
+        use base64::Engine as _;
+        let mut s = Self::connect(&bridge.smtp);
+        s.send("EHLO test\r\n");
+        assert!(s.reply().starts_with("250"));
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{password}", bridge.user));
+        s.send(&format!("AUTH PLAIN {plain}\r\n"));
+        assert!(s.reply().starts_with("235 "));
+        s
+    }
+
+    /// Sends one letter from `from` to `to`; the Message-ID the bridge's
+    /// 250 names (`<id@valise>`).
+    pub fn send_letter(&mut self, from: &str, to: &str, subject: &str, body: &str) -> String {
+        self.send(&format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n"));
+        for code in ["250 ", "250 ", "354 "] {
+            let r = self.reply();
+            assert!(r.starts_with(code), "wanted {code}: {r}");
+        }
+        self.send(&format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n"
+        ));
+        let sent = self.reply();
+        assert!(sent.starts_with("250 "), "{sent}");
+        sent.trim_end().rsplit(' ').next().unwrap().to_owned()
     }
 }

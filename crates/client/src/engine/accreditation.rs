@@ -134,23 +134,19 @@ impl Engine {
         label: &Label,
         first: bool,
     ) -> Result<Vec<(DeviceAddress, Lack)>> {
+        if !label.needs_accreditation() {
+            return Ok(Vec::new());
+        }
         let now_s = self.now_ms() / 1000;
+        let devices: Vec<&DeviceAddress> = devices.into_iter().collect();
         self.with_clearances(|c| {
-            let mut lacking = Vec::new();
-            for device in devices {
+            for device in &devices {
                 if c.list(&device.user).is_none() {
                     let list = self.attestations_of(&device.user)?;
                     c.set_list(&device.user, list);
                 }
-                let list = c.list(&device.user).unwrap_or_default().to_vec();
-                if let Err(lack) = c.check(device, &list, label, now_s) {
-                    lacking.push((device.clone(), lack));
-                    if first {
-                        break;
-                    }
-                }
             }
-            Ok(lacking)
+            Ok(c.lacking(&devices, label, now_s, first))
         })
     }
 

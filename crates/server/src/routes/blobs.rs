@@ -9,10 +9,10 @@ use crate::audit::Event;
 use crate::auth::AuthDevice;
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
-use crate::json::{Json, Path, from_rejection};
+use crate::json::{Json, Path};
 use crate::state::AppState;
 use crate::store::{BlobRecord, StoreError};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use valise_proto::api::blobs::{
 };
 use valise_proto::audit::Action;
 use valise_proto::blob::MIN_BLOB_BYTES;
-use valise_proto::{BlobId, ErrorCode};
+use valise_proto::{BlobId, DeviceAddress, ErrorCode, UserId};
 
 fn count(headers: &HeaderMap, name: &'static str) -> Result<u64, ApiError> {
     let value = headers
@@ -57,12 +57,19 @@ fn find(state: &AppState, id: &BlobId) -> Result<BlobRecord, ApiError> {
 /// server's limit and `storage_full` over the account's blob quota, both
 /// before a byte is stored. Shorter than [`MIN_BLOB_BYTES`] is no blob a
 /// client makes: refused, so that every record costs its owner quota.
+///
+/// With a body of [`PART_TYPE`] (tus "creation-with-upload"), that body
+/// is the blob's first part, stored as a `PATCH` at offset 0 would store
+/// it, and the answer carries `Upload-Offset`: a small attachment takes
+/// one round trip. If the part fails, the blob stays, empty, as a `POST`
+/// without a body leaves it.
 pub async fn create(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
     AuthDevice(caller): AuthDevice,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<BlobCreated>), ApiError> {
+    body: Body,
+) -> Result<Response, ApiError> {
     let length = count(&headers, UPLOAD_LENGTH)?;
     if length < MIN_BLOB_BYTES {
         return Err(ApiError::bad_request(format!(
@@ -98,54 +105,74 @@ pub async fn create(
             .count("length", length)
             .from(client),
     );
-    Ok((StatusCode::CREATED, Json(BlobCreated { blob: id })))
+    let created = Json(BlobCreated { blob: id });
+    if !is_part(&headers) {
+        return Ok((StatusCode::CREATED, created).into_response());
+    }
+    let after = store_part(&state, &caller.user, id, 0, body).await?;
+    completed(&state, &caller, &after, client);
+    Ok((StatusCode::CREATED, offset_headers(&after), created).into_response())
 }
 
-/// A blob part: the request must say it is one; at most [`MAX_PART_BYTES`].
-pub struct Part(Bytes);
+/// A blob part, read as it arrives ([`crate::blobs::receive_part`]): the
+/// request must say it is one.
+pub struct Part(Body);
 
 impl<S: Send + Sync> FromRequest<S> for Part {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let media = req.headers().get(header::CONTENT_TYPE);
-        if media.map(HeaderValue::as_bytes) != Some(PART_TYPE.as_bytes()) {
-            return Err(ApiError::new(
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        if is_part(req.headers()) {
+            Ok(Part(req.into_body()))
+        } else {
+            Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 format!("a blob part must be {PART_TYPE}"),
-            ));
+            ))
         }
-        Bytes::from_request(req, state)
-            .await
-            .map(Part)
-            .map_err(|r| from_rejection(r.status(), r.body_text()))
     }
+}
+
+fn is_part(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes) == Some(PART_TYPE.as_bytes())
 }
 
 /// # PATCH /v1/blobs/{id}
 ///
 /// Appends a part at `Upload-Offset`, which must be the blob's durable
-/// offset (409 `upload_offset` otherwise); answers once the part is
-/// fsynced, with the new offset. An empty part is refused: it would move
-/// nothing, and on a complete blob it logged its completion again.
+/// offset (409 `upload_offset` otherwise, before any byte is read);
+/// answers once the part is fsynced, with the new offset. An empty part
+/// is refused: it would move nothing, and on a complete blob it logged its
+/// completion again.
 pub async fn append(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
     AuthDevice(caller): AuthDevice,
     Path(id): Path<BlobId>,
     headers: HeaderMap,
-    Part(bytes): Part,
+    Part(body): Part,
 ) -> Result<Response, ApiError> {
     let at = count(&headers, UPLOAD_OFFSET)?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("a blob part has at least one byte"));
-    }
+    let after = store_part(&state, &caller.user, id, at, body).await?;
+    completed(&state, &caller, &after, client);
+    Ok((StatusCode::NO_CONTENT, offset_headers(&after)).into_response())
+}
+
+/// Receives a part of `id` at `at` by its owner `user`, writes it and
+/// moves the blob's durable offset past it once it is fsynced.
+async fn store_part(
+    state: &AppState,
+    user: &UserId,
+    id: BlobId,
+    at: u64,
+    body: Body,
+) -> Result<BlobRecord, ApiError> {
     let s = state.clone();
-    let user = caller.user.clone();
-    let after = blocking(move || {
-        // Held before the record is read: a part that read the offset
-        // before another part moved it would cut that acknowledged part
-        // off the file.
+    let user = user.clone();
+    // Held from before the record is read until the part is recorded: a
+    // part that read the offset before another part moved it would cut
+    // that acknowledged part off the file.
+    let (writing, blob, file) = blocking(move || {
         let writing = s.blobs.writing(&id)?;
         let blob = find(&s, &id).and_then(|b| {
             if b.owner == user {
@@ -154,42 +181,71 @@ pub async fn append(
                 Err(ApiError::new(ErrorCode::NotFound, "no such blob"))
             }
         })?;
-        let wrong = |durable| {
-            ApiError::new(
-                ErrorCode::UploadOffset,
-                format!("the blob's durable offset is {durable}, not {at}"),
-            )
-        };
         if at != blob.durable {
-            return Err(wrong(blob.durable));
+            return Err(wrong_offset(blob.durable, at));
         }
-        let to = at.saturating_add(bytes.len() as u64);
-        if to > blob.length {
-            return Err(ApiError::bad_request(format!(
-                "the part ends at {to}, past the blob's declared length {}",
-                blob.length
-            )));
-        }
-        s.blobs.write(&writing, at, &bytes)?;
-        match s.store.blob_part(&id, at, to) {
-            // Expired meanwhile: not found.
-            Err(StoreError::Changed(_)) => return Err(wrong(find(&s, &id)?.durable)),
-            other => other?,
-        }
-        Ok(BlobRecord {
-            durable: to,
-            ..blob
-        })
+        let file = s.blobs.open_part(&writing, at)?;
+        Ok((writing, blob, file))
     })
     .await?;
+    let left = blob.length - at;
+    let room = left.min(MAX_PART_BYTES as u64);
+    let writing = std::sync::Arc::new(writing);
+    let len = crate::blobs::receive_part(&writing, file, body, room, || {
+        if room < left {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("a blob part has at most {MAX_PART_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!(
+                "the part ends past the blob's declared length {}",
+                blob.length
+            ))
+        }
+    })
+    .await?;
+    if len == 0 {
+        return Err(ApiError::bad_request("a blob part has at least one byte"));
+    }
+    let to = at + len;
+    let s = state.clone();
+    blocking(move || {
+        let _writing = writing;
+        match s.store.blob_part(&id, at, to) {
+            // Expired meanwhile: not found.
+            Err(StoreError::Changed(_)) => Err(wrong_offset(find(&s, &id)?.durable, at)),
+            other => Ok(other?),
+        }
+    })
+    .await?;
+    Ok(BlobRecord {
+        durable: to,
+        ..blob
+    })
+}
+
+fn wrong_offset(durable: u64, at: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::UploadOffset,
+        format!("the blob's durable offset is {durable}, not {at}"),
+    )
+}
+
+/// The audit event of a blob whose last part just came.
+fn completed(
+    state: &AppState,
+    caller: &DeviceAddress,
+    after: &BlobRecord,
+    client: Option<ClientAddr>,
+) {
     if after.is_complete() {
         state.evidence.emit(
-            Event::by(&caller, Action::BlobCompleted)
+            Event::by(caller, Action::BlobCompleted)
                 .count("length", after.length)
                 .from(client),
         );
     }
-    Ok((StatusCode::NO_CONTENT, offset_headers(&after)).into_response())
 }
 
 /// # HEAD /v1/blobs/{id}

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use valise_proto::ErrorCode;
-use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, MAX_PART_BYTES, ROUTE as BLOBS};
+use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, ROUTE as BLOBS};
 
 /// Runs blocking store or MLS work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -71,11 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route(BLOBS, post(blobs::create))
         .route(
             BLOB,
-            get(blobs::read)
-                .head(blobs::status)
-                // A part is larger than other bodies: its own limit.
-                .patch(blobs::append)
-                .layer(DefaultBodyLimit::max(MAX_PART_BYTES)),
+            // A part (PATCH, or POST with one) is read as it arrives, and
+            // held to MAX_PART_BYTES there (crate::blobs::receive_part).
+            get(blobs::read).head(blobs::status).patch(blobs::append),
         );
     #[cfg(feature = "adversary")]
     let router = adversary::routes(router);
