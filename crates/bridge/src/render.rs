@@ -491,13 +491,20 @@ pub fn media_type(given: &str) -> (String, String) {
 }
 
 /// A file name as a MIME parameter: quoted if it is plain ASCII, else
-/// RFC 2231 (`filename*=utf-8''%C3%A9…`). The parameter's name and value.
+/// RFC 2231 (`filename*=utf-8''%C3%A9…`), its path separators made `_`.
+/// The parameter's name and value.
 pub fn file_name_param(name: &str, base: &str) -> (String, String) {
+    // A sender's name, so it names no directory: a mail client that trusts
+    // it must not write outside its download folder.
+    let name = match name.replace(['/', '\\'], "_") {
+        n if n == "." || n == ".." => "_".to_owned(),
+        n => n,
+    };
     let plain = name
         .bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
     if plain {
-        return (base.to_owned(), name.to_owned());
+        return (base.to_owned(), name);
     }
     let mut value = String::from("utf-8''");
     for b in name.bytes() {
@@ -661,6 +668,26 @@ mod tests {
             let (mat, mn) = p.mime;
             assert!(bytes[mat as usize..(mat + mn) as usize].starts_with(b"Content-Type: "));
             assert!(bytes[..at as usize].ends_with(b"\r\n\r\n"));
+        }
+    }
+
+    #[test]
+    /// Red team: a member names a file `../../.bashrc` (any name without
+    /// control characters passes the letter's checks): a mail client that
+    /// trusts the file name it is given would write outside its download
+    /// folder. The name a mail client sees names no directory.
+    fn a_file_name_names_no_directory() {
+        for (given, shown) in [
+            ("../../.bashrc", ".._.._.bashrc"),
+            ("..\\..\\boot.ini", ".._.._boot.ini"),
+            ("/etc/passwd", "_etc_passwd"),
+            ("..", "_"),
+            (".", "_"),
+            ("été/x.pdf", "utf-8''%C3%A9t%C3%A9_x.pdf"),
+            ("plain.pdf", "plain.pdf"),
+        ] {
+            let (_, value) = file_name_param(given, "filename");
+            assert_eq!(value, shown, "{given}");
         }
     }
 
