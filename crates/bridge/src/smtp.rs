@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use valise_client::attachments::AttachmentSource;
 use valise_client::{Client, ClientError, Draft};
-use valise_proto::{ErrorCode, MessageId, UserId};
+use valise_proto::{ErrorCode, Label, MessageId, UserId};
 use zeroize::Zeroizing;
 
 /// Largest message accepted (SIZE): the engine's letters live in memory.
@@ -392,10 +392,18 @@ impl Session {
             Err(e @ Refusal::Blind) => return reply(550, [5, 7, 1], &e.to_string()),
         };
         let submission_id = submission.message_id;
+        // Marked at least as high as the letters it was made from (a
+        // client's Forward keeps the `[LABEL]` subject prefix); a reply
+        // also takes its thread's highest marking (`reply_with`).
+        let named: Vec<Option<Label>> = submission.markings.into_iter().map(Some).collect();
+        let marking = match valise_client::handling::inherited(&named, None) {
+            Ok(m) => m,
+            Err(e) => return engine_failure(&e),
+        };
         let mut draft = Draft {
             subject: submission.subject,
             body: submission.body,
-            marking: None,
+            marking,
             // Uploaded by the engine's one path (`send --attach`), from the
             // sealed home, before the letter goes.
             attachments: submission
@@ -534,6 +542,11 @@ fn engine_failure(e: &ClientError) -> Vec<u8> {
         ),
         e if e.is_transient() => reply(451, [4, 4, 1], "the Valise server is not reachable"),
         ClientError::Invalid(_) => reply(554, [5, 6, 0], "the letter was refused"),
+        // The handling rules (marking, accreditation, ceiling): our words,
+        // naming devices and markings, never content.
+        ClientError::Handling { .. } | ClientError::Unaccredited { .. } => {
+            reply(550, [5, 7, 1], &e.to_string())
+        }
         _ => reply(
             554,
             [5, 0, 0],

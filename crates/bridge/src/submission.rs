@@ -3,6 +3,8 @@
 //! of them goes on. No I/O and no engine, so the fuzz target
 //! `bridge_submission` runs this very file.
 
+use valise_proto::Label;
+
 /// What a letter takes from a submitted mail.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Submission {
@@ -16,6 +18,8 @@ pub struct Submission {
     /// Its attachments, decoded: file name (control characters replaced,
     /// at most [`MAX_NAME_BYTES`]) and bytes.
     pub attachments: Vec<(String, Vec<u8>)>,
+    /// The handling markings it names ([`markings`]).
+    pub markings: Vec<Label>,
 }
 
 /// The longest attachment name a letter carries (the engine's limit,
@@ -29,6 +33,37 @@ pub enum Refusal {
     NotMail,
     #[error("Bcc is not possible: every member of a conversation sees every other")]
     Blind,
+}
+
+/// The markings a mail names: each `[LABEL]` in its subject (how a marked
+/// letter's subject shows, which a client's Forward or Reply keeps) and
+/// each `X-Valise-Marking:` line anywhere in it, quoted or not (a letter
+/// forwarded inline with its header, or attached whole). A mail made from
+/// a marked letter goes marked at least as high, so the engine's
+/// accreditation and ceiling rules apply to it: a mail client's Forward
+/// never sends a restricted letter on unmarked.
+pub fn markings(subject: &str, data: &[u8]) -> Vec<Label> {
+    const HEADER: &str = "x-valise-marking:";
+    let mut found = Vec::new();
+    let mut rest = subject;
+    while let Some(open) = rest.find('[') {
+        let Some(len) = rest[open..].find(']') else {
+            break;
+        };
+        found.extend(Label::parse(&rest[open + 1..open + len]).ok());
+        rest = &rest[open + len + 1..];
+    }
+    for line in String::from_utf8_lossy(data).lines() {
+        let line = line.trim_start_matches(['>', ' ', '\t']);
+        if let Some(head) = line.get(..HEADER.len())
+            && head.eq_ignore_ascii_case(HEADER)
+        {
+            found.extend(Label::parse(line[HEADER.len()..].trim()).ok());
+        }
+    }
+    found.sort_by_key(ToString::to_string);
+    found.dedup();
+    found
 }
 
 /// The Message-ID a mail carries, without `<>`.
@@ -61,9 +96,11 @@ pub fn read(data: &[u8], recipients: &[String]) -> Result<Submission, Refusal> {
         .and_then(|id| id.split('@').next())
         .filter(|id| !id.is_empty())
         .map(str::to_owned);
+    let subject = mail.subject().unwrap_or_default().to_owned();
     Ok(Submission {
         message_id: message_id(&mail),
-        subject: mail.subject().unwrap_or_default().to_owned(),
+        markings: markings(&subject, data),
+        subject,
         body: mail
             .body_text(0)
             .map(|b| lf_line_ends(&b))
@@ -160,6 +197,34 @@ mod tests {
         assert_eq!(
             read(bcc, &["alice@mfa.example".into()]),
             Err(Refusal::Blind)
+        );
+    }
+
+    #[test]
+    fn a_mail_names_the_markings_of_its_subject_and_quoted_headers() {
+        let names = |subject: &str, data: &str| -> Vec<String> {
+            markings(subject, data.as_bytes())
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(names("Fwd: [EU RESTRICTED] Mandate", ""), ["EU RESTRICTED"]);
+        assert_eq!(
+            names("Re: [TLP:AMBER+STRICT] [x] [", ""),
+            ["TLP:AMBER+STRICT"]
+        );
+        assert_eq!(
+            names(
+                "Fwd: Mandate",
+                "Subject: x\r\n\r\n> X-VALISE-MARKING:  TLP:RED\r\n"
+            ),
+            ["TLP:RED"]
+        );
+        assert!(names("Visit [draft]", "no marking here").is_empty());
+        assert_eq!(
+            names("[TLP:RED] a", "X-Valise-Marking: TLP:RED\r\n"),
+            ["TLP:RED"],
+            "named twice, counted once"
         );
     }
 }

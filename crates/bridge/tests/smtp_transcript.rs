@@ -301,3 +301,47 @@ fn a_retried_mail_with_a_file_is_one_letter() {
         .count();
     assert_eq!(copies, 1, "a retried mail is one letter");
 }
+
+/// A mail client's Forward of a marked letter keeps its `[LABEL]` subject
+/// prefix, or quotes its `X-Valise-Marking` header: the mail goes marked at
+/// least that high, so the handling rules refuse it (550 5.7.1) where the
+/// letter itself could not go, and a mail that names a marking needing no
+/// accreditation reaches its reader marked.
+#[test]
+fn a_forward_of_a_marked_letter_keeps_its_marking() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&alice);
+    let bridge = Bridge::start(&alice, false);
+    let mut smtp = Smtp::login(&bridge, &password);
+
+    // No accreditation authority here: nobody may read EU RESTRICTED.
+    let refused = |smtp: &mut Smtp, subject: &str, body: &str| {
+        smtp.send(&format!(
+            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+            alice.user, bob.user
+        ));
+        for code in ["250 ", "250 ", "354 "] {
+            assert!(smtp.reply().starts_with(code));
+        }
+        smtp.send(&format!(
+            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n",
+            alice.user, bob.user
+        ));
+        let answer = smtp.reply();
+        assert!(answer.starts_with("550 5.7.1 "), "{subject}: {answer}");
+        assert!(answer.contains("EU RESTRICTED"), "{answer}");
+    };
+    refused(&mut smtp, "Fwd: [EU RESTRICTED] Mandate", "See below.");
+    refused(
+        &mut smtp,
+        "Fwd: Mandate",
+        "-------- Forwarded Message --------\r\n> X-Valise-Marking: EU RESTRICTED\r\n> The mandate.",
+    );
+    smtp.send_letter(&alice.user, &bob.user, "Fwd: [TLP:GREEN] Visit", "Below.");
+    bob.sync();
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["marking"], "TLP:GREEN");
+}
