@@ -115,6 +115,20 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
     session.run().await
 }
 
+/// Sets (`on`) or clears the system flags of `flags` that a letter
+/// keeps; others (keywords, `\Recent`) are not kept.
+fn set_flags(f: &mut MailFlags, flags: &[Flag<'_>], on: bool) {
+    for flag in flags {
+        match flag {
+            Flag::Seen => f.seen = on,
+            Flag::Flagged => f.flagged = on,
+            Flag::Answered => f.answered = on,
+            Flag::Deleted => f.deleted = on,
+            _ => {}
+        }
+    }
+}
+
 fn new_server(greet: bool) -> Server {
     let mut options = Options::default();
     options.max_literal_size = 64 * 1024 * 1024;
@@ -793,15 +807,7 @@ impl Session {
         flags: &[Flag<'_>],
     ) -> Status<'static> {
         let mut f = MailFlags::default();
-        for flag in flags {
-            match flag {
-                Flag::Seen => f.seen = true,
-                Flag::Flagged => f.flagged = true,
-                Flag::Answered => f.answered = true,
-                Flag::Deleted => f.deleted = true,
-                _ => {}
-            }
-        }
+        set_flags(&mut f, flags, true);
         let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
         let kept = self
             .ctx
@@ -944,23 +950,12 @@ impl Session {
                 continue;
             };
             let mut f = entry.flags;
-            let set_to = |f: &mut MailFlags, on: bool| {
-                for flag in flags {
-                    match flag {
-                        Flag::Seen => f.seen = on,
-                        Flag::Flagged => f.flagged = on,
-                        Flag::Answered => f.answered = on,
-                        Flag::Deleted => f.deleted = on,
-                        _ => {}
-                    }
-                }
-            };
             match kind {
-                StoreType::Add => set_to(&mut f, true),
-                StoreType::Remove => set_to(&mut f, false),
+                StoreType::Add => set_flags(&mut f, flags, true),
+                StoreType::Remove => set_flags(&mut f, flags, false),
                 StoreType::Replace => {
                     f = MailFlags::default();
-                    set_to(&mut f, true);
+                    set_flags(&mut f, flags, true);
                 }
             }
             changed.push((seq, FolderEntry { flags: f, ..*entry }));

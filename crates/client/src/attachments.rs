@@ -26,6 +26,7 @@ use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
 use crate::home::Home;
 use crate::home::attachment_cache::PIECE_BYTES;
+use crate::home::letters::LetterView;
 use crate::home::uploads::{DraftRow, Upload};
 use crate::send::SentLetter;
 use reqwest::Method;
@@ -472,15 +473,7 @@ impl Client {
         index: usize,
         out: &Path,
     ) -> Result<Saved> {
-        let letter = self.engine.home.letter(letter_id)?;
-        let attachment = index
-            .checked_sub(1)
-            .and_then(|i| letter.attachments.get(i))
-            .cloned()
-            .ok_or_else(|| ClientError::NotFound {
-                kind: "attachment",
-                id: format!("{index} of letter {letter_id}"),
-            })?;
+        let (letter, attachment) = self.attachment_of(letter_id, index)?;
         if out.exists() {
             return Err(ClientError::Invalid(format!(
                 "{} exists already: nothing was written",
@@ -516,6 +509,20 @@ impl Client {
         }
     }
 
+    /// Letter `letter_id` and its attachment `index` (from 1).
+    fn attachment_of(&self, letter_id: i64, index: usize) -> Result<(LetterView, AttachmentRef)> {
+        let letter = self.engine.home.letter(letter_id)?;
+        let attachment = index
+            .checked_sub(1)
+            .and_then(|i| letter.attachments.get(i))
+            .cloned()
+            .ok_or_else(|| ClientError::NotFound {
+                kind: "attachment",
+                id: format!("{index} of letter {letter_id}"),
+            })?;
+        Ok((letter, attachment))
+    }
+
     /// Raises `attachment_refused` for a blob that failed its checks; the
     /// error is handed back as it was.
     fn refusal_alert(
@@ -547,15 +554,7 @@ impl Client {
         if self.engine.home.attachment_cached(letter_id, index)? {
             return Ok(());
         }
-        let letter = self.engine.home.letter(letter_id)?;
-        let attachment = index
-            .checked_sub(1)
-            .and_then(|i| letter.attachments.get(i))
-            .cloned()
-            .ok_or_else(|| ClientError::NotFound {
-                kind: "attachment",
-                id: format!("{index} of letter {letter_id}"),
-            })?;
+        let (letter, attachment) = self.attachment_of(letter_id, index)?;
         self.engine.home.clear_attachment(letter_id, index)?;
         let mut pieces = Pieces::new(letter_id, index);
         let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
