@@ -355,9 +355,8 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
     } else {
         body_text(&letter.body, Some(&boundary))
     };
-    let text_part = text_header(encoding);
     if letter.attachments.is_empty() {
-        h.push_str(&text_part);
+        h.push_str(&text_header(encoding));
         h.push_str("\r\n");
         let header = h.into_bytes();
         let at = header.len() as u64;
@@ -388,18 +387,25 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
         *at += bytes.len() as u64;
         segments.push(Segment::Bytes(bytes.into_bytes()));
     };
-    // The text part.
+    // A text part: its MIME header, then its text.
+    let push_text = |encoding: &'static str,
+                     text: String,
+                     segments: &mut Vec<Segment>,
+                     parts: &mut Vec<Part>,
+                     at: &mut u64| {
+        let mime = format!("{}\r\n", text_header(encoding));
+        let mime_at = *at;
+        push(mime.clone(), segments, at);
+        parts.push(Part {
+            mime: (mime_at, mime.len() as u64),
+            content: (*at, text.len() as u64),
+            lines: lines(text.as_bytes()),
+            kind: PartKind::Text { encoding },
+        });
+        push(text, segments, at);
+    };
     push(opening.clone(), &mut segments, &mut at);
-    let mime = format!("{text_part}\r\n");
-    let mime_at = at;
-    push(mime.clone(), &mut segments, &mut at);
-    parts.push(Part {
-        mime: (mime_at, mime.len() as u64),
-        content: (at, text.len() as u64),
-        lines: lines(text.as_bytes()),
-        kind: PartKind::Text { encoding },
-    });
-    push(text, &mut segments, &mut at);
+    push_text(encoding, text, &mut segments, &mut parts, &mut at);
     opening = format!("\r\n--{boundary}\r\n");
     let restricted = letter
         .marking
@@ -421,16 +427,7 @@ pub fn rfc5322(letter: &LetterView) -> Mail {
                 id = letter.id,
             );
             let (encoding, text) = body_text(&notice, Some(&boundary));
-            let mime = format!("{}\r\n", text_header(encoding));
-            let mime_at = at;
-            push(mime.clone(), &mut segments, &mut at);
-            parts.push(Part {
-                mime: (mime_at, mime.len() as u64),
-                content: (at, text.len() as u64),
-                lines: lines(text.as_bytes()),
-                kind: PartKind::Text { encoding },
-            });
-            push(text, &mut segments, &mut at);
+            push_text(encoding, text, &mut segments, &mut parts, &mut at);
             continue;
         }
         let media_type = media_type(&a.media_type);

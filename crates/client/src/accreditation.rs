@@ -155,7 +155,9 @@ impl Clearances {
     }
 
     /// Whether `device` is accredited for `label` at `now_s` by one of
-    /// its user's `attestations`.
+    /// its user's `attestations` (the unit tests' view of one device; the
+    /// engine judges rosters with [`Clearances::lacking`]).
+    #[cfg(test)]
     pub fn check(
         &mut self,
         device: &DeviceAddress,
@@ -176,7 +178,9 @@ impl Clearances {
     }
 
     /// The first of `devices` not accredited for `label` at `now_s` by
-    /// their user's remembered list ([`Clearances::set_list`]), and why.
+    /// their user's remembered list ([`Clearances::set_list`]), and why
+    /// (the unit tests' view of [`Clearances::lacking`]).
+    #[cfg(test)]
     pub fn check_all(
         &mut self,
         devices: &[&DeviceAddress],
