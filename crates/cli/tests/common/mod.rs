@@ -408,6 +408,15 @@ impl Device {
         self.json(&args)
     }
 
+    /// Sends to people (as [`Device::send_to`]); the id of the
+    /// conversation the letter went in.
+    pub fn start_conversation(&self, to: &[&str], subject: &str, body: &str) -> String {
+        self.send_to(to, subject, body)["conversation"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// `send --to USER --json` that may fail (the caller checks how):
     /// what a refused or held letter gives.
     pub fn try_send_to(&self, to: &str, subject: &str) -> Output {
@@ -501,6 +510,11 @@ impl Device {
             .collect()
     }
 
+    /// Whether this device holds an alert of `kind`.
+    pub fn has_alert(&self, kind: &str) -> bool {
+        self.alert_kinds().iter().any(|k| k == kind)
+    }
+
     /// Details of this device's alerts of one kind, oldest first.
     pub fn alert_details(&self, kind: &str) -> Vec<String> {
         self.json(&["alerts"])
@@ -512,17 +526,20 @@ impl Device {
             .collect()
     }
 
-    /// This device's id.
-    pub fn device_id(&self) -> String {
-        let list = self.json(&["devices"]);
-        list.as_array()
+    /// This device's row of `devices --json` (id, status, link code).
+    pub fn this_device(&self) -> Value {
+        self.json(&["devices"])
+            .as_array()
             .unwrap()
             .iter()
             .find(|d| d["this_device"] == true)
-            .unwrap()["device"]
-            .as_str()
             .unwrap()
-            .to_owned()
+            .clone()
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> String {
+        self.this_device()["device"].as_str().unwrap().to_owned()
     }
 
     /// `user/device`, as MLS credentials and the hooks name a device.
@@ -536,6 +553,12 @@ impl Device {
             .into_iter()
             .find(|c| c["id"] == id)
             .unwrap_or_else(|| panic!("{} has no conversation {id}", self.user))
+    }
+
+    /// The devices of `user` (a short name) that this device holds as
+    /// members of conversation `id`.
+    pub fn members_of(&self, id: &str, user: &str) -> Value {
+        self.conversation(id)["members"][addr(user)].clone()
     }
 
     /// A copy of this device's home as it is now (what a thief who copied
