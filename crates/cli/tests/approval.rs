@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr, assert_refused};
+use common::{Server, addr, assert_refused, bob_on_laptop_and_phone};
 
 #[test]
 fn a_new_device_reads_only_once_approved_by_its_link_code() {
@@ -65,12 +65,7 @@ fn a_new_device_reads_only_once_approved_by_its_link_code() {
 #[test]
 fn a_device_revoked_by_its_user_reads_nothing_after_its_removal() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let laptop = server.device("bob");
-    let phone = server.second_device("bob", &laptop);
-    let conv = alice.start_conversation(&["bob"], "one", "to both");
-    laptop.sync();
-    phone.sync();
+    let (alice, laptop, phone, conv) = bob_on_laptop_and_phone(&server);
     assert_eq!(phone.subjects(), ["one"]);
     // The thief's copy of the phone, taken before it is revoked.
     let stolen = phone.copy();

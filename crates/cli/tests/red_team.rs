@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr, assert_ok};
+use common::{Server, addr, assert_ok, bob_on_laptop_and_phone};
 use rusqlite::params;
 use std::time::Duration;
 
@@ -26,12 +26,7 @@ fn let_it_publish() {
 #[test]
 fn an_undone_revocation_is_refused_and_the_thief_reads_nothing() {
     let mut server = Server::start();
-    let alice = server.device("alice");
-    let laptop = server.device("bob");
-    let phone = server.second_device("bob", &laptop);
-    let conv = alice.start_conversation(&["bob"], "one", "to both");
-    laptop.sync();
-    phone.sync();
+    let (alice, laptop, phone, conv) = bob_on_laptop_and_phone(&server);
     let phone_id = phone.device_id();
     let laptop_id = laptop.device_id();
     let stolen = phone.copy();

@@ -726,6 +726,19 @@ impl Server {
     }
 }
 
+/// Alice writes "one" to bob, who has a laptop and a phone the laptop
+/// approved, and both of bob's devices sync (laptop first): alice, the
+/// laptop, the phone and the conversation's id.
+pub fn bob_on_laptop_and_phone(server: &Server) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let laptop = server.device("bob");
+    let phone = server.second_device("bob", &laptop);
+    let conv = alice.start_conversation(&["bob"], "one", "to both");
+    laptop.sync();
+    phone.sync();
+    (alice, laptop, phone, conv)
+}
+
 /// Syncs these devices round after round until a whole round changes
 /// nothing: devices renew their keys on their own (after joining, or a
 /// day on), which are commits the others must see.
