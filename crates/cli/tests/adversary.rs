@@ -9,7 +9,7 @@
 mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Server, addr, assert_refused};
+use common::{Server, addr, alice_writes_to_carol, assert_refused};
 use openmls_basic_credential::SignatureKeyPair;
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -133,11 +133,7 @@ fn a5_split_view_and_rollback_are_refused() {
 #[test]
 fn a5_a_split_view_between_two_members_is_seen_within_one_letter() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let _bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = alice.start_conversation(&["carol"], "hello", "hello");
-    carol.sync();
+    let (alice, _bob, carol, conv) = alice_writes_to_carol(&server);
 
     // From now on carol alone sees a copy of the directory where bob has
     // another device: consistent for her (audits from the copy too), so her

@@ -11,7 +11,7 @@
 
 mod common;
 use common::officer::{MODIFIED, Officer, officer_and_server, offline, publish};
-use common::{Server, addr, assert_ok, assert_refused, contains, files, stderr};
+use common::{Server, addr, assert_ok, assert_refused, contains, files, send_in_args, stderr};
 use serde_json::json;
 use std::process::Command;
 use valise_proto::audit::{Action, Subject};
@@ -364,18 +364,10 @@ fn the_owner_is_told_of_an_attestation_published_on_their_account() {
 }
 
 /// `send` of an EU RESTRICTED letter in `conv`: the arguments.
-fn restricted_letter<'a>(conv: &'a str, subject: &'a str, body: &'a str) -> [&'a str; 9] {
-    [
-        "send",
-        "--conversation",
-        conv,
-        "--subject",
-        subject,
-        "--body",
-        body,
-        "--marking",
-        "EU RESTRICTED",
-    ]
+fn restricted_letter<'a>(conv: &'a str, subject: &'a str, body: &'a str) -> Vec<&'a str> {
+    let mut args = send_in_args(conv, subject, body);
+    args.extend(["--marking", "EU RESTRICTED"]);
+    args
 }
 
 /// The intruder's hook: the server serves `attestation` as `user`'s,

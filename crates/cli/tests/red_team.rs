@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr, assert_ok, bob_on_laptop_and_phone};
+use common::{Server, addr, alice_writes_to_carol, assert_ok, bob_on_laptop_and_phone};
 use rusqlite::params;
 use std::time::Duration;
 
@@ -147,11 +147,7 @@ fn a_swapped_own_identity_is_refused_and_the_server_s_device_never_added() {
 fn a_split_view_is_seen_by_the_member_who_only_reads() {
     use base64::Engine as _;
     let server = Server::start();
-    let alice = server.device("alice");
-    let _bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = alice.start_conversation(&["carol"], "hello", "hello");
-    carol.sync();
+    let (alice, _bob, carol, conv) = alice_writes_to_carol(&server);
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     server.hook(
         "fork-root",

@@ -454,15 +454,7 @@ impl Device {
     }
 
     pub fn send_in(&self, conv: &str, subject: &str, body: &str) -> Value {
-        self.json(&[
-            "send",
-            "--conversation",
-            conv,
-            "--subject",
-            subject,
-            "--body",
-            body,
-        ])
+        self.json(&send_in_args(conv, subject, body))
     }
 
     pub fn read(&self, id: i64) -> Value {
@@ -621,6 +613,20 @@ pub fn assert_no_fork(devices: &[&Device], conv: &str) {
     assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
 }
 
+/// `send --conversation CONV --subject S --body B`: the arguments, for a
+/// caller that adds its own (a marking).
+pub fn send_in_args<'a>(conv: &'a str, subject: &'a str, body: &'a str) -> Vec<&'a str> {
+    vec![
+        "send",
+        "--conversation",
+        conv,
+        "--subject",
+        subject,
+        "--body",
+        body,
+    ]
+}
+
 /// A command's stderr, as text (for assertion messages).
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -737,6 +743,17 @@ pub fn bob_on_laptop_and_phone(server: &Server) -> (Device, Device, Device, Stri
     laptop.sync();
     phone.sync();
     (alice, laptop, phone, conv)
+}
+
+/// Alice, bob and carol enrolled; alice writes "hello" to carol, who reads
+/// it: the three devices and the conversation's id.
+pub fn alice_writes_to_carol(server: &Server) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.start_conversation(&["carol"], "hello", "hello");
+    carol.sync();
+    (alice, bob, carol, conv)
 }
 
 /// Syncs these devices round after round until a whole round changes
