@@ -8,29 +8,19 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr};
+use common::{Server, addr, assert_refused, bob_on_laptop_and_phone};
 
 #[test]
 fn a_new_device_reads_only_once_approved_by_its_link_code() {
     let server = Server::start();
     let alice = server.device("alice");
     let laptop = server.device("bob");
-    let conv = alice.send_to(&["bob"], "one", "before the phone")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.start_conversation(&["bob"], "one", "before the phone");
     laptop.sync();
 
     let phone = server.device("bob");
     let code = phone.link_code.clone().unwrap();
-    let listed = phone.json(&["devices"]);
-    let me = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["this_device"] == true)
-        .unwrap()
-        .clone();
+    let me = phone.this_device();
     assert_eq!(me["status"], "pending");
     assert_eq!(me["link_code"], code.as_str());
 
@@ -49,8 +39,7 @@ fn a_new_device_reads_only_once_approved_by_its_link_code() {
         })
         .collect();
     let out = laptop.run(&["devices", "approve", &wrong]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("link code"));
+    assert_refused(&out, "link code");
     assert_eq!(phone.sync()["joined"], 0);
 
     // The right code: the laptop approves it and adds it to its
@@ -76,22 +65,14 @@ fn a_new_device_reads_only_once_approved_by_its_link_code() {
 #[test]
 fn a_device_revoked_by_its_user_reads_nothing_after_its_removal() {
     let server = Server::start();
-    let alice = server.device("alice");
-    let laptop = server.device("bob");
-    let phone = server.second_device("bob", &laptop);
-    let conv = alice.send_to(&["bob"], "one", "to both")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    laptop.sync();
-    phone.sync();
+    let (alice, laptop, phone, conv) = bob_on_laptop_and_phone(&server);
     assert_eq!(phone.subjects(), ["one"]);
     // The thief's copy of the phone, taken before it is revoked.
     let stolen = phone.copy();
 
     laptop.ok(&["devices", "revoke", &phone.device_id()]);
     // The laptop removed the phone from its conversations at once.
-    let members = laptop.conversation(&conv)["members"][addr("bob")].clone();
+    let members = laptop.members_of(&conv, "bob");
     assert_eq!(members, serde_json::json!([laptop.device_id()]));
     alice.sync();
     alice.send_in(&conv, "two", "after the revocation");
@@ -100,8 +81,7 @@ fn a_device_revoked_by_its_user_reads_nothing_after_its_removal() {
     // The server refuses the phone at once; the copy reads nothing, even
     // with the ciphertext handed to it.
     let out = stolen.run(&["sync", "--json"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("device_revoked"));
+    assert_refused(&out, "device_revoked");
     assert!(!stolen.subjects().contains(&"two".to_owned()));
 }
 
@@ -111,10 +91,7 @@ fn a_device_the_administrator_revokes_is_removed_by_the_members() {
     let alice = server.device("alice");
     let laptop = server.device("bob");
     let phone = server.second_device("bob", &laptop);
-    let conv = alice.send_to(&["bob"], "one", "to both")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.start_conversation(&["bob"], "one", "to both");
     phone.sync();
     laptop.sync();
     let stolen = phone.copy();
@@ -131,7 +108,7 @@ fn a_device_the_administrator_revokes_is_removed_by_the_members() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(removed, 1);
-    let members = alice.conversation(&conv)["members"][addr("bob")].clone();
+    let members = alice.members_of(&conv, "bob");
     assert_eq!(members, serde_json::json!([laptop.device_id()]));
     alice.send_in(&conv, "two", "after the revocation");
     assert_eq!(laptop.sync()["new_letters"], 1);

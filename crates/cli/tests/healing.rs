@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr};
+use common::{Server, addr, assert_ok, assert_refused};
 
 const A_DAY_LATER: &str = "90000000"; // 25 hours, in ms
 
@@ -17,10 +17,7 @@ fn a_copy_of_a_home_taken_before_the_daily_update_reads_nothing_after() {
     let server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
-    let conv = alice.send_to(&["bob"], "one", "before")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.start_conversation(&["bob"], "one", "before");
     bob.sync();
     let copy = bob.copy();
 
@@ -29,11 +26,7 @@ fn a_copy_of_a_home_taken_before_the_daily_update_reads_nothing_after() {
         &["sync", "--json"],
         &[("VALISE_TEST_CLOCK_OFFSET_MS", A_DAY_LATER)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["updated"], 1, "{report}");
     // Not again before another day.
@@ -56,10 +49,7 @@ fn an_identity_reset_is_loud_and_nothing_goes_to_it_unverified() {
     let server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
-    let conv = alice.send_to(&["bob"], "one", "hello")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.start_conversation(&["bob"], "one", "hello");
     bob.sync();
 
     // Bob lost every device; the administrator resets his account.
@@ -72,13 +62,12 @@ fn an_identity_reset_is_loud_and_nothing_goes_to_it_unverified() {
     );
 
     alice.sync();
-    assert!(alice.alert_kinds().contains(&"identity_changed".to_owned()));
+    assert!(alice.has_alert("identity_changed"));
     // The old device left the conversation; the new one was not added.
     let members = alice.conversation(&conv)["members"].clone();
     assert!(members.get(addr("bob")).is_none(), "{members}");
     let out = alice.try_send_to("bob", "s");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("verify"));
+    assert_refused(&out, "verify");
     assert_eq!(new_bob.sync()["joined"], 0);
 
     // After comparing codes, the waiting letter goes.

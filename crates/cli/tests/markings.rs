@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::officer::{Officer, officer_and_server, offline, publish};
-use common::{Server, addr, assert_ok, assert_refused, contains, files, stderr};
+use common::officer::{MODIFIED, Officer, officer_and_server, offline, publish};
+use common::{Server, addr, assert_ok, assert_refused, contains, files, send_in_args, stderr};
 use serde_json::json;
 use std::process::Command;
 use valise_proto::audit::{Action, Subject};
@@ -254,22 +254,12 @@ fn a_modified_client_spills_and_every_device_sees_it() {
     common::settle(&[&alice, &bob, &carol]);
 
     // The honest client refuses, naming carol.
-    let args = [
-        "send",
-        "--conversation",
-        &conv,
-        "--subject",
-        "Démarche",
-        "--body",
-        "the minister resigns",
-        "--marking",
-        "EU RESTRICTED",
-    ];
+    let args = restricted_letter(&conv, "Démarche", "the minister resigns");
     let out = alice.run(&args);
     assert_refused(&out, &carol.device_id());
 
     // A client changed to skip the check sends it anyway.
-    let out = alice.run_env(&args, &[("VALISE_FAILPOINT", "skip_marking_check")]);
+    let out = alice.run_env(&args, MODIFIED);
     assert_ok(&out);
     bob.sync();
     carol.sync();
@@ -308,20 +298,8 @@ fn a_letter_sent_right_after_an_accreditation_is_judged_on_the_new_entries() {
     common::settle(&[&alice, &bob, &carol]);
 
     so.accredit_all(&server, &["bob", "carol"], "EU RESTRICTED");
-    let marked = |subject: &str, conv: &str| {
-        let args = [
-            "send",
-            "--conversation",
-            conv,
-            "--subject",
-            subject,
-            "--body",
-            "b",
-            "--marking",
-            "EU RESTRICTED",
-        ];
-        alice.run_env(&args, &[("VALISE_FAILPOINT", "skip_marking_check")])
-    };
+    let marked =
+        |subject: &str, conv: &str| alice.run_env(&restricted_letter(conv, subject, "b"), MODIFIED);
     assert_ok(&marked("Démarche", &conv));
     bob.sync();
     assert_eq!(bob.subjects(), ["Démarche"]);
@@ -354,25 +332,14 @@ fn a_spillage_judged_on_an_entry_that_could_not_be_read_again_says_so() {
     let conv = alice.create("partners", &["bob", "carol"]);
     common::settle(&[&alice, &bob, &carol]);
     so.accredit_all(&server, &["carol"], "EU RESTRICTED");
-    let args = [
-        "send",
-        "--conversation",
-        &conv,
-        "--subject",
-        "Démarche",
-        "--body",
-        "b",
-        "--marking",
-        "EU RESTRICTED",
-    ];
-    assert_ok(&alice.run(&args));
+    assert_ok(&alice.run(&restricted_letter(&conv, "Démarche", "b")));
 
     server.hook(
         "fork-root",
         json!({"device": bob.address(), "mode": "rollback", "epoch": 1}),
     );
     let _refused_root = bob.run(&["sync"]);
-    assert!(bob.alert_kinds().contains(&"directory_conflict".to_owned()));
+    assert!(bob.has_alert("directory_conflict"));
     assert_eq!(bob.subjects(), ["Démarche"]);
     let spilled = bob.alert_details("spillage");
     assert_eq!(spilled.len(), 1, "{spilled:?}");
@@ -394,6 +361,13 @@ fn the_owner_is_told_of_an_attestation_published_on_their_account() {
     assert_eq!(alice.sync()["admin_actions"], 1);
     let told = alice.alert_details("admin_action");
     assert!(told[0].contains("accreditation attestation"), "{}", told[0]);
+}
+
+/// `send` of an EU RESTRICTED letter in `conv`: the arguments.
+fn restricted_letter<'a>(conv: &'a str, subject: &'a str, body: &'a str) -> Vec<&'a str> {
+    let mut args = send_in_args(conv, subject, body);
+    args.extend(["--marking", "EU RESTRICTED"]);
+    args
 }
 
 /// The intruder's hook: the server serves `attestation` as `user`'s,

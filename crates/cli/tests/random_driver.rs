@@ -223,6 +223,17 @@ impl Hooks {
             })
             .collect()
     }
+
+    /// The newest entry of `kind` from `sender` in conversation `conv`
+    /// waiting in `device`'s inbox: its sequence number.
+    async fn newest(&self, device: &str, kind: &str, sender: &str, conv: &str) -> Option<u64> {
+        self.inbox(device)
+            .await
+            .iter()
+            .rev()
+            .find(|e| e.kind == kind && e.sender == sender && e.conversation == conv)
+            .map(|e| e.seq)
+    }
 }
 
 /// One device (its user has no other).
@@ -583,13 +594,7 @@ impl World {
         let n = self.sent.len();
         let (subject, body) = self.letter_text();
         let id = self.convs[c].id;
-        let draft = Draft {
-            message_id: None,
-            subject: subject.clone(),
-            body: body.clone(),
-            marking: None,
-            attachments: Vec::new(),
-        };
+        let draft = plain_letter(&subject, &body);
         let step = self.step;
         self.actors[s].last_read_step = step;
         if let Err(e) = self.actors[s].client().send_in(&id, draft).await {
@@ -611,18 +616,11 @@ impl World {
         // application from the sender in this conversation.
         let mut entry = BTreeMap::new();
         for &a in to.keys() {
+            let (to, from) = (&self.actors[a].address, &self.actors[s].address);
             let seq = self
                 .hooks
-                .inbox(&self.actors[a].address)
+                .newest(to, "application", from, &id.to_string())
                 .await
-                .iter()
-                .rev()
-                .find(|e| {
-                    e.kind == "application"
-                        && e.sender == self.actors[s].address
-                        && e.conversation == id.to_string()
-                })
-                .map(|e| e.seq)
                 .unwrap_or_else(|| panic!("step {step}: letter {n} is not queued for u{a}"));
             entry.insert(a, seq);
         }
@@ -685,18 +683,11 @@ impl World {
             if m == committer {
                 continue;
             }
+            let (to, from) = (&self.actors[m].address, &self.actors[committer].address);
             let seq = self
                 .hooks
-                .inbox(&self.actors[m].address)
+                .newest(to, "commit", from, &id)
                 .await
-                .iter()
-                .rev()
-                .find(|e| {
-                    e.kind == "commit"
-                        && e.sender == self.actors[committer].address
-                        && e.conversation == id
-                })
-                .map(|e| e.seq)
                 .unwrap_or_else(|| panic!("step {}: no commit queued for u{m}", self.step));
             entry.insert(m, (self.stints[&(c, m)], seq));
         }
@@ -974,13 +965,7 @@ impl World {
         let outcome = if write {
             let (subject, body) = self.letter_text();
             let id = self.convs[c].id;
-            let draft = Draft {
-                message_id: None,
-                subject: subject.clone(),
-                body: body.clone(),
-                marking: None,
-                attachments: Vec::new(),
-            };
+            let draft = plain_letter(&subject, &body);
             let client = self.actors[a].client.as_mut().unwrap();
             let outcome = client.send_in(&id, draft).await.map(|_| ());
             self.queued.push(Queued {
@@ -1272,6 +1257,17 @@ impl World {
 }
 
 /// Some random words (a letter's text).
+/// A letter with no marking and no attachment, as the driver writes them.
+fn plain_letter(subject: &str, body: &str) -> Draft {
+    Draft {
+        message_id: None,
+        subject: subject.to_owned(),
+        body: body.to_owned(),
+        marking: None,
+        attachments: Vec::new(),
+    }
+}
+
 fn words(rng: &mut StdRng, count: std::ops::Range<usize>) -> String {
     const WORDS: &[&str] = &[
         "valise",

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
-use common::{Server, addr};
+use common::{Server, addr, alice_writes_to_carol, assert_ok, bob_on_laptop_and_phone};
 use rusqlite::params;
 use std::time::Duration;
 
@@ -26,21 +26,13 @@ fn let_it_publish() {
 #[test]
 fn an_undone_revocation_is_refused_and_the_thief_reads_nothing() {
     let mut server = Server::start();
-    let alice = server.device("alice");
-    let laptop = server.device("bob");
-    let phone = server.second_device("bob", &laptop);
-    let conv = alice.send_to(&["bob"], "one", "to both")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    laptop.sync();
-    phone.sync();
+    let (alice, laptop, phone, conv) = bob_on_laptop_and_phone(&server);
     let phone_id = phone.device_id();
     let laptop_id = laptop.device_id();
     let stolen = phone.copy();
 
     laptop.ok(&["devices", "revoke", &phone_id]);
-    let members = laptop.conversation(&conv)["members"][addr("bob")].clone();
+    let members = laptop.members_of(&conv, "bob");
     assert_eq!(members, serde_json::json!([laptop.device_id()]));
     alice.sync();
     alice.send_in(&conv, "two", "after the revocation");
@@ -69,11 +61,7 @@ fn an_undone_revocation_is_refused_and_the_thief_reads_nothing() {
     // The thief's copy logs in again, follows its removal, restocks its
     // key packages.
     let out = stolen.run(&["sync", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     // Bob's laptop, on its next sync, refuses the rewritten entry.
     laptop.sync();
     let laptop_alerts: Vec<String> = laptop.alert_kinds()[alerts_before..].to_vec();
@@ -85,12 +73,8 @@ fn an_undone_revocation_is_refused_and_the_thief_reads_nothing() {
     alice.sync();
     let out = alice.try_send_in(&conv, "three");
     assert!(!out.status.success());
-    assert!(
-        alice
-            .alert_kinds()
-            .contains(&"directory_conflict".to_owned())
-    );
-    let members = alice.conversation(&conv)["members"][addr("bob")].clone();
+    assert!(alice.has_alert("directory_conflict"));
+    let members = alice.members_of(&conv, "bob");
     assert_eq!(members, serde_json::json!([laptop_id]));
     stolen.sync();
     assert!(!stolen.subjects().contains(&"three".to_owned()));
@@ -107,10 +91,7 @@ fn a_swapped_own_identity_is_refused_and_the_server_s_device_never_added() {
     let server = Server::start();
     let alice = server.device("alice");
     let bob = server.device("bob");
-    let conv = alice.send_to(&["bob"], "one", "before")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = alice.start_conversation(&["bob"], "one", "before");
     bob.sync();
     let alice_id = alice.device_id();
 
@@ -144,12 +125,8 @@ fn a_swapped_own_identity_is_refused_and_the_server_s_device_never_added() {
     // Alice writes in her conversation with bob, as she always does.
     let out = alice.try_send_in(&conv, "two");
     assert!(!out.status.success(), "it waits");
-    assert!(
-        alice
-            .alert_kinds()
-            .contains(&"directory_conflict".to_owned())
-    );
-    let members = alice.conversation(&conv)["members"][addr("alice")].clone();
+    assert!(alice.has_alert("directory_conflict"));
+    let members = alice.members_of(&conv, "alice");
     let shown = alice.json(&["conversation", "show", &conv]);
     assert_eq!(members, serde_json::json!([alice_id]));
     let hub_alice = shown["hub"][addr("alice")].clone();
@@ -170,14 +147,7 @@ fn a_swapped_own_identity_is_refused_and_the_server_s_device_never_added() {
 fn a_split_view_is_seen_by_the_member_who_only_reads() {
     use base64::Engine as _;
     let server = Server::start();
-    let alice = server.device("alice");
-    let _bob = server.device("bob");
-    let carol = server.device("carol");
-    let conv = alice.send_to(&["carol"], "hello", "hello")["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    carol.sync();
+    let (alice, _bob, carol, conv) = alice_writes_to_carol(&server);
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     server.hook(
         "fork-root",
@@ -195,9 +165,7 @@ fn a_split_view_is_seen_by_the_member_who_only_reads() {
     alice.send_in(&conv, "letter 3", "from the honest side");
     carol.sync();
     assert!(
-        carol
-            .alert_kinds()
-            .contains(&"directory_conflict".to_owned()),
+        carol.has_alert("directory_conflict"),
         "{:?}",
         carol.alert_kinds()
     );

@@ -18,6 +18,8 @@
 #[path = "../../../fuzz/src/directory.rs"]
 mod checks;
 mod common;
+#[path = "../../proto/tests/seed_replay/mod.rs"]
+mod seed_replay;
 
 /// Only for its list of the targets it leaves to this test.
 #[allow(dead_code)]
@@ -25,33 +27,10 @@ mod common;
 mod proto_checks;
 
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use seed_replay::{assert_every_target_is_fuzzed, files, fuzz_dir, replay_seeds};
 use std::sync::{Arc, OnceLock};
 use valise_directory::*;
 use valise_proto::{DeviceId, UserId};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-/// Files of a directory, sorted; none if it does not exist.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    out.sort();
-    out
-}
-
-fn is_bad(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("bad-"))
-}
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
@@ -245,42 +224,12 @@ fn write_seeds_directory_entry() {
 #[test]
 fn every_target_has_seeds_and_a_fuzz_target() {
     assert_eq!(checks::TARGETS, proto_checks::REPLAYED_BY_DIRECTORY);
-    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    for target in checks::TARGETS {
-        let seeds = files(&fuzz_dir().join("seeds").join(target));
-        assert!(
-            seeds.iter().any(|p| !is_bad(p)),
-            "{target}: no valid seed in fuzz/seeds/{target}/"
-        );
-        let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
-        let source = std::fs::read_to_string(&source).unwrap();
-        assert!(
-            source.contains(&format!("valise_fuzz::{target}(data)")),
-            "fuzz_targets/{target}.rs does not run its check"
-        );
-        assert!(
-            manifest.contains(&format!("name = \"{target}\"")),
-            "fuzz/Cargo.toml has no [[bin]] for {target}"
-        );
-    }
+    assert_every_target_is_fuzzed(checks::TARGETS);
 }
 
 #[test]
 fn seeds_are_accepted_or_refused_as_named() {
-    let mut replayed = 0;
-    for target in checks::TARGETS {
-        for seed in files(&fuzz_dir().join("seeds").join(target)) {
-            let data = std::fs::read(&seed).unwrap();
-            let accepted = checks::run(target, &data).unwrap();
-            if is_bad(&seed) {
-                assert_eq!(accepted, 0, "{} is accepted", seed.display());
-            } else {
-                assert!(accepted > 0, "{} is refused", seed.display());
-            }
-            replayed += 1;
-        }
-    }
-    assert!(replayed >= 2 * checks::TARGETS.len());
+    replay_seeds(checks::TARGETS, checks::run);
     // The valid seeds are real: their roots verify under the fixed key.
     let key = RootSigner::from_seed(&checks::DIRECTORY_SEED).public_key();
     let lookup = std::fs::read(fuzz_dir().join("seeds/directory_proofs/lookup.bin")).unwrap();

@@ -13,52 +13,18 @@
 
 #[path = "../../../fuzz/src/proto.rs"]
 mod checks;
+mod seed_replay;
 
-use std::path::{Path, PathBuf};
+use seed_replay::{assert_every_target_is_fuzzed, files, fuzz_dir, replay_seeds};
 use valise_proto::letter::{EpochCount, Letter, RootBytes};
 use valise_proto::{
     AlertReport, ConversationId, DeviceAddress, DeviceId, MessageId, Payload, Sha256Digest,
     ThreadId, UserId,
 };
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-/// Files of a directory, sorted; none if it does not exist.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn every_target_has_seeds_and_a_fuzz_target() {
-    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    for target in checks::TARGETS {
-        let seeds = files(&fuzz_dir().join("seeds").join(target));
-        assert!(
-            seeds.iter().any(|p| !is_bad(p)),
-            "{target}: no valid seed in fuzz/seeds/{target}/"
-        );
-        let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
-        let source = std::fs::read_to_string(&source)
-            .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-        assert!(
-            source.contains(&format!("valise_fuzz::{target}(data)")),
-            "fuzz_targets/{target}.rs does not run its check"
-        );
-        assert!(
-            manifest.contains(&format!("name = \"{target}\"")),
-            "fuzz/Cargo.toml has no [[bin]] for {target}"
-        );
-    }
+    assert_every_target_is_fuzzed(checks::TARGETS);
     // And no seed directory for a target that does not exist.
     for dir in std::fs::read_dir(fuzz_dir().join("seeds")).unwrap() {
         let name = dir.unwrap().file_name().into_string().unwrap();
@@ -71,28 +37,9 @@ fn every_target_has_seeds_and_a_fuzz_target() {
     }
 }
 
-fn is_bad(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("bad-"))
-}
-
 #[test]
 fn seeds_decode_and_round_trip() {
-    let mut replayed = 0;
-    for target in checks::TARGETS {
-        for seed in files(&fuzz_dir().join("seeds").join(target)) {
-            let data = std::fs::read(&seed).unwrap();
-            let accepted = checks::run(target, &data).unwrap();
-            if is_bad(&seed) {
-                assert_eq!(accepted, 0, "{} is accepted", seed.display());
-            } else {
-                assert!(accepted > 0, "{} is refused", seed.display());
-            }
-            replayed += 1;
-        }
-    }
-    assert!(replayed >= 2 * checks::TARGETS.len());
+    replay_seeds(checks::TARGETS, checks::run);
 }
 
 #[test]

@@ -112,6 +112,31 @@ impl World {
         self.api.send(&path, Some(token), &body).await
     }
 
+    /// `by` (logged in with `token`) approves `d` as number `number`, and
+    /// the server takes it.
+    async fn approved(
+        &self,
+        token: &str,
+        identity: &Identity,
+        by: &Device,
+        d: &Device,
+        number: u64,
+    ) {
+        let r = self
+            .approve(token, d, self.approval(identity, by, d, number))
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    /// `by` (logged in with `token`) revokes `d` at `at`, and the server
+    /// takes it.
+    async fn revoked(&self, token: &str, identity: &Identity, by: &Device, d: &Device, at: u64) {
+        let r = self
+            .revoke(token, d, self.revocation(identity, by, d, at))
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
     /// The statuses the server itself reports for `user`'s devices.
     async fn server_statuses(&self, token: &str, user: &str) -> Vec<String> {
         let list: valise_proto::api::DeviceList = self
@@ -121,8 +146,9 @@ impl World {
         list.devices.into_iter().map(|d| d.status).collect()
     }
 
-    /// `valised admin users --json`: (device, number, status, generation).
-    fn admin_devices(&self, user: &str) -> Vec<(String, u64, String, u64)> {
+    /// `valised admin users --json`: (number, status, generation) of each
+    /// device.
+    fn admin_devices(&self, user: &str) -> Vec<(u64, String, u64)> {
         let users: serde_json::Value =
             serde_json::from_str(&admin(&self.data, &["users", "--json"])).unwrap();
         let u = users
@@ -137,7 +163,6 @@ impl World {
             .iter()
             .map(|d| {
                 (
-                    d["device"].as_str().unwrap().to_owned(),
                     d["number"].as_u64().unwrap(),
                     d["status"].as_str().unwrap().to_owned(),
                     d["generation"].as_u64().unwrap(),
@@ -161,6 +186,13 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+async fn reads_its_inbox(api: &Api, token: &str) -> bool {
+    api.get("/v1/inbox", Some(token))
+        .await
+        .status()
+        .is_success()
 }
 
 async fn is_refused_as_revoked(api: &Api, token: &str) -> bool {
@@ -193,18 +225,14 @@ async fn a_second_device_waits_for_an_approval_signed_by_the_first() {
         vec!["approved", "pending", "pending"]
     );
     assert_eq!(
-        w.admin_devices("alice@mfa.example")
-            .into_iter()
-            .map(|(_, n, s, g)| (n, s, g))
-            .collect::<Vec<_>>(),
+        w.admin_devices("alice@mfa.example"),
         vec![
             (0, "approved".into(), 1),
             (1, "pending".into(), 1),
             (2, "pending".into(), 1)
         ]
     );
-    let r = w.api.get("/v1/inbox", Some(&t2)).await;
-    assert!(r.status().is_success());
+    assert!(reads_its_inbox(&w.api, &t2).await);
 
     // ...but writes to nobody.
     for path in [
@@ -274,10 +302,7 @@ async fn a_second_device_waits_for_an_approval_signed_by_the_first() {
         .await;
     expect_problem(r, ErrorCode::InvalidMls, "approved creator").await;
     // ...and approves in turn.
-    let r = w
-        .approve(&t2, &a3, w.approval(&identity, &a2, &a3, 2))
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    w.approved(&t2, &identity, &a2, &a3, 2).await;
     assert_eq!(
         w.status(&t1, &a3).await,
         Some(DeviceStatus::Approved {
@@ -294,18 +319,9 @@ async fn a_revoked_device_is_refused_at_once() {
     let t2 = w.join(&a2).await;
     let t3 = w.join(&a3).await;
     let identity = w.identity(&t1, &a1.addr.user).await;
-    let r = w
-        .approve(&t1, &a2, w.approval(&identity, &a1, &a2, 1))
-        .await;
-    assert!(r.status().is_success());
+    w.approved(&t1, &identity, &a1, &a2, 1).await;
     // The token is in the server's session cache.
-    assert!(
-        w.api
-            .get("/v1/inbox", Some(&t2))
-            .await
-            .status()
-            .is_success()
-    );
+    assert!(reads_its_inbox(&w.api, &t2).await);
 
     // `at` is the next device number (3); the signature must verify; only
     // an approved device revokes.
@@ -329,10 +345,7 @@ async fn a_revoked_device_is_refused_at_once() {
         .await;
     expect_problem(r, ErrorCode::NotFound, "another user's device").await;
 
-    let r = w
-        .revoke(&t1, &a2, w.revocation(&identity, &a1, &a2, 3))
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    w.revoked(&t1, &identity, &a1, &a2, 3).await;
     // Refused at once, whatever it tries.
     assert!(is_refused_as_revoked(&w.api, &t2).await);
     let r = w
@@ -355,10 +368,7 @@ async fn a_revoked_device_is_refused_at_once() {
         .await;
     expect_problem(r, ErrorCode::AlreadyExists, "revoked twice").await;
     // A device may revoke itself.
-    let r = w
-        .revoke(&t1, &a1, w.revocation(&identity, &a1, &a1, 3))
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    w.revoked(&t1, &identity, &a1, &a1, 3).await;
     assert!(is_refused_as_revoked(&w.api, &t1).await);
 }
 
@@ -368,13 +378,7 @@ async fn the_administrator_revokes_while_the_server_runs() {
     let (a1, a2) = (alice(1), alice(2));
     let t1 = w.join(&a1).await;
     let t2 = w.join(&a2).await;
-    assert!(
-        w.api
-            .get("/v1/inbox", Some(&t2))
-            .await
-            .status()
-            .is_success()
-    );
+    assert!(reads_its_inbox(&w.api, &t2).await);
     let before = w.api.root(&w.key, &t1).await.epoch();
 
     let out = admin(
@@ -393,7 +397,7 @@ async fn the_administrator_revokes_while_the_server_runs() {
     .await;
     assert!(published, "the revocation was not published");
     assert!(w.api.root(&w.key, &t1).await.epoch() > before);
-    assert_eq!(w.admin_devices("alice@mfa.example")[1].2, "revoked");
+    assert_eq!(w.admin_devices("alice@mfa.example")[1].1, "revoked");
     // Unknown devices are refused by the command.
     let out = common::valised()
         .args(["admin", "--data"])
@@ -433,10 +437,7 @@ async fn a_reset_invite_founds_generation_two_and_revokes_the_old_devices() {
         "an old device's token still works"
     );
     assert_eq!(
-        w.admin_devices("alice@mfa.example")
-            .into_iter()
-            .map(|(_, n, s, g)| (n, s, g))
-            .collect::<Vec<_>>(),
+        w.admin_devices("alice@mfa.example"),
         vec![
             (0, "revoked".into(), 1),
             (1, "revoked".into(), 1),
@@ -444,15 +445,7 @@ async fn a_reset_invite_founds_generation_two_and_revokes_the_old_devices() {
         ]
     );
     // Claims hand out only the new device's packages.
-    let c: ClaimResponse = w
-        .api
-        .post_as(
-            "/v1/users/alice@mfa.example/key-packages/claim",
-            Some(&tb),
-            serde_json::json!({}),
-        )
-        .await;
-    let claimed: Vec<DeviceId> = c.key_packages.iter().map(|k| k.device).collect();
+    let claimed: Vec<DeviceId> = claim(&w, &tb).await.into_iter().map(|k| k.0).collect();
     assert_eq!(claimed, vec![a3.addr.device]);
 }
 
@@ -527,14 +520,8 @@ async fn claims_skip_unapproved_devices_and_expired_packages() {
     let bob = Device::new("bob@mfa.example", 7);
     let tb = w.join(&bob).await;
     let identity = w.identity(&t1, &a1.addr.user).await;
-    let r = w
-        .approve(&t1, &a3, w.approval(&identity, &a1, &a3, 2))
-        .await;
-    assert!(r.status().is_success());
-    let r = w
-        .revoke(&t1, &a3, w.revocation(&identity, &a1, &a3, 3))
-        .await;
-    assert!(r.status().is_success());
+    w.approved(&t1, &identity, &a1, &a3, 2).await;
+    w.revoked(&t1, &identity, &a1, &a3, 3).await;
     // A pending device restocks too, but nobody gets its packages.
     let (_, stock) = upload(&w, &t2, &a2, 2, false).await;
     assert_eq!(stock, 3);
@@ -657,15 +644,13 @@ async fn the_hub_adds_only_approved_devices_and_keeps_members_revoked_since() {
 
     let r = g.commit(&w, &ta, &a1, &[&b2], &[]).await;
     expect_problem(r, ErrorCode::Forbidden, "adding a pending device").await;
-    let r = w.approve(&tb, &b2, w.approval(&bob, &b1, &b2, 1)).await;
-    assert!(r.status().is_success());
+    w.approved(&tb, &bob, &b1, &b2, 1).await;
     let r = g.commit(&w, &ta, &a1, &[&b2], &[]).await;
     assert!(r.status().is_success(), "{}", r.status());
 
     // Bob revokes b2: it stays a member until someone removes it, and the
     // group goes on meanwhile.
-    let r = w.revoke(&tb, &b2, w.revocation(&bob, &b1, &b2, 2)).await;
-    assert!(r.status().is_success());
+    w.revoked(&tb, &bob, &b1, &b2, 2).await;
     let r = g.commit(&w, &ta, &a1, &[&b1], &[]).await;
     assert!(r.status().is_success(), "{}", r.status());
     let r = g.commit(&w, &ta, &a1, &[], &[1]).await;

@@ -408,6 +408,15 @@ impl Device {
         self.json(&args)
     }
 
+    /// Sends to people (as [`Device::send_to`]); the id of the
+    /// conversation the letter went in.
+    pub fn start_conversation(&self, to: &[&str], subject: &str, body: &str) -> String {
+        self.send_to(to, subject, body)["conversation"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// `send --to USER --json` that may fail (the caller checks how):
     /// what a refused or held letter gives.
     pub fn try_send_to(&self, to: &str, subject: &str) -> Output {
@@ -445,15 +454,7 @@ impl Device {
     }
 
     pub fn send_in(&self, conv: &str, subject: &str, body: &str) -> Value {
-        self.json(&[
-            "send",
-            "--conversation",
-            conv,
-            "--subject",
-            subject,
-            "--body",
-            body,
-        ])
+        self.json(&send_in_args(conv, subject, body))
     }
 
     pub fn read(&self, id: i64) -> Value {
@@ -501,6 +502,11 @@ impl Device {
             .collect()
     }
 
+    /// Whether this device holds an alert of `kind`.
+    pub fn has_alert(&self, kind: &str) -> bool {
+        self.alert_kinds().iter().any(|k| k == kind)
+    }
+
     /// Details of this device's alerts of one kind, oldest first.
     pub fn alert_details(&self, kind: &str) -> Vec<String> {
         self.json(&["alerts"])
@@ -512,17 +518,20 @@ impl Device {
             .collect()
     }
 
-    /// This device's id.
-    pub fn device_id(&self) -> String {
-        let list = self.json(&["devices"]);
-        list.as_array()
+    /// This device's row of `devices --json` (id, status, link code).
+    pub fn this_device(&self) -> Value {
+        self.json(&["devices"])
+            .as_array()
             .unwrap()
             .iter()
             .find(|d| d["this_device"] == true)
-            .unwrap()["device"]
-            .as_str()
             .unwrap()
-            .to_owned()
+            .clone()
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> String {
+        self.this_device()["device"].as_str().unwrap().to_owned()
     }
 
     /// `user/device`, as MLS credentials and the hooks name a device.
@@ -536,6 +545,12 @@ impl Device {
             .into_iter()
             .find(|c| c["id"] == id)
             .unwrap_or_else(|| panic!("{} has no conversation {id}", self.user))
+    }
+
+    /// The devices of `user` (a short name) that this device holds as
+    /// members of conversation `id`.
+    pub fn members_of(&self, id: &str, user: &str) -> Value {
+        self.conversation(id)["members"][addr(user)].clone()
     }
 
     /// A copy of this device's home as it is now (what a thief who copied
@@ -596,6 +611,20 @@ pub fn assert_no_fork(devices: &[&Device], conv: &str) {
         .map(|d| d.conversation(conv)["authenticator"].clone())
         .collect();
     assert!(auth.iter().all(|a| a == &auth[0]), "fork: {auth:?}");
+}
+
+/// `send --conversation CONV --subject S --body B`: the arguments, for a
+/// caller that adds its own (a marking).
+pub fn send_in_args<'a>(conv: &'a str, subject: &'a str, body: &'a str) -> Vec<&'a str> {
+    vec![
+        "send",
+        "--conversation",
+        conv,
+        "--subject",
+        subject,
+        "--body",
+        body,
+    ]
 }
 
 /// A command's stderr, as text (for assertion messages).
@@ -701,6 +730,30 @@ impl Server {
             .unwrap_or_else(|| panic!("no directory key in: {}", self.init_output))
             .to_owned()
     }
+}
+
+/// Alice writes "one" to bob, who has a laptop and a phone the laptop
+/// approved, and both of bob's devices sync (laptop first): alice, the
+/// laptop, the phone and the conversation's id.
+pub fn bob_on_laptop_and_phone(server: &Server) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let laptop = server.device("bob");
+    let phone = server.second_device("bob", &laptop);
+    let conv = alice.start_conversation(&["bob"], "one", "to both");
+    laptop.sync();
+    phone.sync();
+    (alice, laptop, phone, conv)
+}
+
+/// Alice, bob and carol enrolled; alice writes "hello" to carol, who reads
+/// it: the three devices and the conversation's id.
+pub fn alice_writes_to_carol(server: &Server) -> (Device, Device, Device, String) {
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let carol = server.device("carol");
+    let conv = alice.start_conversation(&["carol"], "hello", "hello");
+    carol.sync();
+    (alice, bob, carol, conv)
 }
 
 /// Syncs these devices round after round until a whole round changes

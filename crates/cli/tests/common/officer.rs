@@ -11,6 +11,10 @@ use std::process::Command;
 use valise_proto::attestation::{Accreditation, AuthoritySecret};
 use valise_proto::{Label, UserId};
 
+/// The environment of a client modified to skip the marking checks
+/// (accreditation, ceiling): a failpoint only test builds honour.
+pub const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
+
 /// The security officer, with an authority key on their own machine.
 pub struct Officer {
     pub key: PathBuf,

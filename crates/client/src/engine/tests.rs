@@ -8,6 +8,7 @@ use super::membership::Change;
 use super::outbound::{Target, Written};
 use super::rejoin::Judgement;
 use crate::clock::Clock;
+use crate::home::outbox::Outbound;
 use crate::home::{Home, Retake};
 use crate::mls;
 use openmls::prelude::*;
@@ -233,23 +234,24 @@ impl Dev {
 
     /// Writes `letter` into `conv` and returns the sealed message.
     fn write_letter(&self, conv: &ConversationId, letter: Letter) -> Vec<u8> {
-        self.engine
-            .write_letter(&Target::Conversation(*conv), &letter)
-            .unwrap();
-        let entry = self
-            .engine
-            .home
-            .outbound(&letter.message_id)
-            .unwrap()
-            .unwrap();
+        let entry = self.queue(&Target::Conversation(*conv), &letter);
         assert_eq!(self.engine.seal_or_hold(entry).unwrap(), Written::Sealed);
-        let sealed = self
-            .engine
+        self.outbound(&letter).sealed.unwrap().ciphertext
+    }
+
+    /// Puts `letter` for `target` in the outbox, not sealed yet: its entry.
+    fn queue(&self, target: &Target, letter: &Letter) -> Outbound {
+        self.engine.write_letter(target, letter).unwrap();
+        self.outbound(letter)
+    }
+
+    /// The outbox entry of `letter`.
+    fn outbound(&self, letter: &Letter) -> Outbound {
+        self.engine
             .home
             .outbound(&letter.message_id)
             .unwrap()
-            .unwrap();
-        sealed.sealed.unwrap().ciphertext
+            .unwrap()
     }
 
     fn subjects(&self) -> Vec<String> {
@@ -314,6 +316,44 @@ fn adds(kps: Vec<KeyPackage>) -> Change {
     }
 }
 
+/// A commit that renews the committer's own leaf.
+fn renewal() -> Change {
+    Change {
+        update: true,
+        ..Change::default()
+    }
+}
+
+/// A commit that removes `device` from the group.
+fn removal_of(device: &Dev) -> Change {
+    Change {
+        removes: [device.me().clone()].into(),
+        ..Change::default()
+    }
+}
+
+/// The commit `from` made, as the hub hands it over.
+fn commit_entry(conv: &ConversationId, from: &Dev, message: &[u8]) -> InboxEntry {
+    InboxEntry {
+        seq: 99,
+        kind: EntryKind::Commit,
+        conversation: *conv,
+        sender: from.me().clone(),
+        message: message.to_vec(),
+        ratchet_tree: None,
+    }
+}
+
+/// The group state the hub offers for `epoch`: the one `commit` made,
+/// with the ratchet `tree`.
+fn hub_state(epoch: u64, commit: &SubmitCommit, tree: Vec<u8>) -> GroupInfoState {
+    GroupInfoState {
+        epoch,
+        group_info: commit.group_info.clone().unwrap(),
+        ratchet_tree: tree.into(),
+    }
+}
+
 /// A conversation of `owner` with `others`, everyone joined.
 fn conversation(owner: &Dev, others: &[&Dev]) -> ConversationId {
     let id = ConversationId::from_bytes(rand::random());
@@ -321,16 +361,7 @@ fn conversation(owner: &Dev, others: &[&Dev]) -> ConversationId {
     let submit = owner.commit(&id, adds(others.iter().map(|d| d.key_package()).collect()));
     let welcome = submit.welcome.unwrap();
     for d in others {
-        let joined = d
-            .take_with_tree(
-                EntryKind::Welcome,
-                &id,
-                owner,
-                welcome.as_slice(),
-                Some(owner.tree(&id)),
-            )
-            .unwrap();
-        assert!(matches!(joined, Applied::Joined), "{joined:?}");
+        d.join(&id, owner, welcome.as_slice(), owner.tree(&id));
     }
     id
 }
@@ -347,13 +378,7 @@ fn a_removed_member_reads_nothing_written_after_its_removal() {
             Ok(Applied::Letter)
         ));
     }
-    let removal = alice.commit(
-        &conv,
-        Change {
-            removes: [carol.me().clone()].into(),
-            ..Change::default()
-        },
-    );
+    let removal = alice.commit(&conv, removal_of(&carol));
     for d in [&bob, &carol] {
         d.take(EntryKind::Commit, &conv, &alice, removal.commit.as_slice())
             .unwrap();
@@ -445,16 +470,7 @@ fn nothing_is_shown_from_a_key_its_user_did_not_approve() {
     );
     // Once approved (signed by bob's founding device), she joins and reads.
     alice.learn(&bob, &second_device(&laptop, &phone, true));
-    let joined = alice
-        .take_with_tree(
-            EntryKind::Welcome,
-            &conv,
-            &phone,
-            welcome.as_slice(),
-            Some(phone.tree(&conv)),
-        )
-        .unwrap();
-    assert!(matches!(joined, Applied::Joined), "{joined:?}");
+    alice.join(&conv, &phone, welcome.as_slice(), phone.tree(&conv));
     let letter = phone.write(&conv, "from bob's phone");
     assert!(matches!(
         alice.take(EntryKind::Application, &conv, &phone, &letter),
@@ -469,17 +485,7 @@ fn a_commit_that_brings_in_a_pending_device_is_refused() {
     let conv = conversation(&alice, &[&bob]);
     // Bob (a malicious member) adds a device alice knows only as pending.
     let stranger = Dev::new("dave");
-    alice.learn(
-        &dave.me().user,
-        &DeviceList::new(
-            dave.entry().identity().clone(),
-            vec![
-                DeviceEntry::new(dave.me().device, dave.key(), 0, 1),
-                DeviceEntry::new(stranger.me().device, stranger.key(), 1, 1),
-            ],
-        )
-        .unwrap(),
-    );
+    alice.learn(&dave.me().user, &second_device(&dave, &stranger, false));
     bob.learn(&dave.me().user, &second_device(&dave, &stranger, true));
     let add = bob.commit(&conv, adds(vec![stranger.key_package()]));
     let out = alice
@@ -522,13 +528,7 @@ fn a_fork_is_seen_and_the_hub_side_is_rejoined_only_as_verified() {
         .engine
         .stage(&conv, adds(vec![dave.key_package()]))
         .unwrap();
-    bob.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    bob.commit(&conv, renewal());
     alice
         .take(EntryKind::Commit, &conv, &alice, ours.commit.as_slice())
         .unwrap();
@@ -538,21 +538,10 @@ fn a_fork_is_seen_and_the_hub_side_is_rejoined_only_as_verified() {
     let Applied::Fork(fork) = out else {
         panic!("{out:?}")
     };
-    let entry = InboxEntry {
-        seq: 99,
-        kind: EntryKind::Commit,
-        conversation: conv,
-        sender: alice.me().clone(),
-        message: ours.commit.clone().into_vec(),
-        ratchet_tree: None,
-    };
+    let entry = commit_entry(&conv, &alice, ours.commit.as_slice());
     bob.engine.diverge_on_fork(&entry, &fork).unwrap();
     assert_eq!(bob.alerts(), ["fork"]);
-    let hub = GroupInfoState {
-        epoch: 2,
-        group_info: ours.group_info.clone().unwrap(),
-        ratchet_tree: alice.tree(&conv).into(),
-    };
+    let hub = hub_state(2, &ours, alice.tree(&conv));
     // The hub's state is what bob verified of alice's commit: rejoin.
     let Judgement::Rejoin(leaves) = bob.engine.judge(&conv, &hub).unwrap() else {
         panic!("bob may rejoin the hub's side")
@@ -570,42 +559,19 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
     Dev::introduce(&[&alice, &bob, &carol]);
     let conv = conversation(&alice, &[&bob, &carol]);
     // Alice removes carol (epoch 1 -> 2); carol never learns of it.
-    alice.commit(
-        &conv,
-        Change {
-            removes: [carol.me().clone()].into(),
-            ..Change::default()
-        },
-    );
+    alice.commit(&conv, removal_of(&carol));
     // The intruder restores the hub's state of epoch 1 and lets carol,
     // still a member there, commit on it: a valid commit for epoch 1.
-    let carols = carol.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    let carols = carol.commit(&conv, renewal());
     let out = alice
         .take(EntryKind::Commit, &conv, &carol, carols.commit.as_slice())
         .unwrap();
     let Applied::Fork(fork) = out else {
         panic!("{out:?}")
     };
-    let entry = InboxEntry {
-        seq: 99,
-        kind: EntryKind::Commit,
-        conversation: conv,
-        sender: carol.me().clone(),
-        message: carols.commit.clone().into_vec(),
-        ratchet_tree: None,
-    };
+    let entry = commit_entry(&conv, &carol, carols.commit.as_slice());
     alice.engine.diverge_on_fork(&entry, &fork).unwrap();
-    let hub = GroupInfoState {
-        epoch: 2,
-        group_info: carols.group_info.clone().unwrap(),
-        ratchet_tree: carol.tree(&conv).into(),
-    };
+    let hub = hub_state(2, &carols, carol.tree(&conv));
     // Carol signed it, and alice's side removed her: never taken.
     let judged = alice.engine.judge(&conv, &hub).unwrap();
     assert!(
@@ -613,17 +579,7 @@ fn a_rolled_back_group_with_a_removed_member_is_refused() {
         "{judged:?}"
     );
     // Nothing is sealed there: a letter waits.
-    let letter = letter("after the removal");
-    alice
-        .engine
-        .write_letter(&Target::Conversation(conv), &letter)
-        .unwrap();
-    let entry = alice
-        .engine
-        .home
-        .outbound(&letter.message_id)
-        .unwrap()
-        .unwrap();
+    let entry = alice.queue(&Target::Conversation(conv), &letter("after the removal"));
     assert!(matches!(
         alice.engine.seal_or_hold(entry).unwrap(),
         Written::Held(_)
@@ -635,37 +591,14 @@ fn a_state_older_than_the_shared_epoch_is_a_rollback() {
     let (alice, bob) = (Dev::new("alice"), Dev::new("bob"));
     Dev::introduce(&[&alice, &bob]);
     let conv = conversation(&alice, &[&bob]);
-    let old = alice.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    let old = alice.commit(&conv, renewal());
     let old_tree = alice.tree(&conv);
-    alice.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    alice.commit(&conv, renewal());
     // A garbage commit makes alice fall out of step; the hub then offers
     // the state of an earlier epoch.
-    let garbage = InboxEntry {
-        seq: 99,
-        kind: EntryKind::Commit,
-        conversation: conv,
-        sender: bob.me().clone(),
-        message: vec![0, 1, 2],
-        ratchet_tree: None,
-    };
+    let garbage = commit_entry(&conv, &bob, &[0, 1, 2]);
     alice.engine.diverge_on_refused_commit(&garbage).unwrap();
-    let hub = GroupInfoState {
-        epoch: 2,
-        group_info: old.group_info.unwrap(),
-        ratchet_tree: old_tree.into(),
-    };
+    let hub = hub_state(2, &old, old_tree);
     assert!(matches!(
         alice.engine.judge(&conv, &hub).unwrap(),
         Judgement::Refuse(_)
@@ -723,17 +656,7 @@ fn letters_to_a_person_whose_identity_changed_wait_until_verified() {
         .unwrap(),
     );
     assert_eq!(alice.alerts(), ["identity_changed"]);
-    let letter = letter("held");
-    alice
-        .engine
-        .write_letter(&Target::Conversation(conv), &letter)
-        .unwrap();
-    let entry = alice
-        .engine
-        .home
-        .outbound(&letter.message_id)
-        .unwrap()
-        .unwrap();
+    let entry = alice.queue(&Target::Conversation(conv), &letter("held"));
     assert!(
         matches!(alice.engine.seal_or_hold(entry.clone()).unwrap(), Written::Held(why) if why.contains("identity changed"))
     );
@@ -754,23 +677,11 @@ fn send_to_reuses_only_a_conversation_of_exactly_its_recipients() {
     alice.commit(&id, adds(vec![carol.key_package()]));
     assert_eq!(alice.engine.direct_conversation(&to_bob).unwrap(), None);
     // A letter sealed for exactly bob is held back from it.
-    let letter = letter("for bob only");
-    alice
-        .engine
-        .write_letter(
-            &Target::Exactly {
-                users: to_bob.to_vec(),
-                conversation: Some(id),
-            },
-            &letter,
-        )
-        .unwrap();
-    let entry = alice
-        .engine
-        .home
-        .outbound(&letter.message_id)
-        .unwrap()
-        .unwrap();
+    let target = Target::Exactly {
+        users: to_bob.to_vec(),
+        conversation: Some(id),
+    };
+    let entry = alice.queue(&target, &letter("for bob only"));
     assert!(matches!(
         alice.engine.seal_or_hold(entry).unwrap(),
         Written::Held(_)
@@ -811,13 +722,7 @@ fn a_copy_of_a_device_committing_beside_it_is_detected() {
     let conv = conversation(&alice, &[&bob]);
     let copy = bob.copy(&dir.path().join("bob"), &dir.path().join("copy"));
     // The copy renews bob's leaf; the hub takes it.
-    let update = copy.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    let update = copy.commit(&conv, renewal());
     // Bob's device: a commit signed by its own key that it did not make.
     let out = bob.take(EntryKind::Commit, &conv, &copy, update.commit.as_slice());
     assert!(matches!(out, Err(crate::ClientError::Cloned(_))), "{out:?}");
@@ -869,6 +774,25 @@ fn a_home_shared_between_operations_never_seals_from_a_stale_group() {
 // The intruder's moves found reading the code as the intruder would
 // (issue 8 review), each now a regression test.
 
+/// The entry of `device` in `entries`.
+fn entry_of<'a>(entries: &'a mut [DeviceEntry], device: &Dev) -> &'a mut DeviceEntry {
+    entries
+        .iter_mut()
+        .find(|e| e.device == device.me().device)
+        .unwrap()
+}
+
+/// `by`'s signed revocation of `device`, made when its user's two devices
+/// (numbers 0 and 1, of identity `id`) existed.
+fn revocation(device: &Dev, by: &Dev, id: &Identity) -> Revocation {
+    let message = revocation_message(&device.me().user, id, &device.me().device, &device.key(), 2);
+    Revocation {
+        at: 2,
+        by: Some(by.me().device),
+        signature: Some(by.sign(&message)),
+    }
+}
+
 /// A user of two devices: `first` founds the identity (number 0), `second`
 /// (number 1) is approved by it.
 fn two_devices(first: &Dev, second: &Dev) -> (Identity, Vec<DeviceEntry>) {
@@ -883,21 +807,7 @@ fn a_revocation_the_server_undoes_is_refused_and_alerted() {
     let (id, entries) = two_devices(&laptop, &phone);
     let honest = DeviceList::new(id.clone(), entries.clone()).unwrap();
     let mut revoked = entries;
-    let i = revoked
-        .iter()
-        .position(|e| e.device == phone.me().device)
-        .unwrap();
-    revoked[i].revocation = Some(Revocation {
-        at: 2,
-        by: Some(laptop.me().device),
-        signature: Some(laptop.sign(&revocation_message(
-            &bob,
-            &id,
-            &phone.me().device,
-            &phone.key(),
-            2,
-        ))),
-    });
+    entry_of(&mut revoked, &phone).revocation = Some(revocation(&phone, &laptop, &id));
     alice.learn(&bob, &DeviceList::new(id, revoked).unwrap());
     // The server publishes bob's list again without the revocation.
     assert!(alice.engine.record_proven(&bob, &honest, 6).is_err());
@@ -914,15 +824,7 @@ fn a_revoked_device_approves_nothing_the_server_numbers_for_it() {
     let (a, b, x) = (Dev::new("bob"), Dev::new("bob"), Dev::new("bob"));
     let bob = user("bob");
     let (id, mut entries) = two_devices(&a, &b);
-    let ia = entries
-        .iter()
-        .position(|e| e.device == a.me().device)
-        .unwrap();
-    entries[ia].revocation = Some(Revocation {
-        at: 2,
-        by: Some(b.me().device),
-        signature: Some(b.sign(&revocation_message(&bob, &id, &a.me().device, &a.key(), 2))),
-    });
+    entry_of(&mut entries, &a).revocation = Some(revocation(&a, &b, &id));
     // The thief, holding a's key, approves x, which the server numbers 2.
     let mut ex = DeviceEntry::new(x.me().device, x.key(), 2, 1);
     ex.approval = Some(Approval {
@@ -937,7 +839,7 @@ fn a_revoked_device_approves_nothing_the_server_numbers_for_it() {
     assert_eq!(status(entries.clone()), Some(DeviceStatus::Pending));
     // Raising `at` breaks b's signature: then a approves nothing at all.
     let mut raised = entries.clone();
-    raised[ia].revocation.as_mut().unwrap().at = 3;
+    entry_of(&mut raised, &a).revocation.as_mut().unwrap().at = 3;
     assert_eq!(status(raised), Some(DeviceStatus::Pending));
     // Numbering x into the past: lists with a gap or a reused number are
     // refused outright.
@@ -963,31 +865,11 @@ fn a_letter_from_a_revoked_device_is_refused_even_from_a_past_epoch() {
     // A thief's copy of the phone writes; the server holds the letter back.
     let forged = phone.write(&conv, "wire the money to account X");
     let mut revoked = entries;
-    let i = revoked
-        .iter()
-        .position(|e| e.device == phone.me().device)
-        .unwrap();
-    revoked[i].revocation = Some(Revocation {
-        at: 2,
-        by: Some(laptop.me().device),
-        signature: Some(laptop.sign(&revocation_message(
-            &bob,
-            &id,
-            &phone.me().device,
-            &phone.key(),
-            2,
-        ))),
-    });
+    entry_of(&mut revoked, &phone).revocation = Some(revocation(&phone, &laptop, &id));
     let revoked = DeviceList::new(id, revoked).unwrap();
     alice.learn(&bob, &revoked);
     laptop.learn(&bob, &revoked);
-    let removal = laptop.commit(
-        &conv,
-        Change {
-            removes: [phone.me().clone()].into(),
-            ..Change::default()
-        },
-    );
+    let removal = laptop.commit(&conv, removal_of(&phone));
     alice
         .take(EntryKind::Commit, &conv, &laptop, removal.commit.as_slice())
         .unwrap();
@@ -1015,23 +897,11 @@ fn a_removed_person_does_not_come_back_under_another_device() {
         d.learn(&mallory, &mlist);
     }
     let conv = conversation(&alice, &[&bob, &m1]);
-    alice.commit(
-        &conv,
-        Change {
-            removes: [m1.me().clone()].into(),
-            ..Change::default()
-        },
-    );
+    alice.commit(&conv, removal_of(&m1));
     // The hub restored to epoch 1: m1 adds m2, then m2 removes m1.
     let add = m1.commit(&conv, adds(vec![m2.key_package()]));
     m2.join(&conv, &m1, add.welcome.unwrap().as_slice(), m1.tree(&conv));
-    let swap = m2.commit(
-        &conv,
-        Change {
-            removes: [m1.me().clone()].into(),
-            ..Change::default()
-        },
-    );
+    let swap = m2.commit(&conv, removal_of(&m1));
     let (entry, out) = alice.take_entry(&conv, EntryKind::Commit, &m1, add.commit.as_slice());
     let Ok(Applied::Fork(fork)) = out else {
         panic!("a fork: {out:?}")
@@ -1040,11 +910,7 @@ fn a_removed_person_does_not_come_back_under_another_device() {
     let (entry, out) = alice.take_entry(&conv, EntryKind::Commit, &m2, swap.commit.as_slice());
     assert!(out.is_err());
     alice.engine.diverge_on_refused_commit(&entry).unwrap();
-    let hub = GroupInfoState {
-        epoch: 3,
-        group_info: swap.group_info.clone().unwrap(),
-        ratchet_tree: m2.tree(&conv).into(),
-    };
+    let hub = hub_state(3, &swap, m2.tree(&conv));
     let judged = alice.engine.judge(&conv, &hub).unwrap();
     assert!(matches!(&judged, Judgement::Refuse(_)), "{judged:?}");
 }
@@ -1070,13 +936,7 @@ fn a_device_renews_the_leaf_it_joined_with() {
     // Bob renews that leaf at his very next sync, not a day later.
     let due = bob.engine.home.updates_due(0).unwrap();
     assert_eq!(due, vec![conv]);
-    let update = bob.commit(
-        &conv,
-        Change {
-            update: true,
-            ..Change::default()
-        },
-    );
+    let update = bob.commit(&conv, renewal());
     alice
         .take(EntryKind::Commit, &conv, &bob, update.commit.as_slice())
         .unwrap();
