@@ -11,15 +11,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::officer::officer_and_server;
+use common::officer::{MODIFIED, officer_and_server};
 use common::{
     Device, Server, addr, assert_no_fork, assert_ok, assert_refused, contains, settle, stderr,
 };
 use serde_json::Value;
 use valise_proto::{ConversationId, Label};
-
-/// A client modified to skip the marking checks (accreditation, ceiling).
-const MODIFIED: &[(&str, &str)] = &[("VALISE_FAILPOINT", "skip_marking_check")];
 
 /// Alice, bob and carol on `server`, in a conversation alice made with
 /// `ceiling` and the others have joined; its id last.
