@@ -25,7 +25,7 @@ use crate::client::Client;
 use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
 use crate::home::Home;
-use crate::home::attachment_cache::PIECE_BYTES;
+use crate::home::attachment_cache::{PIECE_BYTES, Trimmed};
 use crate::home::letters::LetterView;
 use crate::home::uploads::{DraftRow, Upload};
 use crate::send::SentLetter;
@@ -605,9 +605,17 @@ impl Client {
     /// whose end and digest also passed is marked cached, so nothing of one
     /// that fails is ever read (and `attachment_refused` is raised, as for
     /// `save`). Memory stays at one part (8 MiB) whatever the size.
+    ///
+    /// The cache stays within the `attachment_cache_mib` setting: caching
+    /// one evicts the least recently asked for of other letters
+    /// ([`Home::trim_attachment_cache`]); one evicted is downloaded and
+    /// checked again when next asked for. The attachments of `letter_id`
+    /// are never evicted here, so a request that covers several of them
+    /// reads them all in the same step.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
-            return Ok(());
+            return self.engine.home.touch_attachment(letter_id, index, now);
         }
         let (letter, attachment) = self.attachment_of(letter_id, index)?;
         self.engine.home.clear_attachment(letter_id, index)?;
@@ -616,12 +624,35 @@ impl Client {
         let outcome = self.download(&attachment, index, &mut write).await;
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
-            Ok(()) => home.mark_attachment_cached(letter_id, index),
+            Ok(()) => {
+                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)?;
+                self.trim_cache(Some(letter_id)).map(drop)
+            }
             Err(e) => {
                 home.clear_attachment(letter_id, index)?;
                 Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?)
             }
         }
+    }
+
+    /// Brings the attachment cache within its budget (the budget may have
+    /// been lowered, a download cut off by a crash left pieces): for a
+    /// front end to run when it starts.
+    pub fn trim_attachment_cache(&self) -> Result<Trimmed> {
+        self.trim_cache(None)
+    }
+
+    fn trim_cache(&self, keep: Option<i64>) -> Result<Trimmed> {
+        let budget = self.settings.attachment_cache_bytes();
+        let trimmed = self.engine.home.trim_attachment_cache(budget, keep)?;
+        if trimmed.evicted > 0 {
+            tracing::info!(
+                evicted = trimmed.evicted,
+                kept_bytes = trimmed.kept_bytes,
+                "attachment cache over its budget: the least recently read evicted"
+            );
+        }
+        Ok(trimmed)
     }
 
     /// Fetches the blob in ranges into `file`, each chunk checked as it
@@ -673,6 +704,8 @@ struct Pieces {
     index: usize,
     next: u64,
     carry: Vec<u8>,
+    /// Plaintext bytes written.
+    bytes: u64,
 }
 
 impl Pieces {
@@ -682,6 +715,7 @@ impl Pieces {
             index,
             next: 0,
             carry: Vec::with_capacity(PIECE_BYTES),
+            bytes: 0,
         }
     }
 
@@ -700,6 +734,7 @@ impl Pieces {
     fn flush(&mut self, home: &Home) -> Result<()> {
         home.put_attachment_piece(self.letter, self.index, self.next, &self.carry)?;
         self.next += 1;
+        self.bytes += self.carry.len() as u64;
         self.carry.clear();
         Ok(())
     }
