@@ -562,3 +562,48 @@ fn an_orphan_blob_is_swept_and_a_resumed_send_uploads_again_under_a_new_key() {
     assert_ok(&bob.save(letter, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// Issue 11, orphans: an upload of two parts dies after its first; the
+/// sweep takes the unfinished blob after the window (here 3 s). The
+/// resumed send finds it gone (404 to `HEAD`) and starts over under a new
+/// key as a new blob: the first part is not sent again under the old key.
+#[test]
+fn an_unfinished_upload_swept_starts_over_under_a_new_key() {
+    let server = Server::start_with(&["--blob-window-secs", "3"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "two-parts.bin", 10 << 20, 14);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Two parts", &source),
+        &[("VALISE_FAILPOINT", "after_part_sent")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let (durable, _, blobs) = server_progress(&server);
+    assert_eq!((durable, blobs), (8 << 20, 1));
+    let first = blob_ids(&server)[0].0.clone();
+    let first_part = std::fs::read(&blob_files(&server)[0]).unwrap();
+
+    wait_for_blobs(&server, 0, "the unfinished upload stays");
+    alice.sync();
+    let blobs = blob_ids(&server);
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    assert_ne!(blobs[0].0, first);
+    let resent = std::fs::read(&blob_files(&server)[0]).unwrap();
+    assert!(
+        resent[..first_part.len()] != first_part[..],
+        "the first part went again under its old key"
+    );
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Two parts")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("two-parts.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}
