@@ -405,7 +405,9 @@ pub fn chunk_stream(data: &[u8]) -> usize {
 /// The blob API's headers and answer, which the server parses from any
 /// device and a device from the server.
 pub fn blob_api(data: &[u8]) -> usize {
-    use valise_proto::api::blobs::{BlobCreated, parse_count, parse_range, range};
+    use valise_proto::api::blobs::{
+        BlobCreated, BlobsLinked, LinkBlobs, parse_count, parse_range, range,
+    };
     let mut accepted = 0;
     if let Ok(n) = parse_count("upload-offset", data) {
         assert_eq!(
@@ -419,15 +421,23 @@ pub fn blob_api(data: &[u8]) -> usize {
         assert_eq!(parse_range(range(start, len).as_bytes()), Ok((start, len)));
         accepted += 1;
     }
-    if let Ok(created) = serde_json::from_slice::<BlobCreated>(data) {
-        let again = serde_json::to_vec(&created).expect("encodes");
-        assert_eq!(
-            serde_json::from_slice::<BlobCreated>(&again).ok(),
-            Some(created)
-        );
-        accepted += 1;
-    }
+    accepted += json_round_trip::<BlobCreated>(data);
+    accepted += json_round_trip::<LinkBlobs>(data);
+    accepted += json_round_trip::<BlobsLinked>(data);
     accepted
+}
+
+/// 1 if `data` is a `T` in JSON, which encodes and decodes to itself.
+fn json_round_trip<T>(data: &[u8]) -> usize
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let Ok(value) = serde_json::from_slice::<T>(data) else {
+        return 0;
+    };
+    let again = serde_json::to_vec(&value).expect("encodes");
+    assert_eq!(serde_json::from_slice::<T>(&again).ok(), Some(value));
+    1
 }
 
 /// A conversation's policy record (issue 11): what a member sends inside

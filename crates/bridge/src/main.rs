@@ -189,6 +189,10 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 async fn serve(cli: Cli) -> Result<()> {
     let client = open(&cli)?;
+    // A budget lowered since the last run, or a download a crash cut
+    // off: the cache is brought within its bound before anything is
+    // served (caching then keeps it there).
+    client.trim_attachment_cache()?;
     let Some((_, key)) = client.home().bridge_account()? else {
         return Err(BridgeError::NotInitialised.into());
     };

@@ -421,3 +421,73 @@ fn a_restricted_attachment_stays_in_the_home() {
     assert!(unmarked.contains(&first_line), "{unmarked}");
     assert!(bob.alert_details("export").is_empty());
 }
+
+/// The attachment cache keeps to its budget (here 1 MiB, in bob's
+/// `settings.json`), evicting whole attachments, the least recently read
+/// first. A letter whose two attachments pass the budget together is still
+/// served whole: caching the second never evicts the first before the
+/// FETCH read it. Serving the next letter evicts them; asked for again,
+/// they are downloaded, checked and served again, byte for byte.
+#[test]
+fn the_attachment_cache_keeps_to_its_budget() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let file = |name: &str, seed: u8| {
+        let bytes: Vec<u8> = (0..700_000u32)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8 ^ seed)
+            .collect();
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        (dir.join(name), bytes)
+    };
+    let (a, a_bytes) = file("a.bin", 1);
+    let (b, b_bytes) = file("b.bin", 2);
+    let (c, c_bytes) = file("c.bin", 3);
+    send_with(&alice, &bob, "Two", &[&a, &b]);
+    send_with(&alice, &bob, "One", &[&c]);
+    bob.sync();
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 1}"#,
+    )
+    .unwrap();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    imap.ok("SELECT INBOX");
+    let mut served = |uid: u32| -> (String, Vec<Vec<u8>>) {
+        let whole = literal(&imap.ok(&format!("UID FETCH {uid} BODY.PEEK[]"))[0]);
+        let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+        let files = (0..mail.attachment_count())
+            .map(|i| mail.attachment(i as u32).unwrap().contents().to_vec())
+            .collect();
+        (mail.subject().unwrap().to_owned(), files)
+    };
+    // The log's lines, without their colours' escape sequences.
+    let evictions = |log: String| -> Vec<String> {
+        log.split("\u{1b}[")
+            .map(|s| s.split_once('m').map_or(s, |(_, rest)| rest))
+            .collect::<String>()
+            .lines()
+            .filter(|l| l.contains("attachment cache over its budget"))
+            .map(|l| l.split("evicted=").nth(1).unwrap().to_owned())
+            .collect()
+    };
+    let two = (String::from("Two"), vec![a_bytes, b_bytes]);
+    assert_eq!(served(1), two, "a letter past the budget is served whole");
+    assert!(evictions(bridge.log_text()).is_empty());
+    assert_eq!(served(2), (String::from("One"), vec![c_bytes]));
+    assert_eq!(
+        evictions(bridge.log_text()),
+        ["2 kept_bytes=700000"],
+        "the least recently read went, whole"
+    );
+    // Its first attachment evicts the other letter's; its second then
+    // finds nothing it may evict, and the letter is served past the budget.
+    assert_eq!(served(1), two, "evicted, then downloaded again");
+    assert_eq!(
+        evictions(bridge.log_text()),
+        ["2 kept_bytes=700000", "1 kept_bytes=700000"]
+    );
+}

@@ -477,3 +477,133 @@ fn a_blob_created_unnoted_is_never_written_under_its_key_again() {
     assert_ok(&bob.save(id, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// The blobs the server records, oldest first: id and when linked.
+fn blob_ids(server: &Server) -> Vec<(String, Option<i64>)> {
+    let db = server.db();
+    let mut stmt = db
+        .prepare("SELECT lower(hex(id)), linked_at_ms FROM blobs ORDER BY created_at_ms")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Waits until the server keeps exactly `n` blobs, records and files.
+fn wait_for_blobs(server: &Server, n: usize, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while blob_ids(server).len() != n || blob_files(server).len() != n {
+        assert!(Instant::now() < deadline, "{why}: {:?}", blob_ids(server));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 11, orphans: the client dies once its upload is complete, before
+/// any letter names the blob. Bob cannot make the server keep alice's
+/// blob; the sweep takes it after the window (here 3 s) and gives alice
+/// her quota back (3 MiB: two 2 MiB blobs do not fit). The resumed send
+/// finds its blob gone and uploads the file again under a new key as a
+/// new blob, which the letter names: that one stays past the window, and
+/// bob saves it.
+#[test]
+fn an_orphan_blob_is_swept_and_a_resumed_send_uploads_again_under_a_new_key() {
+    let server = Server::start_with(&["--blob-window-secs", "3", "--blob-quota-mib", "3"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "orphan.bin", 2 << 20, 13);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Orphan", &source),
+        &[("VALISE_FAILPOINT", "before_blobs_linked")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let blobs = blob_ids(&server);
+    assert_eq!(blobs.len(), 1);
+    let (orphan, linked) = blobs[0].clone();
+    assert_eq!(linked, None, "no letter named it");
+    let orphan_bytes = std::fs::read(&blob_files(&server)[0]).unwrap();
+
+    let id = valise_proto::BlobId::parse(&orphan).unwrap();
+    let refused = bob.rogue(async |c| c.rogue_link_blobs(&[id]).await.unwrap());
+    assert_eq!(refused, vec![id], "bob linked alice's blob");
+    assert_eq!(blob_ids(&server)[0].1, None);
+
+    wait_for_blobs(&server, 0, "the orphan stays");
+    alice.sync();
+    let blobs = blob_ids(&server);
+    assert_eq!(
+        blobs.len(),
+        1,
+        "the resumed send made no new blob (or the sweep freed no quota): {blobs:?}"
+    );
+    assert_ne!(blobs[0].0, orphan);
+    assert!(blobs[0].1.is_some(), "the letter's blob is not linked");
+    let resent = std::fs::read(&blob_files(&server)[0]).unwrap();
+    assert_eq!(resent.len(), orphan_bytes.len());
+    assert!(
+        resent != orphan_bytes,
+        "the file went again under its old key"
+    );
+
+    // Past the window, and past a sweep, the letter's blob stays.
+    std::thread::sleep(Duration::from_secs(5));
+    wait_for_blobs(&server, 1, "the letter's blob was swept");
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Orphan")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("orphan.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}
+
+/// Issue 11, orphans: an upload of two parts dies after its first; the
+/// sweep takes the unfinished blob after the window (here 3 s). The
+/// resumed send finds it gone (404 to `HEAD`) and starts over under a new
+/// key as a new blob: the first part is not sent again under the old key.
+#[test]
+fn an_unfinished_upload_swept_starts_over_under_a_new_key() {
+    let server = Server::start_with(&["--blob-window-secs", "3"]);
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "two-parts.bin", 10 << 20, 14);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Two parts", &source),
+        &[("VALISE_FAILPOINT", "after_part_sent")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let (durable, _, blobs) = server_progress(&server);
+    assert_eq!((durable, blobs), (8 << 20, 1));
+    let first = blob_ids(&server)[0].0.clone();
+    let first_part = std::fs::read(&blob_files(&server)[0]).unwrap();
+
+    wait_for_blobs(&server, 0, "the unfinished upload stays");
+    alice.sync();
+    let blobs = blob_ids(&server);
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    assert_ne!(blobs[0].0, first);
+    let resent = std::fs::read(&blob_files(&server)[0]).unwrap();
+    assert!(
+        resent[..first_part.len()] != first_part[..],
+        "the first part went again under its old key"
+    );
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Two parts")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("two-parts.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

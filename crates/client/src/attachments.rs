@@ -25,7 +25,7 @@ use crate::client::Client;
 use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
 use crate::home::Home;
-use crate::home::attachment_cache::PIECE_BYTES;
+use crate::home::attachment_cache::{PIECE_BYTES, Trimmed};
 use crate::home::letters::LetterView;
 use crate::home::uploads::{DraftRow, Upload};
 use crate::send::SentLetter;
@@ -37,7 +37,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::Sender;
 use valise_proto::api::blobs::{
-    self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
+    self, BlobCreated, BlobsLinked, LinkBlobs, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH,
+    UPLOAD_OFFSET, parse_count,
 };
 use valise_proto::blob::{
     AttachmentRef, BlobDigest, BlobError, BlobKey, Layout, MAX_ATTACHMENTS, MAX_NAME_BYTES, Opener,
@@ -170,21 +171,10 @@ impl Client {
     /// server's limit) drops the draft: the letter is not sent, and the
     /// error says why. Anything else leaves it for the next try.
     async fn finish_draft(&mut self, draft: DraftRow) -> Result<SentLetter> {
-        let mut refs = Vec::new();
-        for mut upload in self.engine.home.uploads(&draft.message_id)? {
-            match self.upload(&mut upload).await {
-                Ok(r) => refs.push(r),
-                Err(e @ ClientError::Invalid(_)) => {
-                    self.engine.home.drop_draft(&draft.message_id)?;
-                    return Err(e);
-                }
-                Err(e) if e.is_server(ErrorCode::PayloadTooLarge) => {
-                    self.engine.home.drop_draft(&draft.message_id)?;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut uploads = self.engine.home.uploads(&draft.message_id)?;
+        let refs = self
+            .upload_and_link(&draft.message_id, &mut uploads)
+            .await?;
         let Payload::Letter(mut letter) = Payload::decode(&draft.plaintext)? else {
             return Err(ClientError::Home("a draft is not a letter".into()));
         };
@@ -204,6 +194,71 @@ impl Client {
         })?;
         self.post_written(target, letter.message_id, letter.marking.as_ref(), id)
             .await
+    }
+
+    /// Uploads a draft's files, then links their blobs to the letter about
+    /// to go: the server sweeps a blob no letter named within its window
+    /// (a day). One it no longer keeps (the upload finished long ago, the
+    /// device was off) is uploaded again from scratch, under a new key and
+    /// as a new blob: the old key never seals anything again. A refusal
+    /// that will not change (a file gone or unreadable, a blob over the
+    /// server's limit) drops the draft.
+    async fn upload_and_link(
+        &mut self,
+        message_id: &MessageId,
+        uploads: &mut [Upload],
+    ) -> Result<Vec<AttachmentRef>> {
+        for _ in 0..RESTARTS {
+            let mut refs = Vec::with_capacity(uploads.len());
+            for u in uploads.iter_mut() {
+                match self.upload(u).await {
+                    Ok(r) => refs.push(r),
+                    Err(e)
+                        if matches!(e, ClientError::Invalid(_))
+                            || e.is_server(ErrorCode::PayloadTooLarge) =>
+                    {
+                        self.engine.home.drop_draft(message_id)?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            // A crash here: the blobs are complete, and no letter names them.
+            crate::failpoint::failpoint("before_blobs_linked");
+            let ids: Vec<BlobId> = refs.iter().map(|r| r.blob).collect();
+            let missing = self.link_blobs(&ids).await?;
+            if missing.is_empty() {
+                return Ok(refs);
+            }
+            for u in uploads
+                .iter_mut()
+                .filter(|u| u.blob.is_some_and(|b| missing.contains(&b)))
+            {
+                tracing::info!(
+                    attachment = u.idx,
+                    "the server no longer keeps the blob: it is uploaded again under a new key"
+                );
+                self.restart(u)?;
+            }
+        }
+        Err(ClientError::Protocol(
+            "the server keeps refusing to keep the attachments' blobs".into(),
+        ))
+    }
+
+    /// Links blobs to the letter about to go; returns those the server
+    /// says it does not keep.
+    pub(crate) async fn link_blobs(&mut self, ids: &[BlobId]) -> Result<Vec<BlobId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let req = LinkBlobs {
+            blobs: ids.to_vec(),
+        };
+        let linked: BlobsLinked = self
+            .call(Method::POST, blobs::LINKS_ROUTE, Some(&req))
+            .await?;
+        Ok(linked.missing)
     }
 
     /// Uploads one file, resuming where the server's durable offset is;
@@ -550,9 +605,17 @@ impl Client {
     /// whose end and digest also passed is marked cached, so nothing of one
     /// that fails is ever read (and `attachment_refused` is raised, as for
     /// `save`). Memory stays at one part (8 MiB) whatever the size.
+    ///
+    /// The cache stays within the `attachment_cache_mib` setting: caching
+    /// one evicts the least recently asked for of other letters
+    /// ([`Home::trim_attachment_cache`]); one evicted is downloaded and
+    /// checked again when next asked for. The attachments of `letter_id`
+    /// are never evicted here, so a request that covers several of them
+    /// reads them all in the same step.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
-            return Ok(());
+            return self.engine.home.touch_attachment(letter_id, index, now);
         }
         let (letter, attachment) = self.attachment_of(letter_id, index)?;
         self.engine.home.clear_attachment(letter_id, index)?;
@@ -561,12 +624,35 @@ impl Client {
         let outcome = self.download(&attachment, index, &mut write).await;
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
-            Ok(()) => home.mark_attachment_cached(letter_id, index),
+            Ok(()) => {
+                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)?;
+                self.trim_cache(Some(letter_id)).map(drop)
+            }
             Err(e) => {
                 home.clear_attachment(letter_id, index)?;
                 Err(self.refusal_alert(e, &letter.conversation, letter_id, index)?)
             }
         }
+    }
+
+    /// Brings the attachment cache within its budget (the budget may have
+    /// been lowered, a download cut off by a crash left pieces): for a
+    /// front end to run when it starts.
+    pub fn trim_attachment_cache(&self) -> Result<Trimmed> {
+        self.trim_cache(None)
+    }
+
+    fn trim_cache(&self, keep: Option<i64>) -> Result<Trimmed> {
+        let budget = self.settings.attachment_cache_bytes();
+        let trimmed = self.engine.home.trim_attachment_cache(budget, keep)?;
+        if trimmed.evicted > 0 {
+            tracing::info!(
+                evicted = trimmed.evicted,
+                kept_bytes = trimmed.kept_bytes,
+                "attachment cache over its budget: the least recently read evicted"
+            );
+        }
+        Ok(trimmed)
     }
 
     /// Fetches the blob in ranges into `file`, each chunk checked as it
@@ -618,6 +704,8 @@ struct Pieces {
     index: usize,
     next: u64,
     carry: Vec<u8>,
+    /// Plaintext bytes written.
+    bytes: u64,
 }
 
 impl Pieces {
@@ -627,6 +715,7 @@ impl Pieces {
             index,
             next: 0,
             carry: Vec::with_capacity(PIECE_BYTES),
+            bytes: 0,
         }
     }
 
@@ -645,6 +734,7 @@ impl Pieces {
     fn flush(&mut self, home: &Home) -> Result<()> {
         home.put_attachment_piece(self.letter, self.index, self.next, &self.carry)?;
         self.next += 1;
+        self.bytes += self.carry.len() as u64;
         self.carry.clear();
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Where a marked letter may go once written (issue 11): forwarding into
 //! another conversation, the marking a reply carries, and the client
-//! settings these rules read. The conversation's ceiling
+//! settings (these rules read most of them). The conversation's ceiling
 //! ([`crate::engine::ceiling`]) and the readers' accreditations apply on
 //! top, as for any letter.
 //!
@@ -21,8 +21,8 @@ use valise_proto::{Label, Marking, UserId};
 /// The file in a home that holds its settings (JSON; absent: defaults).
 pub const SETTINGS_FILE: &str = "settings.json";
 
-/// What a device's owner (or their security officer) configures about
-/// where marked letters may go.
+/// What a device's owner (or their security officer) configures: where
+/// marked letters may go, and how much the home keeps of attachments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -34,9 +34,24 @@ pub struct Settings {
     /// equivalent) or TLP:RED may be saved into ([`crate::export`]).
     #[serde(default)]
     pub approved_export_dirs: Vec<PathBuf>,
+    /// MiB of checked attachment plaintext the home keeps for front ends
+    /// that serve attachments in ranges (the mail bridge); past it the
+    /// least recently read are evicted. Default [`DEFAULT_ATTACHMENT_CACHE_MIB`].
+    #[serde(default)]
+    pub attachment_cache_mib: Option<u64>,
 }
 
+/// The attachment cache's budget when the settings name none, in MiB.
+pub const DEFAULT_ATTACHMENT_CACHE_MIB: u64 = 512;
+
 impl Settings {
+    /// The attachment cache's budget, in bytes.
+    pub fn attachment_cache_bytes(&self) -> u64 {
+        self.attachment_cache_mib
+            .unwrap_or(DEFAULT_ATTACHMENT_CACHE_MIB)
+            .saturating_mul(1 << 20)
+    }
+
     /// The settings of the home at `home` (defaults if it has none).
     pub fn load(home: &Path) -> Result<Self> {
         let path = home.join(SETTINGS_FILE);

@@ -265,6 +265,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0020_upload_sources.sql"),
     include_str!("migrations/0021_withheld_letters.sql"),
     include_str!("migrations/0022_mail_submitted_message_ids.sql"),
+    include_str!("migrations/0023_attachment_cache_budget.sql"),
 ];
 
 /// Reads a text column and parses it into one of our types.
@@ -341,6 +342,7 @@ const HOT_PATH: &[&str] = &[
     desk::REPORTS_AFTER,
     attachment_cache::IS_CACHED,
     attachment_cache::PIECES,
+    attachment_cache::TOUCH,
     mail::BY_MESSAGE_ID,
     mail::INDEX_RECEIVED,
     mail::INDEX_SENT,

@@ -52,4 +52,13 @@ impl Client {
         let id = self.engine.write_payload(conv, &Payload::Meta(meta))?;
         self.deliver(id).await
     }
+
+    /// Asks the server to keep blobs as if a letter of this device named
+    /// them, whoever uploaded them; returns those it refused.
+    pub async fn rogue_link_blobs(
+        &mut self,
+        ids: &[valise_proto::BlobId],
+    ) -> Result<Vec<valise_proto::BlobId>> {
+        self.link_blobs(ids).await
+    }
 }

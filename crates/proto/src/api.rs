@@ -24,6 +24,7 @@
 //! | `PATCH /v1/blobs/{id}` (`Upload-Offset`) | blob bytes, 1 to [`blobs::MAX_PART_BYTES`] | 204, `Upload-Offset` (409 on another offset) |
 //! | `HEAD /v1/blobs/{id}` | – | `Upload-Offset`, `Upload-Length` |
 //! | `GET /v1/blobs/{id}` (`Range: bytes=a-b`) | – | 206, the bytes (404 until complete) |
+//! | `POST /v1/blobs/links` | [`blobs::LinkBlobs`] | [`blobs::BlobsLinked`] |
 //!
 //! Authenticated calls carry `Authorization: Bearer <token>`.
 
@@ -401,6 +402,28 @@ pub mod blobs {
     #[serde(deny_unknown_fields)]
     pub struct BlobCreated {
         pub blob: BlobId,
+    }
+
+    /// `POST`: name the blobs a letter about to be sent carries, so that
+    /// the server keeps them (an unnamed blob is swept with unfinished
+    /// uploads).
+    pub const LINKS_ROUTE: &str = "/v1/blobs/links";
+
+    /// The body of `POST /v1/blobs/links`: the blobs of one letter, at
+    /// most [`crate::blob::MAX_ATTACHMENTS`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkBlobs {
+        pub blobs: Vec<BlobId>,
+    }
+
+    /// The answer to `POST /v1/blobs/links`: the named blobs the server
+    /// did not link (gone, never the caller's, or not complete); the
+    /// others are linked.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct BlobsLinked {
+        pub missing: Vec<BlobId>,
     }
 
     /// A malformed blob header.

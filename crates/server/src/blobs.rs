@@ -20,8 +20,10 @@ use valise_proto::{BlobId, ErrorCode};
 pub const DEFAULT_MAX_BLOB_MIB: u64 = 2048;
 /// Bytes of blobs one account may keep, in MiB (`blob_quota_mib`).
 pub const DEFAULT_BLOB_QUOTA_MIB: u64 = 20 * 1024;
-/// An upload not finished within this long is forgotten, bytes and all.
-pub const INCOMPLETE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// A blob not finished, or finished but named by no letter its uploader
+/// sends ([`BlobFiles::window`]), within this long of its creation is
+/// forgotten, bytes and all (`blob_window_secs`).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The blob files and their limits.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub struct BlobFiles {
     pub max_bytes: u64,
     /// Bytes of blobs one account may declare in all.
     pub quota: u64,
+    /// How long a blob may stay unfinished or unlinked (an orphan: its
+    /// client crashed before the letter went, or nobody meant to send it)
+    /// before housekeeping deletes it and its owner's quota gets it back.
+    pub window: Duration,
     /// Blobs with a part being written: a second writer is refused, so
     /// that two racing parts cannot interleave on disk.
     busy: Mutex<HashSet<BlobId>>,
@@ -55,12 +61,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl BlobFiles {
     /// Opens (and creates) the blob directory.
-    pub fn open(dir: &Path, max_bytes: u64, quota: u64) -> std::io::Result<Self> {
+    pub fn open(dir: &Path, max_bytes: u64, quota: u64, window: Duration) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             max_bytes,
             quota,
+            window,
             busy: Mutex::default(),
         })
     }

@@ -147,6 +147,10 @@ pub struct RunSettings {
     /// `storage_full`, and nobody else's.
     #[arg(long)]
     pub blob_quota_mib: Option<u64>,
+    /// Seconds a blob may stay unfinished, or finished but named by no
+    /// letter its uploader sends, before it is deleted (a day).
+    #[arg(long)]
+    pub blob_window_secs: Option<u64>,
     /// Seconds between two signed checkpoints of the audit log (one is
     /// signed only if the log grew, and always when the server stops).
     #[arg(long)]
@@ -192,6 +196,7 @@ pub struct RunConfig {
     pub account_quota_mib: u64,
     pub max_blob_mib: u64,
     pub blob_quota_mib: u64,
+    pub blob_window: Duration,
     pub checkpoint_interval: Duration,
     pub alerts: AlertConfig,
     pub security_desk: Option<valise_proto::UserId>,
@@ -269,6 +274,7 @@ impl RunSettings {
             account_quota_mib: self.account_quota_mib.or(file.account_quota_mib),
             max_blob_mib: self.max_blob_mib.or(file.max_blob_mib),
             blob_quota_mib: self.blob_quota_mib.or(file.blob_quota_mib),
+            blob_window_secs: self.blob_window_secs.or(file.blob_window_secs),
             checkpoint_interval_secs: self
                 .checkpoint_interval_secs
                 .or(file.checkpoint_interval_secs),
@@ -302,6 +308,7 @@ impl RunSettings {
             account_quota_mib: Some(crate::store::DEFAULT_ACCOUNT_QUOTA_MIB),
             max_blob_mib: Some(crate::blobs::DEFAULT_MAX_BLOB_MIB),
             blob_quota_mib: Some(crate::blobs::DEFAULT_BLOB_QUOTA_MIB),
+            blob_window_secs: Some(crate::blobs::DEFAULT_WINDOW.as_secs()),
             checkpoint_interval_secs: Some(crate::audit::DEFAULT_CHECKPOINT_INTERVAL.as_secs()),
             alert_auth_failures: Some(crate::rules::DEFAULT_AUTH_FAILURES),
             alert_heavy_reader_floor: Some(crate::rules::DEFAULT_HEAVY_READER_FLOOR),
@@ -375,6 +382,7 @@ impl RunSettings {
             account_quota_mib: s.account_quota_mib.unwrap_or_default(),
             max_blob_mib: s.max_blob_mib.unwrap_or_default(),
             blob_quota_mib: s.blob_quota_mib.unwrap_or_default(),
+            blob_window: Duration::from_secs(at_least_one("blob_window_secs", s.blob_window_secs)?),
             checkpoint_interval: Duration::from_secs(at_least_one(
                 "checkpoint_interval_secs",
                 s.checkpoint_interval_secs,

@@ -1,11 +1,11 @@
 //! Periodic cleanup of what the store no longer needs: log rows every
 //! device that reads them acknowledged, expired tokens, and the ids of
 //! accepted letters once they no longer have to catch a late retry, and
-//! attachment uploads left unfinished for a day. Never touches anything a
-//! device has not acknowledged.
+//! attachment blobs left unfinished, or finished but named by no letter,
+//! for a day. Never touches anything a device has not acknowledged.
 
 use crate::background::Background;
-use crate::blobs::{BlobFiles, INCOMPLETE_TTL};
+use crate::blobs::BlobFiles;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +33,12 @@ pub fn start_collector(store: Arc<dyn Store>, background: &Background) {
     every(store, background, "log collector", COLLECT_EVERY, collect);
 }
 
-/// Starts the expiry of unfinished uploads among the background tasks.
+/// Starts the sweep of orphan blobs among the background tasks: every
+/// hour, or four times a window shorter than four hours (a blob outlives
+/// its window by at most a quarter of it).
 pub fn start_blob_expiry(store: Arc<dyn Store>, blobs: Arc<BlobFiles>, background: &Background) {
-    every(store, background, "blob expiry", EVERY, move |s| {
+    let period = (blobs.window / 4).clamp(Duration::from_secs(1), EVERY);
+    every(store, background, "blob expiry", period, move |s| {
         expire_blobs(s, &blobs)
     });
 }
@@ -100,15 +103,16 @@ fn collect(store: &dyn Store) -> bool {
     }
 }
 
-/// Forgets uploads unfinished after [`INCOMPLETE_TTL`], then their files
-/// (a crash between the two leaves a file no record names: harmless, and
-/// it holds ciphertext only).
+/// Forgets the blobs no letter named within their window (unfinished, or
+/// finished and never linked: [`crate::store::Store::link_blobs`]), then
+/// their files (a crash between the two leaves a file no record names:
+/// harmless, and it holds ciphertext only).
 pub fn expire_blobs(store: &dyn Store, blobs: &BlobFiles) -> bool {
-    let ttl = i64::try_from(INCOMPLETE_TTL.as_millis()).unwrap_or(i64::MAX);
-    match store.expire_blobs(crate::now_ms().saturating_sub(ttl)) {
+    let window = i64::try_from(blobs.window.as_millis()).unwrap_or(i64::MAX);
+    match store.expire_blobs(crate::now_ms().saturating_sub(window)) {
         Ok(ids) if !ids.is_empty() => {
             let failed = ids.iter().filter(|id| blobs.remove(id).is_err()).count();
-            tracing::info!(expired = ids.len(), failed, "unfinished uploads expired");
+            tracing::info!(expired = ids.len(), failed, "orphan blobs expired");
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "blob expiry failed"),

@@ -622,6 +622,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
         account_quota_mib,
         max_blob_mib,
         blob_quota_mib,
+        blob_window,
         checkpoint_interval,
         alerts,
         security_desk,
@@ -676,6 +677,7 @@ fn run(config: RunConfig) -> Result<(), CliError> {
             &dir.blobs_path(),
             max_blob_mib.saturating_mul(1 << 20),
             blob_quota_mib.saturating_mul(1 << 20),
+            blob_window,
         )
         .map_err(|e| CliError::Io(format!("blob directory: {e}")))?,
     );

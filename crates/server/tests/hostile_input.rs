@@ -135,6 +135,12 @@ fn endpoints() -> Vec<Endpoint> {
             auth: true,
             wrong_types: r#"{"epoch":-1,"commit":"AA=="}"#,
         },
+        Endpoint {
+            method: Post,
+            path: "/v1/blobs/links",
+            auth: true,
+            wrong_types: r#"{"blobs":"00112233445566778899aabbccddeeff"}"#,
+        },
     ]
 }
 
@@ -666,6 +672,18 @@ impl Blobs {
             .unwrap()
     }
 
+    async fn link(&self, ids: &[BlobId]) -> reqwest::Response {
+        self.c
+            .post(self.url(blobs::LINKS_ROUTE))
+            .bearer_auth(&self.token)
+            .json(&blobs::LinkBlobs {
+                blobs: ids.to_vec(),
+            })
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn get(&self, id: &BlobId, start: u64, len: u64) -> reqwest::Response {
         self.c
             .get(self.url(&blobs::path(id)))
@@ -771,6 +789,14 @@ async fn blob_requests_no_client_makes_are_refused() {
     let store = SqliteStore::open(&data.join("valised.db")).unwrap();
     let blob = store.blob(&id).unwrap().unwrap();
     assert_eq!((blob.durable, blob.parts), (MIN_BLOB_BYTES, 1));
+    // Links: a letter's blobs at most, and an unfinished blob is not kept.
+    let unfinished = b.create(MIN_BLOB_BYTES).await;
+    let r = b.link(&[id; 65]).await;
+    expect_problem(r, ErrorCode::BadRequest, "65 blobs in one letter").await;
+    let r = b.link(&[id, unfinished]).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let linked: blobs::BlobsLinked = r.json().await.unwrap();
+    assert_eq!(linked.missing, [unfinished]);
 }
 
 /// A blob created with its first part (tus creation-with-upload) holds it

@@ -2,7 +2,8 @@
 //! fsynced parts at the durable offset, ask where to resume, read ranges.
 //! Any authenticated device may read a blob whose id it knows (the id is
 //! a 128-bit random capability, given only inside encrypted letters);
-//! only its owner's devices may write it.
+//! only its owner's devices may write it, and link it to a letter about to
+//! go, which keeps it past the window of unlinked blobs.
 
 use super::blocking;
 use crate::audit::Event;
@@ -17,11 +18,11 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use valise_proto::api::blobs::{
-    BlobCreated, HeaderError, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
-    parse_range,
+    BlobCreated, BlobsLinked, HeaderError, LinkBlobs, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH,
+    UPLOAD_OFFSET, parse_count, parse_range,
 };
 use valise_proto::audit::Action;
-use valise_proto::blob::MIN_BLOB_BYTES;
+use valise_proto::blob::{MAX_ATTACHMENTS, MIN_BLOB_BYTES};
 use valise_proto::{BlobId, DeviceAddress, ErrorCode, UserId};
 
 fn count(headers: &HeaderMap, name: &'static str) -> Result<u64, ApiError> {
@@ -315,4 +316,30 @@ pub async fn read(
         bytes,
     )
         .into_response())
+}
+
+/// # POST /v1/blobs/links
+///
+/// Links the caller's complete blobs named in the body, at most
+/// [`MAX_ATTACHMENTS`] (one letter's), to a letter about to go: they stay
+/// from then on, where a blob no letter named within the window is swept.
+/// Answers the named blobs it did not link (gone, another user's, not
+/// complete), which the client uploads again under a new key.
+pub async fn link(
+    State(state): State<AppState>,
+    AuthDevice(caller): AuthDevice,
+    Json(req): Json<LinkBlobs>,
+) -> Result<Json<BlobsLinked>, ApiError> {
+    if req.blobs.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::bad_request(format!(
+            "a letter carries at most {MAX_ATTACHMENTS} blobs"
+        )));
+    }
+    let missing = blocking(move || {
+        Ok(state
+            .store
+            .link_blobs(&caller.user, &req.blobs, crate::now_ms())?)
+    })
+    .await?;
+    Ok(Json(BlobsLinked { missing }))
 }

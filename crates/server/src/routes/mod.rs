@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use valise_proto::ErrorCode;
-use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, ROUTE as BLOBS};
+use valise_proto::api::blobs::{ITEM_ROUTE as BLOB, LINKS_ROUTE as BLOB_LINKS, ROUTE as BLOBS};
 
 /// Runs blocking store or MLS work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accreditation-authority", get(accreditation::authority))
         .route("/v1/audit/reports", post(audit::report))
         .route(BLOBS, post(blobs::create))
+        .route(BLOB_LINKS, post(blobs::link))
         .route(
             BLOB,
             // A part (PATCH, or POST with one) is read as it arrives, and

@@ -593,8 +593,19 @@ pub trait Store: Send + Sync + 'static {
     /// Counts a part received; moves the durable offset from `from` to
     /// `to` (`Changed` if it is not at `from` any more).
     fn blob_part(&self, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError>;
-    /// Forgets incomplete blobs created before `before_ms`; returns them,
-    /// for their files to be removed.
+    /// Links the complete blobs of `ids` that `owner` created to a letter
+    /// about to go (`now_ms`): they stay from then on. Returns those of
+    /// `ids` it did not link: no such blob, another user's, or incomplete.
+    /// Linking a linked blob again changes nothing.
+    fn link_blobs(
+        &self,
+        owner: &UserId,
+        ids: &[BlobId],
+        now_ms: i64,
+    ) -> Result<Vec<BlobId>, StoreError>;
+    /// Forgets the blobs created before `before_ms` and never linked
+    /// (incomplete ones included); returns them, for their files to be
+    /// removed.
     fn expire_blobs(&self, before_ms: i64) -> Result<Vec<BlobId>, StoreError>;
 }
 

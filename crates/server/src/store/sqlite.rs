@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_server_alerts.sql"),
     include_str!("migrations/0009_blobs.sql"),
     include_str!("migrations/0010_attestations.sql"),
+    include_str!("migrations/0011_blob_links.sql"),
 ];
 
 mod audit;
@@ -414,6 +415,15 @@ impl Store for SqliteStore {
 
     fn blob_part(&self, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError> {
         self.write(|tx| blobs::part(tx, id, from, to))
+    }
+
+    fn link_blobs(
+        &self,
+        owner: &UserId,
+        ids: &[BlobId],
+        now_ms: i64,
+    ) -> Result<Vec<BlobId>, StoreError> {
+        self.write(|tx| blobs::link(tx, owner, ids, now_ms))
     }
 
     fn expire_blobs(&self, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {

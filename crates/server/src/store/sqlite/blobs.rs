@@ -10,7 +10,11 @@ const CREATE: &str = "INSERT INTO blobs (id, owner, length, durable, parts, crea
 const GET: &str = "SELECT owner, length, durable, parts, created_at_ms FROM blobs WHERE id = ?1";
 const PART: &str = "UPDATE blobs SET durable = ?3, parts = parts + 1 \
      WHERE id = ?1 AND durable = ?2 AND ?3 <= length";
-const EXPIRE: &str = "DELETE FROM blobs WHERE durable < length AND created_at_ms < ?1 RETURNING id";
+/// Only the owner links, only a complete blob; the first link's time stays.
+const LINK: &str = "UPDATE blobs SET linked_at_ms = COALESCE(linked_at_ms, ?3) \
+     WHERE id = ?1 AND owner = ?2 AND durable = length";
+const EXPIRE: &str =
+    "DELETE FROM blobs WHERE linked_at_ms IS NULL AND created_at_ms < ?1 RETURNING id";
 
 /// The statements whose query plans a test checks (no table scan).
 #[cfg(test)]
@@ -19,6 +23,7 @@ pub(super) const HOT_PATH: &[(&str, &str)] = &[
     ("BLOB_CREATE", CREATE),
     ("BLOB_GET", GET),
     ("BLOB_PART", PART),
+    ("BLOB_LINK", LINK),
     ("BLOB_EXPIRE", EXPIRE),
 ];
 
@@ -83,6 +88,22 @@ pub(super) fn part(
             "the blob is no longer at that offset".into(),
         ))
     }
+}
+
+pub(super) fn link(
+    tx: &Transaction<'_>,
+    owner: &UserId,
+    ids: &[BlobId],
+    now_ms: i64,
+) -> Result<Vec<BlobId>, StoreError> {
+    let mut link = tx.prepare_cached(LINK)?;
+    let mut missing = Vec::new();
+    for id in ids {
+        if link.execute(params![id.as_bytes(), owner.as_str(), now_ms])? == 0 {
+            missing.push(*id);
+        }
+    }
+    Ok(missing)
 }
 
 pub(super) fn expire(tx: &Transaction<'_>, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {

@@ -856,3 +856,65 @@ fn attestations_renewed_for_years_stay_publishable() {
     ));
     assert_eq!(publishable().attestations().count(), MAX_ATTESTATIONS);
 }
+
+/// Issue 11: only its owner links a blob, only once complete; the sweep
+/// takes what no letter named within the window, complete or not, and
+/// leaves linked blobs however old; the quota counts what is left.
+#[test]
+fn blobs_no_letter_names_are_swept_and_free_the_quota() {
+    let (_dir, store) = open();
+    let (alice, bob) = (user("alice@x.y"), user("bob@x.y"));
+    let blob = |n: u8, owner: &UserId, length: u64| {
+        let b = BlobRecord {
+            id: BlobId::from_bytes([n; 16]),
+            owner: owner.clone(),
+            length,
+            durable: 0,
+            parts: 0,
+            created_at_ms: 10,
+        };
+        store.create_blob(&b, 300).unwrap();
+        b.id
+    };
+    let (linked, orphan, unfinished, bobs) = (
+        blob(1, &alice, 100),
+        blob(2, &alice, 100),
+        blob(3, &alice, 100),
+        blob(4, &bob, 100),
+    );
+    for id in [linked, orphan, bobs] {
+        store.blob_part(&id, 0, 100).unwrap();
+    }
+    store.blob_part(&unfinished, 0, 50).unwrap();
+    let gone = BlobId::from_bytes([9; 16]);
+    // Bob's blob, an unfinished one and an unknown one are not linked.
+    assert_eq!(
+        store
+            .link_blobs(&alice, &[linked, bobs, unfinished, gone], 20)
+            .unwrap(),
+        vec![bobs, unfinished, gone]
+    );
+    assert_eq!(store.link_blobs(&alice, &[linked], 30).unwrap(), vec![]);
+    // Alice's 300 bytes are used up until the sweep.
+    assert!(matches!(
+        store.create_blob(
+            &BlobRecord {
+                id: BlobId::from_bytes([5; 16]),
+                owner: alice.clone(),
+                length: 100,
+                durable: 0,
+                parts: 0,
+                created_at_ms: 40,
+            },
+            300
+        ),
+        Err(StoreError::QuotaExceeded)
+    ));
+    assert_eq!(store.expire_blobs(10).unwrap(), vec![], "within the window");
+    let mut swept = store.expire_blobs(11).unwrap();
+    swept.sort();
+    assert_eq!(swept, vec![orphan, unfinished, bobs]);
+    assert!(store.blob(&linked).unwrap().is_some());
+    assert_eq!(store.expire_blobs(i64::MAX).unwrap(), vec![]);
+    blob(5, &alice, 200);
+}
