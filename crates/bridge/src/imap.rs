@@ -9,6 +9,11 @@
 //!                 ▲                                            │
 //!                 └──── enqueue_data / enqueue_status ◀────────┘
 //! ```
+//!
+//! FETCH answers are the exception: `fetch` encodes them with imap-codec
+//! itself and writes them batch by batch, a long literal as it is read
+//! (imap-next would hold each answer whole, encoded twice over), once what
+//! imap-next queued before is written.
 
 mod fetch;
 mod search;
@@ -54,6 +59,9 @@ pub struct Ctx {
     pub device: Arc<Device>,
     /// `None` with `--no-tls`.
     pub tls: Option<TlsAcceptor>,
+    /// A FETCH literal longer than this is written as it is read, this
+    /// many bytes at a time (`fetch`), never whole in memory.
+    pub stream_over: usize,
 }
 
 /// The selected folder and the letters this session knows in it (their
@@ -256,10 +264,11 @@ impl Session {
         }
     }
 
-    /// Writes out what is queued so far, while a command is still making
-    /// its answer (a FETCH of a large folder), so that it is never whole in
-    /// memory. Whatever else the parser gives meanwhile (a command the
-    /// client pipelined) waits in `deferred` for its turn.
+    /// Writes out what imap-next has queued so far, before a command
+    /// writes its answer itself (FETCH), so that nothing interleaves: the
+    /// parser gives nothing else until its queue is empty. Whatever else it
+    /// gives meanwhile (a command the client pipelined) waits in
+    /// `deferred` for its turn.
     async fn drain(&mut self) -> std::io::Result<()> {
         while self.deferred.is_none() {
             match self.server.next() {

@@ -58,6 +58,10 @@ struct Cli {
     /// the bridge's certificate.
     #[arg(long)]
     no_tls: bool,
+    /// A FETCH literal longer than this many bytes is written as it is
+    /// read, this many at a time (tests lower it to compare the answers).
+    #[arg(long, hide = true, default_value_t = 1 << 20)]
+    stream_over: usize,
     /// Log filter (tracing's syntax); logs never carry letter content.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -212,6 +216,7 @@ async fn serve(cli: Cli) -> Result<()> {
     let ctx = Arc::new(imap::Ctx {
         device: device.clone(),
         tls,
+        stream_over: cli.stream_over,
     });
     // Tests and scripts read the bound ports (port 0 picks one).
     println!("imap listening on {}", imap.local_addr()?);
