@@ -524,11 +524,8 @@ impl Session {
         let chosen = resolve(&sel.entries, set, uid);
         let mut refused = None;
         // The answers are written here, not queued in imap-next (which
-        // holds an answer whole, encoded twice over): what it queued
-        // before goes first.
-        if self.drain().await.is_err() {
-            return super::no(tag, "the connection failed");
-        }
+        // holds an answer whole, encoded twice over); see the module doc
+        // of `imap` for why nothing interleaves.
         // In batches, each written out before the next is made: a FETCH of
         // every body of a large folder is never whole in memory, and the
         // home is held one batch at a time.
