@@ -16,6 +16,7 @@ mod device;
 mod error;
 mod folders;
 mod imap;
+mod malloc;
 mod password;
 mod render;
 mod smtp;
@@ -82,6 +83,11 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Serving runs for days: glibc's malloc with fixed thresholds (malloc.rs).
+    let malloc = match cli.command {
+        None => malloc::fix_thresholds(),
+        Some(_) => Ok(()),
+    };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
     // imap-next traces every byte it reads and writes (passwords, letters):
@@ -96,6 +102,9 @@ fn main() -> std::process::ExitCode {
                 .with_filter(filter.and(never_bytes)),
         )
         .init();
+    if let Err(e) = malloc {
+        tracing::warn!("glibc's malloc thresholds left as they are: {e}");
+    }
     // One thread: the engine is one device with one database connection,
     // and its futures stay on the thread that made them (a LocalSet).
     let runtime = match tokio::runtime::Builder::new_current_thread()
