@@ -211,26 +211,20 @@ impl Mail {
 
     /// The attachments (from 1) whose bytes lie in `start..end`.
     pub fn attachments_within(&self, start: u64, end: u64) -> Vec<usize> {
-        let mut at = self.header.len() as u64;
-        let mut out = Vec::new();
-        for segment in &self.segments {
-            let next = at + segment.len();
-            if let Segment::Base64 { index, size } = segment
-                && *size > 0
-                && at < end
-                && start < next
-            {
-                out.push(*index);
-            }
-            at = next;
-        }
-        out
+        self.stretches(start, end)
+            .into_iter()
+            .filter_map(|s| match s {
+                Stretch::Base64 { index, .. } => Some(index),
+                Stretch::Bytes(_) => None,
+            })
+            .collect()
     }
 
     /// The stretches of the message that bytes `start..end` (clamped to
     /// its length) cover, in order: the one place that knows its layout.
     fn stretches(&self, start: u64, end: u64) -> Vec<Stretch<'_>> {
         let end = end.min(self.len());
+        let start = start.min(end);
         let mut out = Vec::new();
         let header = self.header.len() as u64;
         if start < header {
@@ -241,7 +235,8 @@ impl Mail {
         let mut at = header;
         for segment in &self.segments {
             let next = at + segment.len();
-            if at < end && start < next {
+            // An empty segment (an empty attachment) is no stretch.
+            if at < next && at < end && start < next {
                 let (lo, hi) = (start.max(at) - at, end.min(next) - at);
                 out.push(match segment {
                     Segment::Bytes(b) => Stretch::Bytes(&b[lo as usize..hi as usize]),
