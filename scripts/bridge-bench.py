@@ -26,6 +26,7 @@ Python's imaplib over loopback (--no-tls):
 
 Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
        [--pushes 20] [--smtp-sends 200] [--whole-fetches 6] [--malloc-arena-max N]
+       [--bridge-env NAME=VALUE ...]
 Prints one JSON object.
 """
 import argparse
@@ -233,6 +234,16 @@ def peak_rss_mib(pid):
         return round(next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024, 1)
 
 
+def memory_mib(pid):
+    """Where the bridge's memory is: its peak and resident set, the
+    resident set's anonymous (heap, stacks) and file-backed (the binary,
+    mapped libraries) parts."""
+    with open(f"/proc/{pid}/status") as f:
+        kib = {l.split(":")[0]: int(l.split()[1]) for l in f
+               if l.startswith(("VmHWM", "VmRSS", "RssAnon", "RssFile"))}
+    return {k: round(v / 1024, 1) for k, v in kib.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bins", default="target/release")
@@ -242,6 +253,8 @@ def main():
     ap.add_argument("--smtp-sends", type=int, default=200)
     ap.add_argument("--whole-fetches", type=int, default=6)
     ap.add_argument("--malloc-arena-max", help="MALLOC_ARENA_MAX for the bridge (glibc)")
+    ap.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="more environment for the bridge (e.g. GLIBC_TUNABLES=...)")
     args = ap.parse_args()
     bins = os.path.abspath(args.bins)
     data = tempfile.mkdtemp(prefix="bridge-bench-")
@@ -273,9 +286,11 @@ def main():
             [f"{bins}/valise-bridge", "--home", home, "--imap", f"127.0.0.1:{imap_port}",
              "--smtp", f"127.0.0.1:{smtp_port}", "--no-tls", "--log-level", "warn"],
             env=dict(env, **({"MALLOC_ARENA_MAX": args.malloc_arena_max}
-                             if args.malloc_arena_max else {})),
+                             if args.malloc_arena_max else {}),
+                     **dict(e.split("=", 1) for e in args.bridge_env)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(imap_port)
+        memory = {"started": memory_mib(bridge.pid)}
         imap = imaplib.IMAP4("127.0.0.1", imap_port)
         imap.login(user, password)
         first_select, (_, exists) = timed(lambda: imap.select("INBOX"))
@@ -293,6 +308,7 @@ def main():
         pushes = idle_pushes(bins, imap_port, user, password, os.path.join(work, "u0"), env,
                              args.pushes)
         rss = peak_rss_mib(bridge.pid)
+        memory["listing"] = memory_mib(bridge.pid)
         # The Maildir on disk (as a user's), then on tmpfs (the bridge's
         # part, without the disk's fsyncs).
         mbsync = {}
@@ -304,8 +320,10 @@ def main():
                              "letters": synced,
                              "bridge_cpu_s": round(cpu_s(bridge.pid) - cpu_before, 2)}
         rss_mbsync = peak_rss_mib(bridge.pid)
+        memory["mbsync"] = memory_mib(bridge.pid)
         sends = smtp_sends(smtp_port, user, password, sender, args.smtp_sends)
         rss_whole = whole_fetches(imap_port, user, password, bridge.pid, args.whole_fetches)
+        memory["all"] = memory_mib(bridge.pid)
         pct = lambda p: round(sends[min(len(sends) - 1, int(p * len(sends)))], 3)
         print(json.dumps({
             "letters_in_inbox": int(exists[0]),
@@ -322,7 +340,8 @@ def main():
                                           "n": len(sends)},
             "bridge_rss_after_whole_fetches_mib": rss_whole,
             "bridge_peak_rss_after_all_mib": peak_rss_mib(bridge.pid),
-                        "valise_inbox_s": {
+            "bridge_memory_mib": memory,
+            "valise_inbox_s": {
                 "alone": {"median": median(inbox_alone), "max": inbox_alone[-1]},
                 "bridge_running": {"median": median(inbox_beside), "max": inbox_beside[-1]},
                 "bridge_busy": {"median": median(inbox_busy), "max": inbox_busy[-1],

@@ -9,6 +9,13 @@
 //!                 ▲                                            │
 //!                 └──── enqueue_data / enqueue_status ◀────────┘
 //! ```
+//!
+//! FETCH answers are the exception: `fetch` encodes them with imap-codec
+//! itself and writes them batch by batch, a long literal as it is read
+//! (imap-next would hold each answer whole, encoded twice over). Nothing
+//! interleaves: imap-next gives a command only once it has given out all
+//! it queued (it sends before it receives), and nothing is queued before a
+//! FETCH runs; its tagged status is queued after.
 
 mod fetch;
 mod search;
@@ -54,6 +61,9 @@ pub struct Ctx {
     pub device: Arc<Device>,
     /// `None` with `--no-tls`.
     pub tls: Option<TlsAcceptor>,
+    /// A FETCH literal longer than this is written as it is read, this
+    /// many bytes at a time (`fetch`), never whole in memory.
+    pub stream_over: usize,
 }
 
 /// The selected folder and the letters this session knows in it (their
@@ -82,9 +92,6 @@ struct Session {
     news: watch::Receiver<u64>,
     /// Encoded responses not yet written.
     out: Vec<u8>,
-    /// What the parser gave while a long answer was being written out
-    /// ([`Session::drain`]): handled next, in turn.
-    deferred: Option<Result<Event, Interrupt<imap_next::server::Error>>>,
     /// Bytes read since the parser last gave an event.
     unparsed: usize,
 }
@@ -109,7 +116,6 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<Ctx>, tls_now: bool) -> std::io::Res
         logout: None,
         news,
         out: Vec::new(),
-        deferred: None,
         unparsed: 0,
     };
     session.run().await
@@ -203,11 +209,7 @@ impl Session {
     async fn run(&mut self) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let next = match self.deferred.take() {
-                Some(next) => next,
-                None => self.server.next(),
-            };
-            match next {
+            match self.server.next() {
                 Ok(event) => {
                     self.unparsed = 0;
                     if self.event(event).await? {
@@ -254,23 +256,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// Writes out what is queued so far, while a command is still making
-    /// its answer (a FETCH of a large folder), so that it is never whole in
-    /// memory. Whatever else the parser gives meanwhile (a command the
-    /// client pipelined) waits in `deferred` for its turn.
-    async fn drain(&mut self) -> std::io::Result<()> {
-        while self.deferred.is_none() {
-            match self.server.next() {
-                Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
-                Err(Interrupt::Io(Io::NeedMoreInput)) => break,
-                Ok(Event::ResponseSent { handle, .. })
-                    if self.logout != Some(handle) && self.starttls != Some(handle) => {}
-                other => self.deferred = Some(other),
-            }
-        }
-        self.flush().await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -16,6 +16,7 @@ mod device;
 mod error;
 mod folders;
 mod imap;
+mod malloc;
 mod password;
 mod render;
 mod smtp;
@@ -58,6 +59,10 @@ struct Cli {
     /// the bridge's certificate.
     #[arg(long)]
     no_tls: bool,
+    /// A FETCH literal longer than this many bytes is written as it is
+    /// read, this many at a time (tests lower it to compare the answers).
+    #[arg(long, hide = true, default_value_t = 1 << 20)]
+    stream_over: usize,
     /// Log filter (tracing's syntax); logs never carry letter content.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -78,6 +83,11 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Serving runs for days: glibc's malloc with fixed thresholds (malloc.rs).
+    let malloc = match cli.command {
+        None => malloc::fix_thresholds(),
+        Some(_) => Ok(()),
+    };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
     // imap-next traces every byte it reads and writes (passwords, letters):
@@ -92,6 +102,9 @@ fn main() -> std::process::ExitCode {
                 .with_filter(filter.and(never_bytes)),
         )
         .init();
+    if let Err(e) = malloc {
+        tracing::warn!("glibc's malloc thresholds left as they are: {e}");
+    }
     // One thread: the engine is one device with one database connection,
     // and its futures stay on the thread that made them (a LocalSet).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -216,6 +229,7 @@ async fn serve(cli: Cli) -> Result<()> {
     let ctx = Arc::new(imap::Ctx {
         device: device.clone(),
         tls,
+        stream_over: cli.stream_over,
     });
     // Tests and scripts read the bound ports (port 0 picks one).
     println!("imap listening on {}", imap.local_addr()?);

@@ -13,6 +13,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use imap_next::imap_types::core::{Literal, Quoted};
 use valise_client::LetterView;
 
 /// The domain-free right side of Message-IDs made from letter ids.
@@ -210,16 +211,42 @@ impl Mail {
 
     /// The attachments (from 1) whose bytes lie in `start..end`.
     pub fn attachments_within(&self, start: u64, end: u64) -> Vec<usize> {
-        let mut at = self.header.len() as u64;
+        self.stretches(start, end)
+            .into_iter()
+            .filter_map(|s| match s {
+                Stretch::Base64 { index, .. } => Some(index),
+                Stretch::Bytes(_) => None,
+            })
+            .collect()
+    }
+
+    /// The stretches of the message that bytes `start..end` (clamped to
+    /// its length) cover, in order: the one place that knows its layout.
+    fn stretches(&self, start: u64, end: u64) -> Vec<Stretch<'_>> {
+        let end = end.min(self.len());
+        let start = start.min(end);
         let mut out = Vec::new();
+        let header = self.header.len() as u64;
+        if start < header {
+            out.push(Stretch::Bytes(
+                &self.header[start as usize..end.min(header) as usize],
+            ));
+        }
+        let mut at = header;
         for segment in &self.segments {
             let next = at + segment.len();
-            if let Segment::Base64 { index, size } = segment
-                && *size > 0
-                && at < end
-                && start < next
-            {
-                out.push(*index);
+            // An empty segment (an empty attachment) is no stretch.
+            if at < next && at < end && start < next {
+                let (lo, hi) = (start.max(at) - at, end.min(next) - at);
+                out.push(match segment {
+                    Segment::Bytes(b) => Stretch::Bytes(&b[lo as usize..hi as usize]),
+                    Segment::Base64 { index, size } => Stretch::Base64 {
+                        index: *index,
+                        size: *size,
+                        lo,
+                        hi,
+                    },
+                });
             }
             at = next;
         }
@@ -236,26 +263,59 @@ impl Mail {
     ) -> valise_client::Result<Vec<u8>> {
         let end = end.min(self.len());
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
-        let header = self.header.len() as u64;
-        if start < header {
-            out.extend_from_slice(&self.header[start as usize..end.min(header) as usize]);
-        }
-        let mut at = header;
-        for segment in &self.segments {
-            let next = at + segment.len();
-            if at < end && start < next {
-                let (lo, hi) = (start.max(at) - at, end.min(next) - at);
-                match segment {
-                    Segment::Bytes(b) => out.extend_from_slice(&b[lo as usize..hi as usize]),
-                    Segment::Base64 { index, size } => {
-                        out.extend(base64_range(*index, *size, lo, hi, source)?)
-                    }
-                }
+        for stretch in self.stretches(start, end) {
+            match stretch {
+                Stretch::Bytes(b) => out.extend_from_slice(b),
+                Stretch::Base64 {
+                    index,
+                    size,
+                    lo,
+                    hi,
+                } => out.extend(base64_range(index, size, lo, hi, source)?),
             }
-            at = next;
         }
         Ok(out)
     }
+
+    /// Whether IMAP writes bytes `start..end` as a literal, as imap-types
+    /// chooses for them (`IString::try_from`): not NIL (a NUL byte), not a
+    /// quoted string (TEXT-CHARs only). Known without reading an
+    /// attachment: its base64 holds no NUL, and a CRLF ends each line. A
+    /// FETCH streams only what is a literal (`imap::fetch`), so its
+    /// answer is the one imap-codec would have written.
+    pub fn is_literal(&self, start: u64, end: u64) -> bool {
+        let mut quotable = true;
+        for stretch in self.stretches(start, end) {
+            match stretch {
+                Stretch::Bytes(b) => {
+                    if Literal::validate(b).is_err() {
+                        return false;
+                    }
+                    quotable &= Quoted::validate(b).is_ok();
+                }
+                Stretch::Base64 { size, lo, hi, .. } => {
+                    // The end of the line that holds byte `lo`: its CRLF
+                    // is in the range if that starts before `hi`.
+                    let line_end = ((lo / LINE_BYTES + 1) * LINE_BYTES).min(base64_len(size));
+                    quotable &= lo >= hi || line_end - 2 >= hi;
+                }
+            }
+        }
+        !quotable
+    }
+}
+
+/// Part of the bytes a range covers.
+enum Stretch<'a> {
+    /// Held by the mail (its header, its text).
+    Bytes(&'a [u8]),
+    /// Bytes `lo..hi` of attachment `index`'s base64 (`size` plaintext bytes).
+    Base64 {
+        index: usize,
+        size: u64,
+        lo: u64,
+        hi: u64,
+    },
 }
 
 impl Segment {
@@ -723,6 +783,35 @@ mod tests {
             asked.dedup();
             prop_assert_eq!(asked, mail.attachments_within(a, b));
         }
+    }
+
+    proptest! {
+        /// A range is a literal exactly when imap-types makes one of its
+        /// bytes (what a streamed FETCH relies on), known without them.
+        #[test]
+        fn a_range_is_a_literal_as_imap_types_says(
+            a in 0u64..300_000,
+            n in prop_oneof![0u64..200, 0u64..70_000],
+            body in prop_oneof![Just("Body"), Just("Genève"), Just("a\0b")],
+        ) {
+            let mail = rfc5322(&with_attachments(body));
+            let (a, b) = (a.min(mail.len()), (a + n).min(mail.len()));
+            let bytes = mail.read(a, b, &mut plain).unwrap();
+            let literal = matches!(
+                imap_next::imap_types::core::IString::try_from(bytes),
+                Ok(imap_next::imap_types::core::IString::Literal(_))
+            );
+            prop_assert_eq!(mail.is_literal(a, b), literal);
+        }
+    }
+
+    #[test]
+    fn a_range_with_a_nul_is_no_literal() {
+        let draft = Mail::raw(b"Subject: x\r\n\r\na\0b\r\n".to_vec());
+        let len = draft.len();
+        assert!(!draft.is_literal(0, len), "NIL, as imap-types makes it");
+        assert!(draft.is_literal(0, len - 4), "before the NUL");
+        assert!(!draft.is_literal(0, 4), "a quoted string");
     }
 
     fn letter(subject: &str, body: &str) -> LetterView {

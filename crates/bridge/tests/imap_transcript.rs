@@ -307,6 +307,27 @@ fn binds_beyond_loopback_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("[not_loopback]"));
 }
 
+/// The bridge serves with glibc's mmap threshold fixed (malloc.rs): it
+/// started itself again with the tunable set.
+#[test]
+fn the_bridge_serves_with_glibcs_malloc_threshold_fixed() {
+    let server = Server::start();
+    let bob = server.device("bob");
+    support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let environ = std::fs::read(format!("/proc/{}/environ", bridge.pid())).unwrap();
+    let tunables = environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"GLIBC_TUNABLES="))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(
+        tunables.as_deref(),
+        Some("glibc.malloc.mmap_threshold=131072")
+    );
+    let mut imap = Imap::connect(&bridge.imap);
+    imap.ok("NOOP");
+}
+
 #[test]
 fn a_reset_password_stops_the_old_one_at_once() {
     let server = Server::start();
@@ -486,8 +507,9 @@ fn drafts_are_kept_in_the_home_only() {
 
 /// A FETCH of more letters than the bridge makes at a time is written out
 /// batch by batch (never whole in memory); commands the client pipelined
-/// behind it wait for it and are answered after it, in order, and every
-/// line decodes.
+/// behind it wait for it and are answered after it, in order (a FETCH,
+/// which the bridge writes itself, after what imap-next queued before it),
+/// and every line decodes.
 #[test]
 fn a_long_fetch_goes_out_in_batches_and_pipelined_commands_wait_their_turn() {
     // More than one batch (64 letters) of the bridge's FETCH.
@@ -509,7 +531,10 @@ fn a_long_fetch_goes_out_in_batches_and_pipelined_commands_wait_their_turn() {
     let mut imap = bridge.login(&password);
     select_until(&mut imap, "INBOX", LETTERS);
 
-    imap.send("p1 UID FETCH 1:* (UID BODY.PEEK[])\r\np2 NOOP\r\np3 UID STORE 1 +FLAGS (\\Flagged)");
+    imap.send(
+        "p1 UID FETCH 1:* (UID BODY.PEEK[])\r\np2 NOOP\r\np3 UID STORE 1 +FLAGS (\\Flagged)\r\n\
+         p4 UID FETCH 2 (FLAGS)\r\np5 UID FETCH 3 (FLAGS)",
+    );
     let fetched = imap.until("p1 ");
     assert!(fetched.last().unwrap().starts_with("p1 OK"), "{fetched:#?}");
     let uids: Vec<usize> = fetched
@@ -532,4 +557,11 @@ fn a_long_fetch_goes_out_in_batches_and_pipelined_commands_wait_their_turn() {
     let store = imap.until("p3 ");
     assert!(store.last().unwrap().starts_with("p3 OK"), "{store:#?}");
     assert!(store.iter().any(|l| l.contains("\\Flagged")), "{store:#?}");
+    for (tag, seq) in [("p4", "* 2 FETCH"), ("p5", "* 3 FETCH")] {
+        let fetch = imap.until(&format!("{tag} "));
+        assert!(
+            fetch.len() == 2 && fetch[0].starts_with(seq) && fetch[1].starts_with(tag),
+            "{fetch:#?}"
+        );
+    }
 }

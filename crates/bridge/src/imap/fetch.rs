@@ -3,6 +3,9 @@
 use super::{Session, Tag, nz, ok};
 use crate::folders::Folder;
 use crate::render::{self, Mail, Part, PartKind};
+use crate::transport::Transport;
+use imap_codec::ResponseCodec;
+use imap_codec::encode::{Encoder, Fragment};
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
     BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
@@ -15,8 +18,9 @@ use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
 use imap_next::imap_types::flag::{Flag, FlagFetch};
-use imap_next::imap_types::response::{Data, Status};
+use imap_next::imap_types::response::{Data, Response, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use std::num::NonZeroU32;
 use valise_client::LetterView;
 use valise_client::home::mail::{FolderEntry, MailFlags};
 
@@ -458,6 +462,27 @@ fn literal(data: Vec<u8>) -> NString<'static> {
     NString(IString::try_from(data).ok())
 }
 
+/// What a streamed literal's item holds until it is written: a literal
+/// (a CRLF makes it one) that imap-codec encodes in its place.
+const PLACEHOLDER: &[u8] = b"\r\n";
+
+/// A literal of a FETCH answer written as it is read: bytes
+/// `start..end` of the letter's mail, in its item's place.
+struct Streamed {
+    /// The item, by its place in the answer.
+    item: usize,
+    start: u64,
+    end: u64,
+}
+
+/// One letter's FETCH answer, not yet written.
+struct Answer {
+    seq: NonZeroU32,
+    items: Vec1<MessageDataItem<'static>>,
+    /// The mail and letter its streamed literals come from, and those.
+    streamed: Option<(Mail, i64, Vec<Streamed>)>,
+}
+
 impl Session {
     pub(super) async fn fetch(
         &mut self,
@@ -494,9 +519,13 @@ impl Session {
         });
         let key = sel.folder.key();
         let drafts = sel.folder == Folder::Drafts;
+        let stream_over = self.ctx.stream_over as u64;
         let read_only = sel.read_only;
         let chosen = resolve(&sel.entries, set, uid);
         let mut refused = None;
+        // The answers are written here, not queued in imap-next (which
+        // holds an answer whole, encoded twice over); see the module doc
+        // of `imap` for why nothing interleaves.
         // In batches, each written out before the next is made: a FETCH of
         // every body of a large folder is never whole in memory, and the
         // home is held one batch at a time.
@@ -559,6 +588,7 @@ impl Session {
                     home.attachment_range(letter_id, index, start, len)
                 };
                 let mut items = Vec::with_capacity(names.len());
+                let mut streamed = Vec::new();
                 let mut seen_now = false;
                 for name in &names {
                     let item = match (name, &letter, &mail) {
@@ -590,22 +620,36 @@ impl Session {
                             MessageDataItem::Rfc822Header(literal(m.header().to_vec()))
                         }
                         (_, _, Some(m)) => {
-                            let data = match wanted(m, name).map(|w| w.bytes(m, &mut source)) {
-                                Some(Ok(d)) => d,
-                                Some(Err(e)) => {
-                                    tracing::warn!(code = e.code(), "imap fetch: {e}");
-                                    continue;
+                            let data = match wanted(m, name) {
+                                // Too long to hold: written as read, after
+                                // the batch (`Session::write_answer`).
+                                Some(Wanted::Range(a, b))
+                                    if b.saturating_sub(a) > stream_over && m.is_literal(a, b) =>
+                                {
+                                    streamed.push(Streamed {
+                                        item: items.len(),
+                                        start: a,
+                                        end: b,
+                                    });
+                                    literal(PLACEHOLDER.to_vec())
                                 }
+                                Some(w) => match w.bytes(m, &mut source) {
+                                    Ok(d) => literal(d),
+                                    Err(e) => {
+                                        tracing::warn!(code = e.code(), "imap fetch: {e}");
+                                        continue;
+                                    }
+                                },
                                 None => continue,
                             };
                             match name {
                                 MessageDataItemName::Rfc822 => {
                                     seen_now = true;
-                                    MessageDataItem::Rfc822(literal(data))
+                                    MessageDataItem::Rfc822(data)
                                 }
                                 MessageDataItemName::Rfc822Text => {
                                     seen_now = true;
-                                    MessageDataItem::Rfc822Text(literal(data))
+                                    MessageDataItem::Rfc822Text(data)
                                 }
                                 MessageDataItemName::BodyExt {
                                     section: s,
@@ -616,7 +660,7 @@ impl Session {
                                     MessageDataItem::BodyExt {
                                         section: s.clone(),
                                         origin: p.map(|(start, _)| start),
-                                        data: literal(data),
+                                        data,
                                     }
                                 }
                                 _ => continue,
@@ -638,9 +682,12 @@ impl Session {
                     items.push(flags_item(&entry.flags));
                 }
                 if let Ok(items) = Vec1::try_from(items) {
-                    out.push(Data::Fetch {
+                    out.push(Answer {
                         seq: nz(seq as u32),
                         items,
+                        streamed: mail
+                            .filter(|_| !streamed.is_empty())
+                            .map(|m| (m, letter_id, streamed)),
                     });
                 }
             }
@@ -649,10 +696,14 @@ impl Session {
                 tracing::warn!(code = e.code(), "imap fetch: {e}");
             }
             drop(client);
-            for data in out {
-                self.server.enqueue_data(data);
+            let mut written = Ok(());
+            for answer in out {
+                written = self.write_answer(answer).await;
+                if written.is_err() {
+                    break;
+                }
             }
-            if refused.is_some() || self.drain().await.is_err() {
+            if refused.is_some() || written.is_err() || self.flush().await.is_err() {
                 break;
             }
         }
@@ -660,5 +711,110 @@ impl Session {
             Some(why) => super::no(tag, why),
             None => ok(tag, None, "FETCH completed"),
         }
+    }
+}
+
+impl Session {
+    /// Writes one letter's answer as imap-codec encodes it (as imap-next
+    /// would), but each streamed literal read from the sealed home
+    /// [`Ctx::stream_over`](super::Ctx) bytes at a time: the home is held
+    /// for each read, not while a slow client takes the bytes.
+    async fn write_answer(&mut self, answer: Answer) -> std::io::Result<()> {
+        let codec = ResponseCodec::default();
+        let Answer {
+            seq,
+            items,
+            streamed,
+        } = answer;
+        let Some((mail, letter, streamed)) = streamed else {
+            let data = Data::Fetch { seq, items };
+            self.out.extend(codec.encode(&Response::Data(data)).dump());
+            return Ok(());
+        };
+        // Which literal of the answer each streamed one is: those of the
+        // items before it, counted.
+        let literals = |n: usize| {
+            Vec1::try_from(items.as_ref()[..n].to_vec()).map_or(0, |items| {
+                let data = Data::Fetch { seq, items };
+                codec
+                    .encode(&Response::Data(data))
+                    .filter(|f| matches!(f, Fragment::Literal { .. }))
+                    .count()
+            })
+        };
+        let mut streamed = streamed
+            .into_iter()
+            .map(|s| (literals(s.item), s))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .peekable();
+        let announced = format!("{{{}}}\r\n", PLACEHOLDER.len());
+        let mut nth = 0;
+        for fragment in codec.encode(&Response::Data(Data::Fetch { seq, items })) {
+            let data = match fragment {
+                Fragment::Line { data } => data,
+                Fragment::Literal { data, .. } => {
+                    nth += 1;
+                    match streamed.next_if(|(n, _)| *n == nth - 1) {
+                        None => data,
+                        Some((_, s)) => {
+                            // The line before announced the placeholder.
+                            if !self.out.ends_with(announced.as_bytes()) {
+                                return Err(std::io::Error::other("unexpected FETCH encoding"));
+                            }
+                            self.out.truncate(self.out.len() - announced.len());
+                            let end = s.end.min(mail.len());
+                            let len = end.saturating_sub(s.start);
+                            self.out.extend(format!("{{{len}}}\r\n").as_bytes());
+                            tracing::debug!(len, "imap fetch: a literal written as read");
+                            self.flush().await?;
+                            self.stream(&mail, letter, s.start, end).await?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.out.extend(data);
+        }
+        Ok(())
+    }
+
+    /// Writes bytes `start..end` of a letter's mail, read a window at a
+    /// time. Once the literal's length is written, a read that fails
+    /// ends the connection: a client must not take what follows for the
+    /// rest of the literal.
+    async fn stream(
+        &mut self,
+        mail: &Mail,
+        letter: i64,
+        start: u64,
+        end: u64,
+    ) -> std::io::Result<()> {
+        let window = self.ctx.stream_over.max(1) as u64;
+        let mut at = start;
+        while at < end {
+            let to = at.saturating_add(window).min(end);
+            let read = {
+                let client = self.ctx.device.client().await;
+                let home = client.home();
+                mail.read(at, to, &mut |index: usize, from: u64, len: usize| {
+                    home.attachment_range(letter, index, from, len)
+                })
+            };
+            match read {
+                Ok(bytes) if bytes.len() as u64 == to - at => self.io.write_all(&bytes).await?,
+                Ok(_) => {
+                    self.io = Transport::Closed;
+                    return Err(std::io::Error::other("a streamed literal came short"));
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "imap fetch: {e}");
+                    self.io = Transport::Closed;
+                    return Err(std::io::Error::other("a streamed literal failed"));
+                }
+            }
+            at = to;
+        }
+        Ok(())
     }
 }

@@ -128,6 +128,10 @@ impl Bridge {
         imap
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The bridge's peak resident memory so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
