@@ -607,3 +607,77 @@ fn an_unfinished_upload_swept_starts_over_under_a_new_key() {
     assert_ok(&bob.save(letter, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// Red team (issue 11, links): the intruder holding the server's database
+/// makes it keep no blob a letter names (a trigger that voids every link),
+/// so every link answers `missing`. Alice's send is told the letter waits
+/// (never that it was refused while its draft still goes later), uploads
+/// again at most once per try and always under a new key, and her syncs
+/// go on (the rest of her outbox is not held up). Once the server keeps
+/// blobs again, the letter goes, and bob saves the file.
+#[test]
+fn a_server_that_keeps_no_blob_makes_the_letter_wait_not_loop_or_go_after_a_refusal() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "unkept.bin", 300_000, 16);
+    let bob_addr = addr("bob");
+    server
+        .db()
+        .execute_batch(
+            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
+             BEGIN SELECT RAISE(IGNORE); END;",
+        )
+        .unwrap();
+
+    let sent = alice.run(
+        &[
+            &send_attached(&bob_addr, "Unkept", &source)[..],
+            &["--json"],
+        ]
+        .concat(),
+    );
+    let err = common::stderr(&sent);
+    assert!(
+        err.contains("queued"),
+        "the send is not told the letter waits: {err}"
+    );
+    let uploads = blob_files(&server).len();
+    assert!(uploads <= 2, "{uploads} uploads of one file in one send");
+    alice.sync();
+    let files = blob_files(&server);
+    assert!(
+        files.len() <= uploads + 1,
+        "{} uploads in one sync",
+        files.len() - uploads
+    );
+    // Every upload under its own key: the same file, never the same bytes.
+    let blobs: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    for (i, a) in blobs.iter().enumerate() {
+        assert!(blobs[i + 1..].iter().all(|b| b != a), "a key sealed twice");
+    }
+    assert!(
+        alice.send_to(&["bob"], "Plain", "y")["conversation"].is_string(),
+        "a plain letter is held up"
+    );
+    bob.sync();
+    assert!(bob.inbox().iter().all(|l| l["subject"] != "Unkept"));
+
+    server
+        .db()
+        .execute_batch("DROP TRIGGER red_team_no_link")
+        .unwrap();
+    alice.sync();
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Unkept")
+        .expect("the letter that waited never went")["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("unkept.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

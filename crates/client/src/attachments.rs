@@ -203,12 +203,21 @@ impl Client {
     /// as a new blob: the old key never seals anything again. A refusal
     /// that will not change (a file gone or unreadable, a blob over the
     /// server's limit) drops the draft.
+    ///
+    /// That happens once per call: a link names every blob, so an honest
+    /// server keeps all but those it swept, and keeps those uploaded again
+    /// just now. One still `missing` is a server that does not keep what
+    /// it takes; uploading again would not change it, so the letter waits
+    /// for the next sync ([`ClientError::BlobsNotKept`], as for a full
+    /// server): never reported refused while its draft still goes later,
+    /// and never holding up the rest of the outbox.
     async fn upload_and_link(
         &mut self,
         message_id: &MessageId,
         uploads: &mut [Upload],
     ) -> Result<Vec<AttachmentRef>> {
-        for _ in 0..RESTARTS {
+        let mut uploaded_again = false;
+        loop {
             let mut refs = Vec::with_capacity(uploads.len());
             for u in uploads.iter_mut() {
                 match self.upload(u).await {
@@ -230,6 +239,10 @@ impl Client {
             if missing.is_empty() {
                 return Ok(refs);
             }
+            if uploaded_again {
+                return Err(ClientError::BlobsNotKept(missing.len()));
+            }
+            uploaded_again = true;
             for u in uploads
                 .iter_mut()
                 .filter(|u| u.blob.is_some_and(|b| missing.contains(&b)))
@@ -241,9 +254,6 @@ impl Client {
                 self.restart(u)?;
             }
         }
-        Err(ClientError::Protocol(
-            "the server keeps refusing to keep the attachments' blobs".into(),
-        ))
     }
 
     /// Links blobs to the letter about to go; returns those the server
