@@ -681,3 +681,35 @@ fn a_server_that_keeps_no_blob_makes_the_letter_wait_not_loop_or_go_after_a_refu
     assert_ok(&bob.save(letter, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// Red team (issue 11, links), the intruder with a backup of the server's
+/// database years later: a link keeps a blob, and says no more at rest
+/// than the blob's creation did. No stored time ties one letter's blobs
+/// together or says when it went (one link stamping both with the same
+/// millisecond would, for good: linked blobs are never deleted).
+#[test]
+fn a_linked_letters_blobs_share_no_stored_time() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let first = make_file(&dir, "first.bin", 200_000, 17);
+    let second = make_file(&dir, "second.bin", 200_000, 18);
+    send_with(&alice, &bob, "Two linked", &[&first, &second]);
+    let rows: Vec<(i64, Option<i64>)> = server
+        .db()
+        .prepare("SELECT created_at_ms, linked_at_ms FROM blobs ORDER BY created_at_ms")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (created, linked) in rows {
+        assert_eq!(
+            linked,
+            Some(created),
+            "the link stored a time of its own (when the letter went, the same for its blobs)"
+        );
+    }
+}
