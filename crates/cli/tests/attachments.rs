@@ -713,3 +713,65 @@ fn a_linked_letters_blobs_share_no_stored_time() {
         );
     }
 }
+
+/// Red team (issue 11): the intruder holding the server's database makes
+/// an interrupted upload's resume fail for good (the blob's durable offset
+/// past its length: the client refuses to believe it). That letter waits,
+/// counted as held; it holds up neither the sync nor a letter queued in
+/// the outbox meanwhile (every sync failed and nothing else went). Once
+/// the record is put back, the letter goes.
+#[test]
+fn a_draft_the_server_lies_about_waits_without_holding_up_the_outbox() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    alice.send_to(&["bob"], "Hello", "x");
+    let source = make_file(&dir, "lied.bin", 10 << 20, 19);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Lied about", &source),
+        &[("VALISE_FAILPOINT", "after_part_sent")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let lie = |server: &Server, durable: &str| {
+        server
+            .db()
+            .execute(&format!("UPDATE blobs SET durable = {durable}"), [])
+            .unwrap();
+    };
+    lie(&server, "length + 1");
+    server.stop();
+    let queued = alice.run(&[
+        "send",
+        "--to",
+        &bob_addr,
+        "--subject",
+        "Plain",
+        "--body",
+        "y",
+        "--json",
+    ]);
+    let err = common::stderr(&queued);
+    assert!(err.contains("queued"), "{err}");
+    server.restart();
+
+    let report = alice.sync();
+    assert_eq!(report["held"], 1, "{report}");
+    bob.sync();
+    assert!(bob.inbox().iter().any(|l| l["subject"] == "Plain"));
+
+    lie(&server, "8388608");
+    assert_eq!(alice.sync()["held"], 0);
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Lied about")
+        .expect("the letter that waited never went")["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("lied.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

@@ -140,7 +140,10 @@ impl Client {
             Ok(())
         })?;
         match self.finish_draft(draft).await {
-            Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
+            // Still a draft, whatever stopped it: nothing went, and the next
+            // sync tries again, so that is what the sender is told. An error
+            // that reads as a refusal would be belied when the letter goes.
+            Err(e) if self.engine.home.is_draft(&message_id)? => Err(ClientError::Queued(format!(
                 "{e}; the attachments' upload resumes on the next sync"
             ))),
             other => other,
@@ -148,21 +151,25 @@ impl Client {
     }
 
     /// Finishes the letters whose uploads were interrupted; returns how
-    /// many went to the outbox. One that cannot go now (the network, the
-    /// server's storage) waits for the next sync.
+    /// many still wait as drafts. One that cannot go now (the network, the
+    /// server's storage, a server that answers what it should not) waits
+    /// for the next sync, and holds up neither the other drafts nor the
+    /// outbox; one refused for good (dropped) ends the sync with why.
     pub async fn finish_drafts(&mut self) -> Result<usize> {
-        let mut done = 0;
+        let mut waiting = 0;
         for draft in self.engine.home.drafts()? {
+            let message_id = draft.message_id;
             match self.finish_draft(draft).await {
                 // In the outbox: it goes with the rest.
-                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => done += 1,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "attachments wait to be uploaded");
+                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => {}
+                Err(e) if self.engine.home.is_draft(&message_id)? => {
+                    tracing::warn!(code = e.code(), "attachments wait to be uploaded: {e}");
+                    waiting += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(done)
+        Ok(waiting)
     }
 
     /// Uploads what is left of a draft's files, then moves the letter,
