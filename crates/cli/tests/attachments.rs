@@ -758,11 +758,14 @@ fn a_draft_the_server_lies_about_waits_without_holding_up_the_outbox() {
 
     let report = alice.sync();
     assert_eq!(report["held"], 1, "{report}");
+    let waiting = alice.json(&["outbox"]);
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
     bob.sync();
     assert!(bob.inbox().iter().any(|l| l["subject"] == "Plain"));
 
     lie(&server, "8388608");
     assert_eq!(alice.sync()["held"], 0);
+    assert_eq!(alice.json(&["outbox"]), serde_json::json!([]));
     bob.sync();
     let letter = bob
         .inbox()
