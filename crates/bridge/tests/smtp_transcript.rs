@@ -345,3 +345,72 @@ fn a_forward_of_a_marked_letter_keeps_its_marking() {
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     assert_eq!(inbox[0]["marking"], "TLP:GREEN");
 }
+
+/// Red team (issue 11, links): the intruder holding the server's database
+/// makes it keep no blob a letter names (a trigger voids every link). A
+/// mail with a file is answered 451 (kept, sent on a later sync), never a
+/// permanent refusal while its draft stays and goes later; once the server
+/// keeps blobs again, the bridge's own sync sends it, once.
+#[test]
+fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::login(&bridge, &password);
+    server
+        .db()
+        .execute_batch(
+            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
+             BEGIN SELECT RAISE(IGNORE); END;",
+        )
+        .unwrap();
+    smtp.send(&format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        bob.user, alice.user
+    ));
+    for code in ["250 ", "250 ", "354 "] {
+        assert!(smtp.reply().starts_with(code));
+    }
+    smtp.send(&format!(
+        "From: {bob}\r\nTo: {alice}\r\nSubject: Unkept file\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the file.\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"a.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n.\r\n",
+        bob = bob.user,
+        alice = alice.user
+    ));
+    let answer = smtp.reply();
+    assert!(answer.starts_with("451 "), "{answer}");
+
+    server
+        .db()
+        .execute_batch("DROP TRIGGER red_team_no_link")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        alice.sync();
+        if alice.subjects().iter().any(|s| s == "Unkept file") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail that waited never went"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    smtp.send("QUIT\r\n");
+    assert!(smtp.reply().starts_with("221 "));
+    bridge.stop();
+    bob.sync();
+    alice.sync();
+    let copies = alice
+        .subjects()
+        .iter()
+        .filter(|s| *s == "Unkept file")
+        .count();
+    assert_eq!(copies, 1);
+}

@@ -154,10 +154,7 @@ impl Output {
                     r.new_reports,
                     "alert reports received (`valise alerts --desk`)",
                 ),
-                (
-                    r.held,
-                    "letters WAITING in the outbox (see `valise outbox`)",
-                ),
+                (r.held, "letters WAITING to go (see `valise outbox`)"),
                 (r.rejoined, "conversations rejoined after losing track"),
                 (r.resent, "own letters sent again (the server was restored)"),
                 (

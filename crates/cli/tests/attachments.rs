@@ -607,3 +607,174 @@ fn an_unfinished_upload_swept_starts_over_under_a_new_key() {
     assert_ok(&bob.save(letter, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// Red team (issue 11, links): the intruder holding the server's database
+/// makes it keep no blob a letter names (a trigger that voids every link),
+/// so every link answers `missing`. Alice's send is told the letter waits
+/// (never that it was refused while its draft still goes later), uploads
+/// again at most once per try and always under a new key, and her syncs
+/// go on (the rest of her outbox is not held up). Once the server keeps
+/// blobs again, the letter goes, and bob saves the file.
+#[test]
+fn a_server_that_keeps_no_blob_makes_the_letter_wait_not_loop_or_go_after_a_refusal() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "unkept.bin", 300_000, 16);
+    let bob_addr = addr("bob");
+    server
+        .db()
+        .execute_batch(
+            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
+             BEGIN SELECT RAISE(IGNORE); END;",
+        )
+        .unwrap();
+
+    let sent = alice.run(
+        &[
+            &send_attached(&bob_addr, "Unkept", &source)[..],
+            &["--json"],
+        ]
+        .concat(),
+    );
+    let err = common::stderr(&sent);
+    assert!(
+        err.contains("queued"),
+        "the send is not told the letter waits: {err}"
+    );
+    let uploads = blob_files(&server).len();
+    assert!(uploads <= 2, "{uploads} uploads of one file in one send");
+    alice.sync();
+    let files = blob_files(&server);
+    assert!(
+        files.len() <= uploads + 1,
+        "{} uploads in one sync",
+        files.len() - uploads
+    );
+    // Every upload under its own key: the same file, never the same bytes.
+    let blobs: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    for (i, a) in blobs.iter().enumerate() {
+        assert!(blobs[i + 1..].iter().all(|b| b != a), "a key sealed twice");
+    }
+    assert!(
+        alice.send_to(&["bob"], "Plain", "y")["conversation"].is_string(),
+        "a plain letter is held up"
+    );
+    bob.sync();
+    assert!(bob.inbox().iter().all(|l| l["subject"] != "Unkept"));
+
+    server
+        .db()
+        .execute_batch("DROP TRIGGER red_team_no_link")
+        .unwrap();
+    alice.sync();
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Unkept")
+        .expect("the letter that waited never went")["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("unkept.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}
+
+/// Red team (issue 11, links), the intruder with a backup of the server's
+/// database years later: a link keeps a blob, and says no more at rest
+/// than the blob's creation did. No stored time ties one letter's blobs
+/// together or says when it went (one link stamping both with the same
+/// millisecond would, for good: linked blobs are never deleted).
+#[test]
+fn a_linked_letters_blobs_share_no_stored_time() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let first = make_file(&dir, "first.bin", 200_000, 17);
+    let second = make_file(&dir, "second.bin", 200_000, 18);
+    send_with(&alice, &bob, "Two linked", &[&first, &second]);
+    let rows: Vec<(i64, Option<i64>)> = server
+        .db()
+        .prepare("SELECT created_at_ms, linked_at_ms FROM blobs ORDER BY created_at_ms")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (created, linked) in rows {
+        assert_eq!(
+            linked,
+            Some(created),
+            "the link stored a time of its own (when the letter went, the same for its blobs)"
+        );
+    }
+}
+
+/// Red team (issue 11): the intruder holding the server's database makes
+/// an interrupted upload's resume fail for good (the blob's durable offset
+/// past its length: the client refuses to believe it). That letter waits,
+/// counted as held; it holds up neither the sync nor a letter queued in
+/// the outbox meanwhile (every sync failed and nothing else went). Once
+/// the record is put back, the letter goes.
+#[test]
+fn a_draft_the_server_lies_about_waits_without_holding_up_the_outbox() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    alice.send_to(&["bob"], "Hello", "x");
+    let source = make_file(&dir, "lied.bin", 10 << 20, 19);
+    let bob_addr = addr("bob");
+    let died = alice.run_env(
+        &send_attached(&bob_addr, "Lied about", &source),
+        &[("VALISE_FAILPOINT", "after_part_sent")],
+    );
+    assert_eq!(died.status.code(), Some(137), "{}", common::stderr(&died));
+    let lie = |server: &Server, durable: &str| {
+        server
+            .db()
+            .execute(&format!("UPDATE blobs SET durable = {durable}"), [])
+            .unwrap();
+    };
+    lie(&server, "length + 1");
+    server.stop();
+    let queued = alice.run(&[
+        "send",
+        "--to",
+        &bob_addr,
+        "--subject",
+        "Plain",
+        "--body",
+        "y",
+        "--json",
+    ]);
+    let err = common::stderr(&queued);
+    assert!(err.contains("queued"), "{err}");
+    server.restart();
+
+    let report = alice.sync();
+    assert_eq!(report["held"], 1, "{report}");
+    let waiting = alice.json(&["outbox"]);
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    bob.sync();
+    assert!(bob.inbox().iter().any(|l| l["subject"] == "Plain"));
+
+    lie(&server, "8388608");
+    assert_eq!(alice.sync()["held"], 0);
+    assert_eq!(alice.json(&["outbox"]), serde_json::json!([]));
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Lied about")
+        .expect("the letter that waited never went")["id"]
+        .as_i64()
+        .unwrap();
+    let target = dir.join("lied.out");
+    assert_ok(&bob.save(letter, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

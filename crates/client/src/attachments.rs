@@ -140,7 +140,10 @@ impl Client {
             Ok(())
         })?;
         match self.finish_draft(draft).await {
-            Err(e) if e.is_transient() => Err(ClientError::Queued(format!(
+            // Still a draft, whatever stopped it: nothing went, and the next
+            // sync tries again, so that is what the sender is told. An error
+            // that reads as a refusal would be belied when the letter goes.
+            Err(e) if self.engine.home.is_draft(&message_id)? => Err(ClientError::Queued(format!(
                 "{e}; the attachments' upload resumes on the next sync"
             ))),
             other => other,
@@ -148,21 +151,25 @@ impl Client {
     }
 
     /// Finishes the letters whose uploads were interrupted; returns how
-    /// many went to the outbox. One that cannot go now (the network, the
-    /// server's storage) waits for the next sync.
+    /// many still wait as drafts. One that cannot go now (the network, the
+    /// server's storage, a server that answers what it should not) waits
+    /// for the next sync, and holds up neither the other drafts nor the
+    /// outbox; one refused for good (dropped) ends the sync with why.
     pub async fn finish_drafts(&mut self) -> Result<usize> {
-        let mut done = 0;
+        let mut waiting = 0;
         for draft in self.engine.home.drafts()? {
+            let message_id = draft.message_id;
             match self.finish_draft(draft).await {
                 // In the outbox: it goes with the rest.
-                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => done += 1,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "attachments wait to be uploaded");
+                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => {}
+                Err(e) if self.engine.home.is_draft(&message_id)? => {
+                    tracing::warn!(code = e.code(), "attachments wait to be uploaded: {e}");
+                    waiting += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(done)
+        Ok(waiting)
     }
 
     /// Uploads what is left of a draft's files, then moves the letter,
@@ -203,12 +210,21 @@ impl Client {
     /// as a new blob: the old key never seals anything again. A refusal
     /// that will not change (a file gone or unreadable, a blob over the
     /// server's limit) drops the draft.
+    ///
+    /// That happens once per call: a link names every blob, so an honest
+    /// server keeps all but those it swept, and keeps those uploaded again
+    /// just now. One still `missing` is a server that does not keep what
+    /// it takes; uploading again would not change it, so the letter waits
+    /// for the next sync ([`ClientError::BlobsNotKept`], as for a full
+    /// server): never reported refused while its draft still goes later,
+    /// and never holding up the rest of the outbox.
     async fn upload_and_link(
         &mut self,
         message_id: &MessageId,
         uploads: &mut [Upload],
     ) -> Result<Vec<AttachmentRef>> {
-        for _ in 0..RESTARTS {
+        let mut uploaded_again = false;
+        loop {
             let mut refs = Vec::with_capacity(uploads.len());
             for u in uploads.iter_mut() {
                 match self.upload(u).await {
@@ -230,6 +246,10 @@ impl Client {
             if missing.is_empty() {
                 return Ok(refs);
             }
+            if uploaded_again {
+                return Err(ClientError::BlobsNotKept(missing.len()));
+            }
+            uploaded_again = true;
             for u in uploads
                 .iter_mut()
                 .filter(|u| u.blob.is_some_and(|b| missing.contains(&b)))
@@ -241,9 +261,6 @@ impl Client {
                 self.restart(u)?;
             }
         }
-        Err(ClientError::Protocol(
-            "the server keeps refusing to keep the attachments' blobs".into(),
-        ))
     }
 
     /// Links blobs to the letter about to go; returns those the server

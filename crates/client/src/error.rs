@@ -87,6 +87,12 @@ pub enum ClientError {
     /// An attachment failed its checks: nothing was written.
     #[error("{0}")]
     Attachment(String),
+    /// The server did not keep blobs this device had just uploaded whole
+    /// (`missing` to the link): the letter waits, as for a full server,
+    /// and is tried again on the next sync. Never a refusal: that would
+    /// tell the user the letter is not sent while its draft still goes.
+    #[error("the server does not keep the attachments' blobs it was sent ({0} of them)")]
+    BlobsNotKept(usize),
 }
 
 impl ClientError {
@@ -119,6 +125,7 @@ impl ClientError {
             Self::Unaccredited { .. } => "unaccredited",
             Self::AuthorityMismatch(_) => "authority_mismatch",
             Self::Attachment(_) => "attachment_refused",
+            Self::BlobsNotKept(_) => "blobs_not_kept",
         }
     }
 
@@ -126,7 +133,7 @@ impl ClientError {
     /// server failure) — as opposed to a refusal that will not change.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network(_) => true,
+            Self::Network(_) | Self::BlobsNotKept(_) => true,
             Self::Server(p) => matches!(
                 p.code,
                 ErrorCode::RateLimited

@@ -45,20 +45,24 @@ impl Client {
         &self.engine.home
     }
 
-    /// What waits unsealed in the outbox (sealed entries go on the next sync).
+    /// What waits unsealed in the outbox (sealed entries go on the next
+    /// sync), then the letters still drafts: their attachments not all
+    /// uploaded and kept by the server (the sync's `held` counts both).
     pub fn held(&self) -> Result<Vec<HeldLetter>> {
-        Ok(self
-            .engine
-            .home
-            .outbox()?
-            .into_iter()
-            .filter_map(|o| {
-                o.held.map(|reason| HeldLetter {
-                    message_id: o.message_id.to_string(),
-                    conversation: o.conversation.map(|c| c.to_string()),
-                    reason,
-                })
+        let outbox = self.engine.home.outbox()?.into_iter().filter_map(|o| {
+            o.held.map(|reason| HeldLetter {
+                message_id: o.message_id.to_string(),
+                conversation: o.conversation.map(|c| c.to_string()),
+                reason,
             })
-            .collect())
+        });
+        let drafts = self.engine.home.drafts()?.into_iter().map(|d| HeldLetter {
+            message_id: d.message_id.to_string(),
+            conversation: d.conversation.map(|c| c.to_string()),
+            reason: "its attachments are not all uploaded and kept by the server yet \
+                     (tried again on each sync; --log-level warn says why)"
+                .into(),
+        });
+        Ok(outbox.chain(drafts).collect())
     }
 }

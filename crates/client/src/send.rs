@@ -386,8 +386,9 @@ impl Client {
     /// [`Client::seal_in`]) in the order written, and tries again what
     /// waits unsealed; returns (delivered, still waiting).
     pub async fn deliver_outbox(&mut self) -> Result<(usize, usize)> {
-        // Letters whose attachments were still uploading go first.
-        self.finish_drafts().await?;
+        // Letters whose attachments were still uploading go first; those
+        // that still wait count as held.
+        let drafts = self.finish_drafts().await?;
         let mut delivered = Vec::new();
         let (mut total, mut held) = (0, 0);
         let outcome = self
@@ -397,7 +398,7 @@ impl Client {
         // failed: sent again, it would be numbered anew in another epoch.
         total += delivered.len();
         self.engine.home.drop_outbound(&delivered)?;
-        outcome.map(|()| (total, held))
+        outcome.map(|()| (total, held + drafts))
     }
 
     async fn deliver_each(

@@ -57,7 +57,8 @@ pub struct SyncReport {
     pub devices_removed: usize,
     /// Letters from an earlier run delivered now.
     pub delivered: usize,
-    /// Letters still waiting in the outbox (`valise outbox` says why).
+    /// Letters still waiting: in the outbox (`valise outbox` says why), or
+    /// as drafts whose attachments the server does not hold yet.
     pub held: usize,
     /// Conversations this device had lost track of and rejoined.
     pub rejoined: usize,

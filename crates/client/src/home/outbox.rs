@@ -130,18 +130,7 @@ impl Home {
     /// Whether this device's letter `message_id` has yet to leave: a draft
     /// waiting for its files' upload, or in the outbox.
     pub fn waiting_to_go(&self, message_id: &MessageId) -> Result<bool> {
-        if self.outbound(message_id)?.is_some() {
-            return Ok(true);
-        }
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM drafts WHERE message_id = ?1",
-                [message_id.to_string()],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        Ok(self.outbound(message_id)?.is_some() || self.is_draft(message_id)?)
     }
 
     /// Every entry, in the order written.

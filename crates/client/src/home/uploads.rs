@@ -149,6 +149,20 @@ impl Home {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Whether letter `message_id` is still a draft: its files not all
+    /// uploaded and kept by the server, nothing of it sent.
+    pub fn is_draft(&self, message_id: &MessageId) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM drafts WHERE message_id = ?1",
+                [message_id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Forgets a draft and its uploads (it went to the outbox).
     pub fn drop_draft(&self, message_id: &MessageId) -> Result<()> {
         let id = message_id.to_string();

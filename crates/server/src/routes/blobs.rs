@@ -335,11 +335,6 @@ pub async fn link(
             "a letter carries at most {MAX_ATTACHMENTS} blobs"
         )));
     }
-    let missing = blocking(move || {
-        Ok(state
-            .store
-            .link_blobs(&caller.user, &req.blobs, crate::now_ms())?)
-    })
-    .await?;
+    let missing = blocking(move || Ok(state.store.link_blobs(&caller.user, &req.blobs)?)).await?;
     Ok(Json(BlobsLinked { missing }))
 }

@@ -594,15 +594,10 @@ pub trait Store: Send + Sync + 'static {
     /// `to` (`Changed` if it is not at `from` any more).
     fn blob_part(&self, id: &BlobId, from: u64, to: u64) -> Result<(), StoreError>;
     /// Links the complete blobs of `ids` that `owner` created to a letter
-    /// about to go (`now_ms`): they stay from then on. Returns those of
-    /// `ids` it did not link: no such blob, another user's, or incomplete.
-    /// Linking a linked blob again changes nothing.
-    fn link_blobs(
-        &self,
-        owner: &UserId,
-        ids: &[BlobId],
-        now_ms: i64,
-    ) -> Result<Vec<BlobId>, StoreError>;
+    /// about to go: they stay from then on. Returns those of `ids` it did
+    /// not link: no such blob, another user's, or incomplete. Linking a
+    /// linked blob again changes nothing. When the link came is not kept.
+    fn link_blobs(&self, owner: &UserId, ids: &[BlobId]) -> Result<Vec<BlobId>, StoreError>;
     /// Forgets the blobs created before `before_ms` and never linked
     /// (incomplete ones included); returns them, for their files to be
     /// removed.

@@ -417,13 +417,8 @@ impl Store for SqliteStore {
         self.write(|tx| blobs::part(tx, id, from, to))
     }
 
-    fn link_blobs(
-        &self,
-        owner: &UserId,
-        ids: &[BlobId],
-        now_ms: i64,
-    ) -> Result<Vec<BlobId>, StoreError> {
-        self.write(|tx| blobs::link(tx, owner, ids, now_ms))
+    fn link_blobs(&self, owner: &UserId, ids: &[BlobId]) -> Result<Vec<BlobId>, StoreError> {
+        self.write(|tx| blobs::link(tx, owner, ids))
     }
 
     fn expire_blobs(&self, before_ms: i64) -> Result<Vec<BlobId>, StoreError> {

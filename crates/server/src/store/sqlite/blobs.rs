@@ -10,8 +10,12 @@ const CREATE: &str = "INSERT INTO blobs (id, owner, length, durable, parts, crea
 const GET: &str = "SELECT owner, length, durable, parts, created_at_ms FROM blobs WHERE id = ?1";
 const PART: &str = "UPDATE blobs SET durable = ?3, parts = parts + 1 \
      WHERE id = ?1 AND durable = ?2 AND ?3 <= length";
-/// Only the owner links, only a complete blob; the first link's time stays.
-const LINK: &str = "UPDATE blobs SET linked_at_ms = COALESCE(linked_at_ms, ?3) \
+/// Only the owner links, only a complete blob. The link's own moment is
+/// not kept: it is when the letter went, the same for all its blobs, and
+/// linked blobs stay for good, so a backup would tie them into one letter
+/// for years. The creation time, kept anyway, says only "linked" (as
+/// migration 0011 marks blobs completed before it).
+const LINK: &str = "UPDATE blobs SET linked_at_ms = created_at_ms \
      WHERE id = ?1 AND owner = ?2 AND durable = length";
 const EXPIRE: &str =
     "DELETE FROM blobs WHERE linked_at_ms IS NULL AND created_at_ms < ?1 RETURNING id";
@@ -94,12 +98,11 @@ pub(super) fn link(
     tx: &Transaction<'_>,
     owner: &UserId,
     ids: &[BlobId],
-    now_ms: i64,
 ) -> Result<Vec<BlobId>, StoreError> {
     let mut link = tx.prepare_cached(LINK)?;
     let mut missing = Vec::new();
     for id in ids {
-        if link.execute(params![id.as_bytes(), owner.as_str(), now_ms])? == 0 {
+        if link.execute(params![id.as_bytes(), owner.as_str()])? == 0 {
             missing.push(*id);
         }
     }

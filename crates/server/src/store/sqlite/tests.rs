@@ -890,11 +890,11 @@ fn blobs_no_letter_names_are_swept_and_free_the_quota() {
     // Bob's blob, an unfinished one and an unknown one are not linked.
     assert_eq!(
         store
-            .link_blobs(&alice, &[linked, bobs, unfinished, gone], 20)
+            .link_blobs(&alice, &[linked, bobs, unfinished, gone])
             .unwrap(),
         vec![bobs, unfinished, gone]
     );
-    assert_eq!(store.link_blobs(&alice, &[linked], 30).unwrap(), vec![]);
+    assert_eq!(store.link_blobs(&alice, &[linked]).unwrap(), vec![]);
     // Alice's 300 bytes are used up until the sweep.
     assert!(matches!(
         store.create_blob(
