@@ -349,8 +349,9 @@ fn a_forward_of_a_marked_letter_keeps_its_marking() {
 /// Red team (issue 11, links): the intruder holding the server's database
 /// makes it keep no blob a letter names (a trigger voids every link). A
 /// mail with a file is answered 451 (kept, sent on a later sync), never a
-/// permanent refusal while its draft stays and goes later; once the server
-/// keeps blobs again, the bridge's own sync sends it, once.
+/// permanent refusal while its draft stays and goes later; the bridge does
+/// not upload the file again at every sync while the server refuses; once
+/// the server keeps blobs again, the bridge's own sync sends it, once.
 #[test]
 fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
     let server = Server::start();
@@ -385,6 +386,15 @@ fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
     ));
     let answer = smtp.reply();
     assert!(answer.starts_with("451 "), "{answer}");
+    // The bridge syncs every half second; while the server keeps refusing,
+    // the file is not uploaded again at each sync, only after a wait that
+    // doubles (the send made the blob and its one re-upload: two).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let blobs: i64 = server
+        .db()
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert!(blobs <= 3, "{blobs} uploads of one file in 4 s");
 
     server
         .db()

@@ -35,6 +35,7 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use tokio::sync::mpsc::Sender;
 use valise_proto::api::blobs::{
     self, BlobCreated, BlobsLinked, LinkBlobs, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH,
@@ -143,9 +144,12 @@ impl Client {
             // Still a draft, whatever stopped it: nothing went, and the next
             // sync tries again, so that is what the sender is told. An error
             // that reads as a refusal would be belied when the letter goes.
-            Err(e) if self.engine.home.is_draft(&message_id)? => Err(ClientError::Queued(format!(
-                "{e}; the attachments' upload resumes on the next sync"
-            ))),
+            Err(e) if self.engine.home.is_draft(&message_id)? => {
+                self.draft_retries.waited(message_id, Instant::now());
+                Err(ClientError::Queued(format!(
+                    "{e}; the attachments' upload resumes on a later sync"
+                )))
+            }
             other => other,
         }
     }
@@ -153,20 +157,31 @@ impl Client {
     /// Finishes the letters whose uploads were interrupted; returns how
     /// many still wait as drafts. One that cannot go now (the network, the
     /// server's storage, a server that answers what it should not) waits
-    /// for the next sync, and holds up neither the other drafts nor the
-    /// outbox; one refused for good (dropped) ends the sync with why.
+    /// for a later sync, longer each time ([`crate::draft_retry`]), and
+    /// holds up neither the other drafts nor the outbox; one refused for
+    /// good (dropped) ends the sync with why.
     pub async fn finish_drafts(&mut self) -> Result<usize> {
         let mut waiting = 0;
         for draft in self.engine.home.drafts()? {
             let message_id = draft.message_id;
+            if !self.draft_retries.due(&message_id, Instant::now()) {
+                waiting += 1;
+                continue;
+            }
             match self.finish_draft(draft).await {
                 // In the outbox: it goes with the rest.
-                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => {}
+                Ok(_) | Err(ClientError::Queued(_) | ClientError::Held(_)) => {
+                    self.draft_retries.done(&message_id);
+                }
                 Err(e) if self.engine.home.is_draft(&message_id)? => {
                     tracing::warn!(code = e.code(), "attachments wait to be uploaded: {e}");
+                    self.draft_retries.waited(message_id, Instant::now());
                     waiting += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.draft_retries.done(&message_id);
+                    return Err(e);
+                }
             }
         }
         Ok(waiting)

@@ -49,6 +49,8 @@ pub struct Client {
     /// Where marked letters may go ([`crate::handling`]): the home's
     /// `settings.json`.
     pub(crate) settings: Settings,
+    /// When each letter waiting as a draft may be tried again.
+    pub(crate) draft_retries: crate::draft_retry::DraftRetries,
 }
 
 /// What `enroll` needs besides the home.
@@ -97,6 +99,7 @@ impl Client {
             members_checked: HashMap::new(),
             update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
             progress: None,
+            draft_retries: Default::default(),
         }
     }
 

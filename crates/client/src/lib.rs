@@ -25,6 +25,7 @@ mod clock;
 mod conversation;
 mod desk;
 mod devices;
+mod draft_retry;
 pub mod engine;
 mod error;
 pub mod export;
