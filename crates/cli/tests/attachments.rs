@@ -232,6 +232,60 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     );
 }
 
+/// A blob of three ranges (8 MiB each at most) is fetched two ranges at a
+/// time while the one before is checked and written: a later range that
+/// is cut, empty or changed still fails the whole save, after earlier
+/// ranges passed and were written to the partial file, which goes; the
+/// intact blob still saves byte for byte, its parts in order.
+#[test]
+fn a_later_range_failing_while_others_are_in_flight_saves_nothing() {
+    const RANGE: usize = 8 << 20;
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let source = make_file(dir, "annex.bin", 2 * RANGE + (1 << 20), 5);
+    let id = send_with(&alice, &bob, "Large annex", &[&source]);
+    let blob = blob_files(&server).pop().unwrap();
+    let original = std::fs::read(&blob).unwrap();
+    assert!(original.len() > 2 * RANGE, "{}", original.len());
+
+    let flipped = |at: usize| {
+        let mut b = original.clone();
+        b[at] ^= 1;
+        b
+    };
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        ("the second range cut", original[..RANGE + 4096].to_vec()),
+        ("the second range empty", original[..RANGE].to_vec()),
+        ("a byte flipped in the second range", flipped(RANGE + 100)),
+        ("a byte flipped in the last range", flipped(2 * RANGE + 100)),
+    ];
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (n, (what, bytes)) in attacks.iter().enumerate() {
+        std::fs::write(&blob, bytes).unwrap();
+        let saved = bob.save(id, 1, &out.join("annex.bin"));
+        assert!(!saved.status.success(), "{what}: saved");
+        let err = String::from_utf8_lossy(&saved.stderr);
+        assert!(err.contains("attachment"), "{what}: {err}");
+        assert!(
+            std::fs::read_dir(&out).unwrap().next().is_none(),
+            "{what}: a file was left"
+        );
+        let refused = bob
+            .alert_kinds()
+            .iter()
+            .filter(|k| *k == "attachment_refused")
+            .count();
+        assert_eq!(refused, n + 1, "{what}: no alert");
+    }
+    std::fs::write(&blob, &original).unwrap();
+    let target = out.join("annex.bin");
+    assert_ok(&bob.save(id, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}
+
 #[test]
 fn limits_refuse_before_a_byte_is_stored() {
     let server = Server::start_with(&["--max-blob-mib", "3", "--blob-quota-mib", "3"]);

@@ -9,8 +9,10 @@
 //!             a blob: HEAD (durable offset), check the bytes already sent again
 //!             PATCH 8 MiB parts (each noted, end and hash, before it goes)
 //!   all complete ─▶ references into the letter ─▶ outbox (one transaction) ─▶ sent
-//! save ─▶ ranged GETs ─▶ Opener: every chunk, the last-chunk flag, sizes, digest
-//!      ─▶ temp file beside the target ─▶ fsync ─▶ rename (only if all passed)
+//! save ─▶ ranged GETs, two in flight ─▶ Opener (a blocking thread), part by part
+//!      in order: every chunk, the last-chunk flag, sizes, digest
+//!      ─▶ temp file beside the target (the part before, while the next is
+//!         opened) ─▶ fsync ─▶ rename (only if all passed)
 //! ```
 //!
 //! A killed upload resumes from the server's durable offset on the next
@@ -20,7 +22,7 @@
 //! changed starts over with a new key and a new blob.
 
 use crate::alert::AlertKind;
-use crate::api::Body;
+use crate::api::{Answer, Api, Body};
 use crate::client::Client;
 use crate::engine::outbound::Target;
 use crate::error::{ClientError, Result};
@@ -32,10 +34,12 @@ use crate::send::SentLetter;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::Sender;
+use tokio::task::{JoinError, JoinHandle};
 use valise_proto::api::blobs::{
     self, BlobCreated, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH, UPLOAD_OFFSET, parse_count,
 };
@@ -549,7 +553,8 @@ impl Client {
     /// chunk checked as it comes and written as 64 KiB pieces; only a blob
     /// whose end and digest also passed is marked cached, so nothing of one
     /// that fails is ever read (and `attachment_refused` is raised, as for
-    /// `save`). Memory stays at one part (8 MiB) whatever the size.
+    /// `save`). Memory stays at four parts (32 MiB, see [`AHEAD`]) whatever
+    /// the size.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
         if self.engine.home.attachment_cached(letter_id, index)? {
             return Ok(());
@@ -569,8 +574,14 @@ impl Client {
         }
     }
 
-    /// Fetches the blob in ranges into `file`, each chunk checked as it
-    /// comes, the end and the digest at the end.
+    /// Fetches the blob in ranges and hands `write` its bytes in order,
+    /// each chunk checked as it comes, the end and the digest at the end.
+    ///
+    /// Three things overlap: the next ranges are on the way (tasks of
+    /// their own, [`AHEAD`] at a time), a part is opened on a blocking
+    /// thread (ChaCha20-Poly1305 and BLAKE3), and the part before it is
+    /// written. The opener still sees every part once, in order, and the
+    /// first range that fails, short or long or refused, fails the whole.
     async fn download(
         &mut self,
         a: &AttachmentRef,
@@ -578,38 +589,150 @@ impl Client {
         write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let mut opener = Opener::new(a).map_err(refused)?;
-        let path = blobs::path(&a.blob);
-        let mut at = 0;
-        while at < a.blob_size {
-            let len = (a.blob_size - at).min(MAX_PART_BYTES as u64);
-            let (_, bytes) = self
-                .call_with_headers(
-                    Method::GET,
-                    &path,
-                    None,
-                    &[("range", blobs::range(at, len))],
-                )
-                .await?;
-            if bytes.len() as u64 != len {
-                return Err(ClientError::Attachment(format!(
-                    "the server sent {} bytes for a range of {len} at {at}: the blob is cut short",
-                    bytes.len()
-                )));
-            }
-            let plain = opener.push(&bytes).map_err(refused)?;
-            // Each part's pieces in one transaction, not one per piece.
-            self.engine
-                .home
-                .transaction(|| write(&self.engine.home, &plain))?;
-            at += len;
-            self.report(Transfer {
-                index,
-                done: at,
-                total: a.blob_size,
+        self.session().await?;
+        let mut ranges = Ranges::new(blobs::path(&a.blob), a.blob_size);
+        ranges.ask(&self.api)?;
+        // A part opened and not written yet, and where it ends.
+        let mut checked: Option<(Vec<u8>, u64)> = None;
+        while let Some((at, len, task)) = ranges.next() {
+            ranges.ask(&self.api)?;
+            let bytes = self.fetched(&ranges.path, at, len, task).await?;
+            let open = tokio::task::spawn_blocking(move || {
+                let plain = opener.push(&bytes);
+                (opener, plain)
             });
+            if let Some((plain, end)) = checked.take() {
+                self.write_part(write, &plain, index, end, a.blob_size)?;
+            }
+            let (back, plain) = joined(open.await)?;
+            opener = back;
+            checked = Some((plain.map_err(refused)?, at + len));
+        }
+        if let Some((plain, end)) = checked {
+            self.write_part(write, &plain, index, end, a.blob_size)?;
         }
         opener.finish(&a.digest).map_err(refused)
     }
+
+    /// The `len` bytes at `at` once their request ended: exactly those (a
+    /// shorter or longer answer is the blob's fault: refused). Asked again
+    /// after a new login if the server had forgotten the token.
+    async fn fetched(
+        &mut self,
+        path: &str,
+        at: u64,
+        len: u64,
+        task: JoinHandle<Result<Answer>>,
+    ) -> Result<Vec<u8>> {
+        let (_, bytes) = match joined(task.await).and_then(|r| r?.success()) {
+            Err(e) if e.is_server(ErrorCode::Unauthorized) => {
+                self.relogin().await?;
+                get_range(&self.api, path, at, len)?.await?.success()
+            }
+            other => other,
+        }?;
+        let got = bytes.len() as u64;
+        if got < len {
+            return Err(ClientError::Attachment(format!(
+                "the server sent {got} bytes for a range of {len} at {at}: the blob is cut short"
+            )));
+        }
+        if got > len {
+            return Err(ClientError::Attachment(format!(
+                "the server sent more than {len} bytes for a range of {len} at {at}"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes a checked part (all of it in one home transaction: a cache's
+    /// pieces are not committed one by one) and tells who follows.
+    fn write_part(
+        &mut self,
+        write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
+        plain: &[u8],
+        index: usize,
+        done: u64,
+        total: u64,
+    ) -> Result<()> {
+        self.engine
+            .home
+            .transaction(|| write(&self.engine.home, plain))?;
+        self.report(Transfer { index, done, total });
+        Ok(())
+    }
+}
+
+/// Ranges asked for at once, the one awaited included. Each is a part
+/// (8 MiB) held until its turn, so a download holds at most these, the
+/// part being opened and the one being written (32 MiB), whatever the
+/// blob's size.
+const AHEAD: usize = 2;
+
+/// A blob's ranges, asked for in order, a few ahead of the one taken.
+/// Those still running when it is dropped are stopped: a failed download
+/// asks for nothing more.
+struct Ranges {
+    path: String,
+    size: u64,
+    /// Where the next range to ask for starts.
+    next: u64,
+    asked: VecDeque<(u64, u64, JoinHandle<Result<Answer>>)>,
+}
+
+impl Ranges {
+    fn new(path: String, size: u64) -> Self {
+        Self {
+            path,
+            size,
+            next: 0,
+            asked: VecDeque::with_capacity(AHEAD),
+        }
+    }
+
+    /// Asks for ranges until [`AHEAD`] are on the way (or none is left).
+    fn ask(&mut self, api: &Api) -> Result<()> {
+        while self.asked.len() < AHEAD && self.next < self.size {
+            let len = (self.size - self.next).min(MAX_PART_BYTES as u64);
+            let get = get_range(api, &self.path, self.next, len)?;
+            self.asked.push_back((self.next, len, tokio::spawn(get)));
+            self.next += len;
+        }
+        Ok(())
+    }
+
+    /// The first range asked for and not taken: where, how long, its task.
+    fn next(&mut self) -> Option<(u64, u64, JoinHandle<Result<Answer>>)> {
+        self.asked.pop_front()
+    }
+}
+
+impl Drop for Ranges {
+    fn drop(&mut self) {
+        for (_, _, task) in &self.asked {
+            task.abort();
+        }
+    }
+}
+
+/// `GET` of the `len` bytes at `at`, reading no more than one byte past
+/// them (a hostile server cannot make the device hold more).
+fn get_range(
+    api: &Api,
+    path: &str,
+    at: u64,
+    len: u64,
+) -> Result<impl Future<Output = Result<Answer>> + Send + 'static + use<>> {
+    let range = [("range", blobs::range(at, len))];
+    api.start(Method::GET, path, None, &range, true, len as usize)
+}
+
+/// What a task gave back; its panic goes on.
+fn joined<T>(r: std::result::Result<T, JoinError>) -> Result<T> {
+    r.map_err(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => ClientError::Network(format!("a download task stopped: {e}")),
+    })
 }
 
 /// A download cut into the sealed home's 64 KiB pieces as it comes.
