@@ -232,11 +232,11 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     );
 }
 
-/// A blob of three ranges (8 MiB each at most) is fetched two ranges at a
-/// time while the one before is checked and written: a later range that
-/// is cut, empty or changed still fails the whole save, after earlier
-/// ranges passed and were written to the partial file, which goes; the
-/// intact blob still saves byte for byte, its parts in order.
+/// A blob of two ranges (8 MiB each at most): the second is on the way
+/// while the first is checked and written. A second range that is cut,
+/// empty or changed still fails the whole save, after the first passed
+/// and was written to the partial file, which goes; the intact blob still
+/// saves byte for byte, its parts in order.
 #[test]
 fn a_later_range_failing_while_others_are_in_flight_saves_nothing() {
     const RANGE: usize = 8 << 20;
@@ -244,22 +244,18 @@ fn a_later_range_failing_while_others_are_in_flight_saves_nothing() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let source = make_file(dir, "annex.bin", 2 * RANGE + (1 << 20), 5);
+    let source = make_file(dir, "annex.bin", RANGE + (1 << 20), 5);
     let id = send_with(&alice, &bob, "Large annex", &[&source]);
     let blob = blob_files(&server).pop().unwrap();
     let original = std::fs::read(&blob).unwrap();
-    assert!(original.len() > 2 * RANGE, "{}", original.len());
+    assert!(original.len() > RANGE + (1 << 20), "{}", original.len());
 
-    let flipped = |at: usize| {
-        let mut b = original.clone();
-        b[at] ^= 1;
-        b
-    };
+    let mut flipped = original.clone();
+    flipped[RANGE + (1 << 20)] ^= 1;
     let attacks: Vec<(&str, Vec<u8>)> = vec![
         ("the second range cut", original[..RANGE + 4096].to_vec()),
         ("the second range empty", original[..RANGE].to_vec()),
-        ("a byte flipped in the second range", flipped(RANGE + 100)),
-        ("a byte flipped in the last range", flipped(2 * RANGE + 100)),
+        ("a byte flipped in the second range", flipped),
     ];
     let out = dir.join("out");
     std::fs::create_dir(&out).unwrap();

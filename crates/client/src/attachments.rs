@@ -9,7 +9,7 @@
 //!             a blob: HEAD (durable offset), check the bytes already sent again
 //!             PATCH 8 MiB parts (each noted, end and hash, before it goes)
 //!   all complete ─▶ references into the letter ─▶ outbox (one transaction) ─▶ sent
-//! save ─▶ ranged GETs, two in flight ─▶ Opener (a blocking thread), part by part
+//! save ─▶ ranged GETs, two ahead ─▶ Opener (a blocking thread), part by part
 //!      in order: every chunk, the last-chunk flag, sizes, digest
 //!      ─▶ temp file beside the target (the part before, while the next is
 //!         opened) ─▶ fsync ─▶ rename (only if all passed)
@@ -548,7 +548,7 @@ impl Client {
     /// chunk checked as it comes and written as 64 KiB pieces; only a blob
     /// whose end and digest also passed is marked cached, so nothing of one
     /// that fails is ever read (and `attachment_refused` is raised, as for
-    /// `save`). Memory stays at four parts (32 MiB, see [`AHEAD`]) whatever
+    /// `save`). Memory stays at five parts (40 MiB, see [`AHEAD`]) whatever
     /// the size.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
         if self.engine.home.attachment_cached(letter_id, index)? {
@@ -658,10 +658,10 @@ impl Client {
     }
 }
 
-/// Ranges asked for at once, the one awaited included. Each is a part
-/// (8 MiB) held until its turn, so a download holds at most these, the
-/// part being opened and the one being written (32 MiB), whatever the
-/// blob's size.
+/// Ranges on the way besides the one taken. Each is a part (8 MiB) held
+/// until its turn, so a download holds at most these, the part being
+/// opened (its blob and file bytes) and the one being written: 40 MiB,
+/// whatever the blob's size.
 const AHEAD: usize = 2;
 
 /// A blob's ranges, asked for in order, a few ahead of the one taken.
