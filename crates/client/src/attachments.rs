@@ -717,8 +717,9 @@ impl Drop for Ranges {
     }
 }
 
-/// `GET` of the `len` bytes at `at`, reading no more than one byte past
-/// them (a hostile server cannot make the device hold more).
+/// `GET` of the `len` bytes at `at`, read no further than the first
+/// chunk of the answer past them (a hostile server cannot make the device
+/// hold more).
 fn get_range(
     api: &Api,
     path: &str,
