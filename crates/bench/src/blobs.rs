@@ -30,6 +30,9 @@ struct BlobReport {
     save_mb_per_s: f64,
     client_rss_peak_before_mib: f64,
     client_rss_peak_after_mib: f64,
+    /// RSS as the save started, and its peak during the save.
+    client_rss_before_save_mib: f64,
+    client_rss_peak_in_save_mib: f64,
     server_rss_peak_before_mib: Option<f64>,
     server_rss_peak_after_mib: Option<f64>,
     sends_measured: usize,
@@ -89,14 +92,20 @@ pub fn run(args: &Args, size_mib: u64, work: &Path) -> Result<()> {
     rt.block_on(bob.sync())?;
     let letter = bob.inbox()?.last().context("bob received nothing")?.id;
     let out = work.join("saved.bin");
+    // The save's own peak: enrolment's Argon2id set a higher one before.
+    let me = probe::Server::new(std::process::id());
+    let client_through_upload = me.rss_peak_mib()?;
+    me.restart_peak()?;
+    let client_before_save = me.rss_peak_mib()?;
     let start = Instant::now();
     rt.block_on(bob.save_attachment(letter, 1, &out))?;
     let save = start.elapsed().as_secs_f64();
+    let client_save_peak = me.rss_peak_mib()?;
     eprintln!("save: {save:.2} s");
     if std::fs::metadata(&out)?.len() != size {
         bail!("the saved file has the wrong size");
     }
-    let client_after = own_rss_peak_mib()?;
+    let client_after = own_rss_peak_mib()?.max(client_through_upload);
     let server_after = server
         .as_ref()
         .map(probe::Server::rss_peak_mib)
@@ -123,6 +132,8 @@ pub fn run(args: &Args, size_mib: u64, work: &Path) -> Result<()> {
         save_mb_per_s: size as f64 / MB / save,
         client_rss_peak_before_mib: client_before,
         client_rss_peak_after_mib: client_after,
+        client_rss_before_save_mib: client_before_save,
+        client_rss_peak_in_save_mib: client_save_peak,
         server_rss_peak_before_mib: server_before,
         server_rss_peak_after_mib: server_after,
         sends_measured: n,

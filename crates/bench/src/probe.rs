@@ -39,6 +39,13 @@ impl Server {
         ))
     }
 
+    /// Starts the peak (VmHWM) over from the present RSS (Linux
+    /// `clear_refs` 5): a phase's own peak, not an earlier one's.
+    pub fn restart_peak(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")
+            .with_context(|| format!("cannot restart the peak RSS of {}", self.pid))
+    }
+
     /// Peak resident memory (VmHWM) in MiB.
     pub fn rss_peak_mib(&self) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;

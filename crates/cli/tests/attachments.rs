@@ -232,6 +232,56 @@ fn a_blob_changed_on_the_server_is_never_saved() {
     );
 }
 
+/// A blob of two ranges (`save` asks for 4 MiB at a time): the second is on the way
+/// while the first is checked and written. A second range that is cut,
+/// empty or changed still fails the whole save, after the first passed
+/// and was written to the partial file, which goes; the intact blob still
+/// saves byte for byte, its parts in order.
+#[test]
+fn a_later_range_failing_while_others_are_in_flight_saves_nothing() {
+    const RANGE: usize = 4 << 20;
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let source = make_file(dir, "annex.bin", RANGE + (1 << 20), 5);
+    let id = send_with(&alice, &bob, "Large annex", &[&source]);
+    let blob = blob_files(&server).pop().unwrap();
+    let original = std::fs::read(&blob).unwrap();
+    assert!(original.len() > RANGE + (1 << 20), "{}", original.len());
+
+    let mut flipped = original.clone();
+    flipped[RANGE + (1 << 20)] ^= 1;
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        ("the second range cut", original[..RANGE + 4096].to_vec()),
+        ("the second range empty", original[..RANGE].to_vec()),
+        ("a byte flipped in the second range", flipped),
+    ];
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (n, (what, bytes)) in attacks.iter().enumerate() {
+        std::fs::write(&blob, bytes).unwrap();
+        let saved = bob.save(id, 1, &out.join("annex.bin"));
+        assert!(!saved.status.success(), "{what}: saved");
+        let err = String::from_utf8_lossy(&saved.stderr);
+        assert!(err.contains("attachment"), "{what}: {err}");
+        assert!(
+            std::fs::read_dir(&out).unwrap().next().is_none(),
+            "{what}: a file was left"
+        );
+        let refused = bob
+            .alert_kinds()
+            .iter()
+            .filter(|k| *k == "attachment_refused")
+            .count();
+        assert_eq!(refused, n + 1, "{what}: no alert");
+    }
+    std::fs::write(&blob, &original).unwrap();
+    let target = out.join("annex.bin");
+    assert_ok(&bob.save(id, 1, &target));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}
+
 #[test]
 fn limits_refuse_before_a_byte_is_stored() {
     let server = Server::start_with(&["--max-blob-mib", "3", "--blob-quota-mib", "3"]);

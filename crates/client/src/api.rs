@@ -126,6 +126,30 @@ impl Api {
         headers: &[(&'static str, String)],
         auth: bool,
     ) -> Result<(HeaderMap, Vec<u8>)> {
+        let answer = self
+            .start(method, path, body, headers, auth, MAX_RESPONSE_BYTES)?
+            .await?;
+        if answer.bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(ClientError::Protocol(format!(
+                "{path}: the server's answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        answer.success()
+    }
+
+    /// Sends one request; the future reads its answer, stopping once more
+    /// than `limit` bytes came (what that means is the caller's to say),
+    /// and borrows nothing: it may run as a task of its own while the
+    /// caller works (a download keeps its next ranges in flight so).
+    pub(crate) fn start(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        headers: &[(&'static str, String)],
+        auth: bool,
+        limit: usize,
+    ) -> Result<impl Future<Output = Result<Answer>> + Send + 'static + use<>> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (name, value) in headers {
             req = req.header(*name, value);
@@ -142,22 +166,43 @@ impl Api {
                 req = req.header(name, value);
             }
         }
-        let mut resp = req.send().await.map_err(network)?;
-        let status = resp.status();
-        let answer_headers = std::mem::take(resp.headers_mut());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(network)? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(ClientError::Protocol(format!(
-                    "{path}: the server's answer is larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+        Ok(async move {
+            let mut resp = req.send().await.map_err(network)?;
+            let status = resp.status();
+            let headers = std::mem::take(resp.headers_mut());
+            // Room for the whole answer at once (a blob's part is 8 MiB:
+            // no copies as it grows), never for more than the limit.
+            let room = resp.content_length().unwrap_or(0).min(limit as u64);
+            let mut bytes = Vec::with_capacity(usize::try_from(room).unwrap_or(limit));
+            while bytes.len() <= limit {
+                match resp.chunk().await.map_err(network)? {
+                    Some(chunk) => bytes.extend_from_slice(&chunk),
+                    None => break,
+                }
             }
-            bytes.extend_from_slice(&chunk);
-        }
-        if status.is_success() {
-            Ok((answer_headers, bytes))
+            Ok(Answer {
+                status,
+                headers,
+                bytes,
+            })
+        })
+    }
+}
+
+/// An answer as it came, its body read up to the caller's limit.
+pub(crate) struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Answer {
+    /// The headers and body of a success; a problem as a typed error.
+    pub(crate) fn success(self) -> Result<(HeaderMap, Vec<u8>)> {
+        if self.status.is_success() {
+            Ok((self.headers, self.bytes))
         } else {
-            Err(ClientError::Server(problem(status, &bytes)))
+            Err(ClientError::Server(problem(self.status, &self.bytes)))
         }
     }
 }

@@ -243,6 +243,20 @@ impl Client {
         Ok(new)
     }
 
+    /// Logs in unless the token is still fresh.
+    pub(crate) async fn session(&mut self) -> Result<()> {
+        if !self.api.fresh_token() {
+            self.login().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a new token: the server has forgotten this one.
+    pub(crate) async fn relogin(&mut self) -> Result<()> {
+        self.api.forget_token();
+        self.login().await
+    }
+
     /// Proves possession of the device key and takes a fresh token.
     async fn login(&mut self) -> Result<()> {
         let who = ChallengeRequest {
@@ -285,13 +299,10 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<R> {
-        if !self.api.fresh_token() {
-            self.login().await?;
-        }
+        self.session().await?;
         match self.api.call(method.clone(), path, body, true).await {
             Err(e) if e.is_server(ErrorCode::Unauthorized) => {
-                self.api.forget_token();
-                self.login().await?;
+                self.relogin().await?;
                 self.api.call(method, path, body, true).await
             }
             other => other,
@@ -319,17 +330,14 @@ impl Client {
         body: Option<Body>,
         headers: &[(&'static str, String)],
     ) -> Result<(HeaderMap, Vec<u8>)> {
-        if !self.api.fresh_token() {
-            self.login().await?;
-        }
+        self.session().await?;
         match self
             .api
             .exchange(method.clone(), path, body.clone(), headers, true)
             .await
         {
             Err(e) if e.is_server(ErrorCode::Unauthorized) => {
-                self.api.forget_token();
-                self.login().await?;
+                self.relogin().await?;
                 self.api.exchange(method, path, body, headers, true).await
             }
             other => other,

@@ -10,7 +10,7 @@
 use crate::error::ApiError;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,16 +112,20 @@ impl BlobFiles {
         Ok(f)
     }
 
-    /// Reads up to `len` bytes from `at`: what the file holds. A client
+    /// Opens the blob's file at `at` for up to `len` bytes, and says how
+    /// many it holds there: what the file holds is what is served. A client
     /// checks every byte anyway, and a short answer tells it the blob was
     /// cut, where a failure would pass for the server's.
-    pub fn read(&self, id: &BlobId, at: u64, len: usize) -> Result<Vec<u8>, ApiError> {
+    pub fn open_range(&self, id: &BlobId, at: u64, len: u64) -> Result<(File, u64), ApiError> {
         let mut f = File::open(self.path(id)).map_err(gone)?;
-        let mut out = Vec::with_capacity(len);
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.take(len as u64).read_to_end(&mut out))
-            .map_err(io_error)?;
-        Ok(out)
+        let held = f
+            .metadata()
+            .map_err(io_error)?
+            .len()
+            .saturating_sub(at)
+            .min(len);
+        f.seek(SeekFrom::Start(at)).map_err(io_error)?;
+        Ok((f, held))
     }
 
     /// Removes a blob's file (gone already is fine).

@@ -17,6 +17,8 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
 use valise_proto::api::blobs::{
     BlobCreated, BlobsLinked, HeaderError, LinkBlobs, MAX_PART_BYTES, PART_TYPE, UPLOAD_LENGTH,
     UPLOAD_OFFSET, parse_count, parse_range,
@@ -265,7 +267,9 @@ pub async fn status(
 /// # GET /v1/blobs/{id}
 ///
 /// One `Range: bytes=FIRST-LAST` of a complete blob, at most
-/// [`MAX_PART_BYTES`], as 206 with `Content-Range`.
+/// [`MAX_PART_BYTES`], as 206 with `Content-Range`. The file streams out
+/// [`READ_BYTES`] at a time as HTTP/2 flow control lets it go: a range is
+/// never whole in memory, however many a client has in flight.
 pub async fn read(
     State(state): State<AppState>,
     AuthDevice(_caller): AuthDevice,
@@ -281,7 +285,7 @@ pub async fn read(
             "a range may have at most {MAX_PART_BYTES} bytes"
         )));
     }
-    let (blob, bytes) = blocking(move || {
+    let (blob, file, held) = blocking(move || {
         let blob = find(&state, &id)?;
         if !blob.is_complete() {
             return Err(ApiError::new(
@@ -295,12 +299,12 @@ pub async fn read(
                 blob.length
             )));
         }
-        // At most MAX_PART_BYTES (checked above).
-        let bytes = state.blobs.read(&id, start, len as usize)?;
-        Ok((blob, bytes))
+        let (file, held) = state.blobs.open_range(&id, start, len)?;
+        Ok((blob, file, held))
     })
     .await?;
     let content_range = format!("bytes {start}-{}/{}", start + len - 1, blob.length);
+    let file = tokio::fs::File::from_std(file).take(held);
     Ok((
         StatusCode::PARTIAL_CONTENT,
         [
@@ -312,8 +316,9 @@ pub async fn read(
                 header::CONTENT_RANGE,
                 HeaderValue::from_str(&content_range).map_err(ApiError::internal)?,
             ),
+            (header::CONTENT_LENGTH, HeaderValue::from(held)),
         ],
-        bytes,
+        Body::from_stream(ReaderStream::with_capacity(file, READ_BYTES)),
     )
         .into_response())
 }
@@ -338,3 +343,6 @@ pub async fn link(
     let missing = blocking(move || Ok(state.store.link_blobs(&caller.user, &req.blobs)?)).await?;
     Ok(Json(BlobsLinked { missing }))
 }
+
+/// Bytes of a range read from the file at once.
+const READ_BYTES: usize = 256 << 10;
