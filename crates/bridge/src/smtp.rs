@@ -492,6 +492,7 @@ async fn retried(client: &mut Client, mid: &str) -> valise_client::Result<Option
         return Ok(None);
     };
     if client.home().waiting_to_go(&id)? {
+        client.retry_draft_now(&id);
         if let Err(e) = client.sync().await {
             tracing::warn!(code = e.code(), "smtp: {e}");
         }

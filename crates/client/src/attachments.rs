@@ -158,6 +158,13 @@ impl Client {
         }
     }
 
+    /// The sender asks again for letter `id` (a mail client retrying after
+    /// a 451): if it waits as a draft, the next sync tries it at once,
+    /// whatever its wait.
+    pub fn retry_draft_now(&mut self, id: &MessageId) {
+        self.draft_retries.done(id);
+    }
+
     /// Finishes the letters whose uploads were interrupted; returns how
     /// many still wait as drafts. One that cannot go now (the network, the
     /// server's storage, a server that answers what it should not) waits
