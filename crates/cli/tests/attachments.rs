@@ -830,3 +830,69 @@ fn a_draft_the_server_lies_about_waits_without_holding_up_the_outbox() {
     assert_ok(&bob.save(letter, 1, &target));
     assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
 }
+
+/// Issue 12 (the home shared per step): a download holds the home only to
+/// write each part, not while it waits for the network. While bob's
+/// `valise save` waits on a server that stalls, `valise inbox` on the same
+/// home (or the bridge; its first FETCH of an attachment is the same loop)
+/// runs at once instead of waiting for the whole download; and the save,
+/// once the server goes on, still writes the file whole and checked.
+#[test]
+fn a_command_beside_a_save_waiting_on_the_network_runs_at_once() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path().to_owned();
+    let source = make_file(&dir, "large.bin", 2 << 20, 22);
+    assert_ok(&alice.run(&send_attached(&addr("bob"), "Large", &source)));
+    bob.sync();
+    let letter = bob
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == "Large")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("large.bin");
+    // The server stalls before the save begins; the save takes the home
+    // and makes its partial file under it, then waits on the network.
+    server.pause();
+    let mut save = bob.spawn_json(&[
+        "save",
+        &letter.to_string(),
+        "--attachment",
+        "1",
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&out).unwrap().next().is_none() {
+        if Instant::now() > deadline || save.try_wait().unwrap().is_some() {
+            server.resume();
+            panic!("the save never began");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut inbox = bob.spawn_json(&["inbox"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ran = loop {
+        if let Some(status) = inbox.try_wait().unwrap() {
+            break status.success();
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    server.resume();
+    let saved = save.wait_with_output().unwrap();
+    let _ = inbox.kill();
+    assert!(
+        ran,
+        "valise inbox waited for the save, which waited on the network"
+    );
+    assert!(saved.status.success(), "{}", common::stderr(&saved));
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+}

@@ -702,14 +702,35 @@ impl Client {
     /// thread (ChaCha20-Poly1305 and BLAKE3), and the part before it is
     /// written. The opener still sees every part once, in order, and the
     /// first range that fails, short or long or refused, fails the whole.
+    ///
+    /// The home is released while ranges come and are opened, and taken
+    /// back for each part's write ([`Client::release_home`]): a large blob
+    /// or a slow server does not keep other processes on the home (`valise`
+    /// beside the bridge, the bridge beside `valise save`) waiting for the
+    /// whole download. It is held again when this returns.
     async fn download(
         &mut self,
         a: &AttachmentRef,
         index: usize,
         write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
     ) -> Result<()> {
+        self.engine.release()?;
+        let outcome = match self.session().await {
+            Ok(()) => self.download_released(a, index, write).await,
+            Err(e) => Err(e),
+        };
+        let retaken = self.retake_home().await;
+        outcome.and(retaken.map(drop))
+    }
+
+    /// [`Client::download`] from the home released.
+    async fn download_released(
+        &mut self,
+        a: &AttachmentRef,
+        index: usize,
+        write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut opener = Opener::new(a).map_err(refused)?;
-        self.session().await?;
         let mut ranges = Ranges::new(blobs::path(&a.blob), a.blob_size);
         ranges.ask(&self.api)?;
         // A part opened and not written yet, and where it ends.
@@ -722,14 +743,16 @@ impl Client {
                 (opener, plain)
             });
             if let Some((plain, end)) = checked.take() {
-                self.write_part(write, &plain, index, end, a.blob_size)?;
+                self.write_part(write, &plain, index, end, a.blob_size)
+                    .await?;
             }
             let (back, plain) = joined(open.await)?;
             opener = back;
             checked = Some((plain.map_err(refused)?, at + len));
         }
         if let Some((plain, end)) = checked {
-            self.write_part(write, &plain, index, end, a.blob_size)?;
+            self.write_part(write, &plain, index, end, a.blob_size)
+                .await?;
         }
         opener.finish(&a.digest).map_err(refused)
     }
@@ -765,9 +788,10 @@ impl Client {
         Ok(bytes)
     }
 
-    /// Writes a checked part (all of it in one home transaction: a cache's
-    /// pieces are not committed one by one) and tells who follows.
-    fn write_part(
+    /// Writes a checked part with the home taken back for it (all of it in
+    /// one home transaction: a cache's pieces are not committed one by
+    /// one), and tells who follows.
+    async fn write_part(
         &mut self,
         write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
         plain: &[u8],
@@ -775,9 +799,11 @@ impl Client {
         done: u64,
         total: u64,
     ) -> Result<()> {
+        self.retake_home().await?;
         self.engine
             .home
             .transaction(|| write(&self.engine.home, plain))?;
+        self.engine.release()?;
         self.report(Transfer { index, done, total });
         Ok(())
     }

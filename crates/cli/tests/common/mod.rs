@@ -148,14 +148,29 @@ impl Server {
         );
     }
 
+    /// Freezes the server (SIGSTOP) until [`Server::resume`]: a network
+    /// that stalls, for as long as the test likes.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [paused](Server::pause) server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// A graceful stop (SIGTERM): requests in flight finish, and the audit
     /// log gets its last entries, `server_stopped` and a checkpoint.
     pub fn stop(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
+        self.signal("-TERM");
         let status = self.child.wait().unwrap();
         assert!(status.success(), "valised did not stop cleanly: {status}");
     }

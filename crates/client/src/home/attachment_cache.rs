@@ -13,7 +13,7 @@
 //! home's lock (the bridge's FETCH), so nothing it reads goes mid-read.
 
 use super::Home;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use rusqlite::{OptionalExtension, params};
 
 /// Plaintext bytes per piece (one row).
@@ -89,6 +89,12 @@ impl Home {
 
     /// Marks an attachment checked whole and kept, `bytes` of plaintext,
     /// read at `now_ms`.
+    ///
+    /// Only once its pieces are all there: `bytes` of plaintext in whole
+    /// pieces numbered from 0. The home is released while a download waits
+    /// for the network ([`crate::Client::release_home`]), so another
+    /// process may have cleared or written the pieces meanwhile: such a
+    /// copy is refused, and downloaded again on the next request.
     pub(crate) fn mark_attachment_cached(
         &self,
         letter: i64,
@@ -96,6 +102,21 @@ impl Home {
         bytes: u64,
         now_ms: i64,
     ) -> Result<()> {
+        let (count, sum, last): (i64, i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(bytes)), 0), coalesce(max(piece), -1)
+             FROM attachment_pieces WHERE letter = ?1 AND idx = ?2",
+            params![letter, idx as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let whole = u64::try_from(count).ok() == Some(bytes.div_ceil(PIECE_BYTES as u64))
+            && u64::try_from(sum).ok() == Some(bytes)
+            && last + 1 == count;
+        if !whole {
+            return Err(ClientError::Home(format!(
+                "the copy of attachment {idx} of letter {letter} changed while it was written: \
+                 it is downloaded again when next asked for"
+            )));
+        }
         self.conn.execute(
             "INSERT OR REPLACE INTO attachment_cached (letter, idx, bytes, read_at_ms)
              VALUES (?1, ?2, ?3, ?4)",
