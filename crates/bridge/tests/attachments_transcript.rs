@@ -531,3 +531,51 @@ fn the_attachment_cache_keeps_to_its_budget() {
         ["2 kept_bytes=700000", "1 kept_bytes=700000"]
     );
 }
+
+/// Red team: a FETCH of several letters caches each letter's attachments
+/// as it makes its answer, and writes the streamed literals after (a
+/// window at a time, the home held per window). Caching the next letter's
+/// must not evict what an answer not yet written still has to read: with
+/// a budget (1 MiB) below the letters' attachments together, the first
+/// letter's literal was announced, then cut off with the connection.
+#[test]
+fn a_fetch_of_letters_past_the_budget_streams_each_whole() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    for seed in [1u8, 2] {
+        let bytes: Vec<u8> = (0..700_000u32)
+            .map(|i| (i.wrapping_mul(29) ^ (i >> 7)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 1}"#,
+    )
+    .unwrap();
+    let password = support::init(&bob);
+    let bridge = Bridge::start_with(&bob, false, &["--stream-over", "1000"]);
+    let mut imap = bridge.login(&password);
+    imap.ok("EXAMINE INBOX");
+    let answers = imap.ok("FETCH 1:2 BODY.PEEK[]");
+    assert_eq!(answers.len(), 3, "two answers and OK");
+    for (answer, bytes) in answers.iter().zip(&sent) {
+        let whole = literal(answer);
+        let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+        assert_eq!(mail.attachment(0).unwrap().contents(), &bytes[..]);
+    }
+    assert_eq!(
+        bridge
+            .log_text()
+            .matches("a literal written as read")
+            .count(),
+        2
+    );
+}
