@@ -579,3 +579,52 @@ fn a_fetch_of_letters_past_the_budget_streams_each_whole() {
         2
     );
 }
+
+/// Red team: between two windows of a streamed literal the home is
+/// another session's: a mail client's second connection that fetches
+/// another letter caches its attachment, and past the budget (1 MiB) that
+/// evicted the one still being streamed; the first connection's literal,
+/// its length already sent, was cut off with the connection.
+#[test]
+fn another_sessions_fetch_never_evicts_a_literal_being_streamed() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    // The first literal (8 MiB) is more than the loopback connection
+    // holds unread: the bridge is mid-literal while the other session runs.
+    for (seed, len) in [(1u8, 6_000_000u32), (2, 700_000)] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 1}"#,
+    )
+    .unwrap();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut first = bridge.login(&password);
+    let mut second = bridge.login(&password);
+    first.ok("EXAMINE INBOX");
+    second.ok("EXAMINE INBOX");
+    first.send("a1 FETCH 1 BODY.PEEK[]");
+    // Not read yet: the bridge streams until the connection is full.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let other = second.ok("FETCH 2 BODY.PEEK[]");
+    let whole = literal(&other[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[1][..]);
+    let answer = first.until("a1 ");
+    assert!(answer.last().unwrap().starts_with("a1 OK"), "{answer:?}");
+    let whole = literal(&answer[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[0][..]);
+}
