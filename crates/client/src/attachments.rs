@@ -191,11 +191,35 @@ impl Client {
                 }
                 Err(e) => {
                     self.draft_retries.done(&message_id);
+                    self.dropped_unsent(&message_id, &e)?;
                     return Err(e);
                 }
             }
         }
         Ok(waiting)
+    }
+
+    /// Raises `letter_not_sent` if draft `id`, tried again and stopped by
+    /// `e`, neither waits nor became a letter: dropped for a refusal for
+    /// good. Its sender was told it would go on a later sync (a mail
+    /// client's 451, `valise send`'s "queued"), and the error of a
+    /// background sync reaches no one but a log. The alert names the
+    /// letter and the error's code, never its content or the server's
+    /// words.
+    fn dropped_unsent(&self, id: &MessageId, e: &ClientError) -> Result<()> {
+        let home = &self.engine.home;
+        if home.waiting_to_go(id)? || !home.letters_by_message_id(&id.to_string())?.is_empty() {
+            return Ok(());
+        }
+        self.engine.raise(
+            AlertKind::LetterNotSent,
+            None,
+            &format!(
+                "letter {id} waited for its attachments' upload and was refused for good ({}): it was not sent",
+                e.code()
+            ),
+            None,
+        )
     }
 
     /// Uploads what is left of a draft's files, then moves the letter,
