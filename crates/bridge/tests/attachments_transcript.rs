@@ -531,3 +531,100 @@ fn the_attachment_cache_keeps_to_its_budget() {
         ["2 kept_bytes=700000", "1 kept_bytes=700000"]
     );
 }
+
+/// Red team: a FETCH of several letters caches each letter's attachments
+/// as it makes its answer, and writes the streamed literals after (a
+/// window at a time, the home held per window). Caching the next letter's
+/// must not evict what an answer not yet written still has to read: with
+/// a budget (1 MiB) below the letters' attachments together, the first
+/// letter's literal was announced, then cut off with the connection.
+#[test]
+fn a_fetch_of_letters_past_the_budget_streams_each_whole() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    for seed in [1u8, 2] {
+        let bytes: Vec<u8> = (0..700_000u32)
+            .map(|i| (i.wrapping_mul(29) ^ (i >> 7)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 1}"#,
+    )
+    .unwrap();
+    let password = support::init(&bob);
+    let bridge = Bridge::start_with(&bob, false, &["--stream-over", "1000"]);
+    let mut imap = bridge.login(&password);
+    imap.ok("EXAMINE INBOX");
+    let answers = imap.ok("FETCH 1:2 BODY.PEEK[]");
+    assert_eq!(answers.len(), 3, "two answers and OK");
+    for (answer, bytes) in answers.iter().zip(&sent) {
+        let whole = literal(answer);
+        let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+        assert_eq!(mail.attachment(0).unwrap().contents(), &bytes[..]);
+    }
+    assert_eq!(
+        bridge
+            .log_text()
+            .matches("a literal written as read")
+            .count(),
+        2
+    );
+}
+
+/// Red team: between two windows of a streamed literal the home is
+/// another session's: a mail client's second connection that fetches
+/// another letter caches its attachment, and past the budget (1 MiB) that
+/// evicted the one still being streamed; the first connection's literal,
+/// its length already sent, was cut off with the connection.
+#[test]
+fn another_sessions_fetch_never_evicts_a_literal_being_streamed() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    // The first literal (8 MiB) is more than the loopback connection
+    // holds unread: the bridge is mid-literal while the other session runs.
+    for (seed, len) in [(1u8, 6_000_000u32), (2, 700_000)] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 1}"#,
+    )
+    .unwrap();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut first = bridge.login(&password);
+    let mut second = bridge.login(&password);
+    first.ok("EXAMINE INBOX");
+    second.ok("EXAMINE INBOX");
+    first.send("a1 FETCH 1 BODY.PEEK[]");
+    // Not read yet: the bridge streams until the connection is full.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let other = second.ok("FETCH 2 BODY.PEEK[]");
+    let whole = literal(&other[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[1][..]);
+    let answer = first.until("a1 ");
+    assert!(answer.last().unwrap().starts_with("a1 OK"), "{answer:?}");
+    let whole = literal(&answer[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[0][..]);
+}

@@ -424,3 +424,74 @@ fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
         .count();
     assert_eq!(copies, 1);
 }
+
+/// Red team (issue 11, drafts): the mail client was told 451, "kept in
+/// the Valise outbox, not yet accepted; it is sent on the next sync", so
+/// its user sends nothing again. The intruder holding the server keeps no
+/// blob, and refuses the file for good (a blob limit below it, 413) when
+/// the bridge's own sync uploads it again. The draft is dropped, as a
+/// refusal for good must be, but nothing but the bridge's log said so: the
+/// letter silently never went. Now the device raises `letter_not_sent`.
+#[test]
+fn a_waiting_mail_refused_for_good_later_is_not_dropped_silently() {
+    let mut server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut smtp = Smtp::login(&bridge, &password);
+    server
+        .db()
+        .execute_batch(
+            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
+             BEGIN SELECT RAISE(IGNORE); END;",
+        )
+        .unwrap();
+    smtp.send(&format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        bob.user, alice.user
+    ));
+    for code in ["250 ", "250 ", "354 "] {
+        assert!(smtp.reply().starts_with(code));
+    }
+    // 1.5 MB: over the 1 MiB the server will allow.
+    let file: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&file);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    smtp.send(&format!(
+        "From: {bob}\r\nTo: {alice}\r\nSubject: Refused later\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the file.\r\n\
+         --b1\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"a.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b1--\r\n.\r\n",
+        bob = bob.user,
+        alice = alice.user,
+        body = lines.join("\r\n"),
+    ));
+    let answer = smtp.reply();
+    assert!(answer.starts_with("451 "), "{answer}");
+
+    // Still keeping no blob: the next try uploads the file again, refused.
+    server.stop();
+    server.restart_with(&["--max-blob-mib", "1"]);
+    // The bridge tries again after its wait (5 s) and is refused for good.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while bob.json(&["outbox"]) != serde_json::json!([]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge never tried the draft again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    let details = bob.alert_details("letter_not_sent");
+    assert_eq!(details.len(), 1, "the dropped letter was not told of");
+    assert!(!details[0].contains("Refused later"), "{details:?}");
+    alice.sync();
+    assert!(!alice.subjects().iter().any(|s| s == "Refused later"));
+}

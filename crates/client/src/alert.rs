@@ -88,6 +88,10 @@ pub enum AlertKind {
     /// out of the home (into an approved export directory): every such
     /// export is reported.
     Export,
+    /// A letter that waited to go (its files' upload, after its sender
+    /// was told it would go on a later sync) was refused for good when
+    /// tried again, and dropped: it was not sent.
+    LetterNotSent,
 }
 
 impl AlertKind {
@@ -117,6 +121,7 @@ impl AlertKind {
             Self::CeilingChanged => "ceiling_changed",
             Self::UnaccreditedMember => "unaccredited_member",
             Self::Export => "export",
+            Self::LetterNotSent => "letter_not_sent",
         }
     }
 }

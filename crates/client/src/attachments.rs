@@ -191,11 +191,35 @@ impl Client {
                 }
                 Err(e) => {
                     self.draft_retries.done(&message_id);
+                    self.dropped_unsent(&message_id, &e)?;
                     return Err(e);
                 }
             }
         }
         Ok(waiting)
+    }
+
+    /// Raises `letter_not_sent` if draft `id`, tried again and stopped by
+    /// `e`, neither waits nor became a letter: dropped for a refusal for
+    /// good. Its sender was told it would go on a later sync (a mail
+    /// client's 451, `valise send`'s "queued"), and the error of a
+    /// background sync reaches no one but a log. The alert names the
+    /// letter and the error's code, never its content or the server's
+    /// words.
+    fn dropped_unsent(&self, id: &MessageId, e: &ClientError) -> Result<()> {
+        let home = &self.engine.home;
+        if home.waiting_to_go(id)? || !home.letters_by_message_id(&id.to_string())?.is_empty() {
+            return Ok(());
+        }
+        self.engine.raise(
+            AlertKind::LetterNotSent,
+            None,
+            &format!(
+                "letter {id} waited for its attachments' upload and was refused for good ({}): it was not sent",
+                e.code()
+            ),
+            None,
+        )
     }
 
     /// Uploads what is left of a draft's files, then moves the letter,
@@ -650,7 +674,8 @@ impl Client {
     /// ([`Home::trim_attachment_cache`]); one evicted is downloaded and
     /// checked again when next asked for. The attachments of `letter_id`
     /// are never evicted here, so a request that covers several of them
-    /// reads them all in the same step.
+    /// reads them all in the same step, nor those of a letter
+    /// [held](Self::hold_cached) by a read that spans several steps.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
         let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
@@ -674,6 +699,14 @@ impl Client {
         }
     }
 
+    /// Keeps the cached attachments of letter `letter_id` from eviction
+    /// until the hold is dropped: for a front end that reads them over
+    /// several steps (the bridge's streamed literals, a window per step),
+    /// between which other letters are cached.
+    pub fn hold_cached(&self, letter_id: i64) -> crate::Held {
+        self.cache_holds.hold(letter_id)
+    }
+
     /// Brings the attachment cache within its budget (the budget may have
     /// been lowered, a download cut off by a crash left pieces): for a
     /// front end to run when it starts.
@@ -681,9 +714,11 @@ impl Client {
         self.trim_cache(None)
     }
 
-    fn trim_cache(&self, keep: Option<i64>) -> Result<Trimmed> {
+    fn trim_cache(&self, serving: Option<i64>) -> Result<Trimmed> {
         let budget = self.settings.attachment_cache_bytes();
-        let trimmed = self.engine.home.trim_attachment_cache(budget, keep)?;
+        let mut keep = self.cache_holds.letters();
+        keep.extend(serving);
+        let trimmed = self.engine.home.trim_attachment_cache(budget, &keep)?;
         if trimmed.evicted > 0 {
             tracing::info!(
                 evicted = trimmed.evicted,

@@ -51,6 +51,8 @@ pub struct Client {
     pub(crate) settings: Settings,
     /// When each letter waiting as a draft may be tried again.
     pub(crate) draft_retries: crate::draft_retry::DraftRetries,
+    /// Letters whose cached attachments a front end still reads.
+    pub(crate) cache_holds: crate::cache_holds::Holds,
 }
 
 /// What `enroll` needs besides the home.
@@ -100,6 +102,7 @@ impl Client {
             update_interval_ms: DEFAULT_UPDATE_INTERVAL_MS,
             progress: None,
             draft_retries: Default::default(),
+            cache_holds: Default::default(),
         }
     }
 

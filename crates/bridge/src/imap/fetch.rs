@@ -479,8 +479,16 @@ struct Streamed {
 struct Answer {
     seq: NonZeroU32,
     items: Vec1<MessageDataItem<'static>>,
-    /// The mail and letter its streamed literals come from, and those.
-    streamed: Option<(Mail, i64, Vec<Streamed>)>,
+    streamed: Option<Streaming>,
+}
+
+/// The streamed literals of an answer, and the mail and letter they come
+/// from, its cached attachments held until they are written.
+struct Streaming {
+    mail: Mail,
+    letter: i64,
+    literals: Vec<Streamed>,
+    _held: valise_client::Held,
 }
 
 impl Session {
@@ -685,9 +693,15 @@ impl Session {
                     out.push(Answer {
                         seq: nz(seq as u32),
                         items,
-                        streamed: mail
-                            .filter(|_| !streamed.is_empty())
-                            .map(|m| (m, letter_id, streamed)),
+                        // Held from now: the next letters' attachments,
+                        // cached before this is written, and other
+                        // sessions' between its windows, evict none of it.
+                        streamed: mail.filter(|_| !streamed.is_empty()).map(|m| Streaming {
+                            mail: m,
+                            letter: letter_id,
+                            literals: streamed,
+                            _held: client.hold_cached(letter_id),
+                        }),
                     });
                 }
             }
@@ -726,7 +740,13 @@ impl Session {
             items,
             streamed,
         } = answer;
-        let Some((mail, letter, streamed)) = streamed else {
+        let Some(Streaming {
+            mail,
+            letter,
+            literals: streamed,
+            _held,
+        }) = streamed
+        else {
             let data = Data::Fetch { seq, items };
             self.out.extend(codec.encode(&Response::Data(data)).dump());
             return Ok(());

@@ -195,6 +195,13 @@ impl Server {
         std::net::TcpStream::connect(&listen).unwrap();
     }
 
+    /// As [`Server::restart`], with these extra `valised run` flags from
+    /// now on (an administrator changing the server's limits).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -8,9 +8,10 @@
 //! past the budget, the least recently read whole attachments are
 //! evicted, and one evicted is simply downloaded and checked again when
 //! next asked for. Eviction happens only in the step that caches (or
-//! trims) and never takes the letter being served: a front end caches
-//! the attachments a request covers and reads them in one step under the
-//! home's lock (the bridge's FETCH), so nothing it reads goes mid-read.
+//! trims) and never takes the letter being served, nor a letter a front
+//! end holds ([`crate::Client::hold_cached`]) while it reads over several
+//! steps, the home taken back for each (the bridge's streamed literals):
+//! nothing it reads goes mid-read.
 
 use super::Home;
 use crate::error::{ClientError, Result};
@@ -29,8 +30,8 @@ pub(super) const TOUCH: &str =
     "UPDATE attachment_cached SET read_at_ms = ?3 WHERE letter = ?1 AND idx = ?2";
 const CACHED_BYTES: &str = "SELECT COALESCE(SUM(bytes), 0) FROM attachment_cached";
 /// Eviction order: least recently read first (then the oldest letters).
-const EVICTABLE: &str = "SELECT letter, idx, bytes FROM attachment_cached WHERE letter IS NOT ?1
-     ORDER BY read_at_ms, letter, idx";
+const EVICTABLE: &str =
+    "SELECT letter, idx, bytes FROM attachment_cached ORDER BY read_at_ms, letter, idx";
 /// Pieces of a download that never finished (cut off by a crash): no
 /// cached row names them, and none ever will.
 const UNFINISHED: &str = "DELETE FROM attachment_pieces WHERE NOT EXISTS (
@@ -136,10 +137,10 @@ impl Home {
 
     /// Brings the cache within `budget` bytes of plaintext: forgets the
     /// pieces of downloads that never finished, then evicts whole
-    /// attachments, least recently read first, never one of letter `keep`
-    /// (the one being served, whose attachments a single request may need
+    /// attachments, least recently read first, never one of the letters
+    /// `keep` (those being served, whose attachments a request may need
     /// all at once, even past the budget).
-    pub fn trim_attachment_cache(&self, budget: u64, keep: Option<i64>) -> Result<Trimmed> {
+    pub fn trim_attachment_cache(&self, budget: u64, keep: &[i64]) -> Result<Trimmed> {
         self.transaction(|| {
             self.conn.execute(UNFINISHED, [])?;
             let total: i64 = self.conn.query_row(CACHED_BYTES, [], |r| r.get(0))?;
@@ -153,7 +154,7 @@ impl Home {
             let candidates = self
                 .conn
                 .prepare(EVICTABLE)?
-                .query_map(params![keep], |r| {
+                .query_map([], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, i64>(1)?,
@@ -164,6 +165,9 @@ impl Home {
             for (letter, idx, bytes) in candidates {
                 if trimmed.kept_bytes <= budget {
                     break;
+                }
+                if keep.contains(&letter) {
+                    continue;
                 }
                 self.clear_attachment(letter, idx as usize)?;
                 trimmed.evicted += 1;
@@ -234,7 +238,7 @@ mod tests {
         // Letter 1's is asked for again: letter 2's is now the least recent.
         home.touch_attachment(1, 1, 40).unwrap();
         assert_eq!(
-            home.trim_attachment_cache(4 * PIECE, None).unwrap(),
+            home.trim_attachment_cache(4 * PIECE, &[]).unwrap(),
             Trimmed {
                 evicted: 1,
                 kept_bytes: 4 * PIECE
@@ -249,11 +253,11 @@ mod tests {
             "an evicted attachment's pieces go with it"
         );
         assert_eq!(
-            home.trim_attachment_cache(4 * PIECE, None).unwrap().evicted,
+            home.trim_attachment_cache(4 * PIECE, &[]).unwrap().evicted,
             0
         );
         assert_eq!(
-            home.trim_attachment_cache(PIECE, None).unwrap(),
+            home.trim_attachment_cache(PIECE, &[]).unwrap(),
             Trimmed {
                 evicted: 2,
                 kept_bytes: 0
@@ -271,13 +275,10 @@ mod tests {
     fn a_letter_being_served_is_never_evicted_mid_read() {
         let home = Home::in_memory().unwrap();
         cache(&home, 1, 1, 2, 10);
-        assert_eq!(
-            home.trim_attachment_cache(PIECE, Some(1)).unwrap().evicted,
-            0
-        );
+        assert_eq!(home.trim_attachment_cache(PIECE, &[1]).unwrap().evicted, 0);
         cache(&home, 1, 2, 2, 11);
         assert_eq!(
-            home.trim_attachment_cache(PIECE, Some(1)).unwrap(),
+            home.trim_attachment_cache(PIECE, &[1]).unwrap(),
             Trimmed {
                 evicted: 0,
                 kept_bytes: 4 * PIECE
@@ -289,7 +290,7 @@ mod tests {
         }
         cache(&home, 2, 1, 1, 12);
         assert_eq!(
-            home.trim_attachment_cache(PIECE, Some(2)).unwrap(),
+            home.trim_attachment_cache(PIECE, &[2]).unwrap(),
             Trimmed {
                 evicted: 2,
                 kept_bytes: PIECE
@@ -307,7 +308,7 @@ mod tests {
             .unwrap();
         cache(&home, 6, 1, 1, 1);
         assert_eq!(pieces(&home), 2);
-        let kept = home.trim_attachment_cache(u64::MAX, None).unwrap();
+        let kept = home.trim_attachment_cache(u64::MAX, &[]).unwrap();
         assert_eq!(kept.kept_bytes, PIECE);
         assert_eq!(pieces(&home), 1);
         assert!(home.attachment_cached(6, 1).unwrap());
