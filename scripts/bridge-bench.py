@@ -30,6 +30,8 @@ Usage: scripts/bridge-bench.py [--bins target/release] [--letters 10000]
 Prints one JSON object.
 """
 import argparse
+import email.parser
+import email.policy
 import imaplib
 import json
 import os
@@ -182,6 +184,29 @@ def mbsync_runs(imap_port, user, password, maildir):
     return first, second, letters
 
 
+def maildir_equals_inbox(maildir, bins, home, env):
+    """The mails the first mbsync wrote are exactly the letters of `valise
+    inbox --json` (run beside the bridge: the home is shared per step):
+    as many, one Message-ID each, the same subjects. Exits if not."""
+    folder = os.path.join(maildir, "mail", "INBOX")
+    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    subjects, ids = [], set()
+    for d in ("new", "cur"):
+        for name in os.listdir(os.path.join(folder, d)):
+            with open(os.path.join(folder, d, name), "rb") as f:
+                head = parser.parse(f)
+            subjects.append(str(head["Subject"]))
+            ids.add(str(head["Message-ID"]))
+    out = subprocess.run([f"{bins}/valise", "--home", home, "inbox", "--json"], env=env,
+                         capture_output=True, check=True)
+    letters = json.loads(out.stdout)
+    expected = sorted(l["subject"] for l in letters)
+    if len(ids) != len(subjects) or sorted(subjects) != expected:
+        raise SystemExit(f"mbsync's Maildir is not `valise inbox`: {len(subjects)} mails, "
+                         f"{len(ids)} Message-IDs, {len(expected)} letters")
+    return len(letters)
+
+
 def smtp_sends(smtp_port, user, password, to, n):
     """Seconds from the end of DATA to the bridge's 250, for n letters, sorted."""
     smtp = smtplib.SMTP("127.0.0.1", smtp_port)
@@ -316,8 +341,9 @@ def main():
             cpu_before = cpu_s(bridge.pid)
             first, second, synced = mbsync_runs(imap_port, user, password,
                                                 os.path.join(root, "maildir"))
+            equal = maildir_equals_inbox(os.path.join(root, "maildir"), bins, home, env)
             mbsync[where] = {"first": round(first, 2), "second": round(second, 3),
-                             "letters": synced,
+                             "letters": synced, "equals_valise_inbox": equal,
                              "bridge_cpu_s": round(cpu_s(bridge.pid) - cpu_before, 2)}
         rss_mbsync = peak_rss_mib(bridge.pid)
         memory["mbsync"] = memory_mib(bridge.pid)
