@@ -318,13 +318,7 @@ fn a_forward_of_a_marked_letter_keeps_its_marking() {
 
     // No accreditation authority here: nobody may read EU RESTRICTED.
     let refused = |smtp: &mut Smtp, subject: &str, body: &str| {
-        smtp.send(&format!(
-            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
-            alice.user, bob.user
-        ));
-        for code in ["250 ", "250 ", "354 "] {
-            assert!(smtp.reply().starts_with(code));
-        }
+        smtp.begin_mail(&alice.user, &bob.user);
         smtp.send(&format!(
             "From: {}\r\nTo: {}\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n",
             alice.user, bob.user
@@ -360,20 +354,8 @@ fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
     let mut smtp = Smtp::login(&bridge, &password);
-    server
-        .db()
-        .execute_batch(
-            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
-             BEGIN SELECT RAISE(IGNORE); END;",
-        )
-        .unwrap();
-    smtp.send(&format!(
-        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
-        bob.user, alice.user
-    ));
-    for code in ["250 ", "250 ", "354 "] {
-        assert!(smtp.reply().starts_with(code));
-    }
+    server.keeps_no_blob();
+    smtp.begin_mail(&bob.user, &alice.user);
     smtp.send(&format!(
         "From: {bob}\r\nTo: {alice}\r\nSubject: Unkept file\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
@@ -396,10 +378,7 @@ fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
         .unwrap();
     assert!(blobs <= 3, "{blobs} uploads of one file in 4 s");
 
-    server
-        .db()
-        .execute_batch("DROP TRIGGER red_team_no_link")
-        .unwrap();
+    server.keeps_blobs_again();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         alice.sync();
@@ -440,20 +419,8 @@ fn a_waiting_mail_refused_for_good_later_is_not_dropped_silently() {
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
     let mut smtp = Smtp::login(&bridge, &password);
-    server
-        .db()
-        .execute_batch(
-            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
-             BEGIN SELECT RAISE(IGNORE); END;",
-        )
-        .unwrap();
-    smtp.send(&format!(
-        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
-        bob.user, alice.user
-    ));
-    for code in ["250 ", "250 ", "354 "] {
-        assert!(smtp.reply().starts_with(code));
-    }
+    server.keeps_no_blob();
+    smtp.begin_mail(&bob.user, &alice.user);
     // 1.5 MB: over the 1 MiB the server will allow.
     let file: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
     let encoded = base64::engine::general_purpose::STANDARD.encode(&file);

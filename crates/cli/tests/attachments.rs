@@ -60,10 +60,28 @@ fn send_with(from: &Device, to: &Device, subject: &str, files: &[&Path]) -> i64 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     from.json(&args);
     to.sync();
-    let inbox = to.inbox();
-    inbox.iter().find(|l| l["subject"] == subject).unwrap()["id"]
+    letter_titled(to, subject)
+}
+
+/// The id of the letter titled `subject` in `device`'s inbox.
+fn letter_titled(device: &Device, subject: &str) -> i64 {
+    device
+        .inbox()
+        .iter()
+        .find(|l| l["subject"] == subject)
+        .unwrap_or_else(|| panic!("no letter {subject:?} in the inbox"))["id"]
         .as_i64()
         .unwrap()
+}
+
+/// Bob saves attachment 1 of the letter titled `subject` as `target`,
+/// and it is `source`, byte for byte.
+fn saves_as_sent(bob: &Device, subject: &str, source: &Path, target: &Path) {
+    assert_ok(&bob.save(letter_titled(bob, subject), 1, target));
+    assert!(
+        std::fs::read(target).unwrap() == std::fs::read(source).unwrap(),
+        "{subject}: the saved file is not the one sent"
+    );
 }
 
 /// `send` to bob of one letter (body "x") with `file` attached, for the
@@ -601,16 +619,7 @@ fn an_orphan_blob_is_swept_and_a_resumed_send_uploads_again_under_a_new_key() {
     std::thread::sleep(Duration::from_secs(8));
     wait_for_blobs(&server, 1, "the letter's blob was swept");
     bob.sync();
-    let letter = bob
-        .inbox()
-        .iter()
-        .find(|l| l["subject"] == "Orphan")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let target = dir.join("orphan.out");
-    assert_ok(&bob.save(letter, 1, &target));
-    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+    saves_as_sent(&bob, "Orphan", &source, &dir.join("orphan.out"));
 }
 
 /// Issue 11, orphans: an upload of two parts dies after its first; the
@@ -648,16 +657,7 @@ fn an_unfinished_upload_swept_starts_over_under_a_new_key() {
         "the first part went again under its old key"
     );
     bob.sync();
-    let letter = bob
-        .inbox()
-        .iter()
-        .find(|l| l["subject"] == "Two parts")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let target = dir.join("two-parts.out");
-    assert_ok(&bob.save(letter, 1, &target));
-    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+    saves_as_sent(&bob, "Two parts", &source, &dir.join("two-parts.out"));
 }
 
 /// Red team (issue 11, links): the intruder holding the server's database
@@ -675,13 +675,7 @@ fn a_server_that_keeps_no_blob_makes_the_letter_wait_not_loop_or_go_after_a_refu
     let dir = server.dir.path().to_owned();
     let source = make_file(&dir, "unkept.bin", 300_000, 16);
     let bob_addr = addr("bob");
-    server
-        .db()
-        .execute_batch(
-            "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
-             BEGIN SELECT RAISE(IGNORE); END;",
-        )
-        .unwrap();
+    server.keeps_no_blob();
 
     let sent = alice.run(
         &[
@@ -716,22 +710,10 @@ fn a_server_that_keeps_no_blob_makes_the_letter_wait_not_loop_or_go_after_a_refu
     bob.sync();
     assert!(bob.inbox().iter().all(|l| l["subject"] != "Unkept"));
 
-    server
-        .db()
-        .execute_batch("DROP TRIGGER red_team_no_link")
-        .unwrap();
+    server.keeps_blobs_again();
     alice.sync();
     bob.sync();
-    let letter = bob
-        .inbox()
-        .iter()
-        .find(|l| l["subject"] == "Unkept")
-        .expect("the letter that waited never went")["id"]
-        .as_i64()
-        .unwrap();
-    let target = dir.join("unkept.out");
-    assert_ok(&bob.save(letter, 1, &target));
-    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+    saves_as_sent(&bob, "Unkept", &source, &dir.join("unkept.out"));
 }
 
 /// Red team (issue 11, links), the intruder with a backup of the server's
@@ -819,16 +801,7 @@ fn a_draft_the_server_lies_about_waits_without_holding_up_the_outbox() {
     assert_eq!(alice.sync()["held"], 0);
     assert_eq!(alice.json(&["outbox"]), serde_json::json!([]));
     bob.sync();
-    let letter = bob
-        .inbox()
-        .iter()
-        .find(|l| l["subject"] == "Lied about")
-        .expect("the letter that waited never went")["id"]
-        .as_i64()
-        .unwrap();
-    let target = dir.join("lied.out");
-    assert_ok(&bob.save(letter, 1, &target));
-    assert!(std::fs::read(&target).unwrap() == std::fs::read(&source).unwrap());
+    saves_as_sent(&bob, "Lied about", &source, &dir.join("lied.out"));
 }
 
 /// Issue 12 (the home shared per step): a download holds the home only to
@@ -846,13 +819,7 @@ fn a_command_beside_a_save_waiting_on_the_network_runs_at_once() {
     let source = make_file(&dir, "large.bin", 2 << 20, 22);
     assert_ok(&alice.run(&send_attached(&addr("bob"), "Large", &source)));
     bob.sync();
-    let letter = bob
-        .inbox()
-        .iter()
-        .find(|l| l["subject"] == "Large")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let letter = letter_titled(&bob, "Large");
     let out = dir.join("out");
     std::fs::create_dir(&out).unwrap();
     let target = out.join("large.bin");

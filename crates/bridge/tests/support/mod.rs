@@ -355,14 +355,20 @@ impl Smtp {
         s
     }
 
-    /// Sends one letter from `from` to `to`; the Message-ID the bridge's
-    /// 250 names (`<id@valise>`).
-    pub fn send_letter(&mut self, from: &str, to: &str, subject: &str, body: &str) -> String {
+    /// MAIL FROM `from`, RCPT TO `to` and DATA, each accepted: the mail's
+    /// text goes next.
+    pub fn begin_mail(&mut self, from: &str, to: &str) {
         self.send(&format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n"));
         for code in ["250 ", "250 ", "354 "] {
             let r = self.reply();
             assert!(r.starts_with(code), "wanted {code}: {r}");
         }
+    }
+
+    /// Sends one letter from `from` to `to`; the Message-ID the bridge's
+    /// 250 names (`<id@valise>`).
+    pub fn send_letter(&mut self, from: &str, to: &str, subject: &str, body: &str) -> String {
+        self.begin_mail(from, to);
         self.send(&format!(
             "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n"
         ));

@@ -316,6 +316,24 @@ impl Server {
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.data().join("valised.db")).unwrap()
     }
+
+    /// The intruder makes the server keep no blob a letter names: a
+    /// trigger in its database voids every link, so every link answers
+    /// `missing` (until [`Server::keeps_blobs_again`]).
+    pub fn keeps_no_blob(&self) {
+        self.db()
+            .execute_batch(
+                "CREATE TRIGGER red_team_no_link BEFORE UPDATE OF linked_at_ms ON blobs
+                 BEGIN SELECT RAISE(IGNORE); END;",
+            )
+            .unwrap();
+    }
+
+    pub fn keeps_blobs_again(&self) {
+        self.db()
+            .execute_batch("DROP TRIGGER red_team_no_link")
+            .unwrap();
+    }
 }
 
 impl Drop for Server {
