@@ -607,7 +607,7 @@ impl Client {
         let target = self.check_export(letter_id, out)?;
         let mut partial = Partial::create(&target)?;
         let mut write = |_: &Home, plain: &[u8]| partial.write(plain);
-        let outcome = self.download(&attachment, index, &mut write).await;
+        let outcome = self.download(&attachment, index, &mut write).await?;
         match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
@@ -685,11 +685,16 @@ impl Client {
         self.engine.home.clear_attachment(letter_id, index)?;
         let mut pieces = Pieces::new(letter_id, index);
         let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
-        let outcome = self.download(&attachment, index, &mut write).await;
+        let outcome = self.download(&attachment, index, &mut write).await?;
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
             Ok(()) => {
-                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)?;
+                // Refused if another process cleared pieces meanwhile: what
+                // is left of them goes now, not at the next start.
+                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)
+                    .inspect_err(|_| {
+                        let _ = home.clear_attachment(letter_id, index);
+                    })?;
                 self.trim_cache(Some(letter_id)).map(drop)
             }
             Err(e) => {
@@ -742,20 +747,23 @@ impl Client {
     /// back for each part's write ([`Client::release_home`]): a large blob
     /// or a slow server does not keep other processes on the home (`valise`
     /// beside the bridge, the bridge beside `valise save`) waiting for the
-    /// whole download. It is held again when this returns.
+    /// whole download. It is held again when this returns `Ok`, whatever
+    /// the download's own outcome (the inner result); an outer error says
+    /// the home could not be taken back, so the caller must not touch it
+    /// (not even to raise an alert or clear a partial copy).
     async fn download(
         &mut self,
         a: &AttachmentRef,
         index: usize,
         write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Result<()>> {
         self.engine.release()?;
         let outcome = match self.session().await {
             Ok(()) => self.download_released(a, index, write).await,
             Err(e) => Err(e),
         };
-        let retaken = self.retake_home().await;
-        outcome.and(retaken.map(drop))
+        self.retake_home().await?;
+        Ok(outcome)
     }
 
     /// [`Client::download`] from the home released.
