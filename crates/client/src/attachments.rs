@@ -689,12 +689,7 @@ impl Client {
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
             Ok(()) => {
-                // Refused if another process cleared pieces meanwhile: what
-                // is left of them goes now, not at the next start.
-                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)
-                    .inspect_err(|_| {
-                        let _ = home.clear_attachment(letter_id, index);
-                    })?;
+                home.mark_attachment_cached(letter_id, index, pieces.bytes, now)?;
                 self.trim_cache(Some(letter_id)).map(drop)
             }
             Err(e) => {
