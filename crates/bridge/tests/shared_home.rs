@@ -313,3 +313,54 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     let want = format!("* {} EXISTS\r\n", 2 + FROM_BOB);
     assert!(selected.contains(&want), "{selected:?}");
 }
+
+/// Red team: a download waits for the network with the home released
+/// (the bridge's first FETCH of an attachment). A `valise sync` that ran
+/// meanwhile fetched a letter; the bridge took the home back inside the
+/// download and read its groups afresh, but never told its sessions, and
+/// IDLE did not show the letter (the bridge's own sync found nothing new).
+#[test]
+fn idle_shows_a_letter_valise_fetched_while_the_bridge_downloaded() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let file = server.dir.path().join("annex.bin");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    let annex = file.to_str().unwrap();
+    let args = [
+        "send",
+        "--to",
+        &alice.user,
+        "--subject",
+        "Annex",
+        "--body",
+        "See it.",
+    ];
+    bob.json(&[&args[..], &["--attach", annex]].concat());
+    alice.sync();
+    let password = support::init(&alice);
+    let bridge = Bridge::start(&alice, false);
+    let mut idle = bridge.login(&password);
+    idle.ok("SELECT INBOX");
+    idle.send("idle1 IDLE");
+    assert!(idle.response().starts_with("+ "));
+    let mut fetcher = bridge.login(&password);
+    fetcher.ok("EXAMINE INBOX");
+
+    // The FETCH's download waits on a stalled server with the home
+    // released; `valise sync` takes it and fetches bob's letter.
+    freeze_between_steps(&bridge, &alice.home);
+    bob.send_to(&["alice"], "News", "Fetched by valise.");
+    server.pause();
+    fetcher.send("f1 UID FETCH 1 BODY.PEEK[]");
+    bridge.signal("CONT");
+    std::thread::sleep(Duration::from_secs(1));
+    let sync = alice.spawn_json(&["sync"]);
+    std::thread::sleep(Duration::from_secs(1));
+    server.resume();
+    let report = finished(sync, "sync");
+    let answer = fetcher.until("f1 ");
+    assert!(answer.last().unwrap().starts_with("f1 OK"), "{answer:#?}");
+    assert_eq!(report["new_letters"], 1, "the bridge fetched it: {report}");
+    idle_until(&mut idle, 2);
+}

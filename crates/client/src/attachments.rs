@@ -757,7 +757,7 @@ impl Client {
             Ok(()) => self.download_released(a, index, write).await,
             Err(e) => Err(e),
         };
-        self.retake_home().await?;
+        self.retake_within().await?;
         Ok(outcome)
     }
 
@@ -837,7 +837,7 @@ impl Client {
         done: u64,
         total: u64,
     ) -> Result<()> {
-        self.retake_home().await?;
+        self.retake_within().await?;
         self.engine
             .home
             .transaction(|| write(&self.engine.home, plain))?;
