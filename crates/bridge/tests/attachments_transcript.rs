@@ -687,3 +687,46 @@ fn an_eviction_while_a_download_waits_leaves_the_fetch_whole() {
         assert_eq!(mail.attachment(i as u32).unwrap().contents(), &bytes[..]);
     }
 }
+
+/// Red team: a download takes the home back for each part it writes and
+/// releases it between. A second bridge on the home cached an attachment
+/// meanwhile and trimmed the cache, taking the first download's pieces
+/// for those of one a crash cut off: it cleared them, and the first
+/// bridge's FETCH answered NO.
+#[test]
+fn another_processs_trim_leaves_a_download_in_progress_alone() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    for (seed, len) in [(1u8, 16_000_000u32), (2, 100_000)] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_mul(41) ^ (i >> 13)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    let password = support::init(&bob);
+    let first = Bridge::start_with(&bob, false, &["--stream-over", "100000000"]);
+    let second = Bridge::start(&bob, false);
+    let mut large = first.login(&password);
+    let mut small = second.login(&password);
+    large.ok("EXAMINE INBOX");
+    small.ok("EXAMINE INBOX");
+    large.send("l1 UID FETCH 1 BODY.PEEK[]");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    small.ok("UID FETCH 2 BODY.PEEK[]");
+    let answer = large.until("l1 ");
+    assert!(
+        answer.last().unwrap().starts_with("l1 OK"),
+        "{:?}",
+        answer.last()
+    );
+    let whole = literal(&answer[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[0][..]);
+}

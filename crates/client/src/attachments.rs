@@ -677,6 +677,11 @@ impl Client {
     /// reads them all in the same step, nor those of a letter
     /// [held](Self::hold_cached) by a read that spans several steps.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        if let Some((letter, idx)) = self.downloading.take()
+            && !self.engine.home.attachment_cached(letter, idx)?
+        {
+            self.engine.home.clear_attachment(letter, idx)?;
+        }
         let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
             return self.engine.home.touch_attachment(letter_id, index, now);
@@ -685,7 +690,9 @@ impl Client {
         self.engine.home.clear_attachment(letter_id, index)?;
         let mut pieces = Pieces::new(letter_id, index);
         let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
+        self.downloading = Some((letter_id, index));
         let outcome = self.download(&attachment, index, &mut write).await?;
+        self.downloading = None;
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
             Ok(()) => {
@@ -711,6 +718,7 @@ impl Client {
     /// been lowered, a download cut off by a crash left pieces): for a
     /// front end to run when it starts.
     pub fn trim_attachment_cache(&self) -> Result<Trimmed> {
+        self.engine.home.clear_unfinished_attachments()?;
         self.trim_cache(None)
     }
 

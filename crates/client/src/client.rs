@@ -58,6 +58,11 @@ pub struct Client {
     /// [`Client::try_retake_home`] says [`Retake::Changed`], so a front end
     /// still learns of it (the bridge tells its sessions).
     pub(crate) changed_unseen: bool,
+    /// The attachment [`Client::cache_attachment`] is downloading. Still
+    /// set as the next begins, that one was cut off (its future dropped:
+    /// the bridge's session went): its pieces go then, since no other
+    /// process can tell them from those of a download in progress.
+    pub(crate) downloading: Option<(i64, usize)>,
 }
 
 /// What `enroll` needs besides the home.
@@ -109,6 +114,7 @@ impl Client {
             draft_retries: Default::default(),
             cache_holds: Default::default(),
             changed_unseen: false,
+            downloading: None,
         }
     }
 
