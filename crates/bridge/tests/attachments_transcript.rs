@@ -628,3 +628,105 @@ fn another_sessions_fetch_never_evicts_a_literal_being_streamed() {
     let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
     assert_eq!(mail.attachment(0).unwrap().contents(), &sent[0][..]);
 }
+
+/// Red team: a download waits for the network with the home released, so
+/// another process on the home works meanwhile. A FETCH that covers both
+/// attachments of a letter found the first cached and waited for the
+/// second (the server stalled, SIGSTOP): a second bridge on the home,
+/// started meanwhile with a lower budget, trimmed the cache and evicted
+/// the first; the FETCH then answered OK without the letter's body.
+#[test]
+fn an_eviction_while_a_download_waits_leaves_the_fetch_whole() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    let mut paths = Vec::new();
+    for seed in [1u8, 2] {
+        let bytes: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(37) ^ (i >> 5)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        paths.push(path);
+        sent.push(bytes);
+    }
+    send_with(&alice, &bob, "Two", &[&paths[0], &paths[1]]);
+    bob.sync();
+    let password = support::init(&bob);
+    let bridge = Bridge::start(&bob, false);
+    let mut imap = bridge.login(&password);
+    imap.ok("EXAMINE INBOX");
+    // The first attachment alone: cached.
+    imap.ok("UID FETCH 1 BODY.PEEK[2]");
+
+    server.pause();
+    imap.send("w1 UID FETCH 1 BODY.PEEK[]");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Another bridge on the home, with no room for any attachment, trims
+    // the cache as it starts.
+    std::fs::write(
+        bob.home.join("settings.json"),
+        r#"{"attachment_cache_mib": 0}"#,
+    )
+    .unwrap();
+    let other = Bridge::start(&bob, false);
+    other.stop();
+    server.resume();
+
+    let answer = imap.until("w1 ");
+    assert!(answer.last().unwrap().starts_with("w1 OK"), "{answer:#?}");
+    assert!(
+        answer[0].contains("BODY[]"),
+        "served without its body: {answer:#?}"
+    );
+    let whole = literal(&answer[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    for (i, bytes) in sent.iter().enumerate() {
+        assert_eq!(mail.attachment(i as u32).unwrap().contents(), &bytes[..]);
+    }
+}
+
+/// Red team: a download takes the home back for each part it writes and
+/// releases it between. A second bridge on the home cached an attachment
+/// meanwhile and trimmed the cache, taking the first download's pieces
+/// for those of one a crash cut off: it cleared them, and the first
+/// bridge's FETCH answered NO.
+#[test]
+fn another_processs_trim_leaves_a_download_in_progress_alone() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let dir = server.dir.path();
+    let mut sent = Vec::new();
+    for (seed, len) in [(1u8, 16_000_000u32), (2, 100_000)] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_mul(41) ^ (i >> 13)) as u8 ^ seed)
+            .collect();
+        let path = dir.join(format!("{seed}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
+        sent.push(bytes);
+    }
+    bob.sync();
+    let password = support::init(&bob);
+    let first = Bridge::start_with(&bob, false, &["--stream-over", "100000000"]);
+    let second = Bridge::start(&bob, false);
+    let mut large = first.login(&password);
+    let mut small = second.login(&password);
+    large.ok("EXAMINE INBOX");
+    small.ok("EXAMINE INBOX");
+    large.send("l1 UID FETCH 1 BODY.PEEK[]");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    small.ok("UID FETCH 2 BODY.PEEK[]");
+    let answer = large.until("l1 ");
+    assert!(
+        answer.last().unwrap().starts_with("l1 OK"),
+        "{:?}",
+        answer.last()
+    );
+    let whole = literal(&answer[0]);
+    let mail = mail_parser::MessageParser::default().parse(&whole).unwrap();
+    assert_eq!(mail.attachment(0).unwrap().contents(), &sent[0][..]);
+}

@@ -313,3 +313,52 @@ fn valise_commands_work_on_the_home_the_bridge_serves() {
     let want = format!("* {} EXISTS\r\n", 2 + FROM_BOB);
     assert!(selected.contains(&want), "{selected:?}");
 }
+
+/// Red team: a download holds the home only to write each part (the
+/// bridge's first FETCH of an attachment). A `valise sync` that ran
+/// between two parts fetched a letter; the bridge took the home back
+/// inside the download and read its groups afresh, but never told its
+/// sessions, and IDLE did not show the letter (the bridge's own sync,
+/// waiting for the FETCH's step, found nothing new after it).
+#[test]
+fn idle_shows_a_letter_valise_fetched_while_the_bridge_downloaded() {
+    let server = Server::start();
+    let alice = server.device("alice");
+    let bob = server.device("bob");
+    let file = server.dir.path().join("annex.bin");
+    // Long enough to download (seconds) for bob to write and valise to
+    // sync meanwhile.
+    let bytes: Vec<u8> = (0..24_000_000u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+    std::fs::write(&file, bytes).unwrap();
+    let annex = file.to_str().unwrap();
+    let args = [
+        "send",
+        "--to",
+        &alice.user,
+        "--subject",
+        "Annex",
+        "--body",
+        "See it.",
+    ];
+    bob.json(&[&args[..], &["--attach", annex]].concat());
+    alice.sync();
+    let password = support::init(&alice);
+    let bridge = Bridge::start_with(&alice, false, &["--stream-over", "100000000"]);
+    let mut idle = bridge.login(&password);
+    idle.ok("SELECT INBOX");
+    idle.send("idle1 IDLE");
+    assert!(idle.response().starts_with("+ "));
+    let mut fetcher = bridge.login(&password);
+    fetcher.ok("EXAMINE INBOX");
+
+    // The FETCH's step keeps the bridge's own sync waiting; `valise sync`
+    // takes the home between two parts and fetches bob's letter.
+    fetcher.send("f1 UID FETCH 1 BODY.PEEK[2]");
+    std::thread::sleep(Duration::from_millis(300));
+    bob.send_to(&["alice"], "News", "Fetched by valise.");
+    let report = finished(alice.spawn_json(&["sync"]), "sync");
+    let answer = fetcher.until("f1 ");
+    assert!(answer.last().unwrap().starts_with("f1 OK"), "{answer:#?}");
+    assert_eq!(report["new_letters"], 1, "the bridge fetched it: {report}");
+    idle_until(&mut idle, 2);
+}

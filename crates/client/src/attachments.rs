@@ -607,7 +607,7 @@ impl Client {
         let target = self.check_export(letter_id, out)?;
         let mut partial = Partial::create(&target)?;
         let mut write = |_: &Home, plain: &[u8]| partial.write(plain);
-        let outcome = self.download(&attachment, index, &mut write).await;
+        let outcome = self.download(&attachment, index, &mut write).await?;
         match outcome.and_then(|()| export(partial, &target)) {
             Ok(()) => {
                 // A restricted file never stays out without its label and
@@ -677,6 +677,11 @@ impl Client {
     /// reads them all in the same step, nor those of a letter
     /// [held](Self::hold_cached) by a read that spans several steps.
     pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+        if let Some((letter, idx)) = self.downloading.take()
+            && !self.engine.home.attachment_cached(letter, idx)?
+        {
+            self.engine.home.clear_attachment(letter, idx)?;
+        }
         let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
             return self.engine.home.touch_attachment(letter_id, index, now);
@@ -685,7 +690,9 @@ impl Client {
         self.engine.home.clear_attachment(letter_id, index)?;
         let mut pieces = Pieces::new(letter_id, index);
         let mut write = |home: &Home, plain: &[u8]| pieces.push(home, plain);
-        let outcome = self.download(&attachment, index, &mut write).await;
+        self.downloading = Some((letter_id, index));
+        let outcome = self.download(&attachment, index, &mut write).await?;
+        self.downloading = None;
         let home = &self.engine.home;
         match outcome.and_then(|()| pieces.finish(home)) {
             Ok(()) => {
@@ -711,6 +718,7 @@ impl Client {
     /// been lowered, a download cut off by a crash left pieces): for a
     /// front end to run when it starts.
     pub fn trim_attachment_cache(&self) -> Result<Trimmed> {
+        self.engine.home.clear_unfinished_attachments()?;
         self.trim_cache(None)
     }
 
@@ -742,20 +750,23 @@ impl Client {
     /// back for each part's write ([`Client::release_home`]): a large blob
     /// or a slow server does not keep other processes on the home (`valise`
     /// beside the bridge, the bridge beside `valise save`) waiting for the
-    /// whole download. It is held again when this returns.
+    /// whole download. It is held again when this returns `Ok`, whatever
+    /// the download's own outcome (the inner result); an outer error says
+    /// the home could not be taken back, so the caller must not touch it
+    /// (not even to raise an alert or clear a partial copy).
     async fn download(
         &mut self,
         a: &AttachmentRef,
         index: usize,
         write: &mut dyn FnMut(&Home, &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Result<()>> {
         self.engine.release()?;
         let outcome = match self.session().await {
             Ok(()) => self.download_released(a, index, write).await,
             Err(e) => Err(e),
         };
-        let retaken = self.retake_home().await;
-        outcome.and(retaken.map(drop))
+        self.retake_within().await?;
+        Ok(outcome)
     }
 
     /// [`Client::download`] from the home released.
@@ -834,7 +845,7 @@ impl Client {
         done: u64,
         total: u64,
     ) -> Result<()> {
-        self.retake_home().await?;
+        self.retake_within().await?;
         self.engine
             .home
             .transaction(|| write(&self.engine.home, plain))?;

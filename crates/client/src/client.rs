@@ -53,6 +53,16 @@ pub struct Client {
     pub(crate) draft_retries: crate::draft_retry::DraftRetries,
     /// Letters whose cached attachments a front end still reads.
     pub(crate) cache_holds: crate::cache_holds::Holds,
+    /// Another process wrote while an operation had the home released and
+    /// took it back itself ([`Client::retake_within`]): the caller's next
+    /// [`Client::try_retake_home`] says [`Retake::Changed`], so a front end
+    /// still learns of it (the bridge tells its sessions).
+    pub(crate) changed_unseen: bool,
+    /// The attachment [`Client::cache_attachment`] is downloading. Still
+    /// set as the next begins, that one was cut off (its future dropped:
+    /// the bridge's session went): its pieces go then, since no other
+    /// process can tell them from those of a download in progress.
+    pub(crate) downloading: Option<(i64, usize)>,
 }
 
 /// What `enroll` needs besides the home.
@@ -103,6 +113,8 @@ impl Client {
             progress: None,
             draft_retries: Default::default(),
             cache_holds: Default::default(),
+            changed_unseen: false,
+            downloading: None,
         }
     }
 
@@ -208,7 +220,21 @@ impl Client {
     /// ([`Retake::Busy`]: try again later); what another process wrote
     /// meanwhile is read afresh.
     pub fn try_retake_home(&mut self) -> Result<Retake> {
-        self.engine.try_retake()
+        Ok(match self.engine.try_retake()? {
+            Retake::Busy => Retake::Busy,
+            _ if std::mem::take(&mut self.changed_unseen) => Retake::Changed,
+            found => found,
+        })
+    }
+
+    /// Takes the home back inside an operation that released it (a
+    /// download waiting for the network); a change by another process
+    /// meanwhile is kept for the caller's next retake to report.
+    pub(crate) async fn retake_within(&mut self) -> Result<()> {
+        if self.retake_home().await? == Retake::Changed {
+            self.changed_unseen = true;
+        }
+        Ok(())
     }
 
     /// Takes the home back, waiting for the process that uses it (polled:

@@ -430,18 +430,40 @@ async fn cache_covered(
         .collect();
     needed.sort_unstable();
     needed.dedup();
-    for index in needed {
-        if let Err(e) = client.cache_attachment(letter, index).await {
-            tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
-            return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
-                "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
-            } else {
-                "[UNAVAILABLE] an attachment cannot be downloaded now; try again"
-            });
+    // A download waits for the network with the home released
+    // (`Client::cache_attachment`): another process on the home (a second
+    // bridge trimming to its budget) may meanwhile evict one cached before
+    // it. So the answer is made only after a pass that downloaded nothing,
+    // which finds them all there with the home held throughout.
+    for _ in 0..COVER_PASSES {
+        let mut downloaded = false;
+        for &index in &needed {
+            downloaded |= !client
+                .home()
+                .attachment_cached(letter, index)
+                .unwrap_or(false);
+            if let Err(e) = client.cache_attachment(letter, index).await {
+                tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
+                return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
+                    "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
+                } else {
+                    UNAVAILABLE
+                });
+            }
+        }
+        if !downloaded {
+            return None;
         }
     }
-    None
+    tracing::warn!("imap fetch: attachments evicted by another process as fast as downloaded");
+    Some(UNAVAILABLE)
 }
+
+/// Passes of [`cache_covered`] before it gives up: each evicted by
+/// another process while the next downloaded.
+const COVER_PASSES: usize = 3;
+
+const UNAVAILABLE: &str = "[UNAVAILABLE] an attachment cannot be downloaded now; try again";
 
 /// What an item names of the mail, if it names bytes.
 fn wanted(mail: &Mail, name: &MessageDataItemName<'_>) -> Option<Wanted> {

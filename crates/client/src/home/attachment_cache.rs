@@ -33,7 +33,8 @@ const CACHED_BYTES: &str = "SELECT COALESCE(SUM(bytes), 0) FROM attachment_cache
 const EVICTABLE: &str =
     "SELECT letter, idx, bytes FROM attachment_cached ORDER BY read_at_ms, letter, idx";
 /// Pieces of a download that never finished (cut off by a crash): no
-/// cached row names them, and none ever will.
+/// cached row names them, and none ever will. Only while no other process
+/// may be downloading: theirs, in progress, look the same.
 const UNFINISHED: &str = "DELETE FROM attachment_pieces WHERE NOT EXISTS (
      SELECT 1 FROM attachment_cached c
      WHERE c.letter = attachment_pieces.letter AND c.idx = attachment_pieces.idx)";
@@ -135,14 +136,21 @@ impl Home {
         Ok(())
     }
 
-    /// Brings the cache within `budget` bytes of plaintext: forgets the
-    /// pieces of downloads that never finished, then evicts whole
+    /// Forgets the pieces of downloads that never finished (a crash cut
+    /// them off). Only as a front end starts: a download releases the home
+    /// between its parts, and another process's trim would otherwise clear
+    /// the pieces it has written so far.
+    pub fn clear_unfinished_attachments(&self) -> Result<()> {
+        self.conn.execute(UNFINISHED, [])?;
+        Ok(())
+    }
+
+    /// Brings the cache within `budget` bytes of plaintext: evicts whole
     /// attachments, least recently read first, never one of the letters
     /// `keep` (those being served, whose attachments a request may need
     /// all at once, even past the budget).
     pub fn trim_attachment_cache(&self, budget: u64, keep: &[i64]) -> Result<Trimmed> {
         self.transaction(|| {
-            self.conn.execute(UNFINISHED, [])?;
             let total: i64 = self.conn.query_row(CACHED_BYTES, [], |r| r.get(0))?;
             let mut trimmed = Trimmed {
                 evicted: 0,
@@ -300,7 +308,8 @@ mod tests {
     }
 
     /// The pieces of a download a crash cut off (never marked cached, never
-    /// read) are forgotten by the next trim.
+    /// read) are forgotten when a front end starts, not by a trim (they
+    /// may be another process's download in progress).
     #[test]
     fn pieces_of_an_unfinished_download_are_forgotten() {
         let home = Home::in_memory().unwrap();
@@ -310,6 +319,8 @@ mod tests {
         assert_eq!(pieces(&home), 2);
         let kept = home.trim_attachment_cache(u64::MAX, &[]).unwrap();
         assert_eq!(kept.kept_bytes, PIECE);
+        assert_eq!(pieces(&home), 2, "a trim leaves them");
+        home.clear_unfinished_attachments().unwrap();
         assert_eq!(pieces(&home), 1);
         assert!(home.attachment_cached(6, 1).unwrap());
     }
