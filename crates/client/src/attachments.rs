@@ -676,7 +676,9 @@ impl Client {
     /// are never evicted here, so a request that covers several of them
     /// reads them all in the same step, nor those of a letter
     /// [held](Self::hold_cached) by a read that spans several steps.
-    pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<()> {
+    ///
+    /// True if it was downloaded now, false if it was cached already.
+    pub async fn cache_attachment(&mut self, letter_id: i64, index: usize) -> Result<bool> {
         if let Some((letter, idx)) = self.downloading.take()
             && !self.engine.home.attachment_cached(letter, idx)?
         {
@@ -684,7 +686,8 @@ impl Client {
         }
         let now = self.engine.now_ms();
         if self.engine.home.attachment_cached(letter_id, index)? {
-            return self.engine.home.touch_attachment(letter_id, index, now);
+            self.engine.home.touch_attachment(letter_id, index, now)?;
+            return Ok(false);
         }
         let (letter, attachment) = self.attachment_of(letter_id, index)?;
         self.engine.home.clear_attachment(letter_id, index)?;
@@ -697,7 +700,8 @@ impl Client {
         match outcome.and_then(|()| pieces.finish(home)) {
             Ok(()) => {
                 home.mark_attachment_cached(letter_id, index, pieces.bytes, now)?;
-                self.trim_cache(Some(letter_id)).map(drop)
+                self.trim_cache(Some(letter_id))?;
+                Ok(true)
             }
             Err(e) => {
                 home.clear_attachment(letter_id, index)?;

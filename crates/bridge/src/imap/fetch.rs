@@ -438,17 +438,16 @@ async fn cache_covered(
     for _ in 0..COVER_PASSES {
         let mut downloaded = false;
         for &index in &needed {
-            downloaded |= !client
-                .home()
-                .attachment_cached(letter, index)
-                .unwrap_or(false);
-            if let Err(e) = client.cache_attachment(letter, index).await {
-                tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
-                return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
-                    "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
-                } else {
-                    UNAVAILABLE
-                });
+            match client.cache_attachment(letter, index).await {
+                Ok(now) => downloaded |= now,
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "imap fetch: attachment {index}: {e}");
+                    return Some(if matches!(e, valise_client::ClientError::Attachment(_)) {
+                        "[ALERT] an attachment failed its checks and is not served (see valise alerts)"
+                    } else {
+                        UNAVAILABLE
+                    });
+                }
             }
         }
         if !downloaded {
