@@ -17,6 +17,38 @@ use support::{Bridge, Smtp};
 
 const CANARY: &str = "Canary annex 5d1e";
 
+/// A file of `len` bytes in `dir`, its bytes told apart by `seed`.
+fn annex(dir: &Path, name: &str, len: u32, seed: u8) -> (PathBuf, Vec<u8>) {
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8 ^ seed)
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+/// Alice sends bob one letter per file ("Annex 1", "Annex 2", ...) of
+/// these lengths; their bytes, in order.
+fn annexes_one_per_letter(alice: &Device, bob: &Device, dir: &Path, lens: &[u32]) -> Vec<Vec<u8>> {
+    (1u8..)
+        .zip(lens)
+        .map(|(seed, &len)| {
+            let (path, bytes) = annex(dir, &format!("{seed}.bin"), len, seed);
+            send_with(alice, bob, &format!("Annex {seed}"), &[&path]);
+            bytes
+        })
+        .collect()
+}
+
+/// Bob's attachment cache gets a budget of `mib` MiB.
+fn cache_budget_mib(bob: &Device, mib: u32) {
+    std::fs::write(
+        bob.home.join("settings.json"),
+        format!(r#"{{"attachment_cache_mib": {mib}}}"#),
+    )
+    .unwrap();
+}
+
 /// `from` sends `to` a letter with these files.
 fn send_with(from: &Device, to: &Device, subject: &str, files: &[&Path]) {
     let mut args = vec![
@@ -474,24 +506,13 @@ fn the_attachment_cache_keeps_to_its_budget() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let file = |name: &str, seed: u8| {
-        let bytes: Vec<u8> = (0..700_000u32)
-            .map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8 ^ seed)
-            .collect();
-        std::fs::write(dir.join(name), &bytes).unwrap();
-        (dir.join(name), bytes)
-    };
-    let (a, a_bytes) = file("a.bin", 1);
-    let (b, b_bytes) = file("b.bin", 2);
-    let (c, c_bytes) = file("c.bin", 3);
+    let (a, a_bytes) = annex(dir, "a.bin", 700_000, 1);
+    let (b, b_bytes) = annex(dir, "b.bin", 700_000, 2);
+    let (c, c_bytes) = annex(dir, "c.bin", 700_000, 3);
     send_with(&alice, &bob, "Two", &[&a, &b]);
     send_with(&alice, &bob, "One", &[&c]);
     bob.sync();
-    std::fs::write(
-        bob.home.join("settings.json"),
-        r#"{"attachment_cache_mib": 1}"#,
-    )
-    .unwrap();
+    cache_budget_mib(&bob, 1);
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
     let mut imap = bridge.login(&password);
@@ -544,22 +565,9 @@ fn a_fetch_of_letters_past_the_budget_streams_each_whole() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let mut sent = Vec::new();
-    for seed in [1u8, 2] {
-        let bytes: Vec<u8> = (0..700_000u32)
-            .map(|i| (i.wrapping_mul(29) ^ (i >> 7)) as u8 ^ seed)
-            .collect();
-        let path = dir.join(format!("{seed}.bin"));
-        std::fs::write(&path, &bytes).unwrap();
-        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
-        sent.push(bytes);
-    }
+    let sent = annexes_one_per_letter(&alice, &bob, dir, &[700_000, 700_000]);
     bob.sync();
-    std::fs::write(
-        bob.home.join("settings.json"),
-        r#"{"attachment_cache_mib": 1}"#,
-    )
-    .unwrap();
+    cache_budget_mib(&bob, 1);
     let password = support::init(&bob);
     let bridge = Bridge::start_with(&bob, false, &["--stream-over", "1000"]);
     let mut imap = bridge.login(&password);
@@ -591,24 +599,11 @@ fn another_sessions_fetch_never_evicts_a_literal_being_streamed() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let mut sent = Vec::new();
     // The first literal (8 MiB) is more than the loopback connection
     // holds unread: the bridge is mid-literal while the other session runs.
-    for (seed, len) in [(1u8, 6_000_000u32), (2, 700_000)] {
-        let bytes: Vec<u8> = (0..len)
-            .map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8 ^ seed)
-            .collect();
-        let path = dir.join(format!("{seed}.bin"));
-        std::fs::write(&path, &bytes).unwrap();
-        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
-        sent.push(bytes);
-    }
+    let sent = annexes_one_per_letter(&alice, &bob, dir, &[6_000_000, 700_000]);
     bob.sync();
-    std::fs::write(
-        bob.home.join("settings.json"),
-        r#"{"attachment_cache_mib": 1}"#,
-    )
-    .unwrap();
+    cache_budget_mib(&bob, 1);
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
     let mut first = bridge.login(&password);
@@ -641,18 +636,10 @@ fn an_eviction_while_a_download_waits_leaves_the_fetch_whole() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let mut sent = Vec::new();
-    let mut paths = Vec::new();
-    for seed in [1u8, 2] {
-        let bytes: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(37) ^ (i >> 5)) as u8 ^ seed)
-            .collect();
-        let path = dir.join(format!("{seed}.bin"));
-        std::fs::write(&path, &bytes).unwrap();
-        paths.push(path);
-        sent.push(bytes);
-    }
-    send_with(&alice, &bob, "Two", &[&paths[0], &paths[1]]);
+    let (first_path, first) = annex(dir, "1.bin", 300_000, 1);
+    let (second_path, second) = annex(dir, "2.bin", 300_000, 2);
+    let sent = [first, second];
+    send_with(&alice, &bob, "Two", &[&first_path, &second_path]);
     bob.sync();
     let password = support::init(&bob);
     let bridge = Bridge::start(&bob, false);
@@ -666,11 +653,7 @@ fn an_eviction_while_a_download_waits_leaves_the_fetch_whole() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     // Another bridge on the home, with no room for any attachment, trims
     // the cache as it starts.
-    std::fs::write(
-        bob.home.join("settings.json"),
-        r#"{"attachment_cache_mib": 0}"#,
-    )
-    .unwrap();
+    cache_budget_mib(&bob, 0);
     let other = Bridge::start(&bob, false);
     other.stop();
     server.resume();
@@ -699,16 +682,7 @@ fn another_processs_trim_leaves_a_download_in_progress_alone() {
     let alice = server.device("alice");
     let bob = server.device("bob");
     let dir = server.dir.path();
-    let mut sent = Vec::new();
-    for (seed, len) in [(1u8, 16_000_000u32), (2, 100_000)] {
-        let bytes: Vec<u8> = (0..len)
-            .map(|i| (i.wrapping_mul(41) ^ (i >> 13)) as u8 ^ seed)
-            .collect();
-        let path = dir.join(format!("{seed}.bin"));
-        std::fs::write(&path, &bytes).unwrap();
-        send_with(&alice, &bob, &format!("Annex {seed}"), &[&path]);
-        sent.push(bytes);
-    }
+    let sent = annexes_one_per_letter(&alice, &bob, dir, &[16_000_000, 100_000]);
     bob.sync();
     let password = support::init(&bob);
     let first = Bridge::start_with(&bob, false, &["--stream-over", "100000000"]);
