@@ -9,7 +9,7 @@ mod common;
 mod support;
 
 use base64::Engine as _;
-use common::Server;
+use common::{Device, Server};
 use std::io::{BufRead, Write};
 use support::{Bridge, Smtp};
 
@@ -294,12 +294,11 @@ fn a_retried_mail_with_a_file_is_one_letter() {
     // Any draft left behind would go now.
     bob.sync();
     alice.sync();
-    let copies = alice
-        .subjects()
-        .iter()
-        .filter(|s| *s == "With a file")
-        .count();
-    assert_eq!(copies, 1, "a retried mail is one letter");
+    assert_eq!(
+        copies(&alice, "With a file"),
+        1,
+        "a retried mail is one letter"
+    );
 }
 
 /// A mail client's Forward of a marked letter keeps its `[LABEL]` subject
@@ -379,29 +378,16 @@ fn a_mail_whose_blobs_the_server_will_not_keep_waits_and_then_goes_once() {
     assert!(blobs <= 3, "{blobs} uploads of one file in 4 s");
 
     server.keeps_blobs_again();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    within_a_minute("the mail that waited never went", || {
         alice.sync();
-        if alice.subjects().iter().any(|s| s == "Unkept file") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the mail that waited never went"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+        alice.subjects().iter().any(|s| s == "Unkept file")
+    });
     smtp.send("QUIT\r\n");
     assert!(smtp.reply().starts_with("221 "));
     bridge.stop();
     bob.sync();
     alice.sync();
-    let copies = alice
-        .subjects()
-        .iter()
-        .filter(|s| *s == "Unkept file")
-        .count();
-    assert_eq!(copies, 1);
+    assert_eq!(copies(&alice, "Unkept file"), 1);
 }
 
 /// Red team (issue 11, drafts): the mail client was told 451, "kept in
@@ -447,18 +433,28 @@ fn a_waiting_mail_refused_for_good_later_is_not_dropped_silently() {
     server.stop();
     server.restart_with(&["--max-blob-mib", "1"]);
     // The bridge tries again after its wait (5 s) and is refused for good.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while bob.json(&["outbox"]) != serde_json::json!([]) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the bridge never tried the draft again"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    within_a_minute("the bridge never tried the draft again", || {
+        bob.json(&["outbox"]) == serde_json::json!([])
+    });
 
     let details = bob.alert_details("letter_not_sent");
     assert_eq!(details.len(), 1, "the dropped letter was not told of");
     assert!(!details[0].contains("Refused later"), "{details:?}");
     alice.sync();
     assert!(!alice.subjects().iter().any(|s| s == "Refused later"));
+}
+
+/// How many of `reader`'s letters are titled `subject`.
+fn copies(reader: &Device, subject: &str) -> usize {
+    reader.subjects().iter().filter(|s| *s == subject).count()
+}
+
+/// Checks `done` every 300 ms until it holds; fails with `why` after a
+/// minute.
+fn within_a_minute(why: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }
